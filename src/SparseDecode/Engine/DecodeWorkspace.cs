@@ -1,0 +1,58 @@
+using SparseDecode.Attention;
+using SparseDecode.Cache;
+using SparseDecode.Selection;
+
+namespace SparseDecode.Engine;
+
+/// <summary>Every buffer one sequence's decode step needs, allocated once so that a step allocates nothing.</summary>
+public sealed class DecodeWorkspace
+{
+    private readonly float[][] _headScratch;
+    private float[] _observer = [];
+
+    public float[] X { get; }
+    public float[] Xn { get; }
+    public float[] Q { get; }
+    public float[] K { get; }
+    public float[] V { get; }
+    public float[] Att { get; }
+    public float[] Gate { get; }
+    public float[] Up { get; }
+    public float[] Logits { get; }
+    public LayerSelection Selection { get; }
+    public CpuSelectionBackend Backend { get; }
+
+    public DecodeWorkspace(Transformer model, KvCache cache, SelectionGranularity granularity = SelectionGranularity.QueryHead)
+    {
+        var c = model.Config;
+        X = new float[c.HiddenSize];
+        Xn = new float[c.HiddenSize];
+        Q = new float[c.QDim];
+        K = new float[c.KvDim];
+        V = new float[c.KvDim];
+        Att = new float[c.QDim];
+        Gate = new float[c.IntermediateSize];
+        Up = new float[c.IntermediateSize];
+        Logits = new float[c.VocabSize];
+        int heads = granularity == SelectionGranularity.QueryHead ? c.NumHeads : c.NumKvHeads;
+        Selection = new LayerSelection(heads, cache.Capacity, granularity);
+        Backend = new CpuSelectionBackend(cache, c.NumHeads, model.AttentionScale);
+        _headScratch = new float[c.NumHeads][];
+        for (int h = 0; h < c.NumHeads; h++) _headScratch[h] = new float[Math.Min(cache.Capacity, 4096)];
+    }
+
+    /// <summary>Grows per-head scratch to hold n scores (amortised doubling, so it happens a few times a sequence).</summary>
+    public void EnsureContext(int n)
+    {
+        for (int h = 0; h < _headScratch.Length; h++)
+            if (_headScratch[h].Length < n) _headScratch[h] = new float[Math.Max(n, 2 * _headScratch[h].Length)];
+    }
+
+    public Span<float> HeadScratch(int head) => _headScratch[head];
+
+    public Span<float> ObserverScratch(int n)
+    {
+        if (_observer.Length < n) _observer = new float[Math.Max(n, 2 * _observer.Length)];
+        return _observer;
+    }
+}

@@ -1,0 +1,114 @@
+using System.Buffers;
+using System.Runtime.Intrinsics;
+using SparseDecode.Model;
+
+namespace SparseDecode.Kernels;
+
+/// <summary>Linear layers y = W x (+ b) with W [rows, cols] in its stored type, f32 activations.
+/// Decode is a matrix-vector product bound by reading W once; prefill is a matrix-matrix product where each
+/// block of W is widened to f32 once and reused for every token, so W is read once per prefill.</summary>
+public static unsafe class MatMul
+{
+    private const int RowsPerTask = 64;
+
+    /// <summary>y[r] = W[r]·x (+ bias[r]) for all rows, parallel over row blocks.</summary>
+    public static void Vector(in TensorView w, ReadOnlySpan<float> x, Span<float> y, float[]? bias = null)
+    {
+        int rows = w.Rows, cols = w.Cols;
+        if (x.Length != cols || y.Length != rows) throw new ArgumentException($"matvec shape mismatch for {w.Name}.");
+        fixed (float* xp = x, yp = y)
+        {
+            var job = new VectorJob(w.Type, w.Data, xp, yp, cols, rows, bias);
+            int blocks = (rows + RowsPerTask - 1) / RowsPerTask;
+            if (blocks == 1) job.Run(0);
+            else Parallel.For(0, blocks, job.Run);
+        }
+    }
+
+    private readonly struct VectorJob(DType type, byte* w, float* x, float* y, int cols, int rows, float[]? bias)
+    {
+        public void Run(int block)
+        {
+            int start = block * RowsPerTask, end = Math.Min(rows, start + RowsPerTask);
+            long rowBytes = (long)cols * type.SizeInBytes();
+            for (int r = start; r < end; r++)
+                y[r] = Dot.Row(type, w + r * rowBytes, x, cols) + (bias is null ? 0f : bias[r]);
+        }
+    }
+
+    /// <summary>Y[t, r] = X[t]·W[r] (+ bias[r]): X is [tokens, cols], Y is [tokens, rows], both row-major f32.</summary>
+    public static void Matrix(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int tokens, float[]? bias = null)
+    {
+        int rows = w.Rows, cols = w.Cols;
+        if (x.Length < tokens * cols || y.Length < tokens * rows) throw new ArgumentException($"matmul shape mismatch for {w.Name}.");
+        if (tokens == 1)
+        {
+            Vector(w, x[..cols], y[..rows], bias);
+            return;
+        }
+        fixed (float* xp = x, yp = y)
+        {
+            var job = new MatrixJob(w.Type, w.Data, xp, yp, cols, rows, tokens, bias);
+            Parallel.For(0, (rows + MatrixJob.Block - 1) / MatrixJob.Block, job.Run);
+        }
+    }
+
+    private readonly struct MatrixJob(DType type, byte* w, float* x, float* y, int cols, int rows, int tokens, float[]? bias)
+    {
+        public const int Block = 16;
+
+        public void Run(int block)
+        {
+            int r0 = block * Block, r1 = Math.Min(rows, r0 + Block);
+            float[] buffer = ArrayPool<float>.Shared.Rent(Block * cols);
+            long rowBytes = (long)cols * type.SizeInBytes();
+            fixed (float* wf = buffer)
+            {
+                for (int rr = r0; rr < r1; rr++)
+                    Convert.ToSingle(type, w + rr * rowBytes, new Span<float>(wf + (long)(rr - r0) * cols, cols));
+                int r = r0;
+                for (; r + 4 <= r1; r += 4)
+                {
+                    float* w0 = wf + (long)(r - r0) * cols;
+                    for (int t = 0; t < tokens; t++)
+                    {
+                        float* xt = x + (long)t * cols;
+                        Dot4(w0, cols, xt, out float a, out float b, out float c, out float d);
+                        float* yt = y + (long)t * rows + r;
+                        yt[0] = a; yt[1] = b; yt[2] = c; yt[3] = d;
+                    }
+                }
+                for (; r < r1; r++)
+                {
+                    float* wr = wf + (long)(r - r0) * cols;
+                    for (int t = 0; t < tokens; t++) y[(long)t * rows + r] = Dot.F32(wr, x + (long)t * cols, cols);
+                }
+                if (bias is not null)
+                    for (int t = 0; t < tokens; t++)
+                        for (int rr = r0; rr < r1; rr++) y[(long)t * rows + rr] += bias[rr];
+            }
+            ArrayPool<float>.Shared.Return(buffer);
+        }
+
+        /// <summary>Four weight rows against one token: x is loaded once for four FMAs.</summary>
+        private static void Dot4(float* w, int cols, float* x, out float a, out float b, out float c, out float d)
+        {
+            int i = 0;
+            var s0 = Vector256<float>.Zero; var s1 = Vector256<float>.Zero;
+            var s2 = Vector256<float>.Zero; var s3 = Vector256<float>.Zero;
+            for (; i <= cols - 8; i += 8)
+            {
+                var xv = Vector256.Load(x + i);
+                s0 = Vector256.FusedMultiplyAdd(Vector256.Load(w + i), xv, s0);
+                s1 = Vector256.FusedMultiplyAdd(Vector256.Load(w + cols + i), xv, s1);
+                s2 = Vector256.FusedMultiplyAdd(Vector256.Load(w + 2 * cols + i), xv, s2);
+                s3 = Vector256.FusedMultiplyAdd(Vector256.Load(w + 3 * cols + i), xv, s3);
+            }
+            a = Vector256.Sum(s0); b = Vector256.Sum(s1); c = Vector256.Sum(s2); d = Vector256.Sum(s3);
+            for (; i < cols; i++)
+            {
+                a += w[i] * x[i]; b += w[cols + i] * x[i]; c += w[2 * cols + i] * x[i]; d += w[3 * cols + i] * x[i];
+            }
+        }
+    }
+}

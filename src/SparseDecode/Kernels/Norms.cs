@@ -1,0 +1,15 @@
+using System.Numerics.Tensors;
+
+namespace SparseDecode.Kernels;
+
+/// <summary>RMSNorm as Llama defines it: x / sqrt(mean(x²) + eps) * weight, statistics in f32.</summary>
+public static class Norms
+{
+    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> y)
+    {
+        float ss = TensorPrimitives.SumOfSquares(x);
+        float scale = 1f / MathF.Sqrt(ss / x.Length + eps);
+        TensorPrimitives.Multiply(x, scale, y);
+        TensorPrimitives.Multiply(y, weight, y);
+    }
+}

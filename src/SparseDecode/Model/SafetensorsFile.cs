@@ -1,0 +1,141 @@
+using System.IO.MemoryMappedFiles;
+using System.Text.Json;
+
+namespace SparseDecode.Model;
+
+/// <summary>One memory-mapped .safetensors file: an 8-byte header length, a JSON header naming each tensor's
+/// dtype, shape and byte range, then the data. Every number in the header is checked against the file before
+/// any byte is read, so a truncated or corrupt file is refused instead of read out of bounds.</summary>
+public sealed unsafe class SafetensorsFile : IDisposable
+{
+    private readonly MemoryMappedFile _map;
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly byte* _base;
+    private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+
+    private readonly record struct Entry(string DType, long[] Shape, long Begin, long End);
+
+    public string Path { get; }
+    public IEnumerable<string> TensorNames => _entries.Keys;
+
+    private SafetensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view)
+    {
+        Path = path;
+        _map = map;
+        _view = view;
+        byte* p = null;
+        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+        _base = p + _view.PointerOffset;
+    }
+
+    public static SafetensorsFile Open(string path)
+    {
+        if (!File.Exists(path)) throw new ModelFormatException($"{path}: file not found.");
+        long length = new FileInfo(path).Length;
+        if (length < 8) throw new ModelFormatException($"{path}: file is {length} bytes, too short for a safetensors header.");
+        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        var view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+        var file = new SafetensorsFile(path, map, view);
+        try
+        {
+            file.ParseHeader(length);
+            return file;
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    private void ParseHeader(long fileLength)
+    {
+        ulong headerLength = *(ulong*)_base;
+        if (headerLength > (ulong)(fileLength - 8))
+            throw new ModelFormatException($"{Path}: header length {headerLength} runs past the end of the {fileLength}-byte file.");
+        long dataStart = 8 + (long)headerLength;
+        long dataLength = fileLength - dataStart;
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(new ReadOnlyMemory<byte>(new ReadOnlySpan<byte>(_base + 8, (int)headerLength).ToArray()));
+        }
+        catch (JsonException e)
+        {
+            throw new ModelFormatException($"{Path}: the header is not valid JSON ({e.Message}).");
+        }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                throw new ModelFormatException($"{Path}: the header is not a JSON object.");
+            foreach (var prop in doc.RootElement.EnumerateObject())
+            {
+                if (prop.Name == "__metadata__") continue;
+                _entries[prop.Name] = ParseEntry(prop.Name, prop.Value, dataLength);
+            }
+        }
+        _dataStart = dataStart;
+    }
+
+    private long _dataStart;
+
+    private Entry ParseEntry(string name, JsonElement e, long dataLength)
+    {
+        try
+        {
+            string dtype = e.GetProperty("dtype").GetString() ?? "";
+            long[] shape = e.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray();
+            var offsets = e.GetProperty("data_offsets").EnumerateArray().Select(x => x.GetInt64()).ToArray();
+            if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || offsets[1] > dataLength)
+                throw new ModelFormatException($"{Path}: tensor '{name}' has data offsets [{string.Join(", ", offsets)}] outside the {dataLength}-byte data section (truncated file?).");
+            if (shape.Any(d => d < 0))
+                throw new ModelFormatException($"{Path}: tensor '{name}' has a negative dimension.");
+            int size = ElementSize(dtype);
+            if (size > 0)
+            {
+                long count = 1;
+                foreach (long d in shape) count = checked(count * d);
+                if (count * size != offsets[1] - offsets[0])
+                    throw new ModelFormatException($"{Path}: tensor '{name}' of shape [{string.Join(", ", shape)}] and dtype {dtype} needs {count * size} bytes but its data range holds {offsets[1] - offsets[0]}.");
+            }
+            return new Entry(dtype, shape, offsets[0], offsets[1]);
+        }
+        catch (Exception ex) when (ex is KeyNotFoundException or InvalidOperationException or FormatException or OverflowException)
+        {
+            throw new ModelFormatException($"{Path}: tensor '{name}' has a malformed header entry ({ex.Message}).");
+        }
+    }
+
+    private static int ElementSize(string dtype) => dtype switch
+    {
+        "F32" or "I32" or "U32" => 4,
+        "F16" or "BF16" or "I16" or "U16" => 2,
+        "F64" or "I64" or "U64" => 8,
+        "I8" or "U8" or "BOOL" or "F8_E4M3" or "F8_E5M2" => 1,
+        _ => 0,
+    };
+
+    public bool Contains(string name) => _entries.ContainsKey(name);
+
+    /// <summary>The tensor as stored; refuses element types the engine does not compute in.</summary>
+    public TensorView Get(string name)
+    {
+        if (!_entries.TryGetValue(name, out var e))
+            throw new ModelFormatException($"{Path}: tensor '{name}' is missing.");
+        DType type = e.DType switch
+        {
+            "F32" => DType.F32,
+            "F16" => DType.F16,
+            "BF16" => DType.BF16,
+            _ => throw new ModelFormatException($"{Path}: tensor '{name}' has dtype {e.DType}; only F32, F16 and BF16 are supported."),
+        };
+        return new TensorView(name, type, e.Shape, _base + _dataStart + e.Begin);
+    }
+
+    public void Dispose()
+    {
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _map.Dispose();
+    }
+}
