@@ -192,7 +192,7 @@ def main():
 
     os.makedirs(a.out, exist_ok=True)
     model.generation_config = GenerationConfig(bos_token_id=data.eot, eos_token_id=data.eot, pad_token_id=pad)
-    model.to(torch.bfloat16).save_pretrained(a.out, safe_serialization=True)
+    model.to(torch.bfloat16).save_pretrained(a.out)  # safetensors is the only format in transformers 5
     shutil.copy(os.path.join(a.data, "tokenizer.json"), a.out)
     with open(os.path.join(a.out, "tokenizer_config.json"), "w") as f:
         json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|endoftext|>",
