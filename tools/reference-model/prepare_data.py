@@ -70,6 +70,7 @@ def main():
     ap.add_argument("--max-mb", type=float, default=320)
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--heldout-per-mille", type=int, default=15)
+    ap.add_argument("--tokenizer", help="reuse this tokenizer.json instead of training one (to resume training)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     t0 = time.time()
@@ -79,13 +80,17 @@ def main():
     print(f"corpus: {len(docs)} files, {sum(map(len, train)) / 1e6:.1f} MB train, "
           f"{sum(map(len, held)) / 1e6:.1f} MB held-out ({time.time() - t0:.0f}s)", flush=True)
 
-    rng = np.random.default_rng(0)
-    sample = [train[i] for i in rng.permutation(len(train))[: max(1, len(train) // 4)]]
-    tok = build_tokenizer(sample, a.vocab)
-    # Like Llama-3: encoding with special tokens prepends the begin-of-text token the model was trained with.
-    eot = tok.token_to_id("<|endoftext|>")
-    tok.post_processor = processors.TemplateProcessing(single="<|endoftext|> $A", pair="<|endoftext|> $A $B",
-                                                       special_tokens=[("<|endoftext|>", eot)])
+    if a.tokenizer:
+        tok = Tokenizer.from_file(a.tokenizer)
+        eot = tok.token_to_id("<|endoftext|>")
+    else:
+        rng = np.random.default_rng(0)
+        sample = [train[i] for i in rng.permutation(len(train))[: max(1, len(train) // 4)]]
+        tok = build_tokenizer(sample, a.vocab)
+        # Like Llama-3: encoding with special tokens prepends the begin-of-text token the model was trained with.
+        eot = tok.token_to_id("<|endoftext|>")
+        tok.post_processor = processors.TemplateProcessing(single="<|endoftext|> $A", pair="<|endoftext|> $A $B",
+                                                           special_tokens=[("<|endoftext|>", eot)])
     tok.save(os.path.join(a.out, "tokenizer.json"))
     print(f"tokenizer: vocab {tok.get_vocab_size()} ({time.time() - t0:.0f}s)", flush=True)
 

@@ -100,5 +100,7 @@ def common_words(rng, top=3, vocab=12):
 
 TASKS = {"passkey": passkey, "multikey": multikey, "multivalue": multivalue, "multiquery": multiquery,
          "vartrack": vartrack, "cwe": common_words}
-# Training mix: retrieval of one needle among many is what the evaluation leans on most.
-TASK_WEIGHTS = {"passkey": 3, "multikey": 3, "multivalue": 1, "multiquery": 1, "vartrack": 1, "cwe": 1}
+# Training mix. Stage 1 (from scratch) leans on single-needle retrieval; stage 2 (resumed from stage 1) on
+# retrieval among distractors and the multi-item tasks, which stage 1 left weak.
+TASK_WEIGHTS_STAGE1 = {"passkey": 3, "multikey": 3, "multivalue": 1, "multiquery": 1, "vartrack": 1, "cwe": 1}
+TASK_WEIGHTS_STAGE2 = {"passkey": 1, "multikey": 3, "multivalue": 2, "multiquery": 2, "vartrack": 2, "cwe": 1}

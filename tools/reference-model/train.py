@@ -61,12 +61,12 @@ class Data:
         prompt = np.concatenate(parts)
         return prompt, np.array(aids, dtype=np.int64)
 
-    def batch(self, rng, batch, p_task=0.4):
+    def batch(self, rng, batch, p_task=0.4, weights=T.TASK_WEIGHTS_STAGE1):
         out = np.empty((batch, self.seq + 1), dtype=np.int64)
         for b in range(batch):
             row = None
             if rng.random() < p_task:
-                name = rng.choices(list(T.TASK_WEIGHTS), weights=list(T.TASK_WEIGHTS.values()))[0]
+                name = rng.choices(list(weights), weights=list(weights.values()))[0]
                 r = self.task_sequence(rng, self.train, name, rng.randint(256, self.seq - 64))
                 if r is not None:
                     p, a = r
@@ -130,13 +130,20 @@ def main():
     ap.add_argument("--seq", type=int, default=8192)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--init", help="continue from this exported checkpoint (its bf16 weights become the f32 start)")
+    ap.add_argument("--p-task", type=float, default=0.4, help="share of sequences that carry a retrieval task")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.backends.cuda.matmul.allow_tf32 = True
     data = Data(a.data, a.seq)
     vocab = data.tok.get_vocab_size()
     pad = data.tok.token_to_id("<|pad|>")
-    model = make_model(vocab, data.eot, pad, a.seq).cuda()
+    if a.init:
+        model = LlamaForCausalLM.from_pretrained(a.init, dtype=torch.float32, attn_implementation="sdpa").cuda()
+        prior = json.load(open(os.path.join(a.init, "training.json")))
+    else:
+        model = make_model(vocab, data.eot, pad, a.seq).cuda()
+        prior = None
     nparams = sum(p.numel() for p in model.parameters())
     print(f"model: {nparams / 1e6:.2f}M parameters; train {len(data.train) / 1e6:.1f}M tokens", flush=True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -144,18 +151,21 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": nodecay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.95), fused=True)
 
+    weights = T.TASK_WEIGHTS_STAGE2 if a.init else T.TASK_WEIGHTS_STAGE1
     q = queue.Queue(maxsize=6)
     def producer(rng):
         while True:
-            q.put(data.batch(rng, a.batch).pin_memory())
+            q.put(data.batch(rng, a.batch, a.p_task, weights).pin_memory())
     for i in range(3):
         threading.Thread(target=producer, args=(random.Random(a.seed + i),), daemon=True).start()
 
     warmup, t0, step, total_steps, log = 60, time.time(), 0, None, []
     while True:
         elapsed = time.time() - t0
-        if step == 30:  # calibrate the schedule length to the time budget from the measured speed
-            total_steps = 30 + int((a.seconds - elapsed) / (elapsed / 30))
+        if step == 30:
+            t30 = elapsed
+        if step == 100:  # calibrate the schedule length to the time budget from the speed after warm-up
+            total_steps = 100 + int((a.seconds - elapsed) / ((elapsed - t30) / 70))
             print(f"schedule: {total_steps} steps", flush=True)
         if total_steps is not None and step >= total_steps:
             break
@@ -212,7 +222,9 @@ def main():
     with open(os.path.join(a.out, "reference.json"), "w") as f:
         json.dump(reference, f)
     with open(os.path.join(a.out, "training.json"), "w") as f:
-        json.dump({"parameters": nparams, "steps": step, "batch": a.batch, "seq": a.seq,
+        prior_tokens = prior["tokens_seen_total"] if prior and "tokens_seen_total" in prior else (prior or {}).get("tokens_seen", 0)
+        json.dump({"parameters": nparams, "steps": step, "resumed_from": prior, "p_task": a.p_task, "task_weights": weights,
+                   "tokens_seen_total": prior_tokens + step * a.batch * a.seq, "batch": a.batch, "seq": a.seq,
                    "tokens_seen": step * a.batch * a.seq, "train_seconds": train_seconds, "lr": a.lr,
                    "final_train_loss": log[-1]["loss"] if log else None, "log": log,
                    "pytorch_eval": results, "gpu": torch.cuda.get_device_name()}, f, indent=1)
