@@ -1,0 +1,87 @@
+using System.Text.Json;
+
+namespace SparseDecode.Tokenization;
+
+/// <summary>The validated components of a Hugging Face tokenizer.json.</summary>
+internal sealed record TokenizerDefinition(
+    BpeModel Model,
+    IReadOnlyList<AddedToken> AddedTokens,
+    INormalizer? Normalizer,
+    IPreTokenizer? PreTokenizer,
+    IPostProcessor? PostProcessor,
+    IDecoder? Decoder);
+
+internal static class TokenizerJson
+{
+    public static TokenizerDefinition Load(string path)
+    {
+        if (!File.Exists(path)) throw new TokenizerFormatException($"{path}: file not found.");
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new TokenizerFormatException($"{path}: cannot be read ({e.Message.TrimEnd('.')}).", e);
+        }
+        try
+        {
+            using var doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowTrailingCommas = false, MaxDepth = 256 });
+            return Parse(doc.RootElement, new JsonFields(path));
+        }
+        catch (JsonException e)
+        {
+            throw new TokenizerFormatException($"{path}: not valid JSON ({e.Message.TrimEnd('.')}).", e);
+        }
+    }
+
+    public static TokenizerDefinition Parse(JsonElement root, JsonFields json)
+    {
+        json.RequireObject(root, "the top level");
+        string? version = json.OptionalString(root, "version", "the top level");
+        if (version is not null && version != "1.0")
+            throw json.Error($"version is \"{version}\", but only tokenizer.json version 1.0 is supported");
+
+        var modelJson = JsonFields.Get(root, "model");
+        if (JsonFields.IsNull(modelJson)) throw json.Error("the \"model\" section is missing");
+        var model = BpeModel.Parse(modelJson, "model", json);
+
+        var normalizer = Normalizers.Parse(JsonFields.Get(root, "normalizer"), "normalizer", json);
+        var preTokenizer = PreTokenizers.Parse(JsonFields.Get(root, "pre_tokenizer"), "pre_tokenizer", json);
+        var postProcessor = PostProcessors.Parse(JsonFields.Get(root, "post_processor"), "post_processor", json);
+        var decoder = Decoders.Parse(JsonFields.Get(root, "decoder"), "decoder", json);
+        var added = ParseAddedTokens(JsonFields.Get(root, "added_tokens"), model, json);
+        // "truncation" and "padding" are per-call settings (transformers overrides them on every call), so they
+        // are not applied here.
+        return new TokenizerDefinition(model, added, normalizer, preTokenizer, postProcessor, decoder);
+    }
+
+    static List<AddedToken> ParseAddedTokens(JsonElement array, BpeModel model, JsonFields json)
+    {
+        var list = new List<AddedToken>();
+        if (JsonFields.IsNull(array)) return list;
+        if (array.ValueKind != JsonValueKind.Array) throw json.Error("added_tokens must be an array");
+        var byContent = new Dictionary<string, int>(StringComparer.Ordinal);
+        int i = 0;
+        foreach (var t in array.EnumerateArray())
+        {
+            string at = $"added_tokens[{i++}]";
+            json.RequireObject(t, at);
+            int id = json.RequireInt(t, "id", at);
+            string content = json.RequireString(t, "content", at);
+            if (content.Length == 0) continue; // Hugging Face ignores empty added tokens.
+            bool special = json.OptionalBool(t, "special", at, false);
+            // Like Hugging Face, content already in the vocabulary keeps the vocabulary's id.
+            int resolved = byContent.TryGetValue(content, out int earlier) ? earlier : model.TokenToId(content) ?? id;
+            byContent[content] = resolved;
+            list.Add(new AddedToken(resolved, content,
+                json.OptionalBool(t, "single_word", at, false),
+                json.OptionalBool(t, "lstrip", at, false),
+                json.OptionalBool(t, "rstrip", at, false),
+                json.OptionalBool(t, "normalized", at, !special),
+                special));
+        }
+        return list;
+    }
+}
