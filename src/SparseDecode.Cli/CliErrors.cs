@@ -1,0 +1,24 @@
+using SparseDecode.Engine;
+using SparseDecode.Model;
+using SparseDecode.Tokenization;
+
+namespace SparseDecode.Cli;
+
+/// <summary>Turns the engine's typed errors into one line on stderr and a non-zero exit code.</summary>
+internal static class CliErrors
+{
+    public static int Run(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (e is ModelFormatException or TokenizerFormatException or ContextOverflowException
+                                      or ArgumentException or FormatException or InvalidOperationException or IOException)
+        {
+            Console.Out.Flush();
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+}

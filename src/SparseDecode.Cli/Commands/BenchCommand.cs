@@ -1,0 +1,95 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using SparseDecode.Engine;
+using SparseDecode.Model;
+using Spectre.Console;
+
+namespace SparseDecode.Cli.Commands;
+
+/// <summary>`bench`: prefill and decode speed on the CPU at a given context, with the memory bandwidth a decode
+/// step achieves (weights + KV bytes it reads ÷ its time) beside the machine's measured copy bandwidth.</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var model = CommonOptions.Model();
+        var context = new Option<int>("--context") { Description = "Tokens prefilled before decoding.", DefaultValueFactory = _ => 1024 };
+        var steps = new Option<int>("--steps") { Description = "Decode steps timed.", DefaultValueFactory = _ => 32 };
+        var kv = CommonOptions.CacheType();
+        var method = MethodOptions.Create();
+        var cmd = new Command("bench", "Measure prefill and decode tokens/s and achieved memory bandwidth on the CPU.") { model, context, steps, kv };
+        method.AddTo(cmd);
+        cmd.SetAction(r => CliErrors.Run(() =>
+        {
+            string dir = ModelLocator.Resolve(r.GetValue(model));
+            using var t = Transformer.Load(dir);
+            int n = r.GetValue(context), s = r.GetValue(steps);
+            if (n < 1 || s < 1) throw new ArgumentException("--context and --steps must be positive.");
+            if (n + s > t.Config.MaxPositions)
+                throw new ArgumentException($"--context {n} plus --steps {s} exceeds the model's context of {t.Config.MaxPositions} tokens.");
+            var type = CommonOptions.ParseCacheType(r.GetValue(kv)!);
+            var spec = method.Spec(r);
+            var rng = new Random(1);
+            var prompt = new int[n];
+            for (int i = 0; i < n; i++) prompt[i] = rng.Next(t.Config.VocabSize);
+
+            using var cache = t.CreateCache(n + s, type);
+            var selector = spec.Create(t.Config);
+            var ws = new DecodeWorkspace(t, cache, selector.Granularity);
+            long t0 = Stopwatch.GetTimestamp();
+            t.Prefill(prompt, cache, ws.Logits);
+            double prefillSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            // one untimed step warms the JIT and the selector's buffers
+            t.Decode(1, cache, ws, selector);
+            long t1 = Stopwatch.GetTimestamp();
+            for (int i = 0; i < s; i++) t.Decode(rng.Next(t.Config.VocabSize), cache, ws, selector);
+            double decodeSeconds = Stopwatch.GetElapsedTime(t1).TotalSeconds / s;
+
+            double kvBytes = (double)cache.BytesPerPosition * (n + 1 + s / 2.0);
+            double stepBytes = t.WeightBytesPerToken + kvBytes;
+            double copy = CopyBandwidth();
+            var ci = CultureInfo.InvariantCulture;
+            var table = new Table().Border(TableBorder.Rounded).AddColumn("measure").AddColumn(new TableColumn("value").RightAligned());
+            table.AddRow("model", Markup.Escape($"{t.Config.ArchitectureName}, {t.ParameterCount / 1e6:F1}M params, {t.WeightType.Name()}"));
+            table.AddRow("method", Markup.Escape($"{spec.Method} (budget {spec.Budget})"));
+            table.AddRow("threads", Environment.ProcessorCount.ToString(ci));
+            table.AddRow("prefill", string.Create(ci, $"{n / prefillSeconds:F1} tokens/s ({n} tokens, {prefillSeconds:F2} s)"));
+            table.AddRow("decode", string.Create(ci, $"{1 / decodeSeconds:F1} tokens/s ({decodeSeconds * 1e3:F2} ms/step at {n} context)"));
+            table.AddRow("bytes read per dense step", string.Create(ci, $"{stepBytes / 1e6:F1} MB (weights {t.WeightBytesPerToken / 1e6:F1} + KV {kvBytes / 1e6:F1})"));
+            table.AddRow("achieved bandwidth (dense bytes)", string.Create(ci, $"{stepBytes / decodeSeconds / 1e9:F2} GB/s"));
+            table.AddRow("machine copy bandwidth", string.Create(ci, $"{copy / 1e9:F2} GB/s (read + write, all cores)"));
+            AnsiConsole.Write(table);
+            return 0;
+        }));
+        return cmd;
+    }
+
+    /// <summary>Copy of a 256 MiB buffer on all cores, counting bytes read plus written: the machine's ceiling.</summary>
+    internal static unsafe double CopyBandwidth()
+    {
+        const long size = 256L << 20;
+        byte* a = (byte*)NativeMemory.AlignedAlloc((nuint)size, 64), b = (byte*)NativeMemory.AlignedAlloc((nuint)size, 64);
+        try
+        {
+            new Span<byte>(a, (int)size).Fill(1);
+            new Span<byte>(b, (int)size).Fill(2);
+            int parts = Environment.ProcessorCount;
+            long chunk = size / parts;
+            double best = 0;
+            for (int rep = 0; rep < 5; rep++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                Parallel.For(0, parts, p => Buffer.MemoryCopy(a + p * chunk, b + p * chunk, chunk, chunk));
+                best = Math.Max(best, 2.0 * size / Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            }
+            return best;
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(a);
+            NativeMemory.AlignedFree(b);
+        }
+    }
+}

@@ -1,0 +1,60 @@
+using System.CommandLine;
+using System.Globalization;
+using SparseDecode.Engine;
+using SparseDecode.Tokenization;
+
+namespace SparseDecode.Cli.Commands;
+
+/// <summary>`generate`: stream a completion of a prompt, then print prompt and decode speed.</summary>
+internal static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = CommonOptions.Model();
+        var prompt = new Option<string?>("--prompt", "-p") { Description = "The prompt text." };
+        var promptFile = new Option<string?>("--prompt-file") { Description = "Read the prompt from a file." };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens to generate.", DefaultValueFactory = _ => 64 };
+        var temperature = new Option<float>("--temperature") { Description = "0 = greedy.", DefaultValueFactory = _ => 0f };
+        var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0 = off).", DefaultValueFactory = _ => 0 };
+        var topP = new Option<float>("--top-p") { Description = "Nucleus sampling mass (1 = off).", DefaultValueFactory = _ => 1f };
+        var seed = new Option<ulong?>("--seed") { Description = "Seed for sampling." };
+        var kv = CommonOptions.CacheType();
+        var method = MethodOptions.Create();
+        var cmd = new Command("generate", "Generate text from a prompt, streaming it, with dense or sparse attention.")
+            { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, kv };
+        method.AddTo(cmd);
+        cmd.SetAction(r => CliErrors.Run(() =>
+        {
+            string dir = ModelLocator.Resolve(r.GetValue(model));
+            string text = r.GetValue(prompt) ?? (r.GetValue(promptFile) is string f ? File.ReadAllText(f)
+                : throw new ArgumentException("Give --prompt or --prompt-file."));
+            using var transformer = Transformer.Load(dir);
+            var tokenizer = Tokenizer.FromDirectory(dir);
+            int[] ids = tokenizer.Encode(text);
+            var decoder = tokenizer.CreateStreamingDecoder();
+            var observer = method.Observer(r);
+            var options = new GenerationOptions
+            {
+                MaxTokens = r.GetValue(maxTokens),
+                Sampling = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed)),
+                CacheType = CommonOptions.ParseCacheType(r.GetValue(kv)!),
+                Selector = method.Factory(r),
+                StopTokenIds = transformer.Config.EosTokenIds.ToArray(),
+                Observer = observer,
+            };
+            options.Sampling.Validate();
+            var result = new Generator(transformer).Generate(ids, options, id =>
+            {
+                Console.Write(decoder.Push(id));
+                Console.Out.Flush();
+            });
+            Console.WriteLine(decoder.Flush());
+            var ci = CultureInfo.InvariantCulture;
+            Console.Error.WriteLine(string.Create(ci,
+                $"prompt: {result.PromptTokens} tokens, {result.PromptTokensPerSecond:F1} tokens/s; decode: {result.Tokens.Length} tokens, {result.DecodeTokensPerSecond:F1} tokens/s ({result.FinishReason})"));
+            if (observer is not null) Console.Error.WriteLine(observer.RenderTable());
+            return 0;
+        }));
+        return cmd;
+    }
+}

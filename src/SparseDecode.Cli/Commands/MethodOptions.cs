@@ -1,0 +1,66 @@
+using System.CommandLine;
+using SparseDecode.Evaluation;
+using SparseDecode.Model;
+using SparseDecode.Selection;
+
+namespace SparseDecode.Cli.Commands;
+
+/// <summary>The sparse-attention options shared by generate, eval and serve: --method, --budget, --param, --report.</summary>
+internal sealed class MethodOptions
+{
+    public Option<string> Method { get; } = new("--method")
+    {
+        Description = "Attention method: " + string.Join(", ", SelectorSpec.Methods) + ".",
+        DefaultValueFactory = _ => "dense",
+    };
+
+    public Option<string> Budget { get; } = new("--budget")
+    {
+        Description = "Keys each head attends to per decode step: tokens (256) or a share of the context (3%).",
+        DefaultValueFactory = _ => "256",
+    };
+
+    public Option<string[]> Params { get; } = new("--param")
+    {
+        Description = "Method parameter as name=value (repeatable), e.g. --param window=64. See docs/methods.md.",
+        AllowMultipleArgumentsPerToken = false,
+    };
+
+    public Option<bool> Report { get; } = new("--report")
+    {
+        Description = "Measure attention-mass recall, top-k recall, output error, keys scored and time per layer (computes dense attention beside the method).",
+    };
+
+    public static MethodOptions Create() => new();
+
+    public void AddTo(Command cmd)
+    {
+        cmd.Options.Add(Method);
+        cmd.Options.Add(Budget);
+        cmd.Options.Add(Params);
+        cmd.Options.Add(Report);
+    }
+
+    public SelectorSpec Spec(ParseResult r) =>
+        SelectorSpec.Parse(r.GetValue(Method)!, r.GetValue(Budget)!, ParseParams(r.GetValue(Params) ?? []));
+
+    public Func<ModelConfig, IKvSelector>? Factory(ParseResult r)
+    {
+        var spec = Spec(r);
+        return spec.Create;
+    }
+
+    public SparsityObserver? Observer(ParseResult r) => r.GetValue(Report) ? new SparsityObserver() : null;
+
+    public static IReadOnlyDictionary<string, string> ParseParams(string[] items)
+    {
+        var d = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (string item in items)
+        {
+            int eq = item.IndexOf('=');
+            if (eq <= 0) throw new ArgumentException($"--param '{item}' must look like name=value.");
+            d[item[..eq].Trim()] = item[(eq + 1)..].Trim();
+        }
+        return d;
+    }
+}

@@ -1,0 +1,75 @@
+using SparseDecode.Engine;
+using SparseDecode.Model;
+using Xunit.Abstractions;
+
+namespace SparseDecode.Tests.EngineChecks;
+
+/// <summary>Log-probabilities of every fixture checkpoint equal the ones Hugging Face transformers computes
+/// (float64 reference, tools/fixtures/make_fixtures.py), through prefill and through token-by-token decode.</summary>
+public class ParityTests(ITestOutputHelper output)
+{
+    public static TheoryData<string> Models => new(Fixtures.ModelNames);
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void PrefillLogprobsMatchTransformers(string name)
+    {
+        string dir = Fixtures.Model(name);
+        var reference = Fixtures.LoadReference(dir);
+        using var model = Transformer.Load(dir);
+        double[] lp = Scorer.TokenLogprobs(model, reference.TokenIds);
+        double maxDiff = MaxAbsDiff(lp, reference.TokenLogprobs);
+        output.WriteLine($"{name}: max |Δ log p| = {maxDiff:E2} over {lp.Length} tokens");
+        Assert.True(maxDiff <= 1e-3, $"{name}: max abs difference {maxDiff:E3} > 1e-3");
+    }
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void DecodeLogprobsMatchTransformers(string name)
+    {
+        string dir = Fixtures.Model(name);
+        var reference = Fixtures.LoadReference(dir);
+        using var model = Transformer.Load(dir);
+        double[] lp = DecodeLogprobs(model, reference.TokenIds, DType.F32);
+        double maxDiff = MaxAbsDiff(lp, reference.TokenLogprobs);
+        output.WriteLine($"{name}: decode max |Δ log p| = {maxDiff:E2}");
+        Assert.True(maxDiff <= 1e-3, $"{name}: max abs difference {maxDiff:E3} > 1e-3");
+    }
+
+    [Theory]
+    [InlineData(DType.BF16, 0.05)]
+    [InlineData(DType.F16, 0.01)]
+    public void ReducedPrecisionCacheStaysClose(DType type, double tolerance)
+    {
+        string dir = Fixtures.Model("llama3-gqa");
+        var reference = Fixtures.LoadReference(dir);
+        using var model = Transformer.Load(dir);
+        double maxDiff = MaxAbsDiff(DecodeLogprobs(model, reference.TokenIds, type), reference.TokenLogprobs);
+        output.WriteLine($"{type} cache: max |Δ log p| = {maxDiff:E2}");
+        Assert.True(maxDiff <= tolerance, $"{type} cache: {maxDiff:E3} > {tolerance}");
+        Assert.True(maxDiff > 0, "a reduced-precision cache must round something");
+    }
+
+    /// <summary>Prefill the first token, then decode the rest one at a time, collecting log p of each next token.</summary>
+    internal static double[] DecodeLogprobs(Transformer model, int[] ids, DType cacheType)
+    {
+        using var cache = model.CreateCache(ids.Length, cacheType);
+        var ws = new DecodeWorkspace(model, cache);
+        var result = new double[ids.Length - 1];
+        model.Prefill(ids.AsSpan(0, 1), cache, ws.Logits);
+        for (int i = 1; i < ids.Length; i++)
+        {
+            result[i - 1] = Kernels.Activations.LogSoftmaxAt(ws.Logits, ids[i]);
+            if (i < ids.Length - 1) model.Decode(ids[i], cache, ws);
+        }
+        return result;
+    }
+
+    internal static double MaxAbsDiff(double[] a, double[] b)
+    {
+        Assert.Equal(b.Length, a.Length);
+        double m = 0;
+        for (int i = 0; i < a.Length; i++) m = Math.Max(m, Math.Abs(a[i] - b[i]));
+        return m;
+    }
+}

@@ -1,0 +1,143 @@
+using System.Runtime.InteropServices;
+using SparseDecode.Kernels;
+using SparseDecode.Model;
+
+namespace SparseDecode.Tests.KernelChecks;
+
+/// <summary>CPU kernels against naive float64 math on random inputs.</summary>
+public unsafe class KernelTests
+{
+    private static float[] RandomVector(Random rng, int n, float scale = 1f)
+    {
+        var v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = (float)(rng.NextDouble() * 2 - 1) * scale;
+        return v;
+    }
+
+    /// <summary>A matrix stored in the given type, plus its exact f64 values after rounding to that type.</summary>
+    private static (TensorView view, double[] exact, nint memory) Matrix(Random rng, int rows, int cols, DType type)
+    {
+        var f = RandomVector(rng, rows * cols);
+        nint mem = (nint)NativeMemory.AlignedAlloc((nuint)(rows * cols * type.SizeInBytes()), 64);
+        SparseDecode.Kernels.Convert.FromSingle(f, type, (byte*)mem);
+        var back = new float[rows * cols];
+        SparseDecode.Kernels.Convert.ToSingle(type, (byte*)mem, back);
+        return (new TensorView("w", type, [rows, cols], (byte*)mem), back.Select(x => (double)x).ToArray(), mem);
+    }
+
+    [Theory]
+    [InlineData(DType.F32, 37, 75)]
+    [InlineData(DType.BF16, 130, 64)]
+    [InlineData(DType.F16, 65, 300)]
+    public void MatVecEqualsNaive(DType type, int rows, int cols)
+    {
+        var rng = new Random(rows * cols);
+        var (w, exact, mem) = Matrix(rng, rows, cols, type);
+        try
+        {
+            var x = RandomVector(rng, cols);
+            var bias = RandomVector(rng, rows);
+            var y = new float[rows];
+            MatMul.Vector(w, x, y, bias);
+            for (int r = 0; r < rows; r++)
+            {
+                double s = bias[r];
+                for (int c = 0; c < cols; c++) s += exact[r * cols + c] * x[c];
+                Assert.True(Math.Abs(y[r] - s) <= 1e-4 * (1 + Math.Abs(s)), $"row {r}: {y[r]} vs {s}");
+            }
+        }
+        finally { NativeMemory.AlignedFree((void*)mem); }
+    }
+
+    [Theory]
+    [InlineData(DType.F32, 33, 19, 7)]
+    [InlineData(DType.BF16, 64, 72, 5)]
+    public void MatMulEqualsNaive(DType type, int rows, int cols, int tokens)
+    {
+        var rng = new Random(rows + cols + tokens);
+        var (w, exact, mem) = Matrix(rng, rows, cols, type);
+        try
+        {
+            var x = RandomVector(rng, tokens * cols);
+            var y = new float[tokens * rows];
+            MatMul.Matrix(w, x, y, tokens);
+            for (int t = 0; t < tokens; t++)
+                for (int r = 0; r < rows; r++)
+                {
+                    double s = 0;
+                    for (int c = 0; c < cols; c++) s += exact[r * cols + c] * x[t * cols + c];
+                    Assert.True(Math.Abs(y[t * rows + r] - s) <= 1e-4 * (1 + Math.Abs(s)));
+                }
+        }
+        finally { NativeMemory.AlignedFree((void*)mem); }
+    }
+
+    [Fact]
+    public void Bf16RoundsToNearestEven()
+    {
+        Assert.Equal(0x3F80, SparseDecode.Kernels.Convert.SingleToBf16(1.0f));
+        // 1 + 2^-8 is exactly halfway between two bf16 values: ties go to the even mantissa (1.0).
+        Assert.Equal(0x3F80, SparseDecode.Kernels.Convert.SingleToBf16(1.00390625f));
+        // 1 + 3·2^-8 is halfway as well: it rounds up to the even neighbour 1 + 2^-6.
+        Assert.Equal(0x3F82, SparseDecode.Kernels.Convert.SingleToBf16(1.01171875f));
+        Assert.True(float.IsNaN(SparseDecode.Kernels.Convert.Bf16ToSingle(SparseDecode.Kernels.Convert.SingleToBf16(float.NaN))));
+    }
+
+    [Fact]
+    public void RmsNormEqualsNaive()
+    {
+        var rng = new Random(3);
+        var x = RandomVector(rng, 96, 3);
+        var w = RandomVector(rng, 96);
+        var y = new float[96];
+        Norms.RmsNorm(x, w, 1e-5f, y);
+        double ms = x.Sum(v => (double)v * v) / x.Length;
+        for (int i = 0; i < x.Length; i++)
+            Assert.Equal(x[i] / Math.Sqrt(ms + 1e-5) * w[i], y[i], 5);
+    }
+
+    [Fact]
+    public void RopeRotatesHalves()
+    {
+        var scaling = new RopeScaling(RopeType.Default, 10000);
+        var rope = new Rope(scaling, 8, 64);
+        var v = new float[] { 1, 2, 3, 4, 5, 6, 7, 8 };
+        var orig = (float[])v.Clone();
+        rope.Apply(v, 1, 10);
+        double[] inv = scaling.InverseFrequencies(8);
+        for (int i = 0; i < 4; i++)
+        {
+            double a = (float)inv[i] * 10f;
+            Assert.Equal(orig[i] * Math.Cos(a) - orig[i + 4] * Math.Sin(a), v[i], 5);
+            Assert.Equal(orig[i + 4] * Math.Cos(a) + orig[i] * Math.Sin(a), v[i + 4], 5);
+        }
+    }
+
+    [Fact]
+    public void Llama3ScalingKeepsHighAndDividesLowFrequencies()
+    {
+        var plain = new RopeScaling(RopeType.Default, 500000).InverseFrequencies(128);
+        var scaled = new RopeScaling(RopeType.Llama3, 500000, 8, 1, 4, 8192).InverseFrequencies(128);
+        Assert.Equal(plain[0], scaled[0]);                 // wavelength 2π: far below 8192/4, unchanged
+        Assert.Equal(plain[63] / 8, scaled[63], 12);       // wavelength far above 8192: divided by the factor
+    }
+
+    [Theory]
+    [InlineData(1000, 10)]
+    [InlineData(257, 256)]
+    [InlineData(50, 50)]
+    [InlineData(4096, 1)]
+    public void TopKPicksExactlyTheLargest(int n, int k)
+    {
+        var rng = new Random(n + k);
+        var s = RandomVector(rng, n);
+        for (int i = 0; i < n / 10; i++) s[rng.Next(n)] = s[rng.Next(n)];   // ties
+        var result = new int[k];
+        int count = TopK.Select(s, default, k, result, new float[n]);
+        Assert.Equal(Math.Min(k, n), count);
+        var expected = s.Select((v, i) => (v, i)).OrderByDescending(p => p.v).Take(k).Select(p => p.v).Order().ToArray();
+        Assert.Equal(expected, result.Take(count).Select(i => s[i]).Order().ToArray());
+        Assert.True(result.Take(count).SequenceEqual(result.Take(count).Order()), "ascending positions");
+        Assert.Equal(count, result.Take(count).Distinct().Count());
+    }
+}
