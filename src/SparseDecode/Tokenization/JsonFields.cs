@@ -11,9 +11,22 @@ internal sealed class JsonFields(string path)
 
     public TokenizerFormatException Error(string problem) => new($"{path}: {problem}.");
 
-    /// <summary>A string as a JSON literal, for error messages (keeps non-ASCII text readable).</summary>
-    public static string Quote(string s) =>
-        "\"" + JsonEncodedText.Encode(s, System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping) + "\"";
+    /// <summary>A string as a JSON literal, for messages: non-ASCII text stays readable; quotes, backslashes,
+    /// control characters and lone surrogates are escaped.</summary>
+    public static string Quote(string s)
+    {
+        var sb = new System.Text.StringBuilder(s.Length + 2).Append('"');
+        for (int i = 0; i < s.Length; i++)
+        {
+            char c = s[i];
+            bool pair = char.IsHighSurrogate(c) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]);
+            if (pair) sb.Append(c).Append(s[++i]);
+            else if (c == '"' || c == '\\') sb.Append('\\').Append(c);
+            else if (c < ' ' || char.IsSurrogate(c) || c is '\u0085' or '\u2028' or '\u2029') sb.Append($"\\u{(int)c:X4}");
+            else sb.Append(c);
+        }
+        return sb.Append('"').ToString();
+    }
 
     public static bool IsNull(JsonElement e) => e.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined;
 

@@ -62,25 +62,34 @@ internal static class TokenizerJson
         var list = new List<AddedToken>();
         if (JsonFields.IsNull(array)) return list;
         if (array.ValueKind != JsonValueKind.Array) throw json.Error("added_tokens must be an array");
-        var byContent = new Dictionary<string, int>(StringComparer.Ordinal);
+        // Hugging Face does not take the ids in the file: it re-adds the tokens in order, reusing the id of content
+        // already in the vocabulary and numbering the rest from the vocabulary's size. Files it wrote agree with
+        // that; for any other file this reproduces what it actually encodes.
+        var byContent = new Dictionary<string, AddedToken>(StringComparer.Ordinal);
+        int nextId = model.Vocab.Count;
         int i = 0;
         foreach (var t in array.EnumerateArray())
         {
             string at = $"added_tokens[{i++}]";
             json.RequireObject(t, at);
-            int id = json.RequireInt(t, "id", at);
+            json.RequireInt(t, "id", at);
             string content = json.RequireString(t, "content", at);
             if (content.Length == 0) continue; // Hugging Face ignores empty added tokens.
             bool special = json.OptionalBool(t, "special", at, false);
-            // Like Hugging Face, content already in the vocabulary keeps the vocabulary's id.
-            int resolved = byContent.TryGetValue(content, out int earlier) ? earlier : model.TokenToId(content) ?? id;
-            byContent[content] = resolved;
-            list.Add(new AddedToken(resolved, content,
+            int id = byContent.TryGetValue(content, out var earlier) ? earlier.Id : model.TokenToId(content) ?? nextId++;
+            var token = new AddedToken(id, content,
                 json.OptionalBool(t, "single_word", at, false),
                 json.OptionalBool(t, "lstrip", at, false),
                 json.OptionalBool(t, "rstrip", at, false),
                 json.OptionalBool(t, "normalized", at, !special),
-                special));
+                special);
+            if (earlier is not null)
+            {
+                // The same content again replaces the earlier entry's flags.
+                list.Remove(earlier);
+            }
+            byContent[content] = token;
+            list.Add(token);
         }
         return list;
     }
