@@ -1,4 +1,6 @@
+using System.Numerics.Tensors;
 using SparseDecode.Cache;
+using SparseDecode.Model;
 using SparseDecode.Selection;
 
 namespace SparseDecode.Attention;
@@ -11,6 +13,7 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
     private readonly float _scale;
     private float[] _query = [];
     private float[] _scratch;
+    private float[] _bound = [], _boundMagnitude = [];
     private long _keysScored;
 
     public CpuSelectionBackend(KvCache cache, int queryHeads, float scale)
@@ -55,7 +58,7 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
             for (int h = first + 1; h < first + count; h++)
             {
                 AttentionKernels.ScoresAll(_cache, Layer, kv, q + h * D, Context, _scale, tmp);
-                System.Numerics.Tensors.TensorPrimitives.Max(scores[..Context], tmp, scores[..Context]);
+                TensorPrimitives.Max(scores[..Context], tmp, scores[..Context]);
             }
         }
     }
@@ -72,7 +75,7 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
             for (int h = first + 1; h < first + count; h++)
             {
                 AttentionKernels.Scores(_cache, Layer, kv, q + h * D, indices, _scale, tmp);
-                System.Numerics.Tensors.TensorPrimitives.Max(scores[..indices.Length], tmp, scores[..indices.Length]);
+                TensorPrimitives.Max(scores[..indices.Length], tmp, scores[..indices.Length]);
             }
         }
     }
@@ -83,25 +86,81 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
         return Kernels.TopK.Select(scores, candidates, k, result, _scratch);
     }
 
+    /// <summary>Quest's bound Σ_j max(q_j·min_j, q_j·max_j)·scale per page, widened by the worst-case rounding of
+    /// f32 products and sums of this length (4·γ_d·Σ_j max(|q_j·min_j|, |q_j·max_j|), γ_d = (d+2)·2⁻²³) so that it
+    /// bounds the scores the kernels actually compute, not only exact ones. Each page summary counts as one key.</summary>
     public void PageUpperBounds(int head, SelectionGranularity g, Span<float> bounds)
     {
         var (first, count, kv) = Heads(head, g);
-        int pages = (Context + PageSize - 1) / PageSize;
+        int pages = (Context + PageSize - 1) / PageSize, d = D;
+        _keysScored += pages;
+        if (_bound.Length < 2 * d)
+        {
+            _bound = new float[2 * d];
+            _boundMagnitude = new float[d];
+        }
+        var lo = _bound.AsSpan(0, d);
+        var hi = _bound.AsSpan(d, d);
+        double gamma = (d + 2) * Math.Pow(2, -23);
         for (int p = 0; p < pages; p++)
         {
-            float* mn = _cache.KeyMin(Layer, kv, p), mx = _cache.KeyMax(Layer, kv, p);
-            float best = float.NegativeInfinity;
+            var mn = new ReadOnlySpan<float>(_cache.KeyMin(Layer, kv, p), d);
+            var mx = new ReadOnlySpan<float>(_cache.KeyMax(Layer, kv, p), d);
+            double best = double.NegativeInfinity;
             for (int h = first; h < first + count; h++)
             {
-                float ub = 0;
-                for (int i = 0; i < D; i++)
-                {
-                    float qi = _query[h * D + i];
-                    ub += Math.Max(qi * mn[i], qi * mx[i]);
-                }
-                best = Math.Max(best, ub * _scale);
+                var q = _query.AsSpan(h * d, d);
+                TensorPrimitives.Multiply(q, mn, lo);
+                TensorPrimitives.Multiply(q, mx, hi);
+                double magnitude = TensorPrimitives.SumOfMagnitudes(Magnitudes(lo, hi));
+                TensorPrimitives.Max(lo, hi, lo);
+                double v = (TensorPrimitives.Sum(lo) + 4 * gamma * magnitude) * _scale;
+                best = Math.Max(best, v + Math.Abs(v) * gamma);
             }
-            bounds[p] = best;
+            float f = (float)best;
+            bounds[p] = f < best ? MathF.BitIncrement(f) : f;
+        }
+    }
+
+    private ReadOnlySpan<float> Magnitudes(Span<float> lo, Span<float> hi)
+    {
+        var m = _boundMagnitude.AsSpan(0, lo.Length);
+        TensorPrimitives.MaxMagnitude(lo, hi, m);
+        return m;
+    }
+
+    /// <summary>Scores of [start, start + scores.Length), read page block by page block.</summary>
+    public void ScoreRange(int head, SelectionGranularity g, int start, Span<float> scores)
+    {
+        var (first, count, kv) = Heads(head, g);
+        int n = scores.Length;
+        _keysScored += n;
+        if (count > 1 && _scratch.Length < n) _scratch = new float[Math.Max(n, 2 * _scratch.Length)];
+        fixed (float* q = _query)
+        {
+            RangeScores(kv, q + first * D, start, scores);
+            var tmp = _scratch.AsSpan(0, count > 1 ? n : 0);
+            for (int h = first + 1; h < first + count; h++)
+            {
+                RangeScores(kv, q + h * D, start, tmp);
+                TensorPrimitives.Max(scores, tmp, scores);
+            }
+        }
+    }
+
+    private void RangeScores(int kv, float* q, int start, Span<float> scores)
+    {
+        int ps = PageSize, d = D;
+        long rowBytes = (long)d * _cache.Type.SizeInBytes();
+        var t = _cache.Type;
+        for (int j = 0; j < scores.Length;)
+        {
+            int pos = start + j, page = pos / ps, offset = pos % ps;
+            byte* block = _cache.KeyBlock(Layer, kv, page);
+            int m = Math.Min(ps - offset, scores.Length - j);
+            for (int i = 0; i < m; i++)
+                scores[j + i] = Kernels.Dot.Row(t, block + (offset + i) * rowBytes, q, d) * _scale;
+            j += m;
         }
     }
 
@@ -116,6 +175,6 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
     public float QueryCosine(int head, SelectionGranularity g, ReadOnlySpan<float> reference)
     {
         var (first, count, _) = Heads(head, g);
-        return System.Numerics.Tensors.TensorPrimitives.CosineSimilarity(_query.AsSpan(first * D, count * D), reference);
+        return TensorPrimitives.CosineSimilarity(_query.AsSpan(first * D, count * D), reference);
     }
 }

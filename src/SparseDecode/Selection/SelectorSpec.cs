@@ -1,0 +1,179 @@
+using System.Globalization;
+using System.Text;
+using SparseDecode.Model;
+
+namespace SparseDecode.Selection;
+
+/// <summary>A sparse-attention method as the user names it: method, budget, granularity and method parameters,
+/// validated once (<see cref="Parse"/>) and turned into a fresh per-sequence selector for any model
+/// (<see cref="Create"/>). Layer-number defaults are scaled to the model's depth at creation.</summary>
+public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranularity? Granularity, IReadOnlyDictionary<string, string> Parameters)
+{
+    public static IReadOnlyList<string> Methods { get; } = ["dense", "oracle", "streaming", "quest", "tidal", "lfps", "prhs"];
+
+    private sealed record Param(string Name, string Default, string Help, Func<string, string?> Check);
+
+    private static string? Int(string v, int min) =>
+        int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int i) && i >= min ? null : $"an integer ≥ {min}";
+
+    private static string? Real(string v, double min, double max, bool openMin) =>
+        double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && !double.IsNaN(d)
+            && (openMin ? d > min : d >= min) && d <= max
+            ? null : $"a number in {(openMin ? "(" : "[")}{min.ToString(CultureInfo.InvariantCulture)}, {max.ToString(CultureInfo.InvariantCulture)}]";
+
+    private static string? LayerOrNone(string v) => v.Equals("none", StringComparison.OrdinalIgnoreCase) ? null : Int(v, 0) is null ? null : "a layer number ≥ 0 or 'none'";
+
+    private static readonly Param GranularityParam = new("granularity", "", "query (one selection per query head) or kv (one per KV head, shared by its query group)",
+        v => ParseGranularity(v) is null ? "'query' or 'kv'" : null);
+
+    private static readonly Dictionary<string, (string Summary, SelectionGranularity Default, Param[] Params)> Table = new()
+    {
+        ["dense"] = ("full attention (the reference)", SelectionGranularity.QueryHead, []),
+        ["oracle"] = ("exact top-k of the true scores at every layer and step (quality ceiling; scores every key)", SelectionGranularity.QueryHead, []),
+        ["streaming"] = ("StreamingLLM: attention sinks plus the most recent tokens", SelectionGranularity.KvHead,
+            [new("sinks", "4", "first positions always kept", v => Int(v, 0))]),
+        ["quest"] = ("Quest: pages of largest min/max score bound, budget/page-size pages per head", SelectionGranularity.QueryHead,
+            [new("dense", "2 of 32 layers", "leading layers attending densely", v => Int(v, 0))]),
+        ["tidal"] = ("TidalDecode: full scores and top-k in two selection layers, positions reused by the others", SelectionGranularity.QueryHead,
+            [new("start", "2 of 32 layers (≥ 1)", "token-selection layer; layers below it attend densely", v => Int(v, 0)),
+             new("reselect", "13 of 32 layers", "re-selection layer, or 'none'", LayerOrNone)]),
+        ["lfps"] = ("LFPS: candidates from past top-k (vertical, slash, ±radius) plus sinks and recent; top-k among them", SelectionGranularity.QueryHead,
+            [new("history", "2", "past steps whose top-k feed the candidates", v => Int(v, 1)),
+             new("radius", "1", "positional expansion radius", v => Int(v, 0)),
+             new("sinks", "4", "first positions always candidates", v => Int(v, 0)),
+             new("recent", "16", "most recent positions always candidates", v => Int(v, 0)),
+             new("interval", "32", "steps between full refreshes (0: first step and trigger only)", v => Int(v, 0)),
+             new("drop", "2", "refresh when the best candidate score falls this far below the last refresh's best (0: off)", v => Real(v, 0, 1e9, false)),
+             new("dense", "0", "leading layers attending densely", v => Int(v, 0))]),
+        ["prhs"] = ("PrHS: pre-hoc salient sets shared over time (CIS), narrowed with depth (PSAW, ETF), verified against δ*", SelectionGranularity.QueryHead,
+            [new("sinks", "4", "first positions always kept", v => Int(v, 0)),
+             new("local", "32", "most recent positions always kept", v => Int(v, 0)),
+             new("tau", "0.8", "CIS: query cosine at or above which a retrieved set is shared", v => Real(v, -1, 1, false)),
+             new("block", "16", "CIS: most steps one retrieval is shared over", v => Int(v, 1)),
+             new("radius", "1", "CIS: dilation radius", v => Int(v, 0)),
+             new("top", "16", "CIS: best retrieved positions that are dilated", v => Int(v, 0)),
+             new("delta", "0.05", "target dropped mass δ*", v => Real(v, 0, 1, false)),
+             new("verify", "bound", "δ verification: bound (page min/max, a guarantee), sample (estimate) or off",
+                 v => v.ToLowerInvariant() is "bound" or "sample" or "off" ? null : "'bound', 'sample' or 'off'"),
+             new("refine", "8", "bound: pages of largest bound scored exactly", v => Int(v, 0)),
+             new("samples", "64", "sample: unselected keys drawn", v => Int(v, 1)),
+             new("dense", "2 of 32 layers", "leading layers attending densely", v => Int(v, 0)),
+             new("from", "first sparse layer", "ℓs, the first layer PSAW and ETF act on", v => Int(v, 0)),
+             new("phi", "0.8", "PSAW: deepest layers keep a φ^α share of the context for retrieval", v => Real(v, 0, 1, true)),
+             new("alpha", "1", "PSAW: schedule exponent", v => Real(v, 0, 1e6, false)),
+             new("psi", "0.4", "ETF: deepest layers retrieve only the newest ψ^γ share, the rest is frozen", v => Real(v, 0, 1, true)),
+             new("gamma", "1", "ETF: schedule exponent", v => Real(v, 0, 1e6, false))]),
+    };
+
+    /// <summary>Validates a method, budget ("256" or "3%") and parameters; throws ArgumentException with one clear
+    /// sentence for an unknown method or parameter or a bad value.</summary>
+    public static SelectorSpec Parse(string method, string budget, IReadOnlyDictionary<string, string> parameters)
+    {
+        string m = (method ?? "").Trim().ToLowerInvariant();
+        if (!Table.TryGetValue(m, out var entry))
+            throw new ArgumentException($"Unknown method '{method}'; choose one of {string.Join(", ", Methods)}.");
+        var b = Budget.Parse(budget ?? "");
+        var clean = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        SelectionGranularity? granularity = null;
+        foreach (var (rawName, rawValue) in parameters)
+        {
+            string name = rawName.Trim().ToLowerInvariant(), value = (rawValue ?? "").Trim();
+            var p = name == GranularityParam.Name ? GranularityParam : Array.Find(entry.Params, x => x.Name == name);
+            if (p is null)
+            {
+                string known = string.Join(", ", entry.Params.Select(x => x.Name).Append(GranularityParam.Name));
+                throw new ArgumentException($"Method '{m}' has no parameter '{rawName}'; its parameters are {known}.");
+            }
+            if (p.Check(value) is string expected)
+                throw new ArgumentException($"Parameter '{name}' of method '{m}' must be {expected}, got '{rawValue}'.");
+            if (p == GranularityParam) granularity = ParseGranularity(value);
+            else clean[name] = value;
+        }
+        return new SelectorSpec(m, b, granularity, clean);
+    }
+
+    /// <summary>The granularity the selector will use: the one given, else the method's paper default.</summary>
+    public SelectionGranularity EffectiveGranularity => Granularity ?? Table[Method].Default;
+
+    /// <summary>A fresh selector (its own per-sequence state) for a model of this shape.</summary>
+    public IKvSelector Create(ModelConfig config)
+    {
+        var g = EffectiveGranularity;
+        int layers = config.NumLayers;
+        int I(string name, int fallback) => Parameters.TryGetValue(name, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+        double D(string name, double fallback) => Parameters.TryGetValue(name, out var v) ? double.Parse(v, CultureInfo.InvariantCulture) : fallback;
+        int Layer(string name, int fallback)
+        {
+            int l = I(name, fallback);
+            if (l > layers) throw new ArgumentException($"Parameter '{name}' of method '{Method}' is {l} but the model has {layers} layers.");
+            return l;
+        }
+        switch (Method)
+        {
+            case "dense": return new DenseSelector(config, g);
+            case "oracle": return new OracleTopKSelector(config, Budget, g);
+            case "streaming": return new StreamingLlmSelector(config, Budget, I("sinks", StreamingLlmSelector.DefaultSinks), g);
+            case "quest": return new QuestSelector(config, Budget, Layer("dense", Depth.DenseLayers(layers)), g);
+            case "tidal":
+            {
+                var (start, reselect) = TidalDecodeSelector.DefaultLayers(layers);
+                if (Parameters.ContainsKey("start")) start = I("start", start);
+                if (Parameters.TryGetValue("reselect", out var r))
+                    reselect = r.Equals("none", StringComparison.OrdinalIgnoreCase) ? null : int.Parse(r, CultureInfo.InvariantCulture);
+                else if (reselect is int dr && dr <= start) reselect = start + 1 < layers ? start + 1 : null;
+                return new TidalDecodeSelector(config, Budget, start, reselect, g);
+            }
+            case "lfps":
+                return new LfpsSelector(config, Budget, new LfpsSelector.Options
+                {
+                    History = I("history", 2), Radius = I("radius", 1), Sinks = I("sinks", 4), Recent = I("recent", 16),
+                    Interval = I("interval", 32), Drop = (float)D("drop", 2), DenseLayers = Layer("dense", 0),
+                }, g);
+            case "prhs":
+                return new PrhsSelector(config, Budget, new PrhsSelector.Options
+                {
+                    Sinks = I("sinks", 4), Local = I("local", 32), Tau = (float)D("tau", 0.8), Block = I("block", 16),
+                    Radius = I("radius", 1), Top = I("top", 16), Delta = D("delta", 0.05),
+                    Verify = Parameters.TryGetValue("verify", out var vf) ? Enum.Parse<PrhsSelector.Verification>(vf, ignoreCase: true) : PrhsSelector.Verification.Bound,
+                    Refine = I("refine", 8), Samples = I("samples", 64),
+                    DenseLayers = Parameters.ContainsKey("dense") ? Layer("dense", 0) : null,
+                    From = Parameters.ContainsKey("from") ? Layer("from", 0) : null,
+                    Phi = D("phi", 0.8), Alpha = D("alpha", 1), Psi = D("psi", 0.4), Gamma = D("gamma", 1),
+                }, g);
+            default: throw new InvalidOperationException($"Method '{Method}' has no factory.");
+        }
+    }
+
+    /// <summary>The methods and their parameters, for --help.</summary>
+    public static string Describe()
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("Methods (--method) and their parameters (--param name=value); every method also takes");
+        sb.AppendLine($"  granularity={{query|kv}}: {GranularityParam.Help}.");
+        foreach (string m in Methods)
+        {
+            var (summary, g, ps) = Table[m];
+            sb.AppendLine();
+            sb.AppendLine($"{m}: {summary}. Default granularity: {(g == SelectionGranularity.QueryHead ? "query" : "kv")}.");
+            int w = ps.Length == 0 ? 0 : ps.Max(p => p.Name.Length);
+            foreach (var p in ps)
+                sb.AppendLine($"  {p.Name.PadRight(w)}  {p.Help} (default {p.Default})");
+        }
+        return sb.ToString();
+    }
+
+    public override string ToString()
+    {
+        var sb = new StringBuilder(Method).Append(" budget=").Append(Budget);
+        if (Granularity is SelectionGranularity g) sb.Append(" granularity=").Append(g == SelectionGranularity.QueryHead ? "query" : "kv");
+        foreach (var (k, v) in Parameters.OrderBy(kv => kv.Key, StringComparer.Ordinal)) sb.Append(' ').Append(k).Append('=').Append(v);
+        return sb.ToString();
+    }
+
+    private static SelectionGranularity? ParseGranularity(string v) => v.ToLowerInvariant() switch
+    {
+        "query" or "queryhead" or "q" => SelectionGranularity.QueryHead,
+        "kv" or "kvhead" => SelectionGranularity.KvHead,
+        _ => null,
+    };
+}

@@ -1,0 +1,143 @@
+using SparseDecode.Attention;
+using SparseDecode.Model;
+using SparseDecode.Selection;
+
+namespace SparseDecode.Tests.Selection;
+
+/// <summary>The attention kernel over an index set and the backend operations the selectors are built on,
+/// against naive f64 arithmetic and naive set algebra.</summary>
+public unsafe class BackendOperationTests
+{
+    [Theory]
+    [InlineData(DType.F32, 1e-5)]
+    [InlineData(DType.BF16, 1e-5)]
+    [InlineData(DType.F16, 1e-5)]
+    public void SparseAttentionEqualsNaiveSoftmaxOverTheSameIndices(DType type, double tolerance)
+    {
+        using var s = new SyntheticAttention(layers: 2, heads: 4, kvHeads: 2, headDim: 32, capacity: 300, seed: 1, type);
+        s.FillTo(300);
+        s.RandomQueries(0.5f);
+        var rng = new Random(2);
+        var scratch = new float[300];
+        var output = new float[s.D];
+        for (int trial = 0; trial < 20; trial++)
+        {
+            int layer = trial % 2, head = rng.Next(4), count = 1 + rng.Next(299);
+            var indices = Enumerable.Range(0, 300).OrderBy(_ => rng.Next()).Take(count).Order().ToArray();
+            fixed (float* q = s.Queries[layer], o = output)
+                AttentionKernels.Attend(s.Cache, layer, head / 2, q + head * s.D, indices, s.Scale, scratch, o);
+            var naive = s.NaiveAttend(layer, head, indices);
+            for (int i = 0; i < s.D; i++)
+                Assert.True(Math.Abs(output[i] - naive[i]) <= tolerance * (1 + Math.Abs(naive[i])),
+                    $"{type} trial {trial} channel {i}: kernel {output[i]} vs f64 {naive[i]}");
+        }
+    }
+
+    [Theory]
+    [InlineData(DType.F32, SelectionGranularity.QueryHead)]
+    [InlineData(DType.F32, SelectionGranularity.KvHead)]
+    [InlineData(DType.BF16, SelectionGranularity.QueryHead)]
+    [InlineData(DType.F16, SelectionGranularity.KvHead)]
+    public void PageBoundsAreUpperBoundsOfEveryKeyScoreInThePage(DType type, SelectionGranularity g)
+    {
+        using var s = new SyntheticAttention(layers: 1, heads: 4, kvHeads: 2, headDim: 64, capacity: 1000, seed: 3, type);
+        s.FillTo(993, sigma: 2);
+        s.RandomQueries(2);
+        int n = 993, pages = (n + 15) / 16; // the last page holds one key
+        s.Backend.Bind(0, s.Queries[0], n);
+        var bounds = new float[pages];
+        var scores = new float[n];
+        for (int h = 0; h < ((ISelectionBackend)s.Backend).HeadsFor(g); h++)
+        {
+            s.Backend.PageUpperBounds(h, g, bounds);
+            s.Backend.ScoreAll(h, g, scores);
+            int first = g == SelectionGranularity.QueryHead ? h : 2 * h;
+            var exact = Enumerable.Range(first, g == SelectionGranularity.QueryHead ? 1 : 2).Select(qh => s.NaiveScores(0, qh, n)).ToArray();
+            for (int p = 0; p < n; p++)
+            {
+                Assert.True(scores[p] <= bounds[p / 16], $"head {h} position {p}: score {scores[p]} above its page bound {bounds[p / 16]}");
+                // It also bounds the f64 score of the key as stored.
+                foreach (var e in exact) Assert.True(e[p] <= bounds[p / 16], $"head {h} position {p}: f64 score {e[p]} above {bounds[p / 16]}");
+            }
+            // A one-key page's bound is that key's score, up to the rounding slack.
+            Assert.InRange(bounds[pages - 1] - scores[n - 1], 0f, 1e-3f);
+        }
+        // Index cost: a page summary counts as one key.
+        Assert.Equal(((ISelectionBackend)s.Backend).HeadsFor(g) * (pages + n), s.Backend.KeysScored);
+    }
+
+    [Fact]
+    public void ScoreRangeEqualsScoreAllSlice()
+    {
+        using var s = new SyntheticAttention(layers: 1, heads: 4, kvHeads: 1, headDim: 16, capacity: 200, seed: 4);
+        s.FillTo(200);
+        s.RandomQueries();
+        s.Backend.Bind(0, s.Queries[0], 200);
+        var all = new float[200];
+        var range = new float[77];
+        foreach (var g in new[] { SelectionGranularity.QueryHead, SelectionGranularity.KvHead })
+        {
+            s.Backend.ScoreAll(0, g, all);
+            long before = s.Backend.KeysScored;
+            ((ISelectionBackend)s.Backend).ScoreRange(0, g, 45, range);
+            Assert.Equal(77, s.Backend.KeysScored - before);
+            Assert.Equal(all.AsSpan(45, 77).ToArray(), range);
+        }
+    }
+
+    [Fact]
+    public void IndexSetOperationsEqualNaiveSetAlgebra()
+    {
+        using var s = new SyntheticAttention(layers: 1, heads: 1, kvHeads: 1, headDim: 8, capacity: 500, seed: 5);
+        s.FillTo(500);
+        s.Backend.Bind(0, s.Queries[0], 500);
+        ISelectionBackend b = s.Backend;
+        var rng = new Random(6);
+        var result = new int[1000];
+        for (int trial = 0; trial < 200; trial++)
+        {
+            var a = Enumerable.Range(0, 500).Where(_ => rng.Next(20) == 0).ToArray();
+            var c = Enumerable.Range(0, 500).Where(_ => rng.Next(10) == 0).ToArray();
+            int shift = rng.Next(-5, 6), radius = rng.Next(0, 4);
+            var expected = a.SelectMany(p => Enumerable.Range(p + shift - radius, 2 * radius + 1)).Where(x => x >= 0 && x < 500).Distinct().Order();
+            Assert.Equal(expected, result[..b.Expand(a, shift, radius, result)]);
+            Assert.Equal(a.Union(c).Order(), result[..b.Union(a, c, result)]);
+            int lo = rng.Next(-10, 500), hi = rng.Next(lo, 520);
+            var range = Enumerable.Range(Math.Max(0, lo), Math.Max(0, Math.Min(hi, 500) - Math.Max(0, lo)));
+            Assert.Equal(a.Union(range).Order(), result[..b.UnionRange(a, lo, hi, result)]);
+        }
+    }
+
+    [Fact]
+    public void DroppedMassExactBoundAndEstimateAgreeWithNaive()
+    {
+        using var s = new SyntheticAttention(layers: 1, heads: 2, kvHeads: 1, headDim: 32, capacity: 2000, seed: 7);
+        s.FillTo(2000);
+        s.RandomQueries(1.5f);
+        s.Backend.Bind(0, s.Queries[0], 2000);
+        ISelectionBackend b = s.Backend;
+        var rng = new Random(8);
+        var all = new float[2000];
+        for (int trial = 0; trial < 10; trial++)
+        {
+            int qh = trial % 2;
+            var selected = Enumerable.Range(0, 2000).Where(_ => rng.Next(4) == 0).ToArray();
+            double truth = s.TrueDroppedMass(0, qh, 2000, selected);
+            b.ScoreAll(qh, SelectionGranularity.QueryHead, all);
+            Assert.Equal(truth, b.DroppedMass(all, selected), 1e-5);
+            foreach (int refine in new[] { 0, 4, 200 })
+            {
+                double bound = b.DroppedMassBound(qh, selected, refine);
+                // A bound of the mass under the f32 scores attention computes: f64 truth agrees to rounding.
+                Assert.True(bound >= truth * (1 - 1e-6), $"bound {bound} below the true dropped mass {truth}");
+                if (refine == 200) Assert.Equal(truth, bound, 1e-5); // every page refined: exact
+            }
+            // Averaged over seeds, the sampled estimate is close to the truth.
+            double mean = Enumerable.Range(0, 200).Average(seed => b.DroppedMassEstimate(qh, selected, 256, (ulong)seed + 1));
+            Assert.True(Math.Abs(mean - truth) <= 0.05 * truth + 0.01, $"mean estimate {mean} vs {truth}");
+            // With no more unselected keys than samples, the estimate is exact.
+            var most = Enumerable.Range(0, 2000).Where(i => i % 50 != 0).ToArray();
+            Assert.Equal(s.TrueDroppedMass(0, qh, 2000, most), b.DroppedMassEstimate(qh, most, 64, 1), 1e-5);
+        }
+    }
+}

@@ -1,0 +1,87 @@
+using SparseDecode.Selection;
+
+namespace SparseDecode.Tests.Selection;
+
+public class SelectorSpecTests
+{
+    private static readonly SparseDecode.Model.ModelConfig Llama32 = SyntheticAttention.ConfigFor(32, 32, 8, 128);
+
+    [Fact]
+    public void MethodsAreTheSevenInOrder() =>
+        Assert.Equal(["dense", "oracle", "streaming", "quest", "tidal", "lfps", "prhs"], SelectorSpec.Methods);
+
+    [Theory]
+    [InlineData("dense", typeof(DenseSelector), SelectionGranularity.QueryHead)]
+    [InlineData("oracle", typeof(OracleTopKSelector), SelectionGranularity.QueryHead)]
+    [InlineData("streaming", typeof(StreamingLlmSelector), SelectionGranularity.KvHead)]
+    [InlineData("quest", typeof(QuestSelector), SelectionGranularity.QueryHead)]
+    [InlineData("tidal", typeof(TidalDecodeSelector), SelectionGranularity.QueryHead)]
+    [InlineData("LFPS", typeof(LfpsSelector), SelectionGranularity.QueryHead)]
+    [InlineData(" prhs ", typeof(PrhsSelector), SelectionGranularity.QueryHead)]
+    public void CreatesEachMethodWithItsPaperGranularity(string method, Type type, SelectionGranularity g)
+    {
+        var spec = SelectorSpec.Parse(method, "256", new Dictionary<string, string>());
+        var selector = spec.Create(Llama32);
+        Assert.IsType(type, selector);
+        Assert.Equal(g, selector.Granularity);
+        Assert.Equal(method.Trim().ToLowerInvariant(), selector.Name);
+        var kv = SelectorSpec.Parse(method, "3%", new Dictionary<string, string> { ["granularity"] = "kv" }).Create(Llama32);
+        Assert.Equal(SelectionGranularity.KvHead, kv.Granularity);
+    }
+
+    [Fact]
+    public void DefaultsFollowThePapersScaledToDepth()
+    {
+        var tidal = (TidalDecodeSelector)SelectorSpec.Parse("tidal", "256", new Dictionary<string, string>()).Create(Llama32);
+        Assert.Equal((2, (int?)13), (tidal.Start, tidal.Reselect));
+        var quest = (QuestSelector)SelectorSpec.Parse("quest", "256", new Dictionary<string, string>()).Create(Llama32);
+        Assert.Equal(2, quest.DenseLayers);
+        var prhs = (PrhsSelector)SelectorSpec.Parse("prhs", "256", new Dictionary<string, string>()).Create(Llama32);
+        Assert.Equal((2, 2, 0.05, PrhsSelector.Verification.Bound), (prhs.DenseLayers, prhs.From, prhs.Settings.Delta, prhs.Settings.Verify));
+        var lfps = (LfpsSelector)SelectorSpec.Parse("lfps", "256", new Dictionary<string, string>()).Create(Llama32);
+        Assert.Equal((2, 1, 4, 16, 32, 2f), (lfps.Settings.History, lfps.Settings.Radius, lfps.Settings.Sinks, lfps.Settings.Recent, lfps.Settings.Interval, lfps.Settings.Drop));
+        var none = (TidalDecodeSelector)SelectorSpec.Parse("tidal", "256", new Dictionary<string, string> { ["start"] = "4", ["reselect"] = "none" }).Create(Llama32);
+        Assert.Equal((4, (int?)null), (none.Start, none.Reselect));
+        var spec = SelectorSpec.Parse("lfps", "3%", new Dictionary<string, string> { ["Radius"] = "4", ["granularity"] = "kv" });
+        Assert.Equal("lfps budget=3% granularity=kv radius=4", spec.ToString());
+        Assert.Equal(Budget.OfFraction(0.03), spec.Budget);
+    }
+
+    [Theory]
+    [InlineData("magic", "256", "", "Unknown method 'magic'; choose one of dense, oracle, streaming, quest, tidal, lfps, prhs.")]
+    [InlineData("lfps", "256", "window=4", "Method 'lfps' has no parameter 'window'; its parameters are history, radius, sinks, recent, interval, drop, dense, granularity.")]
+    [InlineData("lfps", "256", "radius=-1", "Parameter 'radius' of method 'lfps' must be an integer ≥ 0, got '-1'.")]
+    [InlineData("prhs", "256", "delta=1.5", "Parameter 'delta' of method 'prhs' must be a number in [0, 1], got '1.5'.")]
+    [InlineData("prhs", "256", "verify=maybe", "Parameter 'verify' of method 'prhs' must be 'bound', 'sample' or 'off', got 'maybe'.")]
+    [InlineData("oracle", "256", "granularity=group", "Parameter 'granularity' of method 'oracle' must be 'query' or 'kv', got 'group'.")]
+    [InlineData("tidal", "256", "reselect=x", "Parameter 'reselect' of method 'tidal' must be a layer number ≥ 0 or 'none', got 'x'.")]
+    [InlineData("dense", "lots", "", "Budget 'lots' is neither a positive number of tokens nor a percentage like 3%.")]
+    [InlineData("dense", "0%", "", "Budget '0%' is not a percentage in (0, 100].")]
+    public void RefusesBadInputWithOneClearSentence(string method, string budget, string param, string message)
+    {
+        var p = new Dictionary<string, string>();
+        if (param.Length > 0) p[param[..param.IndexOf('=')]] = param[(param.IndexOf('=') + 1)..];
+        var e = Assert.Throws<ArgumentException>(() => SelectorSpec.Parse(method, budget, p));
+        Assert.Equal(message, e.Message);
+    }
+
+    [Fact]
+    public void LayerParametersBeyondTheModelAreRefusedAtCreation()
+    {
+        var spec = SelectorSpec.Parse("tidal", "256", new Dictionary<string, string> { ["start"] = "40" });
+        var e = Assert.ThrowsAny<ArgumentException>(() => spec.Create(Llama32));
+        Assert.StartsWith("The token-selection layer must be in [0, 32), got 40.", e.Message);
+        var q = SelectorSpec.Parse("quest", "256", new Dictionary<string, string> { ["dense"] = "33" });
+        Assert.Equal("Parameter 'dense' of method 'quest' is 33 but the model has 32 layers.", Assert.Throws<ArgumentException>(() => q.Create(Llama32)).Message);
+    }
+
+    [Fact]
+    public void DescribeListsEveryMethodAndParameter()
+    {
+        string text = SelectorSpec.Describe();
+        foreach (string m in SelectorSpec.Methods) Assert.Contains($"\n{m}: ", "\n" + text);
+        foreach (string p in new[] { "history", "radius", "interval", "drop", "tau", "block", "delta", "verify", "phi", "psi", "reselect", "sinks", "granularity" })
+            Assert.Contains(p, text);
+        Assert.Contains("(default 0.05)", text);
+    }
+}

@@ -1,0 +1,62 @@
+using SparseDecode.Attention;
+using SparseDecode.Evaluation;
+
+namespace SparseDecode.Tests.Selection;
+
+public class SparsityObserverTests
+{
+    private static void Head(SparsityObserver o, int layer, int head, float[] probs, int[] selected, float[] sparse, float[] dense) =>
+        o.OnHead(new HeadObservation
+        {
+            Layer = layer, Head = head, DenseProbabilities = probs, Selected = selected, SparseOutput = sparse, DenseOutput = dense,
+        });
+
+    [Fact]
+    public void AccumulatesRecallErrorKeysAndTimePerLayerAndInTotal()
+    {
+        var o = new SparsityObserver();
+        float[] probs = [0.5f, 0.3f, 0.15f, 0.05f];
+        // Layer 0: dense for both heads, identical outputs.
+        Head(o, 0, 0, probs, [], [1, 2], [1, 2]);
+        Head(o, 0, 1, probs, [], [3, 4], [3, 4]);
+        o.OnLayer(0, 4, 0, true, 0.001, 0.002);
+        // Layer 1, head 0: keeps {0, 2}: mass 0.65; top-2 is {0, 1} → recall 1/2; error ‖(3,4)−(0,0)‖... relative:
+        // sparse (1, 2) vs dense (4, 6): ‖(−3, −4)‖ / ‖(4, 6)‖ = 5 / √52.
+        Head(o, 1, 0, probs, [0, 2], [1, 2], [4, 6]);
+        // Head 1: keeps {0, 1}: mass 0.8, recall 1, no error.
+        Head(o, 1, 1, probs, [0, 1], [1, 1], [1, 1]);
+        o.OnLayer(1, 4, 10, false, 0.003, 0.004);
+
+        var layers = o.Layers();
+        Assert.Equal(2, layers.Count);
+        Assert.Equal((1.0, 1.0, 0.0, 4.0, 1.0), (layers[0].MassRecall, layers[0].TopKRecall, layers[0].OutputError, layers[0].MeanSelected, layers[0].DenseShare));
+        Assert.Equal((0.65 + 0.8) / 2, layers[1].MassRecall, 6);
+        Assert.Equal(0.75, layers[1].TopKRecall, 12);
+        Assert.Equal(5 / Math.Sqrt(52) / 2, layers[1].OutputError, 12);
+        Assert.Equal(2.0, layers[1].MeanSelected);
+        Assert.Equal(10.0, layers[1].KeysScoredPerStep);
+        Assert.Equal(5.0, layers[1].KeysScoredPerHead);
+        var t = o.Totals();
+        Assert.Equal(SparsityReport.AllLayers, t.Layer);
+        Assert.Equal(1, t.Steps);
+        Assert.Equal((1 + 1 + 0.65 + 0.8) / 4, t.MassRecall, 6);
+        Assert.Equal(1 - t.MassRecall, t.DroppedMass, 12);
+        Assert.Equal(12.0, t.KeysAttendedPerStep);
+        Assert.Equal(0.004, t.SelectSecondsPerStep, 12);
+        Assert.Equal(0.006, t.AttendSecondsPerStep, 12);
+        Assert.Equal(0.5, t.DenseShare);
+        string table = o.RenderTable();
+        Assert.Contains("mass-recall", table);
+        Assert.Contains("all ", table);
+        Assert.Contains("1 decode steps; dropped mass δ = 0.1375", table);
+    }
+
+    [Fact]
+    public void TiesAtTheTopKThresholdCountAsHits()
+    {
+        var o = new SparsityObserver();
+        float[] probs = [0.25f, 0.25f, 0.25f, 0.25f];
+        Head(o, 0, 0, probs, [1, 3], [0], [1]);
+        Assert.Equal(1.0, o.Totals().TopKRecall);
+    }
+}
