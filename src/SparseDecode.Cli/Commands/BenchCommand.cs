@@ -27,7 +27,7 @@ internal static class BenchCommand
             using var t = Transformer.Load(dir);
             int n = r.GetValue(context), s = r.GetValue(steps);
             if (n < 1 || s < 1) throw new ArgumentException("--context and --steps must be positive.");
-            if (n + s > t.Config.MaxPositions)
+            if (n + s + 1 > t.Config.MaxPositions)
                 throw new ArgumentException($"--context {n} plus --steps {s} exceeds the model's context of {t.Config.MaxPositions} tokens.");
             var type = CommonOptions.ParseCacheType(r.GetValue(kv)!);
             var spec = method.Spec(r);
@@ -35,7 +35,7 @@ internal static class BenchCommand
             var prompt = new int[n];
             for (int i = 0; i < n; i++) prompt[i] = rng.Next(t.Config.VocabSize);
 
-            using var cache = t.CreateCache(n + s, type);
+            using var cache = t.CreateCache(n + s + 1, type);
             var selector = spec.Create(t.Config);
             var ws = new DecodeWorkspace(t, cache, selector.Granularity);
             long t0 = Stopwatch.GetTimestamp();

@@ -1,0 +1,63 @@
+using SparseDecode.Engine;
+
+namespace SparseDecode.Tests.EngineChecks;
+
+public class SamplerTests
+{
+    private static readonly float[] Logits = [1.0f, 3.0f, 2.5f, -1f, 0.5f];
+
+    [Fact]
+    public void GreedyTakesTheArgmax() => Assert.Equal(1, new Sampler(SamplingOptions.Greedy).Next(Logits));
+
+    [Fact]
+    public void TopKOfOneAndTinyTopPAreGreedy()
+    {
+        for (ulong seed = 0; seed < 20; seed++)
+        {
+            Assert.Equal(1, new Sampler(new SamplingOptions(1f, TopK: 1, Seed: seed)).Next(Logits));
+            Assert.Equal(1, new Sampler(new SamplingOptions(1f, TopP: 0.01f, Seed: seed)).Next(Logits));
+        }
+    }
+
+    [Fact]
+    public void SameSeedSameDraws()
+    {
+        var a = new Sampler(new SamplingOptions(0.8f, Seed: 42));
+        var b = new Sampler(new SamplingOptions(0.8f, Seed: 42));
+        for (int i = 0; i < 50; i++) Assert.Equal(a.Next(Logits), b.Next(Logits));
+    }
+
+    [Fact]
+    public void FrequenciesFollowTheSoftmax()
+    {
+        var s = new Sampler(new SamplingOptions(1f, Seed: 7));
+        var counts = new int[Logits.Length];
+        const int draws = 40000;
+        for (int i = 0; i < draws; i++) counts[s.Next(Logits)]++;
+        double z = Logits.Sum(l => Math.Exp(l));
+        for (int i = 0; i < Logits.Length; i++)
+        {
+            double p = Math.Exp(Logits[i]) / z;
+            double sd = Math.Sqrt(p * (1 - p) / draws);
+            Assert.True(Math.Abs(counts[i] / (double)draws - p) < 5 * sd + 1e-4, $"token {i}: {counts[i] / (double)draws:F4} vs {p:F4}");
+        }
+    }
+
+    [Fact]
+    public void TopPKeepsTheSmallestNucleus()
+    {
+        // p ≈ [0.066, 0.49, 0.30, 0.009, 0.04]: top-p 0.7 keeps tokens 1 and 2 only.
+        var s = new Sampler(new SamplingOptions(1f, TopP: 0.7f, Seed: 3));
+        var seen = new HashSet<int>();
+        for (int i = 0; i < 2000; i++) seen.Add(s.Next(Logits));
+        Assert.Equal([1, 2], seen.Order());
+    }
+
+    [Theory]
+    [InlineData(-1f, 0, 1f)]
+    [InlineData(1f, -2, 1f)]
+    [InlineData(1f, 0, 0f)]
+    [InlineData(1f, 0, 1.5f)]
+    public void InvalidOptionsAreRefused(float t, int k, float p) =>
+        Assert.Throws<ArgumentException>(() => new Sampler(new SamplingOptions(t, k, p)));
+}
