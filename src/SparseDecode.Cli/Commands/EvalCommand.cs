@@ -1,0 +1,319 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using SparseDecode.Engine;
+using SparseDecode.Evaluation;
+using SparseDecode.Selection;
+using SparseDecode.Tokenization;
+using Spectre.Console;
+
+namespace SparseDecode.Cli.Commands;
+
+/// <summary>`eval`: the RULER-style grid (methods × budgets × contexts × tasks × samples) with fidelity and speed,
+/// a live progress bar, a table at the end, and results.json / results.csv / report.md with SVG plots.</summary>
+internal static class EvalCommand
+{
+    /// <summary>The --quick grid: all methods at one budget, two contexts, three tasks, two samples each —
+    /// a few minutes on a 2-core machine with the bundled model.</summary>
+    public static readonly int[] QuickContexts = [1024, 2048];
+    public static readonly string[] QuickTasks = [RulerTasks.Passkey, RulerTasks.MultiKey, RulerTasks.VarTrack];
+    public const int QuickSamples = 2;
+    public const string DefaultBudget = "5%";
+    public const int DefaultSamples = 6;
+    public const string DefaultOut = "eval-results";
+
+    public static Command Create()
+    {
+        var model = CommonOptions.Model();
+        var kv = CommonOptions.CacheType();
+        var methods = new Option<string>("--methods")
+        {
+            Description = $"Comma-separated methods to compare: {string.Join(", ", SelectorSpec.Methods)}. Default: all of them.",
+            DefaultValueFactory = _ => string.Join(",", SelectorSpec.Methods),
+        };
+        var budgets = new Option<string>("--budgets", "--budget")
+        {
+            Description = "Comma-separated budgets (keys per head per step) for the sparse methods: tokens (256) or a share of the prompt (5%). Must be below the context.",
+            DefaultValueFactory = _ => DefaultBudget,
+        };
+        var contexts = new Option<string?>("--contexts")
+        {
+            Description = "Comma-separated context lengths in tokens (prompt + decoded tokens), from 512 to the model's maximum. Default: 1024, 2048, 4096, … up to the model's maximum.",
+        };
+        var tasks = new Option<string>("--tasks")
+        {
+            Description = $"Comma-separated tasks: {string.Join(", ", RulerTasks.All)} (ppl = perplexity of held-out code continued under each method). Default: all.",
+            DefaultValueFactory = _ => string.Join(",", RulerTasks.All),
+        };
+        var samples = new Option<int>("--samples", "-n")
+        {
+            Description = "Samples per task and context; their needle depths are spread evenly over the haystack.",
+            DefaultValueFactory = _ => DefaultSamples,
+        };
+        var seed = new Option<int>("--seed") { Description = "Seed the prompts are generated from.", DefaultValueFactory = _ => 1 };
+        var param = new Option<string[]>("--param")
+        {
+            Description = "Method parameter, repeatable: name=value for every method that has it, or method.name=value for one (e.g. tidal.reselect=5). See docs/methods.md.",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var output = new Option<string>("--out", "-o")
+        {
+            Description = "Directory for cells.jsonl (the resumable per-cell results), results.json, results.csv, report.md and the plots.",
+            DefaultValueFactory = _ => DefaultOut,
+        };
+        var quick = new Option<bool>("--quick")
+        {
+            Description = $"A small grid that finishes in a few minutes on 2 cores: every method at {DefaultBudget}, contexts {string.Join(" and ", QuickContexts)}, tasks {string.Join(", ", QuickTasks)}, {QuickSamples} samples each. Options given explicitly still apply.",
+        };
+        var fresh = new Option<bool>("--fresh") { Description = "Ignore results already in --out and run every cell again." };
+        var timing = new Option<int>("--timing-steps")
+        {
+            Description = "Decode steps each method runs un-observed per sample (the median step time is its speed; more for longer answers).",
+            DefaultValueFactory = _ => 16,
+        };
+        var fidelity = new Option<int>("--fidelity-steps")
+        {
+            Description = "Decode steps per cell measured by the fidelity observer (mass recall, top-k recall, output error, keys scored, select/attend time).",
+            DefaultValueFactory = _ => 16,
+        };
+        var heatLayer = new Option<int?>("--heatmap-layer") { Description = "Layer of the attention heat map. Default: the most structured head over all layers." };
+        var heatHead = new Option<int?>("--heatmap-head") { Description = "Query head of the attention heat map. Default: the most structured head." };
+        var noHeat = new Option<bool>("--no-heatmap") { Description = "Skip the attention-pattern heat map." };
+
+        var cmd = new Command("eval",
+            "Evaluate sparse-attention methods on RULER-style long-context tasks (passkey, multi-key, multi-value, multi-query, variable tracking, " +
+            "common words) and held-out perplexity: accuracy, attention fidelity and decode speed per method and budget. Each sample is prefilled " +
+            "once densely and every method decodes from a copy of that cache; finished cells are kept in --out, so an interrupted run resumes.")
+        {
+            model, methods, budgets, contexts, tasks, samples, seed, param, kv, output, quick, fresh, timing, fidelity, heatLayer, heatHead, noHeat,
+        };
+        cmd.SetAction(r => CliErrors.Run(() =>
+        {
+            bool Given(Option o) => r.GetResult(o) is { Implicit: false };
+            bool isQuick = r.GetValue(quick);
+            var wall = Stopwatch.StartNew();
+            string dir = ModelLocator.Resolve(r.GetValue(model));
+            using var transformer = Transformer.Load(dir);
+            var config = transformer.Config;
+
+            var contextList = r.GetValue(contexts) is string cs ? ParseInts(cs, "--contexts")
+                : isQuick ? QuickContexts.Where(c => c <= config.MaxPositions).DefaultIfEmpty(config.MaxPositions).ToArray()
+                : DefaultContexts(config.MaxPositions);
+            var grid = new EvalGrid
+            {
+                Methods = SplitList(r.GetValue(methods)!).Select(m => m.ToLowerInvariant()).ToList(),
+                Budgets = SplitList(r.GetValue(budgets)!),
+                Contexts = contextList,
+                Tasks = isQuick && !Given(tasks) ? QuickTasks : SplitList(r.GetValue(tasks)!).Select(t => t.ToLowerInvariant()).ToList(),
+                Samples = isQuick && !Given(samples) ? QuickSamples : r.GetValue(samples),
+                Seed = r.GetValue(seed),
+                Parameters = ParseParams(r.GetValue(param) ?? []),
+                CacheType = CommonOptions.ParseCacheType(r.GetValue(kv)!),
+                TimingSteps = r.GetValue(timing),
+                FidelitySteps = r.GetValue(fidelity),
+            };
+            grid.Validate(config);
+
+            string heldout = HeldoutCorpus.Find(dir)
+                ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the tasks' haystacks are cut from the model's held-out text.");
+            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), config);
+            var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
+            string outDir = Path.GetFullPath(r.GetValue(output)!);
+            var store = new ResultStore(outDir, r.GetValue(fresh));
+            string modelName = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
+
+            var console = ConsoleFor(Console.Out, Console.IsOutputRedirected);
+            var err = ConsoleFor(Console.Error, Console.IsErrorRedirected);
+            var ci = CultureInfo.InvariantCulture;
+            err.MarkupLine(Markup.Escape(string.Create(ci,
+                $"eval: {modelName}, {grid.CellCount} cells ({grid.Contexts.Count} contexts × {grid.Tasks.Count} tasks × {grid.Samples} samples × {grid.Pairs.Count} method/budget pairs), {store.Count} results on disk in {outDir}")));
+
+            bool heat = !r.GetValue(noHeat);
+            int heatContext = grid.Contexts.Max();
+            string heatPath = Path.Combine(outDir, "heatmap.json");
+            HeatmapData? heatmap = heat ? ReuseHeatmap(heatPath, modelName, r.GetValue(heatLayer), r.GetValue(heatHead), heatContext) : null;
+            IReadOnlyList<CellResult> cells;
+            if (err.Profile.Capabilities.Interactive)
+            {
+                cells = null!;
+                err.Progress()
+                    .AutoClear(false)
+                    .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
+                        new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                    .Start(ctx =>
+                    {
+                        var bar = ctx.AddTask("starting", maxValue: 1);
+                        double extra = heat && heatmap is null ? AttentionPatternRun.EstimateSeconds(heatContext, AttentionPatternRun.DefaultSteps) : 0;
+                        var progress = new Reporter(p =>
+                        {
+                            bar.MaxValue = Math.Max(1e-9, p.Total + extra);
+                            bar.Value = p.Done;
+                            bar.Description = Markup.Escape($"{p.CellsDone}/{p.CellsTotal} cells  {p.Current}");
+                        });
+                        var run = new GridRunner(transformer, builder, grid, store, modelName, p => grid.CreateSelector(p, config), () => new SparsityMeter())
+                            { Progress = progress };
+                        cells = run.Run();
+                        if (heat && heatmap is null)
+                        {
+                            bar.Description = Markup.Escape($"attention pattern: {AttentionPatternRun.DefaultSteps} dense decode steps at {heatContext}");
+                            heatmap = RecordHeatmap(transformer, builder, heatContext, modelName, r.GetValue(heatLayer), r.GetValue(heatHead), grid, heatPath);
+                        }
+                        bar.Value = bar.MaxValue;
+                        bar.Description = "done";
+                    });
+            }
+            else
+            {
+                // redirected output: one line per sample instead of a live bar
+                string last = "";
+                var progress = new Reporter(p =>
+                {
+                    if (!p.Current.EndsWith("prefilling", StringComparison.Ordinal) && p.Current != "done") return;
+                    string line = string.Create(ci, $"[{p.CellsDone}/{p.CellsTotal} cells, {100 * p.Done / Math.Max(1e-9, p.Total):0}%] {p.Current}");
+                    if (line != last) Console.Error.WriteLine(line);
+                    last = line;
+                });
+                var run = new GridRunner(transformer, builder, grid, store, modelName, p => grid.CreateSelector(p, config), () => new SparsityMeter())
+                    { Progress = progress };
+                cells = run.Run();
+                if (heat && heatmap is null)
+                {
+                    Console.Error.WriteLine($"attention pattern: {AttentionPatternRun.DefaultSteps} dense decode steps at {heatContext}");
+                    heatmap = RecordHeatmap(transformer, builder, heatContext, modelName, r.GetValue(heatLayer), r.GetValue(heatHead), grid, heatPath);
+                }
+            }
+
+            var rows = EvalSummary.Summarize(cells, grid);
+            var results = new EvalResultsFile
+            {
+                Command = CommandLine(),
+                Model = modelName,
+                Machine = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}",
+                Created = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", ci),
+                WallSeconds = wall.Elapsed.TotalSeconds,
+                Grid = GridDescription.Of(grid),
+                Summary = rows,
+                Cells = cells,
+            };
+            var writer = new ReportWriter(outDir);
+            writer.WriteAll(results, grid, heatmap);
+            console.Write(Table(rows, grid));
+            console.WriteLine();
+            Console.Out.Flush();
+            err.MarkupLine(Markup.Escape(string.Create(ci, $"wrote {Path.Combine(outDir, "report.md")} (+ results.json, results.csv, plots) in {wall.Elapsed.TotalSeconds:0} s")));
+            return 0;
+        }));
+        return cmd;
+    }
+
+    /// <summary>A console on the given writer; redirected output gets no colour codes and a wide table.</summary>
+    private static IAnsiConsole ConsoleFor(TextWriter writer, bool redirected)
+    {
+        var c = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer),
+            Ansi = redirected ? AnsiSupport.No : AnsiSupport.Detect,
+            ColorSystem = redirected ? ColorSystemSupport.NoColors : ColorSystemSupport.Detect,
+            Interactive = redirected ? InteractionSupport.No : InteractionSupport.Detect,
+        });
+        if (redirected) c.Profile.Width = 200;
+        return c;
+    }
+
+    private sealed class Reporter(Action<EvalProgress> report) : IProgress<EvalProgress>
+    {
+        public void Report(EvalProgress value) => report(value);
+    }
+
+    private static HeatmapData? ReuseHeatmap(string path, string model, int? layer, int? head, int context)
+    {
+        if (!File.Exists(path)) return null;
+        try
+        {
+            var h = System.Text.Json.JsonSerializer.Deserialize(File.ReadAllText(path), EvalJson.Default.HeatmapData);
+            if (h is null || h.Model != model || h.Positions != context - 1 || (layer is int l && h.Layer != l) || (head is int hd && h.Head != hd)) return null;
+            if (layer is null && head is null && !h.Selection.StartsWith("The head was chosen", StringComparison.Ordinal)) return null;
+            return h;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
+
+    private static HeatmapData RecordHeatmap(Transformer t, PromptBuilder builder, int context, string model, int? layer, int? head, EvalGrid grid, string path)
+    {
+        var h = AttentionPatternRun.Record(t, builder, context, model, layer, head, AttentionPatternRun.DefaultSteps, grid.Seed, grid.CacheType);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(h, EvalJson.Default.HeatmapData));
+        return h;
+    }
+
+    private static string CommandLine()
+    {
+        var args = Environment.GetCommandLineArgs().Skip(1).Select(a => a.Any(char.IsWhiteSpace) ? $"'{a}'" : a);
+        return "sparsedecode " + string.Join(' ', args);
+    }
+
+    public static int[] DefaultContexts(int max)
+    {
+        var list = new List<int>();
+        for (int c = 1024; c < max; c *= 2) list.Add(c);
+        list.Add(max);
+        return list.Where(c => c >= 512).Distinct().ToArray();
+    }
+
+    private static Dictionary<string, string> ParseParams(string[] items)
+    {
+        var d = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (string item in items)
+        {
+            int eq = item.IndexOf('=');
+            if (eq <= 0) throw new ArgumentException($"--param '{item}' must look like name=value or method.name=value.");
+            d[item[..eq].Trim()] = item[(eq + 1)..].Trim();
+        }
+        return d;
+    }
+
+    private static List<string> SplitList(string s) =>
+        s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Distinct().ToList();
+
+    private static int[] ParseInts(string s, string option) => SplitList(s).Select(x =>
+        int.TryParse(x.EndsWith('k') || x.EndsWith('K') ? x[..^1] : x, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)
+            ? (x.EndsWith('k') || x.EndsWith('K') ? v * 1024 : v)
+            : throw new ArgumentException($"{option}: '{x}' is not a whole number of tokens.")).Distinct().Order().ToArray();
+
+    private static string Pct(double v) => double.IsFinite(v) ? (v * 100).ToString("0.0", CultureInfo.InvariantCulture) : "–";
+
+    public static Table Table(IReadOnlyList<MethodSummary> rows, EvalGrid grid)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        string L = EvalSummary.Ctx(grid.Contexts.Max());
+        var needle = grid.Tasks.Where(t => t != RulerTasks.Perplexity).ToList();
+        bool ppl = grid.Tasks.Contains(RulerTasks.Perplexity);
+        var table = new Table().Border(TableBorder.Rounded)
+            .Title(Markup.Escape($"accuracy % (mean over contexts {string.Join(", ", grid.Contexts)}), fidelity, speed at {L}"));
+        table.AddColumn("method").AddColumn("budget");
+        foreach (string t in needle) table.AddColumn(new TableColumn(t).RightAligned());
+        if (needle.Count > 0) table.AddColumn(new TableColumn("mean").RightAligned()).AddColumn(new TableColumn("% dense").RightAligned());
+        if (ppl) table.AddColumn(new TableColumn("ppl").RightAligned());
+        table.AddColumn(new TableColumn("mass recall").RightAligned()).AddColumn(new TableColumn($"ms/step @{L}").RightAligned())
+            .AddColumn(new TableColumn("speed-up").RightAligned());
+        foreach (var r in rows)
+        {
+            var cells = new List<string> { r.Method, r.Budget };
+            cells.AddRange(needle.Select(t => r.Accuracy.TryGetValue(t, out double v) ? Pct(v) : "–"));
+            if (needle.Count > 0)
+            {
+                cells.Add(Pct(r.MeanAccuracy));
+                cells.Add(r.OfDense is double o ? Pct(o) : "–");
+            }
+            if (ppl) cells.Add(r.Perplexity is double p ? p.ToString("0.00", ci) : "–");
+            cells.Add(double.IsFinite(r.MassRecall) ? r.MassRecall.ToString("0.000", ci) : "–");
+            cells.Add(r.StepMsByContext.TryGetValue(L, out double ms) ? ms.ToString("0.00", ci) : "–");
+            cells.Add(r.SpeedUp is double s ? s.ToString("0.00", ci) + "×" : "–");
+            table.AddRow(cells.Select(c => new Markup(Markup.Escape(c))).ToArray<Spectre.Console.Rendering.IRenderable>());
+        }
+        return table;
+    }
+}

@@ -1,0 +1,52 @@
+namespace SparseDecode.Evaluation;
+
+/// <summary>The outcome of one grid cell: one method at one budget decoding one sample (task × context × sample)
+/// from the shared dense prefill. Written as one JSON line as soon as it is known, so a run resumes by key.</summary>
+public sealed record CellResult
+{
+    public required string Key { get; init; }
+    public required string Model { get; init; }
+    public required string Method { get; init; }
+    /// <summary>The budget as given ("5%", "256"), or "-" for dense attention, which has none.</summary>
+    public required string Budget { get; init; }
+    public required int Context { get; init; }
+    public required string Task { get; init; }
+    public required int Sample { get; init; }
+    public required int Seed { get; init; }
+    public double? Depth { get; init; }
+    public int PromptTokens { get; init; }
+    /// <summary>Keys per head the budget resolves to at this prompt's length (the prompt length for dense).</summary>
+    public int BudgetTokens { get; init; }
+
+    // ---- accuracy (needle tasks) or perplexity (ppl)
+    /// <summary>Task score in [0, 1]: exact match, or the fraction of expected items for partial-credit tasks.</summary>
+    public double Score { get; init; }
+    public bool Exact { get; init; }
+    public double Partial { get; init; }
+    public string? Expected { get; init; }
+    public string? Generated { get; init; }
+    /// <summary>Mean negative log-likelihood (nats per token) of the forced continuation (ppl only).</summary>
+    public double? Nll { get; init; }
+
+    // ---- speed, from the un-observed pass
+    public int TimedSteps { get; init; }
+    /// <summary>Median wall time of one whole decode step (all layers), un-observed.</summary>
+    public double StepMs { get; init; }
+
+    // ---- fidelity, from the observed pass (the observer computes dense attention beside the method)
+    public int ObservedSteps { get; init; }
+    public double MassRecall { get; init; }
+    public double TopKRecall { get; init; }
+    public double OutputError { get; init; }
+    public double KeysScoredPerStep { get; init; }
+    public double KeysAttendedPerStep { get; init; }
+    /// <summary>Selection and attention time per step (all layers), timed by the engine around the method's own
+    /// work only; the observer's dense reference is computed after and not counted.</summary>
+    public double SelectMsPerStep { get; init; }
+    public double AttendMsPerStep { get; init; }
+
+    /// <summary>Seconds of the dense prefill this cell's sample shared with the sample's other cells.</summary>
+    public double PrefillSeconds { get; init; }
+    /// <summary>Seconds of this cell's own two decode passes.</summary>
+    public double Seconds { get; init; }
+}

@@ -1,0 +1,47 @@
+namespace SparseDecode.Evaluation;
+
+/// <summary>The grid as results.json records it.</summary>
+public sealed record GridDescription
+{
+    public required IReadOnlyList<string> Methods { get; init; }
+    public required IReadOnlyList<string> Budgets { get; init; }
+    public required IReadOnlyList<int> Contexts { get; init; }
+    public required IReadOnlyList<string> Tasks { get; init; }
+    public required int Samples { get; init; }
+    public required int Seed { get; init; }
+    public required string KvType { get; init; }
+    public required string Parameters { get; init; }
+    public required int TimingSteps { get; init; }
+    public required int FidelitySteps { get; init; }
+    public required int PerplexityTokens { get; init; }
+    public required int Reserve { get; init; }
+
+    public static GridDescription Of(EvalGrid g) => new()
+    {
+        Methods = g.Methods,
+        Budgets = g.Budgets,
+        Contexts = g.Contexts,
+        Tasks = g.Tasks,
+        Samples = g.Samples,
+        Seed = g.Seed,
+        KvType = Model.DTypeExtensions.Name(g.CacheType),
+        Parameters = g.ParameterText,
+        TimingSteps = g.TimingSteps,
+        FidelitySteps = g.FidelitySteps,
+        PerplexityTokens = g.PerplexityTokens,
+        Reserve = EvalGrid.Reserve,
+    };
+}
+
+/// <summary>Everything a run produced, as results.json: how it was made, the method rows and every cell.</summary>
+public sealed record EvalResultsFile
+{
+    public required string Command { get; init; }
+    public required string Model { get; init; }
+    public required string Machine { get; init; }
+    public required string Created { get; init; }
+    public required double WallSeconds { get; init; }
+    public required GridDescription Grid { get; init; }
+    public required IReadOnlyList<MethodSummary> Summary { get; init; }
+    public required IReadOnlyList<CellResult> Cells { get; init; }
+}

@@ -1,0 +1,108 @@
+using System.Globalization;
+
+namespace SparseDecode.Evaluation;
+
+/// <summary>One (method, budget) row of the results: accuracy per task (mean score; perplexity for ppl), fidelity
+/// means, and step time per context with the speed-up over dense at the longest context.</summary>
+public sealed record MethodSummary
+{
+    public required string Method { get; init; }
+    public required string Budget { get; init; }
+    public required string Label { get; init; }
+    public required Dictionary<string, double> Accuracy { get; init; }
+    /// <summary>Mean of the needle tasks' accuracies (NaN when the grid has none).</summary>
+    public required double MeanAccuracy { get; init; }
+    /// <summary>MeanAccuracy ÷ dense's, on the same samples.</summary>
+    public double? OfDense { get; init; }
+    public double? Perplexity { get; init; }
+    /// <summary>Mean accuracy over needle tasks per context length.</summary>
+    public required Dictionary<string, double> AccuracyByContext { get; init; }
+    /// <summary>Mean of the resolved budget as a share of the prompt (1 for dense).</summary>
+    public required double BudgetShare { get; init; }
+    public required double MassRecall { get; init; }
+    public required double TopKRecall { get; init; }
+    public required double OutputError { get; init; }
+    public required double KeysScoredPerStep { get; init; }
+    public required double KeysAttendedPerStep { get; init; }
+    public required double SelectMsPerStep { get; init; }
+    public required double AttendMsPerStep { get; init; }
+    /// <summary>Median whole-step time (ms) per context length, un-observed.</summary>
+    public required Dictionary<string, double> StepMsByContext { get; init; }
+    /// <summary>Dense step time ÷ this method's at the longest context (paired by sample, then averaged).</summary>
+    public double? SpeedUp { get; init; }
+    /// <summary>Dense attention time ÷ this method's selection + attention time, at the longest context.</summary>
+    public double? AttentionSpeedUp { get; init; }
+    public required int Cells { get; init; }
+}
+
+/// <summary>Aggregates cell results into method rows.</summary>
+public static class EvalSummary
+{
+    public static string Ctx(int c) => c.ToString(CultureInfo.InvariantCulture);
+
+    public static IReadOnlyList<MethodSummary> Summarize(IReadOnlyList<CellResult> cells, EvalGrid grid)
+    {
+        var rows = new List<MethodSummary>();
+        int longest = grid.Contexts.Max();
+        var dense = cells.Where(c => c.Method == EvalGrid.DenseMethod).ToDictionary(c => (c.Task, c.Context, c.Sample));
+        var needleTasks = grid.Tasks.Where(t => t != RulerTasks.Perplexity).ToList();
+        MethodSummary? denseRow = null;
+        foreach (var pair in grid.Pairs)
+        {
+            var mine = cells.Where(c => c.Method == pair.Method && c.Budget == pair.Budget).ToList();
+            if (mine.Count == 0) continue;
+            var acc = new Dictionary<string, double>();
+            foreach (string t in grid.Tasks)
+            {
+                var tc = mine.Where(c => c.Task == t).ToList();
+                if (tc.Count == 0) continue;
+                acc[t] = t == RulerTasks.Perplexity ? Math.Exp(tc.Average(c => c.Nll ?? double.NaN)) : tc.Average(c => c.Score);
+            }
+            var needle = mine.Where(c => c.Task != RulerTasks.Perplexity).ToList();
+            double mean = needleTasks.Where(acc.ContainsKey).Select(t => acc[t]).DefaultIfEmpty(double.NaN).Average();
+            var byCtx = new Dictionary<string, double>();
+            var stepByCtx = new Dictionary<string, double>();
+            foreach (int ctx in grid.Contexts)
+            {
+                var nc = needle.Where(c => c.Context == ctx).ToList();
+                if (nc.Count > 0)
+                    byCtx[Ctx(ctx)] = needleTasks.Select(t => nc.Where(c => c.Task == t).Select(c => c.Score).DefaultIfEmpty(double.NaN).Average())
+                        .Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average();
+                var sc = mine.Where(c => c.Context == ctx).Select(c => c.StepMs).Order().ToList();
+                if (sc.Count > 0) stepByCtx[Ctx(ctx)] = sc[sc.Count / 2];
+            }
+            var atLongest = mine.Where(c => c.Context == longest).ToList();
+            var ratios = atLongest.Where(c => dense.ContainsKey((c.Task, c.Context, c.Sample)))
+                .Select(c => dense[(c.Task, c.Context, c.Sample)].StepMs / Math.Max(1e-9, c.StepMs)).ToList();
+            var attRatios = atLongest.Where(c => dense.ContainsKey((c.Task, c.Context, c.Sample)))
+                .Select(c => dense[(c.Task, c.Context, c.Sample)].AttendMsPerStep / Math.Max(1e-9, c.AttendMsPerStep + c.SelectMsPerStep)).ToList();
+            var row = new MethodSummary
+            {
+                Method = pair.Method,
+                Budget = pair.Budget,
+                Label = pair.ToString(),
+                Accuracy = acc,
+                MeanAccuracy = mean,
+                Perplexity = acc.TryGetValue(RulerTasks.Perplexity, out double ppl) ? ppl : null,
+                AccuracyByContext = byCtx,
+                BudgetShare = mine.Average(c => c.BudgetTokens / (double)Math.Max(1, c.PromptTokens)),
+                MassRecall = mine.Average(c => c.MassRecall),
+                TopKRecall = mine.Average(c => c.TopKRecall),
+                OutputError = mine.Average(c => c.OutputError),
+                KeysScoredPerStep = mine.Average(c => c.KeysScoredPerStep),
+                KeysAttendedPerStep = mine.Average(c => c.KeysAttendedPerStep),
+                SelectMsPerStep = atLongest.Count > 0 ? atLongest.Average(c => c.SelectMsPerStep) : double.NaN,
+                AttendMsPerStep = atLongest.Count > 0 ? atLongest.Average(c => c.AttendMsPerStep) : double.NaN,
+                StepMsByContext = stepByCtx,
+                SpeedUp = ratios.Count > 0 ? Math.Exp(ratios.Average(Math.Log)) : null,
+                AttentionSpeedUp = attRatios.Count > 0 ? Math.Exp(attRatios.Average(Math.Log)) : null,
+                Cells = mine.Count,
+            };
+            if (pair.IsDense) denseRow = row;
+            rows.Add(row);
+        }
+        if (denseRow is not null && double.IsFinite(denseRow.MeanAccuracy) && denseRow.MeanAccuracy > 0)
+            rows = rows.Select(r => r with { OfDense = r.MeanAccuracy / denseRow.MeanAccuracy }).ToList();
+        return rows;
+    }
+}

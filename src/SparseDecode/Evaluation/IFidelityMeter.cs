@@ -1,0 +1,22 @@
+using SparseDecode.Attention;
+
+namespace SparseDecode.Evaluation;
+
+/// <summary>Fidelity of a method over the observed decode steps, averaged over steps, layers and heads as the
+/// observer defines them; times are per decode step (all layers).</summary>
+public readonly record struct FidelityReading(
+    double MassRecall,
+    double TopKRecall,
+    double OutputError,
+    double KeysScoredPerStep,
+    double KeysAttendedPerStep,
+    double SelectSecondsPerStep,
+    double AttendSecondsPerStep);
+
+/// <summary>An observer attached to one sequence's decode steps and what it measured at the end.</summary>
+public interface IFidelityMeter
+{
+    IAttentionObserver Observer { get; }
+
+    FidelityReading Read(int steps);
+}

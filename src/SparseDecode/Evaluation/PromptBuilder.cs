@@ -1,0 +1,122 @@
+namespace SparseDecode.Evaluation;
+
+/// <summary>Builds task prompts at token level exactly as training did (tools/reference-model/train.py,
+/// Data.task_sequence): begin-of-text, a window of held-out code cut at tokens that end a line, each needle line
+/// tokenized on its own and inserted at a line boundary, then the separately tokenized question.</summary>
+public sealed class PromptBuilder
+{
+    private readonly HeldoutCorpus _corpus;
+    private readonly ITaskTokenizer _tokenizer;
+    private readonly bool[] _lineEnd;
+
+    public PromptBuilder(HeldoutCorpus corpus, ITaskTokenizer tokenizer)
+    {
+        _corpus = corpus;
+        _tokenizer = tokenizer;
+        _lineEnd = new bool[tokenizer.VocabSize];
+        for (int i = 0; i < _lineEnd.Length; i++)
+            _lineEnd[i] = i != tokenizer.BeginOfText && tokenizer.Decode([i]).EndsWith('\n');
+    }
+
+    /// <summary>Whether the token's text ends with a newline: needles are inserted only after such tokens.</summary>
+    public bool EndsLine(int token) => (uint)token < (uint)_lineEnd.Length && _lineEnd[token];
+
+    public ITaskTokenizer Tokenizer => _tokenizer;
+
+    /// <summary>A sample of `task` whose prompt is about `length` tokens (never more). `depth` in [0, 1] places the
+    /// needles from that fraction of the haystack on, within 10% of it (train.py's evaluation rule); null scatters
+    /// them anywhere (train.py's training rule). For perplexity, `continuation` tokens follow the prompt.</summary>
+    public TaskSample Build(string task, int length, double? depth, int seed, int continuation = 32)
+    {
+        if (task == RulerTasks.Perplexity) return BuildPerplexity(length, seed, continuation);
+        if (depth is double d && (d < 0 || d > 1)) throw new ArgumentOutOfRangeException(nameof(depth), "Depth must be in [0, 1].");
+        var rng = new Random(seed);
+        for (int attempt = 0; attempt < 1000; attempt++)
+        {
+            var s = TryBuild(task, length, depth, seed, rng);
+            if (s is not null) return s;
+        }
+        throw new ArgumentException($"A {task} prompt of {length} tokens cannot hold its needles; use a longer context.");
+    }
+
+    private TaskSample? TryBuild(string task, int length, double? depth, int seed, Random rng)
+    {
+        var inst = RulerTasks.Generate(task, rng);
+        var nids = inst.Needles.Select(_tokenizer.Encode).ToArray();
+        int[] qids = _tokenizer.Encode(inst.Question), aids = _tokenizer.Encode(inst.Answer);
+        int hayLen = length - 1 - nids.Sum(n => n.Length) - qids.Length;
+        if (hayLen <= 0) throw new ArgumentException($"A {task} prompt needs more than {length} tokens; use a longer context.");
+        var hay = _corpus.Window(rng, hayLen);
+        var ends = new List<int>();
+        for (int i = 0; i < hay.Length; i++)
+            if (EndsLine(hay[i])) ends.Add(i + 1); // cut positions right after a line end
+        if (ends.Count < nids.Length + 1) return null;
+        int hayEnd = ends[^1];
+        ends.RemoveAt(ends.Count - 1);
+        List<int> cand;
+        if (depth is not double d) cand = ends;
+        else
+        {
+            int lo = (int)(d * hayEnd), hi = lo + Math.Max(64, hayEnd / 10);
+            cand = ends.Where(e => e >= lo && e <= hi).ToList();
+            if (cand.Count == 0) cand = [ends.MinBy(e => Math.Abs(e - lo))];
+        }
+        var cuts = new int[nids.Length];
+        for (int i = 0; i < cuts.Length; i++) cuts[i] = rng.Choice(cand);
+        Array.Sort(cuts);
+
+        var prompt = new List<int>(length) { _tokenizer.BeginOfText };
+        var starts = new int[nids.Length];
+        int prev = 0;
+        for (int i = 0; i < nids.Length; i++)
+        {
+            prompt.AddRange(hay.AsSpan(prev, cuts[i] - prev));
+            starts[i] = prompt.Count;
+            prompt.AddRange(nids[i]);
+            prev = cuts[i];
+        }
+        prompt.AddRange(hay.AsSpan(prev, hayEnd - prev));
+        prompt.AddRange(qids);
+        return new TaskSample
+        {
+            Task = task,
+            Length = length,
+            Depth = depth,
+            Seed = seed,
+            Prompt = prompt.ToArray(),
+            Answer = aids,
+            AnswerText = inst.Answer,
+            Items = inst.Items,
+            NeedleStarts = starts,
+            NeedleLengths = nids.Select(n => n.Length).ToArray(),
+            HaystackLength = hayEnd,
+            QuestionLength = qids.Length,
+        };
+    }
+
+    /// <summary>Begin-of-text and `length` − 1 tokens of held-out code; the next `continuation` tokens are the target.</summary>
+    private TaskSample BuildPerplexity(int length, int seed, int continuation)
+    {
+        if (length < 2 || continuation < 1) throw new ArgumentException("Perplexity needs a prompt of at least 2 tokens and a continuation of at least 1.");
+        var rng = new Random(seed);
+        var window = _corpus.Window(rng, length - 1 + continuation);
+        var prompt = new int[length];
+        prompt[0] = _tokenizer.BeginOfText;
+        window.AsSpan(0, length - 1).CopyTo(prompt.AsSpan(1));
+        var target = window[(length - 1)..];
+        return new TaskSample
+        {
+            Task = RulerTasks.Perplexity,
+            Length = length,
+            Depth = null,
+            Seed = seed,
+            Prompt = prompt,
+            Answer = target,
+            AnswerText = _tokenizer.Decode(target),
+            Items = [],
+            NeedleStarts = [],
+            NeedleLengths = [],
+            HaystackLength = length - 1,
+        };
+    }
+}

@@ -1,0 +1,328 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace SparseDecode.Evaluation;
+
+/// <summary>Writes a run's outputs into its directory: results.json, results.csv, report.md with its tables, and
+/// the SVG plots (accuracy and attention-mass recall vs budget, step time vs context, the attention heat map).
+/// PNG copies are rendered only when rsvg-convert happens to be installed.</summary>
+public sealed class ReportWriter(string directory)
+{
+    private static readonly CultureInfo Ci = CultureInfo.InvariantCulture;
+
+    public const string AccuracyPlot = "accuracy_vs_budget.svg";
+    public const string RecallPlot = "recall_vs_budget.svg";
+    public const string StepTimePlot = "step_time_vs_context.svg";
+    public const string HeatmapPlot = "attention_heatmap.svg";
+
+    public IReadOnlyList<string> Written => _written;
+    private readonly List<string> _written = [];
+
+    public void WriteAll(EvalResultsFile results, EvalGrid grid, HeatmapData? heatmap)
+    {
+        Directory.CreateDirectory(directory);
+        Write("results.json", JsonSerializer.Serialize(results, new EvalJson(new JsonSerializerOptions(EvalJson.Default.Options) { WriteIndented = true }).EvalResultsFile));
+        Write("results.csv", Csv(results.Cells));
+        var rows = results.Summary;
+        Write(AccuracyPlot, AccuracyChart(rows, grid).Render());
+        Write(RecallPlot, RecallChart(rows).Render());
+        Write(StepTimePlot, StepTimeChart(rows, grid).Render());
+        if (heatmap is not null)
+        {
+            Write("heatmap.json", JsonSerializer.Serialize(heatmap, EvalJson.Default.HeatmapData));
+            Write(HeatmapPlot, SvgHeatmap.Render(heatmap, HeatmapTitle(heatmap)));
+        }
+        Write("report.md", Markdown(results, grid, heatmap));
+        RenderPngs();
+    }
+
+    private void Write(string name, string text)
+    {
+        string path = Path.Combine(directory, name);
+        File.WriteAllText(path, text, new UTF8Encoding(false));
+        _written.Add(path);
+    }
+
+    public static string HeatmapTitle(HeatmapData h) =>
+        $"Dense attention of layer {h.Layer}, head {h.Head} over {h.Binned.Length} decode steps after a {h.PromptTokens}-token prompt";
+
+    // ------------------------------------------------------------------ CSV
+
+    public static string Csv(IReadOnlyList<CellResult> cells)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("model,task,context,sample,method,budget,budget_tokens,prompt_tokens,depth,score,exact,partial,nll,expected,generated,step_ms,timed_steps,mass_recall,topk_recall,output_error,keys_scored_per_step,keys_attended_per_step,select_ms_per_step,attend_ms_per_step,observed_steps,prefill_seconds,seconds");
+        foreach (var c in cells)
+        {
+            sb.AppendJoin(',', [
+                Q(c.Model), c.Task, N(c.Context), N(c.Sample), c.Method, Q(c.Budget), N(c.BudgetTokens), N(c.PromptTokens),
+                c.Depth is double d ? D(d) : "", D(c.Score), c.Exact ? "1" : "0", D(c.Partial), c.Nll is double n ? D(n) : "",
+                Q(c.Expected ?? ""), Q(c.Generated ?? ""), D(c.StepMs), N(c.TimedSteps), D(c.MassRecall), D(c.TopKRecall),
+                D(c.OutputError), D(c.KeysScoredPerStep), D(c.KeysAttendedPerStep), D(c.SelectMsPerStep), D(c.AttendMsPerStep),
+                N(c.ObservedSteps), D(c.PrefillSeconds), D(c.Seconds)]);
+            sb.Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    private static string N(int v) => v.ToString(Ci);
+    private static string D(double v) => v.ToString("G6", Ci);
+
+    private static string Q(string s) =>
+        s.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? "\"" + s.Replace("\"", "\"\"") + "\"" : s;
+
+    // ------------------------------------------------------------------ plots
+
+    private static string BudgetAxisFormat(double pct) => pct.ToString("0.##", Ci) + "%";
+
+    public static SvgLineChart AccuracyChart(IReadOnlyList<MethodSummary> rows, EvalGrid grid) =>
+        BudgetChart(rows, "Accuracy vs budget (needle tasks, mean over contexts)", "accuracy (mean task score)", r => r.MeanAccuracy, 0, 1);
+
+    public static SvgLineChart RecallChart(IReadOnlyList<MethodSummary> rows) =>
+        BudgetChart(rows, "Attention-mass recall vs budget", "attention mass kept (mean over steps, layers, heads)", r => r.MassRecall, 0, 1);
+
+    private static SvgLineChart BudgetChart(IReadOnlyList<MethodSummary> rows, string title, string yLabel, Func<MethodSummary, double> y, double ymin, double ymax)
+    {
+        var chart = new SvgLineChart
+        {
+            Title = title,
+            XLabel = "budget (keys per head, % of the prompt)",
+            YLabel = yLabel,
+            YMin = ymin,
+            YMax = ymax,
+            XFormat = BudgetAxisFormat,
+            Dodge = 4,
+        };
+        var sparse = rows.Where(r => r.Budget != MethodBudget.NoBudget).ToList();
+        // from 0 so that budgets read as shares; a little past the largest
+        double lo = 0, hi = sparse.Count > 0 ? sparse.Max(r => r.BudgetShare) * 100 * 1.15 : 10;
+        foreach (var d in rows.Where(r => r.Budget == MethodBudget.NoBudget))
+            chart.Series.Add(new ChartSeries($"{d.Method} (all keys)", [(lo, y(d)), (hi, y(d))], SvgLineChart.ColorFor(d.Method), Dashed: true));
+        foreach (var g in sparse.GroupBy(r => r.Method))
+            chart.Series.Add(new ChartSeries(g.Key, g.Select(r => (r.BudgetShare * 100, y(r))).ToList(), SvgLineChart.ColorFor(g.Key)));
+        return chart;
+    }
+
+    public static SvgLineChart StepTimeChart(IReadOnlyList<MethodSummary> rows, EvalGrid grid)
+    {
+        var chart = new SvgLineChart
+        {
+            Title = "Decode step time vs context length",
+            XLabel = "context length (tokens)",
+            YLabel = "ms per decode step (whole step, median, un-observed)",
+            LogX = true,
+            YMin = 0,
+            XFormat = v => v >= 1024 ? (v / 1024).ToString("0.#", Ci) + "K" : v.ToString("0", Ci),
+        };
+        bool oneBudget = grid.Budgets.Count <= 1;
+        foreach (var r in rows)
+        {
+            if (!oneBudget && r.Budget != MethodBudget.NoBudget && r.Budget != grid.Budgets[0]) continue;
+            var pts = r.StepMsByContext.Select(kv => (double.Parse(kv.Key, Ci), kv.Value)).ToList();
+            string name = r.Budget == MethodBudget.NoBudget ? r.Method : oneBudget ? r.Method : r.Label;
+            chart.Series.Add(new ChartSeries(name, pts, SvgLineChart.ColorFor(r.Method), Dashed: r.Budget == MethodBudget.NoBudget));
+        }
+        return chart;
+    }
+
+    private void RenderPngs()
+    {
+        string? tool = FindOnPath("rsvg-convert");
+        if (tool is null) return;
+        foreach (string svg in _written.Where(p => p.EndsWith(".svg", StringComparison.Ordinal)).ToList())
+        {
+            try
+            {
+                using var p = Process.Start(new ProcessStartInfo(tool, ["-o", Path.ChangeExtension(svg, ".png"), svg])
+                    { RedirectStandardError = true, RedirectStandardOutput = true });
+                p?.WaitForExit(60_000);
+                if (p is { ExitCode: 0 }) _written.Add(Path.ChangeExtension(svg, ".png"));
+            }
+            catch (System.ComponentModel.Win32Exception)
+            {
+                return; // not runnable after all: the SVGs are the report's plots
+            }
+        }
+    }
+
+    private static string? FindOnPath(string name)
+    {
+        foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
+        {
+            string p = Path.Combine(dir, name);
+            if (File.Exists(p)) return p;
+        }
+        return null;
+    }
+
+    // ------------------------------------------------------------------ markdown
+
+    private static string P(double v) => double.IsFinite(v) ? (v * 100).ToString("0.0", Ci) : "–";
+    private static string F2(double v) => double.IsFinite(v) ? v.ToString("0.00", Ci) : "–";
+    private static string F3(double v) => double.IsFinite(v) ? v.ToString("0.000", Ci) : "–";
+
+    public static string Markdown(EvalResultsFile results, EvalGrid grid, HeatmapData? heatmap)
+    {
+        var rows = results.Summary;
+        int longest = grid.Contexts.Max();
+        string L = EvalSummary.Ctx(longest);
+        var needle = grid.Tasks.Where(t => t != RulerTasks.Perplexity).ToList();
+        bool hasPpl = grid.Tasks.Contains(RulerTasks.Perplexity);
+        var sb = new StringBuilder();
+        sb.AppendLine("# SparseDecode evaluation");
+        sb.AppendLine();
+        sb.AppendLine("Made by:");
+        sb.AppendLine();
+        sb.AppendLine("```");
+        sb.AppendLine(results.Command);
+        sb.AppendLine("```");
+        sb.AppendLine();
+        sb.AppendLine($"- model: `{results.Model}`");
+        sb.AppendLine($"- machine: {results.Machine}; finished {results.Created}; this invocation ran {results.WallSeconds.ToString("0", Ci)} s (cells found on disk are not re-run)");
+        var g = results.Grid;
+        sb.AppendLine($"- grid: methods {string.Join(", ", g.Methods)}; budgets {string.Join(", ", g.Budgets)}; contexts {string.Join(", ", g.Contexts)}; tasks {string.Join(", ", g.Tasks)}; {g.Samples} samples per task and context (seed {g.Seed}); KV cache {g.KvType}{(g.Parameters.Length > 0 ? "; parameters " + g.Parameters : "")}");
+        sb.AppendLine($"- {results.Cells.Count} cells; every sample prefilled once with dense attention, each method decoding from a copy of that cache");
+        sb.AppendLine();
+
+        sb.AppendLine("## Accuracy and speed");
+        sb.AppendLine();
+        sb.AppendLine($"Task scores are means over contexts and samples (exact match; fraction of expected items for multivalue, multiquery, vartrack, cwe){(hasPpl ? "; ppl is the perplexity of held-out code continued under the method (lower is better)" : "")}. " +
+                      $"Speed-up: dense step time ÷ the method's, whole decode step, at context {L}.");
+        sb.AppendLine();
+        var head = new List<string> { "method", "budget" };
+        head.AddRange(needle);
+        head.AddRange(["mean", "% of dense"]);
+        if (hasPpl) head.Add("ppl");
+        head.AddRange(["mass recall", $"step ms @{L}", "speed-up"]);
+        Table(sb, head, rows.Select(r =>
+        {
+            var cells = new List<string> { r.Method, r.Budget };
+            cells.AddRange(needle.Select(t => r.Accuracy.TryGetValue(t, out double v) ? P(v) : "–"));
+            cells.Add(P(r.MeanAccuracy));
+            cells.Add(r.OfDense is double o ? P(o) : "–");
+            if (hasPpl) cells.Add(r.Perplexity is double ppl ? F2(ppl) : "–");
+            cells.Add(F3(r.MassRecall));
+            cells.Add(r.StepMsByContext.TryGetValue(L, out double ms) ? F2(ms) : "–");
+            cells.Add(r.SpeedUp is double s ? s.ToString("0.00", Ci) + "×" : "–");
+            return cells;
+        }));
+
+        Goals(sb, rows, grid, longest);
+
+        if (needle.Count > 0)
+        {
+            sb.AppendLine("## Accuracy by context length");
+            sb.AppendLine();
+            sb.AppendLine("Mean needle-task score (%) per context.");
+            sb.AppendLine();
+            var h2 = new List<string> { "method", "budget" };
+            h2.AddRange(grid.Contexts.Select(c => c.ToString(Ci)));
+            Table(sb, h2, rows.Select(r =>
+            {
+                var cells = new List<string> { r.Method, r.Budget };
+                cells.AddRange(grid.Contexts.Select(c => r.AccuracyByContext.TryGetValue(EvalSummary.Ctx(c), out double v) ? P(v) : "–"));
+                return cells;
+            }));
+        }
+
+        sb.AppendLine("## Fidelity");
+        sb.AppendLine();
+        sb.AppendLine("From the observer over the first decode steps of every cell (it computes dense attention beside the method): " +
+                      "attention-mass recall (dense softmax mass on the selected keys), top-k recall against the oracle's top-k at the same budget, " +
+                      "relative L2 error of the attention output, and the keys scored per step to make the selection (all layers and heads). " +
+                      $"Selection and attention times are the engine's own timings of those two phases (all layers), at context {L}.");
+        sb.AppendLine();
+        Table(sb, ["method", "budget", "budget share", "mass recall", "top-k recall", "output error", "keys scored/step", "keys attended/step", "select ms/step", "attend ms/step", "attention speed-up"],
+            rows.Select(r => new List<string>
+            {
+                r.Method, r.Budget, P(r.BudgetShare) + "%", F3(r.MassRecall), F3(r.TopKRecall), F3(r.OutputError),
+                r.KeysScoredPerStep.ToString("0", Ci), r.KeysAttendedPerStep.ToString("0", Ci), F3(r.SelectMsPerStep), F3(r.AttendMsPerStep),
+                r.AttentionSpeedUp is double a ? a.ToString("0.00", Ci) + "×" : "–",
+            }));
+
+        sb.AppendLine("## Decode step time by context length");
+        sb.AppendLine();
+        sb.AppendLine("Median wall time of one whole decode step (all layers, MLP included) in the un-observed pass, ms.");
+        sb.AppendLine();
+        var h3 = new List<string> { "method", "budget" };
+        h3.AddRange(grid.Contexts.Select(c => c.ToString(Ci)));
+        Table(sb, h3, rows.Select(r =>
+        {
+            var cells = new List<string> { r.Method, r.Budget };
+            cells.AddRange(grid.Contexts.Select(c => r.StepMsByContext.TryGetValue(EvalSummary.Ctx(c), out double v) ? F2(v) : "–"));
+            return cells;
+        }));
+
+        sb.AppendLine("## Plots");
+        sb.AppendLine();
+        sb.AppendLine($"![accuracy vs budget]({AccuracyPlot})");
+        sb.AppendLine();
+        sb.AppendLine($"![attention-mass recall vs budget]({RecallPlot})");
+        sb.AppendLine();
+        sb.AppendLine($"![step time vs context]({StepTimePlot})");
+        sb.AppendLine();
+        if (heatmap is not null)
+        {
+            sb.AppendLine("## Attention pattern");
+            sb.AppendLine();
+            sb.AppendLine($"![attention heat map]({HeatmapPlot})");
+            sb.AppendLine();
+            sb.AppendLine($"Dense attention probabilities of layer {heatmap.Layer}, head {heatmap.Head} while decoding {heatmap.Binned.Length} tokens of held-out code " +
+                          $"after a {heatmap.PromptTokens}-token prompt (log colour scale; below {SvgHeatmap.Floor:0e0} is white). Left: the whole context, " +
+                          $"each column the maximum over {SvgHeatmap.PerBin(heatmap)} — vertical lines are positions the head returns to at every step " +
+                          "(what LFPS's *vertical* candidates reuse). Right: the most recent keys at full resolution — diagonal lines are a constant offset behind the moving query " +
+                          $"(LFPS's *slash* candidates, previous index + 1). {heatmap.Selection}");
+            sb.AppendLine();
+        }
+
+        sb.AppendLine("## How this was measured");
+        sb.AppendLine();
+        sb.AppendLine($"- Prompts: RULER-style tasks in the formats the bundled model was trained on (docs/evaluation.md), built at token level in held-out code; a context of L positions holds a prompt of L − {EvalGrid.Reserve} tokens and the decoded tokens. Needle depths of the samples are the midpoints of equal slices of the haystack.");
+        sb.AppendLine("- Answers: greedy decoding; the first answer token comes from the dense prefill's logits, every later one from a decode step through the method; the answer is the text before the first newline.");
+        sb.AppendLine($"- Step time: a separate un-observed pass per cell (at least {g.TimingSteps} decode steps, the first dropped as warm-up, median of the rest); fidelity: a second pass over the same tokens with the observer attached ({g.FidelitySteps} steps).");
+        sb.AppendLine("- Dense runs without a selector (the engine's dense attention), so its step time is the baseline the speed-ups divide.");
+        return sb.ToString();
+    }
+
+    private static void Goals(StringBuilder sb, IReadOnlyList<MethodSummary> rows, EvalGrid grid, int longest)
+    {
+        var dense = rows.FirstOrDefault(r => r.Budget == MethodBudget.NoBudget);
+        string L = EvalSummary.Ctx(longest);
+        if (dense is null || !dense.AccuracyByContext.TryGetValue(L, out double denseAcc) || denseAcc <= 0) return;
+        var lines = new List<string>();
+        foreach (string budget in grid.Budgets)
+        {
+            var at = rows.Where(r => r.Budget == budget).ToDictionary(r => r.Method);
+            double Acc(string m) => at.TryGetValue(m, out var r) && r.AccuracyByContext.TryGetValue(L, out double v) ? v : double.NaN;
+            double baseline = new[] { "streaming", "quest" }.Select(Acc).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max();
+            foreach (string m in new[] { "tidal", "lfps", "prhs" })
+            {
+                double a = Acc(m);
+                if (!double.IsFinite(a)) continue;
+                bool keeps = a >= 0.95 * denseAcc;
+                string beats = !double.IsFinite(baseline) ? "–" : a > baseline ? "yes" : a == baseline ? "tie" : "**no**";
+                lines.Add($"| {m} | {budget} | {P(a)} | {P(a / denseAcc)} | {(keeps ? "yes" : "**no**")} | {(double.IsFinite(baseline) ? P(baseline) : "–")} | {beats} |");
+            }
+            if (double.IsFinite(Acc("oracle"))) lines.Add($"| oracle (ceiling) | {budget} | {P(Acc("oracle"))} | {P(Acc("oracle") / denseAcc)} | | | |");
+        }
+        if (lines.Count == 0) return;
+        sb.AppendLine($"### Goals at context {L}");
+        sb.AppendLine();
+        sb.AppendLine($"Dense accuracy at {L}: {P(denseAcc)}%. Goal: the founding methods keep ≥ 95% of it at a budget ≤ 5% of the context and beat streaming and quest at equal budget.");
+        sb.AppendLine();
+        sb.AppendLine("| method | budget | accuracy % | % of dense | ≥ 95% of dense | best of streaming/quest % | beats them |");
+        sb.AppendLine("|---|---|---|---|---|---|---|");
+        foreach (string l in lines) sb.AppendLine(l);
+        sb.AppendLine();
+    }
+
+    private static void Table(StringBuilder sb, IReadOnlyList<string> head, IEnumerable<IReadOnlyList<string>> rows)
+    {
+        sb.AppendLine("| " + string.Join(" | ", head) + " |");
+        sb.AppendLine("|" + string.Concat(head.Select((_, i) => i < 2 ? "---|" : "---:|")));
+        foreach (var r in rows) sb.AppendLine("| " + string.Join(" | ", r.Select(c => c.Replace("|", "\\|"))) + " |");
+        sb.AppendLine();
+    }
+}

@@ -1,0 +1,113 @@
+using System.Text.Json;
+using SparseDecode.Engine;
+using SparseDecode.Evaluation;
+using SparseDecode.Selection;
+using SparseDecode.Tokenization;
+
+namespace SparseDecode.Tests.Evaluation;
+
+/// <summary>The evaluation on the bundled model: prompts tokenized the way training built them (checked against
+/// the prompt train.py exported in reference.json), and a tiny grid that resumes from its store.</summary>
+public class BundledModelTests
+{
+    private static readonly Lazy<(Transformer Model, ModelTaskTokenizer Tok, PromptBuilder Builder)> Bundled = new(() =>
+    {
+        string dir = Fixtures.BundledModel;
+        var model = Transformer.Load(dir);
+        var tok = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), model.Config);
+        var corpus = HeldoutCorpus.Load(HeldoutCorpus.Find(dir)!, tok);
+        return (model, tok, new PromptBuilder(corpus, tok));
+    });
+
+    [Fact]
+    public void NeedlesAndQuestionAreTokenizedAsInTheTrainingPrompt()
+    {
+        var (_, tok, builder) = Bundled.Value;
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Fixtures.BundledModel, "reference.json")));
+        var r = doc.RootElement.GetProperty("retrieval");
+        int[] prompt = r.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        int[] answer = r.GetProperty("answer_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        string value = r.GetProperty("answer").GetString()!.Trim();
+        // train.py: task_sequence(Random(3), heldout, "passkey", 1024, depth 0.3)
+        Assert.Equal(tok.BeginOfText, prompt[0]);
+        Assert.InRange(prompt.Length, 900, 1024);
+        Assert.Equal(answer, tok.Encode(" " + value));
+        int[] needle = tok.Encode($"# The pass key is {value}. Remember it. {value} is the pass key.\n");
+        int at = IndexOf(prompt, needle);
+        Assert.True(at > 0, "the separately tokenized needle appears verbatim in the training prompt");
+        Assert.True(builder.EndsLine(prompt[at - 1]), "the needle follows a token that ends a line");
+        Assert.InRange((at - 1) / (double)(prompt.Length - 1 - needle.Length), 0.29, 0.41);
+        int[] question = tok.Encode("# What is the pass key? The pass key is");
+        Assert.Equal(question, prompt[^question.Length..]);
+    }
+
+    [Fact]
+    public void BuiltPromptsDecodeToTheirTaskText()
+    {
+        var (_, tok, builder) = Bundled.Value;
+        foreach (string task in RulerTasks.NeedleTasks)
+        {
+            var s = builder.Build(task, 2048, 0.4, seed: 3);
+            Assert.InRange(s.Prompt.Length, 1900, 2048);
+            var inst = RulerTasks.Generate(task, new Random(s.Seed));
+            for (int i = 0; i < s.NeedleStarts.Length; i++)
+            {
+                string text = tok.Decode(s.Prompt.AsSpan(s.NeedleStarts[i], s.NeedleLengths[i]));
+                Assert.Contains(text, inst.Needles);
+                Assert.True(builder.EndsLine(s.Prompt[s.NeedleStarts[i] - 1]));
+            }
+            Assert.Equal(inst.Answer, tok.Decode(s.Answer));
+            Assert.Equal(inst.Question, tok.Decode(s.Prompt.AsSpan(s.Prompt.Length - s.QuestionLength)));
+        }
+    }
+
+    [Fact]
+    public void GridResumesWithoutRerunningStoredCells()
+    {
+        var (model, _, builder) = Bundled.Value;
+        using var tmp = new Fixtures.TempDir();
+        var grid = new EvalGrid
+        {
+            Methods = ["dense", "streaming", "oracle"], Budgets = ["64"], Contexts = [512], Tasks = ["passkey"], Samples = 1,
+            TimingSteps = 4, FidelitySteps = 2,
+        };
+        grid.Validate(model.Config);
+        Assert.Equal(3, grid.CellCount);
+        var ran = new List<CellResult>();
+        var first = new GridRunner(model, builder, grid, new ResultStore(tmp.Path), "bundled",
+            p => grid.CreateSelector(p, model.Config), () => new SparsityMeter()) { CellDone = ran.Add, WarmUpFirst = false };
+        var cells = first.Run();
+        Assert.Equal(3, ran.Count);
+        Assert.Equal(3, cells.Count);
+        var dense = cells.Single(c => c.Method == "dense");
+        Assert.Equal(1.0, dense.MassRecall);
+        Assert.Equal(dense.Expected, dense.Generated); // the bundled model retrieves a passkey at 512 tokens
+        Assert.Equal(1.0, dense.Score);
+        var streaming = cells.Single(c => c.Method == "streaming");
+        Assert.Equal(64, streaming.BudgetTokens);
+        Assert.InRange(streaming.MassRecall, 0.01, 0.9999);
+        Assert.Equal(1.0, cells.Single(c => c.Method == "oracle").TopKRecall, 6);
+
+        // a new run over the same store (as after an interruption) finds every cell and runs none
+        var again = new List<CellResult>();
+        var second = new GridRunner(model, builder, grid, new ResultStore(tmp.Path), "bundled",
+            p => grid.CreateSelector(p, model.Config), () => new SparsityMeter()) { CellDone = again.Add, WarmUpFirst = false };
+        var resumed = second.Run();
+        Assert.Empty(again);
+        Assert.Equal(cells.Select(c => (c.Key, c.Score, c.Generated)), resumed.Select(c => (c.Key, c.Score, c.Generated)));
+
+        // one more method: only its cell runs
+        var wider = grid with { Methods = ["dense", "streaming", "oracle", "tidal"] };
+        var third = new List<CellResult>();
+        new GridRunner(model, builder, wider, new ResultStore(tmp.Path), "bundled",
+            p => wider.CreateSelector(p, model.Config), () => new SparsityMeter()) { CellDone = third.Add, WarmUpFirst = false }.Run();
+        Assert.Equal(["tidal"], third.Select(c => c.Method));
+    }
+
+    private static int IndexOf(int[] haystack, int[] needle)
+    {
+        for (int i = 0; i + needle.Length <= haystack.Length; i++)
+            if (haystack.AsSpan(i, needle.Length).SequenceEqual(needle)) return i;
+        return -1;
+    }
+}

@@ -1,0 +1,42 @@
+using SparseDecode.Tests.Cli;
+
+namespace SparseDecode.Tests.Evaluation;
+
+/// <summary>`sparsedecode eval` refuses bad grids with one sentence and exit code 1, and documents its options.</summary>
+[Collection("console")]
+public class EvalCliTests
+{
+    [Theory]
+    [InlineData("--tasks", "passkey,needles", "Unknown task 'needles'")]
+    [InlineData("--methods", "dense,magic", "Unknown method 'magic'")]
+    [InlineData("--budgets", "0", "Budget '0'")]
+    [InlineData("--budgets", "150%", "Budget '150%'")]
+    [InlineData("--budgets", "5000", "Budget 5000 tokens is not below")]
+    [InlineData("--contexts", "16384", "Context 16384 is longer than the model's maximum of 8192 tokens.")]
+    [InlineData("--contexts", "1k,x", "--contexts: 'x' is not a whole number")]
+    [InlineData("--param", "window=3", "No method in the grid has a parameter 'window'")]
+    [InlineData("--param", "tidal.reselect=-4", "Parameter 'reselect' of method 'tidal' must be")]
+    public void BadGridIsOneSentenceAndExitCodeOne(string option, string value, string message)
+    {
+        using var tmp = new Fixtures.TempDir();
+        string[] context = option == "--contexts" ? [] : ["--contexts", "4096"];
+        var (code, stdout, stderr) = CliTests.Run(["eval", "--model", Fixtures.BundledModel, .. context, option, value, "--out", tmp.Path]);
+        Assert.Equal(1, code);
+        Assert.Equal("", stdout);
+        string line = Assert.Single(stderr.Trim().Split('\n'));
+        Assert.StartsWith("error: ", line);
+        Assert.Contains(message, line);
+        Assert.False(File.Exists(tmp.File("cells.jsonl")));
+    }
+
+    [Fact]
+    public void HelpDocumentsEveryOption()
+    {
+        var (code, stdout, _) = CliTests.Run("eval", "--help");
+        Assert.Equal(0, code);
+        foreach (string o in new[] { "--model", "--methods", "--budgets", "--contexts", "--tasks", "--samples", "--seed", "--param", "--kv-type",
+                     "--out", "--quick", "--fresh", "--timing-steps", "--fidelity-steps", "--heatmap-layer", "--heatmap-head", "--no-heatmap" })
+            Assert.Contains(o, stdout);
+        Assert.Contains("passkey, multikey, multivalue, multiquery, vartrack, cwe, ppl", stdout);
+    }
+}
