@@ -35,7 +35,7 @@ internal static class Normalizers
             case "Strip":
                 return new StripNormalizer(json.OptionalBool(e, "strip_left", where, true), json.OptionalBool(e, "strip_right", where, true));
             case "NFC" or "NFD" or "NFKC" or "NFKD":
-                throw json.Error($"{where} is Unicode normalizer {type}, which is not supported (the engine runs without ICU data)");
+                return new UnicodeFormNormalizer(compose: type is "NFC" or "NFKC", compatibility: type is "NFKC" or "NFKD");
             default:
                 throw json.Error($"{where} has normalizer type \"{type}\", which is not supported");
         }
@@ -72,4 +72,10 @@ internal sealed class StripNormalizer(bool left, bool right) : INormalizer
         if (right) while (end > start && char.IsWhiteSpace(text[end - 1])) end--;
         return start == 0 && end == text.Length ? text : text[start..end];
     }
+}
+
+/// <summary>NFC, NFD, NFKC or NFKD, from the engine's own Unicode tables.</summary>
+internal sealed class UnicodeFormNormalizer(bool compose, bool compatibility) : INormalizer
+{
+    public string Normalize(string text) => UnicodeNormalizer.Normalize(text, compose, compatibility);
 }

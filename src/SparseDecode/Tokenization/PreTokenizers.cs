@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text;
 using System.Text.Json;
 
 namespace SparseDecode.Tokenization;
@@ -42,10 +44,31 @@ internal static class PreTokenizers
             case "Metaspace":
                 return new MetaspacePreTokenizer(json.RequireCodePoint(e, "replacement", where), MetaspaceScheme.Parse(e, where, json),
                     json.OptionalBool(e, "split", where, true));
+            case "Digits":
+                return new CharSplitPreTokenizer(IsNumeric,
+                    json.OptionalBool(e, "individual_digits", where, false) ? SplitBehavior.Isolated : SplitBehavior.Contiguous);
+            case "WhitespaceSplit":
+                return new CharSplitPreTokenizer(Rune.IsWhiteSpace, SplitBehavior.Removed);
+            case "Punctuation":
+            {
+                string? behavior = json.OptionalString(e, "behavior", where);
+                return new CharSplitPreTokenizer(IsPunctuation, behavior is null ? SplitBehavior.Isolated : Splitter.Parse(behavior, json, where));
+            }
             default:
                 throw json.Error($"{where} has pre_tokenizer type \"{type}\", which is not supported");
         }
     }
+
+    /// <summary>Rust's char::is_numeric: general categories Nd, Nl and No.</summary>
+    static bool IsNumeric(Rune r) => Rune.GetUnicodeCategory(r) is UnicodeCategory.DecimalDigitNumber
+        or UnicodeCategory.LetterNumber or UnicodeCategory.OtherNumber;
+
+    /// <summary>Hugging Face's is_punc: ASCII punctuation (which includes symbols such as $ + &lt; = &gt; ^ ` | ~)
+    /// or any Unicode punctuation category.</summary>
+    static bool IsPunctuation(Rune r) => (r.IsAscii && char.IsAsciiLetterOrDigit((char)r.Value) is false && r.Value > 0x20 && r.Value < 0x7F)
+        || Rune.GetUnicodeCategory(r) is UnicodeCategory.ConnectorPunctuation or UnicodeCategory.DashPunctuation
+            or UnicodeCategory.OpenPunctuation or UnicodeCategory.ClosePunctuation or UnicodeCategory.InitialQuotePunctuation
+            or UnicodeCategory.FinalQuotePunctuation or UnicodeCategory.OtherPunctuation;
 
     /// <summary>Splits <paramref name="piece"/> at the matches of <paramref name="pattern"/> and appends the kept
     /// pieces; only the first can still begin at the original start.</summary>
@@ -53,12 +76,40 @@ internal static class PreTokenizers
     {
         var matches = new List<(int, int)>();
         pattern.FindMatches(piece.Text, matches);
+        SplitPiece(piece, matches, behavior, invert, output);
+    }
+
+    /// <summary>Splits at every character (code point) that satisfies <paramref name="isDelimiter"/>.</summary>
+    public static void SplitPiece(PreToken piece, Func<Rune, bool> isDelimiter, SplitBehavior behavior, List<PreToken> output)
+    {
+        var matches = new List<(int, int)>();
+        string text = piece.Text;
+        for (int i = 0; i < text.Length;)
+        {
+            Rune.DecodeFromUtf16(text.AsSpan(i), out var rune, out int length);
+            if (isDelimiter(rune)) matches.Add((i, i + length));
+            i += length;
+        }
+        SplitPiece(piece, matches, behavior, invert: false, output);
+    }
+
+    static void SplitPiece(PreToken piece, List<(int, int)> matches, SplitBehavior behavior, bool invert, List<PreToken> output)
+    {
         var spans = new List<(int, int, bool)>(matches.Count * 2 + 1);
         Splitter.Cover(matches, piece.Text.Length, invert, spans);
         var kept = new List<(int Start, int End)>(spans.Count);
         Splitter.Apply(spans, behavior, kept);
         foreach (var (start, end) in kept)
             if (end > start) output.Add(new PreToken(piece.Text[start..end], piece.AtStart && start == 0));
+    }
+}
+
+/// <summary>Splits at single characters of a class: Digits, WhitespaceSplit and Punctuation.</summary>
+internal sealed class CharSplitPreTokenizer(Func<Rune, bool> isDelimiter, SplitBehavior behavior) : IPreTokenizer
+{
+    public void PreTokenize(List<PreToken> input, List<PreToken> output)
+    {
+        foreach (var piece in input) PreTokenizers.SplitPiece(piece, isDelimiter, behavior, output);
     }
 }
 

@@ -21,6 +21,8 @@ pools = [
     "\u0301\u0308\u0327", "日本語中文한국어", "αβγΔΣσς", "русский", "עברית", "العربية", "हिन्दी", "ไทย",
     "\u00a0", "\u2009", "\u3000", "\u200b", "\u200d", "\u2028", "\u0085", "\x0b\x0c",
     "👍", "🏽", "😀", "🇫🇷", "👩‍👩‍👧", "𝐀𝐁𝐜", "𝟏𝟐𝟑𝟒𝟓", "𠀀𠀁", "\U0001F9D1\u200D\U0001F4BB", "①②", "½", "Ⅻ", "²",
+    "e\u0301\u0327", "\u1100\u1161\u11A8", "\uAC00\u11A8", "\u212B", "\uFB01", "\uFF76\uFF9E", "\u1E9B\u0323", "\u00C5\u0328",
+    "\u0F73", "\u2126", "\U0001D7D8\U0001D7D9", "\uFE64", "\u3300",
     "<|endoftext|>", "<|pad|>", "<s>", "</s>", "<unk>", "<0x41>", "▁", "▁▁", "Ġ", "hello", "world", "the", " the", "def", "return",
 ]
 def rand_text():
@@ -89,6 +91,21 @@ j = copy.deepcopy(base["byte-level"])
 j["post_processor"] = {"type": "Sequence", "processors": [
     {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}, j["post_processor"]]}
 variants["bl-postprocessor-sequence"] = ("byte-level", j)
+
+for form in ["NFC", "NFKC", "NFD", "NFKD"]:
+    j = copy.deepcopy(base["byte-level"]); j["normalizer"] = {"type": form}
+    variants[f"bl-{form}"] = ("byte-level", j)
+j = copy.deepcopy(sp)
+j["normalizer"]["normalizers"] = [{"type": "NFKC"}] + j["normalizer"]["normalizers"]
+variants["sp-nfkc"] = ("sentencepiece-bpe", j)
+for name, pre in [("digits-individual", {"type": "Digits", "individual_digits": True}),
+                  ("digits-contiguous", {"type": "Digits", "individual_digits": False}),
+                  ("whitespace-split", {"type": "WhitespaceSplit"}),
+                  ("punctuation", {"type": "Punctuation", "behavior": "Isolated"}),
+                  ("punctuation-merged", {"type": "Punctuation", "behavior": "MergedWithPrevious"})]:
+    j = copy.deepcopy(base["gpt2-bytelevel"])
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [pre, {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+    variants[name] = ("gpt2-bytelevel", j)
 
 def overrides(j, b):
     o = {}
