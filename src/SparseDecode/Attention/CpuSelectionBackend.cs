@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using SparseDecode.Cache;
 using SparseDecode.Model;
 using SparseDecode.Selection;
@@ -13,7 +14,6 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
     private readonly float _scale;
     private float[] _query = [];
     private float[] _scratch;
-    private float[] _bound = [], _boundMagnitude = [];
     private long _keysScored;
 
     public CpuSelectionBackend(KvCache cache, int queryHeads, float scale)
@@ -94,39 +94,51 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
         var (first, count, kv) = Heads(head, g);
         int pages = (Context + PageSize - 1) / PageSize, d = D;
         _keysScored += pages;
-        if (_bound.Length < 2 * d)
-        {
-            _bound = new float[2 * d];
-            _boundMagnitude = new float[d];
-        }
-        var lo = _bound.AsSpan(0, d);
-        var hi = _bound.AsSpan(d, d);
         double gamma = (d + 2) * Math.Pow(2, -23);
-        for (int p = 0; p < pages; p++)
-        {
-            var mn = new ReadOnlySpan<float>(_cache.KeyMin(Layer, kv, p), d);
-            var mx = new ReadOnlySpan<float>(_cache.KeyMax(Layer, kv, p), d);
-            double best = double.NegativeInfinity;
-            for (int h = first; h < first + count; h++)
+        fixed (float* query = _query)
+            for (int p = 0; p < pages; p++)
             {
-                var q = _query.AsSpan(h * d, d);
-                TensorPrimitives.Multiply(q, mn, lo);
-                TensorPrimitives.Multiply(q, mx, hi);
-                double magnitude = TensorPrimitives.SumOfMagnitudes(Magnitudes(lo, hi));
-                TensorPrimitives.Max(lo, hi, lo);
-                double v = (TensorPrimitives.Sum(lo) + 4 * gamma * magnitude) * _scale;
-                best = Math.Max(best, v + Math.Abs(v) * gamma);
+                float* mn = _cache.KeyMin(Layer, kv, p), mx = _cache.KeyMax(Layer, kv, p);
+                double best = double.NegativeInfinity;
+                for (int h = first; h < first + count; h++)
+                {
+                    PageBound(query + h * d, mn, mx, d, out float sum, out float magnitude);
+                    double v = (sum + 4 * gamma * magnitude) * _scale;
+                    best = Math.Max(best, v + Math.Abs(v) * gamma);
+                }
+                float f = (float)best;
+                bounds[p] = f < best ? MathF.BitIncrement(f) : f;
             }
-            float f = (float)best;
-            bounds[p] = f < best ? MathF.BitIncrement(f) : f;
-        }
     }
 
-    private ReadOnlySpan<float> Magnitudes(Span<float> lo, Span<float> hi)
+    /// <summary>Σ_j max(q_j·min_j, q_j·max_j) and Σ_j max(|q_j·min_j|, |q_j·max_j|) in one pass.</summary>
+    private static void PageBound(float* q, float* mn, float* mx, int d, out float sum, out float magnitude)
     {
-        var m = _boundMagnitude.AsSpan(0, lo.Length);
-        TensorPrimitives.MaxMagnitude(lo, hi, m);
-        return m;
+        int i = 0;
+        float s = 0, m = 0;
+        if (Vector256.IsHardwareAccelerated && d >= 8)
+        {
+            var accS = Vector256<float>.Zero;
+            var accM = Vector256<float>.Zero;
+            for (; i <= d - 8; i += 8)
+            {
+                var qv = Vector256.Load(q + i);
+                var a = qv * Vector256.Load(mn + i);
+                var b = qv * Vector256.Load(mx + i);
+                accS += Vector256.Max(a, b);
+                accM += Vector256.Max(Vector256.Abs(a), Vector256.Abs(b));
+            }
+            s = Vector256.Sum(accS);
+            m = Vector256.Sum(accM);
+        }
+        for (; i < d; i++)
+        {
+            float a = q[i] * mn[i], b = q[i] * mx[i];
+            s += Math.Max(a, b);
+            m += Math.Max(Math.Abs(a), Math.Abs(b));
+        }
+        sum = s;
+        magnitude = m;
     }
 
     /// <summary>Scores of [start, start + scores.Length), read page block by page block.</summary>

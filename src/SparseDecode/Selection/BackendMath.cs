@@ -97,20 +97,69 @@ internal static class BackendMath
         return count;
     }
 
-    /// <summary>δ̄ = D̄ / (K + D̄): K from the kept keys' exact scores, D̄ from the log page contributions that were
-    /// not refined plus the refined keys' exact scores.</summary>
-    public static double BoundedDroppedMass(ReadOnlySpan<float> kept, ReadOnlySpan<float> logPages, ReadOnlySpan<float> refined)
+    /// <summary>δ̄ = D̄ / (K + D̄) while pages are refined: K from the kept keys' exact scores, D̄ from the log page
+    /// contributions not yet refined plus the refined keys' exact scores. All exponentials are taken relative to
+    /// one reference m ≥ every score (a page's log contribution bounds its keys), so none overflows.</summary>
+    public ref struct RefinedBound
     {
-        float max = float.NegativeInfinity;
-        foreach (float s in kept) if (s > max) max = s;
-        foreach (float s in logPages) if (s > max) max = s;
-        foreach (float s in refined) if (s > max) max = s;
-        if (float.IsNegativeInfinity(max)) return 0;
-        double k = 0, d = 0;
-        foreach (float s in kept) k += Math.Exp(s - max);
-        foreach (float s in logPages) if (float.IsFinite(s)) d += Math.Exp(s - max);
-        foreach (float s in refined) d += Math.Exp(s - max);
-        return k + d > 0 ? d / (k + d) : 0;
+        private readonly Span<float> _logPages;
+        private readonly double _max, _kept;
+        private double _refined, _running;
+
+        public RefinedBound(ReadOnlySpan<float> kept, Span<float> logPages)
+        {
+            _logPages = logPages;
+            float max = float.NegativeInfinity;
+            foreach (float s in kept) if (s > max) max = s;
+            foreach (float s in logPages) if (s > max) max = s;
+            _max = max;
+            double k = 0, d = 0;
+            if (!float.IsNegativeInfinity(max))
+            {
+                foreach (float s in kept) k += Math.Exp(s - max);
+                foreach (float s in logPages) if (float.IsFinite(s)) d += Math.Exp(s - max);
+            }
+            _kept = k;
+            _running = d;
+            _refined = 0;
+        }
+
+        /// <summary>The current bound (from a running sum; <see cref="Final"/> recomputes it exactly).</summary>
+        public readonly double Value => _kept + _running > 0 ? Math.Max(0, _running) / (_kept + Math.Max(0, _running)) : 0;
+
+        /// <summary>Replaces a page's bound by the exact exp-sum of its unselected keys' scores.</summary>
+        public void Refine(int page, ReadOnlySpan<float> scores)
+        {
+            double exact = 0;
+            foreach (float s in scores) exact += Math.Exp(s - _max);
+            _running += exact - Math.Exp(_logPages[page] - _max);
+            _refined += exact;
+            _logPages[page] = float.NegativeInfinity;
+        }
+
+        /// <summary>The bound summed afresh (no cancellation from the running updates).</summary>
+        public readonly double Final()
+        {
+            if (double.IsNegativeInfinity(_max)) return 0;
+            double d = _refined;
+            foreach (float s in _logPages) if (float.IsFinite(s)) d += Math.Exp(s - _max);
+            return _kept + d > 0 ? d / (_kept + d) : 0;
+        }
+    }
+
+    /// <summary>Orders page indices by decreasing value (insertion sort: a few dozen pages).</summary>
+    public static void SortByDescending(Span<int> pages, ReadOnlySpan<float> values)
+    {
+        for (int i = 1; i < pages.Length; i++)
+        {
+            int p = pages[i], j = i - 1;
+            while (j >= 0 && values[pages[j]] < values[p])
+            {
+                pages[j + 1] = pages[j];
+                j--;
+            }
+            pages[j + 1] = p;
+        }
     }
 
     /// <summary>Fills `positions` with unselected positions: all of them in order when `exact`, else uniform

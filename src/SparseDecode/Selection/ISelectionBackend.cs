@@ -77,39 +77,46 @@ public interface ISelectionBackend
         BackendMath.DroppedMass(allScores[..Context], selected);
 
     /// <summary>An upper bound of one query head's dropped mass for the ascending set `selected`: the kept keys
-    /// are scored exactly, every other key is bounded by its page's min/max summary, and the `refinePages` pages
-    /// whose bound contributes most are scored exactly instead (index cost: |selected| keys + one summary per
-    /// page + the refined pages' unselected keys). A true bound: with D̄ ≥ D the unselected sum, δ ≤ D̄/(K + D̄).</summary>
-    double DroppedMassBound(int queryHead, ReadOnlySpan<int> selected, int refinePages)
+    /// are scored exactly and every other key is bounded by its page's min/max summary. Pages are then refined
+    /// (their unselected keys scored exactly) in order of decreasing contribution — pages that share a strong
+    /// selected key have loose bounds — until the bound is at most `target` or `refinePages` pages are done.
+    /// Index cost: |selected| keys + one summary per page + the refined pages' unselected keys. A true bound of
+    /// the mass under the scores the backend computes: with D̄ ≥ D the unselected sum, δ ≤ D̄/(K + D̄).</summary>
+    double DroppedMassBound(int queryHead, ReadOnlySpan<int> selected, int refinePages, double target = 0)
     {
         int n = Context, ps = PageSize, pages = (n + ps - 1) / ps;
         refinePages = Math.Clamp(refinePages, 0, pages);
         var fp = ArrayPool<float>.Shared;
         var ip = ArrayPool<int>.Shared;
-        float[] kept = fp.Rent(Math.Max(1, selected.Length)), bounds = fp.Rent(pages), refined = fp.Rent(Math.Max(1, refinePages * ps));
-        int[] which = ip.Rent(Math.Max(1, refinePages)), positions = ip.Rent(Math.Max(1, refinePages * ps));
+        float[] kept = fp.Rent(Math.Max(1, selected.Length)), bounds = fp.Rent(pages), page = fp.Rent(ps);
+        int[] which = ip.Rent(Math.Max(1, refinePages)), positions = ip.Rent(ps);
         try
         {
             Score(queryHead, SelectionGranularity.QueryHead, selected, kept);
             var b = bounds.AsSpan(0, pages);
             PageUpperBounds(queryHead, SelectionGranularity.QueryHead, b);
             BackendMath.PageLogContributions(b, selected, n, ps);
+            var k = kept.AsSpan(0, selected.Length);
+            var state = new BackendMath.RefinedBound(k, b);
             int r = Math.Min(refinePages, BackendMath.CountFinite(b));
-            if (r > 0) r = TopK(b, default, r, which);
-            int m = 0;
-            for (int i = 0; i < r; i++)
+            if (r > 0 && state.Value > target)
             {
-                m += BackendMath.UnselectedInPage(which[i], selected, n, ps, positions.AsSpan(m));
-                b[which[i]] = float.NegativeInfinity;
+                r = TopK(b, default, r, which);
+                BackendMath.SortByDescending(which.AsSpan(0, r), b);
+                for (int i = 0; i < r && state.Value > target; i++)
+                {
+                    int m = BackendMath.UnselectedInPage(which[i], selected, n, ps, positions);
+                    Score(queryHead, SelectionGranularity.QueryHead, positions.AsSpan(0, m), page);
+                    state.Refine(which[i], page.AsSpan(0, m));
+                }
             }
-            Score(queryHead, SelectionGranularity.QueryHead, positions.AsSpan(0, m), refined);
-            return BackendMath.BoundedDroppedMass(kept.AsSpan(0, selected.Length), b, refined.AsSpan(0, m));
+            return state.Final();
         }
         finally
         {
             fp.Return(kept);
             fp.Return(bounds);
-            fp.Return(refined);
+            fp.Return(page);
             ip.Return(which);
             ip.Return(positions);
         }

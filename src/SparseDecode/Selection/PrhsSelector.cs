@@ -36,8 +36,8 @@ public sealed class PrhsSelector : SelectorBase
         /// <summary>Target dropped mass δ*.</summary>
         public double Delta { get; init; } = 0.05;
         public Verification Verify { get; init; } = Verification.Bound;
-        /// <summary>Bound verification: pages of largest bound scored exactly.</summary>
-        public int Refine { get; init; } = 8;
+        /// <summary>Bound verification: most pages scored exactly (largest contribution first, until δ* is certified).</summary>
+        public int Refine { get; init; } = 64;
         /// <summary>Sample verification: unselected keys drawn.</summary>
         public int Samples { get; init; } = 64;
         /// <summary>Leading dense layers (null: 2 of 32, scaled).</summary>
@@ -286,7 +286,7 @@ public sealed class PrhsSelector : SelectorBase
         for (int q = first; q < first + count; q++)
         {
             double d = _o.Verify == Verification.Bound
-                ? backend.DroppedMassBound(q, selected, _o.Refine)
+                ? backend.DroppedMassBound(q, selected, _o.Refine, _o.Delta)
                 : backend.DroppedMassEstimate(q, selected, _o.Samples, ((ulong)Steps << 32) ^ ((ulong)(layer * 4096 + q + 1) * 0x9E3779B97F4A7C15UL));
             if (d > worst) worst = d;
         }

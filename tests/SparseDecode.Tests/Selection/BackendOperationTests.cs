@@ -109,6 +109,39 @@ public unsafe class BackendOperationTests
     }
 
     [Fact]
+    public void BoundRefinesTheLoosestPagesFirstAndStopsOnceTheTargetIsCertified()
+    {
+        // Needles (strong keys) selected inside otherwise weak pages: the page max/min summaries then bound the
+        // page's other keys as if they were needles too, so the unrefined bound is useless.
+        const int d = 32, n = 4096;
+        using var s = new SyntheticAttention(layers: 1, heads: 1, kvHeads: 1, headDim: d, capacity: n, seed: 9);
+        var u = new float[d];
+        u[0] = 1;
+        var k = new float[d];
+        var v = new float[d];
+        int[] needles = Enumerable.Range(0, 40).Select(i => 37 + 101 * i).ToArray();
+        for (int pos = 0; pos < n; pos++)
+        {
+            s.RandomFill(k, 0.2f);
+            if (needles.Contains(pos)) k[0] = 12;
+            s.Cache.Write(0, pos, k, v);
+        }
+        s.Cache.Length = n;
+        s.Queries[0][0] = 6;
+        s.Backend.Bind(0, s.Queries[0], n);
+        ISelectionBackend b = s.Backend;
+        double truth = s.TrueDroppedMass(0, 0, n, needles);
+        Assert.True(truth < 0.01);
+        Assert.True(b.DroppedMassBound(0, needles, 0) > 0.9, "unrefined, every needle page bounds 15 more needles");
+        long before = b.KeysScored;
+        double certified = b.DroppedMassBound(0, needles, 64, target: 0.05);
+        long cost = b.KeysScored - before;
+        Assert.InRange(certified, truth * (1 - 1e-6), 0.05);
+        // 40 needle pages refined (15 keys each), then the bound holds: 40 kept + 256 summaries + 600 keys.
+        Assert.Equal(40 + n / 16 + 40 * 15, cost);
+    }
+
+    [Fact]
     public void DroppedMassExactBoundAndEstimateAgreeWithNaive()
     {
         using var s = new SyntheticAttention(layers: 1, heads: 2, kvHeads: 1, headDim: 32, capacity: 2000, seed: 7);
