@@ -1,0 +1,46 @@
+using SparseDecode.Model;
+using SparseDecode.Selection;
+using SparseDecode.Server.Protocol;
+
+namespace SparseDecode.Server.Hosting;
+
+/// <summary>Makes each request's selector from its `sparse` field, falling back member by member to the server's
+/// --method, --budget and --param. Every request gets a fresh selector: selectors keep per-sequence state.</summary>
+public sealed class SelectorFactory
+{
+    private readonly string _method;
+    private readonly string _budget;
+    private readonly IReadOnlyDictionary<string, string> _params;
+    private readonly ModelConfig _config;
+
+    public SelectorFactory(ServerOptions options, ModelConfig config)
+    {
+        _method = options.Method;
+        _budget = options.Budget;
+        _params = options.Params;
+        _config = config;
+        // The defaults must work: a bad --method fails at start-up with ArgumentException, not on every request.
+        SelectorSpec.Parse(_method, _budget, _params).Create(_config);
+    }
+
+    public string DefaultMethod => _method;
+
+    public IKvSelector Create(SparseRequest? sparse)
+    {
+        string method = sparse?.Method ?? _method;
+        if (!SelectorSpec.Methods.Contains(method, StringComparer.OrdinalIgnoreCase))
+            throw ApiException.BadRequest($"Unknown sparse method '{method}'; this server knows {string.Join(", ", SelectorSpec.Methods)}.",
+                "sparse.method", "unknown_method");
+        string budget = sparse?.Budget ?? _budget;
+        var parameters = sparse?.Params ?? (string.Equals(method, _method, StringComparison.OrdinalIgnoreCase)
+            ? _params : new Dictionary<string, string>());
+        try
+        {
+            return SelectorSpec.Parse(method, budget, parameters).Create(_config);
+        }
+        catch (ArgumentException e)
+        {
+            throw ApiException.BadRequest(e.Message, "sparse", "invalid_sparse");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+
+namespace SparseDecode.Server.Hosting;
+
+/// <summary>Counters and gauges of the server, rendered in the Prometheus text exposition format (version 0.0.4)
+/// at GET /metrics. Counters only grow; gauges are read from the scheduler when scraped.</summary>
+public sealed class ServerMetrics
+{
+    private const double RateWindowSeconds = 10;
+
+    private readonly ConcurrentDictionary<(string Endpoint, int Status), long> _requests = new();
+    private readonly Queue<(long Stamp, int Tokens)> _recentSteps = new();
+    private readonly long _started = Stopwatch.GetTimestamp();
+    private long _promptTokens, _completionTokens, _cancelled, _steps, _stepTicks, _decodedTokens;
+
+    public void RequestFinished(string endpoint, int status) => _requests.AddOrUpdate((endpoint, status), 1, (_, n) => n + 1);
+    public void PromptTokens(int n) => Interlocked.Add(ref _promptTokens, n);
+    public void CompletionTokens(int n) => Interlocked.Add(ref _completionTokens, n);
+    public void Cancelled() => Interlocked.Increment(ref _cancelled);
+    public long CancelledCount => Interlocked.Read(ref _cancelled);
+
+    public long RequestCount(string endpoint, int status) => _requests.TryGetValue((endpoint, status), out long n) ? n : 0;
+
+    /// <summary>One scheduler step that produced `tokens` tokens (one per active sequence past its prefill).</summary>
+    public void Step(int tokens, long elapsedTicks)
+    {
+        Interlocked.Increment(ref _steps);
+        Interlocked.Add(ref _stepTicks, elapsedTicks);
+        Interlocked.Add(ref _decodedTokens, tokens);
+        long now = Stopwatch.GetTimestamp();
+        lock (_recentSteps)
+        {
+            _recentSteps.Enqueue((now, tokens));
+            Prune(now);
+        }
+    }
+
+    private void Prune(long now)
+    {
+        long horizon = now - (long)(RateWindowSeconds * Stopwatch.Frequency);
+        while (_recentSteps.Count > 0 && _recentSteps.Peek().Stamp < horizon) _recentSteps.Dequeue();
+    }
+
+    /// <summary>Tokens generated per second of wall time over the last 10 s (or since start, if sooner).</summary>
+    public double DecodeTokensPerSecond
+    {
+        get
+        {
+            long now = Stopwatch.GetTimestamp();
+            long sum = 0;
+            lock (_recentSteps)
+            {
+                Prune(now);
+                foreach (var (_, t) in _recentSteps) sum += t;
+            }
+            double window = Math.Min(RateWindowSeconds, Stopwatch.GetElapsedTime(_started, now).TotalSeconds);
+            return window <= 0 ? 0 : sum / window;
+        }
+    }
+
+    public string Render(string model, int queueDepth, int queueCapacity, int active, int maxBatch, long kvBytes)
+    {
+        var sb = new StringBuilder();
+        var ci = CultureInfo.InvariantCulture;
+        string m = Escape(model);
+        void Metric(string name, string type, string help, string labels, double value)
+        {
+            sb.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
+            sb.Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
+            sb.Append(name).Append('{').Append(labels).Append("} ").Append(value.ToString("R", ci)).Append('\n');
+        }
+
+        sb.Append("# HELP sparsedecode_requests_total Requests answered, by endpoint and HTTP status.\n");
+        sb.Append("# TYPE sparsedecode_requests_total counter\n");
+        foreach (var ((endpoint, status), n) in _requests.OrderBy(kv => kv.Key.Endpoint, StringComparer.Ordinal).ThenBy(kv => kv.Key.Status))
+            sb.Append(ci, $"sparsedecode_requests_total{{model=\"{m}\",endpoint=\"{Escape(endpoint)}\",status=\"{status}\"}} {n}\n");
+        Metric("sparsedecode_requests_cancelled_total", "counter", "Requests whose client went away before generation ended.",
+            $"model=\"{m}\"", CancelledCount);
+        Metric("sparsedecode_prompt_tokens_total", "counter", "Prompt tokens prefilled.", $"model=\"{m}\"", Interlocked.Read(ref _promptTokens));
+        Metric("sparsedecode_generation_tokens_total", "counter", "Tokens generated (completion tokens).", $"model=\"{m}\"",
+            Interlocked.Read(ref _completionTokens));
+        Metric("sparsedecode_scheduler_steps_total", "counter", "Scheduler steps (each decodes one token of every active sequence).",
+            $"model=\"{m}\"", Interlocked.Read(ref _steps));
+        Metric("sparsedecode_scheduler_step_seconds_total", "counter", "Time spent in scheduler steps.", $"model=\"{m}\"",
+            Interlocked.Read(ref _stepTicks) / (double)Stopwatch.Frequency);
+        Metric("sparsedecode_decode_tokens_per_second", "gauge", "Tokens generated per second over the last 10 seconds.",
+            $"model=\"{m}\"", Math.Round(DecodeTokensPerSecond, 3));
+        Metric("sparsedecode_queue_depth", "gauge", "Requests waiting for a batch slot.", $"model=\"{m}\"", queueDepth);
+        Metric("sparsedecode_queue_capacity", "gauge", "Requests the queue holds before it answers 429.", $"model=\"{m}\"", queueCapacity);
+        Metric("sparsedecode_active_sequences", "gauge", "Sequences in the running batch.", $"model=\"{m}\"", active);
+        Metric("sparsedecode_max_batch", "gauge", "Sequences the running batch holds at most.", $"model=\"{m}\"", maxBatch);
+        Metric("sparsedecode_kv_cache_bytes", "gauge", "Bytes of KV cache pages held by active sequences.", $"model=\"{m}\"", kvBytes);
+        return sb.ToString();
+    }
+
+    private static string Escape(string s) => s.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n");
+}

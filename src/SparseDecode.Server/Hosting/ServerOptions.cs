@@ -1,0 +1,27 @@
+using Microsoft.Extensions.Logging;
+using SparseDecode.Server.Scheduling;
+
+namespace SparseDecode.Server.Hosting;
+
+public sealed record ServerOptions
+{
+    public string Host { get; init; } = "127.0.0.1";
+    /// <summary>0 picks a free port (tests); SparseServer.BaseAddress tells which.</summary>
+    public int Port { get; init; } = 8080;
+    /// <summary>The id /v1/models reports; default: the model directory's name.</summary>
+    public string? ModelName { get; init; }
+    /// <summary>The sparse-attention method of requests without a `sparse` field, and its budget and parameters.</summary>
+    public string Method { get; init; } = "dense";
+    public string Budget { get; init; } = "256";
+    public IReadOnlyDictionary<string, string> Params { get; init; } = new Dictionary<string, string>();
+    public SchedulerOptions Scheduler { get; init; } = new();
+    /// <summary>max_tokens above this is refused with 400.</summary>
+    public int MaxTokensLimit { get; init; } = 4096;
+    /// <summary>max_tokens when a completions request gives none (OpenAI's default for that endpoint).</summary>
+    public int DefaultCompletionTokens { get; init; } = 16;
+    /// <summary>max_tokens when a chat request gives none (capped by the room left in the context).</summary>
+    public int DefaultChatTokens { get; init; } = 512;
+    /// <summary>Request bodies above this many bytes are refused with 413.</summary>
+    public long MaxBodyBytes { get; init; } = 1 << 20;
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+}

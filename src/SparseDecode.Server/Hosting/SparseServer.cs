@@ -1,0 +1,103 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using SparseDecode.Server.Scheduling;
+
+namespace SparseDecode.Server.Hosting;
+
+/// <summary>The OpenAI-compatible HTTP server: Kestrel with minimal-API routes over one model and one batch
+/// scheduler. Start it, read BaseAddress, dispose it to stop (queued and running requests get 503).</summary>
+public sealed class SparseServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly bool _ownsModel;
+
+    private SparseServer(WebApplication app, ServedModel model, BatchScheduler scheduler, ServerMetrics metrics, bool ownsModel)
+    {
+        _app = app;
+        Model = model;
+        Scheduler = scheduler;
+        Metrics = metrics;
+        _ownsModel = ownsModel;
+        var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+        BaseAddress = new Uri(addresses.First());
+    }
+
+    public ServedModel Model { get; }
+    public BatchScheduler Scheduler { get; }
+    public ServerMetrics Metrics { get; }
+    /// <summary>Where the server listens, with the port Kestrel chose when asked for port 0.</summary>
+    public Uri BaseAddress { get; }
+
+    /// <summary>Loads the model from a directory and starts serving it.</summary>
+    public static async Task<SparseServer> StartAsync(string modelDirectory, ServerOptions options, CancellationToken cancel = default)
+    {
+        var model = ServedModel.Load(modelDirectory, options.ModelName);
+        try
+        {
+            return await StartAsync(model, options, ownsModel: true, cancel);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Serves an already loaded model (several servers may share one, e.g. in tests); the caller keeps it.</summary>
+    public static Task<SparseServer> StartAsync(ServedModel model, ServerOptions options, CancellationToken cancel = default) =>
+        StartAsync(model, options, ownsModel: false, cancel);
+
+    private static async Task<SparseServer> StartAsync(ServedModel model, ServerOptions options, bool ownsModel, CancellationToken cancel)
+    {
+        var selectors = new SelectorFactory(options, model.Transformer.Config);
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "sparsedecode" });
+        builder.Logging.SetMinimumLevel(options.LogLevel);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", options.LogLevel > LogLevel.Warning ? options.LogLevel : LogLevel.Warning);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            // The handlers check Content-Length first and answer with an OpenAI error object; Kestrel's own limit
+            // catches bodies without a length (chunked) while they are read.
+            k.Limits.MaxRequestBodySize = options.MaxBodyBytes;
+            k.AddServerHeader = false;
+            if (IPAddress.TryParse(options.Host, out var ip)) k.Listen(ip, options.Port);
+            else if (options.Host == "localhost") k.ListenLocalhost(options.Port);
+            else throw new ArgumentException($"--host '{options.Host}' is not an IP address or localhost.");
+        });
+        var app = builder.Build();
+        var metrics = new ServerMetrics();
+        var scheduler = new BatchScheduler(model, options.Scheduler, metrics);
+        try
+        {
+            var endpoints = new OpenAiEndpoints(model, scheduler, metrics, options, selectors,
+                app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("SparseDecode.Server"));
+            endpoints.Map(app);
+            await app.StartAsync(cancel);
+            return new SparseServer(app, model, scheduler, metrics, ownsModel);
+        }
+        catch
+        {
+            scheduler.Dispose();
+            await app.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Waits until the host is asked to stop (Ctrl+C, SIGTERM) or `cancel` fires.</summary>
+    public Task WaitForShutdownAsync(CancellationToken cancel = default) => _app.WaitForShutdownAsync(cancel);
+
+    public async ValueTask DisposeAsync()
+    {
+        // Scheduler first: its sequences end with 503, which lets the handlers still streaming finish quickly.
+        Scheduler.Dispose();
+        using (var grace = new CancellationTokenSource(TimeSpan.FromSeconds(5))) await _app.StopAsync(grace.Token);
+        await _app.DisposeAsync();
+        if (_ownsModel) Model.Dispose();
+    }
+}

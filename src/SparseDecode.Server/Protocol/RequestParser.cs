@@ -1,0 +1,283 @@
+using System.Globalization;
+using System.Text.Json;
+using SparseDecode.Server.Chat;
+
+namespace SparseDecode.Server.Protocol;
+
+/// <summary>Reads the JSON bodies of /v1/completions and /v1/chat/completions by hand (JsonDocument: no
+/// reflection, and every field of the wrong type or out of range gets a message naming it). Fields this server
+/// does not know are ignored, as OpenAI-compatible servers do, so that clients may send their usual extras.</summary>
+public static class RequestParser
+{
+    public const int MaxStopStrings = 4;
+    public const int MaxCompletionLogprobs = 5;
+    public const int MaxChatTopLogprobs = 20;
+
+    private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 32 };
+
+    public static CompletionRequest ParseCompletion(ReadOnlyMemory<byte> body, int maxTokensLimit)
+    {
+        using var doc = Open(body);
+        var root = doc.RootElement;
+        var p = Common(root, maxTokensLimit);
+        if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind != JsonValueKind.Null)
+            p = p with { Logprobs = IntIn(lp, "logprobs", 0, MaxCompletionLogprobs) };
+        if (Bool(root, "echo") == true)
+            throw ApiException.BadRequest("'echo' is not supported by this server.", "echo");
+        if (!root.TryGetProperty("prompt", out var prompt) || prompt.ValueKind == JsonValueKind.Null)
+            throw ApiException.BadRequest("'prompt' is required.", "prompt");
+        return prompt.ValueKind switch
+        {
+            JsonValueKind.String => new CompletionRequest(prompt.GetString()!, null, p),
+            JsonValueKind.Array => PromptArray(prompt, p),
+            _ => throw ApiException.BadRequest("'prompt' must be a string, an array of token ids, or an array holding one of those.", "prompt"),
+        };
+    }
+
+    private static CompletionRequest PromptArray(JsonElement prompt, GenerationParameters p)
+    {
+        int n = prompt.GetArrayLength();
+        if (n == 0) throw ApiException.BadRequest("'prompt' must not be empty.", "prompt");
+        var first = prompt[0];
+        if (first.ValueKind == JsonValueKind.Number) return new CompletionRequest(null, TokenIds(prompt, "prompt"), p);
+        if (n > 1) throw ApiException.BadRequest("This server takes one prompt per request; 'prompt' holds " + n + ".", "prompt");
+        return first.ValueKind switch
+        {
+            JsonValueKind.String => new CompletionRequest(first.GetString()!, null, p),
+            JsonValueKind.Array => new CompletionRequest(null, TokenIds(first, "prompt[0]"), p),
+            _ => throw ApiException.BadRequest("'prompt' must be a string, an array of token ids, or an array holding one of those.", "prompt"),
+        };
+    }
+
+    private static int[] TokenIds(JsonElement array, string name)
+    {
+        var ids = new int[array.GetArrayLength()];
+        int i = 0;
+        foreach (var e in array.EnumerateArray())
+        {
+            if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int id) || id < 0)
+                throw ApiException.BadRequest($"'{name}' must hold non-negative integer token ids; element {i} is not one.", name);
+            ids[i++] = id;
+        }
+        if (ids.Length == 0) throw ApiException.BadRequest($"'{name}' must not be empty.", name);
+        return ids;
+    }
+
+    public static ChatRequest ParseChat(ReadOnlyMemory<byte> body, int maxTokensLimit)
+    {
+        using var doc = Open(body);
+        var root = doc.RootElement;
+        var p = Common(root, maxTokensLimit);
+        bool logprobs = Bool(root, "logprobs") ?? false;
+        int? top = root.TryGetProperty("top_logprobs", out var tl) && tl.ValueKind != JsonValueKind.Null
+            ? IntIn(tl, "top_logprobs", 0, MaxChatTopLogprobs) : null;
+        if (top is not null && !logprobs) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs' set to true.", "top_logprobs");
+        if (logprobs) p = p with { Logprobs = top ?? 0 };
+
+        if (!root.TryGetProperty("messages", out var msgs) || msgs.ValueKind == JsonValueKind.Null)
+            throw ApiException.BadRequest("'messages' is required.", "messages");
+        if (msgs.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("'messages' must be an array.", "messages");
+        if (msgs.GetArrayLength() == 0) throw ApiException.BadRequest("'messages' must contain at least one message.", "messages");
+        var list = new List<ChatMessage>();
+        int i = 0;
+        foreach (var m in msgs.EnumerateArray())
+        {
+            string at = $"messages[{i}]";
+            if (m.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest($"'{at}' must be an object.", at);
+            string role = String(m, "role", at + ".role") ?? throw ApiException.BadRequest($"'{at}.role' is required.", at + ".role");
+            role = role switch
+            {
+                "system" or "developer" => "system",
+                "user" or "assistant" => role,
+                _ => throw ApiException.BadRequest($"'{at}.role' is '{role}'; this server takes system, developer, user and assistant messages.", at + ".role"),
+            };
+            list.Add(new ChatMessage(role, Content(m, at)));
+            i++;
+        }
+        return new ChatRequest(list, p);
+    }
+
+    private static string Content(JsonElement message, string at)
+    {
+        if (!message.TryGetProperty("content", out var c) || c.ValueKind == JsonValueKind.Null) return "";
+        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
+        if (c.ValueKind != JsonValueKind.Array)
+            throw ApiException.BadRequest($"'{at}.content' must be a string or an array of text parts.", at + ".content");
+        var text = new System.Text.StringBuilder();
+        int j = 0;
+        foreach (var part in c.EnumerateArray())
+        {
+            string pat = $"{at}.content[{j++}]";
+            if (part.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest($"'{pat}' must be an object.", pat);
+            string type = String(part, "type", pat + ".type") ?? "text";
+            if (type != "text") throw ApiException.BadRequest($"'{pat}.type' is '{type}'; this server takes only text parts.", pat + ".type");
+            text.Append(String(part, "text", pat + ".text") ?? "");
+        }
+        return text.ToString();
+    }
+
+    private static JsonDocument Open(ReadOnlyMemory<byte> body)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(body, DocumentOptions);
+        }
+        catch (JsonException e)
+        {
+            throw new ApiException(400, "The request body is not valid JSON: " + e.Message, null, "invalid_json");
+        }
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            doc.Dispose();
+            throw new ApiException(400, "The request body must be a JSON object.", null, "invalid_json");
+        }
+        return doc;
+    }
+
+    private static GenerationParameters Common(JsonElement root, int maxTokensLimit)
+    {
+        String(root, "model", "model");
+        int? n = Int(root, "n");
+        if (n is not null && n != 1) throw ApiException.BadRequest($"'n' must be 1: this server returns one choice per request (got {n}).", "n");
+        if (Int(root, "best_of") is int bo && bo != 1) throw ApiException.BadRequest("'best_of' must be 1.", "best_of");
+        // max_completion_tokens is the newer name of the same limit in the chat API.
+        int? maxTokens = Int(root, "max_tokens") ?? Int(root, "max_completion_tokens");
+        if (maxTokens is int mt && (mt < 1 || mt > maxTokensLimit))
+            throw ApiException.BadRequest($"'max_tokens' must be between 1 and {maxTokensLimit}, got {mt}.", "max_tokens");
+        double temperature = Number(root, "temperature") ?? 1.0;
+        if (!(temperature >= 0 && temperature <= 2)) throw ApiException.BadRequest($"'temperature' must be between 0 and 2, got {F(temperature)}.", "temperature");
+        double topP = Number(root, "top_p") ?? 1.0;
+        if (!(topP >= 0 && topP <= 1)) throw ApiException.BadRequest($"'top_p' must be between 0 and 1, got {F(topP)}.", "top_p");
+        int topK = Int(root, "top_k") ?? 0;
+        if (topK < -1) throw ApiException.BadRequest($"'top_k' must be ≥ 0 (or -1 for off), got {topK}.", "top_k");
+        foreach (string penalty in (string[])["presence_penalty", "frequency_penalty"])
+            if (Number(root, penalty) is double pv && !(pv >= -2 && pv <= 2))
+                throw ApiException.BadRequest($"'{penalty}' must be between -2 and 2, got {F(pv)}.", penalty);
+        ulong? seed = null;
+        if (root.TryGetProperty("seed", out var s) && s.ValueKind != JsonValueKind.Null)
+        {
+            if (s.ValueKind != JsonValueKind.Number || !s.TryGetInt64(out long sv))
+                throw ApiException.BadRequest("'seed' must be an integer.", "seed");
+            seed = unchecked((ulong)sv);
+        }
+        bool stream = Bool(root, "stream") ?? false;
+        bool includeUsage = false;
+        if (root.TryGetProperty("stream_options", out var so) && so.ValueKind != JsonValueKind.Null)
+        {
+            if (so.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("'stream_options' must be an object.", "stream_options");
+            includeUsage = Bool(so, "include_usage", "stream_options.include_usage") ?? false;
+        }
+        // top_p 0 keeps only the most likely token: greedy.
+        if (topP == 0) temperature = 0;
+        return new GenerationParameters
+        {
+            MaxTokens = maxTokens,
+            Temperature = (float)temperature,
+            TopP = topP == 0 ? 1f : (float)topP,
+            TopK = Math.Max(0, topK),
+            Seed = seed,
+            Stop = Stop(root),
+            Stream = stream,
+            IncludeUsage = includeUsage,
+            Sparse = Sparse(root),
+            IgnoreEos = Bool(root, "ignore_eos") ?? false,
+        };
+    }
+
+    private static IReadOnlyList<string> Stop(JsonElement root)
+    {
+        if (!root.TryGetProperty("stop", out var stop) || stop.ValueKind == JsonValueKind.Null) return [];
+        if (stop.ValueKind == JsonValueKind.String)
+            return stop.GetString()!.Length == 0 ? [] : [stop.GetString()!];
+        if (stop.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("'stop' must be a string or an array of strings.", "stop");
+        if (stop.GetArrayLength() > MaxStopStrings)
+            throw ApiException.BadRequest($"'stop' may hold at most {MaxStopStrings} strings.", "stop");
+        var list = new List<string>();
+        foreach (var e in stop.EnumerateArray())
+        {
+            if (e.ValueKind != JsonValueKind.String) throw ApiException.BadRequest("'stop' must be a string or an array of strings.", "stop");
+            if (e.GetString()!.Length > 0) list.Add(e.GetString()!);
+        }
+        return list;
+    }
+
+    private static SparseRequest? Sparse(JsonElement root)
+    {
+        if (!root.TryGetProperty("sparse", out var sp) || sp.ValueKind == JsonValueKind.Null) return null;
+        if (sp.ValueKind != JsonValueKind.Object)
+            throw ApiException.BadRequest("'sparse' must be an object like {\"method\": \"quest\", \"budget\": 256, \"params\": {}}.", "sparse");
+        string? method = String(sp, "method", "sparse.method");
+        string? budget = null;
+        if (sp.TryGetProperty("budget", out var b) && b.ValueKind != JsonValueKind.Null)
+            budget = b.ValueKind switch
+            {
+                JsonValueKind.String => b.GetString(),
+                JsonValueKind.Number => b.GetRawText(),
+                _ => throw ApiException.BadRequest("'sparse.budget' must be a number of tokens or a string like \"3%\".", "sparse.budget"),
+            };
+        Dictionary<string, string>? parameters = null;
+        if (sp.TryGetProperty("params", out var ps) && ps.ValueKind != JsonValueKind.Null)
+        {
+            if (ps.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("'sparse.params' must be an object of name: value.", "sparse.params");
+            parameters = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+            foreach (var prop in ps.EnumerateObject())
+                parameters[prop.Name] = prop.Value.ValueKind switch
+                {
+                    JsonValueKind.String => prop.Value.GetString()!,
+                    JsonValueKind.Number => prop.Value.GetRawText(),
+                    JsonValueKind.True => "true",
+                    JsonValueKind.False => "false",
+                    _ => throw ApiException.BadRequest($"'sparse.params.{prop.Name}' must be a string, number or boolean.", "sparse.params." + prop.Name),
+                };
+        }
+        return new SparseRequest(method, budget, parameters);
+    }
+
+    // ---------------------------------------------------------------- typed field readers (null: absent or null)
+
+    private static int? Int(JsonElement obj, string name)
+    {
+        if (!obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Number) throw ApiException.BadRequest($"'{name}' must be an integer.", name);
+        if (v.TryGetInt32(out int i)) return i;
+        // Integral but beyond int: out of range rather than the wrong type.
+        if (v.TryGetInt64(out long l)) return l > 0 ? int.MaxValue : int.MinValue;
+        throw ApiException.BadRequest($"'{name}' must be an integer.", name);
+    }
+
+    private static int IntIn(JsonElement v, string name, int min, int max)
+    {
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int i))
+            throw ApiException.BadRequest($"'{name}' must be an integer between {min} and {max}.", name);
+        if (i < min || i > max) throw ApiException.BadRequest($"'{name}' must be between {min} and {max}, got {i}.", name);
+        return i;
+    }
+
+    private static double? Number(JsonElement obj, string name)
+    {
+        if (!obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Number) throw ApiException.BadRequest($"'{name}' must be a number.", name);
+        return v.GetDouble();
+    }
+
+    private static bool? Bool(JsonElement obj, string name, string? path = null)
+    {
+        if (!obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        return v.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw ApiException.BadRequest($"'{path ?? name}' must be true or false.", path ?? name),
+        };
+    }
+
+    private static string? String(JsonElement obj, string name, string path)
+    {
+        if (!obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.String) throw ApiException.BadRequest($"'{path}' must be a string.", path);
+        return v.GetString();
+    }
+
+    private static string F(double x) => x.ToString("G6", CultureInfo.InvariantCulture);
+}

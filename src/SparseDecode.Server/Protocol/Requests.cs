@@ -1,0 +1,30 @@
+using SparseDecode.Server.Chat;
+
+namespace SparseDecode.Server.Protocol;
+
+/// <summary>The `sparse` extension field: which sparse-attention method decodes this request. Null members take
+/// the server's defaults (--method, --budget, --param).</summary>
+public sealed record SparseRequest(string? Method, string? Budget, IReadOnlyDictionary<string, string>? Params);
+
+/// <summary>What the completions and chat endpoints share, validated.</summary>
+public sealed record GenerationParameters
+{
+    /// <summary>Null: the endpoint's default, capped by the room left in the context.</summary>
+    public int? MaxTokens { get; init; }
+    public float Temperature { get; init; } = 1f;
+    public float TopP { get; init; } = 1f;
+    public int TopK { get; init; }
+    public ulong? Seed { get; init; }
+    public IReadOnlyList<string> Stop { get; init; } = [];
+    public bool Stream { get; init; }
+    public bool IncludeUsage { get; init; }
+    /// <summary>Null: no log-probabilities; otherwise how many alternatives to report per token (0 allowed).</summary>
+    public int? Logprobs { get; init; }
+    public SparseRequest? Sparse { get; init; }
+    /// <summary>Extension (as in vLLM): keep generating past the end-of-sequence token, e.g. for benchmarks.</summary>
+    public bool IgnoreEos { get; init; }
+}
+
+public sealed record CompletionRequest(string? PromptText, int[]? PromptIds, GenerationParameters Parameters);
+
+public sealed record ChatRequest(IReadOnlyList<ChatMessage> Messages, GenerationParameters Parameters);

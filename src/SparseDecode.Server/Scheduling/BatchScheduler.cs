@@ -1,0 +1,265 @@
+using System.Diagnostics;
+using SparseDecode.Engine;
+using SparseDecode.Selection;
+using SparseDecode.Server.Hosting;
+using SparseDecode.Server.Protocol;
+
+namespace SparseDecode.Server.Scheduling;
+
+/// <summary>Continuous batching on one scheduler thread. Requests wait in a bounded FIFO queue; between two steps
+/// the waiting ones join the batch while it has room, and a sequence leaves as soon as it finishes or is
+/// cancelled, its KV cache freed at once. One step advances every active sequence by one token: a sequence still
+/// prefilling runs its next prompt chunk (the last chunk also yields its first token), every other one runs one
+/// decode step and samples its next token. The sequences of a step run in parallel (Parallel.For over the
+/// thread pool; the matvecs inside each decode step are parallel as well), since each has its own cache,
+/// workspace and selector and shares only the read-only weights. Measured on 16 cores with 32 streams, this gives
+/// 3.5× the tokens/s of running them one after another (each using all cores for its matvecs), and 1.15× that of
+/// dedicated step threads; on 2 cores the three are within 15% (docs/performance.md, Serving).</summary>
+public sealed class BatchScheduler : IDisposable
+{
+    private readonly ServedModel _model;
+    private readonly SchedulerOptions _options;
+    private readonly ServerMetrics _metrics;
+    private readonly LinkedList<Sequence> _queue = new();
+    private readonly List<Sequence> _active = [];
+    private readonly object _lock = new();
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly Thread _thread;
+    private readonly Action<int> _stepOne;
+    private volatile bool _stopping;
+    private long _nextId;
+    private int _activeCount;
+    private long _kvBytes;
+
+    public BatchScheduler(ServedModel model, SchedulerOptions options, ServerMetrics metrics)
+    {
+        if (options.MaxBatch < 1) throw new ArgumentException($"max batch must be ≥ 1, got {options.MaxBatch}.");
+        if (options.MaxQueue < 0) throw new ArgumentException($"max queue must be ≥ 0, got {options.MaxQueue}.");
+        if (options.PrefillChunk < 1) throw new ArgumentException($"prefill chunk must be ≥ 1, got {options.PrefillChunk}.");
+        _model = model;
+        _options = options;
+        _metrics = metrics;
+        _stepOne = i => Advance(_active[i]);
+        _thread = new Thread(Run) { Name = "sparsedecode-scheduler", IsBackground = true };
+        _thread.Start();
+    }
+
+    public SchedulerOptions Options => _options;
+
+    public int QueueDepth
+    {
+        get { lock (_lock) return _queue.Count; }
+    }
+
+    public int ActiveCount => Volatile.Read(ref _activeCount);
+    public long KvCacheBytes => Interlocked.Read(ref _kvBytes);
+
+    /// <summary>Queues a request. Throws ApiException 429 when the queue is full, 503 when shutting down.</summary>
+    public Sequence Submit(SequenceRequest request)
+    {
+        if (request.Prompt.Length == 0) throw new ArgumentException("The prompt is empty.");
+        lock (_lock)
+        {
+            if (_stopping) throw new ApiException(503, "The server is shutting down.", null, "shutting_down");
+            // Room in the batch counts as room: a request that can start at the next step never waits for the queue.
+            int free = Math.Max(0, _options.MaxBatch - _activeCount - _queue.Count);
+            if (free == 0 && _queue.Count >= _options.MaxQueue)
+                throw new ApiException(429, $"The server is busy: {_activeCount} sequences are decoding and {_queue.Count} requests are waiting (the queue holds {_options.MaxQueue}). Retry later.",
+                    null, "queue_full");
+            var seq = new Sequence(this, Interlocked.Increment(ref _nextId), request, _model.Codec);
+            seq.QueueNode = _queue.AddLast(seq);
+            _wake.Release();
+            return seq;
+        }
+    }
+
+    internal void OnCancelled(Sequence seq)
+    {
+        lock (_lock)
+        {
+            if (seq.QueueNode is { List: not null } node)
+            {
+                _queue.Remove(node);
+                seq.QueueNode = null;
+                seq.Release();
+                return;
+            }
+        }
+        _wake.Release();
+    }
+
+    private void Run()
+    {
+        while (true)
+        {
+            if (_active.Count == 0) _wake.Wait();
+            if (_stopping) break;
+            Admit();
+            if (_active.Count == 0) continue;
+            // Drain extra wake-ups so that an idle scheduler blocks again at once.
+            while (_wake.CurrentCount > 0 && _wake.Wait(0)) { }
+            Step();
+            Retire();
+        }
+        Shutdown();
+    }
+
+    private void Admit()
+    {
+        while (_active.Count < _options.MaxBatch)
+        {
+            Sequence seq;
+            lock (_lock)
+            {
+                if (_queue.First is null) return;
+                seq = _queue.First.Value;
+                _queue.RemoveFirst();
+                seq.QueueNode = null;
+            }
+            if (seq.IsCancelled)
+            {
+                seq.Release();
+                continue;
+            }
+            try
+            {
+                var r = seq.Request;
+                seq.Cache = _model.Transformer.CreateCache(r.Prompt.Length + r.MaxTokens, _options.CacheType);
+                seq.Workspace = new DecodeWorkspace(_model.Transformer, seq.Cache, r.Selector?.Granularity ?? SelectionGranularity.QueryHead);
+                seq.Sampler = new Sampler(r.Sampling);
+                if (r.Logprobs is not null) seq.LogprobScratch = new float[_model.Transformer.Config.VocabSize];
+            }
+            catch (Exception e)
+            {
+                seq.Emit(new SequenceEvent("", null, null, e));
+                seq.Release();
+                continue;
+            }
+            _metrics.PromptTokens(seq.PromptTokens);
+            _active.Add(seq);
+            Volatile.Write(ref _activeCount, _active.Count);
+        }
+    }
+
+    private void Step()
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        int before = 0;
+        foreach (var s in _active) before += s.CompletionTokens;
+        if (_active.Count == 1 || !_options.ParallelSequences)
+            for (int i = 0; i < _active.Count; i++) Advance(_active[i]);
+        else Parallel.For(0, _active.Count, _stepOne);
+        int after = 0;
+        long kv = 0;
+        foreach (var s in _active)
+        {
+            after += s.CompletionTokens;
+            kv += s.Cache?.AllocatedBytes ?? 0;
+        }
+        Interlocked.Exchange(ref _kvBytes, kv);
+        _metrics.Step(after - before, Stopwatch.GetTimestamp() - t0);
+    }
+
+    /// <summary>Moves one sequence forward by one step; any failure ends that sequence only.</summary>
+    private void Advance(Sequence seq)
+    {
+        if (seq.Done || seq.IsCancelled) return;
+        try
+        {
+            var r = seq.Request;
+            var model = _model.Transformer;
+            var ws = seq.Workspace!;
+            if (seq.Prefilled < r.Prompt.Length)
+            {
+                int n = Math.Min(_options.PrefillChunk, r.Prompt.Length - seq.Prefilled);
+                bool last = seq.Prefilled + n == r.Prompt.Length;
+                model.Prefill(r.Prompt.AsSpan(seq.Prefilled, n), seq.Cache!, last ? ws.Logits : default);
+                seq.Prefilled += n;
+                if (!last) return;
+            }
+            else model.Decode(seq.LastToken, seq.Cache!, ws, r.Selector);
+            Sample(seq);
+        }
+        catch (Exception e)
+        {
+            seq.Emit(new SequenceEvent("", null, null, e));
+        }
+    }
+
+    private void Sample(Sequence seq)
+    {
+        var r = seq.Request;
+        var logits = seq.Workspace!.Logits;
+        int next = seq.Sampler!.Next(logits);
+        seq.LastToken = next;
+        seq.CompletionTokens++;
+        var logprob = r.Logprobs is int top ? Logprobs.Of(logits, next, top, seq.LogprobScratch!, _model.Codec) : null;
+        if (!r.IgnoreEos && _model.StopTokenIds.Contains(next))
+        {
+            string rest = seq.Stops.Push(seq.Text.Flush()) + seq.Stops.Flush();
+            seq.Emit(new SequenceEvent(rest, logprob, "stop", null));
+            return;
+        }
+        string text = seq.Stops.Push(seq.Text.Push(next));
+        if (seq.Stops.Stopped)
+        {
+            seq.Emit(new SequenceEvent(text, logprob, "stop", null));
+            return;
+        }
+        if (seq.CompletionTokens >= r.MaxTokens)
+        {
+            text += seq.Stops.Push(seq.Text.Flush());
+            if (!seq.Stops.Stopped) text += seq.Stops.Flush();
+            seq.Emit(new SequenceEvent(text, logprob, seq.Stops.Stopped ? "stop" : "length", null));
+            return;
+        }
+        seq.Emit(new SequenceEvent(text, logprob, null, null));
+    }
+
+    /// <summary>Takes finished and cancelled sequences out of the batch and frees their caches.</summary>
+    private void Retire()
+    {
+        int kept = 0;
+        for (int i = 0; i < _active.Count; i++)
+        {
+            var s = _active[i];
+            if (s.Done || s.IsCancelled)
+            {
+                _metrics.CompletionTokens(s.CompletionTokens);
+                if (s.IsCancelled && !s.Done) _metrics.Cancelled();
+                s.Release();
+            }
+            else _active[kept++] = s;
+        }
+        _active.RemoveRange(kept, _active.Count - kept);
+        Volatile.Write(ref _activeCount, _active.Count);
+        if (_active.Count == 0) Interlocked.Exchange(ref _kvBytes, 0);
+    }
+
+    private void Shutdown()
+    {
+        var gone = new ApiException(503, "The server is shutting down.", null, "shutting_down");
+        List<Sequence> all;
+        lock (_lock)
+        {
+            all = [.. _queue, .. _active];
+            _queue.Clear();
+        }
+        _active.Clear();
+        Volatile.Write(ref _activeCount, 0);
+        foreach (var s in all)
+        {
+            if (!s.Done) s.Emit(new SequenceEvent("", null, null, gone));
+            s.Release();
+        }
+        Interlocked.Exchange(ref _kvBytes, 0);
+    }
+
+    public void Dispose()
+    {
+        lock (_lock) _stopping = true;
+        _wake.Release();
+        _thread.Join();
+        _wake.Dispose();
+    }
+}

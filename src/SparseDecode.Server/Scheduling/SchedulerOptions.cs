@@ -1,0 +1,16 @@
+using SparseDecode.Model;
+
+namespace SparseDecode.Server.Scheduling;
+
+public sealed record SchedulerOptions
+{
+    /// <summary>Sequences decoded together in one step at most; more wait in the queue.</summary>
+    public int MaxBatch { get; init; } = 16;
+    /// <summary>Requests waiting at most; a request beyond it is refused with 429.</summary>
+    public int MaxQueue { get; init; } = 64;
+    /// <summary>Prompt tokens one sequence prefills per step, so a long prompt does not stall the others' decoding.</summary>
+    public int PrefillChunk { get; init; } = 256;
+    /// <summary>Run the sequences of a step in parallel (each on its own core; their matvecs are parallel too).</summary>
+    public bool ParallelSequences { get; init; } = true;
+    public DType CacheType { get; init; } = DType.F32;
+}

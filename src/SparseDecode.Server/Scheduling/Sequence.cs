@@ -1,0 +1,73 @@
+using System.Threading.Channels;
+using SparseDecode.Cache;
+using SparseDecode.Engine;
+using SparseDecode.Server.Hosting;
+
+namespace SparseDecode.Server.Scheduling;
+
+/// <summary>One request's generation while it is queued or decoding: its own KV cache, decode workspace,
+/// selector and sampler, and the channel its events go out on. Only the scheduler thread touches the cache and
+/// workspace; a handler only reads events and may cancel.</summary>
+public sealed class Sequence
+{
+    private readonly Channel<SequenceEvent> _events =
+        Channel.CreateUnbounded<SequenceEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private readonly BatchScheduler _owner;
+    private int _cancelled;
+
+    internal Sequence(BatchScheduler owner, long id, SequenceRequest request, ITextCodec codec)
+    {
+        _owner = owner;
+        Id = id;
+        Request = request;
+        Text = codec.CreateStream();
+        Stops = new StopMatcher(request.StopStrings);
+    }
+
+    public long Id { get; }
+    public SequenceRequest Request { get; }
+    public ChannelReader<SequenceEvent> Events => _events.Reader;
+    public int PromptTokens => Request.Prompt.Length;
+    /// <summary>Tokens generated so far (the scheduler's count; read it after the final event).</summary>
+    public int CompletionTokens { get; internal set; }
+    public bool IsCancelled => Volatile.Read(ref _cancelled) != 0;
+
+    /// <summary>Stops the sequence (client gone, or the handler is done with it): a queued one leaves the queue at
+    /// once; an active one leaves the batch before the next step, and its KV cache is freed then.</summary>
+    public void Cancel()
+    {
+        if (Interlocked.Exchange(ref _cancelled, 1) == 0) _owner.OnCancelled(this);
+    }
+
+    // ---- scheduler-side state
+    internal KvCache? Cache;
+    internal DecodeWorkspace? Workspace;
+    internal Sampler? Sampler;
+    internal readonly ITokenTextStream Text;
+    internal readonly StopMatcher Stops;
+    internal float[]? LogprobScratch;
+    internal int Prefilled;
+    internal int LastToken;
+    internal bool Done;
+    internal LinkedListNode<Sequence>? QueueNode;
+
+    internal void Emit(in SequenceEvent e)
+    {
+        _events.Writer.TryWrite(e);
+        if (e.IsFinal)
+        {
+            Done = true;
+            _events.Writer.TryComplete();
+        }
+    }
+
+    /// <summary>Frees the KV cache and workspace (scheduler thread only).</summary>
+    internal void Release()
+    {
+        Cache?.Dispose();
+        Cache = null;
+        Workspace = null;
+        LogprobScratch = null;
+        _events.Writer.TryComplete();
+    }
+}

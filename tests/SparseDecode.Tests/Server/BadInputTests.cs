@@ -1,0 +1,127 @@
+using System.Net;
+using System.Text;
+using Xunit;
+
+namespace SparseDecode.Tests.Server;
+
+/// <summary>Every kind of bad request gets OpenAI's error object with the right 4xx status, and the server keeps
+/// serving afterwards with nothing left queued, active or allocated.</summary>
+[Collection("server")]
+public class BadInputTests(ServerFixture fx)
+{
+    public static TheoryData<string, string, int, string?> Cases => new()
+    {
+        // path, body, status, param
+        { "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 4", 400, null },                     // truncated JSON
+        { "/v1/completions", "not json at all", 400, null },
+        { "/v1/completions", "[1, 2, 3]", 400, null },                                                  // not an object
+        { "/v1/completions", "{\"max_tokens\": 4}", 400, "prompt" },                                    // missing prompt
+        { "/v1/completions", "{\"prompt\": 17}", 400, "prompt" },                                       // wrong type
+        { "/v1/completions", "{\"prompt\": [\"a\", \"b\"]}", 400, "prompt" },                           // two prompts
+        { "/v1/completions", "{\"prompt\": [1, -2]}", 400, "prompt" },                                  // bad token id
+        { "/v1/completions", "{\"prompt\": [999999999]}", 400, "prompt" },                              // id outside vocab
+        { "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": \"ten\"}", 400, "max_tokens" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 2.5}", 400, "max_tokens" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 0}", 400, "max_tokens" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": -5}", 400, "max_tokens" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 100000}", 400, "max_tokens" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 1e30}", 400, "max_tokens" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"temperature\": \"hot\"}", 400, "temperature" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"temperature\": 3}", 400, "temperature" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"top_p\": 1.5}", 400, "top_p" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"seed\": \"abc\"}", 400, "seed" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"stop\": 5}", 400, "stop" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"stop\": [\"a\", 1]}", 400, "stop" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"stop\": [\"a\",\"b\",\"c\",\"d\",\"e\"]}", 400, "stop" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"n\": 2}", 400, "n" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"n\": \"1\"}", 400, "n" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"stream\": \"yes\"}", 400, "stream" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"logprobs\": 9}", 400, "logprobs" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"model\": 3}", 400, "model" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": \"quest\"}", 400, "sparse" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"method\": \"no-such-method\"}}", 400, "sparse.method" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"method\": 7}}", 400, "sparse.method" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"method\": \"dense\", \"budget\": \"lots\"}}", 400, "sparse" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"budget\": [1]}}", 400, "sparse.budget" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"params\": {\"window\": [1]}}}", 400, "sparse.params.window" },
+        { "/v1/chat/completions", "{\"messages\": \"hi\"}", 400, "messages" },
+        { "/v1/chat/completions", "{\"messages\": []}", 400, "messages" },
+        { "/v1/chat/completions", "{}", 400, "messages" },
+        { "/v1/chat/completions", "{\"messages\": [{\"role\": \"tool\", \"content\": \"x\"}]}", 400, "messages[0].role" },
+        { "/v1/chat/completions", "{\"messages\": [{\"content\": \"x\"}]}", 400, "messages[0].role" },
+        { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": 5}]}", 400, "messages[0].content" },
+        { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]}", 400, "messages[0].content[0].type" },
+        { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_logprobs\": 2}", 400, "top_logprobs" },
+        { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"n\": 3}", 400, "n" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task BadRequestGetsAnErrorObject(string path, string body, int status, string? param)
+    {
+        var (code, json) = await Http.Post(fx.Client, path, body);
+        Http.AssertError(code, json, status, param);
+        Assert.Equal("invalid_request_error", json.GetProperty("error").GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public async Task PromptsLongerThanTheContextAreRefused()
+    {
+        int context = fx.Model.Context;
+        // Text: more words than the context has positions (each word is at least one token).
+        string text = string.Join(" ", Enumerable.Range(0, context).Select(i => "w" + i));
+        var (s1, b1) = await Http.Post(fx.Client, "/v1/completions", $"{{\"prompt\":\"{text}\",\"max_tokens\":1}}");
+        Http.AssertError(s1, b1, 400, "prompt", "context_length_exceeded");
+        Assert.Contains(context.ToString(), b1.GetProperty("error").GetProperty("message").GetString());
+
+        // Token ids that fit, but not together with max_tokens.
+        string ids = string.Join(",", Enumerable.Repeat(1, context - 10));
+        var (s2, b2) = await Http.Post(fx.Client, "/v1/completions", $"{{\"prompt\":[{ids}],\"max_tokens\":20}}");
+        Http.AssertError(s2, b2, 400, "max_tokens", "context_length_exceeded");
+
+        string messages = $"{{\"messages\":[{{\"role\":\"user\",\"content\":\"{text}\"}}]}}";
+        var (s3, b3) = await Http.Post(fx.Client, "/v1/chat/completions", messages);
+        Http.AssertError(s3, b3, 400, "messages", "context_length_exceeded");
+    }
+
+    [Fact]
+    public async Task OversizedBodiesAreRefusedWith413()
+    {
+        const int limit = 256 * 1024; // ServerFixture.Options
+        string big = "{\"prompt\":\"" + new string('a', limit + 10) + "\"}";
+        var (s1, b1) = await Http.Post(fx.Client, "/v1/completions", big);
+        Http.AssertError(s1, b1, 413, null, "request_too_large");
+
+        // Without Content-Length (chunked): the limit holds while the body is read.
+        using var content = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes(big)));
+        content.Headers.ContentType = Http.JsonType;
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = content };
+        request.Headers.TransferEncodingChunked = true;
+        using var response = await fx.Client.SendAsync(request);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        Assert.Contains("\"error\"", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task UnknownRoutesAndMethodsGetErrorObjects()
+    {
+        using var r1 = await fx.Client.GetAsync("/v1/nothing-here");
+        Assert.Equal(HttpStatusCode.NotFound, r1.StatusCode);
+        Assert.Contains("\"error\"", await r1.Content.ReadAsStringAsync());
+        using var r2 = await fx.Client.GetAsync("/v1/completions");
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, r2.StatusCode);
+        Assert.Contains("\"error\"", await r2.Content.ReadAsStringAsync());
+        using var r3 = await fx.Client.PostAsync("/v1/completions", new ByteArrayContent([]));
+        Assert.Equal(HttpStatusCode.BadRequest, r3.StatusCode);
+    }
+
+    [Fact]
+    public async Task UnknownFieldsAreIgnoredAndTheServerStaysHealthy()
+    {
+        var (status, body) = await Http.Post(fx.Client, "/v1/completions",
+            "{\"prompt\":\"x = \",\"max_tokens\":2,\"temperature\":0,\"user\":\"u\",\"presence_penalty\":0,\"logit_bias\":{},\"whatever\":[1,{\"a\":null}]}");
+        Assert.Equal(200, status);
+        Assert.Equal("text_completion", body.GetProperty("object").GetString());
+        await Http.WaitIdle(fx.Client, TimeSpan.FromSeconds(10));
+    }
+}
