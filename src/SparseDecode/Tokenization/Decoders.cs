@@ -46,6 +46,8 @@ internal static class Decoders
             case "Strip":
                 return new StripDecoder(json.RequireCodePoint(e, "content", where),
                     json.RequireInt(e, "start", where), json.RequireInt(e, "stop", where));
+            case "BPEDecoder":
+                return new BpeSuffixDecoder(json.OptionalString(e, "suffix", where) ?? "</w>");
             case "Metaspace":
                 return new MetaspaceDecoder(json.RequireCodePoint(e, "replacement", where), MetaspaceScheme.Parse(e, where, json));
             default:
@@ -177,6 +179,18 @@ internal sealed class MetaspaceDecoder(string replacement, PrependScheme scheme)
     {
         for (int i = 0; i < tokens.Count; i++)
             tokens[i] = tokens[i].Replace(replacement, i == 0 && scheme != PrependScheme.Never ? "" : " ", StringComparison.Ordinal);
+        return tokens;
+    }
+}
+
+/// <summary>Hugging Face's BPEDecoder: the end-of-word suffix becomes a space, except on the last token.</summary>
+internal sealed class BpeSuffixDecoder(string suffix) : IDecoder
+{
+    public List<string> DecodeChain(List<string> tokens)
+    {
+        if (suffix.Length == 0) return tokens;
+        for (int i = 0; i < tokens.Count; i++)
+            tokens[i] = tokens[i].Replace(suffix, i == tokens.Count - 1 ? "" : " ", StringComparison.Ordinal);
         return tokens;
     }
 }

@@ -46,6 +46,20 @@ public sealed class FixtureParityTests
         Assert.True(tok.IsSpecial(tok.TokenToId(folder == "sentencepiece-bpe" ? "<s>" : "<|endoftext|>")!.Value));
     }
 
+    [Theory]
+    [MemberData(nameof(FixtureVectors.Folders), MemberType = typeof(FixtureVectors))]
+    public void ConcurrentEncodingGivesTheSameIds(string folder)
+    {
+        // One tokenizer is shared by all requests; its word cache and scratch buffers must not leak between threads.
+        var tok = Tokenizer.FromFile(FixtureVectors.TokenizerPath(folder));
+        var vectors = FixtureVectors.Load(folder);
+        Parallel.For(0, vectors.Count * 8, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i =>
+        {
+            var v = vectors[i % vectors.Count];
+            Assert.Equal(v.Ids, tok.Encode(v.Text, addSpecialTokens: false));
+        });
+    }
+
     static string Show(string s)
     {
         string escaped = s.Replace("\\", "\\\\").Replace("\n", "\\n").Replace("\r", "\\r").Replace("\t", "\\t");
