@@ -107,6 +107,18 @@ for name, pre in [("digits-individual", {"type": "Digits", "individual_digits": 
     j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [pre, {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
     variants[name] = ("gpt2-bytelevel", j)
 
+# Word-suffix and subword-prefix BPE, trained here on the texts themselves (vocabularies of their own, so these
+# variants are stored whole: their overrides replace the model of the gpt2-bytelevel fixture).
+from tokenizers import models, pre_tokenizers, decoders, trainers
+for name, kw, dec in [("suffix-bpe", {"end_of_word_suffix": "</w>"}, decoders.BPEDecoder(suffix="</w>")),
+                      ("prefix-bpe", {"continuing_subword_prefix": "##"}, None)]:
+    t = Tokenizer(models.BPE(unk_token="[UNK]", **kw))
+    t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if dec is not None:
+        t.decoder = dec
+    t.train_from_iterator(texts[:300], trainers.BpeTrainer(vocab_size=400, special_tokens=["[UNK]"], show_progress=False, **kw))
+    variants[name] = ("gpt2-bytelevel", json.loads(t.to_str()))
+
 def overrides(j, b):
     o = {}
     for k in sorted(set(j) | set(b)):
