@@ -297,7 +297,7 @@ internal static class EvalCommand
         foreach (string t in needle) table.AddColumn(new TableColumn(t).RightAligned());
         if (needle.Count > 0) table.AddColumn(new TableColumn("mean").RightAligned()).AddColumn(new TableColumn("% dense").RightAligned());
         if (ppl) table.AddColumn(new TableColumn("ppl").RightAligned());
-        table.AddColumn(new TableColumn("mass recall").RightAligned()).AddColumn(new TableColumn($"ms/step @{L}").RightAligned())
+        table.AddColumn(new TableColumn("keys read").RightAligned()).AddColumn(new TableColumn("mass recall").RightAligned()).AddColumn(new TableColumn($"ms/step @{L}").RightAligned())
             .AddColumn(new TableColumn("speed-up").RightAligned());
         foreach (var r in rows)
         {
@@ -309,6 +309,7 @@ internal static class EvalCommand
                 cells.Add(r.OfDense is double o ? Pct(o) : "–");
             }
             if (ppl) cells.Add(r.Perplexity is double p ? p.ToString("0.00", ci) : "–");
+            cells.Add(r.AttendedOfDense is double ad ? Pct(ad) + "%" : "–");
             cells.Add(double.IsFinite(r.MassRecall) ? r.MassRecall.ToString("0.000", ci) : "–");
             cells.Add(r.StepMsByContext.TryGetValue(L, out double ms) ? ms.ToString("0.00", ci) : "–");
             cells.Add(r.SpeedUp is double s ? s.ToString("0.00", ci) + "×" : "–");

@@ -24,6 +24,9 @@ public sealed record MethodSummary
     public required double OutputError { get; init; }
     public required double KeysScoredPerStep { get; init; }
     public required double KeysAttendedPerStep { get; init; }
+    /// <summary>Keys attended per step ÷ dense's on the same samples: the share of the context the method really
+    /// read (dense leading layers, sinks and δ-driven additions included), next to the nominal budget.</summary>
+    public double? AttendedOfDense { get; init; }
     public required double SelectMsPerStep { get; init; }
     public required double AttendMsPerStep { get; init; }
     /// <summary>Median whole-step time (ms) per context length, un-observed.</summary>
@@ -74,6 +77,8 @@ public static class EvalSummary
             var atLongest = mine.Where(c => c.Context == longest).ToList();
             var ratios = atLongest.Where(c => dense.ContainsKey((c.Task, c.Context, c.Sample)))
                 .Select(c => dense[(c.Task, c.Context, c.Sample)].StepMs / Math.Max(1e-9, c.StepMs)).ToList();
+            var attended = mine.Where(c => dense.ContainsKey((c.Task, c.Context, c.Sample)))
+                .Select(c => c.KeysAttendedPerStep / Math.Max(1e-9, dense[(c.Task, c.Context, c.Sample)].KeysAttendedPerStep)).ToList();
             var attRatios = atLongest.Where(c => dense.ContainsKey((c.Task, c.Context, c.Sample)))
                 .Select(c => dense[(c.Task, c.Context, c.Sample)].AttendMsPerStep / Math.Max(1e-9, c.AttendMsPerStep + c.SelectMsPerStep)).ToList();
             var row = new MethodSummary
@@ -91,6 +96,7 @@ public static class EvalSummary
                 OutputError = mine.Average(c => c.OutputError),
                 KeysScoredPerStep = mine.Average(c => c.KeysScoredPerStep),
                 KeysAttendedPerStep = mine.Average(c => c.KeysAttendedPerStep),
+                AttendedOfDense = attended.Count > 0 ? attended.Average() : null,
                 SelectMsPerStep = atLongest.Count > 0 ? atLongest.Average(c => c.SelectMsPerStep) : double.NaN,
                 AttendMsPerStep = atLongest.Count > 0 ? atLongest.Average(c => c.AttendMsPerStep) : double.NaN,
                 StepMsByContext = stepByCtx,

@@ -183,19 +183,24 @@ public sealed class ReportWriter(string directory)
         sb.AppendLine($"- machine: {results.Machine}; finished {results.Created}; this invocation ran {results.WallSeconds.ToString("0", Ci)} s (cells found on disk are not re-run)");
         var g = results.Grid;
         sb.AppendLine($"- grid: methods {string.Join(", ", g.Methods)}; budgets {string.Join(", ", g.Budgets)}; contexts {string.Join(", ", g.Contexts)}; tasks {string.Join(", ", g.Tasks)}; {g.Samples} samples per task and context (seed {g.Seed}); KV cache {g.KvType}{(g.Parameters.Length > 0 ? "; parameters " + g.Parameters : "")}");
-        sb.AppendLine($"- {results.Cells.Count} cells; every sample prefilled once with dense attention, each method decoding from a copy of that cache");
+        double prefill = results.Cells.GroupBy(c => (c.Task, c.Context, c.Sample)).Sum(g => g.Max(c => c.PrefillSeconds));
+        double decode = results.Cells.Sum(c => c.Seconds);
+        sb.AppendLine($"- {results.Cells.Count} cells; every sample prefilled once with dense attention, each method decoding from a copy of that cache; " +
+                      $"compute over all cells (this and earlier invocations that filled them): {((prefill + decode) / 60).ToString("0.0", Ci)} min " +
+                      $"(prefills {(prefill / 60).ToString("0.0", Ci)} min, decode passes {(decode / 60).ToString("0.0", Ci)} min)");
         sb.AppendLine();
 
         sb.AppendLine("## Accuracy and speed");
         sb.AppendLine();
         sb.AppendLine($"Task scores are means over contexts and samples (exact match; fraction of expected items for multivalue, multiquery, vartrack, cwe){(hasPpl ? "; ppl is the perplexity of held-out code continued under the method (lower is better)" : "")}. " +
+                      $"Keys read: keys attended per decode step (all layers and heads) as a share of dense's — the budget plus what a method adds (dense leading layers, sinks, δ-driven refills). " +
                       $"Speed-up: dense step time ÷ the method's, whole decode step, at context {L}.");
         sb.AppendLine();
         var head = new List<string> { "method", "budget" };
         head.AddRange(needle);
         head.AddRange(["mean", "% of dense"]);
         if (hasPpl) head.Add("ppl");
-        head.AddRange(["mass recall", $"step ms @{L}", "speed-up"]);
+        head.AddRange(["keys read % of dense", "mass recall", $"step ms @{L}", "speed-up"]);
         Table(sb, head, rows.Select(r =>
         {
             var cells = new List<string> { r.Method, r.Budget };
@@ -203,6 +208,7 @@ public sealed class ReportWriter(string directory)
             cells.Add(P(r.MeanAccuracy));
             cells.Add(r.OfDense is double o ? P(o) : "–");
             if (hasPpl) cells.Add(r.Perplexity is double ppl ? F2(ppl) : "–");
+            cells.Add(r.AttendedOfDense is double ad ? P(ad) : "–");
             cells.Add(F3(r.MassRecall));
             cells.Add(r.StepMsByContext.TryGetValue(L, out double ms) ? F2(ms) : "–");
             cells.Add(r.SpeedUp is double s ? s.ToString("0.00", Ci) + "×" : "–");
