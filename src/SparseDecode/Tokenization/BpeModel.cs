@@ -52,7 +52,11 @@ internal sealed class BpeModel
 
     public static BpeModel Parse(JsonElement e, string where, JsonFields json)
     {
-        string type = json.TypeOf(e, where);
+        json.RequireObject(e, where);
+        // Early tokenizer.json files omit the model's type; like Hugging Face, a model with merges is BPE.
+        string type = JsonFields.Get(e, "type").ValueKind == JsonValueKind.Undefined && e.TryGetProperty("merges", out _)
+            ? "BPE"
+            : json.RequireString(e, "type", where);
         if (type != "BPE")
             throw json.Error($"{where}.type is \"{type}\", but only BPE models are supported");
 

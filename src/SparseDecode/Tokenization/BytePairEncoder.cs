@@ -8,7 +8,7 @@ internal static class BytePairEncoder
     [ThreadStatic] static int[]? t_prev;
     [ThreadStatic] static int[]? t_next;
     [ThreadStatic] static int[]? t_alive;
-    [ThreadStatic] static PriorityQueue<int, long>? t_queue;
+    [ThreadStatic] static MergeHeap? t_queue;
 
     public static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;
 
@@ -21,7 +21,7 @@ internal static class BytePairEncoder
         int n = symbols.Length;
         if (n < 2 || merges.Count == 0) return n;
         int[] prev = Rent(ref t_prev, n), next = Rent(ref t_next, n), alive = Rent(ref t_alive, n);
-        var queue = t_queue ??= new PriorityQueue<int, long>();
+        var queue = t_queue ??= new MergeHeap();
         queue.Clear();
 
         for (int i = 0; i < n; i++)
@@ -70,5 +70,63 @@ internal static class BytePairEncoder
     {
         if (buffer is null || buffer.Length < n) buffer = new int[Math.Max(n, 64)];
         return buffer;
+    }
+
+    /// <summary>A binary min-heap of (priority, merged id), cheaper than PriorityQueue for this one key type.</summary>
+    sealed class MergeHeap
+    {
+        long[] _keys = new long[64];
+        int[] _values = new int[64];
+        int _count;
+
+        public void Clear() => _count = 0;
+
+        public void Enqueue(int value, long key)
+        {
+            if (_count == _keys.Length)
+            {
+                Array.Resize(ref _keys, _count * 2);
+                Array.Resize(ref _values, _count * 2);
+            }
+            int i = _count++;
+            while (i > 0)
+            {
+                int parent = (i - 1) >> 1;
+                if (_keys[parent] <= key) break;
+                _keys[i] = _keys[parent];
+                _values[i] = _values[parent];
+                i = parent;
+            }
+            _keys[i] = key;
+            _values[i] = value;
+        }
+
+        public bool TryDequeue(out int value, out long key)
+        {
+            if (_count == 0)
+            {
+                value = 0;
+                key = 0;
+                return false;
+            }
+            value = _values[0];
+            key = _keys[0];
+            long lastKey = _keys[--_count];
+            int lastValue = _values[_count];
+            int i = 0;
+            while (true)
+            {
+                int child = 2 * i + 1;
+                if (child >= _count) break;
+                if (child + 1 < _count && _keys[child + 1] < _keys[child]) child++;
+                if (_keys[child] >= lastKey) break;
+                _keys[i] = _keys[child];
+                _values[i] = _values[child];
+                i = child;
+            }
+            _keys[i] = lastKey;
+            _values[i] = lastValue;
+            return true;
+        }
     }
 }

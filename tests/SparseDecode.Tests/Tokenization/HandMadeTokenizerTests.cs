@@ -108,6 +108,14 @@ public sealed class HandMadeTokenizerTests : IDisposable
     }
 
     [Fact]
+    public void ModelWithoutTypeIsBpe()
+    {
+        var json = TokenizerTestFiles.SentencePiece();
+        json["model"]!.AsObject().Remove("type");
+        Assert.Equal([1, 264, 264, 262], _files.Load(json).Encode("ab abc"));
+    }
+
+    [Fact]
     public void IgnoreMergesUsesWholeWordFromVocabulary()
     {
         var json = TokenizerTestFiles.ByteLevel(ignoreMerges: true);
