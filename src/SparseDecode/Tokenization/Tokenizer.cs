@@ -69,7 +69,7 @@ public sealed class Tokenizer
             {
                 config = config with { ChatTemplate = File.ReadAllText(jinjaPath) };
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 throw new TokenizerFormatException($"{jinjaPath}: cannot be read ({e.Message.TrimEnd('.')}).", e);
             }

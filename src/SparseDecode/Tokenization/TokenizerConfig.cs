@@ -22,7 +22,7 @@ internal sealed record TokenizerConfig(string? BosToken, string? EosToken, strin
         {
             throw new TokenizerFormatException($"{path}: not valid JSON ({e.Message.TrimEnd('.')}).", e);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new TokenizerFormatException($"{path}: cannot be read ({e.Message.TrimEnd('.')}).", e);
         }
