@@ -156,18 +156,23 @@ public sealed unsafe class Transformer : IDisposable
         }
     }
 
-    /// <summary>Causal attention for T new queries at positions start.. over the cache, parallel over (token, head).</summary>
+    private const int QueryBlock = 16;
+
+    /// <summary>Causal attention for T new queries at positions start.. over the cache, parallel over
+    /// (head, block of 16 queries); each block reads every key and value once.</summary>
     private void CausalAttention(KvCache cache, int layer, float[] q, float[] att, int start, int T)
     {
         var c = Config;
-        int heads = c.NumHeads, group = c.GroupSize, d = c.HeadDim;
+        int heads = c.NumHeads, group = c.GroupSize, d = c.HeadDim, qdim = c.QDim;
+        int blocks = (T + QueryBlock - 1) / QueryBlock;
         float scale = AttentionScale;
-        Parallel.For(0, T * heads, () => new float[start + T], (item, _, scratch) =>
+        Parallel.For(0, heads * blocks, () => (new float[QueryBlock * (start + T)], new float[2 * d]), (item, _, scratch) =>
         {
-            int t = item / heads, h = item % heads;
+            int h = item % heads, b = item / heads;
+            int t0 = b * QueryBlock, count = Math.Min(QueryBlock, T - t0);
             fixed (float* qp = q, op = att)
-                AttentionKernels.AttendAll(cache, layer, h / group, qp + (long)t * c.QDim + h * d, start + t + 1, scale,
-                    scratch, op + (long)t * c.QDim + h * d);
+                AttentionKernels.AttendCausalBlock(cache, layer, h / group, qp + (long)t0 * qdim + h * d, qdim, count,
+                    start + t0, scale, scratch.Item1, scratch.Item2, op + (long)t0 * qdim + h * d, qdim);
             return scratch;
         }, _ => { });
     }

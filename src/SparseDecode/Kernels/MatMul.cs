@@ -56,6 +56,7 @@ public static unsafe class MatMul
     private readonly struct MatrixJob(DType type, byte* w, float* x, float* y, int cols, int rows, int tokens, float[]? bias)
     {
         public const int Block = 16;
+        private const int TokenTile = 32;
 
         public void Run(int block)
         {
@@ -66,22 +67,26 @@ public static unsafe class MatMul
             {
                 for (int rr = r0; rr < r1; rr++)
                     Convert.ToSingle(type, w + rr * rowBytes, new Span<float>(wf + (long)(rr - r0) * cols, cols));
-                int r = r0;
-                for (; r + 4 <= r1; r += 4)
+                // Tokens in tiles small enough to stay in cache while all rows of the block pass over them.
+                for (int t0 = 0; t0 < tokens; t0 += TokenTile)
                 {
-                    float* w0 = wf + (long)(r - r0) * cols;
-                    for (int t = 0; t < tokens; t++)
+                    int t1 = Math.Min(tokens, t0 + TokenTile);
+                    int r = r0;
+                    for (; r + 4 <= r1; r += 4)
                     {
-                        float* xt = x + (long)t * cols;
-                        Dot4(w0, cols, xt, out float a, out float b, out float c, out float d);
-                        float* yt = y + (long)t * rows + r;
-                        yt[0] = a; yt[1] = b; yt[2] = c; yt[3] = d;
+                        float* w0 = wf + (long)(r - r0) * cols;
+                        for (int t = t0; t < t1; t++)
+                        {
+                            Dot4(w0, cols, x + (long)t * cols, out float a, out float b, out float c, out float d);
+                            float* yt = y + (long)t * rows + r;
+                            yt[0] = a; yt[1] = b; yt[2] = c; yt[3] = d;
+                        }
                     }
-                }
-                for (; r < r1; r++)
-                {
-                    float* wr = wf + (long)(r - r0) * cols;
-                    for (int t = 0; t < tokens; t++) y[(long)t * rows + r] = Dot.F32(wr, x + (long)t * cols, cols);
+                    for (; r < r1; r++)
+                    {
+                        float* wr = wf + (long)(r - r0) * cols;
+                        for (int t = t0; t < t1; t++) y[(long)t * rows + r] = Dot.F32(wr, x + (long)t * cols, cols);
+                    }
                 }
                 if (bias is not null)
                     for (int t = 0; t < tokens; t++)
