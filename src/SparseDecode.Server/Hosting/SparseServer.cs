@@ -1,4 +1,6 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -54,6 +56,10 @@ public sealed class SparseServer : IAsyncDisposable
     public static Task<SparseServer> StartAsync(ServedModel model, ServerOptions options, CancellationToken cancel = default) =>
         StartAsync(model, options, ownsModel: false, cancel);
 
+    // Kestrel's configuration loader enumerates an X509Certificate2Collection even without HTTPS. In the trimmed
+    // single-file CLI the trimmer kept the collection's IEnumerable<X509Certificate2> but dropped the method that
+    // implements it (TypeLoadException at start); keeping its public methods keeps the build whole.
+    [DynamicDependency(DynamicallyAccessedMemberTypes.PublicMethods, typeof(X509Certificate2Collection))]
     private static async Task<SparseServer> StartAsync(ServedModel model, ServerOptions options, bool ownsModel, CancellationToken cancel)
     {
         var selectors = new SelectorFactory(options, model.Transformer.Config);
