@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# GPU decode-kernel benchmark: checks every CUDA kernel against the float64 reference, times them per layer at
+# 8K/32K/128K beside the bandwidth floor, times PyTorch's equivalents in the same run, prints one table.
+#   bench/gpu/run.sh [gpu-bench options]          (on a machine with an NVIDIA GPU)
+# The program is a self-contained single-file publish (no .NET needed where it runs): taken from
+# $SPARSEDECODE_BIN, else publish/gpu/sparsedecode(.gz), else built here with dotnet.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=${OUT:-$root/out/gpu-bench}
+mkdir -p "$out"
+bin=${SPARSEDECODE_BIN:-$root/publish/gpu/sparsedecode}
+if [ ! -x "$bin" ] && [ -f "$bin.gz" ]; then
+  mkdir -p /tmp/sparsedecode-gpu && gunzip -c "$bin.gz" > /tmp/sparsedecode-gpu/sparsedecode && chmod +x /tmp/sparsedecode-gpu/sparsedecode
+  bin=/tmp/sparsedecode-gpu/sparsedecode
+fi
+if [ ! -x "$bin" ]; then
+  command -v dotnet >/dev/null || { echo "error: no program at $bin and no dotnet to publish one" >&2; exit 1; }
+  dotnet publish "$root/src/SparseDecode.Cli" -c Release -r linux-x64 --self-contained -p:PublishTrimmed=true \
+    -p:PublishSingleFile=true -o "$root/out/gpu-publish" || exit 1
+  mkdir -p "$(dirname "$bin")" && cp "$root/out/gpu-publish/sparsedecode" "$bin"
+fi
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu --format=csv >"$out/nvidia-smi.txt" 2>&1
+"$bin" gpu-bench --json "$out/ours.json" "$@" 2>&1 | tee "$out/ours.log"
+rc=${PIPESTATUS[0]}
+if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+  PYTHONUNBUFFERED=1 python3 "$here/torch_bench.py" --json "$out/torch.json" 2>&1 | tee "$out/torch.log"
+fi
+[ -f "$out/ours.json" ] && python3 "$here/report.py" "$out/ours.json" "$out/torch.json" | tee "$out/table.md"
+exit "$rc"

@@ -1,0 +1,9 @@
+using System.CommandLine;
+using SparseDecode.Cli.Commands;
+
+namespace SparseDecode.Cli;
+
+internal static partial class ExtraCommands
+{
+    static partial void RegisterGpu(List<Command> list) => list.Add(GpuBenchCommand.Create());
+}

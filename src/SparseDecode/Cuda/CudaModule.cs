@@ -1,0 +1,117 @@
+using System.Text;
+using static SparseDecode.Cuda.Native.CudaDriver;
+
+namespace SparseDecode.Cuda;
+
+/// <summary>A loaded cubin and its kernels by name.</summary>
+public sealed unsafe class CudaModule : IDisposable
+{
+    private readonly CudaDevice _device;
+    private nint _module;
+    private readonly Dictionary<string, CudaFunction> _functions = new(StringComparer.Ordinal);
+
+    public bool FromCache { get; }
+    public string CompileLog { get; }
+
+    private CudaModule(CudaDevice device, byte[] image, bool fromCache, string log)
+    {
+        _device = device;
+        FromCache = fromCache;
+        CompileLog = log;
+        device.MakeCurrent();
+        nint m;
+        fixed (byte* p = image) Check(cuModuleLoadData(&m, p), "cuModuleLoadData");
+        _module = m;
+    }
+
+    /// <summary>Compiles (or takes from the disk cache) the embedded `fileName` for this device and loads it.</summary>
+    public static CudaModule Load(CudaDevice device, string fileName)
+    {
+        var image = KernelCompiler.Compile(fileName, device.Architecture, out bool cached, out string log);
+        return new CudaModule(device, image, cached, log);
+    }
+
+    public CudaFunction this[string name]
+    {
+        get
+        {
+            if (_functions.TryGetValue(name, out var f)) return f;
+            _device.MakeCurrent();
+            nint h;
+            var bytes = Encoding.UTF8.GetBytes(name + "\0");
+            fixed (byte* b = bytes) Check(cuModuleGetFunction(&h, _module, b), $"cuModuleGetFunction({name})");
+            return _functions[name] = new CudaFunction(name, h);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_module == 0) return;
+        _device.MakeCurrent();
+        cuModuleUnload(_module);
+        _module = 0;
+    }
+}
+
+/// <summary>One kernel: its launch and its compiled resources (registers, local memory: a spill shows there).</summary>
+public sealed unsafe class CudaFunction
+{
+    public string Name { get; }
+    internal nint Handle { get; }
+
+    internal CudaFunction(string name, nint handle)
+    {
+        Name = name;
+        Handle = handle;
+    }
+
+    public int Registers => Attribute(FuncAttrNumRegs);
+    public int LocalBytes => Attribute(FuncAttrLocalSizeBytes);
+    public int StaticSharedBytes => Attribute(FuncAttrSharedSizeBytes);
+
+    private int Attribute(int a)
+    {
+        int v;
+        Check(cuFuncGetAttribute(&v, a, Handle), "cuFuncGetAttribute");
+        return v;
+    }
+
+    public int ActiveBlocksPerMultiprocessor(int blockSize, int dynamicShared = 0)
+    {
+        int v;
+        Check(cuOccupancyMaxActiveBlocksPerMultiprocessor(&v, Handle, blockSize, (nuint)dynamicShared), "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+        return v;
+    }
+
+    public void Launch((int X, int Y, int Z) grid, int block, CudaStream stream, ref KernelArgs args, int sharedBytes = 0)
+    {
+        if (grid.X <= 0 || grid.Y <= 0 || grid.Z <= 0) return;
+        fixed (ulong* v = args.Values)
+        {
+            var p = stackalloc void*[args.Count];
+            for (int i = 0; i < args.Count; i++) p[i] = v + i;
+            Check(cuLaunchKernel(Handle, (uint)grid.X, (uint)grid.Y, (uint)grid.Z, (uint)block, 1, 1, (uint)sharedBytes,
+                stream.Handle, p, null), Name);
+        }
+    }
+}
+
+/// <summary>Kernel parameters, each in an 8-byte slot (a 4-byte int or float sits in the low half, as the
+/// little-endian ABI reads it), built on the stack: a launch allocates nothing.</summary>
+public unsafe struct KernelArgs
+{
+    internal fixed ulong Values[24];
+    public int Count { get; private set; }
+
+    private void Put(ulong v)
+    {
+        if (Count == 24) throw new InvalidOperationException("More than 24 kernel parameters.");
+        Values[Count++] = v;
+    }
+
+    public void Add(ulong devicePointer) => Put(devicePointer);
+    public void Add(DeviceBuffer? buffer) => Put(buffer?.Pointer ?? 0);
+    public void Add(int v) => Put((uint)v);
+    public void Add(long v) => Put((ulong)v);
+    public void Add(float v) => Put(BitConverter.SingleToUInt32Bits(v));
+}

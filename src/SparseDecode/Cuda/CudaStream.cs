@@ -1,0 +1,110 @@
+using static SparseDecode.Cuda.Native.CudaDriver;
+
+namespace SparseDecode.Cuda;
+
+/// <summary>A non-blocking stream: where kernels are queued, timed with events and captured into graphs.</summary>
+public sealed unsafe class CudaStream : IDisposable
+{
+    private readonly CudaDevice _device;
+    public nint Handle { get; private set; }
+
+    public CudaStream(CudaDevice device)
+    {
+        _device = device;
+        device.MakeCurrent();
+        nint s;
+        Check(cuStreamCreate(&s, StreamNonBlocking), "cuStreamCreate");
+        Handle = s;
+    }
+
+    public void Synchronize() => Check(cuStreamSynchronize(Handle), "cuStreamSynchronize");
+
+    public void CopyAsync(DeviceBuffer destination, DeviceBuffer source, long bytes) =>
+        Check(cuMemcpyDtoDAsync(destination.Pointer, source.Pointer, (nuint)bytes, Handle), "cuMemcpyDtoDAsync");
+
+    /// <summary>Records what `enqueue` queues on this stream into an executable graph (nothing runs yet).</summary>
+    public CudaGraph Capture(Action enqueue)
+    {
+        _device.MakeCurrent();
+        Check(cuStreamBeginCapture(Handle, CaptureModeThreadLocal), "cuStreamBeginCapture");
+        nint graph = 0;
+        try
+        {
+            enqueue();
+        }
+        finally
+        {
+            int end = cuStreamEndCapture(Handle, &graph);
+            if (end != Success && graph == 0) Check(end, "cuStreamEndCapture");
+        }
+        nint exec;
+        try
+        {
+            Check(cuGraphInstantiateWithFlags(&exec, graph, 0), "cuGraphInstantiateWithFlags");
+        }
+        finally
+        {
+            cuGraphDestroy(graph);
+        }
+        return new CudaGraph(exec);
+    }
+
+    public void Dispose()
+    {
+        if (Handle == 0) return;
+        _device.MakeCurrent();
+        cuStreamDestroy(Handle);
+        Handle = 0;
+    }
+}
+
+/// <summary>An instantiated CUDA graph: one launch replays every captured kernel back to back.</summary>
+public sealed unsafe class CudaGraph : IDisposable
+{
+    private nint _exec;
+
+    internal CudaGraph(nint exec) => _exec = exec;
+
+    public void Launch(CudaStream stream) => Check(cuGraphLaunch(_exec, stream.Handle), "cuGraphLaunch");
+
+    public void Dispose()
+    {
+        if (_exec == 0) return;
+        cuGraphExecDestroy(_exec);
+        _exec = 0;
+    }
+}
+
+/// <summary>A pair of events around work on a stream: device time in milliseconds.</summary>
+public sealed unsafe class CudaTimer : IDisposable
+{
+    private nint _start, _stop;
+
+    public CudaTimer(CudaDevice device)
+    {
+        device.MakeCurrent();
+        nint a, b;
+        Check(cuEventCreate(&a, 0), "cuEventCreate");
+        Check(cuEventCreate(&b, 0), "cuEventCreate");
+        _start = a;
+        _stop = b;
+    }
+
+    public void Start(CudaStream s) => Check(cuEventRecord(_start, s.Handle), "cuEventRecord");
+    public void Stop(CudaStream s) => Check(cuEventRecord(_stop, s.Handle), "cuEventRecord");
+
+    public double ElapsedMilliseconds()
+    {
+        Check(cuEventSynchronize(_stop), "cuEventSynchronize");
+        float ms;
+        Check(cuEventElapsedTime(&ms, _start, _stop), "cuEventElapsedTime");
+        return ms;
+    }
+
+    public void Dispose()
+    {
+        if (_start != 0) cuEventDestroy(_start);
+        if (_stop != 0) cuEventDestroy(_stop);
+        _start = _stop = 0;
+    }
+}

@@ -1,0 +1,230 @@
+namespace SparseDecode.Cuda;
+
+/// <summary>Which heads an index list (or a score row) belongs to: one per KV head, shared by its group of
+/// query heads (one gather serves the group), or one per query head.</summary>
+public enum IndexHeads { KvHead, QueryHead }
+
+/// <summary>Host side of Cuda/Kernels/decode_attention.cu: flash-decoding dense attention, sparse attention over
+/// index lists, scoring (all keys or an index list), Quest page summaries and bounds, and exact top-k. Every
+/// method only queues work on the stream (so it can be captured into a graph); outputs are device buffers.</summary>
+public sealed class DecodeKernels : IDisposable
+{
+    public const string SourceFile = "decode_attention.cu";
+    private const int Block = 128, TopKThreads = 256;
+    private static readonly float Log2E = (float)(1 / Math.Log(2));
+
+    private readonly CudaModule _module;
+    public CudaDevice Device { get; }
+    public bool FromCache => _module.FromCache;
+    public string CompileLog => _module.CompileLog;
+
+    public static readonly string[] KernelNames =
+    [
+        "attn_dense_g4", "attn_sparse_g4", "attn_sparse_g1", "attn_reduce", "score_all_max", "score_all_each",
+        "score_idx_max", "score_idx_each", "score_idx_g1", "page_bounds_max", "page_bounds_each", "page_minmax",
+        "topk_hist", "topk_count", "topk_write", "fill_random_bf16", "fill_random_f32",
+    ];
+
+    public DecodeKernels(CudaDevice device)
+    {
+        Device = device;
+        _module = CudaModule.Load(device, SourceFile);
+    }
+
+    public CudaFunction Function(string name) => _module[name];
+
+    /// <summary>Registers, local (spill) bytes and blocks per multiprocessor of every kernel: the resource report.</summary>
+    public IEnumerable<(string Name, int Registers, int LocalBytes, int SharedBytes, int BlocksPerSm)> Resources() =>
+        KernelNames.Select(n =>
+        {
+            var f = _module[n];
+            int threads = n.StartsWith("topk", StringComparison.Ordinal) ? TopKThreads : Block;
+            return (n, f.Registers, f.LocalBytes, f.StaticSharedBytes, f.ActiveBlocksPerMultiprocessor(threads));
+        });
+
+    private int PlanChunk(string kernel, long rows, int heads, int batch, int granularity) =>
+        LaunchPlan.Chunk(rows, heads, batch, Device.Multiprocessors, _module[kernel].ActiveBlocksPerMultiprocessor(Block), granularity);
+
+    // ------------------------------------------------------------------------------------------ attention
+
+    /// <summary>Partial-result buffers of flash-decoding: per (sequence, query head, chunk) a max, a sum and 128
+    /// unnormalised outputs.</summary>
+    public sealed class AttentionWorkspace(CudaDevice device, int batch, int queryHeads, int maxChunks) : IDisposable
+    {
+        public int MaxChunks { get; } = maxChunks;
+        public DeviceBuffer M { get; } = device.Allocate((long)batch * queryHeads * maxChunks * 4);
+        public DeviceBuffer L { get; } = device.Allocate((long)batch * queryHeads * maxChunks * 4);
+        public DeviceBuffer O { get; } = device.Allocate((long)batch * queryHeads * maxChunks * KvLayerBatch.HeadDim * 4);
+
+        public void Dispose()
+        {
+            M.Dispose();
+            L.Dispose();
+            O.Dispose();
+        }
+    }
+
+    /// <summary>Chunk (rows per block) the attention launch will use: `chunk` if positive, else planned.</summary>
+    public int AttentionChunk(KvLayerBatch kv, int rows, IndexHeads heads, bool indexed, int chunk = 0)
+    {
+        if (chunk > 0) return chunk;
+        string k = !indexed ? "attn_dense_g4" : heads == IndexHeads.KvHead ? "attn_sparse_g4" : "attn_sparse_g1";
+        int y = heads == IndexHeads.KvHead ? kv.KvHeads : kv.QueryHeads;
+        return PlanChunk(k, rows, y, kv.Batch, 32);
+    }
+
+    /// <summary>Decode attention of one query per sequence: q [batch][qHeads][128] f32 → output [batch][qHeads][128]
+    /// f32 and (optional) the log-sum-exp per head. Dense when `indices` is null; else over the index list
+    /// [batch][kvHeads or qHeads][indexCount] (entries &lt; 0 or ≥ the length are skipped).</summary>
+    public void Attention(KvLayerBatch kv, DeviceBuffer q, DeviceBuffer? indices, int indexCount, IndexHeads heads,
+        DeviceBuffer output, DeviceBuffer? lse, AttentionWorkspace ws, CudaStream stream, int chunk = 0)
+    {
+        bool indexed = indices != null;
+        int rows = indexed ? indexCount : kv.MaxLength;
+        chunk = AttentionChunk(kv, rows, heads, indexed, chunk);
+        int chunks = LaunchPlan.Chunks(rows, chunk);
+        if (chunks > ws.MaxChunks) throw new ArgumentException($"Attention needs {chunks} chunks; the workspace holds {ws.MaxChunks}.");
+        int y = heads == IndexHeads.KvHead ? kv.KvHeads : kv.QueryHeads;
+        string name = !indexed ? "attn_dense_g4" : heads == IndexHeads.KvHead ? "attn_sparse_g4" : "attn_sparse_g1";
+        var a = new KernelArgs();
+        a.Add(kv.KBases); a.Add(kv.VBases); a.Add(kv.Lengths); a.Add(kv.HeadStride); a.Add(q);
+        a.Add(indices); a.Add(indexCount); a.Add(y); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk); a.Add(chunks);
+        a.Add((float)(Log2E / Math.Sqrt(KvLayerBatch.HeadDim)));
+        a.Add(ws.M); a.Add(ws.L); a.Add(ws.O);
+        _module[name].Launch((chunks, y, kv.Batch), Block, stream, ref a);
+        var r = new KernelArgs();
+        r.Add(ws.M); r.Add(ws.L); r.Add(ws.O); r.Add(chunks); r.Add(kv.QueryHeads); r.Add(output); r.Add(lse);
+        _module["attn_reduce"].Launch((kv.QueryHeads, kv.Batch, 1), Block, stream, ref r);
+    }
+
+    // ------------------------------------------------------------------------------------------ scoring
+
+    /// <summary>Scores q·k/√d: of every key (`indices` null; out row length = the longest sequence) or of the
+    /// entries of an index list. `outHeads` KvHead: one row per KV head, the max over its query heads (with
+    /// per-KV-head lists); QueryHead with per-KV-head lists (listHeads KvHead): one row per query head; with
+    /// per-query-head lists: one row per query head. out[(b·rows + row)·outStride + j]; skipped entries −∞.</summary>
+    public void Score(KvLayerBatch kv, DeviceBuffer q, DeviceBuffer? indices, int indexCount, IndexHeads listHeads,
+        IndexHeads outHeads, DeviceBuffer output, int outStride, CudaStream stream, int chunk = 0)
+    {
+        bool indexed = indices != null;
+        string name = (indexed, listHeads, outHeads) switch
+        {
+            (false, _, IndexHeads.KvHead) => "score_all_max",
+            (false, _, IndexHeads.QueryHead) => "score_all_each",
+            (true, IndexHeads.KvHead, IndexHeads.KvHead) => "score_idx_max",
+            (true, IndexHeads.KvHead, IndexHeads.QueryHead) => "score_idx_each",
+            (true, IndexHeads.QueryHead, IndexHeads.QueryHead) => "score_idx_g1",
+            _ => throw new ArgumentException("Per-query-head index lists give per-query-head scores."),
+        };
+        int rows = indexed ? indexCount : kv.MaxLength;
+        int y = indexed && listHeads == IndexHeads.QueryHead ? kv.QueryHeads : kv.KvHeads;
+        if (chunk <= 0) chunk = PlanChunk(name, rows, y, kv.Batch, 64);
+        var a = new KernelArgs();
+        a.Add(kv.KBases); a.Add(0UL); a.Add(kv.Lengths); a.Add(1); a.Add(kv.HeadStride); a.Add(q);
+        a.Add(indices); a.Add(indexCount); a.Add(y); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk);
+        a.Add((float)(1 / Math.Sqrt(KvLayerBatch.HeadDim))); a.Add(output); a.Add(outStride);
+        _module[name].Launch((LaunchPlan.Chunks(rows, chunk), y, kv.Batch), Block, stream, ref a);
+    }
+
+    /// <summary>Per page and channel, the min and max of the keys (into kv.PageMin / kv.PageMax).</summary>
+    public void PageSummaries(KvLayerBatch kv, CudaStream stream, int pagesPerBlock = 8)
+    {
+        int pages = (kv.MaxLength + kv.PageSize - 1) / kv.PageSize;
+        var a = new KernelArgs();
+        a.Add(kv.KBases); a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(kv.Lengths); a.Add(kv.HeadStride);
+        a.Add(kv.PageHeadStride); a.Add(kv.PageSize); a.Add(pagesPerBlock);
+        _module["page_minmax"].Launch((LaunchPlan.Chunks(pages, pagesPerBlock), kv.KvHeads, kv.Batch), Block, stream, ref a);
+    }
+
+    /// <summary>Quest's per-page upper bound of q·k/√d from the page summaries: one row per KV head (max over the
+    /// group) or per query head; out[(b·rows + row)·outStride + page].</summary>
+    public void PageBounds(KvLayerBatch kv, DeviceBuffer q, IndexHeads outHeads, DeviceBuffer output, int outStride, CudaStream stream, int chunk = 0)
+    {
+        string name = outHeads == IndexHeads.KvHead ? "page_bounds_max" : "page_bounds_each";
+        int pages = (kv.MaxLength + kv.PageSize - 1) / kv.PageSize;
+        if (chunk <= 0) chunk = PlanChunk(name, pages, kv.KvHeads, kv.Batch, 32);
+        var a = new KernelArgs();
+        a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(kv.Lengths); a.Add(kv.PageSize); a.Add(kv.PageHeadStride); a.Add(q);
+        a.Add(0UL); a.Add(0); a.Add(kv.KvHeads); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk);
+        a.Add((float)(1 / Math.Sqrt(KvLayerBatch.HeadDim))); a.Add(output); a.Add(outStride);
+        _module[name].Launch((LaunchPlan.Chunks(pages, chunk), kv.KvHeads, kv.Batch), Block, stream, ref a);
+    }
+
+    // ------------------------------------------------------------------------------------------ top-k
+
+    /// <summary>Histograms and per-block counts of the radix select, sized for `rows` rows of at most
+    /// `maxRowLength` entries.</summary>
+    public sealed class TopKWorkspace(CudaDevice device, int rows, int maxRowLength) : IDisposable
+    {
+        public int Rows { get; } = rows;
+        public int MaxBlocks { get; } = LaunchPlan.TopKBlocks(maxRowLength);
+        public DeviceBuffer Histograms { get; } = device.Allocate((long)rows * 3 * LaunchPlan.TopKBins * 4);
+        public DeviceBuffer BlockCounts { get; } = device.Allocate((long)rows * LaunchPlan.TopKBlocks(maxRowLength) * 2 * 4);
+
+        public void Dispose()
+        {
+            Histograms.Dispose();
+            BlockCounts.Dispose();
+        }
+    }
+
+    /// <summary>What one exact top-k call selects from and writes.</summary>
+    public readonly record struct TopKRequest(
+        DeviceBuffer Scores, int Rows, int RowStride, int RowLength, int K, DeviceBuffer Output, int OutStride)
+    {
+        /// <summary>Per-row lengths (int[Rows]) instead of RowLength (which is then the longest row).</summary>
+        public DeviceBuffer? RowLengths { get; init; }
+        /// <summary>Entry j of a row stands for position Candidates[row·CandidateStride + j].</summary>
+        public DeviceBuffer? Candidates { get; init; }
+        public int CandidateStride { get; init; }
+        /// <summary>Each chosen position p is written as p·Expand .. p·Expand + Expand − 1 (pages to tokens).</summary>
+        public int Expand { get; init; } = 1;
+        /// <summary>Per-row bound (int[Rows]): expanded positions at or past it are written as −1.</summary>
+        public DeviceBuffer? Limits { get; init; }
+    }
+
+    /// <summary>Exact top-k per row by radix select: the chosen positions ascending (ties: lowest positions
+    /// first), −1 for −∞ scores and for padding when a row has fewer than k entries.</summary>
+    public void TopK(in TopKRequest r, TopKWorkspace ws, CudaStream stream)
+    {
+        if (r.RowStride % 4 != 0) throw new ArgumentException("Top-k rows must start on 16-byte boundaries (stride a multiple of 4).");
+        if (r.Rows > ws.Rows || LaunchPlan.TopKBlocks(r.RowLength) > ws.MaxBlocks)
+            throw new ArgumentException("The top-k workspace is too small for this request.");
+        if (r.K < 1 || r.OutStride < r.K * r.Expand) throw new ArgumentException("Top-k output rows must hold k × expand entries.");
+        int blocks = LaunchPlan.TopKBlocks(r.RowLength);
+        ws.Histograms.Fill32(0, (long)r.Rows * 3 * LaunchPlan.TopKBins, stream);
+        for (int pass = 0; pass < 3; pass++)
+        {
+            var h = new KernelArgs();
+            h.Add(r.Scores); h.Add(r.RowStride); h.Add(r.RowLengths); h.Add(r.RowLength); h.Add(r.K); h.Add(ws.Histograms); h.Add(pass);
+            _module["topk_hist"].Launch((blocks, r.Rows, 1), TopKThreads, stream, ref h);
+        }
+        var c = new KernelArgs();
+        c.Add(r.Scores); c.Add(r.RowStride); c.Add(r.RowLengths); c.Add(r.RowLength); c.Add(r.K); c.Add(ws.Histograms);
+        c.Add(ws.BlockCounts); c.Add(ws.MaxBlocks);
+        _module["topk_count"].Launch((blocks, r.Rows, 1), TopKThreads, stream, ref c);
+        var w = new KernelArgs();
+        w.Add(r.Scores); w.Add(r.RowStride); w.Add(r.RowLengths); w.Add(r.RowLength); w.Add(r.K); w.Add(ws.Histograms);
+        w.Add(ws.BlockCounts); w.Add(ws.MaxBlocks); w.Add(r.Candidates); w.Add(r.CandidateStride); w.Add(r.Output);
+        w.Add(r.OutStride); w.Add(r.Expand); w.Add(r.Limits);
+        _module["topk_write"].Launch((blocks, r.Rows, 1), TopKThreads, stream, ref w);
+    }
+
+    // ------------------------------------------------------------------------------------------ data
+
+    public void FillRandomBf16(DeviceBuffer buffer, long count, uint seed, float scale, CudaStream stream)
+    {
+        var a = new KernelArgs();
+        a.Add(buffer); a.Add(count); a.Add((int)seed); a.Add(scale);
+        _module["fill_random_bf16"].Launch((Device.Multiprocessors * 8, 1, 1), 256, stream, ref a);
+    }
+
+    public void FillRandomF32(DeviceBuffer buffer, long count, uint seed, float scale, CudaStream stream)
+    {
+        var a = new KernelArgs();
+        a.Add(buffer); a.Add(count); a.Add((int)seed); a.Add(scale);
+        _module["fill_random_f32"].Launch((Device.Multiprocessors * 8, 1, 1), 256, stream, ref a);
+    }
+
+    public void Dispose() => _module.Dispose();
+}

@@ -1,0 +1,70 @@
+using static SparseDecode.Cuda.Native.CudaDriver;
+
+namespace SparseDecode.Cuda;
+
+/// <summary>Device memory (cuMemAlloc). Copies are synchronous; kernels and asynchronous copies take
+/// <see cref="Pointer"/>.</summary>
+public sealed unsafe class DeviceBuffer : IDisposable
+{
+    private readonly CudaDevice _device;
+
+    public ulong Pointer { get; private set; }
+    public long Bytes { get; }
+
+    internal DeviceBuffer(CudaDevice device, long bytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
+        _device = device;
+        device.MakeCurrent();
+        ulong p;
+        int status = cuMemAlloc(&p, (nuint)bytes);
+        if (status != Success)
+            throw new CudaException("cuMemAlloc", status, $"{Describe(status)} while allocating {bytes / 1e6:F1} MB");
+        Pointer = p;
+        Bytes = bytes;
+    }
+
+    /// <summary>Address of the byte at `offset`.</summary>
+    public ulong At(long offset) => Pointer + (ulong)offset;
+
+    public void Upload<T>(ReadOnlySpan<T> data, long byteOffset = 0) where T : unmanaged
+    {
+        long n = (long)data.Length * sizeof(T);
+        if (n == 0) return;
+        if (byteOffset < 0 || byteOffset + n > Bytes) throw new ArgumentOutOfRangeException(nameof(data), "Upload past the end of the device buffer.");
+        _device.MakeCurrent();
+        fixed (T* p = data) Check(cuMemcpyHtoD(Pointer + (ulong)byteOffset, p, (nuint)n), "cuMemcpyHtoD");
+    }
+
+    public void Download<T>(Span<T> data, long byteOffset = 0) where T : unmanaged
+    {
+        long n = (long)data.Length * sizeof(T);
+        if (n == 0) return;
+        if (byteOffset < 0 || byteOffset + n > Bytes) throw new ArgumentOutOfRangeException(nameof(data), "Download past the end of the device buffer.");
+        _device.MakeCurrent();
+        Check(cuCtxSynchronize(), "cuCtxSynchronize");
+        fixed (T* p = data) Check(cuMemcpyDtoH(p, Pointer + (ulong)byteOffset, (nuint)n), "cuMemcpyDtoH");
+    }
+
+    public T[] Download<T>(int count, long byteOffset = 0) where T : unmanaged
+    {
+        var a = new T[count];
+        Download<T>(a, byteOffset);
+        return a;
+    }
+
+    /// <summary>Fills `count` 32-bit words with `word` (0xFFFFFFFF = a NaN / -1 poison) on the stream.</summary>
+    public void Fill32(uint word, long count, CudaStream stream, long byteOffset = 0)
+    {
+        if (byteOffset + count * 4 > Bytes) throw new ArgumentOutOfRangeException(nameof(count));
+        Check(cuMemsetD32Async(Pointer + (ulong)byteOffset, word, (nuint)count, stream.Handle), "cuMemsetD32Async");
+    }
+
+    public void Dispose()
+    {
+        if (Pointer == 0) return;
+        _device.MakeCurrent();
+        cuMemFree(Pointer);
+        Pointer = 0;
+    }
+}

@@ -1,0 +1,643 @@
+// Decode-time attention and selection over a bf16 KV cache, compiled at run time by NVRTC (no headers).
+//
+// Cache layout, per sequence and layer: K and V are [kvHeads][capacity][128] bf16 (one 256-byte row per
+// position, heads `headStride` elements apart). Queries are f32 [batch][qHeads][128]. A half-warp (16 lanes)
+// owns one key row: each lane one 16-byte piece of 8 channels, so a warp reads two rows per load instruction,
+// fully coalesced. Every kernel below shares that shape: blocks of 128 threads over (chunk, head, sequence).
+//
+// Softmax runs in the log2 domain: queries are pre-scaled by log2(e)/sqrt(d) so that p = exp2(s - m).
+
+typedef unsigned short bf16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+#define HD 128
+#define BLOCK 128
+#define HALVES (BLOCK / 16)
+#define NEG_INF __int_as_float(0xff800000)
+
+__device__ __forceinline__ void unpack8(uint4 w, float* f)
+{
+    f[0] = __uint_as_float(w.x << 16); f[1] = __uint_as_float(w.x & 0xffff0000u);
+    f[2] = __uint_as_float(w.y << 16); f[3] = __uint_as_float(w.y & 0xffff0000u);
+    f[4] = __uint_as_float(w.z << 16); f[5] = __uint_as_float(w.z & 0xffff0000u);
+    f[6] = __uint_as_float(w.w << 16); f[7] = __uint_as_float(w.w & 0xffff0000u);
+}
+
+__device__ __forceinline__ float half_sum(float x)
+{
+    x += __shfl_xor_sync(0xffffffffu, x, 8);
+    x += __shfl_xor_sync(0xffffffffu, x, 4);
+    x += __shfl_xor_sync(0xffffffffu, x, 2);
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x;
+}
+
+// ------------------------------------------------------------------------------------------------ attention
+// Partial attention of one chunk of keys (dense: positions [c0, c1); indexed: entries [c0, c1) of the head's
+// index list, entries < 0 or >= length skipped). G query heads share the chunk's keys: G = group size when the
+// index list is per KV head (or dense), G = 1 when it is per query head. Writes per (query head, chunk) the
+// running max m (log2 units), the sum l of exp2(s - m) and the unnormalised output o.
+template <int G, bool INDEXED, int U>
+__device__ __forceinline__ void attn_partial(
+    const u64* __restrict__ kBase, const u64* __restrict__ vBase, const int* __restrict__ lengths, long long headStride,
+    const float* __restrict__ q, const int* __restrict__ idx, int idxCount, int idxHeads,
+    int qHeads, int group, int chunk, int nChunks, float scaleLog2,
+    float* __restrict__ pm, float* __restrict__ pl, float* __restrict__ po)
+{
+    __shared__ float sm_m[HALVES][G], sm_l[HALVES][G];
+    __shared__ float sm_o[HALVES][G][HD];
+
+    const int b = blockIdx.z, y = blockIdx.y, c = blockIdx.x;
+    const int qh0 = G == 1 ? y : y * G;
+    const int kvh = G == 1 ? y / group : y;
+    const int len = lengths[b];
+    const int n = INDEXED ? idxCount : len;
+    const int c0 = c * chunk, c1 = min(c0 + chunk, n);
+    const int tid = threadIdx.x, warp = tid >> 5, half = (tid >> 4) & 1, l16 = tid & 15, hw = tid >> 4;
+    const bf16* K = (const bf16*)kBase[b] + kvh * headStride + l16 * 8;
+    const bf16* V = (const bf16*)vBase[b] + kvh * headStride + l16 * 8;
+    const int* I = INDEXED ? idx + ((long long)b * idxHeads + y) * idxCount : 0;
+
+    float qr[G][8];
+#pragma unroll
+    for (int g = 0; g < G; g++)
+    {
+        const float* qp = q + ((long long)b * qHeads + qh0 + g) * HD + l16 * 8;
+        float4 a = *(const float4*)qp, bb = *(const float4*)(qp + 4);
+        qr[g][0] = a.x * scaleLog2; qr[g][1] = a.y * scaleLog2; qr[g][2] = a.z * scaleLog2; qr[g][3] = a.w * scaleLog2;
+        qr[g][4] = bb.x * scaleLog2; qr[g][5] = bb.y * scaleLog2; qr[g][6] = bb.z * scaleLog2; qr[g][7] = bb.w * scaleLog2;
+    }
+    float m[G], l[G], acc[G][8];
+#pragma unroll
+    for (int g = 0; g < G; g++)
+    {
+        m[g] = NEG_INF; l[g] = 0.f;
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[g][e] = 0.f;
+    }
+
+    const int step = (BLOCK / 32) * 2 * U;
+    for (int j0 = c0 + warp * 2 * U; j0 < c1; j0 += step)
+    {
+        uint4 kr[U], vr[U];
+        bool ok[U];
+#pragma unroll
+        for (int u = 0; u < U; u++)
+        {
+            int j = j0 + 2 * u + half, pos = -1;
+            if (j < c1) pos = INDEXED ? I[j] : j;
+            ok[u] = pos >= 0 && pos < len;
+            if (ok[u])
+            {
+                kr[u] = __ldg((const uint4*)(K + (long long)pos * HD));
+                vr[u] = __ldg((const uint4*)(V + (long long)pos * HD));
+            }
+            else
+            {
+                kr[u] = make_uint4(0, 0, 0, 0);
+                vr[u] = make_uint4(0, 0, 0, 0);
+            }
+        }
+        float s[U][G];
+#pragma unroll
+        for (int u = 0; u < U; u++)
+        {
+            float kf[8];
+            unpack8(kr[u], kf);
+#pragma unroll
+            for (int g = 0; g < G; g++)
+            {
+                float d = 0.f;
+#pragma unroll
+                for (int e = 0; e < 8; e++) d = fmaf(qr[g][e], kf[e], d);
+                s[u][g] = half_sum(d);
+            }
+        }
+        float p[U][G];
+#pragma unroll
+        for (int g = 0; g < G; g++)
+        {
+            float mx = m[g];
+#pragma unroll
+            for (int u = 0; u < U; u++)
+            {
+                if (!ok[u]) s[u][g] = NEG_INF;
+                mx = fmaxf(mx, s[u][g]);
+            }
+            float corr = 1.f;
+            if (mx == NEG_INF)
+            {
+#pragma unroll
+                for (int u = 0; u < U; u++) p[u][g] = 0.f;
+            }
+            else
+            {
+                corr = exp2f(m[g] - mx);
+#pragma unroll
+                for (int u = 0; u < U; u++) p[u][g] = exp2f(s[u][g] - mx);
+                m[g] = mx;
+            }
+            float ls = 0.f;
+#pragma unroll
+            for (int u = 0; u < U; u++) ls += p[u][g];
+            l[g] = l[g] * corr + ls;
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[g][e] *= corr;
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++)
+        {
+            float vf[8];
+            unpack8(vr[u], vf);
+#pragma unroll
+            for (int g = 0; g < G; g++)
+#pragma unroll
+                for (int e = 0; e < 8; e++) acc[g][e] = fmaf(p[u][g], vf[e], acc[g][e]);
+        }
+    }
+
+#pragma unroll
+    for (int g = 0; g < G; g++)
+    {
+        if (l16 == 0) { sm_m[hw][g] = m[g]; sm_l[hw][g] = l[g]; }
+#pragma unroll
+        for (int e = 0; e < 8; e++) sm_o[hw][g][l16 * 8 + e] = acc[g][e];
+    }
+    __syncthreads();
+    const int t = tid;  // one output channel per thread (BLOCK == HD)
+#pragma unroll
+    for (int g = 0; g < G; g++)
+    {
+        float M = NEG_INF;
+#pragma unroll
+        for (int h = 0; h < HALVES; h++) M = fmaxf(M, sm_m[h][g]);
+        float L = 0.f, O = 0.f;
+        if (M != NEG_INF)
+        {
+#pragma unroll
+            for (int h = 0; h < HALVES; h++)
+            {
+                float w = exp2f(sm_m[h][g] - M);
+                L = fmaf(sm_l[h][g], w, L);
+                O = fmaf(sm_o[h][g][t], w, O);
+            }
+        }
+        long long r = ((long long)b * qHeads + qh0 + g) * nChunks + c;
+        po[r * HD + t] = O;
+        if (t == 0) { pm[r] = M; pl[r] = L; }
+    }
+}
+
+#define ATTN_ARGS const u64* kBase, const u64* vBase, const int* lengths, long long headStride, const float* q, \
+    const int* idx, int idxCount, int idxHeads, int qHeads, int group, int chunk, int nChunks, float scaleLog2,  \
+    float* pm, float* pl, float* po
+#define ATTN_PASS kBase, vBase, lengths, headStride, q, idx, idxCount, idxHeads, qHeads, group, chunk, nChunks, \
+    scaleLog2, pm, pl, po
+
+// Dense flash-decoding: grid (chunks, kvHeads, batch); the 4 query heads of a GQA group read each key once.
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g4(ATTN_ARGS) { attn_partial<4, false, 4>(ATTN_PASS); }
+// Sparse over per-KV-head index lists [batch][kvHeads][idxCount]: grid (chunks, kvHeads, batch).
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g4(ATTN_ARGS) { attn_partial<4, true, 4>(ATTN_PASS); }
+// Sparse over per-query-head index lists [batch][qHeads][idxCount]: grid (chunks, qHeads, batch).
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g1(ATTN_ARGS) { attn_partial<1, true, 4>(ATTN_PASS); }
+
+// Combines the chunks' partials: grid (qHeads, batch), 128 threads (one channel each). out [batch][qHeads][128];
+// lse (optional) is the natural-log log-sum-exp of the scores attended, for dropped-mass bookkeeping.
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_reduce(
+    const float* __restrict__ pm, const float* __restrict__ pl, const float* __restrict__ po, int nChunks,
+    int qHeads, float* __restrict__ out, float* __restrict__ lse)
+{
+    const int h = blockIdx.x, b = blockIdx.y, t = threadIdx.x;
+    const long long r0 = ((long long)b * qHeads + h) * nChunks;
+    float M = NEG_INF;
+    for (int c = 0; c < nChunks; c++) M = fmaxf(M, pm[r0 + c]);
+    float L = 0.f, O = 0.f;
+    if (M != NEG_INF)
+    {
+        for (int c = 0; c < nChunks; c++)
+        {
+            float mc = pm[r0 + c];
+            float w = mc == NEG_INF ? 0.f : exp2f(mc - M);
+            L = fmaf(pl[r0 + c], w, L);
+            O = fmaf(po[(r0 + c) * HD + t], w, O);
+        }
+    }
+    out[((long long)b * qHeads + h) * HD + t] = L > 0.f ? O / L : 0.f;
+    if (lse && t == 0) lse[(long long)b * qHeads + h] = L > 0.f ? (M + log2f(L)) * 0.6931471805599453f : NEG_INF;
+}
+
+// ------------------------------------------------------------------------------------------------ scoring
+// Scores q·k/sqrt(d) of rows (keys, or pages when BOUND: Σ_e max(q_e·min_e, q_e·max_e)/sqrt(d) from the page's
+// per-channel min/max rows). Rows: dense [0, ceil(length / rowDiv)) or the entries of an index list.
+// MAXG: one row of output per index head (the max over the G query heads of the group); else one per query head.
+// out[(batch·outHeads + head)·outStride + j], -inf for skipped entries.
+template <int G, bool INDEXED, bool MAXG, bool BOUND, int U>
+__device__ __forceinline__ void score_rows(
+    const u64* __restrict__ aBase, const u64* __restrict__ bBase, const int* __restrict__ lengths, int rowDiv,
+    long long headStride, const float* __restrict__ q, const int* __restrict__ idx, int idxCount, int idxHeads,
+    int qHeads, int group, int chunk, float scale, float* __restrict__ out, int outStride)
+{
+    const int b = blockIdx.z, y = blockIdx.y, c = blockIdx.x;
+    const int qh0 = G == 1 ? y : y * G;
+    const int kvh = G == 1 ? y / group : y;
+    const int len = (lengths[b] + rowDiv - 1) / rowDiv;
+    const int n = INDEXED ? idxCount : len;
+    const int c0 = c * chunk, c1 = min(c0 + chunk, n);
+    const int tid = threadIdx.x, warp = tid >> 5, half = (tid >> 4) & 1, l16 = tid & 15;
+    const bf16* A = (const bf16*)aBase[b] + kvh * headStride + l16 * 8;
+    const bf16* B = BOUND ? (const bf16*)bBase[b] + kvh * headStride + l16 * 8 : 0;
+    const int* I = INDEXED ? idx + ((long long)b * idxHeads + y) * idxCount : 0;
+
+    float qr[G][8];
+#pragma unroll
+    for (int g = 0; g < G; g++)
+    {
+        const float* qp = q + ((long long)b * qHeads + qh0 + g) * HD + l16 * 8;
+        float4 a = *(const float4*)qp, bb = *(const float4*)(qp + 4);
+        qr[g][0] = a.x * scale; qr[g][1] = a.y * scale; qr[g][2] = a.z * scale; qr[g][3] = a.w * scale;
+        qr[g][4] = bb.x * scale; qr[g][5] = bb.y * scale; qr[g][6] = bb.z * scale; qr[g][7] = bb.w * scale;
+    }
+    const int outHeads = MAXG ? idxHeads : qHeads;
+    const int step = (BLOCK / 32) * 2 * U;
+    for (int j0 = c0 + warp * 2 * U; j0 < c1; j0 += step)
+    {
+        uint4 ar[U], br[U];
+        bool ok[U];
+#pragma unroll
+        for (int u = 0; u < U; u++)
+        {
+            int j = j0 + 2 * u + half, pos = -1;
+            if (j < c1) pos = INDEXED ? I[j] : j;
+            ok[u] = pos >= 0 && pos < len;
+            ar[u] = ok[u] ? __ldg((const uint4*)(A + (long long)pos * HD)) : make_uint4(0, 0, 0, 0);
+            if (BOUND) br[u] = ok[u] ? __ldg((const uint4*)(B + (long long)pos * HD)) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++)
+        {
+            float af[8], bf[8];
+            unpack8(ar[u], af);
+            if (BOUND) unpack8(br[u], bf);
+            float best = NEG_INF;
+            float sg[G];
+#pragma unroll
+            for (int g = 0; g < G; g++)
+            {
+                float d = 0.f;
+#pragma unroll
+                for (int e = 0; e < 8; e++)
+                    d += BOUND ? fmaxf(qr[g][e] * af[e], qr[g][e] * bf[e]) : qr[g][e] * af[e];
+                sg[g] = half_sum(d);
+                best = fmaxf(best, sg[g]);
+            }
+            int j = j0 + 2 * u + half;
+            if (l16 == 0 && j < c1)
+            {
+                if (MAXG) out[((long long)b * outHeads + y) * outStride + j] = ok[u] ? best : NEG_INF;
+                else
+                {
+#pragma unroll
+                    for (int g = 0; g < G; g++) out[((long long)b * outHeads + qh0 + g) * outStride + j] = ok[u] ? sg[g] : NEG_INF;
+                }
+            }
+        }
+    }
+}
+
+#define SCORE_ARGS const u64* aBase, const u64* bBase, const int* lengths, int rowDiv, long long headStride, \
+    const float* q, const int* idx, int idxCount, int idxHeads, int qHeads, int group, int chunk, float scale, \
+    float* out, int outStride
+#define SCORE_PASS aBase, bBase, lengths, rowDiv, headStride, q, idx, idxCount, idxHeads, qHeads, group, chunk, scale, \
+    out, outStride
+
+// All keys; per KV head, max over its query heads (selection per KV head) / per query head.
+extern "C" __global__ void __launch_bounds__(BLOCK) score_all_max(SCORE_ARGS) { score_rows<4, false, true, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_all_each(SCORE_ARGS) { score_rows<4, false, false, false, 8>(SCORE_PASS); }
+// Keys of per-KV-head index lists (LFPS candidates, a kept set).
+extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_max(SCORE_ARGS) { score_rows<4, true, true, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_each(SCORE_ARGS) { score_rows<4, true, false, false, 8>(SCORE_PASS); }
+// Keys of per-query-head index lists: grid (chunks, qHeads, batch).
+extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_g1(SCORE_ARGS) { score_rows<1, true, false, false, 8>(SCORE_PASS); }
+// Quest page upper bounds from per-page min/max rows (aBase = min, bBase = max, rowDiv = page size).
+extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_max(SCORE_ARGS) { score_rows<4, false, true, true, 4>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_each(SCORE_ARGS) { score_rows<4, false, false, true, 4>(SCORE_PASS); }
+
+// Per-page, per-channel min and max of the keys: grid (pageChunks, kvHeads, batch), 128 threads (one channel).
+// Keys are bf16, so the min/max are exact bf16 values and the bounds built on them are true bounds.
+extern "C" __global__ void __launch_bounds__(BLOCK) page_minmax(
+    const u64* __restrict__ kBase, const u64* __restrict__ minBase, const u64* __restrict__ maxBase,
+    const int* __restrict__ lengths, long long headStride, long long pageHeadStride, int pageSize, int pagesPerBlock)
+{
+    const int b = blockIdx.z, h = blockIdx.y, t = threadIdx.x;
+    const int len = lengths[b], pages = (len + pageSize - 1) / pageSize;
+    const bf16* K = (const bf16*)kBase[b] + h * headStride + t;
+    bf16* mn = (bf16*)minBase[b] + h * pageHeadStride + t;
+    bf16* mx = (bf16*)maxBase[b] + h * pageHeadStride + t;
+    for (int p = (int)blockIdx.x * pagesPerBlock; p < min(pages, ((int)blockIdx.x + 1) * pagesPerBlock); p++)
+    {
+        int r0 = p * pageSize, r1 = min(r0 + pageSize, len);
+        bf16 lo = K[(long long)r0 * HD], hi = lo;
+        float flo = __uint_as_float((u32)lo << 16), fhi = flo;
+        for (int r = r0 + 1; r < r1; r++)
+        {
+            bf16 v = K[(long long)r * HD];
+            float f = __uint_as_float((u32)v << 16);
+            if (f < flo) { flo = f; lo = v; }
+            if (f > fhi) { fhi = f; hi = v; }
+        }
+        mn[(long long)p * HD] = lo;
+        mx[(long long)p * HD] = hi;
+    }
+}
+
+// ------------------------------------------------------------------------------------------------ top-k
+// Exact top-k of each row of f32 scores by radix select on order-preserving 32-bit keys: three histogram passes
+// (digits of 11, 11 and 10 bits, each pass counting only the keys whose higher digits match the bins chosen so
+// far) fix the k-th largest key T and how many keys equal to T to take; a count pass and an ordered write pass
+// then emit the chosen positions ascending (ties: the lowest positions), so the result is deterministic.
+// Rows are [rows][rowStride] (rowStride a multiple of 4); a row's length is rowLens[row] or rowLen. cand maps
+// entry j to a position (cand[row·candStride + j]); -inf scores give -1. With expand > 1 each chosen position p
+// stands for positions p·expand .. p·expand + expand - 1 (pages to tokens), those at or beyond limits[row]
+// written as -1. out is [rows][outStride], k·expand entries per row, padded with -1 when a row has fewer than k.
+#define TK_THREADS 256
+#define TK_ITEMS 16
+#define TK_TILE (TK_THREADS * TK_ITEMS)
+#define TK_BINS 2048
+
+__device__ __forceinline__ u32 fkey(float f)
+{
+    u32 u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// Exclusive scan over the block's threads; *total gets the sum. Ends with a barrier so sh can be reused.
+__device__ __forceinline__ u32 block_excl_scan(u32 v, u32* sh, u32* total)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    u32 x = v;
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1)
+    {
+        u32 y = __shfl_up_sync(0xffffffffu, x, off);
+        if (lane >= off) x += y;
+    }
+    if (lane == 31) sh[warp] = x;
+    __syncthreads();
+    u32 before = 0, all = 0;
+    for (int w = 0; w < nw; w++)
+    {
+        u32 s = sh[w];
+        if (w < warp) before += s;
+        all += s;
+    }
+    __syncthreads();
+    *total = all;
+    return before + x - v;
+}
+
+// From the top bin down, the bin holding the kRem-th largest key; res[0] = bin, res[1] = how many keys of that
+// bin are still to take. Requires kRem <= the histogram's total (the caller guarantees it).
+__device__ __forceinline__ void find_bin(const u32* __restrict__ h, int nb, u32 kRem, u32* sh, u32* res)
+{
+    const int t = threadIdx.x;
+    u32 c[8], s = 0;
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+    {
+        int bin = nb - 1 - (t * 8 + i);
+        c[i] = bin >= 0 ? h[bin] : 0u;
+        s += c[i];
+    }
+    u32 total;
+    u32 excl = block_excl_scan(s, sh, &total);
+    if (excl < kRem && kRem <= excl + s)
+    {
+        u32 a = excl;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+        {
+            if (a + c[i] >= kRem)
+            {
+                res[0] = (u32)(nb - 1 - (t * 8 + i));
+                res[1] = kRem - a;
+                break;
+            }
+            a += c[i];
+        }
+    }
+    __syncthreads();
+}
+
+__device__ __forceinline__ void load_keys(const float* __restrict__ row, int n, int base, u32* k, bool* valid)
+{
+    if (base + TK_ITEMS <= n)
+    {
+#pragma unroll
+        for (int i = 0; i < TK_ITEMS; i += 4)
+        {
+            float4 f = *(const float4*)(row + base + i);
+            k[i] = fkey(f.x); k[i + 1] = fkey(f.y); k[i + 2] = fkey(f.z); k[i + 3] = fkey(f.w);
+            valid[i] = valid[i + 1] = valid[i + 2] = valid[i + 3] = true;
+        }
+    }
+    else
+    {
+#pragma unroll
+        for (int i = 0; i < TK_ITEMS; i++)
+        {
+            valid[i] = base + i < n;
+            k[i] = valid[i] ? fkey(row[base + i]) : 0u;
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_hist(
+    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int k,
+    u32* __restrict__ hist, int pass)
+{
+    __shared__ u32 sh_hist[TK_BINS];
+    __shared__ u32 sh_scan[32];
+    __shared__ u32 sh_res[2];
+    const int row = blockIdx.y, t = threadIdx.x;
+    const int n = rowLens ? rowLens[row] : rowLen;
+    const int tileStart = blockIdx.x * TK_TILE;
+    if (n <= k || tileStart >= n) return;
+    u32* H = hist + (long long)row * 3 * TK_BINS;
+    u32 prefix = 0, kRem = (u32)k;
+    if (pass >= 1)
+    {
+        find_bin(H, TK_BINS, kRem, sh_scan, sh_res);
+        prefix = sh_res[0] << 21; kRem = sh_res[1];
+        __syncthreads();
+    }
+    if (pass >= 2)
+    {
+        find_bin(H + TK_BINS, TK_BINS, kRem, sh_scan, sh_res);
+        prefix |= sh_res[0] << 10;
+    }
+    for (int i = t; i < TK_BINS; i += TK_THREADS) sh_hist[i] = 0;
+    __syncthreads();
+    const int shift = pass == 0 ? 21 : pass == 1 ? 10 : 0;
+    const u32 mask = pass == 2 ? 1023u : 2047u;
+    const int matchShift = pass == 1 ? 21 : 10;
+    u32 keys[TK_ITEMS];
+    bool valid[TK_ITEMS];
+    load_keys(scores + (long long)row * rowStride, n, tileStart + t * TK_ITEMS, keys, valid);
+#pragma unroll
+    for (int i = 0; i < TK_ITEMS; i++)
+    {
+        bool match = valid[i] && (pass == 0 || (keys[i] >> matchShift) == (prefix >> matchShift));
+        if (match) atomicAdd(&sh_hist[(keys[i] >> shift) & mask], 1u);
+    }
+    __syncthreads();
+    for (int i = t; i < TK_BINS; i += TK_THREADS)
+    {
+        u32 c = sh_hist[i];
+        if (c) atomicAdd(&H[pass * TK_BINS + i], c);
+    }
+}
+
+// Threshold key T and ties to take, from the three histograms (all of a row when it has at most k entries).
+__device__ __forceinline__ void threshold(const u32* __restrict__ H, int n, int k, u32* sh_scan, u32* sh_res, u32* T, u32* kEq)
+{
+    if (n <= k) { *T = 0u; *kEq = 0u; return; }
+    find_bin(H, TK_BINS, (u32)k, sh_scan, sh_res);
+    u32 p = sh_res[0] << 21, r = sh_res[1];
+    __syncthreads();
+    find_bin(H + TK_BINS, TK_BINS, r, sh_scan, sh_res);
+    p |= sh_res[0] << 10; r = sh_res[1];
+    __syncthreads();
+    find_bin(H + 2 * TK_BINS, 1024, r, sh_scan, sh_res);
+    *T = p | sh_res[0]; *kEq = sh_res[1];
+    __syncthreads();
+}
+
+extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_count(
+    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int k,
+    const u32* __restrict__ hist, u32* __restrict__ blockCnt, int maxBlocks)
+{
+    __shared__ u32 sh_scan[32];
+    __shared__ u32 sh_res[2];
+    const int row = blockIdx.y, t = threadIdx.x;
+    const int n = rowLens ? rowLens[row] : rowLen;
+    const int tileStart = blockIdx.x * TK_TILE;
+    if (tileStart >= n) return;
+    u32 T, kEq;
+    threshold(hist + (long long)row * 3 * TK_BINS, n, k, sh_scan, sh_res, &T, &kEq);
+    u32 keys[TK_ITEMS];
+    bool valid[TK_ITEMS];
+    load_keys(scores + (long long)row * rowStride, n, tileStart + t * TK_ITEMS, keys, valid);
+    u32 gt = 0, eq = 0;
+#pragma unroll
+    for (int i = 0; i < TK_ITEMS; i++)
+    {
+        gt += valid[i] && keys[i] > T;
+        eq += valid[i] && keys[i] == T;
+    }
+    u32 totalGt, totalEq;
+    block_excl_scan(gt, sh_scan, &totalGt);
+    block_excl_scan(eq, sh_scan, &totalEq);
+    if (t == 0)
+    {
+        blockCnt[((long long)row * maxBlocks + blockIdx.x) * 2] = totalGt;
+        blockCnt[((long long)row * maxBlocks + blockIdx.x) * 2 + 1] = totalEq;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_write(
+    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int k,
+    const u32* __restrict__ hist, const u32* __restrict__ blockCnt, int maxBlocks,
+    const int* __restrict__ cand, int candStride, int* __restrict__ out, int outStride, int expand,
+    const int* __restrict__ limits)
+{
+    __shared__ u32 sh_scan[32];
+    __shared__ u32 sh_res[2];
+    const int row = blockIdx.y, t = threadIdx.x;
+    const int n = rowLens ? rowLens[row] : rowLen;
+    int* O = out + (long long)row * outStride;
+    const int limit = limits ? limits[row] : 0x7fffffff;
+    if (blockIdx.x == 0 && n < k)
+        for (int s = n * expand + t; s < k * expand; s += TK_THREADS) O[s] = -1;
+    const int tileStart = blockIdx.x * TK_TILE;
+    if (tileStart >= n) return;
+    u32 T, kEq;
+    threshold(hist + (long long)row * 3 * TK_BINS, n, k, sh_scan, sh_res, &T, &kEq);
+
+    // counts of the blocks before this one
+    u32 gtB = 0, eqB = 0;
+    for (int i = t; i < (int)blockIdx.x; i += TK_THREADS)
+    {
+        gtB += blockCnt[((long long)row * maxBlocks + i) * 2];
+        eqB += blockCnt[((long long)row * maxBlocks + i) * 2 + 1];
+    }
+    u32 gtBefore, eqBefore;
+    block_excl_scan(gtB, sh_scan, &gtBefore);
+    block_excl_scan(eqB, sh_scan, &eqBefore);
+
+    u32 keys[TK_ITEMS];
+    bool valid[TK_ITEMS];
+    const float* R = scores + (long long)row * rowStride;
+    const int base = tileStart + t * TK_ITEMS;
+    load_keys(R, n, base, keys, valid);
+    u32 gt = 0, eq = 0;
+#pragma unroll
+    for (int i = 0; i < TK_ITEMS; i++)
+    {
+        gt += valid[i] && keys[i] > T;
+        eq += valid[i] && keys[i] == T;
+    }
+    u32 tot;
+    u32 gtRun = gtBefore + block_excl_scan(gt, sh_scan, &tot);
+    u32 eqRun = eqBefore + block_excl_scan(eq, sh_scan, &tot);
+    const u32 negInfKey = fkey(NEG_INF);
+#pragma unroll
+    for (int i = 0; i < TK_ITEMS; i++)
+    {
+        if (!valid[i]) continue;
+        bool isGt = keys[i] > T, isEq = keys[i] == T;
+        bool take = isGt || (isEq && eqRun < kEq);
+        if (take)
+        {
+            u32 slot = gtRun + min(eqRun, kEq);
+            int j = base + i;
+            int pos = keys[i] == negInfKey ? -1 : (cand ? cand[(long long)row * candStride + j] : j);
+            for (int r = 0; r < expand; r++)
+            {
+                long long p = (long long)pos * expand + r;
+                O[(long long)slot * expand + r] = pos < 0 || p >= limit ? -1 : (int)p;
+            }
+        }
+        gtRun += isGt;
+        eqRun += isEq;
+    }
+}
+
+// ------------------------------------------------------------------------------------------------ utilities
+__device__ __forceinline__ u32 mix32(u32 x)
+{
+    x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
+    return x;
+}
+
+// Uniform values in [-scale, scale) as bf16 (round to nearest even), from a counter-based hash.
+extern "C" __global__ void fill_random_bf16(bf16* __restrict__ p, u64 n, u32 seed, float scale)
+{
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x)
+    {
+        u32 h = mix32((u32)i ^ mix32(seed ^ (u32)(i >> 32) * 0x9e3779b9u));
+        float f = ((float)(h >> 8) * (1.0f / 16777216.0f) * 2.f - 1.f) * scale;
+        u32 u = __float_as_uint(f);
+        u += 0x7fffu + ((u >> 16) & 1u);
+        p[i] = (bf16)(u >> 16);
+    }
+}
+
+extern "C" __global__ void fill_random_f32(float* __restrict__ p, u64 n, u32 seed, float scale)
+{
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x)
+    {
+        u32 h = mix32((u32)i ^ mix32(seed ^ (u32)(i >> 32) * 0x9e3779b9u));
+        p[i] = ((float)(h >> 8) * (1.0f / 16777216.0f) * 2.f - 1.f) * scale;
+    }
+}

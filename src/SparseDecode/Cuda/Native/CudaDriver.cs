@@ -1,0 +1,157 @@
+using System.Runtime.InteropServices;
+
+namespace SparseDecode.Cuda.Native;
+
+/// <summary>The CUDA driver API (libcuda.so.1), bound through function pointers looked up once, so that a machine
+/// without the driver fails with one sentence instead of a DllNotFoundException at the first call. Every call goes
+/// through <see cref="Check"/>, which names the call and the driver's error string.</summary>
+internal static unsafe class CudaDriver
+{
+    public const int Success = 0;
+    public const int ErrorNoDevice = 100;
+
+    // device attributes (CUdevice_attribute)
+    public const int AttrMultiprocessorCount = 16;
+    public const int AttrL2CacheSize = 38;
+    public const int AttrComputeCapabilityMajor = 75;
+    public const int AttrComputeCapabilityMinor = 76;
+    public const int AttrMaxSharedMemoryPerBlockOptin = 97;
+    public const int AttrMemoryClockRate = 36;
+    public const int AttrGlobalMemoryBusWidth = 37;
+
+    // function attributes (CUfunction_attribute)
+    public const int FuncAttrSharedSizeBytes = 1;
+    public const int FuncAttrLocalSizeBytes = 3;
+    public const int FuncAttrNumRegs = 4;
+
+    public const uint StreamNonBlocking = 1;
+    public const int CaptureModeThreadLocal = 1;
+
+    private static readonly object Gate = new();
+    private static bool _loaded;
+    private static string? _unavailable;
+
+    public static delegate* unmanaged<uint, int> cuInit;
+    public static delegate* unmanaged<int*, int> cuDriverGetVersion;
+    public static delegate* unmanaged<int*, int> cuDeviceGetCount;
+    public static delegate* unmanaged<int*, int, int> cuDeviceGet;
+    public static delegate* unmanaged<byte*, int, int, int> cuDeviceGetName;
+    public static delegate* unmanaged<int*, int, int, int> cuDeviceGetAttribute;
+    public static delegate* unmanaged<nuint*, int, int> cuDeviceTotalMem;
+    public static delegate* unmanaged<nint*, int, int> cuDevicePrimaryCtxRetain;
+    public static delegate* unmanaged<int, int> cuDevicePrimaryCtxRelease;
+    public static delegate* unmanaged<nint, int> cuCtxSetCurrent;
+    public static delegate* unmanaged<int> cuCtxSynchronize;
+    public static delegate* unmanaged<ulong*, nuint, int> cuMemAlloc;
+    public static delegate* unmanaged<ulong, int> cuMemFree;
+    public static delegate* unmanaged<ulong, void*, nuint, int> cuMemcpyHtoD;
+    public static delegate* unmanaged<void*, ulong, nuint, int> cuMemcpyDtoH;
+    public static delegate* unmanaged<ulong, ulong, nuint, nint, int> cuMemcpyDtoDAsync;
+    public static delegate* unmanaged<ulong, uint, nuint, nint, int> cuMemsetD32Async;
+    public static delegate* unmanaged<nuint*, nuint*, int> cuMemGetInfo;
+    public static delegate* unmanaged<nint*, void*, int> cuModuleLoadData;
+    public static delegate* unmanaged<nint, int> cuModuleUnload;
+    public static delegate* unmanaged<nint*, nint, byte*, int> cuModuleGetFunction;
+    public static delegate* unmanaged<int*, int, nint, int> cuFuncGetAttribute;
+    public static delegate* unmanaged<int*, nint, int, nuint, int> cuOccupancyMaxActiveBlocksPerMultiprocessor;
+    public static delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int> cuLaunchKernel;
+    public static delegate* unmanaged<nint*, uint, int> cuStreamCreate;
+    public static delegate* unmanaged<nint, int> cuStreamDestroy;
+    public static delegate* unmanaged<nint, int> cuStreamSynchronize;
+    public static delegate* unmanaged<nint, int, int> cuStreamBeginCapture;
+    public static delegate* unmanaged<nint, nint*, int> cuStreamEndCapture;
+    public static delegate* unmanaged<nint*, nint, ulong, int> cuGraphInstantiateWithFlags;
+    public static delegate* unmanaged<nint, nint, int> cuGraphLaunch;
+    public static delegate* unmanaged<nint, int> cuGraphExecDestroy;
+    public static delegate* unmanaged<nint, int> cuGraphDestroy;
+    public static delegate* unmanaged<nint*, uint, int> cuEventCreate;
+    public static delegate* unmanaged<nint, int> cuEventDestroy;
+    public static delegate* unmanaged<nint, nint, int> cuEventRecord;
+    public static delegate* unmanaged<nint, int> cuEventSynchronize;
+    public static delegate* unmanaged<float*, nint, nint, int> cuEventElapsedTime;
+    public static delegate* unmanaged<int, byte**, int> cuGetErrorName;
+    public static delegate* unmanaged<int, byte**, int> cuGetErrorString;
+
+    /// <summary>Loads the driver and binds every entry point; returns null, or one sentence saying why the driver
+    /// cannot be used (not installed, too old).</summary>
+    public static string? Load()
+    {
+        lock (Gate)
+        {
+            if (_loaded) return _unavailable;
+            _loaded = true;
+            if (!NativeLibrary.TryLoad("libcuda.so.1", out var h) && !NativeLibrary.TryLoad("libcuda.so", out h)
+                && !NativeLibrary.TryLoad("nvcuda.dll", out h))
+                return _unavailable = "No CUDA driver is installed on this machine (libcuda.so.1 could not be loaded); use the CPU backend.";
+            try
+            {
+                nint F(params string[] names)
+                {
+                    foreach (var n in names)
+                        if (NativeLibrary.TryGetExport(h, n, out var p)) return p;
+                    throw new EntryPointNotFoundException(names[0]);
+                }
+                cuInit = (delegate* unmanaged<uint, int>)F("cuInit");
+                cuDriverGetVersion = (delegate* unmanaged<int*, int>)F("cuDriverGetVersion");
+                cuDeviceGetCount = (delegate* unmanaged<int*, int>)F("cuDeviceGetCount");
+                cuDeviceGet = (delegate* unmanaged<int*, int, int>)F("cuDeviceGet");
+                cuDeviceGetName = (delegate* unmanaged<byte*, int, int, int>)F("cuDeviceGetName");
+                cuDeviceGetAttribute = (delegate* unmanaged<int*, int, int, int>)F("cuDeviceGetAttribute");
+                cuDeviceTotalMem = (delegate* unmanaged<nuint*, int, int>)F("cuDeviceTotalMem_v2");
+                cuDevicePrimaryCtxRetain = (delegate* unmanaged<nint*, int, int>)F("cuDevicePrimaryCtxRetain");
+                cuDevicePrimaryCtxRelease = (delegate* unmanaged<int, int>)F("cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease");
+                cuCtxSetCurrent = (delegate* unmanaged<nint, int>)F("cuCtxSetCurrent");
+                cuCtxSynchronize = (delegate* unmanaged<int>)F("cuCtxSynchronize");
+                cuMemAlloc = (delegate* unmanaged<ulong*, nuint, int>)F("cuMemAlloc_v2");
+                cuMemFree = (delegate* unmanaged<ulong, int>)F("cuMemFree_v2");
+                cuMemcpyHtoD = (delegate* unmanaged<ulong, void*, nuint, int>)F("cuMemcpyHtoD_v2");
+                cuMemcpyDtoH = (delegate* unmanaged<void*, ulong, nuint, int>)F("cuMemcpyDtoH_v2");
+                cuMemcpyDtoDAsync = (delegate* unmanaged<ulong, ulong, nuint, nint, int>)F("cuMemcpyDtoDAsync_v2");
+                cuMemsetD32Async = (delegate* unmanaged<ulong, uint, nuint, nint, int>)F("cuMemsetD32Async");
+                cuMemGetInfo = (delegate* unmanaged<nuint*, nuint*, int>)F("cuMemGetInfo_v2");
+                cuModuleLoadData = (delegate* unmanaged<nint*, void*, int>)F("cuModuleLoadData");
+                cuModuleUnload = (delegate* unmanaged<nint, int>)F("cuModuleUnload");
+                cuModuleGetFunction = (delegate* unmanaged<nint*, nint, byte*, int>)F("cuModuleGetFunction");
+                cuFuncGetAttribute = (delegate* unmanaged<int*, int, nint, int>)F("cuFuncGetAttribute");
+                cuOccupancyMaxActiveBlocksPerMultiprocessor = (delegate* unmanaged<int*, nint, int, nuint, int>)F("cuOccupancyMaxActiveBlocksPerMultiprocessor");
+                cuLaunchKernel = (delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int>)F("cuLaunchKernel");
+                cuStreamCreate = (delegate* unmanaged<nint*, uint, int>)F("cuStreamCreate");
+                cuStreamDestroy = (delegate* unmanaged<nint, int>)F("cuStreamDestroy_v2");
+                cuStreamSynchronize = (delegate* unmanaged<nint, int>)F("cuStreamSynchronize");
+                cuStreamBeginCapture = (delegate* unmanaged<nint, int, int>)F("cuStreamBeginCapture_v2");
+                cuStreamEndCapture = (delegate* unmanaged<nint, nint*, int>)F("cuStreamEndCapture");
+                cuGraphInstantiateWithFlags = (delegate* unmanaged<nint*, nint, ulong, int>)F("cuGraphInstantiateWithFlags");
+                cuGraphLaunch = (delegate* unmanaged<nint, nint, int>)F("cuGraphLaunch");
+                cuGraphExecDestroy = (delegate* unmanaged<nint, int>)F("cuGraphExecDestroy");
+                cuGraphDestroy = (delegate* unmanaged<nint, int>)F("cuGraphDestroy");
+                cuEventCreate = (delegate* unmanaged<nint*, uint, int>)F("cuEventCreate");
+                cuEventDestroy = (delegate* unmanaged<nint, int>)F("cuEventDestroy_v2");
+                cuEventRecord = (delegate* unmanaged<nint, nint, int>)F("cuEventRecord");
+                cuEventSynchronize = (delegate* unmanaged<nint, int>)F("cuEventSynchronize");
+                cuEventElapsedTime = (delegate* unmanaged<float*, nint, nint, int>)F("cuEventElapsedTime_v2", "cuEventElapsedTime");
+                cuGetErrorName = (delegate* unmanaged<int, byte**, int>)F("cuGetErrorName");
+                cuGetErrorString = (delegate* unmanaged<int, byte**, int>)F("cuGetErrorString");
+            }
+            catch (EntryPointNotFoundException e)
+            {
+                return _unavailable = $"The installed CUDA driver is too old for SparseDecode (it lacks {e.Message}); use the CPU backend.";
+            }
+            return null;
+        }
+    }
+
+    public static void Check(int status, string call)
+    {
+        if (status != Success) throw new CudaException(call, status, Describe(status));
+    }
+
+    public static string Describe(int status)
+    {
+        byte* name = null, text = null;
+        string n = cuGetErrorName != null && cuGetErrorName(status, &name) == Success && name != null
+            ? Marshal.PtrToStringUTF8((nint)name)! : $"CUDA error {status}";
+        string t = cuGetErrorString != null && cuGetErrorString(status, &text) == Success && text != null
+            ? Marshal.PtrToStringUTF8((nint)text)! : "unknown error";
+        return $"{n} ({t})";
+    }
+}

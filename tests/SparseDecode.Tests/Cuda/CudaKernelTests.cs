@@ -1,0 +1,52 @@
+using SparseDecode.Cuda;
+using Xunit.Abstractions;
+
+namespace SparseDecode.Tests.Cuda;
+
+/// <summary>The CUDA kernels against the float64 reference, on a GPU (skipped without one).</summary>
+public sealed class CudaKernelTests(ITestOutputHelper output)
+{
+    [CudaFact]
+    public void EveryKernelMatchesTheFloat64Reference()
+    {
+        using var device = CudaDevice.Open();
+        using var kernels = new DecodeKernels(device);
+        var results = GpuSelfCheck.Run(kernels, seed: 77);
+        foreach (var r in results) output.WriteLine($"{r.Name}: {r.Error:G3} (≤ {r.Threshold:G3}) {r.Detail}");
+        Assert.NotEmpty(results);
+        Assert.All(results, r => Assert.True(r.Passed, $"{r.Name}: error {r.Error:G3} over {r.Threshold:G3}. {r.Detail}"));
+    }
+
+    [CudaFact]
+    public void SecondLoadComesFromTheDiskCache()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "sd-kcache-" + Guid.NewGuid().ToString("N"));
+        Environment.SetEnvironmentVariable("SPARSEDECODE_KERNEL_CACHE", dir);
+        try
+        {
+            using var device = CudaDevice.Open();
+            using (var first = new DecodeKernels(device)) Assert.False(first.FromCache);
+            using var second = new DecodeKernels(device);
+            Assert.True(second.FromCache);
+            Assert.Single(Directory.GetFiles(dir, "*.cubin"));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("SPARSEDECODE_KERNEL_CACHE", null);
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
+
+    [CudaFact]
+    public void NoKernelSpillsToLocalMemory()
+    {
+        using var device = CudaDevice.Open();
+        using var kernels = new DecodeKernels(device);
+        foreach (var (name, regs, local, _, blocks) in kernels.Resources())
+        {
+            output.WriteLine($"{name}: {regs} registers, {local} local bytes, {blocks} blocks/SM");
+            Assert.Equal(0, local);
+            Assert.True(blocks >= 1, name);
+        }
+    }
+}
