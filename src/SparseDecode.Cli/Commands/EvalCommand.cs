@@ -28,7 +28,7 @@ internal static class EvalCommand
         var kv = CommonOptions.CacheType();
         var methods = new Option<string>("--methods")
         {
-            Description = $"Comma-separated methods to compare: {string.Join(", ", SelectorSpec.Methods)}. Default: all of them.",
+            Description = $"Comma-separated methods to compare: {string.Join(", ", SelectorSpec.Methods)}.",
             DefaultValueFactory = _ => string.Join(",", SelectorSpec.Methods),
         };
         var budgets = new Option<string>("--budgets", "--budget")
@@ -42,7 +42,7 @@ internal static class EvalCommand
         };
         var tasks = new Option<string>("--tasks")
         {
-            Description = $"Comma-separated tasks: {string.Join(", ", RulerTasks.All)} (ppl = perplexity of held-out code continued under each method). Default: all.",
+            Description = $"Comma-separated tasks: {string.Join(", ", RulerTasks.All)} (ppl = perplexity of held-out code continued under each method).",
             DefaultValueFactory = _ => string.Join(",", RulerTasks.All),
         };
         var samples = new Option<int>("--samples", "-n")
@@ -79,13 +79,17 @@ internal static class EvalCommand
         var heatLayer = new Option<int?>("--heatmap-layer") { Description = "Layer of the attention heat map. Default: the most structured head over all layers." };
         var heatHead = new Option<int?>("--heatmap-head") { Description = "Query head of the attention heat map. Default: the most structured head." };
         var noHeat = new Option<bool>("--no-heatmap") { Description = "Skip the attention-pattern heat map." };
+        var noSweep = new Option<bool>("--no-speed-sweep")
+        {
+            Description = "Skip the step-time sweep (one dense prefill at the longest context, then every method timed at 1K, 2K, 4K, … up to it); step times then come from the grid's contexts only.",
+        };
 
         var cmd = new Command("eval",
             "Evaluate sparse-attention methods on RULER-style long-context tasks (passkey, multi-key, multi-value, multi-query, variable tracking, " +
             "common words) and held-out perplexity: accuracy, attention fidelity and decode speed per method and budget. Each sample is prefilled " +
             "once densely and every method decodes from a copy of that cache; finished cells are kept in --out, so an interrupted run resumes.")
         {
-            model, methods, budgets, contexts, tasks, samples, seed, param, kv, output, quick, fresh, timing, fidelity, heatLayer, heatHead, noHeat,
+            model, methods, budgets, contexts, tasks, samples, seed, param, kv, output, quick, fresh, timing, fidelity, heatLayer, heatHead, noHeat, noSweep,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -132,6 +136,30 @@ internal static class EvalCommand
             int heatContext = grid.Contexts.Max();
             string heatPath = Path.Combine(outDir, "heatmap.json");
             HeatmapData? heatmap = heat ? ReuseHeatmap(heatPath, modelName, r.GetValue(heatLayer), r.GetValue(heatHead), heatContext) : null;
+            bool sweep = !r.GetValue(noSweep);
+            var sweepContexts = SpeedSweep.Contexts(grid.Contexts);
+            string speedPath = Path.Combine(outDir, "speed.json");
+            string speedKey = string.Join("|", modelName, string.Join(",", grid.Pairs), string.Join(",", sweepContexts), grid.CacheType, grid.TimingSteps,
+                grid.Seed, string.Join(",", grid.Methods.Select(m => m + ":" + string.Join(",", grid.ParametersFor(m).OrderBy(kv => kv.Key).Select(kv => kv.Key + "=" + kv.Value)))));
+            IReadOnlyList<SpeedPoint>? speed = sweep ? ReuseSpeed(speedPath, speedKey) : [];
+            double extra = (heat && heatmap is null ? AttentionPatternRun.EstimateSeconds(heatContext, AttentionPatternRun.DefaultSteps) : 0)
+                           + (speed is null ? SpeedSweep.EstimateSeconds(sweepContexts, grid.Pairs.Count, grid.TimingSteps) : 0);
+
+            // after the grid: the step-time sweep and the attention pattern, each kept in --out for a rerun
+            void Extras(Action<string> status)
+            {
+                if (speed is null)
+                {
+                    speed = SpeedSweep.Run(transformer, builder, grid, sweepContexts, p => grid.CreateSelector(p, config), grid.TimingSteps, status);
+                    File.WriteAllText(speedPath, System.Text.Json.JsonSerializer.Serialize(new SpeedSweepFile(speedKey, speed), EvalJson.Default.SpeedSweepFile));
+                }
+                if (heat && heatmap is null)
+                {
+                    status($"attention pattern: {AttentionPatternRun.DefaultSteps} dense decode steps at {heatContext}");
+                    heatmap = RecordHeatmap(transformer, builder, heatContext, modelName, r.GetValue(heatLayer), r.GetValue(heatHead), grid, heatPath);
+                }
+            }
+
             IReadOnlyList<CellResult> cells;
             if (err.Profile.Capabilities.Interactive)
             {
@@ -143,7 +171,6 @@ internal static class EvalCommand
                     .Start(ctx =>
                     {
                         var bar = ctx.AddTask("starting", maxValue: 1);
-                        double extra = heat && heatmap is null ? AttentionPatternRun.EstimateSeconds(heatContext, AttentionPatternRun.DefaultSteps) : 0;
                         var progress = new Reporter(p =>
                         {
                             bar.MaxValue = Math.Max(1e-9, p.Total + extra);
@@ -153,11 +180,7 @@ internal static class EvalCommand
                         var run = new GridRunner(transformer, builder, grid, store, modelName, p => grid.CreateSelector(p, config), () => new SparsityMeter())
                             { Progress = progress };
                         cells = run.Run();
-                        if (heat && heatmap is null)
-                        {
-                            bar.Description = Markup.Escape($"attention pattern: {AttentionPatternRun.DefaultSteps} dense decode steps at {heatContext}");
-                            heatmap = RecordHeatmap(transformer, builder, heatContext, modelName, r.GetValue(heatLayer), r.GetValue(heatHead), grid, heatPath);
-                        }
+                        Extras(status => bar.Description = Markup.Escape(status));
                         bar.Value = bar.MaxValue;
                         bar.Description = "done";
                     });
@@ -176,11 +199,10 @@ internal static class EvalCommand
                 var run = new GridRunner(transformer, builder, grid, store, modelName, p => grid.CreateSelector(p, config), () => new SparsityMeter())
                     { Progress = progress };
                 cells = run.Run();
-                if (heat && heatmap is null)
+                Extras(status =>
                 {
-                    Console.Error.WriteLine($"attention pattern: {AttentionPatternRun.DefaultSteps} dense decode steps at {heatContext}");
-                    heatmap = RecordHeatmap(transformer, builder, heatContext, modelName, r.GetValue(heatLayer), r.GetValue(heatHead), grid, heatPath);
-                }
+                    if (!status.Contains(" at ", StringComparison.Ordinal) || status.StartsWith("attention", StringComparison.Ordinal)) Console.Error.WriteLine(status);
+                });
             }
 
             var rows = EvalSummary.Summarize(cells, grid);
@@ -194,6 +216,7 @@ internal static class EvalCommand
                 Grid = GridDescription.Of(grid),
                 Summary = rows,
                 Cells = cells,
+                Speed = speed ?? [],
             };
             var writer = new ReportWriter(outDir);
             writer.WriteAll(results, grid, heatmap);
@@ -223,6 +246,20 @@ internal static class EvalCommand
     private sealed class Reporter(Action<EvalProgress> report) : IProgress<EvalProgress>
     {
         public void Report(EvalProgress value) => report(value);
+    }
+
+    private static IReadOnlyList<SpeedPoint>? ReuseSpeed(string path, string key)
+    {
+        if (!File.Exists(path)) return null;
+        try
+        {
+            var f = System.Text.Json.JsonSerializer.Deserialize(File.ReadAllText(path), EvalJson.Default.SpeedSweepFile);
+            return f is not null && f.Key == key ? f.Points : null;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
     }
 
     private static HeatmapData? ReuseHeatmap(string path, string model, int? layer, int? head, int context)

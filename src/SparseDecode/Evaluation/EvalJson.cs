@@ -9,4 +9,5 @@ namespace SparseDecode.Evaluation;
 [JsonSerializable(typeof(CellResult))]
 [JsonSerializable(typeof(EvalResultsFile))]
 [JsonSerializable(typeof(HeatmapData))]
+[JsonSerializable(typeof(SpeedSweepFile))]
 public sealed partial class EvalJson : JsonSerializerContext;

@@ -44,4 +44,6 @@ public sealed record EvalResultsFile
     public required GridDescription Grid { get; init; }
     public required IReadOnlyList<MethodSummary> Summary { get; init; }
     public required IReadOnlyList<CellResult> Cells { get; init; }
+    /// <summary>Step time per pair and context from the one-prefill sweep (empty when skipped).</summary>
+    public IReadOnlyList<SpeedPoint> Speed { get; init; } = [];
 }

@@ -12,6 +12,11 @@ public sealed record MethodSummary
     public required Dictionary<string, double> Accuracy { get; init; }
     /// <summary>Mean of the needle tasks' accuracies (NaN when the grid has none).</summary>
     public required double MeanAccuracy { get; init; }
+    /// <summary>Standard error of MeanAccuracy: the spread of the needle cells' scores ÷ √cells (how far one more
+    /// or one fewer right answer moves it).</summary>
+    public double MeanAccuracyStdErr { get; init; }
+    /// <summary>Needle-task cells behind MeanAccuracy.</summary>
+    public int NeedleCells { get; init; }
     /// <summary>MeanAccuracy ÷ dense's, on the same samples.</summary>
     public double? OfDense { get; init; }
     public double? Perplexity { get; init; }
@@ -42,6 +47,14 @@ public sealed record MethodSummary
 public static class EvalSummary
 {
     public static string Ctx(int c) => c.ToString(CultureInfo.InvariantCulture);
+
+    private static double StdErr(IReadOnlyList<double> xs)
+    {
+        if (xs.Count < 2) return double.NaN;
+        double m = xs.Average();
+        double v = xs.Sum(x => (x - m) * (x - m)) / (xs.Count - 1);
+        return Math.Sqrt(v / xs.Count);
+    }
 
     public static IReadOnlyList<MethodSummary> Summarize(IReadOnlyList<CellResult> cells, EvalGrid grid)
     {
@@ -88,6 +101,8 @@ public static class EvalSummary
                 Label = pair.ToString(),
                 Accuracy = acc,
                 MeanAccuracy = mean,
+                MeanAccuracyStdErr = StdErr(needle.Select(c => c.Score).ToList()),
+                NeedleCells = needle.Count,
                 Perplexity = acc.TryGetValue(RulerTasks.Perplexity, out double ppl) ? ppl : null,
                 AccuracyByContext = byCtx,
                 BudgetShare = mine.Average(c => c.BudgetTokens / (double)Math.Max(1, c.PromptTokens)),

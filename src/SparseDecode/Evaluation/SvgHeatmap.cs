@@ -11,7 +11,7 @@ public static class SvgHeatmap
 {
     /// <summary>Probabilities at or below this are drawn as the background.</summary>
     public const double Floor = 1e-4;
-    private const int Levels = 40;
+    private const int Levels = 24;
 
     // inferno-like ramp, light background first so that near-zero attention is nearly white
     private static readonly (double T, int R, int G, int B)[] Ramp =
