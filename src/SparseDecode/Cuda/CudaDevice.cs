@@ -1,4 +1,4 @@
-using System.Text;
+using System.Runtime.InteropServices;
 using SparseDecode.Cuda.Native;
 using static SparseDecode.Cuda.Native.CudaDriver;
 
@@ -29,7 +29,7 @@ public sealed unsafe class CudaDevice : IDisposable
         Check(cuDeviceGet(&dev, ordinal), "cuDeviceGet");
         var name = stackalloc byte[256];
         Check(cuDeviceGetName(name, 256, dev), "cuDeviceGetName");
-        Name = Encoding.UTF8.GetString(new ReadOnlySpan<byte>(name, 256).TrimEnd((byte)0).ToArray()).TrimEnd('\0');
+        Name = Marshal.PtrToStringUTF8((nint)name) ?? "";
         ComputeMajor = Attribute(dev, AttrComputeCapabilityMajor);
         ComputeMinor = Attribute(dev, AttrComputeCapabilityMinor);
         Multiprocessors = Attribute(dev, AttrMultiprocessorCount);

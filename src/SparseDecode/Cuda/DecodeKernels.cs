@@ -29,6 +29,7 @@ public sealed class DecodeKernels : IDisposable
     {
         Device = device;
         _module = CudaModule.Load(device, SourceFile);
+        foreach (var n in KernelNames) BlocksPerSm(n);
     }
 
     public CudaFunction Function(string name) => _module[name];
@@ -42,8 +43,18 @@ public sealed class DecodeKernels : IDisposable
             return (n, f.Registers, f.LocalBytes, f.StaticSharedBytes, f.ActiveBlocksPerMultiprocessor(threads));
         });
 
+    private readonly Dictionary<string, int> _blocksPerSm = new(StringComparer.Ordinal);
+
+    /// <summary>Occupancy is asked once per kernel (and never while a stream is being captured after that).</summary>
+    private int BlocksPerSm(string kernel)
+    {
+        if (!_blocksPerSm.TryGetValue(kernel, out int b))
+            _blocksPerSm[kernel] = b = _module[kernel].ActiveBlocksPerMultiprocessor(kernel.StartsWith("topk", StringComparison.Ordinal) ? TopKThreads : Block);
+        return b;
+    }
+
     private int PlanChunk(string kernel, long rows, int heads, int batch, int granularity) =>
-        LaunchPlan.Chunk(rows, heads, batch, Device.Multiprocessors, _module[kernel].ActiveBlocksPerMultiprocessor(Block), granularity);
+        LaunchPlan.Chunk(rows, heads, batch, Device.Multiprocessors, BlocksPerSm(kernel), granularity);
 
     // ------------------------------------------------------------------------------------------ attention
 
