@@ -87,11 +87,11 @@ internal static class GpuBenchCommand
             Console.WriteLine("\nspot checks at the benchmark's sizes:");
             PrintChecks(bench.SpotChecks);
             checks.AddRange(bench.SpotChecks);
-            Console.WriteLine(string.Create(ci, $"\nper layer, Llama-3.1-8B heads (32 q / 8 kv / 128), bf16 KV, budget {budget}; floor = bytes ÷ {bench.CopyBandwidth / 1e12:F2} TB/s (device copy, this run)"));
-            Console.WriteLine("| context | batch | operation | µs | floor µs | × floor | note |");
-            Console.WriteLine("|---:|---:|---|---:|---:|---:|---|");
+            Console.WriteLine(string.Create(ci, $"\nper layer, Llama-3.1-8B heads (32 q / 8 kv / 128), bf16 KV, budget {budget}; floor = bytes ÷ {bench.CopyBandwidth / 1e12:F2} TB/s (device copy, this run); read floor = bytes ÷ {bench.ReadBandwidth / 1e12:F2} TB/s (read-only kernel, this run)"));
+            Console.WriteLine("| context | batch | operation | µs | floor µs | × floor | read floor µs | × read floor | note |");
+            Console.WriteLine("|---:|---:|---|---:|---:|---:|---:|---:|---|");
             foreach (var row in bench.Rows)
-                Console.WriteLine(string.Create(ci, $"| {row.Context} | {row.Batch} | {row.Operation} | {row.Milliseconds * 1e3:F1} | {row.FloorMilliseconds * 1e3:F1} | {row.OverFloor:F2} | {row.Note} |"));
+                Console.WriteLine(string.Create(ci, $"| {row.Context} | {row.Batch} | {row.Operation} | {row.Milliseconds * 1e3:F1} | {row.FloorMilliseconds * 1e3:F1} | {row.OverFloor:F2} | {row.ReadFloorMilliseconds * 1e3:F1} | {row.OverReadFloor:F2} | {row.Note} |"));
         }
         if (jsonPath != null) WriteJson(jsonPath, device, checks, bench);
         int failed = checks.Count(c => !c.Passed);
@@ -118,7 +118,11 @@ internal static class GpuBenchCommand
         w.WriteString("gpu", device.Name);
         w.WriteString("architecture", device.Architecture);
         w.WriteNumber("multiprocessors", device.Multiprocessors);
-        if (bench != null) w.WriteNumber("copy_bytes_per_second", bench.CopyBandwidth);
+        if (bench != null)
+        {
+            w.WriteNumber("copy_bytes_per_second", bench.CopyBandwidth);
+            w.WriteNumber("read_bytes_per_second", bench.ReadBandwidth);
+        }
         w.WriteStartArray("checks");
         foreach (var c in checks)
         {
@@ -139,6 +143,7 @@ internal static class GpuBenchCommand
             w.WriteString("operation", r.Operation);
             w.WriteNumber("ms", r.Milliseconds);
             w.WriteNumber("floor_ms", r.FloorMilliseconds);
+            w.WriteNumber("read_floor_ms", r.ReadFloorMilliseconds);
             w.WriteNumber("bytes", r.Bytes);
             w.WriteNumber("spread", r.Spread);
             w.WriteString("note", r.Note);

@@ -4,6 +4,14 @@ namespace SparseDecode.Cuda;
 /// query heads (one gather serves the group), or one per query head.</summary>
 public enum IndexHeads { KvHead, QueryHead }
 
+/// <summary>Attention kernel variants: Fused (default) combines the chunks in the last block to finish; Split
+/// launches attn_reduce; FusedU2 (dense only) reads two keys per half-warp per loop turn instead of four.</summary>
+public enum AttentionVariant { Fused, Split, FusedU2 }
+
+/// <summary>Top-k kernels: MultiBlock splits each row over blocks (five launches); PerRow gives each row one block
+/// (one launch); Auto picks PerRow for rows of at most <see cref="DecodeKernels.PerRowTopKLimit"/> entries.</summary>
+public enum TopKAlgorithm { Auto, MultiBlock, PerRow }
+
 /// <summary>Host side of Cuda/Kernels/decode_attention.cu: flash-decoding dense attention, sparse attention over
 /// index lists, scoring (all keys or an index list), Quest page summaries and bounds, and exact top-k. Every
 /// method only queues work on the stream (so it can be captured into a graph); outputs are device buffers.</summary>
@@ -20,7 +28,8 @@ public sealed class DecodeKernels : IDisposable
 
     public static readonly string[] KernelNames =
     [
-        "attn_dense_g4", "attn_sparse_g4", "attn_sparse_g1", "attn_reduce", "score_all_max", "score_all_each",
+        "attn_dense_g4", "attn_dense_g4_f", "attn_dense_g4_f_u2", "attn_sparse_g4", "attn_sparse_g4_f", "attn_sparse_g1",
+        "attn_sparse_g1_f", "attn_reduce", "topk_rows", "read_bytes", "score_all_max", "score_all_each",
         "score_idx_max", "score_idx_each", "score_idx_g1", "page_bounds_max", "page_bounds_each", "page_minmax",
         "topk_hist", "topk_count", "topk_write", "fill_random_bf16", "fill_random_f32",
     ];
@@ -39,8 +48,7 @@ public sealed class DecodeKernels : IDisposable
         KernelNames.Select(n =>
         {
             var f = _module[n];
-            int threads = n.StartsWith("topk", StringComparison.Ordinal) ? TopKThreads : Block;
-            return (n, f.Registers, f.LocalBytes, f.StaticSharedBytes, f.ActiveBlocksPerMultiprocessor(threads));
+            return (n, f.Registers, f.LocalBytes, f.StaticSharedBytes, f.ActiveBlocksPerMultiprocessor(Threads(n)));
         });
 
     private readonly Dictionary<string, int> _blocksPerSm = new(StringComparer.Ordinal);
@@ -49,9 +57,17 @@ public sealed class DecodeKernels : IDisposable
     private int BlocksPerSm(string kernel)
     {
         if (!_blocksPerSm.TryGetValue(kernel, out int b))
-            _blocksPerSm[kernel] = b = _module[kernel].ActiveBlocksPerMultiprocessor(kernel.StartsWith("topk", StringComparison.Ordinal) ? TopKThreads : Block);
+            _blocksPerSm[kernel] = b = _module[kernel].ActiveBlocksPerMultiprocessor(Threads(kernel));
         return b;
     }
+
+    private static int Threads(string kernel) =>
+        kernel == "topk_rows" ? PerRowThreads : kernel.StartsWith("topk", StringComparison.Ordinal) ? TopKThreads : Block;
+
+    private const int PerRowThreads = 512;
+
+    /// <summary>Rows up to this length take the one-launch per-row top-k under <see cref="TopKAlgorithm.Auto"/>.</summary>
+    public static int PerRowTopKLimit { get; set; } = 16384;
 
     private int PlanChunk(string kernel, long rows, int heads, int batch, int granularity) =>
         LaunchPlan.Chunk(rows, heads, batch, Device.Multiprocessors, BlocksPerSm(kernel), granularity);
@@ -66,43 +82,66 @@ public sealed class DecodeKernels : IDisposable
         public DeviceBuffer M { get; } = device.Allocate((long)batch * queryHeads * maxChunks * 4);
         public DeviceBuffer L { get; } = device.Allocate((long)batch * queryHeads * maxChunks * 4);
         public DeviceBuffer O { get; } = device.Allocate((long)batch * queryHeads * maxChunks * KvLayerBatch.HeadDim * 4);
+        /// <summary>Per (sequence, head) arrival counters of the fused variants; zero between launches.</summary>
+        public DeviceBuffer Counters { get; } = device.Upload<uint>(new uint[batch * queryHeads]);
 
         public void Dispose()
         {
             M.Dispose();
             L.Dispose();
             O.Dispose();
+            Counters.Dispose();
         }
     }
 
     /// <summary>Chunk (rows per block) the attention launch will use: `chunk` if positive, else planned.</summary>
-    public int AttentionChunk(KvLayerBatch kv, int rows, IndexHeads heads, bool indexed, int chunk = 0)
+    /// <remarks>Dense: one wave of blocks (measured on an H100: chunks of 256/512/2048/2048 keys were fastest at
+    /// 8K/32K/128K/8×32K, i.e. every block resident at once, no tail), at least 256 keys a block (the epilogue is
+    /// fixed cost) and at most 2048.</remarks>
+    public int AttentionChunk(KvLayerBatch kv, int rows, IndexHeads heads, bool indexed, int chunk = 0,
+        AttentionVariant variant = AttentionVariant.Fused)
     {
         if (chunk > 0) return chunk;
-        string k = !indexed ? "attn_dense_g4" : heads == IndexHeads.KvHead ? "attn_sparse_g4" : "attn_sparse_g1";
+        string k = KernelName(indexed, heads, variant);
         int y = heads == IndexHeads.KvHead ? kv.KvHeads : kv.QueryHeads;
-        return PlanChunk(k, rows, y, kv.Batch, 32);
+        return indexed
+            ? LaunchPlan.Chunk(rows, y, kv.Batch, Device.Multiprocessors, BlocksPerSm(k), 32, minChunk: 64, maxChunk: 2048, waves: 4)
+            : LaunchPlan.Chunk(rows, y, kv.Batch, Device.Multiprocessors, BlocksPerSm(k), 64, minChunk: 256, maxChunk: 2048, waves: 1);
     }
+
+    private static string KernelName(bool indexed, IndexHeads heads, AttentionVariant variant) => (indexed, heads, variant) switch
+    {
+        (false, _, AttentionVariant.Split) => "attn_dense_g4",
+        (false, _, AttentionVariant.FusedU2) => "attn_dense_g4_f_u2",
+        (false, _, _) => "attn_dense_g4_f",
+        (true, IndexHeads.KvHead, AttentionVariant.Split) => "attn_sparse_g4",
+        (true, IndexHeads.KvHead, _) => "attn_sparse_g4_f",
+        (true, _, AttentionVariant.Split) => "attn_sparse_g1",
+        _ => "attn_sparse_g1_f",
+    };
 
     /// <summary>Decode attention of one query per sequence: q [batch][qHeads][128] f32 → output [batch][qHeads][128]
     /// f32 and (optional) the log-sum-exp per head. Dense when `indices` is null; else over the index list
     /// [batch][kvHeads or qHeads][indexCount] (entries &lt; 0 or ≥ the length are skipped).</summary>
     public void Attention(KvLayerBatch kv, DeviceBuffer q, DeviceBuffer? indices, int indexCount, IndexHeads heads,
-        DeviceBuffer output, DeviceBuffer? lse, AttentionWorkspace ws, CudaStream stream, int chunk = 0)
+        DeviceBuffer output, DeviceBuffer? lse, AttentionWorkspace ws, CudaStream stream, int chunk = 0,
+        AttentionVariant variant = AttentionVariant.Fused)
     {
         bool indexed = indices != null;
+        if (indexed && variant == AttentionVariant.FusedU2) variant = AttentionVariant.Fused;
         int rows = indexed ? indexCount : kv.MaxLength;
-        chunk = AttentionChunk(kv, rows, heads, indexed, chunk);
+        chunk = AttentionChunk(kv, rows, heads, indexed, chunk, variant);
         int chunks = LaunchPlan.Chunks(rows, chunk);
         if (chunks > ws.MaxChunks) throw new ArgumentException($"Attention needs {chunks} chunks; the workspace holds {ws.MaxChunks}.");
         int y = heads == IndexHeads.KvHead ? kv.KvHeads : kv.QueryHeads;
-        string name = !indexed ? "attn_dense_g4" : heads == IndexHeads.KvHead ? "attn_sparse_g4" : "attn_sparse_g1";
+        string name = KernelName(indexed, heads, variant);
         var a = new KernelArgs();
         a.Add(kv.KBases); a.Add(kv.VBases); a.Add(kv.Lengths); a.Add(kv.HeadStride); a.Add(q);
         a.Add(indices); a.Add(indexCount); a.Add(y); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk); a.Add(chunks);
         a.Add((float)(Log2E / Math.Sqrt(KvLayerBatch.HeadDim)));
-        a.Add(ws.M); a.Add(ws.L); a.Add(ws.O);
+        a.Add(ws.M); a.Add(ws.L); a.Add(ws.O); a.Add(ws.Counters); a.Add(output); a.Add(lse);
         _module[name].Launch((chunks, y, kv.Batch), Block, stream, ref a);
+        if (variant != AttentionVariant.Split) return;
         var r = new KernelArgs();
         r.Add(ws.M); r.Add(ws.L); r.Add(ws.O); r.Add(chunks); r.Add(kv.QueryHeads); r.Add(output); r.Add(lse);
         _module["attn_reduce"].Launch((kv.QueryHeads, kv.Batch, 1), Block, stream, ref r);
@@ -192,6 +231,7 @@ public sealed class DecodeKernels : IDisposable
         public int Expand { get; init; } = 1;
         /// <summary>Per-row bound (int[Rows]): expanded positions at or past it are written as −1.</summary>
         public DeviceBuffer? Limits { get; init; }
+        public TopKAlgorithm Algorithm { get; init; }
     }
 
     /// <summary>Exact top-k per row by radix select: the chosen positions ascending (ties: lowest positions
@@ -202,6 +242,16 @@ public sealed class DecodeKernels : IDisposable
         if (r.Rows > ws.Rows || LaunchPlan.TopKBlocks(r.RowLength) > ws.MaxBlocks)
             throw new ArgumentException("The top-k workspace is too small for this request.");
         if (r.K < 1 || r.OutStride < r.K * r.Expand) throw new ArgumentException("Top-k output rows must hold k × expand entries.");
+        var algorithm = r.Algorithm != TopKAlgorithm.Auto ? r.Algorithm
+            : r.RowLength <= PerRowTopKLimit ? TopKAlgorithm.PerRow : TopKAlgorithm.MultiBlock;
+        if (algorithm == TopKAlgorithm.PerRow)
+        {
+            var p = new KernelArgs();
+            p.Add(r.Scores); p.Add(r.RowStride); p.Add(r.RowLengths); p.Add(r.RowLength); p.Add(r.K); p.Add(r.Candidates);
+            p.Add(r.CandidateStride); p.Add(r.Output); p.Add(r.OutStride); p.Add(r.Expand); p.Add(r.Limits);
+            _module["topk_rows"].Launch((r.Rows, 1, 1), PerRowThreads, stream, ref p);
+            return;
+        }
         int blocks = LaunchPlan.TopKBlocks(r.RowLength);
         ws.Histograms.Fill32(0, (long)r.Rows * 3 * LaunchPlan.TopKBins, stream);
         for (int pass = 0; pass < 3; pass++)
@@ -228,6 +278,14 @@ public sealed class DecodeKernels : IDisposable
         var a = new KernelArgs();
         a.Add(buffer); a.Add(count); a.Add((int)seed); a.Add(scale);
         _module["fill_random_bf16"].Launch((Device.Multiprocessors * 8, 1, 1), 256, stream, ref a);
+    }
+
+    /// <summary>Reads `bytes` (a multiple of 16) of the buffer and writes nothing: for the read-bandwidth floor.</summary>
+    public void ReadAll(DeviceBuffer buffer, long bytes, DeviceBuffer sink, CudaStream stream)
+    {
+        var a = new KernelArgs();
+        a.Add(buffer); a.Add(bytes / 16); a.Add(sink);
+        _module["read_bytes"].Launch((Device.Multiprocessors * 8, 1, 1), 512, stream, ref a);
     }
 
     public void FillRandomF32(DeviceBuffer buffer, long count, uint seed, float scale, CudaStream stream)

@@ -24,15 +24,19 @@ public sealed class GpuDecodeBench
         public int Layers { get; init; } = 32;
         public int OpsPerGraph { get; init; } = 24;
         public int Repetitions { get; init; } = 15;
-        public int[] DenseChunks { get; init; } = [0, 256, 512, 1024, 2048];
+        public int[] DenseChunks { get; init; } = [256, 512, 1024, 2048, 4096];
+        public int[] SparseChunks { get; init; } = [64, 128, 256, 512];
         public long RotationBytes { get; init; } = 512L << 20;
         public Action<string>? Log { get; init; }
     }
 
+    /// <summary>FloorMilliseconds: bytes ÷ the device-copy bandwidth (read + written); ReadFloorMilliseconds:
+    /// bytes ÷ the read-only bandwidth, which is higher, so the stricter floor for kernels that mostly read.</summary>
     public sealed record Row(int Context, int Batch, string Operation, double Milliseconds, double FloorMilliseconds,
-        double Bytes, double Spread, string Note)
+        double ReadFloorMilliseconds, double Bytes, double Spread, string Note)
     {
         public double OverFloor => FloorMilliseconds > 0 ? Milliseconds / FloorMilliseconds : double.NaN;
+        public double OverReadFloor => ReadFloorMilliseconds > 0 ? Milliseconds / ReadFloorMilliseconds : double.NaN;
     }
 
     private readonly DecodeKernels _k;
@@ -40,6 +44,7 @@ public sealed class GpuDecodeBench
     private const int KvHeads = 8, QueryHeads = 32;
 
     public double CopyBandwidth { get; private set; }
+    public double ReadBandwidth { get; private set; }
     public List<Row> Rows { get; } = [];
     public List<GpuSelfCheck.Result> SpotChecks { get; } = [];
 
@@ -57,7 +62,7 @@ public sealed class GpuDecodeBench
         using var stream = new CudaStream(dev);
         using var timer = new CudaTimer(dev);
         CopyBandwidth = MeasureCopy(stream, timer);
-        Log($"device copy: {CopyBandwidth / 1e12:F3} TB/s (bytes read + written)");
+        Log($"device copy: {CopyBandwidth / 1e12:F3} TB/s (bytes read + written); device read: {ReadBandwidth / 1e12:F3} TB/s");
         foreach (var n in _o.Contexts) Context(stream, timer, n, 1);
         foreach (var (n, b) in _o.Batched) Context(stream, timer, n, b);
     }
@@ -69,6 +74,9 @@ public sealed class GpuDecodeBench
         using var b = _k.Device.Allocate(bytes);
         _k.FillRandomF32(a, bytes / 4, 7, 1, s);
         double ms = Time(s, t, 4, i => { if (i % 2 == 0) s.CopyAsync(b, a, bytes); else s.CopyAsync(a, b, bytes); }, out _);
+        using var sink = _k.Device.Allocate(16);
+        double read = Time(s, t, 4, i => _k.ReadAll(i % 2 == 0 ? a : b, bytes, sink, s), out _);
+        ReadBandwidth = bytes / (read * 1e-3);
         return 2.0 * bytes / (ms * 1e-3);
     }
 
@@ -92,13 +100,11 @@ public sealed class GpuDecodeBench
         return times[times.Length / 2];
     }
 
-    private double Floor(double bytes) => bytes / CopyBandwidth * 1e3;
-
     private void Add(int n, int batch, string op, double ms, double bytes, double spread, string note = "")
     {
-        var row = new Row(n, batch, op, ms, Floor(bytes), bytes, spread, note);
+        var row = new Row(n, batch, op, ms, bytes / CopyBandwidth * 1e3, bytes / ReadBandwidth * 1e3, bytes, spread, note);
         Rows.Add(row);
-        Log($"  {n,7} b{batch} {op,-48} {ms * 1e3,9:F1} us  floor {row.FloorMilliseconds * 1e3,8:F1} us  x{row.OverFloor,5:F2}  spread {spread * 100:F0}%  {note}");
+        Log($"  {n,7} b{batch} {op,-52} {ms * 1e3,9:F1} us  floor {row.FloorMilliseconds * 1e3,8:F1} / read {row.ReadFloorMilliseconds * 1e3,8:F1} us  x{row.OverFloor,5:F2} / x{row.OverReadFloor,5:F2}  spread {spread * 100:F0}%  {note}");
     }
 
     private void Context(CudaStream s, CudaTimer t, int n, int batch)
@@ -151,18 +157,26 @@ public sealed class GpuDecodeBench
             double summaries = (double)rowsKv * pages * 512;
             double d;
 
-            // dense attention: planned chunk and fixed variants; one stream-ordered run without a graph
+            // dense attention: the planned launch of each variant, then the fused one at fixed chunks; one
+            // stream-ordered run without a graph
             double best = double.MaxValue;
             string bestName = "";
-            foreach (int chunk in _o.DenseChunks)
+            var denseCases = new List<(AttentionVariant V, int Chunk)>
             {
-                int c = _k.AttentionChunk(kv[0], n, IndexHeads.KvHead, false, chunk);
-                double ms = Time(s, t, ops, i => _k.Attention(kv[i % sets], q, null, 0, IndexHeads.KvHead, outAttn, null, ws, s, chunk), out d);
-                Add(n, batch, chunk == 0 ? "dense attention" : $"dense attention, chunk {chunk}", ms, dense, d,
-                    $"chunk {c}, {LaunchPlan.Chunks(n, c) * KvHeads * batch} blocks");
-                if (ms < best) { best = ms; bestName = $"chunk {c}"; }
+                (AttentionVariant.Fused, 0), (AttentionVariant.Split, 0), (AttentionVariant.FusedU2, 0),
+            };
+            denseCases.AddRange(_o.DenseChunks.Select(c => (AttentionVariant.Fused, c)));
+            foreach (var (variant, chunk) in denseCases)
+            {
+                int c = _k.AttentionChunk(kv[0], n, IndexHeads.KvHead, false, chunk, variant);
+                if (chunk > 0 && c == _k.AttentionChunk(kv[0], n, IndexHeads.KvHead, false, 0)) continue; // the planned one
+                double ms = Time(s, t, ops, i => _k.Attention(kv[i % sets], q, null, 0, IndexHeads.KvHead, outAttn, null, ws, s, chunk, variant), out d);
+                string name = chunk == 0 && variant == AttentionVariant.Fused ? "dense attention"
+                    : chunk == 0 ? $"dense attention, {variant}" : $"dense attention, chunk {chunk}";
+                Add(n, batch, name, ms, dense, d, $"{variant}, chunk {c}, {LaunchPlan.Chunks(n, c) * KvHeads * batch} blocks");
+                if (ms < best) { best = ms; bestName = $"{variant}, chunk {c}"; }
             }
-            Add(n, batch, "dense attention, best chunk", best, dense, 0, bestName);
+            Add(n, batch, "dense attention, best variant", best, dense, 0, bestName);
             {
                 int reps = 40;
                 s.Synchronize();
@@ -172,19 +186,31 @@ public sealed class GpuDecodeBench
                 Add(n, batch, "dense attention, stream launches (no graph)", t.ElapsedMilliseconds() / reps, dense, 0, "launch gaps included");
             }
 
-            // sparse attention at the budget
+            // sparse attention at the budget: planned (fused), split, fixed chunks
             double sparseMs = Time(s, t, ops, i => _k.Attention(kv[i % sets], q, idxKv, budget, IndexHeads.KvHead, outAttn, null, ws, s), out d);
-            Add(n, batch, $"sparse attention {budget}, per-KV-head lists", sparseMs, sparseKv, d);
+            Add(n, batch, $"sparse attention {budget}, per-KV-head lists", sparseMs, sparseKv, d,
+                $"chunk {_k.AttentionChunk(kv[0], budget, IndexHeads.KvHead, true)}");
+            double sparseSplit = Time(s, t, ops, i => _k.Attention(kv[i % sets], q, idxKv, budget, IndexHeads.KvHead, outAttn, null, ws, s, 0, AttentionVariant.Split), out d);
+            Add(n, batch, $"sparse attention {budget}, per-KV-head, Split", sparseSplit, sparseKv, d);
+            foreach (int chunk in _o.SparseChunks)
+            {
+                double ms = Time(s, t, ops, i => _k.Attention(kv[i % sets], q, idxKv, budget, IndexHeads.KvHead, outAttn, null, ws, s, chunk), out d);
+                Add(n, batch, $"sparse attention {budget}, per-KV-head, chunk {chunk}", ms, sparseKv, d, $"{LaunchPlan.Chunks(budget, chunk) * KvHeads * batch} blocks");
+            }
             double sparseQMs = Time(s, t, ops, i => _k.Attention(kv[i % sets], q, idxQ, budget, IndexHeads.QueryHead, outAttn, null, ws, s), out d);
             Add(n, batch, $"sparse attention {budget}, per-query-head lists", sparseQMs, sparseQ, d);
 
             // scoring and exact top-k
             double scoreAll = Time(s, t, ops, i => _k.Score(kv[i % sets], q, null, 0, IndexHeads.KvHead, IndexHeads.KvHead, scoresKv, strideN, s), out d);
             Add(n, batch, "scores of all keys (max over group)", scoreAll, keyBytes + rowsKv * (double)n * 4, d);
-            double topQ = Time(s, t, ops, _ => _k.TopK(new(scoresQ, rowsQ, strideN, n, budget, selectedQ, budget), tkN, s), out d);
-            Add(n, batch, $"exact top-{budget} of [{rowsQ}][{n}] f32", topQ, rowsQ * (double)n * 4 + rowsQ * budget * 4.0, d, "scores resident in L2 when ≤ 50 MB");
-            double topKv = Time(s, t, ops, _ => _k.TopK(new(scoresKv, rowsKv, strideN, n, budget, selected, budget), tkN, s), out d);
-            Add(n, batch, $"exact top-{budget} of [{rowsKv}][{n}] f32", topKv, rowsKv * (double)n * 4 + rowsKv * budget * 4.0, d);
+            foreach (var alg in new[] { TopKAlgorithm.Auto, TopKAlgorithm.MultiBlock, TopKAlgorithm.PerRow })
+            {
+                string suffix = alg == TopKAlgorithm.Auto ? "" : $", {alg}";
+                double topQ = Time(s, t, ops, _ => _k.TopK(new(scoresQ, rowsQ, strideN, n, budget, selectedQ, budget) { Algorithm = alg }, tkN, s), out d);
+                Add(n, batch, $"exact top-{budget} of [{rowsQ}][{n}] f32{suffix}", topQ, rowsQ * (double)n * 4 + rowsQ * budget * 4.0, d, "scores resident in L2 when ≤ 50 MB");
+                double topKv = Time(s, t, ops, _ => _k.TopK(new(scoresKv, rowsKv, strideN, n, budget, selected, budget) { Algorithm = alg }, tkN, s), out d);
+                Add(n, batch, $"exact top-{budget} of [{rowsKv}][{n}] f32{suffix}", topKv, rowsKv * (double)n * 4 + rowsKv * budget * 4.0, d);
+            }
 
             // TidalDecode: a selection layer = full scores + top-k; paid in 2 of 32 layers
             double tidalSel = Time(s, t, ops, i =>

@@ -48,12 +48,13 @@ public static class GpuSelfCheck
         using var lseD = dev.Allocate((long)B * qh * 4);
         using var ws = new DecodeKernels.AttentionWorkspace(dev, B, qh, 512);
 
-        // ---- dense attention, planned and forced small chunks
+        // ---- dense attention: every variant, planned and forced chunks
+        foreach (var variant in new[] { AttentionVariant.Fused, AttentionVariant.Split, AttentionVariant.FusedU2 })
         foreach (int chunk in new[] { 0, 64, 1000 })
         {
             outD.Fill32(0xFFFFFFFF, B * qh * 128, stream);
             lseD.Fill32(0xFFFFFFFF, B * qh, stream);
-            kernels.Attention(kv, qd, null, 0, IndexHeads.KvHead, outD, lseD, ws, stream, chunk);
+            kernels.Attention(kv, qd, null, 0, IndexHeads.KvHead, outD, lseD, ws, stream, chunk, variant);
             var got = outD.Download<float>(B * qh * 128);
             var gotLse = lseD.Download<float>(B * qh);
             var reference = new double[got.Length];
@@ -62,18 +63,20 @@ public static class GpuSelfCheck
                 for (int h = 0; h < qh; h++)
                     refLse[b * qh + h] = GpuReference.Attention(layout, k, v, lengths[b], q, b, h, default, true,
                         reference.AsSpan((b * qh + h) * 128, 128));
-            results.Add(new($"dense attention (chunk {(chunk == 0 ? "planned" : chunk)})", GpuReference.RelativeError(got, reference), Tolerance, "3 sequences, lengths 1/777/5003"));
-            results.Add(new($"dense attention log-sum-exp (chunk {(chunk == 0 ? "planned" : chunk)})", GpuReference.RelativeError(gotLse, refLse), Tolerance, ""));
+            string what = $"{variant}, chunk {(chunk == 0 ? "planned" : chunk)}";
+            results.Add(new($"dense attention ({what})", GpuReference.RelativeError(got, reference), Tolerance, "3 sequences, lengths 1/777/5003"));
+            results.Add(new($"dense attention log-sum-exp ({what})", GpuReference.RelativeError(gotLse, refLse), Tolerance, ""));
         }
 
         // ---- sparse attention over per-KV-head and per-query-head lists (with skipped entries)
+        foreach (var variant in new[] { AttentionVariant.Fused, AttentionVariant.Split })
         foreach (var heads in new[] { IndexHeads.KvHead, IndexHeads.QueryHead })
         {
             int rows = heads == IndexHeads.KvHead ? kvh : qh, count = 300;
             var idx = RandomLists(rng, B, rows, count, lengths, withSkips: true);
             using var idxD = dev.Upload<int>(idx);
             outD.Fill32(0xFFFFFFFF, B * qh * 128, stream);
-            kernels.Attention(kv, qd, idxD, count, heads, outD, lseD, ws, stream);
+            kernels.Attention(kv, qd, idxD, count, heads, outD, lseD, ws, stream, 0, variant);
             var got = outD.Download<float>(B * qh * 128);
             var reference = new double[got.Length];
             for (int b = 0; b < B; b++)
@@ -83,7 +86,7 @@ public static class GpuSelfCheck
                     GpuReference.Attention(layout, k, v, lengths[b], q, b, h, idx.AsSpan((b * rows + row) * count, count), false,
                         reference.AsSpan((b * qh + h) * 128, 128));
                 }
-            results.Add(new($"sparse attention, per-{(heads == IndexHeads.KvHead ? "KV" : "query")}-head lists", GpuReference.RelativeError(got, reference), Tolerance, $"{count} entries, some skipped"));
+            results.Add(new($"sparse attention ({variant}), per-{(heads == IndexHeads.KvHead ? "KV" : "query")}-head lists", GpuReference.RelativeError(got, reference), Tolerance, $"{count} entries, some skipped"));
         }
 
         // ---- scores: all keys (max over group / each head), index lists
@@ -179,13 +182,17 @@ public static class GpuSelfCheck
             results.Add(new($"Quest page bounds ≥ true page max ({(outHeads == IndexHeads.KvHead ? "group" : "query head")})", violations, 0, $"{violations} pages under their max"));
         }
 
-        // ---- exact top-k: compared element for element with the reference on the same f32 scores
-        results.Add(TopKCase(kernels, stream, rng, "top-2048 of 131072 random scores, 8 rows", rows: 8, n: 131072, k: 2048, values: null));
-        results.Add(TopKCase(kernels, stream, rng, "top-2048 of 40000, scores in 10 values (ties)", rows: 4, n: 40000, k: 2048, values: 10));
-        results.Add(TopKCase(kernels, stream, rng, "top-128 of 100 (k > n: all, padded)", rows: 3, n: 100, k: 128, values: null));
-        results.Add(TopKCase(kernels, stream, rng, "top-333 of 6144 candidates, −∞ entries, per-row lengths", rows: 8, n: 6144, k: 333, values: null, candidates: true, negInf: true, rowLengths: true));
-        results.Add(TopKCase(kernels, stream, rng, "top-128 pages of 8190 → 16 tokens each, limit", rows: 8, n: 8190, k: 128, values: null, expand: 16));
-        results.Add(TopKCase(kernels, stream, rng, "top-1 of 5000 with one shared maximum", rows: 2, n: 5000, k: 1, values: 3));
+        // ---- exact top-k, both algorithms: compared element for element with the reference on the same f32 scores
+        foreach (var alg in new[] { TopKAlgorithm.MultiBlock, TopKAlgorithm.PerRow })
+        {
+            results.Add(TopKCase(kernels, stream, rng, alg, "top-2048 of 131072 random scores, 8 rows", rows: 8, n: 131072, k: 2048, values: null));
+            results.Add(TopKCase(kernels, stream, rng, alg, "top-2048 of 40000, scores in 10 values (ties)", rows: 4, n: 40000, k: 2048, values: 10));
+            results.Add(TopKCase(kernels, stream, rng, alg, "top-128 of 100 (k > n: all, padded)", rows: 3, n: 100, k: 128, values: null));
+            results.Add(TopKCase(kernels, stream, rng, alg, "top-333 of 6144 candidates, −∞ entries, per-row lengths", rows: 8, n: 6144, k: 333, values: null, candidates: true, negInf: true, rowLengths: true));
+            results.Add(TopKCase(kernels, stream, rng, alg, "top-128 pages of 8190 → 16 tokens each, limit", rows: 8, n: 8190, k: 128, values: null, expand: 16));
+            results.Add(TopKCase(kernels, stream, rng, alg, "top-1 of 5000 with one shared maximum", rows: 2, n: 5000, k: 1, values: 3));
+            results.Add(TopKCase(kernels, stream, rng, alg, "top-2048 of 16390 (two per-row tiles + tail)", rows: 3, n: 16390, k: 2048, values: 50));
+        }
         return results;
     }
 
@@ -203,7 +210,7 @@ public static class GpuSelfCheck
         return idx;
     }
 
-    private static Result TopKCase(DecodeKernels kernels, CudaStream stream, Random rng, string name, int rows, int n, int k,
+    private static Result TopKCase(DecodeKernels kernels, CudaStream stream, Random rng, TopKAlgorithm algorithm, string name, int rows, int n, int k,
         int? values, bool candidates = false, bool negInf = false, bool rowLengths = false, int expand = 1)
     {
         var dev = kernels.Device;
@@ -243,6 +250,7 @@ public static class GpuSelfCheck
             CandidateStride = n,
             Expand = expand,
             Limits = expand > 1 ? limitsD : null,
+            Algorithm = algorithm,
         };
         kernels.TopK(req, ws, stream);
         var got = outD.Download<int>(rows * outStride);
@@ -254,6 +262,6 @@ public static class GpuSelfCheck
             for (int i = 0; i < outStride; i++)
                 if (got[r * outStride + i] != want[i]) wrong++;
         }
-        return new Result($"top-k: {name}", wrong, 0, $"{wrong} of {rows * outStride} positions differ");
+        return new Result($"top-k ({algorithm}): {name}", wrong, 0, $"{wrong} of {rows * outStride} positions differ");
     }
 }

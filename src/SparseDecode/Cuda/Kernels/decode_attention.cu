@@ -38,12 +38,15 @@ __device__ __forceinline__ float half_sum(float x)
 // index list, entries < 0 or >= length skipped). G query heads share the chunk's keys: G = group size when the
 // index list is per KV head (or dense), G = 1 when it is per query head. Writes per (query head, chunk) the
 // running max m (log2 units), the sum l of exp2(s - m) and the unnormalised output o.
-template <int G, bool INDEXED, int U>
+// FUSED: the last block of each (sequence, head) to finish (a per-head arrival counter, reset by that block) also
+// combines the chunks, so no second kernel is launched; otherwise attn_reduce does it.
+template <int G, bool INDEXED, int U, bool FUSED>
 __device__ __forceinline__ void attn_partial(
     const u64* __restrict__ kBase, const u64* __restrict__ vBase, const int* __restrict__ lengths, long long headStride,
     const float* __restrict__ q, const int* __restrict__ idx, int idxCount, int idxHeads,
     int qHeads, int group, int chunk, int nChunks, float scaleLog2,
-    float* __restrict__ pm, float* __restrict__ pl, float* __restrict__ po)
+    float* __restrict__ pm, float* __restrict__ pl, float* __restrict__ po,
+    u32* __restrict__ counters, float* __restrict__ out, float* __restrict__ lse)
 {
     __shared__ float sm_m[HALVES][G], sm_l[HALVES][G];
     __shared__ float sm_o[HALVES][G][HD];
@@ -187,20 +190,62 @@ __device__ __forceinline__ void attn_partial(
         po[r * HD + t] = O;
         if (t == 0) { pm[r] = M; pl[r] = L; }
     }
+    if (FUSED)
+    {
+        __shared__ bool sh_last;
+        __threadfence();
+        __syncthreads();
+        if (t == 0)
+        {
+            u32* ctr = counters + (long long)b * gridDim.y + y;
+            u32 prev = atomicAdd(ctr, 1u);
+            sh_last = prev == gridDim.x - 1;
+            if (sh_last) *ctr = 0u;  // every block of this head has arrived: ready for the next launch
+        }
+        __syncthreads();
+        if (!sh_last) return;
+        __threadfence();
+#pragma unroll
+        for (int g = 0; g < G; g++)
+        {
+            const long long r0 = ((long long)b * qHeads + qh0 + g) * nChunks;
+            float M = NEG_INF;
+            for (int cc = 0; cc < (int)gridDim.x; cc++) M = fmaxf(M, __ldcg(pm + r0 + cc));
+            float L = 0.f, O = 0.f;
+            if (M != NEG_INF)
+            {
+                for (int cc = 0; cc < (int)gridDim.x; cc++)
+                {
+                    float mc = __ldcg(pm + r0 + cc);
+                    float w = mc == NEG_INF ? 0.f : exp2f(mc - M);
+                    L = fmaf(__ldcg(pl + r0 + cc), w, L);
+                    O = fmaf(__ldcg(po + (r0 + cc) * HD + t), w, O);
+                }
+            }
+            const long long oi = (long long)b * qHeads + qh0 + g;
+            out[oi * HD + t] = L > 0.f ? O / L : 0.f;
+            if (lse && t == 0) lse[oi] = L > 0.f ? (M + log2f(L)) * 0.6931471805599453f : NEG_INF;
+        }
+    }
 }
 
 #define ATTN_ARGS const u64* kBase, const u64* vBase, const int* lengths, long long headStride, const float* q, \
     const int* idx, int idxCount, int idxHeads, int qHeads, int group, int chunk, int nChunks, float scaleLog2,  \
-    float* pm, float* pl, float* po
+    float* pm, float* pl, float* po, u32* counters, float* out, float* lse
 #define ATTN_PASS kBase, vBase, lengths, headStride, q, idx, idxCount, idxHeads, qHeads, group, chunk, nChunks, \
-    scaleLog2, pm, pl, po
+    scaleLog2, pm, pl, po, counters, out, lse
 
 // Dense flash-decoding: grid (chunks, kvHeads, batch); the 4 query heads of a GQA group read each key once.
-extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g4(ATTN_ARGS) { attn_partial<4, false, 4>(ATTN_PASS); }
+// Suffix _f: the chunks are combined by the last block (no attn_reduce launch); _u2: two keys per half-warp per turn.
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g4(ATTN_ARGS) { attn_partial<4, false, 4, false>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g4_f(ATTN_ARGS) { attn_partial<4, false, 4, true>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g4_f_u2(ATTN_ARGS) { attn_partial<4, false, 2, true>(ATTN_PASS); }
 // Sparse over per-KV-head index lists [batch][kvHeads][idxCount]: grid (chunks, kvHeads, batch).
-extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g4(ATTN_ARGS) { attn_partial<4, true, 4>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g4(ATTN_ARGS) { attn_partial<4, true, 4, false>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g4_f(ATTN_ARGS) { attn_partial<4, true, 4, true>(ATTN_PASS); }
 // Sparse over per-query-head index lists [batch][qHeads][idxCount]: grid (chunks, qHeads, batch).
-extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g1(ATTN_ARGS) { attn_partial<1, true, 4>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g1(ATTN_ARGS) { attn_partial<1, true, 4, false>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g1_f(ATTN_ARGS) { attn_partial<1, true, 4, true>(ATTN_PASS); }
 
 // Combines the chunks' partials: grid (qHeads, batch), 128 threads (one channel each). out [batch][qHeads][128];
 // lse (optional) is the natural-log log-sum-exp of the scores attended, for dropped-mass bookkeeping.
@@ -611,6 +656,118 @@ extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_write(
         gtRun += isGt;
         eqRun += isEq;
     }
+}
+
+// Exact top-k with one block per row and one launch: the same three histogram passes and ordered write as above,
+// the block looping over its row in tiles of TR_THREADS × 16 (re-read from L1/L2 each pass). For short rows
+// (LFPS candidates, Quest pages) the five launches of the multi-block path cost more than the work.
+#define TR_THREADS 512
+#define TR_TILE (TR_THREADS * TK_ITEMS)
+
+extern "C" __global__ void __launch_bounds__(TR_THREADS) topk_rows(
+    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int k,
+    const int* __restrict__ cand, int candStride, int* __restrict__ out, int outStride, int expand,
+    const int* __restrict__ limits)
+{
+    __shared__ u32 sh_hist[TK_BINS];
+    __shared__ u32 sh_scan[32];
+    __shared__ u32 sh_res[2];
+    const int row = blockIdx.x, t = threadIdx.x;
+    const int n = rowLens ? rowLens[row] : rowLen;
+    int* O = out + (long long)row * outStride;
+    const int limit = limits ? limits[row] : 0x7fffffff;
+    const float* R = scores + (long long)row * rowStride;
+    for (int s = n * expand + t; s < k * expand; s += TR_THREADS) O[s] = -1;
+    u32 keys[TK_ITEMS];
+    bool valid[TK_ITEMS];
+    u32 T = 0u, kEq = 0u;
+    if (n > k)
+    {
+        u32 prefix = 0u, kRem = (u32)k;
+        for (int pass = 0; pass < 3; pass++)
+        {
+            for (int i = t; i < TK_BINS; i += TR_THREADS) sh_hist[i] = 0u;
+            __syncthreads();
+            const int shift = pass == 0 ? 21 : pass == 1 ? 10 : 0;
+            const u32 mask = pass == 2 ? 1023u : 2047u;
+            const int matchShift = pass == 1 ? 21 : 10;
+            for (int tile = 0; tile < n; tile += TR_TILE)
+            {
+                load_keys(R, n, tile + t * TK_ITEMS, keys, valid);
+#pragma unroll
+                for (int i = 0; i < TK_ITEMS; i++)
+                {
+                    bool match = valid[i] && (pass == 0 || (keys[i] >> matchShift) == (prefix >> matchShift));
+                    if (match) atomicAdd(&sh_hist[(keys[i] >> shift) & mask], 1u);
+                }
+            }
+            __syncthreads();
+            find_bin(sh_hist, pass == 2 ? 1024 : TK_BINS, kRem, sh_scan, sh_res);
+            prefix |= sh_res[0] << shift;
+            kRem = sh_res[1];
+            __syncthreads();
+        }
+        T = prefix;
+        kEq = kRem;
+    }
+    const u32 negInfKey = fkey(NEG_INF);
+    u32 gtBase = 0u, eqBase = 0u;
+    for (int tile = 0; tile < n; tile += TR_TILE)
+    {
+        const int base = tile + t * TK_ITEMS;
+        load_keys(R, n, base, keys, valid);
+        u32 gt = 0, eq = 0;
+#pragma unroll
+        for (int i = 0; i < TK_ITEMS; i++)
+        {
+            gt += valid[i] && keys[i] > T;
+            eq += valid[i] && keys[i] == T;
+        }
+        u32 totGt, totEq;
+        u32 gtRun = gtBase + block_excl_scan(gt, sh_scan, &totGt);
+        u32 eqRun = eqBase + block_excl_scan(eq, sh_scan, &totEq);
+#pragma unroll
+        for (int i = 0; i < TK_ITEMS; i++)
+        {
+            if (!valid[i]) continue;
+            bool isGt = keys[i] > T, isEq = keys[i] == T;
+            if (isGt || (isEq && eqRun < kEq))
+            {
+                u32 slot = gtRun + min(eqRun, kEq);
+                int j = base + i;
+                int pos = keys[i] == negInfKey ? -1 : (cand ? cand[(long long)row * candStride + j] : j);
+                for (int r = 0; r < expand; r++)
+                {
+                    long long p = (long long)pos * expand + r;
+                    O[(long long)slot * expand + r] = pos < 0 || p >= limit ? -1 : (int)p;
+                }
+            }
+            gtRun += isGt;
+            eqRun += isEq;
+        }
+        gtBase += totGt;
+        eqBase += totEq;
+    }
+}
+
+// Reads n 16-byte words (grid-stride, four loads in flight per thread): the device's read bandwidth, the floor of
+// kernels that read far more than they write.
+extern "C" __global__ void read_bytes(const uint4* __restrict__ p, u64 n, u32* __restrict__ sink)
+{
+    u32 acc = 0u;
+    const u64 stride = (u64)gridDim.x * blockDim.x;
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    for (; i + 3 * stride < n; i += 4 * stride)
+    {
+        uint4 a = __ldg(p + i), b = __ldg(p + i + stride), c = __ldg(p + i + 2 * stride), d = __ldg(p + i + 3 * stride);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+    }
+    for (; i < n; i += stride)
+    {
+        uint4 a = __ldg(p + i);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w;
+    }
+    if (acc == 0x9e3779b9u) sink[0] = acc;  // never true in practice; keeps the loads
 }
 
 // ------------------------------------------------------------------------------------------------ utilities
