@@ -28,7 +28,7 @@ def match(r):
     return None, ""
 
 
-skip = (", chunk ", ", Split", ", FusedU2", ", MultiBlock", ", PerRow")
+skip = (", chunk ", ", Split", ", Fused", ", MultiBlock", ", PerRow")
 bw, rbw = ours.get("copy_bytes_per_second", 0), ours.get("read_bytes_per_second", 0)
 print(f"GPU: {ours['gpu']}; device copy {bw/1e12:.2f} TB/s, read {rbw/1e12:.2f} TB/s (ours); copy {torch.get('copy_bytes_per_second', 0)/1e12:.2f} TB/s (torch {torch.get('torch', '-')})")
 fails = [c for c in ours["checks"] if not c["passed"]]

@@ -4,12 +4,14 @@ namespace SparseDecode.Cuda;
 /// query heads (one gather serves the group), or one per query head.</summary>
 public enum IndexHeads { KvHead, QueryHead }
 
-/// <summary>Attention kernel variants: Fused (default) combines the chunks in the last block to finish; Split
-/// launches attn_reduce; FusedU2 (dense only) reads two keys per half-warp per loop turn instead of four.</summary>
-public enum AttentionVariant { Fused, Split, FusedU2 }
+/// <summary>Attention kernel variants: Split launches attn_reduce after the chunks; Fused has the last block to
+/// finish combine them (one launch). Default picks <see cref="DecodeKernels.DefaultAttentionVariant"/>.</summary>
+public enum AttentionVariant { Default, Split, Fused }
 
 /// <summary>Top-k kernels: MultiBlock splits each row over blocks (five launches); PerRow gives each row one block
-/// (one launch); Auto picks PerRow for rows of at most <see cref="DecodeKernels.PerRowTopKLimit"/> entries.</summary>
+/// (one launch). Auto, from H100 measurements: PerRow for rows of at most 16384 entries (13 µs vs 26 µs for
+/// [8][8192]), and for rows up to 32768 when there are at least a quarter as many rows as multiprocessors
+/// ([64][32768]: 34 vs 45 µs; [32][32768]: 34 vs 29); MultiBlock otherwise ([8][131072]: 28 vs 105 µs).</summary>
 public enum TopKAlgorithm { Auto, MultiBlock, PerRow }
 
 /// <summary>Host side of Cuda/Kernels/decode_attention.cu: flash-decoding dense attention, sparse attention over
@@ -28,7 +30,7 @@ public sealed class DecodeKernels : IDisposable
 
     public static readonly string[] KernelNames =
     [
-        "attn_dense_g4", "attn_dense_g4_f", "attn_dense_g4_f_u2", "attn_sparse_g4", "attn_sparse_g4_f", "attn_sparse_g1",
+        "attn_dense_g4", "attn_dense_g4_f", "attn_sparse_g4", "attn_sparse_g4_f", "attn_sparse_g1",
         "attn_sparse_g1_f", "attn_reduce", "topk_rows", "read_bytes", "score_all_max", "score_all_each",
         "score_idx_max", "score_idx_each", "score_idx_g1", "page_bounds_max", "page_bounds_each", "page_minmax",
         "topk_hist", "topk_count", "topk_write", "fill_random_bf16", "fill_random_f32",
@@ -66,8 +68,11 @@ public sealed class DecodeKernels : IDisposable
 
     private const int PerRowThreads = 512;
 
-    /// <summary>Rows up to this length take the one-launch per-row top-k under <see cref="TopKAlgorithm.Auto"/>.</summary>
-    public static int PerRowTopKLimit { get; set; } = 16384;
+    /// <summary>The variant <see cref="AttentionVariant.Default"/> stands for: Split, the faster one measured so far.</summary>
+    public static AttentionVariant DefaultAttentionVariant { get; set; } = AttentionVariant.Split;
+
+    public TopKAlgorithm ChooseTopK(int rows, int rowLength) =>
+        rowLength <= 16384 || (rowLength <= 32768 && rows * 4 >= Device.Multiprocessors) ? TopKAlgorithm.PerRow : TopKAlgorithm.MultiBlock;
 
     private int PlanChunk(string kernel, long rows, int heads, int batch, int granularity) =>
         LaunchPlan.Chunk(rows, heads, batch, Device.Multiprocessors, BlocksPerSm(kernel), granularity);
@@ -99,9 +104,10 @@ public sealed class DecodeKernels : IDisposable
     /// 8K/32K/128K/8×32K, i.e. every block resident at once, no tail), at least 256 keys a block (the epilogue is
     /// fixed cost) and at most 2048.</remarks>
     public int AttentionChunk(KvLayerBatch kv, int rows, IndexHeads heads, bool indexed, int chunk = 0,
-        AttentionVariant variant = AttentionVariant.Fused)
+        AttentionVariant variant = AttentionVariant.Default)
     {
         if (chunk > 0) return chunk;
+        if (variant == AttentionVariant.Default) variant = DefaultAttentionVariant;
         string k = KernelName(indexed, heads, variant);
         int y = heads == IndexHeads.KvHead ? kv.KvHeads : kv.QueryHeads;
         return indexed
@@ -112,7 +118,6 @@ public sealed class DecodeKernels : IDisposable
     private static string KernelName(bool indexed, IndexHeads heads, AttentionVariant variant) => (indexed, heads, variant) switch
     {
         (false, _, AttentionVariant.Split) => "attn_dense_g4",
-        (false, _, AttentionVariant.FusedU2) => "attn_dense_g4_f_u2",
         (false, _, _) => "attn_dense_g4_f",
         (true, IndexHeads.KvHead, AttentionVariant.Split) => "attn_sparse_g4",
         (true, IndexHeads.KvHead, _) => "attn_sparse_g4_f",
@@ -125,10 +130,10 @@ public sealed class DecodeKernels : IDisposable
     /// [batch][kvHeads or qHeads][indexCount] (entries &lt; 0 or ≥ the length are skipped).</summary>
     public void Attention(KvLayerBatch kv, DeviceBuffer q, DeviceBuffer? indices, int indexCount, IndexHeads heads,
         DeviceBuffer output, DeviceBuffer? lse, AttentionWorkspace ws, CudaStream stream, int chunk = 0,
-        AttentionVariant variant = AttentionVariant.Fused)
+        AttentionVariant variant = AttentionVariant.Default)
     {
         bool indexed = indices != null;
-        if (indexed && variant == AttentionVariant.FusedU2) variant = AttentionVariant.Fused;
+        if (variant == AttentionVariant.Default) variant = DefaultAttentionVariant;
         int rows = indexed ? indexCount : kv.MaxLength;
         chunk = AttentionChunk(kv, rows, heads, indexed, chunk, variant);
         int chunks = LaunchPlan.Chunks(rows, chunk);
@@ -242,8 +247,7 @@ public sealed class DecodeKernels : IDisposable
         if (r.Rows > ws.Rows || LaunchPlan.TopKBlocks(r.RowLength) > ws.MaxBlocks)
             throw new ArgumentException("The top-k workspace is too small for this request.");
         if (r.K < 1 || r.OutStride < r.K * r.Expand) throw new ArgumentException("Top-k output rows must hold k × expand entries.");
-        var algorithm = r.Algorithm != TopKAlgorithm.Auto ? r.Algorithm
-            : r.RowLength <= PerRowTopKLimit ? TopKAlgorithm.PerRow : TopKAlgorithm.MultiBlock;
+        var algorithm = r.Algorithm != TopKAlgorithm.Auto ? r.Algorithm : ChooseTopK(r.Rows, r.RowLength);
         if (algorithm == TopKAlgorithm.PerRow)
         {
             var p = new KernelArgs();

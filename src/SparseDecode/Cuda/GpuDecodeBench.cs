@@ -24,8 +24,8 @@ public sealed class GpuDecodeBench
         public int Layers { get; init; } = 32;
         public int OpsPerGraph { get; init; } = 24;
         public int Repetitions { get; init; } = 15;
-        public int[] DenseChunks { get; init; } = [256, 512, 1024, 2048, 4096];
-        public int[] SparseChunks { get; init; } = [64, 128, 256, 512];
+        public int[] DenseChunks { get; init; } = [1024, 4096];
+        public int[] SparseChunks { get; init; } = [128, 256];
         public long RotationBytes { get; init; } = 512L << 20;
         public Action<string>? Log { get; init; }
     }
@@ -161,20 +161,22 @@ public sealed class GpuDecodeBench
             // stream-ordered run without a graph
             double best = double.MaxValue;
             string bestName = "";
-            var denseCases = new List<(AttentionVariant V, int Chunk)>
+            var denseCases = new List<(AttentionVariant V, int Chunk)> { (AttentionVariant.Default, 0) };
+            foreach (var v in new[] { AttentionVariant.Split, AttentionVariant.Fused })
             {
-                (AttentionVariant.Fused, 0), (AttentionVariant.Split, 0), (AttentionVariant.FusedU2, 0),
-            };
-            denseCases.AddRange(_o.DenseChunks.Select(c => (AttentionVariant.Fused, c)));
+                if (v != DecodeKernels.DefaultAttentionVariant) denseCases.Add((v, 0));
+                denseCases.AddRange(_o.DenseChunks.Select(c => (v, c)));
+            }
             foreach (var (variant, chunk) in denseCases)
             {
                 int c = _k.AttentionChunk(kv[0], n, IndexHeads.KvHead, false, chunk, variant);
                 if (chunk > 0 && c == _k.AttentionChunk(kv[0], n, IndexHeads.KvHead, false, 0)) continue; // the planned one
                 double ms = Time(s, t, ops, i => _k.Attention(kv[i % sets], q, null, 0, IndexHeads.KvHead, outAttn, null, ws, s, chunk, variant), out d);
-                string name = chunk == 0 && variant == AttentionVariant.Fused ? "dense attention"
-                    : chunk == 0 ? $"dense attention, {variant}" : $"dense attention, chunk {chunk}";
-                Add(n, batch, name, ms, dense, d, $"{variant}, chunk {c}, {LaunchPlan.Chunks(n, c) * KvHeads * batch} blocks");
-                if (ms < best) { best = ms; bestName = $"{variant}, chunk {c}"; }
+                var shown = variant == AttentionVariant.Default ? DecodeKernels.DefaultAttentionVariant : variant;
+                string name = variant == AttentionVariant.Default ? "dense attention"
+                    : chunk == 0 ? $"dense attention, {variant}" : $"dense attention, {variant}, chunk {chunk}";
+                Add(n, batch, name, ms, dense, d, $"{shown}, chunk {c}, {LaunchPlan.Chunks(n, c) * KvHeads * batch} blocks");
+                if (ms < best) { best = ms; bestName = $"{shown}, chunk {c}"; }
             }
             Add(n, batch, "dense attention, best variant", best, dense, 0, bestName);
             {
@@ -190,13 +192,15 @@ public sealed class GpuDecodeBench
             double sparseMs = Time(s, t, ops, i => _k.Attention(kv[i % sets], q, idxKv, budget, IndexHeads.KvHead, outAttn, null, ws, s), out d);
             Add(n, batch, $"sparse attention {budget}, per-KV-head lists", sparseMs, sparseKv, d,
                 $"chunk {_k.AttentionChunk(kv[0], budget, IndexHeads.KvHead, true)}");
-            double sparseSplit = Time(s, t, ops, i => _k.Attention(kv[i % sets], q, idxKv, budget, IndexHeads.KvHead, outAttn, null, ws, s, 0, AttentionVariant.Split), out d);
-            Add(n, batch, $"sparse attention {budget}, per-KV-head, Split", sparseSplit, sparseKv, d);
-            foreach (int chunk in _o.SparseChunks)
-            {
-                double ms = Time(s, t, ops, i => _k.Attention(kv[i % sets], q, idxKv, budget, IndexHeads.KvHead, outAttn, null, ws, s, chunk), out d);
-                Add(n, batch, $"sparse attention {budget}, per-KV-head, chunk {chunk}", ms, sparseKv, d, $"{LaunchPlan.Chunks(budget, chunk) * KvHeads * batch} blocks");
-            }
+            foreach (var v in new[] { AttentionVariant.Split, AttentionVariant.Fused })
+                foreach (int chunk in _o.SparseChunks.Prepend(0))
+                {
+                    if (chunk == 0 && v == DecodeKernels.DefaultAttentionVariant) continue;
+                    double ms = Time(s, t, ops, i => _k.Attention(kv[i % sets], q, idxKv, budget, IndexHeads.KvHead, outAttn, null, ws, s, chunk, v), out d);
+                    int c = _k.AttentionChunk(kv[0], budget, IndexHeads.KvHead, true, chunk, v);
+                    Add(n, batch, $"sparse attention {budget}, per-KV-head, {v}{(chunk > 0 ? $", chunk {chunk}" : "")}", ms, sparseKv, d,
+                        $"chunk {c}, {LaunchPlan.Chunks(budget, c) * KvHeads * batch} blocks");
+                }
             double sparseQMs = Time(s, t, ops, i => _k.Attention(kv[i % sets], q, idxQ, budget, IndexHeads.QueryHead, outAttn, null, ws, s), out d);
             Add(n, batch, $"sparse attention {budget}, per-query-head lists", sparseQMs, sparseQ, d);
 

@@ -49,7 +49,7 @@ public static class GpuSelfCheck
         using var ws = new DecodeKernels.AttentionWorkspace(dev, B, qh, 512);
 
         // ---- dense attention: every variant, planned and forced chunks
-        foreach (var variant in new[] { AttentionVariant.Fused, AttentionVariant.Split, AttentionVariant.FusedU2 })
+        foreach (var variant in new[] { AttentionVariant.Fused, AttentionVariant.Split })
         foreach (int chunk in new[] { 0, 64, 1000 })
         {
             outD.Fill32(0xFFFFFFFF, B * qh * 128, stream);

@@ -34,6 +34,74 @@ __device__ __forceinline__ float half_sum(float x)
 }
 
 // ------------------------------------------------------------------------------------------------ attention
+#define MAXW 1024
+
+__device__ __forceinline__ float block_max128(float v, float* sh)
+{
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = fmaxf(fmaxf(sh[0], sh[1]), fmaxf(sh[2], sh[3]));
+    __syncthreads();
+    return v;
+}
+
+__device__ __forceinline__ float block_sum128(float v, float* sh)
+{
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = (sh[0] + sh[1]) + (sh[2] + sh[3]);
+    __syncthreads();
+    return v;
+}
+
+// Combines nc chunk partials (rows r0 .. r0 + nc - 1) of one query head; 128 threads, thread t = channel t. The
+// max and the chunk weights are computed by all threads together and the weighted sum runs eight independent
+// loads deep, so a long list of chunks costs bandwidth, not a chain of dependent L2 round trips.
+__device__ __forceinline__ void combine_chunks(const float* __restrict__ pm, const float* __restrict__ pl,
+    const float* __restrict__ po, long long r0, int nc, float* sh_w, float* sh_red, float* outM, float* outL, float* outO)
+{
+    const int t = threadIdx.x;
+    float m = NEG_INF;
+    for (int c = t; c < nc; c += BLOCK) m = fmaxf(m, __ldcg(pm + r0 + c));
+    const float M = block_max128(m, sh_red);
+    float L = 0.f, O = 0.f;
+    if (M != NEG_INF)
+    {
+        for (int base = 0; base < nc; base += MAXW)
+        {
+            const int cnt = min(MAXW, nc - base);
+            float l = 0.f;
+            for (int c = t; c < cnt; c += BLOCK)
+            {
+                float mc = __ldcg(pm + r0 + base + c);
+                float w = mc == NEG_INF ? 0.f : exp2f(mc - M);
+                sh_w[c] = w;
+                l = fmaf(__ldcg(pl + r0 + base + c), w, l);
+            }
+            L += block_sum128(l, sh_red);  // its barrier also publishes sh_w
+            const float* P = po + (r0 + base) * HD + t;
+            float o[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) o[u] = 0.f;
+            int c = 0;
+            for (; c + 8 <= cnt; c += 8)
+            {
+#pragma unroll
+                for (int u = 0; u < 8; u++) o[u] = fmaf(__ldcg(P + (long long)(c + u) * HD), sh_w[c + u], o[u]);
+            }
+            for (; c < cnt; c++) o[0] = fmaf(__ldcg(P + (long long)c * HD), sh_w[c], o[0]);
+            O += ((o[0] + o[1]) + (o[2] + o[3])) + ((o[4] + o[5]) + (o[6] + o[7]));
+            __syncthreads();  // sh_w is rewritten by the next segment
+        }
+    }
+    *outM = M;
+    *outL = L;
+    *outO = O;
+}
 // Partial attention of one chunk of keys (dense: positions [c0, c1); indexed: entries [c0, c1) of the head's
 // index list, entries < 0 or >= length skipped). G query heads share the chunk's keys: G = group size when the
 // index list is per KV head (or dense), G = 1 when it is per query head. Writes per (query head, chunk) the
@@ -205,23 +273,12 @@ __device__ __forceinline__ void attn_partial(
         __syncthreads();
         if (!sh_last) return;
         __threadfence();
-#pragma unroll
+        __shared__ float sh_w[MAXW], sh_red[4];
         for (int g = 0; g < G; g++)
         {
             const long long r0 = ((long long)b * qHeads + qh0 + g) * nChunks;
-            float M = NEG_INF;
-            for (int cc = 0; cc < (int)gridDim.x; cc++) M = fmaxf(M, __ldcg(pm + r0 + cc));
-            float L = 0.f, O = 0.f;
-            if (M != NEG_INF)
-            {
-                for (int cc = 0; cc < (int)gridDim.x; cc++)
-                {
-                    float mc = __ldcg(pm + r0 + cc);
-                    float w = mc == NEG_INF ? 0.f : exp2f(mc - M);
-                    L = fmaf(__ldcg(pl + r0 + cc), w, L);
-                    O = fmaf(__ldcg(po + (r0 + cc) * HD + t), w, O);
-                }
-            }
+            float M, L, O;
+            combine_chunks(pm, pl, po, r0, nChunks, sh_w, sh_red, &M, &L, &O);
             const long long oi = (long long)b * qHeads + qh0 + g;
             out[oi * HD + t] = L > 0.f ? O / L : 0.f;
             if (lse && t == 0) lse[oi] = L > 0.f ? (M + log2f(L)) * 0.6931471805599453f : NEG_INF;
@@ -236,10 +293,9 @@ __device__ __forceinline__ void attn_partial(
     scaleLog2, pm, pl, po, counters, out, lse
 
 // Dense flash-decoding: grid (chunks, kvHeads, batch); the 4 query heads of a GQA group read each key once.
-// Suffix _f: the chunks are combined by the last block (no attn_reduce launch); _u2: two keys per half-warp per turn.
+// Suffix _f: the chunks are combined by the last block to finish (no attn_reduce launch).
 extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g4(ATTN_ARGS) { attn_partial<4, false, 4, false>(ATTN_PASS); }
 extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g4_f(ATTN_ARGS) { attn_partial<4, false, 4, true>(ATTN_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g4_f_u2(ATTN_ARGS) { attn_partial<4, false, 2, true>(ATTN_PASS); }
 // Sparse over per-KV-head index lists [batch][kvHeads][idxCount]: grid (chunks, kvHeads, batch).
 extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g4(ATTN_ARGS) { attn_partial<4, true, 4, false>(ATTN_PASS); }
 extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g4_f(ATTN_ARGS) { attn_partial<4, true, 4, true>(ATTN_PASS); }
@@ -253,21 +309,11 @@ extern "C" __global__ void __launch_bounds__(BLOCK) attn_reduce(
     const float* __restrict__ pm, const float* __restrict__ pl, const float* __restrict__ po, int nChunks,
     int qHeads, float* __restrict__ out, float* __restrict__ lse)
 {
+    __shared__ float sh_w[MAXW], sh_red[4];
     const int h = blockIdx.x, b = blockIdx.y, t = threadIdx.x;
     const long long r0 = ((long long)b * qHeads + h) * nChunks;
-    float M = NEG_INF;
-    for (int c = 0; c < nChunks; c++) M = fmaxf(M, pm[r0 + c]);
-    float L = 0.f, O = 0.f;
-    if (M != NEG_INF)
-    {
-        for (int c = 0; c < nChunks; c++)
-        {
-            float mc = pm[r0 + c];
-            float w = mc == NEG_INF ? 0.f : exp2f(mc - M);
-            L = fmaf(pl[r0 + c], w, L);
-            O = fmaf(po[(r0 + c) * HD + t], w, O);
-        }
-    }
+    float M, L, O;
+    combine_chunks(pm, pl, po, r0, nChunks, sh_w, sh_red, &M, &L, &O);
     out[((long long)b * qHeads + h) * HD + t] = L > 0.f ? O / L : 0.f;
     if (lse && t == 0) lse[(long long)b * qHeads + h] = L > 0.f ? (M + log2f(L)) * 0.6931471805599453f : NEG_INF;
 }
