@@ -76,6 +76,11 @@ internal static class EvalCommand
             Description = "Decode steps per cell measured by the fidelity observer (mass recall, top-k recall, output error, keys scored, select/attend time).",
             DefaultValueFactory = _ => 16,
         };
+        var pplTokens = new Option<int>("--ppl-tokens")
+        {
+            Description = $"Tokens of held-out code each method is teacher-forced through per perplexity sample (2 to {EvalGrid.Reserve - 1}); every context scores the same tokens of a sample, after more or less of the text before them.",
+            DefaultValueFactory = _ => 32,
+        };
         var heatLayer = new Option<int?>("--heatmap-layer") { Description = "Layer of the attention heat map. Default: the most structured head over all layers." };
         var heatHead = new Option<int?>("--heatmap-head") { Description = "Query head of the attention heat map. Default: the most structured head." };
         var noHeat = new Option<bool>("--no-heatmap") { Description = "Skip the attention-pattern heat map." };
@@ -89,7 +94,7 @@ internal static class EvalCommand
             "common words) and held-out perplexity: accuracy, attention fidelity and decode speed per method and budget. Each sample is prefilled " +
             "once densely and every method decodes from a copy of that cache; finished cells are kept in --out, so an interrupted run resumes.")
         {
-            model, methods, budgets, contexts, tasks, samples, seed, param, kv, output, quick, fresh, timing, fidelity, heatLayer, heatHead, noHeat, noSweep,
+            model, methods, budgets, contexts, tasks, samples, seed, param, kv, output, quick, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -115,6 +120,7 @@ internal static class EvalCommand
                 CacheType = CommonOptions.ParseCacheType(r.GetValue(kv)!),
                 TimingSteps = r.GetValue(timing),
                 FidelitySteps = r.GetValue(fidelity),
+                PerplexityTokens = r.GetValue(pplTokens),
             };
             grid.Validate(config);
 

@@ -102,7 +102,7 @@ public sealed record EvalGrid
 
     /// <summary>The cell's key in the result store: everything that changes its outcome.</summary>
     public string Key(string model, string task, int context, int sample, MethodBudget pair) => string.Create(CultureInfo.InvariantCulture,
-        $"{model}|{task}|ctx{context}|s{sample}|seed{Seed}|{pair.Method}|{pair.Budget}|{CacheType.Name()}|t{TimingSteps}f{FidelitySteps}p{PerplexityTokens}a{AnswerSlack}|{(pair.IsDense ? "" : ParameterTextFor(pair.Method))}");
+        $"{model}|{task}|ctx{context}{(task == RulerTasks.Perplexity ? $"of{Contexts.Max()}" : "")}|s{sample}|seed{Seed}|{pair.Method}|{pair.Budget}|{CacheType.Name()}|t{TimingSteps}f{FidelitySteps}p{PerplexityTokens}a{AnswerSlack}|{(pair.IsDense ? "" : ParameterTextFor(pair.Method))}");
 
     public int CellCount => Contexts.Count * Tasks.Count * Samples * Pairs.Count;
 

@@ -151,8 +151,13 @@ public sealed class GridRunner
     private Prepared Prepare(string task, int context, int index)
     {
         bool ppl = task == RulerTasks.Perplexity;
-        var sample = _builder.Build(task, _grid.PromptLength(context), ppl ? null : _grid.DepthOf(index),
-            _grid.SampleSeed(task, context, index), _grid.PerplexityTokens);
+        // perplexity: one text per sample index, drawn for the longest context, so every context scores the same
+        // continuation and only the amount of history differs (the comparison "does it fall with length" needs)
+        int longest = _grid.Contexts.Max();
+        var sample = ppl
+            ? _builder.Build(task, _grid.PromptLength(context), null, _grid.SampleSeed(task, longest, index),
+                _grid.PerplexityTokens, _grid.PromptLength(longest))
+            : _builder.Build(task, _grid.PromptLength(context), _grid.DepthOf(index), _grid.SampleSeed(task, context, index));
         // decode calls per cell: the forced continuation (its first token is predicted by the prefill), or enough
         // for the answer plus slack and never fewer than the timing steps
         int steps = ppl ? sample.Answer.Length - 1 : Math.Max(_grid.TimingSteps, sample.Answer.Length + _grid.AnswerSlack);

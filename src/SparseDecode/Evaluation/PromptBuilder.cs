@@ -25,10 +25,12 @@ public sealed class PromptBuilder
 
     /// <summary>A sample of `task` whose prompt is about `length` tokens (never more). `depth` in [0, 1] places the
     /// needles from that fraction of the haystack on, within 10% of it (train.py's evaluation rule); null scatters
-    /// them anywhere (train.py's training rule). For perplexity, `continuation` tokens follow the prompt.</summary>
-    public TaskSample Build(string task, int length, double? depth, int seed, int continuation = 32)
+    /// them anywhere (train.py's training rule). For perplexity, `continuation` tokens follow the prompt, and
+    /// `perplexityWindow` (≥ length) is the prompt length the text is drawn for: shorter prompts are its suffix, so
+    /// that samples of one seed score the same continuation at every context and only the history differs.</summary>
+    public TaskSample Build(string task, int length, double? depth, int seed, int continuation = 32, int perplexityWindow = 0)
     {
-        if (task == RulerTasks.Perplexity) return BuildPerplexity(length, seed, continuation);
+        if (task == RulerTasks.Perplexity) return BuildPerplexity(length, seed, continuation, Math.Max(length, perplexityWindow));
         if (depth is double d && (d < 0 || d > 1)) throw new ArgumentOutOfRangeException(nameof(depth), "Depth must be in [0, 1].");
         var rng = new Random(seed);
         for (int attempt = 0; attempt < 1000; attempt++)
@@ -94,16 +96,18 @@ public sealed class PromptBuilder
         };
     }
 
-    /// <summary>Begin-of-text and `length` − 1 tokens of held-out code; the next `continuation` tokens are the target.</summary>
-    private TaskSample BuildPerplexity(int length, int seed, int continuation)
+    /// <summary>Begin-of-text and `length` − 1 tokens of held-out code; the next `continuation` tokens are the target.
+    /// The text is drawn for a prompt of `window` tokens and the prompt is the end of it.</summary>
+    private TaskSample BuildPerplexity(int length, int seed, int continuation, int window)
     {
         if (length < 2 || continuation < 1) throw new ArgumentException("Perplexity needs a prompt of at least 2 tokens and a continuation of at least 1.");
         var rng = new Random(seed);
-        var window = _corpus.Window(rng, length - 1 + continuation);
+        var text = _corpus.Window(rng, window - 1 + continuation);
+        int skip = window - length;
         var prompt = new int[length];
         prompt[0] = _tokenizer.BeginOfText;
-        window.AsSpan(0, length - 1).CopyTo(prompt.AsSpan(1));
-        var target = window[(length - 1)..];
+        text.AsSpan(skip, length - 1).CopyTo(prompt.AsSpan(1));
+        var target = text[(skip + length - 1)..];
         return new TaskSample
         {
             Task = RulerTasks.Perplexity,

@@ -35,7 +35,7 @@ public class EvalCliTests
         var (code, stdout, _) = CliTests.Run("eval", "--help");
         Assert.Equal(0, code);
         foreach (string o in new[] { "--model", "--methods", "--budgets", "--contexts", "--tasks", "--samples", "--seed", "--param", "--kv-type",
-                     "--out", "--quick", "--fresh", "--timing-steps", "--fidelity-steps", "--heatmap-layer", "--heatmap-head", "--no-heatmap", "--no-speed-sweep" })
+                     "--out", "--quick", "--fresh", "--timing-steps", "--fidelity-steps", "--ppl-tokens", "--heatmap-layer", "--heatmap-head", "--no-heatmap", "--no-speed-sweep" })
             Assert.Contains(o, stdout);
         Assert.Contains("passkey, multikey, multivalue, multiquery, vartrack, cwe, ppl", stdout);
     }

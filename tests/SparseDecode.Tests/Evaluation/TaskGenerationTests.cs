@@ -189,6 +189,18 @@ public class TaskGenerationTests
     }
 
     [Fact]
+    public void PerplexityScoresTheSameContinuationAtEveryContext()
+    {
+        var longest = Builder.Build(RulerTasks.Perplexity, 1000, null, seed: 9, continuation: 24, perplexityWindow: 1000);
+        var shorter = Builder.Build(RulerTasks.Perplexity, 600, null, seed: 9, continuation: 24, perplexityWindow: 1000);
+        Assert.Equal(longest.Answer, shorter.Answer);
+        Assert.Equal(600, shorter.Prompt.Length);
+        Assert.Equal(Tok.BeginOfText, shorter.Prompt[0]);
+        // the shorter prompt is the end of the longer one's text: the same history, less of it
+        Assert.Equal(longest.Prompt[^599..], shorter.Prompt[1..]);
+    }
+
+    [Fact]
     public void TooShortPromptIsRefused()
     {
         var e = Assert.Throws<ArgumentException>(() => Builder.Build("cwe", 100, 0.5, 1));
