@@ -25,6 +25,10 @@ public unsafe class AttentionBenchmarks
     private CpuSelectionBackend _backend = null!;
     private float[] _scores = null!;
     private int[] _topk = null!;
+    private GroupedDecodeAttention _grouped = null!;
+    private float[] _groupScores = null!;
+    private readonly float[] _groupMax = new float[4], _groupSum = new float[4];
+    private LayerSelection _kvSelection = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -39,6 +43,14 @@ public unsafe class AttentionBenchmarks
         _backend.Bind(0, _layer.Query, Context);
         _scores = new float[Context];
         _topk = new int[Budget];
+        _grouped = new GroupedDecodeAttention(LayerCache.QueryHeads, LayerCache.KvHeads, LayerCache.HeadDim, Context);
+        _groupScores = new float[4 * Context];
+        _kvSelection = new LayerSelection(LayerCache.KvHeads, Context, SelectionGranularity.KvHead);
+        for (int kv = 0; kv < LayerCache.KvHeads; kv++)
+        {
+            _indices[kv].CopyTo(_kvSelection.Buffer(kv));
+            _kvSelection.SetCount(kv, Budget);
+        }
     }
 
     [GlobalCleanup]
@@ -63,6 +75,41 @@ public unsafe class AttentionBenchmarks
         fixed (float* q = _layer.Query, o = _output)
             AttentionKernels.Attend(_layer.Cache, 0, h / 4, q + h * 128, _indices[h], 0.088f, _scratch[h], o + h * 128);
     });
+
+    /// <summary>Dense attention as the engine runs it: the 4 query heads of a KV head together, so each key and value
+    /// row is read once per layer, not once per query head; on all cores the positions are split into parts.</summary>
+    [Benchmark]
+    public void DenseAttentionGrouped()
+    {
+        if (Threads == 0)
+        {
+            _grouped.Run(_layer.Cache, 0, _layer.Query, _output, Context, 0.088f);
+            return;
+        }
+        fixed (float* q = _layer.Query, o = _output, sc = _groupScores, mx = _groupMax, sm = _groupSum)
+            for (int kv = 0; kv < LayerCache.KvHeads; kv++)
+            {
+                GroupAttention.Range(_layer.Cache, 0, kv, q + kv * 4 * 128, 4, 0, Context, 0.088f, sc, Context, mx, sm, o + kv * 4 * 128);
+                GroupAttention.Normalise(4, 128, sm, o + kv * 4 * 128);
+            }
+    }
+
+    /// <summary>Sparse attention over one 2048-key list per KV head, grouped as above (the KV-head-granularity methods).</summary>
+    [Benchmark]
+    public void SparseAttentionGrouped2048()
+    {
+        if (Threads == 0)
+        {
+            _grouped.Run(_layer.Cache, 0, _layer.Query, _output, Context, 0.088f, _kvSelection);
+            return;
+        }
+        fixed (float* q = _layer.Query, o = _output, sc = _groupScores, mx = _groupMax, sm = _groupSum)
+            for (int kv = 0; kv < LayerCache.KvHeads; kv++)
+            {
+                GroupAttention.Indexed(_layer.Cache, 0, kv, q + kv * 4 * 128, 4, _indices[kv], 0.088f, sc, Budget, mx, sm, o + kv * 4 * 128);
+                GroupAttention.Normalise(4, 128, sm, o + kv * 4 * 128);
+            }
+    }
 
     /// <summary>Exact top-2048 per KV head (group scores: max over its 4 query heads): the oracle's selection cost.</summary>
     [Benchmark]

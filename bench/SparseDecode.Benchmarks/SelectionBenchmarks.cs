@@ -70,7 +70,7 @@ public class SelectionBenchmarks
         for (int l = 0; l < Layers; l++)
         {
             _selection.Dense = false;
-            _backend.Bind(l, _layer.Query, _position + 1);
+            _backend.Bind(l, _layer.Query, _position + 1, cacheLayer: 0);
             _selector.Select(_backend, _selection);
         }
     }

@@ -16,11 +16,15 @@ public sealed class DecodeWorkspace
     public float[] K { get; }
     public float[] V { get; }
     public float[] Att { get; }
+    /// <summary>The observer's dense attention output beside the method's (query heads × head_dim).</summary>
+    public float[] ObserverDenseOutput { get; }
     public float[] Gate { get; }
     public float[] Up { get; }
     public float[] Logits { get; }
     public LayerSelection Selection { get; }
     public CpuSelectionBackend Backend { get; }
+    /// <summary>Dense attention, and sparse attention selected per KV head: each K/V row read once per group.</summary>
+    public GroupedDecodeAttention Grouped { get; }
 
     public DecodeWorkspace(Transformer model, KvCache cache, SelectionGranularity granularity = SelectionGranularity.QueryHead)
     {
@@ -31,12 +35,14 @@ public sealed class DecodeWorkspace
         K = new float[c.KvDim];
         V = new float[c.KvDim];
         Att = new float[c.QDim];
+        ObserverDenseOutput = new float[c.QDim];
         Gate = new float[c.IntermediateSize];
         Up = new float[c.IntermediateSize];
         Logits = new float[c.VocabSize];
         int heads = granularity == SelectionGranularity.QueryHead ? c.NumHeads : c.NumKvHeads;
         Selection = new LayerSelection(heads, cache.Capacity, granularity);
         Backend = new CpuSelectionBackend(cache, c.NumHeads, model.AttentionScale);
+        Grouped = new GroupedDecodeAttention(c.NumHeads, c.NumKvHeads, c.HeadDim, cache.Capacity);
         _headScratch = new float[c.NumHeads][];
         for (int h = 0; h < c.NumHeads; h++) _headScratch[h] = new float[Math.Min(cache.Capacity, 4096)];
     }

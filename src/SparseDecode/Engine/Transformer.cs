@@ -243,25 +243,25 @@ public sealed unsafe class Transformer : IDisposable
         var sel = ws.Selection;
         int group = c.GroupSize, d = c.HeadDim;
         float scale = AttentionScale;
-        var job = new AttentionJob(cache, layer, ws, sel, n, group, d, scale);
+        if (sel.Dense || sel.Granularity == SelectionGranularity.KvHead)
+        {
+            ws.Grouped.Run(cache, layer, ws.Q, ws.Att, n, scale, sel);
+            return;
+        }
+        var job = new AttentionJob(cache, layer, ws, sel, group, d, scale);
         if (c.NumHeads == 1) job.Run(0);
         else Parallel.For(0, c.NumHeads, job.Run);
     }
 
-    private readonly struct AttentionJob(KvCache cache, int layer, DecodeWorkspace ws, LayerSelection sel, int n, int group, int d, float scale)
+    /// <summary>Sparse attention selected per query head: each head over its own list.</summary>
+    private readonly struct AttentionJob(KvCache cache, int layer, DecodeWorkspace ws, LayerSelection sel, int group, int d, float scale)
     {
         public void Run(int h)
         {
             var scratch = ws.HeadScratch(h);
             fixed (float* q = ws.Q, o = ws.Att)
             {
-                if (sel.Dense)
-                    AttentionKernels.AttendAll(cache, layer, h / group, q + h * d, n, scale, scratch, o + h * d);
-                else
-                {
-                    int sh = sel.Granularity == SelectionGranularity.QueryHead ? h : h / group;
-                    AttentionKernels.Attend(cache, layer, h / group, q + h * d, sel.Indices(sh), scale, scratch, o + h * d);
-                }
+                AttentionKernels.Attend(cache, layer, h / group, q + h * d, sel.Indices(h), scale, scratch, o + h * d);
             }
         }
     }
@@ -271,14 +271,15 @@ public sealed unsafe class Transformer : IDisposable
         var c = Config;
         int d = c.HeadDim;
         var probs = ws.ObserverScratch(n);
-        Span<float> dense = stackalloc float[d];
+        // the dense output through the engine's own dense kernel, so a dense step measures an error of exactly 0
+        var dense = ws.ObserverDenseOutput;
+        ws.Grouped.Run(cache, layer, ws.Q, dense, n, AttentionScale);
         for (int h = 0; h < c.NumHeads; h++)
         {
-            fixed (float* q = ws.Q, o = dense)
+            fixed (float* q = ws.Q)
             {
                 AttentionKernels.ScoresAll(cache, layer, h / c.GroupSize, q + h * d, n, AttentionScale, probs);
                 Activations.Softmax(probs[..n]);
-                AttentionKernels.WeightedValuesAll(cache, layer, h / c.GroupSize, n, probs[..n], o);
             }
             var sel = ws.Selection;
             int sh = sel.Granularity == SelectionGranularity.QueryHead ? h : h / c.GroupSize;
@@ -289,7 +290,7 @@ public sealed unsafe class Transformer : IDisposable
                 DenseProbabilities = probs[..n],
                 Selected = sel.Dense ? default : sel.Indices(sh),
                 SparseOutput = ws.Att.AsSpan(h * d, d),
-                DenseOutput = dense,
+                DenseOutput = dense.AsSpan(h * d, d),
             });
         }
     }

@@ -33,6 +33,45 @@ public unsafe class BackendOperationTests
         }
     }
 
+    /// <summary>Grouped decode attention (each K/V row read once for the query heads of a KV head, positions split
+    /// into parts that combine) equals naive f64 softmax attention per query head: dense over a context long enough
+    /// to be split, and sparse over one list per KV head.</summary>
+    [Theory]
+    [InlineData(DType.F32, 2100)]
+    [InlineData(DType.BF16, 2100)]
+    [InlineData(DType.F16, 37)]
+    public void GroupedAttentionEqualsNaiveSoftmaxPerQueryHead(DType type, int n)
+    {
+        using var s = new SyntheticAttention(layers: 2, heads: 6, kvHeads: 2, headDim: 32, capacity: n, seed: 4, type);
+        s.FillTo(n, sigma: 2);
+        s.RandomQueries(0.7f);
+        var grouped = new GroupedDecodeAttention(6, 2, 32, capacity: 64);
+        var att = new float[6 * 32];
+        var rng = new Random(5);
+        var lists = Enumerable.Range(0, 2).Select(_ => Enumerable.Range(0, n).OrderBy(_ => rng.Next()).Take(n * 2 / 3).Order().ToArray()).ToArray();
+        var selection = new LayerSelection(2, n, SelectionGranularity.KvHead);
+        for (int h = 0; h < 2; h++)
+        {
+            lists[h].CopyTo(selection.Buffer(h));
+            selection.SetCount(h, lists[h].Length);
+        }
+        foreach (bool sparse in new[] { false, true })
+            for (int layer = 0; layer < 2; layer++)
+            {
+                selection.Dense = !sparse;
+                grouped.Run(s.Cache, layer, s.Queries[layer], att, n, s.Scale, selection);
+                for (int qh = 0; qh < 6; qh++)
+                {
+                    var naive = s.NaiveAttend(layer, qh, sparse ? lists[qh / 3] : Enumerable.Range(0, n).ToArray());
+                    for (int i = 0; i < 32; i++)
+                        Assert.True(Math.Abs(att[qh * 32 + i] - naive[i]) <= 1e-5 * (1 + Math.Abs(naive[i])),
+                            $"{type} n {n} sparse {sparse} layer {layer} head {qh} channel {i}: {att[qh * 32 + i]} vs f64 {naive[i]}");
+                }
+            }
+        Assert.True(n < GroupedDecodeAttention.MinPartLength * 2 || grouped.PartsFor(n) > 1 || Environment.ProcessorCount == 1,
+            "a context of several parts must be split, or the combination is not tested");
+    }
+
     [Theory]
     [InlineData(DType.F32, SelectionGranularity.QueryHead)]
     [InlineData(DType.F32, SelectionGranularity.KvHead)]

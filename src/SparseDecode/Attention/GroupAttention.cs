@@ -1,0 +1,117 @@
+using System.Numerics.Tensors;
+using SparseDecode.Cache;
+using SparseDecode.Model;
+
+namespace SparseDecode.Attention;
+
+/// <summary>Decode attention of the `group` query heads that share one KV head (GQA): every key and value row is
+/// read from memory once for the whole group instead of once per query head, which at long context is what the
+/// step's time is made of. A part of the positions (a range, or an index list for sparse methods selected per KV
+/// head) yields per query its largest score m, its exp-sum l = Σ exp(s − m) and the un-normalised output
+/// Σ exp(s − m)·v, so the parts of one head, computed in parallel, combine exactly (flash-decoding).
+/// Layout: query i of the group at q + i·d; its output at output + i·d; the score of the part's j-th position
+/// (counted from 0 within the part) at scores + i·stride + j.</summary>
+public static unsafe class GroupAttention
+{
+    /// <summary>One part: positions [start, end). max, sum: `group` floats; output: group × d floats.</summary>
+    public static void Range(KvCache cache, int layer, int head, float* q, int group, int start, int end, float scale,
+        float* scores, long stride, float* max, float* sum, float* output) =>
+        Part(cache, layer, head, q, group, new RangePositions(start, end), scale, scores, stride, max, sum, output);
+
+    /// <summary>One part: the listed positions (any order).</summary>
+    public static void Indexed(KvCache cache, int layer, int head, float* q, int group, ReadOnlySpan<int> indices, float scale,
+        float* scores, long stride, float* max, float* sum, float* output)
+    {
+        fixed (int* p = indices)
+            Part(cache, layer, head, q, group, new IndexPositions(p, indices.Length), scale, scores, stride, max, sum, output);
+    }
+
+    /// <summary>Normalises a single part in place: output_i /= l_i.</summary>
+    public static void Normalise(int group, int d, float* sum, float* output)
+    {
+        for (int i = 0; i < group; i++)
+        {
+            var o = new Span<float>(output + (long)i * d, d);
+            TensorPrimitives.Multiply(o, sum[i] > 0 ? 1f / sum[i] : 0f, o);
+        }
+    }
+
+    /// <summary>Combines `parts` results of one group into the normalised outputs: part r's values for query i are
+    /// max[r·group + i], sum[r·group + i] and partial + (r·group + i)·d; output i goes to output + i·d.</summary>
+    public static void Combine(int parts, int group, int d, float* max, float* sum, float* partial, float* output)
+    {
+        for (int i = 0; i < group; i++)
+        {
+            float m = float.NegativeInfinity;
+            for (int r = 0; r < parts; r++) m = MathF.Max(m, max[r * group + i]);
+            var o = new Span<float>(output + (long)i * d, d);
+            o.Clear();
+            double total = 0;
+            for (int r = 0; r < parts; r++)
+            {
+                int at = r * group + i;
+                if (sum[at] == 0) continue; // an empty part
+                float w = MathF.Exp(max[at] - m);
+                total += w * (double)sum[at];
+                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(partial + (long)at * d, d), w, o, o);
+            }
+            TensorPrimitives.Multiply(o, total > 0 ? (float)(1 / total) : 0f, o);
+        }
+    }
+
+    private interface IPositions
+    {
+        int Count { get; }
+        int At(int j);
+    }
+
+    private readonly struct RangePositions(int start, int end) : IPositions
+    {
+        public int Count => end - start;
+        public int At(int j) => start + j;
+    }
+
+    private readonly struct IndexPositions(int* indices, int count) : IPositions
+    {
+        public int Count => count;
+        public int At(int j) => indices[j];
+    }
+
+    private static void Part<TPositions>(KvCache cache, int layer, int head, float* q, int group, TPositions positions,
+        float scale, float* scores, long stride, float* max, float* sum, float* output) where TPositions : struct, IPositions
+    {
+        int d = cache.HeadDim, n = positions.Count;
+        DType t = cache.Type;
+        float* row = stackalloc float[d];
+        var rowSpan = new Span<float>(row, d);
+        for (int j = 0; j < n; j++)
+        {
+            Kernels.Convert.ToSingle(t, cache.Key(layer, head, positions.At(j)), rowSpan);
+            for (int i = 0; i < group; i++)
+                scores[i * stride + j] = Kernels.Dot.F32(q + (long)i * d, row, d) * scale;
+        }
+        for (int i = 0; i < group; i++)
+        {
+            new Span<float>(output + (long)i * d, d).Clear();
+            if (n == 0)
+            {
+                max[i] = float.NegativeInfinity;
+                sum[i] = 0;
+                continue;
+            }
+            var s = new Span<float>(scores + i * stride, n);
+            float m = TensorPrimitives.Max(s);
+            TensorPrimitives.Subtract(s, m, s);
+            TensorPrimitives.Exp(s, s);
+            max[i] = m;
+            sum[i] = TensorPrimitives.Sum(s);
+        }
+        for (int j = 0; j < n; j++)
+        {
+            Kernels.Convert.ToSingle(t, cache.Value(layer, head, positions.At(j)), rowSpan);
+            for (int i = 0; i < group; i++)
+                TensorPrimitives.MultiplyAdd(rowSpan, scores[i * stride + j], new Span<float>(output + (long)i * d, d),
+                    new Span<float>(output + (long)i * d, d));
+        }
+    }
+}
