@@ -1,3 +1,4 @@
+using SparseDecode.Cuda;
 using SparseDecode.Engine;
 using SparseDecode.Model;
 using SparseDecode.Tokenization;
@@ -14,7 +15,8 @@ internal static class CliErrors
             return body();
         }
         catch (Exception e) when (e is ModelFormatException or TokenizerFormatException or ContextOverflowException
-                                      or ArgumentException or FormatException or InvalidOperationException or IOException)
+                                      or ArgumentException or FormatException or InvalidOperationException or IOException
+                                      or CudaException)
         {
             Console.Out.Flush();
             Console.Error.WriteLine($"error: {e.Message}");

@@ -6,3 +6,11 @@ namespace SparseDecode.Cli;
 [JsonSourceGenerationOptions(WriteIndented = false)]
 [JsonSerializable(typeof(Dictionary<string, double[]>), TypeInfoPropertyName = "DictionaryStringDoubleArray")]
 internal sealed partial class CliJson : JsonSerializerContext;
+
+/// <summary>What `gpu-step --json` writes: the device, the shape, the bandwidth the floors use and every row.</summary>
+internal sealed record GpuStepReport(string Gpu, string Shape, double ReadBytesPerSecond, long WeightBytes,
+    IReadOnlyList<SparseDecode.Cuda.GpuStepBench.Row> Rows);
+
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(GpuStepReport))]
+internal sealed partial class GpuStepJson : JsonSerializerContext;

@@ -5,5 +5,10 @@ namespace SparseDecode.Cli;
 
 internal static partial class ExtraCommands
 {
-    static partial void RegisterGpu(List<Command> list) => list.Add(GpuBenchCommand.Create());
+    static partial void RegisterGpu(List<Command> list)
+    {
+        list.Add(GpuBenchCommand.Create());
+        list.Add(GpuCheckCommand.Create());
+        list.Add(GpuStepCommand.Create());
+    }
 }

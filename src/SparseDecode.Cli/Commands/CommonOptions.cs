@@ -16,5 +16,19 @@ internal static class CommonOptions
         DefaultValueFactory = _ => "f32",
     };
 
+    public static Option<string> Device() => new("--device")
+    {
+        Description = "Where the model runs: cpu, or cuda (the whole step on an NVIDIA GPU: bf16 weights and KV cache).",
+        DefaultValueFactory = _ => "cpu",
+    };
+
+    /// <summary>True for cuda, false for cpu; anything else is refused with one line.</summary>
+    public static bool ParseDevice(string text) => text.ToLowerInvariant() switch
+    {
+        "cpu" => false,
+        "cuda" or "gpu" => true,
+        _ => throw new ArgumentException($"Unknown device '{text}': expected cpu or cuda."),
+    };
+
     public static DType ParseCacheType(string text) => DTypeExtensions.Parse(text);
 }

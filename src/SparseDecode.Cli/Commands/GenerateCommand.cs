@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using SparseDecode.Cuda;
 using SparseDecode.Engine;
 using SparseDecode.Tokenization;
 
@@ -19,35 +20,51 @@ internal static class GenerateCommand
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling mass (1 = off).", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong?>("--seed") { Description = "Seed for sampling." };
         var kv = CommonOptions.CacheType();
+        var device = CommonOptions.Device();
         var method = MethodOptions.Create();
         var cmd = new Command("generate", "Generate text from a prompt, streaming it, with dense or sparse attention.")
-            { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, kv };
+            { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, kv, device };
         method.AddTo(cmd);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             string text = r.GetValue(prompt) ?? (r.GetValue(promptFile) is string f ? File.ReadAllText(f)
                 : throw new ArgumentException("Give --prompt or --prompt-file."));
-            using var transformer = Transformer.Load(dir);
+            bool cuda = CommonOptions.ParseDevice(r.GetValue(device)!);
             var tokenizer = Tokenizer.FromDirectory(dir);
             int[] ids = tokenizer.Encode(text);
             var decoder = tokenizer.CreateStreamingDecoder();
             var observer = method.Observer(r);
+            var config = SparseDecode.Model.ModelConfig.Load(dir);
             var options = new GenerationOptions
             {
                 MaxTokens = r.GetValue(maxTokens),
                 Sampling = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed)),
                 CacheType = CommonOptions.ParseCacheType(r.GetValue(kv)!),
                 Selector = method.Factory(r),
-                StopTokenIds = transformer.Config.EosTokenIds.ToArray(),
+                StopTokenIds = config.EosTokenIds.ToArray(),
                 Observer = observer,
             };
             options.Sampling.Validate();
-            var result = new Generator(transformer).Generate(ids, options, id =>
+            void Stream(int id)
             {
                 Console.Write(decoder.Push(id));
                 Console.Out.Flush();
-            });
+            }
+            GenerationResult result;
+            if (cuda)
+            {
+                if (observer is not null) throw new ArgumentException("--report is not available with --device cuda.");
+                if (!string.Equals(r.GetValue(method.Method), "dense", StringComparison.OrdinalIgnoreCase))
+                    throw new ArgumentException("--device cuda generates with dense attention; the sparse methods run on the GPU in gpu-step (whole-step timing).");
+                using var gpu = new GpuRun(dir, ids.Length + Math.Max(1, options.MaxTokens));
+                result = GpuGenerator.Generate(gpu.Model, ids, options, Stream);
+            }
+            else
+            {
+                using var transformer = Transformer.Load(dir);
+                result = new Generator(transformer).Generate(ids, options, Stream);
+            }
             Console.WriteLine(decoder.Flush());
             var ci = CultureInfo.InvariantCulture;
             Console.Error.WriteLine(string.Create(ci,

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using SparseDecode.Cuda;
 using SparseDecode.Engine;
 using SparseDecode.Tokenization;
 
@@ -16,15 +17,26 @@ internal static class ScoreCommand
         var text = new Option<string?>("--text") { Description = "Text to tokenize (with the tokenizer's special tokens) and score." };
         var json = new Option<bool>("--json") { Description = "Print {\"token_logprobs\": [...]} as JSON." };
         var kv = CommonOptions.CacheType();
-        var cmd = new Command("score", "Per-token log-probabilities of a sequence under dense attention.") { model, ids, text, json, kv };
+        var device = CommonOptions.Device();
+        var cmd = new Command("score", "Per-token log-probabilities of a sequence under dense attention.") { model, ids, text, json, kv, device };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
-            using var transformer = Transformer.Load(dir);
+            bool cuda = CommonOptions.ParseDevice(r.GetValue(device)!);
             int[] tokens = r.GetValue(ids) is string s ? ParseIds(s)
                 : r.GetValue(text) is string t ? Tokenizer.FromDirectory(dir).Encode(t)
                 : throw new ArgumentException("Give --token-ids or --text.");
-            var lp = Scorer.TokenLogprobs(transformer, tokens, CommonOptions.ParseCacheType(r.GetValue(kv)!));
+            double[] lp;
+            if (cuda)
+            {
+                using var gpu = new GpuRun(dir, tokens.Length);
+                lp = GpuGenerator.TokenLogprobs(gpu.Model, tokens);
+            }
+            else
+            {
+                using var transformer = Transformer.Load(dir);
+                lp = Scorer.TokenLogprobs(transformer, tokens, CommonOptions.ParseCacheType(r.GetValue(kv)!));
+            }
             if (r.GetValue(json))
                 Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, double[]> { ["token_logprobs"] = lp }, CliJson.Default.DictionaryStringDoubleArray));
             else

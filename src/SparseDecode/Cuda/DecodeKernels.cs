@@ -34,7 +34,20 @@ public sealed class DecodeKernels : IDisposable
         "attn_sparse_g1_f", "attn_reduce", "topk_rows", "read_bytes", "score_all_max", "score_all_each",
         "score_idx_max", "score_idx_each", "score_idx_g1", "page_bounds_max", "page_bounds_each", "page_minmax",
         "topk_hist", "topk_count", "topk_write", "fill_random_bf16", "fill_random_f32",
+        "attn_dense_g8", "attn_sparse_g8", "score_all_max_g8", "score_idx_max_g8", "score_idx_each_g8",
+        "page_bounds_max_g8", "page_bounds_each_g8",
     ];
+
+    /// <summary>The kernel for groups of `group` query heads per KV head: the _g4 kernels are instantiated for
+    /// groups of 4 (Llama-3 8B) and 8 (70B; split variants only); per-query-head kernels take any group.</summary>
+    private static string ForGroup(string kernel, int group)
+    {
+        if (group == 4 || kernel.EndsWith("_g1", StringComparison.Ordinal) || kernel.EndsWith("_g1_f", StringComparison.Ordinal)
+            || kernel == "score_idx_g1") return kernel;
+        if (group != 8) throw new ArgumentException($"The tuned CUDA attention kernels take groups of 4 or 8 query heads per KV head, not {group}.");
+        if (kernel.EndsWith("_f", StringComparison.Ordinal)) throw new ArgumentException("The fused attention variant exists for groups of 4 only.");
+        return kernel.EndsWith("_g4", StringComparison.Ordinal) ? kernel[..^3] + "_g8" : kernel + "_g8";
+    }
 
     public DecodeKernels(CudaDevice device)
     {
@@ -103,16 +116,16 @@ public sealed class DecodeKernels : IDisposable
     /// <remarks>Dense: one wave of blocks (measured on an H100: chunks of 256/512/2048/2048 keys were fastest at
     /// 8K/32K/128K/8×32K, i.e. every block resident at once, no tail), at least 256 keys a block (the epilogue is
     /// fixed cost) and at most 2048.</remarks>
-    public int AttentionChunk(KvLayerBatch kv, int rows, IndexHeads heads, bool indexed, int chunk = 0,
+    public int AttentionChunk(in KvView kv, int rows, IndexHeads heads, bool indexed, int chunk = 0,
         AttentionVariant variant = AttentionVariant.Default)
     {
         if (chunk > 0) return chunk;
         if (variant == AttentionVariant.Default) variant = DefaultAttentionVariant;
-        string k = KernelName(indexed, heads, variant);
+        string k = ForGroup(KernelName(indexed, heads, variant), kv.Group);
         int y = heads == IndexHeads.KvHead ? kv.KvHeads : kv.QueryHeads;
         return indexed
-            ? LaunchPlan.Chunk(rows, y, kv.Batch, Device.Multiprocessors, BlocksPerSm(k), 32, minChunk: 64, maxChunk: 2048, waves: 4)
-            : LaunchPlan.Chunk(rows, y, kv.Batch, Device.Multiprocessors, BlocksPerSm(k), 64, minChunk: 256, maxChunk: 2048, waves: 1);
+            ? LaunchPlan.Chunk(rows, y, kv.Rows, Device.Multiprocessors, BlocksPerSm(k), 32, minChunk: 64, maxChunk: 2048, waves: 4)
+            : LaunchPlan.Chunk(rows, y, kv.Rows, Device.Multiprocessors, BlocksPerSm(k), 64, minChunk: 256, maxChunk: 2048, waves: 1);
     }
 
     private static string KernelName(bool indexed, IndexHeads heads, AttentionVariant variant) => (indexed, heads, variant) switch
@@ -128,28 +141,28 @@ public sealed class DecodeKernels : IDisposable
     /// <summary>Decode attention of one query per sequence: q [batch][qHeads][128] f32 → output [batch][qHeads][128]
     /// f32 and (optional) the log-sum-exp per head. Dense when `indices` is null; else over the index list
     /// [batch][kvHeads or qHeads][indexCount] (entries &lt; 0 or ≥ the length are skipped).</summary>
-    public void Attention(KvLayerBatch kv, DeviceBuffer q, DeviceBuffer? indices, int indexCount, IndexHeads heads,
+    public void Attention(in KvView kv, DeviceBuffer q, DeviceBuffer? indices, int indexCount, IndexHeads heads,
         DeviceBuffer output, DeviceBuffer? lse, AttentionWorkspace ws, CudaStream stream, int chunk = 0,
         AttentionVariant variant = AttentionVariant.Default)
     {
         bool indexed = indices != null;
         if (variant == AttentionVariant.Default) variant = DefaultAttentionVariant;
-        int rows = indexed ? indexCount : kv.MaxLength;
+        int rows = indexed ? indexCount : kv.PlanLength;
         chunk = AttentionChunk(kv, rows, heads, indexed, chunk, variant);
         int chunks = LaunchPlan.Chunks(rows, chunk);
         if (chunks > ws.MaxChunks) throw new ArgumentException($"Attention needs {chunks} chunks; the workspace holds {ws.MaxChunks}.");
         int y = heads == IndexHeads.KvHead ? kv.KvHeads : kv.QueryHeads;
-        string name = KernelName(indexed, heads, variant);
+        string name = ForGroup(KernelName(indexed, heads, variant), kv.Group);
         var a = new KernelArgs();
         a.Add(kv.KBases); a.Add(kv.VBases); a.Add(kv.Lengths); a.Add(kv.HeadStride); a.Add(q);
         a.Add(indices); a.Add(indexCount); a.Add(y); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk); a.Add(chunks);
         a.Add((float)(Log2E / Math.Sqrt(KvLayerBatch.HeadDim)));
         a.Add(ws.M); a.Add(ws.L); a.Add(ws.O); a.Add(ws.Counters); a.Add(output); a.Add(lse);
-        _module[name].Launch((chunks, y, kv.Batch), Block, stream, ref a);
+        _module[name].Launch((chunks, y, kv.Rows), Block, stream, ref a);
         if (variant != AttentionVariant.Split) return;
         var r = new KernelArgs();
         r.Add(ws.M); r.Add(ws.L); r.Add(ws.O); r.Add(chunks); r.Add(kv.QueryHeads); r.Add(output); r.Add(lse);
-        _module["attn_reduce"].Launch((kv.QueryHeads, kv.Batch, 1), Block, stream, ref r);
+        _module["attn_reduce"].Launch((kv.QueryHeads, kv.Rows, 1), Block, stream, ref r);
     }
 
     // ------------------------------------------------------------------------------------------ scoring
@@ -158,7 +171,7 @@ public sealed class DecodeKernels : IDisposable
     /// entries of an index list. `outHeads` KvHead: one row per KV head, the max over its query heads (with
     /// per-KV-head lists); QueryHead with per-KV-head lists (listHeads KvHead): one row per query head; with
     /// per-query-head lists: one row per query head. out[(b·rows + row)·outStride + j]; skipped entries −∞.</summary>
-    public void Score(KvLayerBatch kv, DeviceBuffer q, DeviceBuffer? indices, int indexCount, IndexHeads listHeads,
+    public void Score(in KvView kv, DeviceBuffer q, DeviceBuffer? indices, int indexCount, IndexHeads listHeads,
         IndexHeads outHeads, DeviceBuffer output, int outStride, CudaStream stream, int chunk = 0)
     {
         bool indexed = indices != null;
@@ -171,38 +184,39 @@ public sealed class DecodeKernels : IDisposable
             (true, IndexHeads.QueryHead, IndexHeads.QueryHead) => "score_idx_g1",
             _ => throw new ArgumentException("Per-query-head index lists give per-query-head scores."),
         };
-        int rows = indexed ? indexCount : kv.MaxLength;
+        name = ForGroup(name, kv.Group);
+        int rows = indexed ? indexCount : kv.PlanLength;
         int y = indexed && listHeads == IndexHeads.QueryHead ? kv.QueryHeads : kv.KvHeads;
-        if (chunk <= 0) chunk = PlanChunk(name, rows, y, kv.Batch, 64);
+        if (chunk <= 0) chunk = PlanChunk(name, rows, y, kv.Rows, 64);
         var a = new KernelArgs();
         a.Add(kv.KBases); a.Add(0UL); a.Add(kv.Lengths); a.Add(1); a.Add(kv.HeadStride); a.Add(q);
         a.Add(indices); a.Add(indexCount); a.Add(y); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk);
         a.Add((float)(1 / Math.Sqrt(KvLayerBatch.HeadDim))); a.Add(output); a.Add(outStride);
-        _module[name].Launch((LaunchPlan.Chunks(rows, chunk), y, kv.Batch), Block, stream, ref a);
+        _module[name].Launch((LaunchPlan.Chunks(rows, chunk), y, kv.Rows), Block, stream, ref a);
     }
 
     /// <summary>Per page and channel, the min and max of the keys (into kv.PageMin / kv.PageMax).</summary>
-    public void PageSummaries(KvLayerBatch kv, CudaStream stream, int pagesPerBlock = 8)
+    public void PageSummaries(in KvView kv, CudaStream stream, int pagesPerBlock = 8)
     {
-        int pages = (kv.MaxLength + kv.PageSize - 1) / kv.PageSize;
+        int pages = (kv.PlanLength + kv.PageSize - 1) / kv.PageSize;
         var a = new KernelArgs();
         a.Add(kv.KBases); a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(kv.Lengths); a.Add(kv.HeadStride);
         a.Add(kv.PageHeadStride); a.Add(kv.PageSize); a.Add(pagesPerBlock);
-        _module["page_minmax"].Launch((LaunchPlan.Chunks(pages, pagesPerBlock), kv.KvHeads, kv.Batch), Block, stream, ref a);
+        _module["page_minmax"].Launch((LaunchPlan.Chunks(pages, pagesPerBlock), kv.KvHeads, kv.Rows), Block, stream, ref a);
     }
 
     /// <summary>Quest's per-page upper bound of q·k/√d from the page summaries: one row per KV head (max over the
     /// group) or per query head; out[(b·rows + row)·outStride + page].</summary>
-    public void PageBounds(KvLayerBatch kv, DeviceBuffer q, IndexHeads outHeads, DeviceBuffer output, int outStride, CudaStream stream, int chunk = 0)
+    public void PageBounds(in KvView kv, DeviceBuffer q, IndexHeads outHeads, DeviceBuffer output, int outStride, CudaStream stream, int chunk = 0)
     {
-        string name = outHeads == IndexHeads.KvHead ? "page_bounds_max" : "page_bounds_each";
-        int pages = (kv.MaxLength + kv.PageSize - 1) / kv.PageSize;
-        if (chunk <= 0) chunk = PlanChunk(name, pages, kv.KvHeads, kv.Batch, 32);
+        string name = ForGroup(outHeads == IndexHeads.KvHead ? "page_bounds_max" : "page_bounds_each", kv.Group);
+        int pages = (kv.PlanLength + kv.PageSize - 1) / kv.PageSize;
+        if (chunk <= 0) chunk = PlanChunk(name, pages, kv.KvHeads, kv.Rows, 32);
         var a = new KernelArgs();
         a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(kv.Lengths); a.Add(kv.PageSize); a.Add(kv.PageHeadStride); a.Add(q);
         a.Add(0UL); a.Add(0); a.Add(kv.KvHeads); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk);
         a.Add((float)(1 / Math.Sqrt(KvLayerBatch.HeadDim))); a.Add(output); a.Add(outStride);
-        _module[name].Launch((LaunchPlan.Chunks(pages, chunk), kv.KvHeads, kv.Batch), Block, stream, ref a);
+        _module[name].Launch((LaunchPlan.Chunks(pages, chunk), kv.KvHeads, kv.Rows), Block, stream, ref a);
     }
 
     // ------------------------------------------------------------------------------------------ top-k

@@ -36,6 +36,17 @@ public sealed unsafe class DeviceBuffer : IDisposable
         fixed (T* p = data) Check(cuMemcpyHtoD(Pointer + (ulong)byteOffset, p, (nuint)n), "cuMemcpyHtoD");
     }
 
+    /// <summary>Copies host data in stream order: work queued on `stream` afterwards sees it (a plain copy is
+    /// not ordered with a non-blocking stream). The host data is staged before the call returns.</summary>
+    public void UploadAsync<T>(ReadOnlySpan<T> data, CudaStream stream, long byteOffset = 0) where T : unmanaged
+    {
+        long n = (long)data.Length * sizeof(T);
+        if (n == 0) return;
+        if (byteOffset < 0 || byteOffset + n > Bytes) throw new ArgumentOutOfRangeException(nameof(data), "Upload past the end of the device buffer.");
+        _device.MakeCurrent();
+        fixed (T* p = data) Check(cuMemcpyHtoDAsync(Pointer + (ulong)byteOffset, p, (nuint)n, stream.Handle), "cuMemcpyHtoDAsync");
+    }
+
     public void Download<T>(Span<T> data, long byteOffset = 0) where T : unmanaged
     {
         long n = (long)data.Length * sizeof(T);

@@ -84,20 +84,7 @@ public sealed class GpuDecodeBench
     private double Time(CudaStream s, CudaTimer t, int ops, Action<int> enqueue, out double spread)
     {
         using var g = s.Capture(() => { for (int i = 0; i < ops; i++) enqueue(i); });
-        g.Launch(s);
-        g.Launch(s);
-        s.Synchronize();
-        var times = new double[_o.Repetitions];
-        for (int r = 0; r < times.Length; r++)
-        {
-            t.Start(s);
-            g.Launch(s);
-            t.Stop(s);
-            times[r] = t.ElapsedMilliseconds() / ops;
-        }
-        Array.Sort(times);
-        spread = times[^1] / times[0] - 1;
-        return times[times.Length / 2];
+        return t.MedianReplay(g, s, _o.Repetitions, out spread) / ops;
     }
 
     private void Add(int n, int batch, string op, double ms, double bytes, double spread, string note = "")
@@ -143,9 +130,9 @@ public sealed class GpuDecodeBench
             using var ws = new DecodeKernels.AttentionWorkspace(dev, batch, QueryHeads, LaunchPlan.Chunks(Math.Max(n, budget), 32));
             using var tkN = new DecodeKernels.TopKWorkspace(dev, rowsQ, n);
             // fixed random index lists: per KV head (budget), per query head (budget), LFPS candidates (ascending)
-            using var idxKv = dev.Upload<int>(SortedLists(rng, rowsKv, budget, n));
-            using var idxQ = dev.Upload<int>(SortedLists(rng, rowsQ, budget, n));
-            using var candidates = dev.Upload<int>(SortedLists(rng, rowsKv, cands, n));
+            using var idxKv = dev.Upload<int>(StepAttention.SortedLists(rng, rowsKv, budget, n));
+            using var idxQ = dev.Upload<int>(StepAttention.SortedLists(rng, rowsQ, budget, n));
+            using var candidates = dev.Upload<int>(StepAttention.SortedLists(rng, rowsKv, cands, n));
             using var selected = dev.Allocate((long)rowsKv * budget * 4);
             using var selectedQ = dev.Allocate((long)rowsQ * budget * 4);
             using var refine = dev.Allocate((long)rowsQ * _o.PrhsRefinePages * ps * 4);
@@ -338,20 +325,5 @@ public sealed class GpuDecodeBench
         SpotChecks.Add(new($"{n}: top-{budget} of KV head 0's scores", wrong, 0, $"{wrong} positions differ"));
         var refScores = Enumerable.Range(0, Math.Min(n, 4096)).Select(p => Enumerable.Range(0, 4).Max(h => GpuReference.Score(layout, k, n, qh, 0, h, p))).ToArray();
         SpotChecks.Add(new($"{n}: scores of KV head 0 (first 4096 keys)", GpuReference.RelativeError(sc.AsSpan(0, refScores.Length), refScores), GpuSelfCheck.Tolerance, ""));
-    }
-
-    private static int[] SortedLists(Random rng, int rows, int count, int n)
-    {
-        var all = new int[rows * count];
-        var pick = new HashSet<int>();
-        for (int r = 0; r < rows; r++)
-        {
-            pick.Clear();
-            if (count >= n) for (int p = 0; p < count; p++) pick.Add(p < n ? p : -1 - p);
-            while (pick.Count < count) pick.Add(rng.Next(n));
-            var sorted = pick.Select(p => p < 0 ? -1 : p).Order().ToArray();
-            sorted.CopyTo(all, r * count);
-        }
-        return all;
     }
 }

@@ -16,6 +16,7 @@ public static unsafe class KernelCompiler
     public static byte[] Compile(string fileName, string architecture, out bool fromCache, out string log, IReadOnlyList<string>? extraOptions = null)
     {
         string source = KernelSource.Read(fileName);
+        var headers = KernelSource.Headers();
         var options = new List<string>(DefaultOptions) { $"--gpu-architecture={architecture}" };
         if (extraOptions != null) options.AddRange(extraOptions);
 
@@ -25,7 +26,9 @@ public static unsafe class KernelCompiler
         if (reason != null) throw new CudaUnavailableException(reason);
         var (major, minor) = Nvrtc.Version();
         string dir = KernelSource.CacheDirectory();
-        string path = Path.Combine(dir, KernelSource.CacheFileName(fileName, source, options, architecture, $"nvrtc {major}.{minor}"));
+        // the headers' text is part of what the binary depends on
+        string hashed = string.Concat(headers.Select(h => h.Name + "\0" + h.Text + "\0")) + source;
+        string path = Path.Combine(dir, KernelSource.CacheFileName(fileName, hashed, options, architecture, $"nvrtc {major}.{minor}"));
         if (File.Exists(path))
         {
             try
@@ -37,7 +40,7 @@ public static unsafe class KernelCompiler
             catch (IOException) { }
         }
         fromCache = false;
-        var cubin = CompileSource(source, fileName, options, out log);
+        var cubin = CompileSource(source, fileName, headers, options, out log);
         try
         {
             Directory.CreateDirectory(dir);
@@ -50,13 +53,30 @@ public static unsafe class KernelCompiler
         return cubin;
     }
 
-    private static byte[] CompileSource(string source, string name, IReadOnlyList<string> options, out string log)
+    private static byte[] CompileSource(string source, string name, IReadOnlyList<(string Name, string Text)> headers,
+        IReadOnlyList<string> options, out string log)
     {
         nint prog;
         var src = Utf8(source);
         var nm = Utf8(name);
-        fixed (byte* s = src, n = nm)
-            Check(nvrtcCreateProgram(&prog, s, n, 0, null, null), "nvrtcCreateProgram");
+        var texts = headers.Select(h => GCHandle.Alloc(Utf8(h.Text), GCHandleType.Pinned)).ToArray();
+        var names = headers.Select(h => GCHandle.Alloc(Utf8(h.Name), GCHandleType.Pinned)).ToArray();
+        try
+        {
+            var tp = stackalloc byte*[Math.Max(1, texts.Length)];
+            var np = stackalloc byte*[Math.Max(1, names.Length)];
+            for (int i = 0; i < texts.Length; i++)
+            {
+                tp[i] = (byte*)texts[i].AddrOfPinnedObject();
+                np[i] = (byte*)names[i].AddrOfPinnedObject();
+            }
+            fixed (byte* s = src, n = nm)
+                Check(nvrtcCreateProgram(&prog, s, n, texts.Length, tp, np), "nvrtcCreateProgram");
+        }
+        finally
+        {
+            foreach (var h in texts.Concat(names)) h.Free();
+        }
         try
         {
             var opts = options.Select(Utf8).ToArray();

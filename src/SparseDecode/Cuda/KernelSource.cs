@@ -16,6 +16,12 @@ public static class KernelSource
             .Where(n => n.StartsWith(ResourcePrefix, StringComparison.Ordinal) && n.EndsWith(".cu", StringComparison.Ordinal))
             .Select(n => n[ResourcePrefix.Length..]).Order(StringComparer.Ordinal).ToArray();
 
+    /// <summary>The embedded headers (*.cuh) by file name: every kernel source may include them.</summary>
+    public static IReadOnlyList<(string Name, string Text)> Headers() =>
+        typeof(KernelSource).Assembly.GetManifestResourceNames()
+            .Where(n => n.StartsWith(ResourcePrefix, StringComparison.Ordinal) && n.EndsWith(".cuh", StringComparison.Ordinal))
+            .Select(n => n[ResourcePrefix.Length..]).Order(StringComparer.Ordinal).Select(n => (n, Read(n))).ToArray();
+
     public static string Read(string fileName)
     {
         using var s = typeof(KernelSource).Assembly.GetManifestResourceStream(ResourcePrefix + fileName)

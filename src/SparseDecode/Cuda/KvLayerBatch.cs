@@ -56,6 +56,12 @@ public sealed class KvLayerBatch : IDisposable
         Lengths = device.Upload<int>(_lengths);
     }
 
+    /// <summary>This batch as the kernels see it: one row per sequence, launches planned for the longest.</summary>
+    public KvView View => new(KBases.Pointer, VBases.Pointer, MinBases.Pointer, MaxBases.Pointer, Lengths.Pointer,
+        HeadStride, PageHeadStride, PageSize, Batch, KvHeads, QueryHeads, MaxLength);
+
+    public static implicit operator KvView(KvLayerBatch kv) => kv.View;
+
     /// <summary>Element offset of (sequence, kv head, position, channel 0) in K or V.</summary>
     public long Offset(int b, int h, int pos) => ((long)b * KvHeads + h) * HeadStride + (long)pos * HeadDim;
 

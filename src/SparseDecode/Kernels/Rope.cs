@@ -28,6 +28,10 @@ public sealed class Rope
             }
     }
 
+    /// <summary>cos of angle [position][d/2], as the CPU engine rotates with (uploaded as is by the GPU model).</summary>
+    public ReadOnlySpan<float> CosTable => _cos;
+    public ReadOnlySpan<float> SinTable => _sin;
+
     /// <summary>Rotates each of `heads` consecutive head vectors of v (length heads × headDim) for position pos.</summary>
     public void Apply(Span<float> v, int heads, int pos)
     {

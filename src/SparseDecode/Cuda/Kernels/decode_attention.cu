@@ -7,22 +7,11 @@
 //
 // Softmax runs in the log2 domain: queries are pre-scaled by log2(e)/sqrt(d) so that p = exp2(s - m).
 
-typedef unsigned short bf16;
-typedef unsigned int u32;
-typedef unsigned long long u64;
+#include "common.cuh"
 
 #define HD 128
 #define BLOCK 128
 #define HALVES (BLOCK / 16)
-#define NEG_INF __int_as_float(0xff800000)
-
-__device__ __forceinline__ void unpack8(uint4 w, float* f)
-{
-    f[0] = __uint_as_float(w.x << 16); f[1] = __uint_as_float(w.x & 0xffff0000u);
-    f[2] = __uint_as_float(w.y << 16); f[3] = __uint_as_float(w.y & 0xffff0000u);
-    f[4] = __uint_as_float(w.z << 16); f[5] = __uint_as_float(w.z & 0xffff0000u);
-    f[6] = __uint_as_float(w.w << 16); f[7] = __uint_as_float(w.w & 0xffff0000u);
-}
 
 __device__ __forceinline__ float half_sum(float x)
 {
@@ -303,6 +292,10 @@ extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g4_f(ATTN_ARGS) 
 extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g1(ATTN_ARGS) { attn_partial<1, true, 4, false>(ATTN_PASS); }
 extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g1_f(ATTN_ARGS) { attn_partial<1, true, 4, true>(ATTN_PASS); }
 
+// The same for groups of 8 query heads per KV head (Llama-3 70B: 64 q / 8 kv heads).
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g8(ATTN_ARGS) { attn_partial<8, false, 4, false>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g8(ATTN_ARGS) { attn_partial<8, true, 4, false>(ATTN_PASS); }
+
 // Combines the chunks' partials: grid (qHeads, batch), 128 threads (one channel each). out [batch][qHeads][128];
 // lse (optional) is the natural-log log-sum-exp of the scores attended, for dropped-mass bookkeeping.
 extern "C" __global__ void __launch_bounds__(BLOCK) attn_reduce(
@@ -413,6 +406,13 @@ extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_g1(SCORE_ARGS) { s
 // Quest page upper bounds from per-page min/max rows (aBase = min, bBase = max, rowDiv = page size).
 extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_max(SCORE_ARGS) { score_rows<4, false, true, true, 4>(SCORE_PASS); }
 extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_each(SCORE_ARGS) { score_rows<4, false, false, true, 4>(SCORE_PASS); }
+
+// Groups of 8 query heads per KV head.
+extern "C" __global__ void __launch_bounds__(BLOCK) score_all_max_g8(SCORE_ARGS) { score_rows<8, false, true, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_max_g8(SCORE_ARGS) { score_rows<8, true, true, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_each_g8(SCORE_ARGS) { score_rows<8, true, false, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_max_g8(SCORE_ARGS) { score_rows<8, false, true, true, 4>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_each_g8(SCORE_ARGS) { score_rows<8, false, false, true, 4>(SCORE_PASS); }
 
 // Per-page, per-channel min and max of the keys: grid (pageChunks, kvHeads, batch), 128 threads (one channel).
 // Keys are bf16, so the min/max are exact bf16 values and the bounds built on them are true bounds.

@@ -46,6 +46,7 @@ internal static unsafe class CudaDriver
     public static delegate* unmanaged<ulong, int> cuMemFree;
     public static delegate* unmanaged<ulong, void*, nuint, int> cuMemcpyHtoD;
     public static delegate* unmanaged<void*, ulong, nuint, int> cuMemcpyDtoH;
+    public static delegate* unmanaged<ulong, void*, nuint, nint, int> cuMemcpyHtoDAsync;
     public static delegate* unmanaged<ulong, ulong, nuint, nint, int> cuMemcpyDtoDAsync;
     public static delegate* unmanaged<ulong, uint, nuint, nint, int> cuMemsetD32Async;
     public static delegate* unmanaged<nuint*, nuint*, int> cuMemGetInfo;
@@ -106,6 +107,7 @@ internal static unsafe class CudaDriver
                 cuMemFree = (delegate* unmanaged<ulong, int>)F("cuMemFree_v2");
                 cuMemcpyHtoD = (delegate* unmanaged<ulong, void*, nuint, int>)F("cuMemcpyHtoD_v2");
                 cuMemcpyDtoH = (delegate* unmanaged<void*, ulong, nuint, int>)F("cuMemcpyDtoH_v2");
+                cuMemcpyHtoDAsync = (delegate* unmanaged<ulong, void*, nuint, nint, int>)F("cuMemcpyHtoDAsync_v2");
                 cuMemcpyDtoDAsync = (delegate* unmanaged<ulong, ulong, nuint, nint, int>)F("cuMemcpyDtoDAsync_v2");
                 cuMemsetD32Async = (delegate* unmanaged<ulong, uint, nuint, nint, int>)F("cuMemsetD32Async");
                 cuMemGetInfo = (delegate* unmanaged<nuint*, nuint*, int>)F("cuMemGetInfo_v2");

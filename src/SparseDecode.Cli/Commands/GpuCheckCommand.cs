@@ -1,0 +1,55 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using SparseDecode.Cuda;
+
+namespace SparseDecode.Cli.Commands;
+
+/// <summary>`gpu-check`: the GPU model against the CPU engine on the same token ids, per model directory: max
+/// |Δ log p| over prefill-chunk and graph-decode tokens with a pass/fail threshold (exit 2 on a failure).</summary>
+internal static class GpuCheckCommand
+{
+    public static Command Create()
+    {
+        var models = new Option<string[]>("--model", "-m") { Description = "Model directories (repeatable). Default: the bundled model.", AllowMultipleArgumentsPerToken = true };
+        var tokens = new Option<int>("--tokens") { Description = "Token ids scored per model (random, fixed seed).", DefaultValueFactory = _ => 96 };
+        var cmd = new Command("gpu-check", "Check GPU log-probabilities against the CPU engine on the same tokens.") { models, tokens };
+        cmd.SetAction(r => CliErrors.Run(() =>
+        {
+            var dirs = r.GetValue(models) is { Length: > 0 } m ? m : [Engine.ModelLocator.Resolve(null)];
+            return Run(dirs, r.GetValue(tokens));
+        }));
+        return cmd;
+    }
+
+    private static int Run(string[] dirs, int tokens)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        using var device = CudaDevice.Open();
+        Console.WriteLine(string.Create(ci, $"GPU: {device.Name}, {device.Architecture}, {device.Multiprocessors} SMs, {device.TotalMemory / 1e9:F1} GB"));
+        var sw = Stopwatch.StartNew();
+        using var dk = new DecodeKernels(device);
+        using var mk = new ModelKernels(device);
+        Console.WriteLine(string.Create(ci, $"kernels: {DecodeKernels.SourceFile} and {ModelKernels.SourceFile} {(dk.FromCache && mk.FromCache ? "from the disk cache" : "compiled by NVRTC")} in {sw.Elapsed.TotalMilliseconds:F0} ms"));
+        if (!string.IsNullOrWhiteSpace(mk.CompileLog)) Console.WriteLine($"NVRTC log:\n{mk.CompileLog}");
+        Console.WriteLine("| kernel | registers | local (spill) bytes | static shared bytes |");
+        Console.WriteLine("|---|---:|---:|---:|");
+        foreach (var (name, regs, local, shared) in mk.Resources()) Console.WriteLine($"| {name} | {regs} | {local} | {shared} |");
+        var results = new List<GpuParityCheck.Result>();
+        foreach (var d in dirs)
+        {
+            sw.Restart();
+            var res = GpuParityCheck.Run(dk, mk, d, tokens);
+            results.Add(res);
+            Console.WriteLine(string.Create(ci, $"{d}: {sw.Elapsed.TotalSeconds:F1} s"));
+        }
+        Console.WriteLine($"\nGPU against the CPU engine on the same bf16 weights and a bf16 KV cache; pass: max |Δ log p| ≤ {GpuParityCheck.MaxThreshold.ToString(ci)} and mean ≤ {GpuParityCheck.MeanThreshold.ToString(ci)}");
+        Console.WriteLine("| model | stored as | tokens | max |Δ| prefill | max |Δ| graph decode | max |Δ| eager decode | max |Δ| same tokens by prefill | mean |Δ| | argmax agreement | CPU decode vs CPU prefill | max |Δ| vs CPU on stored weights | result |");
+        Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        foreach (var x in results)
+            Console.WriteLine(string.Create(ci, $"| {Path.GetFileName(Path.TrimEndingDirectorySeparator(x.Model))} | {x.WeightType} | {x.Tokens} | {x.MaxPrefillDelta:G3} | {x.MaxDecodeDelta:G3} | {x.MaxEagerDecodeDelta:G3} | {x.MaxLatePrefillDelta:G3} | {x.MeanDelta:G3} | {x.ArgmaxAgreements}/{x.ArgmaxCompared} | {x.CpuSelfSpread:G3} | {x.MaxDeltaOriginalWeights:G3} | {(x.Passed ? "pass" : "FAIL")} |"));
+        int failed = results.Count(x => !x.Passed);
+        if (failed > 0) Console.Error.WriteLine($"error: {failed} model(s) differ from the CPU engine beyond the threshold.");
+        return failed > 0 ? 2 : 0;
+    }
+}

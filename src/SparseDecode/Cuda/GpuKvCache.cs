@@ -1,0 +1,147 @@
+using SparseDecode.Model;
+
+namespace SparseDecode.Cuda;
+
+/// <summary>The paged bf16 KV cache of a model on the device, for `slots` sequences: per layer K and V
+/// [slot][kvHead][capacity][headDim] (the layout the decode kernels read) and Quest's per-page min/max summaries.
+/// Which slot each row of a step reads and writes, and the rows' tokens, positions and lengths, live in small device
+/// arrays that the host rewrites before a step, so a captured step graph replays for every position.</summary>
+public sealed class GpuKvCache : IDisposable
+{
+    private const int Kinds = 4; // K, V, page min, page max
+
+    public ModelConfig Config { get; }
+    public int Slots { get; }
+    public int Capacity { get; }
+    public int PageSize { get; }
+    public int MaxRows { get; }
+    public int PageCapacity => (Capacity + PageSize - 1) / PageSize;
+    public long HeadStride => (long)Capacity * Config.HeadDim;
+    public long PageHeadStride => (long)PageCapacity * Config.HeadDim;
+    public long SlotBytes => Config.NumKvHeads * HeadStride * 2;
+    public long PageSlotBytes => Config.NumKvHeads * PageHeadStride * 2;
+
+    private readonly DeviceBuffer[] _k, _v, _min, _max;
+    private readonly DeviceBuffer _bases;
+    private readonly DeviceBuffer _rowState;
+    private readonly int[] _rowSlots;
+    private readonly int[] _hostState;
+    private readonly ulong[] _hostBases;
+
+    public GpuKvCache(CudaDevice device, ModelConfig config, int slots, int capacity, int maxRows = ModelKernels.MaxRows, int pageSize = 16)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        Config = config;
+        Slots = slots;
+        Capacity = capacity;
+        PageSize = pageSize;
+        MaxRows = Math.Max(maxRows, ModelKernels.MaxRows);
+        int layers = config.NumLayers;
+        _k = new DeviceBuffer[layers];
+        _v = new DeviceBuffer[layers];
+        _min = new DeviceBuffer[layers];
+        _max = new DeviceBuffer[layers];
+        try
+        {
+            for (int l = 0; l < layers; l++)
+            {
+                _k[l] = device.Allocate(SlotBytes * slots);
+                _v[l] = device.Allocate(SlotBytes * slots);
+                _min[l] = device.Allocate(PageSlotBytes * slots);
+                _max[l] = device.Allocate(PageSlotBytes * slots);
+            }
+            _bases = device.Allocate((long)layers * Kinds * MaxRows * 8);
+            _rowState = device.Allocate(3L * MaxRows * 4);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+        _rowSlots = Enumerable.Repeat(-1, MaxRows).ToArray();
+        _hostState = new int[3 * MaxRows];
+        _hostBases = new ulong[layers * Kinds * MaxRows];
+    }
+
+    /// <summary>Device address of the rows' token ids (int[MaxRows]).</summary>
+    public ulong Tokens => _rowState.Pointer;
+    /// <summary>Device address of the rows' positions (int[MaxRows]).</summary>
+    public ulong Positions => _rowState.At(MaxRows * 4L);
+    /// <summary>Device address of the rows' lengths, position + 1 (int[MaxRows]).</summary>
+    public ulong Lengths => _rowState.At(2 * MaxRows * 4L);
+
+    /// <summary>Row r of the next step on `stream` is token tokens[r] at position positions[r] of slot slots[r].
+    /// One copy of 3 × MaxRows ints in stream order, plus the base-address table when the slot of some row changed.</summary>
+    public void SetRows(ReadOnlySpan<int> slots, ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, CudaStream stream)
+    {
+        int rows = slots.Length;
+        if (rows < 1 || rows > MaxRows || tokens.Length != rows || positions.Length != rows)
+            throw new ArgumentException($"A step takes 1 to {MaxRows} rows with one slot, token and position each.");
+        bool remap = false;
+        for (int r = 0; r < rows; r++)
+        {
+            if ((uint)slots[r] >= (uint)Slots) throw new ArgumentOutOfRangeException(nameof(slots), $"Slot {slots[r]} of a cache of {Slots}.");
+            if ((uint)positions[r] >= (uint)Capacity)
+                throw new ArgumentOutOfRangeException(nameof(positions), $"Position {positions[r]} is past the cache's capacity of {Capacity}.");
+            remap |= _rowSlots[r] != slots[r];
+            _hostState[r] = tokens[r];
+            _hostState[MaxRows + r] = positions[r];
+            _hostState[2 * MaxRows + r] = positions[r] + 1;
+        }
+        _rowState.UploadAsync<int>(_hostState, stream);
+        if (!remap) return;
+        for (int r = 0; r < rows; r++) _rowSlots[r] = slots[r];
+        for (int l = 0; l < Config.NumLayers; l++)
+            for (int r = 0; r < rows; r++)
+            {
+                int at = l * Kinds * MaxRows + r;
+                _hostBases[at] = _k[l].At(slots[r] * SlotBytes);
+                _hostBases[at + MaxRows] = _v[l].At(slots[r] * SlotBytes);
+                _hostBases[at + 2 * MaxRows] = _min[l].At(slots[r] * PageSlotBytes);
+                _hostBases[at + 3 * MaxRows] = _max[l].At(slots[r] * PageSlotBytes);
+            }
+        _bases.UploadAsync<ulong>(_hostBases, stream);
+    }
+
+    /// <summary>Layer `layer` as the kernels see it for a step of `rows` rows, launches covering `planLength` keys.</summary>
+    public KvView View(int layer, int rows, int planLength)
+    {
+        long at = (long)layer * Kinds * MaxRows * 8;
+        return new KvView(_bases.At(at), _bases.At(at + MaxRows * 8L), _bases.At(at + 2 * MaxRows * 8L),
+            _bases.At(at + 3 * MaxRows * 8L), Lengths, HeadStride, PageHeadStride, PageSize, rows,
+            Config.NumKvHeads, Config.NumHeads, Math.Min(planLength, Capacity));
+    }
+
+    /// <summary>Random bf16 keys and values in every slot and layer (for timing: no prefill needed), with their
+    /// page summaries up to `length` when the heads are 128 wide (the summary kernel's shape).</summary>
+    public void FillRandom(DecodeKernels dk, int length, CudaStream s, uint seed = 11)
+    {
+        for (int l = 0; l < Config.NumLayers; l++)
+        {
+            dk.FillRandomBf16(_k[l], _k[l].Bytes / 2, seed + (uint)(2 * l), 1f, s);
+            dk.FillRandomBf16(_v[l], _v[l].Bytes / 2, seed + (uint)(2 * l + 1), 1f, s);
+        }
+        if (Config.HeadDim != KvLayerBatch.HeadDim) return;
+        int rows = Math.Min(Slots, MaxRows);
+        for (int first = 0; first < Slots; first += rows)
+        {
+            int n = Math.Min(rows, Slots - first);
+            var slots = Enumerable.Range(first, n).ToArray();
+            SetRows(slots, new int[n], Enumerable.Repeat(length - 1, n).ToArray(), s);
+            for (int l = 0; l < Config.NumLayers; l++) dk.PageSummaries(View(l, n, length), s);
+            s.Synchronize();
+        }
+    }
+
+    public long KvBytes => Config.NumLayers * 2 * SlotBytes * Slots;
+
+    public void Dispose()
+    {
+        foreach (var set in new[] { _k, _v, _min, _max })
+            if (set != null)
+                foreach (var b in set) b?.Dispose();
+        _bases?.Dispose();
+        _rowState?.Dispose();
+    }
+}

@@ -1,0 +1,18 @@
+// Shared by the .cu files of the CUDA backend (passed to NVRTC as a header, no system headers): element types
+// and the bf16 → f32 unpacking every kernel that reads bf16 rows uses.
+#pragma once
+
+typedef unsigned short bf16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+#define NEG_INF __int_as_float(0xff800000)
+
+// Eight bf16 values (one 16-byte load) to f32: a bf16 is the upper half of an f32.
+__device__ __forceinline__ void unpack8(uint4 w, float* f)
+{
+    f[0] = __uint_as_float(w.x << 16); f[1] = __uint_as_float(w.x & 0xffff0000u);
+    f[2] = __uint_as_float(w.y << 16); f[3] = __uint_as_float(w.y & 0xffff0000u);
+    f[4] = __uint_as_float(w.z << 16); f[5] = __uint_as_float(w.z & 0xffff0000u);
+    f[6] = __uint_as_float(w.w << 16); f[7] = __uint_as_float(w.w & 0xffff0000u);
+}

@@ -1,0 +1,382 @@
+// The rest of a Llama-family decode step around attention, compiled at run time by NVRTC (no headers):
+// embedding rows, RMSNorm, bf16 matrix-vector products for up to 8 rows at once, RoPE + KV-cache append, SwiGLU,
+// Quest page-summary upkeep, and a dense attention for any head size and group (the models whose heads are not
+// the 128-wide groups of 4 that decode_attention.cu is specialised for).
+//
+// Activations stay f32 (as in the CPU engine, so log-probabilities agree to bf16 weight rounding); weights and the
+// KV cache are bf16. A "row" is one query token: a sequence of a decode batch or one token of a prefill chunk.
+// Per-row inputs (token, position, length = position + 1) live in device memory, so one captured graph replays
+// for every step.
+
+#include "common.cuh"
+
+
+__device__ __forceinline__ float bf16_to_f32(bf16 v) { return __uint_as_float((u32)v << 16); }
+
+// Round to nearest even, as the CPU engine's SingleToBf16 (NaN stays NaN).
+__device__ __forceinline__ bf16 f32_to_bf16(float f)
+{
+    u32 b = __float_as_uint(f);
+    if ((b & 0x7fffffffu) > 0x7f800000u) return (bf16)((b >> 16) | 0x40u);
+    return (bf16)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+// x[r][0..hidden) = embedding row of tokens[r]; grid (rows), 256 threads.
+extern "C" __global__ void embed_rows(const bf16* __restrict__ table, const int* __restrict__ tokens, int hidden,
+    int stride, float* __restrict__ x)
+{
+    const int r = blockIdx.x;
+    const bf16* row = table + (long long)tokens[r] * hidden;
+    for (int i = threadIdx.x; i < hidden; i += blockDim.x) x[(long long)r * stride + i] = bf16_to_f32(row[i]);
+}
+
+// y = x / sqrt(mean(x²) + eps) * w, statistics in f32; grid (rows), 256 threads.
+extern "C" __global__ void __launch_bounds__(256) rms_norm(const float* __restrict__ x, int stride,
+    const float* __restrict__ w, int n, float eps, float* __restrict__ y, int yStride)
+{
+    __shared__ float red[8];
+    const float* xr = x + (long long)blockIdx.x * stride;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < n; i += 256) ss = fmaf(xr[i], xr[i], ss);
+    ss = warp_sum(ss);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    float total = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) total += red[i];
+    const float scale = 1.0f / sqrtf(total / n + eps);
+    float* yr = y + (long long)blockIdx.x * yStride;
+    for (int i = threadIdx.x; i < n; i += 256) yr[i] = (xr[i] * scale) * w[i];
+}
+
+// y[b][n] (+)= W[n]·x[b] + bias[n] for rows b < rows: W bf16 [N][K] (K a multiple of 8), x f32 [B][xStride].
+// 256 threads = 8 warps; a warp owns R consecutive output rows and walks K in 16-byte pieces (32 lanes × 8
+// columns a turn, U turns of loads issued before the arithmetic), so each weight byte is read once, streamed past
+// L1 (__ldcs), while the B activation rows come through L1 and are reused for the R weight rows. The input rows
+// past `rows` are read (the buffers hold at least B rows) but never written.
+template <int B, int R, int U>
+__device__ __forceinline__ void gemv(const bf16* __restrict__ W, int N, int K, const float* __restrict__ x,
+    int xStride, int rows, const float* __restrict__ bias, float* __restrict__ y, int yStride, int accumulate)
+{
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int n0 = (blockIdx.x * 8 + warp) * R;
+    if (n0 >= N) return;
+    const int K8 = K >> 3;
+    const uint4* Wr[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) Wr[r] = (const uint4*)(W + (long long)min(n0 + r, N - 1) * K);
+    float acc[B][R];
+#pragma unroll
+    for (int b = 0; b < B; b++)
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[b][r] = 0.f;
+
+    for (int c0 = lane; c0 < K8; c0 += 32 * U)
+    {
+        uint4 w[U][R];
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int r = 0; r < R; r++)
+                w[u][r] = c0 + 32 * u < K8 ? __ldcs(Wr[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int u = 0; u < U; u++)
+        {
+            const int c = c0 + 32 * u;
+            if (c >= K8) break;
+            float wf[R][8];
+#pragma unroll
+            for (int r = 0; r < R; r++) unpack8(w[u][r], wf[r]);
+#pragma unroll
+            for (int b = 0; b < B; b++)
+            {
+                const float* xp = x + (long long)b * xStride + c * 8;
+                float4 a0 = __ldg((const float4*)xp), a1 = __ldg((const float4*)(xp + 4));
+                float xf[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+#pragma unroll
+                for (int r = 0; r < R; r++)
+#pragma unroll
+                    for (int e = 0; e < 8; e++) acc[b][r] = fmaf(wf[r][e], xf[e], acc[b][r]);
+            }
+        }
+    }
+#pragma unroll
+    for (int b = 0; b < B; b++)
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[b][r] = warp_sum(acc[b][r]);
+    if (lane != 0) return;
+#pragma unroll
+    for (int b = 0; b < B; b++)
+    {
+        if (b >= rows) break;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+        {
+            const int n = n0 + r;
+            if (n >= N) break;
+            float v = acc[b][r] + (bias ? bias[n] : 0.f);
+            float* o = y + (long long)b * yStride + n;
+            *o = accumulate ? *o + v : v;
+        }
+    }
+}
+
+#define GEMV_ARGS const bf16* W, int N, int K, const float* x, int xStride, int rows, const float* bias, float* y, \
+    int yStride, int accumulate
+#define GEMV_PASS W, N, K, x, xStride, rows, bias, y, yStride, accumulate
+// Rows per block: 8 warps × R.
+extern "C" __global__ void __launch_bounds__(256) gemv_b1(GEMV_ARGS) { gemv<1, 2, 4>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_b2(GEMV_ARGS) { gemv<2, 2, 4>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_b4(GEMV_ARGS) { gemv<4, 4, 2>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_b8(GEMV_ARGS) { gemv<8, 4, 2>(GEMV_PASS); }
+
+// The same product for 2 to 8 rows on the tensor cores (mma.sync m16n8k16, bf16 in, f32 accumulate): a block
+// owns 16 output rows, its 8 warps split K in interleaved 32-column pieces and are summed through shared memory at
+// the end. A lane loads 16 bytes of each of two weight rows (rows g and g + 8, columns 32c + 8t ..) and the
+// matching 8 activations of row g; since any permutation of k applied to both operands leaves the dot product
+// unchanged, those 8 columns fill the lane's fragment slots of two k16 steps directly. The f32 activations are
+// split into a bf16 high part and a bf16 remainder (two products), so they enter with ~16 bits of mantissa, close to
+// the f32 path. K must be a multiple of 32.
+__device__ __forceinline__ u32 pack_bf16(float lo, float hi) { return (u32)f32_to_bf16(lo) | ((u32)f32_to_bf16(hi) << 16); }
+
+__device__ __forceinline__ void split2(float a, float b, u32& hi, u32& lo)
+{
+    bf16 ha = f32_to_bf16(a), hb = f32_to_bf16(b);
+    hi = (u32)ha | ((u32)hb << 16);
+    lo = pack_bf16(a - bf16_to_f32(ha), b - bf16_to_f32(hb));
+}
+
+__device__ __forceinline__ void mma16816(float* c, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+#define MMA_U 4
+extern "C" __global__ void __launch_bounds__(256) gemv_mma(GEMV_ARGS)
+{
+    __shared__ float red[8][16][9];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int n0 = blockIdx.x * 16, K32 = K >> 5;
+    const uint4* W0 = (const uint4*)(W + (long long)min(n0 + g, N - 1) * K) + t;
+    const uint4* W8 = (const uint4*)(W + (long long)min(n0 + g + 8, N - 1) * K) + t;
+    const float* xr = x + (long long)g * xStride + 8 * t;
+    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int c0 = warp; c0 < K32; c0 += 8 * MMA_U)
+    {
+        uint4 wa[MMA_U], wb[MMA_U];
+#pragma unroll
+        for (int u = 0; u < MMA_U; u++)
+        {
+            const int cc = c0 + 8 * u;
+            wa[u] = cc < K32 ? __ldcs(W0 + 4 * cc) : make_uint4(0, 0, 0, 0);
+            wb[u] = cc < K32 ? __ldcs(W8 + 4 * cc) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < MMA_U; u++)
+        {
+            const int cc = c0 + 8 * u;
+            if (cc >= K32) break;
+            const float4 xa = __ldg((const float4*)(xr + 32 * cc)), xb = __ldg((const float4*)(xr + 32 * cc + 4));
+            u32 h0, l0, h1, l1, h2, l2, h3, l3;
+            split2(xa.x, xa.y, h0, l0);
+            split2(xa.z, xa.w, h1, l1);
+            split2(xb.x, xb.y, h2, l2);
+            split2(xb.z, xb.w, h3, l3);
+            mma16816(c, wa[u].x, wb[u].x, wa[u].y, wb[u].y, h0, h1);
+            mma16816(c, wa[u].x, wb[u].x, wa[u].y, wb[u].y, l0, l1);
+            mma16816(c, wa[u].z, wb[u].z, wa[u].w, wb[u].w, h2, h3);
+            mma16816(c, wa[u].z, wb[u].z, wa[u].w, wb[u].w, l2, l3);
+        }
+    }
+    red[warp][g][2 * t] = c[0];
+    red[warp][g][2 * t + 1] = c[1];
+    red[warp][g + 8][2 * t] = c[2];
+    red[warp][g + 8][2 * t + 1] = c[3];
+    __syncthreads();
+    if (threadIdx.x >= 128) return;
+    const int nn = threadIdx.x >> 3, b = threadIdx.x & 7, n = n0 + nn;
+    if (n >= N || b >= rows) return;
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < 8; w++) sum += red[w][nn][b];
+    const float v = sum + (bias ? bias[n] : 0.f);
+    float* o = y + (long long)b * yStride + n;
+    *o = accumulate ? *o + v : v;
+}
+
+// RoPE ("rotate half": channel i pairs with i + d/2) of the q and k parts of each row's fused q|k|v projection,
+// using the host's cos/sin tables [position][d/2] (the CPU engine's own numbers); q goes to q [rows][qHeads·d] f32,
+// k and v are appended to the bf16 cache at the row's position. Grid (rows, qHeads + kvHeads), 64 threads.
+extern "C" __global__ void rope_append(const float* __restrict__ qkv, int qkvStride, int qHeads, int kvHeads, int hd,
+    const float* __restrict__ cosT, const float* __restrict__ sinT, const int* __restrict__ positions,
+    const u64* __restrict__ kBases, const u64* __restrict__ vBases, long long headStride, float* __restrict__ q)
+{
+    const int r = blockIdx.x, h = blockIdx.y, half = hd >> 1, pos = positions[r];
+    const float* c = cosT + (long long)pos * half;
+    const float* s = sinT + (long long)pos * half;
+    const float* src = qkv + (long long)r * qkvStride;
+    if (h < qHeads)
+    {
+        const float* x = src + h * hd;
+        float* o = q + ((long long)r * qHeads + h) * hd;
+        for (int i = threadIdx.x; i < half; i += blockDim.x)
+        {
+            float a = x[i], b = x[i + half];
+            o[i] = a * c[i] - b * s[i];
+            o[i + half] = b * c[i] + a * s[i];
+        }
+        return;
+    }
+    const int kh = h - qHeads;
+    const float* x = src + qHeads * hd + kh * hd;
+    const float* v = src + (qHeads + kvHeads) * hd + kh * hd;
+    bf16* K = (bf16*)kBases[r] + kh * headStride + (long long)pos * hd;
+    bf16* V = (bf16*)vBases[r] + kh * headStride + (long long)pos * hd;
+    for (int i = threadIdx.x; i < half; i += blockDim.x)
+    {
+        float a = x[i], b = x[i + half];
+        K[i] = f32_to_bf16(a * c[i] - b * s[i]);
+        K[i + half] = f32_to_bf16(b * c[i] + a * s[i]);
+        V[i] = f32_to_bf16(v[i]);
+        V[i + half] = f32_to_bf16(v[i + half]);
+    }
+}
+
+// Quest's summary of the page holding each row's new key: per channel the min and max of the page's keys so far
+// (bf16, exact). Grid (rows, kvHeads), hd threads (one channel each).
+extern "C" __global__ void page_update(const u64* __restrict__ kBases, const u64* __restrict__ minBases,
+    const u64* __restrict__ maxBases, const int* __restrict__ positions, long long headStride,
+    long long pageHeadStride, int pageSize, int hd)
+{
+    const int r = blockIdx.x, h = blockIdx.y, t = threadIdx.x, pos = positions[r], page = pos / pageSize;
+    const bf16* K = (const bf16*)kBases[r] + h * headStride + t;
+    float lo = bf16_to_f32(K[(long long)page * pageSize * hd]), hi = lo;
+    bf16 blo = K[(long long)page * pageSize * hd], bhi = blo;
+    for (int p = page * pageSize + 1; p <= pos; p++)
+    {
+        bf16 k = K[(long long)p * hd];
+        float f = bf16_to_f32(k);
+        if (f < lo) { lo = f; blo = k; }
+        if (f > hi) { hi = f; bhi = k; }
+    }
+    ((bf16*)minBases[r])[h * pageHeadStride + (long long)page * hd + t] = blo;
+    ((bf16*)maxBases[r])[h * pageHeadStride + (long long)page * hd + t] = bhi;
+}
+
+// h[r][i] = silu(g) · u with g = gu[r][i], u = gu[r][F + i] (the fused gate|up projection); grid-stride.
+extern "C" __global__ void swiglu(const float* __restrict__ gu, int F, int guStride, int rows, float* __restrict__ h, int hStride)
+{
+    const long long n = (long long)rows * F;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    {
+        const int r = (int)(i / F), j = (int)(i % F);
+        const float g = gu[(long long)r * guStride + j], u = gu[(long long)r * guStride + F + j];
+        const float sig = 1.0f / (1.0f + expf(-g));
+        h[(long long)r * hStride + j] = (g * sig) * u;
+    }
+}
+
+extern "C" __global__ void fill_f32(float* __restrict__ p, long long n, float v)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) p[i] = v;
+}
+
+// ------------------------------------------------------------------------------------------------ attention
+// Dense decode attention for any head size d ≤ 256 and any group (query heads per KV head): grid (chunks, qHeads,
+// rows), 128 threads = 4 warps; a warp takes one key at a time (lane e holds channels e, e + 32, ...), keeps an
+// online softmax, and the warps are merged at the end. Partials per (row, head, chunk): max m (log2 units), sum l
+// and unnormalised output o[d], combined by attn_any_reduce. Keys [kvHead][capacity][d] bf16 at kBases[row].
+#define AMAX 8
+extern "C" __global__ void __launch_bounds__(128) attn_any_partial(const u64* __restrict__ kBases,
+    const u64* __restrict__ vBases, const int* __restrict__ lengths, long long headStride, int hd,
+    const float* __restrict__ q, int qHeads, int group, int chunk, int nChunks, float scaleLog2,
+    float* __restrict__ pm, float* __restrict__ pl, float* __restrict__ po)
+{
+    __shared__ float sm_m[4], sm_l[4], sm_o[4][32 * AMAX];
+    const int c = blockIdx.x, h = blockIdx.y, r = blockIdx.z, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int len = lengths[r], c0 = c * chunk, c1 = min(c0 + chunk, len);
+    const bf16* K = (const bf16*)kBases[r] + (h / group) * headStride;
+    const bf16* V = (const bf16*)vBases[r] + (h / group) * headStride;
+    float qr[AMAX], acc[AMAX];
+#pragma unroll
+    for (int i = 0; i < AMAX; i++)
+    {
+        const int e = lane + 32 * i;
+        qr[i] = e < hd ? q[((long long)r * qHeads + h) * hd + e] * scaleLog2 : 0.f;
+        acc[i] = 0.f;
+    }
+    float m = NEG_INF, l = 0.f;
+    for (int j = c0 + warp; j < c1; j += 4)
+    {
+        const bf16* kr = K + (long long)j * hd;
+        float d = 0.f;
+#pragma unroll
+        for (int i = 0; i < AMAX; i++)
+        {
+            const int e = lane + 32 * i;
+            if (e < hd) d = fmaf(qr[i], bf16_to_f32(kr[e]), d);
+        }
+        const float s = warp_sum(d);
+        const float mx = fmaxf(m, s), corr = exp2f(m - mx), p = exp2f(s - mx);
+        l = l * corr + p;
+        m = mx;
+        const bf16* vr = V + (long long)j * hd;
+#pragma unroll
+        for (int i = 0; i < AMAX; i++)
+        {
+            const int e = lane + 32 * i;
+            acc[i] = acc[i] * corr + (e < hd ? p * bf16_to_f32(vr[e]) : 0.f);
+        }
+    }
+    if (lane == 0) { sm_m[warp] = m; sm_l[warp] = l; }
+#pragma unroll
+    for (int i = 0; i < AMAX; i++) sm_o[warp][lane + 32 * i] = acc[i];
+    __syncthreads();
+    float M = fmaxf(fmaxf(sm_m[0], sm_m[1]), fmaxf(sm_m[2], sm_m[3]));
+    const long long row = ((long long)r * qHeads + h) * nChunks + c;
+    for (int e = threadIdx.x; e < hd; e += 128)
+    {
+        float O = 0.f;
+        if (M != NEG_INF)
+#pragma unroll
+            for (int w = 0; w < 4; w++) O = fmaf(sm_o[w][e], exp2f(sm_m[w] - M), O);
+        po[row * hd + e] = O;
+    }
+    if (threadIdx.x == 0)
+    {
+        float L = 0.f;
+        if (M != NEG_INF)
+            for (int w = 0; w < 4; w++) L = fmaf(sm_l[w], exp2f(sm_m[w] - M), L);
+        pm[row] = M;
+        pl[row] = L;
+    }
+}
+
+// out[r][h·d + e] = Σ_c o_c[e]·2^(m_c − M) / Σ_c l_c·2^(m_c − M); grid (qHeads, rows), 128 threads.
+extern "C" __global__ void __launch_bounds__(128) attn_any_reduce(const float* __restrict__ pm,
+    const float* __restrict__ pl, const float* __restrict__ po, int nChunks, int qHeads, int hd, float* __restrict__ out)
+{
+    const int h = blockIdx.x, r = blockIdx.y;
+    const long long r0 = ((long long)r * qHeads + h) * nChunks;
+    float M = NEG_INF;
+    for (int c = 0; c < nChunks; c++) M = fmaxf(M, pm[r0 + c]);
+    float L = 0.f;
+    if (M != NEG_INF)
+        for (int c = 0; c < nChunks; c++) L = fmaf(pl[r0 + c], exp2f(pm[r0 + c] - M), L);
+    for (int e = threadIdx.x; e < hd; e += 128)
+    {
+        float O = 0.f;
+        if (M != NEG_INF)
+            for (int c = 0; c < nChunks; c++) O = fmaf(po[(r0 + c) * hd + e], exp2f(pm[r0 + c] - M), O);
+        out[((long long)r * qHeads + h) * hd + e] = L > 0.f ? O / L : 0.f;
+    }
+}

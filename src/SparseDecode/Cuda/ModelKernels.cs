@@ -1,0 +1,138 @@
+namespace SparseDecode.Cuda;
+
+/// <summary>Host side of Cuda/Kernels/model_step.cu: the parts of a decode step around attention (embedding,
+/// RMSNorm, bf16 matrix-vector products of up to 8 rows, RoPE + cache append, SwiGLU, page summaries) and a dense
+/// attention for any head size and group. Every method only queues work on the stream (graph-capturable).</summary>
+public sealed class ModelKernels : IDisposable
+{
+    public const string SourceFile = "model_step.cu";
+    /// <summary>Rows one launch of the matrix-vector kernels takes; more rows are split into launches of this many.</summary>
+    public const int MaxRows = 8;
+    /// <summary>Widest head the any-shape attention takes (32 lanes × 8 channels).</summary>
+    public const int MaxAnyHeadDim = 256;
+    /// <summary>Keys per block of the any-shape attention.</summary>
+    public const int AnyChunk = 256;
+
+    public static readonly string[] KernelNames =
+    [
+        "embed_rows", "rms_norm", "gemv_b1", "gemv_b2", "gemv_b4", "gemv_b8", "gemv_mma", "rope_append", "page_update", "swiglu",
+        "fill_f32", "attn_any_partial", "attn_any_reduce",
+    ];
+
+    private readonly CudaModule _module;
+    public CudaDevice Device { get; }
+    public bool FromCache => _module.FromCache;
+    public string CompileLog => _module.CompileLog;
+
+    public ModelKernels(CudaDevice device)
+    {
+        Device = device;
+        _module = CudaModule.Load(device, SourceFile);
+        foreach (var n in KernelNames) _ = _module[n];
+    }
+
+    public IEnumerable<(string Name, int Registers, int LocalBytes, int SharedBytes)> Resources() =>
+        KernelNames.Select(n => (n, _module[n].Registers, _module[n].LocalBytes, _module[n].StaticSharedBytes));
+
+    /// <summary>x[r] = the embedding rows of tokens[r] (bf16 table [vocab][hidden] → f32).</summary>
+    public void Embed(DeviceBuffer table, ulong tokens, int rows, int hidden, DeviceBuffer x, int stride, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(table); a.Add(tokens); a.Add(hidden); a.Add(stride); a.Add(x);
+        _module["embed_rows"].Launch((rows, 1, 1), 256, s, ref a);
+    }
+
+    public void RmsNorm(DeviceBuffer x, int stride, DeviceBuffer weight, int n, float eps, DeviceBuffer y, int yStride, int rows, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(x); a.Add(stride); a.Add(weight); a.Add(n); a.Add(eps); a.Add(y); a.Add(yStride);
+        _module["rms_norm"].Launch((rows, 1, 1), 256, s, ref a);
+    }
+
+    /// <summary>Launches of at least this many rows (and K a multiple of 32) go to the tensor-core kernel; fewer to
+    /// the f32 CUDA-core kernels. 2 by default: measured on an H100, the 8-row CUDA-core kernel took 1.9× the
+    /// weight-read floor, where one row reads at 1.15× (bench/gpu/NOTES.md).</summary>
+    public int TensorCoreMinRows { get; set; } = 2;
+
+    /// <summary>Kernel and output rows per block for a launch of `rows` rows over rows of k elements.</summary>
+    public (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k) => GemvPlan(rows, k, TensorCoreMinRows);
+
+    public static (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k, int tensorCoreMinRows) =>
+        rows >= tensorCoreMinRows && k % 32 == 0 ? ("gemv_mma", 16) : rows switch
+        {
+            <= 1 => ("gemv_b1", 16),
+            <= 2 => ("gemv_b2", 16),
+            <= 4 => ("gemv_b4", 32),
+            _ => ("gemv_b8", 32),
+        };
+
+    /// <summary>y[b][n] = W[n]·x[b] + bias[n] (accumulate: y += …) for b &lt; rows ≤ 8. W is bf16 [n][k], k a
+    /// multiple of 8; x and y f32 with row strides; x must hold at least the planned kernel's row count.</summary>
+    public void Gemv(ulong weights, int n, int k, DeviceBuffer x, int xStride, int rows, DeviceBuffer? bias,
+        DeviceBuffer y, int yStride, bool accumulate, CudaStream s, long xOffsetBytes = 0, long yOffsetBytes = 0)
+    {
+        if (rows < 1 || rows > MaxRows) throw new ArgumentOutOfRangeException(nameof(rows), $"1 to {MaxRows} rows per launch.");
+        if (k % 8 != 0) throw new ArgumentException($"The bf16 matrix-vector kernel needs rows of a multiple of 8 elements, got {k}.");
+        var (kernel, perBlock) = GemvPlan(rows, k);
+        var a = new KernelArgs();
+        a.Add(weights); a.Add(n); a.Add(k); a.Add(x.At(xOffsetBytes)); a.Add(xStride); a.Add(rows); a.Add(bias);
+        a.Add(y.At(yOffsetBytes)); a.Add(yStride); a.Add(accumulate ? 1 : 0);
+        _module[kernel].Launch(((n + perBlock - 1) / perBlock, 1, 1), 256, s, ref a);
+    }
+
+    /// <summary>RoPE of q and k from the fused projection qkv [rows][qkvStride], q to `q` [rows][qHeads·d], k and
+    /// v appended to the cache at each row's position.</summary>
+    public void RopeAppend(DeviceBuffer qkv, int qkvStride, int qHeads, int kvHeads, int headDim, DeviceBuffer cos,
+        DeviceBuffer sin, ulong positions, in KvView kv, DeviceBuffer q, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(qkv); a.Add(qkvStride); a.Add(qHeads); a.Add(kvHeads); a.Add(headDim); a.Add(cos); a.Add(sin);
+        a.Add(positions); a.Add(kv.KBases); a.Add(kv.VBases); a.Add(kv.HeadStride); a.Add(q);
+        _module["rope_append"].Launch((kv.Rows, qHeads + kvHeads, 1), 64, s, ref a);
+    }
+
+    /// <summary>Refreshes Quest's min/max summary of the page each row's new key went into.</summary>
+    public void PageUpdate(in KvView kv, ulong positions, int headDim, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(kv.KBases); a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(positions); a.Add(kv.HeadStride);
+        a.Add(kv.PageHeadStride); a.Add(kv.PageSize); a.Add(headDim);
+        _module["page_update"].Launch((kv.Rows, kv.KvHeads, 1), headDim, s, ref a);
+    }
+
+    public void SwiGlu(DeviceBuffer gateUp, int f, int guStride, int rows, DeviceBuffer h, int hStride, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(gateUp); a.Add(f); a.Add(guStride); a.Add(rows); a.Add(h); a.Add(hStride);
+        long n = (long)rows * f;
+        _module["swiglu"].Launch(((int)Math.Min(Device.Multiprocessors * 8L, (n + 255) / 256), 1, 1), 256, s, ref a);
+    }
+
+    public void Fill(DeviceBuffer p, long count, float value, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(p); a.Add(count); a.Add(value);
+        _module["fill_f32"].Launch((Device.Multiprocessors * 8, 1, 1), 256, s, ref a);
+    }
+
+    /// <summary>Dense decode attention of each row's query over its first `length` keys, any head size ≤ 256 and
+    /// any group; chunks of <see cref="AnyChunk"/> keys planned for kv.PlanLength.</summary>
+    public void AttentionAny(in KvView kv, int headDim, DeviceBuffer q, DeviceBuffer output, DecodeKernels.AttentionWorkspace ws, CudaStream s)
+    {
+        if (headDim > MaxAnyHeadDim) throw new ArgumentException($"Heads wider than {MaxAnyHeadDim} are not supported on the GPU.");
+        int chunks = AnyChunks(kv.PlanLength);
+        if (chunks > ws.MaxChunks) throw new ArgumentException($"Attention needs {chunks} chunks; the workspace holds {ws.MaxChunks}.");
+        var a = new KernelArgs();
+        a.Add(kv.KBases); a.Add(kv.VBases); a.Add(kv.Lengths); a.Add(kv.HeadStride); a.Add(headDim); a.Add(q);
+        a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(AnyChunk); a.Add(chunks);
+        a.Add((float)(1 / Math.Log(2) / Math.Sqrt(headDim))); a.Add(ws.M); a.Add(ws.L); a.Add(ws.O);
+        _module["attn_any_partial"].Launch((chunks, kv.QueryHeads, kv.Rows), 128, s, ref a);
+        var r = new KernelArgs();
+        r.Add(ws.M); r.Add(ws.L); r.Add(ws.O); r.Add(chunks); r.Add(kv.QueryHeads); r.Add(headDim); r.Add(output);
+        _module["attn_any_reduce"].Launch((kv.QueryHeads, kv.Rows, 1), 128, s, ref r);
+    }
+
+    public static int AnyChunks(int planLength) => LaunchPlan.Chunks(planLength, AnyChunk);
+
+    public void Dispose() => _module.Dispose();
+}

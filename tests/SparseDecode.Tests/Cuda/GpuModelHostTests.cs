@@ -1,0 +1,154 @@
+using SparseDecode.Cuda;
+using SparseDecode.Kernels;
+using SparseDecode.Model;
+using SparseDecode.Tests.Cli;
+
+namespace SparseDecode.Tests.Cuda;
+
+/// <summary>The GPU model's host side, which runs without a GPU: shape presets, kernel choice, the rope tables it
+/// uploads, the bf16 reference copy, option errors, and the one-line answer of `--device cuda` without a driver.</summary>
+[Collection("console")]
+public sealed class GpuModelHostTests
+{
+    [Fact]
+    public void ShapePresetsAreLlama31()
+    {
+        var s8 = GpuShapes.Get("LLAMA-3.1-8B");
+        Assert.Equal((32, 4096, 32, 8, 128, 14336, 128256), (s8.NumLayers, s8.HiddenSize, s8.NumHeads, s8.NumKvHeads, s8.HeadDim, s8.IntermediateSize, s8.VocabSize));
+        Assert.Equal(RopeType.Llama3, s8.Rope.Type);
+        Assert.Equal(8, s8.Rope.Factor);
+        Assert.Equal(500000, s8.Rope.Theta);
+        var s70 = GpuShapes.Get("llama-3.1-70b-16l");
+        Assert.Equal((16, 8192, 64, 8, 128, 28672, 128256), (s70.NumLayers, s70.HiddenSize, s70.NumHeads, s70.NumKvHeads, s70.HeadDim, s70.IntermediateSize, s70.VocabSize));
+        var e = Assert.Throws<ArgumentException>(() => GpuShapes.Get("llama-2"));
+        Assert.Contains("llama-3.1-8b", e.Message);
+    }
+
+    [Fact]
+    public void SeveralRowsGoToTheTensorCoresWhenRowsAreMultiplesOf32()
+    {
+        Assert.Equal(("gemv_b1", 16), ModelKernels.GemvPlan(1, 4096, 2));
+        Assert.Equal(("gemv_mma", 16), ModelKernels.GemvPlan(2, 4096, 2));
+        Assert.Equal(("gemv_mma", 16), ModelKernels.GemvPlan(8, 14336, 2));
+        Assert.Equal(("gemv_b8", 32), ModelKernels.GemvPlan(8, 4104, 2));   // 4104 = 8 · 513: not a multiple of 32
+        Assert.Equal(("gemv_b4", 32), ModelKernels.GemvPlan(3, 4104, 2));
+        Assert.Equal(("gemv_mma", 16), ModelKernels.GemvPlan(1, 4096, 1));
+    }
+
+    [Theory]
+    [InlineData("sparse-code-16m")]
+    [InlineData("llama-3.1-8b")]
+    public void RopeTablesOfACapacityAreTheEnginesOwnNumbers(string which)
+    {
+        // the GPU model uploads Rope(…, capacity)'s tables; they must equal the CPU engine's, built for the full context
+        var c = which == "llama-3.1-8b" ? GpuShapes.Llama31_8B : ModelConfig.Load(Fixtures.BundledModel);
+        int capacity = 700, half = c.HeadDim / 2;
+        var gpu = new Rope(c.Rope, c.HeadDim, capacity);
+        var cpu = new Rope(c.Rope, c.HeadDim, Math.Min(c.MaxPositions, 4096));
+        Assert.Equal(capacity * half, gpu.CosTable.Length);
+        Assert.True(gpu.CosTable.SequenceEqual(cpu.CosTable[..(capacity * half)]));
+        Assert.True(gpu.SinTable.SequenceEqual(cpu.SinTable[..(capacity * half)]));
+        // and rotating with them is the engine's rotation
+        var v = Enumerable.Range(0, c.HeadDim).Select(i => MathF.Sin(i * 0.37f)).ToArray();
+        var w = v.ToArray();
+        cpu.Apply(v, 1, 613);
+        var cos = gpu.CosTable.Slice(613 * half, half);
+        var sin = gpu.SinTable.Slice(613 * half, half);
+        for (int i = 0; i < half; i++)
+        {
+            Assert.Equal(w[i] * cos[i] - w[i + half] * sin[i], v[i]);
+            Assert.Equal(w[i + half] * cos[i] + w[i] * sin[i], v[i + half]);
+        }
+    }
+
+    [Fact]
+    public unsafe void Bf16CopyRoundsMatricesAsTheUploadAndKeepsVectors()
+    {
+        string src = Fixtures.Model("llama3-gqa");
+        string dst = Path.Combine(Path.GetTempPath(), "sd-bf16copy-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            Bf16CheckpointCopy.Write(src, dst);
+            using var a = WeightStore.Open(src);
+            using var b = WeightStore.Open(dst);
+            var c = ModelConfig.Load(dst);
+            var q0 = a.Get("model.layers.0.self_attn.q_proj.weight", c.QDim, c.HiddenSize);
+            var q1 = b.Get("model.layers.0.self_attn.q_proj.weight", c.QDim, c.HiddenSize);
+            Assert.Equal(DType.F32, q0.Type);
+            Assert.Equal(DType.BF16, q1.Type);
+            var f = q0.ToFloatArray();
+            var r = (ushort*)q1.Data;
+            for (int i = 0; i < f.Length; i++) Assert.Equal(Kernels.Convert.SingleToBf16(f[i]), r[i]);
+            var n0 = a.Get("model.layers.0.input_layernorm.weight", c.HiddenSize);
+            var n1 = b.Get("model.layers.0.input_layernorm.weight", c.HiddenSize);
+            Assert.Equal(n0.Type, n1.Type);
+            Assert.Equal(n0.ToFloatArray(), n1.ToFloatArray());
+            using var model = Engine.Transformer.Load(dst);
+            Assert.Equal(DType.BF16, model.WeightType);
+        }
+        finally
+        {
+            if (Directory.Exists(dst)) Directory.Delete(dst, true);
+        }
+    }
+
+    [Fact]
+    public void CandidateListsAreSortedDistinctAndInRange()
+    {
+        var lists = StepAttention.SortedLists(new Random(3), 4, 100, 1000);
+        for (int r = 0; r < 4; r++)
+        {
+            var row = lists.AsSpan(r * 100, 100).ToArray();
+            Assert.Equal(row.Order(), row);
+            Assert.Equal(100, row.Distinct().Count());
+            Assert.All(row, p => Assert.InRange(p, 0, 999));
+        }
+        // more entries than positions: every position once, padded with -1 first (skipped by the kernels)
+        var full = StepAttention.SortedLists(new Random(3), 1, 8, 5);
+        Assert.Equal([-1, -1, -1, 0, 1, 2, 3, 4], full);
+    }
+
+    [Fact]
+    public void UnknownDeviceShapeOrMethodIsOneLineError()
+    {
+        var (code, _, err) = CliTests.Run("score", "--device", "tpu", "--model", Fixtures.Model("llama3-gqa"), "--token-ids", "1,2,3");
+        Assert.NotEqual(0, code);
+        Assert.Equal("error: Unknown device 'tpu': expected cpu or cuda.", err.Trim());
+        (code, _, err) = CliTests.Run("gpu-step", "--shape", "llama-2");
+        Assert.NotEqual(0, code);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.StartsWith("error: Unknown shape 'llama-2'", err);
+        (code, _, err) = CliTests.Run("gpu-step", "--methods", "dense,bogus");
+        Assert.NotEqual(0, code);
+        Assert.StartsWith("error: Unknown method 'bogus'", err);
+        (code, _, err) = CliTests.Run("gpu-step", "--batched", "32768");
+        Assert.NotEqual(0, code);
+        Assert.StartsWith("error: --batched takes CONTEXTxBATCH", err);
+    }
+
+    [NoCudaFact]
+    public void CudaWithoutADriverIsOneSentenceAndNonZeroExit()
+    {
+        string why = CudaDevice.Probe()!;
+        foreach (var args in new[]
+        {
+            new[] { "score", "--device", "cuda", "--model", Fixtures.Model("llama3-gqa"), "--token-ids", "1,2,3" },
+            ["generate", "--device", "cuda", "--model", Fixtures.BundledModel, "--prompt", "a", "-n", "2"],
+            ["gpu-check", "--model", Fixtures.Model("llama3-gqa")],
+        })
+        {
+            var (code, _, err) = CliTests.Run(args);
+            Assert.NotEqual(0, code);
+            Assert.Equal($"error: {why}", err.Trim());
+        }
+    }
+}
+
+/// <summary>A fact for machines without a usable GPU (CI): what the program says when CUDA is missing.</summary>
+public sealed class NoCudaFactAttribute : FactAttribute
+{
+    public NoCudaFactAttribute()
+    {
+        if (CudaDevice.Probe() is null) Skip = "A GPU is present; this test checks the answer without one.";
+    }
+}
