@@ -103,12 +103,20 @@ public sealed class CudaHostTests
     [Fact]
     public void EveryHostKernelNameIsAnExternCKernelInTheEmbeddedSource()
     {
-        Assert.Contains(DecodeKernels.SourceFile, KernelSource.Names());
-        var src = KernelSource.Read(DecodeKernels.SourceFile);
-        var declared = Regex.Matches(src, @"extern ""C"" __global__ void (?:__launch_bounds__\([^)]*\) )?(\w+)\(")
-            .Select(m => m.Groups[1].Value).ToHashSet();
-        foreach (var name in DecodeKernels.KernelNames) Assert.Contains(name, declared);
-        Assert.DoesNotContain("#include", src);    // NVRTC needs no header path
+        var headers = KernelSource.Headers().Select(h => h.Name).ToHashSet();
+        Assert.Contains("common.cuh", headers);
+        foreach (var (file, names) in new[] { (DecodeKernels.SourceFile, DecodeKernels.KernelNames), (ModelKernels.SourceFile, ModelKernels.KernelNames) })
+        {
+            Assert.Contains(file, KernelSource.Names());
+            var src = KernelSource.Read(file);
+            var declared = Regex.Matches(src, @"extern ""C"" __global__ void (?:__launch_bounds__\([^)]*\) )?(\w+)\(")
+                .Select(m => m.Groups[1].Value).ToHashSet();
+            foreach (var name in names) Assert.Contains(name, declared);
+            // NVRTC gets no include path: every include names an embedded header
+            foreach (Match m in Regex.Matches(src, @"#include\s+""([^""]+)"""))
+                Assert.Contains(m.Groups[1].Value, headers);
+            Assert.DoesNotMatch(@"#include\s*<", src);
+        }
     }
 
     [Fact]
