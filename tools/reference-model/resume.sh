@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Stage 2: continue training an exported model (same tokenizer, same corpus and held-out split) within ten
-# minutes, with the stage-2 task mix. Writes the new export, packed in ≤ 15 MB parts, to OUTDIR.
+# Stages 2 and 3: continue training an exported model (same tokenizer, same corpus and held-out split) within
+# ten minutes. Writes the new export, packed in ≤ 15 MB parts, to OUTDIR.
 #   bash tools/reference-model/resume.sh OUTDIR FROM_MODEL_DIR [TOTAL_SECONDS]
+# Environment: LR (1e-3), P_TASK (0.5), MIX (stage2; stage3 for the third stage), SEED (1234; another seed
+# draws other batches than the stage before).
 set -euo pipefail
 out=${1:?usage: resume.sh OUTDIR FROM_MODEL_DIR [TOTAL_SECONDS]}
 from=${2:?usage: resume.sh OUTDIR FROM_MODEL_DIR [TOTAL_SECONDS]}
@@ -15,7 +17,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 python3 "$here/prepare_data.py" "$work/data" --max-mb "${MAX_MB:-200}" --tokenizer "$from/tokenizer.json"
 left=$(( total - ($(date +%s) - start) - 100 ))
 echo "training for ${left}s"
-python3 "$here/train.py" "$work/data" "$work/model" --seconds "$left" --init "$from" --lr "${LR:-1e-3}" --p-task "${P_TASK:-0.5}"
+python3 "$here/train.py" "$work/data" "$work/model" --seconds "$left" --init "$from" --lr "${LR:-1e-3}" --p-task "${P_TASK:-0.5}" \
+  --mix "${MIX:-stage2}" --seed "${SEED:-1234}"
 gzip -9 -c "$work/data/heldout.txt" > "$work/model/heldout.txt.gz"
 tar -C "$work" -cf - model | split -b 15M - "$out/model.tar.part-"
 ls -la "$out"

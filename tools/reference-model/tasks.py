@@ -104,3 +104,7 @@ TASKS = {"passkey": passkey, "multikey": multikey, "multivalue": multivalue, "mu
 # retrieval among distractors and the multi-item tasks, which stage 1 left weak.
 TASK_WEIGHTS_STAGE1 = {"passkey": 3, "multikey": 3, "multivalue": 1, "multiquery": 1, "vartrack": 1, "cwe": 1}
 TASK_WEIGHTS_STAGE2 = {"passkey": 1, "multikey": 3, "multivalue": 2, "multiquery": 2, "vartrack": 2, "cwe": 1}
+# Stage 3 (resumed from stage 2): stage 2 left single-key retrieval among 4 distractors at 75-90 % at 8K, under
+# the 80 % the model card asks for; this mix puts half of the task rows on it.
+TASK_WEIGHTS_STAGE3 = {"passkey": 1, "multikey": 6, "multivalue": 2, "multiquery": 1, "vartrack": 1, "cwe": 1}
+TASK_MIXES = {"stage1": TASK_WEIGHTS_STAGE1, "stage2": TASK_WEIGHTS_STAGE2, "stage3": TASK_WEIGHTS_STAGE3}

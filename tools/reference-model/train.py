@@ -132,6 +132,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--init", help="continue from this exported checkpoint (its bf16 weights become the f32 start)")
     ap.add_argument("--p-task", type=float, default=0.4, help="share of sequences that carry a retrieval task")
+    ap.add_argument("--mix", choices=sorted(T.TASK_MIXES), help="task mix (default: stage1 from scratch, stage2 with --init)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -151,7 +152,7 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": nodecay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.95), fused=True)
 
-    weights = T.TASK_WEIGHTS_STAGE2 if a.init else T.TASK_WEIGHTS_STAGE1
+    weights = T.TASK_MIXES[a.mix or ("stage2" if a.init else "stage1")]
     q = queue.Queue(maxsize=6)
     def producer(rng):
         while True:
