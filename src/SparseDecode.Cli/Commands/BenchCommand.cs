@@ -43,9 +43,12 @@ internal static class BenchCommand
             double prefillSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
             // one untimed step warms the JIT and the selector's buffers
             t.Decode(1, cache, ws, selector);
+            long allocated0 = GC.GetTotalAllocatedBytes(precise: true);
             long t1 = Stopwatch.GetTimestamp();
             for (int i = 0; i < s; i++) t.Decode(rng.Next(t.Config.VocabSize), cache, ws, selector);
             double decodeSeconds = Stopwatch.GetElapsedTime(t1).TotalSeconds / s;
+            // all threads' managed allocations: what the parallel loops' bookkeeping costs per step
+            double allocatedPerStep = (GC.GetTotalAllocatedBytes(precise: true) - allocated0) / (double)s;
 
             double kvBytes = (double)cache.BytesPerPosition * (n + 1 + s / 2.0);
             double stepBytes = t.WeightBytesPerToken + kvBytes;
@@ -57,6 +60,7 @@ internal static class BenchCommand
             table.AddRow("threads", Environment.ProcessorCount.ToString(ci));
             table.AddRow("prefill", string.Create(ci, $"{n / prefillSeconds:F1} tokens/s ({n} tokens, {prefillSeconds:F2} s)"));
             table.AddRow("decode", string.Create(ci, $"{1 / decodeSeconds:F1} tokens/s ({decodeSeconds * 1e3:F2} ms/step at {n} context)"));
+            table.AddRow("managed allocation per step", string.Create(ci, $"{allocatedPerStep / 1e3:F1} KB"));
             table.AddRow("bytes read per dense step", string.Create(ci, $"{stepBytes / 1e6:F1} MB (weights {t.WeightBytesPerToken / 1e6:F1} + KV {kvBytes / 1e6:F1})"));
             table.AddRow("achieved bandwidth (dense bytes)", string.Create(ci, $"{stepBytes / decodeSeconds / 1e9:F2} GB/s"));
             table.AddRow("machine copy bandwidth", string.Create(ci, $"{copy / 1e9:F2} GB/s (read + write, all cores)"));
