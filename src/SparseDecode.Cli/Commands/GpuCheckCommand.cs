@@ -13,16 +13,17 @@ internal static class GpuCheckCommand
     {
         var models = new Option<string[]>("--model", "-m") { Description = "Model directories (repeatable). Default: the bundled model.", AllowMultipleArgumentsPerToken = true };
         var tokens = new Option<int>("--tokens") { Description = "Token ids scored per model (random, fixed seed).", DefaultValueFactory = _ => 96 };
-        var cmd = new Command("gpu-check", "Check GPU log-probabilities against the CPU engine on the same tokens.") { models, tokens };
+        var cudaCores = new Option<bool>("--no-tensor-cores") { Description = "Matrix products of several rows on the CUDA cores too (f32 throughout)." };
+        var cmd = new Command("gpu-check", "Check GPU log-probabilities against the CPU engine on the same tokens.") { models, tokens, cudaCores };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             var dirs = r.GetValue(models) is { Length: > 0 } m ? m : [Engine.ModelLocator.Resolve(null)];
-            return Run(dirs, r.GetValue(tokens));
+            return Run(dirs, r.GetValue(tokens), r.GetValue(cudaCores));
         }));
         return cmd;
     }
 
-    private static int Run(string[] dirs, int tokens)
+    private static int Run(string[] dirs, int tokens, bool noTensorCores)
     {
         var ci = CultureInfo.InvariantCulture;
         using var device = CudaDevice.Open();
@@ -35,6 +36,14 @@ internal static class GpuCheckCommand
         Console.WriteLine("| kernel | registers | local (spill) bytes | static shared bytes |");
         Console.WriteLine("|---|---:|---:|---:|");
         foreach (var (name, regs, local, shared) in mk.Resources()) Console.WriteLine($"| {name} | {regs} | {local} | {shared} |");
+        var kernelChecks = ModelKernelCheck.Run(mk, Environment.TickCount);
+        Console.WriteLine("\nmatrix-vector kernels against the float64 reference:");
+        Console.WriteLine("| check | relative error | threshold | result |");
+        Console.WriteLine("|---|---:|---:|---|");
+        foreach (var c in kernelChecks)
+            Console.WriteLine(string.Create(ci, $"| {c.Name} | {c.Error:G3} | {c.Threshold:G3} | {(c.Passed ? "pass" : "FAIL")} |"));
+        if (noTensorCores) mk.TensorCoreMinRows = int.MaxValue;
+        Console.WriteLine(string.Create(ci, $"\nproducts of several rows on the {(noTensorCores ? "CUDA cores (f32)" : "tensor cores")}"));
         var results = new List<GpuParityCheck.Result>();
         foreach (var d in dirs)
         {
@@ -44,12 +53,13 @@ internal static class GpuCheckCommand
             Console.WriteLine(string.Create(ci, $"{d}: {sw.Elapsed.TotalSeconds:F1} s"));
         }
         Console.WriteLine($"\nGPU against the CPU engine on the same bf16 weights and a bf16 KV cache; pass: max |Δ log p| ≤ {GpuParityCheck.MaxThreshold.ToString(ci)} and mean ≤ {GpuParityCheck.MeanThreshold.ToString(ci)}");
-        Console.WriteLine("| model | stored as | tokens | max |Δ| prefill | max |Δ| graph decode | max |Δ| eager decode | max |Δ| same tokens by prefill | mean |Δ| | argmax agreement | CPU decode vs CPU prefill | max |Δ| vs CPU on stored weights | result |");
-        Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        Console.WriteLine("| model | stored as | tokens | max |Δ| prefill | max |Δ| graph decode | max |Δ| eager decode | max |Δ| same tokens by prefill | mean |Δ| | argmax agreement | CPU decode vs CPU prefill | CPU bf16 vs f32 cache | max |Δ| vs CPU on stored weights | result |");
+        Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         foreach (var x in results)
-            Console.WriteLine(string.Create(ci, $"| {Path.GetFileName(Path.TrimEndingDirectorySeparator(x.Model))} | {x.WeightType} | {x.Tokens} | {x.MaxPrefillDelta:G3} | {x.MaxDecodeDelta:G3} | {x.MaxEagerDecodeDelta:G3} | {x.MaxLatePrefillDelta:G3} | {x.MeanDelta:G3} | {x.ArgmaxAgreements}/{x.ArgmaxCompared} | {x.CpuSelfSpread:G3} | {x.MaxDeltaOriginalWeights:G3} | {(x.Passed ? "pass" : "FAIL")} |"));
-        int failed = results.Count(x => !x.Passed);
+            Console.WriteLine(string.Create(ci, $"| {Path.GetFileName(Path.TrimEndingDirectorySeparator(x.Model))} | {x.WeightType} | {x.Tokens} | {x.MaxPrefillDelta:G3} | {x.MaxDecodeDelta:G3} | {x.MaxEagerDecodeDelta:G3} | {x.MaxLatePrefillDelta:G3} | {x.MeanDelta:G3} | {x.ArgmaxAgreements}/{x.ArgmaxCompared} | {x.CpuSelfSpread:G3} | {x.CpuCacheSpread:G3} | {x.MaxDeltaOriginalWeights:G3} | {(x.Passed ? "pass" : "FAIL")} |"));
+        int failed = results.Count(x => !x.Passed), kernelsFailed = kernelChecks.Count(c => !c.Passed);
+        if (kernelsFailed > 0) Console.Error.WriteLine($"error: {kernelsFailed} kernel check(s) failed.");
         if (failed > 0) Console.Error.WriteLine($"error: {failed} model(s) differ from the CPU engine beyond the threshold.");
-        return failed > 0 ? 2 : 0;
+        return failed + kernelsFailed > 0 ? 2 : 0;
     }
 }

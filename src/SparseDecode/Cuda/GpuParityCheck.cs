@@ -14,14 +14,14 @@ public static class GpuParityCheck
 {
     /// <summary>Pass thresholds of |Δ log p| against the CPU engine on the same bf16 weights: the largest and the
     /// mean. Why not tighter: with a bf16 cache, an f32 rounding difference in a key or value can flip its bf16
-    /// rounding (one bf16 step is 2^-8 relative), which moves log p of unlikely tokens by up to a few 1e-2 — the CPU
-    /// engine's own decode and prefill paths differ by 0.02 on the bundled model (reported as "CPU decode vs CPU
-    /// prefill").</summary>
+    /// rounding (one bf16 step is 2^-8 relative), which moves log p of unlikely tokens of a trained model by up to a
+    /// few 1e-2. Two yardsticks are reported beside the result: the CPU engine's own decode path against its prefill
+    /// path, and the CPU engine with a bf16 cache against an f32 cache (what storing the cache in bf16 moves).</summary>
     public const double MaxThreshold = 0.05;
-    public const double MeanThreshold = 2e-3;
+    public const double MeanThreshold = 5e-3;
 
     public sealed record Result(string Model, string WeightType, int Tokens, double MaxPrefillDelta, double MaxDecodeDelta,
-        double MaxEagerDecodeDelta, double MaxLatePrefillDelta, double MeanDelta, double MaxDeltaOriginalWeights, double CpuSelfSpread, int ArgmaxAgreements, int ArgmaxCompared)
+        double MaxEagerDecodeDelta, double MaxLatePrefillDelta, double MeanDelta, double MaxDeltaOriginalWeights, double CpuSelfSpread, double CpuCacheSpread, int ArgmaxAgreements, int ArgmaxCompared)
     {
         public double MaxDelta => new[] { MaxPrefillDelta, MaxDecodeDelta, MaxEagerDecodeDelta, MaxLatePrefillDelta }.Max();
         public bool Passed => double.IsFinite(MaxDelta) && MaxDelta <= MaxThreshold && MeanDelta <= MeanThreshold;
@@ -46,7 +46,7 @@ public static class GpuParityCheck
         {
             double[] reference = original;
             int[] argmax;
-            double selfSpread;
+            double selfSpread, cacheSpread;
             if (type != DType.BF16)
             {
                 copy = Path.Combine(Path.GetTempPath(), $"sparsedecode-bf16-{Environment.ProcessId}-{Guid.NewGuid():N}");
@@ -57,6 +57,8 @@ public static class GpuParityCheck
                 if (copy != null) reference = Scorer.TokenLogprobs(cpu, tokens, DType.BF16);
                 argmax = CpuArgmax(cpu, tokens);
                 selfSpread = CpuDecodeSpread(cpu, tokens, n / 2, reference);
+                var f32Cache = Scorer.TokenLogprobs(cpu, tokens, DType.F32);
+                cacheSpread = f32Cache.Select((v, i) => Delta(v, reference[i])).Max();
             }
 
             using var store = WeightStore.Open(directory);
@@ -80,7 +82,7 @@ public static class GpuParityCheck
                 maxOriginal = Math.Max(maxOriginal, Delta(graph[i], original[i]));
                 sum += d;
             }
-            return new Result(directory, type.Name(), n, maxPrefill, maxDecode, maxEager, maxLate, sum / (n - 1), maxOriginal, selfSpread, agree, compared);
+            return new Result(directory, type.Name(), n, maxPrefill, maxDecode, maxEager, maxLate, sum / (n - 1), maxOriginal, selfSpread, cacheSpread, agree, compared);
         }
         finally
         {

@@ -80,11 +80,21 @@ public sealed class GpuStepBench
         cache.SetRows(slots, slots.Select(_ => rng.Next(c.VocabSize)).ToArray(), Enumerable.Repeat(n - 1, batch).ToArray(), s);
         Log($"context {n}, batch {batch}: KV cache {cache.KvBytes / 1e9:F2} GB");
 
+        if (model.TunedAttention) CrossCheckAttention(model, cache, batch, n, s);
+
         // the projections, MLP and logits alone (attention skipped): what the weights cost
         double noAttn = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out double spread);
         Add(n, batch, "no attention (weights only)", noAttn, WeightBytes, spread,
             $"projections + MLP + logits, {_mk.GemvPlan(batch, c.HiddenSize).Kernel}");
-        if (batch < _mk.TensorCoreMinRows)
+        if (batch >= _mk.TensorCoreMinRows)
+        {
+            int keep = _mk.TensorCoreTileRows;
+            _mk.TensorCoreTileRows = keep == 16 ? 32 : 16;
+            double other = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out spread);
+            Add(n, batch, $"no attention, {_mk.TensorCoreTileRows}-row tensor-core tiles", other, WeightBytes, spread, _mk.GemvPlan(batch, c.HiddenSize).Kernel);
+            _mk.TensorCoreTileRows = keep;
+        }
+        else
         {
             int keep = _mk.TensorCoreMinRows;
             _mk.TensorCoreMinRows = 1;
@@ -138,6 +148,33 @@ public sealed class GpuStepBench
         var row = new Row(_o.Shape.ArchitectureName, n, batch, method, ms, bytes / ReadBandwidth * 1e3, bytes, spread, note);
         Rows.Add(row);
         Log($"  {n,7} b{batch} {method,-36} {ms,8:F3} ms  floor {row.FloorMilliseconds,7:F3} ms  x{row.OverFloor,5:F2}  {row.TokensPerSecond,8:F1} tok/s  spread {spread * 100:F0}%  {note}");
+    }
+
+    /// <summary>The tuned attention kernels (groups of 4 or 8) against the any-shape kernel on this cache and
+    /// random queries: ‖tuned − any‖ / ‖any‖ must be at f32 rounding level (both read the same bf16 keys).</summary>
+    private void CrossCheckAttention(GpuModel model, GpuKvCache cache, int rows, int n, CudaStream s)
+    {
+        var c = _o.Shape;
+        int count = rows * c.QDim;
+        _dk.FillRandomF32(model.Queries, count, 17, 2f, s);
+        var kv = cache.View(0, rows, n);
+        model.DenseAttention(kv, s);
+        var tuned = new float[count];
+        s.Synchronize();
+        model.AttentionOutput.Download<float>(tuned);
+        _mk.AttentionAny(kv, c.HeadDim, model.Queries, model.AttentionOutput, model.Workspace, s);
+        var any = new float[count];
+        s.Synchronize();
+        model.AttentionOutput.Download<float>(any);
+        double num = 0, den = 0;
+        for (int i = 0; i < count; i++)
+        {
+            num += (tuned[i] - any[i]) * (double)(tuned[i] - any[i]);
+            den += any[i] * (double)any[i];
+        }
+        double rel = Math.Sqrt(num / Math.Max(den, 1e-300));
+        Log($"  check: tuned dense attention (group {c.GroupSize}) vs any-shape kernel, layer 0: relative error {rel:G3}");
+        if (!(rel < 1e-4)) throw new CudaException($"The tuned attention differs from the any-shape kernel by {rel:G3} (relative).");
     }
 
     /// <summary>Skips attention: times what the weights cost on their own.</summary>

@@ -28,11 +28,12 @@ public sealed class GpuModelHostTests
     public void SeveralRowsGoToTheTensorCoresWhenRowsAreMultiplesOf32()
     {
         Assert.Equal(("gemv_b1", 16), ModelKernels.GemvPlan(1, 4096, 2));
-        Assert.Equal(("gemv_mma", 16), ModelKernels.GemvPlan(2, 4096, 2));
-        Assert.Equal(("gemv_mma", 16), ModelKernels.GemvPlan(8, 14336, 2));
+        Assert.Equal(("gemv_mma2", 32), ModelKernels.GemvPlan(2, 4096, 2));
+        Assert.Equal(("gemv_mma", 16), ModelKernels.GemvPlan(2, 4096, 2, 16));
+        Assert.Equal(("gemv_mma2", 32), ModelKernels.GemvPlan(8, 14336, 2));
         Assert.Equal(("gemv_b8", 32), ModelKernels.GemvPlan(8, 4104, 2));   // 4104 = 8 · 513: not a multiple of 32
         Assert.Equal(("gemv_b4", 32), ModelKernels.GemvPlan(3, 4104, 2));
-        Assert.Equal(("gemv_mma", 16), ModelKernels.GemvPlan(1, 4096, 1));
+        Assert.Equal(("gemv_mma2", 32), ModelKernels.GemvPlan(1, 4096, 1));
     }
 
     [Theory]

@@ -142,15 +142,20 @@ extern "C" __global__ void __launch_bounds__(256) gemv_b8(GEMV_ARGS) { gemv<8, 4
 // the end. A lane loads 16 bytes of each of two weight rows (rows g and g + 8, columns 32c + 8t ..) and the
 // matching 8 activations of row g; since any permutation of k applied to both operands leaves the dot product
 // unchanged, those 8 columns fill the lane's fragment slots of two k16 steps directly. The f32 activations are
-// split into a bf16 high part and a bf16 remainder (two products), so they enter with ~16 bits of mantissa, close to
-// the f32 path. K must be a multiple of 32.
+// split into three bf16 parts (three products; the tensor cores have throughput to spare in a memory-bound
+// product), so they enter at f32 accuracy. K must be a multiple of 32.
 __device__ __forceinline__ u32 pack_bf16(float lo, float hi) { return (u32)f32_to_bf16(lo) | ((u32)f32_to_bf16(hi) << 16); }
 
-__device__ __forceinline__ void split2(float a, float b, u32& hi, u32& lo)
+// Two f32 values as three bf16 pairs whose sum is each value to ~24 bits (8 + 8 + 8 mantissa bits): an f32
+// activation enters the tensor-core product at f32 accuracy.
+__device__ __forceinline__ void split3(float a, float b, u32& hi, u32& mid, u32& lo)
 {
-    bf16 ha = f32_to_bf16(a), hb = f32_to_bf16(b);
+    const bf16 ha = f32_to_bf16(a), hb = f32_to_bf16(b);
+    const float ra = a - bf16_to_f32(ha), rb = b - bf16_to_f32(hb);
+    const bf16 ma = f32_to_bf16(ra), mb = f32_to_bf16(rb);
     hi = (u32)ha | ((u32)hb << 16);
-    lo = pack_bf16(a - bf16_to_f32(ha), b - bf16_to_f32(hb));
+    mid = (u32)ma | ((u32)mb << 16);
+    lo = pack_bf16(ra - bf16_to_f32(ma), rb - bf16_to_f32(mb));
 }
 
 __device__ __forceinline__ void mma16816(float* c, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1)
@@ -161,57 +166,84 @@ __device__ __forceinline__ void mma16816(float* c, u32 a0, u32 a1, u32 a2, u32 a
 }
 
 #define MMA_U 4
-extern "C" __global__ void __launch_bounds__(256) gemv_mma(GEMV_ARGS)
+// T tiles of 16 rows per block (32 rows for T = 2): each activation piece a lane loads serves T weight tiles, so
+// activation traffic (through L1/L2) is 1/T of the weight bytes; lanes of rows past `rows` load no activations.
+template <int T>
+__device__ __forceinline__ void gemv_mma_tiles(GEMV_ARGS)
 {
-    __shared__ float red[8][16][9];
+    __shared__ float red[8][16 * T][9];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int n0 = blockIdx.x * 16, K32 = K >> 5;
-    const uint4* W0 = (const uint4*)(W + (long long)min(n0 + g, N - 1) * K) + t;
-    const uint4* W8 = (const uint4*)(W + (long long)min(n0 + g + 8, N - 1) * K) + t;
+    const int n0 = blockIdx.x * 16 * T, K32 = K >> 5;
+    const uint4* Wr[2 * T];
+#pragma unroll
+    for (int i = 0; i < 2 * T; i++) Wr[i] = (const uint4*)(W + (long long)min(n0 + g + 8 * i, N - 1) * K) + t;
     const float* xr = x + (long long)g * xStride + 8 * t;
-    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    const bool live = g < rows;
+    float c[T][4];
+#pragma unroll
+    for (int i = 0; i < T; i++) c[i][0] = c[i][1] = c[i][2] = c[i][3] = 0.f;
     for (int c0 = warp; c0 < K32; c0 += 8 * MMA_U)
     {
-        uint4 wa[MMA_U], wb[MMA_U];
+        uint4 w[MMA_U][2 * T];
 #pragma unroll
         for (int u = 0; u < MMA_U; u++)
-        {
-            const int cc = c0 + 8 * u;
-            wa[u] = cc < K32 ? __ldcs(W0 + 4 * cc) : make_uint4(0, 0, 0, 0);
-            wb[u] = cc < K32 ? __ldcs(W8 + 4 * cc) : make_uint4(0, 0, 0, 0);
-        }
+#pragma unroll
+            for (int i = 0; i < 2 * T; i++)
+                w[u][i] = c0 + 8 * u < K32 ? __ldcs(Wr[i] + 4 * (c0 + 8 * u)) : make_uint4(0, 0, 0, 0);
 #pragma unroll
         for (int u = 0; u < MMA_U; u++)
         {
             const int cc = c0 + 8 * u;
             if (cc >= K32) break;
-            const float4 xa = __ldg((const float4*)(xr + 32 * cc)), xb = __ldg((const float4*)(xr + 32 * cc + 4));
-            u32 h0, l0, h1, l1, h2, l2, h3, l3;
-            split2(xa.x, xa.y, h0, l0);
-            split2(xa.z, xa.w, h1, l1);
-            split2(xb.x, xb.y, h2, l2);
-            split2(xb.z, xb.w, h3, l3);
-            mma16816(c, wa[u].x, wb[u].x, wa[u].y, wb[u].y, h0, h1);
-            mma16816(c, wa[u].x, wb[u].x, wa[u].y, wb[u].y, l0, l1);
-            mma16816(c, wa[u].z, wb[u].z, wa[u].w, wb[u].w, h2, h3);
-            mma16816(c, wa[u].z, wb[u].z, wa[u].w, wb[u].w, l2, l3);
+            float4 xa = make_float4(0.f, 0.f, 0.f, 0.f), xb = xa;
+            if (live)
+            {
+                xa = __ldg((const float4*)(xr + 32 * cc));
+                xb = __ldg((const float4*)(xr + 32 * cc + 4));
+            }
+            u32 h0, m0, l0, h1, m1, l1, h2, m2, l2, h3, m3, l3;
+            split3(xa.x, xa.y, h0, m0, l0);
+            split3(xa.z, xa.w, h1, m1, l1);
+            split3(xb.x, xb.y, h2, m2, l2);
+            split3(xb.z, xb.w, h3, m3, l3);
+#pragma unroll
+            for (int i = 0; i < T; i++)
+            {
+                // smallest parts first, so the accumulator's rounding sees them before the large terms
+                const uint4 a = w[u][2 * i], b = w[u][2 * i + 1];
+                mma16816(c[i], a.x, b.x, a.y, b.y, l0, l1);
+                mma16816(c[i], a.z, b.z, a.w, b.w, l2, l3);
+                mma16816(c[i], a.x, b.x, a.y, b.y, m0, m1);
+                mma16816(c[i], a.z, b.z, a.w, b.w, m2, m3);
+                mma16816(c[i], a.x, b.x, a.y, b.y, h0, h1);
+                mma16816(c[i], a.z, b.z, a.w, b.w, h2, h3);
+            }
         }
     }
-    red[warp][g][2 * t] = c[0];
-    red[warp][g][2 * t + 1] = c[1];
-    red[warp][g + 8][2 * t] = c[2];
-    red[warp][g + 8][2 * t + 1] = c[3];
-    __syncthreads();
-    if (threadIdx.x >= 128) return;
-    const int nn = threadIdx.x >> 3, b = threadIdx.x & 7, n = n0 + nn;
-    if (n >= N || b >= rows) return;
-    float sum = 0.f;
 #pragma unroll
-    for (int w = 0; w < 8; w++) sum += red[w][nn][b];
-    const float v = sum + (bias ? bias[n] : 0.f);
-    float* o = y + (long long)b * yStride + n;
-    *o = accumulate ? *o + v : v;
+    for (int i = 0; i < T; i++)
+    {
+        red[warp][16 * i + g][2 * t] = c[i][0];
+        red[warp][16 * i + g][2 * t + 1] = c[i][1];
+        red[warp][16 * i + g + 8][2 * t] = c[i][2];
+        red[warp][16 * i + g + 8][2 * t + 1] = c[i][3];
+    }
+    __syncthreads();
+    for (int o = threadIdx.x; o < 16 * T * 8; o += 256)
+    {
+        const int nn = o >> 3, b = o & 7, n = n0 + nn;
+        if (n >= N || b >= rows) continue;
+        float sum = 0.f;
+#pragma unroll
+        for (int w8 = 0; w8 < 8; w8++) sum += red[w8][nn][b];
+        const float v = sum + (bias ? bias[n] : 0.f);
+        float* out = y + (long long)b * yStride + n;
+        *out = accumulate ? *out + v : v;
+    }
 }
+
+extern "C" __global__ void __launch_bounds__(256) gemv_mma(GEMV_ARGS) { gemv_mma_tiles<1>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_mma2(GEMV_ARGS) { gemv_mma_tiles<2>(GEMV_PASS); }
 
 // RoPE ("rotate half": channel i pairs with i + d/2) of the q and k parts of each row's fused q|k|v projection,
 // using the host's cos/sin tables [position][d/2] (the CPU engine's own numbers); q goes to q [rows][qHeads·d] f32,
