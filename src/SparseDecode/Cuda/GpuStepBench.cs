@@ -96,6 +96,14 @@ public sealed class GpuStepBench
         }
         else
         {
+            var kept = _mk.OneRowKernel;
+            foreach (var variant in ModelKernels.OneRowVariants.Where(v => v != kept))
+            {
+                _mk.OneRowKernel = variant;
+                double v1 = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out spread);
+                Add(n, batch, $"no attention, {variant.Kernel}", v1, WeightBytes, spread, "one-row kernel sweep");
+            }
+            _mk.OneRowKernel = kept;
             int keep = _mk.TensorCoreMinRows;
             _mk.TensorCoreMinRows = 1;
             double tc = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out spread);

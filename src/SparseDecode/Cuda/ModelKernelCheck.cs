@@ -32,38 +32,47 @@ public static class ModelKernelCheck
             using var db = dev.Upload<float>(bias);
             using var dy = dev.Allocate(ModelKernels.MaxRows * n * 4L);
             int keepRows = mk.TensorCoreMinRows, keepTile = mk.TensorCoreTileRows;
+            GpuSelfCheck.Result Check(int rows, bool accumulate)
+            {
+                if (accumulate) dy.Upload<float>(y0);
+                else dy.Fill32(0xFFFFFFFF, ModelKernels.MaxRows * n, s);
+                mk.Gemv(dw.Pointer, n, k, dx, k, rows, db, dy, n, accumulate, s);
+                s.Synchronize();
+                var got = dy.Download<float>(rows * n);
+                var want = new double[rows * n];
+                for (int b = 0; b < rows; b++)
+                    for (int r = 0; r < n; r++)
+                    {
+                        double d = bias[r] + (accumulate ? y0[b * n + r] : 0);
+                        for (int j = 0; j < k; j++) d += wf[r * k + j] * x[b * k + j];
+                        want[b * n + r] = d;
+                    }
+                return new($"{mk.GemvPlan(rows, k).Kernel}: {rows} rows × [{n}][{k}]{(accumulate ? " accumulating" : "")}",
+                    GpuReference.RelativeError(got, want), Tolerance, "");
+            }
             try
             {
+                foreach (var variant in ModelKernels.OneRowVariants.Skip(1))
+                {
+                    mk.OneRowKernel = variant;
+                    mk.TensorCoreMinRows = int.MaxValue;
+                    results.Add(Check(1, false));
+                }
+                mk.OneRowKernel = ModelKernels.OneRowVariants[0];
                 foreach (int tile in new[] { 0, 16, 32 })
                     foreach (int rows in new[] { 1, 2, 3, 4, 8 })
                     {
                         if (tile > 0 && k % 32 != 0) continue;
                         mk.TensorCoreMinRows = tile > 0 ? 1 : int.MaxValue;
                         mk.TensorCoreTileRows = tile;
-                        foreach (bool accumulate in new[] { false, true })
-                        {
-                            if (accumulate) dy.Upload<float>(y0);
-                            else dy.Fill32(0xFFFFFFFF, ModelKernels.MaxRows * n, s);
-                            mk.Gemv(dw.Pointer, n, k, dx, k, rows, db, dy, n, accumulate, s);
-                            s.Synchronize();
-                            var got = dy.Download<float>(rows * n);
-                            var want = new double[rows * n];
-                            for (int b = 0; b < rows; b++)
-                                for (int r = 0; r < n; r++)
-                                {
-                                    double d = bias[r] + (accumulate ? y0[b * n + r] : 0);
-                                    for (int j = 0; j < k; j++) d += wf[r * k + j] * x[b * k + j];
-                                    want[b * n + r] = d;
-                                }
-                            results.Add(new($"{mk.GemvPlan(rows, k).Kernel}: {rows} rows × [{n}][{k}]{(accumulate ? " accumulating" : "")}",
-                                GpuReference.RelativeError(got, want), Tolerance, ""));
-                        }
+                        foreach (bool accumulate in new[] { false, true }) results.Add(Check(rows, accumulate));
                     }
             }
             finally
             {
                 mk.TensorCoreMinRows = keepRows;
                 mk.TensorCoreTileRows = keepTile;
+                mk.OneRowKernel = ModelKernels.OneRowVariants[0];
             }
         }
         return results;

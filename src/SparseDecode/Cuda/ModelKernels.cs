@@ -15,7 +15,7 @@ public sealed class ModelKernels : IDisposable
 
     public static readonly string[] KernelNames =
     [
-        "embed_rows", "rms_norm", "gemv_b1", "gemv_b2", "gemv_b4", "gemv_b8", "gemv_mma", "gemv_mma2", "rope_append", "page_update", "swiglu",
+        "embed_rows", "rms_norm", "gemv_b1", "gemv_b2", "gemv_b4", "gemv_b8", "gemv_mma", "gemv_mma2", "gemv_b1_r1u8", "gemv_b1_r2u8", "gemv_b1_r4u4", "rope_append", "page_update", "swiglu",
         "fill_f32", "attn_any_partial", "attn_any_reduce",
     ];
 
@@ -54,11 +54,18 @@ public sealed class ModelKernels : IDisposable
     /// weight-read floor, where one row reads at 1.15× (bench/gpu/NOTES.md).</summary>
     public int TensorCoreMinRows { get; set; } = 2;
 
+    /// <summary>The one-row CUDA-core kernel and its output rows per block (8 warps × rows per warp).</summary>
+    public (string Kernel, int RowsPerBlock) OneRowKernel { get; set; } = ("gemv_b1", 16);
+
+    public static readonly (string Kernel, int RowsPerBlock)[] OneRowVariants =
+        [("gemv_b1", 16), ("gemv_b1_r1u8", 8), ("gemv_b1_r2u8", 16), ("gemv_b1_r4u4", 32)];
+
     /// <summary>Rows per tensor-core block: 16, or 32 (each activation load serves two weight tiles).</summary>
     public int TensorCoreTileRows { get; set; } = 32;
 
     /// <summary>Kernel and output rows per block for a launch of `rows` rows over rows of k elements.</summary>
-    public (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k) => GemvPlan(rows, k, TensorCoreMinRows, TensorCoreTileRows);
+    public (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k) =>
+        rows == 1 && TensorCoreMinRows > 1 ? OneRowKernel : GemvPlan(rows, k, TensorCoreMinRows, TensorCoreTileRows);
 
     public static (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k, int tensorCoreMinRows, int tileRows = 32) =>
         rows >= tensorCoreMinRows && k % 32 == 0 ? (tileRows == 16 ? ("gemv_mma", 16) : ("gemv_mma2", 32)) : rows switch

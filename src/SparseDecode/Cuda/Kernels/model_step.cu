@@ -133,6 +133,10 @@ __device__ __forceinline__ void gemv(const bf16* __restrict__ W, int N, int K, c
 #define GEMV_PASS W, N, K, x, xStride, rows, bias, y, yStride, accumulate
 // Rows per block: 8 warps × R.
 extern "C" __global__ void __launch_bounds__(256) gemv_b1(GEMV_ARGS) { gemv<1, 2, 4>(GEMV_PASS); }
+// One-row variants for the load-depth sweep (gpu-step's weights-only rows): rows per warp × loads in flight.
+extern "C" __global__ void __launch_bounds__(256) gemv_b1_r1u8(GEMV_ARGS) { gemv<1, 1, 8>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_b1_r2u8(GEMV_ARGS) { gemv<1, 2, 8>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_b1_r4u4(GEMV_ARGS) { gemv<1, 4, 4>(GEMV_PASS); }
 extern "C" __global__ void __launch_bounds__(256) gemv_b2(GEMV_ARGS) { gemv<2, 2, 4>(GEMV_PASS); }
 extern "C" __global__ void __launch_bounds__(256) gemv_b4(GEMV_ARGS) { gemv<4, 4, 2>(GEMV_PASS); }
 extern "C" __global__ void __launch_bounds__(256) gemv_b8(GEMV_ARGS) { gemv<8, 4, 2>(GEMV_PASS); }
