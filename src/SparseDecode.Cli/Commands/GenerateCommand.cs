@@ -55,8 +55,8 @@ internal static class GenerateCommand
             if (cuda)
             {
                 if (observer is not null) throw new ArgumentException("--report is not available with --device cuda.");
-                if (!string.Equals(r.GetValue(method.Method), "dense", StringComparison.OrdinalIgnoreCase))
-                    throw new ArgumentException("--device cuda generates with dense attention; the sparse methods run on the GPU in gpu-step (whole-step timing).");
+                // dense runs through the captured step graph; a sparse method runs its selector against the GPU
+                if (string.Equals(r.GetValue(method.Method), "dense", StringComparison.OrdinalIgnoreCase)) options = options with { Selector = null };
                 using var gpu = new GpuRun(dir, ids.Length + Math.Max(1, options.MaxTokens));
                 result = GpuGenerator.Generate(gpu.Model, ids, options, Stream);
             }

@@ -14,16 +14,19 @@ internal static class GpuCheckCommand
         var models = new Option<string[]>("--model", "-m") { Description = "Model directories (repeatable). Default: the bundled model.", AllowMultipleArgumentsPerToken = true };
         var tokens = new Option<int>("--tokens") { Description = "Token ids scored per model (random, fixed seed).", DefaultValueFactory = _ => 96 };
         var cudaCores = new Option<bool>("--no-tensor-cores") { Description = "Matrix products of several rows on the CUDA cores too (f32 throughout)." };
-        var cmd = new Command("gpu-check", "Check GPU log-probabilities against the CPU engine on the same tokens.") { models, tokens, cudaCores };
+        var methods = new Option<string>("--methods") { Description = "Selector policies also decoded on the GPU against the CPU (bf16 models), comma-separated; empty: none.", DefaultValueFactory = _ => "tidal,lfps,quest,prhs" };
+        var budget = new Option<string>("--budget") { Description = "Budget of those policies.", DefaultValueFactory = _ => "16" };
+        var cmd = new Command("gpu-check", "Check GPU log-probabilities against the CPU engine on the same tokens.") { models, tokens, cudaCores, methods, budget };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             var dirs = r.GetValue(models) is { Length: > 0 } m ? m : [Engine.ModelLocator.Resolve(null)];
-            return Run(dirs, r.GetValue(tokens), r.GetValue(cudaCores));
+            var specs = GpuStepCommand.ParseList(r.GetValue(methods)!, m => Selection.SelectorSpec.Parse(m, r.GetValue(budget)!, new Dictionary<string, string>()));
+            return Run(dirs, r.GetValue(tokens), r.GetValue(cudaCores), specs);
         }));
         return cmd;
     }
 
-    private static int Run(string[] dirs, int tokens, bool noTensorCores)
+    private static int Run(string[] dirs, int tokens, bool noTensorCores, Selection.SelectorSpec[] specs)
     {
         var ci = CultureInfo.InvariantCulture;
         using var device = CudaDevice.Open();
@@ -57,7 +60,18 @@ internal static class GpuCheckCommand
         Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         foreach (var x in results)
             Console.WriteLine(string.Create(ci, $"| {Path.GetFileName(Path.TrimEndingDirectorySeparator(x.Model))} | {x.WeightType} | {x.Tokens} | {x.MaxPrefillDelta:G3} | {x.MaxDecodeDelta:G3} | {x.MaxEagerDecodeDelta:G3} | {x.MaxLatePrefillDelta:G3} | {x.MeanDelta:G3} | {x.ArgmaxAgreements}/{x.ArgmaxCompared} | {x.CpuSelfSpread:G3} | {x.CpuCacheSpread:G3} | {x.MaxDeltaOriginalWeights:G3} | {(x.Passed ? "pass" : "FAIL")} |"));
-        int failed = results.Count(x => !x.Passed), kernelsFailed = kernelChecks.Count(c => !c.Passed);
+        var sparse = new List<GpuParityCheck.SparseResult>();
+        foreach (var d in results.Where(x => x.WeightType == "bf16").Select(x => x.Model))
+            foreach (var spec in specs) sparse.Add(GpuParityCheck.RunSparse(dk, mk, d, spec));
+        if (sparse.Count > 0)
+        {
+            Console.WriteLine(string.Create(ci, $"\nselector policies on the GPU (host policy, GPU selection backend) against the same policy on the CPU, teacher-forced decode of the second half; pass: max |Δ log p| ≤ {GpuParityCheck.SparseMaxThreshold} and mean ≤ {GpuParityCheck.SparseMeanThreshold}"));
+            Console.WriteLine("| model | method | tokens | max |Δ| | mean |Δ| | CPU policy vs CPU dense (max) | result |");
+            Console.WriteLine("|---|---|---:|---:|---:|---:|---|");
+            foreach (var x in sparse)
+                Console.WriteLine(string.Create(ci, $"| {Path.GetFileName(Path.TrimEndingDirectorySeparator(x.Model))} | {x.Method} | {x.Tokens} | {x.MaxDelta:G3} | {x.MeanDelta:G3} | {x.MaxFromDense:G3} | {(x.Passed ? "pass" : "FAIL")} |"));
+        }
+        int failed = results.Count(x => !x.Passed) + sparse.Count(x => !x.Passed), kernelsFailed = kernelChecks.Count(c => !c.Passed);
         if (kernelsFailed > 0) Console.Error.WriteLine($"error: {kernelsFailed} kernel check(s) failed.");
         if (failed > 0) Console.Error.WriteLine($"error: {failed} model(s) differ from the CPU engine beyond the threshold.");
         return failed + kernelsFailed > 0 ? 2 : 0;

@@ -48,8 +48,7 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
     private int Group => _queryHeads / _cache.KvHeads;
     private int D => _cache.HeadDim;
 
-    private (int first, int count, int kv) Heads(int head, SelectionGranularity g) =>
-        g == SelectionGranularity.QueryHead ? (head, 1, head / Group) : (head * Group, Group, head);
+    private (int first, int count, int kv) Heads(int head, SelectionGranularity g) => HeadQueries.Heads(head, g, Group);
 
     public void ScoreAll(int head, SelectionGranularity g, Span<float> scores)
     {
@@ -181,17 +180,11 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
         }
     }
 
-    public int QueryLength(SelectionGranularity g) => g == SelectionGranularity.QueryHead ? D : D * Group;
+    public int QueryLength(SelectionGranularity g) => HeadQueries.Length(g, D, Group);
 
-    public void CopyQuery(int head, SelectionGranularity g, Span<float> destination)
-    {
-        var (first, count, _) = Heads(head, g);
-        _query.AsSpan(first * D, count * D).CopyTo(destination);
-    }
+    public void CopyQuery(int head, SelectionGranularity g, Span<float> destination) =>
+        HeadQueries.Copy(_query, head, g, D, Group, destination);
 
-    public float QueryCosine(int head, SelectionGranularity g, ReadOnlySpan<float> reference)
-    {
-        var (first, count, _) = Heads(head, g);
-        return TensorPrimitives.CosineSimilarity(_query.AsSpan(first * D, count * D), reference);
-    }
+    public float QueryCosine(int head, SelectionGranularity g, ReadOnlySpan<float> reference) =>
+        HeadQueries.Cosine(_query, head, g, D, Group, reference);
 }

@@ -2,30 +2,37 @@ namespace SparseDecode.Cuda;
 
 /// <summary>One sequence decoded on the GPU: prefill in chunks of up to 8 tokens (rows of one step, causal through
 /// their lengths), then one token per step through a captured CUDA graph that is replayed with the new token and
-/// position written into device memory. Logits come back to the host for sampling.</summary>
+/// position written into device memory. Logits come back to the host for sampling. With a selector, prefill also
+/// keeps Quest's page summaries and each decode step runs the selector on the host (no graph).</summary>
 public sealed class GpuDecodeSession : IDisposable
 {
     private readonly GpuModel _model;
     private readonly GpuKvCache _cache;
     private readonly CudaStream _stream;
-    private readonly ILayerAttention? _attention;
+    private readonly ILayerAttention? _prefillAttention;
+    private readonly SelectorAttention? _selectorAttention;
     private CudaGraph? _graph;
     private readonly float[] _logits;
     private readonly int[] _slots = new int[ModelKernels.MaxRows];
     private readonly int[] _positions = new int[ModelKernels.MaxRows];
 
     public int Length { get; private set; }
-    /// <summary>Decode through the captured graph (default), or launch the step's kernels one by one.</summary>
+    /// <summary>Decode through the captured graph (default without a selector), or launch the step's kernels one by one.</summary>
     public bool UseGraph { get; init; } = true;
     public int Capacity => _cache.Capacity;
     public int VocabSize => _model.Config.VocabSize;
 
-    public GpuDecodeSession(GpuModel model, int capacity, ILayerAttention? attention = null)
+    public GpuDecodeSession(GpuModel model, int capacity, Selection.IKvSelector? selector = null)
     {
         _model = model;
-        _attention = attention;
         _cache = new GpuKvCache(model.Device, model.Config, 1, Math.Min(capacity, model.Capacity));
         _stream = new CudaStream(model.Device);
+        if (selector != null)
+        {
+            _prefillAttention = new SummaryKeepingAttention(_cache);
+            _selectorAttention = new SelectorAttention(model, _cache, _stream, selector);
+            UseGraph = false;
+        }
         _logits = new float[ModelKernels.MaxRows * model.Config.VocabSize];
     }
 
@@ -39,7 +46,7 @@ public sealed class GpuDecodeSession : IDisposable
         {
             int n = Math.Min(ModelKernels.MaxRows, tokens.Length - c0);
             for (int r = 0; r < n; r++) _positions[r] = Length + r;
-            _model.Forward(_cache, _slots.AsSpan(0, n), tokens.Slice(c0, n), _positions.AsSpan(0, n), _logits, _stream);
+            _model.Forward(_cache, _slots.AsSpan(0, n), tokens.Slice(c0, n), _positions.AsSpan(0, n), _logits, _stream, _prefillAttention);
             if (onLogits != null)
                 for (int r = 0; r < n; r++) onLogits(c0 + r, _logits.AsSpan(r * v, v));
             Length += n;
@@ -59,12 +66,17 @@ public sealed class GpuDecodeSession : IDisposable
         if ((uint)token >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(token), $"Token id {token} is outside the vocabulary of {VocabSize}.");
         _positions[0] = Length;
         _cache.SetRows(_slots.AsSpan(0, 1), [token], _positions.AsSpan(0, 1), _stream);
-        if (UseGraph)
+        if (_selectorAttention != null)
         {
-            _graph ??= _stream.Capture(() => _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream, _attention));
+            _selectorAttention.Position = Length;
+            _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream, _selectorAttention);
+        }
+        else if (UseGraph)
+        {
+            _graph ??= _stream.Capture(() => _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream));
             _graph.Launch(_stream);
         }
-        else _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream, _attention);
+        else _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream);
         _stream.Synchronize();
         _model.Logits.Download(_logits.AsSpan(0, VocabSize));
         Length++;
@@ -81,6 +93,7 @@ public sealed class GpuDecodeSession : IDisposable
     public void Dispose()
     {
         _graph?.Dispose();
+        _selectorAttention?.Dispose();
         _stream.Dispose();
         _cache.Dispose();
     }

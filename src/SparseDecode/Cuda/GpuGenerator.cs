@@ -5,7 +5,8 @@ using SparseDecode.Kernels;
 namespace SparseDecode.Cuda;
 
 /// <summary>`generate` and `score` on the GPU model: prefill in chunks of rows, decode through a replayed step
-/// graph, logits copied back for sampling on the host. Attention is dense (options.Selector is not used).</summary>
+/// graph, logits copied back for sampling on the host. With options.Selector the selector runs on the host against the
+/// GPU selection backend (each decode step launched kernel by kernel); without one, dense through the step graph.</summary>
 public static class GpuGenerator
 {
     public static GenerationResult Generate(GpuModel model, ReadOnlySpan<int> prompt, GenerationOptions options, Action<int>? onToken = null)
@@ -16,7 +17,7 @@ public static class GpuGenerator
             throw new ContextOverflowException($"The prompt has {prompt.Length} tokens but the model's context is {model.Capacity} tokens.");
         int capacity = Math.Min(prompt.Length + Math.Max(1, options.MaxTokens), model.Capacity);
         var sampler = new Sampler(options.Sampling);
-        using var session = new GpuDecodeSession(model, capacity);
+        using var session = new GpuDecodeSession(model, capacity, options.Selector?.Invoke(model.Config));
         long t0 = Stopwatch.GetTimestamp();
         session.Prefill(prompt);
         double promptSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;

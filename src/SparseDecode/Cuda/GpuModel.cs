@@ -110,13 +110,13 @@ public sealed class GpuModel : IDisposable
 
     /// <summary>Runs one step now (no graph) and copies the rows' logits ([rows][vocab]) to the host.</summary>
     public void Forward(GpuKvCache cache, ReadOnlySpan<int> slots, ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions,
-        Span<float> logits, CudaStream s)
+        Span<float> logits, CudaStream s, ILayerAttention? attention = null)
     {
         foreach (int t in tokens)
             if ((uint)t >= (uint)Config.VocabSize)
                 throw new ArgumentOutOfRangeException(nameof(tokens), $"Token id {t} is outside the vocabulary of {Config.VocabSize}.");
         cache.SetRows(slots, tokens, positions, s);
-        EnqueueStep(cache, slots.Length, cache.Capacity, s);
+        EnqueueStep(cache, slots.Length, cache.Capacity, s, attention);
         s.Synchronize();
         Logits.Download(logits[..(slots.Length * Config.VocabSize)]);
     }

@@ -142,4 +142,61 @@ public static class GpuParityCheck
         cpu.Prefill(tokens, cache, default, all);
         return Enumerable.Range(0, tokens.Length).Select(i => TensorPrimitives.IndexOfMax(all.AsSpan(i * v, v))).ToArray();
     }
+
+    /// <summary>A selector policy decoding on the GPU against the same policy on the CPU: the first half of the
+    /// tokens prefilled densely, the second half decoded one step at a time with the selector (teacher-forced);
+    /// max and mean |Δ log p| over the decoded tokens, beside how far the policy moves the CPU from dense (so a
+    /// sparse selection is really exercised). Near-equal scores can make the two pick different keys, so this
+    /// compares policies, not bits. bf16 checkpoints only (the CPU reads the same weights).</summary>
+    public sealed record SparseResult(string Model, string Method, int Tokens, double MaxDelta, double MeanDelta, double MaxFromDense)
+    {
+        /// <summary>Loose on purpose (different picks among near-equal scores are legitimate), tight enough that a
+        /// wrong list, a wrong kernel or a stale page summary shows: those move log p by about MaxFromDense.</summary>
+        public bool Passed => double.IsFinite(MaxDelta) && MaxDelta <= SparseMaxThreshold && MeanDelta <= SparseMeanThreshold;
+    }
+
+    public const double SparseMaxThreshold = 0.25;
+    public const double SparseMeanThreshold = 0.02;
+
+    public static SparseResult RunSparse(DecodeKernels dk, ModelKernels mk, string directory, Selection.SelectorSpec spec, int tokenCount = 192, int seed = 99)
+    {
+        var config = ModelConfig.Load(directory);
+        int n = Math.Min(tokenCount, config.MaxPositions), half = n / 2;
+        var rng = new Random(seed);
+        var tokens = Enumerable.Range(0, n).Select(_ => rng.Next(config.VocabSize)).ToArray();
+        var cpuLp = new double[n - 1];
+        double[] dense;
+        using (var cpu = Transformer.Load(directory))
+        {
+            if (cpu.WeightType != DType.BF16) throw new ArgumentException($"{directory}: the sparse GPU check takes bf16 checkpoints.");
+            dense = Scorer.TokenLogprobs(cpu, tokens, DType.BF16);
+            using var cache = cpu.CreateCache(n, DType.BF16);
+            var selector = spec.Create(config);
+            var ws = new DecodeWorkspace(cpu, cache, selector.Granularity);
+            cpu.Prefill(tokens.AsSpan(0, half), cache, ws.Logits);
+            cpuLp[half - 1] = Activations.LogSoftmaxAt(ws.Logits, tokens[half]);
+            for (int i = half; i < n - 1; i++)
+            {
+                cpu.Decode(tokens[i], cache, ws, selector);
+                cpuLp[i] = Activations.LogSoftmaxAt(ws.Logits, tokens[i + 1]);
+            }
+        }
+        using var store = WeightStore.Open(directory);
+        using var weights = GpuWeights.Upload(dk.Device, store, config);
+        using var model = new GpuModel(dk, mk, weights, n);
+        using var session = new GpuDecodeSession(model, n, spec.Create(config));
+        var gpuLp = new double[n - 1];
+        session.Prefill(tokens.AsSpan(0, half), (i, logits) => { if (i == half - 1) gpuLp[i] = Activations.LogSoftmaxAt(logits, tokens[half]); });
+        for (int i = half; i < n - 1; i++) gpuLp[i] = Activations.LogSoftmaxAt(session.Decode(tokens[i]), tokens[i + 1]);
+        double max = 0, sum = 0, fromDense = 0;
+        for (int i = half; i < n - 1; i++)
+        {
+            double d = Delta(gpuLp[i], cpuLp[i]);
+            max = Math.Max(max, d);
+            sum += d;
+            fromDense = Math.Max(fromDense, Delta(cpuLp[i], dense[i]));
+        }
+        return new SparseResult(directory, spec.ToString() ?? "", n, max, sum / (n - 1 - half), fromDense);
+    }
 }
+

@@ -16,7 +16,7 @@ public sealed class ModelKernels : IDisposable
     public static readonly string[] KernelNames =
     [
         "embed_rows", "rms_norm", "gemv_b1", "gemv_b2", "gemv_b4", "gemv_b8", "gemv_mma", "gemv_mma2", "gemv_b1_r1u8", "gemv_b1_r2u8", "gemv_b1_r4u4", "rope_append", "page_update", "swiglu",
-        "fill_f32", "attn_any_partial", "attn_any_reduce",
+        "fill_f32", "attn_any_partial", "attn_any_reduce", "select_scores", "select_page_terms",
     ];
 
     private readonly CudaModule _module;
@@ -106,7 +106,7 @@ public sealed class ModelKernels : IDisposable
     {
         var a = new KernelArgs();
         a.Add(kv.KBases); a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(positions); a.Add(kv.HeadStride);
-        a.Add(kv.PageHeadStride); a.Add(kv.PageSize); a.Add(headDim);
+        a.Add(kv.PageHeadStride); a.Add(kv.PageSize); a.Add(headDim); a.Add(kv.Rows);
         _module["page_update"].Launch((kv.Rows, kv.KvHeads, 1), headDim, s, ref a);
     }
 
@@ -125,21 +125,46 @@ public sealed class ModelKernels : IDisposable
         _module["fill_f32"].Launch((Device.Multiprocessors * 8, 1, 1), 256, s, ref a);
     }
 
-    /// <summary>Dense decode attention of each row's query over its first `length` keys, any head size ≤ 256 and
-    /// any group; chunks of <see cref="AnyChunk"/> keys planned for kv.PlanLength.</summary>
-    public void AttentionAny(in KvView kv, int headDim, DeviceBuffer q, DeviceBuffer output, DecodeKernels.AttentionWorkspace ws, CudaStream s)
+    /// <summary>Decode attention of each row's query over its first `length` keys (dense), or over index lists
+    /// [rows][listHeads][indexCount] (per query head or per KV head; entries &lt; 0 skipped), any head size ≤ 256
+    /// and any group; chunks of <see cref="AnyChunk"/> keys (or entries) planned for kv.PlanLength.</summary>
+    public void AttentionAny(in KvView kv, int headDim, DeviceBuffer q, DeviceBuffer output, DecodeKernels.AttentionWorkspace ws,
+        CudaStream s, DeviceBuffer? indices = null, int indexCount = 0, bool perQueryHead = false)
     {
         if (headDim > MaxAnyHeadDim) throw new ArgumentException($"Heads wider than {MaxAnyHeadDim} are not supported on the GPU.");
-        int chunks = AnyChunks(kv.PlanLength);
+        int chunks = AnyChunks(indices is null ? kv.PlanLength : indexCount);
         if (chunks > ws.MaxChunks) throw new ArgumentException($"Attention needs {chunks} chunks; the workspace holds {ws.MaxChunks}.");
         var a = new KernelArgs();
         a.Add(kv.KBases); a.Add(kv.VBases); a.Add(kv.Lengths); a.Add(kv.HeadStride); a.Add(headDim); a.Add(q);
         a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(AnyChunk); a.Add(chunks);
         a.Add((float)(1 / Math.Log(2) / Math.Sqrt(headDim))); a.Add(ws.M); a.Add(ws.L); a.Add(ws.O);
+        a.Add(indices); a.Add(indexCount); a.Add(perQueryHead ? 1 : 0);
         _module["attn_any_partial"].Launch((chunks, kv.QueryHeads, kv.Rows), 128, s, ref a);
         var r = new KernelArgs();
         r.Add(ws.M); r.Add(ws.L); r.Add(ws.O); r.Add(chunks); r.Add(kv.QueryHeads); r.Add(headDim); r.Add(output);
         _module["attn_any_reduce"].Launch((kv.QueryHeads, kv.Rows, 1), 128, s, ref r);
+    }
+
+    /// <summary>out[j] = max over `count` query heads from qFirst of q·k·scale for key position indices[j] (or
+    /// start + j), keys of KV head `kv` of row 0 of `kv`.</summary>
+    public void SelectScores(in KvView kv, int headDim, int kvHead, DeviceBuffer q, int qFirst, int count, DeviceBuffer? indices,
+        int start, int n, float scale, DeviceBuffer output, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(kv.KBases); a.Add(kv.HeadStride); a.Add(headDim); a.Add(kvHead); a.Add(q); a.Add(qFirst); a.Add(count);
+        a.Add(indices); a.Add(start); a.Add(n); a.Add(scale); a.Add(output);
+        _module["select_scores"].Launch(((n + 7) / 8, 1, 1), 256, s, ref a);
+    }
+
+    /// <summary>Per page and query head (count from qFirst) the pair (Σ max(q·min, q·max), Σ max(|q·min|, |q·max|))
+    /// into output [count][pages] float2, from row 0's page summaries of KV head `kvHead`.</summary>
+    public void SelectPageTerms(in KvView kv, int headDim, int kvHead, DeviceBuffer q, int qFirst, int count, int pages,
+        DeviceBuffer output, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(kv.PageHeadStride); a.Add(headDim); a.Add(kvHead); a.Add(q);
+        a.Add(qFirst); a.Add(count); a.Add(pages); a.Add(output);
+        _module["select_page_terms"].Launch(((pages + 7) / 8, 1, 1), 256, s, ref a);
     }
 
     public static int AnyChunks(int planLength) => LaunchPlan.Chunks(planLength, AnyChunk);

@@ -65,4 +65,22 @@ public sealed class CudaKernelTests(ITestOutputHelper output)
             Assert.True(r.Passed, $"{dir}: max |Δ log p| {r.MaxDelta:G3}, mean {r.MeanDelta:G3}");
         }
     }
+
+    /// <summary>Selector policies decoding on the GPU (host policy, GPU selection backend, sparse any-shape
+    /// attention) against the same policies on the CPU, on the bundled model where they move log p far from dense.</summary>
+    [CudaFact]
+    public void SelectorPoliciesOnTheGpuMatchTheCpu()
+    {
+        using var device = CudaDevice.Open();
+        using var dk = new DecodeKernels(device);
+        using var mk = new ModelKernels(device);
+        foreach (var method in new[] { "tidal", "lfps", "quest", "prhs" })
+        {
+            var spec = SparseDecode.Selection.SelectorSpec.Parse(method, "16", new Dictionary<string, string>());
+            var r = GpuParityCheck.RunSparse(dk, mk, Fixtures.BundledModel, spec, 128);
+            output.WriteLine($"{method}: max |Δ| {r.MaxDelta:G3}, mean {r.MeanDelta:G3}, policy vs dense {r.MaxFromDense:G3}");
+            Assert.True(r.Passed, $"{method}: max |Δ log p| {r.MaxDelta:G3}, mean {r.MeanDelta:G3}");
+        }
+    }
 }
+

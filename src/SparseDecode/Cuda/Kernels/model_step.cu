@@ -288,12 +288,14 @@ extern "C" __global__ void rope_append(const float* __restrict__ qkv, int qkvStr
 }
 
 // Quest's summary of the page holding each row's new key: per channel the min and max of the page's keys so far
-// (bf16, exact). Grid (rows, kvHeads), hd threads (one channel each).
+// (bf16, exact). Grid (rows, kvHeads), hd threads (one channel each). Rows must come in position order.
 extern "C" __global__ void page_update(const u64* __restrict__ kBases, const u64* __restrict__ minBases,
     const u64* __restrict__ maxBases, const int* __restrict__ positions, long long headStride,
-    long long pageHeadStride, int pageSize, int hd)
+    long long pageHeadStride, int pageSize, int hd, int rows)
 {
     const int r = blockIdx.x, h = blockIdx.y, t = threadIdx.x, pos = positions[r], page = pos / pageSize;
+    // rows of one sequence in one page (a prefill chunk): the last of them covers the others' keys too
+    if (r + 1 < rows && kBases[r + 1] == kBases[r] && positions[r + 1] / pageSize == page) return;
     const bf16* K = (const bf16*)kBases[r] + h * headStride + t;
     float lo = bf16_to_f32(K[(long long)page * pageSize * hd]), hi = lo;
     bf16 blo = K[(long long)page * pageSize * hd], bhi = blo;
@@ -332,14 +334,18 @@ extern "C" __global__ void fill_f32(float* __restrict__ p, long long n, float v)
 // online softmax, and the warps are merged at the end. Partials per (row, head, chunk): max m (log2 units), sum l
 // and unnormalised output o[d], combined by attn_any_reduce. Keys [kvHead][capacity][d] bf16 at kBases[row].
 #define AMAX 8
+// With idx: over the index list of the head instead ([rows][listHeads][idxCount], listHeads = qHeads (per query
+// head) or qHeads / group (per KV head); entries < 0 or >= the length skipped).
 extern "C" __global__ void __launch_bounds__(128) attn_any_partial(const u64* __restrict__ kBases,
     const u64* __restrict__ vBases, const int* __restrict__ lengths, long long headStride, int hd,
     const float* __restrict__ q, int qHeads, int group, int chunk, int nChunks, float scaleLog2,
-    float* __restrict__ pm, float* __restrict__ pl, float* __restrict__ po)
+    float* __restrict__ pm, float* __restrict__ pl, float* __restrict__ po,
+    const int* __restrict__ idx, int idxCount, int listPerQueryHead)
 {
     __shared__ float sm_m[4], sm_l[4], sm_o[4][32 * AMAX];
     const int c = blockIdx.x, h = blockIdx.y, r = blockIdx.z, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int len = lengths[r], c0 = c * chunk, c1 = min(c0 + chunk, len);
+    const int len = lengths[r], c0 = c * chunk, c1 = min(c0 + chunk, idx ? idxCount : len);
+    const int* I = idx ? idx + ((long long)r * (listPerQueryHead ? qHeads : qHeads / group) + (listPerQueryHead ? h : h / group)) * idxCount : 0;
     const bf16* K = (const bf16*)kBases[r] + (h / group) * headStride;
     const bf16* V = (const bf16*)vBases[r] + (h / group) * headStride;
     float qr[AMAX], acc[AMAX];
@@ -351,8 +357,10 @@ extern "C" __global__ void __launch_bounds__(128) attn_any_partial(const u64* __
         acc[i] = 0.f;
     }
     float m = NEG_INF, l = 0.f;
-    for (int j = c0 + warp; j < c1; j += 4)
+    for (int jj = c0 + warp; jj < c1; jj += 4)
     {
+        const int j = I ? I[jj] : jj;
+        if (j < 0 || j >= len) continue;
         const bf16* kr = K + (long long)j * hd;
         float d = 0.f;
 #pragma unroll
@@ -416,3 +424,58 @@ extern "C" __global__ void __launch_bounds__(128) attn_any_reduce(const float* _
         out[((long long)r * qHeads + h) * hd + e] = L > 0.f ? O / L : 0.f;
     }
 }
+
+// ------------------------------------------------------------------------------------------------ selection
+// Scores for a selector on the host (the GPU selection backend): one sequence, one layer. out[j] = max over the
+// `count` query heads from qFirst of q·k/√d for key position idx[j] (or start + j when idx is null), keys of KV
+// head `kv`. Warp per key, lanes over channels; grid (ceil(n / 8)), 256 threads.
+extern "C" __global__ void __launch_bounds__(256) select_scores(const u64* __restrict__ kBases, long long headStride,
+    int hd, int kv, const float* __restrict__ q, int qFirst, int count, const int* __restrict__ idx, int start, int n,
+    float scale, float* __restrict__ out)
+{
+    const int j = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (j >= n) return;
+    const int pos = idx ? idx[j] : start + j;
+    const bf16* kr = (const bf16*)kBases[0] + kv * headStride + (long long)pos * hd;
+    float kf[AMAX];
+#pragma unroll
+    for (int i = 0; i < AMAX; i++) kf[i] = lane + 32 * i < hd ? bf16_to_f32(kr[lane + 32 * i]) : 0.f;
+    float best = NEG_INF;
+    for (int h = qFirst; h < qFirst + count; h++)
+    {
+        const float* qh = q + (long long)h * hd;
+        float d = 0.f;
+#pragma unroll
+        for (int i = 0; i < AMAX; i++)
+            if (lane + 32 * i < hd) d = fmaf(qh[lane + 32 * i], kf[i], d);
+        best = fmaxf(best, warp_sum(d) * scale);
+    }
+    if (lane == 0) out[j] = best;
+}
+
+// Quest's page-bound terms per page and query head: out[(h − qFirst)·pages + p] = (Σ_e max(q_e·min_e, q_e·max_e),
+// Σ_e max(|q_e·min_e|, |q_e·max_e|)); the host widens them for rounding as the CPU backend does. Warp per page.
+extern "C" __global__ void __launch_bounds__(256) select_page_terms(const u64* __restrict__ minBases,
+    const u64* __restrict__ maxBases, long long pageHeadStride, int hd, int kv, const float* __restrict__ q, int qFirst,
+    int count, int pages, float2* __restrict__ out)
+{
+    const int p = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (p >= pages) return;
+    const bf16* mn = (const bf16*)minBases[0] + kv * pageHeadStride + (long long)p * hd;
+    const bf16* mx = (const bf16*)maxBases[0] + kv * pageHeadStride + (long long)p * hd;
+    for (int h = qFirst; h < qFirst + count; h++)
+    {
+        const float* qh = q + (long long)h * hd;
+        float sum = 0.f, mag = 0.f;
+        for (int e = lane; e < hd; e += 32)
+        {
+            const float a = qh[e] * bf16_to_f32(mn[e]), b = qh[e] * bf16_to_f32(mx[e]);
+            sum += fmaxf(a, b);
+            mag += fmaxf(fabsf(a), fabsf(b));
+        }
+        sum = warp_sum(sum);
+        mag = warp_sum(mag);
+        if (lane == 0) out[(long long)(h - qFirst) * pages + p] = make_float2(sum, mag);
+    }
+}
+
