@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using SparseDecode.Selection;
 
 namespace SparseDecode.Cuda;
