@@ -1,5 +1,4 @@
 using BenchmarkDotNet.Attributes;
-using BenchmarkDotNet.Jobs;
 using SparseDecode.Attention;
 using SparseDecode.Selection;
 
@@ -7,7 +6,11 @@ namespace SparseDecode.Benchmarks;
 
 /// <summary>Per-layer decode attention at Llama-3.1-8B head shapes with a bf16 cache: dense attention, exact
 /// top-k selection over all keys, and sparse attention over a 2048-key index list — on one core and on all cores.</summary>
-[SimpleJob(RuntimeMoniker.Net10_0, launchCount: 1, warmupCount: 2, iterationCount: 5)]
+// In-process: no project is generated and built per run, so the benchmarks also run from a self-contained publish
+// on a machine without the SDK (the numbers in docs/performance.md were taken that way).
+[InProcess]
+[WarmupCount(2)]
+[IterationCount(5)]
 [MemoryDiagnoser]
 public unsafe class AttentionBenchmarks
 {

@@ -1,5 +1,4 @@
 using BenchmarkDotNet.Attributes;
-using BenchmarkDotNet.Jobs;
 using SparseDecode.Attention;
 using SparseDecode.Model;
 using SparseDecode.Selection;
@@ -11,7 +10,11 @@ namespace SparseDecode.Benchmarks;
 /// shares and verifies; Quest bounds pages). The selector sees the same one-layer cache at every layer: the cost
 /// of selection depends on the context and the budget, not on the values. Warm-up steps bring history-based
 /// methods (LFPS, PrHS) to their steady state before timing.</summary>
-[SimpleJob(RuntimeMoniker.Net10_0, launchCount: 1, warmupCount: 2, iterationCount: 5)]
+// In-process: no project is generated and built per run, so the benchmarks also run from a self-contained publish
+// on a machine without the SDK (the numbers in docs/performance.md were taken that way).
+[InProcess]
+[WarmupCount(2)]
+[IterationCount(5)]
 public class SelectionBenchmarks
 {
     [Params(8192, 32768, 131072)]

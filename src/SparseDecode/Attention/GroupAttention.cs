@@ -82,13 +82,14 @@ public static unsafe class GroupAttention
     {
         int d = cache.HeadDim, n = positions.Count;
         DType t = cache.Type;
-        float* row = stackalloc float[d];
-        var rowSpan = new Span<float>(row, d);
+        // The row is read from memory once; the group's other dot products find it in L1. Dot.Row and
+        // AddScaledRow work on the stored type directly (no conversion pass, no per-call span set-up): at head_dim
+        // 64-128 a call's fixed cost is a large share of its work.
         for (int j = 0; j < n; j++)
         {
-            Kernels.Convert.ToSingle(t, cache.Key(layer, head, positions.At(j)), rowSpan);
+            byte* key = cache.Key(layer, head, positions.At(j));
             for (int i = 0; i < group; i++)
-                scores[i * stride + j] = Kernels.Dot.F32(q + (long)i * d, row, d) * scale;
+                scores[i * stride + j] = Kernels.Dot.Row(t, key, q + (long)i * d, d) * scale;
         }
         for (int i = 0; i < group; i++)
         {
@@ -108,10 +109,9 @@ public static unsafe class GroupAttention
         }
         for (int j = 0; j < n; j++)
         {
-            Kernels.Convert.ToSingle(t, cache.Value(layer, head, positions.At(j)), rowSpan);
+            byte* value = cache.Value(layer, head, positions.At(j));
             for (int i = 0; i < group; i++)
-                TensorPrimitives.MultiplyAdd(rowSpan, scores[i * stride + j], new Span<float>(output + (long)i * d, d),
-                    new Span<float>(output + (long)i * d, d));
+                Kernels.Dot.AddScaledRow(t, value, scores[i * stride + j], output + (long)i * d, d);
         }
     }
 }
