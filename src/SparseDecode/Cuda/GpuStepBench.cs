@@ -89,9 +89,13 @@ public sealed class GpuStepBench
         if (batch >= _mk.TensorCoreMinRows)
         {
             int keep = _mk.TensorCoreTileRows;
-            _mk.TensorCoreTileRows = keep == 16 ? 32 : 16;
-            double other = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out spread);
-            Add(n, batch, $"no attention, {_mk.TensorCoreTileRows}-row tensor-core tiles", other, WeightBytes, spread, _mk.GemvPlan(batch, c.HiddenSize).Kernel);
+            foreach (int tile in new[] { 0, 16, 32, 64 }.Where(x => x != keep))
+            {
+                _mk.TensorCoreTileRows = tile;
+                double other = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out spread);
+                Add(n, batch, tile == 0 ? "no attention, 64-row tiles where ≥ 2 blocks per SM" : $"no attention, {tile}-row tensor-core tiles",
+                    other, WeightBytes, spread, "tile sweep");
+            }
             _mk.TensorCoreTileRows = keep;
         }
         else

@@ -1,7 +1,7 @@
 namespace SparseDecode.Cuda;
 
 /// <summary>The matrix-vector kernels of model_step.cu against a float64 host reference on fresh random bf16
-/// weights and f32 activations: every kernel (CUDA-core for 1/2/4/8 rows, tensor-core with 16- and 32-row tiles for 1–8 rows), with a bias,
+/// weights and f32 activations: every kernel (CUDA-core for 1/2/4/8 rows, tensor-core with 16-, 32- and 64-row tiles for 1–8 rows), with a bias,
 /// accumulating, at sizes whose rows do not fill a block. Outputs are poisoned first.</summary>
 public static class ModelKernelCheck
 {
@@ -47,7 +47,7 @@ public static class ModelKernelCheck
                         for (int j = 0; j < k; j++) d += wf[r * k + j] * x[b * k + j];
                         want[b * n + r] = d;
                     }
-                return new($"{mk.GemvPlan(rows, k).Kernel}: {rows} rows × [{n}][{k}]{(accumulate ? " accumulating" : "")}",
+                return new($"{mk.GemvPlan(rows, k, n).Kernel}: {rows} rows × [{n}][{k}]{(accumulate ? " accumulating" : "")}",
                     GpuReference.RelativeError(got, want), Tolerance, "");
             }
             try
@@ -59,12 +59,12 @@ public static class ModelKernelCheck
                     results.Add(Check(1, false));
                 }
                 mk.OneRowKernel = ModelKernels.OneRowVariants[0];
-                foreach (int tile in new[] { 0, 16, 32 })
+                foreach (int tile in new[] { -1, 16, 32, 64 })
                     foreach (int rows in new[] { 1, 2, 3, 4, 8 })
                     {
                         if (tile > 0 && k % 32 != 0) continue;
                         mk.TensorCoreMinRows = tile > 0 ? 1 : int.MaxValue;
-                        mk.TensorCoreTileRows = tile;
+                        mk.TensorCoreTileRows = Math.Max(tile, 0);
                         foreach (bool accumulate in new[] { false, true }) results.Add(Check(rows, accumulate));
                     }
             }

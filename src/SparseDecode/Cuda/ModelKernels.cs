@@ -15,7 +15,7 @@ public sealed class ModelKernels : IDisposable
 
     public static readonly string[] KernelNames =
     [
-        "embed_rows", "rms_norm", "gemv_b1", "gemv_b2", "gemv_b4", "gemv_b8", "gemv_mma", "gemv_mma2", "gemv_b1_r1u8", "gemv_b1_r2u8", "gemv_b1_r4u4", "rope_append", "page_update", "swiglu",
+        "embed_rows", "rms_norm", "gemv_b1", "gemv_b2", "gemv_b4", "gemv_b8", "gemv_mma", "gemv_mma2", "gemv_mma4", "gemv_b1_r1u8", "gemv_b1_r2u8", "gemv_b1_r4u4", "rope_append", "page_update", "swiglu",
         "fill_f32", "attn_any_partial", "attn_any_reduce", "select_scores", "select_page_terms",
     ];
 
@@ -60,15 +60,20 @@ public sealed class ModelKernels : IDisposable
     public static readonly (string Kernel, int RowsPerBlock)[] OneRowVariants =
         [("gemv_b1", 16), ("gemv_b1_r1u8", 8), ("gemv_b1_r2u8", 16), ("gemv_b1_r4u4", 32)];
 
-    /// <summary>Rows per tensor-core block: 16, or 32 (each activation load serves two weight tiles).</summary>
+    /// <summary>Rows per tensor-core block: 16, 32 or 64 (each activation load serves 1, 2 or 4 weight tiles).
+    /// 0: 64 where that still gives two blocks per multiprocessor, else 32.</summary>
     public int TensorCoreTileRows { get; set; } = 32;
 
     /// <summary>Kernel and output rows per block for a launch of `rows` rows over rows of k elements.</summary>
-    public (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k) =>
-        rows == 1 && TensorCoreMinRows > 1 ? OneRowKernel : GemvPlan(rows, k, TensorCoreMinRows, TensorCoreTileRows);
+    public (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k) => GemvPlan(rows, k, 0);
+
+    /// <summary>The plan for an n-row output (n decides the automatic tile size).</summary>
+    public (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k, int n) =>
+        rows == 1 && TensorCoreMinRows > 1 ? OneRowKernel
+        : GemvPlan(rows, k, TensorCoreMinRows, TensorCoreTileRows > 0 ? TensorCoreTileRows : n >= 64 * 2 * Device.Multiprocessors ? 64 : 32);
 
     public static (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k, int tensorCoreMinRows, int tileRows = 32) =>
-        rows >= tensorCoreMinRows && k % 32 == 0 ? (tileRows == 16 ? ("gemv_mma", 16) : ("gemv_mma2", 32)) : rows switch
+        rows >= tensorCoreMinRows && k % 32 == 0 ? tileRows switch { 16 => ("gemv_mma", 16), 64 => ("gemv_mma4", 64), _ => ("gemv_mma2", 32) } : rows switch
         {
             <= 1 => ("gemv_b1", 16),
             <= 2 => ("gemv_b2", 16),
@@ -83,7 +88,7 @@ public sealed class ModelKernels : IDisposable
     {
         if (rows < 1 || rows > MaxRows) throw new ArgumentOutOfRangeException(nameof(rows), $"1 to {MaxRows} rows per launch.");
         if (k % 8 != 0) throw new ArgumentException($"The bf16 matrix-vector kernel needs rows of a multiple of 8 elements, got {k}.");
-        var (kernel, perBlock) = GemvPlan(rows, k);
+        var (kernel, perBlock) = GemvPlan(rows, k, n);
         var a = new KernelArgs();
         a.Add(weights); a.Add(n); a.Add(k); a.Add(x.At(xOffsetBytes)); a.Add(xStride); a.Add(rows); a.Add(bias);
         a.Add(y.At(yOffsetBytes)); a.Add(yStride); a.Add(accumulate ? 1 : 0);

@@ -29,6 +29,7 @@ public sealed class GpuModelHostTests
     {
         Assert.Equal(("gemv_b1", 16), ModelKernels.GemvPlan(1, 4096, 2));
         Assert.Equal(("gemv_mma2", 32), ModelKernels.GemvPlan(2, 4096, 2));
+        Assert.Equal(("gemv_mma4", 64), ModelKernels.GemvPlan(2, 4096, 2, 64));
         Assert.Equal(("gemv_mma", 16), ModelKernels.GemvPlan(2, 4096, 2, 16));
         Assert.Equal(("gemv_mma2", 32), ModelKernels.GemvPlan(8, 14336, 2));
         Assert.Equal(("gemv_b8", 32), ModelKernels.GemvPlan(8, 4104, 2));   // 4104 = 8 · 513: not a multiple of 32

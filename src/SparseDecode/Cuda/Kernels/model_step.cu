@@ -169,10 +169,9 @@ __device__ __forceinline__ void mma16816(float* c, u32 a0, u32 a1, u32 a2, u32 a
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-#define MMA_U 4
 // T tiles of 16 rows per block (32 rows for T = 2): each activation piece a lane loads serves T weight tiles, so
 // activation traffic (through L1/L2) is 1/T of the weight bytes; lanes of rows past `rows` load no activations.
-template <int T>
+template <int T, int MMA_U>
 __device__ __forceinline__ void gemv_mma_tiles(GEMV_ARGS)
 {
     __shared__ float red[8][16 * T][9];
@@ -246,8 +245,10 @@ __device__ __forceinline__ void gemv_mma_tiles(GEMV_ARGS)
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256) gemv_mma(GEMV_ARGS) { gemv_mma_tiles<1>(GEMV_PASS); }
-extern "C" __global__ void __launch_bounds__(256) gemv_mma2(GEMV_ARGS) { gemv_mma_tiles<2>(GEMV_PASS); }
+// MMA_U: 32-column pieces of loads issued before the arithmetic (fewer for more tiles: registers).
+extern "C" __global__ void __launch_bounds__(256) gemv_mma(GEMV_ARGS) { gemv_mma_tiles<1, 4>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_mma2(GEMV_ARGS) { gemv_mma_tiles<2, 4>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_mma4(GEMV_ARGS) { gemv_mma_tiles<4, 2>(GEMV_PASS); }
 
 // RoPE ("rotate half": channel i pairs with i + d/2) of the q and k parts of each row's fused q|k|v projection,
 // using the host's cos/sin tables [position][d/2] (the CPU engine's own numbers); q goes to q [rows][qHeads·d] f32,
