@@ -19,11 +19,14 @@ internal static class BenchCommand
         var steps = new Option<int>("--steps") { Description = "Decode steps timed.", DefaultValueFactory = _ => 32 };
         var kv = CommonOptions.CacheType();
         var method = MethodOptions.Create();
-        var cmd = new Command("bench", "Measure prefill and decode tokens/s and achieved memory bandwidth on the CPU.") { model, context, steps, kv };
+        var device = CommonOptions.Device();
+        var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device };
         method.AddTo(cmd);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
+            if (CommonOptions.ParseDevice(r.GetValue(device)!))
+                return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r));
             using var t = Transformer.Load(dir);
             int n = r.GetValue(context), s = r.GetValue(steps);
             if (n < 1 || s < 1) throw new ArgumentException("--context and --steps must be positive.");
@@ -78,6 +81,45 @@ internal static class BenchCommand
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>`bench --device cuda`: the whole step on the GPU (bf16 weights and cache). A first session warms
+    /// the host code and the kernels; the timed one prefills, decodes one step (which captures the dense step's
+    /// graph), then times `steps` decode steps, each ending with its logits on the host.</summary>
+    private static int BenchGpu(string dir, int n, int s, Selection.SelectorSpec spec)
+    {
+        var config = ModelConfig.Load(dir);
+        if (n < 1 || s < 1) throw new ArgumentException("--context and --steps must be positive.");
+        if (n + s + 2 > config.MaxPositions)
+            throw new ArgumentException($"--context {n} plus --steps {s} exceeds the model's context of {config.MaxPositions} tokens.");
+        var rng = new Random(1);
+        var prompt = new int[n];
+        for (int i = 0; i < n; i++) prompt[i] = rng.Next(config.VocabSize);
+        using var gpu = new GpuRun(dir, n + s + 2);
+        double prefillSeconds = 0, decodeSeconds = 0;
+        for (int round = 0; round < 2; round++)
+        {
+            // dense runs through the captured step graph; a sparse method runs its selector against the GPU
+            var selector = string.Equals(spec.Method, "dense", StringComparison.OrdinalIgnoreCase) ? null : spec.Create(config);
+            using var session = new Cuda.GpuDecodeSession(gpu.Model, n + s + 2, selector);
+            var p = round == 0 ? prompt.AsSpan(0, Math.Min(n, 64)) : prompt;
+            long t0 = Stopwatch.GetTimestamp();
+            session.Prefill(p);
+            prefillSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            session.Decode(1);
+            long t1 = Stopwatch.GetTimestamp();
+            for (int i = 0; i < s; i++) session.Decode(rng.Next(config.VocabSize));
+            decodeSeconds = Stopwatch.GetElapsedTime(t1).TotalSeconds / s;
+        }
+        var ci = CultureInfo.InvariantCulture;
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("measure").AddColumn(new TableColumn("value").RightAligned());
+        table.AddRow("model", Markup.Escape($"{config.ArchitectureName}, {config.NumLayers} layers"));
+        table.AddRow("device", Markup.Escape(gpu.Device.Name));
+        table.AddRow("method", Markup.Escape($"{spec.Method} (budget {spec.Budget})"));
+        table.AddRow("prefill", string.Create(ci, $"{n / prefillSeconds:F1} tokens/s ({n} tokens, {prefillSeconds:F3} s)"));
+        table.AddRow("decode", string.Create(ci, $"{1 / decodeSeconds:F1} tokens/s ({decodeSeconds * 1e3:F3} ms/step at {n} context)"));
+        AnsiConsole.Write(table);
+        return 0;
     }
 
     /// <summary>Copy of a 256 MiB buffer on all cores, counting bytes read plus written: the machine's ceiling.</summary>

@@ -137,6 +137,7 @@ public sealed class GpuModelHostTests
             new[] { "score", "--device", "cuda", "--model", Fixtures.Model("llama3-gqa"), "--token-ids", "1,2,3" },
             ["generate", "--device", "cuda", "--model", Fixtures.BundledModel, "--prompt", "a", "-n", "2"],
             ["gpu-check", "--model", Fixtures.Model("llama3-gqa")],
+            ["bench", "--device", "cuda", "--model", Fixtures.BundledModel, "--context", "64", "--steps", "2"],
         })
         {
             var (code, _, err) = CliTests.Run(args);
