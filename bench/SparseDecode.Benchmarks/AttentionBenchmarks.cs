@@ -30,7 +30,7 @@ public unsafe class AttentionBenchmarks
     private int[] _topk = null!;
     private GroupedDecodeAttention _grouped = null!;
     private float[] _groupScores = null!;
-    private readonly float[] _groupMax = new float[4], _groupSum = new float[4];
+    private readonly float[] _groupMax = new float[4], _groupSum = new float[4], _groupPartial = new float[4 * 128];
     private LayerSelection _kvSelection = null!;
 
     [GlobalSetup]
@@ -89,11 +89,12 @@ public unsafe class AttentionBenchmarks
             _grouped.Run(_layer.Cache, 0, _layer.Query, _output, Context, 0.088f);
             return;
         }
-        fixed (float* q = _layer.Query, o = _output, sc = _groupScores, mx = _groupMax, sm = _groupSum)
+        // one core: the engine's per-part kernel and combination, one part per KV head, no parallel loop
+        fixed (float* q = _layer.Query, o = _output, sc = _groupScores, mx = _groupMax, sm = _groupSum, pt = _groupPartial)
             for (int kv = 0; kv < LayerCache.KvHeads; kv++)
             {
-                GroupAttention.Range(_layer.Cache, 0, kv, q + kv * 4 * 128, 4, 0, Context, 0.088f, sc, Context, mx, sm, o + kv * 4 * 128);
-                GroupAttention.Normalise(4, 128, sm, o + kv * 4 * 128);
+                GroupAttention.Range(_layer.Cache, 0, kv, q + kv * 4 * 128, 4, 0, Context, 0.088f, sc, Context, mx, sm, pt);
+                GroupAttention.Combine(1, 4, 128, mx, sm, pt, o + kv * 4 * 128);
             }
     }
 
@@ -106,11 +107,11 @@ public unsafe class AttentionBenchmarks
             _grouped.Run(_layer.Cache, 0, _layer.Query, _output, Context, 0.088f, _kvSelection);
             return;
         }
-        fixed (float* q = _layer.Query, o = _output, sc = _groupScores, mx = _groupMax, sm = _groupSum)
+        fixed (float* q = _layer.Query, o = _output, sc = _groupScores, mx = _groupMax, sm = _groupSum, pt = _groupPartial)
             for (int kv = 0; kv < LayerCache.KvHeads; kv++)
             {
-                GroupAttention.Indexed(_layer.Cache, 0, kv, q + kv * 4 * 128, 4, _indices[kv], 0.088f, sc, Budget, mx, sm, o + kv * 4 * 128);
-                GroupAttention.Normalise(4, 128, sm, o + kv * 4 * 128);
+                GroupAttention.Indexed(_layer.Cache, 0, kv, q + kv * 4 * 128, 4, _indices[kv], 0.088f, sc, Budget, mx, sm, pt);
+                GroupAttention.Combine(1, 4, 128, mx, sm, pt, o + kv * 4 * 128);
             }
     }
 

@@ -29,14 +29,10 @@ internal static class BenchCommand
                 return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r));
             using var t = Transformer.Load(dir);
             int n = r.GetValue(context), s = r.GetValue(steps);
-            if (n < 1 || s < 1) throw new ArgumentException("--context and --steps must be positive.");
-            if (n + s + 1 > t.Config.MaxPositions)
-                throw new ArgumentException($"--context {n} plus --steps {s} exceeds the model's context of {t.Config.MaxPositions} tokens.");
+            var rng = new Random(1);
+            var prompt = RandomPrompt(t.Config, n, s, 1, rng);
             var type = CommonOptions.ParseCacheType(r.GetValue(kv)!);
             var spec = method.Spec(r);
-            var rng = new Random(1);
-            var prompt = new int[n];
-            for (int i = 0; i < n; i++) prompt[i] = rng.Next(t.Config.VocabSize);
 
             using var cache = t.CreateCache(n + s + 1, type);
             var selector = spec.Create(t.Config);
@@ -67,7 +63,7 @@ internal static class BenchCommand
             double stepBytes = t.WeightBytesPerToken + kvBytes;
             double copy = CopyBandwidth();
             var ci = CultureInfo.InvariantCulture;
-            var table = new Table().Border(TableBorder.Rounded).AddColumn("measure").AddColumn(new TableColumn("value").RightAligned());
+            var table = MeasureTable();
             table.AddRow("model", Markup.Escape($"{t.Config.ArchitectureName}, {t.ParameterCount / 1e6:F1}M params, {t.WeightType.Name()}"));
             table.AddRow("method", Markup.Escape($"{spec.Method} (budget {spec.Budget})"));
             table.AddRow("threads", Environment.ProcessorCount.ToString(ci));
@@ -89,18 +85,14 @@ internal static class BenchCommand
     private static int BenchGpu(string dir, int n, int s, Selection.SelectorSpec spec)
     {
         var config = ModelConfig.Load(dir);
-        if (n < 1 || s < 1) throw new ArgumentException("--context and --steps must be positive.");
-        if (n + s + 2 > config.MaxPositions)
-            throw new ArgumentException($"--context {n} plus --steps {s} exceeds the model's context of {config.MaxPositions} tokens.");
         var rng = new Random(1);
-        var prompt = new int[n];
-        for (int i = 0; i < n; i++) prompt[i] = rng.Next(config.VocabSize);
+        var prompt = RandomPrompt(config, n, s, 2, rng);
         using var gpu = new GpuRun(dir, n + s + 2);
         double prefillSeconds = 0, decodeSeconds = 0;
         for (int round = 0; round < 2; round++)
         {
             // dense runs through the captured step graph; a sparse method runs its selector against the GPU
-            var selector = string.Equals(spec.Method, "dense", StringComparison.OrdinalIgnoreCase) ? null : spec.Create(config);
+            var selector = spec.IsDense ? null : spec.Create(config);
             using var session = new Cuda.GpuDecodeSession(gpu.Model, n + s + 2, selector);
             var p = round == 0 ? prompt.AsSpan(0, Math.Min(n, 64)) : prompt;
             long t0 = Stopwatch.GetTimestamp();
@@ -112,7 +104,7 @@ internal static class BenchCommand
             decodeSeconds = Stopwatch.GetElapsedTime(t1).TotalSeconds / s;
         }
         var ci = CultureInfo.InvariantCulture;
-        var table = new Table().Border(TableBorder.Rounded).AddColumn("measure").AddColumn(new TableColumn("value").RightAligned());
+        var table = MeasureTable();
         table.AddRow("model", Markup.Escape($"{config.ArchitectureName}, {config.NumLayers} layers"));
         table.AddRow("device", Markup.Escape(gpu.Device.Name));
         table.AddRow("method", Markup.Escape($"{spec.Method} (budget {spec.Budget})"));
@@ -121,6 +113,21 @@ internal static class BenchCommand
         AnsiConsole.Write(table);
         return 0;
     }
+
+    /// <summary>`n` random token ids to prefill, once `n` prompt tokens, `s` timed steps and `untimed` other steps
+    /// are known to fit the model's context.</summary>
+    private static int[] RandomPrompt(ModelConfig config, int n, int s, int untimed, Random rng)
+    {
+        if (n < 1 || s < 1) throw new ArgumentException("--context and --steps must be positive.");
+        if (n + s + untimed > config.MaxPositions)
+            throw new ArgumentException($"--context {n} plus --steps {s} exceeds the model's context of {config.MaxPositions} tokens.");
+        var prompt = new int[n];
+        for (int i = 0; i < n; i++) prompt[i] = rng.Next(config.VocabSize);
+        return prompt;
+    }
+
+    private static Table MeasureTable() =>
+        new Table().Border(TableBorder.Rounded).AddColumn("measure").AddColumn(new TableColumn("value").RightAligned());
 
     /// <summary>Copy of a 256 MiB buffer on all cores, counting bytes read plus written: the machine's ceiling.</summary>
     internal static unsafe double CopyBandwidth()

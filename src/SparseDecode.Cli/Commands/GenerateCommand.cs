@@ -56,7 +56,7 @@ internal static class GenerateCommand
             {
                 if (observer is not null) throw new ArgumentException("--report is not available with --device cuda.");
                 // dense runs through the captured step graph; a sparse method runs its selector against the GPU
-                if (string.Equals(r.GetValue(method.Method), "dense", StringComparison.OrdinalIgnoreCase)) options = options with { Selector = null };
+                if (method.Spec(r).IsDense) options = options with { Selector = null };
                 using var gpu = new GpuRun(dir, ids.Length + Math.Max(1, options.MaxTokens));
                 result = GpuGenerator.Generate(gpu.Model, ids, options, Stream);
             }

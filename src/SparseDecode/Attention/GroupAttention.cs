@@ -26,18 +26,9 @@ public static unsafe class GroupAttention
             Part(cache, layer, head, q, group, new IndexPositions(p, indices.Length), scale, scores, stride, max, sum, output);
     }
 
-    /// <summary>Normalises a single part in place: output_i /= l_i.</summary>
-    public static void Normalise(int group, int d, float* sum, float* output)
-    {
-        for (int i = 0; i < group; i++)
-        {
-            var o = new Span<float>(output + (long)i * d, d);
-            TensorPrimitives.Multiply(o, sum[i] > 0 ? 1f / sum[i] : 0f, o);
-        }
-    }
-
-    /// <summary>Combines `parts` results of one group into the normalised outputs: part r's values for query i are
-    /// max[r·group + i], sum[r·group + i] and partial + (r·group + i)·d; output i goes to output + i·d.</summary>
+    /// <summary>Combines `parts` results of one group into the normalised outputs (one part: just normalised): part
+    /// r's values for query i are max[r·group + i], sum[r·group + i] and partial + (r·group + i)·d; output i goes to
+    /// output + i·d, which must not overlap the partials.</summary>
     public static void Combine(int parts, int group, int d, float* max, float* sum, float* partial, float* output)
     {
         for (int i = 0; i < group; i++)

@@ -47,14 +47,15 @@ public sealed class DecodeWorkspace
         for (int h = 0; h < c.NumHeads; h++) _headScratch[h] = new float[Math.Min(cache.Capacity, 4096)];
     }
 
-    /// <summary>Grows per-head scratch to hold n scores (amortised doubling, so it happens a few times a sequence).</summary>
-    public void EnsureContext(int n)
+    /// <summary>Score scratch of one query head for a list of `length` keys (the per-query-head sparse path; dense
+    /// attention and lists per KV head use <see cref="Grouped"/>'s buffers). Grows by doubling, so a sequence
+    /// reallocates it a few times at most; each head's array is touched only by that head's task.</summary>
+    public Span<float> HeadScratch(int head, int length)
     {
-        for (int h = 0; h < _headScratch.Length; h++)
-            if (_headScratch[h].Length < n) _headScratch[h] = new float[Math.Max(n, 2 * _headScratch[h].Length)];
+        if (_headScratch[head].Length < length)
+            _headScratch[head] = new float[Math.Max(length, 2 * _headScratch[head].Length)];
+        return _headScratch[head];
     }
-
-    public Span<float> HeadScratch(int head) => _headScratch[head];
 
     public Span<float> ObserverScratch(int n)
     {

@@ -190,7 +190,6 @@ public sealed unsafe class Transformer : IDisposable
         int pos = cache.Length;
         CheckPositions(pos + 1);
         CheckToken(token);
-        ws.EnsureContext(pos + 1);
         Embed(token, ws.X);
         selector?.BeginStep(pos);
         for (int l = 0; l < c.NumLayers; l++)
@@ -258,11 +257,10 @@ public sealed unsafe class Transformer : IDisposable
     {
         public void Run(int h)
         {
-            var scratch = ws.HeadScratch(h);
+            var indices = sel.Indices(h);
+            var scratch = ws.HeadScratch(h, indices.Length);
             fixed (float* q = ws.Q, o = ws.Att)
-            {
-                AttentionKernels.Attend(cache, layer, h / group, q + h * d, sel.Indices(h), scale, scratch, o + h * d);
-            }
+                AttentionKernels.Attend(cache, layer, h / group, q + h * d, indices, scale, scratch, o + h * d);
         }
     }
 

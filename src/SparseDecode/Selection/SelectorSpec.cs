@@ -11,6 +11,9 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
 {
     public static IReadOnlyList<string> Methods { get; } = ["dense", "oracle", "streaming", "quest", "tidal", "lfps", "prhs"];
 
+    /// <summary>Full attention: engines run it without a selector (their dense fast path).</summary>
+    public bool IsDense => Method == "dense";
+
     private sealed record Param(string Name, string Default, string Help, Func<string, string?> Check);
 
     private static string? Int(string v, int min) =>
