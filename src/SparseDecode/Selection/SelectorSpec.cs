@@ -98,53 +98,66 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
     /// <summary>The granularity the selector will use: the one given, else the method's paper default.</summary>
     public SelectionGranularity EffectiveGranularity => Granularity ?? Table[Method].Default;
 
-    /// <summary>A fresh selector (its own per-sequence state) for a model of this shape.</summary>
-    public IKvSelector Create(ModelConfig config)
+    /// <summary>A fresh selector (its own per-sequence state) for a model of this shape, run on the host: the
+    /// method's plan on spans (<see cref="PlanSelector"/>), or PrHS's host policy.</summary>
+    public IKvSelector Create(ModelConfig config) =>
+        CreatePlan(config, config.MaxPositions) is SelectionPlan plan ? new PlanSelector(plan) : CreatePrhs(config);
+
+    /// <summary>The method as a plan whose buffers are declared for contexts up to `maxContext` (what the GPU
+    /// captures into its step graph); null for a method that is not written as a plan yet (prhs).</summary>
+    public SelectionPlan? CreatePlan(ModelConfig config, int maxContext)
     {
         var g = EffectiveGranularity;
         int layers = config.NumLayers;
-        int I(string name, int fallback) => Parameters.TryGetValue(name, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
-        double D(string name, double fallback) => Parameters.TryGetValue(name, out var v) ? double.Parse(v, CultureInfo.InvariantCulture) : fallback;
-        int Layer(string name, int fallback)
-        {
-            int l = I(name, fallback);
-            if (l > layers) throw new ArgumentException($"Parameter '{name}' of method '{Method}' is {l} but the model has {layers} layers.");
-            return l;
-        }
         switch (Method)
         {
-            case "dense": return new DenseSelector(config, g);
-            case "oracle": return new OracleTopKSelector(config, Budget, g);
-            case "streaming": return new StreamingLlmSelector(config, Budget, I("sinks", StreamingLlmSelector.DefaultSinks), g);
-            case "quest": return new QuestSelector(config, Budget, Layer("dense", Depth.DenseLayers(layers)), g);
+            case "dense": return new DensePlan(config, g, maxContext);
+            case "oracle": return new OracleTopKPlan(config, Budget, g, maxContext);
+            case "streaming": return new StreamingLlmPlan(config, Budget, I("sinks", StreamingLlmPlan.DefaultSinks), g, maxContext);
+            case "quest": return new QuestPlan(config, Budget, Layer("dense", Depth.DenseLayers(layers), layers), g, maxContext);
             case "tidal":
             {
-                var (start, reselect) = TidalDecodeSelector.DefaultLayers(layers);
+                var (start, reselect) = TidalDecodePlan.DefaultLayers(layers);
                 if (Parameters.ContainsKey("start")) start = I("start", start);
                 if (Parameters.TryGetValue("reselect", out var r))
                     reselect = r.Equals("none", StringComparison.OrdinalIgnoreCase) ? null : int.Parse(r, CultureInfo.InvariantCulture);
                 else if (reselect is int dr && dr <= start) reselect = start + 1 < layers ? start + 1 : null;
-                return new TidalDecodeSelector(config, Budget, start, reselect, g);
+                return new TidalDecodePlan(config, Budget, start, reselect, g, maxContext);
             }
             case "lfps":
-                return new LfpsSelector(config, Budget, new LfpsSelector.Options
+                return new LfpsPlan(config, Budget, new LfpsPlan.Options
                 {
                     History = I("history", 2), Radius = I("radius", 1), Sinks = I("sinks", 4), Recent = I("recent", 16),
-                    Interval = I("interval", 32), Drop = (float)D("drop", 2), DenseLayers = Layer("dense", 0),
-                }, g);
-            case "prhs":
-                return new PrhsSelector(config, Budget, new PrhsSelector.Options
-                {
-                    Sinks = I("sinks", 4), Local = I("local", 32), Tau = (float)D("tau", 0.8), Block = I("block", 16),
-                    Radius = I("radius", 1), Top = I("top", 16), Delta = D("delta", 0.05),
-                    Verify = Parameters.TryGetValue("verify", out var vf) ? Enum.Parse<PrhsSelector.Verification>(vf, ignoreCase: true) : PrhsSelector.Verification.Bound,
-                    Refine = I("refine", 64), Samples = I("samples", 64),
-                    DenseLayers = Parameters.ContainsKey("dense") ? Layer("dense", 0) : null,
-                    From = Parameters.ContainsKey("from") ? Layer("from", 0) : null,
-                    Phi = D("phi", 0.8), Alpha = D("alpha", 1), Psi = D("psi", 0.4), Gamma = D("gamma", 1),
-                }, g);
+                    Interval = I("interval", 32), Drop = (float)D("drop", 2), DenseLayers = Layer("dense", 0, layers),
+                }, g, maxContext);
+            case "prhs": return null;
             default: throw new InvalidOperationException($"Method '{Method}' has no factory.");
         }
+    }
+
+    private PrhsSelector CreatePrhs(ModelConfig config)
+    {
+        int layers = config.NumLayers;
+        return new PrhsSelector(config, Budget, new PrhsSelector.Options
+        {
+            Sinks = I("sinks", 4), Local = I("local", 32), Tau = (float)D("tau", 0.8), Block = I("block", 16),
+            Radius = I("radius", 1), Top = I("top", 16), Delta = D("delta", 0.05),
+            Verify = Parameters.TryGetValue("verify", out var vf) ? Enum.Parse<PrhsSelector.Verification>(vf, ignoreCase: true) : PrhsSelector.Verification.Bound,
+            Refine = I("refine", 64), Samples = I("samples", 64),
+            DenseLayers = Parameters.ContainsKey("dense") ? Layer("dense", 0, layers) : null,
+            From = Parameters.ContainsKey("from") ? Layer("from", 0, layers) : null,
+            Phi = D("phi", 0.8), Alpha = D("alpha", 1), Psi = D("psi", 0.4), Gamma = D("gamma", 1),
+        }, EffectiveGranularity);
+    }
+
+    private int I(string name, int fallback) => Parameters.TryGetValue(name, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+    private double D(string name, double fallback) => Parameters.TryGetValue(name, out var v) ? double.Parse(v, CultureInfo.InvariantCulture) : fallback;
+
+    private int Layer(string name, int fallback, int layers)
+    {
+        int l = I(name, fallback);
+        if (l > layers) throw new ArgumentException($"Parameter '{name}' of method '{Method}' is {l} but the model has {layers} layers.");
+        return l;
     }
 
     /// <summary>The methods and their parameters, for --help.</summary>

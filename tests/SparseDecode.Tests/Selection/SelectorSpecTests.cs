@@ -11,36 +11,39 @@ public class SelectorSpecTests
         Assert.Equal(["dense", "oracle", "streaming", "quest", "tidal", "lfps", "prhs"], SelectorSpec.Methods);
 
     [Theory]
-    [InlineData("dense", typeof(DenseSelector), SelectionGranularity.QueryHead)]
-    [InlineData("oracle", typeof(OracleTopKSelector), SelectionGranularity.QueryHead)]
-    [InlineData("streaming", typeof(StreamingLlmSelector), SelectionGranularity.KvHead)]
-    [InlineData("quest", typeof(QuestSelector), SelectionGranularity.QueryHead)]
-    [InlineData("tidal", typeof(TidalDecodeSelector), SelectionGranularity.QueryHead)]
-    [InlineData("LFPS", typeof(LfpsSelector), SelectionGranularity.QueryHead)]
+    [InlineData("dense", typeof(DensePlan), SelectionGranularity.QueryHead)]
+    [InlineData("oracle", typeof(OracleTopKPlan), SelectionGranularity.QueryHead)]
+    [InlineData("streaming", typeof(StreamingLlmPlan), SelectionGranularity.KvHead)]
+    [InlineData("quest", typeof(QuestPlan), SelectionGranularity.QueryHead)]
+    [InlineData("tidal", typeof(TidalDecodePlan), SelectionGranularity.QueryHead)]
+    [InlineData("LFPS", typeof(LfpsPlan), SelectionGranularity.QueryHead)]
     [InlineData(" prhs ", typeof(PrhsSelector), SelectionGranularity.QueryHead)]
     public void CreatesEachMethodWithItsPaperGranularity(string method, Type type, SelectionGranularity g)
     {
         var spec = SelectorSpec.Parse(method, "256", new Dictionary<string, string>());
         var selector = spec.Create(Llama32);
-        Assert.IsType(type, selector);
+        Assert.IsType(type, selector is PlanSelector p ? p.Plan : selector);
         Assert.Equal(g, selector.Granularity);
         Assert.Equal(method.Trim().ToLowerInvariant(), selector.Name);
         var kv = SelectorSpec.Parse(method, "3%", new Dictionary<string, string> { ["granularity"] = "kv" }).Create(Llama32);
         Assert.Equal(SelectionGranularity.KvHead, kv.Granularity);
     }
 
+    private static T PlanOf<T>(string method, Dictionary<string, string> parameters) where T : SelectionPlan =>
+        (T)SelectorSpec.Parse(method, "256", parameters).CreatePlan(Llama32, 4096)!;
+
     [Fact]
     public void DefaultsFollowThePapersScaledToDepth()
     {
-        var tidal = (TidalDecodeSelector)SelectorSpec.Parse("tidal", "256", new Dictionary<string, string>()).Create(Llama32);
+        var tidal = PlanOf<TidalDecodePlan>("tidal", []);
         Assert.Equal((2, (int?)13), (tidal.Start, tidal.Reselect));
-        var quest = (QuestSelector)SelectorSpec.Parse("quest", "256", new Dictionary<string, string>()).Create(Llama32);
+        var quest = PlanOf<QuestPlan>("quest", []);
         Assert.Equal(2, quest.DenseLayers);
         var prhs = (PrhsSelector)SelectorSpec.Parse("prhs", "256", new Dictionary<string, string>()).Create(Llama32);
         Assert.Equal((2, 2, 0.05, PrhsSelector.Verification.Bound), (prhs.DenseLayers, prhs.From, prhs.Settings.Delta, prhs.Settings.Verify));
-        var lfps = (LfpsSelector)SelectorSpec.Parse("lfps", "256", new Dictionary<string, string>()).Create(Llama32);
+        var lfps = PlanOf<LfpsPlan>("lfps", []);
         Assert.Equal((2, 1, 4, 16, 32, 2f), (lfps.Settings.History, lfps.Settings.Radius, lfps.Settings.Sinks, lfps.Settings.Recent, lfps.Settings.Interval, lfps.Settings.Drop));
-        var none = (TidalDecodeSelector)SelectorSpec.Parse("tidal", "256", new Dictionary<string, string> { ["start"] = "4", ["reselect"] = "none" }).Create(Llama32);
+        var none = PlanOf<TidalDecodePlan>("tidal", new() { ["start"] = "4", ["reselect"] = "none" });
         Assert.Equal((4, (int?)null), (none.Start, none.Reselect));
         var spec = SelectorSpec.Parse("lfps", "3%", new Dictionary<string, string> { ["Radius"] = "4", ["granularity"] = "kv" });
         Assert.Equal("lfps budget=3% granularity=kv radius=4", spec.ToString());

@@ -89,8 +89,8 @@ public class SelectorTests
         using var s = new SyntheticAttention(layers: 4, heads: 2, kvHeads: 2, headDim: 32, capacity: 700, seed: 14);
         s.FillTo(640);
         s.RandomQueries();
-        var selector = (QuestSelector)SelectorSpec.Parse("quest", "100", NoParams).Create(s.Config);
-        Assert.Equal(1, selector.DenseLayers); // 2 of 32 layers, scaled to 4 and at least 1
+        var selector = SelectorSpec.Parse("quest", "100", NoParams).Create(s.Config);
+        Assert.Equal(1, ((QuestPlan)((PlanSelector)selector).Plan).DenseLayers); // 2 of 32 layers, scaled to 4 and at least 1
         var r = s.Step(selector);
         Assert.True(r[0].Dense);
         int n = 641, pages = 41;
@@ -112,9 +112,10 @@ public class SelectorTests
     {
         using var s = new SyntheticAttention(layers: 8, heads: 4, kvHeads: 2, headDim: 16, capacity: 500, seed: 15);
         s.FillTo(400);
-        var selector = (TidalDecodeSelector)SelectorSpec.Parse("tidal", "50", NoParams).Create(s.Config);
-        Assert.Equal(1, selector.Start);     // round(2/32·8)
-        Assert.Equal(3, selector.Reselect);  // round(13/32·8)
+        var selector = SelectorSpec.Parse("tidal", "50", NoParams).Create(s.Config);
+        var tidal = (TidalDecodePlan)((PlanSelector)selector).Plan;
+        Assert.Equal(1, tidal.Start);     // round(2/32·8)
+        Assert.Equal(3, tidal.Reselect);  // round(13/32·8)
         for (int step = 0; step < 3; step++)
         {
             s.RandomQueries();
@@ -141,10 +142,10 @@ public class SelectorTests
     [Fact]
     public void TidalLayersScaleWithDepth()
     {
-        Assert.Equal((2, (int?)13), TidalDecodeSelector.DefaultLayers(32));
-        Assert.Equal((1, (int?)2), TidalDecodeSelector.DefaultLayers(4));
-        Assert.Equal((1, (int?)null), TidalDecodeSelector.DefaultLayers(2));
-        Assert.Equal((5, (int?)33), TidalDecodeSelector.DefaultLayers(80));
+        Assert.Equal((2, (int?)13), TidalDecodePlan.DefaultLayers(32));
+        Assert.Equal((1, (int?)2), TidalDecodePlan.DefaultLayers(4));
+        Assert.Equal((1, (int?)null), TidalDecodePlan.DefaultLayers(2));
+        Assert.Equal((5, (int?)33), TidalDecodePlan.DefaultLayers(80));
     }
 
     [Theory]
@@ -154,10 +155,11 @@ public class SelectorTests
     {
         using var s = new SyntheticAttention(layers: 2, heads: 4, kvHeads: 2, headDim: 16, capacity: 1200, seed: 16);
         s.FillTo(1000);
-        var selector = (LfpsSelector)SelectorSpec.Parse("lfps", "40", new Dictionary<string, string>
+        var selector = (PlanSelector)SelectorSpec.Parse("lfps", "40", new Dictionary<string, string>
         {
             ["granularity"] = granularity, ["interval"] = "0", ["drop"] = "0", ["history"] = "2", ["radius"] = "1",
         }).Create(s.Config);
+        var lfps = (LfpsPlan)selector.Plan;
         int heads = granularity == "query" ? 4 : 2;
         s.RandomQueries();
         var first = s.Step(selector);
@@ -172,7 +174,7 @@ public class SelectorTests
             long candidates = 0;
             for (int h = 0; h < heads; h++)
             {
-                var c = selector.LastCandidates(h).ToArray();
+                var c = selector.State.Indices(lfps.Candidates, 1, h).ToArray();
                 candidates += c.Length;
                 var set = c.ToHashSet();
                 foreach (int p in previous[1].Indices[h])
@@ -192,7 +194,7 @@ public class SelectorTests
             Assert.Equal(candidates, r[1].KeysScored); // index cost: the candidates, nothing else
             previous = r;
         }
-        Assert.Equal(2 * heads, selector.Refreshes);
+        Assert.Equal(2 * heads, selector.State.Total(lfps.State.Refreshes));
     }
 
     [Fact]
@@ -209,8 +211,11 @@ public class SelectorTests
         }
         Plant(100, 5);   // what the head attends to first
         Plant(300, 3);   // a needle no history points at
-        var selector = (LfpsSelector)SelectorSpec.Parse("lfps", "20", new Dictionary<string, string> { ["interval"] = "4", ["drop"] = "1" })
+        var selector = (PlanSelector)SelectorSpec.Parse("lfps", "20", new Dictionary<string, string> { ["interval"] = "4", ["drop"] = "1" })
             .Create(s.Config);
+        var state = ((LfpsPlan)selector.Plan).State;
+        long Refreshes() => selector.State.Total(state.Refreshes);
+        long Triggered() => selector.State.Total(state.Triggered);
         SyntheticAttention.LayerResult[] Step(int channel)
         {
             Array.Clear(s.Queries[0]);
@@ -221,17 +226,17 @@ public class SelectorTests
             return s.Step(selector, write: false);
         }
         Assert.Contains(100, Step(5)[0].Indices[0]);   // first decode step: refresh, best score 16 at 100
-        Assert.Equal(1, selector.Refreshes);
+        Assert.Equal(1, Refreshes());
         for (int i = 0; i < 3; i++) Assert.Contains(100, Step(5)[0].Indices[0]);
-        Assert.Equal(1, selector.Refreshes);
+        Assert.Equal(1, Refreshes());
         Step(5);                                      // 4 steps after the first refresh: periodic refresh
-        Assert.Equal(2, selector.Refreshes);
-        Assert.Equal(0, selector.TriggeredRefreshes);
+        Assert.Equal(2, Refreshes());
+        Assert.Equal(0, Triggered());
         // The query turns to channel 3: every candidate now scores about 0, far below the last refresh's best
         // (16), so the trigger refreshes and the full top-k finds the needle.
         var r = Step(3);
-        Assert.Equal(1, selector.TriggeredRefreshes);
-        Assert.Equal(3, selector.Refreshes);
+        Assert.Equal(1, Triggered());
+        Assert.Equal(3, Refreshes());
         Assert.Contains(300, r[0].Indices[0]);
     }
 }

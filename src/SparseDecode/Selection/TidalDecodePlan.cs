@@ -6,15 +6,14 @@ namespace SparseDecode.Selection;
 /// densely; the token-selection layer `start` and the re-selection layer `reselect` score every key, keep each
 /// head's top-k positions and themselves attend densely (as the public code does); every other layer reuses the
 /// positions last chosen in this step, so full scoring happens in two layers only.</summary>
-public sealed class TidalDecodeSelector : SelectorBase
+public sealed class TidalDecodePlan : SelectionPlan
 {
-    private readonly int[][] _positions;
-    private readonly int[] _counts;
-    private float[] _scores = new float[1024];
+    private readonly ScoreSet _scores;
+    private readonly IndexSet _positions;
 
-    public TidalDecodeSelector(ModelConfig config, Budget budget, int start, int? reselect,
-        SelectionGranularity granularity = SelectionGranularity.QueryHead)
-        : base("tidal", config, budget, granularity)
+    public TidalDecodePlan(ModelConfig config, Budget budget, int start, int? reselect,
+        SelectionGranularity granularity = SelectionGranularity.QueryHead, int maxContext = 0)
+        : base("tidal", config, budget, granularity, maxContext > 0 ? maxContext : config.MaxPositions)
     {
         if (start < 0 || start >= config.NumLayers)
             throw new ArgumentException($"The token-selection layer must be in [0, {config.NumLayers}), got {start}.", nameof(start));
@@ -22,8 +21,8 @@ public sealed class TidalDecodeSelector : SelectorBase
             throw new ArgumentException($"The re-selection layer must come after the selection layer {start} and below {config.NumLayers}, got {r}.", nameof(reselect));
         Start = start;
         Reselect = reselect;
-        _positions = Jagged<int>(Heads, 256);
-        _counts = new int[Heads];
+        _scores = Layout.Scores("scores", MaxContext);
+        _positions = Layout.Indices("positions", MaxKeep);
     }
 
     public int Start { get; }
@@ -38,31 +37,15 @@ public sealed class TidalDecodeSelector : SelectorBase
         return (start, reselect < layers ? reselect : null);
     }
 
-    protected override void SelectLayer(ISelectionBackend backend, LayerSelection selection)
+    public override IndexSet? Layer(ISelectionOps ops, int layer)
     {
-        int layer = backend.Layer, n = backend.Context, k = Budget.Resolve(n);
-        if (layer < Start || k >= n)
-        {
-            selection.Dense = true;
-            return;
-        }
+        if (layer < Start) return null;
         if (layer == Start || layer == Reselect)
         {
-            Ensure(ref _scores, n);
-            var scores = _scores.AsSpan(0, n);
-            for (int h = 0; h < Heads; h++)
-            {
-                backend.ScoreAll(h, Granularity, scores);
-                Ensure(ref _positions[h], k);
-                _counts[h] = backend.TopK(scores, default, k, _positions[h]);
-            }
-            selection.Dense = true;
-            return;
+            ops.ScoreAll(_scores);
+            ops.TopK(_scores, null, Budget, _positions);
+            return null;
         }
-        for (int h = 0; h < Heads; h++)
-        {
-            _positions[h].AsSpan(0, _counts[h]).CopyTo(selection.Buffer(h));
-            selection.SetCount(h, _counts[h]);
-        }
+        return _positions;
     }
 }
