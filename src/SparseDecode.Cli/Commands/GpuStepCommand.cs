@@ -13,7 +13,7 @@ internal static class GpuStepCommand
         var shape = new Option<string>("--shape") { Description = "llama-3.1-8b or llama-3.1-70b-16l (70B layer shape, 16 layers).", DefaultValueFactory = _ => "llama-3.1-8b" };
         var contexts = new Option<string>("--contexts") { Description = "Context lengths (batch 1), comma-separated.", DefaultValueFactory = _ => "8192,32768,131072" };
         var batched = new Option<string>("--batched") { Description = "Batched cases CONTEXTxBATCH, comma-separated (empty: none).", DefaultValueFactory = _ => "32768x8" };
-        var methods = new Option<string>("--methods") { Description = "Methods, comma-separated.", DefaultValueFactory = _ => "dense,tidal,lfps,quest,prhs" };
+        var methods = new Option<string>("--methods") { Description = "Methods written as device plans, comma-separated; parameters after a colon, ';'-separated (lfps:granularity=kv;radius=0).", DefaultValueFactory = _ => "dense,tidal,lfps,quest,oracle,streaming" };
         var budget = new Option<int>("--budget") { Description = "Keys attended per KV head by the sparse methods.", DefaultValueFactory = _ => 2048 };
         var reps = new Option<int>("--reps") { Description = "Timed graph replays (median reported).", DefaultValueFactory = _ => 20 };
         var json = new Option<string?>("--json") { Description = "Write every row to this JSON file." };
@@ -49,9 +49,12 @@ internal static class GpuStepCommand
         return (n, b);
     }
 
-    public static StepMethod ParseMethod(string x) =>
-        Enum.TryParse<StepMethod>(x, ignoreCase: true, out var m) && Enum.IsDefined(m) && !int.TryParse(x, out _)
-            ? m : throw new ArgumentException($"Unknown method '{x}' for gpu-step: expected dense, tidal, lfps, quest or prhs.");
+    /// <summary>A method name, optionally with parameters after a colon separated by ';' (lfps:granularity=kv;radius=0).</summary>
+    public static string ParseMethod(string x)
+    {
+        _ = Selection.SelectorSpec.Parse(x.Split(':', 2)[0], "1", new Dictionary<string, string>());
+        return x;
+    }
 
     private static int Run(GpuStepBench.Options options, string? jsonPath)
     {

@@ -114,4 +114,5 @@ public unsafe struct KernelArgs
     public void Add(int v) => Put((uint)v);
     public void Add(long v) => Put((ulong)v);
     public void Add(float v) => Put(BitConverter.SingleToUInt32Bits(v));
+    public void Add(double v) => Put(BitConverter.DoubleToUInt64Bits(v));
 }

@@ -38,15 +38,17 @@ public sealed unsafe class CudaStream : IDisposable
             if (end != Success && graph == 0) Check(end, "cuStreamEndCapture");
         }
         nint exec;
+        nuint nodes = 0;
         try
         {
+            Check(cuGraphGetNodes(graph, null, &nodes), "cuGraphGetNodes");
             Check(cuGraphInstantiateWithFlags(&exec, graph, 0), "cuGraphInstantiateWithFlags");
         }
         finally
         {
             cuGraphDestroy(graph);
         }
-        return new CudaGraph(exec);
+        return new CudaGraph(exec, (int)nodes);
     }
 
     public void Dispose()
@@ -63,7 +65,14 @@ public sealed unsafe class CudaGraph : IDisposable
 {
     private nint _exec;
 
-    internal CudaGraph(nint exec) => _exec = exec;
+    internal CudaGraph(nint exec, int nodes)
+    {
+        _exec = exec;
+        Nodes = nodes;
+    }
+
+    /// <summary>Operations captured (kernel launches, copies and fills): what one replay runs back to back.</summary>
+    public int Nodes { get; }
 
     public void Launch(CudaStream stream) => Check(cuGraphLaunch(_exec, stream.Handle), "cuGraphLaunch");
 

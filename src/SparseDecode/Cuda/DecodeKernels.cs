@@ -251,6 +251,14 @@ public sealed class DecodeKernels : IDisposable
         /// <summary>Per-row bound (int[Rows]): expanded positions at or past it are written as −1.</summary>
         public DeviceBuffer? Limits { get; init; }
         public TopKAlgorithm Algorithm { get; init; }
+        /// <summary>Per-row k (int[Rows]) instead of K (which is then the largest); a row with k &lt; 0 is left as it is.</summary>
+        public ulong Ks { get; init; }
+        /// <summary>Where counts[2·row] receives the number of entries chosen (0: not written).</summary>
+        public ulong Counts { get; init; }
+        /// <summary>Output entries of a row from its count up to this one are written as −1.</summary>
+        public int PadTo { get; init; }
+        /// <summary>The output's device address, when it is not the start of <see cref="Output"/>.</summary>
+        public ulong OutputAddress { get; init; }
     }
 
     /// <summary>Exact top-k per row by radix select: the chosen positions ascending (ties: lowest positions
@@ -260,13 +268,14 @@ public sealed class DecodeKernels : IDisposable
         if (r.RowStride % 4 != 0) throw new ArgumentException("Top-k rows must start on 16-byte boundaries (stride a multiple of 4).");
         if (r.Rows > ws.Rows || LaunchPlan.TopKBlocks(r.RowLength) > ws.MaxBlocks)
             throw new ArgumentException("The top-k workspace is too small for this request.");
-        if (r.K < 1 || r.OutStride < r.K * r.Expand) throw new ArgumentException("Top-k output rows must hold k × expand entries.");
+        if (r.K < (r.Ks != 0 ? 0 : 1) || r.OutStride < Math.Max(r.K * r.Expand, r.PadTo)) throw new ArgumentException("Top-k output rows must hold k × expand entries.");
+        ulong output = r.OutputAddress != 0 ? r.OutputAddress : r.Output.Pointer;
         var algorithm = r.Algorithm != TopKAlgorithm.Auto ? r.Algorithm : ChooseTopK(r.Rows, r.RowLength);
         if (algorithm == TopKAlgorithm.PerRow)
         {
             var p = new KernelArgs();
-            p.Add(r.Scores); p.Add(r.RowStride); p.Add(r.RowLengths); p.Add(r.RowLength); p.Add(r.K); p.Add(r.Candidates);
-            p.Add(r.CandidateStride); p.Add(r.Output); p.Add(r.OutStride); p.Add(r.Expand); p.Add(r.Limits);
+            p.Add(r.Scores); p.Add(r.RowStride); p.Add(r.RowLengths); p.Add(r.RowLength); p.Add(r.K); p.Add(r.Ks); p.Add(r.Candidates);
+            p.Add(r.CandidateStride); p.Add(output); p.Add(r.OutStride); p.Add(r.Expand); p.Add(r.Limits); p.Add(r.Counts); p.Add(r.PadTo);
             _module["topk_rows"].Launch((r.Rows, 1, 1), PerRowThreads, stream, ref p);
             return;
         }
@@ -275,17 +284,17 @@ public sealed class DecodeKernels : IDisposable
         for (int pass = 0; pass < 3; pass++)
         {
             var h = new KernelArgs();
-            h.Add(r.Scores); h.Add(r.RowStride); h.Add(r.RowLengths); h.Add(r.RowLength); h.Add(r.K); h.Add(ws.Histograms); h.Add(pass);
+            h.Add(r.Scores); h.Add(r.RowStride); h.Add(r.RowLengths); h.Add(r.RowLength); h.Add(r.K); h.Add(r.Ks); h.Add(ws.Histograms); h.Add(pass);
             _module["topk_hist"].Launch((blocks, r.Rows, 1), TopKThreads, stream, ref h);
         }
         var c = new KernelArgs();
-        c.Add(r.Scores); c.Add(r.RowStride); c.Add(r.RowLengths); c.Add(r.RowLength); c.Add(r.K); c.Add(ws.Histograms);
+        c.Add(r.Scores); c.Add(r.RowStride); c.Add(r.RowLengths); c.Add(r.RowLength); c.Add(r.K); c.Add(r.Ks); c.Add(ws.Histograms);
         c.Add(ws.BlockCounts); c.Add(ws.MaxBlocks);
         _module["topk_count"].Launch((blocks, r.Rows, 1), TopKThreads, stream, ref c);
         var w = new KernelArgs();
-        w.Add(r.Scores); w.Add(r.RowStride); w.Add(r.RowLengths); w.Add(r.RowLength); w.Add(r.K); w.Add(ws.Histograms);
-        w.Add(ws.BlockCounts); w.Add(ws.MaxBlocks); w.Add(r.Candidates); w.Add(r.CandidateStride); w.Add(r.Output);
-        w.Add(r.OutStride); w.Add(r.Expand); w.Add(r.Limits);
+        w.Add(r.Scores); w.Add(r.RowStride); w.Add(r.RowLengths); w.Add(r.RowLength); w.Add(r.K); w.Add(r.Ks); w.Add(ws.Histograms);
+        w.Add(ws.BlockCounts); w.Add(ws.MaxBlocks); w.Add(r.Candidates); w.Add(r.CandidateStride); w.Add(output);
+        w.Add(r.OutStride); w.Add(r.Expand); w.Add(r.Limits); w.Add(r.Counts); w.Add(r.PadTo);
         _module["topk_write"].Launch((blocks, r.Rows, 1), TopKThreads, stream, ref w);
     }
 

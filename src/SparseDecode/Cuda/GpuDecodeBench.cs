@@ -130,9 +130,9 @@ public sealed class GpuDecodeBench
             using var ws = new DecodeKernels.AttentionWorkspace(dev, batch, QueryHeads, LaunchPlan.Chunks(Math.Max(n, budget), 32));
             using var tkN = new DecodeKernels.TopKWorkspace(dev, rowsQ, n);
             // fixed random index lists: per KV head (budget), per query head (budget), LFPS candidates (ascending)
-            using var idxKv = dev.Upload<int>(StepAttention.SortedLists(rng, rowsKv, budget, n));
-            using var idxQ = dev.Upload<int>(StepAttention.SortedLists(rng, rowsQ, budget, n));
-            using var candidates = dev.Upload<int>(StepAttention.SortedLists(rng, rowsKv, cands, n));
+            using var idxKv = dev.Upload<int>(SortedLists(rng, rowsKv, budget, n));
+            using var idxQ = dev.Upload<int>(SortedLists(rng, rowsQ, budget, n));
+            using var candidates = dev.Upload<int>(SortedLists(rng, rowsKv, cands, n));
             using var selected = dev.Allocate((long)rowsKv * budget * 4);
             using var selectedQ = dev.Allocate((long)rowsQ * budget * 4);
             using var refine = dev.Allocate((long)rowsQ * _o.PrhsRefinePages * ps * 4);
@@ -325,5 +325,20 @@ public sealed class GpuDecodeBench
         SpotChecks.Add(new($"{n}: top-{budget} of KV head 0's scores", wrong, 0, $"{wrong} positions differ"));
         var refScores = Enumerable.Range(0, Math.Min(n, 4096)).Select(p => Enumerable.Range(0, 4).Max(h => GpuReference.Score(layout, k, n, qh, 0, h, p))).ToArray();
         SpotChecks.Add(new($"{n}: scores of KV head 0 (first 4096 keys)", GpuReference.RelativeError(sc.AsSpan(0, refScores.Length), refScores), GpuSelfCheck.Tolerance, ""));
+    }
+
+    /// <summary>Sorted random position lists (rows of `count` distinct positions below n; -1 pads rows longer than n).</summary>
+    internal static int[] SortedLists(Random rng, int rows, int count, int n)
+    {
+        var all = new int[rows * count];
+        var pick = new HashSet<int>();
+        for (int r = 0; r < rows; r++)
+        {
+            pick.Clear();
+            if (count >= n) for (int p = 0; p < count; p++) pick.Add(p < n ? p : -1 - p);
+            while (pick.Count < count) pick.Add(rng.Next(n));
+            pick.Select(p => p < 0 ? -1 : p).Order().ToArray().CopyTo(all, r * count);
+        }
+        return all;
     }
 }

@@ -2,8 +2,10 @@ namespace SparseDecode.Cuda;
 
 /// <summary>One sequence decoded on the GPU: prefill in chunks of up to 8 tokens (rows of one step, causal through
 /// their lengths), then one token per step through a captured CUDA graph that is replayed with the new token and
-/// position written into device memory. Logits come back to the host for sampling. With a selector, prefill also
-/// keeps Quest's page summaries and each decode step runs the selector on the host (no graph).</summary>
+/// position written into device memory. Logits come back to the host for sampling. A method written as a selection
+/// plan runs inside that graph (<see cref="PlanAttention"/>: its state on the device, no host round trip); PrHS,
+/// still a host policy, runs on the host against the GPU selection backend (no graph). Prefill keeps Quest's page
+/// summaries for the methods that read them.</summary>
 public sealed class GpuDecodeSession : IDisposable
 {
     private readonly GpuModel _model;
@@ -11,6 +13,7 @@ public sealed class GpuDecodeSession : IDisposable
     private readonly CudaStream _stream;
     private readonly ILayerAttention? _prefillAttention;
     private readonly SelectorAttention? _selectorAttention;
+    private readonly PlanAttention? _planAttention;
     private CudaGraph? _graph;
     private readonly float[] _logits;
     private readonly int[] _slots = new int[ModelKernels.MaxRows];
@@ -21,13 +24,21 @@ public sealed class GpuDecodeSession : IDisposable
     public bool UseGraph { get; init; } = true;
     public int Capacity => _cache.Capacity;
     public int VocabSize => _model.Config.VocabSize;
+    /// <summary>The device-resident method, when the session decodes through a plan.</summary>
+    public PlanAttention? Plan => _planAttention;
 
     public GpuDecodeSession(GpuModel model, int capacity, Selection.IKvSelector? selector = null)
     {
         _model = model;
         _cache = new GpuKvCache(model.Device, model.Config, 1, Math.Min(capacity, model.Capacity));
         _stream = new CudaStream(model.Device);
-        if (selector != null)
+        if (selector is Selection.PlanSelector { Plan: var plan })
+        {
+            if (plan.ReadsPageSummaries) _prefillAttention = new SummaryKeepingAttention(_cache);
+            _planAttention = new PlanAttention(model, _cache, plan, 1);
+            _planAttention.Reset(_stream);
+        }
+        else if (selector != null)
         {
             _prefillAttention = new SummaryKeepingAttention(_cache);
             _selectorAttention = new SelectorAttention(model, _cache, _stream, selector);
@@ -73,10 +84,10 @@ public sealed class GpuDecodeSession : IDisposable
         }
         else if (UseGraph)
         {
-            _graph ??= _stream.Capture(() => _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream));
+            _graph ??= _stream.Capture(() => _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream, _planAttention));
             _graph.Launch(_stream);
         }
-        else _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream);
+        else _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream, _planAttention);
         _stream.Synchronize();
         _model.Logits.Download(_logits.AsSpan(0, VocabSize));
         Length++;
@@ -94,6 +105,7 @@ public sealed class GpuDecodeSession : IDisposable
     {
         _graph?.Dispose();
         _selectorAttention?.Dispose();
+        _planAttention?.Dispose();
         _stream.Dispose();
         _cache.Dispose();
     }

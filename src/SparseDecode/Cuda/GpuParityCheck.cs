@@ -150,6 +150,14 @@ public static class GpuParityCheck
     /// compares policies, not bits. bf16 checkpoints only (the CPU reads the same weights).</summary>
     public sealed record SparseResult(string Model, string Method, int Tokens, double MaxDelta, double MeanDelta, double MaxFromDense)
     {
+        /// <summary>Device plans: |CPU ∩ GPU| / max(|CPU|, |GPU|) of every index list of the plan's state after the
+        /// last step, mean and minimum over lists, layers and heads (NaN for a host policy). Below 1 only where
+        /// near-equal scores are picked differently (the two engines round differently).</summary>
+        public double MeanOverlap { get; init; } = double.NaN;
+        public double MinOverlap { get; init; } = double.NaN;
+        public string Path { get; init; } = "";
+        /// <summary>The list of least overlap: buffer, layer, head, and both sizes.</summary>
+        public string WorstList { get; init; } = "";
         /// <summary>Loose on purpose (different picks among near-equal scores are legitimate), tight enough that a
         /// wrong list, a wrong kernel or a stale page summary shows: those move log p by about MaxFromDense.</summary>
         public bool Passed => double.IsFinite(MaxDelta) && MaxDelta <= SparseMaxThreshold && MeanDelta <= SparseMeanThreshold;
@@ -166,12 +174,13 @@ public static class GpuParityCheck
         var tokens = Enumerable.Range(0, n).Select(_ => rng.Next(config.VocabSize)).ToArray();
         var cpuLp = new double[n - 1];
         double[] dense;
+        Selection.IKvSelector cpuSelector;
         using (var cpu = Transformer.Load(directory))
         {
             if (cpu.WeightType != DType.BF16) throw new ArgumentException($"{directory}: the sparse GPU check takes bf16 checkpoints.");
             dense = Scorer.TokenLogprobs(cpu, tokens, DType.BF16);
             using var cache = cpu.CreateCache(n, DType.BF16);
-            var selector = spec.Create(config);
+            var selector = cpuSelector = spec.Create(config);
             var ws = new DecodeWorkspace(cpu, cache, selector.Granularity);
             cpu.Prefill(tokens.AsSpan(0, half), cache, ws.Logits);
             cpuLp[half - 1] = Activations.LogSoftmaxAt(ws.Logits, tokens[half]);
@@ -196,7 +205,41 @@ public static class GpuParityCheck
             sum += d;
             fromDense = Math.Max(fromDense, Delta(cpuLp[i], dense[i]));
         }
-        return new SparseResult(directory, spec.ToString() ?? "", n, max, sum / (n - 1 - half), fromDense);
+        var (mean, min, worst) = session.Plan is PlanAttention plan && cpuSelector is Selection.PlanSelector cpuPlan
+            ? Overlap(cpuPlan.State, plan.Ops) : (double.NaN, double.NaN, "");
+        return new SparseResult(directory, spec.ToString() ?? "", n, max, sum / (n - 1 - half), fromDense)
+        {
+            MeanOverlap = mean, MinOverlap = min, WorstList = worst,
+            Path = session.Plan is null ? "host policy, GPU selection backend" : "device plan in the step graph",
+        };
+    }
+
+    private static (double Mean, double Min, string Worst) Overlap(Selection.SpanPlanOps cpu, GpuPlanOps gpu)
+    {
+        var plan = gpu.Plan;
+        double sum = 0, min = 1;
+        string worst = "";
+        int count = 0;
+        for (int id = 0; id < plan.Layout.Buffers.Count; id++)
+        {
+            var b = plan.Layout.Buffers[id];
+            if (b.Kind != Selection.PlanBufferKind.Indices) continue;
+            var set = new Selection.IndexSet(id);
+            for (int layer = 0; layer < (b.PerLayer ? plan.Layers : 1); layer++)
+                for (int h = 0; h < plan.Heads; h++)
+                    for (int list = 0; list < b.Depth; list++)
+                    {
+                        var c = cpu.Indices(set, b.PerLayer ? layer : plan.Layers - 1, h, list).ToArray();
+                        var g = gpu.Download(set, layer, 0, h, list);
+                        if (c.Length == 0 && g.Length == 0) continue;
+                        double o = c.Intersect(g).Count() / (double)Math.Max(c.Length, g.Length);
+                        sum += o;
+                        if (o < min) worst = $"{b.Name} layer {layer} head {h} list {list}: {c.Length} on the CPU, {g.Length} on the GPU";
+                        min = Math.Min(min, o);
+                        count++;
+                    }
+        }
+        return count == 0 ? (double.NaN, double.NaN, "") : (sum / count, min, worst);
     }
 }
 

@@ -4,9 +4,10 @@ namespace SparseDecode.Cuda;
 
 /// <summary>End-to-end decode steps of a real model shape with random weights (filled on the device) and a
 /// random bf16 KV cache up to the context (no prefill needed for timing): per method, one whole step (all layers,
-/// MLP, logits) captured into a CUDA graph and timed with events over replays (median), beside its floor — the
-/// bytes the step must read (weights + the KV it attends to + what its selection reads) over the read bandwidth
-/// measured in the same run.</summary>
+/// MLP, logits, and the method's real selection plan with its state on the device) captured into a CUDA graph and
+/// timed with events over consecutive steps (each replay one position further, so history-based methods see
+/// real step-to-step shifts; median), beside its floor — the bytes the step must read (weights + the KV it attends
+/// to + the keys or page summaries its selection scores) over the read bandwidth measured in the same run.</summary>
 public sealed class GpuStepBench
 {
     public sealed record Options
@@ -14,7 +15,7 @@ public sealed class GpuStepBench
         public required ModelConfig Shape { get; init; }
         public int[] Contexts { get; init; } = [8192, 32768, 131072];
         public (int Context, int Batch)[] Batched { get; init; } = [(32768, 8)];
-        public StepMethod[] Methods { get; init; } = [StepMethod.Dense, StepMethod.Tidal, StepMethod.Lfps, StepMethod.Quest, StepMethod.Prhs];
+        public string[] Methods { get; init; } = ["dense", "tidal", "lfps", "quest", "oracle", "streaming"];
         public int Budget { get; init; } = 2048;
         public int Repetitions { get; init; } = 20;
         public Action<string>? Log { get; init; }
@@ -115,34 +116,103 @@ public sealed class GpuStepBench
             Add(n, batch, "no attention, tensor-core products", tc, WeightBytes, spread, "gemv_mma for one row too");
         }
         double denseMs = 0;
-        foreach (var method in _o.Methods)
+        int denseNodes = 0;
+        foreach (string method in _o.Methods)
         {
-            using var att = new StepAttention(model, cache, method, batch, n, _o.Budget);
-            double bytes = WeightBytes + batch * Enumerable.Range(0, c.NumLayers).Sum(att.LayerBytesPerRow);
-            double ms;
-            string note = "";
-            if (method == StepMethod.Prhs)
-            {
-                att.Retrieval = true;
-                double retrieval = TimeStep(model, cache, batch, n, s, t, att, out _);
-                att.Retrieval = false;
-                double verify = TimeStep(model, cache, batch, n, s, t, att, out spread);
-                ms = (retrieval + (att.PrhsBlock - 1) * verify) / att.PrhsBlock;
-                note = $"retrieval step {retrieval:F3} ms, verify-only step {verify:F3} ms, 1 in {att.PrhsBlock}";
-            }
-            else ms = TimeStep(model, cache, batch, n, s, t, att, out spread);
-            if (method == StepMethod.Dense)
+            var spec = MethodSpec(method);
+            var plan = spec.CreatePlan(c, n)
+                ?? throw new ArgumentException($"The {method} method is a host policy, not a device plan: gpu-step times only methods that run inside the step graph.");
+            using var att = new PlanAttention(model, cache, plan, batch);
+            att.Reset(s);
+            var (ms, sp, scored, nodes) = TimeSteps(model, cache, batch, n, s, t, att);
+            double bytes = WeightBytes + batch * StepBytes(plan, n, scored);
+            if (method == "dense")
             {
                 denseMs = ms;
+                denseNodes = nodes;
                 using var eager = new CudaTimer(_dk.Device);
                 eager.Start(s);
                 model.EnqueueStep(cache, batch, n, s, att);
                 eager.Stop(s);
                 Add(n, batch, "dense, stream launches (no graph)", eager.ElapsedMilliseconds(), bytes, 0, "launch gaps included");
             }
-            else note = $"{denseMs / ms:F2}× dense" + (note.Length > 0 ? "; " + note : "");
-            Add(n, batch, method.ToString().ToLowerInvariant(), ms, bytes, spread, note);
+            string launches = $"{nodes} graph nodes per step" + (method == "dense" || denseNodes == 0 ? ""
+                : $", {(nodes - denseNodes) / (double)c.NumLayers:F1} more per layer than dense");
+            string note = method == "dense" ? launches : $"{denseMs / ms:F2}× dense; " +
+                (plan is Selection.LfpsPlan ? $"keys scored per sparse layer and head {scored:F0} ({scored / n:P1} of the context); " : "") + launches;
+            Add(n, batch, method, ms, bytes, sp, note);
         }
+    }
+
+    /// <summary>"lfps" or "lfps:granularity=kv,radius=0": a method with its parameters.</summary>
+    private Selection.SelectorSpec MethodSpec(string text)
+    {
+        var parts = text.Split(':', 2);
+        var parameters = new Dictionary<string, string>();
+        if (parts.Length == 2)
+            foreach (var p in parts[1].Split(';', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var kv = p.Split('=', 2);
+                if (kv.Length != 2) throw new ArgumentException($"Method parameters take name=value, got '{p}' in '{text}'.");
+                parameters[kv[0]] = kv[1];
+            }
+        return Selection.SelectorSpec.Parse(parts[0], _o.Budget.ToString(System.Globalization.CultureInfo.InvariantCulture), parameters);
+    }
+
+    /// <summary>Steps timed one by one, each at the next position (the cache's rows advance between replays of the
+    /// one captured graph); returns the median, its spread and the mean keys (or page summaries) the selection
+    /// scored per sparse layer and head, read from the plan's counters.</summary>
+    private (double Ms, double Spread, double Scored, int Nodes) TimeSteps(GpuModel model, GpuKvCache cache, int rows, int n, CudaStream s, CudaTimer t, PlanAttention att)
+    {
+        int warm = 3, reps = _o.Repetitions, first = Math.Max(0, n - 1 - warm - reps);
+        var slots = Enumerable.Range(0, rows).ToArray();
+        var tokens = new int[rows];
+        var positions = new int[rows];
+        void SetRows(int step)
+        {
+            Array.Fill(positions, first + step);
+            cache.SetRows(slots, tokens, positions, s);
+        }
+        SetRows(0);
+        using var g = s.Capture(() => model.EnqueueStep(cache, rows, n, s, att));
+        var times = new List<double>();
+        for (int i = 0; i < warm + reps && first + i < n; i++)
+        {
+            SetRows(i);
+            t.Start(s);
+            g.Launch(s);
+            t.Stop(s);
+            double ms = t.ElapsedMilliseconds();
+            if (i >= warm) times.Add(ms);
+        }
+        var logits = model.Logits.Download<float>(model.Config.VocabSize);
+        if (logits.Any(x => !float.IsFinite(x))) throw new CudaException("A decode step produced non-finite logits.");
+        times.Sort();
+        double median = times[times.Count / 2];
+        return (median, (times[^1] - times[0]) / median, att.Ops.MeanScored(n), g.Nodes);
+    }
+
+    /// <summary>Bytes one row's step reads beyond the weights: per layer the K and V rows attended (every position
+    /// in dense and selection layers, the plan's list elsewhere) and the key rows (or page min/max pairs) scored.</summary>
+    private double StepBytes(Selection.SelectionPlan plan, int n, double scoredPerHead)
+    {
+        var c = _o.Shape;
+        double row = c.HeadDim * 2.0, kv = c.NumKvHeads;
+        double total = 0;
+        for (int l = 0; l < c.NumLayers; l++)
+        {
+            var (attended, scored) = plan switch
+            {
+                Selection.TidalDecodePlan td => l < td.Start ? (n, 0.0) : l == td.Start || l == td.Reselect ? (n, n) : (plan.Budget.Resolve(n), 0.0),
+                Selection.QuestPlan q => l < q.DenseLayers ? (n, 0.0) : (plan.Budget.Resolve(n), 2.0 * ((n + 15) / 16)),
+                Selection.LfpsPlan lf => l < lf.Settings.DenseLayers ? (n, 0.0) : (plan.Budget.Resolve(n), scoredPerHead * c.NumKvHeads / plan.Heads),
+                Selection.OracleTopKPlan => (plan.Budget.Resolve(n), (double)n),
+                Selection.StreamingLlmPlan => (plan.Budget.Resolve(n), 0.0),
+                _ => (n, 0.0),
+            };
+            total += kv * row * (2.0 * attended + scored);
+        }
+        return total;
     }
 
     private double TimeStep(GpuModel model, GpuKvCache cache, int rows, int n, CudaStream s, CudaTimer t, ILayerAttention att, out double spread)

@@ -17,7 +17,8 @@ public sealed class QuestPlan : SelectionPlan
     {
         DenseLayers = denseLayers;
         _bounds = Layout.Scores("bounds", (MaxContext + PageSize - 1) / PageSize);
-        _selected = Layout.Indices("selected", Math.Max(1, MaxKeep / PageSize) * PageSize);
+        // room for every page of a context the budget covers whole, plus the current page
+        _selected = Layout.Indices("selected", (MaxKeep + PageSize - 1) / PageSize * PageSize + PageSize);
     }
 
     public int DenseLayers { get; }

@@ -97,7 +97,7 @@ public sealed class GpuModelHostTests
     [Fact]
     public void CandidateListsAreSortedDistinctAndInRange()
     {
-        var lists = StepAttention.SortedLists(new Random(3), 4, 100, 1000);
+        var lists = GpuDecodeBench.SortedLists(new Random(3), 4, 100, 1000);
         for (int r = 0; r < 4; r++)
         {
             var row = lists.AsSpan(r * 100, 100).ToArray();
@@ -106,7 +106,7 @@ public sealed class GpuModelHostTests
             Assert.All(row, p => Assert.InRange(p, 0, 999));
         }
         // more entries than positions: every position once, padded with -1 first (skipped by the kernels)
-        var full = StepAttention.SortedLists(new Random(3), 1, 8, 5);
+        var full = GpuDecodeBench.SortedLists(new Random(3), 1, 8, 5);
         Assert.Equal([-1, -1, -1, 0, 1, 2, 3, 4], full);
     }
 

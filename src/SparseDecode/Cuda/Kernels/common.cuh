@@ -16,3 +16,12 @@ __device__ __forceinline__ void unpack8(uint4 w, float* f)
     f[4] = __uint_as_float(w.z << 16); f[5] = __uint_as_float(w.z & 0xffff0000u);
     f[6] = __uint_as_float(w.w << 16); f[7] = __uint_as_float(w.w & 0xffff0000u);
 }
+
+__device__ __forceinline__ float bf16_to_f32(bf16 v) { return __uint_as_float((u32)v << 16); }
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}

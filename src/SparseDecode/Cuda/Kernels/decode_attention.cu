@@ -450,7 +450,9 @@ extern "C" __global__ void __launch_bounds__(BLOCK) page_minmax(
 // Rows are [rows][rowStride] (rowStride a multiple of 4); a row's length is rowLens[row] or rowLen. cand maps
 // entry j to a position (cand[row·candStride + j]); -inf scores give -1. With expand > 1 each chosen position p
 // stands for positions p·expand .. p·expand + expand - 1 (pages to tokens), those at or beyond limits[row]
-// written as -1. out is [rows][outStride], k·expand entries per row, padded with -1 when a row has fewer than k.
+// written as -1. out is [rows][outStride], k·expand entries per row, padded with -1 when a row has fewer than k
+// (and up to padTo). k is per row where ks is given (ks[row] < 0: the row is left as it is), and counts[2·row]
+// receives how many entries were chosen.
 #define TK_THREADS 256
 #define TK_ITEMS 16
 #define TK_TILE (TK_THREADS * TK_ITEMS)
@@ -543,17 +545,24 @@ __device__ __forceinline__ void load_keys(const float* __restrict__ row, int n, 
     }
 }
 
+// Entries [filled, end) of an output row become -1 (padding); counts[0] (when given) gets how many were chosen.
+__device__ __forceinline__ void pad_row(int* O, int filled, int end, int* count, int threads)
+{
+    for (int s = filled + (int)threadIdx.x; s < end; s += threads) O[s] = -1;
+    if (count && threadIdx.x == 0) count[0] = filled;
+}
+
 extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_hist(
-    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int k,
-    u32* __restrict__ hist, int pass)
+    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int kAll,
+    const int* __restrict__ ks, u32* __restrict__ hist, int pass)
 {
     __shared__ u32 sh_hist[TK_BINS];
     __shared__ u32 sh_scan[32];
     __shared__ u32 sh_res[2];
     const int row = blockIdx.y, t = threadIdx.x;
-    const int n = rowLens ? rowLens[row] : rowLen;
+    const int n = rowLens ? rowLens[row] : rowLen, k = ks ? ks[row] : kAll;
     const int tileStart = blockIdx.x * TK_TILE;
-    if (n <= k || tileStart >= n) return;
+    if (k <= 0 || n <= k || tileStart >= n) return;
     u32* H = hist + (long long)row * 3 * TK_BINS;
     u32 prefix = 0, kRem = (u32)k;
     if (pass >= 1)
@@ -605,15 +614,15 @@ __device__ __forceinline__ void threshold(const u32* __restrict__ H, int n, int 
 }
 
 extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_count(
-    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int k,
-    const u32* __restrict__ hist, u32* __restrict__ blockCnt, int maxBlocks)
+    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int kAll,
+    const int* __restrict__ ks, const u32* __restrict__ hist, u32* __restrict__ blockCnt, int maxBlocks)
 {
     __shared__ u32 sh_scan[32];
     __shared__ u32 sh_res[2];
     const int row = blockIdx.y, t = threadIdx.x;
-    const int n = rowLens ? rowLens[row] : rowLen;
+    const int n = rowLens ? rowLens[row] : rowLen, k = ks ? ks[row] : kAll;
     const int tileStart = blockIdx.x * TK_TILE;
-    if (tileStart >= n) return;
+    if (k <= 0 || tileStart >= n) return;
     u32 T, kEq;
     threshold(hist + (long long)row * 3 * TK_BINS, n, k, sh_scan, sh_res, &T, &kEq);
     u32 keys[TK_ITEMS];
@@ -637,21 +646,21 @@ extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_count(
 }
 
 extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_write(
-    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int k,
-    const u32* __restrict__ hist, const u32* __restrict__ blockCnt, int maxBlocks,
+    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int kAll,
+    const int* __restrict__ ks, const u32* __restrict__ hist, const u32* __restrict__ blockCnt, int maxBlocks,
     const int* __restrict__ cand, int candStride, int* __restrict__ out, int outStride, int expand,
-    const int* __restrict__ limits)
+    const int* __restrict__ limits, int* __restrict__ counts, int padTo)
 {
     __shared__ u32 sh_scan[32];
     __shared__ u32 sh_res[2];
     const int row = blockIdx.y, t = threadIdx.x;
-    const int n = rowLens ? rowLens[row] : rowLen;
+    const int n = rowLens ? rowLens[row] : rowLen, k = ks ? ks[row] : kAll;
+    if (k < 0) return;
     int* O = out + (long long)row * outStride;
     const int limit = limits ? limits[row] : 0x7fffffff;
-    if (blockIdx.x == 0 && n < k)
-        for (int s = n * expand + t; s < k * expand; s += TK_THREADS) O[s] = -1;
+    if (blockIdx.x == 0) pad_row(O, min(n, k) * expand, max(k * expand, padTo), counts ? counts + 2LL * row : 0, TK_THREADS);
     const int tileStart = blockIdx.x * TK_TILE;
-    if (tileStart >= n) return;
+    if (k == 0 || tileStart >= n) return;
     u32 T, kEq;
     threshold(hist + (long long)row * 3 * TK_BINS, n, k, sh_scan, sh_res, &T, &kEq);
 
@@ -711,19 +720,21 @@ extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_write(
 #define TR_TILE (TR_THREADS * TK_ITEMS)
 
 extern "C" __global__ void __launch_bounds__(TR_THREADS) topk_rows(
-    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int k,
-    const int* __restrict__ cand, int candStride, int* __restrict__ out, int outStride, int expand,
-    const int* __restrict__ limits)
+    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int kAll,
+    const int* __restrict__ ks, const int* __restrict__ cand, int candStride, int* __restrict__ out, int outStride,
+    int expand, const int* __restrict__ limits, int* __restrict__ counts, int padTo)
 {
     __shared__ u32 sh_hist[TK_BINS];
     __shared__ u32 sh_scan[32];
     __shared__ u32 sh_res[2];
     const int row = blockIdx.x, t = threadIdx.x;
-    const int n = rowLens ? rowLens[row] : rowLen;
+    const int n = rowLens ? rowLens[row] : rowLen, k = ks ? ks[row] : kAll;
+    if (k < 0) return;
     int* O = out + (long long)row * outStride;
     const int limit = limits ? limits[row] : 0x7fffffff;
     const float* R = scores + (long long)row * rowStride;
-    for (int s = n * expand + t; s < k * expand; s += TR_THREADS) O[s] = -1;
+    pad_row(O, min(n, k) * expand, max(k * expand, padTo), counts ? counts + 2LL * row : 0, TR_THREADS);
+    if (k == 0) return;
     u32 keys[TK_ITEMS];
     bool valid[TK_ITEMS];
     u32 T = 0u, kEq = 0u;

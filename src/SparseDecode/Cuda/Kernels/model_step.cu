@@ -11,7 +11,6 @@
 #include "common.cuh"
 
 
-__device__ __forceinline__ float bf16_to_f32(bf16 v) { return __uint_as_float((u32)v << 16); }
 
 // Round to nearest even, as the CPU engine's SingleToBf16 (NaN stays NaN).
 __device__ __forceinline__ bf16 f32_to_bf16(float f)
@@ -21,12 +20,6 @@ __device__ __forceinline__ bf16 f32_to_bf16(float f)
     return (bf16)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
 }
 
-__device__ __forceinline__ float warp_sum(float v)
-{
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    return v;
-}
 
 // x[r][0..hidden) = embedding row of tokens[r]; grid (rows), 256 threads.
 extern "C" __global__ void embed_rows(const bf16* __restrict__ table, const int* __restrict__ tokens, int hidden,

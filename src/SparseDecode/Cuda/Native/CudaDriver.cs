@@ -65,6 +65,7 @@ internal static unsafe class CudaDriver
     public static delegate* unmanaged<nint, nint, int> cuGraphLaunch;
     public static delegate* unmanaged<nint, int> cuGraphExecDestroy;
     public static delegate* unmanaged<nint, int> cuGraphDestroy;
+    public static delegate* unmanaged<nint, nint*, nuint*, int> cuGraphGetNodes;
     public static delegate* unmanaged<nint*, uint, int> cuEventCreate;
     public static delegate* unmanaged<nint, int> cuEventDestroy;
     public static delegate* unmanaged<nint, nint, int> cuEventRecord;
@@ -126,6 +127,7 @@ internal static unsafe class CudaDriver
                 cuGraphLaunch = (delegate* unmanaged<nint, nint, int>)F("cuGraphLaunch");
                 cuGraphExecDestroy = (delegate* unmanaged<nint, int>)F("cuGraphExecDestroy");
                 cuGraphDestroy = (delegate* unmanaged<nint, int>)F("cuGraphDestroy");
+                cuGraphGetNodes = (delegate* unmanaged<nint, nint*, nuint*, int>)F("cuGraphGetNodes");
                 cuEventCreate = (delegate* unmanaged<nint*, uint, int>)F("cuEventCreate");
                 cuEventDestroy = (delegate* unmanaged<nint, int>)F("cuEventDestroy_v2");
                 cuEventRecord = (delegate* unmanaged<nint, nint, int>)F("cuEventRecord");

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The sparse methods as users run them on the GPU: each method's selection plan inside the captured step graph.
+# gpu-check (GPU against the CPU engine per method: log-probabilities and index-set overlap), gpu-step (whole
+# steps of the Llama-3.1-8B shape per method beside their floors, random weights), bench --device cuda on the
+# bundled model per method, and transformers' decode step in the same run.
+#   bench/gpu/plans.sh [quick]     (on a machine with an NVIDIA GPU; "quick": 8K/32K only, no transformers)
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=${OUT:-$root/out/gpu-plans}
+mkdir -p "$out"
+bin=${SPARSEDECODE_BIN:-$root/publish/gpu/sparsedecode}
+if [ ! -x "$bin" ] && [ -f "$bin.gz" ]; then
+  mkdir -p /tmp/sparsedecode-gpu && gunzip -c "$bin.gz" > /tmp/sparsedecode-gpu/sparsedecode && chmod +x /tmp/sparsedecode-gpu/sparsedecode
+  bin=/tmp/sparsedecode-gpu/sparsedecode
+fi
+[ -x "$bin" ] || { echo "error: no program at $bin (publish src/SparseDecode.Cli self-contained first)" >&2; exit 1; }
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+quick=${1:-}
+rc=0
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv >"$out/nvidia-smi.txt" 2>&1
+fixtures=("$root"/tests/SparseDecode.Tests/Fixtures/models/*)
+"$bin" gpu-check --model "$root/models/sparse-code-16m" "${fixtures[@]}" --methods oracle,streaming,quest,tidal,lfps,prhs \
+  2>&1 | tee "$out/check.log" || rc=1
+if [ "$quick" = quick ]; then ctx=8192,32768; else ctx=8192,32768,131072; fi
+"$bin" gpu-step --contexts "$ctx" --batched 32768x8 --json "$out/step8b.json" 2>&1 | tee "$out/step8b.log" || rc=1
+for m in dense streaming oracle quest tidal lfps prhs; do
+  "$bin" bench --device cuda --context 8000 --steps 64 --method $m --budget 2% 2>&1 | tee -a "$out/bench-bundled.log" || rc=1
+done
+if [ "$quick" != quick ] && python3 -c 'import torch, transformers; assert torch.cuda.is_available()' 2>/dev/null; then
+  PYTHONUNBUFFERED=1 python3 "$here/torch_step.py" --contexts 32768,131072 --json "$out/torch_step8b.json" 2>&1 | tee "$out/torch_step8b.log"
+fi
+exit "$rc"

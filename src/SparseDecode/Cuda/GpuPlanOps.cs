@@ -1,0 +1,231 @@
+using SparseDecode.Selection;
+
+namespace SparseDecode.Cuda;
+
+/// <summary>A selection plan's buffers in device memory for every row of a decode batch (row r of a step is row r of
+/// every buffer) and its operations as kernel launches on the step's stream: nothing is read back, so the plan is
+/// captured into the step graph with the rest of the step. Lists are [rows·heads·depth][capacity] padded with −1,
+/// with (count, stamp) pairs in a meta array; scores [rows·heads][stride]; flags [rows·heads].</summary>
+public sealed class GpuPlanOps : ISelectionOps, IDisposable
+{
+    private sealed class Buffer(PlanBuffer spec, DeviceBuffer data, DeviceBuffer? meta, int stride)
+    {
+        public readonly PlanBuffer Spec = spec;
+        public readonly DeviceBuffer Data = data;
+        public readonly DeviceBuffer? Meta = meta;
+        /// <summary>Entries per list (indices) or per score row (a multiple of 4 floats).</summary>
+        public readonly int Stride = stride;
+    }
+
+    private readonly SelectionPlan _plan;
+    private readonly SelectionKernels _k;
+    private readonly DecodeKernels _dk;
+    private readonly Buffer[][] _buffers;
+    private readonly List<DeviceBuffer> _owned = [];
+    private readonly DeviceBuffer _steps, _rowLens, _ks, _bitmap;
+    private readonly DecodeKernels.TopKWorkspace _topk;
+    private readonly int _words;
+    private readonly float _scale;
+    private readonly SelectionKernels.Heads _heads;
+    private KvView _kv;
+    private DeviceBuffer _q = null!;
+    private CudaStream _s = null!;
+
+    public GpuPlanOps(SelectionPlan plan, SelectionKernels kernels, DecodeKernels decodeKernels, Model.ModelConfig config, int rows)
+    {
+        _plan = plan;
+        _k = kernels;
+        _dk = decodeKernels;
+        Rows = rows;
+        int group = config.GroupSize, qPer = plan.Granularity == SelectionGranularity.QueryHead ? 1 : group;
+        if (qPer > SelectionKernels.MaxQueriesPerHead)
+            throw new ArgumentException($"Selection per KV head on the GPU takes groups of at most {SelectionKernels.MaxQueriesPerHead} query heads, not {qPer}.");
+        _heads = new SelectionKernels.Heads(plan.Heads, qPer, group, config.NumHeads, config.HeadDim, rows);
+        _scale = 1f / MathF.Sqrt(config.HeadDim);
+        var dev = kernels.Device;
+        DeviceBuffer Own(long bytes) { var b = dev.Allocate(Math.Max(16, bytes)); _owned.Add(b); return b; }
+        long rh = (long)rows * plan.Heads;
+        var specs = plan.Layout.Buffers;
+        _buffers = new Buffer[specs.Count][];
+        for (int i = 0; i < specs.Count; i++)
+        {
+            var spec = specs[i];
+            _buffers[i] = new Buffer[spec.PerLayer ? plan.Layers : 1];
+            for (int l = 0; l < _buffers[i].Length; l++)
+                _buffers[i][l] = spec.Kind switch
+                {
+                    PlanBufferKind.Indices => new Buffer(spec, Own(rh * spec.Depth * spec.Capacity * 4), Own(rh * spec.Depth * 8), spec.Capacity),
+                    PlanBufferKind.Scores => new Buffer(spec, Own(rh * LaunchPlan.ScoreStride(spec.Capacity) * 4), null, LaunchPlan.ScoreStride(spec.Capacity)),
+                    _ => new Buffer(spec, Own(rh * 4), null, 1),
+                };
+        }
+        _steps = Own(rows * 4L);
+        _rowLens = Own(rh * 4);
+        _ks = Own(rh * 4);
+        _words = (plan.MaxContext + 31) / 32;
+        _bitmap = Own(plan is LfpsPlan ? rh * _words * 4 : 16);
+        _topk = new DecodeKernels.TopKWorkspace(dev, (int)rh, plan.MaxContext);
+    }
+
+    public int Rows { get; }
+    public int Layer { get; private set; }
+    public SelectionPlan Plan => _plan;
+
+    /// <summary>Every row starts a new sequence: empty lists, zero flags, scores and step counters.</summary>
+    public void Reset(CudaStream s)
+    {
+        foreach (var copies in _buffers)
+            foreach (var b in copies)
+            {
+                b.Data.Fill32(b.Spec.Kind == PlanBufferKind.Indices ? 0xFFFFFFFFu : 0u, b.Data.Bytes / 4, s);
+                b.Meta?.Fill32(0, b.Meta.Bytes / 4, s);
+            }
+        _steps.Fill32(0, Rows, s);
+    }
+
+    /// <summary>Counts a decode step begun on every row (queue at the start of each step).</summary>
+    public void BeginStep(CudaStream s) => _k.BeginStep(_steps, Rows, s);
+
+    /// <summary>Binds the operations to one layer of the step being queued.</summary>
+    public void Bind(int layer, in KvView kv, DeviceBuffer queries, CudaStream s)
+    {
+        Layer = layer;
+        _kv = kv;
+        _q = queries;
+        _s = s;
+    }
+
+    private Buffer At(int id) => _buffers[id][_buffers[id].Length == 1 ? 0 : Layer];
+    private Buffer At(int id, int layer) => _buffers[id][_buffers[id].Length == 1 ? 0 : layer];
+
+    private (DeviceBuffer? Flags, int Kind) Mask(HeadMask m) =>
+        m.When == HeadMask.Kind.All ? (null, 0) : (At(m.Flags.Id).Data, m.When == HeadMask.Kind.Set ? 1 : 2);
+
+    private int RowsTimesHeads => Rows * _plan.Heads;
+    private SelectionKernels.Lists ListsOf(IndexSet set) { var b = At(set.Id); return new(b.Data, b.Meta!, b.Stride, b.Spec.Depth); }
+
+    /// <summary>The device list a layer attends to: [rows][heads][Capacity], −1 padded.</summary>
+    public (DeviceBuffer Entries, int Capacity) AttendList(IndexSet set, int layer)
+    {
+        var b = At(set.Id, layer);
+        return (b.Data, b.Stride);
+    }
+
+    /// <summary>Copies a row's list (valid entries, ascending) of one head back to the host (checks and reports).</summary>
+    public int[] Download(IndexSet set, int layer, int row, int head, int list = 0)
+    {
+        var b = At(set.Id, layer);
+        long i = ((long)row * _plan.Heads + head) * b.Spec.Depth + list;
+        var all = b.Data.Download<int>(b.Stride, i * b.Stride * 4);
+        return all.Where(p => p >= 0).Order().ToArray();
+    }
+
+    /// <summary>A flag over every head, row and layer, summed (a counter's total).</summary>
+    public long Total(FlagSet set)
+    {
+        long t = 0;
+        foreach (var b in _buffers[set.Id]) foreach (int f in b.Data.Download<int>(RowsTimesHeads)) t += f;
+        return t;
+    }
+
+    /// <summary>LFPS: keys scored per layer and head at the last step — the mean candidate count, plus every key
+    /// for the refreshes averaged over the steps so far. 0 for the other plans (their cost is fixed by the shape).</summary>
+    public double MeanScored(int n)
+    {
+        if (_plan is not LfpsPlan lfps) return 0;
+        var meta = At(lfps.Candidates.Id, 0).Meta!.Download<int>(2 * RowsTimesHeads);
+        double candidates = 0;
+        for (int i = 0; i < RowsTimesHeads; i++) candidates += meta[2 * i];
+        int steps = Math.Max(1, _steps.Download<int>(1)[0]);
+        int sparseLayers = Math.Max(1, _plan.Layers - lfps.Settings.DenseLayers);
+        double refreshes = Total(lfps.State.Refreshes) / (double)(steps * sparseLayers * RowsTimesHeads);
+        return candidates / RowsTimesHeads + refreshes * n;
+    }
+
+    public void ScoreAll(ScoreSet dst, HeadMask only = default)
+    {
+        var (m, kind) = Mask(only);
+        var d = At(dst.Id);
+        _k.Scores(_kv, _q, _heads, _scale, null, null, 0, m, kind, d.Data, d.Stride, _s);
+    }
+
+    public void ScoreList(IndexSet list, ScoreSet dst)
+    {
+        var l = At(list.Id);
+        var d = At(dst.Id);
+        _k.Scores(_kv, _q, _heads, _scale, l.Data, l.Meta, l.Stride, null, 0, d.Data, d.Stride, _s);
+    }
+
+    public void PageBounds(ScoreSet dst)
+    {
+        var d = At(dst.Id);
+        _k.PageBounds(_kv, _q, _heads, _scale, d.Data, d.Stride, _s);
+    }
+
+    /// <remarks>A masked top-k (LFPS's refresh, which most steps no head needs) takes the one-launch per-row
+    /// algorithm: when no row is admitted it costs one empty launch instead of six.</remarks>
+    public void TopK(ScoreSet scores, IndexSet? candidates, Budget budget, IndexSet dst, HeadMask only = default)
+    {
+        var (m, kind) = Mask(only);
+        var src = At(scores.Id);
+        var d = At(dst.Id);
+        var c = candidates is IndexSet cs ? At(cs.Id) : null;
+        _k.TopKSizes(_kv.Lengths, _plan.Heads, Rows, c is null ? SelectionKernels.SizeMode.AllPositions : SelectionKernels.SizeMode.Candidates,
+            budget, c?.Meta, m, kind, 0, null, 0, _rowLens, _ks, _s);
+        int longest = c is null ? _kv.PlanLength : c.Stride;
+        _dk.TopK(new DecodeKernels.TopKRequest(src.Data, RowsTimesHeads, src.Stride, longest, d.Stride, d.Data, d.Stride)
+        {
+            RowLengths = _rowLens, Candidates = c?.Data, CandidateStride = c?.Stride ?? 0, Ks = _ks.Pointer,
+            Counts = d.Meta!.Pointer, PadTo = d.Stride,
+            Algorithm = only.When == HeadMask.Kind.All ? TopKAlgorithm.Auto : TopKAlgorithm.PerRow,
+        }, _topk, _s);
+    }
+
+    public void TopPages(ScoreSet bounds, Budget budget, IndexSet dst)
+    {
+        var src = At(bounds.Id);
+        var d = At(dst.Id);
+        int ps = _kv.PageSize, pages = (_kv.PlanLength + ps - 1) / ps;
+        // The last page's positions take the first pageSize entries of each list; the chosen pages follow them.
+        _k.TopKSizes(_kv.Lengths, _plan.Heads, Rows, SelectionKernels.SizeMode.Pages, budget, null, null, 0, ps, d.Data, d.Stride, _rowLens, _ks, _s);
+        int room = d.Stride - ps;
+        if (room < ps) return;
+        _dk.TopK(new DecodeKernels.TopKRequest(src.Data, RowsTimesHeads, src.Stride, Math.Max(1, pages - 1), room / ps, d.Data, d.Stride)
+        {
+            RowLengths = _rowLens, Ks = _ks.Pointer, Expand = ps, Counts = d.Meta!.Pointer, PadTo = room,
+            OutputAddress = d.Data.At(ps * 4L),
+        }, _topk, _s);
+    }
+
+    public void Window(int sinks, Budget budget, IndexSet dst)
+    {
+        var d = At(dst.Id);
+        _k.Window(_kv.Lengths, _plan.Heads, Rows, sinks, budget, d.Data, d.Meta!, d.Stride, _s);
+    }
+
+    public void LfpsCandidates(in LfpsState state, in LfpsRule rule, IndexSet dst) =>
+        _k.LfpsCandidates(_kv.Lengths, _steps, _plan.Heads, Rows, ListsOf(state.History), At(state.LastRefresh.Id).Data,
+            At(state.Refresh.Id).Data, rule, _bitmap, _words, ListsOf(dst), _s);
+
+    public void LfpsTrigger(ScoreSet candidateScores, IndexSet candidates, in LfpsState state, float drop)
+    {
+        var sc = At(candidateScores.Id);
+        var rm = At(state.ReferenceMax.Id);
+        _k.LfpsTrigger(sc.Data, sc.Stride, At(candidates.Id).Meta!, rm.Data, rm.Stride, At(state.Refresh.Id).Data, drop, RowsTimesHeads, _s);
+    }
+
+    public void LfpsRemember(IndexSet selected, ScoreSet allScores, in LfpsState state)
+    {
+        var all = At(allScores.Id);
+        var rm = At(state.ReferenceMax.Id);
+        _k.LfpsRemember(_kv.Lengths, _steps, _plan.Heads, Rows, ListsOf(selected), all.Data, all.Stride, At(state.Refresh.Id).Data,
+            rm.Data, rm.Stride, At(state.LastRefresh.Id).Data, At(state.Refreshes.Id).Data, At(state.Triggered.Id).Data,
+            ListsOf(state.History), _s);
+    }
+
+    public void Dispose()
+    {
+        foreach (var b in _owned) b.Dispose();
+        _topk.Dispose();
+    }
+}

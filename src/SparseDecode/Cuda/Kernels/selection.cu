@@ -1,0 +1,329 @@
+// The operations of the selection plans (Selection/ISelectionOps.cs) on the device, batched over every selection
+// head of every row of a decode step, for any head size (even, ≤ 256) and group. A plan buffer is
+// [rows][heads][capacity]: index lists padded with -1, with a (count, stamp) pair per list in a separate meta array;
+// score rows; one int flag per (row, head). Every kernel reads the rows' lengths (position + 1) from device memory,
+// so one captured graph serves every step. A selection head is a query head (qPer = 1) or a KV head whose score is
+// the max over its group's query heads (qPer = group).
+
+#include "common.cuh"
+
+#define SEL_THREADS 256
+#define SEL_MAXQ 16        // query heads per selection head held in shared memory
+#define SEL_MAXPAIRS 128   // channel pairs per head: head size ≤ 256
+
+__device__ __forceinline__ float sel_warp_max(float v)
+{
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    return v;
+}
+
+// Max of a block of SEL_THREADS threads (sh: 8 floats); every thread gets it.
+__device__ __forceinline__ float sel_block_max(float v, float* sh)
+{
+    v = sel_warp_max(v);
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float m = sh[0];
+    for (int w = 1; w < SEL_THREADS / 32; w++) m = fmaxf(m, sh[w]);
+    __syncthreads();
+    return m;
+}
+
+// Budget.Resolve: k = tokens, or ceil(fraction · n) when fraction > 0; at least 1, at most n.
+__device__ __forceinline__ int resolve_budget(int tokens, double fraction, int n)
+{
+    long long k = fraction > 0 ? (long long)ceil(fraction * (double)n) : (long long)tokens;
+    return (int)max(1LL, min(k, (long long)n));
+}
+
+__device__ __forceinline__ bool admits(const int* mask, int kind, int row)
+{
+    return !mask || kind == 0 || ((kind == 1) == (mask[row] != 0));
+}
+
+// Decode steps begun per row (LFPS's refresh interval counts them).
+extern "C" __global__ void plan_begin_step(int* __restrict__ steps, int rows)
+{
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r < rows) steps[r]++;
+}
+
+// Scores q·k·scale of key j (idx null: every j < length) or of key idx[row][j] (j < the list's count; -1 entries
+// give -inf). Grid (chunks, heads, rows); a warp per key, its lanes over channel pairs; the block's head stands for
+// qPer query heads from h·qPer. spread 0: out row (r·heads + h) gets the max over them (a KV head's score);
+// spread 1: each query head's own row (r·heads·qPer + h·qPer + g) — per-query-head scores of every key read once
+// per group. Rows the mask excludes are not written (a block whose rows are all excluded returns at once).
+extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_scores(const u64* __restrict__ kBases,
+    const int* __restrict__ lengths, long long headStride, int hd, const float* __restrict__ q, int qHeads,
+    int heads, int qPer, int group, int spread, float scale, const int* __restrict__ idx, const int* __restrict__ idxMeta,
+    int idxStride, const int* __restrict__ mask, int maskKind, int chunk, float* __restrict__ out, int outStride)
+{
+    __shared__ float2 sq[SEL_MAXQ * SEL_MAXPAIRS];
+    __shared__ int sh_on[SEL_MAXQ];
+    const int h = blockIdx.y, r = blockIdx.z, row = r * heads + h;
+    const int outs = spread ? qPer : 1;
+    const long long row0 = spread ? ((long long)r * heads + h) * qPer : row;
+    if (threadIdx.x < outs) sh_on[threadIdx.x] = admits(mask, maskKind, (int)(row0 + threadIdx.x));
+    __syncthreads();
+    bool any = false;
+    for (int g = 0; g < outs; g++) any |= sh_on[g] != 0;
+    if (!any) return;
+    const int len = lengths[r], count = idx ? idxMeta[2LL * row] : len;
+    const int c0 = blockIdx.x * chunk, c1 = min(c0 + chunk, count);
+    if (c0 >= c1) return;
+    const int pairs = hd >> 1, qFirst = h * qPer, kvh = qFirst / group;
+    for (int i = threadIdx.x; i < qPer * pairs; i += SEL_THREADS)
+    {
+        const float* qp = q + ((long long)r * qHeads + qFirst + i / pairs) * hd + 2 * (i % pairs);
+        sq[i] = make_float2(qp[0], qp[1]);
+    }
+    __syncthreads();
+    const u32* K = (const u32*)((const bf16*)kBases[r] + kvh * headStride);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int* I = idx ? idx + (long long)row * idxStride : 0;
+    for (int j = c0 + warp; j < c1; j += SEL_THREADS / 32)
+    {
+        const int pos = I ? I[j] : j;
+        const bool ok = pos >= 0 && pos < len;
+        float2 kk[SEL_MAXPAIRS / 32];
+#pragma unroll
+        for (int u = 0; u < SEL_MAXPAIRS / 32; u++)
+        {
+            const int e = lane + 32 * u;
+            u32 w = ok && e < pairs ? __ldg(K + (long long)pos * pairs + e) : 0u;
+            kk[u] = make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+        }
+        float best = NEG_INF;
+        for (int g = 0; g < qPer; g++)
+        {
+            float d = 0.f;
+#pragma unroll
+            for (int u = 0; u < SEL_MAXPAIRS / 32; u++)
+            {
+                const int e = lane + 32 * u;
+                if (e < pairs)
+                {
+                    const float2 qv = sq[g * pairs + e];
+                    d = fmaf(qv.x, kk[u].x, fmaf(qv.y, kk[u].y, d));
+                }
+            }
+            const float sc = ok ? warp_sum(d) * scale : NEG_INF;
+            if (spread)
+            {
+                if (lane == 0 && sh_on[g]) out[(row0 + g) * outStride + j] = sc;
+            }
+            else best = fmaxf(best, sc);
+        }
+        if (!spread && lane == 0) out[row0 * outStride + j] = best;
+    }
+}
+
+// Quest's page bounds: out[row][p] = max over the selection head's query heads of the bound
+// Σ_e max(q_e·min_e, q_e·max_e)·scale, widened for f32 rounding exactly as the CPU backend widens it
+// ((sum + 4γ·magnitude)·scale, then + |v|·γ, rounded up to f32; γ = (d + 2)·2⁻²³). Grid (chunks, heads, rows);
+// a warp per page.
+extern "C" __global__ void __launch_bounds__(SEL_THREADS) sel_page_bounds(const u64* __restrict__ minBases,
+    const u64* __restrict__ maxBases, const int* __restrict__ lengths, long long pageHeadStride, int pageSize, int hd,
+    const float* __restrict__ q, int qHeads, int heads, int qPer, int group, float scale, int chunk,
+    float* __restrict__ out, int outStride)
+{
+    const int h = blockIdx.y, r = blockIdx.z, row = r * heads + h;
+    const int pages = (lengths[r] + pageSize - 1) / pageSize;
+    const int c0 = blockIdx.x * chunk, c1 = min(c0 + chunk, pages);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, qFirst = h * qPer, kvh = qFirst / group;
+    const bf16* MN = (const bf16*)minBases[r] + kvh * pageHeadStride;
+    const bf16* MX = (const bf16*)maxBases[r] + kvh * pageHeadStride;
+    const double gamma = (hd + 2) * 1.1920928955078125e-07;
+    for (int p = c0 + warp; p < c1; p += SEL_THREADS / 32)
+    {
+        double best = -1.0 / 0.0;
+        for (int g = 0; g < qPer; g++)
+        {
+            const float* qh = q + ((long long)r * qHeads + qFirst + g) * hd;
+            float sum = 0.f, mag = 0.f;
+            for (int e = lane; e < hd; e += 32)
+            {
+                const float a = qh[e] * bf16_to_f32(MN[(long long)p * hd + e]), b = qh[e] * bf16_to_f32(MX[(long long)p * hd + e]);
+                sum += fmaxf(a, b);
+                mag += fmaxf(fabsf(a), fabsf(b));
+            }
+            sum = warp_sum(sum);
+            mag = warp_sum(mag);
+            const double v = ((double)sum + 4 * gamma * (double)mag) * (double)scale;
+            best = fmax(best, v + fabs(v) * gamma);
+        }
+        if (lane == 0)
+        {
+            float f = (float)best;
+            out[(long long)row * outStride + p] = (double)f < best ? nextafterf(f, 1.0f / 0.0f) : f;
+        }
+    }
+}
+
+// The sizes of a top-k over plan rows: rowLens[row] and ks[row] (-1 where the mask excludes the head). Mode 0:
+// every position (length n); 1: the entries of a candidate list (its count); 2: Quest's pages — all but the last
+// page compete for max(1, k / pageSize) − 1 places (all of them when k ≥ n or that is every page), and the last
+// page's positions are written to lastPage[row][0..pageSize) (-1 past n). Thread per (row, head).
+extern "C" __global__ void sel_topk_sizes(const int* __restrict__ lengths, int heads, int rows, int mode,
+    int tokens, double fraction, const int* __restrict__ candMeta, const int* __restrict__ mask, int maskKind,
+    int pageSize, int* __restrict__ lastPage, int lastStride, int* __restrict__ rowLens, int* __restrict__ ks)
+{
+    const int row = blockIdx.x * blockDim.x + threadIdx.x;
+    if (row >= rows * heads) return;
+    const int n = lengths[row / heads], k = resolve_budget(tokens, fraction, n);
+    if (!admits(mask, maskKind, row)) { ks[row] = -1; rowLens[row] = 0; return; }
+    if (mode == 0) { rowLens[row] = n; ks[row] = k; return; }
+    if (mode == 1) { rowLens[row] = candMeta[2LL * row]; ks[row] = k; return; }
+    const int pages = (n + pageSize - 1) / pageSize, chosen = max(1, k / pageSize);
+    rowLens[row] = pages - 1;
+    ks[row] = k >= n || chosen >= pages ? pages - 1 : chosen - 1;
+    int* L = lastPage + (long long)row * lastStride;
+    for (int i = 0; i < pageSize; i++)
+    {
+        const int pos = (pages - 1) * pageSize + i;
+        L[i] = pos < n ? pos : -1;
+    }
+}
+
+// StreamingLLM's window per (row, head): the first min(sinks, k) positions and the newest k − min(sinks, k)
+// (every position when k ≥ n); padded with -1 to the capacity. Grid (rows · heads), 128 threads.
+extern "C" __global__ void sel_window(const int* __restrict__ lengths, int heads, int sinks, int tokens, double fraction,
+    int* __restrict__ out, int* __restrict__ meta, int capacity)
+{
+    const int row = blockIdx.x, n = lengths[row / heads], k = resolve_budget(tokens, fraction, n);
+    const int s = min(sinks, k), recent = k - s, count = min(k, n);
+    int* O = out + (long long)row * capacity;
+    for (int j = threadIdx.x; j < capacity; j += blockDim.x)
+        O[j] = j >= count ? -1 : k >= n || j < s ? j : n - recent + (j - s);
+    if (threadIdx.x == 0) { meta[2LL * row] = count; meta[2LL * row + 1] = n - 1; }
+}
+
+// Marks [lo, hi] ∩ [0, n) in a bitmap of positions.
+__device__ __forceinline__ void mark_range(u32* bits, int lo, int hi, int n)
+{
+    lo = max(lo, 0);
+    hi = min(hi, n - 1);
+    for (int p = lo; p <= hi; p++) atomicOr(bits + (p >> 5), 1u << (p & 31));
+}
+
+// LFPS's candidates per (row, head): refresh[row] = 1 where a refresh is due (no history yet, or `interval` steps
+// since the last), else 0 and out[row] = the ascending union of the sinks, the recent window, and each history list
+// vertically and slashed by the steps since it was written, each widened by ±radius — built in a bitmap of the
+// context (bits[row], ceil(capacity / 32) words) and compacted in order. Grid (rows · heads), SEL_THREADS threads.
+extern "C" __global__ void __launch_bounds__(SEL_THREADS) lfps_candidates(const int* __restrict__ lengths,
+    const int* __restrict__ steps, int heads, const int* __restrict__ hist, const int* __restrict__ histMeta,
+    int depth, int histCap, const int* __restrict__ lastRefresh, int* __restrict__ refresh, int sinks, int recent,
+    int radius, int interval, u32* __restrict__ bitmap, int words, int* __restrict__ out, int* __restrict__ meta,
+    int capacity)
+{
+    __shared__ u32 sh_scan[SEL_THREADS / 32 + 1];
+    const int row = blockIdx.x, r = row / heads, n = lengths[r], pos = n - 1, t = threadIdx.x;
+    const int* HM = histMeta + (long long)row * depth * 2;
+    const bool due = HM[0] == 0 || (interval > 0 && steps[r] - lastRefresh[row] >= interval);
+    if (t == 0) { refresh[row] = due ? 1 : 0; meta[2LL * row + 1] = pos; }
+    if (due)
+    {
+        if (t == 0) meta[2LL * row] = 0;
+        return;
+    }
+    u32* bits = bitmap + (long long)row * words;
+    const int used = (n + 31) >> 5;
+    for (int w = t; w < used; w += SEL_THREADS) bits[w] = 0u;
+    __syncthreads();
+    if (t == 0) { mark_range(bits, 0, min(sinks, n) - 1, n); mark_range(bits, n - recent, n - 1, n); }
+    for (int a = 0; a < depth; a++)
+    {
+        const int count = HM[2 * a], shift = pos - HM[2 * a + 1];
+        if (count == 0) break;
+        const int* L = hist + ((long long)row * depth + a) * histCap;
+        for (int j = t; j < count; j += SEL_THREADS)
+        {
+            const int p = L[j];
+            if (p < 0) continue;
+            mark_range(bits, p - radius, p + radius, n);
+            if (shift != 0) mark_range(bits, p + shift - radius, p + shift + radius, n);
+        }
+    }
+    __syncthreads();
+    // compaction: each thread a contiguous run of words, in order
+    const int per = (used + SEL_THREADS - 1) / SEL_THREADS, w0 = min(used, t * per), w1 = min(used, w0 + per);
+    u32 mine = 0;
+    for (int w = w0; w < w1; w++) mine += __popc(bits[w]);
+    const int lane = t & 31, warp = t >> 5;
+    u32 x = mine;
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1)
+    {
+        u32 y = __shfl_up_sync(0xffffffffu, x, off);
+        if (lane >= off) x += y;
+    }
+    if (lane == 31) sh_scan[warp] = x;
+    __syncthreads();
+    u32 before = x - mine, total = 0;
+    for (int w = 0; w < SEL_THREADS / 32; w++)
+    {
+        if (w < warp) before += sh_scan[w];
+        total += sh_scan[w];
+    }
+    int* O = out + (long long)row * capacity;
+    int at = (int)before;
+    for (int w = w0; w < w1; w++)
+        for (u32 b = bits[w]; b; b &= b - 1)
+            if (at < capacity) O[at++] = (w << 5) + __ffs(b) - 1;
+    if (t == 0) meta[2LL * row] = min((int)total, capacity);
+}
+
+// LFPS's trigger per (row, head): where no refresh is due and drop > 0, refresh[row] = 2 if the best candidate score
+// is below the best score of the last refresh minus drop. Grid (rows · heads), SEL_THREADS threads.
+extern "C" __global__ void __launch_bounds__(SEL_THREADS) lfps_trigger(const float* __restrict__ scores, int stride,
+    const int* __restrict__ candMeta, const float* __restrict__ refMax, int refStride, int* __restrict__ refresh, float drop)
+{
+    __shared__ float sh[SEL_THREADS / 32];
+    const int row = blockIdx.x, count = candMeta[2LL * row];
+    if (drop <= 0.f || refresh[row] != 0 || count == 0) return;
+    float m = NEG_INF;
+    for (int j = threadIdx.x; j < count; j += SEL_THREADS) m = fmaxf(m, scores[(long long)row * stride + j]);
+    m = sel_block_max(m, sh);
+    if (threadIdx.x == 0 && m < refMax[(long long)row * refStride] - drop) refresh[row] = 2;
+}
+
+// LFPS's bookkeeping per (row, head): where a refresh ran, the best of every key's score, the step and the counters;
+// then the history moves back one list and `selected` becomes its newest, stamped with this step's position.
+// Grid (rows · heads), SEL_THREADS threads.
+extern "C" __global__ void __launch_bounds__(SEL_THREADS) lfps_remember(const int* __restrict__ lengths,
+    const int* __restrict__ steps, int heads, const int* __restrict__ selected, const int* __restrict__ selMeta,
+    int selCap, const float* __restrict__ all, int allStride, const int* __restrict__ refresh,
+    float* __restrict__ refMax, int refStride, int* __restrict__ lastRefresh, int* __restrict__ refreshes,
+    int* __restrict__ triggered, int* __restrict__ hist, int* __restrict__ histMeta, int depth, int histCap)
+{
+    __shared__ float sh[SEL_THREADS / 32];
+    const int row = blockIdx.x, r = row / heads, n = lengths[r], t = threadIdx.x;
+    const int f = refresh[row];
+    if (f != 0)
+    {
+        float m = NEG_INF;
+        for (int j = t; j < n; j += SEL_THREADS) m = fmaxf(m, all[(long long)row * allStride + j]);
+        m = sel_block_max(m, sh);
+        if (t == 0)
+        {
+            refMax[(long long)row * refStride] = m;
+            lastRefresh[row] = steps[r];
+            refreshes[row]++;
+            if (f == 2) triggered[row]++;
+        }
+    }
+    int* H = hist + (long long)row * depth * histCap;
+    int* HM = histMeta + (long long)row * depth * 2;
+    for (int a = depth - 1; a > 0; a--)
+    {
+        const int count = HM[2 * (a - 1)];
+        for (int j = t; j < histCap; j += SEL_THREADS) H[(long long)a * histCap + j] = j < count ? H[(long long)(a - 1) * histCap + j] : -1;
+        __syncthreads();
+        if (t == 0) { HM[2 * a] = count; HM[2 * a + 1] = HM[2 * (a - 1) + 1]; }
+        __syncthreads();
+    }
+    const int count = min(selMeta[2LL * row], histCap);
+    for (int j = t; j < histCap; j += SEL_THREADS) H[j] = j < count ? selected[(long long)row * selCap + j] : -1;
+    if (t == 0) { HM[0] = count; HM[1] = n - 1; }
+}

@@ -1,0 +1,122 @@
+namespace SparseDecode.Cuda;
+
+/// <summary>Host side of Cuda/Kernels/selection.cu: the selection plans' operations as kernels batched over every
+/// selection head of every row (scores of all keys or of lists, Quest page bounds, top-k sizes, StreamingLLM's
+/// window, LFPS's candidates, trigger and bookkeeping). Every method only queues work (graph-capturable).</summary>
+public sealed class SelectionKernels : IDisposable
+{
+    public const string SourceFile = "selection.cu";
+    public const int Threads = 256;
+    /// <summary>Query heads one selection head may stand for (the scores kernel keeps them in shared memory).</summary>
+    public const int MaxQueriesPerHead = 16;
+
+    public static readonly string[] KernelNames =
+        ["plan_begin_step", "sel_scores", "sel_page_bounds", "sel_topk_sizes", "sel_window", "lfps_candidates", "lfps_trigger", "lfps_remember"];
+
+    private readonly CudaModule _module;
+    public CudaDevice Device { get; }
+    public bool FromCache => _module.FromCache;
+
+    public SelectionKernels(CudaDevice device)
+    {
+        Device = device;
+        _module = CudaModule.Load(device, SourceFile);
+        foreach (var n in KernelNames) _ = _module[n];
+    }
+
+    public IEnumerable<(string Name, int Registers, int LocalBytes, int SharedBytes)> Resources() =>
+        KernelNames.Select(n => (n, _module[n].Registers, _module[n].LocalBytes, _module[n].StaticSharedBytes));
+
+    /// <summary>Which query heads a selection head stands for and how a launch is laid out over heads and rows.</summary>
+    public readonly record struct Heads(int Count, int QueriesPer, int Group, int QueryHeads, int HeadDim, int Rows);
+
+    private int Chunk(long items, in Heads h, int granularity) =>
+        LaunchPlan.Chunk(items, h.Count, h.Rows, Device.Multiprocessors, 8, granularity, minChunk: granularity, maxChunk: 8192);
+
+    public void BeginStep(DeviceBuffer steps, int rows, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(steps); a.Add(rows);
+        _module["plan_begin_step"].Launch(((rows + 127) / 128, 1, 1), 128, s, ref a);
+    }
+
+    /// <summary>Scores of every key (list null; launches cover kv.PlanLength keys) or of each head's list (entries
+    /// [rows·heads][listStride], counts in listMeta), into out [rows·heads][outStride]; masked heads skipped. Every
+    /// key for per-query-head rows goes one block per KV head, each key row read once for its whole group.</summary>
+    public void Scores(in KvView kv, DeviceBuffer q, in Heads h, float scale, DeviceBuffer? list, DeviceBuffer? listMeta,
+        int listStride, DeviceBuffer? mask, int maskKind, DeviceBuffer output, int outStride, CudaStream s)
+    {
+        int items = list is null ? kv.PlanLength : listStride;
+        bool spread = list is null && h.QueriesPer == 1 && h.Group > 1;
+        var launch = spread ? h with { Count = h.Count / h.Group, QueriesPer = h.Group } : h;
+        int chunk = Chunk(items, launch, 8);
+        var a = new KernelArgs();
+        a.Add(kv.KBases); a.Add(kv.Lengths); a.Add(kv.HeadStride); a.Add(h.HeadDim); a.Add(q); a.Add(h.QueryHeads);
+        a.Add(launch.Count); a.Add(launch.QueriesPer); a.Add(h.Group); a.Add(spread ? 1 : 0); a.Add(scale); a.Add(list); a.Add(listMeta);
+        a.Add(listStride); a.Add(mask); a.Add(maskKind); a.Add(chunk); a.Add(output); a.Add(outStride);
+        _module["sel_scores"].Launch((LaunchPlan.Chunks(items, chunk), launch.Count, h.Rows), Threads, s, ref a);
+    }
+
+    public void PageBounds(in KvView kv, DeviceBuffer q, in Heads h, float scale, DeviceBuffer output, int outStride, CudaStream s)
+    {
+        int pages = (kv.PlanLength + kv.PageSize - 1) / kv.PageSize, chunk = Chunk(pages, h, 8);
+        var a = new KernelArgs();
+        a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(kv.Lengths); a.Add(kv.PageHeadStride); a.Add(kv.PageSize); a.Add(h.HeadDim);
+        a.Add(q); a.Add(h.QueryHeads); a.Add(h.Count); a.Add(h.QueriesPer); a.Add(h.Group); a.Add(scale); a.Add(chunk);
+        a.Add(output); a.Add(outStride);
+        _module["sel_page_bounds"].Launch((LaunchPlan.Chunks(pages, chunk), h.Count, h.Rows), Threads, s, ref a);
+    }
+
+    public enum SizeMode { AllPositions = 0, Candidates = 1, Pages = 2 }
+
+    /// <summary>Row lengths and k per (row, head) for a top-k (see sel_topk_sizes); Pages also writes the last page.</summary>
+    public void TopKSizes(ulong lengths, int heads, int rows, SizeMode mode, Selection.Budget budget, DeviceBuffer? candidateMeta,
+        DeviceBuffer? mask, int maskKind, int pageSize, DeviceBuffer? lastPage, int lastStride, DeviceBuffer rowLens, DeviceBuffer ks, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(lengths); a.Add(heads); a.Add(rows); a.Add((int)mode); a.Add(budget.Tokens); a.Add(budget.Fraction);
+        a.Add(candidateMeta); a.Add(mask); a.Add(maskKind); a.Add(pageSize); a.Add(lastPage); a.Add(lastStride);
+        a.Add(rowLens); a.Add(ks);
+        _module["sel_topk_sizes"].Launch(((rows * heads + 127) / 128, 1, 1), 128, s, ref a);
+    }
+
+    public void Window(ulong lengths, int heads, int rows, int sinks, Selection.Budget budget, DeviceBuffer output, DeviceBuffer meta, int capacity, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(lengths); a.Add(heads); a.Add(sinks); a.Add(budget.Tokens); a.Add(budget.Fraction); a.Add(output); a.Add(meta); a.Add(capacity);
+        _module["sel_window"].Launch((rows * heads, 1, 1), 128, s, ref a);
+    }
+
+    public readonly record struct Lists(DeviceBuffer Entries, DeviceBuffer Meta, int Capacity, int Depth);
+
+    public void LfpsCandidates(ulong lengths, DeviceBuffer steps, int heads, int rows, in Lists history, DeviceBuffer lastRefresh,
+        DeviceBuffer refresh, in Selection.LfpsRule rule, DeviceBuffer bitmap, int words, in Lists output, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(lengths); a.Add(steps); a.Add(heads); a.Add(history.Entries); a.Add(history.Meta); a.Add(history.Depth);
+        a.Add(history.Capacity); a.Add(lastRefresh); a.Add(refresh); a.Add(rule.Sinks); a.Add(rule.Recent); a.Add(rule.Radius);
+        a.Add(rule.Interval); a.Add(bitmap); a.Add(words); a.Add(output.Entries); a.Add(output.Meta); a.Add(output.Capacity);
+        _module["lfps_candidates"].Launch((rows * heads, 1, 1), Threads, s, ref a);
+    }
+
+    public void LfpsTrigger(DeviceBuffer scores, int stride, DeviceBuffer candidateMeta, DeviceBuffer referenceMax, int refStride,
+        DeviceBuffer refresh, float drop, int rowsTimesHeads, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(scores); a.Add(stride); a.Add(candidateMeta); a.Add(referenceMax); a.Add(refStride); a.Add(refresh); a.Add(drop);
+        _module["lfps_trigger"].Launch((rowsTimesHeads, 1, 1), Threads, s, ref a);
+    }
+
+    public void LfpsRemember(ulong lengths, DeviceBuffer steps, int heads, int rows, in Lists selected, DeviceBuffer all, int allStride,
+        DeviceBuffer refresh, DeviceBuffer referenceMax, int refStride, DeviceBuffer lastRefresh, DeviceBuffer refreshes,
+        DeviceBuffer triggered, in Lists history, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(lengths); a.Add(steps); a.Add(heads); a.Add(selected.Entries); a.Add(selected.Meta); a.Add(selected.Capacity);
+        a.Add(all); a.Add(allStride); a.Add(refresh); a.Add(referenceMax); a.Add(refStride); a.Add(lastRefresh); a.Add(refreshes);
+        a.Add(triggered); a.Add(history.Entries); a.Add(history.Meta); a.Add(history.Depth); a.Add(history.Capacity);
+        _module["lfps_remember"].Launch((rows * heads, 1, 1), Threads, s, ref a);
+    }
+
+    public void Dispose() => _module.Dispose();
+}
