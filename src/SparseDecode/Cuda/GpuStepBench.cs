@@ -81,7 +81,11 @@ public sealed class GpuStepBench
         cache.SetRows(slots, slots.Select(_ => rng.Next(c.VocabSize)).ToArray(), Enumerable.Repeat(n - 1, batch).ToArray(), s);
         Log($"context {n}, batch {batch}: KV cache {cache.KvBytes / 1e9:F2} GB");
 
-        if (model.TunedAttention) CrossCheckAttention(model, cache, batch, n, s);
+        if (model.TunedAttention)
+        {
+            CrossCheckAttention(model, cache, batch, n, s);
+            CrossCheckScores(model, cache, batch, n, s);
+        }
 
         // the projections, MLP and logits alone (attention skipped): what the weights cost
         double noAttn = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out double spread);
@@ -257,6 +261,35 @@ public sealed class GpuStepBench
         double rel = Math.Sqrt(num / Math.Max(den, 1e-300));
         Log($"  check: tuned dense attention (group {c.GroupSize}) vs any-shape kernel, layer 0: relative error {rel:G3}");
         if (!(rel < 1e-4)) throw new CudaException($"The tuned attention differs from the any-shape kernel by {rel:G3} (relative).");
+    }
+
+    /// <summary>The tuned per-query-head scores of every key (what the plans use for this shape) against the
+    /// any-shape selection kernel on this cache and random queries, layer 0: equal to f32 rounding.</summary>
+    private void CrossCheckScores(GpuModel model, GpuKvCache cache, int rows, int n, CudaStream s)
+    {
+        var c = _o.Shape;
+        using var sel = new SelectionKernels(_dk.Device);
+        int stride = LaunchPlan.ScoreStride(n), count = rows * c.NumHeads * stride;
+        using var a = _dk.Device.Allocate(count * 4L);
+        using var b = _dk.Device.Allocate(count * 4L);
+        _dk.FillRandomF32(model.Queries, rows * c.QDim, 19, 2f, s);
+        var kv = cache.View(0, rows, n);
+        _dk.Score(kv, model.Queries, null, 0, IndexHeads.KvHead, IndexHeads.QueryHead, a, stride, s);
+        sel.Scores(kv, model.Queries, new SelectionKernels.Heads(c.NumHeads, 1, c.GroupSize, c.NumHeads, c.HeadDim, rows),
+            1f / MathF.Sqrt(c.HeadDim), null, null, 0, null, 0, b, stride, s);
+        s.Synchronize();
+        var x = a.Download<float>(count);
+        var y = b.Download<float>(count);
+        double num = 0, den = 0;
+        for (int i = 0; i < count; i++)
+        {
+            if (i % stride >= n) continue;
+            num += (x[i] - y[i]) * (double)(x[i] - y[i]);
+            den += y[i] * (double)y[i];
+        }
+        double rel = Math.Sqrt(num / Math.Max(den, 1e-300));
+        Log($"  check: tuned per-query-head scores vs the selection kernel, layer 0: relative error {rel:G3}");
+        if (!(rel < 1e-5)) throw new CudaException($"The tuned scores differ from the selection kernel by {rel:G3} (relative).");
     }
 
     /// <summary>Skips attention: times what the weights cost on their own.</summary>

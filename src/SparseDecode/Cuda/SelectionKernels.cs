@@ -7,6 +7,8 @@ public sealed class SelectionKernels : IDisposable
 {
     public const string SourceFile = "selection.cu";
     public const int Threads = 256;
+    /// <summary>Threads of the LFPS candidate kernel (one block per row and head).</summary>
+    public const int CandidateThreads = 1024;
     /// <summary>Query heads one selection head may stand for (the scores kernel keeps them in shared memory).</summary>
     public const int MaxQueriesPerHead = 16;
 
@@ -49,7 +51,7 @@ public sealed class SelectionKernels : IDisposable
         int items = list is null ? kv.PlanLength : listStride;
         bool spread = list is null && h.QueriesPer == 1 && h.Group > 1;
         var launch = spread ? h with { Count = h.Count / h.Group, QueriesPer = h.Group } : h;
-        int chunk = Chunk(items, launch, 8);
+        int chunk = Chunk(items, launch, 32); // 8 warps × 4 keys per turn
         var a = new KernelArgs();
         a.Add(kv.KBases); a.Add(kv.Lengths); a.Add(kv.HeadStride); a.Add(h.HeadDim); a.Add(q); a.Add(h.QueryHeads);
         a.Add(launch.Count); a.Add(launch.QueriesPer); a.Add(h.Group); a.Add(spread ? 1 : 0); a.Add(scale); a.Add(list); a.Add(listMeta);
@@ -96,7 +98,7 @@ public sealed class SelectionKernels : IDisposable
         a.Add(lengths); a.Add(steps); a.Add(heads); a.Add(history.Entries); a.Add(history.Meta); a.Add(history.Depth);
         a.Add(history.Capacity); a.Add(lastRefresh); a.Add(refresh); a.Add(rule.Sinks); a.Add(rule.Recent); a.Add(rule.Radius);
         a.Add(rule.Interval); a.Add(bitmap); a.Add(words); a.Add(output.Entries); a.Add(output.Meta); a.Add(output.Capacity);
-        _module["lfps_candidates"].Launch((rows * heads, 1, 1), Threads, s, ref a);
+        _module["lfps_candidates"].Launch((rows * heads, 1, 1), CandidateThreads, s, ref a);
     }
 
     public void LfpsTrigger(DeviceBuffer scores, int stride, DeviceBuffer candidateMeta, DeviceBuffer referenceMax, int refStride,

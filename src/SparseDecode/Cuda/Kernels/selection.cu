@@ -8,8 +8,10 @@
 #include "common.cuh"
 
 #define SEL_THREADS 256
+#define LFPS_THREADS 1024  // the candidate kernel has one block per (row, head): all the threads it can get
 #define SEL_MAXQ 16        // query heads per selection head held in shared memory
 #define SEL_MAXPAIRS 128   // channel pairs per head: head size ≤ 256
+#define SEL_KEYS 4         // keys a warp of the scores kernel loads at once
 
 __device__ __forceinline__ float sel_warp_max(float v)
 {
@@ -82,40 +84,52 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_scores(const u6
     const u32* K = (const u32*)((const bf16*)kBases[r] + kvh * headStride);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int* I = idx ? idx + (long long)row * idxStride : 0;
-    for (int j = c0 + warp; j < c1; j += SEL_THREADS / 32)
+    // SEL_KEYS keys per warp and turn: their loads are all in flight before the first dot product needs one
+    for (int j0 = c0 + warp * SEL_KEYS; j0 < c1; j0 += (SEL_THREADS / 32) * SEL_KEYS)
     {
-        const int pos = I ? I[j] : j;
-        const bool ok = pos >= 0 && pos < len;
-        float2 kk[SEL_MAXPAIRS / 32];
+        float2 kk[SEL_KEYS][SEL_MAXPAIRS / 32];
+        bool ok[SEL_KEYS];
 #pragma unroll
-        for (int u = 0; u < SEL_MAXPAIRS / 32; u++)
+        for (int x = 0; x < SEL_KEYS; x++)
         {
-            const int e = lane + 32 * u;
-            u32 w = ok && e < pairs ? __ldg(K + (long long)pos * pairs + e) : 0u;
-            kk[u] = make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
-        }
-        float best = NEG_INF;
-        for (int g = 0; g < qPer; g++)
-        {
-            float d = 0.f;
+            const int j = j0 + x, pos = j < c1 ? (I ? I[j] : j) : -1;
+            ok[x] = pos >= 0 && pos < len;
 #pragma unroll
             for (int u = 0; u < SEL_MAXPAIRS / 32; u++)
             {
                 const int e = lane + 32 * u;
-                if (e < pairs)
-                {
-                    const float2 qv = sq[g * pairs + e];
-                    d = fmaf(qv.x, kk[u].x, fmaf(qv.y, kk[u].y, d));
-                }
+                u32 w = ok[x] && e < pairs ? __ldg(K + (long long)pos * pairs + e) : 0u;
+                kk[x][u] = make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
             }
-            const float sc = ok ? warp_sum(d) * scale : NEG_INF;
-            if (spread)
-            {
-                if (lane == 0 && sh_on[g]) out[(row0 + g) * outStride + j] = sc;
-            }
-            else best = fmaxf(best, sc);
         }
-        if (!spread && lane == 0) out[row0 * outStride + j] = best;
+#pragma unroll
+        for (int x = 0; x < SEL_KEYS; x++)
+        {
+            const int j = j0 + x;
+            if (j >= c1) break;
+            float best = NEG_INF;
+            for (int g = 0; g < qPer; g++)
+            {
+                float d = 0.f;
+#pragma unroll
+                for (int u = 0; u < SEL_MAXPAIRS / 32; u++)
+                {
+                    const int e = lane + 32 * u;
+                    if (e < pairs)
+                    {
+                        const float2 qv = sq[g * pairs + e];
+                        d = fmaf(qv.x, kk[x][u].x, fmaf(qv.y, kk[x][u].y, d));
+                    }
+                }
+                const float sc = ok[x] ? warp_sum(d) * scale : NEG_INF;
+                if (spread)
+                {
+                    if (lane == 0 && sh_on[g]) out[(row0 + g) * outStride + j] = sc;
+                }
+                else best = fmaxf(best, sc);
+            }
+            if (!spread && lane == 0) out[row0 * outStride + j] = best;
+        }
     }
 }
 
@@ -210,14 +224,14 @@ __device__ __forceinline__ void mark_range(u32* bits, int lo, int hi, int n)
 // LFPS's candidates per (row, head): refresh[row] = 1 where a refresh is due (no history yet, or `interval` steps
 // since the last), else 0 and out[row] = the ascending union of the sinks, the recent window, and each history list
 // vertically and slashed by the steps since it was written, each widened by ±radius — built in a bitmap of the
-// context (bits[row], ceil(capacity / 32) words) and compacted in order. Grid (rows · heads), SEL_THREADS threads.
-extern "C" __global__ void __launch_bounds__(SEL_THREADS) lfps_candidates(const int* __restrict__ lengths,
+// context (bits[row], ceil(capacity / 32) words) and compacted in order. Grid (rows · heads), LFPS_THREADS threads.
+extern "C" __global__ void __launch_bounds__(LFPS_THREADS) lfps_candidates(const int* __restrict__ lengths,
     const int* __restrict__ steps, int heads, const int* __restrict__ hist, const int* __restrict__ histMeta,
     int depth, int histCap, const int* __restrict__ lastRefresh, int* __restrict__ refresh, int sinks, int recent,
     int radius, int interval, u32* __restrict__ bitmap, int words, int* __restrict__ out, int* __restrict__ meta,
     int capacity)
 {
-    __shared__ u32 sh_scan[SEL_THREADS / 32 + 1];
+    __shared__ u32 sh_scan[LFPS_THREADS / 32 + 1];
     const int row = blockIdx.x, r = row / heads, n = lengths[r], pos = n - 1, t = threadIdx.x;
     const int* HM = histMeta + (long long)row * depth * 2;
     const bool due = HM[0] == 0 || (interval > 0 && steps[r] - lastRefresh[row] >= interval);
@@ -229,7 +243,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) lfps_candidates(const 
     }
     u32* bits = bitmap + (long long)row * words;
     const int used = (n + 31) >> 5;
-    for (int w = t; w < used; w += SEL_THREADS) bits[w] = 0u;
+    for (int w = t; w < used; w += LFPS_THREADS) bits[w] = 0u;
     __syncthreads();
     if (t == 0) { mark_range(bits, 0, min(sinks, n) - 1, n); mark_range(bits, n - recent, n - 1, n); }
     for (int a = 0; a < depth; a++)
@@ -237,7 +251,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) lfps_candidates(const 
         const int count = HM[2 * a], shift = pos - HM[2 * a + 1];
         if (count == 0) break;
         const int* L = hist + ((long long)row * depth + a) * histCap;
-        for (int j = t; j < count; j += SEL_THREADS)
+        for (int j = t; j < count; j += LFPS_THREADS)
         {
             const int p = L[j];
             if (p < 0) continue;
@@ -247,7 +261,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) lfps_candidates(const 
     }
     __syncthreads();
     // compaction: each thread a contiguous run of words, in order
-    const int per = (used + SEL_THREADS - 1) / SEL_THREADS, w0 = min(used, t * per), w1 = min(used, w0 + per);
+    const int per = (used + LFPS_THREADS - 1) / LFPS_THREADS, w0 = min(used, t * per), w1 = min(used, w0 + per);
     u32 mine = 0;
     for (int w = w0; w < w1; w++) mine += __popc(bits[w]);
     const int lane = t & 31, warp = t >> 5;
@@ -261,7 +275,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) lfps_candidates(const 
     if (lane == 31) sh_scan[warp] = x;
     __syncthreads();
     u32 before = x - mine, total = 0;
-    for (int w = 0; w < SEL_THREADS / 32; w++)
+    for (int w = 0; w < LFPS_THREADS / 32; w++)
     {
         if (w < warp) before += sh_scan[w];
         total += sh_scan[w];
