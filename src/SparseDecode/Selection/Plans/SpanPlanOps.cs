@@ -143,7 +143,7 @@ public sealed class SpanPlanOps : ISelectionOps
                 length = cb.Counts[h * cb.Spec.Depth];
                 c = cb.Ints[h * cb.Spec.Depth].AsSpan(0, length);
             }
-            var row = At(scores.Id).Floats[h].AsSpan(0, length);
+            var row = Row(scores, h, length);
             int i = h * d.Spec.Depth;
             d.Counts[i] = _b.TopK(row, c, k, Grow(ref d.Ints[i], Math.Min(k, length)));
             d.Stamps[i] = Position;
