@@ -272,10 +272,15 @@ internal sealed class OpenAiEndpoints(
     private ApiException AsApiException(Exception e)
     {
         if (e is ApiException api) return api;
+        if (e is ContextOverflowException) return ApiException.BadRequest(e.Message, null, "context_length_exceeded");
+        if (e is NonFiniteLogitsException)
+        {
+            // The model's fault, not the client's, and the same for every request: one line, no stack trace.
+            log.LogError("Generation stopped: {Message}", e.Message);
+            return new ApiException(500, e.Message, null, "non_finite_logits");
+        }
         log.LogError(e, "Generation failed");
-        return e is ContextOverflowException
-            ? ApiException.BadRequest(e.Message, null, "context_length_exceeded")
-            : new ApiException(500, "Generation failed: " + e.Message, null, "internal_error");
+        return new ApiException(500, "Generation failed: " + e.Message, null, "internal_error");
     }
 
     /// <summary>Writes one server-sent event and flushes it to the client.</summary>

@@ -132,7 +132,53 @@ public static class RequestParser
             doc.Dispose();
             throw new ApiException(400, "The request body must be a JSON object.", null, "invalid_json");
         }
+        try
+        {
+            CheckText(body.Span);
+        }
+        catch
+        {
+            doc.Dispose();
+            throw;
+        }
         return doc;
+    }
+
+    /// <summary>JsonDocument accepts a well-formed body whose strings hold invalid UTF-8 bytes or escape a lone
+    /// surrogate ("\ud800"); reading such a string later fails deep in a handler or the tokenizer. One pass over
+    /// every string and property name refuses them up front, naming the property they are in or under.</summary>
+    private static void CheckText(ReadOnlySpan<byte> body)
+    {
+        var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = DocumentOptions.MaxDepth });
+        string? property = null;
+        while (reader.Read())
+        {
+            if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.PropertyName)) continue;
+            string? text;
+            try
+            {
+                text = reader.GetString();
+            }
+            catch (InvalidOperationException)
+            {
+                text = null;
+            }
+            if (text is null || HasLoneSurrogate(text))
+                throw new ApiException(400, $"The request body holds a string that is not valid Unicode (invalid UTF-8 or a lone surrogate){(property is null ? "" : $" at '{property}'")}.",
+                    property, "invalid_encoding");
+            if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1) property = text;
+        }
+    }
+
+    private static bool HasLoneSurrogate(string s)
+    {
+        for (int i = 0; i < s.Length; i++)
+        {
+            if (!char.IsSurrogate(s[i])) continue;
+            if (char.IsHighSurrogate(s[i]) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1])) i++;
+            else return true;
+        }
+        return false;
     }
 
     private static GenerationParameters Common(JsonElement root, int maxTokensLimit)
@@ -168,13 +214,14 @@ public static class RequestParser
             if (so.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("'stream_options' must be an object.", "stream_options");
             includeUsage = Bool(so, "include_usage", "stream_options.include_usage") ?? false;
         }
-        // top_p 0 keeps only the most likely token: greedy.
-        if (topP == 0) temperature = 0;
+        // top_p 0 keeps only the most likely token: greedy. So does any top_p too small for a float (≤ ~1e-45),
+        // which would otherwise reach the sampler as 0 and be refused there.
+        if ((float)topP == 0) temperature = 0;
         return new GenerationParameters
         {
             MaxTokens = maxTokens,
             Temperature = (float)temperature,
-            TopP = topP == 0 ? 1f : (float)topP,
+            TopP = (float)topP == 0 ? 1f : (float)topP,
             TopK = Math.Max(0, topK),
             Seed = seed,
             Stop = Stop(root),

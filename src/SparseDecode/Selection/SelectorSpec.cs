@@ -68,14 +68,27 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
              new("gamma", "1", "ETF: schedule exponent", v => Real(v, 0, 1e6, false))]),
     };
 
-    /// <summary>Validates a method, budget ("256" or "3%") and parameters; throws ArgumentException with one clear
-    /// sentence for an unknown method or parameter or a bad value.</summary>
+    /// <summary>A bad method, budget or parameter: one sentence, and the field it is about ("method", "budget" or
+    /// "params.NAME") so that the server can name it in its error object.</summary>
+    public sealed class SpecException(string message, string field) : ArgumentException(message)
+    {
+        public string Field { get; } = field;
+    }
+
+    /// <summary>Ceilings of the two parameters that multiply per-sequence state rather than bound a set of
+    /// positions: LFPS keeps layers × heads × history lists of past top-k, and ±radius expansion makes 2·radius + 1
+    /// candidates of each position. Both are far above the papers' values (2 and 1) and keep one request's
+    /// selector within tens of megabytes on an 8B model.</summary>
+    public const int MaxHistory = 64, MaxRadius = 64;
+
+    /// <summary>Validates a method, budget ("256" or "3%") and parameters; throws <see cref="SpecException"/> with
+    /// one clear sentence for an unknown method or parameter or a bad value.</summary>
     public static SelectorSpec Parse(string method, string budget, IReadOnlyDictionary<string, string> parameters)
     {
         string m = (method ?? "").Trim().ToLowerInvariant();
         if (!Table.TryGetValue(m, out var entry))
-            throw new ArgumentException($"Unknown method '{method}'; choose one of {string.Join(", ", Methods)}.");
-        var b = Budget.Parse(budget ?? "");
+            throw new SpecException($"Unknown method '{method}'; choose one of {string.Join(", ", Methods)}.", "method");
+        var b = ParseBudget(budget ?? "");
         var clean = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         SelectionGranularity? granularity = null;
         foreach (var (rawName, rawValue) in parameters)
@@ -85,14 +98,53 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
             if (p is null)
             {
                 string known = string.Join(", ", entry.Params.Select(x => x.Name).Append(GranularityParam.Name));
-                throw new ArgumentException($"Method '{m}' has no parameter '{rawName}'; its parameters are {known}.");
+                throw new SpecException($"Method '{m}' has no parameter '{rawName}'; its parameters are {known}.", "params." + rawName);
             }
             if (p.Check(value) is string expected)
-                throw new ArgumentException($"Parameter '{name}' of method '{m}' must be {expected}, got '{rawValue}'.");
+                throw new SpecException($"Parameter '{name}' of method '{m}' must be {expected}, got '{rawValue}'.", "params." + name);
             if (p == GranularityParam) granularity = ParseGranularity(value);
             else clean[name] = value;
         }
         return new SelectorSpec(m, b, granularity, clean);
+    }
+
+    private static Budget ParseBudget(string text)
+    {
+        Budget b;
+        try
+        {
+            b = Budget.Parse(text);
+        }
+        catch (ArgumentException e)
+        {
+            throw new SpecException(e.Message, "budget");
+        }
+        // "NaN%" passes a range test written as two comparisons; a NaN share would silently mean one token.
+        if (!double.IsFinite(b.Fraction))
+            throw new SpecException($"Budget '{text.Trim()}' is not a percentage in (0, 100].", "budget");
+        return b;
+    }
+
+    /// <summary>The largest value an integer parameter may take on this model: a layer number at most the depth,
+    /// a count of positions or steps at most the context, history and radius their fixed ceilings.</summary>
+    private static (int Max, string Why) Limit(string name, ModelConfig config) => name switch
+    {
+        "history" => (MaxHistory, "each step of history is kept per layer and head"),
+        "radius" => (MaxRadius, "each position expands to 2·radius + 1 candidates"),
+        "dense" or "start" or "reselect" or "from" => (config.NumLayers, $"the model has {config.NumLayers} layers"),
+        _ => (config.MaxPositions, $"the model's context is {config.MaxPositions} tokens"),
+    };
+
+    /// <summary>Refuses integer parameters beyond <see cref="Limit"/>, before any selector allocates its state.</summary>
+    public void CheckLimits(ModelConfig config)
+    {
+        foreach (var (name, value) in Parameters)
+        {
+            if (!int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)) continue;
+            var (max, why) = Limit(name, config);
+            if (v > max)
+                throw new SpecException($"Parameter '{name}' of method '{Method}' must be at most {max} ({why}), got {v}.", "params." + name);
+        }
     }
 
     /// <summary>The granularity the selector will use: the one given, else the method's paper default.</summary>
@@ -101,22 +153,17 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
     /// <summary>A fresh selector (its own per-sequence state) for a model of this shape.</summary>
     public IKvSelector Create(ModelConfig config)
     {
+        CheckLimits(config);
         var g = EffectiveGranularity;
         int layers = config.NumLayers;
         int I(string name, int fallback) => Parameters.TryGetValue(name, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
         double D(string name, double fallback) => Parameters.TryGetValue(name, out var v) ? double.Parse(v, CultureInfo.InvariantCulture) : fallback;
-        int Layer(string name, int fallback)
-        {
-            int l = I(name, fallback);
-            if (l > layers) throw new ArgumentException($"Parameter '{name}' of method '{Method}' is {l} but the model has {layers} layers.");
-            return l;
-        }
         switch (Method)
         {
             case "dense": return new DenseSelector(config, g);
             case "oracle": return new OracleTopKSelector(config, Budget, g);
             case "streaming": return new StreamingLlmSelector(config, Budget, I("sinks", StreamingLlmSelector.DefaultSinks), g);
-            case "quest": return new QuestSelector(config, Budget, Layer("dense", Depth.DenseLayers(layers)), g);
+            case "quest": return new QuestSelector(config, Budget, I("dense", Depth.DenseLayers(layers)), g);
             case "tidal":
             {
                 var (start, reselect) = TidalDecodeSelector.DefaultLayers(layers);
@@ -130,7 +177,7 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
                 return new LfpsSelector(config, Budget, new LfpsSelector.Options
                 {
                     History = I("history", 2), Radius = I("radius", 1), Sinks = I("sinks", 4), Recent = I("recent", 16),
-                    Interval = I("interval", 32), Drop = (float)D("drop", 2), DenseLayers = Layer("dense", 0),
+                    Interval = I("interval", 32), Drop = (float)D("drop", 2), DenseLayers = I("dense", 0),
                 }, g);
             case "prhs":
                 return new PrhsSelector(config, Budget, new PrhsSelector.Options
@@ -139,8 +186,8 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
                     Radius = I("radius", 1), Top = I("top", 16), Delta = D("delta", 0.05),
                     Verify = Parameters.TryGetValue("verify", out var vf) ? Enum.Parse<PrhsSelector.Verification>(vf, ignoreCase: true) : PrhsSelector.Verification.Bound,
                     Refine = I("refine", 64), Samples = I("samples", 64),
-                    DenseLayers = Parameters.ContainsKey("dense") ? Layer("dense", 0) : null,
-                    From = Parameters.ContainsKey("from") ? Layer("from", 0) : null,
+                    DenseLayers = Parameters.ContainsKey("dense") ? I("dense", 0) : null,
+                    From = Parameters.ContainsKey("from") ? I("from", 0) : null,
                     Phi = D("phi", 0.8), Alpha = D("alpha", 1), Psi = D("psi", 0.4), Gamma = D("gamma", 1),
                 }, g);
             default: throw new InvalidOperationException($"Method '{Method}' has no factory.");
