@@ -48,11 +48,17 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>The safetensors format caps its JSON header at 100 MB; a larger length is corruption, and would not
+    /// fit the array the header is parsed from.</summary>
+    public const long MaxHeaderBytes = 100_000_000;
+
     private void ParseHeader(long fileLength)
     {
         ulong headerLength = *(ulong*)_base;
         if (headerLength > (ulong)(fileLength - 8))
             throw new ModelFormatException($"{Path}: header length {headerLength} runs past the end of the {fileLength}-byte file.");
+        if (headerLength > MaxHeaderBytes)
+            throw new ModelFormatException($"{Path}: header length {headerLength} exceeds the format's limit of {MaxHeaderBytes} bytes.");
         long dataStart = 8 + (long)headerLength;
         long dataLength = fileLength - dataStart;
         JsonDocument doc;
@@ -71,10 +77,22 @@ public sealed unsafe class SafetensorsFile : IDisposable
             foreach (var prop in doc.RootElement.EnumerateObject())
             {
                 if (prop.Name == "__metadata__") continue;
-                _entries[prop.Name] = ParseEntry(prop.Name, prop.Value, dataLength);
+                if (!_entries.TryAdd(prop.Name, ParseEntry(prop.Name, prop.Value, dataLength)))
+                    throw new ModelFormatException($"{Path}: tensor '{prop.Name}' appears twice in the header.");
             }
         }
+        CheckDisjoint();
         _dataStart = dataStart;
+    }
+
+    /// <summary>Two tensors sharing bytes would alias each other's weights (a crafted file could make one tensor
+    /// read another's data); in order of their start, each range must begin at or after the previous one's end.</summary>
+    private void CheckDisjoint()
+    {
+        var ranges = _entries.Where(kv => kv.Value.End > kv.Value.Begin).OrderBy(kv => kv.Value.Begin).ThenBy(kv => kv.Value.End).ToList();
+        for (int i = 1; i < ranges.Count; i++)
+            if (ranges[i].Value.Begin < ranges[i - 1].Value.End)
+                throw new ModelFormatException($"{Path}: tensors '{ranges[i - 1].Key}' [{ranges[i - 1].Value.Begin}, {ranges[i - 1].Value.End}) and '{ranges[i].Key}' [{ranges[i].Value.Begin}, {ranges[i].Value.End}) overlap in the data section.");
     }
 
     private long _dataStart;
@@ -93,16 +111,25 @@ public sealed unsafe class SafetensorsFile : IDisposable
             int size = ElementSize(dtype);
             if (size > 0)
             {
-                long count = 1;
-                foreach (long d in shape) count = checked(count * d);
-                if (count * size != offsets[1] - offsets[0])
-                    throw new ModelFormatException($"{Path}: tensor '{name}' of shape [{string.Join(", ", shape)}] and dtype {dtype} needs {count * size} bytes but its data range holds {offsets[1] - offsets[0]}.");
+                // Checked: an F32 [2^62] entry's byte count would otherwise wrap to 0 and match an empty range.
+                long bytes = size;
+                foreach (long d in shape) bytes = checked(bytes * d);
+                if (bytes != offsets[1] - offsets[0])
+                    throw new ModelFormatException($"{Path}: tensor '{name}' of shape [{string.Join(", ", shape)}] and dtype {dtype} needs {bytes} bytes but its data range holds {offsets[1] - offsets[0]}.");
             }
             return new Entry(dtype, shape, offsets[0], offsets[1]);
         }
-        catch (Exception ex) when (ex is KeyNotFoundException or InvalidOperationException or FormatException or OverflowException)
+        catch (OverflowException)
         {
-            throw new ModelFormatException($"{Path}: tensor '{name}' has a malformed header entry ({ex.Message}).");
+            throw new ModelFormatException($"{Path}: tensor '{name}' has a shape whose byte count overflows 64 bits.");
+        }
+        catch (KeyNotFoundException)
+        {
+            throw new ModelFormatException($"{Path}: tensor '{name}' lacks one of 'dtype', 'shape' and 'data_offsets'.");
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or FormatException)
+        {
+            throw new ModelFormatException($"{Path}: tensor '{name}' has a malformed header entry: 'dtype' must be a string, 'shape' and 'data_offsets' arrays of integers.");
         }
     }
 
