@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Logging;
 using SparseDecode.Engine;
+using SparseDecode.Tokenization;
 using SparseDecode.Server.Protocol;
 using SparseDecode.Server.Scheduling;
 
@@ -65,6 +66,12 @@ internal sealed class OpenAiEndpoints(
             // Kestrel's own refusals while reading the body: too large (413), bad framing, client too slow.
             string message = e.StatusCode == 413 ? $"The request body exceeds the limit of {options.MaxBodyBytes} bytes." : e.Message;
             await WriteError(ctx, new ApiException(e.StatusCode, message, null, e.StatusCode == 413 ? "request_too_large" : "bad_request"));
+        }
+        catch (TokenizerTimeoutException e) when (!ctx.Response.HasStarted)
+        {
+            // The client's text against the tokenizer file's pattern: refused, one line, no stack trace.
+            log.LogWarning("Request {Method} {Path} refused: {Message}", ctx.Request.Method, ctx.Request.Path, e.Message);
+            await WriteError(ctx, ApiException.BadRequest(e.Message, null, "tokenization_timeout"));
         }
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
         {

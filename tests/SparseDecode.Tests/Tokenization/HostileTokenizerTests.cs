@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using SparseDecode.Tokenization;
+using Xunit;
+
+namespace SparseDecode.Tests.Tokenization;
+
+/// <summary>Tokenizer files crafted to hang or bloat: a backtracking-exponential split regex and tens of thousands
+/// of long added tokens. Each is bounded in seconds and megabytes.</summary>
+public sealed class HostileTokenizerTests : IDisposable
+{
+    readonly TokenizerTestFiles _files = new();
+
+    public void Dispose() => _files.Dispose();
+
+    static JsonObject Split(string regex) => new()
+    {
+        ["type"] = "Split", ["pattern"] = new JsonObject { ["Regex"] = regex }, ["behavior"] = "Isolated", ["invert"] = false,
+    };
+
+    /// <summary>(a|aa)+$ once took 120 s on 43 characters; the non-backtracking engine takes it in linear time.</summary>
+    [Fact]
+    public void ExponentialPatternRunsInLinearTime()
+    {
+        var tok = _files.Load(TokenizerTestFiles.ByteLevel(Split("(a|aa)+$")));
+        var watch = Stopwatch.StartNew();
+        var ids = tok.Encode(new string('a', 5000) + "b", addSpecialTokens: false);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"Took {watch.Elapsed}.");
+        Assert.Equal(5001, ids.Length);
+    }
+
+    /// <summary>With a lookahead the pattern needs the backtracking engine; the match timeout bounds it and the text
+    /// is refused with one sentence.</summary>
+    [Fact]
+    public void ExponentialPatternWithALookaroundTimesOut()
+    {
+        var tok = _files.Load(TokenizerTestFiles.ByteLevel(Split("(a|aa)+(?!a)c")));
+        var watch = Stopwatch.StartNew();
+        var e = Assert.Throws<TokenizerTimeoutException>(() => tok.Encode(new string('a', 60), addSpecialTokens: false));
+        Assert.True(watch.Elapsed < CodePointRegex.MatchTimeout * 3, $"Took {watch.Elapsed}.");
+        Assert.Contains("backtracks catastrophically", e.Message);
+    }
+
+    [Theory]
+    [InlineData("a|ab", "abab")]
+    [InlineData("ab|a", "abab")]
+    [InlineData(@"\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+", "x12345 ..y")]
+    [InlineData("(a|aa)+$", "aaab\naa")]
+    public void BothEnginesFindTheSameMatches(string pattern, string text)
+    {
+        var fast = new List<(int, int)>();
+        CodePointRegex.FromDotNet(pattern).FindMatches(text, fast);
+        var classic = new List<(int, int)>();
+        foreach (System.Text.RegularExpressions.Match m in new System.Text.RegularExpressions.Regex(pattern).Matches(text))
+            classic.Add((m.Index, m.Index + m.Length));
+        Assert.Equal(classic, fast);
+    }
+
+    /// <summary>20,000 added tokens of 210 characters once took 1 GB (a trie of dictionaries); the matcher is now the
+    /// sorted patterns themselves.</summary>
+    [Fact]
+    public void ManyLongAddedTokensStayLinearInMemory()
+    {
+        var json = TokenizerTestFiles.ByteLevel();
+        var added = json["added_tokens"]!.AsArray();
+        var vocab = json["model"]!["vocab"]!.AsObject();
+        string prefix = new('x', 200);
+        for (int i = 0; i < 20_000; i++)
+        {
+            string content = prefix + i.ToString("D10");
+            added.Add(new JsonObject
+            {
+                ["id"] = 1000 + i, ["content"] = content, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
+                ["normalized"] = false, ["special"] = true,
+            });
+        }
+        string path = _files.Write("tokenizer.json", json.ToJsonString());
+        json = null;
+        GC.Collect();
+        long before = GC.GetTotalMemory(true);
+        var tok = Tokenizer.FromFile(path);
+        long retained = GC.GetTotalMemory(true) - before;
+        // The token texts alone are 8.4 MB as UTF-16; a few copies of them is fine, a hundred is not.
+        Assert.True(retained < 80L << 20, $"The tokenizer retains {retained >> 20} MB.");
+        string wanted = prefix + 12345.ToString("D10");
+        Assert.Equal([(int)tok.TokenToId(wanted)!, 104], tok.Encode(wanted + "h", addSpecialTokens: false));
+        Assert.Equal([120, 120], tok.Encode("xx", addSpecialTokens: false)[..2]);
+        GC.KeepAlive(tok);
+    }
+}
