@@ -51,6 +51,10 @@ internal sealed class OpenAiEndpoints(
     {
         try
         {
+            if (options.ApiKey is { Length: > 0 } key && ctx.Request.Path.StartsWithSegments("/v1") && !Authorized(ctx, key))
+            {
+                throw new ApiException(401, "This server requires an API key: send the header 'Authorization: Bearer KEY'.", null, "invalid_api_key");
+            }
             await next(ctx);
             if (ctx.Response is { HasStarted: false, StatusCode: 404 or 405 })
                 await WriteError(ctx, ctx.Response.StatusCode == 404
@@ -88,8 +92,19 @@ internal sealed class OpenAiEndpoints(
         }
         finally
         {
-            metrics.RequestFinished(EndpointLabel(ctx.Request.Path), ctx.Response.StatusCode);
+            // A response the client did not wait for is not a 200: 499 (client closed request), as nginx counts it.
+            metrics.RequestFinished(EndpointLabel(ctx.Request.Path), ctx.RequestAborted.IsCancellationRequested ? ServerMetrics.ClientClosed : ctx.Response.StatusCode);
         }
+    }
+
+    /// <summary>Whether the request carries "Authorization: Bearer KEY", compared in constant time.</summary>
+    private static bool Authorized(HttpContext ctx, string key)
+    {
+        string header = ctx.Request.Headers.Authorization.ToString();
+        const string scheme = "Bearer ";
+        if (!header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase)) return false;
+        return System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+            Encoding.UTF8.GetBytes(header[scheme.Length..].Trim()), Encoding.UTF8.GetBytes(key));
     }
 
     private static async Task WriteError(HttpContext ctx, ApiException e)
@@ -97,6 +112,7 @@ internal sealed class OpenAiEndpoints(
         ctx.Response.Clear();
         ctx.Response.StatusCode = e.Status;
         if (e.Status == 429) ctx.Response.Headers.RetryAfter = "1";
+        if (e.Status == 401) ctx.Response.Headers.WWWAuthenticate = "Bearer";
         var body = new ErrorResponse { Error = new ErrorDetail { Message = e.Message, Type = e.Type, Param = e.Param, Code = e.Code } };
         await WriteJson(ctx, body, ServerJson.Api.ErrorResponse);
     }
@@ -163,7 +179,7 @@ internal sealed class OpenAiEndpoints(
             prompt = ids;
         }
         else prompt = model.Codec.Encode(request.PromptText!, addSpecialTokens: true);
-        var seq = Submit(prompt, request.Parameters, options.DefaultCompletionTokens, [], "prompt");
+        var seq = Submit(ctx, prompt, request.Parameters, options.DefaultCompletionTokens, [], "prompt");
         var writer = new CompletionWriter("cmpl-" + Guid.NewGuid().ToString("N")[..24], model.Id, request.Parameters.Logprobs is not null);
         await Respond(ctx, seq, request.Parameters, writer);
     }
@@ -174,13 +190,13 @@ internal sealed class OpenAiEndpoints(
         var template = model.Template;
         string text = template.Render(request.Messages);
         int[] prompt = model.Codec.Encode(text, template.EncodeWithSpecialTokens);
-        var seq = Submit(prompt, request.Parameters, options.DefaultChatTokens, template.StopStrings, "messages");
+        var seq = Submit(ctx, prompt, request.Parameters, options.DefaultChatTokens, template.StopStrings, "messages");
         var writer = new ChatWriter("chatcmpl-" + Guid.NewGuid().ToString("N")[..24], model.Id, request.Parameters.Logprobs is not null);
         await Respond(ctx, seq, request.Parameters, writer);
     }
 
     /// <summary>Checks the request against the context, makes its selector and sampler, and queues it.</summary>
-    private Sequence Submit(int[] prompt, GenerationParameters p, int defaultMaxTokens, IReadOnlyList<string> extraStops, string promptParam)
+    private Sequence Submit(HttpContext ctx, int[] prompt, GenerationParameters p, int defaultMaxTokens, IReadOnlyList<string> extraStops, string promptParam)
     {
         if (prompt.Length == 0) throw ApiException.BadRequest("The prompt is empty.", promptParam);
         int context = model.Context;
@@ -202,6 +218,8 @@ internal sealed class OpenAiEndpoints(
             StopStrings = extraStops.Count == 0 ? p.Stop : [.. p.Stop, .. extraStops],
             IgnoreEos = p.IgnoreEos,
             Logprobs = p.Logprobs,
+            // The address, not a header: a client cannot claim to be many clients (or another one).
+            Client = ctx.Connection.RemoteIpAddress?.ToString() ?? "",
         };
         return scheduler.Submit(request);
     }
