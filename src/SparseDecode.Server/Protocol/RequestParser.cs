@@ -144,41 +144,13 @@ public static class RequestParser
         return doc;
     }
 
-    /// <summary>JsonDocument accepts a well-formed body whose strings hold invalid UTF-8 bytes or escape a lone
-    /// surrogate ("\ud800"); reading such a string later fails deep in a handler or the tokenizer. One pass over
-    /// every string and property name refuses them up front, naming the property they are in or under.</summary>
+    /// <summary>Invalid UTF-8 or a lone surrogate in any string would fail later deep in a handler or the
+    /// tokenizer; refused up front, naming the top-level field it is in.</summary>
     private static void CheckText(ReadOnlySpan<byte> body)
     {
-        var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = DocumentOptions.MaxDepth });
-        string? property = null;
-        while (reader.Read())
-        {
-            if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.PropertyName)) continue;
-            string? text;
-            try
-            {
-                text = reader.GetString();
-            }
-            catch (InvalidOperationException)
-            {
-                text = null;
-            }
-            if (text is null || HasLoneSurrogate(text))
-                throw new ApiException(400, $"The request body holds a string that is not valid Unicode (invalid UTF-8 or a lone surrogate){(property is null ? "" : $" at '{property}'")}.",
-                    property, "invalid_encoding");
-            if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1) property = text;
-        }
-    }
-
-    private static bool HasLoneSurrogate(string s)
-    {
-        for (int i = 0; i < s.Length; i++)
-        {
-            if (!char.IsSurrogate(s[i])) continue;
-            if (char.IsHighSurrogate(s[i]) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1])) i++;
-            else return true;
-        }
-        return false;
+        if (JsonText.FirstInvalid(body, DocumentOptions.MaxDepth) is not string property) return;
+        throw new ApiException(400, $"The request body holds a string that is not valid Unicode (invalid UTF-8 or a lone surrogate){(property.Length == 0 ? "" : $" at '{property}'")}.",
+            property.Length == 0 ? null : property, "invalid_encoding");
     }
 
     private static GenerationParameters Common(JsonElement root, int maxTokensLimit)

@@ -45,14 +45,26 @@ public sealed record ModelConfig
     {
         string path = Path.Combine(directory, "config.json");
         if (!File.Exists(path)) throw new ModelFormatException($"{path}: file not found.");
+        return FromJson(File.ReadAllBytes(path), path);
+    }
+
+    /// <summary>Parses config.json's bytes; `path` only names the file in messages. Throws ModelFormatException.</summary>
+    public static ModelConfig FromJson(ReadOnlyMemory<byte> json, string path)
+    {
+        JsonDocument doc;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-            return Parse(doc.RootElement, path);
+            doc = JsonDocument.Parse(json);
         }
         catch (JsonException e)
         {
             throw new ModelFormatException($"{path}: not valid JSON ({e.Message}).");
+        }
+        using (doc)
+        {
+            if (JsonText.FirstInvalid(json.Span, 64) is string at)
+                throw new ModelFormatException($"{path}: holds a string that is not valid UTF-8 or has a lone surrogate{JsonText.Where(at)}.");
+            return Parse(doc.RootElement, path);
         }
     }
 

@@ -54,6 +54,19 @@ public class HostileCheckpointTests
         Assert.Contains(message, e.Message);
     }
 
+    /// <summary>Found by the fuzz smoke run: invalid UTF-8 in config.json escaped as an InvalidOperationException.</summary>
+    [Fact]
+    public void InvalidUtf8InConfigIsRefused()
+    {
+        using var tmp = LoaderErrorTests.CopyOf("qwen2-bias-tied");
+        var bytes = File.ReadAllBytes(tmp.File("config.json"));
+        int at = Encoding.UTF8.GetString(bytes).IndexOf("silu", StringComparison.Ordinal);
+        bytes[at] = 0xFF;
+        File.WriteAllBytes(tmp.File("config.json"), bytes);
+        var e = LoaderErrorTests.Refused(tmp.Path);
+        Assert.EndsWith("config.json: holds a string that is not valid UTF-8 or has a lone surrogate (under 'hidden_act').", e.Message);
+    }
+
     [Fact]
     public void RopeScalingValuesAreChecked()
     {

@@ -11,7 +11,8 @@ public class SafetensorsHeaderTests
     internal static string Write(Fixtures.TempDir dir, string header, int data)
     {
         string path = dir.File("model.safetensors");
-        var json = Encoding.UTF8.GetBytes(header);
+        // Latin-1 for \xNN escapes, so that a test can put bytes that are not UTF-8 into the header.
+        var json = header.Any(c => c is >= '\u0080' and <= '\u00ff') ? Encoding.Latin1.GetBytes(header) : Encoding.UTF8.GetBytes(header);
         using var f = File.Create(path);
         f.Write(BitConverter.GetBytes((ulong)json.Length));
         f.Write(json);
@@ -58,6 +59,14 @@ public class SafetensorsHeaderTests
         }
         var e = Assert.Throws<ModelFormatException>(() => { using var _ = SafetensorsFile.Open(path); });
         Assert.Equal($"{path}: header length 2147483664 exceeds the format's limit of 100000000 bytes.", e.Message);
+    }
+
+    /// <summary>Found by the fuzz smoke run: a name that is not UTF-8 escaped as an InvalidOperationException.</summary>
+    [Fact]
+    public void InvalidUtf8InTheHeaderIsRefused()
+    {
+        Assert.Contains("not valid UTF-8", Refused("{\"a\xff\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4));
+        Assert.Contains("lone surrogate", Refused("{\"a\\ud800\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4));
     }
 
     [Fact]

@@ -41,6 +41,17 @@ public sealed class HostileTokenizerTests : IDisposable
         Assert.Contains("backtracks catastrophically", e.Message);
     }
 
+    /// <summary>Found by the fuzz smoke run: a lone surrogate or invalid UTF-8 escaped as an InvalidOperationException.</summary>
+    [Fact]
+    public void InvalidUnicodeInTheFileIsRefused()
+    {
+        string json = TokenizerTestFiles.ByteLevel().ToJsonString().Replace("endoftext", "end\\udc00");
+        var e = Assert.Throws<TokenizerFormatException>(() => Tokenizer.FromFile(_files.Write("tokenizer.json", json)));
+        Assert.Contains("lone surrogate (under 'added_tokens')", e.Message);
+        byte[] bytes = [.. System.Text.Encoding.UTF8.GetBytes("{\"version\":\"1.0\",\"model\":{\"type\":\"BPE\",\"vocab\":{\""), 0xC0, 0x80, .. "\":0},\"merges\":[]}}"u8];
+        Assert.Contains("not valid UTF-8", Assert.Throws<TokenizerFormatException>(() => Tokenizer.FromJson(bytes, "t.json")).Message);
+    }
+
     [Theory]
     [InlineData("a|ab", "abab")]
     [InlineData("ab|a", "abab")]
