@@ -160,9 +160,10 @@ public static class RequestParser
         if (n is not null && n != 1) throw ApiException.BadRequest($"'n' must be 1: this server returns one choice per request (got {n}).", "n");
         if (Int(root, "best_of") is int bo && bo != 1) throw ApiException.BadRequest("'best_of' must be 1.", "best_of");
         // max_completion_tokens is the newer name of the same limit in the chat API.
-        int? maxTokens = Int(root, "max_tokens") ?? Int(root, "max_completion_tokens");
+        string maxName = root.TryGetProperty("max_tokens", out var mtv) && mtv.ValueKind != JsonValueKind.Null ? "max_tokens" : "max_completion_tokens";
+        int? maxTokens = Int(root, maxName);
         if (maxTokens is int mt && (mt < 1 || mt > maxTokensLimit))
-            throw ApiException.BadRequest($"'max_tokens' must be between 1 and {maxTokensLimit}, got {mt}.", "max_tokens");
+            throw ApiException.BadRequest($"'{maxName}' must be between 1 and {maxTokensLimit}, got {mt}.", maxName);
         double temperature = Number(root, "temperature") ?? 1.0;
         if (!(temperature >= 0 && temperature <= 2)) throw ApiException.BadRequest($"'temperature' must be between 0 and 2, got {F(temperature)}.", "temperature");
         double topP = Number(root, "top_p") ?? 1.0;
