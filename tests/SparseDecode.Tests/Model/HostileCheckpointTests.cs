@@ -138,7 +138,7 @@ public class HostileCheckpointTests
         using (var store = WeightStore.Open(tmp.Path))
             Assert.Null(WeightCheck.FirstNonFinite(store));
         string file = Directory.GetFiles(tmp.Path, "*.safetensors").Order().First();
-        var (name, begin) = Locate(file, n => n.EndsWith("norm.weight", StringComparison.Ordinal));
+        var (name, begin, _) = Locate(file, n => n.EndsWith("norm.weight", StringComparison.Ordinal));
         var bytes = File.ReadAllBytes(file);
         BitConverter.GetBytes((ushort)0x7C00).CopyTo(bytes, begin + 2); // +∞ in f16, element 1
         File.WriteAllBytes(file, bytes);
@@ -146,21 +146,24 @@ public class HostileCheckpointTests
         Assert.Equal(new WeightCheck.Finding(name, 1, "infinity"), WeightCheck.FirstNonFinite(poisoned));
     }
 
-    private static void Poison(string file, string tensor, int element, float value)
+    /// <summary>Writes NaN (or +∞) over one element of a tensor, in the tensor's own dtype.</summary>
+    internal static void Poison(string file, string tensor, int element, float value)
     {
-        var (_, begin) = Locate(file, n => n == tensor);
+        var (_, begin, dtype) = Locate(file, n => n == tensor);
         var bytes = File.ReadAllBytes(file);
-        BitConverter.GetBytes(value).CopyTo(bytes, begin + 4 * element);
+        if (dtype == "F32") BitConverter.GetBytes(value).CopyTo(bytes, begin + 4 * element);
+        else BitConverter.GetBytes(dtype == "BF16" ? SparseDecode.Kernels.Convert.SingleToBf16(value) : BitConverter.HalfToUInt16Bits((Half)value))
+            .CopyTo(bytes, begin + 2 * element);
         File.WriteAllBytes(file, bytes);
     }
 
-    /// <summary>The first tensor (in name order) matching `match`, and the file offset of its data.</summary>
-    private static (string Name, long Begin) Locate(string file, Func<string, bool> match)
+    /// <summary>The first tensor (in name order) matching `match`, the file offset of its data, and its dtype.</summary>
+    private static (string Name, long Begin, string DType) Locate(string file, Func<string, bool> match)
     {
         var bytes = File.ReadAllBytes(file);
         long headerLength = (long)BitConverter.ToUInt64(bytes, 0);
         var header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 8, (int)headerLength))!.AsObject();
         var (name, entry) = header.Where(kv => kv.Key != "__metadata__" && match(kv.Key)).OrderBy(kv => kv.Key, StringComparer.Ordinal).First();
-        return (name, 8 + headerLength + (long)entry!["data_offsets"]![0]!);
+        return (name, 8 + headerLength + (long)entry!["data_offsets"]![0]!, (string)entry["dtype"]!);
     }
 }
