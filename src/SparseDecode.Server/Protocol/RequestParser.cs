@@ -10,6 +10,9 @@ namespace SparseDecode.Server.Protocol;
 public static class RequestParser
 {
     public const int MaxStopStrings = 4;
+    /// <summary>Longest stop string: text that may begin one is held back and rescanned on every token (on the
+    /// scheduler thread that serves every sequence), so a megabyte-long stop string would stall all of them.</summary>
+    public const int MaxStopLength = 256;
     public const int MaxCompletionLogprobs = 5;
     public const int MaxChatTopLogprobs = 20;
 
@@ -209,7 +212,7 @@ public static class RequestParser
     {
         if (!root.TryGetProperty("stop", out var stop) || stop.ValueKind == JsonValueKind.Null) return [];
         if (stop.ValueKind == JsonValueKind.String)
-            return stop.GetString()!.Length == 0 ? [] : [stop.GetString()!];
+            return stop.GetString()!.Length == 0 ? [] : [StopString(stop)];
         if (stop.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("'stop' must be a string or an array of strings.", "stop");
         if (stop.GetArrayLength() > MaxStopStrings)
             throw ApiException.BadRequest($"'stop' may hold at most {MaxStopStrings} strings.", "stop");
@@ -217,9 +220,17 @@ public static class RequestParser
         foreach (var e in stop.EnumerateArray())
         {
             if (e.ValueKind != JsonValueKind.String) throw ApiException.BadRequest("'stop' must be a string or an array of strings.", "stop");
-            if (e.GetString()!.Length > 0) list.Add(e.GetString()!);
+            if (e.GetString()!.Length > 0) list.Add(StopString(e));
         }
         return list;
+    }
+
+    private static string StopString(JsonElement e)
+    {
+        string s = e.GetString()!;
+        if (s.Length > MaxStopLength)
+            throw ApiException.BadRequest($"Each 'stop' string may hold at most {MaxStopLength} characters; one holds {s.Length}.", "stop");
+        return s;
     }
 
     private static SparseRequest? Sparse(JsonElement root)

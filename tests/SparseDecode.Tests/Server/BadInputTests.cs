@@ -35,6 +35,8 @@ public class BadInputTests(ServerFixture fx)
         { "/v1/completions", "{\"prompt\": \"x\", \"stop\": [\"a\", 1]}", 400, "stop" },
         { "/v1/completions", "{\"prompt\": \"x\", \"stop\": [\"a\",\"b\",\"c\",\"d\",\"e\"]}", 400, "stop" },
         { "/v1/completions", "{\"prompt\": \"x\", \"n\": 2}", 400, "n" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"stop\": \"" + new string('a', 257) + "\"}", 400, "stop" },       // rescanned every token
+        { "/v1/completions", "{\"prompt\": \"x\", \"stop\": [\"b\", \"" + new string('a', 100000) + "\"]}", 400, "stop" },
         { "/v1/completions", "{\"prompt\": \"x\", \"n\": \"1\"}", 400, "n" },
         { "/v1/completions", "{\"prompt\": \"x\", \"stream\": \"yes\"}", 400, "stream" },
         { "/v1/completions", "{\"prompt\": \"x\", \"logprobs\": 9}", 400, "logprobs" },
