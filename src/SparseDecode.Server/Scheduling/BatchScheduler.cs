@@ -72,12 +72,27 @@ public sealed class BatchScheduler : IDisposable
             if (_outstanding >= _options.MaxBatch + _options.MaxQueue)
                 throw new ApiException(429, $"The server is busy: {_activeCount} sequences are decoding and {_queue.Count} requests are waiting (the batch holds {_options.MaxBatch}, the queue {_options.MaxQueue}). Retry later.",
                     null, "queue_full");
+            if (_options.MaxActivePerClient > 0 && QueuedBy(request.Client) >= QueueShare)
+                throw new ApiException(429, $"This client already has {QueueShare} requests waiting (its share of the queue of {_options.MaxQueue}). Retry later.",
+                    null, "client_queue_full");
             var seq = new Sequence(this, Interlocked.Increment(ref _nextId), request, _model.Codec);
             seq.QueueNode = _queue.AddLast(seq);
             Interlocked.Increment(ref _outstanding);
             _wake.Release();
             return seq;
         }
+    }
+
+    /// <summary>With a per-client cap, one client may also fill at most half the queue, so that the others can
+    /// still get in line.</summary>
+    private int QueueShare => Math.Max(1, _options.MaxQueue / 2);
+
+    // Under _lock; the queue is short (bounded by --max-queue plus the batch).
+    private int QueuedBy(string client)
+    {
+        int n = 0;
+        foreach (var s in _queue) if (s.Request.Client == client) n++;
+        return n;
     }
 
     private static ApiException ShuttingDown() => new(503, "The server is shutting down.", null, "shutting_down");

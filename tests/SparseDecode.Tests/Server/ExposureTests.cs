@@ -188,6 +188,15 @@ public class ExposureTests(ServerFixture fx)
         Assert.Equal(200, status);
         // Still capped once the other client's slot is free again.
         await Http.WaitFor(client, m => m["sparsedecode_active_sequences"] == 2 && m["sparsedecode_queue_depth"] == 2);
+        // Nor can it fill the queue: half of it (4) is its share, and the other client still gets in line.
+        for (int i = 0; i < 2; i++) mine.Add(await Send(client, Long, cts.Token));
+        using (var refused = await Send(client, Long, cts.Token))
+        {
+            using var doc = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
+            Http.AssertError((int)refused.StatusCode, doc.RootElement, 429, null, "client_queue_full");
+        }
+        var (otherStatus, _) = await Http.Post(other, "/v1/completions", Short);
+        Assert.Equal(200, otherStatus);
         cts.Cancel();
         foreach (var r in mine) r.Dispose();
         await Http.WaitIdle(client, TimeSpan.FromSeconds(10));
