@@ -50,6 +50,11 @@ public sealed class HostileTokenizerTests : IDisposable
         Assert.Contains("lone surrogate (under 'added_tokens')", e.Message);
         byte[] bytes = [.. System.Text.Encoding.UTF8.GetBytes("{\"version\":\"1.0\",\"model\":{\"type\":\"BPE\",\"vocab\":{\""), 0xC0, 0x80, .. "\":0},\"merges\":[]}}"u8];
         Assert.Contains("not valid UTF-8", Assert.Throws<TokenizerFormatException>(() => Tokenizer.FromJson(bytes, "t.json")).Message);
+
+        _files.Write("tokenizer.json", TokenizerTestFiles.ByteLevel().ToJsonString());
+        File.WriteAllBytes(Path.Combine(_files.Dir, "tokenizer_config.json"), [.. "{\"eos_token\":\"\\ud800\"}"u8]);
+        var c = Assert.Throws<TokenizerFormatException>(() => Tokenizer.FromDirectory(_files.Dir));
+        Assert.EndsWith("tokenizer_config.json: holds a string that is not valid UTF-8 or has a lone surrogate (under 'eos_token').", c.Message);
     }
 
     [Theory]
