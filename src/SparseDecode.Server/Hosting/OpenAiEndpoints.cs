@@ -63,6 +63,8 @@ internal sealed class OpenAiEndpoints(
         }
         catch (ApiException e) when (!ctx.Response.HasStarted)
         {
+            // One line per refusal, never a stack trace: a client cannot flood the log with them.
+            log.LogInformation("{Method} {Path} answered {Status} {Code}: {Message}", ctx.Request.Method, ctx.Request.Path, e.Status, e.Code, e.Message);
             await WriteError(ctx, e);
         }
         catch (BadHttpRequestException e) when (!ctx.Response.HasStarted)
