@@ -180,7 +180,7 @@ internal sealed class OpenAiEndpoints(
                     throw ApiException.BadRequest($"'prompt' token id {ids[i]} (element {i}) is outside the vocabulary of {vocab}.", "prompt");
             prompt = ids;
         }
-        else prompt = model.Codec.Encode(request.PromptText!, addSpecialTokens: true);
+        else prompt = CheckEncoded(model.Codec.Encode(request.PromptText!, addSpecialTokens: true));
         var seq = Submit(ctx, prompt, request.Parameters, options.DefaultCompletionTokens, [], "prompt");
         var writer = new CompletionWriter("cmpl-" + Guid.NewGuid().ToString("N")[..24], model.Id, request.Parameters.Logprobs is not null);
         await Respond(ctx, seq, request.Parameters, writer);
@@ -191,10 +191,22 @@ internal sealed class OpenAiEndpoints(
         var request = RequestParser.ParseChat(await ReadBody(ctx), options.MaxTokensLimit);
         var template = model.Template;
         string text = template.Render(request.Messages);
-        int[] prompt = model.Codec.Encode(text, template.EncodeWithSpecialTokens);
+        int[] prompt = CheckEncoded(model.Codec.Encode(text, template.EncodeWithSpecialTokens));
         var seq = Submit(ctx, prompt, request.Parameters, options.DefaultChatTokens, template.StopStrings, "messages");
         var writer = new ChatWriter("chatcmpl-" + Guid.NewGuid().ToString("N")[..24], model.Id, request.Parameters.Logprobs is not null);
         await Respond(ctx, seq, request.Parameters, writer);
+    }
+
+    /// <summary>A tokenizer that does not match the checkpoint yields ids past its embedding table, which would fail
+    /// deep inside a step; refused here with one sentence (the server's fault, hence 500, logged as one line).</summary>
+    private int[] CheckEncoded(int[] ids)
+    {
+        int vocab = model.Transformer.Config.VocabSize;
+        foreach (int id in ids)
+            if ((uint)id >= (uint)vocab)
+                throw new ApiException(500, $"The tokenizer produced token id {id}, outside the model's vocabulary of {vocab}: tokenizer.json does not match the checkpoint.",
+                    null, "tokenizer_mismatch");
+        return ids;
     }
 
     /// <summary>Checks the request against the context, makes its selector and sampler, and queues it.</summary>

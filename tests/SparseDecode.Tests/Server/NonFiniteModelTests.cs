@@ -33,3 +33,32 @@ public class NonFiniteModelTests
         Assert.Equal(HttpStatusCode.OK, health.StatusCode);
     }
 }
+
+/// <summary>A tokenizer whose ids run past the checkpoint's embedding table (found by structural fuzzing of
+/// tokenizer.json): refused per request with one sentence instead of failing inside a step.</summary>
+public class TokenizerMismatchTests
+{
+    private sealed class WideCodec(ITextCodec inner) : ITextCodec
+    {
+        public int[] Encode(string text, bool addSpecialTokens) => [.. inner.Encode(text, addSpecialTokens), 1 << 20];
+        public string TokenText(int id) => inner.TokenText(id);
+        public ITokenTextStream CreateStream() => inner.CreateStream();
+        public int? SpecialTokenId(string token) => inner.SpecialTokenId(token);
+        public string? ChatTemplate => inner.ChatTemplate;
+        public string? BosToken => inner.BosToken;
+        public string? EosToken => inner.EosToken;
+    }
+
+    [Fact]
+    public async Task IdsOutsideTheModelsVocabularyAreRefused()
+    {
+        using var loaded = ServedModel.Load(Fixtures.BundledModel);
+        var model = new ServedModel("wide", loaded.Transformer, new WideCodec(loaded.Codec));
+        await using var server = await SparseServer.StartAsync(model, ServerFixture.Options());
+        using var client = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        var (status, body) = await Http.Post(client, "/v1/completions", "{\"prompt\":\"x\",\"max_tokens\":2}");
+        Http.AssertError(status, body, 500, null, "tokenizer_mismatch");
+        var (chat, chatBody) = await Http.Post(client, "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+        Http.AssertError(chat, chatBody, 500, null, "tokenizer_mismatch");
+    }
+}

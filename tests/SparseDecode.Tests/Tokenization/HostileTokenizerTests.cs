@@ -57,6 +57,16 @@ public sealed class HostileTokenizerTests : IDisposable
         Assert.EndsWith("tokenizer_config.json: holds a string that is not valid UTF-8 or has a lone surrogate (under 'eos_token').", c.Message);
     }
 
+    /// <summary>Found by structural fuzzing: a vocabulary id of 2^31 − 1 overflowed the tokenizer's id count.</summary>
+    [Fact]
+    public void HugeVocabularyIdsAreRefused()
+    {
+        var json = TokenizerTestFiles.SentencePiece();
+        json["model"]!["vocab"]!["abc"] = int.MaxValue;
+        var e = Assert.Throws<TokenizerFormatException>(() => _files.Load(json));
+        Assert.Contains("above the largest this engine accepts (16777215)", e.Message);
+    }
+
     [Theory]
     [InlineData("a|ab", "abab")]
     [InlineData("ab|a", "abab")]
