@@ -52,6 +52,10 @@ public class ConfigProperties
         }, iter: 300, threads: 1);
 
     [Fact]
+    public void AnyNodeOfARealConfigReplacedIsAcceptedWithinBoundsOrRefused() =>
+        JsonMutation.Of("config").Sample(bytes => FuzzTargets.Config(bytes), iter: 500, threads: 1);
+
+    [Fact]
     public void AnyValueInAnyFieldIsAcceptedWithinBoundsOrRefusedNamingTheFile() =>
         Gen.Select(Gen.Int[0, Fields.Length - 1].Array[1, 4], Nasty.Array[4]).Sample((fields, values) =>
         {

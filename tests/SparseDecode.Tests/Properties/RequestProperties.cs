@@ -64,6 +64,10 @@ public class RequestProperties
         }, iter: 1000, threads: 1);
 
     [Fact]
+    public void AnyNodeOfARealRequestReplacedIsAcceptedInRangeOrRefusedWith400() =>
+        JsonMutation.Of("request").Sample(bytes => FuzzTargets.Request(bytes), iter: 1000, threads: 1);
+
+    [Fact]
     public void ArbitraryBytesAreRefusedWith400() =>
         Gen.Byte.Array[0, 64].Sample(bytes =>
         {
