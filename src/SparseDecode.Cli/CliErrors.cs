@@ -15,7 +15,7 @@ internal static class CliErrors
             return body();
         }
         catch (Exception e) when (e is ModelFormatException or TokenizerFormatException or ContextOverflowException
-                                      or ArgumentException or FormatException or InvalidOperationException or IOException
+                                      or NonFiniteLogitsException or TokenizerTimeoutException or ArgumentException or FormatException or InvalidOperationException or IOException
                                       or CudaException)
         {
             Console.Out.Flush();

@@ -130,6 +130,8 @@ internal static class EvalCommand
             var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
             string outDir = Path.GetFullPath(r.GetValue(output)!);
             var store = new ResultStore(outDir, r.GetValue(fresh));
+            if (store.Skipped.Count > 0)
+                Console.Error.WriteLine($"warning: {store.Path}: skipped {store.Skipped.Count} unreadable line(s) (line {store.Skipped[0].Line}: {store.Skipped[0].Reason}); their cells run again.");
             string modelName = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
 
             var console = ConsoleFor(Console.Out, Console.IsOutputRedirected);

@@ -11,7 +11,8 @@ internal static class InspectCommand
     public static Command Create()
     {
         var model = CommonOptions.Model();
-        var cmd = new Command("inspect", "Print a checkpoint's architecture, parameter count, dtype and context length.") { model };
+        var checkWeights = new Option<bool>("--check-weights") { Description = "Also scan every tensor for NaN or infinite values (reads the whole checkpoint) and report the first one." };
+        var cmd = new Command("inspect", "Print a checkpoint's architecture, parameter count, dtype and context length.") { model, checkWeights };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
@@ -33,6 +34,14 @@ internal static class InspectCommand
             Row("qkv bias", c.QkvBias.ToString());
             Row("weights read per token", $"{t.WeightBytesPerToken / 1e6:F1} MB");
             AnsiConsole.Write(table);
+            if (!r.GetValue(checkWeights)) return 0;
+            using var store = WeightStore.Open(dir);
+            if (WeightCheck.FirstNonFinite(store) is { } bad)
+            {
+                Console.Error.WriteLine($"error: {dir}: tensor '{bad.Tensor}' holds {bad.Kind} at element {bad.Element}; the checkpoint is corrupt.");
+                return 1;
+            }
+            Console.WriteLine("weights: every tensor is finite");
             return 0;
         }));
         return cmd;

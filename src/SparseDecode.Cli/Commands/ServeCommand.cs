@@ -24,9 +24,13 @@ internal static class ServeCommand
         var prefillChunk = new Option<int>("--prefill-chunk") { Description = "Prompt tokens prefilled per scheduler step, so long prompts do not stall running streams.", DefaultValueFactory = _ => 256 };
         var sequential = new Option<bool>("--sequential") { Description = "Decode the sequences of a step one after another instead of in parallel." };
         var quiet = new Option<bool>("--quiet") { Description = "Log warnings and errors only." };
+        var apiKey = new Option<string?>("--api-key") { Description = $"Require 'Authorization: Bearer KEY' on /v1 routes (default: ${ApiKeyVariable} if set; /health and /metrics stay open)." };
+        var drain = new Option<double>("--drain-timeout") { Description = "Seconds in-flight requests get to finish on SIGTERM or Ctrl+C before they are ended with 503.", DefaultValueFactory = _ => 10 };
+        var perClient = new Option<int>("--max-per-client") { Description = "Sequences one client address may have decoding at once (0: no cap; default: half the batch).", DefaultValueFactory = _ => -1 };
         var method = MethodOptions.Create();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
-            { model, host, port, name, kv, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, sequential, quiet, method.Method, method.Budget, method.Params };
+            { model, host, port, name, kv, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, sequential, quiet, apiKey, drain, perClient,
+              method.Method, method.Budget, method.Params };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
@@ -41,9 +45,12 @@ internal static class ServeCommand
                 MaxTokensLimit = r.GetValue(maxTokens),
                 MaxBodyBytes = r.GetValue(maxBody),
                 LogLevel = r.GetValue(quiet) ? LogLevel.Warning : LogLevel.Information,
+                ApiKey = r.GetValue(apiKey) ?? Environment.GetEnvironmentVariable(ApiKeyVariable),
+                DrainTimeout = Seconds(r.GetValue(drain), "--drain-timeout"),
                 Scheduler = new SchedulerOptions
                 {
                     MaxBatch = r.GetValue(maxBatch),
+                    MaxActivePerClient = r.GetValue(perClient) is int pc && pc >= 0 ? pc : Math.Max(1, (r.GetValue(maxBatch) + 1) / 2),
                     MaxQueue = r.GetValue(maxQueue),
                     PrefillChunk = r.GetValue(prefillChunk),
                     ParallelSequences = !r.GetValue(sequential),
@@ -58,12 +65,19 @@ internal static class ServeCommand
         return cmd;
     }
 
+    /// <summary>The environment variable that holds the API key when --api-key is not given (keeps it out of `ps`).</summary>
+    public const string ApiKeyVariable = "SPARSEDECODE_API_KEY";
+
+    private static TimeSpan Seconds(double s, string option) => double.IsFinite(s) && s >= 0 && s <= 3600
+        ? TimeSpan.FromSeconds(s) : throw new ArgumentException($"{option} must be between 0 and 3600 seconds, got {s}.");
+
     private static async Task<int> Serve(string dir, ServerOptions options)
     {
         await using var server = await SparseServer.StartAsync(dir, options);
         var m = server.Model;
         Console.Error.WriteLine($"serving {m.Id} ({m.Transformer.Config.NumLayers} layers, context {m.Context}, chat format {m.Template.Format}, method {options.Method}) at {server.BaseAddress}");
-        Console.Error.WriteLine("endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics; Ctrl+C stops");
+        Console.Error.WriteLine("endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics; Ctrl+C stops"
+            + (string.IsNullOrEmpty(options.ApiKey) ? "" : "; /v1 routes require the API key"));
         await server.WaitForShutdownAsync();
         return 0;
     }

@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Logging;
 using SparseDecode.Engine;
+using SparseDecode.Tokenization;
 using SparseDecode.Server.Protocol;
 using SparseDecode.Server.Scheduling;
 
@@ -50,6 +51,10 @@ internal sealed class OpenAiEndpoints(
     {
         try
         {
+            if (options.ApiKey is { Length: > 0 } key && ctx.Request.Path.StartsWithSegments("/v1") && !Authorized(ctx, key))
+            {
+                throw new ApiException(401, "This server requires an API key: send the header 'Authorization: Bearer KEY'.", null, "invalid_api_key");
+            }
             await next(ctx);
             if (ctx.Response is { HasStarted: false, StatusCode: 404 or 405 })
                 await WriteError(ctx, ctx.Response.StatusCode == 404
@@ -58,6 +63,8 @@ internal sealed class OpenAiEndpoints(
         }
         catch (ApiException e) when (!ctx.Response.HasStarted)
         {
+            // One line per refusal, never a stack trace: a client cannot flood the log with them.
+            log.LogInformation("{Method} {Path} answered {Status} {Code}: {Message}", ctx.Request.Method, ctx.Request.Path, e.Status, e.Code, e.Message);
             await WriteError(ctx, e);
         }
         catch (BadHttpRequestException e) when (!ctx.Response.HasStarted)
@@ -65,6 +72,12 @@ internal sealed class OpenAiEndpoints(
             // Kestrel's own refusals while reading the body: too large (413), bad framing, client too slow.
             string message = e.StatusCode == 413 ? $"The request body exceeds the limit of {options.MaxBodyBytes} bytes." : e.Message;
             await WriteError(ctx, new ApiException(e.StatusCode, message, null, e.StatusCode == 413 ? "request_too_large" : "bad_request"));
+        }
+        catch (TokenizerTimeoutException e) when (!ctx.Response.HasStarted)
+        {
+            // The client's text against the tokenizer file's pattern: refused, one line, no stack trace.
+            log.LogWarning("Request {Method} {Path} refused: {Message}", ctx.Request.Method, ctx.Request.Path, e.Message);
+            await WriteError(ctx, ApiException.BadRequest(e.Message, null, "tokenization_timeout"));
         }
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
         {
@@ -81,8 +94,19 @@ internal sealed class OpenAiEndpoints(
         }
         finally
         {
-            metrics.RequestFinished(EndpointLabel(ctx.Request.Path), ctx.Response.StatusCode);
+            // A response the client did not wait for is not a 200: 499 (client closed request), as nginx counts it.
+            metrics.RequestFinished(EndpointLabel(ctx.Request.Path), ctx.RequestAborted.IsCancellationRequested ? ServerMetrics.ClientClosed : ctx.Response.StatusCode);
         }
+    }
+
+    /// <summary>Whether the request carries "Authorization: Bearer KEY", compared in constant time.</summary>
+    private static bool Authorized(HttpContext ctx, string key)
+    {
+        string header = ctx.Request.Headers.Authorization.ToString();
+        const string scheme = "Bearer ";
+        if (!header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase)) return false;
+        return System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+            Encoding.UTF8.GetBytes(header[scheme.Length..].Trim()), Encoding.UTF8.GetBytes(key));
     }
 
     private static async Task WriteError(HttpContext ctx, ApiException e)
@@ -90,6 +114,7 @@ internal sealed class OpenAiEndpoints(
         ctx.Response.Clear();
         ctx.Response.StatusCode = e.Status;
         if (e.Status == 429) ctx.Response.Headers.RetryAfter = "1";
+        if (e.Status == 401) ctx.Response.Headers.WWWAuthenticate = "Bearer";
         var body = new ErrorResponse { Error = new ErrorDetail { Message = e.Message, Type = e.Type, Param = e.Param, Code = e.Code } };
         await WriteJson(ctx, body, ServerJson.Api.ErrorResponse);
     }
@@ -155,8 +180,8 @@ internal sealed class OpenAiEndpoints(
                     throw ApiException.BadRequest($"'prompt' token id {ids[i]} (element {i}) is outside the vocabulary of {vocab}.", "prompt");
             prompt = ids;
         }
-        else prompt = model.Codec.Encode(request.PromptText!, addSpecialTokens: true);
-        var seq = Submit(prompt, request.Parameters, options.DefaultCompletionTokens, [], "prompt");
+        else prompt = CheckEncoded(model.Codec.Encode(request.PromptText!, addSpecialTokens: true));
+        var seq = Submit(ctx, prompt, request.Parameters, options.DefaultCompletionTokens, [], "prompt");
         var writer = new CompletionWriter("cmpl-" + Guid.NewGuid().ToString("N")[..24], model.Id, request.Parameters.Logprobs is not null);
         await Respond(ctx, seq, request.Parameters, writer);
     }
@@ -166,14 +191,26 @@ internal sealed class OpenAiEndpoints(
         var request = RequestParser.ParseChat(await ReadBody(ctx), options.MaxTokensLimit);
         var template = model.Template;
         string text = template.Render(request.Messages);
-        int[] prompt = model.Codec.Encode(text, template.EncodeWithSpecialTokens);
-        var seq = Submit(prompt, request.Parameters, options.DefaultChatTokens, template.StopStrings, "messages");
+        int[] prompt = CheckEncoded(model.Codec.Encode(text, template.EncodeWithSpecialTokens));
+        var seq = Submit(ctx, prompt, request.Parameters, options.DefaultChatTokens, template.StopStrings, "messages");
         var writer = new ChatWriter("chatcmpl-" + Guid.NewGuid().ToString("N")[..24], model.Id, request.Parameters.Logprobs is not null);
         await Respond(ctx, seq, request.Parameters, writer);
     }
 
+    /// <summary>A tokenizer that does not match the checkpoint yields ids past its embedding table, which would fail
+    /// deep inside a step; refused here with one sentence (the server's fault, hence 500, logged as one line).</summary>
+    private int[] CheckEncoded(int[] ids)
+    {
+        int vocab = model.Transformer.Config.VocabSize;
+        foreach (int id in ids)
+            if ((uint)id >= (uint)vocab)
+                throw new ApiException(500, $"The tokenizer produced token id {id}, outside the model's vocabulary of {vocab}: tokenizer.json does not match the checkpoint.",
+                    null, "tokenizer_mismatch");
+        return ids;
+    }
+
     /// <summary>Checks the request against the context, makes its selector and sampler, and queues it.</summary>
-    private Sequence Submit(int[] prompt, GenerationParameters p, int defaultMaxTokens, IReadOnlyList<string> extraStops, string promptParam)
+    private Sequence Submit(HttpContext ctx, int[] prompt, GenerationParameters p, int defaultMaxTokens, IReadOnlyList<string> extraStops, string promptParam)
     {
         if (prompt.Length == 0) throw ApiException.BadRequest("The prompt is empty.", promptParam);
         int context = model.Context;
@@ -195,6 +232,8 @@ internal sealed class OpenAiEndpoints(
             StopStrings = extraStops.Count == 0 ? p.Stop : [.. p.Stop, .. extraStops],
             IgnoreEos = p.IgnoreEos,
             Logprobs = p.Logprobs,
+            // The address, not a header: a client cannot claim to be many clients (or another one).
+            Client = ctx.Connection.RemoteIpAddress?.ToString() ?? "",
         };
         return scheduler.Submit(request);
     }
@@ -272,10 +311,15 @@ internal sealed class OpenAiEndpoints(
     private ApiException AsApiException(Exception e)
     {
         if (e is ApiException api) return api;
+        if (e is ContextOverflowException) return ApiException.BadRequest(e.Message, null, "context_length_exceeded");
+        if (e is NonFiniteLogitsException)
+        {
+            // The model's fault, not the client's, and the same for every request: one line, no stack trace.
+            log.LogError("Generation stopped: {Message}", e.Message);
+            return new ApiException(500, e.Message, null, "non_finite_logits");
+        }
         log.LogError(e, "Generation failed");
-        return e is ContextOverflowException
-            ? ApiException.BadRequest(e.Message, null, "context_length_exceeded")
-            : new ApiException(500, "Generation failed: " + e.Message, null, "internal_error");
+        return new ApiException(500, "Generation failed: " + e.Message, null, "internal_error");
     }
 
     /// <summary>Writes one server-sent event and flushes it to the client.</summary>

@@ -38,8 +38,13 @@ public sealed class SelectorFactory
         {
             return SelectorSpec.Parse(method, budget, parameters).Create(_config);
         }
+        catch (SelectorSpec.SpecException e)
+        {
+            throw ApiException.BadRequest(e.Message, "sparse." + e.Field, "invalid_sparse");
+        }
         catch (ArgumentException e)
         {
+            // A selector's own constructor check (e.g. a layer pair it cannot use).
             throw ApiException.BadRequest(e.Message, "sparse", "invalid_sparse");
         }
     }

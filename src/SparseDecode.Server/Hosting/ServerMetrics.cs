@@ -10,6 +10,8 @@ namespace SparseDecode.Server.Hosting;
 public sealed class ServerMetrics
 {
     private const double RateWindowSeconds = 10;
+    /// <summary>The status label of a request whose client went away before its response was complete.</summary>
+    public const int ClientClosed = 499;
 
     private readonly ConcurrentDictionary<(string Endpoint, int Status), long> _requests = new();
     private readonly Queue<(long Stamp, int Tokens)> _recentSteps = new();
@@ -73,11 +75,11 @@ public sealed class ServerMetrics
             sb.Append(name).Append('{').Append(labels).Append("} ").Append(value.ToString("R", ci)).Append('\n');
         }
 
-        sb.Append("# HELP sparsedecode_requests_total Requests answered, by endpoint and HTTP status.\n");
+        sb.Append("# HELP sparsedecode_requests_total Requests answered, by endpoint and HTTP status (499: the client went away first).\n");
         sb.Append("# TYPE sparsedecode_requests_total counter\n");
         foreach (var ((endpoint, status), n) in _requests.OrderBy(kv => kv.Key.Endpoint, StringComparer.Ordinal).ThenBy(kv => kv.Key.Status))
             sb.Append(ci, $"sparsedecode_requests_total{{model=\"{m}\",endpoint=\"{Escape(endpoint)}\",status=\"{status}\"}} {n}\n");
-        Metric("sparsedecode_requests_cancelled_total", "counter", "Requests whose client went away before generation ended.",
+        Metric("sparsedecode_requests_cancelled_total", "counter", "Requests whose client went away before generation ended, while queued or decoding.",
             $"model=\"{m}\"", CancelledCount);
         Metric("sparsedecode_prompt_tokens_total", "counter", "Prompt tokens prefilled.", $"model=\"{m}\"", Interlocked.Read(ref _promptTokens));
         Metric("sparsedecode_generation_tokens_total", "counter", "Tokens generated (completion tokens).", $"model=\"{m}\"",

@@ -24,4 +24,10 @@ public sealed record ServerOptions
     /// <summary>Request bodies above this many bytes are refused with 413.</summary>
     public long MaxBodyBytes { get; init; } = 1 << 20;
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
+    /// <summary>When set, every /v1 route requires "Authorization: Bearer KEY" (401 otherwise); /health and
+    /// /metrics stay open for probes and scrapers.</summary>
+    public string? ApiKey { get; init; }
+    /// <summary>On shutdown (SIGTERM, Ctrl+C) requests in flight get this long to finish; then each remaining
+    /// stream ends with an error event and [DONE], each remaining request with 503.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
 }

@@ -66,6 +66,8 @@ public sealed class SparseServer : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "sparsedecode" });
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", options.LogLevel > LogLevel.Warning ? options.LogLevel : LogLevel.Warning);
+        // Kestrel waits this long for handlers once the drain has ended them all; the drain itself is bounded.
+        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(5));
         builder.WebHost.ConfigureKestrel(k =>
         {
             // The handlers check Content-Length first and answer with an OpenAI error object; Kestrel's own limit
@@ -84,7 +86,9 @@ public sealed class SparseServer : IAsyncDisposable
             var endpoints = new OpenAiEndpoints(model, scheduler, metrics, options, selectors,
                 app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("SparseDecode.Server"));
             endpoints.Map(app);
-            await app.StartAsync(cancel);
+            // Stopping (SIGTERM, Ctrl+C): Kestrel stops accepting while the scheduler drains what it holds.
+            app.Lifetime.ApplicationStopping.Register(() => _ = scheduler.DrainAsync(options.DrainTimeout));
+            await StartListening(app, options, cancel);
             return new SparseServer(app, model, scheduler, metrics, ownsModel);
         }
         catch
@@ -94,6 +98,23 @@ public sealed class SparseServer : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>Starts Kestrel; a port that cannot be bound is one sentence (IOException), not a logged stack trace.</summary>
+    private static async Task StartListening(WebApplication app, ServerOptions options, CancellationToken cancel)
+    {
+        try
+        {
+            await app.StartAsync(cancel);
+        }
+        catch (IOException e)
+        {
+            string why = e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException ? "it is already in use" : e.Message.TrimEnd('.');
+            throw new IOException($"Cannot listen on {options.Host}:{options.Port}: {why}.");
+        }
+    }
+
+    /// <summary>Asks the host to stop as SIGTERM does: stop accepting, drain for --drain-timeout, then end the rest.</summary>
+    public void RequestShutdown() => _app.Lifetime.StopApplication();
 
     /// <summary>Waits until the host is asked to stop (Ctrl+C, SIGTERM) or `cancel` fires.</summary>
     public Task WaitForShutdownAsync(CancellationToken cancel = default) => _app.WaitForShutdownAsync(cancel);

@@ -10,6 +10,9 @@ namespace SparseDecode.Server.Protocol;
 public static class RequestParser
 {
     public const int MaxStopStrings = 4;
+    /// <summary>Longest stop string: text that may begin one is held back and rescanned on every token (on the
+    /// scheduler thread that serves every sequence), so a megabyte-long stop string would stall all of them.</summary>
+    public const int MaxStopLength = 256;
     public const int MaxCompletionLogprobs = 5;
     public const int MaxChatTopLogprobs = 20;
 
@@ -132,7 +135,25 @@ public static class RequestParser
             doc.Dispose();
             throw new ApiException(400, "The request body must be a JSON object.", null, "invalid_json");
         }
+        try
+        {
+            CheckText(body.Span);
+        }
+        catch
+        {
+            doc.Dispose();
+            throw;
+        }
         return doc;
+    }
+
+    /// <summary>Invalid UTF-8 or a lone surrogate in any string would fail later deep in a handler or the
+    /// tokenizer; refused up front, naming the top-level field it is in.</summary>
+    private static void CheckText(ReadOnlySpan<byte> body)
+    {
+        if (JsonText.FirstInvalid(body, DocumentOptions.MaxDepth) is not string property) return;
+        throw new ApiException(400, $"The request body holds a string that is not valid Unicode (invalid UTF-8 or a lone surrogate){(property.Length == 0 ? "" : $" at '{property}'")}.",
+            property.Length == 0 ? null : property, "invalid_encoding");
     }
 
     private static GenerationParameters Common(JsonElement root, int maxTokensLimit)
@@ -142,9 +163,10 @@ public static class RequestParser
         if (n is not null && n != 1) throw ApiException.BadRequest($"'n' must be 1: this server returns one choice per request (got {n}).", "n");
         if (Int(root, "best_of") is int bo && bo != 1) throw ApiException.BadRequest("'best_of' must be 1.", "best_of");
         // max_completion_tokens is the newer name of the same limit in the chat API.
-        int? maxTokens = Int(root, "max_tokens") ?? Int(root, "max_completion_tokens");
+        string maxName = root.TryGetProperty("max_tokens", out var mtv) && mtv.ValueKind != JsonValueKind.Null ? "max_tokens" : "max_completion_tokens";
+        int? maxTokens = Int(root, maxName);
         if (maxTokens is int mt && (mt < 1 || mt > maxTokensLimit))
-            throw ApiException.BadRequest($"'max_tokens' must be between 1 and {maxTokensLimit}, got {mt}.", "max_tokens");
+            throw ApiException.BadRequest($"'{maxName}' must be between 1 and {maxTokensLimit}, got {mt}.", maxName);
         double temperature = Number(root, "temperature") ?? 1.0;
         if (!(temperature >= 0 && temperature <= 2)) throw ApiException.BadRequest($"'temperature' must be between 0 and 2, got {F(temperature)}.", "temperature");
         double topP = Number(root, "top_p") ?? 1.0;
@@ -168,13 +190,14 @@ public static class RequestParser
             if (so.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("'stream_options' must be an object.", "stream_options");
             includeUsage = Bool(so, "include_usage", "stream_options.include_usage") ?? false;
         }
-        // top_p 0 keeps only the most likely token: greedy.
-        if (topP == 0) temperature = 0;
+        // top_p 0 keeps only the most likely token: greedy. So does any top_p too small for a float (≤ ~1e-45),
+        // which would otherwise reach the sampler as 0 and be refused there.
+        if ((float)topP == 0) temperature = 0;
         return new GenerationParameters
         {
             MaxTokens = maxTokens,
             Temperature = (float)temperature,
-            TopP = topP == 0 ? 1f : (float)topP,
+            TopP = (float)topP == 0 ? 1f : (float)topP,
             TopK = Math.Max(0, topK),
             Seed = seed,
             Stop = Stop(root),
@@ -189,7 +212,7 @@ public static class RequestParser
     {
         if (!root.TryGetProperty("stop", out var stop) || stop.ValueKind == JsonValueKind.Null) return [];
         if (stop.ValueKind == JsonValueKind.String)
-            return stop.GetString()!.Length == 0 ? [] : [stop.GetString()!];
+            return stop.GetString()!.Length == 0 ? [] : [StopString(stop)];
         if (stop.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("'stop' must be a string or an array of strings.", "stop");
         if (stop.GetArrayLength() > MaxStopStrings)
             throw ApiException.BadRequest($"'stop' may hold at most {MaxStopStrings} strings.", "stop");
@@ -197,9 +220,17 @@ public static class RequestParser
         foreach (var e in stop.EnumerateArray())
         {
             if (e.ValueKind != JsonValueKind.String) throw ApiException.BadRequest("'stop' must be a string or an array of strings.", "stop");
-            if (e.GetString()!.Length > 0) list.Add(e.GetString()!);
+            if (e.GetString()!.Length > 0) list.Add(StopString(e));
         }
         return list;
+    }
+
+    private static string StopString(JsonElement e)
+    {
+        string s = e.GetString()!;
+        if (s.Length > MaxStopLength)
+            throw ApiException.BadRequest($"Each 'stop' string may hold at most {MaxStopLength} characters; one holds {s.Length}.", "stop");
+        return s;
     }
 
     private static SparseRequest? Sparse(JsonElement root)

@@ -6,8 +6,8 @@ using SparseDecode.Server.Protocol;
 
 namespace SparseDecode.Server.Scheduling;
 
-/// <summary>Continuous batching on one scheduler thread. Requests wait in a bounded FIFO queue; between two steps
-/// the waiting ones join the batch while it has room, and a sequence leaves as soon as it finishes or is
+/// <summary>Continuous batching on one scheduler thread. Requests wait in a bounded queue; between two steps
+/// the waiting ones join the batch while it has room (fairly between clients, see SchedulerOptions.MaxActivePerClient), and a sequence leaves as soon as it finishes or is
 /// cancelled, its KV cache freed at once. One step advances every active sequence by one token: a sequence still
 /// prefilling runs its next prompt chunk (the last chunk also yields its first token), every other one runs one
 /// decode step and samples its next token. The sequences of a step run in parallel (Parallel.For over the
@@ -26,7 +26,12 @@ public sealed class BatchScheduler : IDisposable
     private readonly SemaphoreSlim _wake = new(0);
     private readonly Thread _thread;
     private readonly Action<int> _stepOne;
-    private volatile bool _stopping;
+    // Scheduler thread only: sequences decoding per client.
+    private readonly Dictionary<string, int> _activeByClient = new(StringComparer.Ordinal);
+    private volatile bool _stopping, _draining;
+    private int _disposed;
+    // Queued plus active sequences not yet released: what the batch and the queue hold together.
+    private int _outstanding;
     private long _nextId;
     private int _activeCount;
     private long _kvBytes;
@@ -36,6 +41,7 @@ public sealed class BatchScheduler : IDisposable
         if (options.MaxBatch < 1) throw new ArgumentException($"max batch must be ≥ 1, got {options.MaxBatch}.");
         if (options.MaxQueue < 0) throw new ArgumentException($"max queue must be ≥ 0, got {options.MaxQueue}.");
         if (options.PrefillChunk < 1) throw new ArgumentException($"prefill chunk must be ≥ 1, got {options.PrefillChunk}.");
+        if (options.MaxActivePerClient < 0) throw new ArgumentException($"max active per client must be ≥ 0, got {options.MaxActivePerClient}.");
         _model = model;
         _options = options;
         _metrics = metrics;
@@ -54,24 +60,45 @@ public sealed class BatchScheduler : IDisposable
     public int ActiveCount => Volatile.Read(ref _activeCount);
     public long KvCacheBytes => Interlocked.Read(ref _kvBytes);
 
-    /// <summary>Queues a request. Throws ApiException 429 when the queue is full, 503 when shutting down.</summary>
+    /// <summary>Queues a request. Throws ApiException 429 when the batch and the queue are full, 503 when shutting down.</summary>
     public Sequence Submit(SequenceRequest request)
     {
         if (request.Prompt.Length == 0) throw new ArgumentException("The prompt is empty.");
         lock (_lock)
         {
-            if (_stopping) throw new ApiException(503, "The server is shutting down.", null, "shutting_down");
-            // Room in the batch counts as room: a request that can start at the next step never waits for the queue.
-            int free = Math.Max(0, _options.MaxBatch - _activeCount - _queue.Count);
-            if (free == 0 && _queue.Count >= _options.MaxQueue)
-                throw new ApiException(429, $"The server is busy: {_activeCount} sequences are decoding and {_queue.Count} requests are waiting (the queue holds {_options.MaxQueue}). Retry later.",
+            if (_stopping || _draining) throw ShuttingDown();
+            // Counted together rather than from the active count, which lags until the scheduler admits: a burst
+            // gets exactly batch + queue places.
+            if (_outstanding >= _options.MaxBatch + _options.MaxQueue)
+                throw new ApiException(429, $"The server is busy: {_activeCount} sequences are decoding and {_queue.Count} requests are waiting (the batch holds {_options.MaxBatch}, the queue {_options.MaxQueue}). Retry later.",
                     null, "queue_full");
+            if (_options.MaxActivePerClient > 0 && QueuedBy(request.Client) >= QueueShare)
+                throw new ApiException(429, $"This client already has {QueueShare} requests waiting (its share of the queue of {_options.MaxQueue}). Retry later.",
+                    null, "client_queue_full");
             var seq = new Sequence(this, Interlocked.Increment(ref _nextId), request, _model.Codec);
             seq.QueueNode = _queue.AddLast(seq);
+            Interlocked.Increment(ref _outstanding);
             _wake.Release();
             return seq;
         }
     }
+
+    /// <summary>With a per-client cap, one client may also fill at most half the queue, so that the others can
+    /// still get in line.</summary>
+    private int QueueShare => Math.Max(1, _options.MaxQueue / 2);
+
+    // Under _lock; the queue is short (bounded by --max-queue plus the batch).
+    private int QueuedBy(string client)
+    {
+        int n = 0;
+        foreach (var s in _queue) if (s.Request.Client == client) n++;
+        return n;
+    }
+
+    private static ApiException ShuttingDown() => new(503, "The server is shutting down.", null, "shutting_down");
+
+    /// <summary>Queued plus decoding sequences.</summary>
+    public int Outstanding => Volatile.Read(ref _outstanding);
 
     internal void OnCancelled(Sequence seq)
     {
@@ -81,11 +108,29 @@ public sealed class BatchScheduler : IDisposable
             {
                 _queue.Remove(node);
                 seq.QueueNode = null;
-                seq.Release();
+                _metrics.Cancelled();
+                Free(seq);
                 return;
             }
         }
         _wake.Release();
+    }
+
+    /// <summary>Releases a sequence that leaves the queue or the batch; exactly once per sequence.</summary>
+    private void Free(Sequence seq)
+    {
+        seq.Release();
+        Interlocked.Decrement(ref _outstanding);
+    }
+
+    /// <summary>Graceful shutdown: refuses new requests with 503 at once, lets the queued and decoding ones run
+    /// for up to `timeout`, then ends every one still there with 503 (an error event and [DONE] on a stream).</summary>
+    public async Task DrainAsync(TimeSpan timeout)
+    {
+        lock (_lock) _draining = true;
+        long deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        while (Outstanding > 0 && Stopwatch.GetTimestamp() < deadline) await Task.Delay(20);
+        Dispose();
     }
 
     private void Run()
@@ -111,14 +156,15 @@ public sealed class BatchScheduler : IDisposable
             Sequence seq;
             lock (_lock)
             {
-                if (_queue.First is null) return;
-                seq = _queue.First.Value;
-                _queue.RemoveFirst();
+                if (NextFair() is not { } node) return;
+                seq = node.Value;
+                _queue.Remove(node);
                 seq.QueueNode = null;
             }
             if (seq.IsCancelled)
             {
-                seq.Release();
+                _metrics.Cancelled();
+                Free(seq);
                 continue;
             }
             try
@@ -132,13 +178,36 @@ public sealed class BatchScheduler : IDisposable
             catch (Exception e)
             {
                 seq.Emit(new SequenceEvent("", null, null, e));
-                seq.Release();
+                Free(seq);
                 continue;
             }
             _metrics.PromptTokens(seq.PromptTokens);
             _active.Add(seq);
+            CountActive(seq.Request.Client, +1);
             Volatile.Write(ref _activeCount, _active.Count);
         }
+    }
+
+    /// <summary>The queued sequence whose client has the fewest decoding, earliest first among equals, skipping
+    /// clients at their cap; null when none may start. The queue is short (bounded by --max-queue).</summary>
+    private LinkedListNode<Sequence>? NextFair()
+    {
+        LinkedListNode<Sequence>? best = null;
+        int bestActive = int.MaxValue, cap = _options.MaxActivePerClient;
+        for (var node = _queue.First; node is not null && bestActive > 0; node = node.Next)
+        {
+            int active = _activeByClient.GetValueOrDefault(node.Value.Request.Client);
+            if (cap > 0 && active >= cap) continue;
+            if (active < bestActive) (best, bestActive) = (node, active);
+        }
+        return best;
+    }
+
+    private void CountActive(string client, int delta)
+    {
+        int n = _activeByClient.GetValueOrDefault(client) + delta;
+        if (n == 0) _activeByClient.Remove(client);
+        else _activeByClient[client] = n;
     }
 
     private void Step()
@@ -227,7 +296,8 @@ public sealed class BatchScheduler : IDisposable
             {
                 _metrics.CompletionTokens(s.CompletionTokens);
                 if (s.IsCancelled && !s.Done) _metrics.Cancelled();
-                s.Release();
+                CountActive(s.Request.Client, -1);
+                Free(s);
             }
             else _active[kept++] = s;
         }
@@ -238,7 +308,7 @@ public sealed class BatchScheduler : IDisposable
 
     private void Shutdown()
     {
-        var gone = new ApiException(503, "The server is shutting down.", null, "shutting_down");
+        var gone = ShuttingDown();
         List<Sequence> all;
         lock (_lock)
         {
@@ -246,20 +316,23 @@ public sealed class BatchScheduler : IDisposable
             _queue.Clear();
         }
         _active.Clear();
+        _activeByClient.Clear();
         Volatile.Write(ref _activeCount, 0);
         foreach (var s in all)
         {
             if (!s.Done) s.Emit(new SequenceEvent("", null, null, gone));
-            s.Release();
+            Free(s);
         }
         Interlocked.Exchange(ref _kvBytes, 0);
     }
 
+    /// <summary>Stops at once: queued and decoding sequences end with 503. Safe to call more than once.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         lock (_lock) _stopping = true;
         _wake.Release();
         _thread.Join();
-        _wake.Dispose();
+        // _wake is not disposed: a handler may still cancel its (finished) sequence, which signals it.
     }
 }

@@ -10,6 +10,10 @@ public sealed record SchedulerOptions
     public int MaxQueue { get; init; } = 64;
     /// <summary>Prompt tokens one sequence prefills per step, so a long prompt does not stall the others' decoding.</summary>
     public int PrefillChunk { get; init; } = 256;
+    /// <summary>Sequences one client may have decoding at once (0: no cap), so that one client cannot hold every
+    /// slot of the batch; its further requests wait in the queue, up to half of it (429 beyond). Independently of the cap, a free slot goes to
+    /// the waiting client with the fewest sequences decoding (arrival order among equals).</summary>
+    public int MaxActivePerClient { get; init; }
     /// <summary>Run the sequences of a step in parallel (each on its own core; their matvecs are parallel too).</summary>
     public bool ParallelSequences { get; init; } = true;
     public DType CacheType { get; init; } = DType.F32;

@@ -15,4 +15,6 @@ public sealed record SequenceRequest
     public bool IgnoreEos { get; init; }
     /// <summary>Null: no log-probabilities; otherwise the number of alternatives per token.</summary>
     public int? Logprobs { get; init; }
+    /// <summary>Who asked (the remote address): admission is fair between clients and capped per client.</summary>
+    public string Client { get; init; } = "";
 }

@@ -18,9 +18,18 @@ public sealed class Sampler
         _random = options.Seed is ulong s ? new Random(unchecked((int)(s ^ (s >> 32)))) : new Random();
     }
 
+    /// <summary>Below this temperature sampling is greedy: exp(−gap / T) underflows to 0 in float for any logit gap
+    /// above ~1e-4, so the draw could only differ from the argmax between near-ties, and dividing raw logits by a
+    /// subnormal temperature would overflow to infinity (the sampler once returned garbage at T ≈ 1e-40).</summary>
+    public const float GreedyBelow = 1e-6f;
+
+    /// <summary>The next token. Throws <see cref="NonFiniteLogitsException"/> when a logit is NaN or +∞ or all are
+    /// −∞: the step's arithmetic has gone wrong, and any token picked from it would be meaningless.</summary>
     public int Next(ReadOnlySpan<float> logits)
     {
-        if (_options.Temperature == 0) return TensorPrimitives.IndexOfMax(logits);
+        float max = TensorPrimitives.Max(logits);
+        if (!float.IsFinite(max)) throw new NonFiniteLogitsException(max);
+        if (_options.Temperature < GreedyBelow) return TensorPrimitives.IndexOfMax(logits);
         int n = logits.Length;
         if (_probs.Length < n)
         {
@@ -28,7 +37,9 @@ public sealed class Sampler
             _order = new int[n];
         }
         var p = _probs.AsSpan(0, n);
-        TensorPrimitives.Divide(logits, _options.Temperature, p);
+        // Shift by the maximum before dividing, so that (l − max) / T ≤ 0 cannot overflow for any temperature.
+        TensorPrimitives.Subtract(logits, max, p);
+        TensorPrimitives.Divide(p, _options.Temperature, p);
         Kernels.Activations.Softmax(p);
         var order = _order.AsSpan(0, n);
         for (int i = 0; i < n; i++) order[i] = i;

@@ -19,7 +19,12 @@ public static class Scorer
             int n = Math.Min(chunk, tokens.Length - c0);
             model.Prefill(tokens.Slice(c0, n), cache, default, logits.AsSpan(0, n * v));
             for (int t = 0; t < n && c0 + t + 1 < tokens.Length; t++)
-                result[c0 + t] = Activations.LogSoftmaxAt(logits.AsSpan(t * v, v), tokens[c0 + t + 1]);
+            {
+                double lp = Activations.LogSoftmaxAt(logits.AsSpan(t * v, v), tokens[c0 + t + 1]);
+                // A NaN here would reach the JSON writer, which refuses it with an exception far from the cause.
+                if (!double.IsFinite(lp)) throw new NonFiniteLogitsException((float)lp);
+                result[c0 + t] = lp;
+            }
         }
         return result;
     }

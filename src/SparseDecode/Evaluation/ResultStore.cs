@@ -4,7 +4,9 @@ using System.Text.Json;
 namespace SparseDecode.Evaluation;
 
 /// <summary>Cell results on disk as JSON lines (one cell a line, appended and flushed as each finishes), keyed by
-/// the cell, so that an interrupted run picks up where it stopped. A torn last line is ignored.</summary>
+/// the cell, so that an interrupted run picks up where it stopped. A line that cannot be read (torn by an
+/// interrupted write, edited by hand, "key": null) is skipped and listed in <see cref="Skipped"/>: its cell runs
+/// again, and no line can stop later runs.</summary>
 public sealed class ResultStore
 {
     public const string FileName = "cells.jsonl";
@@ -18,18 +20,40 @@ public sealed class ResultStore
         if (fresh && File.Exists(_path)) File.Delete(_path);
         if (!File.Exists(_path)) return;
         EndWithNewline();
+        int number = 0;
         foreach (string line in File.ReadLines(_path))
         {
+            number++;
             if (string.IsNullOrWhiteSpace(line)) continue;
-            try
-            {
-                if (JsonSerializer.Deserialize(line, EvalJson.Default.CellResult) is { } c) _cells[c.Key] = c;
-            }
-            catch (JsonException)
-            {
-                // a line cut short by an interrupted write: that cell simply runs again
-            }
+            if (Read(line, out string? why) is { } c) _cells[c.Key] = c;
+            else _skipped.Add((number, why!));
         }
+    }
+
+    private readonly List<(int Line, string Reason)> _skipped = [];
+
+    /// <summary>The lines (1-based) that could not be read, and why.</summary>
+    public IReadOnlyList<(int Line, string Reason)> Skipped => _skipped;
+
+    /// <summary>One cell from one line, or null with the reason. The serializer does not enforce non-null on
+    /// required strings, so they are checked here: a null key once failed every later run.</summary>
+    public static CellResult? Read(string line, out string? reason)
+    {
+        CellResult? c;
+        try
+        {
+            c = JsonSerializer.Deserialize(line, EvalJson.Default.CellResult);
+        }
+        catch (Exception e) when (e is JsonException or NotSupportedException or InvalidOperationException or ArgumentException)
+        {
+            reason = "not a cell result (" + e.Message.TrimEnd('.') + ")";
+            return null;
+        }
+        reason = c is null ? "null"
+            : c.Key is null ? "'key' is null"
+            : c.Model is null || c.Method is null || c.Budget is null || c.Task is null ? "'model', 'method', 'budget' or 'task' is null"
+            : null;
+        return reason is null ? c : null;
     }
 
     /// <summary>An interrupted write may leave a line without its newline; the next cell must start a line of its own.</summary>

@@ -45,22 +45,41 @@ public sealed record ModelConfig
     {
         string path = Path.Combine(directory, "config.json");
         if (!File.Exists(path)) throw new ModelFormatException($"{path}: file not found.");
+        return FromJson(File.ReadAllBytes(path), path);
+    }
+
+    /// <summary>Parses config.json's bytes; `path` only names the file in messages. Throws ModelFormatException.</summary>
+    public static ModelConfig FromJson(ReadOnlyMemory<byte> json, string path)
+    {
+        JsonDocument doc;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-            return Parse(doc.RootElement, path);
+            doc = JsonDocument.Parse(json);
         }
         catch (JsonException e)
         {
             throw new ModelFormatException($"{path}: not valid JSON ({e.Message}).");
         }
+        using (doc)
+        {
+            if (JsonText.FirstInvalid(json.Span, 64) is string at)
+                throw new ModelFormatException($"{path}: holds a string that is not valid UTF-8 or has a lone surrogate{JsonText.Where(at)}.");
+            return Parse(doc.RootElement, path);
+        }
     }
+
+    /// <summary>Upper bounds of the values that size memory, far above any published Llama-family model (the
+    /// largest have ~126 layers, 16K hidden, 256K vocabulary, 10M positions) and low enough that arrays sized by
+    /// them, or by their products, cannot overflow or exhaust memory before the weights are checked.</summary>
+    public const int MaxLayers = 1024, MaxHidden = 1 << 16, MaxIntermediate = 1 << 20, MaxHeads = 1024, MaxHeadDim = 1024,
+        MaxVocab = 1 << 24, MaxPositionsLimit = 1 << 28;
 
     public static ModelConfig Parse(JsonElement root, string path)
     {
         if (root.ValueKind != JsonValueKind.Object) throw new ModelFormatException($"{path}: not a JSON object.");
         string arch = root.TryGetProperty("architectures", out var a) && a.ValueKind == JsonValueKind.Array && a.GetArrayLength() > 0
-            ? a[0].GetString() ?? "" : "";
+            ? a[0].ValueKind == JsonValueKind.String ? a[0].GetString()! : throw new ModelFormatException($"{path}: 'architectures' must hold strings.")
+            : "";
         var architecture = arch switch
         {
             "LlamaForCausalLM" => Architecture.Llama,
@@ -70,12 +89,13 @@ public sealed record ModelConfig
             _ => throw new ModelFormatException($"{path}: architecture '{arch}' is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM are)."),
         };
 
-        int Int(string name, int? fallback = null)
+        int Int(string name, int max, int? fallback = null)
         {
-            if (root.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i))
+            if (root.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out long i))
             {
                 if (i <= 0) throw new ModelFormatException($"{path}: '{name}' must be positive, got {i}.");
-                return i;
+                if (i > max) throw new ModelFormatException($"{path}: '{name}' is {i}, above the largest this engine accepts ({max}).");
+                return (int)i;
             }
             if (root.TryGetProperty(name, out v) && v.ValueKind != JsonValueKind.Null)
                 throw new ModelFormatException($"{path}: '{name}' must be an integer.");
@@ -83,77 +103,100 @@ public sealed record ModelConfig
         }
         bool Bool(string name, bool fallback) =>
             root.TryGetProperty(name, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : fallback;
-        double? Double(JsonElement obj, string name) =>
-            obj.ValueKind == JsonValueKind.Object && obj.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
+        double? Double(JsonElement obj, string name)
+        {
+            if (obj.ValueKind != JsonValueKind.Object || !obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+            if (v.ValueKind != JsonValueKind.Number) throw new ModelFormatException($"{path}: '{name}' must be a number.");
+            return v.GetDouble();
+        }
+        string? Str(JsonElement obj, string name)
+        {
+            if (!obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+            return v.ValueKind == JsonValueKind.String ? v.GetString() : throw new ModelFormatException($"{path}: '{name}' must be a string.");
+        }
+        int TokenId(JsonElement v, string name) => v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int id) && id >= 0
+            ? id : throw new ModelFormatException($"{path}: '{name}' must hold non-negative integer token ids.");
 
-        int hidden = Int("hidden_size");
-        int heads = Int("num_attention_heads");
-        int kvHeads = Int("num_key_value_heads", heads);
-        int headDim = Int("head_dim", hidden / heads);
+        int hidden = Int("hidden_size", MaxHidden);
+        int heads = Int("num_attention_heads", MaxHeads);
+        int kvHeads = Int("num_key_value_heads", MaxHeads, heads);
+        int headDim = Int("head_dim", MaxHeadDim, Math.Max(1, hidden / heads));
         if (heads % kvHeads != 0)
             throw new ModelFormatException($"{path}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kvHeads}.");
         if (headDim % 2 != 0) throw new ModelFormatException($"{path}: head_dim {headDim} must be even for RoPE.");
-        string act = root.TryGetProperty("hidden_act", out var h) ? h.GetString() ?? "silu" : "silu";
+        string act = Str(root, "hidden_act") ?? "silu";
         if (act != "silu") throw new ModelFormatException($"{path}: hidden_act '{act}' is not supported (silu is).");
 
-        var rope = ParseRope(root, path, Double);
+        var rope = ParseRope(root, path, Double, Str);
+        double eps = Double(root, "rms_norm_eps") ?? 1e-6;
+        if (!(eps > 0 && eps < 1)) throw new ModelFormatException($"{path}: 'rms_norm_eps' must be in (0, 1), got {eps}.");
         int? window = null;
-        if (root.TryGetProperty("sliding_window", out var sw) && sw.ValueKind == JsonValueKind.Number
+        if (root.TryGetProperty("sliding_window", out var sw) && sw.ValueKind != JsonValueKind.Null
             && (architecture != Architecture.Qwen2 || Bool("use_sliding_window", false)))
-            window = sw.GetInt32();
+            window = Int("sliding_window", int.MaxValue);
 
         bool attnBias = Bool("attention_bias", false);
         var eos = new List<int>();
         if (root.TryGetProperty("eos_token_id", out var e))
         {
-            if (e.ValueKind == JsonValueKind.Number) eos.Add(e.GetInt32());
-            else if (e.ValueKind == JsonValueKind.Array) eos.AddRange(e.EnumerateArray().Select(x => x.GetInt32()));
+            if (e.ValueKind == JsonValueKind.Number) eos.Add(TokenId(e, "eos_token_id"));
+            else if (e.ValueKind == JsonValueKind.Array) eos.AddRange(e.EnumerateArray().Select(x => TokenId(x, "eos_token_id")));
+            else if (e.ValueKind != JsonValueKind.Null) throw new ModelFormatException($"{path}: 'eos_token_id' must be a token id or an array of them.");
         }
         return new ModelConfig
         {
             Architecture = architecture,
             ArchitectureName = arch,
-            VocabSize = Int("vocab_size"),
+            VocabSize = Int("vocab_size", MaxVocab),
             HiddenSize = hidden,
-            IntermediateSize = Int("intermediate_size"),
-            NumLayers = Int("num_hidden_layers"),
+            IntermediateSize = Int("intermediate_size", MaxIntermediate),
+            NumLayers = Int("num_hidden_layers", MaxLayers),
             NumHeads = heads,
             NumKvHeads = kvHeads,
             HeadDim = headDim,
-            MaxPositions = Int("max_position_embeddings", 4096),
-            RmsNormEps = root.TryGetProperty("rms_norm_eps", out var eps) && eps.ValueKind == JsonValueKind.Number ? eps.GetDouble() : 1e-6,
+            MaxPositions = Int("max_position_embeddings", MaxPositionsLimit, 4096),
+            RmsNormEps = eps,
             Rope = rope,
             TieEmbeddings = Bool("tie_word_embeddings", false),
             QkvBias = architecture == Architecture.Qwen2 || attnBias,
             OutputBias = architecture == Architecture.Llama && attnBias,
             MlpBias = architecture == Architecture.Llama && Bool("mlp_bias", false),
             SlidingWindow = window,
-            BosTokenId = root.TryGetProperty("bos_token_id", out var b) && b.ValueKind == JsonValueKind.Number ? b.GetInt32() : null,
+            BosTokenId = root.TryGetProperty("bos_token_id", out var b) && b.ValueKind != JsonValueKind.Null ? TokenId(b, "bos_token_id") : null,
             EosTokenIds = eos,
-            TorchDType = root.TryGetProperty("torch_dtype", out var td) ? td.GetString()
-                : root.TryGetProperty("dtype", out td) ? td.GetString() : null,
+            TorchDType = Str(root, "torch_dtype") ?? Str(root, "dtype"),
         };
     }
 
-    private static RopeScaling ParseRope(JsonElement root, string path, Func<JsonElement, string, double?> num)
+    private static RopeScaling ParseRope(JsonElement root, string path, Func<JsonElement, string, double?> num,
+        Func<JsonElement, string, string?> str)
     {
         // Newer transformers write rope_parameters {rope_type, rope_theta, ...}; older ones rope_theta + rope_scaling.
         root.TryGetProperty("rope_parameters", out var p);
         root.TryGetProperty("rope_scaling", out var s);
         var scaling = p.ValueKind == JsonValueKind.Object ? p : s;
-        double theta = num(root, "rope_theta") ?? num(p, "rope_theta") ?? 10000.0;
-        if (scaling.ValueKind != JsonValueKind.Object) return new RopeScaling(RopeType.Default, theta);
-        string type = scaling.TryGetProperty("rope_type", out var t) ? t.GetString() ?? "default"
-            : scaling.TryGetProperty("type", out t) ? t.GetString() ?? "default" : "default";
-        double factor = num(scaling, "factor") ?? 1.0;
-        return type switch
+        double Positive(JsonElement obj, string name, double fallback)
         {
-            "default" => new RopeScaling(RopeType.Default, theta),
-            "linear" => new RopeScaling(RopeType.Linear, theta, factor),
-            "llama3" => new RopeScaling(RopeType.Llama3, theta, factor,
-                num(scaling, "low_freq_factor") ?? 1.0, num(scaling, "high_freq_factor") ?? 4.0,
-                (int)(num(scaling, "original_max_position_embeddings") ?? 8192)),
-            _ => throw new ModelFormatException($"{path}: rope type '{type}' is not supported (default, linear and llama3 are)."),
-        };
+            double v = num(obj, name) ?? fallback;
+            // Zero, negative or non-finite values give NaN or infinite frequencies, hence NaN logits at every step.
+            if (!(v > 0 && double.IsFinite(v))) throw new ModelFormatException($"{path}: '{name}' must be a positive finite number, got {v}.");
+            return v;
+        }
+        double theta = num(root, "rope_theta") is not null ? Positive(root, "rope_theta", 0) : Positive(p, "rope_theta", 10000.0);
+        if (scaling.ValueKind != JsonValueKind.Object) return new RopeScaling(RopeType.Default, theta);
+        string type = str(scaling, "rope_type") ?? str(scaling, "type") ?? "default";
+        double factor = Positive(scaling, "factor", 1.0);
+        switch (type)
+        {
+            case "default": return new RopeScaling(RopeType.Default, theta);
+            case "linear": return new RopeScaling(RopeType.Linear, theta, factor);
+            case "llama3":
+                double low = Positive(scaling, "low_freq_factor", 1.0), high = Positive(scaling, "high_freq_factor", 4.0);
+                double original = Positive(scaling, "original_max_position_embeddings", 8192);
+                if (!(high > low)) throw new ModelFormatException($"{path}: 'high_freq_factor' ({high}) must exceed 'low_freq_factor' ({low}).");
+                if (original > MaxPositionsLimit) throw new ModelFormatException($"{path}: 'original_max_position_embeddings' is {original}, above the largest this engine accepts ({MaxPositionsLimit}).");
+                return new RopeScaling(RopeType.Llama3, theta, factor, low, high, (int)original);
+            default: throw new ModelFormatException($"{path}: rope type '{type}' is not supported (default, linear and llama3 are).");
+        }
     }
 }

@@ -68,14 +68,27 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
              new("gamma", "1", "ETF: schedule exponent", v => Real(v, 0, 1e6, false))]),
     };
 
-    /// <summary>Validates a method, budget ("256" or "3%") and parameters; throws ArgumentException with one clear
-    /// sentence for an unknown method or parameter or a bad value.</summary>
+    /// <summary>A bad method, budget or parameter: one sentence, and the field it is about ("method", "budget" or
+    /// "params.NAME") so that the server can name it in its error object.</summary>
+    public sealed class SpecException(string message, string field) : ArgumentException(message)
+    {
+        public string Field { get; } = field;
+    }
+
+    /// <summary>Ceilings of the two parameters that multiply per-sequence state rather than bound a set of
+    /// positions: LFPS keeps layers × heads × history lists of past top-k, and ±radius expansion makes 2·radius + 1
+    /// candidates of each position. Both are far above the papers' values (2 and 1) and keep one request's
+    /// selector within tens of megabytes on an 8B model.</summary>
+    public const int MaxHistory = 64, MaxRadius = 64;
+
+    /// <summary>Validates a method, budget ("256" or "3%") and parameters; throws <see cref="SpecException"/> with
+    /// one clear sentence for an unknown method or parameter or a bad value.</summary>
     public static SelectorSpec Parse(string method, string budget, IReadOnlyDictionary<string, string> parameters)
     {
         string m = (method ?? "").Trim().ToLowerInvariant();
         if (!Table.TryGetValue(m, out var entry))
-            throw new ArgumentException($"Unknown method '{method}'; choose one of {string.Join(", ", Methods)}.");
-        var b = Budget.Parse(budget ?? "");
+            throw new SpecException($"Unknown method '{method}'; choose one of {string.Join(", ", Methods)}.", "method");
+        var b = ParseBudget(budget ?? "");
         var clean = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         SelectionGranularity? granularity = null;
         foreach (var (rawName, rawValue) in parameters)
@@ -85,14 +98,53 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
             if (p is null)
             {
                 string known = string.Join(", ", entry.Params.Select(x => x.Name).Append(GranularityParam.Name));
-                throw new ArgumentException($"Method '{m}' has no parameter '{rawName}'; its parameters are {known}.");
+                throw new SpecException($"Method '{m}' has no parameter '{rawName}'; its parameters are {known}.", "params." + rawName);
             }
             if (p.Check(value) is string expected)
-                throw new ArgumentException($"Parameter '{name}' of method '{m}' must be {expected}, got '{rawValue}'.");
+                throw new SpecException($"Parameter '{name}' of method '{m}' must be {expected}, got '{rawValue}'.", "params." + name);
             if (p == GranularityParam) granularity = ParseGranularity(value);
             else clean[name] = value;
         }
         return new SelectorSpec(m, b, granularity, clean);
+    }
+
+    private static Budget ParseBudget(string text)
+    {
+        Budget b;
+        try
+        {
+            b = Budget.Parse(text);
+        }
+        catch (ArgumentException e)
+        {
+            throw new SpecException(e.Message, "budget");
+        }
+        // "NaN%" passes a range test written as two comparisons; a NaN share would silently mean one token.
+        if (!double.IsFinite(b.Fraction))
+            throw new SpecException($"Budget '{text.Trim()}' is not a percentage in (0, 100].", "budget");
+        return b;
+    }
+
+    /// <summary>The largest value an integer parameter may take on this model: a layer number at most the depth,
+    /// a count of positions or steps at most the context, history and radius their fixed ceilings.</summary>
+    private static (int Max, string Why) Limit(string name, ModelConfig config) => name switch
+    {
+        "history" => (MaxHistory, "each step of history is kept per layer and head"),
+        "radius" => (MaxRadius, "each position expands to 2·radius + 1 candidates"),
+        "dense" or "start" or "reselect" or "from" => (config.NumLayers, $"the model has {config.NumLayers} layers"),
+        _ => (config.MaxPositions, $"the model's context is {config.MaxPositions} tokens"),
+    };
+
+    /// <summary>Refuses integer parameters beyond <see cref="Limit"/>, before any selector allocates its state.</summary>
+    public void CheckLimits(ModelConfig config)
+    {
+        foreach (var (name, value) in Parameters)
+        {
+            if (!int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)) continue;
+            var (max, why) = Limit(name, config);
+            if (v > max)
+                throw new SpecException($"Parameter '{name}' of method '{Method}' must be at most {max} ({why}), got {v}.", "params." + name);
+        }
     }
 
     /// <summary>The granularity the selector will use: the one given, else the method's paper default.</summary>
@@ -107,6 +159,7 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
     /// captures into its step graph); null for a method that is not written as a plan yet (prhs).</summary>
     public SelectionPlan? CreatePlan(ModelConfig config, int maxContext)
     {
+        CheckLimits(config);
         var g = EffectiveGranularity;
         int layers = config.NumLayers;
         switch (Method)

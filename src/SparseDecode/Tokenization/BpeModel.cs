@@ -68,7 +68,8 @@ internal sealed class BpeModel
         json.RequireObject(vocabJson, $"{where}.vocab");
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var p in vocabJson.EnumerateObject())
-            vocab[p.Name] = json.AsInt(p.Value, $"{where}.vocab[{JsonFields.Quote(p.Name)}]");
+            // Bounded like a model's vocabulary: an id of 2^31 − 1 would overflow the tokenizer's id count.
+            vocab[p.Name] = json.AsInt(p.Value, $"{where}.vocab[{JsonFields.Quote(p.Name)}]", max: Model.ModelConfig.MaxVocab - 1);
 
         string? prefix = json.OptionalString(e, "continuing_subword_prefix", where);
         string? suffix = json.OptionalString(e, "end_of_word_suffix", where);

@@ -11,6 +11,11 @@ namespace SparseDecode.Tokenization;
 /// category, and match positions are mapped back.</summary>
 internal sealed class CodePointRegex
 {
+    /// <summary>Longest one match may take on the backtracking engine. A tokenizer file's pattern such as
+    /// (a|aa)+(?!x) backtracks exponentially in the length of the text (43 characters: two minutes); the
+    /// timeout turns that into a refusal of that text.</summary>
+    public static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(2);
+
     readonly Regex _regex;
 
     CodePointRegex(Regex regex) => _regex = regex;
@@ -19,13 +24,41 @@ internal sealed class CodePointRegex
     /// <see cref="ArgumentException"/> when it cannot be expressed in .NET.</summary>
     public static CodePointRegex FromOniguruma(string pattern) =>
         // Multiline: in Ruby syntax ^ and $ always match at line boundaries.
-        new(new Regex(OnigTranslator.ToDotNet(pattern), RegexOptions.Compiled | RegexOptions.CultureInvariant | RegexOptions.Multiline));
+        new(Build(OnigTranslator.ToDotNet(pattern), RegexOptions.CultureInvariant | RegexOptions.Multiline));
 
-    public static CodePointRegex FromDotNet(string pattern) =>
-        new(new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant));
+    public static CodePointRegex FromDotNet(string pattern) => new(Build(pattern, RegexOptions.CultureInvariant));
 
-    /// <summary>Appends the (start, end) of every non-overlapping match, left to right.</summary>
+    /// <summary>The non-backtracking engine (linear in the text, whatever the pattern) when the pattern has none of
+    /// the constructs it lacks (lookarounds, backreferences, atomic groups); otherwise the compiled backtracking
+    /// engine under <see cref="MatchTimeout"/>. Both report the same leftmost matches. Byte-level pre-tokenizers'
+    /// patterns use a lookahead, so they stay on the backtracking engine.</summary>
+    static Regex Build(string pattern, RegexOptions options)
+    {
+        try
+        {
+            return new Regex(pattern, options | RegexOptions.NonBacktracking, MatchTimeout);
+        }
+        catch (NotSupportedException)
+        {
+            return new Regex(pattern, options | RegexOptions.Compiled, MatchTimeout);
+        }
+    }
+
+    /// <summary>Appends the (start, end) of every non-overlapping match, left to right. Throws
+    /// <see cref="TokenizerTimeoutException"/> when a match outlasts <see cref="MatchTimeout"/>.</summary>
     public void FindMatches(string text, List<(int Start, int End)> matches)
+    {
+        try
+        {
+            Find(text, matches);
+        }
+        catch (RegexMatchTimeoutException)
+        {
+            throw new TokenizerTimeoutException($"The tokenizer's pattern {_regex} took more than {MatchTimeout.TotalSeconds:0} s on a text of {text.Length} characters (it backtracks catastrophically); the text was refused.");
+        }
+    }
+
+    void Find(string text, List<(int Start, int End)> matches)
     {
         if (text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0)
         {

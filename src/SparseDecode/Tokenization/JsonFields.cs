@@ -85,10 +85,11 @@ internal sealed class JsonFields(string path)
         return IsNull(v) ? defaultValue : AsInt(v, $"{where}.{name}", min);
     }
 
-    public int AsInt(JsonElement v, string where, int min = 0)
+    public int AsInt(JsonElement v, string where, int min = 0, int max = int.MaxValue)
     {
         if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int value) || value < min)
             throw Error($"{where} must be an integer of at least {min}");
+        if (value > max) throw Error($"{where} is {value}, above the largest this engine accepts ({max})");
         return value;
     }
 

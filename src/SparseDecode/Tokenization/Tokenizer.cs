@@ -55,6 +55,10 @@ public sealed class Tokenizer
     public static Tokenizer FromFile(string tokenizerJsonPath) =>
         new(TokenizerJson.Load(tokenizerJsonPath), TokenizerConfig.Empty);
 
+    /// <summary>A tokenizer from tokenizer.json's bytes; `path` only names the file in messages.</summary>
+    public static Tokenizer FromJson(ReadOnlyMemory<byte> json, string path) =>
+        new(TokenizerJson.FromBytes(json, path), TokenizerConfig.Empty);
+
     /// <summary>Loads modelDir/tokenizer.json, plus tokenizer_config.json when present (begin and end of sequence
     /// token names, chat template; a chat_template.jinja file is used when the config has no template).</summary>
     public static Tokenizer FromDirectory(string modelDir)

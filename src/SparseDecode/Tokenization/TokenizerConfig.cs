@@ -13,7 +13,10 @@ internal sealed record TokenizerConfig(string? BosToken, string? EosToken, strin
         var json = new JsonFields(path);
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            var bytes = File.ReadAllBytes(path);
+            using var doc = JsonDocument.Parse(bytes);
+            if (JsonText.FirstInvalid(bytes, 64) is string at)
+                throw new TokenizerFormatException($"{path}: holds a string that is not valid UTF-8 or has a lone surrogate{JsonText.Where(at)}.");
             var root = doc.RootElement;
             json.RequireObject(root, "the top level");
             return new TokenizerConfig(TokenName(root, "bos_token", json), TokenName(root, "eos_token", json), Template(root, json));

@@ -25,9 +25,16 @@ internal static class TokenizerJson
         {
             throw new TokenizerFormatException($"{path}: cannot be read ({e.Message.TrimEnd('.')}).", e);
         }
+        return FromBytes(bytes, path);
+    }
+
+    public static TokenizerDefinition FromBytes(ReadOnlyMemory<byte> bytes, string path)
+    {
         try
         {
             using var doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowTrailingCommas = false, MaxDepth = 256 });
+            if (JsonText.FirstInvalid(bytes.Span, 256) is string at)
+                throw new TokenizerFormatException($"{path}: holds a string that is not valid UTF-8 or has a lone surrogate{JsonText.Where(at)}.");
             return Parse(doc.RootElement, new JsonFields(path));
         }
         catch (JsonException e)

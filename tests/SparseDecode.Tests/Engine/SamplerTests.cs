@@ -60,4 +60,35 @@ public class SamplerTests
     [InlineData(1f, 0, 1.5f)]
     public void InvalidOptionsAreRefused(float t, int k, float p) =>
         Assert.Throws<ArgumentException>(() => new Sampler(new SamplingOptions(t, k, p)));
+
+    /// <summary>Temperatures down to the smallest subnormal once divided the logits into infinities and sampled
+    /// garbage; they now equal greedy, and moderate temperatures still sample.</summary>
+    [Theory]
+    [InlineData(1e-40f)]
+    [InlineData(float.Epsilon)]
+    [InlineData(1e-7f)]
+    [InlineData(1e-5f)]
+    public void TinyTemperatureIsGreedy(float t)
+    {
+        float[] large = [900f, 3000f, 2999.5f, -1e30f, 0f];
+        for (ulong seed = 0; seed < 20; seed++)
+        {
+            Assert.Equal(1, new Sampler(new SamplingOptions(t, Seed: seed)).Next(Logits));
+            Assert.Equal(1, new Sampler(new SamplingOptions(t, Seed: seed)).Next(large));
+        }
+    }
+
+    [Theory]
+    [InlineData(float.NaN, 0f)]
+    [InlineData(float.PositiveInfinity, 0f)]
+    [InlineData(float.NaN, 1f)]
+    [InlineData(float.PositiveInfinity, 0.8f)]
+    public void NonFiniteLogitsStopWithAClearError(float bad, float t)
+    {
+        float[] logits = [1f, 2f, bad, 0f];
+        var e = Assert.Throws<NonFiniteLogitsException>(() => new Sampler(new SamplingOptions(t, Seed: 1)).Next(logits));
+        Assert.Contains("non-finite logits", e.Message);
+        float[] allMasked = [float.NegativeInfinity, float.NegativeInfinity];
+        Assert.Throws<NonFiniteLogitsException>(() => new Sampler(SamplingOptions.Greedy).Next(allMasked));
+    }
 }

@@ -86,6 +86,24 @@ public class ReportTests
         Assert.Equal(0, new ResultStore(tmp.Path, fresh: true).Count);
     }
 
+    /// <summary>A line with "key": null once made every later run fail with "Value cannot be null" until --fresh.</summary>
+    [Fact]
+    public void StoreSkipsAndReportsUnreadableLines()
+    {
+        using var tmp = new Fixtures.TempDir();
+        new ResultStore(tmp.Path).Add(Cell("a", 0.5));
+        string file = Path.Combine(tmp.Path, ResultStore.FileName);
+        string good = File.ReadAllLines(file)[0];
+        File.AppendAllLines(file, [good.Replace("\"key\":\"a\"", "\"key\":null"), "null", "[1,2]", "{\"key\":\"z\"}",
+            good.Replace("\"score\":", "\"score\":\"high\",\"x\":"), good.Replace("\"task\":", "\"task\":null,\"y\":")]);
+        var store = new ResultStore(tmp.Path);
+        Assert.Equal(1, store.Count);
+        Assert.Equal([2, 3, 4, 5, 6, 7], store.Skipped.Select(s => s.Line));
+        Assert.Equal("'key' is null", store.Skipped[0].Reason);
+        store.Add(Cell("b", 1.0));
+        Assert.Equal(2, new ResultStore(tmp.Path).Count);
+    }
+
     [Fact]
     public void CsvQuotesFieldsWithCommas()
     {

@@ -8,7 +8,7 @@ namespace SparseDecode.Tests.ModelChecks;
 /// <summary>Every malformed checkpoint is refused with a ModelFormatException naming the file and the problem.</summary>
 public class LoaderErrorTests
 {
-    private static Fixtures.TempDir CopyOf(string fixture)
+    internal static Fixtures.TempDir CopyOf(string fixture)
     {
         var tmp = new Fixtures.TempDir();
         foreach (string f in Directory.GetFiles(Fixtures.Model(fixture)))
@@ -16,7 +16,7 @@ public class LoaderErrorTests
         return tmp;
     }
 
-    private static ModelFormatException Refused(string dir) =>
+    internal static ModelFormatException Refused(string dir) =>
         Assert.Throws<ModelFormatException>(() => { using var _ = Transformer.Load(dir); });
 
     [Fact]

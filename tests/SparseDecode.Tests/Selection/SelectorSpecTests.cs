@@ -64,7 +64,7 @@ public class SelectorSpecTests
     {
         var p = new Dictionary<string, string>();
         if (param.Length > 0) p[param[..param.IndexOf('=')]] = param[(param.IndexOf('=') + 1)..];
-        var e = Assert.Throws<ArgumentException>(() => SelectorSpec.Parse(method, budget, p));
+        var e = Assert.Throws<SelectorSpec.SpecException>(() => SelectorSpec.Parse(method, budget, p));
         Assert.Equal(message, e.Message);
     }
 
@@ -72,10 +72,52 @@ public class SelectorSpecTests
     public void LayerParametersBeyondTheModelAreRefusedAtCreation()
     {
         var spec = SelectorSpec.Parse("tidal", "256", new Dictionary<string, string> { ["start"] = "40" });
-        var e = Assert.ThrowsAny<ArgumentException>(() => spec.Create(Llama32));
-        Assert.StartsWith("The token-selection layer must be in [0, 32), got 40.", e.Message);
+        var e = Assert.Throws<SelectorSpec.SpecException>(() => spec.Create(Llama32));
+        Assert.Equal("Parameter 'start' of method 'tidal' must be at most 32 (the model has 32 layers), got 40.", e.Message);
+        Assert.Equal("params.start", e.Field);
         var q = SelectorSpec.Parse("quest", "256", new Dictionary<string, string> { ["dense"] = "33" });
-        Assert.Equal("Parameter 'dense' of method 'quest' is 33 but the model has 32 layers.", Assert.Throws<ArgumentException>(() => q.Create(Llama32)).Message);
+        Assert.Equal("Parameter 'dense' of method 'quest' must be at most 32 (the model has 32 layers), got 33.",
+            Assert.Throws<SelectorSpec.SpecException>(() => q.Create(Llama32)).Message);
+    }
+
+    // Each of these once allocated per-sequence state in proportion to the value (history 100000: 1 GB; 2^31−1:
+    // "Array dimensions exceeded"); now they are refused before the selector exists.
+    [Theory]
+    [InlineData("lfps", "history", "100000", "must be at most 64")]
+    [InlineData("lfps", "history", "2147483647", "must be at most 64")]
+    [InlineData("lfps", "radius", "1000000", "must be at most 64")]
+    [InlineData("prhs", "radius", "65", "must be at most 64")]
+    [InlineData("prhs", "top", "2147483647", "the model's context is")]
+    [InlineData("prhs", "samples", "100000000", "the model's context is")]
+    [InlineData("prhs", "refine", "100000000", "the model's context is")]
+    [InlineData("prhs", "block", "100000000", "the model's context is")]
+    [InlineData("lfps", "recent", "100000000", "the model's context is")]
+    [InlineData("streaming", "sinks", "2147483647", "the model's context is")]
+    [InlineData("prhs", "from", "99", "32 layers")]
+    public void ParametersBeyondTheModelAreRefusedBeforeAllocation(string method, string name, string value, string reason)
+    {
+        var spec = SelectorSpec.Parse(method, "256", new Dictionary<string, string> { [name] = value });
+        var e = Assert.Throws<SelectorSpec.SpecException>(() => spec.Create(Llama32));
+        Assert.Contains(reason, e.Message);
+        Assert.Equal("params." + name, e.Field);
+    }
+
+    [Fact]
+    public void TheCeilingsThemselvesAreAccepted()
+    {
+        var at = new Dictionary<string, string> { ["history"] = "64", ["radius"] = "64", ["recent"] = "4096", ["dense"] = "32" };
+        Assert.IsType<LfpsPlan>(((PlanSelector)SelectorSpec.Parse("lfps", "256", at).Create(Llama32)).Plan);
+    }
+
+    [Fact]
+    public void NonFiniteBudgetsAreRefused()
+    {
+        foreach (string budget in new[] { "NaN%", "nan%", "-NaN%", "Infinity%" })
+        {
+            var e = Assert.Throws<SelectorSpec.SpecException>(() => SelectorSpec.Parse("quest", budget, new Dictionary<string, string>()));
+            Assert.Equal("budget", e.Field);
+            Assert.Contains("percentage", e.Message);
+        }
     }
 
     [Fact]

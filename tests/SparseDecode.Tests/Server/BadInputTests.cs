@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using System.Text.Json;
 using Xunit;
 
 namespace SparseDecode.Tests.Server;
@@ -34,6 +35,8 @@ public class BadInputTests(ServerFixture fx)
         { "/v1/completions", "{\"prompt\": \"x\", \"stop\": [\"a\", 1]}", 400, "stop" },
         { "/v1/completions", "{\"prompt\": \"x\", \"stop\": [\"a\",\"b\",\"c\",\"d\",\"e\"]}", 400, "stop" },
         { "/v1/completions", "{\"prompt\": \"x\", \"n\": 2}", 400, "n" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"stop\": \"" + new string('a', 257) + "\"}", 400, "stop" },       // rescanned every token
+        { "/v1/completions", "{\"prompt\": \"x\", \"stop\": [\"b\", \"" + new string('a', 100000) + "\"]}", 400, "stop" },
         { "/v1/completions", "{\"prompt\": \"x\", \"n\": \"1\"}", 400, "n" },
         { "/v1/completions", "{\"prompt\": \"x\", \"stream\": \"yes\"}", 400, "stream" },
         { "/v1/completions", "{\"prompt\": \"x\", \"logprobs\": 9}", 400, "logprobs" },
@@ -41,7 +44,15 @@ public class BadInputTests(ServerFixture fx)
         { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": \"quest\"}", 400, "sparse" },
         { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"method\": \"no-such-method\"}}", 400, "sparse.method" },
         { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"method\": 7}}", 400, "sparse.method" },
-        { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"method\": \"dense\", \"budget\": \"lots\"}}", 400, "sparse" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"method\": \"dense\", \"budget\": \"lots\"}}", 400, "sparse.budget" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"method\": \"quest\", \"budget\": \"NaN%\"}}", 400, "sparse.budget" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"method\": \"lfps\", \"params\": {\"history\": 100000}}}", 400, "sparse.params.history" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"method\": \"lfps\", \"params\": {\"history\": 2147483647}}}", 400, "sparse.params.history" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"method\": \"prhs\", \"params\": {\"top\": 2000000000}}}", 400, "sparse.params.top" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"method\": \"lfps\", \"params\": {\"nope\": 1}}}", 400, "sparse.params.nope" },
+        { "/v1/completions", "{\"prompt\": \"\\ud800\"}", 400, "prompt" },                            // lone surrogate
+        { "/v1/completions", "{\"prompt\": \"x\", \"stop\": [\"\\udc00a\"]}", 400, "stop" },
+        { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"a\\ud83d\"}]}", 400, "messages" },
         { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"budget\": [1]}}", 400, "sparse.budget" },
         { "/v1/completions", "{\"prompt\": \"x\", \"sparse\": {\"params\": {\"window\": [1]}}}", 400, "sparse.params.window" },
         { "/v1/chat/completions", "{\"messages\": \"hi\"}", 400, "messages" },
@@ -62,6 +73,40 @@ public class BadInputTests(ServerFixture fx)
         var (code, json) = await Http.Post(fx.Client, path, body);
         Http.AssertError(code, json, status, param);
         Assert.Equal("invalid_request_error", json.GetProperty("error").GetProperty("type").GetString());
+    }
+
+    /// <summary>Raw bytes that are not UTF-8 inside a JSON string: once a 500 with a stack trace per request.</summary>
+    [Theory]
+    [InlineData("prompt")]
+    [InlineData("model")]
+    [InlineData("user")]
+    public async Task InvalidUtf8InAnyStringIs400(string field)
+    {
+        var head = Encoding.UTF8.GetBytes($"{{\"prompt\":\"x\",\"max_tokens\":1,\"{field}\":\"a");
+        byte[] body = [.. (field == "prompt" ? Encoding.UTF8.GetBytes("{\"max_tokens\":1,\"prompt\":\"a") : head), 0xC3, 0x28, 0xFF, .. "\"}"u8];
+        using var content = new ByteArrayContent(body);
+        content.Headers.ContentType = Http.JsonType;
+        using var response = await fx.Client.PostAsync("/v1/completions", content);
+        using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Http.AssertError((int)response.StatusCode, doc.RootElement, 400, field, "invalid_encoding");
+    }
+
+    /// <summary>top_p below the smallest float and temperatures of ~1e-40 both decode greedily (they once gave a 500
+    /// and garbage text).</summary>
+    [Theory]
+    [InlineData("\"top_p\": 1e-46")]
+    [InlineData("\"top_p\": 5e-324")]
+    [InlineData("\"temperature\": 1e-40")]
+    [InlineData("\"temperature\": 1e-45")]
+    [InlineData("\"temperature\": 1e-300")]
+    public async Task VanishingTopPAndTemperatureAreGreedy(string field)
+    {
+        const string prompt = "\"prompt\": \"def add(a, b):\", \"max_tokens\": 8";
+        var (s0, greedy) = await Http.Post(fx.Client, "/v1/completions", $"{{{prompt}, \"temperature\": 0}}");
+        var (s1, tiny) = await Http.Post(fx.Client, "/v1/completions", $"{{{prompt}, {field}, \"seed\": 3}}");
+        Assert.Equal((200, 200), (s0, s1));
+        Assert.Equal(Text(greedy), Text(tiny));
+        static string? Text(JsonElement b) => b.GetProperty("choices")[0].GetProperty("text").GetString();
     }
 
     [Fact]

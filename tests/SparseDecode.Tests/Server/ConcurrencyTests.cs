@@ -90,10 +90,10 @@ public class ConcurrencyTests(ServerFixture fx)
         using var cts = new CancellationTokenSource();
         var first = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = Http.Json(longBody) },
             HttpCompletionOption.ResponseHeadersRead, cts.Token);
-        await WaitFor(client, m => m["sparsedecode_active_sequences"] == 1);
+        await Http.WaitFor(client, m => m["sparsedecode_active_sequences"] == 1);
         var second = client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = Http.Json(longBody) },
             HttpCompletionOption.ResponseHeadersRead, cts.Token);
-        await WaitFor(client, m => m["sparsedecode_queue_depth"] == 1);
+        await Http.WaitFor(client, m => m["sparsedecode_queue_depth"] == 1);
 
         var (status, body) = await Http.Post(client, "/v1/completions", Body("x = ", 2));
         Http.AssertError(status, body, 429, null, "queue_full");
@@ -106,15 +106,5 @@ public class ConcurrencyTests(ServerFixture fx)
         await Http.WaitIdle(client, TimeSpan.FromSeconds(10));
         var (okStatus, _) = await Http.Post(client, "/v1/completions", Body("x = ", 2));
         Assert.Equal(200, okStatus);
-    }
-
-    private static async Task WaitFor(HttpClient client, Func<Dictionary<string, double>, bool> condition)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!condition(await Http.Metrics(client)))
-        {
-            if (DateTime.UtcNow > deadline) Assert.Fail("The server did not reach the expected state.");
-            await Task.Delay(10);
-        }
     }
 }

@@ -108,6 +108,17 @@ internal static class Http
         }
     }
 
+    /// <summary>Polls /metrics until `condition` holds (20 s at most).</summary>
+    public static async Task WaitFor(HttpClient client, Func<Dictionary<string, double>, bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (!condition(await Metrics(client)))
+        {
+            if (DateTime.UtcNow > deadline) Assert.Fail("The server did not reach the expected state.");
+            await Task.Delay(10);
+        }
+    }
+
     public static void AssertError(int status, JsonElement body, int expectedStatus, string? param = null, string? code = null)
     {
         Assert.Equal(expectedStatus, status);
