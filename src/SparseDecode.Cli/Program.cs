@@ -12,6 +12,7 @@ public static class Program
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(CalibrateCommand.Create());
         foreach (var extra in ExtraCommands.All()) root.Subcommands.Add(extra);
         return root.Parse(args).Invoke();
     }

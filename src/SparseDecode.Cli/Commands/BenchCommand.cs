@@ -26,13 +26,13 @@ internal static class BenchCommand
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             if (CommonOptions.ParseDevice(r.GetValue(device)!))
-                return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r));
+                return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r, dir));
             using var t = Transformer.Load(dir);
             int n = r.GetValue(context), s = r.GetValue(steps);
             var rng = new Random(1);
             var prompt = RandomPrompt(t.Config, n, s, 1, rng);
             var type = CommonOptions.ParseCacheType(r.GetValue(kv)!);
-            var spec = method.Spec(r);
+            var spec = method.Spec(r, dir);
 
             using var cache = t.CreateCache(n + s + 1, type);
             var selector = spec.Create(t.Config);

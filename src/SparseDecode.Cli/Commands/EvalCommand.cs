@@ -116,7 +116,7 @@ internal static class EvalCommand
                 Tasks = isQuick && !Given(tasks) ? QuickTasks : SplitList(r.GetValue(tasks)!).Select(t => t.ToLowerInvariant()).ToList(),
                 Samples = isQuick && !Given(samples) ? QuickSamples : r.GetValue(samples),
                 Seed = r.GetValue(seed),
-                Parameters = ParseParams(r.GetValue(param) ?? []),
+                Parameters = WithStoredDefaults(ParseParams(r.GetValue(param) ?? []), MethodDefaults.Load(dir)),
                 CacheType = CommonOptions.ParseCacheType(r.GetValue(kv)!),
                 TimingSteps = r.GetValue(timing),
                 FidelitySteps = r.GetValue(fidelity),
@@ -361,5 +361,15 @@ internal static class EvalCommand
             table.AddRow(cells.Select(c => new Markup(Markup.Escape(c))).ToArray<Spectre.Console.Rendering.IRenderable>());
         }
         return table;
+    }
+
+    /// <summary>The settings stored beside the model ("tidal.reselect") under the explicit --param ones: a stored
+    /// setting is dropped where --param names it, scoped or not.</summary>
+    private static Dictionary<string, string> WithStoredDefaults(IReadOnlyDictionary<string, string> given, MethodDefaults stored)
+    {
+        var d = new Dictionary<string, string>(given, StringComparer.OrdinalIgnoreCase);
+        foreach (var (key, value) in stored.Scoped())
+            if (!d.ContainsKey(key) && !d.ContainsKey(key[(key.IndexOf('.') + 1)..])) d[key] = value;
+        return d;
     }
 }

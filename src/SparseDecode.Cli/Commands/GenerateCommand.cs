@@ -41,7 +41,7 @@ internal static class GenerateCommand
                 MaxTokens = r.GetValue(maxTokens),
                 Sampling = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed)),
                 CacheType = CommonOptions.ParseCacheType(r.GetValue(kv)!),
-                Selector = method.Factory(r),
+                Selector = method.Factory(r, dir),
                 StopTokenIds = config.EosTokenIds.ToArray(),
                 Observer = observer,
             };
@@ -56,7 +56,7 @@ internal static class GenerateCommand
             {
                 if (observer is not null) throw new ArgumentException("--report is not available with --device cuda.");
                 // dense runs through the captured step graph; a sparse method runs its selector against the GPU
-                if (method.Spec(r).IsDense) options = options with { Selector = null };
+                if (method.Spec(r, dir).IsDense) options = options with { Selector = null };
                 using var gpu = new GpuRun(dir, ids.Length + Math.Max(1, options.MaxTokens));
                 result = GpuGenerator.Generate(gpu.Model, ids, options, Stream);
             }

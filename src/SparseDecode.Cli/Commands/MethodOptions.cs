@@ -41,12 +41,17 @@ internal sealed class MethodOptions
         cmd.Options.Add(Report);
     }
 
-    public SelectorSpec Spec(ParseResult r) =>
-        SelectorSpec.Parse(r.GetValue(Method)!, r.GetValue(Budget)!, ParseParams(r.GetValue(Params) ?? []));
-
-    public Func<ModelConfig, IKvSelector>? Factory(ParseResult r)
+    /// <summary>The method as given, on top of the settings stored beside the model (sparse_methods.json).</summary>
+    public SelectorSpec Spec(ParseResult r, string modelDirectory)
     {
-        var spec = Spec(r);
+        string method = r.GetValue(Method)!;
+        var parameters = MethodDefaults.Load(modelDirectory).Apply(method, ParseParams(r.GetValue(Params) ?? []));
+        return SelectorSpec.Parse(method, r.GetValue(Budget)!, parameters);
+    }
+
+    public Func<ModelConfig, IKvSelector>? Factory(ParseResult r, string modelDirectory)
+    {
+        var spec = Spec(r, modelDirectory);
         return spec.Create;
     }
 

@@ -12,15 +12,18 @@ public sealed class SelectorFactory
     private readonly string _budget;
     private readonly IReadOnlyDictionary<string, string> _params;
     private readonly ModelConfig _config;
+    private readonly MethodDefaults _stored;
 
-    public SelectorFactory(ServerOptions options, ModelConfig config)
+    /// <param name="stored">Settings stored beside the model (sparse_methods.json): under every request's own.</param>
+    public SelectorFactory(ServerOptions options, ModelConfig config, MethodDefaults? stored = null)
     {
         _method = options.Method;
         _budget = options.Budget;
         _params = options.Params;
         _config = config;
+        _stored = stored ?? MethodDefaults.None;
         // The defaults must work: a bad --method fails at start-up with ArgumentException, not on every request.
-        SelectorSpec.Parse(_method, _budget, _params).Create(_config);
+        SelectorSpec.Parse(_method, _budget, _stored.Apply(_method, _params)).Create(_config);
     }
 
     public string DefaultMethod => _method;
@@ -36,7 +39,7 @@ public sealed class SelectorFactory
             ? _params : new Dictionary<string, string>());
         try
         {
-            return SelectorSpec.Parse(method, budget, parameters).Create(_config);
+            return SelectorSpec.Parse(method, budget, _stored.Apply(method, parameters)).Create(_config);
         }
         catch (SelectorSpec.SpecException e)
         {

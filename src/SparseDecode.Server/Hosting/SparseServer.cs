@@ -62,7 +62,7 @@ public sealed class SparseServer : IAsyncDisposable
     [DynamicDependency(DynamicallyAccessedMemberTypes.PublicMethods, typeof(X509Certificate2Collection))]
     private static async Task<SparseServer> StartAsync(ServedModel model, ServerOptions options, bool ownsModel, CancellationToken cancel)
     {
-        var selectors = new SelectorFactory(options, model.Transformer.Config);
+        var selectors = new SelectorFactory(options, model.Transformer.Config, Selection.MethodDefaults.Load(model.Transformer.Directory));
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "sparsedecode" });
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", options.LogLevel > LogLevel.Warning ? options.LogLevel : LogLevel.Warning);

@@ -1,0 +1,59 @@
+using System.CommandLine;
+using System.Globalization;
+using SparseDecode.Engine;
+using SparseDecode.Evaluation;
+using SparseDecode.Model;
+using SparseDecode.Selection;
+using SparseDecode.Tokenization;
+
+namespace SparseDecode.Cli.Commands;
+
+/// <summary>`calibrate`: chooses a method's model-dependent setting on calibration prompts (never the evaluation's)
+/// and stores it beside the checkpoint in sparse_methods.json, which every command then uses by default.</summary>
+internal static class CalibrateCommand
+{
+    public static Command Create()
+    {
+        var model = CommonOptions.Model();
+        var method = new Option<string>("--method") { Description = "Method to calibrate (tidal: its re-selection layer).", DefaultValueFactory = _ => "tidal" };
+        var context = new Option<int>("--context") { Description = "Calibration prompt length in tokens (default: the model's context, at most 8192)." };
+        var prompts = new Option<int>("--prompts") { Description = "Calibration prompts (passkey, multikey, multivalue, vartrack in turn).", DefaultValueFactory = _ => 4 };
+        var budget = new Option<string>("--budget") { Description = "Budget the setting is chosen for.", DefaultValueFactory = _ => "2%" };
+        var write = new Option<bool>("--dry-run") { Description = "Print the sweep without writing sparse_methods.json." };
+        var cmd = new Command("calibrate", $"Choose a method's model-dependent setting on calibration prompts and store it in the model's {MethodDefaults.FileName}.")
+        {
+            model, method, context, prompts, budget, write,
+        };
+        cmd.SetAction(r => CliErrors.Run(() =>
+        {
+            string dir = ModelLocator.Resolve(r.GetValue(model));
+            string m = (r.GetValue(method) ?? "").Trim().ToLowerInvariant();
+            if (m != "tidal")
+                throw new ArgumentException($"Calibration of '{m}' is not implemented; only tidal (its re-selection layer) is calibrated today.");
+            string b = r.GetValue(budget)!;
+            _ = Budget.Parse(b);
+            int n = r.GetValue(prompts);
+            if (n < 1 || n > 64) throw new ArgumentException($"--prompts must be in [1, 64], got {n}.");
+            using var t = Transformer.Load(dir);
+            int ctx = r.GetValue(context) is > 0 and var c ? c : Math.Min(t.Config.MaxPositions, 8192);
+            if (ctx <= EvalGrid.Reserve + 64 || ctx > t.Config.MaxPositions)
+                throw new ArgumentException($"--context must be in ({EvalGrid.Reserve + 64}, {t.Config.MaxPositions}], got {ctx}.");
+            string heldout = HeldoutCorpus.Find(dir)
+                ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the calibration prompts' haystacks are cut from the model's held-out text.");
+            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), t.Config);
+            var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
+            var result = Calibration.Tidal(t, builder, ctx, n, b, s => Console.Error.WriteLine(s));
+            var ci = CultureInfo.InvariantCulture;
+            Console.WriteLine($"tidal re-selection layer, budget {b}, {n} prompts of {ctx} tokens; chosen by the mean log-probability of the answer tokens (teacher-forced):");
+            Console.WriteLine("| reselect | answer log p | attention-mass recall | keys attended per step |");
+            Console.WriteLine("|---|---:|---:|---:|");
+            foreach (var x in result.Candidates)
+                Console.WriteLine(string.Create(ci, $"| {x.Value}{(x.Value == result.Chosen ? " (chosen)" : "")} | {x.AnswerLogProb:F4} | {x.MassRecall:F4} | {x.KeysRead:F0} |"));
+            if (r.GetValue(write)) return 0;
+            MethodDefaults.Save(dir, "tidal", result.Settings, result.Provenance());
+            Console.WriteLine($"wrote {Path.Combine(dir, MethodDefaults.FileName)}: tidal reselect={result.Chosen}");
+            return 0;
+        }));
+        return cmd;
+    }
+}

@@ -1,0 +1,86 @@
+using System.Text.Json.Nodes;
+using SparseDecode.Engine;
+using SparseDecode.Selection;
+
+namespace SparseDecode.Evaluation;
+
+/// <summary>Chooses a method's model-dependent setting the way its authors do — by a sweep — on calibration prompts
+/// the evaluation never uses (their own seed range): TidalDecode's re-selection layer, by the mean log-probability
+/// the model gives the right answer's tokens under the method (teacher-forced; the first answer token comes from the
+/// dense prefill and is left out) — the smooth form of task accuracy. Attention-mass recall is reported beside it but
+/// does not choose: a re-selection layer is itself dense, so the mean recall rewards making the hardest layer dense
+/// (on the bundled model it prefers the last layer, which then re-selects for no layer at all). Each prompt is
+/// prefilled once; every candidate decodes from a copy.</summary>
+public static class Calibration
+{
+    /// <summary>Base of the calibration prompts' seeds: the evaluation grid's seeds derive from its own base.</summary>
+    public const int SeedBase = 0x5EED_CA1;
+
+    public static readonly string[] Tasks = [RulerTasks.Passkey, RulerTasks.MultiKey, RulerTasks.MultiValue, RulerTasks.VarTrack];
+
+    public sealed record Candidate(string Value, double AnswerLogProb, double MassRecall, double KeysRead);
+
+    public sealed record Result(string Method, string Parameter, string Chosen, IReadOnlyList<Candidate> Candidates,
+        int Prompts, int Context, string Budget)
+    {
+        public IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string> { [Parameter] = Chosen };
+
+        public JsonObject Provenance()
+        {
+            var lp = new JsonObject();
+            var mr = new JsonObject();
+            foreach (var x in Candidates)
+            {
+                lp[x.Value] = Math.Round(x.AnswerLogProb, 5);
+                mr[x.Value] = Math.Round(x.MassRecall, 5);
+            }
+            return new JsonObject
+            {
+                ["parameter"] = Parameter, ["chosen"] = Chosen,
+                ["metric"] = "mean log-probability of the answer tokens after the first, teacher-forced",
+                ["budget"] = Budget, ["context"] = Context, ["prompts"] = Prompts,
+                ["tasks"] = string.Join(",", Tasks), ["seed_base"] = SeedBase, ["answer_logprob"] = lp, ["mass_recall"] = mr,
+            };
+        }
+    }
+
+    public static Result Tidal(Transformer model, PromptBuilder builder, int context, int prompts, string budget, Action<string>? log = null)
+    {
+        var c = model.Config;
+        var (start, _) = TidalDecodePlan.DefaultLayers(c.NumLayers);
+        var values = Enumerable.Range(start + 1, Math.Max(0, c.NumLayers - start - 1)).Select(l => l.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            .Append("none").ToArray();
+        var recall = new double[values.Length];
+        var keys = new double[values.Length];
+        var logp = new double[values.Length];
+        int predictions = 0;
+        for (int i = 0; i < prompts; i++)
+        {
+            string task = Tasks[i % Tasks.Length];
+            var sample = builder.Build(task, context - EvalGrid.Reserve, (i + 0.5) / prompts, RandomExtensions.StableSeed(SeedBase, task, context, i));
+            using var cache = model.CreateCache(context);
+            var logits = new float[c.VocabSize];
+            model.Prefill(sample.Prompt, cache, logits);
+            for (int v = 0; v < values.Length; v++)
+            {
+                using var copy = cache.Clone();
+                var selector = SelectorSpec.Parse("tidal", budget, new Dictionary<string, string> { ["reselect"] = values[v] }).Create(c);
+                var ws = new DecodeWorkspace(model, copy, selector.Granularity);
+                var observer = new SparsityObserver();
+                for (int a = 0; a < sample.Answer.Length; a++)
+                {
+                    model.Decode(sample.Answer[a], copy, ws, selector, observer);
+                    if (a + 1 < sample.Answer.Length) logp[v] += Kernels.Activations.LogSoftmaxAt(ws.Logits, sample.Answer[a + 1]);
+                }
+                if (v == 0) predictions += Math.Max(0, sample.Answer.Length - 1);
+                var t = observer.Totals();
+                recall[v] += t.MassRecall / prompts;
+                keys[v] += t.KeysAttendedPerStep / prompts;
+            }
+            log?.Invoke($"calibration prompt {i + 1}/{prompts} ({task}, {sample.Prompt.Length} tokens) done");
+        }
+        var candidates = values.Select((v, i) => new Candidate(v, logp[i] / Math.Max(1, predictions), recall[i], keys[i])).ToArray();
+        var best = candidates.MaxBy(x => x.AnswerLogProb)!;
+        return new Result("tidal", "reselect", best.Value, candidates, prompts, context, budget);
+    }
+}

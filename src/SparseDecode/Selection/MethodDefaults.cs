@@ -1,0 +1,85 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace SparseDecode.Selection;
+
+/// <summary>Model-dependent method settings stored beside a checkpoint in `sparse_methods.json` (written by
+/// `sparsedecode calibrate`): per method, parameter values that replace the method's depth-scaled defaults for this
+/// model. An explicit --param (or a request's own parameters) still wins. The file's "calibration" member records how
+/// each value was chosen; it is read by people, not by the engine.</summary>
+public sealed class MethodDefaults
+{
+    public const string FileName = "sparse_methods.json";
+
+    private readonly Dictionary<string, Dictionary<string, string>> _byMethod;
+
+    private MethodDefaults(Dictionary<string, Dictionary<string, string>> byMethod) => _byMethod = byMethod;
+
+    public static MethodDefaults None { get; } = new(new(StringComparer.OrdinalIgnoreCase));
+
+    /// <summary>The defaults stored in `directory` (none when it has no such file). A file that is not valid JSON,
+    /// names an unknown method or parameter, or gives a bad value is refused with one sentence naming the file.</summary>
+    public static MethodDefaults Load(string directory)
+    {
+        string path = Path.Combine(directory, FileName);
+        if (!File.Exists(path)) return None;
+        JsonNode? root;
+        try
+        {
+            root = JsonNode.Parse(File.ReadAllText(path));
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"{path}: not valid JSON ({e.Message}).");
+        }
+        if (root is not JsonObject obj) throw new ArgumentException($"{path}: expected a JSON object of methods.");
+        var byMethod = new Dictionary<string, Dictionary<string, string>>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (method, node) in obj)
+        {
+            if (method == "calibration") continue;
+            if (node is not JsonObject ps) throw new ArgumentException($"{path}: '{method}' must be an object of parameters.");
+            var d = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+            foreach (var (name, value) in ps)
+                d[name] = value is JsonValue v && v.TryGetValue(out string? s) ? s : value?.ToJsonString() ?? "";
+            try
+            {
+                SelectorSpec.Parse(method, "1", d);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"{path}: {e.Message}");
+            }
+            byMethod[method] = d;
+        }
+        return new MethodDefaults(byMethod);
+    }
+
+    /// <summary>The stored settings of `method`, overridden by the explicit ones.</summary>
+    public IReadOnlyDictionary<string, string> Apply(string method, IReadOnlyDictionary<string, string> explicitParameters)
+    {
+        var d = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        if (_byMethod.TryGetValue((method ?? "").Trim(), out var stored))
+            foreach (var (k, v) in stored) d[k] = v;
+        foreach (var (k, v) in explicitParameters) d[k] = v;
+        return d;
+    }
+
+    /// <summary>Every stored setting as "method.name" entries (the evaluation grid's scoped parameters).</summary>
+    public IEnumerable<KeyValuePair<string, string>> Scoped() =>
+        _byMethod.SelectMany(m => m.Value.Select(p => new KeyValuePair<string, string>($"{m.Key}.{p.Key}", p.Value)));
+
+    /// <summary>Writes one method's settings and how they were chosen into `directory`'s file, keeping the others.</summary>
+    public static void Save(string directory, string method, IReadOnlyDictionary<string, string> settings, JsonObject provenance)
+    {
+        string path = Path.Combine(directory, FileName);
+        var root = File.Exists(path) && JsonNode.Parse(File.ReadAllText(path)) is JsonObject o ? o : new JsonObject();
+        var ps = new JsonObject();
+        foreach (var (k, v) in settings) ps[k] = v;
+        root[method] = ps;
+        if (root["calibration"] is not JsonObject cal) root["calibration"] = cal = new JsonObject();
+        cal[method] = provenance;
+        string tmp = path + ".tmp";
+        File.WriteAllText(tmp, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        File.Move(tmp, path, overwrite: true);
+    }
+}

@@ -1,0 +1,68 @@
+using SparseDecode.Engine;
+using SparseDecode.Evaluation;
+using SparseDecode.Selection;
+using SparseDecode.Tokenization;
+
+namespace SparseDecode.Tests.Evaluation;
+
+/// <summary>Model-dependent settings chosen on calibration prompts only, stored beside the model, used by default.</summary>
+public class CalibrationTests
+{
+    [Fact]
+    public void CalibrationPromptsNeverShareASeedWithTheEvaluation()
+    {
+        var grid = new EvalGrid();
+        foreach (string task in Calibration.Tasks)
+            foreach (int context in new[] { 1024, 2048, 4096, 8192 })
+            {
+                var eval = Enumerable.Range(0, 64).Select(i => grid.SampleSeed(task, context, i)).ToHashSet();
+                for (int i = 0; i < 64; i++)
+                    Assert.DoesNotContain(RandomExtensions.StableSeed(Calibration.SeedBase, task, context, i), eval);
+            }
+    }
+
+    [Fact]
+    public void TidalSweepChoosesTheLayerOfHighestAnswerLikelihoodOverEveryCandidate()
+    {
+        string dir = Fixtures.BundledModel;
+        using var model = Transformer.Load(dir);
+        var tok = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), model.Config);
+        var builder = new PromptBuilder(HeldoutCorpus.Load(HeldoutCorpus.Find(dir)!, tok), tok);
+        var r = Calibration.Tidal(model, builder, 768, 2, "5%");
+        var (start, _) = TidalDecodePlan.DefaultLayers(model.Config.NumLayers);
+        Assert.Equal(Enumerable.Range(start + 1, model.Config.NumLayers - start - 1).Select(l => l.ToString()).Append("none"),
+            r.Candidates.Select(c => c.Value));
+        Assert.All(r.Candidates, c => Assert.InRange(c.MassRecall, 0.0, 1.0 + 1e-9));
+        Assert.All(r.Candidates, c => Assert.True(c.AnswerLogProb <= 0 && double.IsFinite(c.AnswerLogProb)));
+        Assert.Equal(r.Candidates.Max(c => c.AnswerLogProb), r.Candidates.Single(c => c.Value == r.Chosen).AnswerLogProb);
+        // the candidates differ: a sweep that measured nothing would tie everywhere
+        Assert.True(r.Candidates.Select(c => c.AnswerLogProb).Distinct().Count() > 1);
+    }
+
+    [Fact]
+    public void StoredSettingsAreTheDefaultsAndAnExplicitParameterWins()
+    {
+        string dir = Directory.CreateTempSubdirectory("methods").FullName;
+        try
+        {
+            Assert.Empty(MethodDefaults.Load(dir).Apply("tidal", new Dictionary<string, string>()));
+            MethodDefaults.Save(dir, "tidal", new Dictionary<string, string> { ["reselect"] = "5" }, new() { ["chosen"] = "5" });
+            var stored = MethodDefaults.Load(dir);
+            var config = SyntheticAttention.ConfigFor(8, 4, 2, 16);
+            TidalDecodePlan Plan(IReadOnlyDictionary<string, string> p) =>
+                (TidalDecodePlan)SelectorSpec.Parse("tidal", "5%", stored.Apply("tidal", p)).CreatePlan(config, 1024)!;
+            Assert.Equal(5, Plan(new Dictionary<string, string>()).Reselect);
+            Assert.Equal(3, Plan(new Dictionary<string, string> { ["reselect"] = "3" }).Reselect);
+            Assert.Empty(stored.Apply("lfps", new Dictionary<string, string>()));
+            Assert.Equal([new KeyValuePair<string, string>("tidal.reselect", "5")], stored.Scoped());
+            File.WriteAllText(Path.Combine(dir, MethodDefaults.FileName), """{"tidal": {"reselect": "x"}}""");
+            var e = Assert.ThrowsAny<ArgumentException>(() => MethodDefaults.Load(dir));
+            Assert.Contains(MethodDefaults.FileName, e.Message);
+            Assert.Contains("reselect", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+}
