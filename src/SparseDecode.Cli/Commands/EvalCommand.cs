@@ -65,6 +65,10 @@ internal static class EvalCommand
         {
             Description = $"A small grid that finishes in a few minutes on 2 cores: every method at {DefaultBudget}, contexts {string.Join(" and ", QuickContexts)}, tasks {string.Join(", ", QuickTasks)}, {QuickSamples} samples each. Options given explicitly still apply.",
         };
+        var reportOnly = new Option<bool>("--report-only")
+        {
+            Description = "Write report.md and the plots again from results.json in --out (and heatmap.json; recorded first when missing, unless --no-heatmap) without decoding a cell.",
+        };
         var fresh = new Option<bool>("--fresh") { Description = "Ignore results already in --out and run every cell again." };
         var timing = new Option<int>("--timing-steps")
         {
@@ -94,13 +98,15 @@ internal static class EvalCommand
             "common words) and held-out perplexity: accuracy, attention fidelity and decode speed per method and budget. Each sample is prefilled " +
             "once densely and every method decodes from a copy of that cache; finished cells are kept in --out, so an interrupted run resumes.")
         {
-            model, methods, budgets, contexts, tasks, samples, seed, param, kv, output, quick, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep,
+            model, methods, budgets, contexts, tasks, samples, seed, param, kv, output, quick, reportOnly, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             bool Given(Option o) => r.GetResult(o) is { Implicit: false };
             bool isQuick = r.GetValue(quick);
             var wall = Stopwatch.StartNew();
+            if (r.GetValue(reportOnly))
+                return Rerender(Path.GetFullPath(r.GetValue(output)!), r.GetValue(model), !r.GetValue(noHeat), r.GetValue(heatLayer), r.GetValue(heatHead), wall);
             string dir = ModelLocator.Resolve(r.GetValue(model));
             using var transformer = Transformer.Load(dir);
             var config = transformer.Config;
@@ -252,6 +258,31 @@ internal static class EvalCommand
     private sealed class Reporter(Action<EvalProgress> report) : IProgress<EvalProgress>
     {
         public void Report(EvalProgress value) => report(value);
+    }
+
+    /// <summary>--report-only: the stored results written out again; the model is loaded only to record a missing heat map.</summary>
+    private static int Rerender(string outDir, string? model, bool heat, int? layer, int? head, Stopwatch wall)
+    {
+        var stored = StoredReport.Load(outDir);
+        var heatmap = stored.Heatmap;
+        if (heat && heatmap is null)
+        {
+            string dir = ModelLocator.Resolve(model);
+            using var transformer = Transformer.Load(dir);
+            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), transformer.Config);
+            string heldout = HeldoutCorpus.Find(dir)
+                ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the heat map's prompt is cut from the model's held-out text.");
+            var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
+            Console.Error.WriteLine($"attention pattern: {AttentionPatternRun.DefaultSteps} dense decode steps at {stored.Grid.Contexts.Max()}");
+            heatmap = RecordHeatmap(transformer, builder, stored.Grid.Contexts.Max(), stored.Results.Model, layer, head, stored.Grid, Path.Combine(outDir, "heatmap.json"));
+        }
+        new ReportWriter(outDir).WriteAll(stored.Results, stored.Grid, heatmap);
+        var console = ConsoleFor(Console.Out, Console.IsOutputRedirected);
+        console.Write(Table(stored.Results.Summary, stored.Grid));
+        console.WriteLine();
+        Console.Out.Flush();
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {Path.Combine(outDir, "report.md")} (+ results.json, results.csv, plots) from the stored results in {wall.Elapsed.TotalSeconds:0} s"));
+        return 0;
     }
 
     private static IReadOnlyList<SpeedPoint>? ReuseSpeed(string path, string key)
