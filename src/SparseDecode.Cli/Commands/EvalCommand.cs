@@ -53,7 +53,7 @@ internal static class EvalCommand
         var seed = new Option<int>("--seed") { Description = "Seed the prompts are generated from.", DefaultValueFactory = _ => 1 };
         var param = new Option<string[]>("--param")
         {
-            Description = "Method parameter, repeatable: name=value for every method that has it, or method.name=value for one (e.g. tidal.reselect=5). See docs/methods.md.",
+            Description = "Method parameter, repeatable: name=value for every method that has it, or method.name=value for one (e.g. tidal.reselect=5). `sparsedecode methods` lists each method's parameters and defaults.",
             AllowMultipleArgumentsPerToken = false,
         };
         var output = new Option<string>("--out", "-o")

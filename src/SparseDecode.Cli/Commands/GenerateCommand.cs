@@ -28,7 +28,7 @@ internal static class GenerateCommand
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
-            string text = r.GetValue(prompt) ?? (r.GetValue(promptFile) is string f ? File.ReadAllText(f)
+            string text = r.GetValue(prompt) ?? (r.GetValue(promptFile) is string f ? CliFiles.ReadText(f, "--prompt-file")
                 : throw new ArgumentException("Give --prompt or --prompt-file."));
             bool cuda = CommonOptions.ParseDevice(r.GetValue(device)!);
             var tokenizer = Tokenizer.FromDirectory(dir);

@@ -53,9 +53,30 @@ internal static class ServeCommand
             if (options.Port is < 0 or > 65535) throw new ArgumentException($"--port must be in 0..65535, got {options.Port}.");
             if (options.MaxTokensLimit < 1) throw new ArgumentException($"--max-tokens-limit must be ≥ 1, got {options.MaxTokensLimit}.");
             if (options.MaxBodyBytes < 1024) throw new ArgumentException($"--max-body-bytes must be ≥ 1024, got {options.MaxBodyBytes}.");
+            EnsurePortFree(options.Host, options.Port);
             return Serve(dir, options).GetAwaiter().GetResult();
         }));
         return cmd;
+    }
+
+    /// <summary>A busy port as one sentence before the host starts: the host itself logs the bind failure with its
+    /// whole stack trace before it throws.</summary>
+    private static void EnsurePortFree(string host, int port)
+    {
+        if (port == 0) return;
+        var address = host == "localhost" ? System.Net.IPAddress.Loopback
+            : System.Net.IPAddress.TryParse(host, out var a) ? a : null;
+        if (address is null) return; // a host name: the server reports it
+        try
+        {
+            var probe = new System.Net.Sockets.TcpListener(address, port);
+            probe.Start();
+            probe.Stop();
+        }
+        catch (System.Net.Sockets.SocketException e) when (e.SocketErrorCode == System.Net.Sockets.SocketError.AddressAlreadyInUse)
+        {
+            throw new ArgumentException($"--port {port}: {host}:{port} is already in use; stop what listens there or choose another port (--port 0 picks a free one).");
+        }
     }
 
     private static async Task<int> Serve(string dir, ServerOptions options)
