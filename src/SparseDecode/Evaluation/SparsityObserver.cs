@@ -152,7 +152,7 @@ public sealed class SparsityObserver : IAttentionObserver
         sb.AppendLine("topk-rec   share of the selected keys in dense's top-k, k = keys selected");
         sb.AppendLine("out-err    ‖sparse − dense attention output‖ ÷ ‖dense output‖, mean over heads");
         sb.AppendLine("selected   keys attended per head per step; dense: heads that attended every key");
-        sb.AppendLine("keys/head  keys scored per query head per step to select (all: summed over layers)");
+        sb.AppendLine("keys/head  keys scored per query head per step to select (all: sum of layers)");
         sb.Append("select-ms  ms per decode step choosing the keys; attend-ms: attending to them");
         return sb.ToString();
     }
