@@ -72,6 +72,7 @@ internal static class GenerateCommand
             else
             {
                 using var transformer = Transformer.Load(dir);
+                if (ids.Length >= PhaseNote.LongPrompt) Console.Error.WriteLine(PhaseNote.Prefill(ids.Length));
                 result = new Generator(transformer).Generate(ids, options, Stream);
             }
             var ci = CultureInfo.InvariantCulture;
