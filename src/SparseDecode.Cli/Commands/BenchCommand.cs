@@ -36,12 +36,12 @@ internal static class BenchCommand
             var spec = method.Spec(r);
 
             // the prefill of a long context takes a minute on 2 cores: say what is happening meanwhile
-            Console.Error.WriteLine(PhaseNote.Prefill(n));
+            var progress = new ProgressLine("prefill", PhaseNote.Prefill(n));
             using var cache = t.CreateCache(n + s + 1, type);
             var selector = spec.Create(t.Config);
             var ws = new DecodeWorkspace(t, cache, selector.Granularity);
             long t0 = Stopwatch.GetTimestamp();
-            t.Prefill(prompt, cache, ws.Logits);
+            ChunkedPrefill.Run(t, prompt, cache, ws.Logits, progress.Report);
             double prefillSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
             // .NET compiles hot methods again, optimised, only after they have run for a while (tiered
             // compilation): decode on copies of the prefilled cache for a second before timing, then start the

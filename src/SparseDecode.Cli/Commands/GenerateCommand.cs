@@ -72,7 +72,8 @@ internal static class GenerateCommand
             else
             {
                 using var transformer = Transformer.Load(dir);
-                if (ids.Length >= PhaseNote.LongPrompt) Console.Error.WriteLine(PhaseNote.Prefill(ids.Length));
+                if (ids.Length >= PhaseNote.LongPrompt)
+                    options = options with { PrefillProgress = new ProgressLine("prefill", PhaseNote.Prefill(ids.Length)).Report };
                 result = new Generator(transformer).Generate(ids, options, Stream);
             }
             var ci = CultureInfo.InvariantCulture;
