@@ -16,7 +16,7 @@ internal static class CliErrors
         }
         catch (Exception e) when (e is ModelFormatException or TokenizerFormatException or ContextOverflowException
                                       or NonFiniteLogitsException or TokenizerTimeoutException or ArgumentException or FormatException or InvalidOperationException or IOException
-                                      or CudaException)
+                                      or UnauthorizedAccessException or CudaException)
         {
             Console.Out.Flush();
             Console.Error.WriteLine($"error: {e.Message}");

@@ -1,13 +1,22 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using SparseDecode.Cli.Commands;
 
 namespace SparseDecode.Cli;
 
 public static class Program
 {
+    public const string CommandName = "sparsedecode";
+
     public static int Main(string[] args)
     {
-        var root = new RootCommand("SparseDecode: long-context LLM decoding with sparse attention over the KV cache.");
+        // A plain command named as installed, not RootCommand, whose name is the executable's (SparseDecode.Cli under
+        // dotnet run): help then says "sparsedecode" however the program was started.
+        var root = new Command(CommandName, "SparseDecode: long-context LLM decoding with sparse attention over the KV cache.")
+        {
+            new HelpOption(), new VersionOption(),
+        };
+        root.Subcommands.Add(MethodsCommand.Create());
         root.Subcommands.Add(ScoreCommand.Create());
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(InspectCommand.Create());

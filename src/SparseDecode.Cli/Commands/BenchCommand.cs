@@ -20,7 +20,8 @@ internal static class BenchCommand
         var kv = CommonOptions.CacheType();
         var method = MethodOptions.Create();
         var device = CommonOptions.Device();
-        var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device };
+        var json = new Option<bool>("--json") { Description = "Print the measurements as one JSON object instead of the table." };
+        var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device, json };
         method.AddTo(cmd);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -34,11 +35,13 @@ internal static class BenchCommand
             var type = CommonOptions.ParseCacheType(r.GetValue(kv)!);
             var spec = method.Spec(r, dir);
 
+            // the prefill of a long context takes a minute on 2 cores: say what is happening meanwhile
+            var progress = new ProgressLine("prefill", PhaseNote.Prefill(n));
             using var cache = t.CreateCache(n + s + 1, type);
             var selector = spec.Create(t.Config);
             var ws = new DecodeWorkspace(t, cache, selector.Granularity);
             long t0 = Stopwatch.GetTimestamp();
-            t.Prefill(prompt, cache, ws.Logits);
+            ChunkedPrefill.Run(t, prompt, cache, ws.Logits, progress.Report);
             double prefillSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
             // .NET compiles hot methods again, optimised, only after they have run for a while (tiered
             // compilation): decode on copies of the prefilled cache for a second before timing, then start the
@@ -51,6 +54,7 @@ internal static class BenchCommand
                 var copyWs = new DecodeWorkspace(t, warmCache, copySelector.Granularity);
                 for (int i = 0; i < Math.Min(s, 8); i++) t.Decode(rng.Next(t.Config.VocabSize), warmCache, copyWs, copySelector);
             }
+            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bench: prefilled in {prefillSeconds:F1} s; warmed up; timing {s} decode steps"));
             t.Decode(1, cache, ws, selector);
             long allocated0 = GC.GetTotalAllocatedBytes(precise: true);
             long t1 = Stopwatch.GetTimestamp();
@@ -63,6 +67,29 @@ internal static class BenchCommand
             double stepBytes = t.WeightBytesPerToken + kvBytes;
             double copy = CopyBandwidth();
             var ci = CultureInfo.InvariantCulture;
+            if (r.GetValue(json))
+            {
+                JsonOut.Write(w =>
+                {
+                    w.WriteString("model", t.Config.ArchitectureName);
+                    w.WriteNumber("parameters", t.ParameterCount);
+                    w.WriteString("weights", t.WeightType.Name());
+                    w.WriteString("method", spec.Method);
+                    w.WriteString("budget", spec.Budget.ToString());
+                    w.WriteNumber("threads", Environment.ProcessorCount);
+                    w.WriteNumber("context", n);
+                    w.WriteNumber("steps", s);
+                    w.Number("prefill_tokens_per_second", n / prefillSeconds);
+                    w.Number("prefill_seconds", prefillSeconds);
+                    w.Number("decode_tokens_per_second", 1 / decodeSeconds);
+                    w.Number("decode_ms_per_step", decodeSeconds * 1e3);
+                    w.Number("allocated_bytes_per_step", allocatedPerStep);
+                    w.Number("dense_bytes_per_step", stepBytes);
+                    w.Number("achieved_bandwidth_bytes_per_second", stepBytes / decodeSeconds);
+                    w.Number("copy_bandwidth_bytes_per_second", copy);
+                });
+                return 0;
+            }
             var table = MeasureTable();
             table.AddRow("model", Markup.Escape($"{t.Config.ArchitectureName}, {t.ParameterCount / 1e6:F1}M params, {t.WeightType.Name()}"));
             table.AddRow("method", Markup.Escape($"{spec.Method} (budget {spec.Budget})"));

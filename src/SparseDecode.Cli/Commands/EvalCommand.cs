@@ -11,7 +11,7 @@ namespace SparseDecode.Cli.Commands;
 
 /// <summary>`eval`: the RULER-style grid (methods × budgets × contexts × tasks × samples) with fidelity and speed,
 /// a live progress bar, a table at the end, and results.json / results.csv / report.md with SVG plots.</summary>
-internal static class EvalCommand
+public static class EvalCommand
 {
     /// <summary>The --quick grid: all methods at one budget, two contexts, three tasks, two samples each —
     /// a few minutes on a 2-core machine with the bundled model.</summary>
@@ -53,7 +53,7 @@ internal static class EvalCommand
         var seed = new Option<int>("--seed") { Description = "Seed the prompts are generated from.", DefaultValueFactory = _ => 1 };
         var param = new Option<string[]>("--param")
         {
-            Description = "Method parameter, repeatable: name=value for every method that has it, or method.name=value for one (e.g. tidal.reselect=5). See docs/methods.md.",
+            Description = "Method parameter, repeatable: name=value for every method that has it, or method.name=value for one (e.g. tidal.reselect=5). `sparsedecode methods` lists each method's parameters and defaults.",
             AllowMultipleArgumentsPerToken = false,
         };
         var output = new Option<string>("--out", "-o")
@@ -65,6 +65,11 @@ internal static class EvalCommand
         {
             Description = $"A small grid that finishes in a few minutes on 2 cores: every method at {DefaultBudget}, contexts {string.Join(" and ", QuickContexts)}, tasks {string.Join(", ", QuickTasks)}, {QuickSamples} samples each. Options given explicitly still apply.",
         };
+        var reportOnly = new Option<bool>("--report-only")
+        {
+            Description = "Write report.md and the plots again from results.json in --out (and heatmap.json; recorded first when missing, unless --no-heatmap) without decoding a cell.",
+        };
+        var json = new Option<bool>("--json") { Description = "Print the results (command, grid, one row per method and budget, step-time sweep) as JSON instead of the table." };
         var fresh = new Option<bool>("--fresh") { Description = "Ignore results already in --out and run every cell again." };
         var timing = new Option<int>("--timing-steps")
         {
@@ -94,13 +99,15 @@ internal static class EvalCommand
             "common words) and held-out perplexity: accuracy, attention fidelity and decode speed per method and budget. Each sample is prefilled " +
             "once densely and every method decodes from a copy of that cache; finished cells are kept in --out, so an interrupted run resumes.")
         {
-            model, methods, budgets, contexts, tasks, samples, seed, param, kv, output, quick, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep,
+            model, methods, budgets, contexts, tasks, samples, seed, param, kv, output, quick, reportOnly, json, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             bool Given(Option o) => r.GetResult(o) is { Implicit: false };
             bool isQuick = r.GetValue(quick);
             var wall = Stopwatch.StartNew();
+            if (r.GetValue(reportOnly))
+                return Rerender(Path.GetFullPath(r.GetValue(output)!), r.GetValue(model), !r.GetValue(noHeat), r.GetValue(heatLayer), r.GetValue(heatHead), r.GetValue(json), wall);
             string dir = ModelLocator.Resolve(r.GetValue(model));
             using var transformer = Transformer.Load(dir);
             var config = transformer.Config;
@@ -134,7 +141,6 @@ internal static class EvalCommand
                 Console.Error.WriteLine($"warning: {store.Path}: skipped {store.Skipped.Count} unreadable line(s) (line {store.Skipped[0].Line}: {store.Skipped[0].Reason}); their cells run again.");
             string modelName = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
 
-            var console = ConsoleFor(Console.Out, Console.IsOutputRedirected);
             var err = ConsoleFor(Console.Error, Console.IsErrorRedirected);
             var ci = CultureInfo.InvariantCulture;
             err.MarkupLine(Markup.Escape(string.Create(ci,
@@ -174,7 +180,7 @@ internal static class EvalCommand
                 cells = null!;
                 err.Progress()
                     .AutoClear(false)
-                    .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
+                    .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn { Width = ProgressBarWidth }, new PercentageColumn(),
                         new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
                     .Start(ctx =>
                     {
@@ -183,12 +189,12 @@ internal static class EvalCommand
                         {
                             bar.MaxValue = Math.Max(1e-9, p.Total + extra);
                             bar.Value = p.Done;
-                            bar.Description = Markup.Escape($"{p.CellsDone}/{p.CellsTotal} cells  {p.Current}");
+                            bar.Description = Markup.Escape(Fit($"{p.CellsDone}/{p.CellsTotal} cells  {p.Current}", err.Profile.Width));
                         });
                         var run = new GridRunner(transformer, builder, grid, store, modelName, p => grid.CreateSelector(p, config), () => new SparsityMeter())
                             { Progress = progress };
                         cells = run.Run();
-                        Extras(status => bar.Description = Markup.Escape(status));
+                        Extras(status => bar.Description = Markup.Escape(Fit(status, err.Profile.Width)));
                         bar.Value = bar.MaxValue;
                         bar.Description = "done";
                     });
@@ -228,13 +234,37 @@ internal static class EvalCommand
             };
             var writer = new ReportWriter(outDir);
             writer.WriteAll(results, grid, heatmap);
-            console.Write(Table(rows, grid));
-            console.WriteLine();
-            Console.Out.Flush();
+            Print(results, grid, r.GetValue(json));
             err.MarkupLine(Markup.Escape(string.Create(ci, $"wrote {Path.Combine(outDir, "report.md")} (+ results.json, results.csv, plots) in {wall.Elapsed.TotalSeconds:0} s")));
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>The end of a run on stdout: the table, or with --json the results without their cells (those are in
+    /// results.json and cells.jsonl).</summary>
+    private static void Print(EvalResultsFile results, EvalGrid grid, bool json)
+    {
+        if (json)
+            Console.Out.WriteLine(System.Text.Json.JsonSerializer.Serialize(results with { Cells = [] },
+                new EvalJson(new System.Text.Json.JsonSerializerOptions(EvalJson.Default.Options) { WriteIndented = true }).EvalResultsFile));
+        else
+        {
+            var console = ConsoleFor(Console.Out, Console.IsOutputRedirected);
+            console.Write(EvalTable.For(results.Summary, grid, console.Profile.Width));
+            console.WriteLine();
+        }
+        Console.Out.Flush();
+    }
+
+    private const int ProgressBarWidth = 20;
+
+    /// <summary>The progress description cut to what the line leaves beside the bar, percentage, elapsed time, ETA
+    /// and spinner, so that a narrow terminal keeps the ETA instead of wrapping the line.</summary>
+    public static string Fit(string description, int width)
+    {
+        int room = Math.Max(12, width - ProgressBarWidth - 32);
+        return description.Length <= room ? description : description[..(room - 1)] + "…";
     }
 
     /// <summary>A console on the given writer; redirected output gets no colour codes and a wide table.</summary>
@@ -254,6 +284,28 @@ internal static class EvalCommand
     private sealed class Reporter(Action<EvalProgress> report) : IProgress<EvalProgress>
     {
         public void Report(EvalProgress value) => report(value);
+    }
+
+    /// <summary>--report-only: the stored results written out again; the model is loaded only to record a missing heat map.</summary>
+    private static int Rerender(string outDir, string? model, bool heat, int? layer, int? head, bool json, Stopwatch wall)
+    {
+        var stored = StoredReport.Load(outDir);
+        var heatmap = stored.Heatmap;
+        if (heat && heatmap is null)
+        {
+            string dir = ModelLocator.Resolve(model);
+            using var transformer = Transformer.Load(dir);
+            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), transformer.Config);
+            string heldout = HeldoutCorpus.Find(dir)
+                ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the heat map's prompt is cut from the model's held-out text.");
+            var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
+            Console.Error.WriteLine($"attention pattern: {AttentionPatternRun.DefaultSteps} dense decode steps at {stored.Grid.Contexts.Max()}");
+            heatmap = RecordHeatmap(transformer, builder, stored.Grid.Contexts.Max(), stored.Results.Model, layer, head, stored.Grid, Path.Combine(outDir, "heatmap.json"));
+        }
+        new ReportWriter(outDir).WriteAll(stored.Results, stored.Grid, heatmap);
+        Print(stored.Results, stored.Grid, json);
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {Path.Combine(outDir, "report.md")} (+ results.json, results.csv, plots) from the stored results in {wall.Elapsed.TotalSeconds:0} s"));
+        return 0;
     }
 
     private static IReadOnlyList<SpeedPoint>? ReuseSpeed(string path, string key)
@@ -327,41 +379,6 @@ internal static class EvalCommand
         int.TryParse(x.EndsWith('k') || x.EndsWith('K') ? x[..^1] : x, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)
             ? (x.EndsWith('k') || x.EndsWith('K') ? v * 1024 : v)
             : throw new ArgumentException($"{option}: '{x}' is not a whole number of tokens.")).Distinct().Order().ToArray();
-
-    private static string Pct(double v) => double.IsFinite(v) ? (v * 100).ToString("0.0", CultureInfo.InvariantCulture) : "–";
-
-    public static Table Table(IReadOnlyList<MethodSummary> rows, EvalGrid grid)
-    {
-        var ci = CultureInfo.InvariantCulture;
-        string L = EvalSummary.Ctx(grid.Contexts.Max());
-        var needle = grid.Tasks.Where(t => t != RulerTasks.Perplexity).ToList();
-        bool ppl = grid.Tasks.Contains(RulerTasks.Perplexity);
-        var table = new Table().Border(TableBorder.Rounded)
-            .Title(Markup.Escape($"accuracy % (mean over contexts {string.Join(", ", grid.Contexts)}), fidelity, speed at {L}"));
-        table.AddColumn("method").AddColumn("budget");
-        foreach (string t in needle) table.AddColumn(new TableColumn(t).RightAligned());
-        if (needle.Count > 0) table.AddColumn(new TableColumn("mean").RightAligned()).AddColumn(new TableColumn("% dense").RightAligned());
-        if (ppl) table.AddColumn(new TableColumn("ppl").RightAligned());
-        table.AddColumn(new TableColumn("keys read").RightAligned()).AddColumn(new TableColumn("mass recall").RightAligned()).AddColumn(new TableColumn($"ms/step @{L}").RightAligned())
-            .AddColumn(new TableColumn("speed-up").RightAligned());
-        foreach (var r in rows)
-        {
-            var cells = new List<string> { r.Method, r.Budget };
-            cells.AddRange(needle.Select(t => r.Accuracy.TryGetValue(t, out double v) ? Pct(v) : "–"));
-            if (needle.Count > 0)
-            {
-                cells.Add(Pct(r.MeanAccuracy));
-                cells.Add(r.OfDense is double o ? Pct(o) : "–");
-            }
-            if (ppl) cells.Add(r.Perplexity is double p ? p.ToString("0.00", ci) : "–");
-            cells.Add(r.AttendedOfDense is double ad ? Pct(ad) + "%" : "–");
-            cells.Add(double.IsFinite(r.MassRecall) ? r.MassRecall.ToString("0.000", ci) : "–");
-            cells.Add(r.StepMsByContext.TryGetValue(L, out double ms) ? ms.ToString("0.00", ci) : "–");
-            cells.Add(r.SpeedUp is double s ? s.ToString("0.00", ci) + "×" : "–");
-            table.AddRow(cells.Select(c => new Markup(Markup.Escape(c))).ToArray<Spectre.Console.Rendering.IRenderable>());
-        }
-        return table;
-    }
 
     /// <summary>The settings stored beside the model ("tidal.reselect") under the explicit --param ones: a stored
     /// setting is dropped where --param names it, scoped or not.</summary>

@@ -22,13 +22,14 @@ internal static class GenerateCommand
         var kv = CommonOptions.CacheType();
         var device = CommonOptions.Device();
         var method = MethodOptions.Create();
+        var json = new Option<bool>("--json") { Description = "Print one JSON object at the end (text, token counts, finish reason, speeds) instead of streaming the text." };
         var cmd = new Command("generate", "Generate text from a prompt, streaming it, with dense or sparse attention.")
-            { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, kv, device };
+            { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, kv, device, json };
         method.AddTo(cmd);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
-            string text = r.GetValue(prompt) ?? (r.GetValue(promptFile) is string f ? File.ReadAllText(f)
+            string text = r.GetValue(prompt) ?? (r.GetValue(promptFile) is string f ? CliFiles.ReadText(f, "--prompt-file")
                 : throw new ArgumentException("Give --prompt or --prompt-file."));
             bool cuda = CommonOptions.ParseDevice(r.GetValue(device)!);
             var tokenizer = Tokenizer.FromDirectory(dir);
@@ -46,9 +47,17 @@ internal static class GenerateCommand
                 Observer = observer,
             };
             options.Sampling.Validate();
+            bool asJson = r.GetValue(json);
+            var generated = new System.Text.StringBuilder();
             void Stream(int id)
             {
-                Console.Write(decoder.Push(id));
+                string piece = decoder.Push(id);
+                if (asJson)
+                {
+                    generated.Append(piece);
+                    return;
+                }
+                Console.Write(piece);
                 Console.Out.Flush();
             }
             GenerationResult result;
@@ -63,12 +72,36 @@ internal static class GenerateCommand
             else
             {
                 using var transformer = Transformer.Load(dir);
+                if (ids.Length >= PhaseNote.LongPrompt)
+                    options = options with { PrefillProgress = new ProgressLine("prefill", PhaseNote.Prefill(ids.Length)).Report };
                 result = new Generator(transformer).Generate(ids, options, Stream);
             }
-            Console.WriteLine(decoder.Flush());
             var ci = CultureInfo.InvariantCulture;
+            // the generator stops quietly when the cache is full; say so, or a short answer looks like the model's choice
+            bool atContext = result.FinishReason == "length" && result.Tokens.Length < options.MaxTokens
+                             && result.PromptTokens + result.Tokens.Length >= config.MaxPositions;
+            if (asJson)
+            {
+                generated.Append(decoder.Flush());
+                JsonOut.Write(w =>
+                {
+                    w.WriteString("text", generated.ToString());
+                    w.WriteString("finish_reason", atContext ? "context" : result.FinishReason);
+                    w.WriteNumber("prompt_tokens", result.PromptTokens);
+                    w.WriteNumber("completion_tokens", result.Tokens.Length);
+                    w.WriteNumber("context", config.MaxPositions);
+                    w.Number("prompt_tokens_per_second", result.PromptTokensPerSecond);
+                    w.Number("decode_tokens_per_second", result.DecodeTokensPerSecond);
+                    w.WriteStartArray("token_ids");
+                    foreach (int id in result.Tokens) w.WriteNumberValue(id);
+                    w.WriteEndArray();
+                });
+            }
+            else Console.WriteLine(decoder.Flush());
             Console.Error.WriteLine(string.Create(ci,
                 $"prompt: {result.PromptTokens} tokens, {result.PromptTokensPerSecond:F1} tokens/s; decode: {result.Tokens.Length} tokens, {result.DecodeTokensPerSecond:F1} tokens/s ({result.FinishReason})"));
+            if (atContext)
+                Console.Error.WriteLine($"note: stopped at the model's context limit of {config.MaxPositions} tokens (prompt {result.PromptTokens} + {result.Tokens.Length} generated), before --max-tokens {options.MaxTokens}.");
             if (observer is not null) Console.Error.WriteLine(observer.RenderTable());
             return 0;
         }));

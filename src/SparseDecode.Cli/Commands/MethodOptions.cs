@@ -22,7 +22,7 @@ internal sealed class MethodOptions
 
     public Option<string[]> Params { get; } = new("--param")
     {
-        Description = "Method parameter as name=value (repeatable), e.g. --param window=64. See docs/methods.md.",
+        Description = "Method parameter as name=value (repeatable), e.g. --method lfps --param sinks=8. `sparsedecode methods` lists each method's parameters and defaults.",
         AllowMultipleArgumentsPerToken = false,
     };
 

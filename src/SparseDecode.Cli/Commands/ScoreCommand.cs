@@ -23,6 +23,8 @@ internal static class ScoreCommand
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             bool cuda = CommonOptions.ParseDevice(r.GetValue(device)!);
+            if (r.GetValue(ids) is not null && r.GetValue(text) is not null)
+                throw new ArgumentException("Give --token-ids or --text, not both.");
             int[] tokens = r.GetValue(ids) is string s ? ParseIds(s)
                 : r.GetValue(text) is string t ? Tokenizer.FromDirectory(dir).Encode(t)
                 : throw new ArgumentException("Give --token-ids or --text.");

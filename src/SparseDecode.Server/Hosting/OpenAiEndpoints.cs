@@ -181,6 +181,12 @@ internal sealed class OpenAiEndpoints(
             prompt = ids;
         }
         else prompt = CheckEncoded(model.Codec.Encode(request.PromptText!, addSpecialTokens: true));
+        if (request.Echo)
+        {
+            await WriteJson(ctx, PromptScoring.Score(model, prompt, request.Parameters.Logprobs, "cmpl-" + Guid.NewGuid().ToString("N")[..24], Created),
+                ServerJson.Api.EchoCompletionResponse);
+            return;
+        }
         var seq = Submit(ctx, prompt, request.Parameters, options.DefaultCompletionTokens, [], "prompt");
         var writer = new CompletionWriter("cmpl-" + Guid.NewGuid().ToString("N")[..24], model.Id, request.Parameters.Logprobs is not null);
         await Respond(ctx, seq, request.Parameters, writer);

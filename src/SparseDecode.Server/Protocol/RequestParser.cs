@@ -22,11 +22,14 @@ public static class RequestParser
     {
         using var doc = Open(body);
         var root = doc.RootElement;
-        var p = Common(root, maxTokensLimit);
+        // echo with max_tokens 0 scores the prompt (lm-evaluation-harness's log-likelihoods); nothing is generated
+        bool echo = Bool(root, "echo") ?? false;
+        var p = Common(root, maxTokensLimit, minTokens: echo ? 0 : 1);
         if (root.TryGetProperty("logprobs", out var lp) && lp.ValueKind != JsonValueKind.Null)
             p = p with { Logprobs = IntIn(lp, "logprobs", 0, MaxCompletionLogprobs) };
-        if (Bool(root, "echo") == true)
-            throw ApiException.BadRequest("'echo' is not supported by this server.", "echo");
+        if (echo && p.MaxTokens != 0)
+            throw ApiException.BadRequest("'echo' is supported with 'max_tokens': 0 (the prompt scored, nothing generated).", "echo");
+        if (echo && p.Stream) throw ApiException.BadRequest("'echo' with 'max_tokens': 0 returns one response; set 'stream' to false.", "stream");
         if (!root.TryGetProperty("prompt", out var prompt) || prompt.ValueKind == JsonValueKind.Null)
             throw ApiException.BadRequest("'prompt' is required.", "prompt");
         return prompt.ValueKind switch
@@ -34,7 +37,7 @@ public static class RequestParser
             JsonValueKind.String => new CompletionRequest(prompt.GetString()!, null, p),
             JsonValueKind.Array => PromptArray(prompt, p),
             _ => throw ApiException.BadRequest("'prompt' must be a string, an array of token ids, or an array holding one of those.", "prompt"),
-        };
+        } with { Echo = echo };
     }
 
     private static CompletionRequest PromptArray(JsonElement prompt, GenerationParameters p)
@@ -156,7 +159,7 @@ public static class RequestParser
             property.Length == 0 ? null : property, "invalid_encoding");
     }
 
-    private static GenerationParameters Common(JsonElement root, int maxTokensLimit)
+    private static GenerationParameters Common(JsonElement root, int maxTokensLimit, int minTokens = 1)
     {
         String(root, "model", "model");
         int? n = Int(root, "n");
@@ -165,8 +168,8 @@ public static class RequestParser
         // max_completion_tokens is the newer name of the same limit in the chat API.
         string maxName = root.TryGetProperty("max_tokens", out var mtv) && mtv.ValueKind != JsonValueKind.Null ? "max_tokens" : "max_completion_tokens";
         int? maxTokens = Int(root, maxName);
-        if (maxTokens is int mt && (mt < 1 || mt > maxTokensLimit))
-            throw ApiException.BadRequest($"'{maxName}' must be between 1 and {maxTokensLimit}, got {mt}.", maxName);
+        if (maxTokens is int mt && (mt < minTokens || mt > maxTokensLimit))
+            throw ApiException.BadRequest($"'{maxName}' must be between {minTokens} and {maxTokensLimit}, got {mt}.", maxName);
         double temperature = Number(root, "temperature") ?? 1.0;
         if (!(temperature >= 0 && temperature <= 2)) throw ApiException.BadRequest($"'temperature' must be between 0 and 2, got {F(temperature)}.", "temperature");
         double topP = Number(root, "top_p") ?? 1.0;

@@ -25,6 +25,10 @@ public sealed record GenerationParameters
     public bool IgnoreEos { get; init; }
 }
 
-public sealed record CompletionRequest(string? PromptText, int[]? PromptIds, GenerationParameters Parameters);
+public sealed record CompletionRequest(string? PromptText, int[]? PromptIds, GenerationParameters Parameters)
+{
+    /// <summary>echo with max_tokens 0: return the prompt with its log-probabilities, generate nothing.</summary>
+    public bool Echo { get; init; }
+}
 
 public sealed record ChatRequest(IReadOnlyList<ChatMessage> Messages, GenerationParameters Parameters);

@@ -27,12 +27,8 @@ public sealed class Usage
     public int TotalTokens { get; init; }
 }
 
-public sealed class CompletionResponse
+public sealed class CompletionResponse : TextCompletionEnvelope
 {
-    public required string Id { get; init; }
-    public string Object { get; init; } = "text_completion";
-    public long Created { get; init; }
-    public required string Model { get; init; }
     public required List<CompletionChoice> Choices { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public Usage? Usage { get; init; }
@@ -154,6 +150,7 @@ public sealed class HealthResponse
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = false)]
 [JsonSerializable(typeof(ErrorResponse))]
 [JsonSerializable(typeof(CompletionResponse))]
+[JsonSerializable(typeof(EchoCompletionResponse))]
 [JsonSerializable(typeof(ChatCompletionResponse))]
 [JsonSerializable(typeof(ChatCompletionChunk))]
 [JsonSerializable(typeof(ModelList))]

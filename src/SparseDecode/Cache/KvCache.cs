@@ -113,7 +113,8 @@ public sealed unsafe class KvCache : IDisposable
     public KvCache Clone()
     {
         var c = new KvCache(Layers, KvHeads, HeadDim, Type, Capacity, PageSize);
-        c.EnsureCapacity(_pageCount * PageSize);
+        // the last page may reach past a capacity that is not a whole number of pages
+        c.EnsureCapacity(Math.Min(_pageCount * PageSize, Capacity));
         for (int i = 0; i < _pageCount; i++)
             Buffer.MemoryCopy((void*)_pages[i], (void*)c._pages[i], _pageBytes, _pageBytes);
         c.Length = Length;

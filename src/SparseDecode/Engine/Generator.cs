@@ -14,6 +14,8 @@ public sealed record GenerationOptions
     public Func<ModelConfig, IKvSelector>? Selector { get; init; }
     public IReadOnlyCollection<int> StopTokenIds { get; init; } = [];
     public IAttentionObserver? Observer { get; init; }
+    /// <summary>Called after each prefill chunk with (prompt tokens done, prompt tokens); for a progress bar.</summary>
+    public Action<int, int>? PrefillProgress { get; init; }
 }
 
 public sealed record GenerationResult(
@@ -46,7 +48,7 @@ public sealed class Generator(Transformer model)
         var ws = new DecodeWorkspace(model, cache, selector?.Granularity ?? SelectionGranularity.QueryHead);
 
         long t0 = Stopwatch.GetTimestamp();
-        model.Prefill(prompt, cache, ws.Logits);
+        ChunkedPrefill.Run(model, prompt, cache, ws.Logits, options.PrefillProgress);
         double promptSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
 
         var tokens = new List<int>();

@@ -8,7 +8,13 @@ public static class ModelLocator
 
     public static string Resolve(string? model)
     {
-        if (!string.IsNullOrEmpty(model)) return model;
+        if (!string.IsNullOrEmpty(model))
+        {
+            // checked here, before any command opens a file of it, so that every command says the same
+            if (File.Exists(model)) throw new Model.ModelFormatException($"{model}: is a file; --model takes a model directory (config.json, tokenizer.json, *.safetensors).");
+            if (!Directory.Exists(model)) throw new Model.ModelFormatException($"{model}: model directory not found.");
+            return model;
+        }
         string? env = Environment.GetEnvironmentVariable("SPARSEDECODE_MODEL");
         if (!string.IsNullOrEmpty(env)) return env;
         string beside = Path.Combine(AppContext.BaseDirectory, "models", DefaultModelName);

@@ -31,6 +31,14 @@ public sealed record GridDescription
         PerplexityTokens = g.PerplexityTokens,
         Reserve = EvalGrid.Reserve,
     };
+
+    /// <summary>The grid this describes, for re-rendering a stored run (the inverse of <see cref="Of"/>).</summary>
+    public EvalGrid ToGrid() => new()
+    {
+        Methods = Methods, Budgets = Budgets, Contexts = Contexts, Tasks = Tasks, Samples = Samples, Seed = Seed,
+        Parameters = Parameters.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(p => p.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv.Length > 1 ? kv[1] : ""),
+        CacheType = Model.DTypeExtensions.Parse(KvType), TimingSteps = TimingSteps, FidelitySteps = FidelitySteps, PerplexityTokens = PerplexityTokens,
+    };
 }
 
 /// <summary>Everything a run produced, as results.json: how it was made, the method rows and every cell.</summary>

@@ -17,6 +17,12 @@ public sealed record MethodSummary
     public double MeanAccuracyStdErr { get; init; }
     /// <summary>Needle-task cells behind MeanAccuracy.</summary>
     public int NeedleCells { get; init; }
+    /// <summary>95% Wilson interval of MeanAccuracy over its NeedleCells.</summary>
+    public Interval MeanAccuracyCi { get; init; } = Interval.None;
+    /// <summary>95% Wilson interval of each context's AccuracyByContext over its needle cells.</summary>
+    public Dictionary<string, Interval> AccuracyCiByContext { get; init; } = [];
+    /// <summary>95% interval of MassRecall over the cells.</summary>
+    public Interval MassRecallCi { get; init; } = Interval.None;
     /// <summary>MeanAccuracy ÷ dense's, on the same samples.</summary>
     public double? OfDense { get; init; }
     public double? Perplexity { get; init; }
@@ -77,6 +83,7 @@ public static class EvalSummary
             var needle = mine.Where(c => c.Task != RulerTasks.Perplexity).ToList();
             double mean = needleTasks.Where(acc.ContainsKey).Select(t => acc[t]).DefaultIfEmpty(double.NaN).Average();
             var byCtx = new Dictionary<string, double>();
+            var ciByCtx = new Dictionary<string, Interval>();
             var stepByCtx = new Dictionary<string, double>();
             foreach (int ctx in grid.Contexts)
             {
@@ -84,6 +91,7 @@ public static class EvalSummary
                 if (nc.Count > 0)
                     byCtx[Ctx(ctx)] = needleTasks.Select(t => nc.Where(c => c.Task == t).Select(c => c.Score).DefaultIfEmpty(double.NaN).Average())
                         .Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average();
+                if (nc.Count > 0) ciByCtx[Ctx(ctx)] = Interval.Wilson(byCtx[Ctx(ctx)], nc.Count);
                 var sc = mine.Where(c => c.Context == ctx).Select(c => c.StepMs).Order().ToList();
                 if (sc.Count > 0) stepByCtx[Ctx(ctx)] = sc[sc.Count / 2];
             }
@@ -103,6 +111,9 @@ public static class EvalSummary
                 MeanAccuracy = mean,
                 MeanAccuracyStdErr = StdErr(needle.Select(c => c.Score).ToList()),
                 NeedleCells = needle.Count,
+                MeanAccuracyCi = Interval.Wilson(mean, needle.Count),
+                AccuracyCiByContext = ciByCtx,
+                MassRecallCi = Interval.OfMean(mine.Select(c => c.MassRecall).ToList()),
                 Perplexity = acc.TryGetValue(RulerTasks.Perplexity, out double ppl) ? ppl : null,
                 AccuracyByContext = byCtx,
                 BudgetShare = mine.Average(c => c.BudgetTokens / (double)Math.Max(1, c.PromptTokens)),

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -6,16 +5,17 @@ using System.Text.Json;
 namespace SparseDecode.Evaluation;
 
 /// <summary>Writes a run's outputs into its directory: results.json, results.csv, report.md with its tables, and
-/// the SVG plots (accuracy and attention-mass recall vs budget, step time vs context, the attention heat map).
-/// PNG copies are rendered only when rsvg-convert happens to be installed.</summary>
+/// the plots as PNG (embedded in report.md) and SVG (accuracy and attention-mass recall vs budget, step time vs
+/// context, the attention heat map), drawn by ScottPlot.</summary>
 public sealed class ReportWriter(string directory)
 {
     private static readonly CultureInfo Ci = CultureInfo.InvariantCulture;
 
-    public const string AccuracyPlot = "accuracy_vs_budget.svg";
-    public const string RecallPlot = "recall_vs_budget.svg";
-    public const string StepTimePlot = "step_time_vs_context.svg";
-    public const string HeatmapPlot = "attention_heatmap.svg";
+    public const string AccuracyPlot = "accuracy_vs_budget";
+    public const string RecallPlot = "recall_vs_budget";
+    public const string StepTimePlot = "step_time_vs_context";
+    public const string HeatmapPlot = "attention_heatmap";
+    public const string RecentPlot = "attention_recent";
 
     public IReadOnlyList<string> Written => _written;
     private readonly List<string> _written = [];
@@ -26,16 +26,16 @@ public sealed class ReportWriter(string directory)
         Write("results.json", JsonSerializer.Serialize(results, new EvalJson(new JsonSerializerOptions(EvalJson.Default.Options) { WriteIndented = true }).EvalResultsFile));
         Write("results.csv", Csv(results.Cells));
         var rows = results.Summary;
-        Write(AccuracyPlot, AccuracyChart(rows, grid).Render());
-        Write(RecallPlot, RecallChart(rows).Render());
-        Write(StepTimePlot, StepTimeChart(rows, grid, results.Speed).Render());
+        Save(() => AccuracyChart(rows).Save(directory, AccuracyPlot));
+        Save(() => RecallChart(rows).Save(directory, RecallPlot));
+        Save(() => StepTimeChart(rows, grid, results.Speed).Save(directory, StepTimePlot));
         if (heatmap is not null)
         {
             Write("heatmap.json", JsonSerializer.Serialize(heatmap, EvalJson.Default.HeatmapData));
-            Write(HeatmapPlot, SvgHeatmap.Render(heatmap, HeatmapTitle(heatmap)));
+            Save(() => PlotFiles.Save(AttentionHeatmap.Whole(heatmap, HeatmapTitle(heatmap)), directory, HeatmapPlot, 1000, 520));
+            Save(() => PlotFiles.Save(AttentionHeatmap.Recent(heatmap, HeatmapTitle(heatmap)), directory, RecentPlot, 1000, 520));
         }
         Write("report.md", Markdown(results, grid, heatmap));
-        RenderPngs();
     }
 
     private void Write(string name, string text)
@@ -75,96 +75,82 @@ public sealed class ReportWriter(string directory)
 
     // ------------------------------------------------------------------ plots
 
-    private static string BudgetAxisFormat(double pct) => pct.ToString("0.##", Ci) + "%";
+    /// <summary>Sideways offset between methods at the same budget on the log budget axis (see the captions).</summary>
+    public const double BudgetDodge = 0.04;
 
-    public static SvgLineChart AccuracyChart(IReadOnlyList<MethodSummary> rows, EvalGrid grid) =>
-        BudgetChart(rows, "Accuracy vs budget (needle tasks, mean over contexts)", "accuracy (mean task score)", r => r.MeanAccuracy, 0, 1);
+    public static LineChart AccuracyChart(IReadOnlyList<MethodSummary> rows) =>
+        BudgetChart(rows, "Accuracy vs budget (needle tasks, mean over contexts)", "accuracy (%, 95% Wilson CI)",
+            r => (r.MeanAccuracy, r.MeanAccuracyCi));
 
-    public static SvgLineChart RecallChart(IReadOnlyList<MethodSummary> rows) =>
-        BudgetChart(rows, "Attention-mass recall vs budget", "attention mass kept (mean over steps, layers, heads)", r => r.MassRecall, 0, 1);
+    public static LineChart RecallChart(IReadOnlyList<MethodSummary> rows) =>
+        BudgetChart(rows, "Attention-mass recall vs budget", "attention mass kept (%, 95% CI)",
+            r => (r.MassRecall, r.MassRecallCi));
 
-    private static SvgLineChart BudgetChart(IReadOnlyList<MethodSummary> rows, string title, string yLabel, Func<MethodSummary, double> y, double ymin, double ymax)
+    /// <summary>Sparse methods as lines over their budgets (log axis, ticked at each budget); dense, which has no
+    /// budget, as a horizontal reference line with its interval as a band. Values in percent, as in the tables.</summary>
+    private static LineChart BudgetChart(IReadOnlyList<MethodSummary> rows, string title, string yLabel, Func<MethodSummary, (double Value, Interval Ci)> y)
     {
-        var chart = new SvgLineChart
+        var sparse = rows.Where(r => r.Budget != MethodBudget.NoBudget).ToList();
+        // a budget's tick is its nominal text ("2%") at the mean share it resolved to
+        var labels = sparse.GroupBy(r => Math.Round(r.BudgetShare * 100, 6)).ToDictionary(g => g.Key, g => g.First().Budget);
+        var chart = new LineChart
         {
             Title = title,
-            XLabel = "budget (keys per head, % of the prompt)",
+            XLabel = "budget (keys per head, % of the prompt; log scale)",
             YLabel = yLabel,
-            YMin = ymin,
-            YMax = ymax,
-            XFormat = BudgetAxisFormat,
-            Dodge = 4,
+            YMin = 0,
+            YMax = 105,
+            XFormat = x => labels.TryGetValue(Math.Round(x, 6), out string? b) ? b : LineChart.Percent(x),
+            Dodge = BudgetDodge,
         };
-        var sparse = rows.Where(r => r.Budget != MethodBudget.NoBudget).ToList();
-        // from 0 so that budgets read as shares; a little past the largest
-        double lo = 0, hi = sparse.Count > 0 ? sparse.Max(r => r.BudgetShare) * 100 * 1.15 : 10;
+        ChartPoint Point(double x, MethodSummary r)
+        {
+            var (v, ci) = y(r);
+            return new ChartPoint(x, v * 100, ci.Low * 100, ci.High * 100);
+        }
         foreach (var d in rows.Where(r => r.Budget == MethodBudget.NoBudget))
-            chart.Series.Add(new ChartSeries($"{d.Method} (all keys)", [(lo, y(d)), (hi, y(d))], SvgLineChart.ColorFor(d.Method), Dashed: true));
+            chart.Series.Add(new ChartSeries($"{d.Method} (all keys)", [Point(double.NaN, d)], LineChart.ColorFor(d.Method), Reference: true));
         foreach (var g in sparse.GroupBy(r => r.Method))
-            chart.Series.Add(new ChartSeries(g.Key, g.Select(r => (r.BudgetShare * 100, y(r))).ToList(), SvgLineChart.ColorFor(g.Key)));
+            chart.Series.Add(new ChartSeries(g.Key, g.Select(r => Point(Math.Round(r.BudgetShare * 100, 6), r)).ToList(), LineChart.ColorFor(g.Key)));
         return chart;
     }
 
     /// <summary>Step time per context: from the sweep when there is one (every context from one prefill), else from
-    /// the grid's cells. With several budgets, sparse methods are drawn at the first.</summary>
-    public static SvgLineChart StepTimeChart(IReadOnlyList<MethodSummary> rows, EvalGrid grid, IReadOnlyList<SpeedPoint> speed)
+    /// the grid's cells. Every (method, budget) pair is a series: a method's budgets share its colour and differ in
+    /// dash, dense is the thick black line.</summary>
+    public static LineChart StepTimeChart(IReadOnlyList<MethodSummary> rows, EvalGrid grid, IReadOnlyList<SpeedPoint> speed)
     {
-        var chart = new SvgLineChart
+        var chart = new LineChart
         {
             Title = "Decode step time vs context length",
-            XLabel = "context length (tokens)",
-            YLabel = "ms per decode step (whole step, median, un-observed)",
-            LogX = true,
+            XLabel = "context length (tokens; log scale)",
+            YLabel = "ms per decode step (median)",
             YMin = 0,
             XFormat = v => v >= 1024 ? (v / 1024).ToString("0.#", Ci) + "K" : v.ToString("0", Ci),
         };
         bool oneBudget = grid.Budgets.Count <= 1;
         foreach (var pair in grid.Pairs)
         {
-            if (!oneBudget && !pair.IsDense && pair.Budget != grid.Budgets[0]) continue;
             var pts = speed.Count > 0
-                ? speed.Where(p => p.Method == pair.Method && p.Budget == pair.Budget).Select(p => ((double)p.Context, p.StepMs)).ToList()
+                ? speed.Where(p => p.Method == pair.Method && p.Budget == pair.Budget).Select(p => new ChartPoint(p.Context, p.StepMs)).ToList()
                 : rows.FirstOrDefault(r => r.Method == pair.Method && r.Budget == pair.Budget)?.StepMsByContext
-                    .Select(kv => (double.Parse(kv.Key, Ci), kv.Value)).ToList() ?? [];
+                    .Select(kv => new ChartPoint(double.Parse(kv.Key, Ci), kv.Value)).ToList() ?? [];
             string name = pair.IsDense || oneBudget ? pair.Method : pair.ToString();
-            chart.Series.Add(new ChartSeries(name, pts, SvgLineChart.ColorFor(pair.Method), Dashed: pair.IsDense));
+            int style = pair.IsDense ? 0 : Math.Max(0, grid.Budgets.ToList().IndexOf(pair.Budget));
+            chart.Series.Add(new ChartSeries(name, pts, LineChart.ColorFor(pair.Method), Style: style));
         }
         return chart;
     }
 
-    private void RenderPngs()
-    {
-        string? tool = FindOnPath("rsvg-convert");
-        if (tool is null) return;
-        foreach (string svg in _written.Where(p => p.EndsWith(".svg", StringComparison.Ordinal)).ToList())
-        {
-            try
-            {
-                using var p = Process.Start(new ProcessStartInfo(tool, ["-o", Path.ChangeExtension(svg, ".png"), svg])
-                    { RedirectStandardError = true, RedirectStandardOutput = true });
-                p?.WaitForExit(60_000);
-                if (p is { ExitCode: 0 }) _written.Add(Path.ChangeExtension(svg, ".png"));
-            }
-            catch (System.ComponentModel.Win32Exception)
-            {
-                return; // not runnable after all: the SVGs are the report's plots
-            }
-        }
-    }
+    private static string MarkerName(int style) => (style % 4) switch { 0 => "filled circles", 1 => "open squares", 2 => "triangles", _ => "open diamonds" };
 
-    private static string? FindOnPath(string name)
-    {
-        foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
-        {
-            string p = Path.Combine(dir, name);
-            if (File.Exists(p)) return p;
-        }
-        return null;
-    }
+    private void Save(Func<IReadOnlyList<string>> render) => _written.AddRange(render());
 
     // ------------------------------------------------------------------ markdown
 
     private static string P(double v) => double.IsFinite(v) ? (v * 100).ToString("0.0", Ci) : "–";
+    /// <summary>" [46.1–82.0]": a 95% interval in percent, or nothing when there is none.</summary>
+    private static string Ci95(Interval ci) => ci.IsFinite ? $" [{P(ci.Low)}–{P(ci.High)}]" : "";
     private static string F2(double v) => double.IsFinite(v) ? v.ToString("0.00", Ci) : "–";
     private static string F3(double v) => double.IsFinite(v) ? v.ToString("0.000", Ci) : "–";
 
@@ -197,21 +183,21 @@ public sealed class ReportWriter(string directory)
 
         sb.AppendLine("## Accuracy and speed");
         sb.AppendLine();
-        sb.AppendLine($"Task scores (%) are means over contexts and samples — {g.Samples} sample{(g.Samples == 1 ? "" : "s")} per task and context, so one answer moves a task's score by {P(1.0 / (g.Samples * g.Contexts.Count))} points and the mean's standard error is given — " +
+        sb.AppendLine($"Task scores (%) are means over contexts and samples — {g.Samples} sample{(g.Samples == 1 ? "" : "s")} per task and context, so one answer moves a task's score by {P(1.0 / (g.Samples * g.Contexts.Count))} points; the mean's 95% Wilson interval over its needle cells is given in brackets — " +
                       $"(exact match; fraction of expected items for multivalue, multiquery, vartrack, cwe){(hasPpl ? "; ppl is the perplexity of held-out code continued under the method (lower is better)" : "")}. " +
                       $"Keys read: keys attended per decode step (all layers and heads) as a share of dense's — the budget plus what a method adds (dense leading layers, sinks, δ-driven refills). " +
                       $"Speed-up: dense step time ÷ the method's, whole decode step, at context {L}.");
         sb.AppendLine();
         var head = new List<string> { "method", "budget" };
         head.AddRange(needle);
-        head.AddRange(["mean ± s.e.", "% of dense"]);
+        head.AddRange(["mean [95% CI]", "% of dense"]);
         if (hasPpl) head.Add("ppl");
         head.AddRange(["keys read % of dense", "mass recall", $"step ms @{L}", "speed-up"]);
         Table(sb, head, rows.Select(r =>
         {
             var cells = new List<string> { r.Method, r.Budget };
             cells.AddRange(needle.Select(t => r.Accuracy.TryGetValue(t, out double v) ? P(v) : "–"));
-            cells.Add(P(r.MeanAccuracy) + (double.IsFinite(r.MeanAccuracyStdErr) ? " ± " + P(r.MeanAccuracyStdErr) : ""));
+            cells.Add(P(r.MeanAccuracy) + Ci95(r.MeanAccuracyCi));
             cells.Add(r.OfDense is double o ? P(o) : "–");
             if (hasPpl) cells.Add(r.Perplexity is double ppl ? F2(ppl) : "–");
             cells.Add(r.AttendedOfDense is double ad ? P(ad) : "–");
@@ -227,14 +213,15 @@ public sealed class ReportWriter(string directory)
         {
             sb.AppendLine("## Accuracy by context length");
             sb.AppendLine();
-            sb.AppendLine("Mean needle-task score (%) per context.");
+            sb.AppendLine("Mean needle-task score (%) per context, with its 95% Wilson interval over that context's needle cells.");
             sb.AppendLine();
             var h2 = new List<string> { "method", "budget" };
             h2.AddRange(grid.Contexts.Select(c => c.ToString(Ci)));
             Table(sb, h2, rows.Select(r =>
             {
                 var cells = new List<string> { r.Method, r.Budget };
-                cells.AddRange(grid.Contexts.Select(c => r.AccuracyByContext.TryGetValue(EvalSummary.Ctx(c), out double v) ? P(v) : "–"));
+                cells.AddRange(grid.Contexts.Select(c => r.AccuracyByContext.TryGetValue(EvalSummary.Ctx(c), out double v)
+                    ? P(v) + (r.AccuracyCiByContext.TryGetValue(EvalSummary.Ctx(c), out var ci) ? Ci95(ci) : "") : "–"));
                 return cells;
             }));
         }
@@ -244,7 +231,10 @@ public sealed class ReportWriter(string directory)
         sb.AppendLine("From the observer over the first decode steps of every cell (it computes dense attention beside the method): " +
                       "attention-mass recall (dense softmax mass on the selected keys), top-k recall against the oracle's top-k at the same budget, " +
                       "relative L2 error of the attention output, and the keys scored per step to make the selection (all layers and heads). " +
-                      $"Selection and attention times are the engine's own timings of those two phases (all layers), at context {L}.");
+                      $"Selection and attention times are the engine's own timings of those two phases (all layers), at context {L}, " +
+                      "taken in this observed pass: the observer computes dense attention and the recalls beside the method, which slows the " +
+                      "method's own phases too, so select + attend here can exceed the whole un-observed step of the speed tables. " +
+                      "Compare them with each other, not with those.");
         sb.AppendLine();
         Table(sb, ["method", "budget", "budget share", "mass recall", "top-k recall", "output error", "keys scored/step", "keys attended/step", "select ms/step", "attend ms/step", "attention speed-up"],
             rows.Select(r => new List<string>
@@ -260,7 +250,7 @@ public sealed class ReportWriter(string directory)
         {
             var ctxs = results.Speed.Select(p => p.Context).Distinct().Order().ToList();
             sb.AppendLine($"Median wall time of one whole decode step (all layers, MLP and LM head included), ms, un-observed, over {results.Speed[0].Steps} timed steps, " +
-                          $"with the speed-up over dense in brackets. One dense prefill of {ctxs.Max()} tokens of held-out code serves every context: each pair decodes the " +
+                          $"with the fastest timed step in square brackets (the gap to the median is step-to-step variation, other load on the machine included) and the speed-up over dense in parentheses. One dense prefill of {ctxs.Max()} tokens of held-out code serves every context: each pair decodes the " +
                           "code that follows from a copy of its cache cut back to the context.");
             sb.AppendLine();
             var h3 = new List<string> { "method", "budget" };
@@ -272,7 +262,7 @@ public sealed class ReportWriter(string directory)
                 foreach (int c in ctxs)
                 {
                     var pt = results.Speed.FirstOrDefault(p => p.Method == pair.Method && p.Budget == pair.Budget && p.Context == c);
-                    cells.Add(pt is null ? "–" : F2(pt.StepMs) + (pair.IsDense || !denseAt.TryGetValue(c, out double d) ? "" : $" ({(d / pt.StepMs).ToString("0.0", Ci)}×)"));
+                    cells.Add(pt is null ? "–" : F2(pt.StepMs) + $" [{F2(pt.MinMs)}]" + (pair.IsDense || !denseAt.TryGetValue(c, out double d) ? "" : $" ({(d / pt.StepMs).ToString("0.0", Ci)}×)"));
                 }
                 return (IReadOnlyList<string>)cells;
             }));
@@ -293,22 +283,33 @@ public sealed class ReportWriter(string directory)
 
         sb.AppendLine("## Plots");
         sb.AppendLine();
-        sb.AppendLine($"![accuracy vs budget]({AccuracyPlot})");
+        sb.AppendLine($"![accuracy vs budget]({AccuracyPlot}.png)");
         sb.AppendLine();
-        sb.AppendLine($"![attention-mass recall vs budget]({RecallPlot})");
+        string dodge = $"Methods at the same budget are drawn side by side, each offset by {P(BudgetDodge)}% of the budget on the log axis, so that their error bars stay apart; the tick is the budget they all ran at.";
+        sb.AppendLine($"Mean needle-task accuracy per method and budget with its 95% Wilson interval over the {g.Samples * needle.Count * g.Contexts.Count} needle cells of a row " +
+                      $"(a fractional score counts as that share of a right answer). Dense, which reads every key, is the horizontal black line, its interval the grey band. {dodge}");
         sb.AppendLine();
-        sb.AppendLine($"![step time vs context]({StepTimePlot})");
+        sb.AppendLine($"![attention-mass recall vs budget]({RecallPlot}.png)");
+        sb.AppendLine();
+        sb.AppendLine($"Share of dense's attention mass on the keys a method selected, mean over cells with its 95% interval. {dodge}");
+        sb.AppendLine();
+        sb.AppendLine($"![step time vs context]({StepTimePlot}.png)");
+        sb.AppendLine();
+        sb.AppendLine("Median whole decode step per (method, budget) at each context" + (grid.Budgets.Count > 1 ? $"; a method's budgets share its colour and differ in marker ({string.Join(", ", grid.Budgets.Select((b, i) => b + " " + MarkerName(i)))})" : "") +
+                      ". The tables above give the numbers; SVG copies of every plot lie beside the PNGs.");
         sb.AppendLine();
         if (heatmap is not null)
         {
             sb.AppendLine("## Attention pattern");
             sb.AppendLine();
-            sb.AppendLine($"![attention heat map]({HeatmapPlot})");
+            sb.AppendLine($"![attention heat map, whole context]({HeatmapPlot}.png)");
+            sb.AppendLine();
+            sb.AppendLine($"![attention heat map, recent keys]({RecentPlot}.png)");
             sb.AppendLine();
             sb.AppendLine($"Dense attention probabilities of layer {heatmap.Layer}, head {heatmap.Head} while decoding {heatmap.Binned.Length} tokens of held-out code " +
-                          $"after a {heatmap.PromptTokens}-token prompt (log colour scale; below {SvgHeatmap.Floor:0e0} is white). Left: the whole context, " +
-                          $"each column the maximum over {SvgHeatmap.PerBin(heatmap)} — vertical lines are positions the head returns to at every step " +
-                          "(what LFPS's *vertical* candidates reuse). Right: the most recent keys at full resolution — diagonal lines are a constant offset behind the moving query " +
+                          $"after a {heatmap.PromptTokens}-token prompt (log colour scale; at or below {AttentionHeatmap.Floor:0e0} the palest colour; grey: keys after the query, which the causal mask hides). First: the whole context, " +
+                          $"each column the maximum over {AttentionHeatmap.PerBin(heatmap)} — vertical lines are positions the head returns to at every step " +
+                          "(what LFPS's *vertical* candidates reuse). Second: the most recent keys at full resolution — diagonal lines are a constant offset behind the moving query " +
                           $"(LFPS's *slash* candidates, previous index + 1). {heatmap.Selection}");
             sb.AppendLine();
         }

@@ -132,20 +132,28 @@ public sealed class SparsityObserver : IAttentionObserver
             keys / s, keys / s / Math.Max(1, _queryHeads), select / s, attend / s);
     }
 
-    /// <summary>The per-layer table `generate --report` prints, with the total last.</summary>
+    /// <summary>The per-layer table `generate --report` prints, with the total last and what each column means
+    /// below it: fixed decimals throughout, 77 columns wide so that an 80-column terminal does not wrap it.</summary>
     public string RenderTable()
     {
         var sb = new StringBuilder();
         var ci = CultureInfo.InvariantCulture;
-        sb.AppendLine("layer   mass-recall  topk-recall  out-error  selected  dense  keys/head/step  select-ms  attend-ms");
+        sb.AppendLine("layer mass-rec topk-rec  out-err selected dense keys/head select-ms attend-ms");
         void Line(string name, SparsityReport r) => sb.AppendLine(string.Format(ci,
-            "{0,-6}  {1,11:F4}  {2,11:F4}  {3,9:E2}  {4,8:F1}  {5,5:P0}  {6,14:F1}  {7,9:F3}  {8,9:F3}",
-            name, r.MassRecall, r.TopKRecall, r.OutputError, r.MeanSelected, r.DenseShare, r.KeysScoredPerHead,
+            "{0,-5} {1,8:F4} {2,8:F4} {3,8:F4} {4,8:F1} {5,5} {6,9:F1} {7,9:F3} {8,9:F3}",
+            name, r.MassRecall, r.TopKRecall, r.OutputError, r.MeanSelected,
+            double.IsFinite(r.DenseShare) ? (r.DenseShare * 100).ToString("0", ci) + "%" : "–", r.KeysScoredPerHead,
             r.SelectSecondsPerStep * 1e3, r.AttendSecondsPerStep * 1e3));
         foreach (var r in Layers()) Line(r.Layer.ToString(ci), r);
         var t = Totals();
         Line("all", t);
-        sb.Append(string.Format(ci, "{0} decode steps; dropped mass δ = {1:F4}", t.Steps, t.DroppedMass));
+        sb.AppendLine(string.Format(ci, "{0} decode steps; dropped mass δ = {1:F4} (1 − mass-rec of all layers)", t.Steps, t.DroppedMass));
+        sb.AppendLine("mass-rec   dense attention's mass on the selected keys (1 = all of it)");
+        sb.AppendLine("topk-rec   share of the selected keys in dense's top-k, k = keys selected");
+        sb.AppendLine("out-err    ‖sparse − dense attention output‖ ÷ ‖dense output‖, mean over heads");
+        sb.AppendLine("selected   keys attended per head per step; dense: heads that attended every key");
+        sb.AppendLine("keys/head  keys scored per query head per step to select (all: sum of layers)");
+        sb.Append("select-ms  ms per decode step choosing the keys; attend-ms: attending to them");
         return sb.ToString();
     }
 }

@@ -11,7 +11,7 @@ public class CalibrationTests
     [Fact]
     public void CalibrationPromptsNeverShareASeedWithTheEvaluation()
     {
-        var grid = new EvalGrid();
+        var grid = new EvalGrid { Methods = ["tidal"], Budgets = ["2%"], Contexts = [8192], Tasks = [.. Calibration.Tasks], Samples = 64 };
         foreach (string task in Calibration.Tasks)
             foreach (int context in new[] { 1024, 2048, 4096, 8192 })
             {
@@ -48,7 +48,7 @@ public class CalibrationTests
             Assert.Empty(MethodDefaults.Load(dir).Apply("tidal", new Dictionary<string, string>()));
             MethodDefaults.Save(dir, "tidal", new Dictionary<string, string> { ["reselect"] = "5" }, new() { ["chosen"] = "5" });
             var stored = MethodDefaults.Load(dir);
-            var config = SyntheticAttention.ConfigFor(8, 4, 2, 16);
+            var config = SparseDecode.Tests.Selection.SyntheticAttention.ConfigFor(8, 4, 2, 16);
             TidalDecodePlan Plan(IReadOnlyDictionary<string, string> p) =>
                 (TidalDecodePlan)SelectorSpec.Parse("tidal", "5%", stored.Apply("tidal", p)).CreatePlan(config, 1024)!;
             Assert.Equal(5, Plan(new Dictionary<string, string>()).Reselect);

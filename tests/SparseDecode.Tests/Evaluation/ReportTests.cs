@@ -3,68 +3,128 @@ using SparseDecode.Evaluation;
 
 namespace SparseDecode.Tests.Evaluation;
 
-/// <summary>The SVG writers produce well-formed XML with the marks the data asks for; the store resumes by key.</summary>
+/// <summary>The charts carry what the data asks for (intervals, every budget, dense as a reference, the causal mask
+/// apart from unattended keys), the plots are written as PNG and SVG, and the store resumes by key.</summary>
 public class ReportTests
 {
     private static readonly XNamespace Svg = "http://www.w3.org/2000/svg";
 
-    [Fact]
-    public void LineChartIsWellFormedSvgWithOneLinePerSeries()
+    private static readonly EvalGrid Grid = new()
     {
-        var chart = new SvgLineChart { Title = "Accuracy <vs> budget & more", XLabel = "budget", YLabel = "accuracy", YMin = 0, YMax = 1 };
-        chart.Series.Add(new ChartSeries("tidal", [(1, 0.5), (2, 0.7), (5, 0.9)], SvgLineChart.ColorFor("tidal")));
-        chart.Series.Add(new ChartSeries("dense", [(1, 1), (5, 1)], SvgLineChart.ColorFor("dense"), Dashed: true));
-        chart.Series.Add(new ChartSeries("q\"uest", [(2, double.NaN), (3, 0.2)], SvgLineChart.ColorFor("quest")));
-        var doc = XDocument.Parse(chart.Render());
-        Assert.Equal(Svg + "svg", doc.Root!.Name);
-        Assert.Equal(2, doc.Descendants(Svg + "polyline").Count()); // the NaN point is dropped, leaving one point for quest
-        var tidal = doc.Descendants(Svg + "polyline").First().Attribute("points")!.Value.Split(' ');
-        Assert.Equal(3, tidal.Length);
-        // y grows downward: 0.9 is drawn above 0.5
-        Assert.True(double.Parse(tidal[2].Split(',')[1], System.Globalization.CultureInfo.InvariantCulture) <
-                    double.Parse(tidal[0].Split(',')[1], System.Globalization.CultureInfo.InvariantCulture));
-        Assert.Contains(doc.Descendants(Svg + "text"), t => t.Value == "Accuracy <vs> budget & more");
+        Methods = ["dense", "tidal", "lfps"], Budgets = ["2%", "5%"], Contexts = [1024, 2048], Tasks = [RulerTasks.Passkey], Samples = 4,
+    };
+
+    /// <summary>Cells of the grid above: dense always right, tidal right in 1 of 4 samples, lfps in 3 of 4.</summary>
+    private static List<CellResult> GridCells()
+    {
+        var cells = new List<CellResult>();
+        foreach (var pair in Grid.Pairs)
+            foreach (int ctx in Grid.Contexts)
+                for (int s = 0; s < Grid.Samples; s++)
+                {
+                    double score = pair.Method switch { "dense" => 1, "tidal" => s == 0 ? 1 : 0, _ => s < 3 ? 1 : 0 };
+                    int prompt = Grid.PromptLength(ctx);
+                    cells.Add(Cell($"{pair}|{ctx}|{s}", score) with
+                    {
+                        Method = pair.Method, Budget = pair.Budget, Context = ctx, Sample = s, PromptTokens = prompt,
+                        BudgetTokens = pair.IsDense ? prompt : (int)(prompt * (pair.Budget == "2%" ? 0.02 : 0.05)),
+                        StepMs = pair.IsDense ? 4 : 2, MassRecall = pair.IsDense ? 1 : 0.7 + 0.01 * s, KeysAttendedPerStep = 100,
+                    });
+                }
+        return cells;
     }
 
     [Fact]
-    public void LogAxisChartIsWellFormed()
+    public void WilsonIntervalMatchesTheFormulaAndStaysInsideZeroToOne()
     {
-        var chart = new SvgLineChart { Title = "t", XLabel = "x", YLabel = "y", LogX = true, YMin = 0 };
-        chart.Series.Add(new ChartSeries("dense", [(1024, 5), (2048, 7), (8192, 14)], "#000000"));
-        var doc = XDocument.Parse(chart.Render());
-        // ticks at 1024, 2048, 4096, 8192
-        Assert.Equal(4, doc.Descendants(Svg + "line").Count(l => l.Attribute("stroke")?.Value == "#f0f0f0"));
+        var half = Interval.Wilson(0.5, 10);
+        Assert.Equal(0.2366, half.Low, 3);
+        Assert.Equal(0.7634, half.High, 3);
+        var all = Interval.Wilson(1, 4); // 4 of 4 right: not a zero-width interval
+        Assert.Equal(0.510, all.Low, 3);
+        Assert.Equal(1, all.High, 9);
+        Assert.False(Interval.Wilson(0.5, 0).IsFinite);
     }
 
     [Fact]
-    public void HeatmapIsWellFormedAndMergesRuns()
+    public void BudgetChartDrawsDenseAsAReferenceLineAndEveryBudgetWithItsInterval()
     {
-        int steps = 8, bins = 32, window = 16;
-        var binned = new float[steps][];
+        var rows = EvalSummary.Summarize(GridCells(), Grid);
+        var chart = ReportWriter.AccuracyChart(rows);
+        var dense = Assert.Single(chart.Series, s => s.Reference);
+        Assert.StartsWith("dense", dense.Name);
+        Assert.Equal(100, dense.Points[0].Y, 6); // percent, as the tables
+        var sparse = chart.Series.Where(s => !s.Reference).ToList();
+        Assert.Equal(["tidal", "lfps"], sparse.Select(s => s.Name));
+        Assert.All(sparse, s => Assert.Equal(2, s.Points.Count));
+        Assert.All(sparse.SelectMany(s => s.Points), p => Assert.True(p.HasInterval && p.Low <= p.Y && p.Y <= p.High));
+        // the axis is ticked at both budgets, labelled as given, and no tick sits at 0% budget
+        Assert.Equal(["2%", "5%"], chart.XTicks.Select(chart.XFormat));
+        Assert.DoesNotContain(0.0, chart.XTicks);
+    }
+
+    [Fact]
+    public void StepTimeChartShowsEveryBudget()
+    {
+        var rows = EvalSummary.Summarize(GridCells(), Grid);
+        var chart = ReportWriter.StepTimeChart(rows, Grid, []);
+        Assert.Equal(Grid.Pairs.Count, chart.Series.Count);
+        Assert.Contains(chart.Series, s => s.Name == "lfps@5%" && s.Style == 1);
+        Assert.Equal(["1K", "2K"], chart.XTicks.Select(chart.XFormat));
+    }
+
+    [Fact]
+    public void HeatmapTellsBelowFloorFromTheCausalMask()
+    {
+        int steps = 4, window = 8;
         var recent = new float[steps][];
+        var binned = new float[steps][];
         for (int s = 0; s < steps; s++)
         {
-            binned[s] = new float[bins];
-            binned[s][0] = 0.5f;  // a vertical line (sink)
             recent[s] = new float[window];
-            recent[s][s] = 0.3f;  // a slash
+            recent[s][0] = 0.5f;
+            binned[s] = [0.5f, 0, 0, 0];
         }
-        var h = new HeatmapData { Model = "m", Layer = 3, Head = 1, PromptTokens = 100, Positions = 108, Bins = bins, WindowStart = 92, Binned = binned, Window = recent };
-        var doc = XDocument.Parse(SvgHeatmap.Render(h, "heat & map"));
-        var cells = doc.Descendants(Svg + "g").First(g => g.Attribute("shape-rendering") is not null);
-        Assert.Equal(steps, cells.Elements(Svg + "rect").Count()); // first panel: one sink cell per row
-        Assert.Equal(2, doc.Descendants(Svg + "g").Count(g => g.Attribute("shape-rendering") is not null));
-        Assert.Equal(0, SvgHeatmap.Level(1e-5));
-        Assert.True(SvgHeatmap.Level(0.5) > SvgHeatmap.Level(0.01));
+        // prompt 100 tokens, 104 positions: step s sees keys 0 .. 100 + s
+        var h = new HeatmapData { Model = "m", Layer = 0, Head = 0, PromptTokens = 100, Positions = 104, Bins = 4, WindowStart = 96, Binned = binned, Window = recent };
+        var g = AttentionHeatmap.Window(h);
+        Assert.Equal(Math.Log10(0.5), g[0, 0], 6);
+        Assert.Equal(Math.Log10(AttentionHeatmap.Floor), g[0, 1]); // key 97 at step 0: visible, never attended
+        Assert.Equal(Math.Log10(AttentionHeatmap.Floor), g[0, 4]); // key 100: the query itself
+        Assert.True(double.IsNaN(g[0, 5]));                          // key 101: after the query, masked
+        Assert.False(double.IsNaN(g[3, 7]));                         // key 103 at step 3: the query itself
+        Assert.False(double.IsNaN(AttentionHeatmap.Binned(h)[0, 3])); // bin 3 starts at key 78
+        using var tmp = new Fixtures.TempDir();
+        var files = PlotFiles.Save(AttentionHeatmap.Recent(h, "t"), tmp.Path, "heat", 400, 300);
+        Assert.All(files, f => Assert.True(new FileInfo(f).Length > 0));
     }
 
     [Fact]
-    public void NiceTicksCoverTheRangeWithRoundSteps()
+    public void ReportWritesPngAndSvgPlotsEmbedsThePngsAndRerendersFromResultsJson()
     {
-        Assert.Equal([0, 0.2, 0.4, 0.6, 0.8, 1.0], SvgLineChart.NiceTicks(0, 1, 6));
-        var t = SvgLineChart.NiceTicks(3.2, 47, 6);
-        Assert.True(t[0] <= 3.2 && t[^1] >= 47);
-        Assert.Equal(10, t[1] - t[0], 9);
+        using var tmp = new Fixtures.TempDir();
+        var cells = GridCells();
+        var results = new EvalResultsFile
+        {
+            Command = "sparsedecode eval", Model = "m", Machine = "test", Created = "now", WallSeconds = 1,
+            Grid = GridDescription.Of(Grid), Summary = EvalSummary.Summarize(cells, Grid), Cells = cells,
+        };
+        new ReportWriter(tmp.Path).WriteAll(results, Grid, null);
+        string md = File.ReadAllText(Path.Combine(tmp.Path, "report.md"));
+        foreach (string plot in new[] { ReportWriter.AccuracyPlot, ReportWriter.RecallPlot, ReportWriter.StepTimePlot })
+        {
+            Assert.Contains($"]({plot}.png)", md);
+            byte[] png = File.ReadAllBytes(Path.Combine(tmp.Path, plot + ".png"));
+            Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], png[..4]);
+            Assert.Equal(Svg + "svg", XDocument.Load(Path.Combine(tmp.Path, plot + ".svg")).Root!.Name);
+        }
+        Assert.Contains("mean [95% CI]", md);
+        Assert.Contains("100.0 [", md);
+
+        var stored = StoredReport.Load(tmp.Path);
+        Assert.Equal(cells.Count, stored.Results.Cells.Count);
+        Assert.Equal(Grid.Pairs, stored.Grid.Pairs);
+        Assert.True(stored.Results.Summary[0].MeanAccuracyCi.IsFinite);
     }
 
     [Fact]

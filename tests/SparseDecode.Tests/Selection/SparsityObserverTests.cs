@@ -46,9 +46,12 @@ public class SparsityObserverTests
         Assert.Equal(0.006, t.AttendSecondsPerStep, 12);
         Assert.Equal(0.5, t.DenseShare);
         string table = o.RenderTable();
-        Assert.Contains("mass-recall", table);
+        Assert.Contains("mass-rec", table);
+        Assert.All(table.Split('\n'), line => Assert.True(line.Length <= 80, line));
+        Assert.DoesNotContain("E-", table);
         Assert.Contains("all ", table);
         Assert.Contains("1 decode steps; dropped mass δ = 0.1375", table);
+        Assert.Contains("out-err    ", table); // the columns are explained
     }
 
     [Fact]

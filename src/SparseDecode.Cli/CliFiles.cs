@@ -1,0 +1,13 @@
+namespace SparseDecode.Cli;
+
+/// <summary>Reading a file named by an option, with the one-sentence errors a user needs (a directory or a missing
+/// path), instead of the runtime's exception.</summary>
+internal static class CliFiles
+{
+    public static string ReadText(string path, string option)
+    {
+        if (Directory.Exists(path)) throw new ArgumentException($"{option} {path} is a directory; give a file.");
+        if (!File.Exists(path)) throw new ArgumentException($"{option} {path}: file not found.");
+        return File.ReadAllText(path);
+    }
+}

@@ -1,0 +1,88 @@
+using System.Net;
+using System.Net.Sockets;
+using SparseDecode.Selection;
+
+namespace SparseDecode.Tests.Cli;
+
+/// <summary>What a new user meets first: every mistake is one sentence on stderr and a non-zero exit code, the
+/// help names the program as installed, its examples work, and `methods` lists what --param accepts.</summary>
+[Collection("console")]
+public class CliErrorTests
+{
+    private static void OneSentence((int code, string stdout, string stderr) r, string expected)
+    {
+        Assert.NotEqual(0, r.code);
+        Assert.Single(r.stderr.Trim().Split('\n'));
+        Assert.Equal("error: " + expected, r.stderr.Trim());
+    }
+
+    [Fact]
+    public void PromptFileThatIsADirectoryIsOneSentence()
+    {
+        using var tmp = new Fixtures.TempDir();
+        OneSentence(CliTests.Run("generate", "--model", Fixtures.Model("llama3-gqa"), "--prompt-file", tmp.Path),
+            $"--prompt-file {tmp.Path} is a directory; give a file.");
+        OneSentence(CliTests.Run("generate", "--model", Fixtures.Model("llama3-gqa"), "--prompt-file", tmp.File("absent.txt")),
+            $"--prompt-file {tmp.File("absent.txt")}: file not found.");
+    }
+
+    [Theory]
+    [InlineData("score", "--token-ids", "1,2")]
+    [InlineData("generate", "--prompt", "hi")]
+    [InlineData("inspect")]
+    [InlineData("bench")]
+    public void MissingModelSaysTheSameInEveryCommand(params string[] args)
+    {
+        OneSentence(CliTests.Run([args[0], "--model", "/nonexistent/model", .. args[1..]]), "/nonexistent/model: model directory not found.");
+    }
+
+    [Fact]
+    public void ModelThatIsAFileIsOneSentence()
+    {
+        using var tmp = new Fixtures.TempDir();
+        File.WriteAllText(tmp.File("x"), "");
+        var r = CliTests.Run("inspect", "--model", tmp.File("x"));
+        Assert.NotEqual(0, r.code);
+        Assert.StartsWith($"error: {tmp.File("x")}: is a file; --model takes a model directory", r.stderr);
+    }
+
+    [Fact]
+    public void TextAndTokenIdsTogetherConflict()
+    {
+        OneSentence(CliTests.Run("score", "--model", Fixtures.Model("llama3-gqa"), "--text", "hi", "--token-ids", "1,2"),
+            "Give --token-ids or --text, not both.");
+    }
+
+    [Fact]
+    public void HelpNamesTheProgramSparsedecode()
+    {
+        var (code, stdout, _) = CliTests.Run("--help");
+        Assert.Equal(0, code);
+        Assert.Contains("Usage:\n  sparsedecode [command] [options]", stdout.ReplaceLineEndings("\n"));
+        Assert.Contains("  sparsedecode generate [options]", CliTests.Run("generate", "--help").stdout);
+        Assert.DoesNotContain("SparseDecode.Cli", stdout);
+    }
+
+    [Fact]
+    public void TheParamExampleInTheHelpIsAccepted()
+    {
+        string help = CliTests.Run("generate", "--help").stdout.ReplaceLineEndings(" ");
+        var m = System.Text.RegularExpressions.Regex.Match(help, @"e\.g\. --method (\w+) --param (\w+)=(\w+)");
+        Assert.True(m.Success, help);
+        SelectorSpec.Parse(m.Groups[1].Value, "256", new Dictionary<string, string> { [m.Groups[2].Value] = m.Groups[3].Value });
+        var (code, _, stderr) = CliTests.Run("generate", "--prompt", "a b", "--max-tokens", "2",
+            "--method", m.Groups[1].Value, "--budget", "4", "--param", $"{m.Groups[2].Value}={m.Groups[3].Value}");
+        Assert.True(code == 0, stderr);
+    }
+
+    [Fact]
+    public void MethodsListsEveryMethodWithItsParametersAndDefaults()
+    {
+        var (code, stdout, _) = CliTests.Run("methods");
+        Assert.Equal(0, code);
+        foreach (string method in SelectorSpec.Methods) Assert.Contains($"\n{method}: ", "\n" + stdout.ReplaceLineEndings("\n"));
+        Assert.Contains("sinks", stdout);
+        Assert.Contains("(default ", stdout);
+    }
+
+}

@@ -1,0 +1,30 @@
+using SparseDecode.Engine;
+using SparseDecode.Selection;
+using SparseDecode.Tokenization;
+
+namespace SparseDecode.Tests.EngineApi;
+
+/// <summary>The README's library example, as written there, so that the API it shows keeps compiling and running.</summary>
+public class ReadmeExampleTests
+{
+    [Fact]
+    public void LoadGenerateWithAMethodAndStream()
+    {
+        string dir = Fixtures.BundledModel;
+        using var model = Transformer.Load(dir);
+        var tokenizer = Tokenizer.FromDirectory(dir);
+        var text = tokenizer.CreateStreamingDecoder();
+        var options = new GenerationOptions
+        {
+            MaxTokens = 16,
+            Selector = SelectorSpec.Parse("lfps", "256", new Dictionary<string, string>()).Create,
+            StopTokenIds = model.Config.EosTokenIds.ToArray(),
+        };
+        var streamed = new System.Text.StringBuilder();
+        var result = new Generator(model).Generate(tokenizer.Encode("def fibonacci(n):"), options, id => streamed.Append(text.Push(id)));
+        streamed.Append(text.Flush());
+        Assert.InRange(result.Tokens.Length, 1, 16);
+        Assert.Equal(tokenizer.Decode(result.Tokens, skipSpecialTokens: true), streamed.ToString());
+        Assert.True(result.DecodeTokensPerSecond > 0);
+    }
+}
