@@ -15,7 +15,7 @@ internal static class CalibrateCommand
     public static Command Create()
     {
         var model = CommonOptions.Model();
-        var method = new Option<string>("--method") { Description = "Method to calibrate (tidal: its re-selection layer).", DefaultValueFactory = _ => "tidal" };
+        var method = new Option<string>("--method") { Description = "Method to calibrate: tidal (its re-selection layer) or prhs (its early-token freezing ψ).", DefaultValueFactory = _ => "tidal" };
         var context = new Option<int>("--context") { Description = "Calibration prompt length in tokens (default: the model's context, at most 8192)." };
         var prompts = new Option<int>("--prompts") { Description = "Calibration prompts (passkey, multikey, multivalue, vartrack in turn).", DefaultValueFactory = _ => 4 };
         var budget = new Option<string>("--budget") { Description = "Budget the setting is chosen for.", DefaultValueFactory = _ => "2%" };
@@ -28,8 +28,6 @@ internal static class CalibrateCommand
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             string m = (r.GetValue(method) ?? "").Trim().ToLowerInvariant();
-            if (m != "tidal")
-                throw new ArgumentException($"Calibration of '{m}' is not implemented; only tidal (its re-selection layer) is calibrated today.");
             string b = r.GetValue(budget)!;
             _ = Budget.Parse(b);
             int n = r.GetValue(prompts);
@@ -42,16 +40,17 @@ internal static class CalibrateCommand
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the calibration prompts' haystacks are cut from the model's held-out text.");
             var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), t.Config);
             var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
-            var result = Calibration.Tidal(t, builder, ctx, n, b, s => Console.Error.WriteLine(s));
+            _ = Calibration.Candidates(m, t.Config);
+            var result = Calibration.Sweep(t, builder, m, ctx, n, b, s => Console.Error.WriteLine(s));
             var ci = CultureInfo.InvariantCulture;
-            Console.WriteLine($"tidal re-selection layer, budget {b}, {n} prompts of {ctx} tokens; chosen by the mean log-probability of the answer tokens (teacher-forced):");
-            Console.WriteLine("| reselect | answer log p | attention-mass recall | keys attended per step |");
+            Console.WriteLine($"{m} {result.Parameter}, budget {b}, {n} prompts of {ctx} tokens; chosen by the mean log-probability of the answer tokens (teacher-forced):");
+            Console.WriteLine($"| {result.Parameter} | answer log p | attention-mass recall | keys attended per step |");
             Console.WriteLine("|---|---:|---:|---:|");
             foreach (var x in result.Candidates)
                 Console.WriteLine(string.Create(ci, $"| {x.Value}{(x.Value == result.Chosen ? " (chosen)" : "")} | {x.AnswerLogProb:F4} | {x.MassRecall:F4} | {x.KeysRead:F0} |"));
             if (r.GetValue(write)) return 0;
-            MethodDefaults.Save(dir, "tidal", result.Settings, result.Provenance());
-            Console.WriteLine($"wrote {Path.Combine(dir, MethodDefaults.FileName)}: tidal reselect={result.Chosen}");
+            MethodDefaults.Save(dir, m, result.Settings, result.Provenance());
+            Console.WriteLine($"wrote {Path.Combine(dir, MethodDefaults.FileName)}: {m} {result.Parameter}={result.Chosen}");
             return 0;
         }));
         return cmd;

@@ -5,7 +5,8 @@ using SparseDecode.Selection;
 namespace SparseDecode.Evaluation;
 
 /// <summary>Chooses a method's model-dependent setting the way its authors do — by a sweep — on calibration prompts
-/// the evaluation never uses (their own seed range): TidalDecode's re-selection layer, by the mean log-probability
+/// the evaluation never uses (their own seed range): TidalDecode's re-selection layer or PrHS's early-token freezing
+/// ψ, by the mean log-probability
 /// the model gives the right answer's tokens under the method (teacher-forced; the first answer token comes from the
 /// dense prefill and is left out) — the smooth form of task accuracy. Attention-mass recall is reported beside it but
 /// does not choose: a re-selection layer is itself dense, so the mean recall rewards making the hardest layer dense
@@ -44,12 +45,32 @@ public static class Calibration
         }
     }
 
-    public static Result Tidal(Transformer model, PromptBuilder builder, int context, int prompts, string budget, Action<string>? log = null)
+    /// <summary>The methods calibrated and the one setting each sweeps: TidalDecode's re-selection layer (every
+    /// layer after the selection layer, or none) and PrHS's early-token freezing ψ (1: no freezing).</summary>
+    public static readonly string[] Methods = ["tidal", "prhs"];
+
+    public static (string Parameter, string[] Values) Candidates(string method, Model.ModelConfig config)
+    {
+        switch (method)
+        {
+            case "tidal":
+                var (start, _) = TidalDecodePlan.DefaultLayers(config.NumLayers);
+                return ("reselect", Enumerable.Range(start + 1, Math.Max(0, config.NumLayers - start - 1))
+                    .Select(l => l.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append("none").ToArray());
+            case "prhs":
+                return ("psi", ["0.2", "0.4", "0.6", "0.8", "1"]);
+            default:
+                throw new ArgumentException($"Calibration of '{method}' is not implemented; calibrated methods: {string.Join(", ", Methods)}.");
+        }
+    }
+
+    public static Result Tidal(Transformer model, PromptBuilder builder, int context, int prompts, string budget, Action<string>? log = null) =>
+        Sweep(model, builder, "tidal", context, prompts, budget, log);
+
+    public static Result Sweep(Transformer model, PromptBuilder builder, string method, int context, int prompts, string budget, Action<string>? log = null)
     {
         var c = model.Config;
-        var (start, _) = TidalDecodePlan.DefaultLayers(c.NumLayers);
-        var values = Enumerable.Range(start + 1, Math.Max(0, c.NumLayers - start - 1)).Select(l => l.ToString(System.Globalization.CultureInfo.InvariantCulture))
-            .Append("none").ToArray();
+        var (parameter, values) = Candidates(method, c);
         var recall = new double[values.Length];
         var keys = new double[values.Length];
         var logp = new double[values.Length];
@@ -64,7 +85,7 @@ public static class Calibration
             for (int v = 0; v < values.Length; v++)
             {
                 using var copy = cache.Clone();
-                var selector = SelectorSpec.Parse("tidal", budget, new Dictionary<string, string> { ["reselect"] = values[v] }).Create(c);
+                var selector = SelectorSpec.Parse(method, budget, new Dictionary<string, string> { [parameter] = values[v] }).Create(c);
                 var ws = new DecodeWorkspace(model, copy, selector.Granularity);
                 var observer = new SparsityObserver();
                 for (int a = 0; a < sample.Answer.Length; a++)
@@ -81,6 +102,6 @@ public static class Calibration
         }
         var candidates = values.Select((v, i) => new Candidate(v, logp[i] / Math.Max(1, predictions), recall[i], keys[i])).ToArray();
         var best = candidates.MaxBy(x => x.AnswerLogProb)!;
-        return new Result("tidal", "reselect", best.Value, candidates, prompts, context, budget);
+        return new Result(method, parameter, best.Value, candidates, prompts, context, budget);
     }
 }

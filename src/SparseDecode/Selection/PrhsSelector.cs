@@ -35,7 +35,9 @@ public sealed class PrhsSelector : SelectorBase
         public int Top { get; init; } = 16;
         /// <summary>Target dropped mass δ*.</summary>
         public double Delta { get; init; } = 0.05;
-        public Verification Verify { get; init; } = Verification.Bound;
+        /// <summary>Off by default: PrHS bounds δ in advance by construction; the per-step check with its fresh
+        /// retrieval and dense fallback is an opt-in extra, not the method.</summary>
+        public Verification Verify { get; init; } = Verification.Off;
         /// <summary>Bound verification: most pages scored exactly (largest contribution first, until δ* is certified).</summary>
         public int Refine { get; init; } = 64;
         /// <summary>Sample verification: unselected keys drawn.</summary>

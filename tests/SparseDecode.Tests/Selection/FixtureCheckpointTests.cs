@@ -35,7 +35,8 @@ public class FixtureCheckpointTests
             var (full, fullReport) = Decode(model, ids, SelectorSpec.Parse(method, "100%", new Dictionary<string, string>()).Create(model.Config));
             for (int i = 0; i < dense.Count; i++) Assert.Equal(dense[i], full[i]);
             Assert.Equal(1.0, fullReport.MassRecall);
-            var (_, small) = Decode(model, ids, SelectorSpec.Parse(method, "8", new Dictionary<string, string>()).Create(model.Config));
+            var verified = method == "prhs" ? new Dictionary<string, string> { ["verify"] = "bound" } : new Dictionary<string, string>();
+            var (_, small) = Decode(model, ids, SelectorSpec.Parse(method, "8", verified).Create(model.Config));
             Assert.Equal(ids.Length - 8, small.Steps);
             Assert.InRange(small.MassRecall, 0, 1 + 1e-9);
             if (method == "oracle") Assert.Equal(1.0, small.TopKRecall, 12);

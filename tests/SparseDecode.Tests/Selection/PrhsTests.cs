@@ -17,8 +17,31 @@ public class PrhsTests
 
     private static float[] Times(float[] u, float a) => u.Select(x => x * a).ToArray();
 
+    /// <summary>These tests exercise the δ verification: the opt-in "bound" mode unless a test names another.</summary>
     private static PrhsSelector Create(SyntheticAttention s, string budget, Dictionary<string, string> p) =>
-        (PrhsSelector)SelectorSpec.Parse("prhs", budget, p).Create(s.Config);
+        (PrhsSelector)SelectorSpec.Parse("prhs", budget, p.ContainsKey("verify") ? p : new(p) { ["verify"] = "bound" }).Create(s.Config);
+
+    /// <summary>The paper's PrHS: selection before scoring, nothing verified after, so its budget binds — even on
+    /// flat attention, where the opt-in verification would fall back to dense.</summary>
+    [Fact]
+    public void ByDefaultNothingIsVerifiedAndTheBudgetBinds()
+    {
+        using var s = new SyntheticAttention(layers: 4, heads: 4, kvHeads: 2, headDim: 16, capacity: 1100, seed: 31);
+        s.FillTo(1000, sigma: 0.01f);
+        var selector = (PrhsSelector)SelectorSpec.Parse("prhs", "64", new Dictionary<string, string>()).Create(s.Config);
+        Assert.Equal(PrhsSelector.Verification.Off, selector.Settings.Verify);
+        for (int step = 0; step < 3; step++)
+        {
+            s.RandomQueries();
+            var r = s.Step(selector);
+            for (int l = selector.DenseLayers; l < 4; l++)
+            {
+                Assert.False(r[l].Dense);
+                Assert.All(r[l].Indices, idx => Assert.InRange(idx.Length, 1, 64));
+            }
+            Assert.All(selector.Statistics(), st => Assert.Equal((0L, 0L), (st.FreshRetrievals, st.DenseFallbacks)));
+        }
+    }
 
     [Theory]
     [InlineData("query", "bound")]

@@ -40,7 +40,8 @@ public class SelectorSpecTests
         var quest = PlanOf<QuestPlan>("quest", []);
         Assert.Equal(2, quest.DenseLayers);
         var prhs = (PrhsSelector)SelectorSpec.Parse("prhs", "256", new Dictionary<string, string>()).Create(Llama32);
-        Assert.Equal((2, 2, 0.05, PrhsSelector.Verification.Bound), (prhs.DenseLayers, prhs.From, prhs.Settings.Delta, prhs.Settings.Verify));
+        // the paper's method: pre-hoc selection with no per-step verification unless asked for
+        Assert.Equal((2, 2, 0.05, PrhsSelector.Verification.Off), (prhs.DenseLayers, prhs.From, prhs.Settings.Delta, prhs.Settings.Verify));
         var lfps = PlanOf<LfpsPlan>("lfps", []);
         Assert.Equal((2, 1, 4, 16, 32, 2f), (lfps.Settings.History, lfps.Settings.Radius, lfps.Settings.Sinks, lfps.Settings.Recent, lfps.Settings.Interval, lfps.Settings.Drop));
         var none = PlanOf<TidalDecodePlan>("tidal", new() { ["start"] = "4", ["reselect"] = "none" });
