@@ -20,9 +20,10 @@ internal static class CalibrateCommand
         var prompts = new Option<int>("--prompts") { Description = "Calibration prompts (passkey, multikey, multivalue, vartrack in turn).", DefaultValueFactory = _ => 4 };
         var budget = new Option<string>("--budget") { Description = "Budget the setting is chosen for.", DefaultValueFactory = _ => "2%" };
         var write = new Option<bool>("--dry-run") { Description = "Print the sweep without writing sparse_methods.json." };
+        var parameter = new Option<string?>("--parameter") { Description = "The setting to sweep (prhs: psi, the default, or phi); the model's other stored settings hold meanwhile." };
         var cmd = new Command("calibrate", $"Choose a method's model-dependent setting on calibration prompts and store it in the model's {MethodDefaults.FileName}.")
         {
-            model, method, context, prompts, budget, write,
+            model, method, context, prompts, budget, write, parameter,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -40,8 +41,10 @@ internal static class CalibrateCommand
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the calibration prompts' haystacks are cut from the model's held-out text.");
             var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), t.Config);
             var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
-            _ = Calibration.Candidates(m, t.Config);
-            var result = Calibration.Sweep(t, builder, m, ctx, n, b, s => Console.Error.WriteLine(s));
+            string? which = r.GetValue(parameter)?.Trim().ToLowerInvariant();
+            string swept = Calibration.Candidates(m, t.Config, which).Parameter;
+            var stored = MethodDefaults.Load(dir).Apply(m, new Dictionary<string, string>()).Where(p => p.Key != swept).ToDictionary();
+            var result = Calibration.Sweep(t, builder, m, ctx, n, b, s => Console.Error.WriteLine(s), which, stored);
             var ci = CultureInfo.InvariantCulture;
             Console.WriteLine($"{m} {result.Parameter}, budget {b}, {n} prompts of {ctx} tokens; chosen by the mean log-probability of the answer tokens (teacher-forced):");
             Console.WriteLine($"| {result.Parameter} | answer log p | attention-mass recall | keys attended per step |");

@@ -49,8 +49,12 @@ public static class Calibration
     /// layer after the selection layer, or none) and PrHS's early-token freezing ψ (1: no freezing).</summary>
     public static readonly string[] Methods = ["tidal", "prhs"];
 
-    public static (string Parameter, string[] Values) Candidates(string method, Model.ModelConfig config)
+    /// <summary>The setting of `method` a sweep chooses (`parameter` null: the method's first) and its candidates.</summary>
+    public static (string Parameter, string[] Values) Candidates(string method, Model.ModelConfig config, string? parameter = null)
     {
+        if (method == "prhs" && parameter == "phi") return ("phi", ["0.6", "0.8", "0.9", "1"]);
+        if (parameter is not null && parameter != Candidates(method, config).Parameter)
+            throw new ArgumentException($"Calibration of {method} sweeps {(method == "prhs" ? "psi or phi" : Candidates(method, config).Parameter)}, not '{parameter}'.");
         switch (method)
         {
             case "tidal":
@@ -67,10 +71,13 @@ public static class Calibration
     public static Result Tidal(Transformer model, PromptBuilder builder, int context, int prompts, string budget, Action<string>? log = null) =>
         Sweep(model, builder, "tidal", context, prompts, budget, log);
 
-    public static Result Sweep(Transformer model, PromptBuilder builder, string method, int context, int prompts, string budget, Action<string>? log = null)
+    /// <summary>Sweeps one setting of `method`, every other parameter as `baseParameters` give it (the model's
+    /// stored settings: a second sweep builds on the first).</summary>
+    public static Result Sweep(Transformer model, PromptBuilder builder, string method, int context, int prompts, string budget,
+        Action<string>? log = null, string? parameterName = null, IReadOnlyDictionary<string, string>? baseParameters = null)
     {
         var c = model.Config;
-        var (parameter, values) = Candidates(method, c);
+        var (parameter, values) = Candidates(method, c, parameterName);
         var recall = new double[values.Length];
         var keys = new double[values.Length];
         var logp = new double[values.Length];
@@ -85,7 +92,8 @@ public static class Calibration
             for (int v = 0; v < values.Length; v++)
             {
                 using var copy = cache.Clone();
-                var selector = SelectorSpec.Parse(method, budget, new Dictionary<string, string> { [parameter] = values[v] }).Create(c);
+                var ps = new Dictionary<string, string>(baseParameters ?? new Dictionary<string, string>(), StringComparer.OrdinalIgnoreCase) { [parameter] = values[v] };
+                var selector = SelectorSpec.Parse(method, budget, ps).Create(c);
                 var ws = new DecodeWorkspace(model, copy, selector.Granularity);
                 var observer = new SparsityObserver();
                 for (int a = 0; a < sample.Answer.Length; a++)

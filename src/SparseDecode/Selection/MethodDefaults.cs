@@ -68,16 +68,17 @@ public sealed class MethodDefaults
     public IEnumerable<KeyValuePair<string, string>> Scoped() =>
         _byMethod.SelectMany(m => m.Value.Select(p => new KeyValuePair<string, string>($"{m.Key}.{p.Key}", p.Value)));
 
-    /// <summary>Writes one method's settings and how they were chosen into `directory`'s file, keeping the others.</summary>
+    /// <summary>Writes settings of one method and how they were chosen into `directory`'s file, keeping every other
+    /// method and setting.</summary>
     public static void Save(string directory, string method, IReadOnlyDictionary<string, string> settings, JsonObject provenance)
     {
         string path = Path.Combine(directory, FileName);
         var root = File.Exists(path) && JsonNode.Parse(File.ReadAllText(path)) is JsonObject o ? o : new JsonObject();
-        var ps = new JsonObject();
+        if (root[method] is not JsonObject ps) root[method] = ps = new JsonObject();
         foreach (var (k, v) in settings) ps[k] = v;
-        root[method] = ps;
         if (root["calibration"] is not JsonObject cal) root["calibration"] = cal = new JsonObject();
-        cal[method] = provenance;
+        if (cal[method] is not JsonObject byParameter || byParameter["parameter"] is not null) cal[method] = byParameter = new JsonObject();
+        byParameter[settings.Keys.First()] = provenance;
         string tmp = path + ".tmp";
         File.WriteAllText(tmp, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         File.Move(tmp, path, overwrite: true);

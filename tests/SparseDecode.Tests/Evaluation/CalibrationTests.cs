@@ -55,6 +55,11 @@ public class CalibrationTests
             Assert.Equal(3, Plan(new Dictionary<string, string> { ["reselect"] = "3" }).Reselect);
             Assert.Empty(stored.Apply("lfps", new Dictionary<string, string>()));
             Assert.Equal([new KeyValuePair<string, string>("tidal.reselect", "5")], stored.Scoped());
+            // a second setting of another method, then a second of the same: nothing stored before is lost
+            MethodDefaults.Save(dir, "prhs", new Dictionary<string, string> { ["psi"] = "0.8" }, new() { ["chosen"] = "0.8" });
+            MethodDefaults.Save(dir, "prhs", new Dictionary<string, string> { ["phi"] = "1" }, new() { ["chosen"] = "1" });
+            var both = MethodDefaults.Load(dir);
+            Assert.Equal(["prhs.phi=1", "prhs.psi=0.8", "tidal.reselect=5"], both.Scoped().Select(p => $"{p.Key}={p.Value}").Order());
             File.WriteAllText(Path.Combine(dir, MethodDefaults.FileName), """{"tidal": {"reselect": "x"}}""");
             var e = Assert.ThrowsAny<ArgumentException>(() => MethodDefaults.Load(dir));
             Assert.Contains(MethodDefaults.FileName, e.Message);
