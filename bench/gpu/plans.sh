@@ -10,13 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=${OUT:-$root/out/gpu-plans}
 mkdir -p "$out"
-bin=${SPARSEDECODE_BIN:-$root/publish/gpu/sparsedecode}
-if [ ! -x "$bin" ] && [ -f "$bin.gz" ]; then
-  mkdir -p /tmp/sparsedecode-gpu && gunzip -c "$bin.gz" > /tmp/sparsedecode-gpu/sparsedecode && chmod +x /tmp/sparsedecode-gpu/sparsedecode
-  bin=/tmp/sparsedecode-gpu/sparsedecode
-fi
-[ -x "$bin" ] || { echo "error: no program at $bin (publish src/SparseDecode.Cli self-contained first)" >&2; exit 1; }
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+. "$here/program.sh"
 quick=${1:-}
 rc=0
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv >"$out/nvidia-smi.txt" 2>&1

@@ -11,18 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=${OUT:-$root/out/gpu-bench}
 mkdir -p "$out"
-bin=${SPARSEDECODE_BIN:-$root/publish/gpu/sparsedecode}
-if [ ! -x "$bin" ] && [ -f "$bin.gz" ]; then
-  mkdir -p /tmp/sparsedecode-gpu && gunzip -c "$bin.gz" > /tmp/sparsedecode-gpu/sparsedecode && chmod +x /tmp/sparsedecode-gpu/sparsedecode
-  bin=/tmp/sparsedecode-gpu/sparsedecode
-fi
-if [ ! -x "$bin" ]; then
-  command -v dotnet >/dev/null || { echo "error: no program at $bin and no dotnet to publish one" >&2; exit 1; }
-  dotnet publish "$root/src/SparseDecode.Cli" -c Release -r linux-x64 --self-contained -p:PublishTrimmed=true \
-    -p:PublishSingleFile=true -o "$root/out/gpu-publish" || exit 1
-  mkdir -p "$(dirname "$bin")" && cp "$root/out/gpu-publish/sparsedecode" "$bin"
-fi
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+. "$here/program.sh"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu --format=csv >"$out/nvidia-smi.txt" 2>&1
 "$bin" gpu-bench --json "$out/ours.json" "$@" 2>&1 | tee "$out/ours.log"
 rc=${PIPESTATUS[0]}

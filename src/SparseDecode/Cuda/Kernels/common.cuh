@@ -25,3 +25,28 @@ __device__ __forceinline__ float warp_sum(float v)
     for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
     return v;
 }
+
+// Exclusive scan over the block's threads; *total gets the sum. Ends with a barrier so sh can be reused.
+__device__ __forceinline__ u32 block_excl_scan(u32 v, u32* sh, u32* total)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    u32 x = v;
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1)
+    {
+        u32 y = __shfl_up_sync(0xffffffffu, x, off);
+        if (lane >= off) x += y;
+    }
+    if (lane == 31) sh[warp] = x;
+    __syncthreads();
+    u32 before = 0, all = 0;
+    for (int w = 0; w < nw; w++)
+    {
+        u32 s = sh[w];
+        if (w < warp) before += s;
+        all += s;
+    }
+    __syncthreads();
+    *total = all;
+    return before + x - v;
+}

@@ -231,7 +231,7 @@ extern "C" __global__ void __launch_bounds__(LFPS_THREADS) lfps_candidates(const
     int radius, int interval, u32* __restrict__ bitmap, int words, int* __restrict__ out, int* __restrict__ meta,
     int capacity)
 {
-    __shared__ u32 sh_scan[LFPS_THREADS / 32 + 1];
+    __shared__ u32 sh_scan[LFPS_THREADS / 32];
     const int row = blockIdx.x, r = row / heads, n = lengths[r], pos = n - 1, t = threadIdx.x;
     const int* HM = histMeta + (long long)row * depth * 2;
     const bool due = HM[0] == 0 || (interval > 0 && steps[r] - lastRefresh[row] >= interval);
@@ -264,22 +264,8 @@ extern "C" __global__ void __launch_bounds__(LFPS_THREADS) lfps_candidates(const
     const int per = (used + LFPS_THREADS - 1) / LFPS_THREADS, w0 = min(used, t * per), w1 = min(used, w0 + per);
     u32 mine = 0;
     for (int w = w0; w < w1; w++) mine += __popc(bits[w]);
-    const int lane = t & 31, warp = t >> 5;
-    u32 x = mine;
-#pragma unroll
-    for (int off = 1; off < 32; off <<= 1)
-    {
-        u32 y = __shfl_up_sync(0xffffffffu, x, off);
-        if (lane >= off) x += y;
-    }
-    if (lane == 31) sh_scan[warp] = x;
-    __syncthreads();
-    u32 before = x - mine, total = 0;
-    for (int w = 0; w < LFPS_THREADS / 32; w++)
-    {
-        if (w < warp) before += sh_scan[w];
-        total += sh_scan[w];
-    }
+    u32 total;
+    const u32 before = block_excl_scan(mine, sh_scan, &total);
     int* O = out + (long long)row * capacity;
     int at = (int)before;
     for (int w = w0; w < w1; w++)
