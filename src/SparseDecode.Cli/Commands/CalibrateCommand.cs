@@ -15,7 +15,7 @@ internal static class CalibrateCommand
     public static Command Create()
     {
         var model = CommonOptions.Model();
-        var method = new Option<string>("--method") { Description = "Method to calibrate: tidal (its re-selection layer) or prhs (its early-token freezing ψ).", DefaultValueFactory = _ => "tidal" };
+        var method = new Option<string>("--method") { Description = "Method to calibrate: tidal (its re-selection layer), prhs (its early-token freezing ψ, or --parameter phi) or lfps (history and radius, at most 12% of the context scored).", DefaultValueFactory = _ => "tidal" };
         var context = new Option<int>("--context") { Description = "Calibration prompt length in tokens (default: the model's context, at most 8192)." };
         var prompts = new Option<int>("--prompts") { Description = "Calibration prompts (passkey, multikey, multivalue, vartrack in turn).", DefaultValueFactory = _ => 4 };
         var budget = new Option<string>("--budget") { Description = "Budget the setting is chosen for.", DefaultValueFactory = _ => "2%" };
@@ -43,14 +43,17 @@ internal static class CalibrateCommand
             var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
             string? which = r.GetValue(parameter)?.Trim().ToLowerInvariant();
             string swept = Calibration.Candidates(m, t.Config, which).Parameter;
-            var stored = MethodDefaults.Load(dir).Apply(m, new Dictionary<string, string>()).Where(p => p.Key != swept).ToDictionary();
+            var sweptNames = swept.Split(',');
+            var stored = MethodDefaults.Load(dir).Apply(m, new Dictionary<string, string>()).Where(p => !sweptNames.Contains(p.Key)).ToDictionary();
             var result = Calibration.Sweep(t, builder, m, ctx, n, b, s => Console.Error.WriteLine(s), which, stored);
             var ci = CultureInfo.InvariantCulture;
             Console.WriteLine($"{m} {result.Parameter}, budget {b}, {n} prompts of {ctx} tokens; chosen by the mean log-probability of the answer tokens (teacher-forced):");
-            Console.WriteLine($"| {result.Parameter} | answer log p | attention-mass recall | keys attended per step |");
-            Console.WriteLine("|---|---:|---:|---:|");
+            if (Calibration.MaxScoredShare(m) is double cap)
+                Console.WriteLine(string.Create(ci, $"(only settings scoring at most {cap:P0} of the context per layer and head may be chosen)"));
+            Console.WriteLine($"| {result.Parameter} | answer log p | attention-mass recall | keys attended per step | keys scored, share of the context |");
+            Console.WriteLine("|---|---:|---:|---:|---:|");
             foreach (var x in result.Candidates)
-                Console.WriteLine(string.Create(ci, $"| {x.Value}{(x.Value == result.Chosen ? " (chosen)" : "")} | {x.AnswerLogProb:F4} | {x.MassRecall:F4} | {x.KeysRead:F0} |"));
+                Console.WriteLine(string.Create(ci, $"| {x.Value}{(x.Value == result.Chosen ? " (chosen)" : "")} | {x.AnswerLogProb:F4} | {x.MassRecall:F4} | {x.KeysRead:F0} | {x.ScoredShare:P1} |"));
             if (r.GetValue(write)) return 0;
             MethodDefaults.Save(dir, m, result.Settings, result.Provenance());
             Console.WriteLine($"wrote {Path.Combine(dir, MethodDefaults.FileName)}: {m} {result.Parameter}={result.Chosen}");

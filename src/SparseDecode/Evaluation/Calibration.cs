@@ -19,12 +19,15 @@ public static class Calibration
 
     public static readonly string[] Tasks = [RulerTasks.Passkey, RulerTasks.MultiKey, RulerTasks.MultiValue, RulerTasks.VarTrack];
 
-    public sealed record Candidate(string Value, double AnswerLogProb, double MassRecall, double KeysRead);
+    /// <summary>One candidate setting and what it measured; ScoredShare: keys scored per step, layer and head as a
+    /// share of the context (the index cost).</summary>
+    public sealed record Candidate(string Value, double AnswerLogProb, double MassRecall, double KeysRead, double ScoredShare = 0);
 
+    /// <summary>Parameter "a,b" with values "x;y" sweeps two settings together.</summary>
     public sealed record Result(string Method, string Parameter, string Chosen, IReadOnlyList<Candidate> Candidates,
         int Prompts, int Context, string Budget)
     {
-        public IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string> { [Parameter] = Chosen };
+        public IReadOnlyDictionary<string, string> Settings => SettingsOf(Parameter, Chosen);
 
         public JsonObject Provenance()
         {
@@ -41,19 +44,34 @@ public static class Calibration
                 ["metric"] = "mean log-probability of the answer tokens after the first, teacher-forced",
                 ["budget"] = Budget, ["context"] = Context, ["prompts"] = Prompts,
                 ["tasks"] = string.Join(",", Tasks), ["seed_base"] = SeedBase, ["answer_logprob"] = lp, ["mass_recall"] = mr,
+                ["max_scored_share"] = MaxScoredShare(Method) is double cap ? cap : null,
             };
         }
     }
 
-    /// <summary>The methods calibrated and the one setting each sweeps: TidalDecode's re-selection layer (every
-    /// layer after the selection layer, or none) and PrHS's early-token freezing ψ (1: no freezing).</summary>
-    public static readonly string[] Methods = ["tidal", "prhs"];
+    /// <summary>The methods calibrated and the setting each sweeps: TidalDecode's re-selection layer (every layer
+    /// after the selection layer, or none), PrHS's early-token freezing ψ (1: no freezing) or recency φ, and LFPS's
+    /// history length with its expansion radius.</summary>
+    public static readonly string[] Methods = ["tidal", "prhs", "lfps"];
+
+    /// <summary>The index cost a method's setting may have (keys scored per step, layer and head ÷ the context):
+    /// LFPS learns from the past to score few keys, so a setting scoring more than 12% of them is not chosen (the
+    /// best-scoring one is, when none qualifies).</summary>
+    public static double? MaxScoredShare(string method) => method == "lfps" ? 0.12 : null;
+
+    public static IReadOnlyDictionary<string, string> SettingsOf(string parameter, string value)
+    {
+        var names = parameter.Split(',');
+        var values = value.Split(';');
+        if (names.Length != values.Length) throw new ArgumentException($"'{value}' does not give {parameter}.");
+        return names.Zip(values).ToDictionary(p => p.First, p => p.Second);
+    }
 
     /// <summary>The setting of `method` a sweep chooses (`parameter` null: the method's first) and its candidates.</summary>
     public static (string Parameter, string[] Values) Candidates(string method, Model.ModelConfig config, string? parameter = null)
     {
         if (method == "prhs" && parameter == "phi") return ("phi", ["0.6", "0.8", "0.9", "1"]);
-        if (parameter is not null && parameter != Candidates(method, config).Parameter)
+        if (parameter is not null && method is "tidal" or "prhs" or "lfps" && parameter != Candidates(method, config).Parameter)
             throw new ArgumentException($"Calibration of {method} sweeps {(method == "prhs" ? "psi or phi" : Candidates(method, config).Parameter)}, not '{parameter}'.");
         switch (method)
         {
@@ -63,6 +81,8 @@ public static class Calibration
                     .Select(l => l.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append("none").ToArray());
             case "prhs":
                 return ("psi", ["0.2", "0.4", "0.6", "0.8", "1"]);
+            case "lfps":
+                return ("history,radius", ["1;0", "1;1", "2;0", "2;1", "3;0"]);
             default:
                 throw new ArgumentException($"Calibration of '{method}' is not implemented; calibrated methods: {string.Join(", ", Methods)}.");
         }
@@ -80,6 +100,7 @@ public static class Calibration
         var (parameter, values) = Candidates(method, c, parameterName);
         var recall = new double[values.Length];
         var keys = new double[values.Length];
+        var scored = new double[values.Length];
         var logp = new double[values.Length];
         int predictions = 0;
         for (int i = 0; i < prompts; i++)
@@ -92,24 +113,28 @@ public static class Calibration
             for (int v = 0; v < values.Length; v++)
             {
                 using var copy = cache.Clone();
-                var ps = new Dictionary<string, string>(baseParameters ?? new Dictionary<string, string>(), StringComparer.OrdinalIgnoreCase) { [parameter] = values[v] };
+                var ps = new Dictionary<string, string>(baseParameters ?? new Dictionary<string, string>(), StringComparer.OrdinalIgnoreCase);
+                foreach (var (k, x) in SettingsOf(parameter, values[v])) ps[k] = x;
                 var selector = SelectorSpec.Parse(method, budget, ps).Create(c);
                 var ws = new DecodeWorkspace(model, copy, selector.Granularity);
                 var observer = new SparsityObserver();
                 for (int a = 0; a < sample.Answer.Length; a++)
                 {
-                    model.Decode(sample.Answer[a], copy, ws, selector, observer);
+                    // the first step is every method's cold start (LFPS refreshes, PrHS retrieves): not its steady cost
+                    model.Decode(sample.Answer[a], copy, ws, selector, a == 0 ? null : observer);
                     if (a + 1 < sample.Answer.Length) logp[v] += Kernels.Activations.LogSoftmaxAt(ws.Logits, sample.Answer[a + 1]);
                 }
                 if (v == 0) predictions += Math.Max(0, sample.Answer.Length - 1);
                 var t = observer.Totals();
                 recall[v] += t.MassRecall / prompts;
                 keys[v] += t.KeysAttendedPerStep / prompts;
+                scored[v] += t.KeysScoredPerHead / ((double)sample.Prompt.Length * c.NumLayers) / prompts;
             }
             log?.Invoke($"calibration prompt {i + 1}/{prompts} ({task}, {sample.Prompt.Length} tokens) done");
         }
-        var candidates = values.Select((v, i) => new Candidate(v, logp[i] / Math.Max(1, predictions), recall[i], keys[i])).ToArray();
-        var best = candidates.MaxBy(x => x.AnswerLogProb)!;
+        var candidates = values.Select((v, i) => new Candidate(v, logp[i] / Math.Max(1, predictions), recall[i], keys[i], scored[i])).ToArray();
+        var affordable = MaxScoredShare(method) is double cap ? candidates.Where(x => x.ScoredShare <= cap).ToArray() : candidates;
+        var best = (affordable.Length > 0 ? affordable : candidates).MaxBy(x => x.AnswerLogProb)!;
         return new Result(method, parameter, best.Value, candidates, prompts, context, budget);
     }
 }

@@ -78,7 +78,7 @@ public sealed class MethodDefaults
         foreach (var (k, v) in settings) ps[k] = v;
         if (root["calibration"] is not JsonObject cal) root["calibration"] = cal = new JsonObject();
         if (cal[method] is not JsonObject byParameter || byParameter["parameter"] is not null) cal[method] = byParameter = new JsonObject();
-        byParameter[settings.Keys.First()] = provenance;
+        byParameter[string.Join(",", settings.Keys)] = provenance;
         string tmp = path + ".tmp";
         File.WriteAllText(tmp, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         File.Move(tmp, path, overwrite: true);

@@ -40,6 +40,19 @@ public class CalibrationTests
     }
 
     [Fact]
+    public void LfpsSweepsHistoryAndRadiusTogetherUnderAnIndexCostCap()
+    {
+        var config = SparseDecode.Tests.Selection.SyntheticAttention.ConfigFor(8, 4, 2, 16);
+        var (parameter, values) = Calibration.Candidates("lfps", config);
+        Assert.Equal("history,radius", parameter);
+        Assert.All(values, v => SelectorSpec.Parse("lfps", "2%", Calibration.SettingsOf(parameter, v)));
+        Assert.Equal(new Dictionary<string, string> { ["history"] = "1", ["radius"] = "0" }, Calibration.SettingsOf(parameter, "1;0"));
+        Assert.Equal(0.12, Calibration.MaxScoredShare("lfps"));
+        Assert.Null(Calibration.MaxScoredShare("tidal"));
+        Assert.ThrowsAny<ArgumentException>(() => Calibration.SettingsOf(parameter, "1"));
+    }
+
+    [Fact]
     public void StoredSettingsAreTheDefaultsAndAnExplicitParameterWins()
     {
         string dir = Directory.CreateTempSubdirectory("methods").FullName;
