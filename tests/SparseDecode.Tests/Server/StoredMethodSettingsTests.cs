@@ -1,0 +1,29 @@
+using SparseDecode.Model;
+using SparseDecode.Selection;
+using SparseDecode.Server.Hosting;
+using SparseDecode.Server.Protocol;
+
+namespace SparseDecode.Tests.Server;
+
+/// <summary>The server's requests get the settings stored beside the model (sparse_methods.json) unless they name
+/// their own: the bundled model's calibrated TidalDecode re-selection layer.</summary>
+public class StoredMethodSettingsTests
+{
+    [Fact]
+    public void RequestsUseTheModelsCalibratedSettingsUnlessTheyGiveTheirOwn()
+    {
+        string dir = Fixtures.BundledModel;
+        var config = ModelConfig.Load(dir);
+        var stored = MethodDefaults.Load(dir);
+        Assert.Equal("5", stored.Apply("tidal", new Dictionary<string, string>())["reselect"]);
+        var factory = new SelectorFactory(new ServerOptions(), config, stored);
+        TidalDecodePlan Tidal(IReadOnlyDictionary<string, string>? p) =>
+            (TidalDecodePlan)((PlanSelector)factory.Create(new SparseRequest("tidal", "5%", p))).Plan;
+        Assert.Equal(5, Tidal(null).Reselect);
+        Assert.Equal(3, Tidal(new Dictionary<string, string> { ["reselect"] = "3" }).Reselect);
+        // without the file: the depth-scaled default of the method
+        var plain = new SelectorFactory(new ServerOptions(), config);
+        Assert.Equal(TidalDecodePlan.DefaultLayers(config.NumLayers).Reselect,
+            ((TidalDecodePlan)((PlanSelector)plain.Create(new SparseRequest("tidal", "5%", null))).Plan).Reselect);
+    }
+}
