@@ -19,11 +19,11 @@ internal static class CalibrateCommand
         var context = new Option<int>("--context") { Description = "Calibration prompt length in tokens (default: the model's context, at most 8192)." };
         var prompts = new Option<int>("--prompts") { Description = "Calibration prompts (passkey, multikey, multivalue, vartrack in turn).", DefaultValueFactory = _ => 4 };
         var budget = new Option<string>("--budget") { Description = "Budget the setting is chosen for.", DefaultValueFactory = _ => "2%" };
-        var write = new Option<bool>("--dry-run") { Description = "Print the sweep without writing sparse_methods.json." };
+        var dryRun = new Option<bool>("--dry-run") { Description = "Print the sweep without writing sparse_methods.json." };
         var parameter = new Option<string?>("--parameter") { Description = "The setting to sweep (prhs: psi, the default, or phi); the model's other stored settings hold meanwhile." };
         var cmd = new Command("calibrate", $"Choose a method's model-dependent setting on calibration prompts and store it in the model's {MethodDefaults.FileName}.")
         {
-            model, method, context, prompts, budget, write, parameter,
+            model, method, context, prompts, budget, dryRun, parameter,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -54,7 +54,7 @@ internal static class CalibrateCommand
             Console.WriteLine("|---|---:|---:|---:|---:|");
             foreach (var x in result.Candidates)
                 Console.WriteLine(string.Create(ci, $"| {x.Value}{(x.Value == result.Chosen ? " (chosen)" : "")} | {x.AnswerLogProb:F4} | {x.MassRecall:F4} | {x.KeysRead:F0} | {x.ScoredShare:P1} |"));
-            if (r.GetValue(write)) return 0;
+            if (r.GetValue(dryRun)) return 0;
             MethodDefaults.Save(dir, m, result.Settings, result.Provenance());
             Console.WriteLine($"wrote {Path.Combine(dir, MethodDefaults.FileName)}: {m} {result.Parameter}={result.Chosen}");
             return 0;

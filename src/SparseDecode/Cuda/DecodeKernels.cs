@@ -96,6 +96,13 @@ public sealed class DecodeKernels : IDisposable
     /// unnormalised outputs.</summary>
     public sealed class AttentionWorkspace(CudaDevice device, int batch, int queryHeads, int maxChunks) : IDisposable
     {
+        /// <summary>Chunks a workspace needs for dense attention over `denseLength` keys and sparse attention over
+        /// lists of `listLength` entries, by the tuned kernels (at least 256 keys or 32 entries a chunk) or the
+        /// any-shape ones, for heads of `headDim` channels (128 outputs per chunk slot).</summary>
+        public static int ChunksFor(int denseLength, int listLength, int headDim) =>
+            (Math.Max(Math.Max(LaunchPlan.Chunks(denseLength, 256), ModelKernels.AnyChunks(denseLength)),
+                Math.Max(LaunchPlan.Chunks(listLength, 32), ModelKernels.AnyChunks(listLength))) + 1) * ((headDim + 127) / 128);
+
         public int MaxChunks { get; } = maxChunks;
         public DeviceBuffer M { get; } = device.Allocate((long)batch * queryHeads * maxChunks * 4);
         public DeviceBuffer L { get; } = device.Allocate((long)batch * queryHeads * maxChunks * 4);

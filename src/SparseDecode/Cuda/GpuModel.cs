@@ -29,6 +29,9 @@ public sealed class GpuModel : IDisposable
     /// through the any-shape attention.</summary>
     public bool TunedAttention { get; }
 
+    /// <summary>Heads of 128 channels in groups of 4 or 8: the shape the tuned decode kernels are instantiated for.</summary>
+    public static bool IsTunedShape(ModelConfig c) => c.HeadDim == KvLayerBatch.HeadDim && c.GroupSize is 4 or 8;
+
     private readonly DeviceBuffer _cos, _sin;
     private readonly DeviceBuffer _x, _xn, _qkv, _gateUp, _h;
     public DeviceBuffer Queries { get; }
@@ -50,7 +53,7 @@ public sealed class GpuModel : IDisposable
         DecodeKernels = decodeKernels;
         Kernels = kernels;
         Capacity = Math.Min(capacity, c.MaxPositions);
-        TunedAttention = c.HeadDim == KvLayerBatch.HeadDim && c.GroupSize is 4 or 8;
+        TunedAttention = IsTunedShape(c);
         var dev = kernels.Device;
         var rope = new Rope(c.Rope, c.HeadDim, Capacity);
         _cos = dev.Upload(rope.CosTable);
@@ -64,8 +67,7 @@ public sealed class GpuModel : IDisposable
         _gateUp = dev.Allocate(rows * 8L * c.IntermediateSize);
         _h = dev.Allocate(rows * 4L * c.IntermediateSize);
         Logits = dev.Allocate(rows * 4L * c.VocabSize);
-        int chunks = Math.Max(Math.Max(LaunchPlan.Chunks(Capacity, 256), LaunchPlan.Chunks(sparseBudget, 32)), ModelKernels.AnyChunks(Capacity)) + 1;
-        Workspace = new DecodeKernels.AttentionWorkspace(dev, rows, c.NumHeads, chunks * ((c.HeadDim + 127) / 128));
+        Workspace = new DecodeKernels.AttentionWorkspace(dev, rows, c.NumHeads, DecodeKernels.AttentionWorkspace.ChunksFor(Capacity, sparseBudget, c.HeadDim));
         // zero once: the matrix-vector kernels read all rows of their plan, written or not
         var z = new CudaStream(dev);
         foreach (var b in new[] { _x, _xn, _qkv, Queries, AttentionOutput, _gateUp, _h }) b.Fill32(0, b.Bytes / 4, z);

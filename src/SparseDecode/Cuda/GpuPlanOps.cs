@@ -44,7 +44,7 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
         if (qPer > SelectionKernels.MaxQueriesPerHead)
             throw new ArgumentException($"Selection per KV head on the GPU takes groups of at most {SelectionKernels.MaxQueriesPerHead} query heads, not {qPer}.");
         _heads = new SelectionKernels.Heads(plan.Heads, qPer, group, config.NumHeads, config.HeadDim, rows);
-        _tunedScores = config.HeadDim == KvLayerBatch.HeadDim && group is 4 or 8;
+        _tunedScores = GpuModel.IsTunedShape(config);
         _scale = 1f / MathF.Sqrt(config.HeadDim);
         var dev = kernels.Device;
         DeviceBuffer Own(long bytes) { var b = dev.Allocate(Math.Max(16, bytes)); _owned.Add(b); return b; }
@@ -132,19 +132,16 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
         return t;
     }
 
-    /// <summary>LFPS: keys scored per layer and head at the last step — the mean candidate count, plus every key
-    /// for the refreshes averaged over the steps so far. 0 for the other plans (their cost is fixed by the shape).</summary>
-    public double MeanScored(int n)
+    /// <summary>Every head's list count (list 0) of every row at a layer, [rows·heads].</summary>
+    public int[] Counts(IndexSet set, int layer)
     {
-        if (_plan is not LfpsPlan lfps) return 0;
-        var meta = At(lfps.Candidates.Id, 0).Meta!.Download<int>(2 * RowsTimesHeads);
-        double candidates = 0;
-        for (int i = 0; i < RowsTimesHeads; i++) candidates += meta[2 * i];
-        int steps = Math.Max(1, _steps.Download<int>(1)[0]);
-        int sparseLayers = Math.Max(1, _plan.Layers - lfps.Settings.DenseLayers);
-        double refreshes = Total(lfps.State.Refreshes) / (double)(steps * sparseLayers * RowsTimesHeads);
-        return candidates / RowsTimesHeads + refreshes * n;
+        var b = At(set.Id, layer);
+        var meta = b.Meta!.Download<int>(2 * RowsTimesHeads * b.Spec.Depth);
+        return Enumerable.Range(0, RowsTimesHeads).Select(i => meta[2 * i * b.Spec.Depth]).ToArray();
     }
+
+    /// <summary>Decode steps begun on row 0.</summary>
+    public int Steps => _steps.Download<int>(1)[0];
 
     public void ScoreAll(ScoreSet dst, HeadMask only = default)
     {

@@ -193,7 +193,19 @@ public sealed class GpuStepBench
         if (logits.Any(x => !float.IsFinite(x))) throw new CudaException("A decode step produced non-finite logits.");
         times.Sort();
         double median = times[times.Count / 2];
-        return (median, (times[^1] - times[0]) / median, att.Ops.MeanScored(n), g.Nodes);
+        return (median, (times[^1] - times[0]) / median, MeanScored(att.Ops, n), g.Nodes);
+    }
+
+    /// <summary>LFPS: keys scored per sparse layer and head at the last step — the mean candidate count, plus every
+    /// key for the refreshes averaged over the steps so far (from the plan's own counters). 0 for the other plans:
+    /// their cost is fixed by the shape (<see cref="StepBytes"/>).</summary>
+    private static double MeanScored(GpuPlanOps ops, int n)
+    {
+        if (ops.Plan is not Selection.LfpsPlan lfps) return 0;
+        var counts = ops.Counts(lfps.Candidates, 0);
+        int steps = Math.Max(1, ops.Steps), sparseLayers = Math.Max(1, lfps.Layers - lfps.Settings.DenseLayers);
+        double refreshes = ops.Total(lfps.State.Refreshes) / (double)(steps * sparseLayers * counts.Length);
+        return counts.Average() + refreshes * n;
     }
 
     /// <summary>Bytes one row's step reads beyond the weights: per layer the K and V rows attended (every position
@@ -252,13 +264,7 @@ public sealed class GpuStepBench
         var any = new float[count];
         s.Synchronize();
         model.AttentionOutput.Download<float>(any);
-        double num = 0, den = 0;
-        for (int i = 0; i < count; i++)
-        {
-            num += (tuned[i] - any[i]) * (double)(tuned[i] - any[i]);
-            den += any[i] * (double)any[i];
-        }
-        double rel = Math.Sqrt(num / Math.Max(den, 1e-300));
+        double rel = GpuReference.RelativeError(tuned, any.Select(v => (double)v).ToArray());
         Log($"  check: tuned dense attention (group {c.GroupSize}) vs any-shape kernel, layer 0: relative error {rel:G3}");
         if (!(rel < 1e-4)) throw new CudaException($"The tuned attention differs from the any-shape kernel by {rel:G3} (relative).");
     }
@@ -280,14 +286,8 @@ public sealed class GpuStepBench
         s.Synchronize();
         var x = a.Download<float>(count);
         var y = b.Download<float>(count);
-        double num = 0, den = 0;
-        for (int i = 0; i < count; i++)
-        {
-            if (i % stride >= n) continue;
-            num += (x[i] - y[i]) * (double)(x[i] - y[i]);
-            den += y[i] * (double)y[i];
-        }
-        double rel = Math.Sqrt(num / Math.Max(den, 1e-300));
+        var valid = Enumerable.Range(0, count).Where(i => i % stride < n).ToArray();
+        double rel = GpuReference.RelativeError(valid.Select(i => x[i]).ToArray(), valid.Select(i => (double)y[i]).ToArray());
         Log($"  check: tuned per-query-head scores vs the selection kernel, layer 0: relative error {rel:G3}");
         if (!(rel < 1e-5)) throw new CudaException($"The tuned scores differ from the selection kernel by {rel:G3} (relative).");
     }

@@ -20,9 +20,8 @@ public sealed class PlanAttention : ILayerAttention, IDisposable
         Selection = new SelectionKernels(model.Device);
         _ops = new GpuPlanOps(plan, Selection, model.DecodeKernels, model.Config, rows);
         int longest = plan.Layout.Buffers.Where(b => b.Kind == PlanBufferKind.Indices).Select(b => b.Capacity).DefaultIfEmpty(1).Max();
-        int chunks = Math.Max(LaunchPlan.Chunks(longest, 32), ModelKernels.AnyChunks(longest)) + 1;
         _workspace = new DecodeKernels.AttentionWorkspace(model.Device, Math.Max(rows, ModelKernels.MaxRows), model.Config.NumHeads,
-            chunks * ((model.Config.HeadDim + 127) / 128));
+            DecodeKernels.AttentionWorkspace.ChunksFor(0, longest, model.Config.HeadDim));
     }
 
     public SelectionKernels Selection { get; }

@@ -70,26 +70,20 @@ public static class Calibration
     /// <summary>The setting of `method` a sweep chooses (`parameter` null: the method's first) and its candidates.</summary>
     public static (string Parameter, string[] Values) Candidates(string method, Model.ModelConfig config, string? parameter = null)
     {
-        if (method == "prhs" && parameter == "phi") return ("phi", ["0.6", "0.8", "0.9", "1"]);
-        if (parameter is not null && method is "tidal" or "prhs" or "lfps" && parameter != Candidates(method, config).Parameter)
-            throw new ArgumentException($"Calibration of {method} sweeps {(method == "prhs" ? "psi or phi" : Candidates(method, config).Parameter)}, not '{parameter}'.");
-        switch (method)
+        int start = TidalDecodePlan.DefaultLayers(config.NumLayers).Start;
+        (string Parameter, string[] Values)[] settings = method switch
         {
-            case "tidal":
-                var (start, _) = TidalDecodePlan.DefaultLayers(config.NumLayers);
-                return ("reselect", Enumerable.Range(start + 1, Math.Max(0, config.NumLayers - start - 1))
-                    .Select(l => l.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append("none").ToArray());
-            case "prhs":
-                return ("psi", ["0.2", "0.4", "0.6", "0.8", "1"]);
-            case "lfps":
-                return ("history,radius", ["1;0", "1;1", "2;0", "2;1", "3;0"]);
-            default:
-                throw new ArgumentException($"Calibration of '{method}' is not implemented; calibrated methods: {string.Join(", ", Methods)}.");
-        }
+            "tidal" => [("reselect", Enumerable.Range(start + 1, Math.Max(0, config.NumLayers - start - 1))
+                .Select(l => l.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append("none").ToArray())],
+            "prhs" => [("psi", ["0.2", "0.4", "0.6", "0.8", "1"]), ("phi", ["0.6", "0.8", "0.9", "1"])],
+            "lfps" => [("history,radius", ["1;0", "1;1", "2;0", "2;1", "3;0"])],
+            _ => throw new ArgumentException($"Calibration of '{method}' is not implemented; calibrated methods: {string.Join(", ", Methods)}."),
+        };
+        if (parameter is null) return settings[0];
+        foreach (var x in settings)
+            if (x.Parameter == parameter) return x;
+        throw new ArgumentException($"Calibration of {method} sweeps {string.Join(" or ", settings.Select(x => x.Parameter))}, not '{parameter}'.");
     }
-
-    public static Result Tidal(Transformer model, PromptBuilder builder, int context, int prompts, string budget, Action<string>? log = null) =>
-        Sweep(model, builder, "tidal", context, prompts, budget, log);
 
     /// <summary>Sweeps one setting of `method`, every other parameter as `baseParameters` give it (the model's
     /// stored settings: a second sweep builds on the first).</summary>

@@ -77,7 +77,7 @@ public sealed class MethodDefaults
         if (root[method] is not JsonObject ps) root[method] = ps = new JsonObject();
         foreach (var (k, v) in settings) ps[k] = v;
         if (root["calibration"] is not JsonObject cal) root["calibration"] = cal = new JsonObject();
-        if (cal[method] is not JsonObject byParameter || byParameter["parameter"] is not null) cal[method] = byParameter = new JsonObject();
+        if (cal[method] is not JsonObject byParameter) cal[method] = byParameter = new JsonObject();
         byParameter[string.Join(",", settings.Keys)] = provenance;
         string tmp = path + ".tmp";
         File.WriteAllText(tmp, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
