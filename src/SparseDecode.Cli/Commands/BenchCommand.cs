@@ -26,7 +26,7 @@ internal static class BenchCommand
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
-            if (CommonOptions.ParseDevice(r.GetValue(device)!))
+            if (CommonOptions.ParseDevice(r.GetValue(device)!) == "cuda")
                 return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r, dir));
             using var t = Transformer.Load(dir);
             int n = r.GetValue(context), s = r.GetValue(steps);
@@ -114,13 +114,13 @@ internal static class BenchCommand
         var config = ModelConfig.Load(dir);
         var rng = new Random(1);
         var prompt = RandomPrompt(config, n, s, 2, rng);
-        using var gpu = new GpuRun(dir, n + s + 2);
+        using var gpu = new EngineOptions { Device = "cuda", Capacity = n + s + 2 }.Load(dir);
         double prefillSeconds = 0, decodeSeconds = 0;
         for (int round = 0; round < 2; round++)
         {
-            // dense runs through the captured step graph; a sparse method runs its selector against the GPU
+            // dense runs through the captured step graph, a plan method inside its own captured step
             var selector = spec.IsDense ? null : spec.Create(config);
-            using var session = new Cuda.GpuDecodeSession(gpu.Model, n + s + 2, selector);
+            using var session = gpu.CreateSequence(n + s + 2, selector);
             var p = round == 0 ? prompt.AsSpan(0, Math.Min(n, 64)) : prompt;
             long t0 = Stopwatch.GetTimestamp();
             session.Prefill(p);
@@ -133,7 +133,7 @@ internal static class BenchCommand
         var ci = CultureInfo.InvariantCulture;
         var table = MeasureTable();
         table.AddRow("model", Markup.Escape($"{config.ArchitectureName}, {config.NumLayers} layers"));
-        table.AddRow("device", Markup.Escape(gpu.Device.Name));
+        table.AddRow("device", Markup.Escape(gpu.DeviceName));
         table.AddRow("method", Markup.Escape($"{spec.Method} (budget {spec.Budget})"));
         table.AddRow("prefill", string.Create(ci, $"{n / prefillSeconds:F1} tokens/s ({n} tokens, {prefillSeconds:F3} s)"));
         table.AddRow("decode", string.Create(ci, $"{1 / decodeSeconds:F1} tokens/s ({decodeSeconds * 1e3:F3} ms/step at {n} context)"));

@@ -45,7 +45,7 @@ internal static class CalibrateCommand
             string swept = Calibration.Candidates(m, t.Config, which).Parameter;
             var sweptNames = swept.Split(',');
             var stored = MethodDefaults.Load(dir).Apply(m, new Dictionary<string, string>()).Where(p => !sweptNames.Contains(p.Key)).ToDictionary();
-            var result = Calibration.Sweep(t, builder, m, ctx, n, b, s => Console.Error.WriteLine(s), which, stored);
+            var result = Calibration.Sweep(new CpuEngine(t), builder, m, ctx, n, b, s => Console.Error.WriteLine(s), which, stored);
             var ci = CultureInfo.InvariantCulture;
             Console.WriteLine($"{m} {result.Parameter}, budget {b}, {n} prompts of {ctx} tokens; chosen by the mean log-probability of the answer tokens (teacher-forced):");
             if (Calibration.MaxScoredShare(m) is double cap)

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SparseDecode.Engine;
 using SparseDecode.Model;
 
 namespace SparseDecode.Cli.Commands;
@@ -22,12 +23,22 @@ internal static class CommonOptions
         DefaultValueFactory = _ => "cpu",
     };
 
-    /// <summary>True for cuda, false for cpu; anything else is refused with one line.</summary>
-    public static bool ParseDevice(string text) => text.ToLowerInvariant() switch
+    /// <summary>"cpu" or "cuda" ("gpu" is taken for cuda); anything else is refused with one line.</summary>
+    public static string ParseDevice(string text) => text.ToLowerInvariant() switch
     {
-        "cpu" => false,
-        "cuda" or "gpu" => true,
+        "cpu" => "cpu",
+        "cuda" or "gpu" => "cuda",
         _ => throw new ArgumentException($"Unknown device '{text}': expected cpu or cuda."),
+    };
+
+    /// <summary>The engine --device and --kv-type ask for; on the GPU, `sequences` cache slots of `capacity`
+    /// positions (default: the model's context).</summary>
+    public static EngineOptions Engine(ParseResult r, Option<string> device, Option<string>? kv, int? capacity = null, int sequences = 1) => new()
+    {
+        Device = ParseDevice(r.GetValue(device)!),
+        CacheType = kv is null ? DType.F32 : ParseCacheType(r.GetValue(kv)!),
+        Capacity = capacity,
+        Sequences = sequences,
     };
 
     public static DType ParseCacheType(string text) => DTypeExtensions.Parse(text);

@@ -1,3 +1,4 @@
+using SparseDecode.Model;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -94,12 +95,13 @@ public static class EvalCommand
             Description = "Skip the step-time sweep (one dense prefill at the longest context, then every method timed at 1K, 2K, 4K, … up to it); step times then come from the grid's contexts only.",
         };
 
+        var device = CommonOptions.Device();
         var cmd = new Command("eval",
             "Evaluate sparse-attention methods on RULER-style long-context tasks (passkey, multi-key, multi-value, multi-query, variable tracking, " +
             "common words) and held-out perplexity: accuracy, attention fidelity and decode speed per method and budget. Each sample is prefilled " +
             "once densely and every method decodes from a copy of that cache; finished cells are kept in --out, so an interrupted run resumes.")
         {
-            model, methods, budgets, contexts, tasks, samples, seed, param, kv, output, quick, reportOnly, json, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep,
+            model, methods, budgets, contexts, tasks, samples, seed, param, kv, device, output, quick, reportOnly, json, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -109,8 +111,8 @@ public static class EvalCommand
             if (r.GetValue(reportOnly))
                 return Rerender(Path.GetFullPath(r.GetValue(output)!), r.GetValue(model), !r.GetValue(noHeat), r.GetValue(heatLayer), r.GetValue(heatHead), r.GetValue(json), wall);
             string dir = ModelLocator.Resolve(r.GetValue(model));
-            using var transformer = Transformer.Load(dir);
-            var config = transformer.Config;
+            var config = ModelConfig.Load(dir);
+            string deviceName = CommonOptions.ParseDevice(r.GetValue(device)!);
 
             var contextList = r.GetValue(contexts) is string cs ? ParseInts(cs, "--contexts")
                 : isQuick ? QuickContexts.Where(c => c <= config.MaxPositions).DefaultIfEmpty(config.MaxPositions).ToArray()
@@ -124,12 +126,16 @@ public static class EvalCommand
                 Samples = isQuick && !Given(samples) ? QuickSamples : r.GetValue(samples),
                 Seed = r.GetValue(seed),
                 Parameters = WithStoredDefaults(ParseParams(r.GetValue(param) ?? []), MethodDefaults.Load(dir)),
-                CacheType = CommonOptions.ParseCacheType(r.GetValue(kv)!),
+                // the GPU's cache is bf16; saying so keeps its cells' keys and the report's grid truthful
+                CacheType = deviceName == "cpu" ? CommonOptions.ParseCacheType(r.GetValue(kv)!) : DType.BF16,
+                Device = deviceName,
                 TimingSteps = r.GetValue(timing),
                 FidelitySteps = r.GetValue(fidelity),
                 PerplexityTokens = r.GetValue(pplTokens),
             };
             grid.Validate(config);
+            // a prefilled sample and the copy one method decodes from it are held at once
+            using var engine = CommonOptions.Engine(r, device, kv, capacity: grid.Contexts.Max(), sequences: 2).Load(dir);
 
             string heldout = HeldoutCorpus.Find(dir)
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the tasks' haystacks are cut from the model's held-out text.");
@@ -147,13 +153,18 @@ public static class EvalCommand
                 $"eval: {modelName}, {grid.CellCount} cells ({grid.Contexts.Count} contexts × {grid.Tasks.Count} tasks × {grid.Samples} samples × {grid.Pairs.Count} method/budget pairs), {store.Count} results on disk in {outDir}")));
 
             bool heat = !r.GetValue(noHeat);
+            if (heat && !engine.SupportsObserver)
+            {
+                heat = false;
+                err.MarkupLine(Markup.Escape($"eval: the attention heat map reads dense attention through the CPU engine; skipped on {engine.DeviceName} (`eval --report-only` on the CPU adds it)."));
+            }
             int heatContext = grid.Contexts.Max();
             string heatPath = Path.Combine(outDir, "heatmap.json");
             HeatmapData? heatmap = heat ? ReuseHeatmap(heatPath, modelName, r.GetValue(heatLayer), r.GetValue(heatHead), heatContext) : null;
             bool sweep = !r.GetValue(noSweep);
             var sweepContexts = SpeedSweep.Contexts(grid.Contexts);
             string speedPath = Path.Combine(outDir, "speed.json");
-            string speedKey = string.Join("|", modelName, string.Join(",", grid.Pairs), string.Join(",", sweepContexts), grid.CacheType, grid.TimingSteps,
+            string speedKey = string.Join("|", modelName + (grid.Device == "cpu" ? "" : "@" + grid.Device), string.Join(",", grid.Pairs), string.Join(",", sweepContexts), grid.CacheType, grid.TimingSteps,
                 grid.Seed, string.Join(",", grid.Methods.Select(m => m + ":" + string.Join(",", grid.ParametersFor(m).OrderBy(kv => kv.Key).Select(kv => kv.Key + "=" + kv.Value)))));
             IReadOnlyList<SpeedPoint>? speed = sweep ? ReuseSpeed(speedPath, speedKey) : [];
             double extra = (heat && heatmap is null ? AttentionPatternRun.EstimateSeconds(heatContext, AttentionPatternRun.DefaultSteps) : 0)
@@ -164,13 +175,13 @@ public static class EvalCommand
             {
                 if (speed is null)
                 {
-                    speed = SpeedSweep.Run(transformer, builder, grid, sweepContexts, p => grid.CreateSelector(p, config), grid.TimingSteps, status);
+                    speed = SpeedSweep.Run(engine, builder, grid, sweepContexts, p => grid.CreateSelector(p, config), grid.TimingSteps, status);
                     File.WriteAllText(speedPath, System.Text.Json.JsonSerializer.Serialize(new SpeedSweepFile(speedKey, speed), EvalJson.Default.SpeedSweepFile));
                 }
                 if (heat && heatmap is null)
                 {
                     status($"attention pattern: {AttentionPatternRun.DefaultSteps} dense decode steps at {heatContext}");
-                    heatmap = RecordHeatmap(transformer, builder, heatContext, modelName, r.GetValue(heatLayer), r.GetValue(heatHead), grid, heatPath);
+                    heatmap = RecordHeatmap(((CpuEngine)engine).Model, builder, heatContext, modelName, r.GetValue(heatLayer), r.GetValue(heatHead), grid, heatPath);
                 }
             }
 
@@ -191,7 +202,7 @@ public static class EvalCommand
                             bar.Value = p.Done;
                             bar.Description = Markup.Escape(Fit($"{p.CellsDone}/{p.CellsTotal} cells  {p.Current}", err.Profile.Width));
                         });
-                        var run = new GridRunner(transformer, builder, grid, store, modelName, p => grid.CreateSelector(p, config), () => new SparsityMeter())
+                        var run = new GridRunner(engine, builder, grid, store, modelName, p => grid.CreateSelector(p, config), () => new SparsityMeter())
                             { Progress = progress };
                         cells = run.Run();
                         Extras(status => bar.Description = Markup.Escape(Fit(status, err.Profile.Width)));
@@ -210,7 +221,7 @@ public static class EvalCommand
                     if (line != last) Console.Error.WriteLine(line);
                     last = line;
                 });
-                var run = new GridRunner(transformer, builder, grid, store, modelName, p => grid.CreateSelector(p, config), () => new SparsityMeter())
+                var run = new GridRunner(engine, builder, grid, store, modelName, p => grid.CreateSelector(p, config), () => new SparsityMeter())
                     { Progress = progress };
                 cells = run.Run();
                 Extras(status =>
@@ -224,7 +235,8 @@ public static class EvalCommand
             {
                 Command = CommandLine(),
                 Model = modelName,
-                Machine = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}",
+                Machine = (engine.DeviceName == "cpu" ? "" : $"{engine.DeviceName} (cuda), host ")
+                          + $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}",
                 Created = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", ci),
                 WallSeconds = wall.Elapsed.TotalSeconds,
                 Grid = GridDescription.Of(grid),

@@ -31,7 +31,6 @@ internal static class GenerateCommand
             string dir = ModelLocator.Resolve(r.GetValue(model));
             string text = r.GetValue(prompt) ?? (r.GetValue(promptFile) is string f ? CliFiles.ReadText(f, "--prompt-file")
                 : throw new ArgumentException("Give --prompt or --prompt-file."));
-            bool cuda = CommonOptions.ParseDevice(r.GetValue(device)!);
             var tokenizer = Tokenizer.FromDirectory(dir);
             int[] ids = tokenizer.Encode(text);
             var decoder = tokenizer.CreateStreamingDecoder();
@@ -41,7 +40,6 @@ internal static class GenerateCommand
             {
                 MaxTokens = r.GetValue(maxTokens),
                 Sampling = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed)),
-                CacheType = CommonOptions.ParseCacheType(r.GetValue(kv)!),
                 Selector = method.Factory(r, dir),
                 StopTokenIds = config.EosTokenIds.ToArray(),
                 Observer = observer,
@@ -60,22 +58,13 @@ internal static class GenerateCommand
                 Console.Write(piece);
                 Console.Out.Flush();
             }
-            GenerationResult result;
-            if (cuda)
-            {
-                if (observer is not null) throw new ArgumentException("--report is not available with --device cuda.");
-                // dense runs through the captured step graph; a sparse method runs its selector against the GPU
-                if (method.Spec(r, dir).IsDense) options = options with { Selector = null };
-                using var gpu = new GpuRun(dir, ids.Length + Math.Max(1, options.MaxTokens));
-                result = GpuGenerator.Generate(gpu.Model, ids, options, Stream);
-            }
-            else
-            {
-                using var transformer = Transformer.Load(dir);
-                if (ids.Length >= PhaseNote.LongPrompt)
-                    options = options with { PrefillProgress = new ProgressLine("prefill", PhaseNote.Prefill(ids.Length)).Report };
-                result = new Generator(transformer).Generate(ids, options, Stream);
-            }
+            var engineOptions = CommonOptions.Engine(r, device, kv, capacity: Math.Min(ids.Length + Math.Max(1, options.MaxTokens), config.MaxPositions));
+            if (observer is not null && engineOptions.Device != "cpu")
+                throw new ArgumentException("--report needs --device cpu: it computes dense attention beside the method, which the GPU engine does not.");
+            using var engine = engineOptions.Load(dir);
+            if (ids.Length >= PhaseNote.LongPrompt && engineOptions.Device == "cpu")
+                options = options with { PrefillProgress = new ProgressLine("prefill", PhaseNote.Prefill(ids.Length)).Report };
+            var result = new Generator(engine).Generate(ids, options, Stream);
             var ci = CultureInfo.InvariantCulture;
             // the generator stops quietly when the cache is full; say so, or a short answer looks like the model's choice
             bool atContext = result.FinishReason == "length" && result.Tokens.Length < options.MaxTokens

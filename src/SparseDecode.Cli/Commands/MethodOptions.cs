@@ -49,10 +49,11 @@ internal sealed class MethodOptions
         return SelectorSpec.Parse(method, r.GetValue(Budget)!, parameters);
     }
 
+    /// <summary>Makes the method's selector for a sequence; null for dense (the engines' own dense attention).</summary>
     public Func<ModelConfig, IKvSelector>? Factory(ParseResult r, string modelDirectory)
     {
         var spec = Spec(r, modelDirectory);
-        return spec.Create;
+        return spec.IsDense ? null : spec.Create;
     }
 
     public SparsityObserver? Observer(ParseResult r) => r.GetValue(Report) ? new SparsityObserver() : null;

@@ -22,23 +22,13 @@ internal static class ScoreCommand
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
-            bool cuda = CommonOptions.ParseDevice(r.GetValue(device)!);
             if (r.GetValue(ids) is not null && r.GetValue(text) is not null)
                 throw new ArgumentException("Give --token-ids or --text, not both.");
             int[] tokens = r.GetValue(ids) is string s ? ParseIds(s)
                 : r.GetValue(text) is string t ? Tokenizer.FromDirectory(dir).Encode(t)
                 : throw new ArgumentException("Give --token-ids or --text.");
-            double[] lp;
-            if (cuda)
-            {
-                using var gpu = new GpuRun(dir, tokens.Length);
-                lp = GpuGenerator.TokenLogprobs(gpu.Model, tokens);
-            }
-            else
-            {
-                using var transformer = Transformer.Load(dir);
-                lp = Scorer.TokenLogprobs(transformer, tokens, CommonOptions.ParseCacheType(r.GetValue(kv)!));
-            }
+            using var engine = CommonOptions.Engine(r, device, kv, capacity: tokens.Length).Load(dir);
+            double[] lp = Scorer.TokenLogprobs(engine, tokens);
             if (r.GetValue(json))
                 Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, double[]> { ["token_logprobs"] = lp }, CliJson.Default.DictionaryStringDoubleArray));
             else

@@ -27,9 +27,11 @@ internal static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = $"Require 'Authorization: Bearer KEY' on /v1 routes (default: ${ApiKeyVariable} if set; /health and /metrics stay open)." };
         var drain = new Option<double>("--drain-timeout") { Description = "Seconds in-flight requests get to finish on SIGTERM or Ctrl+C before they are ended with 503.", DefaultValueFactory = _ => 10 };
         var perClient = new Option<int>("--max-per-client") { Description = "Sequences one client address may have decoding at once (0: no cap; default: half the batch).", DefaultValueFactory = _ => -1 };
+        var device = CommonOptions.Device();
+        var context = new Option<int?>("--context") { Description = "Positions one sequence may hold (prompt + completion; default: the model's context). On the GPU every batch place gets a cache slot of this size up front." };
         var method = MethodOptions.Create();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
-            { model, host, port, name, kv, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, sequential, quiet, apiKey, drain, perClient,
+            { model, host, port, name, kv, device, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, sequential, quiet, apiKey, drain, perClient,
               method.Method, method.Budget, method.Params };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -54,8 +56,9 @@ internal static class ServeCommand
                     MaxQueue = r.GetValue(maxQueue),
                     PrefillChunk = r.GetValue(prefillChunk),
                     ParallelSequences = !r.GetValue(sequential),
-                    CacheType = CommonOptions.ParseCacheType(r.GetValue(kv)!),
                 },
+                Engine = CommonOptions.Engine(r, device, kv, capacity: r.GetValue(context) is int c && c >= 1 ? c
+                    : r.GetValue(context) is int bad ? throw new ArgumentException($"--context must be ≥ 1, got {bad}.") : null),
             };
             if (options.Port is < 0 or > 65535) throw new ArgumentException($"--port must be in 0..65535, got {options.Port}.");
             if (options.MaxTokensLimit < 1) throw new ArgumentException($"--max-tokens-limit must be ≥ 1, got {options.MaxTokensLimit}.");
@@ -75,7 +78,7 @@ internal static class ServeCommand
     {
         await using var server = await SparseServer.StartAsync(dir, options);
         var m = server.Model;
-        Console.Error.WriteLine($"serving {m.Id} ({m.Transformer.Config.NumLayers} layers, context {m.Context}, chat format {m.Template.Format}, method {options.Method}) at {server.BaseAddress}");
+        Console.Error.WriteLine($"serving {m.Id} on {m.Engine.DeviceName} ({m.Engine.Config.NumLayers} layers, context {m.Context}, chat format {m.Template.Format}, method {options.Method}) at {server.BaseAddress}");
         Console.Error.WriteLine("endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics; Ctrl+C stops"
             + (string.IsNullOrEmpty(options.ApiKey) ? "" : "; /v1 routes require the API key"));
         await server.WaitForShutdownAsync();

@@ -34,7 +34,7 @@ public sealed class SparseChatClient : IChatClient
         _model = model;
         _spec = spec;
         _owns = owns;
-        spec.Create(model.Transformer.Config); // a bad method or parameter fails here, not on the first message
+        spec.Create(model.Engine.Config); // a bad method or parameter fails here, not on the first message
         Metadata = new ChatClientMetadata("SparseDecode", null, model.Id);
     }
 
@@ -91,14 +91,14 @@ public sealed class SparseChatClient : IChatClient
             {
                 try
                 {
-                    var result = new Generator(_model.Transformer).Generate(prompt, generation, token =>
+                    var result = _model.Exclusive(() => new Generator(_model.Engine).Generate(prompt, generation, token =>
                     {
                         produced++;
                         if (_model.StopTokenIds.Contains(token)) return;
                         string piece = matcher.Push(text.Push(token));
                         if (piece.Length > 0) channel.Writer.TryWrite(piece);
                         if (matcher.Stopped) stop.Cancel();
-                    }, stop.Token);
+                    }, stop.Token));
                     string rest = matcher.Push(text.Flush()) + matcher.Flush();
                     if (rest.Length > 0) channel.Writer.TryWrite(rest);
                     return (result.FinishReason, result.PromptTokens, Completion: result.Tokens.Length);

@@ -174,7 +174,7 @@ internal sealed class OpenAiEndpoints(
         int[] prompt;
         if (request.PromptIds is int[] ids)
         {
-            int vocab = model.Transformer.Config.VocabSize;
+            int vocab = model.Engine.Config.VocabSize;
             for (int i = 0; i < ids.Length; i++)
                 if (ids[i] >= vocab)
                     throw ApiException.BadRequest($"'prompt' token id {ids[i]} (element {i}) is outside the vocabulary of {vocab}.", "prompt");
@@ -207,7 +207,7 @@ internal sealed class OpenAiEndpoints(
     /// deep inside a step; refused here with one sentence (the server's fault, hence 500, logged as one line).</summary>
     private int[] CheckEncoded(int[] ids)
     {
-        int vocab = model.Transformer.Config.VocabSize;
+        int vocab = model.Engine.Config.VocabSize;
         foreach (int id in ids)
             if ((uint)id >= (uint)vocab)
                 throw new ApiException(500, $"The tokenizer produced token id {id}, outside the model's vocabulary of {vocab}: tokenizer.json does not match the checkpoint.",

@@ -5,21 +5,18 @@ using SparseDecode.Server.Scheduling;
 namespace SparseDecode.Server.Hosting;
 
 /// <summary>echo with max_tokens 0: the prompt's per-token log-probabilities under dense attention, from one
-/// chunked prefill that keeps every position's logits (the Scorer's path), outside the batch scheduler — nothing is
+/// prefill that keeps every position's logits (the Scorer's path), outside the batch scheduler — nothing is
 /// decoded, and the model's weights are only read.</summary>
 internal static class PromptScoring
 {
     public static EchoCompletionResponse Score(ServedModel model, int[] prompt, int? top, string id, long created)
     {
-        var t = model.Transformer;
-        int v = t.Config.VocabSize, chunk = t.PrefillChunk;
+        int v = model.Engine.Config.VocabSize;
         var lp = new EchoLogprobs();
         var stream = model.Codec.CreateStream();
         var text = new System.Text.StringBuilder();
         var scratch = new float[v];
         var row = new float[v];
-        using var cache = t.CreateCache(prompt.Length, Model.DType.F32);
-        var logits = new float[Math.Min(chunk, prompt.Length) * v];
         void Add(int i, TokenLogprob? scored)
         {
             lp.Tokens.Add(model.Codec.TokenText(prompt[i]));
@@ -30,16 +27,16 @@ internal static class PromptScoring
                 : scored.Top.GroupBy(a => a.Token).ToDictionary(g => g.Key, g => g.First().Logprob));
         }
         Add(0, null);
-        for (int c0 = 0; c0 < prompt.Length; c0 += chunk)
+        model.Exclusive(() =>
         {
-            int n = Math.Min(chunk, prompt.Length - c0);
-            t.Prefill(prompt.AsSpan(c0, n), cache, default, logits.AsSpan(0, n * v));
-            for (int k = 0; k < n && c0 + k + 1 < prompt.Length; k++)
+            using var sequence = model.Engine.CreateSequence(prompt.Length);
+            sequence.Prefill(prompt, (i, logits) =>
             {
-                logits.AsSpan(k * v, v).CopyTo(row);
-                Add(c0 + k + 1, Logprobs.Of(row, prompt[c0 + k + 1], top ?? 0, scratch, model.Codec));
-            }
-        }
+                if (i + 1 >= prompt.Length) return;
+                logits.CopyTo(row);
+                Add(i + 1, Logprobs.Of(row, prompt[i + 1], top ?? 0, scratch, model.Codec));
+            });
+        });
         text.Append(stream.Flush());
         return new EchoCompletionResponse
         {

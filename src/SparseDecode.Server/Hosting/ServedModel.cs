@@ -3,45 +3,61 @@ using SparseDecode.Server.Chat;
 
 namespace SparseDecode.Server.Hosting;
 
-/// <summary>The model a server serves: weights, tokenizer, chat format, and the token ids that end a generation
-/// (config.json's eos_token_id, the tokenizer's EOS and the chat format's end-of-turn token).</summary>
+/// <summary>The model a server serves: the checkpoint on its engine (CPU or GPU), tokenizer, chat format, and the
+/// token ids that end a generation (config.json's eos_token_id, the tokenizer's EOS and the chat format's
+/// end-of-turn token).</summary>
 public sealed class ServedModel : IDisposable
 {
-    public ServedModel(string id, Transformer transformer, ITextCodec codec)
+    private readonly object _exclusive = new();
+
+    public ServedModel(string id, string directory, IInferenceEngine engine, ITextCodec codec)
     {
         Id = id;
-        Transformer = transformer;
+        Directory = directory;
+        Engine = engine;
         Codec = codec;
         Template = ChatTemplate.FromTemplateString(codec.ChatTemplate, codec.BosToken, codec.EosToken);
-        var stops = new HashSet<int>(transformer.Config.EosTokenIds);
+        var stops = new HashSet<int>(engine.Config.EosTokenIds);
         foreach (string? special in (string?[])[codec.EosToken, Template.EndOfTurn])
             if (!string.IsNullOrEmpty(special) && codec.SpecialTokenId(special) is int id2)
                 stops.Add(id2);
         StopTokenIds = stops;
     }
 
-    /// <summary>Loads weights and tokenizer from a Hugging Face model directory; the id defaults to its name.</summary>
-    public static ServedModel Load(string directory, string? id = null)
+    /// <summary>Loads a Hugging Face model directory on the engine `engine` describes (default: the CPU); the id
+    /// defaults to the directory's name.</summary>
+    public static ServedModel Load(string directory, string? id = null, EngineOptions? engine = null)
     {
-        var transformer = Transformer.Load(directory);
+        var loaded = (engine ?? new EngineOptions()).Load(directory);
         try
         {
             var codec = TokenizerCodec.FromDirectory(directory);
-            return new ServedModel(id ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))), transformer, codec);
+            return new ServedModel(id ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))), directory, loaded, codec);
         }
         catch
         {
-            transformer.Dispose();
+            loaded.Dispose();
             throw;
         }
     }
 
     public string Id { get; }
-    public Transformer Transformer { get; }
+    public string Directory { get; }
+    public IInferenceEngine Engine { get; }
     public ITextCodec Codec { get; }
     public ChatTemplate Template { get; }
     public IReadOnlySet<int> StopTokenIds { get; }
-    public int Context => Transformer.Config.MaxPositions;
+    public int Context => Engine.MaxContext;
 
-    public void Dispose() => Transformer.Dispose();
+    /// <summary>Runs `work` on the engine: at once where sequences may run concurrently (the CPU), else under
+    /// one lock that the scheduler's steps also take (the GPU's single stream).</summary>
+    public T Exclusive<T>(Func<T> work)
+    {
+        if (Engine.ConcurrentSequences) return work();
+        lock (_exclusive) return work();
+    }
+
+    public void Exclusive(Action work) => Exclusive(() => { work(); return 0; });
+
+    public void Dispose() => Engine.Dispose();
 }

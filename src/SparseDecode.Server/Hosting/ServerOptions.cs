@@ -15,6 +15,9 @@ public sealed record ServerOptions
     public string Budget { get; init; } = "256";
     public IReadOnlyDictionary<string, string> Params { get; init; } = new Dictionary<string, string>();
     public SchedulerOptions Scheduler { get; init; } = new();
+    /// <summary>The backend the model loads on (CPU by default). On the GPU the server allocates one cache slot per
+    /// batch place plus one for prompt scoring.</summary>
+    public Engine.EngineOptions Engine { get; init; } = new();
     /// <summary>max_tokens above this is refused with 400.</summary>
     public int MaxTokensLimit { get; init; } = 4096;
     /// <summary>max_tokens when a completions request gives none (OpenAI's default for that endpoint).</summary>

@@ -40,7 +40,7 @@ public sealed class SparseServer : IAsyncDisposable
     /// <summary>Loads the model from a directory and starts serving it.</summary>
     public static async Task<SparseServer> StartAsync(string modelDirectory, ServerOptions options, CancellationToken cancel = default)
     {
-        var model = ServedModel.Load(modelDirectory, options.ModelName);
+        var model = ServedModel.Load(modelDirectory, options.ModelName, options.Engine with { Sequences = options.Scheduler.MaxBatch + 1 });
         try
         {
             return await StartAsync(model, options, ownsModel: true, cancel);
@@ -62,7 +62,7 @@ public sealed class SparseServer : IAsyncDisposable
     [DynamicDependency(DynamicallyAccessedMemberTypes.PublicMethods, typeof(X509Certificate2Collection))]
     private static async Task<SparseServer> StartAsync(ServedModel model, ServerOptions options, bool ownsModel, CancellationToken cancel)
     {
-        var selectors = new SelectorFactory(options, model.Transformer.Config, Selection.MethodDefaults.Load(model.Transformer.Directory));
+        var selectors = new SelectorFactory(options, model.Engine.Config, Selection.MethodDefaults.Load(model.Directory));
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "sparsedecode" });
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", options.LogLevel > LogLevel.Warning ? options.LogLevel : LogLevel.Warning);

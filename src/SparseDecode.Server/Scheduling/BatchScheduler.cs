@@ -6,15 +6,15 @@ using SparseDecode.Server.Protocol;
 
 namespace SparseDecode.Server.Scheduling;
 
-/// <summary>Continuous batching on one scheduler thread. Requests wait in a bounded queue; between two steps
-/// the waiting ones join the batch while it has room (fairly between clients, see SchedulerOptions.MaxActivePerClient), and a sequence leaves as soon as it finishes or is
-/// cancelled, its KV cache freed at once. One step advances every active sequence by one token: a sequence still
-/// prefilling runs its next prompt chunk (the last chunk also yields its first token), every other one runs one
-/// decode step and samples its next token. The sequences of a step run in parallel (Parallel.For over the
-/// thread pool; the matvecs inside each decode step are parallel as well), since each has its own cache,
-/// workspace and selector and shares only the read-only weights. Measured on 16 cores with 32 streams, this gives
-/// 3.5× the tokens/s of running them one after another (each using all cores for its matvecs), and 1.15× that of
-/// dedicated step threads; on 2 cores the three are within 15% (docs/performance.md, Serving).</summary>
+/// <summary>Continuous batching on one scheduler thread, over any engine. Requests wait in a bounded queue;
+/// between two steps the waiting ones join the batch while it has room (fairly between clients, see
+/// SchedulerOptions.MaxActivePerClient), and a sequence leaves as soon as it finishes or is cancelled, its KV cache
+/// freed at once. One step advances every active sequence by one token: a sequence still prefilling runs its next
+/// prompt chunk (the last chunk also yields its first token), and every other one decodes one token in one
+/// <see cref="IInferenceEngine.DecodeBatch"/> call and samples its next. On the CPU the batch's sequences run in
+/// parallel (each has its own cache, workspace and selector and shares only the read-only weights; measured on 16
+/// cores with 32 streams, 3.5× the tokens/s of running them one after another, docs/performance.md, Serving); on the
+/// GPU dense sequences are the rows of one step.</summary>
 public sealed class BatchScheduler : IDisposable
 {
     private readonly ServedModel _model;
@@ -25,7 +25,6 @@ public sealed class BatchScheduler : IDisposable
     private readonly object _lock = new();
     private readonly SemaphoreSlim _wake = new(0);
     private readonly Thread _thread;
-    private readonly Action<int> _stepOne;
     // Scheduler thread only: sequences decoding per client.
     private readonly Dictionary<string, int> _activeByClient = new(StringComparer.Ordinal);
     private volatile bool _stopping, _draining;
@@ -45,7 +44,6 @@ public sealed class BatchScheduler : IDisposable
         _model = model;
         _options = options;
         _metrics = metrics;
-        _stepOne = i => Advance(_active[i]);
         _thread = new Thread(Run) { Name = "sparsedecode-scheduler", IsBackground = true };
         _thread.Start();
     }
@@ -170,10 +168,9 @@ public sealed class BatchScheduler : IDisposable
             try
             {
                 var r = seq.Request;
-                seq.Cache = _model.Transformer.CreateCache(r.Prompt.Length + r.MaxTokens, _options.CacheType);
-                seq.Workspace = new DecodeWorkspace(_model.Transformer, seq.Cache, r.Selector?.Granularity ?? SelectionGranularity.QueryHead);
+                seq.Decoder = _model.Engine.CreateSequence(Math.Min(r.Prompt.Length + r.MaxTokens, _model.Context), r.Selector);
                 seq.Sampler = new Sampler(r.Sampling);
-                if (r.Logprobs is not null) seq.LogprobScratch = new float[_model.Transformer.Config.VocabSize];
+                if (r.Logprobs is not null) seq.LogprobScratch = new float[_model.Engine.Config.VocabSize];
             }
             catch (Exception e)
             {
@@ -210,44 +207,52 @@ public sealed class BatchScheduler : IDisposable
         else _activeByClient[client] = n;
     }
 
+    private readonly List<Sequence> _decoding = [];
+    private readonly List<IDecodeSequence> _decoders = [];
+    private readonly List<int> _lengths = [];
+    private int[] _tokens = new int[16];
+
     private void Step()
     {
         long t0 = Stopwatch.GetTimestamp();
         int before = 0;
         foreach (var s in _active) before += s.CompletionTokens;
-        if (_active.Count == 1 || !_options.ParallelSequences)
-            for (int i = 0; i < _active.Count; i++) Advance(_active[i]);
-        else Parallel.For(0, _active.Count, _stepOne);
+        _model.Exclusive(() =>
+        {
+            _decoding.Clear();
+            foreach (var s in _active)
+            {
+                if (s.Done || s.IsCancelled) continue;
+                if (s.Prefilled < s.Request.Prompt.Length) PrefillChunk(s);
+                else _decoding.Add(s);
+            }
+            if (_decoding.Count == 0) return;
+            if (_options.ParallelSequences) DecodeTogether(_decoding);
+            else
+                foreach (var s in _decoding) DecodeTogether([s]);
+        });
         int after = 0;
         long kv = 0;
         foreach (var s in _active)
         {
             after += s.CompletionTokens;
-            kv += s.Cache?.AllocatedBytes ?? 0;
+            kv += s.Decoder?.CacheBytes ?? 0;
         }
         Interlocked.Exchange(ref _kvBytes, kv);
         _metrics.Step(after - before, Stopwatch.GetTimestamp() - t0);
     }
 
-    /// <summary>Moves one sequence forward by one step; any failure ends that sequence only.</summary>
-    private void Advance(Sequence seq)
+    /// <summary>The sequence's next prompt chunk; the last one also samples its first token. A failure ends that
+    /// sequence only.</summary>
+    private void PrefillChunk(Sequence seq)
     {
-        if (seq.Done || seq.IsCancelled) return;
         try
         {
-            var r = seq.Request;
-            var model = _model.Transformer;
-            var ws = seq.Workspace!;
-            if (seq.Prefilled < r.Prompt.Length)
-            {
-                int n = Math.Min(_options.PrefillChunk, r.Prompt.Length - seq.Prefilled);
-                bool last = seq.Prefilled + n == r.Prompt.Length;
-                model.Prefill(r.Prompt.AsSpan(seq.Prefilled, n), seq.Cache!, last ? ws.Logits : default);
-                seq.Prefilled += n;
-                if (!last) return;
-            }
-            else model.Decode(seq.LastToken, seq.Cache!, ws, r.Selector);
-            Sample(seq);
+            var prompt = seq.Request.Prompt;
+            int n = Math.Min(_options.PrefillChunk, prompt.Length - seq.Prefilled);
+            seq.Decoder!.Prefill(prompt.AsSpan(seq.Prefilled, n));
+            seq.Prefilled += n;
+            if (seq.Prefilled == prompt.Length) Sample(seq);
         }
         catch (Exception e)
         {
@@ -255,10 +260,50 @@ public sealed class BatchScheduler : IDisposable
         }
     }
 
+    /// <summary>One decode step of every sequence in `batch` in one engine call, then each samples. Should the call
+    /// fail, the sequences it did not advance end with the error and the ones it did go on.</summary>
+    private void DecodeTogether(IReadOnlyList<Sequence> batch)
+    {
+        _decoders.Clear();
+        _lengths.Clear();
+        if (_tokens.Length < batch.Count) _tokens = new int[Math.Max(batch.Count, 2 * _tokens.Length)];
+        for (int i = 0; i < batch.Count; i++)
+        {
+            _decoders.Add(batch[i].Decoder!);
+            _lengths.Add(batch[i].Decoder!.Length);
+            _tokens[i] = batch[i].LastToken;
+        }
+        Exception? failure = null;
+        try
+        {
+            _model.Engine.DecodeBatch(_decoders, _tokens.AsSpan(0, batch.Count));
+        }
+        catch (Exception e)
+        {
+            failure = e is AggregateException { InnerExceptions.Count: > 0 } a ? a.InnerExceptions[0] : e;
+        }
+        for (int i = 0; i < batch.Count; i++)
+        {
+            var seq = batch[i];
+            if (seq.Decoder!.Length > _lengths[i])
+            {
+                try
+                {
+                    Sample(seq);
+                }
+                catch (Exception e)
+                {
+                    seq.Emit(new SequenceEvent("", null, null, e));
+                }
+            }
+            else seq.Emit(new SequenceEvent("", null, null, failure ?? new InvalidOperationException("The decode step did not advance this sequence.")));
+        }
+    }
+
     private void Sample(Sequence seq)
     {
         var r = seq.Request;
-        var logits = seq.Workspace!.Logits;
+        var logits = seq.Decoder!.Logits;
         int next = seq.Sampler!.Next(logits);
         seq.LastToken = next;
         seq.CompletionTokens++;

@@ -7,7 +7,7 @@ namespace SparseDecode.Server.Scheduling;
 /// OpenAI reports them.</summary>
 internal static class Logprobs
 {
-    public static TokenLogprob Of(float[] logits, int chosen, int top, float[] scratch, ITextCodec codec)
+    public static TokenLogprob Of(ReadOnlySpan<float> logits, int chosen, int top, float[] scratch, ITextCodec codec)
     {
         float max = TensorPrimitives.Max(logits);
         var shifted = scratch.AsSpan(0, logits.Length);

@@ -16,5 +16,4 @@ public sealed record SchedulerOptions
     public int MaxActivePerClient { get; init; }
     /// <summary>Run the sequences of a step in parallel (each on its own core; their matvecs are parallel too).</summary>
     public bool ParallelSequences { get; init; } = true;
-    public DType CacheType { get; init; } = DType.F32;
 }

@@ -1,13 +1,12 @@
 using System.Threading.Channels;
-using SparseDecode.Cache;
 using SparseDecode.Engine;
 using SparseDecode.Server.Hosting;
 
 namespace SparseDecode.Server.Scheduling;
 
-/// <summary>One request's generation while it is queued or decoding: its own KV cache, decode workspace,
-/// selector and sampler, and the channel its events go out on. Only the scheduler thread touches the cache and
-/// workspace; a handler only reads events and may cancel.</summary>
+/// <summary>One request's generation while it is queued or decoding: its engine sequence (KV cache and method
+/// state), sampler, and the channel its events go out on. Only the scheduler thread touches the sequence; a
+/// handler only reads events and may cancel.</summary>
 public sealed class Sequence
 {
     private readonly Channel<SequenceEvent> _events =
@@ -40,8 +39,7 @@ public sealed class Sequence
     }
 
     // ---- scheduler-side state
-    internal KvCache? Cache;
-    internal DecodeWorkspace? Workspace;
+    internal IDecodeSequence? Decoder;
     internal Sampler? Sampler;
     internal readonly ITokenTextStream Text;
     internal readonly StopMatcher Stops;
@@ -64,9 +62,8 @@ public sealed class Sequence
     /// <summary>Frees the KV cache and workspace (scheduler thread only).</summary>
     internal void Release()
     {
-        Cache?.Dispose();
-        Cache = null;
-        Workspace = null;
+        Decoder?.Dispose();
+        Decoder = null;
         LogprobScratch = null;
         _events.Writer.TryComplete();
     }

@@ -110,12 +110,15 @@ public sealed unsafe class KvCache : IDisposable
     }
 
     /// <summary>An independent copy (same pages' contents), e.g. to decode several methods from one prefill.</summary>
-    public KvCache Clone()
+    /// <summary>A copy holding up to `capacity` positions (default: this cache's), at least Length.</summary>
+    public KvCache Clone(int? capacity = null)
     {
-        var c = new KvCache(Layers, KvHeads, HeadDim, Type, Capacity, PageSize);
+        int cap = capacity ?? Capacity;
+        if (cap < Length) throw new ArgumentOutOfRangeException(nameof(capacity), $"A copy of a cache of {Length} positions cannot hold only {cap}.");
+        var c = new KvCache(Layers, KvHeads, HeadDim, Type, cap, PageSize);
         // the last page may reach past a capacity that is not a whole number of pages
-        c.EnsureCapacity(Math.Min(_pageCount * PageSize, Capacity));
-        for (int i = 0; i < _pageCount; i++)
+        c.EnsureCapacity(Math.Min(_pageCount * PageSize, cap));
+        for (int i = 0; i < c._pageCount; i++)
             Buffer.MemoryCopy((void*)_pages[i], (void*)c._pages[i], _pageBytes, _pageBytes);
         c.Length = Length;
         return c;

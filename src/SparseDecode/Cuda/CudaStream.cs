@@ -23,6 +23,10 @@ public sealed unsafe class CudaStream : IDisposable
         Check(cuMemcpyDtoDAsync(destination.Pointer, source.Pointer, (nuint)bytes, Handle), "cuMemcpyDtoDAsync");
 
     /// <summary>Records what `enqueue` queues on this stream into an executable graph (nothing runs yet).</summary>
+    /// <summary>Copies `bytes` between two device addresses in stream order.</summary>
+    public void CopyAsync(ulong destination, ulong source, long bytes) =>
+        Check(cuMemcpyDtoDAsync(destination, source, (nuint)bytes, Handle), "cuMemcpyDtoDAsync");
+
     public CudaGraph Capture(Action enqueue)
     {
         _device.MakeCurrent();

@@ -1,17 +1,21 @@
+using SparseDecode.Attention;
+using SparseDecode.Engine;
+
 namespace SparseDecode.Cuda;
 
-/// <summary>One sequence decoded on the GPU: prefill in chunks of up to 8 tokens (rows of one step, causal through
-/// their lengths), then one token per step through a captured CUDA graph that is replayed with the new token and
-/// position written into device memory. Logits come back to the host for sampling. A method written as a selection
-/// plan runs inside that graph (<see cref="PlanAttention"/>: its state on the device, no host round trip); PrHS,
-/// still a host policy, runs on the host against the GPU selection backend (no graph). Prefill keeps Quest's page
-/// summaries for the methods that read them.</summary>
-public sealed class GpuDecodeSession : IDisposable
+/// <summary>One sequence decoded on the GPU, in one slot of its engine's cache: prefill in chunks of up to 8
+/// tokens (rows of one step, causal through their lengths), then one token per step through a captured CUDA graph
+/// that is replayed with the new token and position written into device memory. Logits come back to the host for
+/// sampling. A method written as a selection plan runs inside that graph (<see cref="PlanAttention"/>: its state on
+/// the device, no host round trip); a host policy runs against the GPU selection backend (no graph). Prefill keeps
+/// Quest's page summaries, so a dense prefill can be forked into any method.</summary>
+public sealed class GpuDecodeSession : IDecodeSequence
 {
+    private readonly GpuEngine _engine;
     private readonly GpuModel _model;
     private readonly GpuKvCache _cache;
     private readonly CudaStream _stream;
-    private readonly ILayerAttention? _prefillAttention;
+    private readonly ILayerAttention _prefillAttention;
     private readonly SelectorAttention? _selectorAttention;
     private readonly PlanAttention? _planAttention;
     private CudaGraph? _graph;
@@ -19,37 +23,41 @@ public sealed class GpuDecodeSession : IDisposable
     private readonly int[] _slots = new int[ModelKernels.MaxRows];
     private readonly int[] _positions = new int[ModelKernels.MaxRows];
 
+    public int Slot { get; }
     public int Length { get; private set; }
-    /// <summary>Decode through the captured graph (default without a selector), or launch the step's kernels one by one.</summary>
-    public bool UseGraph { get; init; } = true;
-    public int Capacity => _cache.Capacity;
+    public int Capacity { get; }
     public int VocabSize => _model.Config.VocabSize;
+    public long CacheBytes => (long)Length * _model.Config.NumLayers * 2 * _model.Config.KvDim * 2;
     /// <summary>The device-resident method, when the session decodes through a plan.</summary>
     public PlanAttention? Plan => _planAttention;
+    /// <summary>Dense attention: the engine batches such sequences as rows of one step.</summary>
+    public bool IsDense => _planAttention is null && _selectorAttention is null;
+    /// <summary>Decode through the captured graph (default), or launch the step's kernels one by one.</summary>
+    public bool UseGraph { get; set; } = true;
 
-    public GpuDecodeSession(GpuModel model, int capacity, Selection.IKvSelector? selector = null)
+    internal GpuDecodeSession(GpuEngine engine, int slot, int capacity, Selection.IKvSelector? selector)
     {
-        _model = model;
-        _cache = new GpuKvCache(model.Device, model.Config, 1, Math.Min(capacity, model.Capacity));
-        _stream = new CudaStream(model.Device);
+        _engine = engine;
+        _model = engine.Model;
+        _cache = engine.Cache;
+        _stream = engine.Stream;
+        Slot = slot;
+        Capacity = capacity;
+        Array.Fill(_slots, slot);
+        _prefillAttention = new SummaryKeepingAttention(_cache);
         if (selector is Selection.PlanSelector { Plan: var plan })
         {
-            if (plan.ReadsPageSummaries) _prefillAttention = new SummaryKeepingAttention(_cache);
-            _planAttention = new PlanAttention(model, _cache, plan, 1);
+            _planAttention = new PlanAttention(_model, _cache, plan, 1, engine.Selection);
             _planAttention.Reset(_stream);
         }
         else if (selector != null)
-        {
-            _prefillAttention = new SummaryKeepingAttention(_cache);
-            _selectorAttention = new SelectorAttention(model, _cache, _stream, selector);
-            UseGraph = false;
-        }
-        _logits = new float[ModelKernels.MaxRows * model.Config.VocabSize];
+            _selectorAttention = new SelectorAttention(_model, _cache, _stream, selector);
+        _logits = new float[ModelKernels.MaxRows * _model.Config.VocabSize];
     }
 
-    /// <summary>Runs tokens at positions Length.. through the model; `onLogits(i, logits)` sees token i's
-    /// next-token logits (null: only the last token's are kept, in <see cref="LastLogits"/>).</summary>
-    public void Prefill(ReadOnlySpan<int> tokens, Action<int, ReadOnlySpan<float>>? onLogits = null)
+    /// <summary>Runs tokens at positions Length.. through the model; `everyLogits(i, logits)` sees token i's
+    /// next-token logits (null: only the last token's are kept, in <see cref="Logits"/>).</summary>
+    public void Prefill(ReadOnlySpan<int> tokens, Action<int, ReadOnlySpan<float>>? everyLogits = null, Action<int, int>? progress = null)
     {
         CheckRoom(tokens.Length);
         int v = VocabSize;
@@ -58,23 +66,29 @@ public sealed class GpuDecodeSession : IDisposable
             int n = Math.Min(ModelKernels.MaxRows, tokens.Length - c0);
             for (int r = 0; r < n; r++) _positions[r] = Length + r;
             _model.Forward(_cache, _slots.AsSpan(0, n), tokens.Slice(c0, n), _positions.AsSpan(0, n), _logits, _stream, _prefillAttention);
-            if (onLogits != null)
-                for (int r = 0; r < n; r++) onLogits(c0 + r, _logits.AsSpan(r * v, v));
+            if (everyLogits != null)
+                for (int r = 0; r < n; r++) everyLogits(c0 + r, _logits.AsSpan(r * v, v));
             Length += n;
             _lastRow = n - 1;
+            progress?.Invoke(c0 + n, tokens.Length);
         }
     }
 
     private int _lastRow;
 
-    /// <summary>Next-token logits of the last token run.</summary>
-    public ReadOnlySpan<float> LastLogits => _logits.AsSpan(_lastRow * VocabSize, VocabSize);
+    public ReadOnlySpan<float> Logits => _logits.AsSpan(_lastRow * VocabSize, VocabSize);
 
-    /// <summary>One decode step of `token` at position Length through the captured graph; returns its logits.</summary>
-    public ReadOnlySpan<float> Decode(int token)
+    /// <summary>One decode step of `token` at position Length through the captured graph.</summary>
+    public void Decode(int token, IAttentionObserver? observer = null)
     {
-        CheckRoom(1);
-        if ((uint)token >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(token), $"Token id {token} is outside the vocabulary of {VocabSize}.");
+        if (observer != null)
+            throw new NotSupportedException($"Attention observers need the CPU engine; the GPU ({_engine.DeviceName}) does not compute dense attention beside the method.");
+        CheckStep(token);
+        if (IsDense && UseGraph)
+        {
+            _engine.DecodeBatch([this], [token]);
+            return;
+        }
         _positions[0] = Length;
         _cache.SetRows(_slots.AsSpan(0, 1), [token], _positions.AsSpan(0, 1), _stream);
         if (_selectorAttention != null)
@@ -90,15 +104,47 @@ public sealed class GpuDecodeSession : IDisposable
         else _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream, _planAttention);
         _stream.Synchronize();
         _model.Logits.Download(_logits.AsSpan(0, VocabSize));
+        Accept(null);
+    }
+
+    /// <summary>Checks that `token` can be decoded next (room and vocabulary).</summary>
+    internal void CheckStep(int token)
+    {
+        CheckRoom(1);
+        if ((uint)token >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(token), $"Token id {token} is outside the vocabulary of {VocabSize}.");
+    }
+
+    /// <summary>A step of this sequence ran: its logits (null: already in row 0 of the buffer) and one more position.</summary>
+    internal void Accept(ReadOnlySpan<float> logits)
+    {
+        if (!logits.IsEmpty) logits.CopyTo(_logits);
         Length++;
         _lastRow = 0;
-        return LastLogits;
+    }
+
+    public IDecodeSequence Fork(int capacity, Selection.IKvSelector? selector = null)
+    {
+        if (capacity < Length) throw new ArgumentOutOfRangeException(nameof(capacity), $"A copy of a sequence of {Length} positions cannot hold only {capacity}.");
+        var copy = (GpuDecodeSession)_engine.CreateSequence(capacity, selector);
+        _cache.CopySlot(Slot, copy.Slot, _stream);
+        _stream.Synchronize();
+        copy.Length = Length;
+        Logits.CopyTo(copy._logits);
+        return copy;
+    }
+
+    /// <summary>Forgets the positions from `length` on. The page summaries of the page `length` falls in keep
+    /// the keys beyond it until they are overwritten: Quest's bounds there stay upper bounds, only looser.</summary>
+    public void Truncate(int length)
+    {
+        if ((uint)length > (uint)Length) throw new ArgumentOutOfRangeException(nameof(length), $"The sequence has only {Length} positions.");
+        Length = length;
     }
 
     private void CheckRoom(int n)
     {
         if (Length + n > Capacity)
-            throw new Engine.ContextOverflowException($"The sequence needs {Length + n} positions but the GPU cache holds {Capacity}.");
+            throw new ContextOverflowException($"The sequence needs {Length + n} positions but its GPU cache slot holds {Capacity}.");
     }
 
     public void Dispose()
@@ -106,7 +152,6 @@ public sealed class GpuDecodeSession : IDisposable
         _graph?.Dispose();
         _selectorAttention?.Dispose();
         _planAttention?.Dispose();
-        _stream.Dispose();
-        _cache.Dispose();
+        _engine.Release(Slot);
     }
 }

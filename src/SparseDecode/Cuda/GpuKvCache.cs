@@ -134,6 +134,20 @@ public sealed class GpuKvCache : IDisposable
         }
     }
 
+    /// <summary>Copies slot `from`'s keys, values and page summaries into slot `to`, in stream order.</summary>
+    public void CopySlot(int from, int to, CudaStream s)
+    {
+        if ((uint)from >= (uint)Slots || (uint)to >= (uint)Slots) throw new ArgumentOutOfRangeException(nameof(to), $"Slots {from} → {to} of a cache of {Slots}.");
+        if (from == to) return;
+        for (int l = 0; l < Config.NumLayers; l++)
+        {
+            s.CopyAsync(_k[l].At(to * SlotBytes), _k[l].At(from * SlotBytes), SlotBytes);
+            s.CopyAsync(_v[l].At(to * SlotBytes), _v[l].At(from * SlotBytes), SlotBytes);
+            s.CopyAsync(_min[l].At(to * PageSlotBytes), _min[l].At(from * PageSlotBytes), PageSlotBytes);
+            s.CopyAsync(_max[l].At(to * PageSlotBytes), _max[l].At(from * PageSlotBytes), PageSlotBytes);
+        }
+    }
+
     public long KvBytes => Config.NumLayers * 2 * SlotBytes * Slots;
 
     public void Dispose()

@@ -63,7 +63,7 @@ public static class GpuParityCheck
 
             using var store = WeightStore.Open(directory);
             using var weights = GpuWeights.Upload(dk.Device, store, config);
-            using var model = new GpuModel(dk, mk, weights, n);
+            using var model = new GpuEngine(dk.Device, weights, n, ownsDevice: false);
             int half = n / 2;
             var graph = Score(model, tokens, half, useGraph: true, argmax, out int agree, out int compared);
             var eager = Score(model, tokens, half, useGraph: false, argmax, out _, out _);
@@ -98,12 +98,13 @@ public static class GpuParityCheck
 
     /// <summary>The GPU's log p(token i+1 | ..i): tokens before `half` through prefill chunks, the rest through
     /// decode steps; counts how often its argmax equals the CPU's.</summary>
-    private static double[] Score(GpuModel model, int[] tokens, int half, bool useGraph, int[] cpuArgmax, out int agree, out int compared)
+    private static double[] Score(GpuEngine model, int[] tokens, int half, bool useGraph, int[] cpuArgmax, out int agree, out int compared)
     {
         int n = tokens.Length;
         var lp = new double[n - 1];
         int a = 0, c = 0;
-        using var session = new GpuDecodeSession(model, n) { UseGraph = useGraph };
+        using var session = (GpuDecodeSession)model.CreateSequence(n);
+        session.UseGraph = useGraph;
         void Take(int i, ReadOnlySpan<float> logits)
         {
             if (i + 1 < n) lp[i] = Activations.LogSoftmaxAt(logits, tokens[i + 1]);
@@ -111,7 +112,11 @@ public static class GpuParityCheck
             if (TensorPrimitives.IndexOfMax(logits) == cpuArgmax[i]) a++;
         }
         session.Prefill(tokens.AsSpan(0, half), Take);
-        for (int i = half; i < n - 1; i++) Take(i, session.Decode(tokens[i]));
+        for (int i = half; i < n - 1; i++)
+        {
+            session.Decode(tokens[i]);
+            Take(i, session.Logits);
+        }
         agree = a;
         compared = c;
         return lp;
@@ -192,11 +197,15 @@ public static class GpuParityCheck
         }
         using var store = WeightStore.Open(directory);
         using var weights = GpuWeights.Upload(dk.Device, store, config);
-        using var model = new GpuModel(dk, mk, weights, n);
-        using var session = new GpuDecodeSession(model, n, spec.Create(config));
+        using var engine = new GpuEngine(dk.Device, weights, n, ownsDevice: false);
+        using var session = (GpuDecodeSession)engine.CreateSequence(n, spec.Create(config));
         var gpuLp = new double[n - 1];
         session.Prefill(tokens.AsSpan(0, half), (i, logits) => { if (i == half - 1) gpuLp[i] = Activations.LogSoftmaxAt(logits, tokens[half]); });
-        for (int i = half; i < n - 1; i++) gpuLp[i] = Activations.LogSoftmaxAt(session.Decode(tokens[i]), tokens[i + 1]);
+        for (int i = half; i < n - 1; i++)
+        {
+            session.Decode(tokens[i]);
+            gpuLp[i] = Activations.LogSoftmaxAt(session.Logits, tokens[i + 1]);
+        }
         double max = 0, sum = 0, fromDense = 0;
         for (int i = half; i < n - 1; i++)
         {

@@ -11,13 +11,16 @@ public sealed class PlanAttention : ILayerAttention, IDisposable
     private readonly GpuPlanOps _ops;
     private readonly GpuKvCache _cache;
     private readonly DecodeKernels.AttentionWorkspace _workspace;
+    private readonly bool _ownsKernels;
 
-    public PlanAttention(GpuModel model, GpuKvCache cache, SelectionPlan plan, int rows)
+    /// <param name="kernels">The selection kernels to launch (null: load them for this instance alone).</param>
+    public PlanAttention(GpuModel model, GpuKvCache cache, SelectionPlan plan, int rows, SelectionKernels? kernels = null)
     {
         if (plan.MaxContext < cache.Capacity)
             throw new ArgumentException($"The {plan.Name} plan was made for contexts up to {plan.MaxContext} but the cache holds {cache.Capacity}.");
         _cache = cache;
-        Selection = new SelectionKernels(model.Device);
+        _ownsKernels = kernels is null;
+        Selection = kernels ?? new SelectionKernels(model.Device);
         _ops = new GpuPlanOps(plan, Selection, model.DecodeKernels, model.Config, rows);
         int longest = plan.Layout.Buffers.Where(b => b.Kind == PlanBufferKind.Indices).Select(b => b.Capacity).DefaultIfEmpty(1).Max();
         _workspace = new DecodeKernels.AttentionWorkspace(model.Device, Math.Max(rows, ModelKernels.MaxRows), model.Config.NumHeads,
@@ -54,6 +57,6 @@ public sealed class PlanAttention : ILayerAttention, IDisposable
     {
         _ops.Dispose();
         _workspace.Dispose();
-        Selection.Dispose();
+        if (_ownsKernels) Selection.Dispose();
     }
 }

@@ -9,7 +9,6 @@ public sealed record GenerationOptions
 {
     public int MaxTokens { get; init; } = 128;
     public SamplingOptions Sampling { get; init; } = SamplingOptions.Greedy;
-    public DType CacheType { get; init; } = DType.F32;
     /// <summary>Makes the selector for this sequence (null: dense attention).</summary>
     public Func<ModelConfig, IKvSelector>? Selector { get; init; }
     public IReadOnlyCollection<int> StopTokenIds { get; init; } = [];
@@ -30,25 +29,27 @@ public sealed record GenerationResult(
 }
 
 /// <summary>Prefills a prompt densely, then decodes token by token through the chosen selector, calling back
-/// with each new token as it is produced.</summary>
-public sealed class Generator(Transformer model)
+/// with each new token as it is produced. Runs on any engine (CPU or GPU).</summary>
+public sealed class Generator(IInferenceEngine engine)
 {
+    /// <summary>On the CPU engine with a KV cache of `cacheType`.</summary>
+    public Generator(Transformer model, DType cacheType = DType.F32) : this(new CpuEngine(model, cacheType)) { }
+
     public GenerationResult Generate(ReadOnlySpan<int> prompt, GenerationOptions options, Action<int>? onToken = null,
         CancellationToken cancel = default)
     {
         if (prompt.Length == 0) throw new ArgumentException("The prompt is empty.");
         if (options.MaxTokens < 0) throw new ArgumentException($"max tokens must be ≥ 0, got {options.MaxTokens}.");
-        int capacity = prompt.Length + Math.Max(1, options.MaxTokens);
-        if (prompt.Length > model.Config.MaxPositions)
-            throw new ContextOverflowException($"The prompt has {prompt.Length} tokens but the model's context is {model.Config.MaxPositions} tokens.");
-        capacity = Math.Min(capacity, model.Config.MaxPositions);
+        if (prompt.Length > engine.MaxContext)
+            throw new ContextOverflowException($"The prompt has {prompt.Length} tokens but the model's context is {engine.MaxContext} tokens.");
+        if (options.Observer is not null && !engine.SupportsObserver)
+            throw new NotSupportedException($"Per-layer fidelity reports need the CPU engine; {engine.DeviceName} does not compute dense attention beside the method.");
+        int capacity = Math.Min(prompt.Length + Math.Max(1, options.MaxTokens), engine.MaxContext);
         var sampler = new Sampler(options.Sampling);
-        using var cache = model.CreateCache(capacity, options.CacheType);
-        var selector = options.Selector?.Invoke(model.Config);
-        var ws = new DecodeWorkspace(model, cache, selector?.Granularity ?? SelectionGranularity.QueryHead);
+        using var sequence = engine.CreateSequence(capacity, options.Selector?.Invoke(engine.Config));
 
         long t0 = Stopwatch.GetTimestamp();
-        ChunkedPrefill.Run(model, prompt, cache, ws.Logits, options.PrefillProgress);
+        sequence.Prefill(prompt, progress: options.PrefillProgress);
         double promptSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
 
         var tokens = new List<int>();
@@ -57,7 +58,7 @@ public sealed class Generator(Transformer model)
         while (tokens.Count < options.MaxTokens)
         {
             cancel.ThrowIfCancellationRequested();
-            int next = sampler.Next(ws.Logits);
+            int next = sampler.Next(sequence.Logits);
             tokens.Add(next);
             onToken?.Invoke(next);
             if (options.StopTokenIds.Contains(next))
@@ -65,13 +66,8 @@ public sealed class Generator(Transformer model)
                 reason = "stop";
                 break;
             }
-            if (tokens.Count == options.MaxTokens) break;
-            if (cache.Length >= capacity)
-            {
-                reason = "length";
-                break;
-            }
-            model.Decode(next, cache, ws, selector, options.Observer);
+            if (tokens.Count == options.MaxTokens || sequence.Length >= capacity) break;
+            sequence.Decode(next, options.Observer);
         }
         return new GenerationResult(tokens.ToArray(), reason, prompt.Length, promptSeconds, Stopwatch.GetElapsedTime(t1).TotalSeconds);
     }

@@ -1,31 +1,29 @@
 using SparseDecode.Kernels;
-using SparseDecode.Model;
 
 namespace SparseDecode.Engine;
 
 /// <summary>Per-token log-probabilities of a token sequence under dense attention: entry i is
-/// log p(token i+1 | tokens 0..i), the form transformers' logits give.</summary>
+/// log p(token i+1 | tokens 0..i), the form transformers' logits give. Runs on any engine.</summary>
 public static class Scorer
 {
-    public static double[] TokenLogprobs(Transformer model, ReadOnlySpan<int> tokens, DType cacheType = DType.F32)
+    /// <summary>On the CPU engine with a KV cache of `cacheType`.</summary>
+    public static double[] TokenLogprobs(Transformer model, ReadOnlySpan<int> tokens, Model.DType cacheType = Model.DType.F32) =>
+        TokenLogprobs(new CpuEngine(model, cacheType), tokens);
+
+    public static double[] TokenLogprobs(IInferenceEngine engine, ReadOnlySpan<int> tokens)
     {
         if (tokens.Length < 2) throw new ArgumentException("Scoring needs at least two tokens.");
-        using var cache = model.CreateCache(tokens.Length, cacheType);
-        int v = model.Config.VocabSize, chunk = model.PrefillChunk;
+        using var sequence = engine.CreateSequence(tokens.Length);
         var result = new double[tokens.Length - 1];
-        var logits = new float[Math.Min(chunk, tokens.Length) * v];
-        for (int c0 = 0; c0 < tokens.Length; c0 += chunk)
+        var ids = tokens.ToArray();
+        sequence.Prefill(tokens, (i, logits) =>
         {
-            int n = Math.Min(chunk, tokens.Length - c0);
-            model.Prefill(tokens.Slice(c0, n), cache, default, logits.AsSpan(0, n * v));
-            for (int t = 0; t < n && c0 + t + 1 < tokens.Length; t++)
-            {
-                double lp = Activations.LogSoftmaxAt(logits.AsSpan(t * v, v), tokens[c0 + t + 1]);
-                // A NaN here would reach the JSON writer, which refuses it with an exception far from the cause.
-                if (!double.IsFinite(lp)) throw new NonFiniteLogitsException((float)lp);
-                result[c0 + t] = lp;
-            }
-        }
+            if (i + 1 >= ids.Length) return;
+            double lp = Activations.LogSoftmaxAt(logits, ids[i + 1]);
+            // A NaN here would reach the JSON writer, which refuses it with an exception far from the cause.
+            if (!double.IsFinite(lp)) throw new NonFiniteLogitsException((float)lp);
+            result[i] = lp;
+        });
         return result;
     }
 }

@@ -87,10 +87,12 @@ public static class Calibration
 
     /// <summary>Sweeps one setting of `method`, every other parameter as `baseParameters` give it (the model's
     /// stored settings: a second sweep builds on the first).</summary>
-    public static Result Sweep(Transformer model, PromptBuilder builder, string method, int context, int prompts, string budget,
+    public static Result Sweep(IInferenceEngine engine, PromptBuilder builder, string method, int context, int prompts, string budget,
         Action<string>? log = null, string? parameterName = null, IReadOnlyDictionary<string, string>? baseParameters = null)
     {
-        var c = model.Config;
+        if (!engine.SupportsObserver)
+            throw new NotSupportedException($"Calibration measures attention-mass recall and keys read, which need the CPU engine; {engine.DeviceName} has no attention observer.");
+        var c = engine.Config;
         var (parameter, values) = Candidates(method, c, parameterName);
         var recall = new double[values.Length];
         var keys = new double[values.Length];
@@ -101,22 +103,19 @@ public static class Calibration
         {
             string task = Tasks[i % Tasks.Length];
             var sample = builder.Build(task, context - EvalGrid.Reserve, (i + 0.5) / prompts, RandomExtensions.StableSeed(SeedBase, task, context, i));
-            using var cache = model.CreateCache(context);
-            var logits = new float[c.VocabSize];
-            model.Prefill(sample.Prompt, cache, logits);
+            using var prefilled = engine.CreateSequence(context);
+            prefilled.Prefill(sample.Prompt);
             for (int v = 0; v < values.Length; v++)
             {
-                using var copy = cache.Clone();
                 var ps = new Dictionary<string, string>(baseParameters ?? new Dictionary<string, string>(), StringComparer.OrdinalIgnoreCase);
                 foreach (var (k, x) in SettingsOf(parameter, values[v])) ps[k] = x;
-                var selector = SelectorSpec.Parse(method, budget, ps).Create(c);
-                var ws = new DecodeWorkspace(model, copy, selector.Granularity);
+                using var copy = prefilled.Fork(context, SelectorSpec.Parse(method, budget, ps).Create(c));
                 var observer = new SparsityObserver();
                 for (int a = 0; a < sample.Answer.Length; a++)
                 {
                     // the first step is every method's cold start (LFPS refreshes, PrHS retrieves): not its steady cost
-                    model.Decode(sample.Answer[a], copy, ws, selector, a == 0 ? null : observer);
-                    if (a + 1 < sample.Answer.Length) logp[v] += Kernels.Activations.LogSoftmaxAt(ws.Logits, sample.Answer[a + 1]);
+                    copy.Decode(sample.Answer[a], a == 0 ? null : observer);
+                    if (a + 1 < sample.Answer.Length) logp[v] += Kernels.Activations.LogSoftmaxAt(copy.Logits, sample.Answer[a + 1]);
                 }
                 if (v == 0) predictions += Math.Max(0, sample.Answer.Length - 1);
                 var t = observer.Totals();

@@ -28,6 +28,8 @@ public sealed record EvalGrid
     public int Seed { get; init; } = 1;
     public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
     public DType CacheType { get; init; } = DType.F32;
+    /// <summary>The engine the cells run on: "cpu", or "cuda" (part of a cell's key, so the two never mix).</summary>
+    public string Device { get; init; } = "cpu";
     /// <summary>Decode steps every method runs un-observed per sample (at least; longer answers run longer); their
     /// median time is the step time.</summary>
     public int TimingSteps { get; init; } = 16;
@@ -102,7 +104,7 @@ public sealed record EvalGrid
 
     /// <summary>The cell's key in the result store: everything that changes its outcome.</summary>
     public string Key(string model, string task, int context, int sample, MethodBudget pair) => string.Create(CultureInfo.InvariantCulture,
-        $"{model}|{task}|ctx{context}{(task == RulerTasks.Perplexity ? $"of{Contexts.Max()}" : "")}|s{sample}|seed{Seed}|{pair.Method}|{pair.Budget}|{CacheType.Name()}|t{TimingSteps}f{FidelitySteps}p{PerplexityTokens}a{AnswerSlack}|{(pair.IsDense ? "" : ParameterTextFor(pair.Method))}");
+        $"{model}{(Device == "cpu" ? "" : "@" + Device)}|{task}|ctx{context}{(task == RulerTasks.Perplexity ? $"of{Contexts.Max()}" : "")}|s{sample}|seed{Seed}|{pair.Method}|{pair.Budget}|{CacheType.Name()}|t{TimingSteps}f{FidelitySteps}p{PerplexityTokens}a{AnswerSlack}|{(pair.IsDense ? "" : ParameterTextFor(pair.Method))}");
 
     public int CellCount => Contexts.Count * Tasks.Count * Samples * Pairs.Count;
 

@@ -62,6 +62,9 @@ public static class EvalSummary
         return Math.Sqrt(v / xs.Count);
     }
 
+    /// <summary>The mean of the measured values (fidelity figures are NaN in cells an engine could not observe).</summary>
+    private static double MeasuredMean(IEnumerable<double> xs) => xs.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average();
+
     public static IReadOnlyList<MethodSummary> Summarize(IReadOnlyList<CellResult> cells, EvalGrid grid)
     {
         var rows = new List<MethodSummary>();
@@ -113,21 +116,21 @@ public static class EvalSummary
                 NeedleCells = needle.Count,
                 MeanAccuracyCi = Interval.Wilson(mean, needle.Count),
                 AccuracyCiByContext = ciByCtx,
-                MassRecallCi = Interval.OfMean(mine.Select(c => c.MassRecall).ToList()),
+                MassRecallCi = Interval.OfMean(mine.Select(c => c.MassRecall).Where(double.IsFinite).ToList()),
                 Perplexity = acc.TryGetValue(RulerTasks.Perplexity, out double ppl) ? ppl : null,
                 AccuracyByContext = byCtx,
                 BudgetShare = mine.Average(c => c.BudgetTokens / (double)Math.Max(1, c.PromptTokens)),
-                MassRecall = mine.Average(c => c.MassRecall),
-                TopKRecall = mine.Average(c => c.TopKRecall),
-                OutputError = mine.Average(c => c.OutputError),
-                KeysScoredPerStep = mine.Average(c => c.KeysScoredPerStep),
-                KeysAttendedPerStep = mine.Average(c => c.KeysAttendedPerStep),
-                AttendedOfDense = attended.Count > 0 ? attended.Average() : null,
-                SelectMsPerStep = atLongest.Count > 0 ? atLongest.Average(c => c.SelectMsPerStep) : double.NaN,
-                AttendMsPerStep = atLongest.Count > 0 ? atLongest.Average(c => c.AttendMsPerStep) : double.NaN,
+                MassRecall = MeasuredMean(mine.Select(c => c.MassRecall)),
+                TopKRecall = MeasuredMean(mine.Select(c => c.TopKRecall)),
+                OutputError = MeasuredMean(mine.Select(c => c.OutputError)),
+                KeysScoredPerStep = MeasuredMean(mine.Select(c => c.KeysScoredPerStep)),
+                KeysAttendedPerStep = MeasuredMean(mine.Select(c => c.KeysAttendedPerStep)),
+                AttendedOfDense = attended.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average() is var a && double.IsFinite(a) ? a : null,
+                SelectMsPerStep = MeasuredMean(atLongest.Select(c => c.SelectMsPerStep)),
+                AttendMsPerStep = MeasuredMean(atLongest.Select(c => c.AttendMsPerStep)),
                 StepMsByContext = stepByCtx,
                 SpeedUp = ratios.Count > 0 ? Math.Exp(ratios.Average(Math.Log)) : null,
-                AttentionSpeedUp = attRatios.Count > 0 ? Math.Exp(attRatios.Average(Math.Log)) : null,
+                AttentionSpeedUp = attRatios.Where(double.IsFinite).ToList() is { Count: > 0 } ar ? Math.Exp(ar.Average(Math.Log)) : null,
                 Cells = mine.Count,
             };
             if (pair.IsDense) denseRow = row;

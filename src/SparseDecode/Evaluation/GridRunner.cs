@@ -11,10 +11,11 @@ namespace SparseDecode.Evaluation;
 /// once with dense attention; every (method, budget) pair then decodes from its own copy of that cache, twice —
 /// once un-observed to time the steps and produce the answer, once with the observer (which computes dense
 /// attention beside the method) over the same tokens to measure fidelity. Cells already in the store are skipped;
-/// a sample whose cells are all stored is not even prefilled.</summary>
+/// a sample whose cells are all stored is not even prefilled. Runs on any engine; where the engine has no attention
+/// observer (the GPU) the fidelity pass is skipped and the cell's fidelity figures are NaN (not measured).</summary>
 public sealed class GridRunner
 {
-    private readonly Transformer _model;
+    private readonly IInferenceEngine _engine;
     private readonly PromptBuilder _builder;
     private readonly EvalGrid _grid;
     private readonly ResultStore _store;
@@ -24,10 +25,10 @@ public sealed class GridRunner
 
     /// <param name="selectors">Makes a fresh selector for one sequence (null: the engine's dense attention).</param>
     /// <param name="meters">Makes a fresh fidelity observer for one sequence.</param>
-    public GridRunner(Transformer model, PromptBuilder builder, EvalGrid grid, ResultStore store, string modelName,
+    public GridRunner(IInferenceEngine engine, PromptBuilder builder, EvalGrid grid, ResultStore store, string modelName,
         Func<MethodBudget, IKvSelector?> selectors, Func<IFidelityMeter> meters)
     {
-        _model = model;
+        _engine = engine;
         _builder = builder;
         _grid = grid;
         _store = store;
@@ -94,7 +95,7 @@ public sealed class GridRunner
             }
             Progress?.Report(new EvalProgress(done, total, $"{task} @ {context} #{index}: generating and prefilling", cellsDone, cellsTotal, cached));
             var prepared = Prepare(task, context, index);
-            using var cache = prepared.Cache;
+            using var prefilled = prepared.Sequence;
             double cellShare = CellSeconds(context);
             done += PrefillSeconds(context);
             foreach (var pair in todo)
@@ -130,23 +131,21 @@ public sealed class GridRunner
     private void WarmUp(IReadOnlyList<MethodBudget> pairs)
     {
         var sample = _builder.Build(RulerTasks.Perplexity, 480, null, 12345, 40);
-        using var cache = _model.CreateCache(sample.Prompt.Length + sample.Answer.Length + 1, _grid.CacheType);
-        var logits = new float[_model.Config.VocabSize];
-        _model.Prefill(sample.Prompt, cache, logits);
+        int capacity = sample.Prompt.Length + sample.Answer.Length + 1;
+        using var prefilled = _engine.CreateSequence(capacity);
+        prefilled.Prefill(sample.Prompt);
         for (int round = 0; round < 2; round++)
             foreach (var pair in pairs)
             {
-                using var copy = cache.Clone();
-                var selector = _selectors(pair);
-                var ws = new DecodeWorkspace(_model, copy, selector?.Granularity ?? SelectionGranularity.QueryHead);
+                using var copy = prefilled.Fork(capacity, _selectors(pair));
                 var meter = _meters();
                 for (int i = 0; i < sample.Answer.Length; i++)
-                    _model.Decode(sample.Answer[i], copy, ws, selector, i % 8 == 0 ? meter.Observer : null);
+                    copy.Decode(sample.Answer[i], i % 8 == 0 && _engine.SupportsObserver ? meter.Observer : null);
                 meter.Read(sample.Answer.Length);
             }
     }
 
-    private sealed record Prepared(TaskSample Sample, int Context, int Index, KvCache Cache, float[] Logits, int Steps, double PrefillSeconds);
+    private sealed record Prepared(TaskSample Sample, int Context, int Index, IDecodeSequence Sequence, int Steps, double PrefillSeconds);
 
     private Prepared Prepare(string task, int context, int index)
     {
@@ -162,19 +161,18 @@ public sealed class GridRunner
         // for the answer plus slack and never fewer than the timing steps
         int steps = ppl ? sample.Answer.Length - 1 : Math.Max(_grid.TimingSteps, sample.Answer.Length + _grid.AnswerSlack);
         steps = Math.Min(steps, context - sample.Prompt.Length - 1);
-        var cache = _model.CreateCache(sample.Prompt.Length + steps + 1, _grid.CacheType);
-        var logits = new float[_model.Config.VocabSize];
+        var sequence = _engine.CreateSequence(sample.Prompt.Length + steps + 1);
         long t0 = Stopwatch.GetTimestamp();
         try
         {
-            _model.Prefill(sample.Prompt, cache, logits);
+            sequence.Prefill(sample.Prompt);
         }
         catch
         {
-            cache.Dispose();
+            sequence.Dispose();
             throw;
         }
-        return new Prepared(sample, context, index, cache, logits, steps, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+        return new Prepared(sample, context, index, sequence, steps, Stopwatch.GetElapsedTime(t0).TotalSeconds);
     }
 
     private CellResult RunCell(Prepared p, MethodBudget pair)
@@ -188,36 +186,34 @@ public sealed class GridRunner
         var tokens = new int[steps + 1];
         var stepSeconds = new double[steps];
         double nll = 0;
-        using (var cache = p.Cache.Clone())
+        int capacity = p.Sequence.Capacity;
+        using (var copy = p.Sequence.Fork(capacity, _selectors(pair)))
         {
-            var selector = _selectors(pair);
-            var ws = new DecodeWorkspace(_model, cache, selector?.Granularity ?? SelectionGranularity.QueryHead);
-            p.Logits.CopyTo(ws.Logits, 0);
-            tokens[0] = ppl ? sample.Answer[0] : TensorPrimitives.IndexOfMax(ws.Logits);
+            tokens[0] = ppl ? sample.Answer[0] : TensorPrimitives.IndexOfMax(copy.Logits);
             for (int i = 0; i < steps; i++)
             {
                 long t0 = Stopwatch.GetTimestamp();
-                _model.Decode(tokens[i], cache, ws, selector);
+                copy.Decode(tokens[i]);
                 stepSeconds[i] = Stopwatch.GetElapsedTime(t0).TotalSeconds;
                 if (ppl)
                 {
                     tokens[i + 1] = sample.Answer[i + 1];
-                    nll -= Activations.LogSoftmaxAt(ws.Logits, tokens[i + 1]);
+                    nll -= Activations.LogSoftmaxAt(copy.Logits, tokens[i + 1]);
                 }
-                else tokens[i + 1] = TensorPrimitives.IndexOfMax(ws.Logits);
+                else tokens[i + 1] = TensorPrimitives.IndexOfMax(copy.Logits);
             }
         }
 
         // pass 2, observed: the same tokens through a fresh copy with the fidelity observer attached
-        int observed = Math.Min(_grid.FidelitySteps, steps);
-        var meter = _meters();
-        using (var cache = p.Cache.Clone())
+        int observed = _engine.SupportsObserver ? Math.Min(_grid.FidelitySteps, steps) : 0;
+        var f = FidelityReading.NotMeasured;
+        if (observed > 0)
         {
-            var selector = _selectors(pair);
-            var ws = new DecodeWorkspace(_model, cache, selector?.Granularity ?? SelectionGranularity.QueryHead);
-            for (int i = 0; i < observed; i++) _model.Decode(tokens[i], cache, ws, selector, meter.Observer);
+            var meter = _meters();
+            using (var copy = p.Sequence.Fork(capacity, _selectors(pair)))
+                for (int i = 0; i < observed; i++) copy.Decode(tokens[i], meter.Observer);
+            f = meter.Read(observed);
         }
-        var f = meter.Read(observed);
 
         var timed = stepSeconds.Skip(1).Order().ToArray(); // the first step warms the selector's buffers
         double median = timed.Length == 0 ? stepSeconds[0] : timed[timed.Length / 2];

@@ -11,7 +11,11 @@ public readonly record struct FidelityReading(
     double KeysScoredPerStep,
     double KeysAttendedPerStep,
     double SelectSecondsPerStep,
-    double AttendSecondsPerStep);
+    double AttendSecondsPerStep)
+{
+    /// <summary>No step was observed (an engine without an attention observer): every figure NaN.</summary>
+    public static FidelityReading NotMeasured => new(double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN);
+}
 
 /// <summary>An observer attached to one sequence's decode steps and what it measured at the end.</summary>
 public interface IFidelityMeter

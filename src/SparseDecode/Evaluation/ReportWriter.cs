@@ -153,6 +153,7 @@ public sealed class ReportWriter(string directory)
     private static string Ci95(Interval ci) => ci.IsFinite ? $" [{P(ci.Low)}–{P(ci.High)}]" : "";
     private static string F2(double v) => double.IsFinite(v) ? v.ToString("0.00", Ci) : "–";
     private static string F3(double v) => double.IsFinite(v) ? v.ToString("0.000", Ci) : "–";
+    private static string F0(double v) => double.IsFinite(v) ? v.ToString("0", Ci) : "–";
 
     public static string Markdown(EvalResultsFile results, EvalGrid grid, HeatmapData? heatmap)
     {
@@ -240,7 +241,7 @@ public sealed class ReportWriter(string directory)
             rows.Select(r => new List<string>
             {
                 r.Method, r.Budget, P(r.BudgetShare) + "%", F3(r.MassRecall), F3(r.TopKRecall), F3(r.OutputError),
-                r.KeysScoredPerStep.ToString("0", Ci), r.KeysAttendedPerStep.ToString("0", Ci), F3(r.SelectMsPerStep), F3(r.AttendMsPerStep),
+                F0(r.KeysScoredPerStep), F0(r.KeysAttendedPerStep), F3(r.SelectMsPerStep), F3(r.AttendMsPerStep),
                 r.AttentionSpeedUp is double a ? a.ToString("0.00", Ci) + "×" : "–",
             }));
 

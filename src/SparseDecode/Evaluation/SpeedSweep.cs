@@ -25,16 +25,16 @@ public static class SpeedSweep
     public static double EstimateSeconds(IReadOnlyList<int> contexts, int pairs, int steps) =>
         GridRunner.PrefillSeconds(contexts.Max()) + contexts.Sum(c => pairs * steps * (3e-3 + c * 1e-6));
 
-    public static List<SpeedPoint> Run(Transformer model, PromptBuilder builder, EvalGrid grid, IReadOnlyList<int> contexts,
+    public static List<SpeedPoint> Run(IInferenceEngine engine, PromptBuilder builder, EvalGrid grid, IReadOnlyList<int> contexts,
         Func<MethodBudget, IKvSelector?> selectors, int steps = 16, Action<string>? status = null)
     {
         int max = contexts.Max();
         var sample = builder.Build(RulerTasks.Perplexity, max - steps - 1, null, RandomExtensions.StableSeed(grid.Seed, "speed", max), steps);
         int[] stream = [.. sample.Prompt, .. sample.Answer];
         status?.Invoke($"step-time sweep: prefilling {sample.Prompt.Length} tokens");
-        using var cache = model.CreateCache(stream.Length + 1, grid.CacheType);
-        var logits = new float[model.Config.VocabSize];
-        model.Prefill(sample.Prompt, cache, logits);
+        int capacity = stream.Length + 1;
+        using var prefilled = engine.CreateSequence(capacity);
+        prefilled.Prefill(sample.Prompt);
         var points = new List<SpeedPoint>();
         var times = new double[steps];
         // untimed rounds first: .NET optimises hot methods only after they have run a while, and the first
@@ -43,11 +43,9 @@ public static class SpeedSweep
         for (int round = 0; round < 2; round++)
             foreach (var pair in grid.Pairs)
             {
-                using var copy = cache.Clone();
-                copy.Length = contexts.Min() - steps - 1;
-                var selector = selectors(pair);
-                var ws = new DecodeWorkspace(model, copy, selector?.Granularity ?? SelectionGranularity.QueryHead);
-                for (int i = 0; i < steps; i++) model.Decode(stream[copy.Length], copy, ws, selector);
+                using var copy = prefilled.Fork(capacity, selectors(pair));
+                copy.Truncate(contexts.Min() - steps - 1);
+                for (int i = 0; i < steps; i++) copy.Decode(stream[copy.Length]);
             }
         foreach (int context in contexts)
         {
@@ -55,14 +53,12 @@ public static class SpeedSweep
             foreach (var pair in grid.Pairs)
             {
                 status?.Invoke($"step-time sweep: {pair} at {context}");
-                using var copy = cache.Clone();
-                copy.Length = start;
-                var selector = selectors(pair);
-                var ws = new DecodeWorkspace(model, copy, selector?.Granularity ?? SelectionGranularity.QueryHead);
+                using var copy = prefilled.Fork(capacity, selectors(pair));
+                copy.Truncate(start);
                 for (int i = 0; i < steps; i++)
                 {
                     long t0 = Stopwatch.GetTimestamp();
-                    model.Decode(stream[start + i], copy, ws, selector);
+                    copy.Decode(stream[start + i]);
                     times[i] = Stopwatch.GetElapsedTime(t0).TotalSeconds * 1e3;
                 }
                 var timed = times.Skip(1).Order().ToArray(); // the first step builds the selector's state

@@ -74,7 +74,7 @@ public class BundledModelTests
         grid.Validate(model.Config);
         Assert.Equal(3, grid.CellCount);
         var ran = new List<CellResult>();
-        var first = new GridRunner(model, builder, grid, new ResultStore(tmp.Path), "bundled",
+        var first = new GridRunner(new CpuEngine(model), builder, grid, new ResultStore(tmp.Path), "bundled",
             p => grid.CreateSelector(p, model.Config), () => new SparsityMeter()) { CellDone = ran.Add, WarmUpFirst = false };
         var cells = first.Run();
         Assert.Equal(3, ran.Count);
@@ -90,7 +90,7 @@ public class BundledModelTests
 
         // a new run over the same store (as after an interruption) finds every cell and runs none
         var again = new List<CellResult>();
-        var second = new GridRunner(model, builder, grid, new ResultStore(tmp.Path), "bundled",
+        var second = new GridRunner(new CpuEngine(model), builder, grid, new ResultStore(tmp.Path), "bundled",
             p => grid.CreateSelector(p, model.Config), () => new SparsityMeter()) { CellDone = again.Add, WarmUpFirst = false };
         var resumed = second.Run();
         Assert.Empty(again);
@@ -99,7 +99,7 @@ public class BundledModelTests
         // one more method: only its cell runs
         var wider = grid with { Methods = ["dense", "streaming", "oracle", "tidal"] };
         var third = new List<CellResult>();
-        new GridRunner(model, builder, wider, new ResultStore(tmp.Path), "bundled",
+        new GridRunner(new CpuEngine(model), builder, wider, new ResultStore(tmp.Path), "bundled",
             p => wider.CreateSelector(p, model.Config), () => new SparsityMeter()) { CellDone = third.Add, WarmUpFirst = false }.Run();
         Assert.Equal(["tidal"], third.Select(c => c.Method));
     }

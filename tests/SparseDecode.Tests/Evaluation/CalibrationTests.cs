@@ -28,7 +28,7 @@ public class CalibrationTests
         using var model = Transformer.Load(dir);
         var tok = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), model.Config);
         var builder = new PromptBuilder(HeldoutCorpus.Load(HeldoutCorpus.Find(dir)!, tok), tok);
-        var r = Calibration.Sweep(model, builder, "tidal", 768, 2, "5%");
+        var r = Calibration.Sweep(new CpuEngine(model), builder, "tidal", 768, 2, "5%");
         var (start, _) = TidalDecodePlan.DefaultLayers(model.Config.NumLayers);
         Assert.Equal(Enumerable.Range(start + 1, model.Config.NumLayers - start - 1).Select(l => l.ToString()).Append("none"),
             r.Candidates.Select(c => c.Value));

@@ -17,7 +17,7 @@ public class CompletionTests(ServerFixture fx)
     {
         int[] ids = fx.Model.Codec.Encode(prompt, addSpecialTokens: true);
         promptTokens = ids.Length;
-        var result = new Generator(fx.Model.Transformer).Generate(ids, new GenerationOptions
+        var result = new Generator(fx.Model.Engine).Generate(ids, new GenerationOptions
         {
             MaxTokens = maxTokens,
             StopTokenIds = fx.Model.StopTokenIds.ToArray(),

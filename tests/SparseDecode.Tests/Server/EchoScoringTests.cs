@@ -20,7 +20,7 @@ public class EchoScoringTests(ServerFixture fx)
         Assert.EndsWith(Prompt, choice.GetProperty("text").GetString());
         var lp = choice.GetProperty("logprobs");
         int[] ids = fx.Model.Codec.Encode(Prompt, addSpecialTokens: true);
-        double[] expected = Scorer.TokenLogprobs(fx.Model.Transformer, ids);
+        double[] expected = Scorer.TokenLogprobs(fx.Model.Engine, ids);
         var got = lp.GetProperty("token_logprobs");
         Assert.Equal(ids.Length, got.GetArrayLength());
         Assert.Equal(ids.Length, body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
@@ -44,7 +44,7 @@ public class EchoScoringTests(ServerFixture fx)
             $$"""{"prompt":[{{string.Join(",", ids)}}],"max_tokens":0,"echo":true,"logprobs":0}""");
         Assert.Equal(200, status);
         double sum = body.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("token_logprobs").EnumerateArray().Skip(1).Sum(e => e.GetDouble());
-        Assert.Equal(Scorer.TokenLogprobs(fx.Model.Transformer, ids).Sum(), sum, 3);
+        Assert.Equal(Scorer.TokenLogprobs(fx.Model.Engine, ids).Sum(), sum, 3);
     }
 
     [Theory]

@@ -53,7 +53,7 @@ public class TokenizerMismatchTests
     public async Task IdsOutsideTheModelsVocabularyAreRefused()
     {
         using var loaded = ServedModel.Load(Fixtures.BundledModel);
-        var model = new ServedModel("wide", loaded.Transformer, new WideCodec(loaded.Codec));
+        var model = new ServedModel("wide", loaded.Directory, loaded.Engine, new WideCodec(loaded.Codec));
         await using var server = await SparseServer.StartAsync(model, ServerFixture.Options());
         using var client = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
         var (status, body) = await Http.Post(client, "/v1/completions", "{\"prompt\":\"x\",\"max_tokens\":2}");

@@ -1,0 +1,69 @@
+using SparseDecode.Attention;
+using SparseDecode.Model;
+using SparseDecode.Selection;
+
+namespace SparseDecode.Engine;
+
+/// <summary>A checkpoint loaded on one backend — the CPU engine or a GPU — as the commands, the evaluation and the
+/// server see it: it makes sequences and advances several of them in one decode step. Every caller above the
+/// backends (Generator, Scorer, the eval grid, the speed sweep, calibration, the server's scheduler) goes through
+/// this and <see cref="IDecodeSequence"/> only, so each runs unchanged on either backend.</summary>
+public interface IInferenceEngine : IDisposable
+{
+    ModelConfig Config { get; }
+
+    /// <summary>"cpu", or the GPU's name: what a report says the numbers were measured on.</summary>
+    string DeviceName { get; }
+
+    /// <summary>The longest sequence (prompt plus generated tokens) one sequence of this engine can hold.</summary>
+    int MaxContext { get; }
+
+    /// <summary>Whether <see cref="IDecodeSequence.Decode"/> accepts an attention observer (the fidelity metrics:
+    /// mass recall, output error, keys scored), which reads dense attention beside the method's.</summary>
+    bool SupportsObserver { get; }
+
+    /// <summary>Whether different sequences may be driven from different threads at once (the CPU: each has its
+    /// own cache and workspace); otherwise one thread at a time drives all of them (the GPU: one stream).</summary>
+    bool ConcurrentSequences { get; }
+
+    /// <summary>A new, empty sequence that holds up to `capacity` positions and decodes through `selector`
+    /// (null: dense attention). Throws <see cref="ContextOverflowException"/> past <see cref="MaxContext"/>.</summary>
+    IDecodeSequence CreateSequence(int capacity, IKvSelector? selector = null);
+
+    /// <summary>One decode step for several sequences: tokens[i] at the next position of sequences[i]; afterwards
+    /// each sequence's <see cref="IDecodeSequence.Logits"/> are its next-token logits. A backend that can runs
+    /// them as the rows of one batched step; the result equals decoding each alone.</summary>
+    void DecodeBatch(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens);
+}
+
+/// <summary>One sequence's KV cache and method state on an engine. Prefill is dense; decode steps attend through
+/// the sequence's selector. Not thread-safe: one caller drives a sequence.</summary>
+public interface IDecodeSequence : IDisposable
+{
+    /// <summary>Positions written so far.</summary>
+    int Length { get; }
+
+    int Capacity { get; }
+
+    /// <summary>Bytes of KV cache this sequence holds now.</summary>
+    long CacheBytes { get; }
+
+    /// <summary>Next-token logits after the last token run (prefilled or decoded).</summary>
+    ReadOnlySpan<float> Logits { get; }
+
+    /// <summary>Runs tokens at positions Length.. densely. `everyLogits(i, logits)`, when given, sees token i's
+    /// next-token logits; `progress(done, total)` is called after each chunk.</summary>
+    void Prefill(ReadOnlySpan<int> tokens, Action<int, ReadOnlySpan<float>>? everyLogits = null, Action<int, int>? progress = null);
+
+    /// <summary>One decode step of `token` at position Length through the selector. `observer` (only where the
+    /// engine <see cref="IInferenceEngine.SupportsObserver"/>) sees every layer's attention.</summary>
+    void Decode(int token, IAttentionObserver? observer = null);
+
+    /// <summary>A copy of this sequence — its cache and its logits — that holds up to `capacity` positions and
+    /// decodes from here on through `selector`, whose state starts fresh at this position.</summary>
+    IDecodeSequence Fork(int capacity, IKvSelector? selector = null);
+
+    /// <summary>Forgets the positions from `length` on: the next token goes at `length` and overwrites them.
+    /// <see cref="Logits"/> are stale until the next token runs.</summary>
+    void Truncate(int length);
+}
