@@ -122,7 +122,7 @@ public sealed class GpuKvCache : IDisposable
             dk.FillRandomBf16(_k[l], _k[l].Bytes / 2, seed + (uint)(2 * l), 1f, s);
             dk.FillRandomBf16(_v[l], _v[l].Bytes / 2, seed + (uint)(2 * l + 1), 1f, s);
         }
-        if (Config.HeadDim != KvLayerBatch.HeadDim) return;
+        if (Config.HeadDim != DecodeKernels.HeadDim) return;
         int rows = Math.Min(Slots, MaxRows);
         for (int first = 0; first < Slots; first += rows)
         {

@@ -6,7 +6,7 @@ namespace SparseDecode.Cuda;
 /// small device arrays, so sequences of different lengths share one launch.</summary>
 public sealed class KvLayerBatch : IDisposable
 {
-    public const int HeadDim = 128;
+    public const int HeadDim = DecodeKernels.HeadDim;
 
     public int Batch { get; }
     public int KvHeads { get; }

@@ -328,7 +328,7 @@ public sealed class GpuDecodeBench
     }
 
     /// <summary>Sorted random position lists (rows of `count` distinct positions below n; -1 pads rows longer than n).</summary>
-    internal static int[] SortedLists(Random rng, int rows, int count, int n)
+    public static int[] SortedLists(Random rng, int rows, int count, int n)
     {
         var all = new int[rows * count];
         var pick = new HashSet<int>();
