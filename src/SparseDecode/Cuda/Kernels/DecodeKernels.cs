@@ -85,8 +85,9 @@ public sealed class DecodeKernels : IDisposable
 
     private const int PerRowThreads = 512;
 
-    /// <summary>The variant <see cref="AttentionVariant.Default"/> stands for: Split, the faster one measured so far.</summary>
-    public static AttentionVariant DefaultAttentionVariant { get; set; } = AttentionVariant.Split;
+    /// <summary>The variant <see cref="AttentionVariant.Default"/> stands for: Split, the faster one measured so far
+    /// (`gpu-bench` times both; a caller that wants the other passes it to <see cref="Attention"/>).</summary>
+    public const AttentionVariant DefaultAttentionVariant = AttentionVariant.Split;
 
     public TopKAlgorithm ChooseTopK(int rows, int rowLength) =>
         rowLength <= 16384 || (rowLength <= 32768 && rows * 4 >= Device.Multiprocessors) ? TopKAlgorithm.PerRow : TopKAlgorithm.MultiBlock;
