@@ -28,6 +28,7 @@ public class SelectionBenchmarks
     private SelectorSpec _spec = null!;
     private LayerCache _layer = null!;
     private CpuSelectionBackend _backend = null!;
+    private OneLayerForEvery _everyLayer = null!;
     private IKvSelector _selector = null!;
     private LayerSelection _selection = null!;
     private int _position;
@@ -45,6 +46,7 @@ public class SelectionBenchmarks
     {
         _layer = new LayerCache(Context + Headroom);
         _backend = new CpuSelectionBackend(_layer.Cache, LayerCache.QueryHeads, 1f / MathF.Sqrt(LayerCache.HeadDim));
+        _everyLayer = new OneLayerForEvery(_backend);
         _spec = SelectorSpec.Parse(Method, "2048", new Dictionary<string, string>());
         Restart();
     }
@@ -73,8 +75,9 @@ public class SelectionBenchmarks
         for (int l = 0; l < Layers; l++)
         {
             _selection.Dense = false;
-            _backend.Bind(l, _layer.Query, _position + 1, cacheLayer: 0);
-            _selector.Select(_backend, _selection);
+            _backend.Bind(0, _layer.Query, _position + 1);
+            _everyLayer.Layer = l;
+            _selector.Select(_everyLayer, _selection);
         }
     }
 

@@ -9,7 +9,7 @@ internal sealed partial class CliJson : JsonSerializerContext;
 
 /// <summary>What `gpu-step --json` writes: the device, the shape, the bandwidth the floors use and every row.</summary>
 internal sealed record GpuStepReport(string Gpu, string Shape, double ReadBytesPerSecond, long WeightBytes,
-    IReadOnlyList<SparseDecode.Cuda.GpuStepBench.Row> Rows);
+    IReadOnlyList<SparseDecode.Diagnostics.GpuStepBench.Row> Rows);
 
 [JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [JsonSerializable(typeof(GpuStepReport))]

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using SparseDecode.Cuda;
+using SparseDecode.Diagnostics;
 
 namespace SparseDecode.Cli.Commands;
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using SparseDecode.Cuda;
+using SparseDecode.Diagnostics;
 
 namespace SparseDecode.Cli.Commands;
 
@@ -33,7 +34,7 @@ internal static class GpuCheckCommand
         Console.WriteLine(string.Create(ci, $"GPU: {device.Name}, {device.Architecture}, {device.Multiprocessors} SMs, {device.TotalMemory / 1e9:F1} GB"));
         var sw = Stopwatch.StartNew();
         using var dk = new DecodeKernels(device);
-        using var mk = new ModelKernels(device);
+        using var mk = new ModelKernels(device, noTensorCores ? GemvOptions.CudaCoresOnly : null);
         Console.WriteLine(string.Create(ci, $"kernels: {DecodeKernels.SourceFile} and {ModelKernels.SourceFile} {(dk.FromCache && mk.FromCache ? "from the disk cache" : "compiled by NVRTC")} in {sw.Elapsed.TotalMilliseconds:F0} ms"));
         if (!string.IsNullOrWhiteSpace(mk.CompileLog)) Console.WriteLine($"NVRTC log:\n{mk.CompileLog}");
         Console.WriteLine("| kernel | registers | local (spill) bytes | static shared bytes |");
@@ -45,7 +46,6 @@ internal static class GpuCheckCommand
         Console.WriteLine("|---|---:|---:|---|");
         foreach (var c in kernelChecks)
             Console.WriteLine(string.Create(ci, $"| {c.Name} | {c.Error:G3} | {c.Threshold:G3} | {(c.Passed ? "pass" : "FAIL")} |"));
-        if (noTensorCores) mk.TensorCoreMinRows = int.MaxValue;
         Console.WriteLine(string.Create(ci, $"\nproducts of several rows on the {(noTensorCores ? "CUDA cores (f32)" : "tensor cores")}"));
         var results = new List<GpuParityCheck.Result>();
         foreach (var d in dirs)

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using SparseDecode.Cuda;
+using SparseDecode.Diagnostics;
 
 namespace SparseDecode.Cli.Commands;
 

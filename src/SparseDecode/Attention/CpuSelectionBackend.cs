@@ -15,7 +15,6 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
     private float[] _query = [];
     private float[] _scratch;
     private long _keysScored;
-    private int _cacheLayer;
 
     public CpuSelectionBackend(KvCache cache, int queryHeads, float scale)
     {
@@ -25,14 +24,12 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
         _scratch = new float[1024];
     }
 
-    /// <summary>Binds the backend to a layer's queries (all heads, after RoPE) at context length n. Keys are read
-    /// from `cacheLayer` of the cache (default: `layer`), so a one-layer cache can stand in for every layer of a
-    /// deep model where only the selection cost matters (the selection benchmarks).</summary>
-    public void Bind(int layer, float[] query, int context, int cacheLayer = -1)
+    /// <summary>Binds the backend to a layer's queries (all heads, after RoPE) at context length n; keys are read
+    /// from that layer of the cache.</summary>
+    public void Bind(int layer, float[] query, int context)
     {
+        if ((uint)layer >= (uint)_cache.Layers) throw new ArgumentOutOfRangeException(nameof(layer), $"The cache has {_cache.Layers} layers; layer {layer} was asked for.");
         Layer = layer;
-        _cacheLayer = cacheLayer < 0 ? layer : cacheLayer;
-        if (_cacheLayer >= _cache.Layers) throw new ArgumentOutOfRangeException(nameof(cacheLayer), $"The cache has {_cache.Layers} layers; layer {_cacheLayer} was asked for.");
         _query = query;
         Context = context;
         _keysScored = 0;
@@ -56,12 +53,12 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
         _keysScored += Context;
         fixed (float* q = _query)
         {
-            AttentionKernels.ScoresAll(_cache, _cacheLayer, kv, q + first * D, Context, _scale, scores);
+            AttentionKernels.ScoresAll(_cache, Layer, kv, q + first * D, Context, _scale, scores);
             if (count == 1) return;
             var tmp = _scratch.AsSpan(0, Context);
             for (int h = first + 1; h < first + count; h++)
             {
-                AttentionKernels.ScoresAll(_cache, _cacheLayer, kv, q + h * D, Context, _scale, tmp);
+                AttentionKernels.ScoresAll(_cache, Layer, kv, q + h * D, Context, _scale, tmp);
                 TensorPrimitives.Max(scores[..Context], tmp, scores[..Context]);
             }
         }
@@ -73,12 +70,12 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
         _keysScored += indices.Length;
         fixed (float* q = _query)
         {
-            AttentionKernels.Scores(_cache, _cacheLayer, kv, q + first * D, indices, _scale, scores);
+            AttentionKernels.Scores(_cache, Layer, kv, q + first * D, indices, _scale, scores);
             if (count == 1) return;
             var tmp = _scratch.AsSpan(0, indices.Length);
             for (int h = first + 1; h < first + count; h++)
             {
-                AttentionKernels.Scores(_cache, _cacheLayer, kv, q + h * D, indices, _scale, tmp);
+                AttentionKernels.Scores(_cache, Layer, kv, q + h * D, indices, _scale, tmp);
                 TensorPrimitives.Max(scores[..indices.Length], tmp, scores[..indices.Length]);
             }
         }
@@ -102,7 +99,7 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
         fixed (float* query = _query)
             for (int p = 0; p < pages; p++)
             {
-                float* mn = _cache.KeyMin(_cacheLayer, kv, p), mx = _cache.KeyMax(_cacheLayer, kv, p);
+                float* mn = _cache.KeyMin(Layer, kv, p), mx = _cache.KeyMax(Layer, kv, p);
                 double best = double.NegativeInfinity;
                 for (int h = first; h < first + count; h++)
                 {
@@ -172,7 +169,7 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
         for (int j = 0; j < scores.Length;)
         {
             int pos = start + j, page = pos / ps, offset = pos % ps;
-            byte* block = _cache.KeyBlock(_cacheLayer, kv, page);
+            byte* block = _cache.KeyBlock(Layer, kv, page);
             int m = Math.Min(ps - offset, scores.Length - j);
             for (int i = 0; i < m; i++)
                 scores[j + i] = Kernels.Dot.Row(t, block + (offset + i) * rowBytes, q, d) * _scale;

@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using SparseDecode.Cuda;
+using SparseDecode.Diagnostics;
 
 namespace SparseDecode.Tests.Cuda;
 

@@ -1,4 +1,5 @@
 using SparseDecode.Cuda;
+using SparseDecode.Diagnostics;
 using Xunit.Abstractions;
 
 namespace SparseDecode.Tests.Cuda;

@@ -1,4 +1,5 @@
 using SparseDecode.Cuda;
+using SparseDecode.Diagnostics;
 using SparseDecode.Kernels;
 using SparseDecode.Model;
 using SparseDecode.Tests.Cli;

@@ -312,6 +312,9 @@ extern "C" __global__ void __launch_bounds__(BLOCK) attn_reduce(
 }
 
 // ------------------------------------------------------------------------------------------------ scoring
+// The tuned scorers for heads of 128 in groups of 4 or 8 (a half-warp per key row, the group's queries in
+// registers). selection.cu's scores kernel takes any shape; the device plans use these for the tuned shape and that
+// one otherwise, and gpu-step checks the two agree to f32 rounding. Kept while the tuned ones measure faster.
 // Scores q·k/sqrt(d) of rows (keys, or pages when BOUND: Σ_e max(q_e·min_e, q_e·max_e)/sqrt(d) from the page's
 // per-channel min/max rows). Rows: dense [0, ceil(length / rowDiv)) or the entries of an index list.
 // MAXG: one row of output per index head (the max over the G query heads of the group); else one per query head.
@@ -414,7 +417,8 @@ extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_each_g8(SCORE_ARGS
 extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_max_g8(SCORE_ARGS) { score_rows<8, false, true, true, 4>(SCORE_PASS); }
 extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_each_g8(SCORE_ARGS) { score_rows<8, false, false, true, 4>(SCORE_PASS); }
 
-// Per-page, per-channel min and max of the keys: grid (pageChunks, kvHeads, batch), 128 threads (one channel).
+// Per-page, per-channel min and max of the keys, every page rebuilt from the keys (model_step.cu's page_update is
+// the per-step incremental form): grid (pageChunks, kvHeads, batch), 128 threads (one channel).
 // Keys are bf16, so the min/max are exact bf16 values and the bounds built on them are true bounds.
 extern "C" __global__ void __launch_bounds__(BLOCK) page_minmax(
     const u64* __restrict__ kBase, const u64* __restrict__ minBase, const u64* __restrict__ maxBase,

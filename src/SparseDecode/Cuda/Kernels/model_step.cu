@@ -283,6 +283,9 @@ extern "C" __global__ void rope_append(const float* __restrict__ qkv, int qkvStr
 
 // Quest's summary of the page holding each row's new key: per channel the min and max of the page's keys so far
 // (bf16, exact). Grid (rows, kvHeads), hd threads (one channel each). Rows must come in position order.
+// Not a duplicate of decode_attention.cu's page_minmax: this is the per-step incremental update (one page per row,
+// any head size) inside the step graph; page_minmax rebuilds every page of a 128-wide cache from its keys (after
+// keys were written directly, not appended by a step).
 extern "C" __global__ void page_update(const u64* __restrict__ kBases, const u64* __restrict__ minBases,
     const u64* __restrict__ maxBases, const int* __restrict__ positions, long long headStride,
     long long pageHeadStride, int pageSize, int hd, int rows)
@@ -323,6 +326,9 @@ extern "C" __global__ void fill_f32(float* __restrict__ p, long long n, float v)
 }
 
 // ------------------------------------------------------------------------------------------------ attention
+// Kept beside decode_attention.cu's tuned flash-decoding kernels on purpose: those take heads of 128 in groups of 4
+// or 8 (a half-warp per 256-byte key row, the group's queries in registers); this one serves every other shape.
+// GpuModel routes by GpuModel.IsTunedShape; gpu-step cross-checks the two on the tuned shape.
 // Dense decode attention for any head size d ≤ 256 and any group (query heads per KV head): grid (chunks, qHeads,
 // rows), 128 threads = 4 warps; a warp takes one key at a time (lane e holds channels e, e + 32, ...), keeps an
 // online softmax, and the warps are merged at the end. Partials per (row, head, chunk): max m (log2 units), sum l
@@ -421,6 +427,8 @@ extern "C" __global__ void __launch_bounds__(128) attn_any_reduce(const float* _
 
 // ------------------------------------------------------------------------------------------------ selection
 // Scores for a selector on the host (the GPU selection backend): one sequence, one layer. out[j] = max over the
+// (the device plans score through selection.cu's batched kernels instead; this one-sequence form follows the host
+// selector's calls one by one, and select_page_terms also returns the magnitude term the host widens bounds by)
 // `count` query heads from qFirst of q·k/√d for key position idx[j] (or start + j when idx is null), keys of KV
 // head `kv`. Warp per key, lanes over channels; grid (ceil(n / 8)), 256 threads.
 extern "C" __global__ void __launch_bounds__(256) select_scores(const u64* __restrict__ kBases, long long headStride,

@@ -30,7 +30,7 @@ public sealed class GpuModel : IDisposable
     public bool TunedAttention { get; }
 
     /// <summary>Heads of 128 channels in groups of 4 or 8: the shape the tuned decode kernels are instantiated for.</summary>
-    public static bool IsTunedShape(ModelConfig c) => c.HeadDim == KvLayerBatch.HeadDim && c.GroupSize is 4 or 8;
+    public static bool IsTunedShape(ModelConfig c) => c.HeadDim == DecodeKernels.HeadDim && c.GroupSize is 4 or 8;
 
     private readonly DeviceBuffer _cos, _sin;
     private readonly DeviceBuffer _x, _xn, _qkv, _gateUp, _h;

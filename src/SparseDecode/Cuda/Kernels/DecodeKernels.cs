@@ -20,6 +20,10 @@ public enum TopKAlgorithm { Auto, MultiBlock, PerRow }
 public sealed class DecodeKernels : IDisposable
 {
     public const string SourceFile = "decode_attention.cu";
+
+    /// <summary>The head size the tuned kernels of decode_attention.cu are written for (one head row is 128 bf16
+    /// channels, one per thread of a block); other head sizes go through the any-shape kernels of model_step.cu.</summary>
+    public const int HeadDim = 128;
     private const int Block = 128, TopKThreads = 256;
     private static readonly float Log2E = (float)(1 / Math.Log(2));
 
@@ -81,8 +85,9 @@ public sealed class DecodeKernels : IDisposable
 
     private const int PerRowThreads = 512;
 
-    /// <summary>The variant <see cref="AttentionVariant.Default"/> stands for: Split, the faster one measured so far.</summary>
-    public static AttentionVariant DefaultAttentionVariant { get; set; } = AttentionVariant.Split;
+    /// <summary>The variant <see cref="AttentionVariant.Default"/> stands for: Split, the faster one measured so far
+    /// (`gpu-bench` times both; a caller that wants the other passes it to <see cref="Attention"/>).</summary>
+    public const AttentionVariant DefaultAttentionVariant = AttentionVariant.Split;
 
     public TopKAlgorithm ChooseTopK(int rows, int rowLength) =>
         rowLength <= 16384 || (rowLength <= 32768 && rows * 4 >= Device.Multiprocessors) ? TopKAlgorithm.PerRow : TopKAlgorithm.MultiBlock;
@@ -106,7 +111,7 @@ public sealed class DecodeKernels : IDisposable
         public int MaxChunks { get; } = maxChunks;
         public DeviceBuffer M { get; } = device.Allocate((long)batch * queryHeads * maxChunks * 4);
         public DeviceBuffer L { get; } = device.Allocate((long)batch * queryHeads * maxChunks * 4);
-        public DeviceBuffer O { get; } = device.Allocate((long)batch * queryHeads * maxChunks * KvLayerBatch.HeadDim * 4);
+        public DeviceBuffer O { get; } = device.Allocate((long)batch * queryHeads * maxChunks * DecodeKernels.HeadDim * 4);
         /// <summary>Per (sequence, head) arrival counters of the fused variants; zero between launches.</summary>
         public DeviceBuffer Counters { get; } = device.Upload<uint>(new uint[batch * queryHeads]);
 
@@ -163,7 +168,7 @@ public sealed class DecodeKernels : IDisposable
         var a = new KernelArgs();
         a.Add(kv.KBases); a.Add(kv.VBases); a.Add(kv.Lengths); a.Add(kv.HeadStride); a.Add(q);
         a.Add(indices); a.Add(indexCount); a.Add(y); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk); a.Add(chunks);
-        a.Add((float)(Log2E / Math.Sqrt(KvLayerBatch.HeadDim)));
+        a.Add((float)(Log2E / Math.Sqrt(DecodeKernels.HeadDim)));
         a.Add(ws.M); a.Add(ws.L); a.Add(ws.O); a.Add(ws.Counters); a.Add(output); a.Add(lse);
         _module[name].Launch((chunks, y, kv.Rows), Block, stream, ref a);
         if (variant != AttentionVariant.Split) return;
@@ -198,7 +203,7 @@ public sealed class DecodeKernels : IDisposable
         var a = new KernelArgs();
         a.Add(kv.KBases); a.Add(0UL); a.Add(kv.Lengths); a.Add(1); a.Add(kv.HeadStride); a.Add(q);
         a.Add(indices); a.Add(indexCount); a.Add(y); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk);
-        a.Add((float)(1 / Math.Sqrt(KvLayerBatch.HeadDim))); a.Add(output); a.Add(outStride);
+        a.Add((float)(1 / Math.Sqrt(DecodeKernels.HeadDim))); a.Add(output); a.Add(outStride);
         _module[name].Launch((LaunchPlan.Chunks(rows, chunk), y, kv.Rows), Block, stream, ref a);
     }
 
@@ -222,7 +227,7 @@ public sealed class DecodeKernels : IDisposable
         var a = new KernelArgs();
         a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(kv.Lengths); a.Add(kv.PageSize); a.Add(kv.PageHeadStride); a.Add(q);
         a.Add(0UL); a.Add(0); a.Add(kv.KvHeads); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk);
-        a.Add((float)(1 / Math.Sqrt(KvLayerBatch.HeadDim))); a.Add(output); a.Add(outStride);
+        a.Add((float)(1 / Math.Sqrt(DecodeKernels.HeadDim))); a.Add(output); a.Add(outStride);
         _module[name].Launch((LaunchPlan.Chunks(pages, chunk), kv.KvHeads, kv.Rows), Block, stream, ref a);
     }
 

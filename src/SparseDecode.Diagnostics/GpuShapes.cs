@@ -1,6 +1,7 @@
+using SparseDecode.Cuda;
 using SparseDecode.Model;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Diagnostics;
 
 /// <summary>Real model shapes for random-weight timing (`--shape`), so speed at 32K–128K context can be measured
 /// without downloading weights.</summary>

@@ -24,9 +24,13 @@ public sealed class ModelKernels : IDisposable
     public bool FromCache => _module.FromCache;
     public string CompileLog => _module.CompileLog;
 
-    public ModelKernels(CudaDevice device)
+    /// <summary>Which matrix-vector kernel each launch uses.</summary>
+    public GemvOptions Options { get; }
+
+    public ModelKernels(CudaDevice device, GemvOptions? gemv = null)
     {
         Device = device;
+        Options = gemv ?? new GemvOptions();
         _module = CudaModule.Load(device, SourceFile);
         foreach (var n in KernelNames) _ = _module[n];
     }
@@ -49,28 +53,16 @@ public sealed class ModelKernels : IDisposable
         _module["rms_norm"].Launch((rows, 1, 1), 256, s, ref a);
     }
 
-    /// <summary>Launches of at least this many rows (and K a multiple of 32) go to the tensor-core kernel; fewer to
-    /// the f32 CUDA-core kernels. 2 by default: measured on an H100, the 8-row CUDA-core kernel took 1.9× the
-    /// weight-read floor, where one row reads at 1.15× (bench/gpu/NOTES.md).</summary>
-    public int TensorCoreMinRows { get; set; } = 2;
-
-    /// <summary>The one-row CUDA-core kernel and its output rows per block (8 warps × rows per warp).</summary>
-    public (string Kernel, int RowsPerBlock) OneRowKernel { get; set; } = ("gemv_b1", 16);
-
     public static readonly (string Kernel, int RowsPerBlock)[] OneRowVariants =
         [("gemv_b1", 16), ("gemv_b1_r1u8", 8), ("gemv_b1_r2u8", 16), ("gemv_b1_r4u4", 32)];
-
-    /// <summary>Rows per tensor-core block: 16, 32 or 64 (each activation load serves 1, 2 or 4 weight tiles).
-    /// 0: 64 where that still gives two blocks per multiprocessor, else 32.</summary>
-    public int TensorCoreTileRows { get; set; } = 32;
 
     /// <summary>Kernel and output rows per block for a launch of `rows` rows over rows of k elements.</summary>
     public (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k) => GemvPlan(rows, k, 0);
 
     /// <summary>The plan for an n-row output (n decides the automatic tile size).</summary>
     public (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k, int n) =>
-        rows == 1 && TensorCoreMinRows > 1 ? OneRowKernel
-        : GemvPlan(rows, k, TensorCoreMinRows, TensorCoreTileRows > 0 ? TensorCoreTileRows : n >= 64 * 2 * Device.Multiprocessors ? 64 : 32);
+        rows == 1 && Options.TensorCoreMinRows > 1 ? Options.OneRowKernel
+        : GemvPlan(rows, k, Options.TensorCoreMinRows, Options.TensorCoreTileRows > 0 ? Options.TensorCoreTileRows : n >= 64 * 2 * Device.Multiprocessors ? 64 : 32);
 
     public static (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k, int tensorCoreMinRows, int tileRows = 32) =>
         rows >= tensorCoreMinRows && k % 32 == 0 ? tileRows switch { 16 => ("gemv_mma", 16), 64 => ("gemv_mma4", 64), _ => ("gemv_mma2", 32) } : rows switch

@@ -1,4 +1,6 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda;
+
+namespace SparseDecode.Diagnostics;
 
 /// <summary>One layer's bf16 KV cache for a batch of sequences on the device: K and V are
 /// [batch][kvHeads][capacity][128], the per-page per-channel key min and max (Quest's summaries) are
@@ -6,7 +8,7 @@ namespace SparseDecode.Cuda;
 /// small device arrays, so sequences of different lengths share one launch.</summary>
 public sealed class KvLayerBatch : IDisposable
 {
-    public const int HeadDim = 128;
+    public const int HeadDim = DecodeKernels.HeadDim;
 
     public int Batch { get; }
     public int KvHeads { get; }

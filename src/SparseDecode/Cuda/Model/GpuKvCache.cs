@@ -113,26 +113,12 @@ public sealed class GpuKvCache : IDisposable
             Config.NumKvHeads, Config.NumHeads, Math.Min(planLength, Capacity));
     }
 
-    /// <summary>Random bf16 keys and values in every slot and layer (for timing: no prefill needed), with their
-    /// page summaries up to `length` when the heads are 128 wide (the summary kernel's shape).</summary>
-    public void FillRandom(DecodeKernels dk, int length, CudaStream s, uint seed = 11)
-    {
-        for (int l = 0; l < Config.NumLayers; l++)
-        {
-            dk.FillRandomBf16(_k[l], _k[l].Bytes / 2, seed + (uint)(2 * l), 1f, s);
-            dk.FillRandomBf16(_v[l], _v[l].Bytes / 2, seed + (uint)(2 * l + 1), 1f, s);
-        }
-        if (Config.HeadDim != KvLayerBatch.HeadDim) return;
-        int rows = Math.Min(Slots, MaxRows);
-        for (int first = 0; first < Slots; first += rows)
-        {
-            int n = Math.Min(rows, Slots - first);
-            var slots = Enumerable.Range(first, n).ToArray();
-            SetRows(slots, new int[n], Enumerable.Repeat(length - 1, n).ToArray(), s);
-            for (int l = 0; l < Config.NumLayers; l++) dk.PageSummaries(View(l, n, length), s);
-            s.Synchronize();
-        }
-    }
+    /// <summary>Layer `layer`'s keys, bf16 [slot][kvHead][capacity][headDim]: for writing or reading a cache's
+    /// contents directly (copying one in, filling one for timing); page summaries are not updated by such writes.</summary>
+    public DeviceBuffer Keys(int layer) => _k[layer];
+
+    /// <summary>Layer `layer`'s values, bf16 [slot][kvHead][capacity][headDim] (see <see cref="Keys"/>).</summary>
+    public DeviceBuffer Values(int layer) => _v[layer];
 
     /// <summary>Copies slot `from`'s keys, values and page summaries into slot `to`, in stream order.</summary>
     public void CopySlot(int from, int to, CudaStream s)

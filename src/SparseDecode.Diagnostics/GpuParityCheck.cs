@@ -1,9 +1,10 @@
 using System.Numerics.Tensors;
+using SparseDecode.Cuda;
 using SparseDecode.Engine;
 using SparseDecode.Kernels;
 using SparseDecode.Model;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Diagnostics;
 
 /// <summary>The GPU model against the CPU engine on the same token ids and the same weights: per-token
 /// log-probabilities of the first half through prefill chunks, of the second half through decode steps (graph

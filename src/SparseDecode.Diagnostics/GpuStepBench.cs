@@ -1,6 +1,7 @@
+using SparseDecode.Cuda;
 using SparseDecode.Model;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Diagnostics;
 
 /// <summary>End-to-end decode steps of a real model shape with random weights (filled on the device) and a
 /// random bf16 KV cache up to the context (no prefill needed for timing): per method, one whole step (all layers,
@@ -53,7 +54,7 @@ public sealed class GpuStepBench
         using var timer = new CudaTimer(dev);
         ReadBandwidth = MeasureRead(s, timer);
         var c = _o.Shape;
-        using var weights = GpuWeights.Random(_dk, _mk, c, s);
+        using var weights = RandomDeviceData.Weights(_dk, _mk, c, s);
         WeightBytes = weights.BytesPerStep;
         Log($"{c.ArchitectureName}: {c.NumLayers} layers, hidden {c.HiddenSize}, {c.NumHeads}/{c.NumKvHeads} heads, MLP {c.IntermediateSize}, vocab {c.VocabSize}; weights read per step {WeightBytes / 1e9:F2} GB; read bandwidth {ReadBandwidth / 1e12:F3} TB/s");
         foreach (var (n, b) in _o.Contexts.Select(n => (n, 1)).Concat(_o.Batched)) Case(weights, s, timer, n, b);
@@ -75,7 +76,7 @@ public sealed class GpuStepBench
         var c = _o.Shape;
         using var cache = new GpuKvCache(_dk.Device, c, batch, n);
         using var model = new GpuModel(_dk, _mk, weights, n, _o.Budget);
-        cache.FillRandom(_dk, n, s);
+        RandomDeviceData.FillCache(_dk, cache, n, s);
         var rng = new Random(n + batch);
         var slots = Enumerable.Range(0, batch).ToArray();
         cache.SetRows(slots, slots.Select(_ => rng.Next(c.VocabSize)).ToArray(), Enumerable.Repeat(n - 1, batch).ToArray(), s);
@@ -91,32 +92,32 @@ public sealed class GpuStepBench
         double noAttn = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out double spread);
         Add(n, batch, "no attention (weights only)", noAttn, WeightBytes, spread,
             $"projections + MLP + logits, {_mk.GemvPlan(batch, c.HiddenSize).Kernel}");
-        if (batch >= _mk.TensorCoreMinRows)
+        // the other matrix-vector kernel choices, each through its own kernels and model (the choice is fixed when
+        // ModelKernels is made; the weights and the cache are shared)
+        double TimeWith(GemvOptions options, out double sp)
         {
-            int keep = _mk.TensorCoreTileRows;
-            foreach (int tile in new[] { 0, 16, 32, 64 }.Where(x => x != keep))
+            using var mk = new ModelKernels(_dk.Device, options);
+            using var m = new GpuModel(_dk, mk, weights, n, _o.Budget);
+            return TimeStep(m, cache, batch, n, s, t, new NoAttention(), out sp);
+        }
+        var chosen = _mk.Options;
+        if (batch >= chosen.TensorCoreMinRows)
+        {
+            foreach (int tile in new[] { 0, 16, 32, 64 }.Where(x => x != chosen.TensorCoreTileRows))
             {
-                _mk.TensorCoreTileRows = tile;
-                double other = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out spread);
+                double other = TimeWith(chosen with { TensorCoreTileRows = tile }, out spread);
                 Add(n, batch, tile == 0 ? "no attention, 64-row tiles where ≥ 2 blocks per SM" : $"no attention, {tile}-row tensor-core tiles",
                     other, WeightBytes, spread, "tile sweep");
             }
-            _mk.TensorCoreTileRows = keep;
         }
         else
         {
-            var kept = _mk.OneRowKernel;
-            foreach (var variant in ModelKernels.OneRowVariants.Where(v => v != kept))
+            foreach (var variant in ModelKernels.OneRowVariants.Where(v => v != chosen.OneRowKernel))
             {
-                _mk.OneRowKernel = variant;
-                double v1 = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out spread);
+                double v1 = TimeWith(chosen with { OneRowKernel = variant }, out spread);
                 Add(n, batch, $"no attention, {variant.Kernel}", v1, WeightBytes, spread, "one-row kernel sweep");
             }
-            _mk.OneRowKernel = kept;
-            int keep = _mk.TensorCoreMinRows;
-            _mk.TensorCoreMinRows = 1;
-            double tc = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out spread);
-            _mk.TensorCoreMinRows = keep;
+            double tc = TimeWith(chosen with { TensorCoreMinRows = 1 }, out spread);
             Add(n, batch, "no attention, tensor-core products", tc, WeightBytes, spread, "gemv_mma for one row too");
         }
         double denseMs = 0;

@@ -1,4 +1,6 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda;
+
+namespace SparseDecode.Diagnostics;
 
 /// <summary>Checks every decode kernel against <see cref="GpuReference"/> on fresh random inputs: odd lengths, a
 /// batch of unequal sequences, skipped index entries, ties, −∞ scores, k above the row length. Outputs are

@@ -28,8 +28,7 @@ public sealed class GpuLayerWeights : IDisposable
 }
 
 /// <summary>A model's weights on the device, from a checkpoint (converted to bf16 on upload, a staging chunk at a
-/// time: no full f32 copy exists on the host) or random (filled on the device, for timing real shapes without
-/// downloading weights).</summary>
+/// time: no full f32 copy exists on the host) or from device buffers the caller filled.</summary>
 public sealed class GpuWeights : IDisposable
 {
     public ModelConfig Config { get; }
@@ -39,7 +38,10 @@ public sealed class GpuWeights : IDisposable
     /// <summary>The embedding itself when the checkpoint ties them.</summary>
     public DeviceBuffer LmHead { get; }
 
-    private GpuWeights(ModelConfig config, GpuLayerWeights[] layers, DeviceBuffer embedding, DeviceBuffer finalNorm, DeviceBuffer lmHead)
+    /// <summary>Weights already on the device in the layout <see cref="GpuLayerWeights"/> describes (bf16 matrices
+    /// [rows][cols], f32 norms), of the shape `config` gives; `lmHead` may be `embedding` itself (tied). The
+    /// weights own the buffers from here on and free them on Dispose.</summary>
+    public GpuWeights(ModelConfig config, GpuLayerWeights[] layers, DeviceBuffer embedding, DeviceBuffer finalNorm, DeviceBuffer lmHead)
     {
         Config = config;
         Layers = layers;
@@ -91,41 +93,6 @@ public sealed class GpuWeights : IDisposable
             if (!ReferenceEquals(lmHead, embedding)) lmHead?.Dispose();
             throw;
         }
-    }
-
-    /// <summary>Random weights of the given shape, drawn on the device: matrices uniform in ±1/√fan-in (so
-    /// activations stay in range through the layers), norms 1, no biases, untied head.</summary>
-    public static GpuWeights Random(DecodeKernels dk, ModelKernels mk, ModelConfig c, CudaStream s, uint seed = 1)
-    {
-        var dev = dk.Device;
-        uint next = seed;
-        DeviceBuffer Matrix(int rows, int cols)
-        {
-            var b = dev.Allocate((long)rows * cols * 2);
-            dk.FillRandomBf16(b, (long)rows * cols, next++, 1f / MathF.Sqrt(cols), s);
-            return b;
-        }
-        DeviceBuffer Ones(int n)
-        {
-            var b = dev.Allocate(n * 4L);
-            mk.Fill(b, n, 1f, s);
-            return b;
-        }
-        var layers = new GpuLayerWeights[c.NumLayers];
-        for (int l = 0; l < c.NumLayers; l++)
-            layers[l] = new GpuLayerWeights
-            {
-                AttentionNorm = Ones(c.HiddenSize),
-                Qkv = Matrix(c.QDim + 2 * c.KvDim, c.HiddenSize),
-                O = Matrix(c.HiddenSize, c.QDim),
-                MlpNorm = Ones(c.HiddenSize),
-                GateUp = Matrix(2 * c.IntermediateSize, c.HiddenSize),
-                Down = Matrix(c.HiddenSize, c.IntermediateSize),
-            };
-        var embedding = Matrix(c.VocabSize, c.HiddenSize);
-        var head = Matrix(c.VocabSize, c.HiddenSize);
-        s.Synchronize();
-        return new GpuWeights(c, layers, embedding, Ones(c.HiddenSize), head);
     }
 
     private static DeviceBuffer? Concat(CudaDevice device, params float[]?[] parts)

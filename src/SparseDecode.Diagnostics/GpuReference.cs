@@ -1,4 +1,6 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda;
+
+namespace SparseDecode.Diagnostics;
 
 /// <summary>Float64 CPU references of the CUDA decode kernels, over the same bf16 inputs and the same layouts
 /// (K/V [batch][kvHeads][capacity][128] as raw bf16 bits, queries [batch][qHeads][128] f32). They define what the

@@ -1,4 +1,6 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda;
+
+namespace SparseDecode.Diagnostics;
 
 /// <summary>Per-layer timings of the decode kernels at Llama-3.1-8B head shapes (32 query heads, 8 KV heads,
 /// head_dim 128, bf16 cache), each beside its bandwidth floor: the bytes the operation must read (and write) over
@@ -328,7 +330,7 @@ public sealed class GpuDecodeBench
     }
 
     /// <summary>Sorted random position lists (rows of `count` distinct positions below n; -1 pads rows longer than n).</summary>
-    internal static int[] SortedLists(Random rng, int rows, int count, int n)
+    public static int[] SortedLists(Random rng, int rows, int count, int n)
     {
         var all = new int[rows * count];
         var pick = new HashSet<int>();

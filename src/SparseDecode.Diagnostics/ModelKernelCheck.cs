@@ -1,0 +1,81 @@
+using SparseDecode.Cuda;
+
+namespace SparseDecode.Diagnostics;
+
+/// <summary>The matrix-vector kernels of model_step.cu against a float64 host reference on fresh random bf16
+/// weights and f32 activations: every kernel (CUDA-core for 1/2/4/8 rows, tensor-core with 16-, 32- and 64-row tiles for 1–8 rows), with a bias,
+/// accumulating, at sizes whose rows do not fill a block. Outputs are poisoned first.</summary>
+public static class ModelKernelCheck
+{
+    /// <summary>‖got − ref‖ / ‖ref‖ allowed: f32 accumulation over bf16 weights (and, on the tensor cores,
+    /// activations split into two bf16 parts) lands far below it.</summary>
+    public const double Tolerance = 1e-4;
+
+    public static List<GpuSelfCheck.Result> Run(ModelKernels mk, int seed)
+    {
+        var results = new List<GpuSelfCheck.Result>();
+        var dev = mk.Device;
+        var rng = new Random(seed);
+        using var s = new CudaStream(dev);
+        // every kernel choice, each its own ModelKernels (the choice is fixed at construction): the other one-row
+        // kernels with the tensor cores off, then CUDA cores only and each tensor-core tile size from one row on
+        var variants = new List<(ModelKernels Kernels, int[] Rows, bool TensorCores)>();
+        try
+        {
+            foreach (var one in ModelKernels.OneRowVariants.Skip(1))
+                variants.Add((new ModelKernels(dev, GemvOptions.CudaCoresOnly with { OneRowKernel = one }), [1], false));
+            variants.Add((new ModelKernels(dev, GemvOptions.CudaCoresOnly), [1, 2, 3, 4, 8], false));
+            foreach (int tile in new[] { 16, 32, 64 })
+                variants.Add((new ModelKernels(dev, new GemvOptions { TensorCoreMinRows = 1, TensorCoreTileRows = tile }), [1, 2, 3, 4, 8], true));
+            foreach (var (n, k) in new[] { (200, 384), (1000, 4096), (320, 160) }) CheckShape(dev, variants, results, rng, s, n, k);
+        }
+        finally
+        {
+            foreach (var v in variants) v.Kernels.Dispose();
+        }
+        return results;
+    }
+
+    private static void CheckShape(CudaDevice dev, List<(ModelKernels Kernels, int[] Rows, bool TensorCores)> variants,
+        List<GpuSelfCheck.Result> results, Random rng, CudaStream s, int n, int k)
+    {
+        var w = new ushort[n * k];
+        var wf = new double[n * k];
+        for (int i = 0; i < w.Length; i++)
+        {
+            w[i] = Kernels.Convert.SingleToBf16((float)(rng.NextDouble() * 2 - 1));
+            wf[i] = BitConverter.Int32BitsToSingle(w[i] << 16);
+        }
+        var x = Enumerable.Range(0, ModelKernels.MaxRows * k).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
+        var bias = Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble()).ToArray();
+        var y0 = Enumerable.Range(0, ModelKernels.MaxRows * n).Select(_ => (float)rng.NextDouble()).ToArray();
+        using var dw = dev.Upload<ushort>(w);
+        using var dx = dev.Upload<float>(x);
+        using var db = dev.Upload<float>(bias);
+        using var dy = dev.Allocate(ModelKernels.MaxRows * n * 4L);
+        GpuSelfCheck.Result Check(ModelKernels mk, int rows, bool accumulate)
+        {
+            if (accumulate) dy.Upload<float>(y0);
+            else dy.Fill32(0xFFFFFFFF, ModelKernels.MaxRows * n, s);
+            mk.Gemv(dw.Pointer, n, k, dx, k, rows, db, dy, n, accumulate, s);
+            s.Synchronize();
+            var got = dy.Download<float>(rows * n);
+            var want = new double[rows * n];
+            for (int b = 0; b < rows; b++)
+                for (int r = 0; r < n; r++)
+                {
+                    double d = bias[r] + (accumulate ? y0[b * n + r] : 0);
+                    for (int j = 0; j < k; j++) d += wf[r * k + j] * x[b * k + j];
+                    want[b * n + r] = d;
+                }
+            return new($"{mk.GemvPlan(rows, k, n).Kernel}: {rows} rows × [{n}][{k}]{(accumulate ? " accumulating" : "")}",
+                GpuReference.RelativeError(got, want), Tolerance, "");
+        }
+        foreach (var (mk, rowCounts, tensorCores) in variants)
+        {
+            if (tensorCores && k % 32 != 0) continue;
+            foreach (int rows in rowCounts)
+                foreach (bool accumulate in new[] { false, true }) results.Add(Check(mk, rows, accumulate));
+        }
+    }
+}
