@@ -15,13 +15,13 @@ quick=${1:-}
 rc=0
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv >"$out/nvidia-smi.txt" 2>&1
 fixtures=("$root"/tests/SparseDecode.Tests/Fixtures/models/*)
-"$bin" gpu-check --model "$root/models/sparse-code-16m" "${fixtures[@]}" --methods oracle,streaming,quest,tidal,lfps,prhs \
+"$bin" gpu-check --model "$root/models/sparse-code-16m" "${fixtures[@]}" --methods oracle,streaming,quest,tidal,lfps,prhs,hshare \
   2>&1 | tee "$out/check.log" || rc=1
 if [ "$quick" = quick ]; then ctx=8192,32768; else ctx=8192,32768,131072; fi
 "$bin" gpu-step --contexts "$ctx" --batched 32768x8 --json "$out/step8b.json" \
   --methods "${METHODS:-dense,tidal,tidal:granularity=kv,lfps,lfps:granularity=kv,quest,quest:granularity=kv,oracle,streaming}" \
   2>&1 | tee "$out/step8b.log" || rc=1
-for m in dense streaming oracle quest tidal lfps prhs; do
+for m in dense streaming oracle quest tidal lfps prhs hshare; do
   "$bin" bench --device cuda --context 8000 --steps 64 --method $m --budget 2% 2>&1 | tee -a "$out/bench-bundled.log" || rc=1
 done
 if [ "$quick" != quick ] && python3 -c 'import torch, transformers; assert torch.cuda.is_available()' 2>/dev/null; then

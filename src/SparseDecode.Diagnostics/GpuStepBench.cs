@@ -16,7 +16,7 @@ public sealed class GpuStepBench
         public required ModelConfig Shape { get; init; }
         public int[] Contexts { get; init; } = [8192, 32768, 131072];
         public (int Context, int Batch)[] Batched { get; init; } = [(32768, 8)];
-        public string[] Methods { get; init; } = ["dense", "tidal", "lfps", "quest", "oracle", "streaming"];
+        public string[] Methods { get; init; } = ["dense", "tidal", "lfps", "prhs", "hshare", "quest", "oracle", "streaming"];
         public int Budget { get; init; } = 2048;
         public int Repetitions { get; init; } = 20;
         public Action<string>? Log { get; init; }

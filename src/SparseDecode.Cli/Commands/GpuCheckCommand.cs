@@ -15,7 +15,7 @@ internal static class GpuCheckCommand
         var models = new Option<string[]>("--model", "-m") { Description = "Model directories (repeatable). Default: the bundled model.", AllowMultipleArgumentsPerToken = true };
         var tokens = new Option<int>("--tokens") { Description = "Token ids scored per model (random, fixed seed).", DefaultValueFactory = _ => 96 };
         var cudaCores = new Option<bool>("--no-tensor-cores") { Description = "Matrix products of several rows on the CUDA cores too (f32 throughout)." };
-        var methods = new Option<string>("--methods") { Description = "Selector policies also decoded on the GPU against the CPU (bf16 models), comma-separated; empty: none.", DefaultValueFactory = _ => "oracle,streaming,quest,tidal,lfps,prhs" };
+        var methods = new Option<string>("--methods") { Description = "Selector policies also decoded on the GPU against the CPU (bf16 models), comma-separated; empty: none.", DefaultValueFactory = _ => "oracle,streaming,quest,tidal,lfps,prhs,hshare" };
         var budget = new Option<string>("--budget") { Description = "Budget of those policies.", DefaultValueFactory = _ => "16" };
         var cmd = new Command("gpu-check", "Check GPU log-probabilities against the CPU engine on the same tokens.") { models, tokens, cudaCores, methods, budget };
         cmd.SetAction(r => CliErrors.Run(() =>

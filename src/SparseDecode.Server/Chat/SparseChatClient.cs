@@ -22,7 +22,7 @@ public sealed class SparseChatClient : IChatClient
     private readonly bool _owns;
     private readonly SemaphoreSlim _gate = new(1, 1);
 
-    /// <param name="method">--method: dense, oracle, streaming, quest, tidal, lfps, prhs.</param>
+    /// <param name="method">--method: dense, oracle, streaming, quest, tidal, lfps, prhs, hshare.</param>
     /// <param name="budget">Keys per head per step: tokens ("256") or a share of the context ("3%").</param>
     public SparseChatClient(ServedModel model, string method = "dense", string budget = "256", IReadOnlyDictionary<string, string>? parameters = null)
         : this(model, SelectorSpec.Parse(method, budget, parameters ?? new Dictionary<string, string>()), owns: false)

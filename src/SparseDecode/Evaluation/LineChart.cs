@@ -44,6 +44,7 @@ public sealed class LineChart
         "tidal" => "#1f77b4",
         "lfps" => "#2ca02c",
         "prhs" => "#9467bd",
+        "hshare" => "#8c564b",
         _ => Palette[(int)((uint)StableHash(method) % (uint)Palette.Length)],
     };
 

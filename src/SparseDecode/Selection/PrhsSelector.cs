@@ -2,9 +2,10 @@ using SparseDecode.Model;
 
 namespace SparseDecode.Selection;
 
-/// <summary>PrHS, Pre-hoc Sparsity (Gao et al., 2026), as its CPE system: each head's critical set is the sinks,
-/// a salient set and the local window, and the salient set is chosen before attention with three pre-hoc
-/// selectors, then verified against a dropped-mass target δ*.
+/// <summary>PrHS with the opt-in δ verification (`--param verify=bound|sample`; not the paper's method, which is
+/// <see cref="PrhsPlan"/>): the plan's selectors, then each set's dropped mass checked against a target δ*. A host
+/// policy: its fresh retrievals and dense fallbacks are not written as plan operations, so on the GPU it runs with
+/// a round trip per operation. Without a verification that fires (δ* = 1) it selects exactly what the plan does.
 /// <list type="bullet">
 /// <item>CIS (time): a retrieved salient set (top-k plus the ±radius neighbours of its `top` best positions) is
 /// shared by the following steps while the query's cosine to the retrieval step's stays ≥ τ, for at most `block`
@@ -22,34 +23,17 @@ public sealed class PrhsSelector : SelectorBase
 {
     public enum Verification { Bound, Sample, Off }
 
-    public sealed record Options
+    /// <summary>The plan's selectors' settings and the verifier's.</summary>
+    public sealed record Options : PrhsPlan.Options
     {
-        public int Sinks { get; init; } = 4;
-        public int Local { get; init; } = 32;
-        /// <summary>CIS: query cosine at or above which a retrieved set is shared.</summary>
-        public float Tau { get; init; } = 0.8f;
-        /// <summary>CIS: most steps one retrieval is shared over (the cluster block).</summary>
-        public int Block { get; init; } = 16;
-        /// <summary>CIS: dilation radius around each of the `Top` best retrieved positions.</summary>
-        public int Radius { get; init; } = 1;
-        public int Top { get; init; } = 16;
         /// <summary>Target dropped mass δ*.</summary>
         public double Delta { get; init; } = 0.05;
-        /// <summary>Off by default: PrHS bounds δ in advance by construction; the per-step check with its fresh
-        /// retrieval and dense fallback is an opt-in extra, not the method.</summary>
-        public Verification Verify { get; init; } = Verification.Off;
+        /// <summary>The verifier (this policy exists for it: PrHS without verification is <see cref="PrhsPlan"/>).</summary>
+        public Verification Verify { get; init; } = Verification.Bound;
         /// <summary>Bound verification: most pages scored exactly (largest contribution first, until δ* is certified).</summary>
         public int Refine { get; init; } = 64;
         /// <summary>Sample verification: unselected keys drawn.</summary>
         public int Samples { get; init; } = 64;
-        /// <summary>Leading dense layers (null: 2 of 32, scaled).</summary>
-        public int? DenseLayers { get; init; }
-        /// <summary>ℓs, the first layer PSAW and ETF act on (null: the first sparse layer).</summary>
-        public int? From { get; init; }
-        public double Phi { get; init; } = 0.8;
-        public double Alpha { get; init; } = 1;
-        public double Psi { get; init; } = 0.4;
-        public double Gamma { get; init; } = 1;
     }
 
     /// <summary>Per layer, over the decode so far.</summary>
@@ -78,14 +62,10 @@ public sealed class PrhsSelector : SelectorBase
         _from = _o.From ?? _dense;
         if (_dense < 0 || _dense > Layers) throw new ArgumentException($"PrHS dense layers must be in [0, {Layers}], got {_dense}.");
         if (_from < 0 || _from > Layers) throw new ArgumentException($"PrHS 'from' layer must be in [0, {Layers}], got {_from}.");
-        _prune = new double[Layers];
-        _freeze = new double[Layers];
-        for (int l = _from; l < Layers; l++)
-        {
-            double depth = (double)(l - _from) / (Layers - _from);
-            _prune[l] = 1 - Math.Pow(_o.Phi, _o.Alpha * depth);
-            _freeze[l] = 1 - Math.Pow(_o.Psi, _o.Gamma * depth);
-        }
+        if (_o.Verify == Verification.Off)
+            throw new ArgumentException("PrHS without verification is the plan PrhsPlan; this host policy runs only the opt-in δ verification (bound or sample).");
+        _prune = PrhsPlan.Schedule(_o.Phi, _o.Alpha, _from, Layers);
+        _freeze = PrhsPlan.Schedule(_o.Psi, _o.Gamma, _from, Layers);
         int states = Layers * Heads;
         _set = Jagged<int>(states, 64);
         _setCount = new int[states];
@@ -172,7 +152,7 @@ public sealed class PrhsSelector : SelectorBase
                 _fresh[layer]++;
                 Retrieve(backend, layer, h, n, sinks, middleEnd, salient, whole: true);
                 count = Compose(backend, s, n, sinks, local, dst);
-                delta = Granularity == SelectionGranularity.QueryHead && _o.Verify != Verification.Off
+                delta = Granularity == SelectionGranularity.QueryHead
                     ? backend.DroppedMass(_scores.AsSpan(0, n), dst[..count])
                     : Measure(backend, layer, h, dst[..count]);
             }
@@ -281,7 +261,6 @@ public sealed class PrhsSelector : SelectorBase
     /// <summary>The verifier's δ for a selection head: the largest over its query heads.</summary>
     private double Measure(ISelectionBackend backend, int layer, int h, ReadOnlySpan<int> selected)
     {
-        if (_o.Verify == Verification.Off) return double.NaN;
         int first = Granularity == SelectionGranularity.QueryHead ? h : h * Group;
         int count = Granularity == SelectionGranularity.QueryHead ? 1 : Group;
         double worst = 0;

@@ -9,7 +9,7 @@ namespace SparseDecode.Selection;
 /// (<see cref="Create"/>). Layer-number defaults are scaled to the model's depth at creation.</summary>
 public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranularity? Granularity, IReadOnlyDictionary<string, string> Parameters)
 {
-    public static IReadOnlyList<string> Methods { get; } = ["dense", "oracle", "streaming", "quest", "tidal", "lfps", "prhs"];
+    public static IReadOnlyList<string> Methods { get; } = ["dense", "oracle", "streaming", "quest", "tidal", "lfps", "prhs", "hshare"];
 
     /// <summary>Full attention: engines run it without a selector (their dense fast path).</summary>
     public bool IsDense => Method == "dense";
@@ -66,6 +66,12 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
              new("alpha", "1", "PSAW: schedule exponent", v => Real(v, 0, 1e6, false)),
              new("psi", "0.4", "ETF: deepest layers retrieve only the newest ψ^γ share, the rest is frozen", v => Real(v, 0, 1, true)),
              new("gamma", "1", "ETF: schedule exponent", v => Real(v, 0, 1e6, false))]),
+        ["hshare"] = ("HShare: critical-token indices (sinks, heavy top-k, local) shared across steps, layers and a KV head's query heads", SelectionGranularity.KvHead,
+            [new("sinks", "8", "first positions always kept", v => Int(v, 0)),
+             new("local", "32", "most recent positions always kept", v => Int(v, 0)),
+             new("query", "2", "decode steps one retrieval serves", v => Int(v, 1)),
+             new("layers", "2", "consecutive layers one selection serves", v => Int(v, 1)),
+             new("dense", "0", "leading layers attending densely", v => Int(v, 0))]),
     };
 
     /// <summary>A bad method, budget or parameter: one sentence, and the field it is about ("method", "budget" or
@@ -131,7 +137,7 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
     {
         "history" => (MaxHistory, "each step of history is kept per layer and head"),
         "radius" => (MaxRadius, "each position expands to 2·radius + 1 candidates"),
-        "dense" or "start" or "reselect" or "from" => (config.NumLayers, $"the model has {config.NumLayers} layers"),
+        "dense" or "start" or "reselect" or "from" or "layers" => (config.NumLayers, $"the model has {config.NumLayers} layers"),
         _ => (config.MaxPositions, $"the model's context is {config.MaxPositions} tokens"),
     };
 
@@ -151,12 +157,12 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
     public SelectionGranularity EffectiveGranularity => Granularity ?? Table[Method].Default;
 
     /// <summary>A fresh selector (its own per-sequence state) for a model of this shape, run on the host: the
-    /// method's plan on spans (<see cref="PlanSelector"/>), or PrHS's host policy.</summary>
+    /// method's plan on spans (<see cref="PlanSelector"/>), or the host policy of PrHS's opt-in verification.</summary>
     public IKvSelector Create(ModelConfig config) =>
         CreatePlan(config, config.MaxPositions) is SelectionPlan plan ? new PlanSelector(plan) : CreatePrhs(config);
 
     /// <summary>The method as a plan whose buffers are declared for contexts up to `maxContext` (what the GPU
-    /// captures into its step graph); null for a method that is not written as a plan yet (prhs).</summary>
+    /// captures into its step graph); null for PrHS with the opt-in verification, which is a host policy.</summary>
     public SelectionPlan? CreatePlan(ModelConfig config, int maxContext)
     {
         CheckLimits(config);
@@ -183,10 +189,28 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
                     History = I("history", 2), Radius = I("radius", 1), Sinks = I("sinks", 4), Recent = I("recent", 16),
                     Interval = I("interval", 32), Drop = (float)D("drop", 2), DenseLayers = Layer("dense", 0, layers),
                 }, g, maxContext);
-            case "prhs": return null;
+            case "prhs":
+                if (Verifies) return null;
+                return new PrhsPlan(config, Budget, new PrhsPlan.Options
+                {
+                    Sinks = I("sinks", 4), Local = I("local", 32), Tau = (float)D("tau", 0.8), Block = I("block", 16),
+                    Radius = I("radius", 1), Top = I("top", 16),
+                    DenseLayers = Parameters.ContainsKey("dense") ? Layer("dense", 0, layers) : null,
+                    From = Parameters.ContainsKey("from") ? Layer("from", 0, layers) : null,
+                    Phi = D("phi", 0.8), Alpha = D("alpha", 1), Psi = D("psi", 0.4), Gamma = D("gamma", 1),
+                }, g, maxContext);
+            case "hshare":
+                return new HSharePlan(config, Budget, new HSharePlan.Options
+                {
+                    Sinks = I("sinks", 8), Local = I("local", 32), QueryShare = I("query", 2), LayerShare = I("layers", 2),
+                    DenseLayers = Layer("dense", 0, layers),
+                }, g, maxContext);
             default: throw new InvalidOperationException($"Method '{Method}' has no factory.");
         }
     }
+
+    /// <summary>PrHS with the opt-in δ verification (verify=bound|sample): the host policy, not a plan.</summary>
+    private bool Verifies => Method == "prhs" && Parameters.TryGetValue("verify", out var v) && !v.Equals("off", StringComparison.OrdinalIgnoreCase);
 
     private PrhsSelector CreatePrhs(ModelConfig config)
     {
@@ -195,7 +219,7 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
         {
             Sinks = I("sinks", 4), Local = I("local", 32), Tau = (float)D("tau", 0.8), Block = I("block", 16),
             Radius = I("radius", 1), Top = I("top", 16), Delta = D("delta", 0.05),
-            Verify = Parameters.TryGetValue("verify", out var vf) ? Enum.Parse<PrhsSelector.Verification>(vf, ignoreCase: true) : PrhsSelector.Verification.Off,
+            Verify = Enum.Parse<PrhsSelector.Verification>(Parameters["verify"], ignoreCase: true),
             Refine = I("refine", 64), Samples = I("samples", 64),
             DenseLayers = Parameters.ContainsKey("dense") ? Layer("dense", 0, layers) : null,
             From = Parameters.ContainsKey("from") ? Layer("from", 0, layers) : null,

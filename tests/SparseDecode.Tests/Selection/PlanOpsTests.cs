@@ -21,6 +21,10 @@ public class PlanOpsTests
         public void LfpsCandidates(in LfpsState state, in LfpsRule rule, IndexSet dst) => Calls.Add($"{Layer} lfps-candidates {rule} {dst.Id}");
         public void LfpsTrigger(ScoreSet candidateScores, IndexSet candidates, in LfpsState state, float drop) => Calls.Add($"{Layer} lfps-trigger {drop}");
         public void LfpsRemember(IndexSet selected, ScoreSet allScores, in LfpsState state) => Calls.Add($"{Layer} lfps-remember {selected.Id}");
+        public void ScoreRange(FlagSet start, FlagSet length, ScoreSet dst) => Calls.Add($"{Layer} range {start.Id} {length.Id} {dst.Id}");
+        public void PrhsShare(in PrhsState state, in PrhsRule rule, Budget budget) => Calls.Add($"{Layer} prhs-share {rule} {budget}");
+        public void PrhsPick(ScoreSet domainScores, in PrhsState state, in PrhsRule rule, Budget budget, IndexSet dst) =>
+            Calls.Add($"{Layer} prhs-pick {domainScores.Id} {rule} {budget} {dst.Id}");
     }
 
     [Theory]
@@ -29,12 +33,7 @@ public class PlanOpsTests
     {
         using var s = new SyntheticAttention(layers: 6, heads: 4, kvHeads: 2, headDim: 16, capacity: 400, seed: 21);
         var spec = SelectorSpec.Parse(method, "5%", new Dictionary<string, string> { ["granularity"] = granularity });
-        var plan = spec.CreatePlan(s.Config, 400);
-        if (plan is null)
-        {
-            Assert.Equal("prhs", method); // the one host policy
-            return;
-        }
+        var plan = spec.CreatePlan(s.Config, 400)!;
         s.FillTo(300);
         var selector = new PlanSelector(plan);
         List<string>? first = null;

@@ -28,18 +28,17 @@ public class PrhsTests
     {
         using var s = new SyntheticAttention(layers: 4, heads: 4, kvHeads: 2, headDim: 16, capacity: 1100, seed: 31);
         s.FillTo(1000, sigma: 0.01f);
-        var selector = (PrhsSelector)SelectorSpec.Parse("prhs", "64", new Dictionary<string, string>()).Create(s.Config);
-        Assert.Equal(PrhsSelector.Verification.Off, selector.Settings.Verify);
+        var selector = (PlanSelector)SelectorSpec.Parse("prhs", "64", new Dictionary<string, string>()).Create(s.Config);
+        var plan = Assert.IsType<PrhsPlan>(selector.Plan);
         for (int step = 0; step < 3; step++)
         {
             s.RandomQueries();
             var r = s.Step(selector);
-            for (int l = selector.DenseLayers; l < 4; l++)
+            for (int l = plan.DenseLayers; l < 4; l++)
             {
                 Assert.False(r[l].Dense);
                 Assert.All(r[l].Indices, idx => Assert.InRange(idx.Length, 1, 64));
             }
-            Assert.All(selector.Statistics(), st => Assert.Equal((0L, 0L), (st.FreshRetrievals, st.DenseFallbacks)));
         }
     }
 
@@ -213,17 +212,16 @@ public class PrhsTests
     }
 
     [Fact]
-    public void WithVerificationOffNothingFallsBackAndNoDeltaIsMeasured()
+    public void WithVerificationOffTheSelectionIsThePlan()
     {
         using var s = new SyntheticAttention(layers: 2, heads: 2, kvHeads: 1, headDim: 16, capacity: 1100, seed: 25);
         s.FillTo(1000, sigma: 0.01f);
-        var selector = Create(s, "64", new() { ["verify"] = "off" });
+        var selector = SelectorSpec.Parse("prhs", "64", new Dictionary<string, string> { ["verify"] = "off" }).Create(s.Config);
+        Assert.IsType<PrhsPlan>(Assert.IsType<PlanSelector>(selector).Plan);
         s.RandomQueries();
         var r = s.Step(selector);
         Assert.False(r[1].Dense);
         Assert.All(r[1].Indices, x => Assert.Equal(64, x.Length));
-        Assert.True(double.IsNaN(selector.LastDelta(1, 0)));
-        Assert.Equal(0, selector.Statistics()[1].DenseFallbacks);
     }
 
     [Fact]
@@ -232,17 +230,18 @@ public class PrhsTests
         using var s = new SyntheticAttention(layers: 8, heads: 2, kvHeads: 2, headDim: 16, capacity: 2100, seed: 26);
         s.FillTo(2000);
         s.RandomQueries();
-        var selector = Create(s, "200", new() { ["verify"] = "off", ["from"] = "1", ["dense"] = "1" });
+        var selector = (PlanSelector)SelectorSpec.Parse("prhs", "200", new Dictionary<string, string> { ["from"] = "1", ["dense"] = "1" }).Create(s.Config);
+        var plan = (PrhsPlan)selector.Plan;
         int n = 2001;
         for (int l = 1; l < 8; l++)
         {
-            Assert.Equal((int)Math.Floor((1 - Math.Pow(0.8, (l - 1) / 7.0)) * n), selector.PrunedPrefix(l, n));
-            Assert.Equal((int)Math.Floor((1 - Math.Pow(0.4, (l - 1) / 7.0)) * n), selector.FrozenPrefix(l, n));
+            Assert.Equal((int)Math.Floor((1 - Math.Pow(0.8, (l - 1) / 7.0)) * n), plan.PrunedPrefix(l, n));
+            Assert.Equal((int)Math.Floor((1 - Math.Pow(0.4, (l - 1) / 7.0)) * n), plan.FrozenPrefix(l, n));
         }
         var r = s.Step(selector);
         for (int l = 2; l < 8; l++)
         {
-            int pruned = selector.PrunedPrefix(l, n), frozen = selector.FrozenPrefix(l, n);
+            int pruned = plan.PrunedPrefix(l, n), frozen = plan.FrozenPrefix(l, n);
             Assert.True(frozen > pruned);
             // Retrieval scores only [frozen, n − local): the newest part of the context.
             Assert.Equal(2L * (n - 32 - frozen), r[l].KeysScored);

@@ -7,8 +7,8 @@ public class SelectorSpecTests
     private static readonly SparseDecode.Model.ModelConfig Llama32 = SyntheticAttention.ConfigFor(32, 32, 8, 128);
 
     [Fact]
-    public void MethodsAreTheSevenInOrder() =>
-        Assert.Equal(["dense", "oracle", "streaming", "quest", "tidal", "lfps", "prhs"], SelectorSpec.Methods);
+    public void MethodsAreTheEightInOrder() =>
+        Assert.Equal(["dense", "oracle", "streaming", "quest", "tidal", "lfps", "prhs", "hshare"], SelectorSpec.Methods);
 
     [Theory]
     [InlineData("dense", typeof(DensePlan), SelectionGranularity.QueryHead)]
@@ -17,7 +17,8 @@ public class SelectorSpecTests
     [InlineData("quest", typeof(QuestPlan), SelectionGranularity.QueryHead)]
     [InlineData("tidal", typeof(TidalDecodePlan), SelectionGranularity.QueryHead)]
     [InlineData("LFPS", typeof(LfpsPlan), SelectionGranularity.QueryHead)]
-    [InlineData(" prhs ", typeof(PrhsSelector), SelectionGranularity.QueryHead)]
+    [InlineData(" prhs ", typeof(PrhsPlan), SelectionGranularity.QueryHead)]
+    [InlineData("hshare", typeof(HSharePlan), SelectionGranularity.KvHead)]
     public void CreatesEachMethodWithItsPaperGranularity(string method, Type type, SelectionGranularity g)
     {
         var spec = SelectorSpec.Parse(method, "256", new Dictionary<string, string>());
@@ -39,9 +40,14 @@ public class SelectorSpecTests
         Assert.Equal((2, (int?)13), (tidal.Start, tidal.Reselect));
         var quest = PlanOf<QuestPlan>("quest", []);
         Assert.Equal(2, quest.DenseLayers);
-        var prhs = (PrhsSelector)SelectorSpec.Parse("prhs", "256", new Dictionary<string, string>()).Create(Llama32);
-        // the paper's method: pre-hoc selection with no per-step verification unless asked for
-        Assert.Equal((2, 2, 0.05, PrhsSelector.Verification.Off), (prhs.DenseLayers, prhs.From, prhs.Settings.Delta, prhs.Settings.Verify));
+        // the paper's method: pre-hoc selection, a plan; the per-step verification only when asked for (a host policy)
+        var prhs = PlanOf<PrhsPlan>("prhs", []);
+        Assert.Equal((2, 2, 16, 0.8f), (prhs.DenseLayers, prhs.From, prhs.Settings.Block, prhs.Settings.Tau));
+        var verified = (PrhsSelector)SelectorSpec.Parse("prhs", "256", new Dictionary<string, string> { ["verify"] = "bound" }).Create(Llama32);
+        Assert.Equal((2, 2, 0.05, PrhsSelector.Verification.Bound), (verified.DenseLayers, verified.From, verified.Settings.Delta, verified.Settings.Verify));
+        Assert.Null(SelectorSpec.Parse("prhs", "256", new Dictionary<string, string> { ["verify"] = "sample" }).CreatePlan(Llama32, 4096));
+        var hshare = PlanOf<HSharePlan>("hshare", []);
+        Assert.Equal((8, 32, 2, 2, 0), (hshare.Settings.Sinks, hshare.Settings.Local, hshare.Settings.QueryShare, hshare.Settings.LayerShare, hshare.Settings.DenseLayers));
         var lfps = PlanOf<LfpsPlan>("lfps", []);
         Assert.Equal((2, 1, 4, 16, 32, 2f), (lfps.Settings.History, lfps.Settings.Radius, lfps.Settings.Sinks, lfps.Settings.Recent, lfps.Settings.Interval, lfps.Settings.Drop));
         var none = PlanOf<TidalDecodePlan>("tidal", new() { ["start"] = "4", ["reselect"] = "none" });
@@ -52,7 +58,7 @@ public class SelectorSpecTests
     }
 
     [Theory]
-    [InlineData("magic", "256", "", "Unknown method 'magic'; choose one of dense, oracle, streaming, quest, tidal, lfps, prhs.")]
+    [InlineData("magic", "256", "", "Unknown method 'magic'; choose one of dense, oracle, streaming, quest, tidal, lfps, prhs, hshare.")]
     [InlineData("lfps", "256", "window=4", "Method 'lfps' has no parameter 'window'; its parameters are history, radius, sinks, recent, interval, drop, dense, granularity.")]
     [InlineData("lfps", "256", "radius=-1", "Parameter 'radius' of method 'lfps' must be an integer ≥ 0, got '-1'.")]
     [InlineData("prhs", "256", "delta=1.5", "Parameter 'delta' of method 'prhs' must be a number in [0, 1], got '1.5'.")]

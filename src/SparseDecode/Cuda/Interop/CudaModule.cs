@@ -100,12 +100,12 @@ public sealed unsafe class CudaFunction
 /// little-endian ABI reads it), built on the stack: a launch allocates nothing.</summary>
 public unsafe struct KernelArgs
 {
-    internal fixed ulong Values[24];
+    internal fixed ulong Values[32];
     public int Count { get; private set; }
 
     private void Put(ulong v)
     {
-        if (Count == 24) throw new InvalidOperationException("More than 24 kernel parameters.");
+        if (Count == 32) throw new InvalidOperationException("More than 32 kernel parameters.");
         Values[Count++] = v;
     }
 

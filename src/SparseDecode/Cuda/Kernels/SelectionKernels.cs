@@ -2,7 +2,7 @@ namespace SparseDecode.Cuda;
 
 /// <summary>Host side of Cuda/Kernels/selection.cu: the selection plans' operations as kernels batched over every
 /// selection head of every row (scores of all keys or of lists, Quest page bounds, top-k sizes, StreamingLLM's
-/// window, LFPS's candidates, trigger and bookkeeping). Every method only queues work (graph-capturable).</summary>
+/// window, LFPS's candidates, trigger and bookkeeping, PrHS's sharing decision, dilation and composed sets). Every method only queues work (graph-capturable).</summary>
 public sealed class SelectionKernels : IDisposable
 {
     public const string SourceFile = "selection.cu";
@@ -13,7 +13,8 @@ public sealed class SelectionKernels : IDisposable
     public const int MaxQueriesPerHead = 16;
 
     public static readonly string[] KernelNames =
-        ["plan_begin_step", "sel_scores", "sel_page_bounds", "sel_topk_sizes", "sel_window", "lfps_candidates", "lfps_trigger", "lfps_remember"];
+        ["plan_begin_step", "sel_scores", "sel_page_bounds", "sel_topk_sizes", "sel_window", "lfps_candidates", "lfps_trigger", "lfps_remember",
+         "prhs_share", "prhs_dilate", "prhs_compose"];
 
     private readonly CudaModule _module;
     public CudaDevice Device { get; }
@@ -42,20 +43,22 @@ public sealed class SelectionKernels : IDisposable
         _module["plan_begin_step"].Launch(((rows + 127) / 128, 1, 1), 128, s, ref a);
     }
 
-    /// <summary>Scores of every key (list null; launches cover kv.PlanLength keys) or of each head's list (entries
-    /// [rows·heads][listStride], counts in listMeta), into out [rows·heads][outStride]; masked heads skipped. Every
-    /// key for per-query-head rows goes one block per KV head, each key row read once for its whole group.</summary>
+    /// <summary>Scores of every key (list and range null; launches cover kv.PlanLength keys), of each head's list
+    /// (entries [rows·heads][listStride], counts in listMeta) or of each head's range (rangeStart[row] + j for
+    /// j &lt; rangeLength[row]), into out [rows·heads][outStride]; masked heads skipped. Every key for
+    /// per-query-head rows goes one block per KV head, each key row read once for its whole group.</summary>
     public void Scores(in KvView kv, DeviceBuffer q, in Heads h, float scale, DeviceBuffer? list, DeviceBuffer? listMeta,
-        int listStride, DeviceBuffer? mask, int maskKind, DeviceBuffer output, int outStride, CudaStream s)
+        int listStride, DeviceBuffer? mask, int maskKind, DeviceBuffer output, int outStride, CudaStream s,
+        DeviceBuffer? rangeStart = null, DeviceBuffer? rangeLength = null)
     {
         int items = list is null ? kv.PlanLength : listStride;
-        bool spread = list is null && h.QueriesPer == 1 && h.Group > 1;
+        bool spread = list is null && rangeStart is null && h.QueriesPer == 1 && h.Group > 1;
         var launch = spread ? h with { Count = h.Count / h.Group, QueriesPer = h.Group } : h;
         int chunk = Chunk(items, launch, 32); // 8 warps × 4 keys per turn
         var a = new KernelArgs();
         a.Add(kv.KBases); a.Add(kv.Lengths); a.Add(kv.HeadStride); a.Add(h.HeadDim); a.Add(q); a.Add(h.QueryHeads);
         a.Add(launch.Count); a.Add(launch.QueriesPer); a.Add(h.Group); a.Add(spread ? 1 : 0); a.Add(scale); a.Add(list); a.Add(listMeta);
-        a.Add(listStride); a.Add(mask); a.Add(maskKind); a.Add(chunk); a.Add(output); a.Add(outStride);
+        a.Add(listStride); a.Add(rangeStart); a.Add(rangeLength); a.Add(mask); a.Add(maskKind); a.Add(chunk); a.Add(output); a.Add(outStride);
         _module["sel_scores"].Launch((LaunchPlan.Chunks(items, chunk), launch.Count, h.Rows), Threads, s, ref a);
     }
 
@@ -118,6 +121,52 @@ public sealed class SelectionKernels : IDisposable
         a.Add(all); a.Add(allStride); a.Add(refresh); a.Add(referenceMax); a.Add(refStride); a.Add(lastRefresh); a.Add(refreshes);
         a.Add(triggered); a.Add(history.Entries); a.Add(history.Meta); a.Add(history.Depth); a.Add(history.Capacity);
         _module["lfps_remember"].Launch((rows * heads, 1, 1), Threads, s, ref a);
+    }
+
+    /// <summary>PrHS's budget split and per-layer rule as the kernels take them.</summary>
+    public readonly record struct PrhsSizes(int Tokens, double Fraction, Selection.PrhsRule Rule);
+
+    /// <summary>PrHS's sharing decision and retrieval domain per (row, head) (prhs_share); prev/prevAt: the previous
+    /// layer's sets and stamps (null: nothing to freeze from). Also the first top-k's sizes into rowLens and ks.</summary>
+    public void PrhsShare(ulong lengths, DeviceBuffer steps, in Heads h, in PrhsSizes z, DeviceBuffer q, DeviceBuffer reference,
+        int refStride, DeviceBuffer retrievedAt, DeviceBuffer? prevAt, in Lists? prev, DeviceBuffer decision, DeviceBuffer domStart,
+        DeviceBuffer domLen, DeviceBuffer frozenFrom, DeviceBuffer frozenCount, DeviceBuffer rowLens, DeviceBuffer ks, CudaStream s)
+    {
+        var r = z.Rule;
+        var a = new KernelArgs();
+        a.Add(lengths); a.Add(steps); a.Add(h.Count); a.Add(z.Tokens); a.Add(z.Fraction); a.Add(r.Sinks); a.Add(r.Local); a.Add(r.Tau);
+        a.Add(r.Block); a.Add(r.Radius); a.Add(r.Top); a.Add(r.Prune); a.Add(r.Freeze); a.Add(q); a.Add(h.QueryHeads); a.Add(h.QueriesPer);
+        a.Add(h.HeadDim); a.Add(reference); a.Add(refStride); a.Add(retrievedAt); a.Add(prevAt); a.Add(prev?.Entries); a.Add(prev?.Meta);
+        a.Add(prev?.Capacity ?? 0); a.Add(decision); a.Add(domStart); a.Add(domLen); a.Add(frozenFrom); a.Add(frozenCount);
+        a.Add(rowLens); a.Add(ks);
+        _module["prhs_share"].Launch((h.Rows * h.Count, 1, 1), Threads, s, ref a);
+    }
+
+    /// <summary>PrHS's dilation of the first top-k's offsets (best) and the second top-k's sizes (prhs_dilate).</summary>
+    public void PrhsDilate(ulong lengths, in Heads h, in PrhsSizes z, DeviceBuffer decision, DeviceBuffer domLen, DeviceBuffer frozenCount,
+        DeviceBuffer best, int bestCap, DeviceBuffer dilated, int dilatedCap, DeviceBuffer dilatedCount, DeviceBuffer rowLens, DeviceBuffer ks,
+        CudaStream s)
+    {
+        int rows = h.Rows * h.Count;
+        var a = new KernelArgs();
+        a.Add(rows); a.Add(decision); a.Add(domLen); a.Add(frozenCount); a.Add(lengths); a.Add(h.Count); a.Add(z.Tokens); a.Add(z.Fraction);
+        a.Add(z.Rule.Sinks); a.Add(z.Rule.Local); a.Add(z.Rule.Radius); a.Add(z.Rule.Top); a.Add(best); a.Add(bestCap); a.Add(dilated);
+        a.Add(dilatedCap); a.Add(dilatedCount); a.Add(rowLens); a.Add(ks);
+        _module["prhs_dilate"].Launch(((rows + 127) / 128, 1, 1), 128, s, ref a);
+    }
+
+    /// <summary>PrHS's salient sets where retrieved and every head's composed list (prhs_compose).</summary>
+    public void PrhsCompose(ulong lengths, in Heads h, in PrhsSizes z, DeviceBuffer decision, DeviceBuffer domStart, DeviceBuffer frozenFrom,
+        DeviceBuffer frozenCount, in Lists? prev, DeviceBuffer dilated, int dilatedCap, DeviceBuffer dilatedCount, in Lists rest,
+        DeviceBuffer restKs, in Lists salient, DeviceBuffer bitmap, int words, in Lists output, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(lengths); a.Add(h.Count); a.Add(z.Tokens); a.Add(z.Fraction); a.Add(z.Rule.Sinks); a.Add(z.Rule.Local); a.Add(decision);
+        a.Add(domStart); a.Add(frozenFrom); a.Add(frozenCount); a.Add(prev?.Entries); a.Add(prev?.Capacity ?? 0); a.Add(dilated);
+        a.Add(dilatedCap); a.Add(dilatedCount); a.Add(rest.Entries); a.Add(rest.Meta); a.Add(rest.Capacity); a.Add(restKs);
+        a.Add(salient.Entries); a.Add(salient.Meta); a.Add(salient.Capacity); a.Add(bitmap); a.Add(words); a.Add(output.Entries);
+        a.Add(output.Meta); a.Add(output.Capacity);
+        _module["prhs_compose"].Launch((h.Rows * h.Count, 1, 1), CandidateThreads, s, ref a);
     }
 
     public void Dispose() => _module.Dispose();

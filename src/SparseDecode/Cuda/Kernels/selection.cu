@@ -51,15 +51,16 @@ extern "C" __global__ void plan_begin_step(int* __restrict__ steps, int rows)
     if (r < rows) steps[r]++;
 }
 
-// Scores q·k·scale of key j (idx null: every j < length) or of key idx[row][j] (j < the list's count; -1 entries
-// give -inf). Grid (chunks, heads, rows); a warp per key, its lanes over channel pairs; the block's head stands for
+// Scores q·k·scale of key j (idx and rangeStart null: every j < length), of key idx[row][j] (j < the list's count;
+// -1 entries give -inf) or of key rangeStart[row] + j (j < rangeLength[row]). Grid (chunks, heads, rows); a warp per key, its lanes over channel pairs; the block's head stands for
 // qPer query heads from h·qPer. spread 0: out row (r·heads + h) gets the max over them (a KV head's score);
 // spread 1: each query head's own row (r·heads·qPer + h·qPer + g) — per-query-head scores of every key read once
 // per group. Rows the mask excludes are not written (a block whose rows are all excluded returns at once).
 extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_scores(const u64* __restrict__ kBases,
     const int* __restrict__ lengths, long long headStride, int hd, const float* __restrict__ q, int qHeads,
     int heads, int qPer, int group, int spread, float scale, const int* __restrict__ idx, const int* __restrict__ idxMeta,
-    int idxStride, const int* __restrict__ mask, int maskKind, int chunk, float* __restrict__ out, int outStride)
+    int idxStride, const int* __restrict__ rangeStart, const int* __restrict__ rangeLength, const int* __restrict__ mask,
+    int maskKind, int chunk, float* __restrict__ out, int outStride)
 {
     __shared__ float2 sq[SEL_MAXQ * SEL_MAXPAIRS];
     __shared__ int sh_on[SEL_MAXQ];
@@ -71,7 +72,8 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_scores(const u6
     bool any = false;
     for (int g = 0; g < outs; g++) any |= sh_on[g] != 0;
     if (!any) return;
-    const int len = lengths[r], count = idx ? idxMeta[2LL * row] : len;
+    const int len = lengths[r], count = idx ? idxMeta[2LL * row] : rangeStart ? rangeLength[row] : len;
+    const int first = rangeStart ? rangeStart[row] : 0;
     const int c0 = blockIdx.x * chunk, c1 = min(c0 + chunk, count);
     if (c0 >= c1) return;
     const int pairs = hd >> 1, qFirst = h * qPer, kvh = qFirst / group;
@@ -92,7 +94,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_scores(const u6
 #pragma unroll
         for (int x = 0; x < SEL_KEYS; x++)
         {
-            const int j = j0 + x, pos = j < c1 ? (I ? I[j] : j) : -1;
+            const int j = j0 + x, pos = j < c1 ? (I ? I[j] : first + j) : -1;
             ok[x] = pos >= 0 && pos < len;
 #pragma unroll
             for (int u = 0; u < SEL_MAXPAIRS / 32; u++)
@@ -221,6 +223,24 @@ __device__ __forceinline__ void mark_range(u32* bits, int lo, int hi, int n)
     for (int p = lo; p <= hi; p++) atomicOr(bits + (p >> 5), 1u << (p & 31));
 }
 
+// The set positions of bits[0..used) written ascending to out (at most capacity; the rest of out is left as it is);
+// returns how many were written. Each thread compacts a contiguous run of words, in order. Every thread of the
+// block (LFPS_THREADS) must call it; the bits are final before the call.
+__device__ int compact_bits(const u32* bits, int used, int* out, int capacity, u32* sh_scan)
+{
+    const int t = threadIdx.x;
+    const int per = (used + LFPS_THREADS - 1) / LFPS_THREADS, w0 = min(used, t * per), w1 = min(used, w0 + per);
+    u32 mine = 0;
+    for (int w = w0; w < w1; w++) mine += __popc(bits[w]);
+    u32 total;
+    const u32 before = block_excl_scan(mine, sh_scan, &total);
+    int at = (int)before;
+    for (int w = w0; w < w1; w++)
+        for (u32 b = bits[w]; b; b &= b - 1)
+            if (at < capacity) out[at++] = (w << 5) + __ffs(b) - 1;
+    return min((int)total, capacity);
+}
+
 // LFPS's candidates per (row, head): refresh[row] = 1 where a refresh is due (no history yet, or `interval` steps
 // since the last), else 0 and out[row] = the ascending union of the sinks, the recent window, and each history list
 // vertically and slashed by the steps since it was written, each widened by ±radius — built in a bitmap of the
@@ -260,18 +280,8 @@ extern "C" __global__ void __launch_bounds__(LFPS_THREADS) lfps_candidates(const
         }
     }
     __syncthreads();
-    // compaction: each thread a contiguous run of words, in order
-    const int per = (used + LFPS_THREADS - 1) / LFPS_THREADS, w0 = min(used, t * per), w1 = min(used, w0 + per);
-    u32 mine = 0;
-    for (int w = w0; w < w1; w++) mine += __popc(bits[w]);
-    u32 total;
-    const u32 before = block_excl_scan(mine, sh_scan, &total);
-    int* O = out + (long long)row * capacity;
-    int at = (int)before;
-    for (int w = w0; w < w1; w++)
-        for (u32 b = bits[w]; b; b &= b - 1)
-            if (at < capacity) O[at++] = (w << 5) + __ffs(b) - 1;
-    if (t == 0) meta[2LL * row] = min((int)total, capacity);
+    const int total = compact_bits(bits, used, out + (long long)row * capacity, capacity, sh_scan);
+    if (t == 0) meta[2LL * row] = total;
 }
 
 // LFPS's trigger per (row, head): where no refresh is due and drop > 0, refresh[row] = 2 if the best candidate score
@@ -326,4 +336,196 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) lfps_remember(const in
     const int count = min(selMeta[2LL * row], histCap);
     for (int j = t; j < histCap; j += SEL_THREADS) H[j] = j < count ? selected[(long long)row * selCap + j] : -1;
     if (t == 0) { HM[0] = count; HM[1] = n - 1; }
+}
+
+// PrHS's split of a budget of k keys (PrhsRule.Split): sinks ≤ k/8, local window ≤ k/4, the rest salient.
+__device__ __forceinline__ void prhs_split(int k, int sinks, int local, int* s, int* w, int* salient)
+{
+    *s = min(sinks, k / 8);
+    *w = min(local, k / 4);
+    *salient = k - *s - *w;
+}
+
+// Lowest i with L[i] >= v in an ascending list of `count` entries.
+__device__ __forceinline__ int lower_bound(const int* L, int count, int v)
+{
+    int lo = 0, hi = count;
+    while (lo < hi)
+    {
+        const int mid = (lo + hi) >> 1;
+        if (L[mid] < v) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+// PrHS's CIS decision and retrieval domain per (row, head) (ISelectionOps.PrhsShare): decision 2 where k ≥ n; 1
+// where the stored set was retrieved fewer than `block` steps ago and the query's cosine with the retrieval's is
+// ≥ tau; else 0, the query and step stamped, and the domain [start, n − local) with PSAW's and ETF's prefixes (the
+// frozen entries from the previous layer's ascending set prev). Also the sizes of PrhsPick's first top-k (the `top`
+// best of the domain): rowLens, ks (-1 where nothing is picked with a dilation). Grid (rows · heads), SEL_THREADS.
+extern "C" __global__ void __launch_bounds__(SEL_THREADS) prhs_share(const int* __restrict__ lengths,
+    const int* __restrict__ steps, int heads, int tokens, double fraction, int sinks, int local, float tau, int block,
+    int radius, int top, double prune, double freeze, const float* __restrict__ q, int qHeads, int qPer, int hd,
+    float* __restrict__ reference, int refStride, int* __restrict__ retrievedAt, const int* __restrict__ prevAt,
+    const int* __restrict__ prev, const int* __restrict__ prevMeta, int prevCap, int* __restrict__ decision,
+    int* __restrict__ domStart, int* __restrict__ domLen, int* __restrict__ frozenFrom, int* __restrict__ frozenCount,
+    int* __restrict__ rowLens, int* __restrict__ ks)
+{
+    __shared__ float sh[3][SEL_THREADS / 32];
+    const int row = blockIdx.x, r = row / heads, n = lengths[r], t = threadIdx.x;
+    const int k = resolve_budget(tokens, fraction, n);
+    if (k >= n)
+    {
+        if (t == 0) { decision[row] = 2; domLen[row] = 0; frozenCount[row] = 0; ks[row] = -1; rowLens[row] = 0; }
+        return;
+    }
+    int s, w, salient;
+    prhs_split(k, sinks, local, &s, &w, &salient);
+    const int step = steps[r], at = retrievedAt[row], qLen = qPer * hd;
+    const float* Q = q + ((long long)r * qHeads + (row % heads) * qPer) * hd;
+    float* R = reference + (long long)row * refStride;
+    bool shared = false;
+    if (at > 0 && step - at < block)
+    {
+        float dot = 0.f, qq = 0.f, rr = 0.f;
+        for (int i = t; i < qLen; i += SEL_THREADS)
+        {
+            dot = fmaf(Q[i], R[i], dot);
+            qq = fmaf(Q[i], Q[i], qq);
+            rr = fmaf(R[i], R[i], rr);
+        }
+        dot = warp_sum(dot);
+        qq = warp_sum(qq);
+        rr = warp_sum(rr);
+        if ((t & 31) == 0) { sh[0][t >> 5] = dot; sh[1][t >> 5] = qq; sh[2][t >> 5] = rr; }
+        __syncthreads();
+        float d = 0.f, a = 0.f, b = 0.f;
+        for (int x = 0; x < SEL_THREADS / 32; x++) { d += sh[0][x]; a += sh[1][x]; b += sh[2][x]; }
+        shared = d / (sqrtf(a) * sqrtf(b)) >= tau;   // NaN (a zero query) retrieves
+        __syncthreads();   // every thread has read the sums before the reference is overwritten
+    }
+    if (shared)
+    {
+        if (t == 0) { decision[row] = 1; domLen[row] = 0; frozenCount[row] = 0; ks[row] = -1; rowLens[row] = 0; }
+        return;
+    }
+    for (int i = t; i < qLen; i += SEL_THREADS) R[i] = Q[i];
+    if (t != 0) return;
+    decision[row] = 0;
+    retrievedAt[row] = step;
+    const int middleEnd = n - w;
+    const int low = max(s, (int)floor(prune * (double)n));
+    const int freezeEnd = min((int)floor(freeze * (double)n), middleEnd);
+    int start = low, from = 0, frozen = 0;
+    if (freezeEnd > low && prev && prevAt[row] > 0)
+    {
+        const int* P = prev + (long long)row * prevCap;
+        const int count = prevMeta[2LL * row];
+        from = lower_bound(P, count, low);
+        frozen = min(lower_bound(P, count, freezeEnd) - from, salient);
+        start = freezeEnd;
+    }
+    const int length = max(0, middleEnd - start), room = salient - frozen;
+    domStart[row] = start;
+    domLen[row] = length;
+    frozenFrom[row] = from;
+    frozenCount[row] = frozen;
+    const int best = min(min(top, room), length);
+    const bool dilates = room > 0 && length > 0 && best > 0 && radius > 0;
+    rowLens[row] = dilates ? length : 0;
+    ks[row] = dilates ? best : -1;
+}
+
+// PrHS's dilation per (row, head), after the first top-k wrote the `top` best domain offsets (ascending, -1 padded)
+// to best[row]: the distinct offsets within ±radius of them inside the domain [0, length), ascending, into
+// dil[row] (dilCount[row]; 0 where the dilation is empty or fills the room, which then takes the plain top-k), and
+// the sizes of the second top-k: the room, or the room less the dilation. Thread per (row, head).
+extern "C" __global__ void prhs_dilate(int rowsTimesHeads, const int* __restrict__ decision, const int* __restrict__ domLen,
+    const int* __restrict__ frozenCount, const int* __restrict__ lengths, int heads, int tokens, double fraction,
+    int sinks, int local, int radius, int top, const int* __restrict__ best, int bestCap, int* __restrict__ dil,
+    int dilCap, int* __restrict__ dilCount, int* __restrict__ rowLens, int* __restrict__ ks)
+{
+    const int row = blockIdx.x * blockDim.x + threadIdx.x;
+    if (row >= rowsTimesHeads) return;
+    dilCount[row] = 0;
+    if (decision[row] != 0) { ks[row] = -1; rowLens[row] = 0; return; }
+    const int n = lengths[row / heads], k = resolve_budget(tokens, fraction, n);
+    int s, w, salient;
+    prhs_split(k, sinks, local, &s, &w, &salient);
+    const int length = domLen[row], room = salient - frozenCount[row];
+    if (room <= 0 || length <= 0) { ks[row] = -1; rowLens[row] = 0; return; }
+    int count = 0;
+    if (min(min(top, room), length) > 0 && radius > 0)
+    {
+        const int* B = best + (long long)row * bestCap;
+        int* D = dil + (long long)row * dilCap;
+        // the best offsets are ascending, so their windows come in order: each adds what lies past the last written
+        int last = -1;
+        for (int i = 0; i < bestCap && B[i] >= 0; i++)
+            for (int p = max(max(B[i] - radius, 0), last + 1); p <= min(B[i] + radius, length - 1); p++) D[count++] = last = p;
+    }
+    if (count >= room) count = 0;
+    dilCount[row] = count;
+    rowLens[row] = length;
+    ks[row] = count > 0 ? room - count : room;
+}
+
+// Marks each entry (+ offset) of a list of `count` positions (-1 entries skipped) in a bitmap.
+__device__ __forceinline__ void mark_list(u32* bits, const int* L, int count, int offset)
+{
+    for (int j = threadIdx.x; j < count; j += blockDim.x)
+        if (L[j] >= 0) { const int p = L[j] + offset; atomicOr(bits + (p >> 5), 1u << (p & 31)); }
+}
+
+// PrHS's sets per (row, head) (ISelectionOps.PrhsPick): where decision is 0 the salient set := the frozen entries of
+// the previous layer's set ∪ the dilation ∪ the second top-k (offsets + domain start; where its k was ≥ 0),
+// ascending (stamped); then on
+// every head out := [0, sinks) ∪ salient ∪ [n − local, n) — every position where decision is 2 — built in a bitmap
+// of the context (bits[row], `words` words) and compacted in order. Grid (rows · heads), LFPS_THREADS threads.
+extern "C" __global__ void __launch_bounds__(LFPS_THREADS) prhs_compose(const int* __restrict__ lengths, int heads,
+    int tokens, double fraction, int sinks, int local, const int* __restrict__ decision, const int* __restrict__ domStart,
+    const int* __restrict__ frozenFrom, const int* __restrict__ frozenCount, const int* __restrict__ prev, int prevCap,
+    const int* __restrict__ dil, int dilCap, const int* __restrict__ dilCount, const int* __restrict__ rest,
+    const int* __restrict__ restMeta, int restCap, const int* __restrict__ restKs, int* __restrict__ salientSet, int* __restrict__ salientMeta,
+    int salientCap, u32* __restrict__ bitmap, int words, int* __restrict__ out, int* __restrict__ outMeta, int outCap)
+{
+    __shared__ u32 sh_scan[LFPS_THREADS / 32];
+    const int row = blockIdx.x, r = row / heads, n = lengths[r], t = threadIdx.x, f = decision[row];
+    int* O = out + (long long)row * outCap;
+    if (f == 2)
+    {
+        for (int j = t; j < outCap; j += LFPS_THREADS) O[j] = j < n ? j : -1;
+        if (t == 0) { outMeta[2LL * row] = min(n, outCap); outMeta[2LL * row + 1] = n - 1; }
+        return;
+    }
+    int s, w, salient;
+    prhs_split(resolve_budget(tokens, fraction, n), sinks, local, &s, &w, &salient);
+    u32* bits = bitmap + (long long)row * words;
+    const int used = (n + 31) >> 5;
+    for (int x = t; x < used; x += LFPS_THREADS) bits[x] = 0u;
+    __syncthreads();
+    int* S = salientSet + (long long)row * salientCap;
+    if (f == 0)
+    {
+        const int start = domStart[row];
+        mark_list(bits, prev ? prev + (long long)row * prevCap + frozenFrom[row] : S, prev ? frozenCount[row] : 0, 0);
+        mark_list(bits, dil + (long long)row * dilCap, dilCount[row], start);
+        // restKs < 0: the second top-k left this row as it was (nothing to pick)
+        if (restKs[row] >= 0) mark_list(bits, rest + (long long)row * restCap, restMeta[2LL * row], start);
+        __syncthreads();
+        const int count = compact_bits(bits, used, S, salientCap, sh_scan);
+        for (int j = count + t; j < salientCap; j += LFPS_THREADS) S[j] = -1;
+        if (t == 0) { salientMeta[2LL * row] = count; salientMeta[2LL * row + 1] = n - 1; }
+    }
+    else mark_list(bits, S, salientMeta[2LL * row], 0);
+    __syncthreads();
+    if (t == 0)
+    {
+        for (int p = 0; p < s; p++) atomicOr(bits + (p >> 5), 1u << (p & 31));
+        for (int p = max(0, n - w); p < n; p++) atomicOr(bits + (p >> 5), 1u << (p & 31));
+    }
+    __syncthreads();
+    const int count = compact_bits(bits, used, O, outCap, sh_scan);
+    for (int j = count + t; j < outCap; j += LFPS_THREADS) O[j] = -1;
+    if (t == 0) { outMeta[2LL * row] = count; outMeta[2LL * row + 1] = n - 1; }
 }

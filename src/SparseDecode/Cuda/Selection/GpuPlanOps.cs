@@ -22,7 +22,9 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
     private readonly DecodeKernels _dk;
     private readonly Buffer[][] _buffers;
     private readonly List<DeviceBuffer> _owned = [];
-    private readonly DeviceBuffer _steps, _rowLens, _ks, _bitmap;
+    private readonly DeviceBuffer _steps, _rowLens, _ks, _bitmap, _best, _dilated, _dilatedCount;
+    private readonly SelectionKernels.Lists _rest;
+    private readonly int _bestCap, _dilatedCap;
     private readonly DecodeKernels.TopKWorkspace _topk;
     private readonly int _words;
     private readonly float _scale;
@@ -67,8 +69,18 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
         _rowLens = Own(rh * 4);
         _ks = Own(rh * 4);
         _words = (plan.MaxContext + 31) / 32;
-        _bitmap = Own(plan is LfpsPlan ? rh * _words * 4 : 16);
+        bool prhs = plan is PrhsPlan or HSharePlan;
+        _bitmap = Own(plan is LfpsPlan || prhs ? rh * _words * 4 : 16);
         _topk = new DecodeKernels.TopKWorkspace(dev, (int)rh, plan.MaxContext);
+        // PrHS's pick: the `top` best domain offsets, their dilation, and the top-k that fills the room
+        var (top, radius) = plan is PrhsPlan p ? (Math.Max(0, p.Settings.Top), p.Settings.Radius) : (0, 0);
+        _bestCap = Math.Max(1, top);
+        _dilatedCap = Math.Max(1, top * (2 * radius + 1));
+        int restCap = prhs ? Math.Max(1, plan.Budget.Resolve(plan.MaxContext)) : 1;
+        _best = Own(prhs ? rh * _bestCap * 4 : 16);
+        _dilated = Own(prhs ? rh * _dilatedCap * 4 : 16);
+        _dilatedCount = Own(rh * 4);
+        _rest = new SelectionKernels.Lists(Own(prhs ? rh * restCap * 4 : 16), Own(rh * 8), restCap, 1);
     }
 
     public int Rows { get; }
@@ -160,6 +172,12 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
         _k.Scores(_kv, _q, _heads, _scale, l.Data, l.Meta, l.Stride, null, 0, d.Data, d.Stride, _s);
     }
 
+    public void ScoreRange(FlagSet start, FlagSet length, ScoreSet dst)
+    {
+        var d = At(dst.Id);
+        _k.Scores(_kv, _q, _heads, _scale, null, null, 0, null, 0, d.Data, d.Stride, _s, At(start.Id).Data, At(length.Id).Data);
+    }
+
     public void PageBounds(ScoreSet dst)
     {
         var d = At(dst.Id);
@@ -225,6 +243,50 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
         _k.LfpsRemember(_kv.Lengths, _steps, _plan.Heads, Rows, ListsOf(selected), all.Data, all.Stride, At(state.Refresh.Id).Data,
             rm.Data, rm.Stride, At(state.LastRefresh.Id).Data, At(state.Refreshes.Id).Data, At(state.Triggered.Id).Data,
             ListsOf(state.History), _s);
+    }
+
+    /// <summary>The previous layer's sets and stamps where the rule freezes from them (else none).</summary>
+    private (DeviceBuffer? At, SelectionKernels.Lists? Sets) Previous(in PrhsState state, in PrhsRule rule)
+    {
+        if (!rule.FreezeFromPrevious || Layer == 0) return (null, null);
+        var sets = At(state.Salient.Id, Layer - 1);
+        return (At(state.RetrievedAt.Id, Layer - 1).Data, new SelectionKernels.Lists(sets.Data, sets.Meta!, sets.Stride, sets.Spec.Depth));
+    }
+
+    /// <remarks>Also writes the sizes of PrhsPick's first top-k into the shared size buffers (ScoreRange, between
+    /// the two, does not touch them).</remarks>
+    public void PrhsShare(in PrhsState state, in PrhsRule rule, Budget budget)
+    {
+        var reference = At(state.Reference.Id);
+        var (prevAt, prev) = Previous(state, rule);
+        _k.PrhsShare(_kv.Lengths, _steps, _heads, new(budget.Tokens, budget.Fraction, rule), _q, reference.Data, reference.Stride,
+            At(state.RetrievedAt.Id).Data, prevAt, prev, At(state.Decision.Id).Data, At(state.DomainStart.Id).Data,
+            At(state.DomainLength.Id).Data, At(state.FrozenFrom.Id).Data, At(state.FrozenCount.Id).Data, _rowLens, _ks, _s);
+    }
+
+    /// <remarks>Most steps most heads share their set, so both top-k take the one-launch per-row algorithm (a row
+    /// with k &lt; 0 returns at once).</remarks>
+    public void PrhsPick(ScoreSet domainScores, in PrhsState state, in PrhsRule rule, Budget budget, IndexSet dst)
+    {
+        var src = At(domainScores.Id);
+        var z = new SelectionKernels.PrhsSizes(budget.Tokens, budget.Fraction, rule);
+        int rows = RowsTimesHeads, top = Math.Min(rule.Top, _bestCap);
+        if (top > 0 && rule.Radius > 0)
+            _dk.TopK(new DecodeKernels.TopKRequest(src.Data, rows, src.Stride, _kv.PlanLength, top, _best, _bestCap)
+            {
+                RowLengths = _rowLens, Ks = _ks.Pointer, PadTo = _bestCap, Algorithm = TopKAlgorithm.PerRow,
+            }, _topk, _s);
+        var decision = At(state.Decision.Id).Data;
+        _k.PrhsDilate(_kv.Lengths, _heads, z, decision, At(state.DomainLength.Id).Data, At(state.FrozenCount.Id).Data, _best, _bestCap,
+            _dilated, _dilatedCap, _dilatedCount, _rowLens, _ks, _s);
+        _dk.TopK(new DecodeKernels.TopKRequest(src.Data, rows, src.Stride, _kv.PlanLength, _rest.Capacity, _rest.Entries, _rest.Capacity)
+        {
+            RowLengths = _rowLens, Ks = _ks.Pointer, Counts = _rest.Meta.Pointer, PadTo = _rest.Capacity, Algorithm = TopKAlgorithm.PerRow,
+        }, _topk, _s);
+        var (_, prev) = Previous(state, rule);
+        _k.PrhsCompose(_kv.Lengths, _heads, z, decision, At(state.DomainStart.Id).Data, At(state.FrozenFrom.Id).Data,
+            At(state.FrozenCount.Id).Data, prev, _dilated, _dilatedCap, _dilatedCount, _rest, _ks, ListsOf(state.Salient), _bitmap, _words,
+            ListsOf(dst), _s);
     }
 
     public void Dispose()

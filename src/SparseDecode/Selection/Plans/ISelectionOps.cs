@@ -11,6 +11,28 @@ public readonly record struct LfpsState(IndexSet History, FlagSet Refresh, FlagS
 /// first step and every `Interval` steps (0: never periodically).</summary>
 public readonly record struct LfpsRule(int Sinks, int Recent, int Radius, int Interval);
 
+/// <summary>PrHS's state. Per layer: each head's salient set (ascending; sinks and local window not included), the
+/// step it was retrieved at (0: never) and the query it was retrieved for. Per step, written by PrhsShare for
+/// PrhsPick: the decision (0 retrieve, 1 share the stored set, 2 the budget covers the context), the retrieval
+/// domain [start, start + length) and the frozen entries [from, from + count) of the previous layer's set.</summary>
+public readonly record struct PrhsState(IndexSet Salient, FlagSet RetrievedAt, ScoreSet Reference, FlagSet Decision,
+    FlagSet DomainStart, FlagSet DomainLength, FlagSet FrozenFrom, FlagSet FrozenCount);
+
+/// <summary>PrHS's rule at one layer: sinks and local window (capped at k/8 and k/4 of the step's budget k), CIS's
+/// sharing (cosine ≥ Tau with the retrieval's query, fewer than Block steps since it), the dilation (±Radius around
+/// the Top best), PSAW's pruned share and ETF's frozen share of the context at this layer, and whether the previous
+/// layer has sets to freeze from.</summary>
+public readonly record struct PrhsRule(int Sinks, int Local, float Tau, int Block, int Radius, int Top, double Prune,
+    double Freeze, bool FreezeFromPrevious)
+{
+    /// <summary>(sinks, local, salient) for a budget of k keys: small budgets keep most of their room for the salient set.</summary>
+    public (int Sinks, int Local, int Salient) Split(int k)
+    {
+        int s = Math.Min(Sinks, k / 8), w = Math.Min(Local, k / 4);
+        return (s, w, k - s - w);
+    }
+}
+
 /// <summary>The operations a selection plan is written in. Each acts on every selection head of every sequence of
 /// the step at once, over buffers the backend owns, and returns nothing: a backend may run it on spans now (the
 /// CPU) or queue it as one kernel launch for a captured graph (the GPU). Per sequence, n is its context length
@@ -26,6 +48,9 @@ public interface ISelectionOps
 
     /// <summary>dst[h][j] = the score of position list[h][j] for j below the list's count. Index cost: the count.</summary>
     void ScoreList(IndexSet list, ScoreSet dst);
+
+    /// <summary>dst[h][j] = the score of position start[h] + j for j &lt; length[h] (0: nothing). Index cost: the length.</summary>
+    void ScoreRange(FlagSet start, FlagSet length, ScoreSet dst);
 
     /// <summary>dst[h][p] = Quest's upper bound of the scores in page p, from the page's per-channel key min/max,
     /// widened for f32 rounding. Index cost: one summary per page.</summary>
@@ -54,4 +79,20 @@ public interface ISelectionOps
     /// <summary>Where a refresh ran: records the best of allScores[h][0..n), the step and the counters. Then every
     /// head's history moves back one list and `selected` becomes its newest, stamped with this step's position.</summary>
     void LfpsRemember(IndexSet selected, ScoreSet allScores, in LfpsState state);
+
+    /// <summary>PrHS's CIS decision and retrieval domain per head, for budget k = budget.Resolve(n): Decision 2 where
+    /// k ≥ n (nothing else changes); 1 where the head has a set retrieved fewer than rule.Block steps ago whose query
+    /// has cosine ≥ rule.Tau with the current one (domain length 0); else 0: the current query and step are
+    /// stamped as the retrieval's, and the domain is [start, n − local) with start = max(sinks, ⌊Prune·n⌋), or, where
+    /// ETF's end e = min(⌊Freeze·n⌋, n − local) is above it and the previous layer has a set, start = e and the
+    /// previous layer's entries in [max(sinks, ⌊Prune·n⌋), e) — at most the salient room — are frozen. Reads no keys
+    /// (one query cosine per head).</summary>
+    void PrhsShare(in PrhsState state, in PrhsRule rule, Budget budget);
+
+    /// <summary>Where Decision is 0: the salient set := the frozen entries ∪ the pick from the domain's scores
+    /// (domainScores[h][j] is position start + j): the top min(Top, room) dilated by ±Radius within the domain, filled
+    /// with the top (room − dilated) — or just the top room where the dilation is empty or fills the room — with
+    /// room = salient − frozen. Then on every head dst := [0, sinks) ∪ salient set ∪ [n − local, n), ascending;
+    /// every position where Decision is 2.</summary>
+    void PrhsPick(ScoreSet domainScores, in PrhsState state, in PrhsRule rule, Budget budget, IndexSet dst);
 }

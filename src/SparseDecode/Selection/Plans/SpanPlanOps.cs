@@ -34,7 +34,7 @@ public sealed class SpanPlanOps : ISelectionOps
     private readonly SelectionPlan _plan;
     private readonly Buffer[][] _buffers; // [buffer id][layer or 0]
     private ISelectionBackend _b = null!;
-    private int[] _a = [], _c = [], _e = [];
+    private int[] _a = [], _c = [], _e = [], _top = [], _dilated = [], _rest = [];
 
     public SpanPlanOps(SelectionPlan plan)
     {
@@ -81,6 +81,10 @@ public sealed class SpanPlanOps : ISelectionOps
 
     public int Flag(FlagSet set, int layer, int head) => At(set.Id, layer).Flags[head];
 
+    /// <summary>A head's score row of a score buffer at a layer (its allocated length; entries past what the last
+    /// operation wrote are stale).</summary>
+    public ReadOnlySpan<float> Scores(ScoreSet set, int layer, int head) => At(set.Id, layer).Floats[head];
+
     /// <summary>A flag summed over heads and layers (a counter's total).</summary>
     public long Total(FlagSet set)
     {
@@ -120,6 +124,14 @@ public sealed class SpanPlanOps : ISelectionOps
             int i = h * l.Spec.Depth, count = l.Counts[i];
             if (count > 0) _b.Score(h, G, l.Ints[i].AsSpan(0, count), Row(dst, h, count));
         }
+    }
+
+    public void ScoreRange(FlagSet start, FlagSet length, ScoreSet dst)
+    {
+        var from = At(start.Id).Flags;
+        var len = At(length.Id).Flags;
+        for (int h = 0; h < Heads; h++)
+            if (len[h] > 0) _b.ScoreRange(h, G, from[h], Row(dst, h, len[h]));
     }
 
     public void PageBounds(ScoreSet dst)
@@ -269,5 +281,116 @@ public sealed class SpanPlanOps : ISelectionOps
         float m = float.NegativeInfinity;
         foreach (float x in a) if (x > m) m = x;
         return m;
+    }
+
+    public void PrhsShare(in PrhsState state, in PrhsRule rule, Budget budget)
+    {
+        int n = N, k = budget.Resolve(n);
+        var decision = At(state.Decision.Id).Flags;
+        var at = At(state.RetrievedAt.Id).Flags;
+        var start = At(state.DomainStart.Id).Flags;
+        var length = At(state.DomainLength.Id).Flags;
+        var frozenFrom = At(state.FrozenFrom.Id).Flags;
+        var frozenCount = At(state.FrozenCount.Id).Flags;
+        var reference = At(state.Reference.Id).Floats;
+        var (sinks, local, salient) = rule.Split(k);
+        int middleEnd = n - local, qLength = _b.QueryLength(G);
+        for (int h = 0; h < Heads; h++)
+        {
+            (frozenFrom[h], frozenCount[h], length[h]) = (0, 0, 0);
+            if (k >= n)
+            {
+                decision[h] = 2;
+                continue;
+            }
+            var q = Grow(ref reference[h], qLength);
+            if (at[h] > 0 && Steps - at[h] < rule.Block && _b.QueryCosine(h, G, q) >= rule.Tau)
+            {
+                decision[h] = 1;
+                continue;
+            }
+            decision[h] = 0;
+            _b.CopyQuery(h, G, q);
+            at[h] = Steps;
+            int low = Math.Max(sinks, (int)Math.Floor(rule.Prune * n));
+            int freezeEnd = Math.Min((int)Math.Floor(rule.Freeze * n), middleEnd);
+            start[h] = low;
+            if (freezeEnd > low && rule.FreezeFromPrevious && At(state.RetrievedAt.Id, Layer - 1).Flags[h] > 0)
+            {
+                var past = Indices(state.Salient, Layer - 1, h);
+                int a = LowerBound(past, low);
+                (frozenFrom[h], frozenCount[h]) = (a, Math.Min(LowerBound(past, freezeEnd) - a, salient));
+                start[h] = freezeEnd;
+            }
+            length[h] = Math.Max(0, middleEnd - start[h]);
+        }
+    }
+
+    private static int LowerBound(ReadOnlySpan<int> sorted, int value)
+    {
+        int i = sorted.BinarySearch(value);
+        return i < 0 ? ~i : i;
+    }
+
+    public void PrhsPick(ScoreSet domainScores, in PrhsState state, in PrhsRule rule, Budget budget, IndexSet dst)
+    {
+        int n = N, k = budget.Resolve(n);
+        var decision = At(state.Decision.Id).Flags;
+        var salientSets = At(state.Salient.Id);
+        var d = At(dst.Id);
+        var (sinks, local, salient) = rule.Split(k);
+        for (int h = 0; h < Heads; h++)
+        {
+            int i = h * d.Spec.Depth;
+            if (decision[h] == 2)
+            {
+                Fill(Grow(ref d.Ints[i], n), 0, n);
+                (d.Counts[i], d.Stamps[i]) = (n, Position);
+                continue;
+            }
+            int si = h * salientSets.Spec.Depth;
+            if (decision[h] == 0)
+            {
+                int from = At(state.FrozenFrom.Id).Flags[h], frozen = At(state.FrozenCount.Id).Flags[h];
+                var past = frozen > 0 ? Indices(state.Salient, Layer - 1, h).Slice(from, frozen) : default;
+                int picked = Pick(At(domainScores.Id).Floats[h], At(state.DomainStart.Id).Flags[h], At(state.DomainLength.Id).Flags[h],
+                    salient - frozen, rule);
+                var set = Grow(ref salientSets.Ints[si], frozen + picked);
+                (salientSets.Counts[si], salientSets.Stamps[si]) = (_b.Union(past, _rest.AsSpan(0, picked), set), Position);
+            }
+            var kept = salientSets.Ints[si].AsSpan(0, salientSets.Counts[si]);
+            int c = _b.UnionRange(kept, 0, sinks, Grow(ref _a, kept.Length + sinks));
+            d.Counts[i] = _b.UnionRange(_a.AsSpan(0, c), n - local, n, Grow(ref d.Ints[i], c + local));
+            d.Stamps[i] = Position;
+        }
+    }
+
+    /// <summary>PrHS's pick from the scores of [start, start + length): the ±radius dilation of the `Top` best,
+    /// filled up to k with the next best, into _rest (ascending positions). Returns the count.</summary>
+    private int Pick(float[] domainScores, int start, int length, int k, in PrhsRule rule)
+    {
+        if (k <= 0 || length <= 0) return 0;
+        var scores = domainScores.AsSpan(0, length);
+        int top = Math.Min(Math.Min(rule.Top, k), length), dilated = 0;
+        if (top > 0 && rule.Radius > 0)
+        {
+            int t = _b.TopK(scores, default, top, Grow(ref _top, top));
+            for (int i = 0; i < t; i++) _top[i] += start;
+            var wide = Grow(ref _dilated, t * (2 * rule.Radius + 1));
+            int e = _b.Expand(_top.AsSpan(0, t), 0, rule.Radius, wide);
+            // Keep the dilation inside the retrieval domain: below it lie positions ETF froze or PSAW pruned.
+            int lo = LowerBound(wide[..e], start), hi = LowerBound(wide[..e], start + length);
+            wide[lo..hi].CopyTo(wide);
+            dilated = hi - lo;
+        }
+        if (dilated == 0 || dilated >= k)
+        {
+            int m = _b.TopK(scores, default, k, Grow(ref _rest, Math.Min(k, length)));
+            for (int i = 0; i < m; i++) _rest[i] += start;
+            return m;
+        }
+        int rest = _b.TopK(scores, default, k - dilated, Grow(ref _e, k - dilated));
+        for (int i = 0; i < rest; i++) _e[i] += start;
+        return _b.Union(_dilated.AsSpan(0, dilated), _e.AsSpan(0, rest), Grow(ref _rest, k));
     }
 }
