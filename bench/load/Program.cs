@@ -13,7 +13,8 @@ using SparseDecode.Server.Scheduling;
 // --model) or targets --url. Bounded: clients × requests per level, each request with a timeout.
 //
 //   dotnet run -c Release --project bench/load -- [--clients 1,8,32] [--requests 4] [--max-tokens 64]
-//       [--prompt-words 60] [--model DIR] [--method dense] [--budget 256] [--sequential] [--url http://127.0.0.1:8080]
+//       [--prompt-words 60] [--model DIR] [--method dense] [--budget 256] [--sequential] [--device cpu|cuda]
+//       [--context N] [--url http://127.0.0.1:8080]
 
 var ci = CultureInfo.InvariantCulture;
 string Arg(string name, string fallback)
@@ -33,7 +34,14 @@ Uri baseAddress;
 if (url is null)
 {
     string dir = ModelLocator.Resolve(Arg("--model", "") is { Length: > 0 } m ? m : null);
-    model = ServedModel.Load(dir);
+    // on the GPU every batch place holds a cache slot of --context positions (default: the model's context)
+    var engine = new EngineOptions
+    {
+        Device = Arg("--device", "cpu"),
+        Capacity = Arg("--context", "") is { Length: > 0 } c ? int.Parse(c, ci) : null,
+        Sequences = clientCounts.Max() + 1,
+    };
+    model = ServedModel.Load(dir, engine: engine);
     server = await SparseServer.StartAsync(model, new ServerOptions
     {
         Host = "127.0.0.1",
@@ -49,7 +57,7 @@ if (url is null)
         },
     });
     baseAddress = server.BaseAddress;
-    Console.Error.WriteLine($"in-process server at {baseAddress}: {model.Id}, {Environment.ProcessorCount} cores, max batch {clientCounts.Max()}, " +
+    Console.Error.WriteLine($"in-process server at {baseAddress}: {model.Id} on {model.Engine.DeviceName}, {Environment.ProcessorCount} cores, max batch {clientCounts.Max()}, " +
                             $"{(args.Contains("--sequential") ? "sequential" : "parallel")} sequences");
 }
 else baseAddress = new Uri(url);

@@ -73,7 +73,17 @@ internal static class GpuCheckCommand
             foreach (var x in sparse.Where(x => x.MinOverlap < 1))
                 Console.WriteLine(string.Create(ci, $"least overlap, {x.Method}: {x.WorstList}"));
         }
-        int failed = results.Count(x => !x.Passed) + sparse.Count(x => !x.Passed), kernelsFailed = kernelChecks.Count(c => !c.Passed);
+        var contract = new List<EngineContractCheck.Check>();
+        if (dirs.Length > 0)
+        {
+            using var engine = new Engine.EngineOptions { Device = "cuda", Capacity = 128, Sequences = 6 }.Load(dirs[0]);
+            contract.AddRange(EngineContractCheck.Run(engine, EngineContractCheck.GpuBatchTolerance));
+            Console.WriteLine($"\nthe GPU engine's contract on {Path.GetFileName(Path.TrimEndingDirectorySeparator(dirs[0]))}: largest logit difference");
+            Console.WriteLine("| promise | max |Δ logit| | allowed | result |");
+            Console.WriteLine("|---|---:|---:|---|");
+            foreach (var c in contract) Console.WriteLine(string.Create(ci, $"| {c.Name} | {c.Worst:G3} | {c.Tolerance:G3} | {(c.Passed ? "pass" : "FAIL")} |"));
+        }
+        int failed = results.Count(x => !x.Passed) + sparse.Count(x => !x.Passed) + contract.Count(c => !c.Passed), kernelsFailed = kernelChecks.Count(c => !c.Passed);
         if (kernelsFailed > 0) Console.Error.WriteLine($"error: {kernelsFailed} kernel check(s) failed.");
         if (failed > 0) Console.Error.WriteLine($"error: {failed} model(s) differ from the CPU engine beyond the threshold.");
         return failed + kernelsFailed > 0 ? 2 : 0;

@@ -1,0 +1,112 @@
+using SparseDecode.Engine;
+using SparseDecode.Selection;
+
+namespace SparseDecode.Diagnostics;
+
+/// <summary>What every engine promises its callers (Generator, Scorer, the eval grid, the server), measured: a
+/// batched step equals each sequence's own step (dense and sparse sequences of different lengths mixed), a fork
+/// continues exactly like the original, a truncated sequence continues like one prefilled only that far. Needs an
+/// engine with 6 sequence slots of at least 96 positions.</summary>
+public static class EngineContractCheck
+{
+    /// <summary>One promise: the largest logit difference seen and what is allowed.</summary>
+    public sealed record Check(string Name, double Worst, double Tolerance)
+    {
+        public bool Passed => double.IsFinite(Worst) && Worst <= Tolerance;
+    }
+
+    /// <summary>Logit difference allowed between a GPU row batched with others and the same row alone.</summary>
+    public const double GpuBatchTolerance = 2e-2;
+
+    /// <param name="batchTolerance">Allowed difference between a batched and a lone step: the GPU's products of
+    /// several rows run on the tensor cores, a lone row's on the one-row kernel (the same sums in another order).</param>
+    public static IReadOnlyList<Check> Run(IInferenceEngine engine, double batchTolerance) =>
+        [BatchedStep(engine, batchTolerance), Fork(engine), Truncate(engine)];
+
+    private static int[] Tokens(int n, int vocab, int seed)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => rng.Next(vocab)).ToArray();
+    }
+
+    private static Check BatchedStep(IInferenceEngine engine, double tolerance)
+    {
+        var c = engine.Config;
+        int[] lengths = [20, 33, 47];
+        var none = new Dictionary<string, string>();
+        Func<IKvSelector?>[] methods = [() => null, () => SelectorSpec.Parse("oracle", "8", none).Create(c), () => SelectorSpec.Parse("quest", "16", none).Create(c)];
+        var together = new List<IDecodeSequence>();
+        var alone = new List<IDecodeSequence>();
+        double worst = 0;
+        try
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                var prompt = Tokens(lengths[i], c.VocabSize, i);
+                together.Add(engine.CreateSequence(64, methods[i]()));
+                together[i].Prefill(prompt);
+                alone.Add(engine.CreateSequence(64, methods[i]()));
+                alone[i].Prefill(prompt);
+            }
+            var next = Tokens(5 * 3, c.VocabSize, 99);
+            for (int step = 0; step < 5; step++)
+            {
+                engine.DecodeBatch(together, next.AsSpan(step * 3, 3));
+                for (int i = 0; i < 3; i++)
+                {
+                    alone[i].Decode(next[step * 3 + i]);
+                    if (together[i].Length != lengths[i] + step + 1) worst = double.PositiveInfinity;
+                    worst = Math.Max(worst, Difference(alone[i].Logits, together[i].Logits));
+                }
+            }
+        }
+        finally
+        {
+            foreach (var s in together.Concat(alone)) s.Dispose();
+        }
+        return new Check("batched step = each sequence alone (dense, oracle, quest; 3 lengths)", worst, tolerance);
+    }
+
+    private static Check Fork(IInferenceEngine engine)
+    {
+        var c = engine.Config;
+        using var original = engine.CreateSequence(96);
+        original.Prefill(Tokens(40, c.VocabSize, 5));
+        using var copy = original.Fork(80);
+        double worst = copy.Length == 40 && copy.Capacity == 80 ? Difference(original.Logits, copy.Logits) : double.PositiveInfinity;
+        foreach (int t in Tokens(12, c.VocabSize, 6))
+        {
+            original.Decode(t);
+            copy.Decode(t);
+            worst = Math.Max(worst, Difference(original.Logits, copy.Logits));
+        }
+        return new Check("fork continues like the original", worst, 0);
+    }
+
+    private static Check Truncate(IInferenceEngine engine)
+    {
+        var c = engine.Config;
+        var prompt = Tokens(50, c.VocabSize, 7);
+        using var cut = engine.CreateSequence(64);
+        cut.Prefill(prompt);
+        cut.Truncate(30);
+        using var shorter = engine.CreateSequence(64);
+        shorter.Prefill(prompt.AsSpan(0, 30));
+        double worst = cut.Length == 30 ? 0 : double.PositiveInfinity;
+        foreach (int t in Tokens(6, c.VocabSize, 8))
+        {
+            cut.Decode(t);
+            shorter.Decode(t);
+            worst = Math.Max(worst, Difference(shorter.Logits, cut.Logits));
+        }
+        return new Check("truncated sequence continues like a shorter prefill", worst, 0);
+    }
+
+    private static double Difference(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        if (a.Length != b.Length) return double.PositiveInfinity;
+        double worst = 0;
+        for (int i = 0; i < a.Length; i++) worst = Math.Max(worst, Math.Abs(a[i] - b[i]));
+        return double.IsNaN(worst) ? double.PositiveInfinity : worst;
+    }
+}
