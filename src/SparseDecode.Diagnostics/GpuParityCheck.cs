@@ -162,6 +162,10 @@ public static class GpuParityCheck
         public double MeanOverlap { get; init; } = double.NaN;
         public double MinOverlap { get; init; } = double.NaN;
         public string Path { get; init; } = "";
+        /// <summary>Keys attended per decode step, summed over layers and query heads: the CPU's observer against
+        /// what the GPU sequence reads back from its plan (what eval's "keys read" reports on the GPU).</summary>
+        public double CpuKeysAttended { get; init; } = double.NaN;
+        public double GpuKeysAttended { get; init; } = double.NaN;
         /// <summary>The list of least overlap: buffer, layer, head, and both sizes.</summary>
         public string WorstList { get; init; } = "";
         /// <summary>Loose on purpose (different picks among near-equal scores are legitimate), tight enough that a
@@ -181,6 +185,7 @@ public static class GpuParityCheck
         var cpuLp = new double[n - 1];
         double[] dense;
         Selection.IKvSelector cpuSelector;
+        var observer = new Evaluation.SparsityObserver();
         using (var cpu = Transformer.Load(directory))
         {
             if (cpu.WeightType != DType.BF16) throw new ArgumentException($"{directory}: the sparse GPU check takes bf16 checkpoints.");
@@ -192,7 +197,7 @@ public static class GpuParityCheck
             cpuLp[half - 1] = Activations.LogSoftmaxAt(ws.Logits, tokens[half]);
             for (int i = half; i < n - 1; i++)
             {
-                cpu.Decode(tokens[i], cache, ws, selector);
+                cpu.Decode(tokens[i], cache, ws, selector, observer);
                 cpuLp[i] = Activations.LogSoftmaxAt(ws.Logits, tokens[i + 1]);
             }
         }
@@ -202,10 +207,12 @@ public static class GpuParityCheck
         using var session = (GpuDecodeSession)engine.CreateSequence(n, spec.Create(config));
         var gpuLp = new double[n - 1];
         session.Prefill(tokens.AsSpan(0, half), (i, logits) => { if (i == half - 1) gpuLp[i] = Activations.LogSoftmaxAt(logits, tokens[half]); });
+        double gpuKeys = 0;
         for (int i = half; i < n - 1; i++)
         {
             session.Decode(tokens[i]);
             gpuLp[i] = Activations.LogSoftmaxAt(session.Logits, tokens[i + 1]);
+            gpuKeys += session.KeysAttendedLastStep();
         }
         double max = 0, sum = 0, fromDense = 0;
         for (int i = half; i < n - 1; i++)
@@ -220,6 +227,7 @@ public static class GpuParityCheck
         return new SparseResult(directory, spec.ToString() ?? "", n, max, sum / (n - 1 - half), fromDense)
         {
             MeanOverlap = mean, MinOverlap = min, WorstList = worst,
+            CpuKeysAttended = observer.Totals().KeysAttendedPerStep, GpuKeysAttended = gpuKeys / (n - 1 - half),
             Path = session.Plan is null ? "host policy, GPU selection backend" : "device plan in the step graph",
         };
     }

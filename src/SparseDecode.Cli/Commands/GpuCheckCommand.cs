@@ -66,10 +66,10 @@ internal static class GpuCheckCommand
         if (sparse.Count > 0)
         {
             Console.WriteLine(string.Create(ci, $"\nsparse methods on the GPU against the same method on the CPU, teacher-forced decode of the second half; pass: max |Δ log p| ≤ {GpuParityCheck.SparseMaxThreshold} and mean ≤ {GpuParityCheck.SparseMeanThreshold}; overlap: |CPU ∩ GPU| / max(|CPU|, |GPU|) of the plan's index lists after the last step (mean / min)"));
-            Console.WriteLine("| model | method | GPU path | tokens | max |Δ| | mean |Δ| | CPU policy vs CPU dense (max) | index overlap mean / min | result |");
-            Console.WriteLine("|---|---|---|---:|---:|---:|---:|---:|---|");
+            Console.WriteLine("| model | method | GPU path | tokens | max |Δ| | mean |Δ| | CPU policy vs CPU dense (max) | index overlap mean / min | keys attended per step CPU / GPU | result |");
+            Console.WriteLine("|---|---|---|---:|---:|---:|---:|---:|---:|---|");
             foreach (var x in sparse)
-                Console.WriteLine(string.Create(ci, $"| {Path.GetFileName(Path.TrimEndingDirectorySeparator(x.Model))} | {x.Method} | {x.Path} | {x.Tokens} | {x.MaxDelta:G3} | {x.MeanDelta:G3} | {x.MaxFromDense:G3} | {x.MeanOverlap:F4} / {x.MinOverlap:F4} | {(x.Passed ? "pass" : "FAIL")} |"));
+                Console.WriteLine(string.Create(ci, $"| {Path.GetFileName(Path.TrimEndingDirectorySeparator(x.Model))} | {x.Method} | {x.Path} | {x.Tokens} | {x.MaxDelta:G3} | {x.MeanDelta:G3} | {x.MaxFromDense:G3} | {x.MeanOverlap:F4} / {x.MinOverlap:F4} | {x.CpuKeysAttended:F0} / {x.GpuKeysAttended:F0} | {(x.Passed ? "pass" : "FAIL")} |"));
             foreach (var x in sparse.Where(x => x.MinOverlap < 1))
                 Console.WriteLine(string.Create(ci, $"least overlap, {x.Method}: {x.WorstList}"));
         }

@@ -67,3 +67,10 @@ public interface IDecodeSequence : IDisposable
     /// <see cref="Logits"/> are stale until the next token runs.</summary>
     void Truncate(int length);
 }
+
+/// <summary>A sequence that can say how many keys its last decode step attended without an observer (the GPU's
+/// device plans: the lists' counts read back from the device), summed over layers and query heads.</summary>
+public interface ICountsAttendedKeys
+{
+    long KeysAttendedLastStep();
+}

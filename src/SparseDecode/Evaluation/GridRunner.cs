@@ -175,6 +175,23 @@ public sealed class GridRunner
         return new Prepared(sample, context, index, sequence, steps, Stopwatch.GetElapsedTime(t0).TotalSeconds);
     }
 
+    /// <summary>Without an observer: keys attended per step over `count` steps, from a sequence that can count
+    /// them (the GPU's device plans), else NaN.</summary>
+    private double CountAttended(IDecodeSequence prefilled, int capacity, MethodBudget pair, int[] tokens, int count)
+    {
+        using var copy = prefilled.Fork(capacity, _selectors(pair));
+        if (copy is not ICountsAttendedKeys probe || count == 0) return double.NaN;
+        double sum = 0;
+        for (int i = 0; i < count; i++)
+        {
+            copy.Decode(tokens[i]);
+            long keys = probe.KeysAttendedLastStep();
+            if (keys < 0) return double.NaN;
+            sum += keys;
+        }
+        return sum / count;
+    }
+
     private CellResult RunCell(Prepared p, MethodBudget pair)
     {
         long start = Stopwatch.GetTimestamp();
@@ -214,6 +231,7 @@ public sealed class GridRunner
                 for (int i = 0; i < observed; i++) copy.Decode(tokens[i], meter.Observer);
             f = meter.Read(observed);
         }
+        else f = f with { KeysAttendedPerStep = CountAttended(p.Sequence, capacity, pair, tokens, Math.Min(_grid.FidelitySteps, steps)) };
 
         var timed = stepSeconds.Skip(1).Order().ToArray(); // the first step warms the selector's buffers
         double median = timed.Length == 0 ? stepSeconds[0] : timed[timed.Length / 2];

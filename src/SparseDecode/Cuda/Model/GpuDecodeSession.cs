@@ -9,7 +9,7 @@ namespace SparseDecode.Cuda;
 /// sampling. A method written as a selection plan runs inside that graph (<see cref="PlanAttention"/>: its state on
 /// the device, no host round trip); a host policy runs against the GPU selection backend (no graph). Prefill keeps
 /// Quest's page summaries, so a dense prefill can be forked into any method.</summary>
-public sealed class GpuDecodeSession : IDecodeSequence
+public sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
 {
     private readonly GpuEngine _engine;
     private readonly GpuModel _model;
@@ -140,6 +140,11 @@ public sealed class GpuDecodeSession : IDecodeSequence
         if ((uint)length > (uint)Length) throw new ArgumentOutOfRangeException(nameof(length), $"The sequence has only {Length} positions.");
         Length = length;
     }
+
+    /// <summary>Keys the last step attended over all layers and query heads (dense: every position at every head).
+    /// A host policy's lists are not tracked: -1.</summary>
+    public long KeysAttendedLastStep() =>
+        _planAttention?.KeysAttended(0, Length) ?? (_selectorAttention is null ? (long)Length * _model.Config.NumHeads * _model.Config.NumLayers : -1);
 
     private void CheckRoom(int n)
     {

@@ -12,6 +12,9 @@ public sealed class PlanAttention : ILayerAttention, IDisposable
     private readonly GpuKvCache _cache;
     private readonly DecodeKernels.AttentionWorkspace _workspace;
     private readonly bool _ownsKernels;
+    private readonly Model.ModelConfig _config;
+    // what each layer attended in the step last queued: the plan's list, or null for dense (the same every step)
+    private readonly IndexSet?[] _attended;
 
     /// <param name="kernels">The selection kernels to launch (null: load them for this instance alone).</param>
     public PlanAttention(GpuModel model, GpuKvCache cache, SelectionPlan plan, int rows, SelectionKernels? kernels = null)
@@ -20,6 +23,8 @@ public sealed class PlanAttention : ILayerAttention, IDisposable
             throw new ArgumentException($"The {plan.Name} plan was made for contexts up to {plan.MaxContext} but the cache holds {cache.Capacity}.");
         _cache = cache;
         _ownsKernels = kernels is null;
+        _config = model.Config;
+        _attended = new IndexSet?[model.Config.NumLayers];
         Selection = kernels ?? new SelectionKernels(model.Device);
         _ops = new GpuPlanOps(plan, Selection, model.DecodeKernels, model.Config, rows);
         int longest = plan.Layout.Buffers.Where(b => b.Kind == PlanBufferKind.Indices).Select(b => b.Capacity).DefaultIfEmpty(1).Max();
@@ -39,7 +44,9 @@ public sealed class PlanAttention : ILayerAttention, IDisposable
         if (Plan.ReadsPageSummaries) model.Kernels.PageUpdate(kv, _cache.Positions, model.Config.HeadDim, stream);
         if (layer == 0) _ops.BeginStep(stream);
         _ops.Bind(layer, kv, model.Queries, stream);
-        if (Plan.Layer(_ops, layer) is not IndexSet set)
+        var chosen = Plan.Layer(_ops, layer);
+        _attended[layer] = chosen;
+        if (chosen is not IndexSet set)
         {
             model.DenseAttention(kv, stream);
             return;
@@ -51,6 +58,28 @@ public sealed class PlanAttention : ILayerAttention, IDisposable
                 model.AttentionOutput, null, _workspace, stream);
         else
             model.Kernels.AttentionAny(kv, model.Config.HeadDim, model.Queries, model.AttentionOutput, _workspace, stream, entries, capacity, perQuery);
+    }
+
+    /// <summary>Keys attended in the last step by row `row` of length `length`, summed over layers and query heads
+    /// (a list chosen per KV head serves each of its group's query heads): what the CPU's observer calls keys
+    /// attended per step. Reads the lists' counts back from the device.</summary>
+    public long KeysAttended(int row, int length)
+    {
+        var c = _config;
+        bool perQuery = Plan.Granularity == SelectionGranularity.QueryHead;
+        int heads = perQuery ? c.NumHeads : c.NumKvHeads, share = perQuery ? 1 : c.GroupSize;
+        long total = 0;
+        for (int l = 0; l < _attended.Length; l++)
+        {
+            if (_attended[l] is not IndexSet set)
+            {
+                total += (long)length * c.NumHeads;
+                continue;
+            }
+            var counts = _ops.Counts(set, l);
+            for (int h = 0; h < heads; h++) total += (long)Math.Min(counts[row * heads + h], length) * share;
+        }
+        return total;
     }
 
     public void Dispose()
