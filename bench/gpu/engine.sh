@@ -3,7 +3,8 @@
 # eval --device cuda on the bundled model, the server under load (bench/load --device cuda), and whole steps of
 # the Llama-3.1-8B shape for the methods named in STEP_METHODS.
 #   bench/gpu/engine.sh      Environment: OUT (logs), SAMPLES (eval samples per cell, default 20), SEEDS (default "1 2"),
-#                            BUDGETS (default 1%,2%,5%,10%), STEP_METHODS, STEP_CONTEXTS, SKIP (words: check eval load step)
+#                            BUDGETS (default 1%,2%,5%,10%), EVAL_CONTEXTS (default: the model's grid), FIDELITY (keys-read
+#                            steps per cell, default 8), STEP_METHODS, STEP_CONTEXTS, SKIP (words: check eval load step)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -30,8 +31,10 @@ if [[ "$skip" != *" eval "* ]]; then
     start=$(date +%s)
     "$bin" eval --device cuda --model "$model" --methods dense,oracle,streaming,quest,tidal,lfps,prhs,hshare \
       --budgets "${BUDGETS:-1%,2%,5%,10%}" --samples "${SAMPLES:-20}" --seed "$seed" --out "$out/eval-seed$seed" \
+      ${EVAL_CONTEXTS:+--contexts "$EVAL_CONTEXTS"} --fidelity-steps "${FIDELITY:-8}" --no-heatmap \
       >"$out/eval-seed$seed.log" 2>&1 || rc=1
-    echo "eval seed $seed: $(( $(date +%s) - start )) s, exit $?"; tail -30 "$out/eval-seed$seed.log"
+    echo "eval seed $seed: $(( $(date +%s) - start )) s"; tail -40 "$out/eval-seed$seed.log"
+    tar czf "$out/eval-seed$seed.tgz" -C "$out" "eval-seed$seed" && rm -rf "$out/eval-seed$seed"
   done
 fi
 if [[ "$skip" != *" load "* ]] && [ -x "$loadbin" ]; then
