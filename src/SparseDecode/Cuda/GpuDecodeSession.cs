@@ -1,8 +1,8 @@
 namespace SparseDecode.Cuda;
 
-/// <summary>One sequence decoded on the GPU: prefill in chunks of up to 8 tokens (rows of one step, causal through
-/// their lengths), then one token per step through a captured CUDA graph that is replayed with the new token and
-/// position written into device memory. Logits come back to the host for sampling. A method written as a selection
+/// <summary>One sequence decoded on the GPU: prefill through the model's chunked tensor-core prefill
+/// (<see cref="GpuPrefill"/>), then one token per step through a captured CUDA graph that is replayed with the new
+/// token and position written into device memory. Logits come back to the host for sampling. A method written as a selection
 /// plan runs inside that graph (<see cref="PlanAttention"/>: its state on the device, no host round trip); PrHS,
 /// still a host policy, runs on the host against the GPU selection backend (no graph). Prefill keeps Quest's page
 /// summaries for the methods that read them.</summary>
@@ -48,10 +48,20 @@ public sealed class GpuDecodeSession : IDisposable
     }
 
     /// <summary>Runs tokens at positions Length.. through the model; `onLogits(i, logits)` sees token i's
-    /// next-token logits (null: only the last token's are kept, in <see cref="LastLogits"/>).</summary>
+    /// next-token logits (null: only the last token's are kept, in <see cref="LastLogits"/>). Runs as the model's
+    /// chunked tensor-core prefill (<see cref="GpuPrefill"/>); heads it does not take go through decode steps of up
+    /// to 8 rows.</summary>
     public void Prefill(ReadOnlySpan<int> tokens, Action<int, ReadOnlySpan<float>>? onLogits = null)
     {
         CheckRoom(tokens.Length);
+        if (tokens.IsEmpty) return;
+        if (_model.Prefill is { } prefill)
+        {
+            prefill.Run(_cache, _slots[0], tokens, Length, _logits.AsSpan(0, VocabSize), onLogits, _stream);
+            Length += tokens.Length;
+            _lastRow = 0;
+            return;
+        }
         int v = VocabSize;
         for (int c0 = 0; c0 < tokens.Length; c0 += ModelKernels.MaxRows)
         {
