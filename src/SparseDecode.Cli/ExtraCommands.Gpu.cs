@@ -10,5 +10,6 @@ internal static partial class ExtraCommands
         list.Add(GpuBenchCommand.Create());
         list.Add(GpuCheckCommand.Create());
         list.Add(GpuStepCommand.Create());
+        list.Add(GpuPrefillCommand.Create());
     }
 }

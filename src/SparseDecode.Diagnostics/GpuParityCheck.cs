@@ -28,7 +28,8 @@ public static class GpuParityCheck
         public bool Passed => double.IsFinite(MaxDelta) && MaxDelta <= MaxThreshold && MeanDelta <= MeanThreshold;
     }
 
-    public static Result Run(DecodeKernels dk, ModelKernels mk, string directory, int tokenCount = 96, int seed = 1234)
+    public static Result Run(DecodeKernels dk, ModelKernels mk, string directory, int tokenCount = 96, int seed = 1234,
+        PrefillPrecision prefillPrecision = PrefillPrecision.Split)
     {
         var config = ModelConfig.Load(directory);
         int n = Math.Min(tokenCount, config.MaxPositions);
@@ -65,6 +66,7 @@ public static class GpuParityCheck
             using var store = WeightStore.Open(directory);
             using var weights = GpuWeights.Upload(dk.Device, store, config);
             using var model = new GpuEngine(dk.Device, weights, n, ownsDevice: false);
+            if (model.Model.Prefill is { } prefill) prefill.Precision = prefillPrecision;
             int half = n / 2;
             var graph = Score(model, tokens, half, useGraph: true, argmax, out int agree, out int compared);
             var eager = Score(model, tokens, half, useGraph: false, argmax, out _, out _);

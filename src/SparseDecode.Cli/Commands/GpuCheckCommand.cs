@@ -17,17 +17,24 @@ internal static class GpuCheckCommand
         var cudaCores = new Option<bool>("--no-tensor-cores") { Description = "Matrix products of several rows on the CUDA cores too (f32 throughout)." };
         var methods = new Option<string>("--methods") { Description = "Selector policies also decoded on the GPU against the CPU (bf16 models), comma-separated; empty: none.", DefaultValueFactory = _ => "oracle,streaming,quest,tidal,lfps,prhs,hshare" };
         var budget = new Option<string>("--budget") { Description = "Budget of those policies.", DefaultValueFactory = _ => "16" };
-        var cmd = new Command("gpu-check", "Check GPU log-probabilities against the CPU engine on the same tokens.") { models, tokens, cudaCores, methods, budget };
+        var precision = new Option<string>("--prefill-precision") { Description = "Operands of the prefill's tensor-core products: split (hi + lo bf16, f32-accurate) or bf16.", DefaultValueFactory = _ => "split" };
+        var cmd = new Command("gpu-check", "Check GPU log-probabilities against the CPU engine on the same tokens.") { models, tokens, cudaCores, methods, budget, precision };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             var dirs = r.GetValue(models) is { Length: > 0 } m ? m : [Engine.ModelLocator.Resolve(null)];
             var specs = GpuStepCommand.ParseList(r.GetValue(methods)!, m => Selection.SelectorSpec.Parse(m, r.GetValue(budget)!, new Dictionary<string, string>()));
-            return Run(dirs, r.GetValue(tokens), r.GetValue(cudaCores), specs);
+            var p = r.GetValue(precision)!.ToLowerInvariant() switch
+            {
+                "split" => PrefillPrecision.Split,
+                "bf16" => PrefillPrecision.Bf16,
+                var x => throw new ArgumentException($"--prefill-precision takes split or bf16, not '{x}'."),
+            };
+            return Run(dirs, r.GetValue(tokens), r.GetValue(cudaCores), specs, p);
         }));
         return cmd;
     }
 
-    private static int Run(string[] dirs, int tokens, bool noTensorCores, Selection.SelectorSpec[] specs)
+    private static int Run(string[] dirs, int tokens, bool noTensorCores, Selection.SelectorSpec[] specs, PrefillPrecision prefillPrecision)
     {
         var ci = CultureInfo.InvariantCulture;
         using var device = CudaDevice.Open();
@@ -39,19 +46,21 @@ internal static class GpuCheckCommand
         if (!string.IsNullOrWhiteSpace(mk.CompileLog)) Console.WriteLine($"NVRTC log:\n{mk.CompileLog}");
         Console.WriteLine("| kernel | registers | local (spill) bytes | static shared bytes |");
         Console.WriteLine("|---|---:|---:|---:|");
-        foreach (var (name, regs, local, shared) in mk.Resources()) Console.WriteLine($"| {name} | {regs} | {local} | {shared} |");
+        using (var prefillKernels = new PrefillAttentionKernels(device))
+            foreach (var (name, regs, local, shared) in mk.Resources().Concat(prefillKernels.Resources()))
+                Console.WriteLine($"| {name} | {regs} | {local} | {shared} |");
         var kernelChecks = ModelKernelCheck.Run(mk, Environment.TickCount);
         Console.WriteLine("\nmatrix-vector kernels against the float64 reference:");
         Console.WriteLine("| check | relative error | threshold | result |");
         Console.WriteLine("|---|---:|---:|---|");
         foreach (var c in kernelChecks)
             Console.WriteLine(string.Create(ci, $"| {c.Name} | {c.Error:G3} | {c.Threshold:G3} | {(c.Passed ? "pass" : "FAIL")} |"));
-        Console.WriteLine(string.Create(ci, $"\nproducts of several rows on the {(noTensorCores ? "CUDA cores (f32)" : "tensor cores")}"));
+        Console.WriteLine(string.Create(ci, $"\nproducts of several rows on the {(noTensorCores ? "CUDA cores (f32)" : "tensor cores")}; prefill operands {prefillPrecision}"));
         var results = new List<GpuParityCheck.Result>();
         foreach (var d in dirs)
         {
             sw.Restart();
-            var res = GpuParityCheck.Run(dk, mk, d, tokens);
+            var res = GpuParityCheck.Run(dk, mk, d, tokens, prefillPrecision: prefillPrecision);
             results.Add(res);
             Console.WriteLine(string.Create(ci, $"{d}: {sw.Elapsed.TotalSeconds:F1} s"));
         }

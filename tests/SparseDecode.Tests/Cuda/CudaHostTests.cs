@@ -106,7 +106,7 @@ public sealed class CudaHostTests
     {
         var headers = KernelSource.Headers().Select(h => h.Name).ToHashSet();
         Assert.Contains("common.cuh", headers);
-        foreach (var (file, names) in new[] { (DecodeKernels.SourceFile, DecodeKernels.KernelNames), (ModelKernels.SourceFile, ModelKernels.KernelNames), (SelectionKernels.SourceFile, SelectionKernels.KernelNames) })
+        foreach (var (file, names) in new[] { (DecodeKernels.SourceFile, DecodeKernels.KernelNames), (ModelKernels.SourceFile, ModelKernels.KernelNames), (SelectionKernels.SourceFile, SelectionKernels.KernelNames), (PrefillAttentionKernels.SourceFile, PrefillAttentionKernels.KernelNames.ToArray()) })
         {
             Assert.Contains(file, KernelSource.Names());
             var src = KernelSource.Read(file);

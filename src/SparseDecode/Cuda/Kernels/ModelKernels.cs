@@ -2,7 +2,8 @@ namespace SparseDecode.Cuda;
 
 /// <summary>Host side of Cuda/Kernels/model_step.cu: the parts of a decode step around attention (embedding,
 /// RMSNorm, bf16 matrix-vector products of up to 8 rows, RoPE + cache append, SwiGLU, page summaries) and a dense
-/// attention for any head size and group. Every method only queues work on the stream (graph-capturable).</summary>
+/// attention for any head size and group; and the same small operations over the many rows of a prefill chunk,
+/// writing the bf16 operands of its tensor-core matrix products (<see cref="GpuPrefill"/>). Every method only queues work on the stream (graph-capturable).</summary>
 public sealed class ModelKernels : IDisposable
 {
     public const string SourceFile = "model_step.cu";
@@ -17,6 +18,7 @@ public sealed class ModelKernels : IDisposable
     [
         "embed_rows", "rms_norm", "gemv_b1", "gemv_b2", "gemv_b4", "gemv_b8", "gemv_mma", "gemv_mma2", "gemv_mma4", "gemv_b1_r1u8", "gemv_b1_r2u8", "gemv_b1_r4u4", "rope_append", "page_update", "swiglu",
         "fill_f32", "attn_any_partial", "attn_any_reduce", "select_scores", "select_page_terms",
+        "rms_norm_bf16", "rope_append_span", "page_summaries_span", "swiglu_bf16", "add_bias",
     ];
 
     private readonly CudaModule _module;
@@ -111,9 +113,58 @@ public sealed class ModelKernels : IDisposable
     {
         var a = new KernelArgs();
         a.Add(gateUp); a.Add(f); a.Add(guStride); a.Add(rows); a.Add(h); a.Add(hStride);
-        long n = (long)rows * f;
-        _module["swiglu"].Launch(((int)Math.Min(Device.Multiprocessors * 8L, (n + 255) / 256), 1, 1), 256, s, ref a);
+        _module["swiglu"].Launch((GridStrideBlocks((long)rows * f), 1, 1), 256, s, ref a);
     }
+
+    /// <summary>rms_norm for `rows` rows whose result feeds bf16 matrix products: y as `parts` bf16 parts (1: y rounded
+    /// to bf16; 3: hi + mid + lo, all of y's 24 mantissa bits), part p at y + p·partStride elements.</summary>
+    public void RmsNormBf16(ulong x, int stride, DeviceBuffer weight, int n, float eps, in Bf16Parts y, int yStride, int rows, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(x); a.Add(stride); a.Add(weight); a.Add(n); a.Add(eps); a.Add(y.Pointer); a.Add(y.PartStride); a.Add(y.Parts); a.Add(yStride);
+        _module["rms_norm_bf16"].Launch((rows, 1, 1), 256, s, ref a);
+    }
+
+    /// <summary>RoPE of `rows` consecutive tokens of one sequence from position `first`: k and v appended to the
+    /// slot's cache arrays (kBase, vBase), q to bf16 parts [rows][qHeads·d].</summary>
+    public void RopeAppendSpan(DeviceBuffer qkv, int qkvStride, int qHeads, int kvHeads, int headDim, DeviceBuffer cos,
+        DeviceBuffer sin, int first, int rows, ulong kBase, ulong vBase, long headStride, in Bf16Parts q, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(qkv); a.Add(qkvStride); a.Add(qHeads); a.Add(kvHeads); a.Add(headDim); a.Add(cos); a.Add(sin); a.Add(first);
+        a.Add(kBase); a.Add(vBase); a.Add(headStride); a.Add(q.Pointer); a.Add(q.PartStride); a.Add(q.Parts);
+        _module["rope_append_span"].Launch((rows, qHeads + kvHeads, 1), 64, s, ref a);
+    }
+
+    /// <summary>Quest's min/max summaries of every page that keys first .. last of one slot touch, each over its
+    /// keys from the page's start (so a page the chunk completes is exact, and a partial one is what the decode
+    /// step's per-token update would have left).</summary>
+    public void PageSummariesSpan(ulong kBase, ulong minBase, ulong maxBase, long headStride, long pageHeadStride, int pageSize,
+        int headDim, int kvHeads, int first, int last, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(kBase); a.Add(minBase); a.Add(maxBase); a.Add(headStride); a.Add(pageHeadStride); a.Add(pageSize);
+        a.Add(headDim); a.Add(first); a.Add(last);
+        _module["page_summaries_span"].Launch((last / pageSize - first / pageSize + 1, kvHeads, 1), headDim, s, ref a);
+    }
+
+    /// <summary>swiglu whose result feeds the down projection's bf16 matrix products, as bf16 parts.</summary>
+    public void SwiGluBf16(DeviceBuffer gateUp, int f, int guStride, int rows, in Bf16Parts h, int hStride, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(gateUp); a.Add(f); a.Add(guStride); a.Add(rows); a.Add(h.Pointer); a.Add(h.PartStride); a.Add(h.Parts); a.Add(hStride);
+        _module["swiglu_bf16"].Launch((GridStrideBlocks((long)rows * f), 1, 1), 256, s, ref a);
+    }
+
+    /// <summary>y[r][j] += bias[j] for `rows` rows of n values.</summary>
+    public void AddBias(DeviceBuffer y, int n, int yStride, int rows, DeviceBuffer bias, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(y); a.Add(n); a.Add(yStride); a.Add(rows); a.Add(bias);
+        _module["add_bias"].Launch((GridStrideBlocks((long)rows * n), 1, 1), 256, s, ref a);
+    }
+
+    private int GridStrideBlocks(long n) => (int)Math.Min(Device.Multiprocessors * 8L, (n + 255) / 256);
 
     public void Fill(DeviceBuffer p, long count, float value, CudaStream s)
     {

@@ -19,6 +19,24 @@ __device__ __forceinline__ void unpack8(uint4 w, float* f)
 
 __device__ __forceinline__ float bf16_to_f32(bf16 v) { return __uint_as_float((u32)v << 16); }
 
+// Round to nearest even, as the CPU engine's SingleToBf16 (NaN stays NaN).
+__device__ __forceinline__ bf16 f32_to_bf16(float f)
+{
+    u32 b = __float_as_uint(f);
+    if ((b & 0x7fffffffu) > 0x7f800000u) return (bf16)((b >> 16) | 0x40u);
+    return (bf16)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+
+__device__ __forceinline__ u32 pack_bf16(float lo, float hi) { return (u32)f32_to_bf16(lo) | ((u32)f32_to_bf16(hi) << 16); }
+
+// D += A·B on the tensor cores: A 16×16 row-major (4 regs of bf16 pairs), B 16×8 column-major (2 regs), D f32.
+__device__ __forceinline__ void mma16816(float* c, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
 __device__ __forceinline__ float warp_sum(float v)
 {
 #pragma unroll

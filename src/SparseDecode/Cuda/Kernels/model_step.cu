@@ -12,15 +12,6 @@
 
 
 
-// Round to nearest even, as the CPU engine's SingleToBf16 (NaN stays NaN).
-__device__ __forceinline__ bf16 f32_to_bf16(float f)
-{
-    u32 b = __float_as_uint(f);
-    if ((b & 0x7fffffffu) > 0x7f800000u) return (bf16)((b >> 16) | 0x40u);
-    return (bf16)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
-}
-
-
 // x[r][0..hidden) = embedding row of tokens[r]; grid (rows), 256 threads.
 extern "C" __global__ void embed_rows(const bf16* __restrict__ table, const int* __restrict__ tokens, int hidden,
     int stride, float* __restrict__ x)
@@ -30,12 +21,10 @@ extern "C" __global__ void embed_rows(const bf16* __restrict__ table, const int*
     for (int i = threadIdx.x; i < hidden; i += blockDim.x) x[(long long)r * stride + i] = bf16_to_f32(row[i]);
 }
 
-// y = x / sqrt(mean(x²) + eps) * w, statistics in f32; grid (rows), 256 threads.
-extern "C" __global__ void __launch_bounds__(256) rms_norm(const float* __restrict__ x, int stride,
-    const float* __restrict__ w, int n, float eps, float* __restrict__ y, int yStride)
+// 1 / sqrt(mean(x²) + eps) of one row, statistics in f32; all 256 threads of the block take part.
+__device__ __forceinline__ float rms_scale(const float* __restrict__ xr, int n, float eps)
 {
     __shared__ float red[8];
-    const float* xr = x + (long long)blockIdx.x * stride;
     float ss = 0.f;
     for (int i = threadIdx.x; i < n; i += 256) ss = fmaf(xr[i], xr[i], ss);
     ss = warp_sum(ss);
@@ -44,9 +33,40 @@ extern "C" __global__ void __launch_bounds__(256) rms_norm(const float* __restri
     float total = 0.f;
 #pragma unroll
     for (int i = 0; i < 8; i++) total += red[i];
-    const float scale = 1.0f / sqrtf(total / n + eps);
+    return 1.0f / sqrtf(total / n + eps);
+}
+
+// y = x / sqrt(mean(x²) + eps) * w; grid (rows), 256 threads.
+extern "C" __global__ void __launch_bounds__(256) rms_norm(const float* __restrict__ x, int stride,
+    const float* __restrict__ w, int n, float eps, float* __restrict__ y, int yStride)
+{
+    const float* xr = x + (long long)blockIdx.x * stride;
+    const float scale = rms_scale(xr, n, eps);
     float* yr = y + (long long)blockIdx.x * yStride;
     for (int i = threadIdx.x; i < n; i += 256) yr[i] = (xr[i] * scale) * w[i];
+}
+
+// An f32 value as the bf16 operands of tensor-core products: `parts` bf16 values at base[i], base[partStride + i],
+// .. whose sum is v: 1 part rounds v to bf16; 3 parts carry all 24 bits of its mantissa (the prefill's "split"
+// precision, as split3 does for the matrix-vector kernels).
+__device__ __forceinline__ void store_parts(float v, bf16* __restrict__ base, long long partStride, int parts, long long i)
+{
+    for (int p = 0; p < parts; p++)
+    {
+        const bf16 h = f32_to_bf16(v);
+        base[p * partStride + i] = h;
+        v -= bf16_to_f32(h);
+    }
+}
+
+// rms_norm for the prefill's matrix products: the normalised rows as `parts` bf16 parts; grid (rows).
+extern "C" __global__ void __launch_bounds__(256) rms_norm_bf16(const float* __restrict__ x, int stride,
+    const float* __restrict__ w, int n, float eps, bf16* __restrict__ y, long long partStride, int parts, int yStride)
+{
+    const float* xr = x + (long long)blockIdx.x * stride;
+    const float scale = rms_scale(xr, n, eps);
+    const long long r = (long long)blockIdx.x * yStride;
+    for (int i = threadIdx.x; i < n; i += 256) store_parts((xr[i] * scale) * w[i], y, partStride, parts, r + i);
 }
 
 // y[b][n] (+)= W[n]·x[b] + bias[n] for rows b < rows: W bf16 [N][K] (K a multiple of 8), x f32 [B][xStride].
@@ -141,7 +161,6 @@ extern "C" __global__ void __launch_bounds__(256) gemv_b8(GEMV_ARGS) { gemv<8, 4
 // unchanged, those 8 columns fill the lane's fragment slots of two k16 steps directly. The f32 activations are
 // split into three bf16 parts (three products; the tensor cores have throughput to spare in a memory-bound
 // product), so they enter at f32 accuracy. K must be a multiple of 32.
-__device__ __forceinline__ u32 pack_bf16(float lo, float hi) { return (u32)f32_to_bf16(lo) | ((u32)f32_to_bf16(hi) << 16); }
 
 // Two f32 values as three bf16 pairs whose sum is each value to ~24 bits (8 + 8 + 8 mantissa bits): an f32
 // activation enters the tensor-core product at f32 accuracy.
@@ -155,12 +174,6 @@ __device__ __forceinline__ void split3(float a, float b, u32& hi, u32& mid, u32&
     lo = pack_bf16(ra - bf16_to_f32(ma), rb - bf16_to_f32(mb));
 }
 
-__device__ __forceinline__ void mma16816(float* c, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 
 // T tiles of 16 rows per block (32 rows for T = 2): each activation piece a lane loads serves T weight tiles, so
 // activation traffic (through L1/L2) is 1/T of the weight bytes; lanes of rows past `rows` load no activations.
@@ -243,9 +256,30 @@ extern "C" __global__ void __launch_bounds__(256) gemv_mma(GEMV_ARGS) { gemv_mma
 extern "C" __global__ void __launch_bounds__(256) gemv_mma2(GEMV_ARGS) { gemv_mma_tiles<2, 4>(GEMV_PASS); }
 extern "C" __global__ void __launch_bounds__(256) gemv_mma4(GEMV_ARGS) { gemv_mma_tiles<4, 2>(GEMV_PASS); }
 
-// RoPE ("rotate half": channel i pairs with i + d/2) of the q and k parts of each row's fused q|k|v projection,
-// using the host's cos/sin tables [position][d/2] (the CPU engine's own numbers); q goes to q [rows][qHeads·d] f32,
-// k and v are appended to the bf16 cache at the row's position. Grid (rows, qHeads + kvHeads), 64 threads.
+// RoPE ("rotate half": channel i pairs with i + d/2) with the host's cos/sin tables [position][d/2] (the CPU
+// engine's own numbers): (a, b) → (a·cos − b·sin, b·cos + a·sin).
+__device__ __forceinline__ float2 rotate_half(float a, float b, float c, float s) { return make_float2(a * c - b * s, b * c + a * s); }
+
+// K (rotated) and V of KV head kh from one row's fused projection src, appended as bf16 at K, V (the position's
+// rows in the cache); the block's threads share the channels.
+__device__ __forceinline__ void append_kv(const float* __restrict__ src, int qHeads, int kvHeads, int kh, int hd,
+    const float* __restrict__ c, const float* __restrict__ s, bf16* __restrict__ K, bf16* __restrict__ V)
+{
+    const int half = hd >> 1;
+    const float* x = src + qHeads * hd + kh * hd;
+    const float* v = src + (qHeads + kvHeads) * hd + kh * hd;
+    for (int i = threadIdx.x; i < half; i += blockDim.x)
+    {
+        const float2 y = rotate_half(x[i], x[i + half], c[i], s[i]);
+        K[i] = f32_to_bf16(y.x);
+        K[i + half] = f32_to_bf16(y.y);
+        V[i] = f32_to_bf16(v[i]);
+        V[i + half] = f32_to_bf16(v[i + half]);
+    }
+}
+
+// RoPE of the q and k parts of each row's fused q|k|v projection; q goes to q [rows][qHeads·d] f32, k and v are
+// appended to the bf16 cache at the row's position. Grid (rows, qHeads + kvHeads), 64 threads.
 extern "C" __global__ void rope_append(const float* __restrict__ qkv, int qkvStride, int qHeads, int kvHeads, int hd,
     const float* __restrict__ cosT, const float* __restrict__ sinT, const int* __restrict__ positions,
     const u64* __restrict__ kBases, const u64* __restrict__ vBases, long long headStride, float* __restrict__ q)
@@ -260,25 +294,61 @@ extern "C" __global__ void rope_append(const float* __restrict__ qkv, int qkvStr
         float* o = q + ((long long)r * qHeads + h) * hd;
         for (int i = threadIdx.x; i < half; i += blockDim.x)
         {
-            float a = x[i], b = x[i + half];
-            o[i] = a * c[i] - b * s[i];
-            o[i + half] = b * c[i] + a * s[i];
+            const float2 y = rotate_half(x[i], x[i + half], c[i], s[i]);
+            o[i] = y.x;
+            o[i + half] = y.y;
         }
         return;
     }
     const int kh = h - qHeads;
-    const float* x = src + qHeads * hd + kh * hd;
-    const float* v = src + (qHeads + kvHeads) * hd + kh * hd;
-    bf16* K = (bf16*)kBases[r] + kh * headStride + (long long)pos * hd;
-    bf16* V = (bf16*)vBases[r] + kh * headStride + (long long)pos * hd;
-    for (int i = threadIdx.x; i < half; i += blockDim.x)
+    append_kv(src, qHeads, kvHeads, kh, hd, c, s, (bf16*)kBases[r] + kh * headStride + (long long)pos * hd,
+        (bf16*)vBases[r] + kh * headStride + (long long)pos * hd);
+}
+
+// The same for the `rows` consecutive tokens of one sequence from position `first` (a prefill chunk): k and v to
+// the cache of one slot (kBase, vBase: its [kvHead][capacity][d] arrays), q as bf16 parts [rows][qHeads·d] for the
+// tensor-core attention. Grid (rows, qHeads + kvHeads), 64 threads.
+extern "C" __global__ void rope_append_span(const float* __restrict__ qkv, int qkvStride, int qHeads, int kvHeads,
+    int hd, const float* __restrict__ cosT, const float* __restrict__ sinT, int first, bf16* __restrict__ kBase,
+    bf16* __restrict__ vBase, long long headStride, bf16* __restrict__ q, long long partStride, int parts)
+{
+    const int r = blockIdx.x, h = blockIdx.y, half = hd >> 1, pos = first + r;
+    const float* c = cosT + (long long)pos * half;
+    const float* s = sinT + (long long)pos * half;
+    const float* src = qkv + (long long)r * qkvStride;
+    if (h < qHeads)
     {
-        float a = x[i], b = x[i + half];
-        K[i] = f32_to_bf16(a * c[i] - b * s[i]);
-        K[i + half] = f32_to_bf16(b * c[i] + a * s[i]);
-        V[i] = f32_to_bf16(v[i]);
-        V[i + half] = f32_to_bf16(v[i + half]);
+        const float* x = src + h * hd;
+        const long long o = ((long long)r * qHeads + h) * hd;
+        for (int i = threadIdx.x; i < half; i += blockDim.x)
+        {
+            const float2 y = rotate_half(x[i], x[i + half], c[i], s[i]);
+            store_parts(y.x, q, partStride, parts, o + i);
+            store_parts(y.y, q, partStride, parts, o + i + half);
+        }
+        return;
     }
+    const int kh = h - qHeads;
+    append_kv(src, qHeads, kvHeads, kh, hd, c, s, kBase + kh * headStride + (long long)pos * hd,
+        vBase + kh * headStride + (long long)pos * hd);
+}
+
+// Quest's summary of one page of one KV head for channel t: min and max over its keys from the page's start to
+// `last` (bf16, exact), written into the page's slot of the summary arrays.
+__device__ __forceinline__ void summarise_page(const bf16* __restrict__ K, bf16* __restrict__ mn, bf16* __restrict__ mx,
+    int page, int pageSize, int last, int hd, int t)
+{
+    bf16 blo = K[(long long)page * pageSize * hd + t], bhi = blo;
+    float lo = bf16_to_f32(blo), hi = lo;
+    for (int p = page * pageSize + 1; p <= last; p++)
+    {
+        const bf16 k = K[(long long)p * hd + t];
+        const float f = bf16_to_f32(k);
+        if (f < lo) { lo = f; blo = k; }
+        if (f > hi) { hi = f; bhi = k; }
+    }
+    mn[(long long)page * hd + t] = blo;
+    mx[(long long)page * hd + t] = bhi;
 }
 
 // Quest's summary of the page holding each row's new key: per channel the min and max of the page's keys so far
@@ -290,22 +360,24 @@ extern "C" __global__ void page_update(const u64* __restrict__ kBases, const u64
     const u64* __restrict__ maxBases, const int* __restrict__ positions, long long headStride,
     long long pageHeadStride, int pageSize, int hd, int rows)
 {
-    const int r = blockIdx.x, h = blockIdx.y, t = threadIdx.x, pos = positions[r], page = pos / pageSize;
+    const int r = blockIdx.x, h = blockIdx.y, pos = positions[r], page = pos / pageSize;
     // rows of one sequence in one page (a prefill chunk): the last of them covers the others' keys too
     if (r + 1 < rows && kBases[r + 1] == kBases[r] && positions[r + 1] / pageSize == page) return;
-    const bf16* K = (const bf16*)kBases[r] + h * headStride + t;
-    float lo = bf16_to_f32(K[(long long)page * pageSize * hd]), hi = lo;
-    bf16 blo = K[(long long)page * pageSize * hd], bhi = blo;
-    for (int p = page * pageSize + 1; p <= pos; p++)
-    {
-        bf16 k = K[(long long)p * hd];
-        float f = bf16_to_f32(k);
-        if (f < lo) { lo = f; blo = k; }
-        if (f > hi) { hi = f; bhi = k; }
-    }
-    ((bf16*)minBases[r])[h * pageHeadStride + (long long)page * hd + t] = blo;
-    ((bf16*)maxBases[r])[h * pageHeadStride + (long long)page * hd + t] = bhi;
+    summarise_page((const bf16*)kBases[r] + h * headStride, (bf16*)minBases[r] + h * pageHeadStride,
+        (bf16*)maxBases[r] + h * pageHeadStride, page, pageSize, pos, hd, threadIdx.x);
 }
+
+// The summaries of every page that keys first .. last of one slot touch (a prefill chunk). Grid (pages, kvHeads),
+// hd threads.
+extern "C" __global__ void page_summaries_span(const bf16* __restrict__ kBase, bf16* __restrict__ minBase,
+    bf16* __restrict__ maxBase, long long headStride, long long pageHeadStride, int pageSize, int hd, int first, int last)
+{
+    const int page = first / pageSize + blockIdx.x, h = blockIdx.y;
+    summarise_page(kBase + h * headStride, minBase + h * pageHeadStride, maxBase + h * pageHeadStride, page, pageSize,
+        min(last, (page + 1) * pageSize - 1), hd, threadIdx.x);
+}
+
+__device__ __forceinline__ float silu_mul(float g, float u) { return (g * (1.0f / (1.0f + expf(-g)))) * u; }
 
 // h[r][i] = silu(g) · u with g = gu[r][i], u = gu[r][F + i] (the fused gate|up projection); grid-stride.
 extern "C" __global__ void swiglu(const float* __restrict__ gu, int F, int guStride, int rows, float* __restrict__ h, int hStride)
@@ -314,10 +386,28 @@ extern "C" __global__ void swiglu(const float* __restrict__ gu, int F, int guStr
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     {
         const int r = (int)(i / F), j = (int)(i % F);
-        const float g = gu[(long long)r * guStride + j], u = gu[(long long)r * guStride + F + j];
-        const float sig = 1.0f / (1.0f + expf(-g));
-        h[(long long)r * hStride + j] = (g * sig) * u;
+        h[(long long)r * hStride + j] = silu_mul(gu[(long long)r * guStride + j], gu[(long long)r * guStride + F + j]);
     }
+}
+
+// swiglu for the prefill's down projection: h as bf16 parts; grid-stride.
+extern "C" __global__ void swiglu_bf16(const float* __restrict__ gu, int F, int guStride, int rows, bf16* __restrict__ h,
+    long long partStride, int parts, int hStride)
+{
+    const long long n = (long long)rows * F;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    {
+        const int r = (int)(i / F), j = (int)(i % F);
+        store_parts(silu_mul(gu[(long long)r * guStride + j], gu[(long long)r * guStride + F + j]), h, partStride, parts, (long long)r * hStride + j);
+    }
+}
+
+// y[r][j] += bias[j] for rows of n values (a projection's bias after a matrix product); grid-stride.
+extern "C" __global__ void add_bias(float* __restrict__ y, int n, int yStride, int rows, const float* __restrict__ bias)
+{
+    const long long total = (long long)rows * n;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
+        y[(i / n) * yStride + i % n] += bias[i % n];
 }
 
 extern "C" __global__ void fill_f32(float* __restrict__ p, long long n, float v)

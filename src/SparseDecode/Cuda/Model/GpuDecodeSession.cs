@@ -3,8 +3,9 @@ using SparseDecode.Engine;
 
 namespace SparseDecode.Cuda;
 
-/// <summary>One sequence decoded on the GPU, in one slot of its engine's cache: prefill in chunks of up to 8
-/// tokens (rows of one step, causal through their lengths), then one token per step through a captured CUDA graph
+/// <summary>One sequence decoded on the GPU, in one slot of its engine's cache: prefill through the model's chunked
+/// tensor-core prefill (<see cref="GpuPrefill"/>; heads it does not take go through decode steps of up to 8 rows),
+/// then one token per step through a captured CUDA graph
 /// that is replayed with the new token and position written into device memory. Logits come back to the host for
 /// sampling. A method written as a selection plan runs inside that graph (<see cref="PlanAttention"/>: its state on
 /// the device, no host round trip); a host policy runs against the GPU selection backend (no graph). Prefill keeps
@@ -56,10 +57,20 @@ public sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
     }
 
     /// <summary>Runs tokens at positions Length.. through the model; `everyLogits(i, logits)` sees token i's
-    /// next-token logits (null: only the last token's are kept, in <see cref="Logits"/>).</summary>
+    /// next-token logits (null: only the last token's are kept, in <see cref="Logits"/>). Leaves Quest's page
+    /// summaries of every page it wrote.</summary>
     public void Prefill(ReadOnlySpan<int> tokens, Action<int, ReadOnlySpan<float>>? everyLogits = null, Action<int, int>? progress = null)
     {
         CheckRoom(tokens.Length);
+        if (tokens.IsEmpty) return;
+        if (_model.Prefill is { } prefill)
+        {
+            prefill.Run(_cache, Slot, tokens, Length, _logits.AsSpan(0, VocabSize), everyLogits, _stream);
+            Length += tokens.Length;
+            _lastRow = 0;
+            progress?.Invoke(tokens.Length, tokens.Length);
+            return;
+        }
         int v = VocabSize;
         for (int c0 = 0; c0 < tokens.Length; c0 += ModelKernels.MaxRows)
         {

@@ -104,6 +104,16 @@ public sealed class GpuKvCache : IDisposable
         _bases.UploadAsync<ulong>(_hostBases, stream);
     }
 
+    /// <summary>Device address of slot `slot`'s keys of layer `layer`: [kvHead][capacity][headDim] bf16.</summary>
+    public ulong KeyBase(int layer, int slot) => _k[layer].At(CheckSlot(slot) * SlotBytes);
+    public ulong ValueBase(int layer, int slot) => _v[layer].At(CheckSlot(slot) * SlotBytes);
+    /// <summary>Slot `slot`'s per-page key minima (maxima) of layer `layer`: [kvHead][pages][headDim] bf16.</summary>
+    public ulong PageMinBase(int layer, int slot) => _min[layer].At(CheckSlot(slot) * PageSlotBytes);
+    public ulong PageMaxBase(int layer, int slot) => _max[layer].At(CheckSlot(slot) * PageSlotBytes);
+
+    private int CheckSlot(int slot) =>
+        (uint)slot < (uint)Slots ? slot : throw new ArgumentOutOfRangeException(nameof(slot), $"Slot {slot} of a cache of {Slots}.");
+
     /// <summary>Layer `layer` as the kernels see it for a step of `rows` rows, launches covering `planLength` keys.</summary>
     public KvView View(int layer, int rows, int planLength)
     {

@@ -33,6 +33,14 @@ public sealed class GpuModel : IDisposable
     public static bool IsTunedShape(ModelConfig c) => c.HeadDim == DecodeKernels.HeadDim && c.GroupSize is 4 or 8;
 
     private readonly DeviceBuffer _cos, _sin;
+    /// <summary>RoPE tables [position][headDim / 2] (the CPU engine's own numbers).</summary>
+    public DeviceBuffer RopeCos => _cos;
+    public DeviceBuffer RopeSin => _sin;
+    private GpuPrefill? _prefill;
+
+    /// <summary>The chunked tensor-core prefill of this model (created at first use: cuBLAS and its buffers), or null
+    /// when the heads do not fit its attention kernel (<see cref="GpuPrefill.Supports"/>).</summary>
+    public GpuPrefill? Prefill => _prefill ??= GpuPrefill.Supports(Config) ? new GpuPrefill(this) : null;
     private readonly DeviceBuffer _x, _xn, _qkv, _gateUp, _h;
     public DeviceBuffer Queries { get; }
     public DeviceBuffer AttentionOutput { get; }
@@ -125,6 +133,7 @@ public sealed class GpuModel : IDisposable
 
     public void Dispose()
     {
+        _prefill?.Dispose();
         foreach (var b in new[] { _cos, _sin, _x, _xn, _qkv, Queries, AttentionOutput, _gateUp, _h, Logits }) b.Dispose();
         Workspace.Dispose();
     }

@@ -1,0 +1,49 @@
+using SparseDecode.Cuda.Native;
+using static SparseDecode.Cuda.Native.Cublas;
+
+namespace SparseDecode.Cuda;
+
+/// <summary>A cuBLAS handle for the prefill's matrix products: bf16 weights [n][k] times bf16 activation rows,
+/// f32 accumulation on the tensor cores (CUBLAS_COMPUTE_32F), f32 output rows, optionally added to what the output
+/// already holds (β = 1: the residual stream). Missing cuBLAS fails here with one sentence.</summary>
+public sealed unsafe class CublasGemm : IDisposable
+{
+    private readonly CudaDevice _device;
+    private nint _handle;
+    private nint _boundStream;
+
+    public CublasGemm(CudaDevice device)
+    {
+        var reason = Cublas.Load();
+        if (reason != null) throw new CudaUnavailableException(reason);
+        _device = device;
+        device.MakeCurrent();
+        nint h;
+        Check(cublasCreate(&h), "cublasCreate");
+        _handle = h;
+    }
+
+    /// <summary>y[r][0..n) (+)= W · x[r] for r &lt; rows: W bf16 [n][k], x bf16 rows of stride xStride, y f32 rows of
+    /// stride yStride. Queued on `s`.</summary>
+    public void Multiply(ulong weights, int n, int k, ulong x, int xStride, int rows, ulong y, int yStride, bool accumulate, CudaStream s)
+    {
+        var g = RowMajorGemm.ForWeights(rows, n, k, xStride, yStride);
+        _device.MakeCurrent();
+        if (_boundStream != s.Handle)
+        {
+            Check(cublasSetStream(_handle, s.Handle), "cublasSetStream");
+            _boundStream = s.Handle;
+        }
+        float alpha = 1f, beta = accumulate ? 1f : 0f;
+        Check(cublasGemmEx(_handle, g.TransA, g.TransB, g.M, g.N, g.K, &alpha, (void*)weights, R16BF, g.Lda,
+            (void*)x, R16BF, g.Ldb, &beta, (void*)y, R32F, g.Ldc, Compute32F, GemmDefault), "cublasGemmEx");
+    }
+
+    public void Dispose()
+    {
+        if (_handle == 0) return;
+        _device.MakeCurrent();
+        cublasDestroy(_handle);
+        _handle = 0;
+    }
+}
