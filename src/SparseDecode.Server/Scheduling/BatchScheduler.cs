@@ -217,7 +217,7 @@ public sealed class BatchScheduler : IDisposable
         foreach (var s in _active) before += s.CompletionTokens;
         if (_active.Count == 1 || !_options.ParallelSequences)
             for (int i = 0; i < _active.Count; i++) Advance(_active[i]);
-        else Parallel.For(0, _active.Count, _stepOne);
+        else Parallel.For(0, _active.Count, new ParallelOptions { MaxDegreeOfParallelism = Parallelism.WorkerPool.Shared.Threads }, _stepOne);
         int after = 0;
         long kv = 0;
         foreach (var s in _active)

@@ -25,6 +25,7 @@ public sealed class DecodeWorkspace
     public CpuSelectionBackend Backend { get; }
     /// <summary>Dense attention, and sparse attention selected per KV head: each K/V row read once per group.</summary>
     public GroupedDecodeAttention Grouped { get; }
+    internal Transformer.PerHeadAttentionJob PerHeadAttention { get; } = new();
 
     public DecodeWorkspace(Transformer model, KvCache cache, SelectionGranularity granularity = SelectionGranularity.QueryHead)
     {
