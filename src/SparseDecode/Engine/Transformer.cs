@@ -174,48 +174,48 @@ public sealed unsafe class Transformer : IDisposable
         CheckToken(token);
         Embed(token, ws.X);
         selector?.BeginStep(pos);
-        for (int l = 0; l < c.NumLayers; l++)
+        var pool = WorkerPool.Shared;
+        var linear = ws.Linear;
+        fixed (float* x = ws.X, xn = ws.Xn, q = ws.Q, k = ws.K, v = ws.V, att = ws.Att, gate = ws.Gate, up = ws.Up, logits = ws.Logits)
         {
-            var w = _layers[l];
-            Norms.RmsNorm(ws.X, w.AttentionNorm, _eps, ws.Xn);
-            MatMul.Vector(w.Q, ws.Xn, ws.Q, w.QBias);
-            MatMul.Vector(w.K, ws.Xn, ws.K, w.KBias);
-            MatMul.Vector(w.V, ws.Xn, ws.V, w.VBias);
-            _rope.Apply(ws.Q, c.NumHeads, pos);
-            _rope.Apply(ws.K, c.NumKvHeads, pos);
-            cache.Write(l, pos, ws.K, ws.V);
-
-            long t0 = Stopwatch.GetTimestamp();
-            var sel = ws.Selection;
-            sel.Dense = true;
-            long scored = 0;
-            if (selector is not null)
+            for (int l = 0; l < c.NumLayers; l++)
             {
-                ws.Backend.Bind(l, ws.Q, pos + 1);
-                selector.Select(ws.Backend, sel);
-                scored = ws.Backend.KeysScored;
-            }
-            long t1 = Stopwatch.GetTimestamp();
-            DecodeAttention(cache, l, ws, pos + 1);
-            long t2 = Stopwatch.GetTimestamp();
-            if (observer is not null)
-            {
-                Observe(cache, l, ws, pos + 1, observer);
-                observer.OnLayer(l, pos + 1, scored, sel.Dense, (t1 - t0) / (double)Stopwatch.Frequency, (t2 - t1) / (double)Stopwatch.Frequency);
-            }
+                var w = _layers[l];
+                Norms.RmsNorm(ws.X, w.AttentionNorm, _eps, ws.Xn);
+                linear.Add(w.Q, q, w.QBias).Add(w.K, k, w.KBias).Add(w.V, v, w.VBias).Run(pool, xn);
+                _rope.Apply(ws.Q, c.NumHeads, pos);
+                _rope.Apply(ws.K, c.NumKvHeads, pos);
+                cache.Write(l, pos, ws.K, ws.V);
 
-            MatMul.Vector(w.O, ws.Att, ws.Xn, w.OBias);
-            System.Numerics.Tensors.TensorPrimitives.Add(ws.X, ws.Xn, ws.X);
-            Norms.RmsNorm(ws.X, w.MlpNorm, _eps, ws.Xn);
-            MatMul.Vector(w.Gate, ws.Xn, ws.Gate, w.GateBias);
-            MatMul.Vector(w.Up, ws.Xn, ws.Up, w.UpBias);
-            Activations.SwiGlu(ws.Gate, ws.Up);
-            MatMul.Vector(w.Down, ws.Gate, ws.Xn, w.DownBias);
-            System.Numerics.Tensors.TensorPrimitives.Add(ws.X, ws.Xn, ws.X);
+                long t0 = Stopwatch.GetTimestamp();
+                var sel = ws.Selection;
+                sel.Dense = true;
+                long scored = 0;
+                if (selector is not null)
+                {
+                    ws.Backend.Bind(l, ws.Q, pos + 1);
+                    selector.Select(ws.Backend, sel);
+                    scored = ws.Backend.KeysScored;
+                }
+                long t1 = Stopwatch.GetTimestamp();
+                DecodeAttention(cache, l, ws, pos + 1);
+                long t2 = Stopwatch.GetTimestamp();
+                if (observer is not null)
+                {
+                    Observe(cache, l, ws, pos + 1, observer);
+                    observer.OnLayer(l, pos + 1, scored, sel.Dense, (t1 - t0) / (double)Stopwatch.Frequency, (t2 - t1) / (double)Stopwatch.Frequency);
+                }
+
+                // the output projection and the MLP's down projection add into the residual stream in place
+                linear.Add(w.O, x, w.OBias, accumulate: true).Run(pool, att);
+                Norms.RmsNorm(ws.X, w.MlpNorm, _eps, ws.Xn);
+                ws.Mlp.Run(pool, w.Gate, w.Up, w.GateBias, w.UpBias, xn, gate, up);
+                linear.Add(w.Down, x, w.DownBias, accumulate: true).Run(pool, gate);
+            }
+            cache.Length = pos + 1;
+            Norms.RmsNorm(ws.X, _finalNorm, _eps, ws.Xn);
+            linear.Add(_lmHead, logits).Run(pool, xn);
         }
-        cache.Length = pos + 1;
-        Norms.RmsNorm(ws.X, _finalNorm, _eps, ws.Xn);
-        MatMul.Vector(_lmHead, ws.Xn, ws.Logits);
     }
 
     private void DecodeAttention(KvCache cache, int layer, DecodeWorkspace ws, int n)

@@ -10,47 +10,16 @@ namespace SparseDecode.Kernels;
 /// block of W is widened to f32 once and reused for every token, so W is read once per prefill.</summary>
 public static unsafe class MatMul
 {
-    private const int RowsPerTask = 64;
-
-    /// <summary>y[r] = W[r]·x (+ bias[r]) for all rows, parallel over row blocks.</summary>
+    /// <summary>y[r] = W[r]·x (+ bias[r]) for all rows, parallel over row blocks (<see cref="LinearWork"/>).</summary>
     public static void Vector(in TensorView w, ReadOnlySpan<float> x, Span<float> y, float[]? bias = null)
     {
-        int rows = w.Rows, cols = w.Cols;
-        if (x.Length != cols || y.Length != rows) throw new ArgumentException($"matvec shape mismatch for {w.Name}.");
-        fixed (float* xp = x, yp = y)
-        {
-            var job = t_vector ??= new VectorJob();
-            job.Bind(w.Type, w.Data, xp, yp, cols, rows, bias);
-            WorkerPool.Shared.Run(job, (rows + RowsPerTask - 1) / RowsPerTask);
-            job.Bind(default, null, null, null, 0, 0, null);
-        }
+        if (x.Length != w.Cols || y.Length != w.Rows) throw new ArgumentException($"matvec shape mismatch for {w.Name}.");
+        fixed (float* xp = x, yp = y) (t_vector ??= new LinearWork()).Add(w, yp, bias).Run(WorkerPool.Shared, xp);
     }
 
     // one bound job per calling thread, reused: a call allocates nothing
-    [ThreadStatic] private static VectorJob? t_vector;
+    [ThreadStatic] private static LinearWork? t_vector;
     [ThreadStatic] private static MatrixJob? t_matrix;
-
-    private sealed class VectorJob : ParallelWork
-    {
-        private DType type;
-        private byte* w;
-        private float* x, y;
-        private int cols, rows;
-        private float[]? bias;
-
-        public void Bind(DType type, byte* w, float* x, float* y, int cols, int rows, float[]? bias)
-        {
-            this.type = type; this.w = w; this.x = x; this.y = y; this.cols = cols; this.rows = rows; this.bias = bias;
-        }
-
-        public override void Execute(int block, int worker)
-        {
-            int start = block * RowsPerTask, end = Math.Min(rows, start + RowsPerTask);
-            long rowBytes = (long)cols * type.SizeInBytes();
-            for (int r = start; r < end; r++)
-                y[r] = Dot.Row(type, w + r * rowBytes, x, cols) + (bias is null ? 0f : bias[r]);
-        }
-    }
 
     /// <summary>Y[t, r] = X[t]·W[r] (+ bias[r]): X is [tokens, cols], Y is [tokens, rows], both row-major f32.</summary>
     public static void Matrix(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int tokens, float[]? bias = null)
