@@ -22,6 +22,7 @@ public static class Program
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(CalibrateCommand.Create());
+        root.Subcommands.Add(ExportGgufCommand.Create());
         foreach (var extra in ExtraCommands.All()) root.Subcommands.Add(extra);
         var threads = CommonOptions.Threads();
         root.Options.Add(threads);
