@@ -43,8 +43,10 @@ public sealed class WorkerPool : IDisposable
         }
     }
 
-    /// <summary>How long a worker spins for the next region before it sleeps.</summary>
-    private static readonly long SpinTicks = Stopwatch.Frequency / 5000; // 200 µs
+    /// <summary>How long a worker spins for the next region before it sleeps: longer than the serial work between
+    /// two regions of a step (norms, RoPE, the cache write: a few µs), short enough that a spinning worker does not
+    /// take much CPU from other processes on a shared machine.</summary>
+    private static readonly long SpinTicks = Stopwatch.Frequency / 20000; // 50 µs
 
     [ThreadStatic] private static WorkerPool? t_insideOf;
 
