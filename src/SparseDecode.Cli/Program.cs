@@ -22,7 +22,12 @@ public static class Program
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(CalibrateCommand.Create());
+        root.Subcommands.Add(ExportGgufCommand.Create());
         foreach (var extra in ExtraCommands.All()) root.Subcommands.Add(extra);
-        return root.Parse(args).Invoke();
+        var threads = CommonOptions.Threads();
+        root.Options.Add(threads);
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count == 0) Parallelism.WorkerPool.SetSharedThreads(parsed.GetValue(threads));
+        return parsed.Invoke();
     }
 }

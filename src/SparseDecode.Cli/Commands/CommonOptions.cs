@@ -11,6 +11,16 @@ internal static class CommonOptions
         Description = "Model directory in the Hugging Face layout (config.json, *.safetensors, tokenizer.json). Default: the bundled model.",
     };
 
+    /// <summary>--threads, on the root command and (recursively) on every command.</summary>
+    public static Option<int> Threads() => new("--threads", "-t")
+    {
+        Description = "CPU threads the engine computes on. Default: the physical cores.",
+        DefaultValueFactory = _ => Parallelism.CpuTopology.PhysicalCores,
+        Recursive = true,
+        // a value that is not a number is reported by the parser itself
+        Validators = { r => { if (r.Tokens.Count == 1 && int.TryParse(r.Tokens[0].Value, out int n) && n < 1) r.AddError("--threads must be at least 1."); } },
+    };
+
     public static Option<string> CacheType() => new("--kv-type")
     {
         Description = "KV cache element type: f32, f16 or bf16.",

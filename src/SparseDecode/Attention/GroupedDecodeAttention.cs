@@ -1,4 +1,5 @@
 using SparseDecode.Cache;
+using SparseDecode.Parallelism;
 using SparseDecode.Selection;
 
 namespace SparseDecode.Attention;
@@ -7,7 +8,7 @@ namespace SparseDecode.Attention;
 /// dense over every position, or sparse over one index list per KV head. Each head's positions are split into
 /// parts so that there are about two tasks per core even when there are few KV heads (the bundled model has 2,
 /// Llama-3-8B 8), the parts run in parallel and combine exactly. Buffers are allocated up front and grow by
-/// doubling, and the parallel body is one cached delegate: a step allocates nothing.</summary>
+/// doubling, and the parallel body is bound once (<see cref="ParallelWork"/>): a step allocates nothing.</summary>
 public sealed unsafe class GroupedDecodeAttention
 {
     /// <summary>No part is made shorter than this many positions: below it the split costs more than it saves.</summary>
@@ -15,7 +16,7 @@ public sealed unsafe class GroupedDecodeAttention
 
     private readonly int _queryHeads, _kvHeads, _group, _d, _maxParts;
     private readonly float[] _max, _sum, _partial;
-    private readonly Action<int> _body;
+    private readonly Tasks _body;
     private float[] _scores;
     private long _stride;
 
@@ -33,14 +34,14 @@ public sealed unsafe class GroupedDecodeAttention
         _kvHeads = kvHeads;
         _group = queryHeads / kvHeads;
         _d = headDim;
-        _maxParts = Math.Max(1, (2 * Environment.ProcessorCount + kvHeads - 1) / kvHeads);
+        _maxParts = Math.Max(1, (2 * WorkerPool.Shared.Threads + kvHeads - 1) / kvHeads);
         int slots = kvHeads * _maxParts * _group;
         _max = new float[slots];
         _sum = new float[slots];
         _partial = new float[slots * headDim];
         _stride = Math.Max(1, Math.Min(capacity, 4096));
         _scores = new float[_stride * queryHeads];
-        _body = RunTask;
+        _body = new Tasks(this);
     }
 
     /// <summary>Parts per KV head for `count` positions (dense) or list entries (sparse).</summary>
@@ -73,14 +74,18 @@ public sealed unsafe class GroupedDecodeAttention
         _selection = sparse ? selection : null;
         _parts = PartsFor(longest);
         int tasks = _kvHeads * _parts;
-        if (tasks == 1) RunTask(0);
-        else Parallel.For(0, tasks, _body);
+        WorkerPool.Shared.Run(_body, tasks);
         fixed (float* mx = _max, sm = _sum, pt = _partial, o = _att)
             for (int h = 0; h < _kvHeads; h++)
             {
                 int first = h * _parts * _group;
                 GroupAttention.Combine(_parts, _group, _d, mx + first, sm + first, pt + (long)first * _d, o + (long)h * _group * _d);
             }
+    }
+
+    private sealed class Tasks(GroupedDecodeAttention owner) : ParallelWork
+    {
+        public override void Execute(int item, int worker) => owner.RunTask(item);
     }
 
     private void RunTask(int task)

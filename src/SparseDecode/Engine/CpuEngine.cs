@@ -43,7 +43,9 @@ public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bo
             return;
         }
         var ids = tokens.ToArray();
-        Parallel.For(0, sequences.Count, i => sequences[i].Decode(ids[i]));
+        // one task per sequence, at most as many at once as the engine has threads (--threads)
+        Parallel.For(0, sequences.Count, new ParallelOptions { MaxDegreeOfParallelism = Parallelism.WorkerPool.Shared.Threads },
+            i => sequences[i].Decode(ids[i]));
     }
 
     public void Dispose()

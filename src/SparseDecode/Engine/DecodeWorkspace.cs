@@ -1,5 +1,6 @@
 using SparseDecode.Attention;
 using SparseDecode.Cache;
+using SparseDecode.Kernels;
 using SparseDecode.Selection;
 
 namespace SparseDecode.Engine;
@@ -25,6 +26,10 @@ public sealed class DecodeWorkspace
     public CpuSelectionBackend Backend { get; }
     /// <summary>Dense attention, and sparse attention selected per KV head: each K/V row read once per group.</summary>
     public GroupedDecodeAttention Grouped { get; }
+    internal Transformer.PerHeadAttentionJob PerHeadAttention { get; } = new();
+    /// <summary>The step's matrix-vector products, each region bound here once (no allocation per step).</summary>
+    internal LinearWork Linear { get; } = new();
+    internal GatedMlpWork Mlp { get; } = new();
 
     public DecodeWorkspace(Transformer model, KvCache cache, SelectionGranularity granularity = SelectionGranularity.QueryHead)
     {

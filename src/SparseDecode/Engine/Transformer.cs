@@ -4,6 +4,7 @@ using SparseDecode.Attention;
 using SparseDecode.Cache;
 using SparseDecode.Kernels;
 using SparseDecode.Model;
+using SparseDecode.Parallelism;
 using SparseDecode.Selection;
 
 namespace SparseDecode.Engine;
@@ -107,10 +108,12 @@ public sealed unsafe class Transformer : IDisposable
         var c = Config;
         int T = tokens.Length, H = c.HiddenSize, start = cache.Length;
         cache.EnsureCapacity(start + T);
-        var pool = ArrayPool<float>.Shared;
-        float[] x = pool.Rent(T * H), xn = pool.Rent(T * H), q = pool.Rent(T * c.QDim), k = pool.Rent(T * c.KvDim),
-            v = pool.Rent(T * c.KvDim), att = pool.Rent(T * c.QDim), gate = pool.Rent(T * c.IntermediateSize),
-            up = pool.Rent(T * c.IntermediateSize);
+        var pool = WorkerPool.Shared;
+        var attention = new CausalBlockAttention(c.NumHeads, c.NumKvHeads, c.HeadDim, AttentionScale, pool.Threads);
+        var buffers = ArrayPool<float>.Shared;
+        float[] x = buffers.Rent(T * H), xn = buffers.Rent(T * H), q = buffers.Rent(T * c.QDim), k = buffers.Rent(T * c.KvDim),
+            v = buffers.Rent(T * c.KvDim), att = buffers.Rent(T * c.QDim), gate = buffers.Rent(T * c.IntermediateSize),
+            up = buffers.Rent(T * c.IntermediateSize);
         try
         {
             for (int t = 0; t < T; t++) Embed(tokens[t], x.AsSpan(t * H, H));
@@ -127,7 +130,7 @@ public sealed unsafe class Transformer : IDisposable
                     _rope.Apply(k.AsSpan(t * c.KvDim, c.KvDim), c.NumKvHeads, start + t);
                     cache.Write(l, start + t, k.AsSpan(t * c.KvDim, c.KvDim), v.AsSpan(t * c.KvDim, c.KvDim));
                 }
-                CausalAttention(cache, l, q, att, start, T);
+                fixed (float* qp = q, op = att) attention.Run(pool, cache, l, qp, op, start, T);
                 MatMul.Matrix(w.O, att.AsSpan(0, T * c.QDim), xn, T, w.OBias);
                 for (int i = 0; i < T * H; i++) x[i] += xn[i];
                 for (int t = 0; t < T; t++) Norms.RmsNorm(x.AsSpan(t * H, H), w.MlpNorm, _eps, xn.AsSpan(t * H, H));
@@ -152,29 +155,8 @@ public sealed unsafe class Transformer : IDisposable
         }
         finally
         {
-            foreach (var a in new[] { x, xn, q, k, v, att, gate, up }) pool.Return(a);
+            foreach (var a in new[] { x, xn, q, k, v, att, gate, up }) buffers.Return(a);
         }
-    }
-
-    private const int QueryBlock = 16;
-
-    /// <summary>Causal attention for T new queries at positions start.. over the cache, parallel over
-    /// (head, block of 16 queries); each block reads every key and value once.</summary>
-    private void CausalAttention(KvCache cache, int layer, float[] q, float[] att, int start, int T)
-    {
-        var c = Config;
-        int heads = c.NumHeads, group = c.GroupSize, d = c.HeadDim, qdim = c.QDim;
-        int blocks = (T + QueryBlock - 1) / QueryBlock;
-        float scale = AttentionScale;
-        Parallel.For(0, heads * blocks, () => (new float[QueryBlock * (start + T)], new float[2 * d]), (item, _, scratch) =>
-        {
-            int h = item % heads, b = item / heads;
-            int t0 = b * QueryBlock, count = Math.Min(QueryBlock, T - t0);
-            fixed (float* qp = q, op = att)
-                AttentionKernels.AttendCausalBlock(cache, layer, h / group, qp + (long)t0 * qdim + h * d, qdim, count,
-                    start + t0, scale, scratch.Item1, scratch.Item2, op + (long)t0 * qdim + h * d, qdim);
-            return scratch;
-        }, _ => { });
     }
 
     private void Embed(int token, Span<float> x) =>
@@ -192,48 +174,48 @@ public sealed unsafe class Transformer : IDisposable
         CheckToken(token);
         Embed(token, ws.X);
         selector?.BeginStep(pos);
-        for (int l = 0; l < c.NumLayers; l++)
+        var pool = WorkerPool.Shared;
+        var linear = ws.Linear;
+        fixed (float* x = ws.X, xn = ws.Xn, q = ws.Q, k = ws.K, v = ws.V, att = ws.Att, gate = ws.Gate, up = ws.Up, logits = ws.Logits)
         {
-            var w = _layers[l];
-            Norms.RmsNorm(ws.X, w.AttentionNorm, _eps, ws.Xn);
-            MatMul.Vector(w.Q, ws.Xn, ws.Q, w.QBias);
-            MatMul.Vector(w.K, ws.Xn, ws.K, w.KBias);
-            MatMul.Vector(w.V, ws.Xn, ws.V, w.VBias);
-            _rope.Apply(ws.Q, c.NumHeads, pos);
-            _rope.Apply(ws.K, c.NumKvHeads, pos);
-            cache.Write(l, pos, ws.K, ws.V);
-
-            long t0 = Stopwatch.GetTimestamp();
-            var sel = ws.Selection;
-            sel.Dense = true;
-            long scored = 0;
-            if (selector is not null)
+            for (int l = 0; l < c.NumLayers; l++)
             {
-                ws.Backend.Bind(l, ws.Q, pos + 1);
-                selector.Select(ws.Backend, sel);
-                scored = ws.Backend.KeysScored;
-            }
-            long t1 = Stopwatch.GetTimestamp();
-            DecodeAttention(cache, l, ws, pos + 1);
-            long t2 = Stopwatch.GetTimestamp();
-            if (observer is not null)
-            {
-                Observe(cache, l, ws, pos + 1, observer);
-                observer.OnLayer(l, pos + 1, scored, sel.Dense, (t1 - t0) / (double)Stopwatch.Frequency, (t2 - t1) / (double)Stopwatch.Frequency);
-            }
+                var w = _layers[l];
+                Norms.RmsNorm(ws.X, w.AttentionNorm, _eps, ws.Xn);
+                linear.Add(w.Q, q, w.QBias).Add(w.K, k, w.KBias).Add(w.V, v, w.VBias).Run(pool, xn);
+                _rope.Apply(ws.Q, c.NumHeads, pos);
+                _rope.Apply(ws.K, c.NumKvHeads, pos);
+                cache.Write(l, pos, ws.K, ws.V);
 
-            MatMul.Vector(w.O, ws.Att, ws.Xn, w.OBias);
-            System.Numerics.Tensors.TensorPrimitives.Add(ws.X, ws.Xn, ws.X);
-            Norms.RmsNorm(ws.X, w.MlpNorm, _eps, ws.Xn);
-            MatMul.Vector(w.Gate, ws.Xn, ws.Gate, w.GateBias);
-            MatMul.Vector(w.Up, ws.Xn, ws.Up, w.UpBias);
-            Activations.SwiGlu(ws.Gate, ws.Up);
-            MatMul.Vector(w.Down, ws.Gate, ws.Xn, w.DownBias);
-            System.Numerics.Tensors.TensorPrimitives.Add(ws.X, ws.Xn, ws.X);
+                long t0 = Stopwatch.GetTimestamp();
+                var sel = ws.Selection;
+                sel.Dense = true;
+                long scored = 0;
+                if (selector is not null)
+                {
+                    ws.Backend.Bind(l, ws.Q, pos + 1);
+                    selector.Select(ws.Backend, sel);
+                    scored = ws.Backend.KeysScored;
+                }
+                long t1 = Stopwatch.GetTimestamp();
+                DecodeAttention(cache, l, ws, pos + 1);
+                long t2 = Stopwatch.GetTimestamp();
+                if (observer is not null)
+                {
+                    Observe(cache, l, ws, pos + 1, observer);
+                    observer.OnLayer(l, pos + 1, scored, sel.Dense, (t1 - t0) / (double)Stopwatch.Frequency, (t2 - t1) / (double)Stopwatch.Frequency);
+                }
+
+                // the output projection and the MLP's down projection add into the residual stream in place
+                linear.Add(w.O, x, w.OBias, accumulate: true).Run(pool, att);
+                Norms.RmsNorm(ws.X, w.MlpNorm, _eps, ws.Xn);
+                ws.Mlp.Run(pool, w.Gate, w.Up, w.GateBias, w.UpBias, xn, gate, up);
+                linear.Add(w.Down, x, w.DownBias, accumulate: true).Run(pool, gate);
+            }
+            cache.Length = pos + 1;
+            Norms.RmsNorm(ws.X, _finalNorm, _eps, ws.Xn);
+            linear.Add(_lmHead, logits).Run(pool, xn);
         }
-        cache.Length = pos + 1;
-        Norms.RmsNorm(ws.X, _finalNorm, _eps, ws.Xn);
-        MatMul.Vector(_lmHead, ws.Xn, ws.Logits);
     }
 
     private void DecodeAttention(KvCache cache, int layer, DecodeWorkspace ws, int n)
@@ -247,20 +229,29 @@ public sealed unsafe class Transformer : IDisposable
             ws.Grouped.Run(cache, layer, ws.Q, ws.Att, n, scale, sel);
             return;
         }
-        var job = new AttentionJob(cache, layer, ws, sel, group, d, scale);
-        if (c.NumHeads == 1) job.Run(0);
-        else Parallel.For(0, c.NumHeads, job.Run);
+        var job = ws.PerHeadAttention;
+        job.Bind(cache, layer, ws, group, d, scale);
+        WorkerPool.Shared.Run(job, c.NumHeads);
+        job.Bind(null, 0, null, 0, 0, 0);
     }
 
     /// <summary>Sparse attention selected per query head: each head over its own list.</summary>
-    private readonly struct AttentionJob(KvCache cache, int layer, DecodeWorkspace ws, LayerSelection sel, int group, int d, float scale)
+    internal sealed class PerHeadAttentionJob : ParallelWork
     {
-        public void Run(int h)
+        private KvCache? _cache;
+        private DecodeWorkspace? _ws;
+        private int _layer, _group, _d;
+        private float _scale;
+
+        public void Bind(KvCache? cache, int layer, DecodeWorkspace? ws, int group, int d, float scale) =>
+            (_cache, _layer, _ws, _group, _d, _scale) = (cache, layer, ws, group, d, scale);
+
+        public override void Execute(int h, int worker)
         {
-            var indices = sel.Indices(h);
-            var scratch = ws.HeadScratch(h, indices.Length);
-            fixed (float* q = ws.Q, o = ws.Att)
-                AttentionKernels.Attend(cache, layer, h / group, q + h * d, indices, scale, scratch, o + h * d);
+            var indices = _ws!.Selection.Indices(h);
+            var scratch = _ws.HeadScratch(h, indices.Length);
+            fixed (float* q = _ws.Q, o = _ws.Att)
+                AttentionKernels.Attend(_cache!, _layer, h / _group, q + h * _d, indices, _scale, scratch, o + h * _d);
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Runtime.Intrinsics;
 using SparseDecode.Model;
+using SparseDecode.Parallelism;
 
 namespace SparseDecode.Kernels;
 
@@ -9,32 +10,16 @@ namespace SparseDecode.Kernels;
 /// block of W is widened to f32 once and reused for every token, so W is read once per prefill.</summary>
 public static unsafe class MatMul
 {
-    private const int RowsPerTask = 64;
-
-    /// <summary>y[r] = W[r]·x (+ bias[r]) for all rows, parallel over row blocks.</summary>
+    /// <summary>y[r] = W[r]·x (+ bias[r]) for all rows, parallel over row blocks (<see cref="LinearWork"/>).</summary>
     public static void Vector(in TensorView w, ReadOnlySpan<float> x, Span<float> y, float[]? bias = null)
     {
-        int rows = w.Rows, cols = w.Cols;
-        if (x.Length != cols || y.Length != rows) throw new ArgumentException($"matvec shape mismatch for {w.Name}.");
-        fixed (float* xp = x, yp = y)
-        {
-            var job = new VectorJob(w.Type, w.Data, xp, yp, cols, rows, bias);
-            int blocks = (rows + RowsPerTask - 1) / RowsPerTask;
-            if (blocks == 1) job.Run(0);
-            else Parallel.For(0, blocks, job.Run);
-        }
+        if (x.Length != w.Cols || y.Length != w.Rows) throw new ArgumentException($"matvec shape mismatch for {w.Name}.");
+        fixed (float* xp = x, yp = y) (t_vector ??= new LinearWork()).Add(w, yp, bias).Run(WorkerPool.Shared, xp);
     }
 
-    private readonly struct VectorJob(DType type, byte* w, float* x, float* y, int cols, int rows, float[]? bias)
-    {
-        public void Run(int block)
-        {
-            int start = block * RowsPerTask, end = Math.Min(rows, start + RowsPerTask);
-            long rowBytes = (long)cols * type.SizeInBytes();
-            for (int r = start; r < end; r++)
-                y[r] = Dot.Row(type, w + r * rowBytes, x, cols) + (bias is null ? 0f : bias[r]);
-        }
-    }
+    // one bound job per calling thread, reused: a call allocates nothing
+    [ThreadStatic] private static LinearWork? t_vector;
+    [ThreadStatic] private static MatrixJob? t_matrix;
 
     /// <summary>Y[t, r] = X[t]·W[r] (+ bias[r]): X is [tokens, cols], Y is [tokens, rows], both row-major f32.</summary>
     public static void Matrix(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int tokens, float[]? bias = null)
@@ -48,17 +33,29 @@ public static unsafe class MatMul
         }
         fixed (float* xp = x, yp = y)
         {
-            var job = new MatrixJob(w.Type, w.Data, xp, yp, cols, rows, tokens, bias);
-            Parallel.For(0, (rows + MatrixJob.Block - 1) / MatrixJob.Block, job.Run);
+            var job = t_matrix ??= new MatrixJob();
+            job.Bind(w.Type, w.Data, xp, yp, cols, rows, tokens, bias);
+            WorkerPool.Shared.Run(job, (rows + MatrixJob.Block - 1) / MatrixJob.Block);
+            job.Bind(default, null, null, null, 0, 0, 0, null);
         }
     }
 
-    private readonly struct MatrixJob(DType type, byte* w, float* x, float* y, int cols, int rows, int tokens, float[]? bias)
+    private sealed class MatrixJob : ParallelWork
     {
         public const int Block = 16;
         private const int TokenTile = 32;
+        private DType type;
+        private byte* w;
+        private float* x, y;
+        private int cols, rows, tokens;
+        private float[]? bias;
 
-        public void Run(int block)
+        public void Bind(DType type, byte* w, float* x, float* y, int cols, int rows, int tokens, float[]? bias)
+        {
+            this.type = type; this.w = w; this.x = x; this.y = y; this.cols = cols; this.rows = rows; this.tokens = tokens; this.bias = bias;
+        }
+
+        public override void Execute(int block, int worker)
         {
             int r0 = block * Block, r1 = Math.Min(rows, r0 + Block);
             float[] buffer = ArrayPool<float>.Shared.Rent(Block * cols);

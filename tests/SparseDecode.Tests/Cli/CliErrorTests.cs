@@ -37,6 +37,18 @@ public class CliErrorTests
     }
 
     [Fact]
+    public void ThreadsAreTakenByEveryCommandAndReportedByBench()
+    {
+        var (code, stdout, stderr) = CliTests.Run("bench", "--model", Fixtures.Model("llama3-gqa"), "--context", "8", "--steps", "2", "--threads", "1", "--json");
+        Assert.True(code == 0, stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(stdout);
+        Assert.Equal(1, doc.RootElement.GetProperty("threads").GetInt32());
+        var (zero, _, zeroErr) = CliTests.Run("inspect", "--threads", "0");
+        Assert.NotEqual(0, zero);
+        Assert.StartsWith("--threads must be at least 1.", zeroErr.Trim());
+    }
+
+    [Fact]
     public void ModelThatIsAFileIsOneSentence()
     {
         using var tmp = new Fixtures.TempDir();

@@ -28,6 +28,8 @@ public unsafe class KernelTests
     [Theory]
     [InlineData(DType.F32, 37, 75)]
     [InlineData(DType.BF16, 130, 64)]
+    [InlineData(DType.BF16, 1031, 390)]
+    [InlineData(DType.BF16, 7, 75)]
     [InlineData(DType.F16, 65, 300)]
     public void MatVecEqualsNaive(DType type, int rows, int cols)
     {
@@ -70,6 +72,74 @@ public unsafe class KernelTests
                 }
         }
         finally { NativeMemory.AlignedFree((void*)mem); }
+    }
+
+    [Fact]
+    public void OneLinearRegionComputesEveryProductAndAddsInPlace()
+    {
+        var rng = new Random(5);
+        int cols = 96;
+        var (a, ea, ma) = Matrix(rng, 100, cols, DType.BF16);
+        var (b, eb, mb) = Matrix(rng, 36, cols, DType.F32);
+        var (c, ec, mc) = Matrix(rng, 52, cols, DType.BF16);
+        try
+        {
+            var x = RandomVector(rng, cols);
+            var bias = RandomVector(rng, 36);
+            var ya = new float[100];
+            var yb = new float[36];
+            var yc = RandomVector(rng, 52); // accumulated into
+            var before = (float[])yc.Clone();
+            fixed (float* xp = x, pa = ya, pb = yb, pc = yc)
+                new LinearWork().Add(a, pa).Add(b, pb, bias).Add(c, pc, accumulate: true).Run(new SparseDecode.Parallelism.WorkerPool(2), xp);
+            void Check(float[] y, double[] exact, int rows, Func<int, double> start)
+            {
+                for (int r = 0; r < rows; r++)
+                {
+                    double s = start(r);
+                    for (int i = 0; i < cols; i++) s += exact[r * cols + i] * x[i];
+                    Assert.True(Math.Abs(y[r] - s) <= 1e-4 * (1 + Math.Abs(s)), $"row {r}: {y[r]} vs {s}");
+                }
+            }
+            Check(ya, ea, 100, _ => 0);
+            Check(yb, eb, 36, r => bias[r]);
+            Check(yc, ec, 52, r => before[r]);
+        }
+        finally
+        {
+            NativeMemory.AlignedFree((void*)ma);
+            NativeMemory.AlignedFree((void*)mb);
+            NativeMemory.AlignedFree((void*)mc);
+        }
+    }
+
+    [Fact]
+    public void GatedMlpEqualsSiluOfGateTimesUp()
+    {
+        var rng = new Random(6);
+        int rows = 200, cols = 64;
+        var (g, eg, mg) = Matrix(rng, rows, cols, DType.BF16);
+        var (u, eu, mu) = Matrix(rng, rows, cols, DType.BF16);
+        try
+        {
+            var x = RandomVector(rng, cols, 3f);
+            var gate = new float[rows];
+            var up = new float[rows];
+            fixed (float* xp = x, gp = gate, upp = up)
+                new GatedMlpWork().Run(new SparseDecode.Parallelism.WorkerPool(2), g, u, null, null, xp, gp, upp);
+            for (int r = 0; r < rows; r++)
+            {
+                double sg = 0, su = 0;
+                for (int i = 0; i < cols; i++) { sg += eg[r * cols + i] * x[i]; su += eu[r * cols + i] * x[i]; }
+                double expected = sg / (1 + Math.Exp(-sg)) * su;
+                Assert.True(Math.Abs(gate[r] - expected) <= 1e-4 * (1 + Math.Abs(expected)), $"row {r}: {gate[r]} vs {expected}");
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree((void*)mg);
+            NativeMemory.AlignedFree((void*)mu);
+        }
     }
 
     [Fact]
