@@ -4,7 +4,7 @@
 # the Llama-3.1-8B shape for the methods named in STEP_METHODS.
 #   bench/gpu/engine.sh      Environment: OUT (logs), SAMPLES (eval samples per cell, default 20), SEEDS (default "1 2"),
 #                            BUDGETS (default 1%,2%,5%,10%), EVAL_CONTEXTS (default: the model's grid), FIDELITY (keys-read
-#                            steps per cell, default 8), STEP_METHODS, STEP_CONTEXTS, SKIP (words: check eval load step)
+#                            steps per cell, default 8), STEP_METHODS, STEP_CONTEXTS, SKIP (words: check eval load step race)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -48,5 +48,14 @@ if [[ "$skip" != *" step "* ]]; then
   "$bin" gpu-step --contexts "${STEP_CONTEXTS:-32768,131072}" --json "$out/step8b.json" \
     --methods "${STEP_METHODS:-dense,tidal,prhs,hshare}" >"$out/step8b.log" 2>&1 || rc=1
   grep -E "^\|" "$out/step8b.log" | tail -30
+fi
+# racecheck of every kernel a method's plan launches, on the smallest fixture (the program's start alone takes a
+# minute under racecheck; the bundled model's check did not finish in 150 s)
+if [[ "$skip" != *" race "* ]] && { command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; }; then
+  cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  timeout "${RACE_SECONDS:-240}" "$cs" --tool racecheck --print-limit 20 "$bin" gpu-check \
+    --model "$root/tests/SparseDecode.Tests/Fixtures/models/llama3-gqa-bf16" --tokens 32 \
+    --methods oracle,streaming,quest,tidal,lfps,prhs,hshare >"$out/racecheck.log" 2>&1
+  echo "compute-sanitizer racecheck: exit $? — $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$out/racecheck.log" | tail -1)"
 fi
 exit "$rc"
