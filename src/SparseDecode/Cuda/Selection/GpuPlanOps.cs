@@ -152,6 +152,20 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
         return Enumerable.Range(0, RowsTimesHeads).Select(i => meta[2 * i * b.Spec.Depth]).ToArray();
     }
 
+    // lists TopPages writes: the last page's positions sit in a prefix of pageSize entries the count leaves out
+    private readonly HashSet<int> _lastPagePrefixed = [];
+
+    /// <summary>Positions each head of `row` attends from list 0 of `set` at a layer, for a sequence of `length`
+    /// positions: the list's count, plus the current page's positions where the list keeps them in its prefix
+    /// (Quest's pages).</summary>
+    public int[] AttendedCounts(IndexSet set, int layer, int row, int length)
+    {
+        var counts = Counts(set, layer);
+        int heads = _plan.Heads, ps = _kv.PageSize;
+        int lastPage = _lastPagePrefixed.Contains(set.Id) ? (length - 1) % ps + 1 : 0;
+        return Enumerable.Range(0, heads).Select(h => Math.Min(counts[row * heads + h] + lastPage, length)).ToArray();
+    }
+
     /// <summary>Decode steps begun on row 0.</summary>
     public int Steps => _steps.Download<int>(1)[0];
 
@@ -205,6 +219,7 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
 
     public void TopPages(ScoreSet bounds, Budget budget, IndexSet dst)
     {
+        _lastPagePrefixed.Add(dst.Id);
         var src = At(bounds.Id);
         var d = At(dst.Id);
         int ps = _kv.PageSize, pages = (_kv.PlanLength + ps - 1) / ps;

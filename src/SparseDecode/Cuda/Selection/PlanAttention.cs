@@ -67,7 +67,7 @@ public sealed class PlanAttention : ILayerAttention, IDisposable
     {
         var c = _config;
         bool perQuery = Plan.Granularity == SelectionGranularity.QueryHead;
-        int heads = perQuery ? c.NumHeads : c.NumKvHeads, share = perQuery ? 1 : c.GroupSize;
+        int share = perQuery ? 1 : c.GroupSize;
         long total = 0;
         for (int l = 0; l < _attended.Length; l++)
         {
@@ -76,8 +76,7 @@ public sealed class PlanAttention : ILayerAttention, IDisposable
                 total += (long)length * c.NumHeads;
                 continue;
             }
-            var counts = _ops.Counts(set, l);
-            for (int h = 0; h < heads; h++) total += (long)Math.Min(counts[row * heads + h], length) * share;
+            foreach (int count in _ops.AttendedCounts(set, l, row, length)) total += (long)count * share;
         }
         return total;
     }
