@@ -127,11 +127,12 @@ public sealed class RankLauncher : IDisposable
     }
 
     /// <summary>How to start this program again: the single-file executable itself, or `dotnet the.dll`.</summary>
-    private static (string Program, string[] Prefix)SelfCommand()
+    private static (string Program, string[] Prefix) SelfCommand()
     {
         string process = Environment.ProcessPath ?? throw new InvalidOperationException("The program's own path is unknown; workers cannot be started.");
         string name = Path.GetFileNameWithoutExtension(process);
-        if (name == "dotnet" && typeof(RankLauncher).Assembly.Location is { Length: > 0 } dll) return (process, [dll]);
+        // under `dotnet SparseDecode.Cli.dll` the first command-line argument is the assembly's path
+        if (name == "dotnet" && Environment.GetCommandLineArgs() is [{ Length: > 0 } dll, ..]) return (process, [dll]);
         return (process, []);
     }
 

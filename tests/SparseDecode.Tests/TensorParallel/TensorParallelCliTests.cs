@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using SparseDecode.Cli.TensorParallel;
 using SparseDecode.Cuda;
 using SparseDecode.Tests.Cli;
@@ -7,7 +8,7 @@ namespace SparseDecode.Tests.TensorParallel;
 /// <summary>The host side of `--tensor-parallel`: how workers are started, the NCCL id they are handed, and the one
 /// sentence each command says when the split, the device or the library is not there.</summary>
 [Collection("console")]
-public sealed class TensorParallelCliTests
+public sealed partial class TensorParallelCliTests
 {
     [Fact]
     public void WorkersGetTheSameArgumentsAndTheirRank()
@@ -74,4 +75,19 @@ public sealed class TensorParallelCliTests
         Assert.StartsWith("NCCL (libnccl.so.2) was not found", reason);
         Assert.Contains("SPARSEDECODE_NCCL", reason);
     }
+
+    [Fact]
+    public void NvlinkMulticastIsTurnedOffWhereNcclReadsIt()
+    {
+        Assert.Equal(0, SetEnv(SparseDecode.Cuda.Native.Nccl.NvlsVariable, "1", 1));   // as a user's shell might
+        SparseDecode.Cuda.Native.Nccl.DisableNvlinkMulticast();
+        Assert.Equal("0", Marshal.PtrToStringUTF8(GetEnv(SparseDecode.Cuda.Native.Nccl.NvlsVariable)));
+        Assert.Equal("0", Environment.GetEnvironmentVariable(SparseDecode.Cuda.Native.Nccl.NvlsVariable));
+    }
+
+    [LibraryImport("libc", EntryPoint = "getenv", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint GetEnv(string name);
+
+    [LibraryImport("libc", EntryPoint = "setenv", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int SetEnv(string name, string value, int overwrite);
 }
