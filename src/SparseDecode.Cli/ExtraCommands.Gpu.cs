@@ -9,6 +9,7 @@ internal static partial class ExtraCommands
     {
         list.Add(GpuBenchCommand.Create());
         list.Add(GpuCheckCommand.Create());
+        list.Add(GpuNcclCheckCommand.Create());
         list.Add(GpuStepCommand.Create());
         list.Add(GpuPrefillCommand.Create());
     }

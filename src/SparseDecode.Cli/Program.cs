@@ -10,6 +10,7 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        TensorParallel.RankLauncher.CommandLine = args;   // workers of --tensor-parallel are started with the same
         // A plain command named as installed, not RootCommand, whose name is the executable's (SparseDecode.Cli under
         // dotnet run): help then says "sparsedecode" however the program was started.
         var root = new Command(CommandName, "SparseDecode: long-context LLM decoding with sparse attention over the KV cache.")

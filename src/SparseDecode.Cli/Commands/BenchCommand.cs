@@ -1,3 +1,4 @@
+using SparseDecode.Cli.TensorParallel;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -21,11 +22,13 @@ internal static class BenchCommand
         var method = MethodOptions.Create();
         var device = CommonOptions.Device();
         var json = new Option<bool>("--json") { Description = "Print the measurements as one JSON object instead of the table." };
-        var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device, json };
+        var tensorParallel = RankLauncher.TensorParallelOption();
+        var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device, tensorParallel, json };
         method.AddTo(cmd);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
+            TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "bench");
             if (CommonOptions.ParseDevice(r.GetValue(device)!) == "cuda")
                 return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r, dir));
             using var t = Transformer.Load(dir);

@@ -1,3 +1,4 @@
+using SparseDecode.Cli.TensorParallel;
 using SparseDecode.Model;
 using System.CommandLine;
 using System.Diagnostics;
@@ -96,12 +97,13 @@ public static class EvalCommand
         };
 
         var device = CommonOptions.Device();
+        var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("eval",
             "Evaluate sparse-attention methods on RULER-style long-context tasks (passkey, multi-key, multi-value, multi-query, variable tracking, " +
             "common words) and held-out perplexity: accuracy, attention fidelity and decode speed per method and budget. Each sample is prefilled " +
             "once densely and every method decodes from a copy of that cache; finished cells are kept in --out, so an interrupted run resumes.")
         {
-            model, methods, budgets, contexts, tasks, samples, seed, param, kv, device, output, quick, reportOnly, json, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep,
+            model, methods, budgets, contexts, tasks, samples, seed, param, kv, device, tensorParallel, output, quick, reportOnly, json, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -113,6 +115,7 @@ public static class EvalCommand
             string dir = ModelLocator.Resolve(r.GetValue(model));
             var config = ModelConfig.Load(dir);
             string deviceName = CommonOptions.ParseDevice(r.GetValue(device)!);
+            TensorParallelGate.Check(r.GetValue(tensorParallel), dir, deviceName, "eval");
 
             var contextList = r.GetValue(contexts) is string cs ? ParseInts(cs, "--contexts")
                 : isQuick ? QuickContexts.Where(c => c <= config.MaxPositions).DefaultIfEmpty(config.MaxPositions).ToArray()

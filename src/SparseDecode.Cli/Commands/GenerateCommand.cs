@@ -1,3 +1,4 @@
+using SparseDecode.Cli.TensorParallel;
 using System.CommandLine;
 using System.Globalization;
 using SparseDecode.Cuda;
@@ -22,13 +23,15 @@ internal static class GenerateCommand
         var kv = CommonOptions.CacheType();
         var device = CommonOptions.Device();
         var method = MethodOptions.Create();
+        var tensorParallel = RankLauncher.TensorParallelOption();
         var json = new Option<bool>("--json") { Description = "Print one JSON object at the end (text, token counts, finish reason, speeds) instead of streaming the text." };
         var cmd = new Command("generate", "Generate text from a prompt, streaming it, with dense or sparse attention.")
-            { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, kv, device, json };
+            { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, kv, device, tensorParallel, json };
         method.AddTo(cmd);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
+            TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "generate");
             string text = r.GetValue(prompt) ?? (r.GetValue(promptFile) is string f ? CliFiles.ReadText(f, "--prompt-file")
                 : throw new ArgumentException("Give --prompt or --prompt-file."));
             var tokenizer = Tokenizer.FromDirectory(dir);

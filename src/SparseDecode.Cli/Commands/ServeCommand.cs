@@ -1,3 +1,4 @@
+using SparseDecode.Cli.TensorParallel;
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
 using SparseDecode.Engine;
@@ -30,12 +31,14 @@ internal static class ServeCommand
         var device = CommonOptions.Device();
         var context = new Option<int?>("--context") { Description = "Positions one sequence may hold (prompt + completion; default: the model's context). On the GPU every batch place gets a cache slot of this size up front." };
         var method = MethodOptions.Create();
+        var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
-            { model, host, port, name, kv, device, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, sequential, quiet, apiKey, drain, perClient,
+            { model, host, port, name, kv, device, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, sequential, quiet, apiKey, drain, perClient,
               method.Method, method.Budget, method.Params };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
+            TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "serve");
             var options = new ServerOptions
             {
                 Host = r.GetValue(host)!,

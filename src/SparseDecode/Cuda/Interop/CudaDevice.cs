@@ -66,6 +66,16 @@ public sealed unsafe class CudaDevice : IDisposable
         return count == 0 ? "The CUDA driver is installed but reports no GPU; use the CPU backend." : null;
     }
 
+    /// <summary>GPUs this process sees (after CUDA_VISIBLE_DEVICES); throws the one-sentence reason when none can be used.</summary>
+    public static int Count()
+    {
+        var reason = Probe();
+        if (reason != null) throw new CudaUnavailableException(reason);
+        int count;
+        Check(cuDeviceGetCount(&count), "cuDeviceGetCount");
+        return count;
+    }
+
     public static CudaDevice Open(int ordinal = 0)
     {
         var reason = Probe();

@@ -7,12 +7,15 @@ namespace SparseDecode.Cuda.Native;
 /// search path, $CUDA_PATH and /usr/local/cuda.</summary>
 internal static class NativeLibraryLocator
 {
-    public static bool TryLoad(string baseName, string? overrideVariable, out nint handle, out string tried)
+    /// <summary>`versions`: the sonames the loader may resolve by itself (default the CUDA toolkit's); `extraDirectories`:
+    /// searched after the CUDA ones (NCCL ships in Python packages).</summary>
+    public static bool TryLoad(string baseName, string? overrideVariable, out nint handle, out string tried,
+        string[]? versions = null, IEnumerable<string>? extraDirectories = null)
     {
         var candidates = new List<string>();
         string? explicitPath = overrideVariable is null ? null : Environment.GetEnvironmentVariable(overrideVariable);
         if (!string.IsNullOrEmpty(explicitPath)) candidates.Add(explicitPath);
-        foreach (var dir in SearchDirectories())
+        foreach (var dir in SearchDirectories().Concat(extraDirectories ?? []))
         {
             if (!Directory.Exists(dir)) continue;
             try
@@ -25,7 +28,7 @@ internal static class NativeLibraryLocator
             catch (UnauthorizedAccessException) { }
         }
         // sonames the loader resolves by itself (LD_LIBRARY_PATH, ldconfig cache)
-        foreach (var v in new[] { "13", "12", "11.2" }) candidates.Add($"{baseName}.so.{v}");
+        foreach (var v in versions ?? ["13", "12", "11.2"]) candidates.Add($"{baseName}.so.{v}");
         candidates.Add(baseName + ".so");
         foreach (var c in candidates.Distinct())
             if (NativeLibrary.TryLoad(c, out handle))
