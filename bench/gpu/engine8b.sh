@@ -17,7 +17,7 @@ timeout 150 "$bin" eval --device cuda --model "$ck" --methods dense,tidal,lfps,q
 echo "eval on the 8B shape: exit $?, $(( $(date +%s) - start )) s"; grep -E "│ (dense|tidal|lfps|quest|prhs) |cells" "$out/eval8b.log" | tail -8
 "$bin" serve --device cuda --model "$ck" --port 8093 --max-batch 8 --context 4096 >"$out/serve8b.log" 2>&1 &
 pid=$!
-for i in $(seq 1 90); do curl -sf http://127.0.0.1:8093/health >/dev/null 2>&1 && break; sleep 1; done
+for i in $(seq 1 90); do python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8093/health', timeout=2)" 2>/dev/null && break; sleep 1; done
 echo "server up after ${i} s: $(head -1 "$out/serve8b.log")"
 echo "| clients | requests | wall s | generated tokens/s | mean TTFT s |"; echo "|---:|---:|---:|---:|---:|"
 for c in 1 8; do timeout 60 python3 "$here/serve_client.py" http://127.0.0.1:8093 $c 2 64; done
