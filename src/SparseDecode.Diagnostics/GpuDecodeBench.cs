@@ -58,9 +58,13 @@ public sealed class GpuDecodeBench
 
     private void Log(string s) => _o.Log?.Invoke(s);
 
+    // the random-data and read kernels, loaded for one Run
+    private DiagnosticKernels _random = null!;
+
     public void Run()
     {
         var dev = _k.Device;
+        using var random = _random = new DiagnosticKernels(dev);
         using var stream = new CudaStream(dev);
         using var timer = new CudaTimer(dev);
         CopyBandwidth = MeasureCopy(stream, timer);
@@ -74,10 +78,10 @@ public sealed class GpuDecodeBench
         long bytes = 1L << 30;
         using var a = _k.Device.Allocate(bytes);
         using var b = _k.Device.Allocate(bytes);
-        _k.FillRandomF32(a, bytes / 4, 7, 1, s);
+        _random.FillRandomF32(a, bytes / 4, 7, 1, s);
         double ms = Time(s, t, 4, i => { if (i % 2 == 0) s.CopyAsync(b, a, bytes); else s.CopyAsync(a, b, bytes); }, out _);
         using var sink = _k.Device.Allocate(16);
-        double read = Time(s, t, 4, i => _k.ReadAll(i % 2 == 0 ? a : b, bytes, sink, s), out _);
+        double read = Time(s, t, 4, i => _random.ReadAll(i % 2 == 0 ? a : b, bytes, sink, s), out _);
         ReadBandwidth = bytes / (read * 1e-3);
         return 2.0 * bytes / (ms * 1e-3);
     }
@@ -114,12 +118,12 @@ public sealed class GpuDecodeBench
             for (int i = 0; i < sets; i++)
             {
                 kv[i] = new KvLayerBatch(dev, batch, KvHeads, QueryHeads, n, ps, lengths);
-                _k.FillRandomBf16(kv[i].K, kv[i].K.Bytes / 2, (uint)(3 * i + 1), 1f, s);
-                _k.FillRandomBf16(kv[i].V, kv[i].V.Bytes / 2, (uint)(3 * i + 2), 1f, s);
+                _random.FillRandomBf16(kv[i].K, kv[i].K.Bytes / 2, (uint)(3 * i + 1), 1f, s);
+                _random.FillRandomBf16(kv[i].V, kv[i].V.Bytes / 2, (uint)(3 * i + 2), 1f, s);
                 _k.PageSummaries(kv[i], s);
             }
             using var q = dev.Allocate((long)batch * QueryHeads * 128 * 4);
-            _k.FillRandomF32(q, batch * QueryHeads * 128, 99, 2f, s);
+            _random.FillRandomF32(q, batch * QueryHeads * 128, 99, 2f, s);
             int strideN = LaunchPlan.ScoreStride(n), strideP = LaunchPlan.ScoreStride(pages), strideC = LaunchPlan.ScoreStride(cands);
             int rowsKv = batch * KvHeads, rowsQ = batch * QueryHeads;
             using var scoresQ = dev.Allocate((long)rowsQ * strideN * 4);
@@ -127,7 +131,7 @@ public sealed class GpuDecodeBench
             using var scoresC = dev.Allocate((long)rowsQ * strideC * 4);
             using var bounds = dev.Allocate((long)rowsQ * strideP * 4);
             using var kept = dev.Allocate((long)rowsQ * LaunchPlan.ScoreStride(budget) * 4);
-            _k.FillRandomF32(scoresQ, (long)rowsQ * strideN, 5, 3f, s);
+            _random.FillRandomF32(scoresQ, (long)rowsQ * strideN, 5, 3f, s);
             using var outAttn = dev.Allocate((long)rowsQ * 128 * 4);
             using var ws = new DecodeKernels.AttentionWorkspace(dev, batch, QueryHeads, LaunchPlan.Chunks(Math.Max(n, budget), 32));
             using var tkN = new DecodeKernels.TopKWorkspace(dev, rowsQ, n);

@@ -47,14 +47,18 @@ public sealed class GpuStepBench
 
     private void Log(string s) => _o.Log?.Invoke(s);
 
+    // the random-data and read kernels, loaded for one Run
+    private DiagnosticKernels _random = null!;
+
     public void Run()
     {
         var dev = _dk.Device;
+        using var random = _random = new DiagnosticKernels(dev);
         using var s = new CudaStream(dev);
         using var timer = new CudaTimer(dev);
         ReadBandwidth = MeasureRead(s, timer);
         var c = _o.Shape;
-        using var weights = RandomDeviceData.Weights(_dk, _mk, c, s);
+        using var weights = RandomDeviceData.Weights(_random, _mk, c, s);
         WeightBytes = weights.BytesPerStep;
         Log($"{c.ArchitectureName}: {c.NumLayers} layers, hidden {c.HiddenSize}, {c.NumHeads}/{c.NumKvHeads} heads, MLP {c.IntermediateSize}, vocab {c.VocabSize}; weights read per step {WeightBytes / 1e9:F2} GB; read bandwidth {ReadBandwidth / 1e12:F3} TB/s");
         foreach (var (n, b) in _o.Contexts.Select(n => (n, 1)).Concat(_o.Batched)) Case(weights, s, timer, n, b);
@@ -65,8 +69,8 @@ public sealed class GpuStepBench
         long bytes = 1L << 30;
         using var a = _dk.Device.Allocate(bytes);
         using var sink = _dk.Device.Allocate(16);
-        _dk.FillRandomF32(a, bytes / 4, 7, 1, s);
-        using var g = s.Capture(() => { for (int i = 0; i < 4; i++) _dk.ReadAll(a, bytes, sink, s); });
+        _random.FillRandomF32(a, bytes / 4, 7, 1, s);
+        using var g = s.Capture(() => { for (int i = 0; i < 4; i++) _random.ReadAll(a, bytes, sink, s); });
         double ms = t.MedianReplay(g, s, 5, out _) / 4;
         return bytes / (ms * 1e-3);
     }
@@ -76,7 +80,7 @@ public sealed class GpuStepBench
         var c = _o.Shape;
         using var cache = new GpuKvCache(_dk.Device, c, batch, n);
         using var model = new GpuModel(_dk, _mk, weights, n, _o.Budget);
-        RandomDeviceData.FillCache(_dk, cache, n, s);
+        RandomDeviceData.FillCache(_random, _dk, cache, n, s);
         var rng = new Random(n + batch);
         var slots = Enumerable.Range(0, batch).ToArray();
         cache.SetRows(slots, slots.Select(_ => rng.Next(c.VocabSize)).ToArray(), Enumerable.Repeat(n - 1, batch).ToArray(), s);
@@ -255,7 +259,7 @@ public sealed class GpuStepBench
     {
         var c = _o.Shape;
         int count = rows * c.QDim;
-        _dk.FillRandomF32(model.Queries, count, 17, 2f, s);
+        _random.FillRandomF32(model.Queries, count, 17, 2f, s);
         var kv = cache.View(0, rows, n);
         model.DenseAttention(kv, s);
         var tuned = new float[count];
@@ -279,7 +283,7 @@ public sealed class GpuStepBench
         int stride = LaunchPlan.ScoreStride(n), count = rows * c.NumHeads * stride;
         using var a = _dk.Device.Allocate(count * 4L);
         using var b = _dk.Device.Allocate(count * 4L);
-        _dk.FillRandomF32(model.Queries, rows * c.QDim, 19, 2f, s);
+        _random.FillRandomF32(model.Queries, rows * c.QDim, 19, 2f, s);
         var kv = cache.View(0, rows, n);
         _dk.Score(kv, model.Queries, null, 0, IndexHeads.KvHead, IndexHeads.QueryHead, a, stride, s);
         sel.Scores(kv, model.Queries, new SelectionKernels.Heads(c.NumHeads, 1, c.GroupSize, c.NumHeads, c.HeadDim, rows),

@@ -9,14 +9,14 @@ public static class RandomDeviceData
 {
     /// <summary>Random weights of the given shape: matrices uniform in ±1/√fan-in (so activations stay in range
     /// through the layers), norms 1, no biases, untied head.</summary>
-    public static GpuWeights Weights(DecodeKernels dk, ModelKernels mk, ModelConfig c, CudaStream s, uint seed = 1)
+    public static GpuWeights Weights(DiagnosticKernels random, ModelKernels mk, ModelConfig c, CudaStream s, uint seed = 1)
     {
-        var dev = dk.Device;
+        var dev = random.Device;
         uint next = seed;
         DeviceBuffer Matrix(int rows, int cols)
         {
             var b = dev.Allocate((long)rows * cols * 2);
-            dk.FillRandomBf16(b, (long)rows * cols, next++, 1f / MathF.Sqrt(cols), s);
+            random.FillRandomBf16(b, (long)rows * cols, next++, 1f / MathF.Sqrt(cols), s);
             return b;
         }
         DeviceBuffer Ones(int n)
@@ -44,13 +44,13 @@ public static class RandomDeviceData
 
     /// <summary>Random bf16 keys and values in every slot and layer of the cache, with their page summaries up to
     /// `length` when the heads are the tuned kernels' size (the summary kernel's shape).</summary>
-    public static void FillCache(DecodeKernels dk, GpuKvCache cache, int length, CudaStream s, uint seed = 11)
+    public static void FillCache(DiagnosticKernels random, DecodeKernels dk, GpuKvCache cache, int length, CudaStream s, uint seed = 11)
     {
         var c = cache.Config;
         for (int l = 0; l < c.NumLayers; l++)
         {
-            dk.FillRandomBf16(cache.Keys(l), cache.Keys(l).Bytes / 2, seed + (uint)(2 * l), 1f, s);
-            dk.FillRandomBf16(cache.Values(l), cache.Values(l).Bytes / 2, seed + (uint)(2 * l + 1), 1f, s);
+            random.FillRandomBf16(cache.Keys(l), cache.Keys(l).Bytes / 2, seed + (uint)(2 * l), 1f, s);
+            random.FillRandomBf16(cache.Values(l), cache.Values(l).Bytes / 2, seed + (uint)(2 * l + 1), 1f, s);
         }
         if (c.HeadDim != DecodeKernels.HeadDim) return;
         int rows = Math.Min(cache.Slots, cache.MaxRows);

@@ -45,7 +45,8 @@ internal static class GpuPrefillCommand
         using var dk = new DecodeKernels(device);
         using var mk = new ModelKernels(device);
         using var s = new CudaStream(device);
-        using var weights = RandomDeviceData.Weights(dk, mk, c, s);
+        using var random = new DiagnosticKernels(device);
+        using var weights = RandomDeviceData.Weights(random, mk, c, s);
         // the engine users get: its model's prefill is what GpuDecodeSession.Prefill runs
         using var engine = new GpuEngine(device, weights, contexts.Append(checkTokens).Max() + 1, slots: 1, ownsDevice: false);
         var model = engine.Model;

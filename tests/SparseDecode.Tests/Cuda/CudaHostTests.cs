@@ -172,3 +172,21 @@ public sealed class CudaHostTests
         Assert.Equal(unchecked((ulong)-2L), a.Values[3]);
     }
 }
+
+/// <summary>The diagnostics' own kernels travel with their assembly, not the library's.</summary>
+public sealed class DiagnosticKernelSourceTests
+{
+    [Fact]
+    public void DiagnosticKernelsAreEmbeddedInTheDiagnosticsAssemblyOnly()
+    {
+        string name = "SparseDecode.Diagnostics.Kernels." + SparseDecode.Diagnostics.DiagnosticKernels.SourceFile;
+        Assert.Contains(name, typeof(SparseDecode.Diagnostics.DiagnosticKernels).Assembly.GetManifestResourceNames());
+        using var s = typeof(SparseDecode.Diagnostics.DiagnosticKernels).Assembly.GetManifestResourceStream(name)!;
+        string text = new StreamReader(s).ReadToEnd();
+        foreach (var kernel in new[] { "fill_random_bf16", "fill_random_f32", "read_bytes" })
+        {
+            Assert.Contains($"void {kernel}(", text);
+            Assert.DoesNotContain($"void {kernel}(", SparseDecode.Cuda.KernelSource.Read("decode_attention.cu"));
+        }
+    }
+}

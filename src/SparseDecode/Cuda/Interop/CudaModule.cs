@@ -31,6 +31,13 @@ public sealed unsafe class CudaModule : IDisposable
         return new CudaModule(device, image, cached, log);
     }
 
+    /// <summary>Compiles (or takes from the disk cache) kernel source kept outside the library, named `fileName`.</summary>
+    public static CudaModule Load(CudaDevice device, string fileName, string source)
+    {
+        var image = KernelCompiler.Compile(fileName, source, device.Architecture, out bool cached, out string log);
+        return new CudaModule(device, image, cached, log);
+    }
+
     public CudaFunction this[string name]
     {
         get

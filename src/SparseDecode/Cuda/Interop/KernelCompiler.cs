@@ -13,9 +13,13 @@ public static unsafe class KernelCompiler
 
     /// <summary>Returns the cubin for `fileName` and whether it came from the disk cache; `log` gets NVRTC's
     /// messages (warnings included) when it compiled.</summary>
-    public static byte[] Compile(string fileName, string architecture, out bool fromCache, out string log, IReadOnlyList<string>? extraOptions = null)
+    public static byte[] Compile(string fileName, string architecture, out bool fromCache, out string log, IReadOnlyList<string>? extraOptions = null) =>
+        Compile(fileName, KernelSource.Read(fileName), architecture, out fromCache, out log, extraOptions);
+
+    /// <summary>The same for kernel source text kept elsewhere (another assembly's), named `fileName`; it may
+    /// include the library's headers.</summary>
+    public static byte[] Compile(string fileName, string source, string architecture, out bool fromCache, out string log, IReadOnlyList<string>? extraOptions = null)
     {
-        string source = KernelSource.Read(fileName);
         var headers = KernelSource.Headers();
         var options = new List<string>(DefaultOptions) { $"--gpu-architecture={architecture}" };
         if (extraOptions != null) options.AddRange(extraOptions);

@@ -35,9 +35,9 @@ public sealed class DecodeKernels : IDisposable
     public static readonly string[] KernelNames =
     [
         "attn_dense_g4", "attn_dense_g4_f", "attn_sparse_g4", "attn_sparse_g4_f", "attn_sparse_g1",
-        "attn_sparse_g1_f", "attn_reduce", "topk_rows", "read_bytes", "score_all_max", "score_all_each",
+        "attn_sparse_g1_f", "attn_reduce", "topk_rows", "score_all_max", "score_all_each",
         "score_idx_max", "score_idx_each", "score_idx_g1", "page_bounds_max", "page_bounds_each", "page_minmax",
-        "topk_hist", "topk_count", "topk_write", "fill_random_bf16", "fill_random_f32",
+        "topk_hist", "topk_count", "topk_write",
         "attn_dense_g8", "attn_sparse_g8", "score_all_max_g8", "score_idx_max_g8", "score_idx_each_g8",
         "page_bounds_max_g8", "page_bounds_each_g8",
     ];
@@ -308,30 +308,6 @@ public sealed class DecodeKernels : IDisposable
         w.Add(ws.BlockCounts); w.Add(ws.MaxBlocks); w.Add(r.Candidates); w.Add(r.CandidateStride); w.Add(output);
         w.Add(r.OutStride); w.Add(r.Expand); w.Add(r.Limits); w.Add(r.Counts); w.Add(r.PadTo);
         _module["topk_write"].Launch((blocks, r.Rows, 1), TopKThreads, stream, ref w);
-    }
-
-    // ------------------------------------------------------------------------------------------ data
-
-    public void FillRandomBf16(DeviceBuffer buffer, long count, uint seed, float scale, CudaStream stream)
-    {
-        var a = new KernelArgs();
-        a.Add(buffer); a.Add(count); a.Add((int)seed); a.Add(scale);
-        _module["fill_random_bf16"].Launch((Device.Multiprocessors * 8, 1, 1), 256, stream, ref a);
-    }
-
-    /// <summary>Reads `bytes` (a multiple of 16) of the buffer and writes nothing: for the read-bandwidth floor.</summary>
-    public void ReadAll(DeviceBuffer buffer, long bytes, DeviceBuffer sink, CudaStream stream)
-    {
-        var a = new KernelArgs();
-        a.Add(buffer); a.Add(bytes / 16); a.Add(sink);
-        _module["read_bytes"].Launch((Device.Multiprocessors * 8, 1, 1), 512, stream, ref a);
-    }
-
-    public void FillRandomF32(DeviceBuffer buffer, long count, uint seed, float scale, CudaStream stream)
-    {
-        var a = new KernelArgs();
-        a.Add(buffer); a.Add(count); a.Add((int)seed); a.Add(scale);
-        _module["fill_random_f32"].Launch((Device.Multiprocessors * 8, 1, 1), 256, stream, ref a);
     }
 
     public void Dispose() => _module.Dispose();
