@@ -21,16 +21,17 @@ internal static class BenchCommand
         var kv = CommonOptions.CacheType();
         var method = MethodOptions.Create();
         var device = CommonOptions.Device();
+        var gpuPrefill = CommonOptions.PrefillPrecision();
         var json = new Option<bool>("--json") { Description = "Print the measurements as one JSON object instead of the table." };
         var tensorParallel = RankLauncher.TensorParallelOption();
-        var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device, tensorParallel, json };
+        var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device, gpuPrefill, tensorParallel, json };
         method.AddTo(cmd);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "bench");
             if (CommonOptions.ParseDevice(r.GetValue(device)!) == "cuda")
-                return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r, dir));
+                return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r, dir), CommonOptions.ParsePrefillPrecision(r.GetValue(gpuPrefill)!));
             using var t = Transformer.Load(dir);
             int n = r.GetValue(context), s = r.GetValue(steps);
             var rng = new Random(1);
@@ -115,12 +116,12 @@ internal static class BenchCommand
     /// <summary>`bench --device cuda`: the whole step on the GPU (bf16 weights and cache). A first session warms
     /// the host code and the kernels; the timed one prefills, decodes one step (which captures the dense step's
     /// graph), then times `steps` decode steps, each ending with its logits on the host.</summary>
-    private static int BenchGpu(string dir, int n, int s, Selection.SelectorSpec spec)
+    private static int BenchGpu(string dir, int n, int s, Selection.SelectorSpec spec, Cuda.PrefillPrecision prefill)
     {
         var config = ModelConfig.Load(dir);
         var rng = new Random(1);
         var prompt = RandomPrompt(config, n, s, 2, rng);
-        using var gpu = new EngineOptions { Device = "cuda", Capacity = n + s + 2 }.Load(dir);
+        using var gpu = new EngineOptions { Device = "cuda", Capacity = n + s + 2, PrefillPrecision = prefill }.Load(dir);
         double prefillSeconds = 0, decodeSeconds = 0;
         for (int round = 0; round < 2; round++)
         {

@@ -41,10 +41,25 @@ internal static class CommonOptions
         _ => throw new ArgumentException($"Unknown device '{text}': expected cpu or cuda."),
     };
 
-    /// <summary>The engine --device and --kv-type ask for; on the GPU, `sequences` cache slots of `capacity`
-    /// positions (default: the model's context).</summary>
-    public static EngineOptions Engine(ParseResult r, Option<string> device, Option<string>? kv, int? capacity = null, int sequences = 1) => new()
+    public static Option<string> PrefillPrecision() => new("--gpu-prefill")
     {
+        Description = "GPU prefill operands: split (f32-accurate, matches the CPU engine) or bf16 (rounded once, as transformers does; about 2× faster).",
+        DefaultValueFactory = _ => "split",
+    };
+
+    public static Cuda.PrefillPrecision ParsePrefillPrecision(string text) => text.ToLowerInvariant() switch
+    {
+        "split" => Cuda.PrefillPrecision.Split,
+        "bf16" => Cuda.PrefillPrecision.Bf16,
+        _ => throw new ArgumentException($"Unknown --gpu-prefill '{text}': expected split or bf16."),
+    };
+
+    /// <summary>The engine --device, --kv-type and --gpu-prefill ask for; on the GPU, `sequences` cache slots of `capacity`
+    /// positions (default: the model's context).</summary>
+    public static EngineOptions Engine(ParseResult r, Option<string> device, Option<string>? kv, int? capacity = null, int sequences = 1,
+        Option<string>? prefill = null) => new()
+    {
+        PrefillPrecision = prefill is null ? Cuda.PrefillPrecision.Split : ParsePrefillPrecision(r.GetValue(prefill)!),
         Device = ParseDevice(r.GetValue(device)!),
         CacheType = kv is null ? DType.F32 : ParseCacheType(r.GetValue(kv)!),
         Capacity = capacity,

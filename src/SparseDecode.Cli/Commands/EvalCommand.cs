@@ -97,13 +97,14 @@ public static class EvalCommand
         };
 
         var device = CommonOptions.Device();
+        var gpuPrefill = CommonOptions.PrefillPrecision();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("eval",
             "Evaluate sparse-attention methods on RULER-style long-context tasks (passkey, multi-key, multi-value, multi-query, variable tracking, " +
             "common words) and held-out perplexity: accuracy, attention fidelity and decode speed per method and budget. Each sample is prefilled " +
             "once densely and every method decodes from a copy of that cache; finished cells are kept in --out, so an interrupted run resumes.")
         {
-            model, methods, budgets, contexts, tasks, samples, seed, param, kv, device, tensorParallel, output, quick, reportOnly, json, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep,
+            model, methods, budgets, contexts, tasks, samples, seed, param, kv, device, gpuPrefill, tensorParallel, output, quick, reportOnly, json, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -138,7 +139,7 @@ public static class EvalCommand
             };
             grid.Validate(config);
             // a prefilled sample and the copy one method decodes from it are held at once
-            using var engine = CommonOptions.Engine(r, device, kv, capacity: grid.Contexts.Max(), sequences: 2).Load(dir);
+            using var engine = CommonOptions.Engine(r, device, kv, capacity: grid.Contexts.Max(), sequences: 2, prefill: gpuPrefill).Load(dir);
 
             string heldout = HeldoutCorpus.Find(dir)
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the tasks' haystacks are cut from the model's held-out text.");

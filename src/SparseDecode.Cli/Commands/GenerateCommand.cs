@@ -22,11 +22,12 @@ internal static class GenerateCommand
         var seed = new Option<ulong?>("--seed") { Description = "Seed for sampling." };
         var kv = CommonOptions.CacheType();
         var device = CommonOptions.Device();
+        var gpuPrefill = CommonOptions.PrefillPrecision();
         var method = MethodOptions.Create();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var json = new Option<bool>("--json") { Description = "Print one JSON object at the end (text, token counts, finish reason, speeds) instead of streaming the text." };
         var cmd = new Command("generate", "Generate text from a prompt, streaming it, with dense or sparse attention.")
-            { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, kv, device, tensorParallel, json };
+            { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, kv, device, gpuPrefill, tensorParallel, json };
         method.AddTo(cmd);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -61,7 +62,7 @@ internal static class GenerateCommand
                 Console.Write(piece);
                 Console.Out.Flush();
             }
-            var engineOptions = CommonOptions.Engine(r, device, kv, capacity: Math.Min(ids.Length + Math.Max(1, options.MaxTokens), config.MaxPositions));
+            var engineOptions = CommonOptions.Engine(r, device, kv, capacity: Math.Min(ids.Length + Math.Max(1, options.MaxTokens), config.MaxPositions), prefill: gpuPrefill);
             if (observer is not null && engineOptions.Device != "cpu")
                 throw new ArgumentException("--report needs --device cpu: it computes dense attention beside the method, which the GPU engine does not.");
             using var engine = engineOptions.Load(dir);

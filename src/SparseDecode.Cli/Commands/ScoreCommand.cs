@@ -18,7 +18,8 @@ internal static class ScoreCommand
         var json = new Option<bool>("--json") { Description = "Print {\"token_logprobs\": [...]} as JSON." };
         var kv = CommonOptions.CacheType();
         var device = CommonOptions.Device();
-        var cmd = new Command("score", "Per-token log-probabilities of a sequence under dense attention.") { model, ids, text, json, kv, device };
+        var gpuPrefill = CommonOptions.PrefillPrecision();
+        var cmd = new Command("score", "Per-token log-probabilities of a sequence under dense attention.") { model, ids, text, json, kv, device, gpuPrefill };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
@@ -27,7 +28,7 @@ internal static class ScoreCommand
             int[] tokens = r.GetValue(ids) is string s ? ParseIds(s)
                 : r.GetValue(text) is string t ? Tokenizer.FromDirectory(dir).Encode(t)
                 : throw new ArgumentException("Give --token-ids or --text.");
-            using var engine = CommonOptions.Engine(r, device, kv, capacity: tokens.Length).Load(dir);
+            using var engine = CommonOptions.Engine(r, device, kv, capacity: tokens.Length, prefill: gpuPrefill).Load(dir);
             double[] lp = Scorer.TokenLogprobs(engine, tokens);
             if (r.GetValue(json))
                 Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, double[]> { ["token_logprobs"] = lp }, CliJson.Default.DictionaryStringDoubleArray));

@@ -29,11 +29,12 @@ internal static class ServeCommand
         var drain = new Option<double>("--drain-timeout") { Description = "Seconds in-flight requests get to finish on SIGTERM or Ctrl+C before they are ended with 503.", DefaultValueFactory = _ => 10 };
         var perClient = new Option<int>("--max-per-client") { Description = "Sequences one client address may have decoding at once (0: no cap; default: half the batch).", DefaultValueFactory = _ => -1 };
         var device = CommonOptions.Device();
+        var gpuPrefill = CommonOptions.PrefillPrecision();
         var context = new Option<int?>("--context") { Description = "Positions one sequence may hold (prompt + completion; default: the model's context). On the GPU every batch place gets a cache slot of this size up front." };
         var method = MethodOptions.Create();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
-            { model, host, port, name, kv, device, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, sequential, quiet, apiKey, drain, perClient,
+            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, sequential, quiet, apiKey, drain, perClient,
               method.Method, method.Budget, method.Params };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -61,7 +62,7 @@ internal static class ServeCommand
                     ParallelSequences = !r.GetValue(sequential),
                 },
                 Engine = CommonOptions.Engine(r, device, kv, capacity: r.GetValue(context) is int c && c >= 1 ? c
-                    : r.GetValue(context) is int bad ? throw new ArgumentException($"--context must be ≥ 1, got {bad}.") : null),
+                    : r.GetValue(context) is int bad ? throw new ArgumentException($"--context must be ≥ 1, got {bad}.") : null, prefill: gpuPrefill),
             };
             if (options.Port is < 0 or > 65535) throw new ArgumentException($"--port must be in 0..65535, got {options.Port}.");
             if (options.MaxTokensLimit < 1) throw new ArgumentException($"--max-tokens-limit must be ≥ 1, got {options.MaxTokensLimit}.");
