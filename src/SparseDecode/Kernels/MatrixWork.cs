@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 using SparseDecode.Model;
 using SparseDecode.Parallelism;
 
@@ -9,8 +7,7 @@ namespace SparseDecode.Kernels;
 /// register-tiled GEMM. One work item is a strip of <see cref="Strip"/> output features (rows of W). For each
 /// block of <see cref="DepthBlock"/> input columns the strip's weights are widened to f32 once and packed
 /// depth-major ([k][16], 16 KB: it stays in L1), then every tile of <see cref="TileTokens"/> tokens runs the
-/// micro-kernel over it: per k, two loads of packed weights and one broadcast per token feed 12 FMAs into 12
-/// accumulators that live in registers for the whole block. The weights are read from memory once per prefill
+/// micro-kernel over it (<see cref="RegisterTile.Multiply6x16"/>). The weights are read from memory once per prefill
 /// chunk; X is read once per strip, from cache.
 /// Edges: a last token tile shorter than six is shifted back to end at the last token (it recomputes a few
 /// tokens into a scratch tile, of which only the new rows are kept); a last strip narrower than 16 is shifted
@@ -76,9 +73,9 @@ internal sealed unsafe class MatrixWork : ParallelWork
                 float* init = k0 == 0 ? bias : null;
                 int t = 0;
                 for (; t + TileTokens <= tokens; t += TileTokens)
-                    Kernel6x16(_x + (long)t * cols + k0, cols, panel, kc, c + (long)t * ldc, ldc, init);
+                    RegisterTile.Multiply6x16(_x + (long)t * cols + k0, cols, panel, Strip, kc, c + (long)t * ldc, ldc, init);
                 if (t < tokens)
-                    Kernel6x16(_x + (long)lastTile * cols + k0, cols, panel, kc, tile, Strip, init);
+                    RegisterTile.Multiply6x16(_x + (long)lastTile * cols + k0, cols, panel, Strip, kc, tile, Strip, init);
             }
             if (shiftedFrom < tokens)
                 for (int t = shiftedFrom; t < tokens; t++)
@@ -88,51 +85,5 @@ internal sealed unsafe class MatrixWork : ParallelWork
                     new ReadOnlySpan<float>(edge + t * Strip + keepFrom, Strip - keepFrom)
                         .CopyTo(new Span<float>(_y + (long)t * rows + r0 + keepFrom, Strip - keepFrom));
         }
-    }
-
-    /// <summary>C[6 × 16] (= init | +=) A[6 × kc] · B[kc × 16]: A's rows at stride lda, B packed depth-major,
-    /// C's rows at stride ldc; init (16 floats) starts every row from it instead of from C.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel6x16(float* a, int lda, float* b, int kc, float* c, int ldc, float* init)
-    {
-        Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-        if (init is not null)
-        {
-            c00 = c10 = c20 = c30 = c40 = c50 = Vector256.Load(init);
-            c01 = c11 = c21 = c31 = c41 = c51 = Vector256.Load(init + 8);
-        }
-        else
-        {
-            c00 = Vector256.Load(c); c01 = Vector256.Load(c + 8);
-            c10 = Vector256.Load(c + ldc); c11 = Vector256.Load(c + ldc + 8);
-            c20 = Vector256.Load(c + 2 * ldc); c21 = Vector256.Load(c + 2 * ldc + 8);
-            c30 = Vector256.Load(c + 3 * ldc); c31 = Vector256.Load(c + 3 * ldc + 8);
-            c40 = Vector256.Load(c + 4 * ldc); c41 = Vector256.Load(c + 4 * ldc + 8);
-            c50 = Vector256.Load(c + 5 * ldc); c51 = Vector256.Load(c + 5 * ldc + 8);
-        }
-        float* a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda;
-        for (int k = 0; k < kc; k++, b += Strip)
-        {
-            var b0 = Vector256.Load(b);
-            var b1 = Vector256.Load(b + 8);
-            var x = Vector256.Create(a0[k]);
-            c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
-            x = Vector256.Create(a1[k]);
-            c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
-            x = Vector256.Create(a2[k]);
-            c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
-            x = Vector256.Create(a3[k]);
-            c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
-            x = Vector256.Create(a4[k]);
-            c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
-            x = Vector256.Create(a5[k]);
-            c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
-        }
-        c00.Store(c); c01.Store(c + 8);
-        c10.Store(c + ldc); c11.Store(c + ldc + 8);
-        c20.Store(c + 2 * ldc); c21.Store(c + 2 * ldc + 8);
-        c30.Store(c + 3 * ldc); c31.Store(c + 3 * ldc + 8);
-        c40.Store(c + 4 * ldc); c41.Store(c + 4 * ldc + 8);
-        c50.Store(c + 5 * ldc); c51.Store(c + 5 * ldc + 8);
     }
 }
