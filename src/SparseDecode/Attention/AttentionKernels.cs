@@ -75,37 +75,6 @@ public static unsafe class AttentionKernels
         WeightedValuesAll(cache, layer, head, n, s, output);
     }
 
-    /// <summary>Causal attention of `count` consecutive queries (positions first.. first+count−1, query i at
-    /// q + i·qStride) over keys [0, first+count): each key and value row is read once for the whole block instead
-    /// of once per query, which is what makes prefill attention fast. scores needs count × (first+count) floats;
-    /// row needs 2·headDim floats.</summary>
-    public static void AttendCausalBlock(KvCache cache, int layer, int head, float* q, int qStride, int count, int first,
-        float scale, Span<float> scores, Span<float> row, float* output, int outStride)
-    {
-        int d = cache.HeadDim, n = first + count;
-        fixed (float* s = scores, kf = row)
-        {
-            float* vf = kf + d;
-            for (int j = 0; j < n; j++)
-            {
-                Kernels.Convert.ToSingle(cache.Type, cache.Key(layer, head, j), new Span<float>(kf, d));
-                for (int i = Math.Max(0, j - first); i < count; i++)
-                    s[(long)i * n + j] = Kernels.Dot.F32(q + (long)i * qStride, kf, d) * scale;
-            }
-            for (int i = 0; i < count; i++)
-            {
-                Kernels.Activations.Softmax(new Span<float>(s + (long)i * n, first + i + 1));
-                new Span<float>(output + (long)i * outStride, d).Clear();
-            }
-            for (int j = 0; j < n; j++)
-            {
-                Kernels.Convert.ToSingle(cache.Type, cache.Value(layer, head, j), new Span<float>(vf, d));
-                for (int i = Math.Max(0, j - first); i < count; i++)
-                    Kernels.Dot.AddScaledRow(Model.DType.F32, (byte*)vf, s[(long)i * n + j], output + (long)i * outStride, d);
-            }
-        }
-    }
-
     /// <summary>Σ_i exp(s_i − max) style helpers are in Activations; this is the dense softmax mass of a subset,
     /// given full scores (used by instrumentation and tests).</summary>
     public static double MassOf(ReadOnlySpan<float> allScores, ReadOnlySpan<int> indices)

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Diagnostics;
+using System.Numerics.Tensors;
 using SparseDecode.Attention;
 using SparseDecode.Cache;
 using SparseDecode.Kernels;
@@ -132,14 +133,14 @@ public sealed unsafe class Transformer : IDisposable
                 }
                 fixed (float* qp = q, op = att) attention.Run(pool, cache, l, qp, op, start, T);
                 MatMul.Matrix(w.O, att.AsSpan(0, T * c.QDim), xn, T, w.OBias);
-                for (int i = 0; i < T * H; i++) x[i] += xn[i];
+                TensorPrimitives.Add(x.AsSpan(0, T * H), xn.AsSpan(0, T * H), x.AsSpan(0, T * H));
                 for (int t = 0; t < T; t++) Norms.RmsNorm(x.AsSpan(t * H, H), w.MlpNorm, _eps, xn.AsSpan(t * H, H));
                 MatMul.Matrix(w.Gate, xn.AsSpan(0, T * H), gate, T, w.GateBias);
                 MatMul.Matrix(w.Up, xn.AsSpan(0, T * H), up, T, w.UpBias);
                 int F = c.IntermediateSize;
                 for (int t = 0; t < T; t++) Activations.SwiGlu(gate.AsSpan(t * F, F), up.AsSpan(t * F, F));
                 MatMul.Matrix(w.Down, gate.AsSpan(0, T * F), xn, T, w.DownBias);
-                for (int i = 0; i < T * H; i++) x[i] += xn[i];
+                TensorPrimitives.Add(x.AsSpan(0, T * H), xn.AsSpan(0, T * H), x.AsSpan(0, T * H));
             }
             cache.Length = start + T;
             if (!allLogits.IsEmpty)

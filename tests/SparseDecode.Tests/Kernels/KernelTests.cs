@@ -51,25 +51,37 @@ public unsafe class KernelTests
         finally { NativeMemory.AlignedFree((void*)mem); }
     }
 
+    /// <summary>Shapes around the blocked product's edges: tokens below, at and off its 6-token tile (the last
+    /// tile shifted back), rows below, at and off its 16-row strip (the last strip shifted back), depths below,
+    /// at and across its 256-column block; with and without bias.</summary>
     [Theory]
-    [InlineData(DType.F32, 33, 19, 7)]
-    [InlineData(DType.BF16, 64, 72, 5)]
-    public void MatMulEqualsNaive(DType type, int rows, int cols, int tokens)
+    [InlineData(DType.F32, 33, 19, 7, false)]
+    [InlineData(DType.BF16, 64, 72, 5, true)]
+    [InlineData(DType.BF16, 16, 256, 6, true)]
+    [InlineData(DType.BF16, 17, 257, 13, false)]
+    [InlineData(DType.BF16, 130, 600, 37, true)]
+    [InlineData(DType.F16, 45, 300, 512, true)]
+    [InlineData(DType.F32, 7, 40, 20, true)]
+    [InlineData(DType.F32, 100, 513, 2, false)]
+    public void MatMulEqualsNaive(DType type, int rows, int cols, int tokens, bool withBias)
     {
         var rng = new Random(rows + cols + tokens);
         var (w, exact, mem) = Matrix(rng, rows, cols, type);
         try
         {
             var x = RandomVector(rng, tokens * cols);
-            var y = new float[tokens * rows];
-            MatMul.Matrix(w, x, y, tokens);
+            float[]? bias = withBias ? RandomVector(rng, rows) : null;
+            var y = new float[tokens * rows + 3];
+            y.AsSpan(tokens * rows).Fill(42f);
+            MatMul.Matrix(w, x, y, tokens, bias);
             for (int t = 0; t < tokens; t++)
                 for (int r = 0; r < rows; r++)
                 {
-                    double s = 0;
+                    double s = bias?[r] ?? 0;
                     for (int c = 0; c < cols; c++) s += exact[r * cols + c] * x[t * cols + c];
-                    Assert.True(Math.Abs(y[t * rows + r] - s) <= 1e-4 * (1 + Math.Abs(s)));
+                    Assert.True(Math.Abs(y[t * rows + r] - s) <= 1e-4 * (1 + Math.Abs(s)), $"token {t}, row {r}: {y[t * rows + r]} vs {s}");
                 }
+            Assert.All(y[(tokens * rows)..], v => Assert.Equal(42f, v)); // nothing written past the output
         }
         finally { NativeMemory.AlignedFree((void*)mem); }
     }
