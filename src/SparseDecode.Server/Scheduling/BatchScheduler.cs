@@ -137,14 +137,15 @@ public sealed class BatchScheduler : IDisposable
         {
             if (_active.Count == 0) _wake.Wait();
             if (_stopping) break;
-            Admit();
+            // making and freeing sequences touch the engine too: on the GPU, under the same lock as a step
+            _model.Exclusive(Admit);
             if (_active.Count == 0) continue;
             // Drain extra wake-ups so that an idle scheduler blocks again at once.
             while (_wake.CurrentCount > 0 && _wake.Wait(0)) { }
             Step();
-            Retire();
+            _model.Exclusive(Retire);
         }
-        Shutdown();
+        _model.Exclusive(Shutdown);
     }
 
     private void Admit()
