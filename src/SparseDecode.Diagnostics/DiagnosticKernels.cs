@@ -1,4 +1,3 @@
-using System.Text;
 using SparseDecode.Cuda;
 
 namespace SparseDecode.Diagnostics;
@@ -9,6 +8,8 @@ namespace SparseDecode.Diagnostics;
 public sealed class DiagnosticKernels : IDisposable
 {
     public const string SourceFile = "diagnostics.cu";
+    /// <summary>Where the csproj embeds Kernels/*.cu in this assembly.</summary>
+    public const string ResourcePrefix = "SparseDecode.Diagnostics.Kernels.";
     private readonly CudaModule _module;
 
     public CudaDevice Device { get; }
@@ -16,16 +17,8 @@ public sealed class DiagnosticKernels : IDisposable
     public DiagnosticKernels(CudaDevice device)
     {
         Device = device;
-        _module = CudaModule.Load(device, SourceFile, Source());
-    }
-
-    private static string Source()
-    {
-        var asm = typeof(DiagnosticKernels).Assembly;
-        using var s = asm.GetManifestResourceStream("SparseDecode.Diagnostics.Kernels." + SourceFile)
-            ?? throw new CudaException($"The kernel source {SourceFile} is not embedded in {asm.GetName().Name}.");
-        using var r = new StreamReader(s, Encoding.UTF8);
-        return r.ReadToEnd();
+        _module = CudaModule.Load(device, SourceFile,
+            KernelSource.Read(SourceFile, typeof(DiagnosticKernels).Assembly, ResourcePrefix));
     }
 
     /// <summary>Uniform values in [-scale, scale) as bf16, from a counter-based hash of (index, seed).</summary>

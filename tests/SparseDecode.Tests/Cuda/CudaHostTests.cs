@@ -179,10 +179,10 @@ public sealed class DiagnosticKernelSourceTests
     [Fact]
     public void DiagnosticKernelsAreEmbeddedInTheDiagnosticsAssemblyOnly()
     {
-        string name = "SparseDecode.Diagnostics.Kernels." + SparseDecode.Diagnostics.DiagnosticKernels.SourceFile;
-        Assert.Contains(name, typeof(SparseDecode.Diagnostics.DiagnosticKernels).Assembly.GetManifestResourceNames());
-        using var s = typeof(SparseDecode.Diagnostics.DiagnosticKernels).Assembly.GetManifestResourceStream(name)!;
-        string text = new StreamReader(s).ReadToEnd();
+        var asm = typeof(SparseDecode.Diagnostics.DiagnosticKernels).Assembly;
+        string prefix = SparseDecode.Diagnostics.DiagnosticKernels.ResourcePrefix, file = SparseDecode.Diagnostics.DiagnosticKernels.SourceFile;
+        Assert.Contains(prefix + file, asm.GetManifestResourceNames());
+        string text = SparseDecode.Cuda.KernelSource.Read(file, asm, prefix);
         foreach (var kernel in new[] { "fill_random_bf16", "fill_random_f32", "read_bytes" })
         {
             Assert.Contains($"void {kernel}(", text);

@@ -22,10 +22,13 @@ public static class KernelSource
             .Where(n => n.StartsWith(ResourcePrefix, StringComparison.Ordinal) && n.EndsWith(".cuh", StringComparison.Ordinal))
             .Select(n => n[ResourcePrefix.Length..]).Order(StringComparer.Ordinal).Select(n => (n, Read(n))).ToArray();
 
-    public static string Read(string fileName)
+    public static string Read(string fileName) => Read(fileName, typeof(KernelSource).Assembly, ResourcePrefix);
+
+    /// <summary>A kernel source embedded in another assembly (e.g. the diagnostics') under `prefix`.</summary>
+    public static string Read(string fileName, Assembly assembly, string prefix)
     {
-        using var s = typeof(KernelSource).Assembly.GetManifestResourceStream(ResourcePrefix + fileName)
-            ?? throw new CudaException($"The kernel source {fileName} is not embedded in {typeof(KernelSource).Assembly.GetName().Name}.");
+        using var s = assembly.GetManifestResourceStream(prefix + fileName)
+            ?? throw new CudaException($"The kernel source {fileName} is not embedded in {assembly.GetName().Name}.");
         using var r = new StreamReader(s, Encoding.UTF8);
         return r.ReadToEnd();
     }
