@@ -97,7 +97,7 @@ public sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
         CheckStep(token);
         if (IsDense && UseGraph)
         {
-            _engine.DecodeBatch([this], [token]);
+            _engine.DecodeDense(this, token);
             return;
         }
         _positions[0] = Length;

@@ -96,13 +96,31 @@ public sealed class GpuEngine : IInferenceEngine
     public void DecodeBatch(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens)
     {
         if (tokens.Length != sequences.Count) throw new ArgumentException($"{sequences.Count} sequences but {tokens.Length} tokens.");
-        var dense = new List<(GpuDecodeSession Seq, int Token)>();
+        _dense.Clear();
         for (int i = 0; i < sequences.Count; i++)
         {
             var seq = sequences[i] as GpuDecodeSession ?? throw new ArgumentException("A sequence of another engine was passed to the GPU engine.");
-            if (seq.IsDense) dense.Add((seq, tokens[i]));
+            if (seq.IsDense) _dense.Add((seq, tokens[i]));
             else seq.Decode(tokens[i]);
         }
+        DecodeDense();
+    }
+
+    /// <summary>One dense sequence's step, through the same batched graph (no per-token allocation).</summary>
+    internal void DecodeDense(GpuDecodeSession seq, int token)
+    {
+        _dense.Clear();
+        _dense.Add((seq, token));
+        DecodeDense();
+    }
+
+    // the dense sequences of the step being run, reused from step to step
+    private readonly List<(GpuDecodeSession Seq, int Token)> _dense = [];
+
+    /// <summary>The collected dense sequences as rows of graph-replayed steps of up to MaxRows rows each.</summary>
+    private void DecodeDense()
+    {
+        var dense = _dense;
         for (int first = 0; first < dense.Count; first += ModelKernels.MaxRows)
         {
             int rows = Math.Min(ModelKernels.MaxRows, dense.Count - first);
