@@ -107,4 +107,8 @@ TASK_WEIGHTS_STAGE2 = {"passkey": 1, "multikey": 3, "multivalue": 2, "multiquery
 # Stage 3 (resumed from stage 2): stage 2 left single-key retrieval among 4 distractors at 75-90 % at 8K, under
 # the 80 % the model card asks for; this mix puts half of the task rows on it.
 TASK_WEIGHTS_STAGE3 = {"passkey": 1, "multikey": 6, "multivalue": 2, "multiquery": 1, "vartrack": 1, "cwe": 1}
-TASK_MIXES = {"stage1": TASK_WEIGHTS_STAGE1, "stage2": TASK_WEIGHTS_STAGE2, "stage3": TASK_WEIGHTS_STAGE3}
+# Stage 4 (resumed from stage 3 with a 4x larger RoPE base and 32K rows): the context extension; the model card's
+# 32K bars are single-key retrieval and retrieval among distractors, so those two lead the mix.
+TASK_WEIGHTS_STAGE4 = {"passkey": 2, "multikey": 5, "multivalue": 2, "multiquery": 1, "vartrack": 1, "cwe": 1}
+TASK_MIXES = {"stage1": TASK_WEIGHTS_STAGE1, "stage2": TASK_WEIGHTS_STAGE2, "stage3": TASK_WEIGHTS_STAGE3,
+              "stage4": TASK_WEIGHTS_STAGE4}

@@ -1,7 +1,7 @@
 """Train the bundled reference model: a small long-context Llama (GQA, RoPE, 8K context) on code plus
 synthetic retrieval tasks, then export it in the Hugging Face layout with reference log-probabilities.
 
-usage: python train.py DATADIR OUTDIR [--seconds 360] [--batch 16] [--seq 8192]
+usage: python train.py DATADIR OUTDIR [--seconds 360] [--batch 16] [--seq 8192] [--rope-theta T] [--eval-lengths ...]
 DATADIR is what prepare_data.py wrote. OUTDIR receives config.json, model.safetensors (bf16), tokenizer.json,
 tokenizer_config.json, generation_config.json, reference.json, training.json.
 """
@@ -90,6 +90,20 @@ def make_model(vocab, eot, pad, seq):
     return LlamaForCausalLM(cfg)
 
 
+def rope_theta(cfg):
+    """The RoPE base, read from either config layout (transformers 5 keeps it in rope_parameters)."""
+    params = getattr(cfg, "rope_parameters", None)
+    return params["rope_theta"] if params and "rope_theta" in params else cfg.rope_theta
+
+
+def set_rope_theta(cfg, theta):
+    params = getattr(cfg, "rope_parameters", None)
+    if params is not None:
+        params["rope_theta"] = theta
+    else:
+        cfg.rope_theta = theta
+
+
 @torch.no_grad()
 def teacher_forced_match(model, data, name, length, n, seed, depths=None):
     """Exact match of the answer under greedy decoding, which equals argmax at every answer position."""
@@ -133,18 +147,31 @@ def main():
     ap.add_argument("--init", help="continue from this exported checkpoint (its bf16 weights become the f32 start)")
     ap.add_argument("--p-task", type=float, default=0.4, help="share of sequences that carry a retrieval task")
     ap.add_argument("--mix", choices=sorted(T.TASK_MIXES), help="task mix (default: stage1 from scratch, stage2 with --init)")
+    ap.add_argument("--rope-theta", type=float, help="RoPE base (default 500000 from scratch; with --init, the checkpoint's "
+                    "unless given: raising it is how a context extension starts)")
+    ap.add_argument("--eval-lengths", default="2048,4096,8192", help="contexts of the PyTorch passkey and perplexity "
+                    "evaluation; multikey is measured at the longest")
     a = ap.parse_args()
+    eval_lengths = [int(x) for x in a.eval_lengths.split(",")]
     torch.manual_seed(a.seed)
     torch.backends.cuda.matmul.allow_tf32 = True
     data = Data(a.data, a.seq)
     vocab = data.tok.get_vocab_size()
     pad = data.tok.token_to_id("<|pad|>")
     if a.init:
-        model = LlamaForCausalLM.from_pretrained(a.init, dtype=torch.float32, attn_implementation="sdpa").cuda()
+        cfg = LlamaConfig.from_pretrained(a.init)
+        cfg.max_position_embeddings = max(cfg.max_position_embeddings, a.seq)
+        if a.rope_theta:
+            set_rope_theta(cfg, a.rope_theta)
+        model = LlamaForCausalLM.from_pretrained(a.init, config=cfg, dtype=torch.float32, attn_implementation="sdpa").cuda()
         prior = json.load(open(os.path.join(a.init, "training.json")))
     else:
         model = make_model(vocab, data.eot, pad, a.seq).cuda()
+        if a.rope_theta:
+            set_rope_theta(model.config, a.rope_theta)
+            model.model.rotary_emb = type(model.model.rotary_emb)(model.config).cuda()
         prior = None
+    print(f"rope theta {rope_theta(model.config):g}, context {model.config.max_position_embeddings}", flush=True)
     nparams = sum(p.numel() for p in model.parameters())
     print(f"model: {nparams / 1e6:.2f}M parameters; train {len(data.train) / 1e6:.1f}M tokens", flush=True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -193,10 +220,10 @@ def main():
 
     results = {"passkey": {}, "multikey": {}, "perplexity": {}}
     depths = [i / 10 + 0.05 for i in range(10)]
-    for L in (2048, 4096, 8192):
+    for L in eval_lengths:
         results["passkey"][L] = teacher_forced_match(model, data, "passkey", L, 20, 7 + L, depths)
         results["perplexity"][L] = perplexity(model, data, L, windows=max(2, 16384 // L))
-    results["multikey"][8192] = teacher_forced_match(model, data, "multikey", 8192, 40, 99, depths)
+    results["multikey"][eval_lengths[-1]] = teacher_forced_match(model, data, "multikey", eval_lengths[-1], 40, 99, depths)
     for name in ("multivalue", "multiquery", "vartrack", "cwe"):
         results[name] = {4096: teacher_forced_match(model, data, name, 4096, 20, 5, depths)}
     print("pytorch eval:", json.dumps(results), flush=True)

@@ -12,7 +12,7 @@ public class EvalCliTests
     [InlineData("--budgets", "0", "Budget '0'")]
     [InlineData("--budgets", "150%", "Budget '150%'")]
     [InlineData("--budgets", "5000", "Budget 5000 tokens is not below")]
-    [InlineData("--contexts", "16384", "Context 16384 is longer than the model's maximum of 8192 tokens.")]
+    [InlineData("--contexts", "65536", "Context 65536 is longer than the model's maximum of 32768 tokens.")]
     [InlineData("--contexts", "1k,x", "--contexts: 'x' is not a whole number")]
     [InlineData("--param", "window=3", "No method in the grid has a parameter 'window'")]
     [InlineData("--param", "tidal.reselect=-4", "Parameter 'reselect' of method 'tidal' must be")]

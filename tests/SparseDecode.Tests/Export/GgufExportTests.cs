@@ -35,8 +35,9 @@ public class GgufExportTests
         Assert.Equal(3u, gguf.Version);
         Assert.Equal("llama", gguf.Metadata["general.architecture"]);
         Assert.Equal(32u, gguf.Metadata["general.file_type"]); // mostly bf16
-        // config.json keeps rope_theta inside rope_parameters (500000): not the 10000 a top-level-only reader falls back to
-        Assert.Equal(500000f, gguf.Metadata["llama.rope.freq_base"]);
+        // config.json keeps rope_theta inside rope_parameters (2,000,000 since the 32K stage): not the 10000 a
+        // top-level-only reader falls back to
+        Assert.Equal(2_000_000f, gguf.Metadata["llama.rope.freq_base"]);
         Assert.Equal((uint)c.NumLayers, gguf.Metadata["llama.block_count"]);
         Assert.Equal((uint)c.HiddenSize, gguf.Metadata["llama.embedding_length"]);
         Assert.Equal((uint)c.NumKvHeads, gguf.Metadata["llama.attention.head_count_kv"]);
