@@ -37,6 +37,13 @@ __device__ __forceinline__ void mma16816(float* c, u32 a0, u32 a1, u32 a2, u32 a
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// Budget.Resolve: k = tokens, or ceil(fraction · n) when fraction > 0; at least 1, at most n.
+__device__ __forceinline__ int resolve_budget(int tokens, double fraction, int n)
+{
+    long long k = fraction > 0 ? (long long)ceil(fraction * (double)n) : (long long)tokens;
+    return (int)max(1LL, min(k, (long long)n));
+}
+
 __device__ __forceinline__ float warp_sum(float v)
 {
 #pragma unroll
