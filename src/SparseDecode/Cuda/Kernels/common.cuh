@@ -75,3 +75,40 @@ __device__ __forceinline__ u32 block_excl_scan(u32 v, u32* sh, u32* total)
     *total = all;
     return before + x - v;
 }
+
+// Quest's summary of one page of one KV head for channel t: min and max over its keys from the page's start to
+// `last` (bf16, exact; among equal values the first key's bits), written into the page's slot of the summary arrays.
+// It runs on every layer of every step (model_step.cu's page_update, or inside selection.cu's Quest page bounds) in
+// a handful of blocks, so its cost is load latency: the keys are loaded SUMMARY_KEYS at a time, all in flight before
+// the first comparison.
+#define SUMMARY_KEYS 16
+__device__ __forceinline__ void summarise_page(const bf16* __restrict__ K, bf16* __restrict__ mn, bf16* __restrict__ mx,
+    int page, int pageSize, int last, int hd, int t)
+{
+    const int first = page * pageSize;
+    bf16 blo = K[(long long)first * hd + t], bhi = blo;
+    float lo = bf16_to_f32(blo), hi = lo;
+    for (int p0 = first + 1; p0 <= last; p0 += SUMMARY_KEYS)
+    {
+        bf16 k[SUMMARY_KEYS];
+#pragma unroll
+        for (int i = 0; i < SUMMARY_KEYS; i++) k[i] = p0 + i <= last ? K[(long long)(p0 + i) * hd + t] : (bf16)0;
+#pragma unroll
+        for (int i = 0; i < SUMMARY_KEYS; i++)
+        {
+            if (p0 + i > last) break;
+            const float f = bf16_to_f32(k[i]);
+            if (f < lo) { lo = f; blo = k[i]; }
+            if (f > hi) { hi = f; bhi = k[i]; }
+        }
+    }
+    mn[(long long)page * hd + t] = blo;
+    mx[(long long)page * hd + t] = bhi;
+}
+
+// Whether row r of a step summarises the page of its new key: rows of one sequence in one page (a prefill chunk)
+// leave it to the last of them, which covers the others' keys too. Rows must come in position order.
+__device__ __forceinline__ bool summarises_page(const u64* kBases, const int* positions, int rows, int r, int pageSize)
+{
+    return !(r + 1 < rows && kBases[r + 1] == kBases[r] && positions[r + 1] / pageSize == positions[r] / pageSize);
+}

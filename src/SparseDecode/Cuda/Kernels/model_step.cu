@@ -333,35 +333,6 @@ extern "C" __global__ void rope_append_span(const float* __restrict__ qkv, int q
         vBase + kh * headStride + (long long)pos * hd);
 }
 
-// Quest's summary of one page of one KV head for channel t: min and max over its keys from the page's start to
-// `last` (bf16, exact; among equal values the first key's bits), written into the page's slot of the summary arrays.
-// It runs on every layer of every step with a handful of blocks, so its cost is load latency: the keys are loaded
-// SUMMARY_KEYS at a time, all in flight before the first comparison.
-#define SUMMARY_KEYS 16
-__device__ __forceinline__ void summarise_page(const bf16* __restrict__ K, bf16* __restrict__ mn, bf16* __restrict__ mx,
-    int page, int pageSize, int last, int hd, int t)
-{
-    const int first = page * pageSize;
-    bf16 blo = K[(long long)first * hd + t], bhi = blo;
-    float lo = bf16_to_f32(blo), hi = lo;
-    for (int p0 = first + 1; p0 <= last; p0 += SUMMARY_KEYS)
-    {
-        bf16 k[SUMMARY_KEYS];
-#pragma unroll
-        for (int i = 0; i < SUMMARY_KEYS; i++) k[i] = p0 + i <= last ? K[(long long)(p0 + i) * hd + t] : (bf16)0;
-#pragma unroll
-        for (int i = 0; i < SUMMARY_KEYS; i++)
-        {
-            if (p0 + i > last) break;
-            const float f = bf16_to_f32(k[i]);
-            if (f < lo) { lo = f; blo = k[i]; }
-            if (f > hi) { hi = f; bhi = k[i]; }
-        }
-    }
-    mn[(long long)page * hd + t] = blo;
-    mx[(long long)page * hd + t] = bhi;
-}
-
 // Quest's summary of the page holding each row's new key: per channel the min and max of the page's keys so far
 // (bf16, exact). Grid (rows, kvHeads), hd threads (one channel each). Rows must come in position order.
 // Not a duplicate of decode_attention.cu's page_minmax: this is the per-step incremental update (one page per row,
@@ -372,8 +343,7 @@ extern "C" __global__ void page_update(const u64* __restrict__ kBases, const u64
     long long pageHeadStride, int pageSize, int hd, int rows)
 {
     const int r = blockIdx.x, h = blockIdx.y, pos = positions[r], page = pos / pageSize;
-    // rows of one sequence in one page (a prefill chunk): the last of them covers the others' keys too
-    if (r + 1 < rows && kBases[r + 1] == kBases[r] && positions[r + 1] / pageSize == page) return;
+    if (!summarises_page(kBases, positions, rows, r, pageSize)) return;
     summarise_page((const bf16*)kBases[r] + h * headStride, (bf16*)minBases[r] + h * pageHeadStride,
         (bf16*)maxBases[r] + h * pageHeadStride, page, pageSize, pos, hd, threadIdx.x);
 }

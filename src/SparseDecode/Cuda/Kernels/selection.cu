@@ -144,24 +144,41 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_scores(const u6
 // for all of them — spread 1: each query head's bound to its own row (r·heads·qPer + h·qPer + g), the per-query-head
 // bounds of a whole group from one read of its KV head; spread 0: the max over them to row r·heads + h (a KV head's
 // bound). Each warp issues the loads of PB_PAGES pages before the first sum needs one.
+// With kBases given, the block whose chunk holds a row's newest page first brings that page's summary up to date
+// (model_step.cu's page_update, which is then not launched on this layer): the page is the last, which only this
+// block reads, so the step saves a launch per layer and no other block waits for it. Summaries are read with
+// __ldcg (L2, not the non-coherent path) because this kernel writes them.
 #define PB_PAGES 2
 #define PB_LANE (2 * SEL_MAXPAIRS / 32)   // channels per lane: head size ≤ 256
-extern "C" __global__ void __launch_bounds__(SEL_THREADS) sel_page_bounds(const u64* __restrict__ minBases,
+extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_page_bounds(const u64* __restrict__ minBases,
     const u64* __restrict__ maxBases, const int* __restrict__ lengths, long long pageHeadStride, int pageSize, int hd,
     const float* __restrict__ q, int qHeads, int heads, int qPer, int group, int spread, float scale, int chunk,
-    float* __restrict__ out, int outStride)
+    float* __restrict__ out, int outStride, const u64* __restrict__ kBases, const int* __restrict__ positions,
+    long long headStride, int kvRows)
 {
     __shared__ float sq[SEL_MAXQ * 2 * SEL_MAXPAIRS];
     const int h = blockIdx.y, r = blockIdx.z;
     const int pages = (lengths[r] + pageSize - 1) / pageSize;
     const int c0 = blockIdx.x * chunk, c1 = min(c0 + chunk, pages);
-    if (c0 >= c1) return;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, qFirst = h * qPer, kvh = qFirst / group;
+    bf16* MN = (bf16*)minBases[r] + kvh * pageHeadStride;
+    bf16* MX = (bf16*)maxBases[r] + kvh * pageHeadStride;
+    if (kBases && r < kvRows)
+    {
+        // the block whose chunk holds the newest page (the last block, should the page lie past every chunk)
+        const int pos = positions[r], page = pos / pageSize;
+        const bool mine = page / chunk == blockIdx.x || (blockIdx.x == gridDim.x - 1 && page / chunk >= gridDim.x);
+        if (mine && summarises_page(kBases, positions, kvRows, r, pageSize))
+        {
+            for (int t = threadIdx.x; t < hd; t += SEL_THREADS)
+                summarise_page((const bf16*)kBases[r] + kvh * headStride, MN, MX, page, pageSize, pos, hd, t);
+            __syncthreads();
+        }
+    }
+    if (c0 >= c1) return;
     const long long row0 = spread ? ((long long)r * heads + h) * qPer : (long long)r * heads + h;
     for (int i = threadIdx.x; i < qPer * hd; i += SEL_THREADS) sq[i] = q[((long long)r * qHeads + qFirst) * hd + i];
     __syncthreads();
-    const bf16* MN = (const bf16*)minBases[r] + kvh * pageHeadStride;
-    const bf16* MX = (const bf16*)maxBases[r] + kvh * pageHeadStride;
     const double gamma = (hd + 2) * 1.1920928955078125e-07;
     for (int p0 = c0 + warp * PB_PAGES; p0 < c1; p0 += (SEL_THREADS / 32) * PB_PAGES)
     {
@@ -173,8 +190,8 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) sel_page_bounds(const 
             {
                 const int p = p0 + x, e = lane + 32 * u;
                 const bool ok = p < c1 && e < hd;
-                mn[x][u] = ok ? bf16_to_f32(MN[(long long)p * hd + e]) : 0.f;
-                mx[x][u] = ok ? bf16_to_f32(MX[(long long)p * hd + e]) : 0.f;
+                mn[x][u] = ok ? bf16_to_f32(__ldcg(MN + (long long)p * hd + e)) : 0.f;
+                mx[x][u] = ok ? bf16_to_f32(__ldcg(MX + (long long)p * hd + e)) : 0.f;
             }
 #pragma unroll
         for (int x = 0; x < PB_PAGES; x++)

@@ -102,14 +102,23 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
     /// <summary>Counts a decode step begun on every row (queue at the start of each step).</summary>
     public void BeginStep(CudaStream s) => _k.BeginStep(_steps, Rows, s);
 
-    /// <summary>Binds the operations to one layer of the step being queued.</summary>
-    public void Bind(int layer, in KvView kv, DeviceBuffer queries, CudaStream s)
+    /// <summary>Binds the operations to one layer of the step being queued; `positions` (device int[kv.Rows]) holds
+    /// each row's newest position, whose page summary <see cref="PageBounds"/> brings up to date.</summary>
+    public void Bind(int layer, in KvView kv, DeviceBuffer queries, ulong positions, CudaStream s)
     {
         Layer = layer;
         _kv = kv;
         _q = queries;
+        _positions = positions;
         _s = s;
+        UpdatedPageSummaries = false;
     }
+
+    private ulong _positions;
+
+    /// <summary>Whether the operations queued since <see cref="Bind"/> brought the newest page summaries up to date
+    /// (Quest's bounds do it in their launch; a layer that did not still needs the page update).</summary>
+    public bool UpdatedPageSummaries { get; private set; }
 
     private Buffer At(int id) => _buffers[id][_buffers[id].Length == 1 ? 0 : Layer];
     private Buffer At(int id, int layer) => _buffers[id][_buffers[id].Length == 1 ? 0 : layer];
@@ -195,7 +204,7 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
     public void PageBounds(ScoreSet dst)
     {
         var d = At(dst.Id);
-        _k.PageBounds(_kv, _q, _heads, _scale, d.Data, d.Stride, _s);
+        UpdatedPageSummaries |= _k.PageBounds(_kv, _q, _heads, _scale, d.Data, d.Stride, _s, _positions);
     }
 
     /// <remarks>A masked top-k (LFPS's refresh, which most steps no head needs) takes the one-launch per-row
