@@ -135,6 +135,19 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_scores(const u6
     }
 }
 
+// Lane 0 gets warp_sum(a) and warp_sum(b), bit for bit (the same pairs added in the same order), in 6 shuffles
+// instead of 10: lanes 0–15 reduce a while lanes 16–31 reduce b. Other lanes' results are partial.
+__device__ __forceinline__ void warp_sum_pair(float& a, float& b)
+{
+    const bool low = (threadIdx.x & 31) < 16;
+    float mine = low ? a : b;
+    mine += __shfl_xor_sync(0xffffffffu, low ? b : a, 16);
+#pragma unroll
+    for (int off = 8; off > 0; off >>= 1) mine += __shfl_xor_sync(0xffffffffu, mine, off);
+    a = mine;
+    b = __shfl_down_sync(0xffffffffu, mine, 16);
+}
+
 // Quest's page bounds: per selection head, the bound Σ_e max(q_e·min_e, q_e·max_e)·scale of every page, widened for
 // f32 rounding exactly as the CPU backend widens it ((sum + 4γ·magnitude)·scale, then + |v|·γ, rounded up to f32;
 // γ = (d + 2)·2⁻²³). Grid (chunks, kvHeads or selection heads, rows); a warp per page, lane e of channels e, e + 32, …
@@ -143,14 +156,14 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_scores(const u6
 // stands for qPer query heads from h·qPer (their queries in shared memory) and reads each page's min/max rows once
 // for all of them — spread 1: each query head's bound to its own row (r·heads·qPer + h·qPer + g), the per-query-head
 // bounds of a whole group from one read of its KV head; spread 0: the max over them to row r·heads + h (a KV head's
-// bound). Each warp issues the loads of PB_PAGES pages before the first sum needs one.
+// bound). Each warp issues the loads of PB_PAGES pages before the first sum needs one; its sums end on lane 0.
 // With kBases given, the block whose chunk holds a row's newest page first brings that page's summary up to date
 // (model_step.cu's page_update, which is then not launched on this layer): the page is the last, which only this
 // block reads, so the step saves a launch per layer and no other block waits for it. Summaries are read with
 // __ldcg (L2, not the non-coherent path) because this kernel writes them.
 #define PB_PAGES 2
 #define PB_LANE (2 * SEL_MAXPAIRS / 32)   // channels per lane: head size ≤ 256
-extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_page_bounds(const u64* __restrict__ minBases,
+extern "C" __global__ void __launch_bounds__(SEL_THREADS, 3) sel_page_bounds(const u64* __restrict__ minBases,
     const u64* __restrict__ maxBases, const int* __restrict__ lengths, long long pageHeadStride, int pageSize, int hd,
     const float* __restrict__ q, int qHeads, int heads, int qPer, int group, int spread, float scale, int chunk,
     float* __restrict__ out, int outStride, const u64* __restrict__ kBases, const int* __restrict__ positions,
@@ -214,8 +227,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_page_bounds(con
                         mag += fmaxf(fabsf(a), fabsf(b));
                     }
                 }
-                sum = warp_sum(sum);
-                mag = warp_sum(mag);
+                warp_sum_pair(sum, mag);
                 const double v = ((double)sum + 4 * gamma * (double)mag) * (double)scale;
                 const double bound = v + fabs(v) * gamma;
                 if (spread)
