@@ -37,7 +37,7 @@ public sealed class DecodeKernels : IDisposable
         "attn_dense_g4", "attn_dense_g4_f", "attn_sparse_g4", "attn_sparse_g4_f", "attn_sparse_g1",
         "attn_sparse_g1_f", "attn_reduce", "topk_rows", "score_all_max", "score_all_each",
         "score_idx_max", "score_idx_each", "score_idx_g1", "page_bounds_max", "page_bounds_each", "page_minmax",
-        "topk_hist", "topk_count", "topk_write",
+        "topk_hist", "topk_count", "topk_write", "topk_pages",
         "attn_dense_g8", "attn_sparse_g8", "score_all_max_g8", "score_idx_max_g8", "score_idx_each_g8",
         "page_bounds_max_g8", "page_bounds_each_g8",
     ];
@@ -81,7 +81,7 @@ public sealed class DecodeKernels : IDisposable
     }
 
     private static int Threads(string kernel) =>
-        kernel == "topk_rows" ? PerRowThreads : kernel.StartsWith("topk", StringComparison.Ordinal) ? TopKThreads : Block;
+        kernel is "topk_rows" or "topk_pages" ? PerRowThreads : kernel.StartsWith("topk", StringComparison.Ordinal) ? TopKThreads : Block;
 
     private const int PerRowThreads = 512;
 
@@ -308,6 +308,21 @@ public sealed class DecodeKernels : IDisposable
         w.Add(ws.BlockCounts); w.Add(ws.MaxBlocks); w.Add(r.Candidates); w.Add(r.CandidateStride); w.Add(output);
         w.Add(r.OutStride); w.Add(r.Expand); w.Add(r.Limits); w.Add(r.Counts); w.Add(r.PadTo);
         _module["topk_write"].Launch((blocks, r.Rows, 1), TopKThreads, stream, ref w);
+    }
+
+    /// <summary>Quest's pages for every (row, head) in one launch (topk_pages): its sizes from each sequence's length
+    /// (`heads` rows per sequence) and the budget, the last page's positions in out[row][0..pageSize), and the pages of
+    /// largest bound among the others (bounds [rows][boundStride]) as positions from out[row][pageSize], padded with −1
+    /// to `room` entries; counts[2·row] = the chosen positions (the last page's not counted).</summary>
+    public void TopPages(DeviceBuffer bounds, int boundStride, ulong lengths, int rows, int heads, Selection.Budget budget,
+        int pageSize, DeviceBuffer output, int outStride, int room, DeviceBuffer counts, CudaStream stream)
+    {
+        if (boundStride % 4 != 0) throw new ArgumentException("Page bound rows must start on 16-byte boundaries (stride a multiple of 4).");
+        if (outStride < pageSize + Math.Max(0, room)) throw new ArgumentException("Page lists must hold the last page and the room after it.");
+        var a = new KernelArgs();
+        a.Add(bounds); a.Add(boundStride); a.Add(lengths); a.Add(heads); a.Add(budget.Tokens); a.Add(budget.Fraction); a.Add(pageSize);
+        a.Add(output); a.Add(outStride); a.Add(room); a.Add(counts);
+        _module["topk_pages"].Launch((rows * heads, 1, 1), PerRowThreads, stream, ref a);
     }
 
     public void Dispose() => _module.Dispose();

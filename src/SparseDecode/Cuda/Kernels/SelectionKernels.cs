@@ -62,26 +62,39 @@ public sealed class SelectionKernels : IDisposable
         _module["sel_scores"].Launch((LaunchPlan.Chunks(items, chunk), launch.Count, h.Rows), Threads, s, ref a);
     }
 
-    public void PageBounds(in KvView kv, DeviceBuffer q, in Heads h, float scale, DeviceBuffer output, int outStride, CudaStream s)
+    /// <summary>Quest's page bounds of every selection head (out [rows·heads][outStride], one entry per page). Per-query-head
+    /// rows go one block per KV head, as the scores of every key do: each page summary read once for its group. With
+    /// `positions` (the rows' newest positions, device int[kv.Rows]) the kernel first brings the summary of each row's
+    /// newest page up to date, as ModelKernels.PageUpdate would, where every KV head of every row is one block row of
+    /// the launch; returns whether it did.</summary>
+    public bool PageBounds(in KvView kv, DeviceBuffer q, in Heads h, float scale, DeviceBuffer output, int outStride, CudaStream s,
+        ulong positions = 0)
     {
-        int pages = (kv.PlanLength + kv.PageSize - 1) / kv.PageSize, chunk = Chunk(pages, h, 8);
+        bool spread = h.QueriesPer == 1 && h.Group > 1 && h.Group <= MaxQueriesPerHead;
+        var launch = spread ? h with { Count = h.Count / h.Group, QueriesPer = h.Group } : h;
+        if (launch.Count != kv.KvHeads || kv.Rows > h.Rows) positions = 0;
+        int pages = (kv.PlanLength + kv.PageSize - 1) / kv.PageSize, chunk = Chunk(pages, launch, PageBoundsPagesPerTurn);
         var a = new KernelArgs();
         a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(kv.Lengths); a.Add(kv.PageHeadStride); a.Add(kv.PageSize); a.Add(h.HeadDim);
-        a.Add(q); a.Add(h.QueryHeads); a.Add(h.Count); a.Add(h.QueriesPer); a.Add(h.Group); a.Add(scale); a.Add(chunk);
-        a.Add(output); a.Add(outStride);
-        _module["sel_page_bounds"].Launch((LaunchPlan.Chunks(pages, chunk), h.Count, h.Rows), Threads, s, ref a);
+        a.Add(q); a.Add(h.QueryHeads); a.Add(launch.Count); a.Add(launch.QueriesPer); a.Add(h.Group); a.Add(spread ? 1 : 0); a.Add(scale);
+        a.Add(chunk); a.Add(output); a.Add(outStride); a.Add(positions != 0 ? kv.KBases : 0UL); a.Add(positions); a.Add(kv.HeadStride);
+        a.Add(kv.Rows);
+        _module["sel_page_bounds"].Launch((LaunchPlan.Chunks(pages, chunk), launch.Count, h.Rows), Threads, s, ref a);
+        return positions != 0;
     }
 
-    public enum SizeMode { AllPositions = 0, Candidates = 1, Pages = 2 }
+    /// <summary>Pages a block of sel_page_bounds consumes per loop turn (8 warps × PB_PAGES).</summary>
+    private const int PageBoundsPagesPerTurn = 16;
 
-    /// <summary>Row lengths and k per (row, head) for a top-k (see sel_topk_sizes); Pages also writes the last page.</summary>
+    public enum SizeMode { AllPositions = 0, Candidates = 1 }
+
+    /// <summary>Row lengths and k per (row, head) for a top-k (see sel_topk_sizes).</summary>
     public void TopKSizes(ulong lengths, int heads, int rows, SizeMode mode, Selection.Budget budget, DeviceBuffer? candidateMeta,
-        DeviceBuffer? mask, int maskKind, int pageSize, DeviceBuffer? lastPage, int lastStride, DeviceBuffer rowLens, DeviceBuffer ks, CudaStream s)
+        DeviceBuffer? mask, int maskKind, DeviceBuffer rowLens, DeviceBuffer ks, CudaStream s)
     {
         var a = new KernelArgs();
         a.Add(lengths); a.Add(heads); a.Add(rows); a.Add((int)mode); a.Add(budget.Tokens); a.Add(budget.Fraction);
-        a.Add(candidateMeta); a.Add(mask); a.Add(maskKind); a.Add(pageSize); a.Add(lastPage); a.Add(lastStride);
-        a.Add(rowLens); a.Add(ks);
+        a.Add(candidateMeta); a.Add(mask); a.Add(maskKind); a.Add(rowLens); a.Add(ks);
         _module["sel_topk_sizes"].Launch(((rows * heads + 127) / 128, 1, 1), 128, s, ref a);
     }
 

@@ -37,6 +37,13 @@ __device__ __forceinline__ void mma16816(float* c, u32 a0, u32 a1, u32 a2, u32 a
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// Budget.Resolve: k = tokens, or ceil(fraction · n) when fraction > 0; at least 1, at most n.
+__device__ __forceinline__ int resolve_budget(int tokens, double fraction, int n)
+{
+    long long k = fraction > 0 ? (long long)ceil(fraction * (double)n) : (long long)tokens;
+    return (int)max(1LL, min(k, (long long)n));
+}
+
 __device__ __forceinline__ float warp_sum(float v)
 {
 #pragma unroll
@@ -67,4 +74,41 @@ __device__ __forceinline__ u32 block_excl_scan(u32 v, u32* sh, u32* total)
     __syncthreads();
     *total = all;
     return before + x - v;
+}
+
+// Quest's summary of one page of one KV head for channel t: min and max over its keys from the page's start to
+// `last` (bf16, exact; among equal values the first key's bits), written into the page's slot of the summary arrays.
+// It runs on every layer of every step (model_step.cu's page_update, or inside selection.cu's Quest page bounds) in
+// a handful of blocks, so its cost is load latency: the keys are loaded SUMMARY_KEYS at a time, all in flight before
+// the first comparison.
+#define SUMMARY_KEYS 16
+__device__ __forceinline__ void summarise_page(const bf16* __restrict__ K, bf16* __restrict__ mn, bf16* __restrict__ mx,
+    int page, int pageSize, int last, int hd, int t)
+{
+    const int first = page * pageSize;
+    bf16 blo = K[(long long)first * hd + t], bhi = blo;
+    float lo = bf16_to_f32(blo), hi = lo;
+    for (int p0 = first + 1; p0 <= last; p0 += SUMMARY_KEYS)
+    {
+        bf16 k[SUMMARY_KEYS];
+#pragma unroll
+        for (int i = 0; i < SUMMARY_KEYS; i++) k[i] = p0 + i <= last ? K[(long long)(p0 + i) * hd + t] : (bf16)0;
+#pragma unroll
+        for (int i = 0; i < SUMMARY_KEYS; i++)
+        {
+            if (p0 + i > last) break;
+            const float f = bf16_to_f32(k[i]);
+            if (f < lo) { lo = f; blo = k[i]; }
+            if (f > hi) { hi = f; bhi = k[i]; }
+        }
+    }
+    mn[(long long)page * hd + t] = blo;
+    mx[(long long)page * hd + t] = bhi;
+}
+
+// Whether row r of a step summarises the page of its new key: rows of one sequence in one page (a prefill chunk)
+// leave it to the last of them, which covers the others' keys too. Rows must come in position order.
+__device__ __forceinline__ bool summarises_page(const u64* kBases, const int* positions, int rows, int r, int pageSize)
+{
+    return !(r + 1 < rows && kBases[r + 1] == kBases[r] && positions[r + 1] / pageSize == positions[r] / pageSize);
 }

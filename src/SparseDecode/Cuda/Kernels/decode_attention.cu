@@ -692,28 +692,45 @@ extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_write(
     }
 }
 
-// Exact top-k with one block per row and one launch: the same three histogram passes and ordered write as above,
-// the block looping over its row in tiles of TR_THREADS × 16 (re-read from L1/L2 each pass). For short rows
-// (LFPS candidates, Quest pages) the five launches of the multi-block path cost more than the work.
+// Exact top-k with one block per row and one launch: the same three histogram passes and ordered write as above.
+// For short rows (LFPS candidates, Quest pages) the five launches of the multi-block path cost more than the work,
+// and within the block the cost is waiting, not arithmetic: a row of up to TR_STAGE entries is read from global
+// memory once, by every thread, into shared memory as keys, and the passes run there, all threads striding over the
+// row (entry order does not matter to a histogram); a longer row is re-read (from L1/L2) each pass in tiles of
+// TK_ITEMS entries per thread. The write pass gives each thread TK_ITEMS consecutive entries so the block scan keeps
+// them in order.
 #define TR_THREADS 512
 #define TR_TILE (TR_THREADS * TK_ITEMS)
+// Keys that fit beside the histogram in 48 KB of static shared memory (Quest's pages to 155K, LFPS's candidates at 32K).
+#define TR_STAGE 9728
+// Entry j of a staged row sits at j + j/32: the write pass's threads read TK_ITEMS consecutive entries each, and
+// without the padding word per 32 the lanes of a warp would hit 2 of the 32 banks.
+#define TR_STAGED_WORDS (TR_STAGE + TR_STAGE / 32)
+__device__ __forceinline__ int staged_at(int j) { return j + (j >> 5); }
 
-extern "C" __global__ void __launch_bounds__(TR_THREADS) topk_rows(
-    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int kAll,
-    const int* __restrict__ ks, const int* __restrict__ cand, int candStride, int* __restrict__ out, int outStride,
-    int expand, const int* __restrict__ limits, int* __restrict__ counts, int padTo)
+__device__ __forceinline__ void load_staged(const u32* __restrict__ sh_keys, int n, int base, u32* k, bool* valid)
 {
-    __shared__ u32 sh_hist[TK_BINS];
-    __shared__ u32 sh_scan[32];
-    __shared__ u32 sh_res[2];
-    const int row = blockIdx.x, t = threadIdx.x;
-    const int n = rowLens ? rowLens[row] : rowLen, k = ks ? ks[row] : kAll;
-    if (k < 0) return;
-    int* O = out + (long long)row * outStride;
-    const int limit = limits ? limits[row] : 0x7fffffff;
-    const float* R = scores + (long long)row * rowStride;
-    pad_row(O, min(n, k) * expand, max(k * expand, padTo), counts ? counts + 2LL * row : 0, TR_THREADS);
+#pragma unroll
+    for (int i = 0; i < TK_ITEMS; i++)
+    {
+        valid[i] = base + i < n;
+        k[i] = valid[i] ? sh_keys[staged_at(base + i)] : 0u;
+    }
+}
+
+// The top-k of row R (n entries) into O, as topk_rows documents; every thread of the block calls it, with k >= 0.
+__device__ void select_row(const float* __restrict__ R, int n, int k, const int* __restrict__ C, int* __restrict__ O,
+    int expand, int limit, int* count, int padTo, u32* sh_keys, u32* sh_hist, u32* sh_scan, u32* sh_res)
+{
+    const int t = threadIdx.x;
+    pad_row(O, min(n, k) * expand, max(k * expand, padTo), count, TR_THREADS);
     if (k == 0) return;
+    const bool staged = n <= TR_STAGE;
+    if (staged)
+    {
+        for (int j = t; j < n; j += TR_THREADS) sh_keys[staged_at(j)] = fkey(R[j]);
+        __syncthreads();
+    }
     u32 keys[TK_ITEMS];
     bool valid[TK_ITEMS];
     u32 T = 0u, kEq = 0u;
@@ -727,16 +744,21 @@ extern "C" __global__ void __launch_bounds__(TR_THREADS) topk_rows(
             const int shift = pass == 0 ? 21 : pass == 1 ? 10 : 0;
             const u32 mask = pass == 2 ? 1023u : 2047u;
             const int matchShift = pass == 1 ? 21 : 10;
-            for (int tile = 0; tile < n; tile += TR_TILE)
-            {
-                load_keys(R, n, tile + t * TK_ITEMS, keys, valid);
-#pragma unroll
-                for (int i = 0; i < TK_ITEMS; i++)
+            if (staged)
+                for (int j = t; j < n; j += TR_THREADS)
                 {
-                    bool match = valid[i] && (pass == 0 || (keys[i] >> matchShift) == (prefix >> matchShift));
-                    if (match) atomicAdd(&sh_hist[(keys[i] >> shift) & mask], 1u);
+                    const u32 key = sh_keys[staged_at(j)];
+                    if (pass == 0 || (key >> matchShift) == (prefix >> matchShift)) atomicAdd(&sh_hist[(key >> shift) & mask], 1u);
                 }
-            }
+            else
+                for (int tile = 0; tile < n; tile += TR_TILE)
+                {
+                    load_keys(R, n, tile + t * TK_ITEMS, keys, valid);   // TK_ITEMS loads in flight per thread
+#pragma unroll
+                    for (int i = 0; i < TK_ITEMS; i++)
+                        if (valid[i] && (pass == 0 || (keys[i] >> matchShift) == (prefix >> matchShift)))
+                            atomicAdd(&sh_hist[(keys[i] >> shift) & mask], 1u);
+                }
             __syncthreads();
             find_bin(sh_hist, pass == 2 ? 1024 : TK_BINS, kRem, sh_scan, sh_res);
             prefix |= sh_res[0] << shift;
@@ -751,13 +773,15 @@ extern "C" __global__ void __launch_bounds__(TR_THREADS) topk_rows(
     for (int tile = 0; tile < n; tile += TR_TILE)
     {
         const int base = tile + t * TK_ITEMS;
-        load_keys(R, n, base, keys, valid);
+        if (staged) load_staged(sh_keys, n, base, keys, valid);
+        else load_keys(R, n, base, keys, valid);
         u32 gt = 0, eq = 0;
 #pragma unroll
         for (int i = 0; i < TK_ITEMS; i++)
         {
-            gt += valid[i] && keys[i] > T;
-            eq += valid[i] && keys[i] == T;
+            const bool in = base + i < n;   // not kept in an array: registers are the limit here
+            gt += in && keys[i] > T;
+            eq += in && keys[i] == T;
         }
         u32 totGt, totEq;
         u32 gtRun = gtBase + block_excl_scan(gt, sh_scan, &totGt);
@@ -765,13 +789,13 @@ extern "C" __global__ void __launch_bounds__(TR_THREADS) topk_rows(
 #pragma unroll
         for (int i = 0; i < TK_ITEMS; i++)
         {
-            if (!valid[i]) continue;
+            if (base + i >= n) continue;
             bool isGt = keys[i] > T, isEq = keys[i] == T;
             if (isGt || (isEq && eqRun < kEq))
             {
                 u32 slot = gtRun + min(eqRun, kEq);
                 int j = base + i;
-                int pos = keys[i] == negInfKey ? -1 : (cand ? cand[(long long)row * candStride + j] : j);
+                int pos = keys[i] == negInfKey ? -1 : (C ? C[j] : j);
                 for (int r = 0; r < expand; r++)
                 {
                     long long p = (long long)pos * expand + r;
@@ -786,3 +810,47 @@ extern "C" __global__ void __launch_bounds__(TR_THREADS) topk_rows(
     }
 }
 
+extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_rows(
+    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int kAll,
+    const int* __restrict__ ks, const int* __restrict__ cand, int candStride, int* __restrict__ out, int outStride,
+    int expand, const int* __restrict__ limits, int* __restrict__ counts, int padTo)
+{
+    __shared__ u32 sh_keys[TR_STAGED_WORDS];
+    __shared__ u32 sh_hist[TK_BINS];
+    __shared__ u32 sh_scan[32];
+    __shared__ u32 sh_res[2];
+    const int row = blockIdx.x;
+    const int n = rowLens ? rowLens[row] : rowLen, k = ks ? ks[row] : kAll;
+    if (k < 0) return;
+    select_row(scores + (long long)row * rowStride, n, k, cand ? cand + (long long)row * candStride : 0,
+        out + (long long)row * outStride, expand, limits ? limits[row] : 0x7fffffff, counts ? counts + 2LL * row : 0, padTo,
+        sh_keys, sh_hist, sh_scan, sh_res);
+}
+
+// Quest's pages per (row, head), in one launch: its sizes, the last page and the top-k of the others. n = the
+// sequence's length, k = the budget resolved at n, pages = ⌈n / pageSize⌉; the last page's positions fill
+// out[row][0..pageSize) (-1 past n) and pages 0 .. pages − 2 compete by bound (bounds[row]) for max(1, k / pageSize)
+// − 1 places (all of them when k ≥ n or that is every page), each chosen page written as its pageSize positions
+// from out[row][pageSize] on, padded with -1 up to `room` entries, counts[2·row] = the chosen pages' positions.
+// Grid (rows · heads), TR_THREADS threads.
+extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_pages(
+    const float* __restrict__ bounds, int rowStride, const int* __restrict__ lengths, int heads, int tokens,
+    double fraction, int pageSize, int* __restrict__ out, int outStride, int room, int* __restrict__ counts)
+{
+    __shared__ u32 sh_keys[TR_STAGED_WORDS];
+    __shared__ u32 sh_hist[TK_BINS];
+    __shared__ u32 sh_scan[32];
+    __shared__ u32 sh_res[2];
+    const int row = blockIdx.x, n = lengths[row / heads], k = resolve_budget(tokens, fraction, n);
+    const int pages = (n + pageSize - 1) / pageSize, chosen = max(1, k / pageSize);
+    int* O = out + (long long)row * outStride;
+    for (int i = threadIdx.x; i < pageSize; i += TR_THREADS)
+    {
+        const int pos = (pages - 1) * pageSize + i;
+        O[i] = pos < n ? pos : -1;
+    }
+    if (room < pageSize) return;
+    const int pick = min(k >= n || chosen >= pages ? pages - 1 : chosen - 1, room / pageSize);
+    select_row(bounds + (long long)row * rowStride, pages - 1, pick, 0, O + pageSize, pageSize, 0x7fffffff,
+        counts + 2LL * row, room, sh_keys, sh_hist, sh_scan, sh_res);
+}

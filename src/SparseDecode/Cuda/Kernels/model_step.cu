@@ -333,24 +333,6 @@ extern "C" __global__ void rope_append_span(const float* __restrict__ qkv, int q
         vBase + kh * headStride + (long long)pos * hd);
 }
 
-// Quest's summary of one page of one KV head for channel t: min and max over its keys from the page's start to
-// `last` (bf16, exact), written into the page's slot of the summary arrays.
-__device__ __forceinline__ void summarise_page(const bf16* __restrict__ K, bf16* __restrict__ mn, bf16* __restrict__ mx,
-    int page, int pageSize, int last, int hd, int t)
-{
-    bf16 blo = K[(long long)page * pageSize * hd + t], bhi = blo;
-    float lo = bf16_to_f32(blo), hi = lo;
-    for (int p = page * pageSize + 1; p <= last; p++)
-    {
-        const bf16 k = K[(long long)p * hd + t];
-        const float f = bf16_to_f32(k);
-        if (f < lo) { lo = f; blo = k; }
-        if (f > hi) { hi = f; bhi = k; }
-    }
-    mn[(long long)page * hd + t] = blo;
-    mx[(long long)page * hd + t] = bhi;
-}
-
 // Quest's summary of the page holding each row's new key: per channel the min and max of the page's keys so far
 // (bf16, exact). Grid (rows, kvHeads), hd threads (one channel each). Rows must come in position order.
 // Not a duplicate of decode_attention.cu's page_minmax: this is the per-step incremental update (one page per row,
@@ -361,8 +343,7 @@ extern "C" __global__ void page_update(const u64* __restrict__ kBases, const u64
     long long pageHeadStride, int pageSize, int hd, int rows)
 {
     const int r = blockIdx.x, h = blockIdx.y, pos = positions[r], page = pos / pageSize;
-    // rows of one sequence in one page (a prefill chunk): the last of them covers the others' keys too
-    if (r + 1 < rows && kBases[r + 1] == kBases[r] && positions[r + 1] / pageSize == page) return;
+    if (!summarises_page(kBases, positions, rows, r, pageSize)) return;
     summarise_page((const bf16*)kBases[r] + h * headStride, (bf16*)minBases[r] + h * pageHeadStride,
         (bf16*)maxBases[r] + h * pageHeadStride, page, pageSize, pos, hd, threadIdx.x);
 }

@@ -32,11 +32,11 @@ __device__ __forceinline__ float sel_block_max(float v, float* sh)
     return m;
 }
 
-// Budget.Resolve: k = tokens, or ceil(fraction · n) when fraction > 0; at least 1, at most n.
-__device__ __forceinline__ int resolve_budget(int tokens, double fraction, int n)
+// The nearest f32 at or above v (a bound stays a bound when it is stored as f32).
+__device__ __forceinline__ float round_up_f32(double v)
 {
-    long long k = fraction > 0 ? (long long)ceil(fraction * (double)n) : (long long)tokens;
-    return (int)max(1LL, min(k, (long long)n));
+    const float f = (float)v;
+    return (double)f < v ? nextafterf(f, 1.0f / 0.0f) : f;
 }
 
 __device__ __forceinline__ bool admits(const int* mask, int kind, int row)
@@ -135,71 +135,125 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_scores(const u6
     }
 }
 
-// Quest's page bounds: out[row][p] = max over the selection head's query heads of the bound
-// Σ_e max(q_e·min_e, q_e·max_e)·scale, widened for f32 rounding exactly as the CPU backend widens it
-// ((sum + 4γ·magnitude)·scale, then + |v|·γ, rounded up to f32; γ = (d + 2)·2⁻²³). Grid (chunks, heads, rows);
-// a warp per page.
-extern "C" __global__ void __launch_bounds__(SEL_THREADS) sel_page_bounds(const u64* __restrict__ minBases,
-    const u64* __restrict__ maxBases, const int* __restrict__ lengths, long long pageHeadStride, int pageSize, int hd,
-    const float* __restrict__ q, int qHeads, int heads, int qPer, int group, float scale, int chunk,
-    float* __restrict__ out, int outStride)
+// Lane 0 gets warp_sum(a) and warp_sum(b), bit for bit (the same pairs added in the same order), in 6 shuffles
+// instead of 10: lanes 0–15 reduce a while lanes 16–31 reduce b. Other lanes' results are partial.
+__device__ __forceinline__ void warp_sum_pair(float& a, float& b)
 {
-    const int h = blockIdx.y, r = blockIdx.z, row = r * heads + h;
+    const bool low = (threadIdx.x & 31) < 16;
+    float mine = low ? a : b;
+    mine += __shfl_xor_sync(0xffffffffu, low ? b : a, 16);
+#pragma unroll
+    for (int off = 8; off > 0; off >>= 1) mine += __shfl_xor_sync(0xffffffffu, mine, off);
+    a = mine;
+    b = __shfl_down_sync(0xffffffffu, mine, 16);
+}
+
+// Quest's page bounds: per selection head, the bound Σ_e max(q_e·min_e, q_e·max_e)·scale of every page, widened for
+// f32 rounding exactly as the CPU backend widens it ((sum + 4γ·magnitude)·scale, then + |v|·γ, rounded up to f32;
+// γ = (d + 2)·2⁻²³). Grid (chunks, kvHeads or selection heads, rows); a warp per page, lane e of channels e, e + 32, …
+// (the order every lane sums in, so the bounds do not depend on the launch shape).
+// Shaped for latency: the summaries are a few MB read once per step, so what costs is waiting on loads. A block
+// stands for qPer query heads from h·qPer (their queries in shared memory) and reads each page's min/max rows once
+// for all of them — spread 1: each query head's bound to its own row (r·heads·qPer + h·qPer + g), the per-query-head
+// bounds of a whole group from one read of its KV head; spread 0: the max over them to row r·heads + h (a KV head's
+// bound). Each warp issues the loads of PB_PAGES pages before the first sum needs one; its sums end on lane 0.
+// With kBases given, the block whose chunk holds a row's newest page first brings that page's summary up to date
+// (model_step.cu's page_update, which is then not launched on this layer): the page is the last, which only this
+// block reads, so the step saves a launch per layer and no other block waits for it. Summaries are read with
+// __ldcg (L2, not the non-coherent path) because this kernel writes them.
+#define PB_PAGES 2
+#define PB_LANE (2 * SEL_MAXPAIRS / 32)   // channels per lane: head size ≤ 256
+extern "C" __global__ void __launch_bounds__(SEL_THREADS, 3) sel_page_bounds(const u64* __restrict__ minBases,
+    const u64* __restrict__ maxBases, const int* __restrict__ lengths, long long pageHeadStride, int pageSize, int hd,
+    const float* __restrict__ q, int qHeads, int heads, int qPer, int group, int spread, float scale, int chunk,
+    float* __restrict__ out, int outStride, const u64* __restrict__ kBases, const int* __restrict__ positions,
+    long long headStride, int kvRows)
+{
+    __shared__ float sq[SEL_MAXQ * 2 * SEL_MAXPAIRS];
+    const int h = blockIdx.y, r = blockIdx.z;
     const int pages = (lengths[r] + pageSize - 1) / pageSize;
     const int c0 = blockIdx.x * chunk, c1 = min(c0 + chunk, pages);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, qFirst = h * qPer, kvh = qFirst / group;
-    const bf16* MN = (const bf16*)minBases[r] + kvh * pageHeadStride;
-    const bf16* MX = (const bf16*)maxBases[r] + kvh * pageHeadStride;
-    const double gamma = (hd + 2) * 1.1920928955078125e-07;
-    for (int p = c0 + warp; p < c1; p += SEL_THREADS / 32)
+    bf16* MN = (bf16*)minBases[r] + kvh * pageHeadStride;
+    bf16* MX = (bf16*)maxBases[r] + kvh * pageHeadStride;
+    if (kBases && r < kvRows)
     {
-        double best = -1.0 / 0.0;
-        for (int g = 0; g < qPer; g++)
+        // the block whose chunk holds the newest page (the last block, should the page lie past every chunk)
+        const int pos = positions[r], page = pos / pageSize;
+        const bool mine = page / chunk == blockIdx.x || (blockIdx.x == gridDim.x - 1 && page / chunk >= gridDim.x);
+        if (mine && summarises_page(kBases, positions, kvRows, r, pageSize))
         {
-            const float* qh = q + ((long long)r * qHeads + qFirst + g) * hd;
-            float sum = 0.f, mag = 0.f;
-            for (int e = lane; e < hd; e += 32)
-            {
-                const float a = qh[e] * bf16_to_f32(MN[(long long)p * hd + e]), b = qh[e] * bf16_to_f32(MX[(long long)p * hd + e]);
-                sum += fmaxf(a, b);
-                mag += fmaxf(fabsf(a), fabsf(b));
-            }
-            sum = warp_sum(sum);
-            mag = warp_sum(mag);
-            const double v = ((double)sum + 4 * gamma * (double)mag) * (double)scale;
-            best = fmax(best, v + fabs(v) * gamma);
+            for (int t = threadIdx.x; t < hd; t += SEL_THREADS)
+                summarise_page((const bf16*)kBases[r] + kvh * headStride, MN, MX, page, pageSize, pos, hd, t);
+            __syncthreads();
         }
-        if (lane == 0)
+    }
+    if (c0 >= c1) return;
+    const long long row0 = spread ? ((long long)r * heads + h) * qPer : (long long)r * heads + h;
+    for (int i = threadIdx.x; i < qPer * hd; i += SEL_THREADS) sq[i] = q[((long long)r * qHeads + qFirst) * hd + i];
+    __syncthreads();
+    const double gamma = (hd + 2) * 1.1920928955078125e-07;
+    for (int p0 = c0 + warp * PB_PAGES; p0 < c1; p0 += (SEL_THREADS / 32) * PB_PAGES)
+    {
+        float mn[PB_PAGES][PB_LANE], mx[PB_PAGES][PB_LANE];
+#pragma unroll
+        for (int x = 0; x < PB_PAGES; x++)
+#pragma unroll
+            for (int u = 0; u < PB_LANE; u++)
+            {
+                const int p = p0 + x, e = lane + 32 * u;
+                const bool ok = p < c1 && e < hd;
+                mn[x][u] = ok ? bf16_to_f32(__ldcg(MN + (long long)p * hd + e)) : 0.f;
+                mx[x][u] = ok ? bf16_to_f32(__ldcg(MX + (long long)p * hd + e)) : 0.f;
+            }
+#pragma unroll
+        for (int x = 0; x < PB_PAGES; x++)
         {
-            float f = (float)best;
-            out[(long long)row * outStride + p] = (double)f < best ? nextafterf(f, 1.0f / 0.0f) : f;
+            const int p = p0 + x;
+            if (p >= c1) break;
+            double best = -1.0 / 0.0;
+            for (int g = 0; g < qPer; g++)
+            {
+                const float* qh = sq + g * hd;
+                float sum = 0.f, mag = 0.f;
+#pragma unroll
+                for (int u = 0; u < PB_LANE; u++)
+                {
+                    const int e = lane + 32 * u;
+                    if (e < hd)
+                    {
+                        const float a = qh[e] * mn[x][u], b = qh[e] * mx[x][u];
+                        sum += fmaxf(a, b);
+                        mag += fmaxf(fabsf(a), fabsf(b));
+                    }
+                }
+                warp_sum_pair(sum, mag);
+                const double v = ((double)sum + 4 * gamma * (double)mag) * (double)scale;
+                const double bound = v + fabs(v) * gamma;
+                if (spread)
+                {
+                    if (lane == 0) out[(row0 + g) * outStride + p] = round_up_f32(bound);
+                }
+                else best = fmax(best, bound);
+            }
+            if (!spread && lane == 0) out[row0 * outStride + p] = round_up_f32(best);
         }
     }
 }
 
 // The sizes of a top-k over plan rows: rowLens[row] and ks[row] (-1 where the mask excludes the head). Mode 0:
-// every position (length n); 1: the entries of a candidate list (its count); 2: Quest's pages — all but the last
-// page compete for max(1, k / pageSize) − 1 places (all of them when k ≥ n or that is every page), and the last
-// page's positions are written to lastPage[row][0..pageSize) (-1 past n). Thread per (row, head).
+// every position (length n); 1: the entries of a candidate list (its count). (Quest's pages size themselves inside
+// decode_attention.cu's topk_pages.) Thread per (row, head).
 extern "C" __global__ void sel_topk_sizes(const int* __restrict__ lengths, int heads, int rows, int mode,
     int tokens, double fraction, const int* __restrict__ candMeta, const int* __restrict__ mask, int maskKind,
-    int pageSize, int* __restrict__ lastPage, int lastStride, int* __restrict__ rowLens, int* __restrict__ ks)
+    int* __restrict__ rowLens, int* __restrict__ ks)
 {
     const int row = blockIdx.x * blockDim.x + threadIdx.x;
     if (row >= rows * heads) return;
     const int n = lengths[row / heads], k = resolve_budget(tokens, fraction, n);
     if (!admits(mask, maskKind, row)) { ks[row] = -1; rowLens[row] = 0; return; }
-    if (mode == 0) { rowLens[row] = n; ks[row] = k; return; }
-    if (mode == 1) { rowLens[row] = candMeta[2LL * row]; ks[row] = k; return; }
-    const int pages = (n + pageSize - 1) / pageSize, chosen = max(1, k / pageSize);
-    rowLens[row] = pages - 1;
-    ks[row] = k >= n || chosen >= pages ? pages - 1 : chosen - 1;
-    int* L = lastPage + (long long)row * lastStride;
-    for (int i = 0; i < pageSize; i++)
-    {
-        const int pos = (pages - 1) * pageSize + i;
-        L[i] = pos < n ? pos : -1;
-    }
+    rowLens[row] = mode == 0 ? n : candMeta[2LL * row];
+    ks[row] = k;
 }
 
 // StreamingLLM's window per (row, head): the first min(sinks, k) positions and the newest k − min(sinks, k)

@@ -102,14 +102,23 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
     /// <summary>Counts a decode step begun on every row (queue at the start of each step).</summary>
     public void BeginStep(CudaStream s) => _k.BeginStep(_steps, Rows, s);
 
-    /// <summary>Binds the operations to one layer of the step being queued.</summary>
-    public void Bind(int layer, in KvView kv, DeviceBuffer queries, CudaStream s)
+    /// <summary>Binds the operations to one layer of the step being queued; `positions` (device int[kv.Rows]) holds
+    /// each row's newest position, whose page summary <see cref="PageBounds"/> brings up to date.</summary>
+    public void Bind(int layer, in KvView kv, DeviceBuffer queries, ulong positions, CudaStream s)
     {
         Layer = layer;
         _kv = kv;
         _q = queries;
+        _positions = positions;
         _s = s;
+        UpdatedPageSummaries = false;
     }
+
+    private ulong _positions;
+
+    /// <summary>Whether the operations queued since <see cref="Bind"/> brought the newest page summaries up to date
+    /// (Quest's bounds do it in their launch; a layer that did not still needs the page update).</summary>
+    public bool UpdatedPageSummaries { get; private set; }
 
     private Buffer At(int id) => _buffers[id][_buffers[id].Length == 1 ? 0 : Layer];
     private Buffer At(int id, int layer) => _buffers[id][_buffers[id].Length == 1 ? 0 : layer];
@@ -195,7 +204,7 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
     public void PageBounds(ScoreSet dst)
     {
         var d = At(dst.Id);
-        _k.PageBounds(_kv, _q, _heads, _scale, d.Data, d.Stride, _s);
+        UpdatedPageSummaries |= _k.PageBounds(_kv, _q, _heads, _scale, d.Data, d.Stride, _s, _positions);
     }
 
     /// <remarks>A masked top-k (LFPS's refresh, which most steps no head needs) takes the one-launch per-row
@@ -207,7 +216,7 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
         var d = At(dst.Id);
         var c = candidates is IndexSet cs ? At(cs.Id) : null;
         _k.TopKSizes(_kv.Lengths, _plan.Heads, Rows, c is null ? SelectionKernels.SizeMode.AllPositions : SelectionKernels.SizeMode.Candidates,
-            budget, c?.Meta, m, kind, 0, null, 0, _rowLens, _ks, _s);
+            budget, c?.Meta, m, kind, _rowLens, _ks, _s);
         int longest = c is null ? _kv.PlanLength : c.Stride;
         _dk.TopK(new DecodeKernels.TopKRequest(src.Data, RowsTimesHeads, src.Stride, longest, d.Stride, d.Data, d.Stride)
         {
@@ -217,21 +226,15 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
         }, _topk, _s);
     }
 
+    /// <remarks>One launch: the sizes, the last page and the top-k over the other pages (topk_pages).</remarks>
     public void TopPages(ScoreSet bounds, Budget budget, IndexSet dst)
     {
         _lastPagePrefixed.Add(dst.Id);
         var src = At(bounds.Id);
         var d = At(dst.Id);
-        int ps = _kv.PageSize, pages = (_kv.PlanLength + ps - 1) / ps;
         // The last page's positions take the first pageSize entries of each list; the chosen pages follow them.
-        _k.TopKSizes(_kv.Lengths, _plan.Heads, Rows, SelectionKernels.SizeMode.Pages, budget, null, null, 0, ps, d.Data, d.Stride, _rowLens, _ks, _s);
-        int room = d.Stride - ps;
-        if (room < ps) return;
-        _dk.TopK(new DecodeKernels.TopKRequest(src.Data, RowsTimesHeads, src.Stride, Math.Max(1, pages - 1), room / ps, d.Data, d.Stride)
-        {
-            RowLengths = _rowLens, Ks = _ks.Pointer, Expand = ps, Counts = d.Meta!.Pointer, PadTo = room,
-            OutputAddress = d.Data.At(ps * 4L),
-        }, _topk, _s);
+        int ps = _kv.PageSize;
+        _dk.TopPages(src.Data, src.Stride, _kv.Lengths, Rows, _plan.Heads, budget, ps, d.Data, d.Stride, d.Stride - ps, d.Meta!, _s);
     }
 
     public void Window(int sinks, Budget budget, IndexSet dst)

@@ -41,11 +41,12 @@ public sealed class PlanAttention : ILayerAttention, IDisposable
 
     public void Enqueue(GpuModel model, int layer, in KvView kv, CudaStream stream)
     {
-        if (Plan.ReadsPageSummaries) model.Kernels.PageUpdate(kv, _cache.Positions, model.Config.HeadDim, stream);
         if (layer == 0) _ops.BeginStep(stream);
-        _ops.Bind(layer, kv, model.Queries, stream);
+        _ops.Bind(layer, kv, model.Queries, _cache.Positions, stream);
         var chosen = Plan.Layer(_ops, layer);
         _attended[layer] = chosen;
+        // Quest's bounds update the newest page summaries in their own launch; its dense layers do it here
+        if (Plan.ReadsPageSummaries && !_ops.UpdatedPageSummaries) model.Kernels.PageUpdate(kv, _cache.Positions, model.Config.HeadDim, stream);
         if (chosen is not IndexSet set)
         {
             model.DenseAttention(kv, stream);
