@@ -17,15 +17,20 @@ public static class GpuParityCheck
     /// mean. Why not tighter: with a bf16 cache, an f32 rounding difference in a key or value can flip its bf16
     /// rounding (one bf16 step is 2^-8 relative), which moves log p of unlikely tokens of a trained model by up to a
     /// few 1e-2. Two yardsticks are reported beside the result: the CPU engine's own decode path against its prefill
-    /// path, and the CPU engine with a bf16 cache against an f32 cache (what storing the cache in bf16 moves).</summary>
+    /// path, and the CPU engine with a bf16 cache against an f32 cache (what storing the cache in bf16 moves).
+    /// A model more sensitive to that rounding than the thresholds allow (the 32K bundled model: 0.076 on the CPU
+    /// alone) is held to the second yardstick instead: the two engines round the cache from f32 values a few ulps
+    /// apart, so they may disagree by as much as bf16 storage moves either of them, and no more.</summary>
     public const double MaxThreshold = 0.05;
     public const double MeanThreshold = 5e-3;
 
     public sealed record Result(string Model, string WeightType, int Tokens, double MaxPrefillDelta, double MaxDecodeDelta,
-        double MaxEagerDecodeDelta, double MaxLatePrefillDelta, double MeanDelta, double MaxDeltaOriginalWeights, double CpuSelfSpread, double CpuCacheSpread, int ArgmaxAgreements, int ArgmaxCompared)
+        double MaxEagerDecodeDelta, double MaxLatePrefillDelta, double MeanDelta, double MaxDeltaOriginalWeights, double CpuSelfSpread, double CpuCacheSpread, double CpuCacheMeanSpread, int ArgmaxAgreements, int ArgmaxCompared)
     {
         public double MaxDelta => new[] { MaxPrefillDelta, MaxDecodeDelta, MaxEagerDecodeDelta, MaxLatePrefillDelta }.Max();
-        public bool Passed => double.IsFinite(MaxDelta) && MaxDelta <= MaxThreshold && MeanDelta <= MeanThreshold;
+        public double MaxAllowed => Math.Max(MaxThreshold, CpuCacheSpread);
+        public double MeanAllowed => Math.Max(MeanThreshold, CpuCacheMeanSpread);
+        public bool Passed => double.IsFinite(MaxDelta) && MaxDelta <= MaxAllowed && MeanDelta <= MeanAllowed;
     }
 
     public static Result Run(DecodeKernels dk, ModelKernels mk, string directory, int tokenCount = 96, int seed = 1234,
@@ -48,7 +53,7 @@ public static class GpuParityCheck
         {
             double[] reference = original;
             int[] argmax;
-            double selfSpread, cacheSpread;
+            double selfSpread, cacheSpread, cacheMeanSpread;
             if (type != DType.BF16)
             {
                 copy = Path.Combine(Path.GetTempPath(), $"sparsedecode-bf16-{Environment.ProcessId}-{Guid.NewGuid():N}");
@@ -61,6 +66,7 @@ public static class GpuParityCheck
                 selfSpread = CpuDecodeSpread(cpu, tokens, n / 2, reference);
                 var f32Cache = Scorer.TokenLogprobs(cpu, tokens, DType.F32);
                 cacheSpread = f32Cache.Select((v, i) => Delta(v, reference[i])).Max();
+                cacheMeanSpread = f32Cache.Select((v, i) => Delta(v, reference[i])).Average();
             }
 
             using var store = WeightStore.Open(directory);
@@ -85,7 +91,7 @@ public static class GpuParityCheck
                 maxOriginal = Math.Max(maxOriginal, Delta(graph[i], original[i]));
                 sum += d;
             }
-            return new Result(directory, type.Name(), n, maxPrefill, maxDecode, maxEager, maxLate, sum / (n - 1), maxOriginal, selfSpread, cacheSpread, agree, compared);
+            return new Result(directory, type.Name(), n, maxPrefill, maxDecode, maxEager, maxLate, sum / (n - 1), maxOriginal, selfSpread, cacheSpread, cacheMeanSpread, agree, compared);
         }
         finally
         {

@@ -121,15 +121,16 @@ public static class EvalCommand
             var contextList = r.GetValue(contexts) is string cs ? ParseInts(cs, "--contexts")
                 : isQuick ? QuickContexts.Where(c => c <= config.MaxPositions).DefaultIfEmpty(config.MaxPositions).ToArray()
                 : DefaultContexts(config.MaxPositions);
+            var methodList = SplitList(r.GetValue(methods)!).Select(m => m.ToLowerInvariant()).ToList();
             var grid = new EvalGrid
             {
-                Methods = SplitList(r.GetValue(methods)!).Select(m => m.ToLowerInvariant()).ToList(),
+                Methods = methodList,
                 Budgets = SplitList(r.GetValue(budgets)!),
                 Contexts = contextList,
                 Tasks = isQuick && !Given(tasks) ? QuickTasks : SplitList(r.GetValue(tasks)!).Select(t => t.ToLowerInvariant()).ToList(),
                 Samples = isQuick && !Given(samples) ? QuickSamples : r.GetValue(samples),
                 Seed = r.GetValue(seed),
-                Parameters = WithStoredDefaults(ParseParams(r.GetValue(param) ?? []), MethodDefaults.Load(dir)),
+                Parameters = WithStoredDefaults(ParseParams(r.GetValue(param) ?? []), MethodDefaults.Load(dir), methodList),
                 // the GPU's cache is bf16; saying so keeps its cells' keys and the report's grid truthful
                 CacheType = deviceName == "cpu" ? CommonOptions.ParseCacheType(r.GetValue(kv)!) : DType.BF16,
                 Device = deviceName,
@@ -397,12 +398,18 @@ public static class EvalCommand
             : throw new ArgumentException($"{option}: '{x}' is not a whole number of tokens.")).Distinct().Order().ToArray();
 
     /// <summary>The settings stored beside the model ("tidal.reselect") under the explicit --param ones: a stored
-    /// setting is dropped where --param names it, scoped or not.</summary>
-    private static Dictionary<string, string> WithStoredDefaults(IReadOnlyDictionary<string, string> given, MethodDefaults stored)
+    /// setting is dropped where --param names it, scoped or not, and where its method is not in the grid (the grid
+    /// rejects a scoped parameter of an absent method, which is right for what a user types, not for the file).</summary>
+    private static Dictionary<string, string> WithStoredDefaults(IReadOnlyDictionary<string, string> given, MethodDefaults stored,
+        IReadOnlyCollection<string> methods)
     {
         var d = new Dictionary<string, string>(given, StringComparer.OrdinalIgnoreCase);
         foreach (var (key, value) in stored.Scoped())
-            if (!d.ContainsKey(key) && !d.ContainsKey(key[(key.IndexOf('.') + 1)..])) d[key] = value;
+        {
+            int dot = key.IndexOf('.');
+            if (methods.Contains(key[..dot], StringComparer.OrdinalIgnoreCase) && !d.ContainsKey(key) && !d.ContainsKey(key[(dot + 1)..]))
+                d[key] = value;
+        }
         return d;
     }
 }

@@ -64,11 +64,11 @@ internal static class GpuCheckCommand
             results.Add(res);
             Console.WriteLine(string.Create(ci, $"{d}: {sw.Elapsed.TotalSeconds:F1} s"));
         }
-        Console.WriteLine($"\nGPU against the CPU engine on the same bf16 weights and a bf16 KV cache; pass: max |Δ log p| ≤ {GpuParityCheck.MaxThreshold.ToString(ci)} and mean ≤ {GpuParityCheck.MeanThreshold.ToString(ci)}");
-        Console.WriteLine("| model | stored as | tokens | max |Δ| prefill | max |Δ| graph decode | max |Δ| eager decode | max |Δ| same tokens by prefill | mean |Δ| | argmax agreement | CPU decode vs CPU prefill | CPU bf16 vs f32 cache | max |Δ| vs CPU on stored weights | result |");
+        Console.WriteLine($"\nGPU against the CPU engine on the same bf16 weights and a bf16 KV cache; pass: max |Δ log p| ≤ {GpuParityCheck.MaxThreshold.ToString(ci)} and mean ≤ {GpuParityCheck.MeanThreshold.ToString(ci)}, or where the CPU's own bf16-vs-f32 cache difference is larger, within it (max and mean)");
+        Console.WriteLine("| model | stored as | tokens | max |Δ| prefill | max |Δ| graph decode | max |Δ| eager decode | max |Δ| same tokens by prefill | mean |Δ| | argmax agreement | CPU decode vs CPU prefill | CPU bf16 vs f32 cache (max / mean) | max |Δ| vs CPU on stored weights | result |");
         Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         foreach (var x in results)
-            Console.WriteLine(string.Create(ci, $"| {Path.GetFileName(Path.TrimEndingDirectorySeparator(x.Model))} | {x.WeightType} | {x.Tokens} | {x.MaxPrefillDelta:G3} | {x.MaxDecodeDelta:G3} | {x.MaxEagerDecodeDelta:G3} | {x.MaxLatePrefillDelta:G3} | {x.MeanDelta:G3} | {x.ArgmaxAgreements}/{x.ArgmaxCompared} | {x.CpuSelfSpread:G3} | {x.CpuCacheSpread:G3} | {x.MaxDeltaOriginalWeights:G3} | {(x.Passed ? "pass" : "FAIL")} |"));
+            Console.WriteLine(string.Create(ci, $"| {Path.GetFileName(Path.TrimEndingDirectorySeparator(x.Model))} | {x.WeightType} | {x.Tokens} | {x.MaxPrefillDelta:G3} | {x.MaxDecodeDelta:G3} | {x.MaxEagerDecodeDelta:G3} | {x.MaxLatePrefillDelta:G3} | {x.MeanDelta:G3} | {x.ArgmaxAgreements}/{x.ArgmaxCompared} | {x.CpuSelfSpread:G3} | {x.CpuCacheSpread:G3} / {x.CpuCacheMeanSpread:G3} | {x.MaxDeltaOriginalWeights:G3} | {(x.Passed ? "pass" : "FAIL")} |"));
         var sparse = new List<GpuParityCheck.SparseResult>();
         foreach (var d in results.Where(x => x.WeightType == "bf16").Select(x => x.Model))
             foreach (var spec in specs) sparse.Add(GpuParityCheck.RunSparse(dk, mk, d, spec));

@@ -30,6 +30,18 @@ public class EvalCliTests
     }
 
     [Fact]
+    public void StoredSettingsOfMethodsOutsideTheGridDoNotStopIt()
+    {
+        // the bundled model's sparse_methods.json holds tidal, prhs and lfps settings; a dense-only grid must run
+        Assert.NotEmpty(SparseDecode.Selection.MethodDefaults.Load(Fixtures.BundledModel).Scoped());
+        using var tmp = new Fixtures.TempDir();
+        var (code, _, stderr) = CliTests.Run(["eval", "--model", Fixtures.BundledModel, "--methods", "dense", "--contexts", "512",
+            "--tasks", "passkey", "--samples", "1", "--no-heatmap", "--no-speed-sweep", "--out", tmp.Path]);
+        Assert.True(code == 0, stderr);
+        Assert.Single(File.ReadAllLines(tmp.File("cells.jsonl")));
+    }
+
+    [Fact]
     public void HelpDocumentsEveryOption()
     {
         var (code, stdout, _) = CliTests.Run("eval", "--help");
