@@ -15,6 +15,8 @@ public sealed unsafe class KvCache : IDisposable
     private readonly long _blockBytes;      // one [PageSize, headDim] block
     private readonly long _summaryOffset;   // where the f32 min/max summaries start inside a page
     private readonly long _pageBytes;
+    private readonly long _rowBytes;        // one position's key (or value) of one head
+    private readonly int _pageShift;        // log2(PageSize): a position's page and row by shift and mask, not division
 
     public int Layers { get; }
     public int KvHeads { get; }
@@ -37,7 +39,9 @@ public sealed unsafe class KvCache : IDisposable
         Type = type;
         PageSize = pageSize;
         Capacity = capacity;
-        _blockBytes = (long)pageSize * headDim * type.SizeInBytes();
+        _rowBytes = (long)headDim * type.SizeInBytes();
+        _blockBytes = pageSize * _rowBytes;
+        _pageShift = System.Numerics.BitOperations.Log2((uint)pageSize);
         _summaryOffset = _blockBytes * layers * kvHeads * 2;
         _pageBytes = _summaryOffset + (long)layers * kvHeads * 2 * headDim * sizeof(float);
     }
@@ -56,10 +60,10 @@ public sealed unsafe class KvCache : IDisposable
     public byte* ValueBlock(int layer, int head, int page) => KeyBlock(layer, head, page) + _blockBytes;
 
     public byte* Key(int layer, int head, int pos) =>
-        KeyBlock(layer, head, pos / PageSize) + (long)(pos % PageSize) * HeadDim * Type.SizeInBytes();
+        KeyBlock(layer, head, pos >> _pageShift) + (pos & (PageSize - 1)) * _rowBytes;
 
     public byte* Value(int layer, int head, int pos) =>
-        ValueBlock(layer, head, pos / PageSize) + (long)(pos % PageSize) * HeadDim * Type.SizeInBytes();
+        ValueBlock(layer, head, pos >> _pageShift) + (pos & (PageSize - 1)) * _rowBytes;
 
     /// <summary>Per-channel minimum of the page's keys (f32, headDim values); the maximum follows it.</summary>
     public float* KeyMin(int layer, int head, int page) =>
