@@ -1,7 +1,6 @@
 using System.Numerics.Tensors;
 using SparseDecode.Cache;
 using SparseDecode.Model;
-using System.Runtime.Intrinsics.X86;
 
 namespace SparseDecode.Attention;
 
@@ -51,75 +50,13 @@ public static unsafe class GroupAttention
         }
     }
 
-    private interface IPositions
-    {
-        int Count { get; }
-        int At(int j);
-    }
-
-    private readonly struct RangePositions(int start, int end) : IPositions
-    {
-        public int Count => end - start;
-        public int At(int j) => start + j;
-    }
-
-    private readonly struct IndexPositions(int* indices, int count) : IPositions
-    {
-        public int Count => count;
-        public int At(int j) => indices[j];
-    }
-
-    /// <summary>Rows gathered per block: the block's keys (then values) stay in L1 while the group's queries reuse them.</summary>
-    private const int RowBlock = 64;
-
-    /// <summary>rows[0..] = the key (or value) rows of positions From.. (up to one block), each requested from memory
-    /// (a prefetch: the caller computes on the previous block meanwhile).</summary>
-    private static void Gather<TPositions>(KvCache cache, int layer, int head, TPositions positions, int from, bool values, byte** rows)
-        where TPositions : struct, IPositions
-    {
-        int b = Math.Min(RowBlock, positions.Count - from), rowBytes = cache.HeadDim * cache.Type.SizeInBytes();
-        for (int j = 0; j < b; j++)
-        {
-            int pos = positions.At(from + j);
-            byte* row = values ? cache.Value(layer, head, pos) : cache.Key(layer, head, pos);
-            rows[j] = row;
-            for (int o = 0; o < rowBytes; o += 64) Sse.Prefetch0(row + o);
-        }
-    }
-
     private static void Part<TPositions>(KvCache cache, int layer, int head, float* q, int group, TPositions positions,
         float scale, float* scores, long stride, float* max, float* sum, float* output) where TPositions : struct, IPositions
     {
         int d = cache.HeadDim, n = positions.Count;
-        bool fast = cache.Type == DType.BF16 && Bf16GroupKernel.Supports(d) && group * d <= 4096;
-        float* split = stackalloc float[fast ? group * d : 0];
-        byte** rows = stackalloc byte*[fast ? 2 * RowBlock : 0];
-        if (fast)
-        {
-            for (int i = 0; i < group; i++) Bf16GroupKernel.Split(q + (long)i * d, split + i * d, d);
-            Gather(cache, layer, head, positions, 0, values: false, rows);
-            for (int j0 = 0; j0 < n; j0 += RowBlock)
-            {
-                byte** block = rows + (j0 / RowBlock % 2) * RowBlock;
-                // the next block's rows are requested now, so that memory works while this block is computed
-                if (j0 + RowBlock < n) Gather(cache, layer, head, positions, j0 + RowBlock, values: false, rows + (j0 / RowBlock % 2 ^ 1) * RowBlock);
-                else Gather(cache, layer, head, positions, 0, values: true, rows + (j0 / RowBlock % 2 ^ 1) * RowBlock);
-                int b = Math.Min(RowBlock, n - j0);
-                for (int i = 0; i < group; i++) Bf16GroupKernel.Scores(block, b, split + i * d, d, scale, scores + i * stride + j0);
-            }
-        }
-        else
-        {
-            DType t = cache.Type;
-            // The row is read from memory once; the group's other dot products find it in L1. Dot.Row works on the
-            // stored type directly (no conversion pass, no per-call span set-up).
-            for (int j = 0; j < n; j++)
-            {
-                byte* key = cache.Key(layer, head, positions.At(j));
-                for (int i = 0; i < group; i++)
-                    scores[i * stride + j] = Kernels.Dot.Row(t, key, q + (long)i * d, d) * scale;
-            }
-        }
+        bool fast = KeyScores.Blocked(cache, group);
+        byte** rows = stackalloc byte*[2 * KeyScores.RowBlock];
+        KeyScores.Compute(cache, layer, head, q, group, positions, scale, scores, stride, rows, thenValues: true);
         for (int i = 0; i < group; i++)
         {
             new Span<float>(output + (long)i * d, d).Clear();
@@ -140,12 +77,13 @@ public static unsafe class GroupAttention
         {
             // outputs accumulate in the split order and are put back in order once at the end; the first block's
             // value rows were gathered (and requested) during the last block of scores
-            int first = (n + RowBlock - 1) / RowBlock % 2;
-            for (int j0 = 0; j0 < n; j0 += RowBlock)
+            const int block = KeyScores.RowBlock;
+            int first = (n + block - 1) / block % 2;
+            for (int j0 = 0; j0 < n; j0 += block)
             {
-                int at = (first + j0 / RowBlock) % 2;
-                if (j0 + RowBlock < n) Gather(cache, layer, head, positions, j0 + RowBlock, values: true, rows + (at ^ 1) * RowBlock);
-                Bf16GroupKernel.AddWeightedValues(rows + at * RowBlock, Math.Min(RowBlock, n - j0), scores + j0, stride, output, d, group);
+                int at = (first + j0 / block) % 2;
+                if (j0 + block < n) KeyScores.Gather(cache, layer, head, positions, j0 + block, values: true, rows + (at ^ 1) * block);
+                Bf16GroupKernel.AddWeightedValues(rows + at * block, Math.Min(block, n - j0), scores + j0, stride, output, d, group);
             }
             for (int i = 0; i < group; i++) Bf16GroupKernel.Merge(output + (long)i * d, d);
             return;

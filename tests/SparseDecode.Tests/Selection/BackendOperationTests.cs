@@ -112,6 +112,53 @@ public unsafe class BackendOperationTests
         Assert.Equal(((ISelectionBackend)s.Backend).HeadsFor(g) * (pages + n), s.Backend.KeysScored);
     }
 
+    /// <summary>The backend computes a KV head's all-position scores and page bounds for its whole group at once and
+    /// keeps them for the layer: each head's numbers must be exactly those of scoring that head alone, in any order
+    /// of asking, a KV head's the maximum of its query heads', and a new Bind (another layer) must not see the last
+    /// layer's. Long enough to be split over the cores.</summary>
+    [Theory]
+    [InlineData(DType.BF16)]
+    [InlineData(DType.F32)]
+    public void GroupScoresAndBoundsEqualEachHeadAlone(DType type)
+    {
+        const int n = 3000, heads = 6, d = 32;
+        using var s = new SyntheticAttention(layers: 2, heads: heads, kvHeads: 2, headDim: d, capacity: n, seed: 9, type);
+        s.FillTo(n, sigma: 2);
+        s.RandomQueries(1);
+        int pages = (n + 15) / 16;
+        var got = new float[n];
+        var alone = new float[n];
+        var bound = new float[pages];
+        foreach (int layer in new[] { 1, 0 })
+        {
+            s.Backend.Bind(layer, s.Queries[layer], n);
+            var perHead = new float[heads][];
+            var perHeadBounds = new float[heads][];
+            foreach (int h in new[] { 4, 0, 2, 1, 5, 3 })
+            {
+                s.Backend.ScoreAll(h, SelectionGranularity.QueryHead, got);
+                fixed (float* q = s.Queries[layer])
+                    AttentionKernels.ScoresAll(s.Cache, layer, h / 3, q + h * d, n, s.Scale, alone);
+                Assert.Equal(alone, got);
+                var naive = s.NaiveScores(layer, h, n);
+                for (int p = 0; p < n; p++) Assert.True(Math.Abs(got[p] - naive[p]) <= 1e-4 * (1 + Math.Abs(naive[p])), $"layer {layer} head {h} position {p}");
+                perHead[h] = got.ToArray();
+                s.Backend.PageUpperBounds(h, SelectionGranularity.QueryHead, bound);
+                perHeadBounds[h] = bound.ToArray();
+                for (int p = 0; p < n; p++) Assert.True(got[p] <= bound[p / 16], $"layer {layer} head {h} position {p} above its page bound");
+            }
+            for (int kv = 0; kv < 2; kv++)
+            {
+                s.Backend.ScoreAll(kv, SelectionGranularity.KvHead, got);
+                s.Backend.PageUpperBounds(kv, SelectionGranularity.KvHead, bound);
+                for (int p = 0; p < n; p++)
+                    Assert.Equal(Math.Max(perHead[3 * kv][p], Math.Max(perHead[3 * kv + 1][p], perHead[3 * kv + 2][p])), got[p]);
+                for (int p = 0; p < pages; p++)
+                    Assert.Equal(Math.Max(perHeadBounds[3 * kv][p], Math.Max(perHeadBounds[3 * kv + 1][p], perHeadBounds[3 * kv + 2][p])), bound[p]);
+            }
+        }
+    }
+
     [Fact]
     public void ScoreRangeEqualsScoreAllSlice()
     {
