@@ -75,7 +75,9 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
         _keysScored += length;
         if (computedFor != kv)
         {
-            if (buffer.Length < group * length) buffer = new float[Math.Max(group * length, 2 * buffer.Length)];
+            // sized once for the cache's capacity (scores) or its pages (bounds), so a growing sequence never reallocates it
+            if (buffer.Length < group * length)
+                buffer = new float[group * Math.Max(length, bounds ? (_cache.Capacity + PageSize - 1) / PageSize : _cache.Capacity)];
             _pass.Run(bounds, kv, length, bounds ? MinBoundsPiece : MinScoresPiece);
             computedFor = kv;
         }
