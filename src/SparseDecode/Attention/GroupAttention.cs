@@ -1,6 +1,5 @@
 using System.Numerics.Tensors;
 using SparseDecode.Cache;
-using SparseDecode.Model;
 
 namespace SparseDecode.Attention;
 
