@@ -1,78 +1,56 @@
 using System.Numerics.Tensors;
 using SparseDecode.Cache;
-using SparseDecode.Model;
 
 namespace SparseDecode.Attention;
 
 /// <summary>Attention of one query vector over keys of one (layer, KV head) of the cache: scores q·k/√d over an
-/// index set (or all positions), softmax in f32, weighted sum of values in f32. The same kernel serves dense
-/// attention (the index set is every position; a page-wise fast path reads contiguous blocks) and every sparse
-/// method (softmax over exactly the selected keys).</summary>
+/// index set (or all positions), softmax in f32, weighted sum of values in f32 — the grouped kernel
+/// (<see cref="GroupAttention"/>) with a group of one, so a sparse method's softmax runs over exactly the selected
+/// keys with the same arithmetic as dense attention.</summary>
 public static unsafe class AttentionKernels
 {
     /// <summary>scores[j] = q·K[indices[j]] × scale.</summary>
     public static void Scores(KvCache cache, int layer, int head, float* q, ReadOnlySpan<int> indices, float scale, Span<float> scores)
     {
-        int d = cache.HeadDim;
-        DType t = cache.Type;
-        for (int j = 0; j < indices.Length; j++)
-            scores[j] = Kernels.Dot.Row(t, cache.Key(layer, head, indices[j]), q, d) * scale;
+        if (scores.Length < indices.Length) throw new ArgumentException("The score span is shorter than the index list.", nameof(scores));
+        byte** rows = stackalloc byte*[2 * KeyScores.RowBlock];
+        fixed (int* p = indices)
+        fixed (float* s = scores)
+            KeyScores.Compute(cache, layer, head, q, 1, new IndexPositions(p, indices.Length), scale, s, 0, rows);
     }
 
-    /// <summary>scores[p] = q·K[p] × scale for p in [0, n), page by page.</summary>
-    public static void ScoresAll(KvCache cache, int layer, int head, float* q, int n, float scale, Span<float> scores)
+    /// <summary>scores[p] = q·K[p] × scale for p in [start, start + scores.Length).</summary>
+    public static void ScoresRange(KvCache cache, int layer, int head, float* q, int start, float scale, Span<float> scores)
     {
-        int d = cache.HeadDim, ps = cache.PageSize;
-        long rowBytes = (long)d * cache.Type.SizeInBytes();
-        DType t = cache.Type;
-        for (int page = 0; page * ps < n; page++)
-        {
-            byte* block = cache.KeyBlock(layer, head, page);
-            int end = Math.Min(ps, n - page * ps);
-            for (int i = 0; i < end; i++)
-                scores[page * ps + i] = Kernels.Dot.Row(t, block + i * rowBytes, q, d) * scale;
-        }
+        byte** rows = stackalloc byte*[2 * KeyScores.RowBlock];
+        fixed (float* s = scores)
+            KeyScores.Compute(cache, layer, head, q, 1, new RangePositions(start, start + scores.Length), scale, s, 0, rows);
     }
 
-    /// <summary>out = Σ_j w[j] V[indices[j]], w already normalized.</summary>
-    public static void WeightedValues(KvCache cache, int layer, int head, ReadOnlySpan<int> indices, ReadOnlySpan<float> w, float* output)
-    {
-        int d = cache.HeadDim;
-        new Span<float>(output, d).Clear();
-        for (int j = 0; j < indices.Length; j++)
-            Kernels.Dot.AddScaledRow(cache.Type, cache.Value(layer, head, indices[j]), w[j], output, d);
-    }
-
-    public static void WeightedValuesAll(KvCache cache, int layer, int head, int n, ReadOnlySpan<float> w, float* output)
-    {
-        int d = cache.HeadDim, ps = cache.PageSize;
-        long rowBytes = (long)d * cache.Type.SizeInBytes();
-        new Span<float>(output, d).Clear();
-        for (int page = 0; page * ps < n; page++)
-        {
-            byte* block = cache.ValueBlock(layer, head, page);
-            int end = Math.Min(ps, n - page * ps);
-            for (int i = 0; i < end; i++)
-                Kernels.Dot.AddScaledRow(cache.Type, block + i * rowBytes, w[page * ps + i], output, d);
-        }
-    }
+    /// <summary>scores[p] = q·K[p] × scale for p in [0, n).</summary>
+    public static void ScoresAll(KvCache cache, int layer, int head, float* q, int n, float scale, Span<float> scores) =>
+        ScoresRange(cache, layer, head, q, 0, scale, scores[..n]);
 
     /// <summary>Sparse attention: softmax over exactly the selected keys. scratch needs indices.Length floats.</summary>
     public static void Attend(KvCache cache, int layer, int head, float* q, ReadOnlySpan<int> indices, float scale, Span<float> scratch, float* output)
     {
-        var s = scratch[..indices.Length];
-        Scores(cache, layer, head, q, indices, scale, s);
-        Kernels.Activations.Softmax(s);
-        WeightedValues(cache, layer, head, indices, s, output);
+        if (scratch.Length < indices.Length) throw new ArgumentException("The scratch span is shorter than the index list.", nameof(scratch));
+        float* partial = stackalloc float[cache.HeadDim];
+        float max, sum;
+        fixed (float* s = scratch)
+            GroupAttention.Indexed(cache, layer, head, q, 1, indices, scale, s, 0, &max, &sum, partial);
+        GroupAttention.Combine(1, 1, cache.HeadDim, &max, &sum, partial, output);
     }
 
     /// <summary>Dense attention over positions [0, n). scratch needs n floats.</summary>
     public static void AttendAll(KvCache cache, int layer, int head, float* q, int n, float scale, Span<float> scratch, float* output)
     {
-        var s = scratch[..n];
-        ScoresAll(cache, layer, head, q, n, scale, s);
-        Kernels.Activations.Softmax(s);
-        WeightedValuesAll(cache, layer, head, n, s, output);
+        if (scratch.Length < n) throw new ArgumentException("The scratch span is shorter than the context.", nameof(scratch));
+        float* partial = stackalloc float[cache.HeadDim];
+        float max, sum;
+        fixed (float* s = scratch)
+            GroupAttention.Range(cache, layer, head, q, 1, 0, n, scale, s, 0, &max, &sum, partial);
+        GroupAttention.Combine(1, 1, cache.HeadDim, &max, &sum, partial, output);
     }
 
     /// <summary>Σ_i exp(s_i − max) style helpers are in Activations; this is the dense softmax mass of a subset,

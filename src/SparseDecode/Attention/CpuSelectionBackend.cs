@@ -1,12 +1,18 @@
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using SparseDecode.Cache;
 using SparseDecode.Model;
+using SparseDecode.Parallelism;
 using SparseDecode.Selection;
 
 namespace SparseDecode.Attention;
 
-/// <summary>The selection operations on the CPU, over one sequence's cache and the current layer's queries.</summary>
+/// <summary>The selection operations on the CPU, over one sequence's cache and the current layer's queries.
+/// Scores of every position and page bounds are computed for all query heads of a KV head in one pass over its
+/// keys (or page summaries) and kept until the next <see cref="Bind"/>: a method selecting per query head asks for
+/// each head of the group in turn, and the group's rows are then read from memory once instead of once per head.
+/// Each head's numbers are exactly those of scoring it alone.</summary>
 public sealed unsafe class CpuSelectionBackend : ISelectionBackend
 {
     private readonly KvCache _cache;
@@ -15,6 +21,10 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
     private float[] _query = [];
     private float[] _scratch;
     private long _keysScored;
+    // the current layer's all-position scores [group][context] and page bounds [group][pages] of one KV head (-1: none)
+    private float[] _groupScores = [], _groupBounds = [];
+    private int _scoresKv = -1, _boundsKv = -1;
+    private readonly GroupPass _pass;
 
     public CpuSelectionBackend(KvCache cache, int queryHeads, float scale)
     {
@@ -22,6 +32,7 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
         _queryHeads = queryHeads;
         _scale = scale;
         _scratch = new float[1024];
+        _pass = new GroupPass(this);
     }
 
     /// <summary>Binds the backend to a layer's queries (all heads, after RoPE) at context length n; keys are read
@@ -34,6 +45,7 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
         Context = context;
         _keysScored = 0;
         if (_scratch.Length < context) _scratch = new float[Math.Max(context, 2 * _scratch.Length)];
+        _scoresKv = _boundsKv = -1;
     }
 
     public int Layer { get; private set; }
@@ -50,35 +62,65 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
     public void ScoreAll(int head, SelectionGranularity g, Span<float> scores)
     {
         var (first, count, kv) = Heads(head, g);
-        _keysScored += Context;
-        fixed (float* q = _query)
+        FromGroup(bounds: false, first, count, kv, Context, scores);
+    }
+
+    /// <summary>result = the maximum over query heads [first, first + count) of KV head kv of their all-position
+    /// scores (or page bounds) of `length` entries; the whole group is computed first unless this layer already did.</summary>
+    private void FromGroup(bool bounds, int first, int count, int kv, int length, Span<float> result)
+    {
+        int group = Group;
+        ref float[] buffer = ref bounds ? ref _groupBounds : ref _groupScores;
+        ref int computedFor = ref bounds ? ref _boundsKv : ref _scoresKv;
+        _keysScored += length;
+        if (computedFor != kv)
         {
-            AttentionKernels.ScoresAll(_cache, Layer, kv, q + first * D, Context, _scale, scores);
-            if (count == 1) return;
-            var tmp = _scratch.AsSpan(0, Context);
-            for (int h = first + 1; h < first + count; h++)
-            {
-                AttentionKernels.ScoresAll(_cache, Layer, kv, q + h * D, Context, _scale, tmp);
-                TensorPrimitives.Max(scores[..Context], tmp, scores[..Context]);
-            }
+            // sized once for the cache's capacity (scores) or its pages (bounds), so a growing sequence never reallocates it
+            if (buffer.Length < group * length)
+                buffer = new float[group * Math.Max(length, bounds ? (_cache.Capacity + PageSize - 1) / PageSize : _cache.Capacity)];
+            _pass.Run(bounds, kv, length, bounds ? MinBoundsPiece : MinScoresPiece);
+            computedFor = kv;
         }
+        MaxOfRows(buffer.AsSpan((first - kv * group) * length, count * length), count, length, result[..length]);
+    }
+
+    /// <summary>result = the element-wise maximum of `count` rows of length n laid out one after the other.</summary>
+    private static void MaxOfRows(ReadOnlySpan<float> rows, int count, int n, Span<float> result)
+    {
+        rows[..n].CopyTo(result);
+        for (int i = 1; i < count; i++) TensorPrimitives.Max(result, rows.Slice(i * n, n), result);
     }
 
     public void Score(int head, SelectionGranularity g, ReadOnlySpan<int> indices, Span<float> scores)
     {
+        fixed (int* p = indices) GroupScores(head, g, new IndexPositions(p, indices.Length), scores);
+    }
+
+    /// <summary>Scores of [start, start + scores.Length).</summary>
+    public void ScoreRange(int head, SelectionGranularity g, int start, Span<float> scores) =>
+        GroupScores(head, g, new RangePositions(start, start + scores.Length), scores);
+
+    /// <summary>A head's scores of the positions; for a KV head, the maximum over its query heads, all of them scored
+    /// in one pass over the rows.</summary>
+    private void GroupScores<TPositions>(int head, SelectionGranularity g, TPositions positions, Span<float> scores)
+        where TPositions : struct, IPositions
+    {
         var (first, count, kv) = Heads(head, g);
-        _keysScored += indices.Length;
-        fixed (float* q = _query)
+        int n = positions.Count;
+        if (scores.Length < n) throw new ArgumentException("The score span is shorter than the positions scored.", nameof(scores));
+        _keysScored += n;
+        if (count > 1 && _scratch.Length < count * n) _scratch = new float[Math.Max(count * n, 2 * _scratch.Length)];
+        byte** rows = stackalloc byte*[2 * KeyScores.RowBlock];
+        fixed (float* q = _query, s = scores, all = _scratch)
         {
-            AttentionKernels.Scores(_cache, Layer, kv, q + first * D, indices, _scale, scores);
-            if (count == 1) return;
-            var tmp = _scratch.AsSpan(0, indices.Length);
-            for (int h = first + 1; h < first + count; h++)
+            if (count == 1)
             {
-                AttentionKernels.Scores(_cache, Layer, kv, q + h * D, indices, _scale, tmp);
-                TensorPrimitives.Max(scores[..indices.Length], tmp, scores[..indices.Length]);
+                KeyScores.Compute(_cache, Layer, kv, q + first * D, 1, positions, _scale, s, 0, rows);
+                return;
             }
+            KeyScores.Compute(_cache, Layer, kv, q + first * D, count, positions, _scale, all, n, rows);
         }
+        MaxOfRows(_scratch, count, n, scores[..n]);
     }
 
     public int TopK(ReadOnlySpan<float> scores, ReadOnlySpan<int> candidates, int k, Span<int> result)
@@ -93,24 +135,72 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
     public void PageUpperBounds(int head, SelectionGranularity g, Span<float> bounds)
     {
         var (first, count, kv) = Heads(head, g);
-        int pages = (Context + PageSize - 1) / PageSize, d = D;
-        _keysScored += pages;
+        // rounding up is monotonic, so the maximum of the heads' rounded bounds is the rounded maximum
+        FromGroup(bounds: true, first, count, kv, (Context + PageSize - 1) / PageSize, bounds);
+    }
+
+    /// <summary>_groupScores[i·n + j] = the score of position j for query head i of KV head kv, j in [start, end).</summary>
+    private void GroupKeyScores(int kv, int start, int end, int n)
+    {
+        byte** rows = stackalloc byte*[2 * KeyScores.RowBlock];
+        int group = Group;
+        fixed (float* q = _query, all = _groupScores)
+            KeyScores.Compute(_cache, Layer, kv, q + kv * group * D, group, new RangePositions(start, end), _scale, all + start, n, rows);
+    }
+
+    /// <summary>_groupBounds[i·pages + p] = the bound of page p for query head i of KV head kv, p in [start, end),
+    /// every page's summary read once.</summary>
+    private void GroupPageBounds(int kv, int start, int end, int pages)
+    {
+        int d = D, group = Group;
         double gamma = (d + 2) * Math.Pow(2, -23);
-        fixed (float* query = _query)
-            for (int p = 0; p < pages; p++)
+        int summaryBytes = 2 * d * sizeof(float);
+        fixed (float* query = _query, bounds = _groupBounds)
+            for (int p = start; p < end; p++)
             {
+                // each page is its own allocation, so the summaries are scattered: request a few pages ahead
+                if (Sse.IsSupported && p + SummaryLookahead < end)
+                    for (int o = 0; o < summaryBytes; o += 64) Sse.Prefetch0((byte*)_cache.KeyMin(Layer, kv, p + SummaryLookahead) + o);
                 float* mn = _cache.KeyMin(Layer, kv, p), mx = _cache.KeyMax(Layer, kv, p);
-                double best = double.NegativeInfinity;
-                for (int h = first; h < first + count; h++)
+                for (int i = 0; i < group; i++)
                 {
-                    PageBound(query + h * d, mn, mx, d, out float sum, out float magnitude);
+                    PageBound(query + (kv * group + i) * d, mn, mx, d, out float sum, out float magnitude);
                     double v = (sum + 4 * gamma * magnitude) * _scale;
-                    best = Math.Max(best, v + Math.Abs(v) * gamma);
+                    double bound = v + Math.Abs(v) * gamma;
+                    float f = (float)bound;
+                    bounds[(long)i * pages + p] = f < bound ? MathF.BitIncrement(f) : f;
                 }
-                float f = (float)best;
-                bounds[p] = f < best ? MathF.BitIncrement(f) : f;
             }
     }
+
+    /// <summary>Fewest positions (pages) one core takes of a group's scores (bounds): below it the split costs more
+    /// than it saves.</summary>
+    private const int MinScoresPiece = 1024, MinBoundsPiece = 128;
+
+    /// <summary>A group's scores or page bounds split into pieces over the worker pool (bound once: no allocation).
+    /// Selection runs between the step's parallel regions, so the other cores are idle otherwise.</summary>
+    private sealed class GroupPass(CpuSelectionBackend owner) : ParallelWork
+    {
+        private bool _bounds;
+        private int _kv, _total, _pieces;
+
+        public void Run(bool bounds, int kv, int total, int minPiece)
+        {
+            var pool = WorkerPool.Shared;
+            (_bounds, _kv, _total, _pieces) = (bounds, kv, total, Math.Clamp(total / minPiece, 1, 2 * pool.Threads));
+            pool.Run(this, _pieces);
+        }
+
+        public override void Execute(int item, int worker)
+        {
+            int start = (int)((long)_total * item / _pieces), end = (int)((long)_total * (item + 1) / _pieces);
+            if (_bounds) owner.GroupPageBounds(_kv, start, end, _total);
+            else owner.GroupKeyScores(_kv, start, end, _total);
+        }
+    }
+
+    /// <summary>Pages whose summaries are requested ahead of the one being bounded.</summary>
+    private const int SummaryLookahead = 6;
 
     /// <summary>Σ_j max(q_j·min_j, q_j·max_j) and Σ_j max(|q_j·min_j|, |q_j·max_j|) in one pass.</summary>
     private static void PageBound(float* q, float* mn, float* mx, int d, out float sum, out float magnitude)
@@ -140,41 +230,6 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
         }
         sum = s;
         magnitude = m;
-    }
-
-    /// <summary>Scores of [start, start + scores.Length), read page block by page block.</summary>
-    public void ScoreRange(int head, SelectionGranularity g, int start, Span<float> scores)
-    {
-        var (first, count, kv) = Heads(head, g);
-        int n = scores.Length;
-        _keysScored += n;
-        if (count > 1 && _scratch.Length < n) _scratch = new float[Math.Max(n, 2 * _scratch.Length)];
-        fixed (float* q = _query)
-        {
-            RangeScores(kv, q + first * D, start, scores);
-            var tmp = _scratch.AsSpan(0, count > 1 ? n : 0);
-            for (int h = first + 1; h < first + count; h++)
-            {
-                RangeScores(kv, q + h * D, start, tmp);
-                TensorPrimitives.Max(scores, tmp, scores);
-            }
-        }
-    }
-
-    private void RangeScores(int kv, float* q, int start, Span<float> scores)
-    {
-        int ps = PageSize, d = D;
-        long rowBytes = (long)d * _cache.Type.SizeInBytes();
-        var t = _cache.Type;
-        for (int j = 0; j < scores.Length;)
-        {
-            int pos = start + j, page = pos / ps, offset = pos % ps;
-            byte* block = _cache.KeyBlock(Layer, kv, page);
-            int m = Math.Min(ps - offset, scores.Length - j);
-            for (int i = 0; i < m; i++)
-                scores[j + i] = Kernels.Dot.Row(t, block + (offset + i) * rowBytes, q, d) * _scale;
-            j += m;
-        }
     }
 
     public int QueryLength(SelectionGranularity g) => HeadQueries.Length(g, D, Group);

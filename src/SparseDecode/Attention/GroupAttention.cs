@@ -1,6 +1,5 @@
 using System.Numerics.Tensors;
 using SparseDecode.Cache;
-using SparseDecode.Model;
 
 namespace SparseDecode.Attention;
 
@@ -50,38 +49,13 @@ public static unsafe class GroupAttention
         }
     }
 
-    private interface IPositions
-    {
-        int Count { get; }
-        int At(int j);
-    }
-
-    private readonly struct RangePositions(int start, int end) : IPositions
-    {
-        public int Count => end - start;
-        public int At(int j) => start + j;
-    }
-
-    private readonly struct IndexPositions(int* indices, int count) : IPositions
-    {
-        public int Count => count;
-        public int At(int j) => indices[j];
-    }
-
     private static void Part<TPositions>(KvCache cache, int layer, int head, float* q, int group, TPositions positions,
         float scale, float* scores, long stride, float* max, float* sum, float* output) where TPositions : struct, IPositions
     {
         int d = cache.HeadDim, n = positions.Count;
-        DType t = cache.Type;
-        // The row is read from memory once; the group's other dot products find it in L1. Dot.Row and
-        // AddScaledRow work on the stored type directly (no conversion pass, no per-call span set-up): at head_dim
-        // 64-128 a call's fixed cost is a large share of its work.
-        for (int j = 0; j < n; j++)
-        {
-            byte* key = cache.Key(layer, head, positions.At(j));
-            for (int i = 0; i < group; i++)
-                scores[i * stride + j] = Kernels.Dot.Row(t, key, q + (long)i * d, d) * scale;
-        }
+        bool fast = KeyScores.Blocked(cache, group);
+        byte** rows = stackalloc byte*[2 * KeyScores.RowBlock];
+        KeyScores.Compute(cache, layer, head, q, group, positions, scale, scores, stride, rows, thenValues: true);
         for (int i = 0; i < group; i++)
         {
             new Span<float>(output + (long)i * d, d).Clear();
@@ -98,11 +72,26 @@ public static unsafe class GroupAttention
             max[i] = m;
             sum[i] = TensorPrimitives.Sum(s);
         }
+        if (fast)
+        {
+            // outputs accumulate in the split order and are put back in order once at the end; the first block's
+            // value rows were gathered (and requested) during the last block of scores
+            const int block = KeyScores.RowBlock;
+            int first = (n + block - 1) / block % 2;
+            for (int j0 = 0; j0 < n; j0 += block)
+            {
+                int at = (first + j0 / block) % 2;
+                if (j0 + block < n) KeyScores.Gather(cache, layer, head, positions, j0 + block, values: true, rows + (at ^ 1) * block);
+                Bf16GroupKernel.AddWeightedValues(rows + at * block, Math.Min(block, n - j0), scores + j0, stride, output, d, group);
+            }
+            for (int i = 0; i < group; i++) Bf16GroupKernel.Merge(output + (long)i * d, d);
+            return;
+        }
         for (int j = 0; j < n; j++)
         {
             byte* value = cache.Value(layer, head, positions.At(j));
             for (int i = 0; i < group; i++)
-                Kernels.Dot.AddScaledRow(t, value, scores[i * stride + j], output + (long)i * d, d);
+                Kernels.Dot.AddScaledRow(cache.Type, value, scores[i * stride + j], output + (long)i * d, d);
         }
     }
 }

@@ -6,15 +6,22 @@ namespace SparseDecode.Cache;
 /// <summary>Key/value cache of one sequence, in fixed-size pages. A page holds PageSize consecutive positions
 /// of every layer and KV head: for each (layer, head) a [PageSize, headDim] block of keys, one of values, and the
 /// per-channel min/max of the page's keys (the page summary Quest-style selectors bound scores with). Pages are
-/// allocated as the sequence grows, so memory follows the length, and a sequence frees all of its pages at once.
+/// allocated as the sequence grows, a segment of <see cref="SegmentPages"/> at a time, so memory follows the length,
+/// and a sequence frees all of them at once. Within a segment each (layer, head) keeps its pages' key blocks side by
+/// side (then its value blocks, and its summaries): decode attention reads one head's rows in runs of at least
+/// 32 KB, which the hardware prefetcher follows and which touch few address-translation entries, where one page's
+/// 2–4 KB block each would start a new run.
 /// Keys and values are stored as f32, f16 or bf16; attention reads them in that type.</summary>
 public sealed unsafe class KvCache : IDisposable
 {
-    private nint[] _pages = new nint[16];
-    private int _pageCount;
+    private nint[] _segments = new nint[4];
+    private int _segmentCount;
     private readonly long _blockBytes;      // one [PageSize, headDim] block
-    private readonly long _summaryOffset;   // where the f32 min/max summaries start inside a page
-    private readonly long _pageBytes;
+    private readonly long _summaryOffset;   // where the f32 min/max summaries start inside a segment
+    private readonly long _segmentBytes;
+    private readonly int _segmentShift;     // log2(SegmentPages)
+    private readonly long _rowBytes;        // one position's key (or value) of one head
+    private readonly int _pageShift;        // log2(PageSize): a position's page and row by shift and mask, not division
 
     public int Layers { get; }
     public int KvHeads { get; }
@@ -26,7 +33,11 @@ public sealed unsafe class KvCache : IDisposable
     /// <summary>Positions whose keys and values are written in every layer.</summary>
     public int Length { get; set; }
 
-    public int PageCount => _pageCount;
+    /// <summary>Pages allocated (whole segments).</summary>
+    public int PageCount => _segmentCount * SegmentPages;
+
+    /// <summary>Pages per allocation: the fewest (a power of two, at most 64) whose key blocks of one head make 32 KB.</summary>
+    public int SegmentPages { get; }
 
     public KvCache(int layers, int kvHeads, int headDim, DType type, int capacity, int pageSize = 16)
     {
@@ -37,9 +48,13 @@ public sealed unsafe class KvCache : IDisposable
         Type = type;
         PageSize = pageSize;
         Capacity = capacity;
-        _blockBytes = (long)pageSize * headDim * type.SizeInBytes();
-        _summaryOffset = _blockBytes * layers * kvHeads * 2;
-        _pageBytes = _summaryOffset + (long)layers * kvHeads * 2 * headDim * sizeof(float);
+        _rowBytes = (long)headDim * type.SizeInBytes();
+        _blockBytes = pageSize * _rowBytes;
+        _pageShift = System.Numerics.BitOperations.Log2((uint)pageSize);
+        SegmentPages = (int)Math.Clamp(System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)Math.Max(1, (32 << 10) / _blockBytes)), 1, 64);
+        _segmentShift = System.Numerics.BitOperations.Log2((uint)SegmentPages);
+        _summaryOffset = _blockBytes * SegmentPages * layers * kvHeads * 2;
+        _segmentBytes = _summaryOffset + (long)SegmentPages * layers * kvHeads * 2 * headDim * sizeof(float);
     }
 
     public static KvCache For(ModelConfig c, DType type, int capacity, int pageSize = 16) =>
@@ -48,22 +63,24 @@ public sealed unsafe class KvCache : IDisposable
     /// <summary>Bytes of keys and values stored per position (all layers and heads).</summary>
     public long BytesPerPosition => 2L * Layers * KvHeads * HeadDim * Type.SizeInBytes();
 
-    private byte* Page(int page) => (byte*)_pages[page];
+    private byte* Segment(int page) => (byte*)_segments[page >> _segmentShift];
 
-    /// <summary>Keys of (layer, head) for positions [page·PageSize, (page+1)·PageSize), row-major.</summary>
-    public byte* KeyBlock(int layer, int head, int page) => Page(page) + ((long)(layer * KvHeads + head) * 2) * _blockBytes;
+    /// <summary>Keys of (layer, head) for positions [page·PageSize, (page+1)·PageSize), row-major; the key blocks of a
+    /// segment's pages follow one another.</summary>
+    public byte* KeyBlock(int layer, int head, int page) =>
+        Segment(page) + ((long)(layer * KvHeads + head) * 2 * SegmentPages + (page & (SegmentPages - 1))) * _blockBytes;
 
-    public byte* ValueBlock(int layer, int head, int page) => KeyBlock(layer, head, page) + _blockBytes;
+    public byte* ValueBlock(int layer, int head, int page) => KeyBlock(layer, head, page) + SegmentPages * _blockBytes;
 
     public byte* Key(int layer, int head, int pos) =>
-        KeyBlock(layer, head, pos / PageSize) + (long)(pos % PageSize) * HeadDim * Type.SizeInBytes();
+        KeyBlock(layer, head, pos >> _pageShift) + (pos & (PageSize - 1)) * _rowBytes;
 
     public byte* Value(int layer, int head, int pos) =>
-        ValueBlock(layer, head, pos / PageSize) + (long)(pos % PageSize) * HeadDim * Type.SizeInBytes();
+        ValueBlock(layer, head, pos >> _pageShift) + (pos & (PageSize - 1)) * _rowBytes;
 
     /// <summary>Per-channel minimum of the page's keys (f32, headDim values); the maximum follows it.</summary>
     public float* KeyMin(int layer, int head, int page) =>
-        (float*)(Page(page) + _summaryOffset) + (long)(layer * KvHeads + head) * 2 * HeadDim;
+        (float*)(Segment(page) + _summaryOffset) + ((long)(layer * KvHeads + head) * SegmentPages + (page & (SegmentPages - 1))) * 2 * HeadDim;
 
     public float* KeyMax(int layer, int head, int page) => KeyMin(layer, head, page) + HeadDim;
 
@@ -72,19 +89,19 @@ public sealed unsafe class KvCache : IDisposable
     {
         if (length > Capacity)
             throw new InvalidOperationException($"The sequence needs {length} positions but the cache holds at most {Capacity}.");
-        int needed = (length + PageSize - 1) / PageSize;
-        while (_pageCount < needed)
+        int needed = ((length + PageSize - 1) / PageSize + SegmentPages - 1) >> _segmentShift;
+        while (_segmentCount < needed)
         {
-            if (_pageCount == _pages.Length) Array.Resize(ref _pages, _pages.Length * 2);
-            var p = (byte*)NativeMemory.AlignedAlloc((nuint)_pageBytes, 64);
+            if (_segmentCount == _segments.Length) Array.Resize(ref _segments, _segments.Length * 2);
+            var p = (byte*)NativeMemory.AlignedAlloc((nuint)_segmentBytes, 64);
             // Summaries start empty: min = +inf, max = -inf, so the first key sets them.
-            for (int lh = 0; lh < Layers * KvHeads; lh++)
+            for (long page = 0; page < (long)Layers * KvHeads * SegmentPages; page++)
             {
-                var mn = (float*)(p + _summaryOffset) + (long)lh * 2 * HeadDim;
+                var mn = (float*)(p + _summaryOffset) + page * 2 * HeadDim;
                 new Span<float>(mn, HeadDim).Fill(float.PositiveInfinity);
                 new Span<float>(mn + HeadDim, HeadDim).Fill(float.NegativeInfinity);
             }
-            _pages[_pageCount++] = (nint)p;
+            _segments[_segmentCount++] = (nint)p;
         }
     }
 
@@ -117,9 +134,9 @@ public sealed unsafe class KvCache : IDisposable
         if (cap < Length) throw new ArgumentOutOfRangeException(nameof(capacity), $"A copy of a cache of {Length} positions cannot hold only {cap}.");
         var c = new KvCache(Layers, KvHeads, HeadDim, Type, cap, PageSize);
         // the last page may reach past a capacity that is not a whole number of pages
-        c.EnsureCapacity(Math.Min(_pageCount * PageSize, cap));
-        for (int i = 0; i < c._pageCount; i++)
-            Buffer.MemoryCopy((void*)_pages[i], (void*)c._pages[i], _pageBytes, _pageBytes);
+        c.EnsureCapacity((int)Math.Min((long)PageCount * PageSize, cap));
+        for (int i = 0; i < Math.Min(_segmentCount, c._segmentCount); i++)
+            Buffer.MemoryCopy((void*)_segments[i], (void*)c._segments[i], _segmentBytes, _segmentBytes);
         c.Length = Length;
         return c;
     }
@@ -131,7 +148,7 @@ public sealed unsafe class KvCache : IDisposable
         Length = length;
         int firstPartial = length / PageSize;
         Span<float> k = stackalloc float[HeadDim];
-        for (int page = firstPartial; page < _pageCount; page++)
+        for (int page = firstPartial; page < PageCount; page++)
             for (int l = 0; l < Layers; l++)
                 for (int h = 0; h < KvHeads; h++)
                 {
@@ -146,12 +163,12 @@ public sealed unsafe class KvCache : IDisposable
                 }
     }
 
-    public long AllocatedBytes => _pageCount * _pageBytes;
+    public long AllocatedBytes => _segmentCount * _segmentBytes;
 
     public void Dispose()
     {
-        for (int i = 0; i < _pageCount; i++) NativeMemory.AlignedFree((void*)_pages[i]);
-        _pageCount = 0;
+        for (int i = 0; i < _segmentCount; i++) NativeMemory.AlignedFree((void*)_segments[i]);
+        _segmentCount = 0;
         Length = 0;
     }
 }

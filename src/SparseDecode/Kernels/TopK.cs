@@ -1,7 +1,11 @@
+using System.Numerics;
+using System.Runtime.Intrinsics;
+
 namespace SparseDecode.Kernels;
 
-/// <summary>Exact top-k by selection (average O(n)): find the k-th largest score with quickselect on a copy,
-/// then collect the positions at or above it in one pass. Results come back ascending by position so that
+/// <summary>Exact top-k by selection (average O(n)): find the k-th largest score with quickselect (on a copy, or
+/// for small k on the few values that reach a threshold guessed from a sample), then collect the positions at or
+/// above it in one pass. Results come back ascending by position so that
 /// attention reads the cache in order.</summary>
 public static class TopK
 {
@@ -12,19 +16,30 @@ public static class TopK
         if (k <= 0 || n == 0) return 0;
         if (k >= n)
         {
-            for (int j = 0; j < n; j++) result[j] = candidates.IsEmpty ? j : candidates[j];
+            for (int i = 0; i < n; i++) result[i] = candidates.IsEmpty ? i : candidates[i];
             if (!candidates.IsEmpty) result[..n].Sort();
             return n;
         }
-        var work = scratch[..n];
-        scores.CopyTo(work);
-        for (int j = 0; j < n; j++) if (float.IsNaN(work[j])) work[j] = float.NegativeInfinity;
-        float threshold = KthLargest(work, k);
-        int count = 0, ties = 0;
-        for (int j = 0; j < n; j++) if (scores[j] > threshold) count++;
+        float threshold = KthLargestOf(scores, k, scratch[..n]);
+        int count = CountAbove(scores, threshold), ties = 0;
         int tiesAllowed = k - count;
         count = 0;
-        for (int j = 0; j < n && count < k; j++)
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            // a few percent of the values reach the threshold: test 8 at a time, look only at those that do
+            var t = Vector256.Create(threshold);
+            for (; j + 8 <= n && count < k; j += 8)
+            {
+                uint reach = Vector256.GreaterThanOrEqual(Vector256.Create(scores.Slice(j, 8)), t).ExtractMostSignificantBits();
+                for (; reach != 0 && count < k; reach &= reach - 1)
+                {
+                    int at = j + BitOperations.TrailingZeroCount(reach);
+                    if (scores[at] > threshold || ties++ < tiesAllowed) result[count++] = candidates.IsEmpty ? at : candidates[at];
+                }
+            }
+        }
+        for (; j < n && count < k; j++)
         {
             float s = scores[j];
             if (s > threshold || (s == threshold && ties++ < tiesAllowed))
@@ -32,6 +47,57 @@ public static class TopK
         }
         if (!candidates.IsEmpty) result[..count].Sort();
         return count;
+    }
+
+    private static int CountAbove(ReadOnlySpan<float> a, float threshold)
+    {
+        int count = 0, j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var t = Vector256.Create(threshold);
+            for (; j + 8 <= a.Length; j += 8)
+                count += BitOperations.PopCount(Vector256.GreaterThan(Vector256.Create(a.Slice(j, 8)), t).ExtractMostSignificantBits());
+        }
+        for (; j < a.Length; j++) if (a[j] > threshold) count++;
+        return count;
+    }
+
+    /// <summary>Every SampleStride-th value is sampled to guess a threshold for small k.</summary>
+    private const int SampleStride = 8;
+
+    /// <summary>The k-th largest of `a`, NaN counting as −∞ (scratch: a.Length floats). For k a small share of n,
+    /// the sample of every 8th value gives a threshold t that about 2k values reach; when at least k do, the k-th
+    /// largest is among them and quickselect runs on those few instead of on all (the answer is the same either
+    /// way; when fewer reach t, all values are searched).</summary>
+    public static float KthLargestOf(ReadOnlySpan<float> a, int k, Span<float> scratch)
+    {
+        int n = a.Length, samples = n / SampleStride, rank = 2 * k / SampleStride + 8;
+        if (rank < samples / 2)
+        {
+            var sample = scratch[..samples];
+            for (int i = 0; i < samples; i++)
+            {
+                float x = a[i * SampleStride];
+                sample[i] = float.IsNaN(x) ? float.NegativeInfinity : x;
+            }
+            float guess = KthLargest(sample, rank);
+            // the values that reach the guess (NaN never does), gathered after the sample's room
+            var reached = scratch[samples..];
+            int m = 0, j = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var t = Vector256.Create(guess);
+                for (; j + 8 <= n && m + 8 <= reached.Length; j += 8)
+                    for (uint r = Vector256.GreaterThanOrEqual(Vector256.Create(a.Slice(j, 8)), t).ExtractMostSignificantBits(); r != 0; r &= r - 1)
+                        reached[m++] = a[j + BitOperations.TrailingZeroCount(r)];
+            }
+            for (; j < n && m < reached.Length; j++) if (a[j] >= guess) reached[m++] = a[j];
+            if (j == n && m >= k) return KthLargest(reached[..m], k);
+        }
+        var work = scratch[..n];
+        a.CopyTo(work);
+        for (int i = 0; i < n; i++) if (float.IsNaN(work[i])) work[i] = float.NegativeInfinity;
+        return KthLargest(work, k);
     }
 
     /// <summary>The k-th largest value (1-based); reorders `a`.</summary>

@@ -209,6 +209,8 @@ public unsafe class KernelTests
     [InlineData(257, 256)]
     [InlineData(50, 50)]
     [InlineData(4096, 1)]
+    [InlineData(7936, 159)]
+    [InlineData(803, 100)]
     public void TopKPicksExactlyTheLargest(int n, int k)
     {
         var rng = new Random(n + k);
@@ -221,5 +223,29 @@ public unsafe class KernelTests
         Assert.Equal(expected, result.Take(count).Select(i => s[i]).Order().ToArray());
         Assert.True(result.Take(count).SequenceEqual(result.Take(count).Order()), "ascending positions");
         Assert.Equal(count, result.Take(count).Distinct().Count());
+    }
+
+    /// <summary>The k-th largest through the sampled threshold (the path for small k) equals the k-th of the sorted
+    /// values, NaN counting as −∞, over ties, infinities, NaNs, sorted and periodic inputs (where the sample can
+    /// guess too high and the search falls back to all values), for k from 1 to the whole length.</summary>
+    [Fact]
+    public void KthLargestEqualsTheSortedValue()
+    {
+        var rng = new Random(11);
+        foreach (int n in new[] { 1, 7, 8, 9, 100, 1001, 7936 })
+            foreach (string shape in new[] { "random", "ascending", "period8" })
+            {
+                var a = shape switch
+                {
+                    "ascending" => Enumerable.Range(0, n).Select(i => (float)i).ToArray(),
+                    "period8" => Enumerable.Range(0, n).Select(i => i % 8 == 0 ? 100f + i : (float)rng.NextDouble()).ToArray(),
+                    _ => RandomVector(rng, n),
+                };
+                for (int i = 0; i < n / 5; i++) a[rng.Next(n)] = a[rng.Next(n)];
+                if (n > 8) (a[3], a[5], a[n - 1]) = (float.NaN, float.NegativeInfinity, float.PositiveInfinity);
+                var sorted = a.Select(x => float.IsNaN(x) ? float.NegativeInfinity : x).OrderByDescending(x => x).ToArray();
+                foreach (int k in new[] { 1, 2, n / 50 + 1, n / 3 + 1, n }.Where(k => k <= n).Distinct())
+                    Assert.True(sorted[k - 1] == TopK.KthLargestOf(a, k, new float[n]), $"{shape} n {n} k {k}");
+            }
     }
 }

@@ -35,22 +35,29 @@ public unsafe class BackendOperationTests
 
     /// <summary>Grouped decode attention (each K/V row read once for the query heads of a KV head, positions split
     /// into parts that combine) equals naive f64 softmax attention per query head: dense over a context long enough
-    /// to be split, and sparse over one list per KV head.</summary>
+    /// to be split, and sparse over one list per KV head. The bf16 rows cover the register kernel's cases: groups of
+    /// 1 to 5 query heads (its 4-query slices and their remainders), head sizes of one to eight 16-entry slices, and
+    /// lengths that are not whole blocks of 8 or 64 rows.</summary>
     [Theory]
-    [InlineData(DType.F32, 2100)]
-    [InlineData(DType.BF16, 2100)]
-    [InlineData(DType.F16, 37)]
-    public void GroupedAttentionEqualsNaiveSoftmaxPerQueryHead(DType type, int n)
+    [InlineData(DType.F32, 2100, 6, 2, 32)]
+    [InlineData(DType.BF16, 2100, 6, 2, 32)]
+    [InlineData(DType.F16, 37, 6, 2, 32)]
+    [InlineData(DType.BF16, 1337, 8, 2, 128)]
+    [InlineData(DType.BF16, 77, 2, 2, 16)]
+    [InlineData(DType.BF16, 530, 10, 2, 48)]
+    [InlineData(DType.BF16, 5, 4, 2, 64)]
+    public void GroupedAttentionEqualsNaiveSoftmaxPerQueryHead(DType type, int n, int heads, int kvHeads, int headDim)
     {
-        using var s = new SyntheticAttention(layers: 2, heads: 6, kvHeads: 2, headDim: 32, capacity: n, seed: 4, type);
+        using var s = new SyntheticAttention(layers: 2, heads: heads, kvHeads: kvHeads, headDim: headDim, capacity: n, seed: 4, type);
         s.FillTo(n, sigma: 2);
         s.RandomQueries(0.7f);
-        var grouped = new GroupedDecodeAttention(6, 2, 32, capacity: 64);
-        var att = new float[6 * 32];
+        var grouped = new GroupedDecodeAttention(heads, kvHeads, headDim, capacity: 64);
+        var att = new float[heads * headDim];
+        int group = heads / kvHeads;
         var rng = new Random(5);
-        var lists = Enumerable.Range(0, 2).Select(_ => Enumerable.Range(0, n).OrderBy(_ => rng.Next()).Take(n * 2 / 3).Order().ToArray()).ToArray();
-        var selection = new LayerSelection(2, n, SelectionGranularity.KvHead);
-        for (int h = 0; h < 2; h++)
+        var lists = Enumerable.Range(0, kvHeads).Select(_ => Enumerable.Range(0, n).OrderBy(_ => rng.Next()).Take(Math.Max(1, n * 2 / 3)).Order().ToArray()).ToArray();
+        var selection = new LayerSelection(kvHeads, n, SelectionGranularity.KvHead);
+        for (int h = 0; h < kvHeads; h++)
         {
             lists[h].CopyTo(selection.Buffer(h));
             selection.SetCount(h, lists[h].Length);
@@ -60,12 +67,12 @@ public unsafe class BackendOperationTests
             {
                 selection.Dense = !sparse;
                 grouped.Run(s.Cache, layer, s.Queries[layer], att, n, s.Scale, selection);
-                for (int qh = 0; qh < 6; qh++)
+                for (int qh = 0; qh < heads; qh++)
                 {
-                    var naive = s.NaiveAttend(layer, qh, sparse ? lists[qh / 3] : Enumerable.Range(0, n).ToArray());
-                    for (int i = 0; i < 32; i++)
-                        Assert.True(Math.Abs(att[qh * 32 + i] - naive[i]) <= 1e-5 * (1 + Math.Abs(naive[i])),
-                            $"{type} n {n} sparse {sparse} layer {layer} head {qh} channel {i}: {att[qh * 32 + i]} vs f64 {naive[i]}");
+                    var naive = s.NaiveAttend(layer, qh, sparse ? lists[qh / group] : Enumerable.Range(0, n).ToArray());
+                    for (int i = 0; i < headDim; i++)
+                        Assert.True(Math.Abs(att[qh * headDim + i] - naive[i]) <= 1e-5 * (1 + Math.Abs(naive[i])),
+                            $"{type} n {n} sparse {sparse} layer {layer} head {qh} channel {i}: {att[qh * headDim + i]} vs f64 {naive[i]}");
                 }
             }
         Assert.True(n < GroupedDecodeAttention.MinPartLength * 2 || grouped.PartsFor(n) > 1 || Environment.ProcessorCount == 1,
@@ -103,6 +110,53 @@ public unsafe class BackendOperationTests
         }
         // Index cost: a page summary counts as one key.
         Assert.Equal(((ISelectionBackend)s.Backend).HeadsFor(g) * (pages + n), s.Backend.KeysScored);
+    }
+
+    /// <summary>The backend computes a KV head's all-position scores and page bounds for its whole group at once and
+    /// keeps them for the layer: each head's numbers must be exactly those of scoring that head alone, in any order
+    /// of asking, a KV head's the maximum of its query heads', and a new Bind (another layer) must not see the last
+    /// layer's. Long enough to be split over the cores.</summary>
+    [Theory]
+    [InlineData(DType.BF16)]
+    [InlineData(DType.F32)]
+    public void GroupScoresAndBoundsEqualEachHeadAlone(DType type)
+    {
+        const int n = 3000, heads = 6, d = 32;
+        using var s = new SyntheticAttention(layers: 2, heads: heads, kvHeads: 2, headDim: d, capacity: n, seed: 9, type);
+        s.FillTo(n, sigma: 2);
+        s.RandomQueries(1);
+        int pages = (n + 15) / 16;
+        var got = new float[n];
+        var alone = new float[n];
+        var bound = new float[pages];
+        foreach (int layer in new[] { 1, 0 })
+        {
+            s.Backend.Bind(layer, s.Queries[layer], n);
+            var perHead = new float[heads][];
+            var perHeadBounds = new float[heads][];
+            foreach (int h in new[] { 4, 0, 2, 1, 5, 3 })
+            {
+                s.Backend.ScoreAll(h, SelectionGranularity.QueryHead, got);
+                fixed (float* q = s.Queries[layer])
+                    AttentionKernels.ScoresAll(s.Cache, layer, h / 3, q + h * d, n, s.Scale, alone);
+                Assert.Equal(alone, got);
+                var naive = s.NaiveScores(layer, h, n);
+                for (int p = 0; p < n; p++) Assert.True(Math.Abs(got[p] - naive[p]) <= 1e-4 * (1 + Math.Abs(naive[p])), $"layer {layer} head {h} position {p}");
+                perHead[h] = got.ToArray();
+                s.Backend.PageUpperBounds(h, SelectionGranularity.QueryHead, bound);
+                perHeadBounds[h] = bound.ToArray();
+                for (int p = 0; p < n; p++) Assert.True(got[p] <= bound[p / 16], $"layer {layer} head {h} position {p} above its page bound");
+            }
+            for (int kv = 0; kv < 2; kv++)
+            {
+                s.Backend.ScoreAll(kv, SelectionGranularity.KvHead, got);
+                s.Backend.PageUpperBounds(kv, SelectionGranularity.KvHead, bound);
+                for (int p = 0; p < n; p++)
+                    Assert.Equal(Math.Max(perHead[3 * kv][p], Math.Max(perHead[3 * kv + 1][p], perHead[3 * kv + 2][p])), got[p]);
+                for (int p = 0; p < pages; p++)
+                    Assert.Equal(Math.Max(perHeadBounds[3 * kv][p], Math.Max(perHeadBounds[3 * kv + 1][p], perHeadBounds[3 * kv + 2][p])), bound[p]);
+            }
+        }
     }
 
     [Fact]
