@@ -27,7 +27,8 @@ public static class GpuParityCheck
     public sealed record Result(string Model, string WeightType, int Tokens, double MaxPrefillDelta, double MaxDecodeDelta,
         double MaxEagerDecodeDelta, double MaxLatePrefillDelta, double MeanDelta, double MaxDeltaOriginalWeights, double CpuSelfSpread, double CpuCacheSpread, double CpuCacheMeanSpread, int ArgmaxAgreements, int ArgmaxCompared)
     {
-        public double MaxDelta => new[] { MaxPrefillDelta, MaxDecodeDelta, MaxEagerDecodeDelta, MaxLatePrefillDelta }.Max();
+        // Math.Max propagates NaN (Enumerable.Max would skip it and let a NaN column pass)
+        public double MaxDelta => Math.Max(Math.Max(MaxPrefillDelta, MaxDecodeDelta), Math.Max(MaxEagerDecodeDelta, MaxLatePrefillDelta));
         public double MaxAllowed => Math.Max(MaxThreshold, CpuCacheSpread);
         public double MeanAllowed => Math.Max(MeanThreshold, CpuCacheMeanSpread);
         public bool Passed => double.IsFinite(MaxDelta) && MaxDelta <= MaxAllowed && MeanDelta <= MeanAllowed;

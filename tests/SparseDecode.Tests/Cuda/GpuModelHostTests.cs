@@ -11,6 +11,21 @@ namespace SparseDecode.Tests.Cuda;
 [Collection("console")]
 public sealed class GpuModelHostTests
 {
+    [Theory]
+    // (max, mean of GPU vs CPU; CPU bf16-vs-f32 cache max, mean) -> pass
+    [InlineData(0.04, 0.004, 0.01, 0.001, true)]    // within the fixed thresholds
+    [InlineData(0.063, 0.0088, 0.0764, 0.0178, true)] // the 32K bundled model: within what bf16 storage moves
+    [InlineData(0.08, 0.0088, 0.0764, 0.0178, false)] // max beyond both yardsticks
+    [InlineData(0.063, 0.02, 0.0764, 0.0178, false)]  // mean beyond both yardsticks
+    [InlineData(0.06, 0.004, 0.01, 0.001, false)]     // a model insensitive to bf16 storage keeps the fixed max
+    public void BfCacheParityIsHeldToTheLargerOfTheThresholdAndTheCpusOwnBf16Spread(double max, double mean,
+        double cacheMax, double cacheMean, bool pass)
+    {
+        var r = new GpuParityCheck.Result("m", "bf16", 96, max, max, max, max, mean, max, 0, cacheMax, cacheMean, 95, 95);
+        Assert.Equal(pass, r.Passed);
+        Assert.False((r with { MaxDecodeDelta = double.NaN }).Passed);
+    }
+
     [Fact]
     public void ShapePresetsAreLlama31()
     {
