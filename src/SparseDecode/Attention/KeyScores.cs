@@ -66,12 +66,14 @@ internal static unsafe class KeyScores
             if (j0 + RowBlock < n) Gather(cache, layer, head, positions, j0 + RowBlock, values: false, rows + (at ^ 1) * RowBlock);
             else if (thenValues) Gather(cache, layer, head, positions, 0, values: true, rows + (at ^ 1) * RowBlock);
             int b = Math.Min(RowBlock, n - j0);
-            for (int i = 0; i < queries; i++) Bf16GroupKernel.Scores(rows + at * RowBlock, b, split + i * d, d, scale, scores + i * stride + j0);
+            Bf16GroupKernel.Scores(rows + at * RowBlock, b, split, queries, d, scale, scores + j0, stride);
         }
     }
 
     /// <summary>rows[0..] = the key (or value) rows of positions from.. (up to one block), each requested from memory
-    /// (a prefetch: the caller computes on the block before meanwhile).</summary>
+    /// (a prefetch: the caller computes on the block before meanwhile). The request is into L2, not L1: a block
+    /// is 16 KB of requests at once, which L1's few miss buffers would hold up; at 32K positions of a Llama-3-8B
+    /// layer this alone took dense attention from 11 to 8–9 ms.</summary>
     public static void Gather<TPositions>(KvCache cache, int layer, int head, TPositions positions, int from, bool values, byte** rows)
         where TPositions : struct, IPositions
     {
@@ -81,7 +83,7 @@ internal static unsafe class KeyScores
             int pos = positions.At(from + j);
             byte* row = values ? cache.Value(layer, head, pos) : cache.Key(layer, head, pos);
             rows[j] = row;
-            for (int o = 0; o < rowBytes; o += 64) Sse.Prefetch0(row + o);
+            for (int o = 0; o < rowBytes; o += 64) Sse.Prefetch1(row + o);
         }
     }
 }
