@@ -135,7 +135,7 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
     public void PageUpperBounds(int head, SelectionGranularity g, Span<float> bounds)
     {
         var (first, count, kv) = Heads(head, g);
-        // rounding up is monotonic, so the maximum of the heads' rounded bounds is the rounded maximum
+        // the maximum of the heads' widened bounds (BackendMath.WidenedPageBound) is the widened maximum
         FromGroup(bounds: true, first, count, kv, (Context + PageSize - 1) / PageSize, bounds);
     }
 
@@ -153,22 +153,18 @@ public sealed unsafe class CpuSelectionBackend : ISelectionBackend
     private void GroupPageBounds(int kv, int start, int end, int pages)
     {
         int d = D, group = Group;
-        double gamma = (d + 2) * Math.Pow(2, -23);
         int summaryBytes = 2 * d * sizeof(float);
         fixed (float* query = _query, bounds = _groupBounds)
             for (int p = start; p < end; p++)
             {
-                // each page is its own allocation, so the summaries are scattered: request a few pages ahead
+                // a head's summaries are contiguous only within a cache segment: request a few pages ahead
                 if (Sse.IsSupported && p + SummaryLookahead < end)
                     for (int o = 0; o < summaryBytes; o += 64) Sse.Prefetch0((byte*)_cache.KeyMin(Layer, kv, p + SummaryLookahead) + o);
                 float* mn = _cache.KeyMin(Layer, kv, p), mx = _cache.KeyMax(Layer, kv, p);
                 for (int i = 0; i < group; i++)
                 {
                     PageBound(query + (kv * group + i) * d, mn, mx, d, out float sum, out float magnitude);
-                    double v = (sum + 4 * gamma * magnitude) * _scale;
-                    double bound = v + Math.Abs(v) * gamma;
-                    float f = (float)bound;
-                    bounds[(long)i * pages + p] = f < bound ? MathF.BitIncrement(f) : f;
+                    bounds[(long)i * pages + p] = BackendMath.WidenedPageBound(sum, magnitude, _scale, d);
                 }
             }
     }

@@ -27,7 +27,8 @@ internal readonly unsafe struct IndexPositions(int* indices, int count) : IPosit
 /// decode attention and every score a CPU selector computes, so that a selector ranks keys by exactly the scores
 /// attention then weighs. Over a bf16 cache on AVX2 the rows are taken in blocks (<see cref="Bf16GroupKernel"/>),
 /// each block's rows requested from memory while the block before is computed: a head's rows are contiguous only
-/// within a 16-position page, too short a run for the hardware prefetcher to follow.</summary>
+/// within a cache segment (32 KB or more of one head, then the next segment elsewhere), and a list of positions
+/// (a sparse method's keys) has no order the hardware prefetcher could follow.</summary>
 internal static unsafe class KeyScores
 {
     /// <summary>Rows gathered per block: the block stays in L1 while every query reuses it.</summary>

@@ -4,6 +4,20 @@ namespace SparseDecode.Selection;
 /// index-set algebra and softmax-mass sums. Backends call it; selectors go through the backend.</summary>
 internal static class BackendMath
 {
+    /// <summary>Quest's page bound from its two f32 sums over the head's channels (sum = Σ max(q·min, q·max),
+    /// magnitude = Σ max(|q·min|, |q·max|)), widened so that it bounds the f32 scores the backend computes:
+    /// (sum + 4γ·magnitude)·scale, then + |v|·γ, rounded up to f32, with γ = (d + 2)·2⁻²³. Rounding up is monotonic,
+    /// so the maximum over heads of their bounds is the bound of the maximum. selection.cu's sel_page_bounds widens
+    /// the same way.</summary>
+    public static float WidenedPageBound(float sum, float magnitude, float scale, int headDim)
+    {
+        double gamma = (headDim + 2) * Math.Pow(2, -23);
+        double v = (sum + 4 * gamma * magnitude) * scale;
+        double bound = v + Math.Abs(v) * gamma;
+        float f = (float)bound;
+        return f < bound ? MathF.BitIncrement(f) : f;
+    }
+
     /// <summary>Union of [p + shift − radius, p + shift + radius] over ascending p, clipped to [0, limit).</summary>
     public static int Expand(ReadOnlySpan<int> sorted, int shift, int radius, int limit, Span<int> result)
     {

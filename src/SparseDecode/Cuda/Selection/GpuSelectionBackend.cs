@@ -94,18 +94,12 @@ public sealed class GpuSelectionBackend : ISelectionBackend, IDisposable
         _stream.Synchronize();
         if (_termsHost.Length < 2 * count * pages) _termsHost = new float[2 * count * pages];
         _terms.Download<float>(_termsHost.AsSpan(0, 2 * count * pages));
-        double gamma = (D + 2) * Math.Pow(2, -23);
         for (int p = 0; p < pages; p++)
         {
-            double best = double.NegativeInfinity;
+            float best = float.NegativeInfinity;
             for (int h = 0; h < count; h++)
-            {
-                float sum = _termsHost[2 * (h * pages + p)], magnitude = _termsHost[2 * (h * pages + p) + 1];
-                double v = (sum + 4 * gamma * magnitude) * _scale;
-                best = Math.Max(best, v + Math.Abs(v) * gamma);
-            }
-            float f = (float)best;
-            bounds[p] = f < best ? MathF.BitIncrement(f) : f;
+                best = Math.Max(best, BackendMath.WidenedPageBound(_termsHost[2 * (h * pages + p)], _termsHost[2 * (h * pages + p) + 1], _scale, D));
+            bounds[p] = best;
         }
     }
 
