@@ -66,8 +66,9 @@ public static class GpuParityCheck
                 argmax = CpuArgmax(cpu, tokens);
                 selfSpread = CpuDecodeSpread(cpu, tokens, n / 2, reference);
                 var f32Cache = Scorer.TokenLogprobs(cpu, tokens, DType.F32);
-                cacheSpread = f32Cache.Select((v, i) => Delta(v, reference[i])).Max();
-                cacheMeanSpread = f32Cache.Select((v, i) => Delta(v, reference[i])).Average();
+                var cacheDeltas = f32Cache.Select((v, i) => Delta(v, reference[i])).ToArray();
+                cacheSpread = cacheDeltas.Max();
+                cacheMeanSpread = cacheDeltas.Average();
             }
 
             using var store = WeightStore.Open(directory);

@@ -80,10 +80,10 @@ class Data:
         return torch.from_numpy(out)
 
 
-def make_model(vocab, eot, pad, seq):
+def make_model(vocab, eot, pad, seq, theta=500000.0):
     cfg = LlamaConfig(vocab_size=vocab, hidden_size=384, intermediate_size=1024, num_hidden_layers=8,
                       num_attention_heads=6, num_key_value_heads=2, head_dim=64, max_position_embeddings=seq,
-                      rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=eot,
+                      rope_theta=theta, rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=eot,
                       eos_token_id=eot, pad_token_id=pad, attention_bias=False, mlp_bias=False,
                       hidden_act="silu", initializer_range=0.02)
     cfg._attn_implementation = "sdpa"
@@ -166,10 +166,7 @@ def main():
         model = LlamaForCausalLM.from_pretrained(a.init, config=cfg, dtype=torch.float32, attn_implementation="sdpa").cuda()
         prior = json.load(open(os.path.join(a.init, "training.json")))
     else:
-        model = make_model(vocab, data.eot, pad, a.seq).cuda()
-        if a.rope_theta:
-            set_rope_theta(model.config, a.rope_theta)
-            model.model.rotary_emb = type(model.model.rotary_emb)(model.config).cuda()
+        model = make_model(vocab, data.eot, pad, a.seq, a.rope_theta or 500000.0).cuda()
         prior = None
     print(f"rope theta {rope_theta(model.config):g}, context {model.config.max_position_embeddings}", flush=True)
     nparams = sum(p.numel() for p in model.parameters())
