@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stages 2 and 3: continue training an exported model (same tokenizer, same corpus and held-out split) within
+# Stages 2 to 4: continue training an exported model (same tokenizer, same corpus and held-out split) within
 # ten minutes. Writes the new export, packed in ≤ 15 MB parts, to OUTDIR.
 #   bash tools/reference-model/resume.sh OUTDIR FROM_MODEL_DIR [TOTAL_SECONDS]
 # Environment: LR (1e-3), P_TASK (0.5), MIX (stage2; stage3/stage4 for the later stages), SEED (1234; another seed
