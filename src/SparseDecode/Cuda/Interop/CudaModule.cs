@@ -76,6 +76,10 @@ public sealed unsafe class CudaFunction
     public int LocalBytes => Attribute(FuncAttrLocalSizeBytes);
     public int StaticSharedBytes => Attribute(FuncAttrSharedSizeBytes);
 
+    /// <summary>Lets launches ask for up to `bytes` of dynamic shared memory (past the 48 KB given without asking).</summary>
+    public void AllowDynamicShared(int bytes) =>
+        Check(cuFuncSetAttribute(Handle, FuncAttrMaxDynamicSharedSizeBytes, bytes), "cuFuncSetAttribute");
+
     private int Attribute(int a)
     {
         int v;

@@ -36,9 +36,9 @@ public sealed class DecodeKernels : IDisposable
     [
         "attn_dense_g4", "attn_dense_g4_f", "attn_sparse_g4", "attn_sparse_g4_f", "attn_sparse_g1",
         "attn_sparse_g1_f", "attn_reduce", "topk_rows", "score_all_max", "score_all_each",
-        "score_idx_max", "score_idx_each", "score_idx_g1", "page_bounds_max", "page_bounds_each", "page_minmax",
+        "score_idx_max", "score_idx_each", "score_idx_g1", "score_range_g1", "score_range_max", "page_bounds_max", "page_bounds_each", "page_minmax",
         "topk_hist", "topk_count", "topk_write", "topk_pages",
-        "attn_dense_g8", "attn_sparse_g8", "score_all_max_g8", "score_idx_max_g8", "score_idx_each_g8",
+        "attn_dense_g8", "attn_sparse_g8", "score_all_max_g8", "score_all_each_g8", "score_range_max_g8", "score_idx_max_g8", "score_idx_each_g8",
         "page_bounds_max_g8", "page_bounds_each_g8",
     ];
 
@@ -47,7 +47,7 @@ public sealed class DecodeKernels : IDisposable
     private static string ForGroup(string kernel, int group)
     {
         if (group == 4 || kernel.EndsWith("_g1", StringComparison.Ordinal) || kernel.EndsWith("_g1_f", StringComparison.Ordinal)
-            || kernel == "score_idx_g1") return kernel;
+            || kernel is "score_idx_g1" or "score_range_g1") return kernel;
         if (group != 8) throw new ArgumentException($"The tuned CUDA attention kernels take groups of 4 or 8 query heads per KV head, not {group}.");
         if (kernel.EndsWith("_f", StringComparison.Ordinal)) throw new ArgumentException("The fused attention variant exists for groups of 4 only.");
         return kernel.EndsWith("_g4", StringComparison.Ordinal) ? kernel[..^3] + "_g8" : kernel + "_g8";
@@ -58,7 +58,18 @@ public sealed class DecodeKernels : IDisposable
         Device = device;
         _module = CudaModule.Load(device, SourceFile);
         foreach (var n in KernelNames) BlocksPerSm(n);
+        _module["topk_rows"].AllowDynamicShared(TopKStageBytes(TopKStageEntries));
+        _module["topk_pages"].AllowDynamicShared(TopKStageBytes(TopKStageEntries));
     }
+
+    /// <summary>Longest row the one-block top-k stages in shared memory (dynamic, ~96 KB: two blocks of 512 threads per
+    /// multiprocessor still fit); longer rows are re-read from memory on each of its passes.</summary>
+    public const int TopKStageEntries = 23808;
+
+    /// <summary>Dynamic shared memory of a top-k staging rows of up to `entries` (a padding word per 32 entries).</summary>
+    public static int TopKStageBytes(int entries) => (entries + entries / 32 + 1) * 4;
+
+    private static int StageFor(int longestRow) => Math.Clamp(longestRow, 1, TopKStageEntries);
 
     public CudaFunction Function(string name) => _module[name];
 
@@ -183,8 +194,12 @@ public sealed class DecodeKernels : IDisposable
     /// entries of an index list. `outHeads` KvHead: one row per KV head, the max over its query heads (with
     /// per-KV-head lists); QueryHead with per-KV-head lists (listHeads KvHead): one row per query head; with
     /// per-query-head lists: one row per query head. out[(b·rows + row)·outStride + j]; skipped entries −∞.</summary>
+    /// <remarks>With `listMeta` (a selection plan's lists: a (count, stamp) pair per list) each list holds its own
+    /// count of entries and `indexCount` is the lists' stride; with `mask` only the output rows whose flag is set
+    /// (maskKind 1) or clear (2) are written, and blocks with none return at once.</remarks>
     public void Score(in KvView kv, DeviceBuffer q, DeviceBuffer? indices, int indexCount, IndexHeads listHeads,
-        IndexHeads outHeads, DeviceBuffer output, int outStride, CudaStream stream, int chunk = 0)
+        IndexHeads outHeads, DeviceBuffer output, int outStride, CudaStream stream, int chunk = 0,
+        DeviceBuffer? listMeta = null, DeviceBuffer? mask = null, int maskKind = 0)
     {
         bool indexed = indices != null;
         string name = (indexed, listHeads, outHeads) switch
@@ -204,7 +219,25 @@ public sealed class DecodeKernels : IDisposable
         a.Add(kv.KBases); a.Add(0UL); a.Add(kv.Lengths); a.Add(1); a.Add(kv.HeadStride); a.Add(q);
         a.Add(indices); a.Add(indexCount); a.Add(y); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk);
         a.Add((float)(1 / Math.Sqrt(DecodeKernels.HeadDim))); a.Add(output); a.Add(outStride);
+        a.Add(listMeta); a.Add(mask); a.Add(mask is null ? 0 : maskKind); a.Add(0UL); a.Add(0UL);
         _module[name].Launch((LaunchPlan.Chunks(rows, chunk), y, kv.Rows), Block, stream, ref a);
+    }
+
+    /// <summary>Scores of the keys start[l] + j, j &lt; length[l], of each head l (per query head, or per KV head as
+    /// the max over its group: `heads`), into out[(batch·heads + head)·outStride + j]; ranges hold at most
+    /// kv.PlanLength keys.</summary>
+    public void ScoreRange(in KvView kv, DeviceBuffer q, IndexHeads heads, DeviceBuffer start, DeviceBuffer length,
+        DeviceBuffer output, int outStride, CudaStream stream)
+    {
+        string name = ForGroup(heads == IndexHeads.QueryHead ? "score_range_g1" : "score_range_max", kv.Group);
+        int y = heads == IndexHeads.QueryHead ? kv.QueryHeads : kv.KvHeads;
+        int chunk = PlanChunk(name, kv.PlanLength, y, kv.Rows, 64);
+        var a = new KernelArgs();
+        a.Add(kv.KBases); a.Add(0UL); a.Add(kv.Lengths); a.Add(1); a.Add(kv.HeadStride); a.Add(q);
+        a.Add(0UL); a.Add(0); a.Add(y); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk);
+        a.Add((float)(1 / Math.Sqrt(DecodeKernels.HeadDim))); a.Add(output); a.Add(outStride);
+        a.Add(0UL); a.Add(0UL); a.Add(0); a.Add(start); a.Add(length);
+        _module[name].Launch((LaunchPlan.Chunks(kv.PlanLength, chunk), y, kv.Rows), Block, stream, ref a);
     }
 
     /// <summary>Per page and channel, the min and max of the keys (into kv.PageMin / kv.PageMax).</summary>
@@ -228,6 +261,7 @@ public sealed class DecodeKernels : IDisposable
         a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(kv.Lengths); a.Add(kv.PageSize); a.Add(kv.PageHeadStride); a.Add(q);
         a.Add(0UL); a.Add(0); a.Add(kv.KvHeads); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk);
         a.Add((float)(1 / Math.Sqrt(DecodeKernels.HeadDim))); a.Add(output); a.Add(outStride);
+        a.Add(0UL); a.Add(0UL); a.Add(0); a.Add(0UL); a.Add(0UL);
         _module[name].Launch((LaunchPlan.Chunks(pages, chunk), kv.KvHeads, kv.Rows), Block, stream, ref a);
     }
 
@@ -271,7 +305,16 @@ public sealed class DecodeKernels : IDisposable
         public int PadTo { get; init; }
         /// <summary>The output's device address, when it is not the start of <see cref="Output"/>.</summary>
         public ulong OutputAddress { get; init; }
+        /// <summary>Row lengths and k computed inside the one-block top-k from a plan's sizes (as
+        /// SelectionKernels.TopKSizes would write them), saving that launch; PerRow only.</summary>
+        public PlanTopKSizes? Sizes { get; init; }
     }
+
+    /// <summary>A plan's top-k sizes (see selection.cu's sel_topk_sizes): `heads` rows per sequence, each of its
+    /// sequence's length (Mode 0) or of its candidate list's count (Mode 1, CandidateMeta), k the budget at the
+    /// sequence's length; rows the mask excludes are left as they are.</summary>
+    public readonly record struct PlanTopKSizes(ulong Lengths, int Heads, int Mode, Selection.Budget Budget,
+        DeviceBuffer? CandidateMeta, DeviceBuffer? Mask, int MaskKind);
 
     /// <summary>Exact top-k per row by radix select: the chosen positions ascending (ties: lowest positions
     /// first), −1 for −∞ scores and for padding when a row has fewer than k entries.</summary>
@@ -283,12 +326,19 @@ public sealed class DecodeKernels : IDisposable
         if (r.K < (r.Ks != 0 ? 0 : 1) || r.OutStride < Math.Max(r.K * r.Expand, r.PadTo)) throw new ArgumentException("Top-k output rows must hold k × expand entries.");
         ulong output = r.OutputAddress != 0 ? r.OutputAddress : r.Output.Pointer;
         var algorithm = r.Algorithm != TopKAlgorithm.Auto ? r.Algorithm : ChooseTopK(r.Rows, r.RowLength);
+        if (r.Sizes is not null && algorithm != TopKAlgorithm.PerRow)
+            throw new ArgumentException("Sizes computed inside the top-k take the one-block-per-row algorithm.");
         if (algorithm == TopKAlgorithm.PerRow)
         {
             var p = new KernelArgs();
             p.Add(r.Scores); p.Add(r.RowStride); p.Add(r.RowLengths); p.Add(r.RowLength); p.Add(r.K); p.Add(r.Ks); p.Add(r.Candidates);
             p.Add(r.CandidateStride); p.Add(output); p.Add(r.OutStride); p.Add(r.Expand); p.Add(r.Limits); p.Add(r.Counts); p.Add(r.PadTo);
-            _module["topk_rows"].Launch((r.Rows, 1, 1), PerRowThreads, stream, ref p);
+            int stage = StageFor(r.RowLength);
+            p.Add(stage);
+            var z = r.Sizes.GetValueOrDefault();
+            p.Add(r.Sizes is null ? 0UL : z.Lengths); p.Add(z.Heads); p.Add(z.Mode); p.Add(z.Budget.Tokens); p.Add(z.Budget.Fraction);
+            p.Add(z.CandidateMeta); p.Add(z.Mask); p.Add(z.Mask is null ? 0 : z.MaskKind);
+            _module["topk_rows"].Launch((r.Rows, 1, 1), PerRowThreads, stream, ref p, TopKStageBytes(stage));
             return;
         }
         int blocks = LaunchPlan.TopKBlocks(r.RowLength);
@@ -322,7 +372,9 @@ public sealed class DecodeKernels : IDisposable
         var a = new KernelArgs();
         a.Add(bounds); a.Add(boundStride); a.Add(lengths); a.Add(heads); a.Add(budget.Tokens); a.Add(budget.Fraction); a.Add(pageSize);
         a.Add(output); a.Add(outStride); a.Add(room); a.Add(counts);
-        _module["topk_pages"].Launch((rows * heads, 1, 1), PerRowThreads, stream, ref a);
+        int stage = StageFor(boundStride);   // a row's pages (less the last) never exceed its stride
+        a.Add(stage);
+        _module["topk_pages"].Launch((rows * heads, 1, 1), PerRowThreads, stream, ref a, TopKStageBytes(stage));
     }
 
     public void Dispose() => _module.Dispose();

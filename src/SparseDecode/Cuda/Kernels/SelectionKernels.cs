@@ -76,10 +76,11 @@ public sealed class SelectionKernels : IDisposable
         int pages = (kv.PlanLength + kv.PageSize - 1) / kv.PageSize;
         // One wave of blocks, not the four small waves of the bandwidth-bound kernels: a block's time is a chain of
         // load latencies (its row's length, the queries, then each turn's summaries), so fewer, longer-lived blocks
-        // wait less in total. Measured on the H200 at 32K (ncu, one launch): 1,024 blocks in 2.6 waves 28.6 µs,
-        // 344 blocks in one wave 26.4 µs, for 8 MB of summaries; most of the time is inside the blocks, not known yet.
+        // wait less in total. Measured on the H200 at 32K (ncu, one launch, the kernel's earlier layout): 1,024
+        // blocks in 2.6 waves 28.6 µs, 344 blocks in one wave 26.4 µs.
+        int turn = PageBoundsPagesPerTurn(h.HeadDim);
         int chunk = LaunchPlan.Chunk(pages, launch.Count, h.Rows, Device.Multiprocessors, PageBoundsBlocksPerMultiprocessor,
-            PageBoundsPagesPerTurn, minChunk: PageBoundsPagesPerTurn, maxChunk: 8192, waves: 1);
+            turn, minChunk: turn, maxChunk: 8192, waves: 1);
         var a = new KernelArgs();
         a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(kv.Lengths); a.Add(kv.PageHeadStride); a.Add(kv.PageSize); a.Add(h.HeadDim);
         a.Add(q); a.Add(h.QueryHeads); a.Add(launch.Count); a.Add(launch.QueriesPer); a.Add(h.Group); a.Add(spread ? 1 : 0); a.Add(scale);
@@ -89,8 +90,14 @@ public sealed class SelectionKernels : IDisposable
         return positions != 0;
     }
 
-    /// <summary>Pages a block of sel_page_bounds consumes per loop turn (8 warps × PB_PAGES).</summary>
-    private const int PageBoundsPagesPerTurn = 16;
+    /// <summary>Pages a block of sel_page_bounds consumes per loop turn: 8 warps × PB_TURN × the pages a warp holds
+    /// (32 lanes ÷ the smallest power of two covering headDim / 8, as pb_seg computes it).</summary>
+    public static int PageBoundsPagesPerTurn(int headDim)
+    {
+        int lanes = (headDim + 7) / 8, seg = 1;
+        while (seg < lanes) seg <<= 1;
+        return Threads / 32 * 2 * (32 / seg);
+    }
     /// <summary>Resident blocks of sel_page_bounds per multiprocessor (its __launch_bounds__ minimum).</summary>
     private const int PageBoundsBlocksPerMultiprocessor = 3;
 
@@ -122,7 +129,9 @@ public sealed class SelectionKernels : IDisposable
         a.Add(lengths); a.Add(steps); a.Add(heads); a.Add(history.Entries); a.Add(history.Meta); a.Add(history.Depth);
         a.Add(history.Capacity); a.Add(lastRefresh); a.Add(refresh); a.Add(rule.Sinks); a.Add(rule.Recent); a.Add(rule.Radius);
         a.Add(rule.Interval); a.Add(bitmap); a.Add(words); a.Add(output.Entries); a.Add(output.Meta); a.Add(output.Capacity);
-        _module["lfps_candidates"].Launch((rows * heads, 1, 1), CandidateThreads, s, ref a);
+        int shared = SharedBitmapBytes(words);
+        a.Add(shared > 0 ? 1 : 0);
+        _module["lfps_candidates"].Launch((rows * heads, 1, 1), CandidateThreads, s, ref a, shared);
     }
 
     public void LfpsTrigger(DeviceBuffer scores, int stride, DeviceBuffer candidateMeta, DeviceBuffer referenceMax, int refStride,
@@ -187,8 +196,17 @@ public sealed class SelectionKernels : IDisposable
         a.Add(dilatedCap); a.Add(dilatedCount); a.Add(rest.Entries); a.Add(rest.Meta); a.Add(rest.Capacity); a.Add(restKs);
         a.Add(salient.Entries); a.Add(salient.Meta); a.Add(salient.Capacity); a.Add(bitmap); a.Add(words); a.Add(output.Entries);
         a.Add(output.Meta); a.Add(output.Capacity);
-        _module["prhs_compose"].Launch((h.Rows * h.Count, 1, 1), CandidateThreads, s, ref a);
+        int shared = SharedBitmapBytes(words);
+        a.Add(shared > 0 ? 1 : 0);
+        _module["prhs_compose"].Launch((h.Rows * h.Count, 1, 1), CandidateThreads, s, ref a, shared);
     }
+
+    /// <summary>Dynamic shared memory for a candidate bitmap of `words` words, or 0 where it does not fit beside
+    /// the kernels' static shared memory within the 48 KB a launch gets without opting in (contexts past 320K
+    /// positions: the bitmap then lives in device memory).</summary>
+    public static int SharedBitmapBytes(int words) => words <= MaxSharedBitmapWords ? words * 4 : 0;
+
+    private const int MaxSharedBitmapWords = 10240;
 
     public void Dispose() => _module.Dispose();
 }

@@ -318,19 +318,40 @@ extern "C" __global__ void __launch_bounds__(BLOCK) attn_reduce(
 // Scores q·k/sqrt(d) of rows (keys, or pages when BOUND: Σ_e max(q_e·min_e, q_e·max_e)/sqrt(d) from the page's
 // per-channel min/max rows). Rows: dense [0, ceil(length / rowDiv)) or the entries of an index list.
 // MAXG: one row of output per index head (the max over the G query heads of the group); else one per query head.
-// out[(batch·outHeads + head)·outStride + j], -inf for skipped entries.
-template <int G, bool INDEXED, bool MAXG, bool BOUND, int U>
+// out[(batch·outHeads + head)·outStride + j], -inf for skipped entries. Lists are idxCount entries apart; with
+// idxMeta (the selection plans' lists: a (count, stamp) pair per list) list l holds idxMeta[2l] entries, else
+// idxCount. With mask, only output rows r with (mask[r] != 0) == (maskKind == 1) are written (maskKind 0: all), and
+// a block none of whose rows is admitted returns at once (LFPS's refresh scores only the heads that refresh).
+// RANGE: list l's rows are rangeStart[l] + j for j < rangeLength[l] (PrHS's retrieval domains), out entry j.
+template <int G, bool INDEXED, bool MAXG, bool BOUND, int U, bool RANGE = false>
 __device__ __forceinline__ void score_rows(
     const u64* __restrict__ aBase, const u64* __restrict__ bBase, const int* __restrict__ lengths, int rowDiv,
     long long headStride, const float* __restrict__ q, const int* __restrict__ idx, int idxCount, int idxHeads,
-    int qHeads, int group, int chunk, float scale, float* __restrict__ out, int outStride)
+    int qHeads, int group, int chunk, float scale, float* __restrict__ out, int outStride,
+    const int* __restrict__ idxMeta, const int* __restrict__ mask, int maskKind, const int* __restrict__ rangeStart,
+    const int* __restrict__ rangeLength)
 {
     const int b = blockIdx.z, y = blockIdx.y, c = blockIdx.x;
     const int qh0 = G == 1 ? y : y * G;
     const int kvh = G == 1 ? y / group : y;
+    const int outHeads = MAXG ? idxHeads : qHeads;
+    constexpr int OUTS = MAXG ? 1 : G;
+    bool on[OUTS];
+    bool any = false;
+#pragma unroll
+    for (int g = 0; g < OUTS; g++)
+    {
+        const int r = b * outHeads + (MAXG ? y : qh0 + g);
+        on[g] = !mask || maskKind == 0 || ((maskKind == 1) == (mask[r] != 0));
+        any |= on[g];
+    }
+    if (!any) return;
     const int len = (lengths[b] + rowDiv - 1) / rowDiv;
-    const int n = INDEXED ? idxCount : len;
+    const int list = b * idxHeads + y;
+    const int n = RANGE ? rangeLength[list] : INDEXED ? (idxMeta ? min(idxMeta[2LL * list], idxCount) : idxCount) : len;
+    const int first = RANGE ? rangeStart[list] : 0;
     const int c0 = c * chunk, c1 = min(c0 + chunk, n);
+    if (c0 >= c1) return;
     const int tid = threadIdx.x, warp = tid >> 5, half = (tid >> 4) & 1, l16 = tid & 15;
     const bf16* A = (const bf16*)aBase[b] + kvh * headStride + l16 * 8;
     const bf16* B = BOUND ? (const bf16*)bBase[b] + kvh * headStride + l16 * 8 : 0;
@@ -345,7 +366,6 @@ __device__ __forceinline__ void score_rows(
         qr[g][0] = a.x * scale; qr[g][1] = a.y * scale; qr[g][2] = a.z * scale; qr[g][3] = a.w * scale;
         qr[g][4] = bb.x * scale; qr[g][5] = bb.y * scale; qr[g][6] = bb.z * scale; qr[g][7] = bb.w * scale;
     }
-    const int outHeads = MAXG ? idxHeads : qHeads;
     const int step = (BLOCK / 32) * 2 * U;
     for (int j0 = c0 + warp * 2 * U; j0 < c1; j0 += step)
     {
@@ -355,7 +375,7 @@ __device__ __forceinline__ void score_rows(
         for (int u = 0; u < U; u++)
         {
             int j = j0 + 2 * u + half, pos = -1;
-            if (j < c1) pos = INDEXED ? I[j] : j;
+            if (j < c1) pos = INDEXED ? I[j] : first + j;
             ok[u] = pos >= 0 && pos < len;
             ar[u] = ok[u] ? __ldg((const uint4*)(A + (long long)pos * HD)) : make_uint4(0, 0, 0, 0);
             if (BOUND) br[u] = ok[u] ? __ldg((const uint4*)(B + (long long)pos * HD)) : make_uint4(0, 0, 0, 0);
@@ -381,11 +401,12 @@ __device__ __forceinline__ void score_rows(
             int j = j0 + 2 * u + half;
             if (l16 == 0 && j < c1)
             {
-                if (MAXG) out[((long long)b * outHeads + y) * outStride + j] = ok[u] ? best : NEG_INF;
+                if (MAXG) { if (on[0]) out[((long long)b * outHeads + y) * outStride + j] = ok[u] ? best : NEG_INF; }
                 else
                 {
 #pragma unroll
-                    for (int g = 0; g < G; g++) out[((long long)b * outHeads + qh0 + g) * outStride + j] = ok[u] ? sg[g] : NEG_INF;
+                    for (int g = 0; g < G; g++)
+                        if (on[g % OUTS]) out[((long long)b * outHeads + qh0 + g) * outStride + j] = ok[u] ? sg[g] : NEG_INF;
                 }
             }
         }
@@ -394,9 +415,9 @@ __device__ __forceinline__ void score_rows(
 
 #define SCORE_ARGS const u64* aBase, const u64* bBase, const int* lengths, int rowDiv, long long headStride, \
     const float* q, const int* idx, int idxCount, int idxHeads, int qHeads, int group, int chunk, float scale, \
-    float* out, int outStride
+    float* out, int outStride, const int* idxMeta, const int* mask, int maskKind, const int* rangeStart, const int* rangeLength
 #define SCORE_PASS aBase, bBase, lengths, rowDiv, headStride, q, idx, idxCount, idxHeads, qHeads, group, chunk, scale, \
-    out, outStride
+    out, outStride, idxMeta, mask, maskKind, rangeStart, rangeLength
 
 // All keys; per KV head, max over its query heads (selection per KV head) / per query head.
 extern "C" __global__ void __launch_bounds__(BLOCK) score_all_max(SCORE_ARGS) { score_rows<4, false, true, false, 8>(SCORE_PASS); }
@@ -406,12 +427,17 @@ extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_max(SCORE_ARGS) { 
 extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_each(SCORE_ARGS) { score_rows<4, true, false, false, 8>(SCORE_PASS); }
 // Keys of per-query-head index lists: grid (chunks, qHeads, batch).
 extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_g1(SCORE_ARGS) { score_rows<1, true, false, false, 8>(SCORE_PASS); }
+// Keys of per-head ranges: per query head (grid (chunks, qHeads, batch)) / per KV head, max over its group.
+extern "C" __global__ void __launch_bounds__(BLOCK) score_range_g1(SCORE_ARGS) { score_rows<1, false, false, false, 8, true>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_range_max(SCORE_ARGS) { score_rows<4, false, true, false, 8, true>(SCORE_PASS); }
 // Quest page upper bounds from per-page min/max rows (aBase = min, bBase = max, rowDiv = page size).
 extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_max(SCORE_ARGS) { score_rows<4, false, true, true, 4>(SCORE_PASS); }
 extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_each(SCORE_ARGS) { score_rows<4, false, false, true, 4>(SCORE_PASS); }
 
 // Groups of 8 query heads per KV head.
 extern "C" __global__ void __launch_bounds__(BLOCK) score_all_max_g8(SCORE_ARGS) { score_rows<8, false, true, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_all_each_g8(SCORE_ARGS) { score_rows<8, false, false, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_range_max_g8(SCORE_ARGS) { score_rows<8, false, true, false, 8, true>(SCORE_PASS); }
 extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_max_g8(SCORE_ARGS) { score_rows<8, true, true, false, 8>(SCORE_PASS); }
 extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_each_g8(SCORE_ARGS) { score_rows<8, true, false, false, 8>(SCORE_PASS); }
 extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_max_g8(SCORE_ARGS) { score_rows<8, false, true, true, 4>(SCORE_PASS); }
@@ -694,18 +720,19 @@ extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_write(
 
 // Exact top-k with one block per row and one launch: the same three histogram passes and ordered write as above.
 // For short rows (LFPS candidates, Quest pages) the five launches of the multi-block path cost more than the work,
-// and within the block the cost is waiting, not arithmetic: a row of up to TR_STAGE entries is read from global
+// and within the block the cost is waiting, not arithmetic: a row of up to `stage` entries is read from global
 // memory once, by every thread, into shared memory as keys, and the passes run there, all threads striding over the
 // row (entry order does not matter to a histogram); a longer row is re-read (from L1/L2) each pass in tiles of
 // TK_ITEMS entries per thread. The write pass gives each thread TK_ITEMS consecutive entries so the block scan keeps
 // them in order.
 #define TR_THREADS 512
 #define TR_TILE (TR_THREADS * TK_ITEMS)
-// Keys that fit beside the histogram in 48 KB of static shared memory (Quest's pages to 155K, LFPS's candidates at 32K).
-#define TR_STAGE 9728
+// A row is staged in the launch's dynamic shared memory when it holds at most `stage` entries (the host sizes it to
+// the longest row, up to DecodeKernels.TopKStageEntries: ~96 KB, two blocks per multiprocessor; LFPS's candidate
+// rows reach 9–14K entries at 32K–128K, which the 48 KB of static shared memory this kernel had could not hold).
 // Entry j of a staged row sits at j + j/32: the write pass's threads read TK_ITEMS consecutive entries each, and
 // without the padding word per 32 the lanes of a warp would hit 2 of the 32 banks.
-#define TR_STAGED_WORDS (TR_STAGE + TR_STAGE / 32)
+extern __shared__ u32 dyn_keys[];
 __device__ __forceinline__ int staged_at(int j) { return j + (j >> 5); }
 
 __device__ __forceinline__ void load_staged(const u32* __restrict__ sh_keys, int n, int base, u32* k, bool* valid)
@@ -720,12 +747,12 @@ __device__ __forceinline__ void load_staged(const u32* __restrict__ sh_keys, int
 
 // The top-k of row R (n entries) into O, as topk_rows documents; every thread of the block calls it, with k >= 0.
 __device__ void select_row(const float* __restrict__ R, int n, int k, const int* __restrict__ C, int* __restrict__ O,
-    int expand, int limit, int* count, int padTo, u32* sh_keys, u32* sh_hist, u32* sh_scan, u32* sh_res)
+    int expand, int limit, int* count, int padTo, int stage, u32* sh_keys, u32* sh_hist, u32* sh_scan, u32* sh_res)
 {
     const int t = threadIdx.x;
     pad_row(O, min(n, k) * expand, max(k * expand, padTo), count, TR_THREADS);
     if (k == 0) return;
-    const bool staged = n <= TR_STAGE;
+    const bool staged = n <= stage;
     if (staged)
     {
         for (int j = t; j < n; j += TR_THREADS) sh_keys[staged_at(j)] = fkey(R[j]);
@@ -813,18 +840,27 @@ __device__ void select_row(const float* __restrict__ R, int n, int k, const int*
 extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_rows(
     const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int kAll,
     const int* __restrict__ ks, const int* __restrict__ cand, int candStride, int* __restrict__ out, int outStride,
-    int expand, const int* __restrict__ limits, int* __restrict__ counts, int padTo)
+    int expand, const int* __restrict__ limits, int* __restrict__ counts, int padTo, int stage,
+    const int* __restrict__ szLengths, int szHeads, int szMode, int szTokens, double szFraction,
+    const int* __restrict__ szCandMeta, const int* __restrict__ szMask, int szMaskKind)
 {
-    __shared__ u32 sh_keys[TR_STAGED_WORDS];
     __shared__ u32 sh_hist[TK_BINS];
     __shared__ u32 sh_scan[32];
     __shared__ u32 sh_res[2];
     const int row = blockIdx.x;
-    const int n = rowLens ? rowLens[row] : rowLen, k = ks ? ks[row] : kAll;
+    int n = rowLens ? rowLens[row] : rowLen, k = ks ? ks[row] : kAll;
+    if (szLengths)
+    {
+        // a plan's sizes, as selection.cu's sel_topk_sizes computes them (one launch fewer)
+        if (szMask && szMaskKind != 0 && ((szMaskKind == 1) != (szMask[row] != 0))) return;
+        const int len = szLengths[row / szHeads];
+        n = szMode == 0 ? len : szCandMeta[2LL * row];
+        k = resolve_budget(szTokens, szFraction, len);
+    }
     if (k < 0) return;
     select_row(scores + (long long)row * rowStride, n, k, cand ? cand + (long long)row * candStride : 0,
         out + (long long)row * outStride, expand, limits ? limits[row] : 0x7fffffff, counts ? counts + 2LL * row : 0, padTo,
-        sh_keys, sh_hist, sh_scan, sh_res);
+        stage, dyn_keys, sh_hist, sh_scan, sh_res);
 }
 
 // Quest's pages per (row, head), in one launch: its sizes, the last page and the top-k of the others. n = the
@@ -835,9 +871,8 @@ extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_rows(
 // Grid (rows · heads), TR_THREADS threads.
 extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_pages(
     const float* __restrict__ bounds, int rowStride, const int* __restrict__ lengths, int heads, int tokens,
-    double fraction, int pageSize, int* __restrict__ out, int outStride, int room, int* __restrict__ counts)
+    double fraction, int pageSize, int* __restrict__ out, int outStride, int room, int* __restrict__ counts, int stage)
 {
-    __shared__ u32 sh_keys[TR_STAGED_WORDS];
     __shared__ u32 sh_hist[TK_BINS];
     __shared__ u32 sh_scan[32];
     __shared__ u32 sh_res[2];
@@ -852,5 +887,5 @@ extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_pages(
     if (room < pageSize) return;
     const int pick = min(k >= n || chosen >= pages ? pages - 1 : chosen - 1, room / pageSize);
     select_row(bounds + (long long)row * rowStride, pages - 1, pick, 0, O + pageSize, pageSize, 0x7fffffff,
-        counts + 2LL * row, room, sh_keys, sh_hist, sh_scan, sh_res);
+        counts + 2LL * row, room, stage, dyn_keys, sh_hist, sh_scan, sh_res);
 }

@@ -135,41 +135,58 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_scores(const u6
     }
 }
 
-// Lane 0 gets warp_sum(a) and warp_sum(b), bit for bit (the same pairs added in the same order), in 6 shuffles
-// instead of 10: lanes 0–15 reduce a while lanes 16–31 reduce b. Other lanes' results are partial.
-__device__ __forceinline__ void warp_sum_pair(float& a, float& b)
-{
-    const bool low = (threadIdx.x & 31) < 16;
-    float mine = low ? a : b;
-    mine += __shfl_xor_sync(0xffffffffu, low ? b : a, 16);
-#pragma unroll
-    for (int off = 8; off > 0; off >>= 1) mine += __shfl_xor_sync(0xffffffffu, mine, off);
-    a = mine;
-    b = __shfl_down_sync(0xffffffffu, mine, 16);
-}
-
 // Quest's page bounds: per selection head, the bound Σ_e max(q_e·min_e, q_e·max_e)·scale of every page, widened for
-// f32 rounding exactly as the CPU backend widens it ((sum + 4γ·magnitude)·scale, then + |v|·γ, rounded up to f32;
-// γ = (d + 2)·2⁻²³). Grid (chunks, kvHeads or selection heads, rows); a warp per page, lane e of channels e, e + 32, …
-// (the order every lane sums in, so the bounds do not depend on the launch shape).
-// Shaped for latency: the summaries are a few MB read once per step, so what costs is waiting on loads. A block
-// stands for qPer query heads from h·qPer (their queries in shared memory) and reads each page's min/max rows once
-// for all of them — spread 1: each query head's bound to its own row (r·heads·qPer + h·qPer + g), the per-query-head
-// bounds of a whole group from one read of its KV head; spread 0: the max over them to row r·heads + h (a KV head's
-// bound). Each warp issues the loads of PB_PAGES pages before the first sum needs one; its sums end on lane 0.
+// f32 rounding as the CPU backend widens it ((sum + 4γ·magnitude)·scale, then + |v|·γ, rounded up to f32; γ =
+// (d + 2)·2⁻²³, which bounds the rounding of a d-term sum in any order). Grid (chunks, kvHeads or selection heads,
+// rows). A page is read by a segment of PB_SEG(hd) lanes — the smallest power of two covering hd/8 — each lane 8
+// channels (one 16-byte load of min and of max where hd is a multiple of 8), so a warp holds 32/PB_SEG pages and each
+// issues PB_TURN of them before the first sum needs one. Per channel, max(q·min, q·max) is q·(q ≥ 0 ? max : min) and
+// max(|q·min|, |q·max|) is |q|·max(|min|, |max|), both exactly (rounding is monotonic and symmetric), so a term costs a
+// select and a multiply. Each lane adds its channels in order and the segment adds lanes by halves: the order depends
+// on hd only, not on the launch shape. Lane g of a segment then widens query head g's sum (the double-precision
+// epilogue runs once per page and query head, not on every lane). Measured on the H200 at 32K before this layout
+// (a warp per page, 2-byte loads, every lane widening every sum): 26 µs per layer, issue-bound (48% of issue slots)
+// at 6.7% of the memory bandwidth.
+// A block stands for qPer query heads from h·qPer (their queries in shared memory) and reads each page's min/max
+// rows once for all of them — spread 1: each query head's bound to its own row (r·heads·qPer + h·qPer + g), the
+// per-query-head bounds of a whole group from one read of its KV head; spread 0: the max over them to row r·heads + h
+// (a KV head's bound).
 // With kBases given, the block whose chunk holds a row's newest page first brings that page's summary up to date
 // (model_step.cu's page_update, which is then not launched on this layer): the page is the last, which only this
 // block reads, so the step saves a launch per layer and no other block waits for it. Summaries are read with
 // __ldcg (L2, not the non-coherent path) because this kernel writes them.
-#define PB_PAGES 2
-#define PB_LANE (2 * SEL_MAXPAIRS / 32)   // channels per lane: head size ≤ 256
+#define PB_TURN 2
+__device__ __forceinline__ int pb_seg(int hd)
+{
+    const int lanes = (hd + 7) >> 3;
+    int seg = 1;
+    while (seg < lanes) seg <<= 1;
+    return seg;
+}
+
+// Eight channels [e0, e0 + 8) of a bf16 row (zeros past hd), as one 16-byte load where the row allows it.
+__device__ __forceinline__ uint4 pb_load8(const bf16* row, int e0, int hd, bool vec, bool ok)
+{
+    if (!ok) return make_uint4(0u, 0u, 0u, 0u);
+    if (vec) return __ldcg((const uint4*)(row + e0));
+    u32 w[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+    {
+        const u32 lo = e0 + 2 * i < hd ? __ldcg(row + e0 + 2 * i) : 0u;
+        const u32 hi = e0 + 2 * i + 1 < hd ? __ldcg(row + e0 + 2 * i + 1) : 0u;
+        w[i] = lo | (hi << 16);
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 extern "C" __global__ void __launch_bounds__(SEL_THREADS, 3) sel_page_bounds(const u64* __restrict__ minBases,
     const u64* __restrict__ maxBases, const int* __restrict__ lengths, long long pageHeadStride, int pageSize, int hd,
     const float* __restrict__ q, int qHeads, int heads, int qPer, int group, int spread, float scale, int chunk,
     float* __restrict__ out, int outStride, const u64* __restrict__ kBases, const int* __restrict__ positions,
     long long headStride, int kvRows)
 {
-    __shared__ float sq[SEL_MAXQ * 2 * SEL_MAXPAIRS];
+    __shared__ __align__(16) float sq[SEL_MAXQ * 2 * SEL_MAXPAIRS];
     const int h = blockIdx.y, r = blockIdx.z;
     const int pages = (lengths[r] + pageSize - 1) / pageSize;
     const int c0 = blockIdx.x * chunk, c1 = min(c0 + chunk, pages);
@@ -193,50 +210,76 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS, 3) sel_page_bounds(con
     for (int i = threadIdx.x; i < qPer * hd; i += SEL_THREADS) sq[i] = q[((long long)r * qHeads + qFirst) * hd + i];
     __syncthreads();
     const double gamma = (hd + 2) * 1.1920928955078125e-07;
-    for (int p0 = c0 + warp * PB_PAGES; p0 < c1; p0 += (SEL_THREADS / 32) * PB_PAGES)
+    const int seg = pb_seg(hd), perWarp = 32 / seg, s = lane / seg, sl = lane % seg, e0 = 8 * sl;
+    const bool vec = (hd & 7) == 0, mineLane = e0 < hd;
+    const int turn = (SEL_THREADS / 32) * perWarp * PB_TURN;
+    // every lane of a warp runs the same turns (the segment sums shuffle across the warp); p < c1 guards the rest
+    for (int p0 = c0 + warp * perWarp * PB_TURN; p0 < c1; p0 += turn)
     {
-        float mn[PB_PAGES][PB_LANE], mx[PB_PAGES][PB_LANE];
+        uint4 mnr[PB_TURN], mxr[PB_TURN];
 #pragma unroll
-        for (int x = 0; x < PB_PAGES; x++)
-#pragma unroll
-            for (int u = 0; u < PB_LANE; u++)
-            {
-                const int p = p0 + x, e = lane + 32 * u;
-                const bool ok = p < c1 && e < hd;
-                mn[x][u] = ok ? bf16_to_f32(__ldcg(MN + (long long)p * hd + e)) : 0.f;
-                mx[x][u] = ok ? bf16_to_f32(__ldcg(MX + (long long)p * hd + e)) : 0.f;
-            }
-#pragma unroll
-        for (int x = 0; x < PB_PAGES; x++)
+        for (int x = 0; x < PB_TURN; x++)
         {
-            const int p = p0 + x;
-            if (p >= c1) break;
-            double best = -1.0 / 0.0;
-            for (int g = 0; g < qPer; g++)
-            {
-                const float* qh = sq + g * hd;
-                float sum = 0.f, mag = 0.f;
+            const int p = p0 + x * perWarp + s;
+            const bool ok = p < c1 && mineLane;
+            mnr[x] = pb_load8(MN + (long long)p * hd, e0, hd, vec, ok);
+            mxr[x] = pb_load8(MX + (long long)p * hd, e0, hd, vec, ok);
+        }
 #pragma unroll
-                for (int u = 0; u < PB_LANE; u++)
+        for (int x = 0; x < PB_TURN; x++)
+        {
+            const int p = p0 + x * perWarp + s;
+            float mn[8], mx[8], m[8];
+            unpack8(mnr[x], mn);
+            unpack8(mxr[x], mx);
+#pragma unroll
+            for (int i = 0; i < 8; i++) m[i] = fmaxf(fabsf(mn[i]), fabsf(mx[i]));
+            double best = -1.0 / 0.0;
+            for (int gb = 0; gb < qPer; gb += seg)
+            {
+                const int gn = min(seg, qPer - gb);
+                float keepSum = 0.f, keepMag = 0.f;
+                for (int g = gb; g < gb + gn; g++)
                 {
-                    const int e = lane + 32 * u;
-                    if (e < hd)
+                    const float* qh = sq + g * hd + e0;
+                    float qv[8];
+                    if (vec && mineLane)
                     {
-                        const float a = qh[e] * mn[x][u], b = qh[e] * mx[x][u];
-                        sum += fmaxf(a, b);
-                        mag += fmaxf(fabsf(a), fabsf(b));
+                        const float4 a = *(const float4*)qh, b = *(const float4*)(qh + 4);
+                        qv[0] = a.x; qv[1] = a.y; qv[2] = a.z; qv[3] = a.w; qv[4] = b.x; qv[5] = b.y; qv[6] = b.z; qv[7] = b.w;
                     }
+                    else
+                    {
+#pragma unroll
+                        for (int i = 0; i < 8; i++) qv[i] = e0 + i < hd ? qh[i] : 0.f;
+                    }
+                    float sum = 0.f, mag = 0.f;
+#pragma unroll
+                    for (int i = 0; i < 8; i++)
+                    {
+                        sum += qv[i] * (qv[i] >= 0.f ? mx[i] : mn[i]);
+                        mag += fabsf(qv[i]) * m[i];
+                    }
+                    for (int off = seg >> 1; off > 0; off >>= 1)
+                    {
+                        sum += __shfl_xor_sync(0xffffffffu, sum, off);
+                        mag += __shfl_xor_sync(0xffffffffu, mag, off);
+                    }
+                    if (sl == g - gb) { keepSum = sum; keepMag = mag; }
                 }
-                warp_sum_pair(sum, mag);
-                const double v = ((double)sum + 4 * gamma * (double)mag) * (double)scale;
-                const double bound = v + fabs(v) * gamma;
-                if (spread)
+                if (sl < gn)
                 {
-                    if (lane == 0) out[(row0 + g) * outStride + p] = round_up_f32(bound);
+                    const double v = ((double)keepSum + 4 * gamma * (double)keepMag) * (double)scale;
+                    const double bound = v + fabs(v) * gamma;
+                    if (spread) { if (p < c1) out[(row0 + gb + sl) * outStride + p] = round_up_f32(bound); }
+                    else best = fmax(best, bound);
                 }
-                else best = fmax(best, bound);
             }
-            if (!spread && lane == 0) out[row0 * outStride + p] = round_up_f32(best);
+            if (!spread)
+            {
+                for (int off = seg >> 1; off > 0; off >>= 1) best = fmax(best, __shfl_xor_sync(0xffffffffu, best, off));
+                if (sl == 0 && p < c1) out[row0 * outStride + p] = round_up_f32(best);
+            }
         }
     }
 }
@@ -269,6 +312,9 @@ extern "C" __global__ void sel_window(const int* __restrict__ lengths, int heads
     if (threadIdx.x == 0) { meta[2LL * row] = count; meta[2LL * row + 1] = n - 1; }
 }
 
+// The candidate bitmaps' dynamic shared memory (when the launch sizes it; see lfps_candidates).
+extern __shared__ u32 dyn_bits[];
+
 // Marks [lo, hi] ∩ [0, n) in a bitmap of positions.
 __device__ __forceinline__ void mark_range(u32* bits, int lo, int hi, int n)
 {
@@ -298,12 +344,14 @@ __device__ int compact_bits(const u32* bits, int used, int* out, int capacity, u
 // LFPS's candidates per (row, head): refresh[row] = 1 where a refresh is due (no history yet, or `interval` steps
 // since the last), else 0 and out[row] = the ascending union of the sinks, the recent window, and each history list
 // vertically and slashed by the steps since it was written, each widened by ±radius — built in a bitmap of the
-// context (bits[row], ceil(capacity / 32) words) and compacted in order. Grid (rows · heads), LFPS_THREADS threads.
+// context and compacted in order. The bitmap is the block's dynamic shared memory when the launch gives it (`words`
+// words: shared atomics, no clearing traffic to memory; measured 24 µs per layer at 32K with the bitmap in global
+// memory), else bitmap[row]. Grid (rows · heads), LFPS_THREADS threads.
 extern "C" __global__ void __launch_bounds__(LFPS_THREADS) lfps_candidates(const int* __restrict__ lengths,
     const int* __restrict__ steps, int heads, const int* __restrict__ hist, const int* __restrict__ histMeta,
     int depth, int histCap, const int* __restrict__ lastRefresh, int* __restrict__ refresh, int sinks, int recent,
     int radius, int interval, u32* __restrict__ bitmap, int words, int* __restrict__ out, int* __restrict__ meta,
-    int capacity)
+    int capacity, int sharedBits)
 {
     __shared__ u32 sh_scan[LFPS_THREADS / 32];
     const int row = blockIdx.x, r = row / heads, n = lengths[r], pos = n - 1, t = threadIdx.x;
@@ -315,7 +363,7 @@ extern "C" __global__ void __launch_bounds__(LFPS_THREADS) lfps_candidates(const
         if (t == 0) meta[2LL * row] = 0;
         return;
     }
-    u32* bits = bitmap + (long long)row * words;
+    u32* bits = sharedBits ? dyn_bits : bitmap + (long long)row * words;
     const int used = (n + 31) >> 5;
     for (int w = t; w < used; w += LFPS_THREADS) bits[w] = 0u;
     __syncthreads();
@@ -535,13 +583,15 @@ __device__ __forceinline__ void mark_list(u32* bits, const int* L, int count, in
 // the previous layer's set ∪ the dilation ∪ the second top-k (offsets + domain start; where its k was ≥ 0),
 // ascending (stamped); then on
 // every head out := [0, sinks) ∪ salient ∪ [n − local, n) — every position where decision is 2 — built in a bitmap
-// of the context (bits[row], `words` words) and compacted in order. Grid (rows · heads), LFPS_THREADS threads.
+// of the context (dynamic shared memory or bits[row], as lfps_candidates) and compacted in order. Grid (rows · heads),
+// LFPS_THREADS threads.
 extern "C" __global__ void __launch_bounds__(LFPS_THREADS) prhs_compose(const int* __restrict__ lengths, int heads,
     int tokens, double fraction, int sinks, int local, const int* __restrict__ decision, const int* __restrict__ domStart,
     const int* __restrict__ frozenFrom, const int* __restrict__ frozenCount, const int* __restrict__ prev, int prevCap,
     const int* __restrict__ dil, int dilCap, const int* __restrict__ dilCount, const int* __restrict__ rest,
     const int* __restrict__ restMeta, int restCap, const int* __restrict__ restKs, int* __restrict__ salientSet, int* __restrict__ salientMeta,
-    int salientCap, u32* __restrict__ bitmap, int words, int* __restrict__ out, int* __restrict__ outMeta, int outCap)
+    int salientCap, u32* __restrict__ bitmap, int words, int* __restrict__ out, int* __restrict__ outMeta, int outCap,
+    int sharedBits)
 {
     __shared__ u32 sh_scan[LFPS_THREADS / 32];
     const int row = blockIdx.x, r = row / heads, n = lengths[r], t = threadIdx.x, f = decision[row];
@@ -554,7 +604,7 @@ extern "C" __global__ void __launch_bounds__(LFPS_THREADS) prhs_compose(const in
     }
     int s, w, salient;
     prhs_split(resolve_budget(tokens, fraction, n), sinks, local, &s, &w, &salient);
-    u32* bits = bitmap + (long long)row * words;
+    u32* bits = sharedBits ? dyn_bits : bitmap + (long long)row * words;
     const int used = (n + 31) >> 5;
     for (int x = t; x < used; x += LFPS_THREADS) bits[x] = 0u;
     __syncthreads();

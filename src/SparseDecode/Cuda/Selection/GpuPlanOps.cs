@@ -70,7 +70,9 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
         _ks = Own(rh * 4);
         _words = (plan.MaxContext + 31) / 32;
         bool prhs = plan is PrhsPlan or HSharePlan;
-        _bitmap = Own(plan is LfpsPlan || prhs ? rh * _words * 4 : 16);
+        // the candidate kernels build their bitmaps in shared memory up to 320K positions
+        bool bitmapInMemory = (plan is LfpsPlan || prhs) && SelectionKernels.SharedBitmapBytes(_words) == 0;
+        _bitmap = Own(bitmapInMemory ? rh * _words * 4 : 16);
         _topk = new DecodeKernels.TopKWorkspace(dev, (int)rh, plan.MaxContext);
         // PrHS's pick: the `top` best domain offsets, their dilation, and the top-k that fills the room
         var (top, radius) = plan is PrhsPlan p ? (Math.Max(0, p.Settings.Top), p.Settings.Radius) : (0, 0);
@@ -182,23 +184,29 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
     {
         var (m, kind) = Mask(only);
         var d = At(dst.Id);
-        if (_tunedScores && m is null)
-            _dk.Score(_kv, _q, null, 0, IndexHeads.KvHead, _plan.Granularity == SelectionGranularity.KvHead ? IndexHeads.KvHead : IndexHeads.QueryHead,
-                d.Data, d.Stride, _s);
+        if (_tunedScores)
+            _dk.Score(_kv, _q, null, 0, IndexHeads.KvHead, OutHeads, d.Data, d.Stride, _s, mask: m, maskKind: kind);
         else _k.Scores(_kv, _q, _heads, _scale, null, null, 0, m, kind, d.Data, d.Stride, _s);
     }
 
+    private IndexHeads OutHeads => _plan.Granularity == SelectionGranularity.KvHead ? IndexHeads.KvHead : IndexHeads.QueryHead;
+
+    /// <remarks>The tuned shape scores lists through the tuned kernels too (16-byte loads, 8 keys in flight per
+    /// half-warp): LFPS's candidate lists, about 30% of a 32K context per query head, were 65 µs per layer through
+    /// the any-shape kernel on the H200.</remarks>
     public void ScoreList(IndexSet list, ScoreSet dst)
     {
         var l = At(list.Id);
         var d = At(dst.Id);
-        _k.Scores(_kv, _q, _heads, _scale, l.Data, l.Meta, l.Stride, null, 0, d.Data, d.Stride, _s);
+        if (_tunedScores) _dk.Score(_kv, _q, l.Data, l.Stride, OutHeads, OutHeads, d.Data, d.Stride, _s, listMeta: l.Meta);
+        else _k.Scores(_kv, _q, _heads, _scale, l.Data, l.Meta, l.Stride, null, 0, d.Data, d.Stride, _s);
     }
 
     public void ScoreRange(FlagSet start, FlagSet length, ScoreSet dst)
     {
         var d = At(dst.Id);
-        _k.Scores(_kv, _q, _heads, _scale, null, null, 0, null, 0, d.Data, d.Stride, _s, At(start.Id).Data, At(length.Id).Data);
+        if (_tunedScores) _dk.ScoreRange(_kv, _q, OutHeads, At(start.Id).Data, At(length.Id).Data, d.Data, d.Stride, _s);
+        else _k.Scores(_kv, _q, _heads, _scale, null, null, 0, null, 0, d.Data, d.Stride, _s, At(start.Id).Data, At(length.Id).Data);
     }
 
     public void PageBounds(ScoreSet dst)
@@ -208,22 +216,29 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
     }
 
     /// <remarks>A masked top-k (LFPS's refresh, which most steps no head needs) takes the one-launch per-row
-    /// algorithm: when no row is admitted it costs one empty launch instead of six.</remarks>
+    /// algorithm: when no row is admitted it costs one empty launch instead of six. The per-row algorithm sizes its
+    /// rows itself; the multi-block one reads sizes a launch before it writes.</remarks>
     public void TopK(ScoreSet scores, IndexSet? candidates, Budget budget, IndexSet dst, HeadMask only = default)
     {
         var (m, kind) = Mask(only);
         var src = At(scores.Id);
         var d = At(dst.Id);
         var c = candidates is IndexSet cs ? At(cs.Id) : null;
-        _k.TopKSizes(_kv.Lengths, _plan.Heads, Rows, c is null ? SelectionKernels.SizeMode.AllPositions : SelectionKernels.SizeMode.Candidates,
-            budget, c?.Meta, m, kind, _rowLens, _ks, _s);
+        var mode = c is null ? SelectionKernels.SizeMode.AllPositions : SelectionKernels.SizeMode.Candidates;
         int longest = c is null ? _kv.PlanLength : c.Stride;
-        _dk.TopK(new DecodeKernels.TopKRequest(src.Data, RowsTimesHeads, src.Stride, longest, d.Stride, d.Data, d.Stride)
+        var algorithm = only.When == HeadMask.Kind.All ? _dk.ChooseTopK(RowsTimesHeads, longest) : TopKAlgorithm.PerRow;
+        var request = new DecodeKernels.TopKRequest(src.Data, RowsTimesHeads, src.Stride, longest, d.Stride, d.Data, d.Stride)
         {
-            RowLengths = _rowLens, Candidates = c?.Data, CandidateStride = c?.Stride ?? 0, Ks = _ks.Pointer,
-            Counts = d.Meta!.Pointer, PadTo = d.Stride,
-            Algorithm = only.When == HeadMask.Kind.All ? TopKAlgorithm.Auto : TopKAlgorithm.PerRow,
-        }, _topk, _s);
+            Candidates = c?.Data, CandidateStride = c?.Stride ?? 0, Counts = d.Meta!.Pointer, PadTo = d.Stride, Algorithm = algorithm,
+        };
+        if (algorithm == TopKAlgorithm.PerRow)
+            request = request with { Sizes = new DecodeKernels.PlanTopKSizes(_kv.Lengths, _plan.Heads, (int)mode, budget, c?.Meta, m, kind) };
+        else
+        {
+            _k.TopKSizes(_kv.Lengths, _plan.Heads, Rows, mode, budget, c?.Meta, m, kind, _rowLens, _ks, _s);
+            request = request with { RowLengths = _rowLens, Ks = _ks.Pointer };
+        }
+        _dk.TopK(request, _topk, _s);
     }
 
     /// <remarks>One launch: the sizes, the last page and the top-k over the other pages (topk_pages).</remarks>

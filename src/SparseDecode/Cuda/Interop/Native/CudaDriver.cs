@@ -23,6 +23,7 @@ internal static unsafe class CudaDriver
     public const int FuncAttrSharedSizeBytes = 1;
     public const int FuncAttrLocalSizeBytes = 3;
     public const int FuncAttrNumRegs = 4;
+    public const int FuncAttrMaxDynamicSharedSizeBytes = 8;
 
     public const uint StreamNonBlocking = 1;
     public const int CaptureModeThreadLocal = 1;
@@ -54,6 +55,7 @@ internal static unsafe class CudaDriver
     public static delegate* unmanaged<nint, int> cuModuleUnload;
     public static delegate* unmanaged<nint*, nint, byte*, int> cuModuleGetFunction;
     public static delegate* unmanaged<int*, int, nint, int> cuFuncGetAttribute;
+    public static delegate* unmanaged<nint, int, int, int> cuFuncSetAttribute;
     public static delegate* unmanaged<int*, nint, int, nuint, int> cuOccupancyMaxActiveBlocksPerMultiprocessor;
     public static delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int> cuLaunchKernel;
     public static delegate* unmanaged<nint*, uint, int> cuStreamCreate;
@@ -116,6 +118,7 @@ internal static unsafe class CudaDriver
                 cuModuleUnload = (delegate* unmanaged<nint, int>)F("cuModuleUnload");
                 cuModuleGetFunction = (delegate* unmanaged<nint*, nint, byte*, int>)F("cuModuleGetFunction");
                 cuFuncGetAttribute = (delegate* unmanaged<int*, int, nint, int>)F("cuFuncGetAttribute");
+                cuFuncSetAttribute = (delegate* unmanaged<nint, int, int, int>)F("cuFuncSetAttribute");
                 cuOccupancyMaxActiveBlocksPerMultiprocessor = (delegate* unmanaged<int*, nint, int, nuint, int>)F("cuOccupancyMaxActiveBlocksPerMultiprocessor");
                 cuLaunchKernel = (delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int>)F("cuLaunchKernel");
                 cuStreamCreate = (delegate* unmanaged<nint*, uint, int>)F("cuStreamCreate");
