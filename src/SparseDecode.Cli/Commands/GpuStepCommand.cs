@@ -18,9 +18,10 @@ internal static class GpuStepCommand
         var budget = new Option<int>("--budget") { Description = "Keys attended per KV head by the sparse methods.", DefaultValueFactory = _ => 2048 };
         var reps = new Option<int>("--reps") { Description = "Timed graph replays (median reported).", DefaultValueFactory = _ => 20 };
         var json = new Option<string?>("--json") { Description = "Write every row to this JSON file." };
+        var noClusters = new Option<bool>("--no-clusters") { Description = "Run every per-row top-k in one block (no thread-block clusters), for comparison." };
         var cmd = new Command("gpu-step", "Time whole decode steps of a real model shape (random weights) per method on the GPU.")
         {
-            shape, contexts, batched, methods, budget, reps, json,
+            shape, contexts, batched, methods, budget, reps, json, noClusters,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -34,7 +35,7 @@ internal static class GpuStepCommand
                 Repetitions = r.GetValue(reps),
                 Log = s => Console.WriteLine(s),
             };
-            return Run(options, r.GetValue(json));
+            return Run(options, r.GetValue(json), !r.GetValue(noClusters));
         }));
         return cmd;
     }
@@ -57,12 +58,12 @@ internal static class GpuStepCommand
         return x;
     }
 
-    private static int Run(GpuStepBench.Options options, string? jsonPath)
+    private static int Run(GpuStepBench.Options options, string? jsonPath, bool clusters)
     {
         var ci = CultureInfo.InvariantCulture;
         using var device = CudaDevice.Open();
         Console.WriteLine(string.Create(ci, $"GPU: {device.Name}, {device.Architecture}, {device.Multiprocessors} SMs, {device.TotalMemory / 1e9:F1} GB"));
-        using var dk = new DecodeKernels(device);
+        using var dk = new DecodeKernels(device) { Clusters = clusters };
         using var mk = new ModelKernels(device);
         var bench = new GpuStepBench(dk, mk, options);
         bench.Run();

@@ -106,11 +106,11 @@ public sealed class CudaHostTests
     {
         var headers = KernelSource.Headers().Select(h => h.Name).ToHashSet();
         Assert.Contains("common.cuh", headers);
-        foreach (var (file, names) in new[] { (DecodeKernels.SourceFile, DecodeKernels.KernelNames), (ModelKernels.SourceFile, ModelKernels.KernelNames), (SelectionKernels.SourceFile, SelectionKernels.KernelNames), (PrefillAttentionKernels.SourceFile, PrefillAttentionKernels.KernelNames.ToArray()) })
+        foreach (var (file, names) in new[] { (DecodeKernels.SourceFile, DecodeKernels.KernelNames.Concat(DecodeKernels.ClusterKernelNames).ToArray()), (ModelKernels.SourceFile, ModelKernels.KernelNames), (SelectionKernels.SourceFile, SelectionKernels.KernelNames), (PrefillAttentionKernels.SourceFile, PrefillAttentionKernels.KernelNames.ToArray()) })
         {
             Assert.Contains(file, KernelSource.Names());
             var src = KernelSource.Read(file);
-            var declared = Regex.Matches(src, @"extern ""C"" __global__ void (?:__launch_bounds__\([^)]*\) )?(\w+)\(")
+            var declared = Regex.Matches(src, @"extern ""C"" __global__ void (?:__\w+__\([^)]*\) )*(\w+)\(")
                 .Select(m => m.Groups[1].Value).ToHashSet();
             foreach (var name in names) Assert.Contains(name, declared);
             // NVRTC gets no include path: every include names an embedded header

@@ -58,9 +58,27 @@ public sealed class DecodeKernels : IDisposable
         Device = device;
         _module = CudaModule.Load(device, SourceFile);
         foreach (var n in KernelNames) BlocksPerSm(n);
-        _module["topk_rows"].AllowDynamicShared(TopKStageBytes(TopKStageEntries));
-        _module["topk_pages"].AllowDynamicShared(TopKStageBytes(TopKStageEntries));
+        foreach (var n in ClusterCapable ? ["topk_rows", "topk_pages", .. ClusterKernelNames] : new[] { "topk_rows", "topk_pages" })
+            _module[n].AllowDynamicShared(TopKStageBytes(TopKStageEntries));
     }
+
+    /// <summary>Kernels that split a row over a cluster of blocks (sm_90 and later; the source compiles them there only).</summary>
+    public static readonly string[] ClusterKernelNames = ["topk_rows_c4"];
+
+    private bool ClusterCapable => Device.ComputeMajor >= 9;
+
+    /// <summary>Whether rows may be split over thread-block clusters (compute capability 9.0 and later; a benchmark
+    /// turns it off to time the one-block rows beside them).</summary>
+    public bool Clusters { get => ClusterCapable && _clusters; set => _clusters = value; }
+
+    private bool _clusters = true;
+
+    /// <summary>Blocks per row of the one-block-per-row top-k: 4 (a cluster sharing its shared memory) when few rows
+    /// of every position, 16K or more, would leave most multiprocessors idle — a batch-1 step's 32 heads on 132 —
+    /// else 1. Candidate lists stay on one block: their rows are a fraction of their capacity (LFPS's ~9K of 24K
+    /// measured slower split).</summary>
+    public int BlocksPerTopKRow(int rows, int rowLength, bool candidates = false) =>
+        Clusters && !candidates && rowLength >= 16384 && rows * 4 <= 2 * Device.Multiprocessors ? 4 : 1;
 
     /// <summary>Longest row the one-block top-k stages in shared memory (dynamic, ~96 KB: two blocks of 512 threads per
     /// multiprocessor still fit); longer rows are re-read from memory on each of its passes.</summary>
@@ -69,7 +87,10 @@ public sealed class DecodeKernels : IDisposable
     /// <summary>Dynamic shared memory of a top-k staging rows of up to `entries` (a padding word per 32 entries).</summary>
     public static int TopKStageBytes(int entries) => (entries + entries / 32 + 1) * 4;
 
-    private static int StageFor(int longestRow) => Math.Clamp(longestRow, 1, TopKStageEntries);
+    private static int StageFor(int longestSlice) => Math.Clamp(longestSlice, 1, TopKStageEntries);
+
+    /// <summary>Longest slice of a row of `length` entries split over `blocks` (boundaries on multiples of 4).</summary>
+    private static int SliceLength(int length, int blocks) => blocks == 1 ? length : length / blocks + 4;
 
     public CudaFunction Function(string name) => _module[name];
 
@@ -100,8 +121,12 @@ public sealed class DecodeKernels : IDisposable
     /// (`gpu-bench` times both; a caller that wants the other passes it to <see cref="Attention"/>).</summary>
     public const AttentionVariant DefaultAttentionVariant = AttentionVariant.Split;
 
-    public TopKAlgorithm ChooseTopK(int rows, int rowLength) =>
-        rowLength <= 16384 || (rowLength <= 32768 && rows * 4 >= Device.Multiprocessors) ? TopKAlgorithm.PerRow : TopKAlgorithm.MultiBlock;
+    /// <remarks>Where a row goes to a cluster of 4 blocks (see <see cref="BlocksPerTopKRow"/>), PerRow also takes rows
+    /// whose four slices each fit the shared-memory stage (up to 95K entries).</remarks>
+    public TopKAlgorithm ChooseTopK(int rows, int rowLength, bool candidates = false) =>
+        rowLength <= 16384 || (rowLength <= 32768 && rows * 4 >= Device.Multiprocessors)
+            || (BlocksPerTopKRow(rows, rowLength, candidates) == 4 && SliceLength(rowLength, 4) <= TopKStageEntries)
+            ? TopKAlgorithm.PerRow : TopKAlgorithm.MultiBlock;
 
     private int PlanChunk(string kernel, long rows, int heads, int batch, int granularity) =>
         LaunchPlan.Chunk(rows, heads, batch, Device.Multiprocessors, BlocksPerSm(kernel), granularity);
@@ -325,7 +350,7 @@ public sealed class DecodeKernels : IDisposable
             throw new ArgumentException("The top-k workspace is too small for this request.");
         if (r.K < (r.Ks != 0 ? 0 : 1) || r.OutStride < Math.Max(r.K * r.Expand, r.PadTo)) throw new ArgumentException("Top-k output rows must hold k × expand entries.");
         ulong output = r.OutputAddress != 0 ? r.OutputAddress : r.Output.Pointer;
-        var algorithm = r.Algorithm != TopKAlgorithm.Auto ? r.Algorithm : ChooseTopK(r.Rows, r.RowLength);
+        var algorithm = r.Algorithm != TopKAlgorithm.Auto ? r.Algorithm : ChooseTopK(r.Rows, r.RowLength, r.Candidates is not null);
         if (r.Sizes is not null && algorithm != TopKAlgorithm.PerRow)
             throw new ArgumentException("Sizes computed inside the top-k take the one-block-per-row algorithm.");
         if (algorithm == TopKAlgorithm.PerRow)
@@ -333,12 +358,13 @@ public sealed class DecodeKernels : IDisposable
             var p = new KernelArgs();
             p.Add(r.Scores); p.Add(r.RowStride); p.Add(r.RowLengths); p.Add(r.RowLength); p.Add(r.K); p.Add(r.Ks); p.Add(r.Candidates);
             p.Add(r.CandidateStride); p.Add(output); p.Add(r.OutStride); p.Add(r.Expand); p.Add(r.Limits); p.Add(r.Counts); p.Add(r.PadTo);
-            int stage = StageFor(r.RowLength);
+            int per = BlocksPerTopKRow(r.Rows, r.RowLength, r.Candidates is not null);
+            int stage = StageFor(SliceLength(r.RowLength, per));
             p.Add(stage);
             var z = r.Sizes.GetValueOrDefault();
             p.Add(r.Sizes is null ? 0UL : z.Lengths); p.Add(z.Heads); p.Add(z.Mode); p.Add(z.Budget.Tokens); p.Add(z.Budget.Fraction);
             p.Add(z.CandidateMeta); p.Add(z.Mask); p.Add(z.Mask is null ? 0 : z.MaskKind);
-            _module["topk_rows"].Launch((r.Rows, 1, 1), PerRowThreads, stream, ref p, TopKStageBytes(stage));
+            _module[per == 4 ? "topk_rows_c4" : "topk_rows"].Launch((r.Rows * per, 1, 1), PerRowThreads, stream, ref p, TopKStageBytes(stage));
             return;
         }
         int blocks = LaunchPlan.TopKBlocks(r.RowLength);

@@ -745,17 +745,69 @@ __device__ __forceinline__ void load_staged(const u32* __restrict__ sh_keys, int
     }
 }
 
-// The top-k of row R (n entries) into O, as topk_rows documents; every thread of the block calls it, with k >= 0.
-__device__ void select_row(const float* __restrict__ R, int n, int k, const int* __restrict__ C, int* __restrict__ O,
-    int expand, int limit, int* count, int padTo, int stage, u32* sh_keys, u32* sh_hist, u32* sh_scan, u32* sh_res)
+// Thread-block clusters (sm_90): the blocks of a cluster share their shared memory, so a row's top-k can run on
+// several multiprocessors in one launch. Rank of this block in its cluster; a barrier over the cluster (release /
+// acquire: shared-memory writes before it are seen by every block after it); a 32-bit load from a peer's shared
+// memory at the address a local pointer has in its own.
+// (Before sm_90 they are never reached: the cluster kernels are compiled for sm_90 and later only.)
+__device__ __forceinline__ int cluster_rank()
 {
-    const int t = threadIdx.x;
-    pad_row(O, min(n, k) * expand, max(k * expand, padTo), count, TR_THREADS);
+    u32 r = 0u;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+#endif
+    return (int)r;
+}
+__device__ __forceinline__ void cluster_sync()
+{
+#if __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.aligned;\n\tbarrier.cluster.wait.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ u32 load_peer(const u32* p, int rank)
+{
+    u32 v = 0u;
+#if __CUDA_ARCH__ >= 900
+    const u32 local = (u32)__cvta_generic_to_shared(p);
+    u32 remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+    asm volatile("ld.shared::cluster.u32 %0, [%1];" : "=r"(v) : "r"(remote) : "memory");
+#endif
+    return v;
+}
+
+// Shared memory of a row's selection: the histogram of this block's entries, the cluster's summed histogram (CL > 1),
+// scan scratch, find_bin's result, and this block's counts above / at the threshold (read by the later ranks).
+template <int CL> struct SelectShared
+{
+    u32 hist[TK_BINS];
+    u32 total[CL > 1 ? TK_BINS : 1];
+    u32 scan[32];
+    u32 res[2];
+    u32 counts[2];
+};
+
+// The top-k of row R (n entries) into O, as topk_rows documents; every thread of the block calls it, with k >= 0.
+// With CL > 1 the row is split over the CL blocks of a cluster: each takes a slice (boundaries on multiples of 4
+// entries, so the 16-byte loads stay aligned), the histograms of every pass are summed over the cluster through
+// distributed shared memory (so every block finds the same threshold), and each block writes its slice's chosen
+// entries after the counts of the blocks before it, which keeps the output ascending. Every exit before the end is
+// taken by every block of the row alike (n and k are the row's).
+template <int CL>
+__device__ void select_row(const float* __restrict__ R, int n, int k, const int* __restrict__ C, int* __restrict__ O,
+    int expand, int limit, int* count, int padTo, int stage, u32* sh_keys, SelectShared<CL>& sh)
+{
+    const int t = threadIdx.x, rank = CL > 1 ? cluster_rank() : 0;
+    const int lo = CL > 1 ? (int)(((long long)n * rank / CL) & ~3LL) : 0;
+    const int hi = CL > 1 && rank < CL - 1 ? (int)(((long long)n * (rank + 1) / CL) & ~3LL) : n;
+    const int m = hi - lo;
+    const float* S = R + lo;
+    if (rank == 0) pad_row(O, min(n, k) * expand, max(k * expand, padTo), count, TR_THREADS);
     if (k == 0) return;
-    const bool staged = n <= stage;
+    const bool staged = m <= stage;
     if (staged)
     {
-        for (int j = t; j < n; j += TR_THREADS) sh_keys[staged_at(j)] = fkey(R[j]);
+        for (int j = t; j < m; j += TR_THREADS) sh_keys[staged_at(j)] = fkey(S[j]);
         __syncthreads();
     }
     u32 keys[TK_ITEMS];
@@ -764,64 +816,114 @@ __device__ void select_row(const float* __restrict__ R, int n, int k, const int*
     if (n > k)
     {
         u32 prefix = 0u, kRem = (u32)k;
+        const u32* hist = CL > 1 ? sh.total : sh.hist;
         for (int pass = 0; pass < 3; pass++)
         {
-            for (int i = t; i < TK_BINS; i += TR_THREADS) sh_hist[i] = 0u;
+            for (int i = t; i < TK_BINS; i += TR_THREADS) sh.hist[i] = 0u;
             __syncthreads();
             const int shift = pass == 0 ? 21 : pass == 1 ? 10 : 0;
             const u32 mask = pass == 2 ? 1023u : 2047u;
             const int matchShift = pass == 1 ? 21 : 10;
             if (staged)
-                for (int j = t; j < n; j += TR_THREADS)
+                for (int j = t; j < m; j += TR_THREADS)
                 {
                     const u32 key = sh_keys[staged_at(j)];
-                    if (pass == 0 || (key >> matchShift) == (prefix >> matchShift)) atomicAdd(&sh_hist[(key >> shift) & mask], 1u);
+                    if (pass == 0 || (key >> matchShift) == (prefix >> matchShift)) atomicAdd(&sh.hist[(key >> shift) & mask], 1u);
                 }
             else
-                for (int tile = 0; tile < n; tile += TR_TILE)
+                for (int tile = 0; tile < m; tile += TR_TILE)
                 {
-                    load_keys(R, n, tile + t * TK_ITEMS, keys, valid);   // TK_ITEMS loads in flight per thread
+                    load_keys(S, m, tile + t * TK_ITEMS, keys, valid);   // TK_ITEMS loads in flight per thread
 #pragma unroll
                     for (int i = 0; i < TK_ITEMS; i++)
                         if (valid[i] && (pass == 0 || (keys[i] >> matchShift) == (prefix >> matchShift)))
-                            atomicAdd(&sh_hist[(keys[i] >> shift) & mask], 1u);
+                            atomicAdd(&sh.hist[(keys[i] >> shift) & mask], 1u);
                 }
+            if (CL > 1)
+            {
+                cluster_sync();   // every block's histogram is complete
+                for (int i = t; i < TK_BINS; i += TR_THREADS)
+                {
+                    u32 sum = 0u;
+#pragma unroll
+                    for (int r = 0; r < CL; r++) sum += load_peer(&sh.hist[i], r);
+                    sh.total[i] = sum;
+                }
+            }
             __syncthreads();
-            find_bin(sh_hist, pass == 2 ? 1024 : TK_BINS, kRem, sh_scan, sh_res);
-            prefix |= sh_res[0] << shift;
-            kRem = sh_res[1];
-            __syncthreads();
+            find_bin(hist, pass == 2 ? 1024 : TK_BINS, kRem, sh.scan, sh.res);
+            const u32 bin = sh.res[0];
+            prefix |= bin << shift;
+            kRem = sh.res[1];
+            // Every entry of the threshold bin is taken: the k largest are exactly the entries at or above the bin's
+            // first key, so the later passes are skipped (T just below it, no ties to count). Usual after the second
+            // pass, where 22 leading bits tell most scores apart. (Uniform: every thread reads the same words.)
+            const bool whole = pass < 2 && hist[bin] == kRem && prefix != 0u;
+            if (CL > 1) cluster_sync();   // no block clears its histogram while a peer still sums it
+            else __syncthreads();
+            if (whole) { kRem = 0u; prefix -= 1u; break; }
         }
         T = prefix;
         kEq = kRem;
     }
-    const u32 negInfKey = fkey(NEG_INF);
     u32 gtBase = 0u, eqBase = 0u;
-    for (int tile = 0; tile < n; tile += TR_TILE)
+    if (CL > 1)
+    {
+        // this block's entries above and at the threshold, then the sums of the blocks before it
+        u32 gt = 0, eq = 0;
+        for (int tile = 0; tile < m; tile += TR_TILE)
+        {
+            const int base = tile + t * TK_ITEMS;
+            if (staged) load_staged(sh_keys, m, base, keys, valid);
+            else load_keys(S, m, base, keys, valid);
+#pragma unroll
+            for (int i = 0; i < TK_ITEMS; i++)
+            {
+                gt += base + i < m && keys[i] > T;
+                eq += base + i < m && keys[i] == T;
+            }
+        }
+        u32 totGt, totEq;
+        block_excl_scan(gt, sh.scan, &totGt);
+        block_excl_scan(eq, sh.scan, &totEq);
+        if (t == 0) { sh.counts[0] = totGt; sh.counts[1] = totEq; }
+        cluster_sync();
+        if (t < 32)
+        {
+            u32 g = 0u, e = 0u;
+            for (int r = 0; r < rank; r++) { g += load_peer(&sh.counts[0], r); e += load_peer(&sh.counts[1], r); }
+            if (t == 0) { sh.res[0] = g; sh.res[1] = e; }
+        }
+        cluster_sync();   // also: no block leaves while a peer may still read its counts
+        gtBase = sh.res[0];
+        eqBase = sh.res[1];
+    }
+    const u32 negInfKey = fkey(NEG_INF);
+    for (int tile = 0; tile < m; tile += TR_TILE)
     {
         const int base = tile + t * TK_ITEMS;
-        if (staged) load_staged(sh_keys, n, base, keys, valid);
-        else load_keys(R, n, base, keys, valid);
+        if (staged) load_staged(sh_keys, m, base, keys, valid);
+        else load_keys(S, m, base, keys, valid);
         u32 gt = 0, eq = 0;
 #pragma unroll
         for (int i = 0; i < TK_ITEMS; i++)
         {
-            const bool in = base + i < n;   // not kept in an array: registers are the limit here
+            const bool in = base + i < m;   // not kept in an array: registers are the limit here
             gt += in && keys[i] > T;
             eq += in && keys[i] == T;
         }
         u32 totGt, totEq;
-        u32 gtRun = gtBase + block_excl_scan(gt, sh_scan, &totGt);
-        u32 eqRun = eqBase + block_excl_scan(eq, sh_scan, &totEq);
+        u32 gtRun = gtBase + block_excl_scan(gt, sh.scan, &totGt);
+        u32 eqRun = eqBase + block_excl_scan(eq, sh.scan, &totEq);
 #pragma unroll
         for (int i = 0; i < TK_ITEMS; i++)
         {
-            if (base + i >= n) continue;
+            if (base + i >= m) continue;
             bool isGt = keys[i] > T, isEq = keys[i] == T;
             if (isGt || (isEq && eqRun < kEq))
             {
                 u32 slot = gtRun + min(eqRun, kEq);
-                int j = base + i;
+                int j = lo + base + i;
                 int pos = keys[i] == negInfKey ? -1 : (C ? C[j] : j);
                 for (int r = 0; r < expand; r++)
                 {
@@ -837,45 +939,60 @@ __device__ void select_row(const float* __restrict__ R, int n, int k, const int*
     }
 }
 
-extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_rows(
-    const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int kAll,
-    const int* __restrict__ ks, const int* __restrict__ cand, int candStride, int* __restrict__ out, int outStride,
-    int expand, const int* __restrict__ limits, int* __restrict__ counts, int padTo, int stage,
-    const int* __restrict__ szLengths, int szHeads, int szMode, int szTokens, double szFraction,
-    const int* __restrict__ szCandMeta, const int* __restrict__ szMask, int szMaskKind)
+#define TOPK_ROWS_ARGS const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, \
+    int kAll, const int* __restrict__ ks, const int* __restrict__ cand, int candStride, int* __restrict__ out, int outStride, \
+    int expand, const int* __restrict__ limits, int* __restrict__ counts, int padTo, int stage, \
+    const int* __restrict__ szLengths, int szHeads, int szMode, int szTokens, double szFraction, \
+    const int* __restrict__ szCandMeta, const int* __restrict__ szMask, int szMaskKind
+#define TOPK_ROWS_PASS scores, rowStride, rowLens, rowLen, kAll, ks, cand, candStride, out, outStride, expand, limits, \
+    counts, padTo, stage, szLengths, szHeads, szMode, szTokens, szFraction, szCandMeta, szMask, szMaskKind
+
+// Row blockIdx.x / CL of a per-row top-k, its sizes from rowLens/ks or, with szLengths, from a plan's sizes as
+// selection.cu's sel_topk_sizes computes them (one launch fewer).
+template <int CL>
+__device__ __forceinline__ void topk_row(TOPK_ROWS_ARGS)
 {
-    __shared__ u32 sh_hist[TK_BINS];
-    __shared__ u32 sh_scan[32];
-    __shared__ u32 sh_res[2];
-    const int row = blockIdx.x;
+    __shared__ SelectShared<CL> sh;
+    const int row = blockIdx.x / CL;
     int n = rowLens ? rowLens[row] : rowLen, k = ks ? ks[row] : kAll;
     if (szLengths)
     {
-        // a plan's sizes, as selection.cu's sel_topk_sizes computes them (one launch fewer)
         if (szMask && szMaskKind != 0 && ((szMaskKind == 1) != (szMask[row] != 0))) return;
         const int len = szLengths[row / szHeads];
         n = szMode == 0 ? len : szCandMeta[2LL * row];
         k = resolve_budget(szTokens, szFraction, len);
     }
     if (k < 0) return;
-    select_row(scores + (long long)row * rowStride, n, k, cand ? cand + (long long)row * candStride : 0,
+    select_row<CL>(scores + (long long)row * rowStride, n, k, cand ? cand + (long long)row * candStride : 0,
         out + (long long)row * outStride, expand, limits ? limits[row] : 0x7fffffff, counts ? counts + 2LL * row : 0, padTo,
-        stage, dyn_keys, sh_hist, sh_scan, sh_res);
+        stage, dyn_keys, sh);
 }
+
+// One row per block / per cluster of 4 blocks (few long rows: a batch-1 step's 32 heads fill 128 multiprocessors).
+// Measured on the H200 (8B step, same run, clusters against one block per row): PrHS's 32K-entry domain rows 6.96
+// against 7.37 ms per step at 32K and 9.06 against 11.03 at 128K, the oracle's 32K rows 6.79 against 7.17 (then the
+// multi-block kernels); LFPS's candidate rows of ~9K entries 7.06 against 6.93 — the host splits rows of all
+// positions only, from 16K entries.
+extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_rows(TOPK_ROWS_ARGS) { topk_row<1>(TOPK_ROWS_PASS); }
+#if __CUDA_ARCH__ >= 900
+extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) __cluster_dims__(4, 1, 1) topk_rows_c4(TOPK_ROWS_ARGS)
+{
+    topk_row<4>(TOPK_ROWS_PASS);
+}
+#endif
 
 // Quest's pages per (row, head), in one launch: its sizes, the last page and the top-k of the others. n = the
 // sequence's length, k = the budget resolved at n, pages = ⌈n / pageSize⌉; the last page's positions fill
 // out[row][0..pageSize) (-1 past n) and pages 0 .. pages − 2 compete by bound (bounds[row]) for max(1, k / pageSize)
 // − 1 places (all of them when k ≥ n or that is every page), each chosen page written as its pageSize positions
 // from out[row][pageSize] on, padded with -1 up to `room` entries, counts[2·row] = the chosen pages' positions.
-// Grid (rows · heads), TR_THREADS threads.
+// Grid (rows · heads), TR_THREADS threads. (Split over a cluster of 4 blocks per row, as topk_rows_c4 does, Quest's
+// rows of 2K–8K pages measured slower on the H200: 5.99 against 5.65 ms per 8B step at 32K, 6.94 against 6.68 at 128K.)
 extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_pages(
     const float* __restrict__ bounds, int rowStride, const int* __restrict__ lengths, int heads, int tokens,
     double fraction, int pageSize, int* __restrict__ out, int outStride, int room, int* __restrict__ counts, int stage)
 {
-    __shared__ u32 sh_hist[TK_BINS];
-    __shared__ u32 sh_scan[32];
-    __shared__ u32 sh_res[2];
+    __shared__ SelectShared<1> sh;
     const int row = blockIdx.x, n = lengths[row / heads], k = resolve_budget(tokens, fraction, n);
     const int pages = (n + pageSize - 1) / pageSize, chosen = max(1, k / pageSize);
     int* O = out + (long long)row * outStride;
@@ -886,6 +1003,6 @@ extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_pages(
     }
     if (room < pageSize) return;
     const int pick = min(k >= n || chosen >= pages ? pages - 1 : chosen - 1, room / pageSize);
-    select_row(bounds + (long long)row * rowStride, pages - 1, pick, 0, O + pageSize, pageSize, 0x7fffffff,
-        counts + 2LL * row, room, stage, dyn_keys, sh_hist, sh_scan, sh_res);
+    select_row<1>(bounds + (long long)row * rowStride, pages - 1, pick, 0, O + pageSize, pageSize, 0x7fffffff,
+        counts + 2LL * row, room, stage, dyn_keys, sh);
 }

@@ -226,7 +226,7 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
         var c = candidates is IndexSet cs ? At(cs.Id) : null;
         var mode = c is null ? SelectionKernels.SizeMode.AllPositions : SelectionKernels.SizeMode.Candidates;
         int longest = c is null ? _kv.PlanLength : c.Stride;
-        var algorithm = only.When == HeadMask.Kind.All ? _dk.ChooseTopK(RowsTimesHeads, longest) : TopKAlgorithm.PerRow;
+        var algorithm = only.When == HeadMask.Kind.All ? _dk.ChooseTopK(RowsTimesHeads, longest, c is not null) : TopKAlgorithm.PerRow;
         var request = new DecodeKernels.TopKRequest(src.Data, RowsTimesHeads, src.Stride, longest, d.Stride, d.Data, d.Stride)
         {
             Candidates = c?.Data, CandidateStride = c?.Stride ?? 0, Counts = d.Meta!.Pointer, PadTo = d.Stride, Algorithm = algorithm,
