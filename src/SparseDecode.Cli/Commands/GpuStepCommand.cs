@@ -19,9 +19,10 @@ internal static class GpuStepCommand
         var reps = new Option<int>("--reps") { Description = "Timed graph replays (median reported).", DefaultValueFactory = _ => 20 };
         var json = new Option<string?>("--json") { Description = "Write every row to this JSON file." };
         var noClusters = new Option<bool>("--no-clusters") { Description = "Run every per-row top-k in one block (no thread-block clusters), for comparison." };
+        var noPdl = new Option<bool>("--no-pdl") { Description = "Launch every kernel only after the one ahead of it has finished (no programmatic dependent launch), for comparison." };
         var cmd = new Command("gpu-step", "Time whole decode steps of a real model shape (random weights) per method on the GPU.")
         {
-            shape, contexts, batched, methods, budget, reps, json, noClusters,
+            shape, contexts, batched, methods, budget, reps, json, noClusters, noPdl,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -35,7 +36,7 @@ internal static class GpuStepCommand
                 Repetitions = r.GetValue(reps),
                 Log = s => Console.WriteLine(s),
             };
-            return Run(options, r.GetValue(json), !r.GetValue(noClusters));
+            return Run(options, r.GetValue(json), !r.GetValue(noClusters), !r.GetValue(noPdl));
         }));
         return cmd;
     }
@@ -58,11 +59,12 @@ internal static class GpuStepCommand
         return x;
     }
 
-    private static int Run(GpuStepBench.Options options, string? jsonPath, bool clusters)
+    private static int Run(GpuStepBench.Options options, string? jsonPath, bool clusters, bool programmaticLaunch)
     {
         var ci = CultureInfo.InvariantCulture;
         using var device = CudaDevice.Open();
-        Console.WriteLine(string.Create(ci, $"GPU: {device.Name}, {device.Architecture}, {device.Multiprocessors} SMs, {device.TotalMemory / 1e9:F1} GB"));
+        device.ProgrammaticLaunch = programmaticLaunch;
+        Console.WriteLine(string.Create(ci, $"GPU: {device.Name}, {device.Architecture}, {device.Multiprocessors} SMs, {device.TotalMemory / 1e9:F1} GB; programmatic dependent launch {(device.ProgrammaticLaunch ? "on" : "off")}, top-k clusters {(clusters ? "on" : "off")}"));
         using var dk = new DecodeKernels(device) { Clusters = clusters };
         using var mk = new ModelKernels(device);
         var bench = new GpuStepBench(dk, mk, options);

@@ -22,6 +22,42 @@ public sealed unsafe class CudaDevice : IDisposable
     /// <summary>"sm_90" for an H100.</summary>
     public string Architecture => $"sm_{ComputeMajor}{ComputeMinor}";
 
+    /// <summary>Whether the backend's kernels may be launched with programmatic dependent launch (each may begin
+    /// while the one ahead of it in the stream runs its last blocks; see CudaFunction.Launch), inside the scopes that
+    /// ask for it (<see cref="ProgrammaticLaunchFor"/>: the one-row decode step). On by default from compute
+    /// capability 9.0 with a driver that has cuLaunchKernelEx; a benchmark turns it off to time the difference.</summary>
+    public bool ProgrammaticLaunch
+    {
+        get => _programmaticLaunch;
+        set => _programmaticLaunch = value && SupportsProgrammaticLaunch;
+    }
+
+    private bool _programmaticLaunch, _programmaticScope;
+
+    /// <summary>Whether a launch now uses programmatic dependent launch.</summary>
+    internal bool ProgrammaticLaunchNow => _programmaticLaunch && _programmaticScope;
+
+    /// <summary>Launches queued until the scope is disposed use programmatic dependent launch if `wanted` (and
+    /// <see cref="ProgrammaticLaunch"/>); the previous state returns after it.</summary>
+    public ProgrammaticLaunchScope ProgrammaticLaunchFor(bool wanted) => new(this, wanted);
+
+    public readonly struct ProgrammaticLaunchScope : IDisposable
+    {
+        private readonly CudaDevice _device;
+        private readonly bool _previous;
+
+        internal ProgrammaticLaunchScope(CudaDevice device, bool wanted)
+        {
+            _device = device;
+            _previous = device._programmaticScope;
+            device._programmaticScope = wanted;
+        }
+
+        public void Dispose() => _device._programmaticScope = _previous;
+    }
+
+    private bool SupportsProgrammaticLaunch => ComputeMajor >= 9 && cuLaunchKernelEx != null;
+
     private CudaDevice(int ordinal)
     {
         Ordinal = ordinal;
@@ -32,6 +68,7 @@ public sealed unsafe class CudaDevice : IDisposable
         Name = Marshal.PtrToStringUTF8((nint)name) ?? "";
         ComputeMajor = Attribute(dev, AttrComputeCapabilityMajor);
         ComputeMinor = Attribute(dev, AttrComputeCapabilityMinor);
+        _programmaticLaunch = SupportsProgrammaticLaunch;
         Multiprocessors = Attribute(dev, AttrMultiprocessorCount);
         L2Bytes = Attribute(dev, AttrL2CacheSize);
         nuint total;

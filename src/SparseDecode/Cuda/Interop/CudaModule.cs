@@ -13,9 +13,14 @@ public sealed unsafe class CudaModule : IDisposable
     public bool FromCache { get; }
     public string CompileLog { get; }
 
-    private CudaModule(CudaDevice device, byte[] image, bool fromCache, string log)
+    /// <summary>Whether every kernel of the module begins with common.cuh's step_prologue, so that it may be launched
+    /// before the kernel ahead of it has finished (the backend's own sources; not the diagnostics').</summary>
+    private readonly bool _programmatic;
+
+    private CudaModule(CudaDevice device, byte[] image, bool fromCache, string log, bool programmatic)
     {
         _device = device;
+        _programmatic = programmatic;
         FromCache = fromCache;
         CompileLog = log;
         device.MakeCurrent();
@@ -28,14 +33,14 @@ public sealed unsafe class CudaModule : IDisposable
     public static CudaModule Load(CudaDevice device, string fileName)
     {
         var image = KernelCompiler.Compile(fileName, device.Architecture, out bool cached, out string log);
-        return new CudaModule(device, image, cached, log);
+        return new CudaModule(device, image, cached, log, programmatic: true);
     }
 
     /// <summary>Compiles (or takes from the disk cache) kernel source kept outside the library, named `fileName`.</summary>
     public static CudaModule Load(CudaDevice device, string fileName, string source)
     {
         var image = KernelCompiler.Compile(fileName, source, device.Architecture, out bool cached, out string log);
-        return new CudaModule(device, image, cached, log);
+        return new CudaModule(device, image, cached, log, programmatic: false);
     }
 
     public CudaFunction this[string name]
@@ -47,7 +52,7 @@ public sealed unsafe class CudaModule : IDisposable
             nint h;
             var bytes = Encoding.UTF8.GetBytes(name + "\0");
             fixed (byte* b = bytes) Check(cuModuleGetFunction(&h, _module, b), $"cuModuleGetFunction({name})");
-            return _functions[name] = new CudaFunction(name, h);
+            return _functions[name] = new CudaFunction(name, h, _programmatic ? _device : null);
         }
     }
 
@@ -66,10 +71,14 @@ public sealed unsafe class CudaFunction
     public string Name { get; }
     internal nint Handle { get; }
 
-    internal CudaFunction(string name, nint handle)
+    /// <summary>The device whose ProgrammaticLaunch setting applies (null: the kernel has no step_prologue).</summary>
+    private readonly CudaDevice? _programmatic;
+
+    internal CudaFunction(string name, nint handle, CudaDevice? programmatic)
     {
         Name = name;
         Handle = handle;
+        _programmatic = programmatic;
     }
 
     public int Registers => Attribute(FuncAttrNumRegs);
@@ -94,6 +103,9 @@ public sealed unsafe class CudaFunction
         return v;
     }
 
+    /// <remarks>Inside a <see cref="CudaDevice.ProgrammaticLaunchFor"/> scope, a backend kernel is launched with
+    /// programmatic stream serialization: it may begin while the kernel ahead of it runs its last blocks, and waits
+    /// for it in its prologue (common.cuh's step_prologue).</remarks>
     public void Launch((int X, int Y, int Z) grid, int block, CudaStream stream, ref KernelArgs args, int sharedBytes = 0)
     {
         if (grid.X <= 0 || grid.Y <= 0 || grid.Z <= 0) return;
@@ -101,8 +113,19 @@ public sealed unsafe class CudaFunction
         {
             var p = stackalloc void*[args.Count];
             for (int i = 0; i < args.Count; i++) p[i] = v + i;
-            Check(cuLaunchKernel(Handle, (uint)grid.X, (uint)grid.Y, (uint)grid.Z, (uint)block, 1, 1, (uint)sharedBytes,
-                stream.Handle, p, null), Name);
+            if (_programmatic is { ProgrammaticLaunchNow: true })
+            {
+                var attribute = new LaunchAttribute { Id = LaunchAttributeProgrammaticStreamSerialization, Value = 1 };
+                var config = new LaunchConfig
+                {
+                    GridX = (uint)grid.X, GridY = (uint)grid.Y, GridZ = (uint)grid.Z, BlockX = (uint)block, BlockY = 1, BlockZ = 1,
+                    SharedBytes = (uint)sharedBytes, Stream = stream.Handle, Attributes = &attribute, AttributeCount = 1,
+                };
+                Check(cuLaunchKernelEx(&config, Handle, p, null), Name);
+            }
+            else
+                Check(cuLaunchKernel(Handle, (uint)grid.X, (uint)grid.Y, (uint)grid.Z, (uint)block, 1, 1, (uint)sharedBytes,
+                    stream.Handle, p, null), Name);
         }
     }
 }

@@ -8,6 +8,20 @@ typedef unsigned long long u64;
 
 #define NEG_INF __int_as_float(0xff800000)
 
+// Programmatic dependent launch (sm_90 and later). The host may launch these kernels so that one begins before the
+// kernel ahead of it in the stream has finished (CudaFunction.Launch; off before sm_90). Every kernel of the backend
+// begins here: it waits until the kernel ahead has finished and its writes are visible (so nothing before this line
+// may read what an earlier kernel wrote), then lets the kernel after it be launched — its blocks are placed as soon
+// as this kernel's last blocks are running, instead of after the last one ends and the launch is processed. Launched
+// without the attribute, both instructions return at once.
+__device__ __forceinline__ void step_prologue()
+{
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 // Eight bf16 values (one 16-byte load) to f32: a bf16 is the upper half of an f32.
 __device__ __forceinline__ void unpack8(uint4 w, float* f)
 {

@@ -283,18 +283,18 @@ __device__ __forceinline__ void attn_partial(
 
 // Dense flash-decoding: grid (chunks, kvHeads, batch); the 4 query heads of a GQA group read each key once.
 // Suffix _f: the chunks are combined by the last block to finish (no attn_reduce launch).
-extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g4(ATTN_ARGS) { attn_partial<4, false, 4, false>(ATTN_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g4_f(ATTN_ARGS) { attn_partial<4, false, 4, true>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g4(ATTN_ARGS) { step_prologue(); attn_partial<4, false, 4, false>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g4_f(ATTN_ARGS) { step_prologue(); attn_partial<4, false, 4, true>(ATTN_PASS); }
 // Sparse over per-KV-head index lists [batch][kvHeads][idxCount]: grid (chunks, kvHeads, batch).
-extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g4(ATTN_ARGS) { attn_partial<4, true, 4, false>(ATTN_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g4_f(ATTN_ARGS) { attn_partial<4, true, 4, true>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g4(ATTN_ARGS) { step_prologue(); attn_partial<4, true, 4, false>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g4_f(ATTN_ARGS) { step_prologue(); attn_partial<4, true, 4, true>(ATTN_PASS); }
 // Sparse over per-query-head index lists [batch][qHeads][idxCount]: grid (chunks, qHeads, batch).
-extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g1(ATTN_ARGS) { attn_partial<1, true, 4, false>(ATTN_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g1_f(ATTN_ARGS) { attn_partial<1, true, 4, true>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g1(ATTN_ARGS) { step_prologue(); attn_partial<1, true, 4, false>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g1_f(ATTN_ARGS) { step_prologue(); attn_partial<1, true, 4, true>(ATTN_PASS); }
 
 // The same for groups of 8 query heads per KV head (Llama-3 70B: 64 q / 8 kv heads).
-extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g8(ATTN_ARGS) { attn_partial<8, false, 4, false>(ATTN_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g8(ATTN_ARGS) { attn_partial<8, true, 4, false>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g8(ATTN_ARGS) { step_prologue(); attn_partial<8, false, 4, false>(ATTN_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g8(ATTN_ARGS) { step_prologue(); attn_partial<8, true, 4, false>(ATTN_PASS); }
 
 // Combines the chunks' partials: grid (qHeads, batch), 128 threads (one channel each). out [batch][qHeads][128];
 // lse (optional) is the natural-log log-sum-exp of the scores attended, for dropped-mass bookkeeping.
@@ -302,6 +302,7 @@ extern "C" __global__ void __launch_bounds__(BLOCK) attn_reduce(
     const float* __restrict__ pm, const float* __restrict__ pl, const float* __restrict__ po, int nChunks,
     int qHeads, float* __restrict__ out, float* __restrict__ lse)
 {
+    step_prologue();
     __shared__ float sh_w[MAXW], sh_red[4];
     const int h = blockIdx.x, b = blockIdx.y, t = threadIdx.x;
     const long long r0 = ((long long)b * qHeads + h) * nChunks;
@@ -420,28 +421,28 @@ __device__ __forceinline__ void score_rows(
     out, outStride, idxMeta, mask, maskKind, rangeStart, rangeLength
 
 // All keys; per KV head, max over its query heads (selection per KV head) / per query head.
-extern "C" __global__ void __launch_bounds__(BLOCK) score_all_max(SCORE_ARGS) { score_rows<4, false, true, false, 8>(SCORE_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) score_all_each(SCORE_ARGS) { score_rows<4, false, false, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_all_max(SCORE_ARGS) { step_prologue(); score_rows<4, false, true, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_all_each(SCORE_ARGS) { step_prologue(); score_rows<4, false, false, false, 8>(SCORE_PASS); }
 // Keys of per-KV-head index lists (LFPS candidates, a kept set).
-extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_max(SCORE_ARGS) { score_rows<4, true, true, false, 8>(SCORE_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_each(SCORE_ARGS) { score_rows<4, true, false, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_max(SCORE_ARGS) { step_prologue(); score_rows<4, true, true, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_each(SCORE_ARGS) { step_prologue(); score_rows<4, true, false, false, 8>(SCORE_PASS); }
 // Keys of per-query-head index lists: grid (chunks, qHeads, batch).
-extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_g1(SCORE_ARGS) { score_rows<1, true, false, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_g1(SCORE_ARGS) { step_prologue(); score_rows<1, true, false, false, 8>(SCORE_PASS); }
 // Keys of per-head ranges: per query head (grid (chunks, qHeads, batch)) / per KV head, max over its group.
-extern "C" __global__ void __launch_bounds__(BLOCK) score_range_g1(SCORE_ARGS) { score_rows<1, false, false, false, 8, true>(SCORE_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) score_range_max(SCORE_ARGS) { score_rows<4, false, true, false, 8, true>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_range_g1(SCORE_ARGS) { step_prologue(); score_rows<1, false, false, false, 8, true>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_range_max(SCORE_ARGS) { step_prologue(); score_rows<4, false, true, false, 8, true>(SCORE_PASS); }
 // Quest page upper bounds from per-page min/max rows (aBase = min, bBase = max, rowDiv = page size).
-extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_max(SCORE_ARGS) { score_rows<4, false, true, true, 4>(SCORE_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_each(SCORE_ARGS) { score_rows<4, false, false, true, 4>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_max(SCORE_ARGS) { step_prologue(); score_rows<4, false, true, true, 4>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_each(SCORE_ARGS) { step_prologue(); score_rows<4, false, false, true, 4>(SCORE_PASS); }
 
 // Groups of 8 query heads per KV head.
-extern "C" __global__ void __launch_bounds__(BLOCK) score_all_max_g8(SCORE_ARGS) { score_rows<8, false, true, false, 8>(SCORE_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) score_all_each_g8(SCORE_ARGS) { score_rows<8, false, false, false, 8>(SCORE_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) score_range_max_g8(SCORE_ARGS) { score_rows<8, false, true, false, 8, true>(SCORE_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_max_g8(SCORE_ARGS) { score_rows<8, true, true, false, 8>(SCORE_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_each_g8(SCORE_ARGS) { score_rows<8, true, false, false, 8>(SCORE_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_max_g8(SCORE_ARGS) { score_rows<8, false, true, true, 4>(SCORE_PASS); }
-extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_each_g8(SCORE_ARGS) { score_rows<8, false, false, true, 4>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_all_max_g8(SCORE_ARGS) { step_prologue(); score_rows<8, false, true, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_all_each_g8(SCORE_ARGS) { step_prologue(); score_rows<8, false, false, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_range_max_g8(SCORE_ARGS) { step_prologue(); score_rows<8, false, true, false, 8, true>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_max_g8(SCORE_ARGS) { step_prologue(); score_rows<8, true, true, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) score_idx_each_g8(SCORE_ARGS) { step_prologue(); score_rows<8, true, false, false, 8>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_max_g8(SCORE_ARGS) { step_prologue(); score_rows<8, false, true, true, 4>(SCORE_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) page_bounds_each_g8(SCORE_ARGS) { step_prologue(); score_rows<8, false, false, true, 4>(SCORE_PASS); }
 
 // Per-page, per-channel min and max of the keys, every page rebuilt from the keys (model_step.cu's page_update is
 // the per-step incremental form): grid (pageChunks, kvHeads, batch), 128 threads (one channel).
@@ -450,6 +451,7 @@ extern "C" __global__ void __launch_bounds__(BLOCK) page_minmax(
     const u64* __restrict__ kBase, const u64* __restrict__ minBase, const u64* __restrict__ maxBase,
     const int* __restrict__ lengths, long long headStride, long long pageHeadStride, int pageSize, int pagesPerBlock)
 {
+    step_prologue();
     const int b = blockIdx.z, h = blockIdx.y, t = threadIdx.x;
     const int len = lengths[b], pages = (len + pageSize - 1) / pageSize;
     const bf16* K = (const bf16*)kBase[b] + h * headStride + t;
@@ -561,6 +563,7 @@ extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_hist(
     const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int kAll,
     const int* __restrict__ ks, u32* __restrict__ hist, int pass)
 {
+    step_prologue();
     __shared__ u32 sh_hist[TK_BINS];
     __shared__ u32 sh_scan[32];
     __shared__ u32 sh_res[2];
@@ -622,6 +625,7 @@ extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_count(
     const float* __restrict__ scores, int rowStride, const int* __restrict__ rowLens, int rowLen, int kAll,
     const int* __restrict__ ks, const u32* __restrict__ hist, u32* __restrict__ blockCnt, int maxBlocks)
 {
+    step_prologue();
     __shared__ u32 sh_scan[32];
     __shared__ u32 sh_res[2];
     const int row = blockIdx.y, t = threadIdx.x;
@@ -656,6 +660,7 @@ extern "C" __global__ void __launch_bounds__(TK_THREADS) topk_write(
     const int* __restrict__ cand, int candStride, int* __restrict__ out, int outStride, int expand,
     const int* __restrict__ limits, int* __restrict__ counts, int padTo)
 {
+    step_prologue();
     __shared__ u32 sh_scan[32];
     __shared__ u32 sh_res[2];
     const int row = blockIdx.y, t = threadIdx.x;
@@ -973,10 +978,11 @@ __device__ __forceinline__ void topk_row(TOPK_ROWS_ARGS)
 // against 7.37 ms per step at 32K and 9.06 against 11.03 at 128K, the oracle's 32K rows 6.79 against 7.17 (then the
 // multi-block kernels); LFPS's candidate rows of ~9K entries 7.06 against 6.93 — the host splits rows of all
 // positions only, from 16K entries.
-extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_rows(TOPK_ROWS_ARGS) { topk_row<1>(TOPK_ROWS_PASS); }
+extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_rows(TOPK_ROWS_ARGS) { step_prologue(); topk_row<1>(TOPK_ROWS_PASS); }
 #if __CUDA_ARCH__ >= 900
 extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) __cluster_dims__(4, 1, 1) topk_rows_c4(TOPK_ROWS_ARGS)
 {
+    step_prologue();
     topk_row<4>(TOPK_ROWS_PASS);
 }
 #endif
@@ -992,6 +998,7 @@ extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_pages(
     const float* __restrict__ bounds, int rowStride, const int* __restrict__ lengths, int heads, int tokens,
     double fraction, int pageSize, int* __restrict__ out, int outStride, int room, int* __restrict__ counts, int stage)
 {
+    step_prologue();
     __shared__ SelectShared<1> sh;
     const int row = blockIdx.x, n = lengths[row / heads], k = resolve_budget(tokens, fraction, n);
     const int pages = (n + pageSize - 1) / pageSize, chosen = max(1, k / pageSize);

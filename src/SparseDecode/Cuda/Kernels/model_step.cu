@@ -16,6 +16,7 @@
 extern "C" __global__ void embed_rows(const bf16* __restrict__ table, const int* __restrict__ tokens, int hidden,
     int stride, float* __restrict__ x)
 {
+    step_prologue();
     const int r = blockIdx.x;
     const bf16* row = table + (long long)tokens[r] * hidden;
     for (int i = threadIdx.x; i < hidden; i += blockDim.x) x[(long long)r * stride + i] = bf16_to_f32(row[i]);
@@ -40,6 +41,7 @@ __device__ __forceinline__ float rms_scale(const float* __restrict__ xr, int n, 
 extern "C" __global__ void __launch_bounds__(256) rms_norm(const float* __restrict__ x, int stride,
     const float* __restrict__ w, int n, float eps, float* __restrict__ y, int yStride)
 {
+    step_prologue();
     const float* xr = x + (long long)blockIdx.x * stride;
     const float scale = rms_scale(xr, n, eps);
     float* yr = y + (long long)blockIdx.x * yStride;
@@ -63,6 +65,7 @@ __device__ __forceinline__ void store_parts(float v, bf16* __restrict__ base, lo
 extern "C" __global__ void __launch_bounds__(256) rms_norm_bf16(const float* __restrict__ x, int stride,
     const float* __restrict__ w, int n, float eps, bf16* __restrict__ y, long long partStride, int parts, int yStride)
 {
+    step_prologue();
     const float* xr = x + (long long)blockIdx.x * stride;
     const float scale = rms_scale(xr, n, eps);
     const long long r = (long long)blockIdx.x * yStride;
@@ -145,14 +148,14 @@ __device__ __forceinline__ void gemv(const bf16* __restrict__ W, int N, int K, c
     int yStride, int accumulate
 #define GEMV_PASS W, N, K, x, xStride, rows, bias, y, yStride, accumulate
 // Rows per block: 8 warps × R.
-extern "C" __global__ void __launch_bounds__(256) gemv_b1(GEMV_ARGS) { gemv<1, 2, 4>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_b1(GEMV_ARGS) { step_prologue(); gemv<1, 2, 4>(GEMV_PASS); }
 // One-row variants for the load-depth sweep (gpu-step's weights-only rows): rows per warp × loads in flight.
-extern "C" __global__ void __launch_bounds__(256) gemv_b1_r1u8(GEMV_ARGS) { gemv<1, 1, 8>(GEMV_PASS); }
-extern "C" __global__ void __launch_bounds__(256) gemv_b1_r2u8(GEMV_ARGS) { gemv<1, 2, 8>(GEMV_PASS); }
-extern "C" __global__ void __launch_bounds__(256) gemv_b1_r4u4(GEMV_ARGS) { gemv<1, 4, 4>(GEMV_PASS); }
-extern "C" __global__ void __launch_bounds__(256) gemv_b2(GEMV_ARGS) { gemv<2, 2, 4>(GEMV_PASS); }
-extern "C" __global__ void __launch_bounds__(256) gemv_b4(GEMV_ARGS) { gemv<4, 4, 2>(GEMV_PASS); }
-extern "C" __global__ void __launch_bounds__(256) gemv_b8(GEMV_ARGS) { gemv<8, 4, 2>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_b1_r1u8(GEMV_ARGS) { step_prologue(); gemv<1, 1, 8>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_b1_r2u8(GEMV_ARGS) { step_prologue(); gemv<1, 2, 8>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_b1_r4u4(GEMV_ARGS) { step_prologue(); gemv<1, 4, 4>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_b2(GEMV_ARGS) { step_prologue(); gemv<2, 2, 4>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_b4(GEMV_ARGS) { step_prologue(); gemv<4, 4, 2>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_b8(GEMV_ARGS) { step_prologue(); gemv<8, 4, 2>(GEMV_PASS); }
 
 // The same product for 2 to 8 rows on the tensor cores (mma.sync m16n8k16, bf16 in, f32 accumulate): a block
 // owns 16 output rows, its 8 warps split K in interleaved 32-column pieces and are summed through shared memory at
@@ -252,9 +255,9 @@ __device__ __forceinline__ void gemv_mma_tiles(GEMV_ARGS)
 }
 
 // MMA_U: 32-column pieces of loads issued before the arithmetic (fewer for more tiles: registers).
-extern "C" __global__ void __launch_bounds__(256) gemv_mma(GEMV_ARGS) { gemv_mma_tiles<1, 4>(GEMV_PASS); }
-extern "C" __global__ void __launch_bounds__(256) gemv_mma2(GEMV_ARGS) { gemv_mma_tiles<2, 4>(GEMV_PASS); }
-extern "C" __global__ void __launch_bounds__(256) gemv_mma4(GEMV_ARGS) { gemv_mma_tiles<4, 2>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_mma(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<1, 4>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_mma2(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<2, 4>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_mma4(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<4, 2>(GEMV_PASS); }
 
 // RoPE ("rotate half": channel i pairs with i + d/2) with the host's cos/sin tables [position][d/2] (the CPU
 // engine's own numbers): (a, b) → (a·cos − b·sin, b·cos + a·sin).
@@ -284,6 +287,7 @@ extern "C" __global__ void rope_append(const float* __restrict__ qkv, int qkvStr
     const float* __restrict__ cosT, const float* __restrict__ sinT, const int* __restrict__ positions,
     const u64* __restrict__ kBases, const u64* __restrict__ vBases, long long headStride, float* __restrict__ q)
 {
+    step_prologue();
     const int r = blockIdx.x, h = blockIdx.y, half = hd >> 1, pos = positions[r];
     const float* c = cosT + (long long)pos * half;
     const float* s = sinT + (long long)pos * half;
@@ -312,6 +316,7 @@ extern "C" __global__ void rope_append_span(const float* __restrict__ qkv, int q
     int hd, const float* __restrict__ cosT, const float* __restrict__ sinT, int first, bf16* __restrict__ kBase,
     bf16* __restrict__ vBase, long long headStride, bf16* __restrict__ q, long long partStride, int parts)
 {
+    step_prologue();
     const int r = blockIdx.x, h = blockIdx.y, half = hd >> 1, pos = first + r;
     const float* c = cosT + (long long)pos * half;
     const float* s = sinT + (long long)pos * half;
@@ -342,6 +347,7 @@ extern "C" __global__ void page_update(const u64* __restrict__ kBases, const u64
     const u64* __restrict__ maxBases, const int* __restrict__ positions, long long headStride,
     long long pageHeadStride, int pageSize, int hd, int rows)
 {
+    step_prologue();
     const int r = blockIdx.x, h = blockIdx.y, pos = positions[r], page = pos / pageSize;
     if (!summarises_page(kBases, positions, rows, r, pageSize)) return;
     summarise_page((const bf16*)kBases[r] + h * headStride, (bf16*)minBases[r] + h * pageHeadStride,
@@ -353,6 +359,7 @@ extern "C" __global__ void page_update(const u64* __restrict__ kBases, const u64
 extern "C" __global__ void page_summaries_span(const bf16* __restrict__ kBase, bf16* __restrict__ minBase,
     bf16* __restrict__ maxBase, long long headStride, long long pageHeadStride, int pageSize, int hd, int first, int last)
 {
+    step_prologue();
     const int page = first / pageSize + blockIdx.x, h = blockIdx.y;
     summarise_page(kBase + h * headStride, minBase + h * pageHeadStride, maxBase + h * pageHeadStride, page, pageSize,
         min(last, (page + 1) * pageSize - 1), hd, threadIdx.x);
@@ -363,6 +370,7 @@ __device__ __forceinline__ float silu_mul(float g, float u) { return (g * (1.0f 
 // h[r][i] = silu(g) · u with g = gu[r][i], u = gu[r][F + i] (the fused gate|up projection); grid-stride.
 extern "C" __global__ void swiglu(const float* __restrict__ gu, int F, int guStride, int rows, float* __restrict__ h, int hStride)
 {
+    step_prologue();
     const long long n = (long long)rows * F;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     {
@@ -375,6 +383,7 @@ extern "C" __global__ void swiglu(const float* __restrict__ gu, int F, int guStr
 extern "C" __global__ void swiglu_bf16(const float* __restrict__ gu, int F, int guStride, int rows, bf16* __restrict__ h,
     long long partStride, int parts, int hStride)
 {
+    step_prologue();
     const long long n = (long long)rows * F;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     {
@@ -386,6 +395,7 @@ extern "C" __global__ void swiglu_bf16(const float* __restrict__ gu, int F, int 
 // y[r][j] += bias[j] for rows of n values (a projection's bias after a matrix product); grid-stride.
 extern "C" __global__ void add_bias(float* __restrict__ y, int n, int yStride, int rows, const float* __restrict__ bias)
 {
+    step_prologue();
     const long long total = (long long)rows * n;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
         y[(i / n) * yStride + i % n] += bias[i % n];
@@ -393,6 +403,7 @@ extern "C" __global__ void add_bias(float* __restrict__ y, int n, int yStride, i
 
 extern "C" __global__ void fill_f32(float* __restrict__ p, long long n, float v)
 {
+    step_prologue();
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) p[i] = v;
 }
 
@@ -413,6 +424,7 @@ extern "C" __global__ void __launch_bounds__(128) attn_any_partial(const u64* __
     float* __restrict__ pm, float* __restrict__ pl, float* __restrict__ po,
     const int* __restrict__ idx, int idxCount, int listPerQueryHead)
 {
+    step_prologue();
     __shared__ float sm_m[4], sm_l[4], sm_o[4][32 * AMAX];
     const int c = blockIdx.x, h = blockIdx.y, r = blockIdx.z, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int len = lengths[r], c0 = c * chunk, c1 = min(c0 + chunk, idx ? idxCount : len);
@@ -480,6 +492,7 @@ extern "C" __global__ void __launch_bounds__(128) attn_any_partial(const u64* __
 extern "C" __global__ void __launch_bounds__(128) attn_any_reduce(const float* __restrict__ pm,
     const float* __restrict__ pl, const float* __restrict__ po, int nChunks, int qHeads, int hd, float* __restrict__ out)
 {
+    step_prologue();
     const int h = blockIdx.x, r = blockIdx.y;
     const long long r0 = ((long long)r * qHeads + h) * nChunks;
     float M = NEG_INF;
@@ -506,6 +519,7 @@ extern "C" __global__ void __launch_bounds__(256) select_scores(const u64* __res
     int hd, int kv, const float* __restrict__ q, int qFirst, int count, const int* __restrict__ idx, int start, int n,
     float scale, float* __restrict__ out)
 {
+    step_prologue();
     const int j = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (j >= n) return;
     const int pos = idx ? idx[j] : start + j;
@@ -532,6 +546,7 @@ extern "C" __global__ void __launch_bounds__(256) select_page_terms(const u64* _
     const u64* __restrict__ maxBases, long long pageHeadStride, int hd, int kv, const float* __restrict__ q, int qFirst,
     int count, int pages, float2* __restrict__ out)
 {
+    step_prologue();
     const int p = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (p >= pages) return;
     const bf16* mn = (const bf16*)minBases[0] + kv * pageHeadStride + (long long)p * hd;

@@ -278,9 +278,9 @@ __device__ __forceinline__ void flash_prefill(const bf16* __restrict__ q, long l
 #define FLASH_PASS q, qPart, kBase, vBase, headStride, hd, qHeads, group, T, first, scaleLog2, out, outPart
 // Grid (ceil(T / 64), qHeads), 128 threads. Named by padded head size and precision (split: 3 parts). The bf16
 // kernel of 128-wide heads is held to 170 registers, so three blocks (12 warps) share a multiprocessor.
-extern "C" __global__ void __launch_bounds__(128) flash_prefill_32(FLASH_ARGS) { flash_prefill<32, 1>(FLASH_PASS); }
-extern "C" __global__ void __launch_bounds__(128) flash_prefill_64(FLASH_ARGS) { flash_prefill<64, 1>(FLASH_PASS); }
-extern "C" __global__ void __launch_bounds__(128, 3) flash_prefill_128(FLASH_ARGS) { flash_prefill<128, 1>(FLASH_PASS); }
-extern "C" __global__ void __launch_bounds__(128) flash_prefill_split_32(FLASH_ARGS) { flash_prefill<32, 3>(FLASH_PASS); }
-extern "C" __global__ void __launch_bounds__(128) flash_prefill_split_64(FLASH_ARGS) { flash_prefill<64, 3>(FLASH_PASS); }
-extern "C" __global__ void __launch_bounds__(128) flash_prefill_split_128(FLASH_ARGS) { flash_prefill<128, 3>(FLASH_PASS); }
+extern "C" __global__ void __launch_bounds__(128) flash_prefill_32(FLASH_ARGS) { step_prologue(); flash_prefill<32, 1>(FLASH_PASS); }
+extern "C" __global__ void __launch_bounds__(128) flash_prefill_64(FLASH_ARGS) { step_prologue(); flash_prefill<64, 1>(FLASH_PASS); }
+extern "C" __global__ void __launch_bounds__(128, 3) flash_prefill_128(FLASH_ARGS) { step_prologue(); flash_prefill<128, 1>(FLASH_PASS); }
+extern "C" __global__ void __launch_bounds__(128) flash_prefill_split_32(FLASH_ARGS) { step_prologue(); flash_prefill<32, 3>(FLASH_PASS); }
+extern "C" __global__ void __launch_bounds__(128) flash_prefill_split_64(FLASH_ARGS) { step_prologue(); flash_prefill<64, 3>(FLASH_PASS); }
+extern "C" __global__ void __launch_bounds__(128) flash_prefill_split_128(FLASH_ARGS) { step_prologue(); flash_prefill<128, 3>(FLASH_PASS); }

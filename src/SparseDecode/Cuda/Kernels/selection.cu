@@ -47,6 +47,7 @@ __device__ __forceinline__ bool admits(const int* mask, int kind, int row)
 // Decode steps begun per row (LFPS's refresh interval counts them).
 extern "C" __global__ void plan_begin_step(int* __restrict__ steps, int rows)
 {
+    step_prologue();
     const int r = blockIdx.x * blockDim.x + threadIdx.x;
     if (r < rows) steps[r]++;
 }
@@ -62,6 +63,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_scores(const u6
     int idxStride, const int* __restrict__ rangeStart, const int* __restrict__ rangeLength, const int* __restrict__ mask,
     int maskKind, int chunk, float* __restrict__ out, int outStride)
 {
+    step_prologue();
     __shared__ float2 sq[SEL_MAXQ * SEL_MAXPAIRS];
     __shared__ int sh_on[SEL_MAXQ];
     const int h = blockIdx.y, r = blockIdx.z, row = r * heads + h;
@@ -186,6 +188,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS, 3) sel_page_bounds(con
     float* __restrict__ out, int outStride, const u64* __restrict__ kBases, const int* __restrict__ positions,
     long long headStride, int kvRows)
 {
+    step_prologue();
     __shared__ __align__(16) float sq[SEL_MAXQ * 2 * SEL_MAXPAIRS];
     const int h = blockIdx.y, r = blockIdx.z;
     const int pages = (lengths[r] + pageSize - 1) / pageSize;
@@ -291,6 +294,7 @@ extern "C" __global__ void sel_topk_sizes(const int* __restrict__ lengths, int h
     int tokens, double fraction, const int* __restrict__ candMeta, const int* __restrict__ mask, int maskKind,
     int* __restrict__ rowLens, int* __restrict__ ks)
 {
+    step_prologue();
     const int row = blockIdx.x * blockDim.x + threadIdx.x;
     if (row >= rows * heads) return;
     const int n = lengths[row / heads], k = resolve_budget(tokens, fraction, n);
@@ -304,6 +308,7 @@ extern "C" __global__ void sel_topk_sizes(const int* __restrict__ lengths, int h
 extern "C" __global__ void sel_window(const int* __restrict__ lengths, int heads, int sinks, int tokens, double fraction,
     int* __restrict__ out, int* __restrict__ meta, int capacity)
 {
+    step_prologue();
     const int row = blockIdx.x, n = lengths[row / heads], k = resolve_budget(tokens, fraction, n);
     const int s = min(sinks, k), recent = k - s, count = min(k, n);
     int* O = out + (long long)row * capacity;
@@ -353,6 +358,7 @@ extern "C" __global__ void __launch_bounds__(LFPS_THREADS) lfps_candidates(const
     int radius, int interval, u32* __restrict__ bitmap, int words, int* __restrict__ out, int* __restrict__ meta,
     int capacity, int sharedBits)
 {
+    step_prologue();
     __shared__ u32 sh_scan[LFPS_THREADS / 32];
     const int row = blockIdx.x, r = row / heads, n = lengths[r], pos = n - 1, t = threadIdx.x;
     const int* HM = histMeta + (long long)row * depth * 2;
@@ -391,6 +397,7 @@ extern "C" __global__ void __launch_bounds__(LFPS_THREADS) lfps_candidates(const
 extern "C" __global__ void __launch_bounds__(SEL_THREADS) lfps_trigger(const float* __restrict__ scores, int stride,
     const int* __restrict__ candMeta, const float* __restrict__ refMax, int refStride, int* __restrict__ refresh, float drop)
 {
+    step_prologue();
     __shared__ float sh[SEL_THREADS / 32];
     const int row = blockIdx.x, count = candMeta[2LL * row];
     if (drop <= 0.f || refresh[row] != 0 || count == 0) return;
@@ -409,6 +416,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) lfps_remember(const in
     float* __restrict__ refMax, int refStride, int* __restrict__ lastRefresh, int* __restrict__ refreshes,
     int* __restrict__ triggered, int* __restrict__ hist, int* __restrict__ histMeta, int depth, int histCap)
 {
+    step_prologue();
     __shared__ float sh[SEL_THREADS / 32];
     const int row = blockIdx.x, r = row / heads, n = lengths[r], t = threadIdx.x;
     const int f = refresh[row];
@@ -473,6 +481,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) prhs_share(const int* 
     int* __restrict__ domStart, int* __restrict__ domLen, int* __restrict__ frozenFrom, int* __restrict__ frozenCount,
     int* __restrict__ rowLens, int* __restrict__ ks)
 {
+    step_prologue();
     __shared__ float sh[3][SEL_THREADS / 32];
     const int row = blockIdx.x, r = row / heads, n = lengths[r], t = threadIdx.x;
     const int k = resolve_budget(tokens, fraction, n);
@@ -547,6 +556,7 @@ extern "C" __global__ void prhs_dilate(int rowsTimesHeads, const int* __restrict
     int sinks, int local, int radius, int top, const int* __restrict__ best, int bestCap, int* __restrict__ dil,
     int dilCap, int* __restrict__ dilCount, int* __restrict__ rowLens, int* __restrict__ ks)
 {
+    step_prologue();
     const int row = blockIdx.x * blockDim.x + threadIdx.x;
     if (row >= rowsTimesHeads) return;
     dilCount[row] = 0;
@@ -593,6 +603,7 @@ extern "C" __global__ void __launch_bounds__(LFPS_THREADS) prhs_compose(const in
     int salientCap, u32* __restrict__ bitmap, int words, int* __restrict__ out, int* __restrict__ outMeta, int outCap,
     int sharedBits)
 {
+    step_prologue();
     __shared__ u32 sh_scan[LFPS_THREADS / 32];
     const int row = blockIdx.x, r = row / heads, n = lengths[r], t = threadIdx.x, f = decision[row];
     int* O = out + (long long)row * outCap;

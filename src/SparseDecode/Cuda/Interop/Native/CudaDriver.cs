@@ -25,6 +25,27 @@ internal static unsafe class CudaDriver
     public const int FuncAttrNumRegs = 4;
     public const int FuncAttrMaxDynamicSharedSizeBytes = 8;
 
+    // launch attributes (CUlaunchAttributeID)
+    public const int LaunchAttributeProgrammaticStreamSerialization = 6;
+
+    /// <summary>CUlaunchConfig.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct LaunchConfig
+    {
+        public uint GridX, GridY, GridZ, BlockX, BlockY, BlockZ, SharedBytes;
+        public nint Stream;
+        public LaunchAttribute* Attributes;
+        public uint AttributeCount;
+    }
+
+    /// <summary>CUlaunchAttribute: an id, then a 64-byte value union 8 bytes in.</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 72)]
+    public struct LaunchAttribute
+    {
+        [FieldOffset(0)] public int Id;
+        [FieldOffset(8)] public int Value;
+    }
+
     public const uint StreamNonBlocking = 1;
     public const int CaptureModeThreadLocal = 1;
 
@@ -58,6 +79,8 @@ internal static unsafe class CudaDriver
     public static delegate* unmanaged<nint, int, int, int> cuFuncSetAttribute;
     public static delegate* unmanaged<int*, nint, int, nuint, int> cuOccupancyMaxActiveBlocksPerMultiprocessor;
     public static delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int> cuLaunchKernel;
+    /// <summary>Null where the driver predates it (CUDA 12).</summary>
+    public static delegate* unmanaged<LaunchConfig*, nint, void**, void**, int> cuLaunchKernelEx;
     public static delegate* unmanaged<nint*, uint, int> cuStreamCreate;
     public static delegate* unmanaged<nint, int> cuStreamDestroy;
     public static delegate* unmanaged<nint, int> cuStreamSynchronize;
@@ -121,6 +144,7 @@ internal static unsafe class CudaDriver
                 cuFuncSetAttribute = (delegate* unmanaged<nint, int, int, int>)F("cuFuncSetAttribute");
                 cuOccupancyMaxActiveBlocksPerMultiprocessor = (delegate* unmanaged<int*, nint, int, nuint, int>)F("cuOccupancyMaxActiveBlocksPerMultiprocessor");
                 cuLaunchKernel = (delegate* unmanaged<nint, uint, uint, uint, uint, uint, uint, uint, nint, void**, void**, int>)F("cuLaunchKernel");
+                if (NativeLibrary.TryGetExport(h, "cuLaunchKernelEx", out var ex)) cuLaunchKernelEx = (delegate* unmanaged<LaunchConfig*, nint, void**, void**, int>)ex;
                 cuStreamCreate = (delegate* unmanaged<nint*, uint, int>)F("cuStreamCreate");
                 cuStreamDestroy = (delegate* unmanaged<nint, int>)F("cuStreamDestroy_v2");
                 cuStreamSynchronize = (delegate* unmanaged<nint, int>)F("cuStreamSynchronize");
