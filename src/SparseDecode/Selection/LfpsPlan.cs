@@ -9,7 +9,7 @@ namespace SparseDecode.Selection;
 /// top-k is this step's selection and joins the history. A full exact top-k refreshes the history on the first
 /// decode step, every `interval` steps, and when the best candidate score falls `drop` below the best score of
 /// the last full refresh (the history has lost what the head attends to). Per layer: candidates, their scores,
-/// their top-k, the trigger, then scores and top-k of every key for the heads that refresh (the others skip them).</summary>
+/// their top-k with the trigger, then scores and top-k of every key for the heads that refresh (the others skip them).</summary>
 public sealed class LfpsPlan : SelectionPlan
 {
     public sealed record Options
@@ -67,8 +67,7 @@ public sealed class LfpsPlan : SelectionPlan
         var rule = new LfpsRule(_o.Sinks, _o.Recent, _o.Radius, _o.Interval);
         ops.LfpsCandidates(_state, rule, _candidates);
         ops.ScoreList(_candidates, _candidateScores);
-        ops.TopK(_candidateScores, _candidates, Budget, _selected, HeadMask.WhereNot(_state.Refresh));
-        ops.LfpsTrigger(_candidateScores, _candidates, _state, _o.Drop);
+        ops.LfpsSelect(_candidateScores, _candidates, Budget, _selected, _state, _o.Drop);
         ops.ScoreAll(_all, HeadMask.Where(_state.Refresh));
         ops.TopK(_all, null, Budget, _selected, HeadMask.Where(_state.Refresh));
         ops.LfpsRemember(_selected, _all, _state);

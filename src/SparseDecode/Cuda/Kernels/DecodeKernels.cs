@@ -333,7 +333,12 @@ public sealed class DecodeKernels : IDisposable
         /// <summary>Row lengths and k computed inside the one-block top-k from a plan's sizes (as
         /// SelectionKernels.TopKSizes would write them), saving that launch; PerRow only.</summary>
         public PlanTopKSizes? Sizes { get; init; }
+        /// <summary>LFPS's trigger computed beside the selection (PerRow only): a row with entries whose best score is
+        /// below Reference[row·ReferenceStride] − Drop gets Flags[row] = 2.</summary>
+        public TopKTrigger? Trigger { get; init; }
     }
+
+    public readonly record struct TopKTrigger(DeviceBuffer Flags, DeviceBuffer Reference, int ReferenceStride, float Drop);
 
     /// <summary>A plan's top-k sizes (see selection.cu's sel_topk_sizes): `heads` rows per sequence, each of its
     /// sequence's length (Mode 0) or of its candidate list's count (Mode 1, CandidateMeta), k the budget at the
@@ -351,8 +356,8 @@ public sealed class DecodeKernels : IDisposable
         if (r.K < (r.Ks != 0 ? 0 : 1) || r.OutStride < Math.Max(r.K * r.Expand, r.PadTo)) throw new ArgumentException("Top-k output rows must hold k × expand entries.");
         ulong output = r.OutputAddress != 0 ? r.OutputAddress : r.Output.Pointer;
         var algorithm = r.Algorithm != TopKAlgorithm.Auto ? r.Algorithm : ChooseTopK(r.Rows, r.RowLength, r.Candidates is not null);
-        if (r.Sizes is not null && algorithm != TopKAlgorithm.PerRow)
-            throw new ArgumentException("Sizes computed inside the top-k take the one-block-per-row algorithm.");
+        if ((r.Sizes is not null || r.Trigger is not null) && algorithm != TopKAlgorithm.PerRow)
+            throw new ArgumentException("Sizes and triggers computed inside the top-k take the one-block-per-row algorithm.");
         if (algorithm == TopKAlgorithm.PerRow)
         {
             var p = new KernelArgs();
@@ -364,6 +369,8 @@ public sealed class DecodeKernels : IDisposable
             var z = r.Sizes.GetValueOrDefault();
             p.Add(r.Sizes is null ? 0UL : z.Lengths); p.Add(z.Heads); p.Add(z.Mode); p.Add(z.Budget.Tokens); p.Add(z.Budget.Fraction);
             p.Add(z.CandidateMeta); p.Add(z.Mask); p.Add(z.Mask is null ? 0 : z.MaskKind);
+            var tr = r.Trigger.GetValueOrDefault();
+            p.Add(tr.Flags); p.Add(tr.Reference); p.Add(tr.ReferenceStride); p.Add(r.Trigger is null ? 0f : tr.Drop);
             _module[per == 4 ? "topk_rows_c4" : "topk_rows"].Launch((r.Rows * per, 1, 1), PerRowThreads, stream, ref p, TopKStageBytes(stage));
             return;
         }

@@ -948,12 +948,16 @@ __device__ void select_row(const float* __restrict__ R, int n, int k, const int*
     int kAll, const int* __restrict__ ks, const int* __restrict__ cand, int candStride, int* __restrict__ out, int outStride, \
     int expand, const int* __restrict__ limits, int* __restrict__ counts, int padTo, int stage, \
     const int* __restrict__ szLengths, int szHeads, int szMode, int szTokens, double szFraction, \
-    const int* __restrict__ szCandMeta, const int* __restrict__ szMask, int szMaskKind
+    const int* __restrict__ szCandMeta, const int* szMask, int szMaskKind, int* trigFlags, \
+    const float* __restrict__ trigRef, int trigRefStride, float trigDrop
 #define TOPK_ROWS_PASS scores, rowStride, rowLens, rowLen, kAll, ks, cand, candStride, out, outStride, expand, limits, \
-    counts, padTo, stage, szLengths, szHeads, szMode, szTokens, szFraction, szCandMeta, szMask, szMaskKind
+    counts, padTo, stage, szLengths, szHeads, szMode, szTokens, szFraction, szCandMeta, szMask, szMaskKind, trigFlags, \
+    trigRef, trigRefStride, trigDrop
 
 // Row blockIdx.x / CL of a per-row top-k, its sizes from rowLens/ks or, with szLengths, from a plan's sizes as
-// selection.cu's sel_topk_sizes computes them (one launch fewer).
+// selection.cu's sel_topk_sizes computes them (one launch fewer). With trigFlags (LFPS's trigger, as selection.cu's
+// lfps_trigger: one launch fewer), a row with entries whose best score is below trigRef[row] − trigDrop gets
+// trigFlags[row] = 2 (the plan masks out the rows whose flag is already set, so a selected row's flag is 0).
 template <int CL>
 __device__ __forceinline__ void topk_row(TOPK_ROWS_ARGS)
 {
@@ -968,9 +972,26 @@ __device__ __forceinline__ void topk_row(TOPK_ROWS_ARGS)
         k = resolve_budget(szTokens, szFraction, len);
     }
     if (k < 0) return;
-    select_row<CL>(scores + (long long)row * rowStride, n, k, cand ? cand + (long long)row * candStride : 0,
+    const float* R = scores + (long long)row * rowStride;
+    select_row<CL>(R, n, k, cand ? cand + (long long)row * candStride : 0,
         out + (long long)row * outStride, expand, limits ? limits[row] : 0x7fffffff, counts ? counts + 2LL * row : 0, padTo,
         stage, dyn_keys, sh);
+    if (trigFlags && trigDrop > 0.f && n > 0 && blockIdx.x % CL == 0)
+    {
+        float m = NEG_INF;
+        for (int j = threadIdx.x; j < n; j += TR_THREADS) m = fmaxf(m, R[j]);
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+        __syncthreads();   // the scan scratch is free again (select_row's last use ended in a barrier)
+        if ((threadIdx.x & 31) == 0) sh.scan[threadIdx.x >> 5] = __float_as_uint(m);
+        __syncthreads();
+        if (threadIdx.x == 0)
+        {
+            for (int w = 1; w < TR_THREADS / 32; w++) m = fmaxf(m, __uint_as_float(sh.scan[w]));
+            m = fmaxf(m, __uint_as_float(sh.scan[0]));
+            if (m < trigRef[(long long)row * trigRefStride] - trigDrop) trigFlags[row] = 2;
+        }
+    }
 }
 
 // One row per block / per cluster of 4 blocks (few long rows: a batch-1 step's 32 heads fill 128 multiprocessors).

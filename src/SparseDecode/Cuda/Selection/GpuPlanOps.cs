@@ -218,7 +218,10 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
     /// <remarks>A masked top-k (LFPS's refresh, which most steps no head needs) takes the one-launch per-row
     /// algorithm: when no row is admitted it costs one empty launch instead of six. The per-row algorithm sizes its
     /// rows itself; the multi-block one reads sizes a launch before it writes.</remarks>
-    public void TopK(ScoreSet scores, IndexSet? candidates, Budget budget, IndexSet dst, HeadMask only = default)
+    public void TopK(ScoreSet scores, IndexSet? candidates, Budget budget, IndexSet dst, HeadMask only = default) =>
+        TopK(scores, candidates, budget, dst, only, null);
+
+    private void TopK(ScoreSet scores, IndexSet? candidates, Budget budget, IndexSet dst, HeadMask only, DecodeKernels.TopKTrigger? trigger)
     {
         var (m, kind) = Mask(only);
         var src = At(scores.Id);
@@ -226,10 +229,11 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
         var c = candidates is IndexSet cs ? At(cs.Id) : null;
         var mode = c is null ? SelectionKernels.SizeMode.AllPositions : SelectionKernels.SizeMode.Candidates;
         int longest = c is null ? _kv.PlanLength : c.Stride;
-        var algorithm = only.When == HeadMask.Kind.All ? _dk.ChooseTopK(RowsTimesHeads, longest, c is not null) : TopKAlgorithm.PerRow;
+        var algorithm = only.When == HeadMask.Kind.All && trigger is null ? _dk.ChooseTopK(RowsTimesHeads, longest, c is not null) : TopKAlgorithm.PerRow;
         var request = new DecodeKernels.TopKRequest(src.Data, RowsTimesHeads, src.Stride, longest, d.Stride, d.Data, d.Stride)
         {
             Candidates = c?.Data, CandidateStride = c?.Stride ?? 0, Counts = d.Meta!.Pointer, PadTo = d.Stride, Algorithm = algorithm,
+            Trigger = trigger,
         };
         if (algorithm == TopKAlgorithm.PerRow)
             request = request with { Sizes = new DecodeKernels.PlanTopKSizes(_kv.Lengths, _plan.Heads, (int)mode, budget, c?.Meta, m, kind) };
@@ -261,6 +265,14 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
     public void LfpsCandidates(in LfpsState state, in LfpsRule rule, IndexSet dst) =>
         _k.LfpsCandidates(_kv.Lengths, _steps, _plan.Heads, Rows, ListsOf(state.History), At(state.LastRefresh.Id).Data,
             At(state.Refresh.Id).Data, rule, _bitmap, _words, ListsOf(dst), _s);
+
+    /// <remarks>One launch: the per-row top-k of the candidates computes the trigger beside the selection.</remarks>
+    public void LfpsSelect(ScoreSet candidateScores, IndexSet candidates, Budget budget, IndexSet dst, in LfpsState state, float drop)
+    {
+        var rm = At(state.ReferenceMax.Id);
+        var trigger = drop > 0 ? new DecodeKernels.TopKTrigger(At(state.Refresh.Id).Data, rm.Data, rm.Stride, drop) : (DecodeKernels.TopKTrigger?)null;
+        TopK(candidateScores, candidates, budget, dst, HeadMask.WhereNot(state.Refresh), trigger);
+    }
 
     public void LfpsTrigger(ScoreSet candidateScores, IndexSet candidates, in LfpsState state, float drop)
     {
