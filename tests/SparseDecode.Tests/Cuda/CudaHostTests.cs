@@ -9,6 +9,29 @@ namespace SparseDecode.Tests.Cuda;
 public sealed class CudaHostTests
 {
     [Fact]
+    public void PageBoundTurnsFollowTheKernelsLaneSegments()
+    {
+        // sel_page_bounds: 8 warps × PB_TURN (2) × pages per warp (32 lanes ÷ the power of two covering headDim / 8)
+        Assert.Equal(32, SelectionKernels.PageBoundsPagesPerTurn(128));   // 16 lanes a page
+        Assert.Equal(64, SelectionKernels.PageBoundsPagesPerTurn(64));    // 8
+        Assert.Equal(16, SelectionKernels.PageBoundsPagesPerTurn(256));   // 32
+        Assert.Equal(128, SelectionKernels.PageBoundsPagesPerTurn(24));   // 3 lanes of channels round up to 4
+        Assert.Equal(512, SelectionKernels.PageBoundsPagesPerTurn(2));    // one lane a page
+    }
+
+    [Fact]
+    public void SharedMemoryStagesAreSizedToTheirContents()
+    {
+        // a candidate bitmap in shared memory up to 10,240 words (320K positions), else in device memory
+        Assert.Equal(4096, SelectionKernels.SharedBitmapBytes(1024));
+        Assert.Equal(40960, SelectionKernels.SharedBitmapBytes(10240));
+        Assert.Equal(0, SelectionKernels.SharedBitmapBytes(10241));
+        // the top-k stage: a padding word per 32 entries, plus one; the largest stays under 96 KB
+        Assert.Equal((32 + 1 + 1) * 4, DecodeKernels.TopKStageBytes(32));
+        Assert.True(DecodeKernels.TopKStageBytes(DecodeKernels.TopKStageEntries) <= 96 * 1024 + 512);
+    }
+
+    [Fact]
     public void ChunksFillFourWavesAndRoundToTheGranularity()
     {
         // 128K keys × 8 heads over 132 SMs × 3 blocks × 4 waves = 1584 blocks → 662 keys → 704 (multiple of 64)
