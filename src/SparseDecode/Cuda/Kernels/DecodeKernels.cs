@@ -58,8 +58,8 @@ public sealed class DecodeKernels : IDisposable
         Device = device;
         _module = CudaModule.Load(device, SourceFile);
         foreach (var n in KernelNames) BlocksPerSm(n);
-        foreach (var n in ClusterCapable ? ["topk_rows", "topk_pages", .. ClusterKernelNames] : new[] { "topk_rows", "topk_pages" })
-            _module[n].AllowDynamicShared(TopKStageBytes(TopKStageEntries));
+        string[] staging = ["topk_rows", "topk_pages", .. ClusterCapable ? ClusterKernelNames : []];
+        foreach (var n in staging) _module[n].AllowDynamicShared(TopKStageBytes(TopKStageEntries));
     }
 
     /// <summary>Kernels that split a row over a cluster of blocks (sm_90 and later; the source compiles them there only).</summary>
@@ -240,11 +240,22 @@ public sealed class DecodeKernels : IDisposable
         int rows = indexed ? indexCount : kv.PlanLength;
         int y = indexed && listHeads == IndexHeads.QueryHead ? kv.QueryHeads : kv.KvHeads;
         if (chunk <= 0) chunk = PlanChunk(name, rows, y, kv.Rows, 64);
+        LaunchScoreRows(name, kv, kv.KBases, 0UL, 1, kv.HeadStride, q, indices, indexCount, y, rows, chunk, output, outStride, stream,
+            listMeta, mask, maskKind);
+    }
+
+    /// <summary>One launch of decode_attention.cu's score_rows kernels (SCORE_ARGS, in their order): `rows` rows per
+    /// head in chunks of `chunk`, grid (chunks, y, kv.Rows).</summary>
+    private void LaunchScoreRows(string name, in KvView kv, ulong aBase, ulong bBase, int rowDiv, long headStride, DeviceBuffer q,
+        DeviceBuffer? indices, int indexCount, int y, int rows, int chunk, DeviceBuffer output, int outStride, CudaStream stream,
+        DeviceBuffer? listMeta = null, DeviceBuffer? mask = null, int maskKind = 0, DeviceBuffer? rangeStart = null,
+        DeviceBuffer? rangeLength = null)
+    {
         var a = new KernelArgs();
-        a.Add(kv.KBases); a.Add(0UL); a.Add(kv.Lengths); a.Add(1); a.Add(kv.HeadStride); a.Add(q);
+        a.Add(aBase); a.Add(bBase); a.Add(kv.Lengths); a.Add(rowDiv); a.Add(headStride); a.Add(q);
         a.Add(indices); a.Add(indexCount); a.Add(y); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk);
         a.Add((float)(1 / Math.Sqrt(DecodeKernels.HeadDim))); a.Add(output); a.Add(outStride);
-        a.Add(listMeta); a.Add(mask); a.Add(mask is null ? 0 : maskKind); a.Add(0UL); a.Add(0UL);
+        a.Add(listMeta); a.Add(mask); a.Add(mask is null ? 0 : maskKind); a.Add(rangeStart); a.Add(rangeLength);
         _module[name].Launch((LaunchPlan.Chunks(rows, chunk), y, kv.Rows), Block, stream, ref a);
     }
 
@@ -257,12 +268,8 @@ public sealed class DecodeKernels : IDisposable
         string name = ForGroup(heads == IndexHeads.QueryHead ? "score_range_g1" : "score_range_max", kv.Group);
         int y = heads == IndexHeads.QueryHead ? kv.QueryHeads : kv.KvHeads;
         int chunk = PlanChunk(name, kv.PlanLength, y, kv.Rows, 64);
-        var a = new KernelArgs();
-        a.Add(kv.KBases); a.Add(0UL); a.Add(kv.Lengths); a.Add(1); a.Add(kv.HeadStride); a.Add(q);
-        a.Add(0UL); a.Add(0); a.Add(y); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk);
-        a.Add((float)(1 / Math.Sqrt(DecodeKernels.HeadDim))); a.Add(output); a.Add(outStride);
-        a.Add(0UL); a.Add(0UL); a.Add(0); a.Add(start); a.Add(length);
-        _module[name].Launch((LaunchPlan.Chunks(kv.PlanLength, chunk), y, kv.Rows), Block, stream, ref a);
+        LaunchScoreRows(name, kv, kv.KBases, 0UL, 1, kv.HeadStride, q, null, 0, y, kv.PlanLength, chunk, output, outStride, stream,
+            rangeStart: start, rangeLength: length);
     }
 
     /// <summary>Per page and channel, the min and max of the keys (into kv.PageMin / kv.PageMax).</summary>
@@ -282,12 +289,8 @@ public sealed class DecodeKernels : IDisposable
         string name = ForGroup(outHeads == IndexHeads.KvHead ? "page_bounds_max" : "page_bounds_each", kv.Group);
         int pages = (kv.PlanLength + kv.PageSize - 1) / kv.PageSize;
         if (chunk <= 0) chunk = PlanChunk(name, pages, kv.KvHeads, kv.Rows, 32);
-        var a = new KernelArgs();
-        a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(kv.Lengths); a.Add(kv.PageSize); a.Add(kv.PageHeadStride); a.Add(q);
-        a.Add(0UL); a.Add(0); a.Add(kv.KvHeads); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk);
-        a.Add((float)(1 / Math.Sqrt(DecodeKernels.HeadDim))); a.Add(output); a.Add(outStride);
-        a.Add(0UL); a.Add(0UL); a.Add(0); a.Add(0UL); a.Add(0UL);
-        _module[name].Launch((LaunchPlan.Chunks(pages, chunk), kv.KvHeads, kv.Rows), Block, stream, ref a);
+        LaunchScoreRows(name, kv, kv.MinBases, kv.MaxBases, kv.PageSize, kv.PageHeadStride, q, null, 0, kv.KvHeads, pages, chunk,
+            output, outStride, stream);
     }
 
     // ------------------------------------------------------------------------------------------ top-k
