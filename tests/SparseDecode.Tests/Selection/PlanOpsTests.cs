@@ -19,7 +19,8 @@ public class PlanOpsTests
         public void TopPages(ScoreSet bounds, Budget budget, IndexSet dst) => Calls.Add($"{Layer} pages {bounds.Id} {budget} {dst.Id}");
         public void Window(int sinks, Budget budget, IndexSet dst) => Calls.Add($"{Layer} window {sinks} {budget} {dst.Id}");
         public void LfpsCandidates(in LfpsState state, in LfpsRule rule, IndexSet dst) => Calls.Add($"{Layer} lfps-candidates {rule} {dst.Id}");
-        public void LfpsTrigger(ScoreSet candidateScores, IndexSet candidates, in LfpsState state, float drop) => Calls.Add($"{Layer} lfps-trigger {drop}");
+        public void LfpsSelect(ScoreSet candidateScores, IndexSet candidates, Budget budget, IndexSet dst, in LfpsState state, float drop) =>
+            Calls.Add($"{Layer} lfps-select {candidateScores.Id} {candidates.Id} {budget} {dst.Id} {drop}");
         public void LfpsRemember(IndexSet selected, ScoreSet allScores, in LfpsState state) => Calls.Add($"{Layer} lfps-remember {selected.Id}");
         public void ScoreRange(FlagSet start, FlagSet length, ScoreSet dst) => Calls.Add($"{Layer} range {start.Id} {length.Id} {dst.Id}");
         public void PrhsShare(in PrhsState state, in PrhsRule rule, Budget budget) => Calls.Add($"{Layer} prhs-share {rule} {budget}");

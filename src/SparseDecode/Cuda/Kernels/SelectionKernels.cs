@@ -2,7 +2,7 @@ namespace SparseDecode.Cuda;
 
 /// <summary>Host side of Cuda/Kernels/selection.cu: the selection plans' operations as kernels batched over every
 /// selection head of every row (scores of all keys or of lists, Quest page bounds, top-k sizes, StreamingLLM's
-/// window, LFPS's candidates, trigger and bookkeeping, PrHS's sharing decision, dilation and composed sets). Every method only queues work (graph-capturable).</summary>
+/// window, LFPS's candidates and bookkeeping, PrHS's sharing decision, dilation and composed sets). Every method only queues work (graph-capturable).</summary>
 public sealed class SelectionKernels : IDisposable
 {
     public const string SourceFile = "selection.cu";
@@ -13,7 +13,7 @@ public sealed class SelectionKernels : IDisposable
     public const int MaxQueriesPerHead = 16;
 
     public static readonly string[] KernelNames =
-        ["plan_begin_step", "sel_scores", "sel_page_bounds", "sel_topk_sizes", "sel_window", "lfps_candidates", "lfps_trigger", "lfps_remember",
+        ["plan_begin_step", "sel_scores", "sel_page_bounds", "sel_topk_sizes", "sel_window", "lfps_candidates", "lfps_remember",
          "prhs_share", "prhs_dilate", "prhs_compose"];
 
     private readonly CudaModule _module;
@@ -132,14 +132,6 @@ public sealed class SelectionKernels : IDisposable
         int shared = SharedBitmapBytes(words);
         a.Add(shared > 0 ? 1 : 0);
         _module["lfps_candidates"].Launch((rows * heads, 1, 1), CandidateThreads, s, ref a, shared);
-    }
-
-    public void LfpsTrigger(DeviceBuffer scores, int stride, DeviceBuffer candidateMeta, DeviceBuffer referenceMax, int refStride,
-        DeviceBuffer refresh, float drop, int rowsTimesHeads, CudaStream s)
-    {
-        var a = new KernelArgs();
-        a.Add(scores); a.Add(stride); a.Add(candidateMeta); a.Add(referenceMax); a.Add(refStride); a.Add(refresh); a.Add(drop);
-        _module["lfps_trigger"].Launch((rowsTimesHeads, 1, 1), Threads, s, ref a);
     }
 
     public void LfpsRemember(ulong lengths, DeviceBuffer steps, int heads, int rows, in Lists selected, DeviceBuffer all, int allStride,

@@ -65,6 +65,19 @@ __device__ __forceinline__ float warp_sum(float v)
     return v;
 }
 
+// Max over the block's threads (sh: a float per warp); every thread gets it. Ends with a barrier so sh can be reused.
+__device__ __forceinline__ float block_max(float v, float* sh)
+{
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float m = sh[0];
+    for (int w = 1; w < (int)(blockDim.x >> 5); w++) m = fmaxf(m, sh[w]);
+    __syncthreads();
+    return m;
+}
+
 // Exclusive scan over the block's threads; *total gets the sum. Ends with a barrier so sh can be reused.
 __device__ __forceinline__ u32 block_excl_scan(u32 v, u32* sh, u32* total)
 {

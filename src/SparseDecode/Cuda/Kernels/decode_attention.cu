@@ -782,7 +782,8 @@ __device__ __forceinline__ u32 load_peer(const u32* p, int rank)
 }
 
 // Shared memory of a row's selection: the histogram of this block's entries, the cluster's summed histogram (CL > 1),
-// scan scratch, find_bin's result, and this block's counts above / at the threshold (read by the later ranks).
+// scan scratch, find_bin's result, this block's counts above / at the threshold (read by the later ranks), and the
+// per-warp maxima of LFPS's trigger.
 template <int CL> struct SelectShared
 {
     u32 hist[TK_BINS];
@@ -790,6 +791,7 @@ template <int CL> struct SelectShared
     u32 scan[32];
     u32 res[2];
     u32 counts[2];
+    float maxes[32];
 };
 
 // The top-k of row R (n entries) into O, as topk_rows documents; every thread of the block calls it, with k >= 0.
@@ -955,8 +957,8 @@ __device__ void select_row(const float* __restrict__ R, int n, int k, const int*
     trigRef, trigRefStride, trigDrop
 
 // Row blockIdx.x / CL of a per-row top-k, its sizes from rowLens/ks or, with szLengths, from a plan's sizes as
-// selection.cu's sel_topk_sizes computes them (one launch fewer). With trigFlags (LFPS's trigger, as selection.cu's
-// lfps_trigger: one launch fewer), a row with entries whose best score is below trigRef[row] − trigDrop gets
+// selection.cu's sel_topk_sizes computes them (one launch fewer). With trigFlags (LFPS's trigger, ISelectionOps.
+// LfpsSelect, in the same launch), a row with entries whose best score is below trigRef[row] − trigDrop gets
 // trigFlags[row] = 2 (the plan masks out the rows whose flag is already set, so a selected row's flag is 0).
 template <int CL>
 __device__ __forceinline__ void topk_row(TOPK_ROWS_ARGS)
@@ -980,17 +982,8 @@ __device__ __forceinline__ void topk_row(TOPK_ROWS_ARGS)
     {
         float m = NEG_INF;
         for (int j = threadIdx.x; j < n; j += TR_THREADS) m = fmaxf(m, R[j]);
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
-        __syncthreads();   // the scan scratch is free again (select_row's last use ended in a barrier)
-        if ((threadIdx.x & 31) == 0) sh.scan[threadIdx.x >> 5] = __float_as_uint(m);
-        __syncthreads();
-        if (threadIdx.x == 0)
-        {
-            for (int w = 1; w < TR_THREADS / 32; w++) m = fmaxf(m, __uint_as_float(sh.scan[w]));
-            m = fmaxf(m, __uint_as_float(sh.scan[0]));
-            if (m < trigRef[(long long)row * trigRefStride] - trigDrop) trigFlags[row] = 2;
-        }
+        m = block_max(m, sh.maxes);
+        if (threadIdx.x == 0 && m < trigRef[(long long)row * trigRefStride] - trigDrop) trigFlags[row] = 2;
     }
 }
 

@@ -13,25 +13,6 @@
 #define SEL_MAXPAIRS 128   // channel pairs per head: head size ≤ 256
 #define SEL_KEYS 4         // keys a warp of the scores kernel loads at once
 
-__device__ __forceinline__ float sel_warp_max(float v)
-{
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
-    return v;
-}
-
-// Max of a block of SEL_THREADS threads (sh: 8 floats); every thread gets it.
-__device__ __forceinline__ float sel_block_max(float v, float* sh)
-{
-    v = sel_warp_max(v);
-    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
-    __syncthreads();
-    float m = sh[0];
-    for (int w = 1; w < SEL_THREADS / 32; w++) m = fmaxf(m, sh[w]);
-    __syncthreads();
-    return m;
-}
-
 // The nearest f32 at or above v (a bound stays a bound when it is stored as f32).
 __device__ __forceinline__ float round_up_f32(double v)
 {
@@ -392,21 +373,6 @@ extern "C" __global__ void __launch_bounds__(LFPS_THREADS) lfps_candidates(const
     if (t == 0) meta[2LL * row] = total;
 }
 
-// LFPS's trigger per (row, head): where no refresh is due and drop > 0, refresh[row] = 2 if the best candidate score
-// is below the best score of the last refresh minus drop. Grid (rows · heads), SEL_THREADS threads.
-extern "C" __global__ void __launch_bounds__(SEL_THREADS) lfps_trigger(const float* __restrict__ scores, int stride,
-    const int* __restrict__ candMeta, const float* __restrict__ refMax, int refStride, int* __restrict__ refresh, float drop)
-{
-    step_prologue();
-    __shared__ float sh[SEL_THREADS / 32];
-    const int row = blockIdx.x, count = candMeta[2LL * row];
-    if (drop <= 0.f || refresh[row] != 0 || count == 0) return;
-    float m = NEG_INF;
-    for (int j = threadIdx.x; j < count; j += SEL_THREADS) m = fmaxf(m, scores[(long long)row * stride + j]);
-    m = sel_block_max(m, sh);
-    if (threadIdx.x == 0 && m < refMax[(long long)row * refStride] - drop) refresh[row] = 2;
-}
-
 // LFPS's bookkeeping per (row, head): where a refresh ran, the best of every key's score, the step and the counters;
 // then the history moves back one list and `selected` becomes its newest, stamped with this step's position.
 // Grid (rows · heads), SEL_THREADS threads.
@@ -424,7 +390,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) lfps_remember(const in
     {
         float m = NEG_INF;
         for (int j = t; j < n; j += SEL_THREADS) m = fmaxf(m, all[(long long)row * allStride + j]);
-        m = sel_block_max(m, sh);
+        m = block_max(m, sh);
         if (t == 0)
         {
             refMax[(long long)row * refStride] = m;

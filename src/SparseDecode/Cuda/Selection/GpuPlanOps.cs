@@ -274,13 +274,6 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
         TopK(candidateScores, candidates, budget, dst, HeadMask.WhereNot(state.Refresh), trigger);
     }
 
-    public void LfpsTrigger(ScoreSet candidateScores, IndexSet candidates, in LfpsState state, float drop)
-    {
-        var sc = At(candidateScores.Id);
-        var rm = At(state.ReferenceMax.Id);
-        _k.LfpsTrigger(sc.Data, sc.Stride, At(candidates.Id).Meta!, rm.Data, rm.Stride, At(state.Refresh.Id).Data, drop, RowsTimesHeads, _s);
-    }
-
     public void LfpsRemember(IndexSet selected, ScoreSet allScores, in LfpsState state)
     {
         var all = At(allScores.Id);

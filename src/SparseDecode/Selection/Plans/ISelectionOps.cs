@@ -72,18 +72,11 @@ public interface ISelectionOps
     /// union of the rule's candidates where it is not (count 0 where it is). Reads no keys.</summary>
     void LfpsCandidates(in LfpsState state, in LfpsRule rule, IndexSet dst);
 
-    /// <summary>Where no refresh is due and drop &gt; 0: sets state.Refresh to 2 if the best candidate score is
-    /// below the best score of the last refresh minus `drop`.</summary>
-    void LfpsTrigger(ScoreSet candidateScores, IndexSet candidates, in LfpsState state, float drop);
-
-    /// <summary>LFPS's step selection: the top-k of the candidates on the heads where no refresh is due, then its
-    /// trigger (<see cref="LfpsTrigger"/>) — one operation so that a backend may do both in one pass over the
-    /// candidate scores (the GPU's per-row top-k computes the best score beside it: one launch fewer per layer).</summary>
-    void LfpsSelect(ScoreSet candidateScores, IndexSet candidates, Budget budget, IndexSet dst, in LfpsState state, float drop)
-    {
-        TopK(candidateScores, candidates, budget, dst, HeadMask.WhereNot(state.Refresh));
-        LfpsTrigger(candidateScores, candidates, state, drop);
-    }
+    /// <summary>LFPS's step selection: on the heads where no refresh is due, dst[h] = the top-k of the candidates
+    /// (as <see cref="TopK"/>), then, where drop &gt; 0, state.Refresh := 2 if the best candidate score is below the
+    /// best score of the last refresh minus `drop` (the trigger). One operation, so that a backend may do both in one
+    /// pass over the candidate scores (the GPU's per-row top-k computes the best score beside the selection).</summary>
+    void LfpsSelect(ScoreSet candidateScores, IndexSet candidates, Budget budget, IndexSet dst, in LfpsState state, float drop);
 
     /// <summary>Where a refresh ran: records the best of allScores[h][0..n), the step and the counters. Then every
     /// head's history moves back one list and `selected` becomes its newest, stamped with this step's position.</summary>

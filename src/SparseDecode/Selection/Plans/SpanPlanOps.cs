@@ -240,8 +240,9 @@ public sealed class SpanPlanOps : ISelectionOps
         }
     }
 
-    public void LfpsTrigger(ScoreSet candidateScores, IndexSet candidates, in LfpsState state, float drop)
+    public void LfpsSelect(ScoreSet candidateScores, IndexSet candidates, Budget budget, IndexSet dst, in LfpsState state, float drop)
     {
+        TopK(candidateScores, candidates, budget, dst, HeadMask.WhereNot(state.Refresh));
         if (drop <= 0) return;
         var refresh = At(state.Refresh.Id).Flags;
         var reference = At(state.ReferenceMax.Id).Floats;
