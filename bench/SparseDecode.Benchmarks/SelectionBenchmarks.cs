@@ -29,7 +29,7 @@ public class SelectionBenchmarks
     private LayerCache _layer = null!;
     private CpuSelectionBackend _backend = null!;
     private OneLayerForEvery _everyLayer = null!;
-    private IKvSelector _selector = null!;
+    private SpanPlanOps _selector = null!;
     private LayerSelection _selection = null!;
     private int _position;
 
@@ -57,7 +57,7 @@ public class SelectionBenchmarks
     /// <summary>A fresh sequence at context Context, brought to its steady state by four steps.</summary>
     private void Restart()
     {
-        _selector = _spec.Create(Llama8BShape);
+        _selector = new SpanPlanOps(_spec.CreatePlan(Llama8BShape, Llama8BShape.MaxPositions));
         _selection = new LayerSelection(_selector.Granularity == SelectionGranularity.QueryHead ? LayerCache.QueryHeads : LayerCache.KvHeads,
             Context + Headroom, _selector.Granularity);
         _position = Context - 1;

@@ -34,7 +34,7 @@ public static class EngineContractCheck
         var c = engine.Config;
         int[] lengths = [20, 33, 47];
         var none = new Dictionary<string, string>();
-        Func<IKvSelector?>[] methods = [() => null, () => SelectorSpec.Parse("oracle", "8", none).Create(c), () => SelectorSpec.Parse("quest", "16", none).Create(c)];
+        SelectionPlan?[] methods = [null, engine.PlanFor(SelectorSpec.Parse("oracle", "8", none)), engine.PlanFor(SelectorSpec.Parse("quest", "16", none))];
         var together = new List<IDecodeSequence>();
         var alone = new List<IDecodeSequence>();
         double worst = 0;
@@ -43,9 +43,9 @@ public static class EngineContractCheck
             for (int i = 0; i < 3; i++)
             {
                 var prompt = Tokens(lengths[i], c.VocabSize, i);
-                together.Add(engine.CreateSequence(64, methods[i]()));
+                together.Add(engine.CreateSequence(64, methods[i]));
                 together[i].Prefill(prompt);
-                alone.Add(engine.CreateSequence(64, methods[i]()));
+                alone.Add(engine.CreateSequence(64, methods[i]));
                 alone[i].Prefill(prompt);
             }
             var next = Tokens(5 * 3, c.VocabSize, 99);

@@ -159,19 +159,18 @@ public static class GpuParityCheck
         return Enumerable.Range(0, tokens.Length).Select(i => TensorPrimitives.IndexOfMax(all.AsSpan(i * v, v))).ToArray();
     }
 
-    /// <summary>A selector policy decoding on the GPU against the same policy on the CPU: the first half of the
-    /// tokens prefilled densely, the second half decoded one step at a time with the selector (teacher-forced);
+    /// <summary>A method's plan decoding on the GPU against the same plan on the CPU: the first half of the
+    /// tokens prefilled densely, the second half decoded one step at a time through the plan (teacher-forced);
     /// max and mean |Δ log p| over the decoded tokens, beside how far the policy moves the CPU from dense (so a
     /// sparse selection is really exercised). Near-equal scores can make the two pick different keys, so this
     /// compares policies, not bits. bf16 checkpoints only (the CPU reads the same weights).</summary>
     public sealed record SparseResult(string Model, string Method, int Tokens, double MaxDelta, double MeanDelta, double MaxFromDense)
     {
         /// <summary>Device plans: |CPU ∩ GPU| / max(|CPU|, |GPU|) of every index list of the plan's state after the
-        /// last step, mean and minimum over lists, layers and heads (NaN for a host policy). Below 1 only where
+        /// last step, mean and minimum over lists, layers and heads. Below 1 only where
         /// near-equal scores are picked differently (the two engines round differently).</summary>
         public double MeanOverlap { get; init; } = double.NaN;
         public double MinOverlap { get; init; } = double.NaN;
-        public string Path { get; init; } = "";
         /// <summary>Keys attended per decode step, summed over layers and query heads: the CPU's observer against
         /// what the GPU sequence reads back from its plan (what eval's "keys read" reports on the GPU).</summary>
         public double CpuKeysAttended { get; init; } = double.NaN;
@@ -194,27 +193,27 @@ public static class GpuParityCheck
         var tokens = Enumerable.Range(0, n).Select(_ => rng.Next(config.VocabSize)).ToArray();
         var cpuLp = new double[n - 1];
         double[] dense;
-        Selection.IKvSelector cpuSelector;
+        var plan = spec.CreatePlan(config, n);
+        var cpuPlan = new Selection.SpanPlanOps(plan);
         var observer = new Evaluation.SparsityObserver();
         using (var cpu = Transformer.Load(directory))
         {
             if (cpu.WeightType != DType.BF16) throw new ArgumentException($"{directory}: the sparse GPU check takes bf16 checkpoints.");
             dense = Scorer.TokenLogprobs(cpu, tokens, DType.BF16);
             using var cache = cpu.CreateCache(n, DType.BF16);
-            var selector = cpuSelector = spec.Create(config);
-            var ws = new DecodeWorkspace(cpu, cache, selector.Granularity);
+            var ws = new DecodeWorkspace(cpu, cache, plan.Granularity);
             cpu.Prefill(tokens.AsSpan(0, half), cache, ws.Logits);
             cpuLp[half - 1] = Activations.LogSoftmaxAt(ws.Logits, tokens[half]);
             for (int i = half; i < n - 1; i++)
             {
-                cpu.Decode(tokens[i], cache, ws, selector, observer);
+                cpu.Decode(tokens[i], cache, ws, cpuPlan, observer);
                 cpuLp[i] = Activations.LogSoftmaxAt(ws.Logits, tokens[i + 1]);
             }
         }
         using var store = WeightStore.Open(directory);
         using var weights = GpuWeights.Upload(dk.Device, store, config);
         using var engine = new GpuEngine(dk.Device, weights, n, ownsDevice: false);
-        using var session = (GpuDecodeSession)engine.CreateSequence(n, spec.Create(config));
+        using var session = (GpuDecodeSession)engine.CreateSequence(n, plan);
         var gpuLp = new double[n - 1];
         session.Prefill(tokens.AsSpan(0, half), (i, logits) => { if (i == half - 1) gpuLp[i] = Activations.LogSoftmaxAt(logits, tokens[half]); });
         double gpuKeys = 0;
@@ -232,13 +231,11 @@ public static class GpuParityCheck
             sum += d;
             fromDense = Math.Max(fromDense, Delta(cpuLp[i], dense[i]));
         }
-        var (mean, min, worst) = session.Plan is PlanAttention plan && cpuSelector is Selection.PlanSelector cpuPlan
-            ? Overlap(cpuPlan.State, plan.Ops) : (double.NaN, double.NaN, "");
+        var (mean, min, worst) = Overlap(cpuPlan, session.Plan!.Ops);
         return new SparseResult(directory, spec.ToString() ?? "", n, max, sum / (n - 1 - half), fromDense)
         {
             MeanOverlap = mean, MinOverlap = min, WorstList = worst,
             CpuKeysAttended = observer.Totals().KeysAttendedPerStep, GpuKeysAttended = gpuKeys / (n - 1 - half),
-            Path = session.Plan is null ? "host policy, GPU selection backend" : "device plan in the step graph",
         };
     }
 

@@ -42,8 +42,10 @@ internal static class BenchCommand
             // the prefill of a long context takes a minute on 2 cores: say what is happening meanwhile
             var progress = new ProgressLine("prefill", PhaseNote.Prefill(n));
             using var cache = t.CreateCache(n + s + 1, type);
-            var selector = spec.Create(t.Config);
-            var ws = new DecodeWorkspace(t, cache, selector.Granularity);
+            // dense runs without a plan, as the engine runs it
+            Selection.SpanPlanOps? Plan() => spec.IsDense ? null : new Selection.SpanPlanOps(spec.CreatePlan(t.Config, cache.Capacity));
+            var plan = Plan();
+            var ws = new DecodeWorkspace(t, cache, spec.EffectiveGranularity);
             // an untimed prefill first, so that the timed one runs compiled code, as the decode steps below do
             using (var warmPrefill = t.CreateCache(Math.Min(n, t.PrefillChunk), type))
                 t.Prefill(prompt.AsSpan(0, Math.Min(n, t.PrefillChunk)), warmPrefill, ws.Logits);
@@ -52,20 +54,20 @@ internal static class BenchCommand
             double prefillSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
             // .NET compiles hot methods again, optimised, only after they have run for a while (tiered
             // compilation): decode on copies of the prefilled cache for a second before timing, then start the
-            // timed run with a fresh selector so that its history begins at the timed positions
+            // timed run with fresh plan state so that its history begins at the timed positions
             var warm = Stopwatch.StartNew();
             for (int round = 0; round < 4 || warm.Elapsed.TotalSeconds < 1; round++)
             {
                 using var warmCache = cache.Clone();
-                var copySelector = spec.Create(t.Config);
-                var copyWs = new DecodeWorkspace(t, warmCache, copySelector.Granularity);
-                for (int i = 0; i < Math.Min(s, 8); i++) t.Decode(rng.Next(t.Config.VocabSize), warmCache, copyWs, copySelector);
+                var copyPlan = Plan();
+                var copyWs = new DecodeWorkspace(t, warmCache, spec.EffectiveGranularity);
+                for (int i = 0; i < Math.Min(s, 8); i++) t.Decode(rng.Next(t.Config.VocabSize), warmCache, copyWs, copyPlan);
             }
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bench: prefilled in {prefillSeconds:F1} s; warmed up; timing {s} decode steps"));
-            t.Decode(1, cache, ws, selector);
+            t.Decode(1, cache, ws, plan);
             long allocated0 = GC.GetTotalAllocatedBytes(precise: true);
             long t1 = Stopwatch.GetTimestamp();
-            for (int i = 0; i < s; i++) t.Decode(rng.Next(t.Config.VocabSize), cache, ws, selector);
+            for (int i = 0; i < s; i++) t.Decode(rng.Next(t.Config.VocabSize), cache, ws, plan);
             double decodeSeconds = Stopwatch.GetElapsedTime(t1).TotalSeconds / s;
             // all threads' managed allocations: what the parallel loops' bookkeeping costs per step
             double allocatedPerStep = (GC.GetTotalAllocatedBytes(precise: true) - allocated0) / (double)s;
@@ -126,8 +128,7 @@ internal static class BenchCommand
         for (int round = 0; round < 2; round++)
         {
             // dense runs through the captured step graph, a plan method inside its own captured step
-            var selector = spec.IsDense ? null : spec.Create(config);
-            using var session = gpu.CreateSequence(n + s + 2, selector);
+            using var session = gpu.CreateSequence(n + s + 2, gpu.PlanFor(spec));
             var p = round == 0 ? prompt.AsSpan(0, Math.Min(n, 64)) : prompt;
             long t0 = Stopwatch.GetTimestamp();
             session.Prefill(p);

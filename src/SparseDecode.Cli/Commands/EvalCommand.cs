@@ -180,7 +180,7 @@ public static class EvalCommand
             {
                 if (speed is null)
                 {
-                    speed = SpeedSweep.Run(engine, builder, grid, sweepContexts, p => grid.CreateSelector(p, config), grid.TimingSteps, status);
+                    speed = SpeedSweep.Run(engine, builder, grid, sweepContexts, p => grid.CreatePlan(p, config, engine.MaxContext), grid.TimingSteps, status);
                     File.WriteAllText(speedPath, System.Text.Json.JsonSerializer.Serialize(new SpeedSweepFile(speedKey, speed), EvalJson.Default.SpeedSweepFile));
                 }
                 if (heat && heatmap is null)
@@ -207,7 +207,7 @@ public static class EvalCommand
                             bar.Value = p.Done;
                             bar.Description = Markup.Escape(Fit($"{p.CellsDone}/{p.CellsTotal} cells  {p.Current}", err.Profile.Width));
                         });
-                        var run = new GridRunner(engine, builder, grid, store, modelName, p => grid.CreateSelector(p, config), () => new SparsityMeter())
+                        var run = new GridRunner(engine, builder, grid, store, modelName, p => grid.CreatePlan(p, config, engine.MaxContext), () => new SparsityMeter())
                             { Progress = progress };
                         cells = run.Run();
                         Extras(status => bar.Description = Markup.Escape(Fit(status, err.Profile.Width)));
@@ -226,7 +226,7 @@ public static class EvalCommand
                     if (line != last) Console.Error.WriteLine(line);
                     last = line;
                 });
-                var run = new GridRunner(engine, builder, grid, store, modelName, p => grid.CreateSelector(p, config), () => new SparsityMeter())
+                var run = new GridRunner(engine, builder, grid, store, modelName, p => grid.CreatePlan(p, config, engine.MaxContext), () => new SparsityMeter())
                     { Progress = progress };
                 cells = run.Run();
                 Extras(status =>

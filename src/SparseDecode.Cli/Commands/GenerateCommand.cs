@@ -44,7 +44,7 @@ internal static class GenerateCommand
             {
                 MaxTokens = r.GetValue(maxTokens),
                 Sampling = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed)),
-                Selector = method.Factory(r, dir),
+                Method = method.Spec(r, dir),
                 StopTokenIds = config.EosTokenIds.ToArray(),
                 Observer = observer,
             };

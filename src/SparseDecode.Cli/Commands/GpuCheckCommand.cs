@@ -15,7 +15,7 @@ internal static class GpuCheckCommand
         var models = new Option<string[]>("--model", "-m") { Description = "Model directories (repeatable). Default: the bundled model.", AllowMultipleArgumentsPerToken = true };
         var tokens = new Option<int>("--tokens") { Description = "Token ids scored per model (random, fixed seed).", DefaultValueFactory = _ => 96 };
         var cudaCores = new Option<bool>("--no-tensor-cores") { Description = "Matrix products of several rows on the CUDA cores too (f32 throughout)." };
-        var methods = new Option<string>("--methods") { Description = "Selector policies also decoded on the GPU against the CPU (bf16 models), comma-separated; empty: none.", DefaultValueFactory = _ => "oracle,streaming,quest,tidal,lfps,prhs,hshare" };
+        var methods = new Option<string>("--methods") { Description = "Methods also decoded on the GPU against the CPU (bf16 models), comma-separated; empty: none.", DefaultValueFactory = _ => "oracle,streaming,quest,tidal,lfps,prhs,hshare" };
         var budget = new Option<string>("--budget") { Description = "Budget of those policies.", DefaultValueFactory = _ => "16" };
         var precision = new Option<string>("--prefill-precision") { Description = "Operands of the prefill's tensor-core products: split (hi + lo bf16, f32-accurate) or bf16.", DefaultValueFactory = _ => "split" };
         var cmd = new Command("gpu-check", "Check GPU log-probabilities against the CPU engine on the same tokens.") { models, tokens, cudaCores, methods, budget, precision };
@@ -75,10 +75,10 @@ internal static class GpuCheckCommand
         if (sparse.Count > 0)
         {
             Console.WriteLine(string.Create(ci, $"\nsparse methods on the GPU against the same method on the CPU, teacher-forced decode of the second half; pass: max |Δ log p| ≤ {GpuParityCheck.SparseMaxThreshold} and mean ≤ {GpuParityCheck.SparseMeanThreshold}; overlap: |CPU ∩ GPU| / max(|CPU|, |GPU|) of the plan's index lists after the last step (mean / min)"));
-            Console.WriteLine("| model | method | GPU path | tokens | max |Δ| | mean |Δ| | CPU policy vs CPU dense (max) | index overlap mean / min | keys attended per step CPU / GPU | result |");
-            Console.WriteLine("|---|---|---|---:|---:|---:|---:|---:|---:|---|");
+            Console.WriteLine("| model | method | tokens | max |Δ| | mean |Δ| | CPU policy vs CPU dense (max) | index overlap mean / min | keys attended per step CPU / GPU | result |");
+            Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---|");
             foreach (var x in sparse)
-                Console.WriteLine(string.Create(ci, $"| {Path.GetFileName(Path.TrimEndingDirectorySeparator(x.Model))} | {x.Method} | {x.Path} | {x.Tokens} | {x.MaxDelta:G3} | {x.MeanDelta:G3} | {x.MaxFromDense:G3} | {x.MeanOverlap:F4} / {x.MinOverlap:F4} | {x.CpuKeysAttended:F0} / {x.GpuKeysAttended:F0} | {(x.Passed ? "pass" : "FAIL")} |"));
+                Console.WriteLine(string.Create(ci, $"| {Path.GetFileName(Path.TrimEndingDirectorySeparator(x.Model))} | {x.Method} | {x.Tokens} | {x.MaxDelta:G3} | {x.MeanDelta:G3} | {x.MaxFromDense:G3} | {x.MeanOverlap:F4} / {x.MinOverlap:F4} | {x.CpuKeysAttended:F0} / {x.GpuKeysAttended:F0} | {(x.Passed ? "pass" : "FAIL")} |"));
             foreach (var x in sparse.Where(x => x.MinOverlap < 1))
                 Console.WriteLine(string.Create(ci, $"least overlap, {x.Method}: {x.WorstList}"));
         }

@@ -49,13 +49,6 @@ internal sealed class MethodOptions
         return SelectorSpec.Parse(method, r.GetValue(Budget)!, parameters);
     }
 
-    /// <summary>Makes the method's selector for a sequence; null for dense (the engines' own dense attention).</summary>
-    public Func<ModelConfig, IKvSelector>? Factory(ParseResult r, string modelDirectory)
-    {
-        var spec = Spec(r, modelDirectory);
-        return spec.IsDense ? null : spec.Create;
-    }
-
     public SparsityObserver? Observer(ParseResult r) => r.GetValue(Report) ? new SparsityObserver() : null;
 
     public static IReadOnlyDictionary<string, string> ParseParams(string[] items)

@@ -34,7 +34,7 @@ public sealed class SparseChatClient : IChatClient
         _model = model;
         _spec = spec;
         _owns = owns;
-        spec.Create(model.Engine.Config); // a bad method or parameter fails here, not on the first message
+        model.Engine.PlanFor(spec); // a bad method or parameter fails here, not on the first message
         Metadata = new ChatClientMetadata("SparseDecode", null, model.Id);
     }
 
@@ -72,7 +72,7 @@ public sealed class SparseChatClient : IChatClient
         {
             MaxTokens = options?.MaxOutputTokens ?? DefaultMaxTokens,
             Sampling = new SamplingOptions(options?.Temperature ?? 0f, options?.TopK ?? 0, options?.TopP ?? 1f, options?.Seed is long s ? (ulong)s : null),
-            Selector = _spec.IsDense ? null : _spec.Create,
+            Method = _spec,
             StopTokenIds = _model.StopTokenIds.ToArray(),
         };
         generation.Sampling.Validate();

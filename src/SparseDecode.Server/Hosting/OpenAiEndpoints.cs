@@ -18,7 +18,7 @@ namespace SparseDecode.Server.Hosting;
 /// /health and /metrics. Every handler is a plain RequestDelegate (no reflection-based binding, so the trimmed
 /// build keeps working) and every failure becomes OpenAI's error object with a 4xx or 5xx status.</summary>
 internal sealed class OpenAiEndpoints(
-    ServedModel model, BatchScheduler scheduler, ServerMetrics metrics, ServerOptions options, SelectorFactory selectors, ILogger log)
+    ServedModel model, BatchScheduler scheduler, ServerMetrics metrics, ServerOptions options, PlanFactory plans, ILogger log)
 {
     private static readonly byte[] DataPrefix = "data: "u8.ToArray();
     private static readonly byte[] EventEnd = "\n\n"u8.ToArray();
@@ -215,7 +215,7 @@ internal sealed class OpenAiEndpoints(
         return ids;
     }
 
-    /// <summary>Checks the request against the context, makes its selector and sampler, and queues it.</summary>
+    /// <summary>Checks the request against the context, makes its plan and sampler, and queues it.</summary>
     private Sequence Submit(HttpContext ctx, int[] prompt, GenerationParameters p, int defaultMaxTokens, IReadOnlyList<string> extraStops, string promptParam)
     {
         if (prompt.Length == 0) throw ApiException.BadRequest("The prompt is empty.", promptParam);
@@ -228,13 +228,13 @@ internal sealed class OpenAiEndpoints(
         if (prompt.Length + maxTokens > context)
             throw ApiException.BadRequest($"This model's maximum context length is {context} tokens. However, you requested {prompt.Length + maxTokens} tokens ({prompt.Length} in the prompt, {maxTokens} for the completion). Please reduce the prompt or max_tokens.",
                 "max_tokens", "context_length_exceeded");
-        var selector = selectors.Create(p.Sparse);
+        var plan = plans.Create(p.Sparse);
         var request = new SequenceRequest
         {
             Prompt = prompt,
             MaxTokens = maxTokens,
             Sampling = new SamplingOptions(p.Temperature, p.TopK, p.TopP, p.Seed),
-            Selector = selector,
+            Plan = plan,
             StopStrings = extraStops.Count == 0 ? p.Stop : [.. p.Stop, .. extraStops],
             IgnoreEos = p.IgnoreEos,
             Logprobs = p.Logprobs,

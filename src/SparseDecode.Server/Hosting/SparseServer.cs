@@ -62,7 +62,7 @@ public sealed class SparseServer : IAsyncDisposable
     [DynamicDependency(DynamicallyAccessedMemberTypes.PublicMethods, typeof(X509Certificate2Collection))]
     private static async Task<SparseServer> StartAsync(ServedModel model, ServerOptions options, bool ownsModel, CancellationToken cancel)
     {
-        var selectors = new SelectorFactory(options, model.Engine.Config, Selection.MethodDefaults.Load(model.Directory));
+        var plans = new PlanFactory(options, model.Engine.Config, model.Engine.MaxContext, Selection.MethodDefaults.Load(model.Directory));
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "sparsedecode" });
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", options.LogLevel > LogLevel.Warning ? options.LogLevel : LogLevel.Warning);
@@ -83,7 +83,7 @@ public sealed class SparseServer : IAsyncDisposable
         var scheduler = new BatchScheduler(model, options.Scheduler, metrics);
         try
         {
-            var endpoints = new OpenAiEndpoints(model, scheduler, metrics, options, selectors,
+            var endpoints = new OpenAiEndpoints(model, scheduler, metrics, options, plans,
                 app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("SparseDecode.Server"));
             endpoints.Map(app);
             // Stopping (SIGTERM, Ctrl+C): Kestrel stops accepting while the scheduler drains what it holds.

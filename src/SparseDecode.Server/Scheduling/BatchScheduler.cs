@@ -12,7 +12,7 @@ namespace SparseDecode.Server.Scheduling;
 /// freed at once. One step advances every active sequence by one token: a sequence still prefilling runs its next
 /// prompt chunk (the last chunk also yields its first token), and every other one decodes one token in one
 /// <see cref="IInferenceEngine.DecodeBatch"/> call and samples its next. On the CPU the batch's sequences run in
-/// parallel (each has its own cache, workspace and selector and shares only the read-only weights; measured on 16
+/// parallel (each has its own cache, workspace and plan state and shares only the read-only weights; measured on 16
 /// cores with 32 streams, 3.5× the tokens/s of running them one after another, docs/performance.md, Serving); on the
 /// GPU dense sequences are the rows of one step.</summary>
 public sealed class BatchScheduler : IDisposable
@@ -169,7 +169,7 @@ public sealed class BatchScheduler : IDisposable
             try
             {
                 var r = seq.Request;
-                seq.Decoder = _model.Engine.CreateSequence(Math.Min(r.Prompt.Length + r.MaxTokens, _model.Context), r.Selector);
+                seq.Decoder = _model.Engine.CreateSequence(Math.Min(r.Prompt.Length + r.MaxTokens, _model.Context), r.Plan);
                 seq.Sampler = new Sampler(r.Sampling);
                 if (r.Logprobs is not null) seq.LogprobScratch = new float[_model.Engine.Config.VocabSize];
             }

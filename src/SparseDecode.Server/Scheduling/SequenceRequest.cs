@@ -3,14 +3,14 @@ using SparseDecode.Selection;
 
 namespace SparseDecode.Server.Scheduling;
 
-/// <summary>A validated generation job: prompt ids, how many tokens at most, sampling, the selector that decodes
+/// <summary>A validated generation job: prompt ids, how many tokens at most, sampling, the plan that decodes
 /// it (null: dense) and the stop conditions.</summary>
 public sealed record SequenceRequest
 {
     public required int[] Prompt { get; init; }
     public required int MaxTokens { get; init; }
     public SamplingOptions Sampling { get; init; } = SamplingOptions.Greedy;
-    public IKvSelector? Selector { get; init; }
+    public SelectionPlan? Plan { get; init; }
     public IReadOnlyList<string> StopStrings { get; init; } = [];
     public bool IgnoreEos { get; init; }
     /// <summary>Null: no log-probabilities; otherwise the number of alternatives per token.</summary>

@@ -7,7 +7,7 @@ namespace SparseDecode.Engine;
 
 /// <summary>The CPU backend of <see cref="IInferenceEngine"/>: the <see cref="Transformer"/> with a KV cache of
 /// `cacheType` per sequence. A batch of sequences decodes in parallel, one task per sequence (each has its own
-/// cache, workspace and selector and shares only the read-only weights; the matrix-vector products inside each
+/// cache, workspace and plan state and shares only the read-only weights; the matrix-vector products inside each
 /// step are parallel as well).</summary>
 public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bool ownsModel = false) : IInferenceEngine
 {
@@ -21,17 +21,18 @@ public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bo
 
     public static CpuEngine Load(string directory, DType cacheType = DType.F32) => new(Transformer.Load(directory), cacheType, ownsModel: true);
 
-    public IDecodeSequence CreateSequence(int capacity, IKvSelector? selector = null)
+    public IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null)
     {
-        CheckCapacity(capacity);
-        return new CpuSequence(this, model.CreateCache(capacity, cacheType), selector);
+        CheckCapacity(capacity, plan);
+        return new CpuSequence(this, model.CreateCache(capacity, cacheType), plan);
     }
 
-    internal void CheckCapacity(int capacity)
+    internal void CheckCapacity(int capacity, SelectionPlan? plan)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         if (capacity > MaxContext)
             throw new ContextOverflowException($"The sequence needs {capacity} positions but the model's context is {MaxContext} tokens.");
+        plan?.CheckFits(Config, capacity);
     }
 
     public void DecodeBatch(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens)
@@ -54,21 +55,24 @@ public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bo
     }
 }
 
-/// <summary>One sequence on the CPU: its cache, decode workspace and selector.</summary>
-internal sealed class CpuSequence : IDecodeSequence
+/// <summary>One sequence on the CPU: its cache, decode workspace and its plan's state.</summary>
+public sealed class CpuSequence : IDecodeSequence
 {
     private readonly CpuEngine _engine;
     private readonly KvCache _cache;
-    private readonly IKvSelector? _selector;
+    private readonly SpanPlanOps? _plan;
     private readonly DecodeWorkspace _ws;
 
-    public CpuSequence(CpuEngine engine, KvCache cache, IKvSelector? selector)
+    internal CpuSequence(CpuEngine engine, KvCache cache, SelectionPlan? plan)
     {
         _engine = engine;
         _cache = cache;
-        _selector = selector;
-        _ws = new DecodeWorkspace(engine.Model, cache, selector?.Granularity ?? SelectionGranularity.QueryHead);
+        _plan = plan is null ? null : new SpanPlanOps(plan);
+        _ws = new DecodeWorkspace(engine.Model, cache, plan?.Granularity ?? SelectionGranularity.QueryHead);
     }
+
+    /// <summary>The plan's state (null for dense attention): read it to inspect a method's choices.</summary>
+    public SpanPlanOps? PlanState => _plan;
 
     public int Length => _cache.Length;
     public int Capacity => _cache.Capacity;
@@ -98,13 +102,13 @@ internal sealed class CpuSequence : IDecodeSequence
     {
         if (_cache.Length >= _cache.Capacity)
             throw new ContextOverflowException($"The sequence needs {_cache.Length + 1} positions but its cache holds {_cache.Capacity}.");
-        _engine.Model.Decode(token, _cache, _ws, _selector, observer);
+        _engine.Model.Decode(token, _cache, _ws, _plan, observer);
     }
 
-    public IDecodeSequence Fork(int capacity, IKvSelector? selector = null)
+    public IDecodeSequence Fork(int capacity, SelectionPlan? plan = null)
     {
-        _engine.CheckCapacity(capacity);
-        var copy = new CpuSequence(_engine, _cache.Clone(capacity), selector);
+        _engine.CheckCapacity(capacity, plan);
+        var copy = new CpuSequence(_engine, _cache.Clone(capacity), plan);
         _ws.Logits.CopyTo(copy._ws.Logits, 0);
         return copy;
     }

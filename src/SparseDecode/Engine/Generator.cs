@@ -9,8 +9,8 @@ public sealed record GenerationOptions
 {
     public int MaxTokens { get; init; } = 128;
     public SamplingOptions Sampling { get; init; } = SamplingOptions.Greedy;
-    /// <summary>Makes the selector for this sequence (null: dense attention).</summary>
-    public Func<ModelConfig, IKvSelector>? Selector { get; init; }
+    /// <summary>The attention method the sequence decodes through (null: dense attention).</summary>
+    public SelectorSpec? Method { get; init; }
     public IReadOnlyCollection<int> StopTokenIds { get; init; } = [];
     public IAttentionObserver? Observer { get; init; }
     /// <summary>Called after each prefill chunk with (prompt tokens done, prompt tokens); for a progress bar.</summary>
@@ -28,7 +28,7 @@ public sealed record GenerationResult(
     public double DecodeTokensPerSecond => Tokens.Length / Math.Max(DecodeSeconds, 1e-9);
 }
 
-/// <summary>Prefills a prompt densely, then decodes token by token through the chosen selector, calling back
+/// <summary>Prefills a prompt densely, then decodes token by token through the chosen method's plan, calling back
 /// with each new token as it is produced. Runs on any engine (CPU or GPU).</summary>
 public sealed class Generator(IInferenceEngine engine)
 {
@@ -46,7 +46,7 @@ public sealed class Generator(IInferenceEngine engine)
             throw new NotSupportedException($"Per-layer fidelity reports need the CPU engine; {engine.DeviceName} does not compute dense attention beside the method.");
         int capacity = Math.Min(prompt.Length + Math.Max(1, options.MaxTokens), engine.MaxContext);
         var sampler = new Sampler(options.Sampling);
-        using var sequence = engine.CreateSequence(capacity, options.Selector?.Invoke(engine.Config));
+        using var sequence = engine.CreateSequence(capacity, engine.PlanFor(options.Method));
 
         long t0 = Stopwatch.GetTimestamp();
         sequence.Prefill(prompt, progress: options.PrefillProgress);

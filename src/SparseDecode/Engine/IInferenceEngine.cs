@@ -26,9 +26,14 @@ public interface IInferenceEngine : IDisposable
     /// own cache and workspace); otherwise one thread at a time drives all of them (the GPU: one stream).</summary>
     bool ConcurrentSequences { get; }
 
-    /// <summary>A new, empty sequence that holds up to `capacity` positions and decodes through `selector`
-    /// (null: dense attention). Throws <see cref="ContextOverflowException"/> past <see cref="MaxContext"/>.</summary>
-    IDecodeSequence CreateSequence(int capacity, IKvSelector? selector = null);
+    /// <summary>A new, empty sequence that holds up to `capacity` positions and decodes through `plan` (null: dense
+    /// attention); the sequence keeps the plan's state. Throws <see cref="ContextOverflowException"/> past
+    /// <see cref="MaxContext"/>, and ArgumentException for a plan made for another model shape or for contexts
+    /// shorter than `capacity`.</summary>
+    IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null);
+
+    /// <summary>The plan of `method` for this engine's model and context (null for dense attention or no method).</summary>
+    SelectionPlan? PlanFor(SelectorSpec? method) => method is null || method.IsDense ? null : method.CreatePlan(Config, MaxContext);
 
     /// <summary>One decode step for several sequences: tokens[i] at the next position of sequences[i]; afterwards
     /// each sequence's <see cref="IDecodeSequence.Logits"/> are its next-token logits. A backend that can runs
@@ -37,7 +42,7 @@ public interface IInferenceEngine : IDisposable
 }
 
 /// <summary>One sequence's KV cache and method state on an engine. Prefill is dense; decode steps attend through
-/// the sequence's selector. Not thread-safe: one caller drives a sequence.</summary>
+/// the sequence's plan. Not thread-safe: one caller drives a sequence.</summary>
 public interface IDecodeSequence : IDisposable
 {
     /// <summary>Positions written so far.</summary>
@@ -55,13 +60,13 @@ public interface IDecodeSequence : IDisposable
     /// next-token logits; `progress(done, total)` is called after each chunk.</summary>
     void Prefill(ReadOnlySpan<int> tokens, Action<int, ReadOnlySpan<float>>? everyLogits = null, Action<int, int>? progress = null);
 
-    /// <summary>One decode step of `token` at position Length through the selector. `observer` (only where the
+    /// <summary>One decode step of `token` at position Length through the plan. `observer` (only where the
     /// engine <see cref="IInferenceEngine.SupportsObserver"/>) sees every layer's attention.</summary>
     void Decode(int token, IAttentionObserver? observer = null);
 
     /// <summary>A copy of this sequence — its cache and its logits — that holds up to `capacity` positions and
-    /// decodes from here on through `selector`, whose state starts fresh at this position.</summary>
-    IDecodeSequence Fork(int capacity, IKvSelector? selector = null);
+    /// decodes from here on through `plan` (null: dense), whose state starts fresh at this position.</summary>
+    IDecodeSequence Fork(int capacity, SelectionPlan? plan = null);
 
     /// <summary>Forgets the positions from `length` on: the next token goes at `length` and overwrites them.
     /// <see cref="Logits"/> are stale until the next token runs.</summary>

@@ -11,7 +11,7 @@ using SparseDecode.Selection;
 namespace SparseDecode.Engine;
 
 /// <summary>A Llama-family decoder on the CPU: prefill (matrix-matrix, all cores, dense causal attention) and
-/// single-token decode whose attention goes through a selector. Weights stay memory-mapped in their stored type.</summary>
+/// single-token decode whose attention goes through a method's plan. Weights stay memory-mapped in their stored type.</summary>
 public sealed unsafe class Transformer : IDisposable
 {
     private readonly WeightStore _weights;
@@ -165,16 +165,16 @@ public sealed unsafe class Transformer : IDisposable
 
     // ---------------------------------------------------------------- decode
 
-    /// <summary>One decode step: the token at position cache.Length; attention per layer through the selector
+    /// <summary>One decode step: the token at position cache.Length; attention per layer through the plan
     /// (null: dense). Writes the next-token logits into workspace.Logits.</summary>
-    public void Decode(int token, KvCache cache, DecodeWorkspace ws, IKvSelector? selector = null, IAttentionObserver? observer = null)
+    public void Decode(int token, KvCache cache, DecodeWorkspace ws, SpanPlanOps? plan = null, IAttentionObserver? observer = null)
     {
         var c = Config;
         int pos = cache.Length;
         CheckPositions(pos + 1);
         CheckToken(token);
         Embed(token, ws.X);
-        selector?.BeginStep(pos);
+        plan?.BeginStep(pos);
         var pool = WorkerPool.Shared;
         var linear = ws.Linear;
         fixed (float* x = ws.X, xn = ws.Xn, q = ws.Q, k = ws.K, v = ws.V, att = ws.Att, gate = ws.Gate, up = ws.Up, logits = ws.Logits)
@@ -192,10 +192,10 @@ public sealed unsafe class Transformer : IDisposable
                 var sel = ws.Selection;
                 sel.Dense = true;
                 long scored = 0;
-                if (selector is not null)
+                if (plan is not null)
                 {
                     ws.Backend.Bind(l, ws.Q, pos + 1);
-                    selector.Select(ws.Backend, sel);
+                    plan.Select(ws.Backend, sel);
                     scored = ws.Backend.KeysScored;
                 }
                 long t1 = Stopwatch.GetTimestamp();

@@ -109,7 +109,7 @@ public static class Calibration
             {
                 var ps = new Dictionary<string, string>(baseParameters ?? new Dictionary<string, string>(), StringComparer.OrdinalIgnoreCase);
                 foreach (var (k, x) in SettingsOf(parameter, values[v])) ps[k] = x;
-                using var copy = prefilled.Fork(context, SelectorSpec.Parse(method, budget, ps).Create(c));
+                using var copy = prefilled.Fork(context, SelectorSpec.Parse(method, budget, ps).CreatePlan(c, engine.MaxContext));
                 var observer = new SparsityObserver();
                 for (int a = 0; a < sample.Answer.Length; a++)
                 {

@@ -98,9 +98,9 @@ public sealed record EvalGrid
     private string ParameterTextFor(string method) =>
         string.Join(",", ParametersFor(method).OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value}"));
 
-    /// <summary>A fresh selector for one sequence, or null for dense (the engine's own dense attention, no selector).</summary>
-    public IKvSelector? CreateSelector(MethodBudget pair, ModelConfig config) =>
-        pair.IsDense ? null : SelectorSpec.Parse(pair.Method, pair.Budget, ParametersFor(pair.Method)).Create(config);
+    /// <summary>The pair's plan for contexts up to `maxContext`, or null for dense (the engine's own dense attention).</summary>
+    public SelectionPlan? CreatePlan(MethodBudget pair, ModelConfig config, int maxContext) =>
+        pair.IsDense ? null : SelectorSpec.Parse(pair.Method, pair.Budget, ParametersFor(pair.Method)).CreatePlan(config, maxContext);
 
     /// <summary>The cell's key in the result store: everything that changes its outcome.</summary>
     public string Key(string model, string task, int context, int sample, MethodBudget pair) => string.Create(CultureInfo.InvariantCulture,
@@ -153,8 +153,8 @@ public sealed record EvalGrid
             if (dot <= 0 && !Methods.Any(m => m != DenseMethod && ParametersFor(m).ContainsKey(key)))
                 throw new ArgumentException($"No method in the grid has a parameter '{key}'; scope it as method.{key}=value or see docs/methods.md.");
         }
-        // every selector must build for this model: bad parameter values and impossible layer numbers stop here
+        // every plan must build for this model: bad parameter values and impossible layer numbers stop here
         if (config is not null)
-            foreach (var pair in Pairs) CreateSelector(pair, config);
+            foreach (var pair in Pairs) CreatePlan(pair, config, config.MaxPositions);
     }
 }

@@ -20,20 +20,20 @@ public sealed class GridRunner
     private readonly EvalGrid _grid;
     private readonly ResultStore _store;
     private readonly string _modelName;
-    private readonly Func<MethodBudget, IKvSelector?> _selectors;
+    private readonly Func<MethodBudget, SelectionPlan?> _plans;
     private readonly Func<IFidelityMeter> _meters;
 
-    /// <param name="selectors">Makes a fresh selector for one sequence (null: the engine's dense attention).</param>
+    /// <param name="plans">The plan a pair decodes through (null: the engine's dense attention).</param>
     /// <param name="meters">Makes a fresh fidelity observer for one sequence.</param>
     public GridRunner(IInferenceEngine engine, PromptBuilder builder, EvalGrid grid, ResultStore store, string modelName,
-        Func<MethodBudget, IKvSelector?> selectors, Func<IFidelityMeter> meters)
+        Func<MethodBudget, SelectionPlan?> plans, Func<IFidelityMeter> meters)
     {
         _engine = engine;
         _builder = builder;
         _grid = grid;
         _store = store;
         _modelName = modelName;
-        _selectors = selectors;
+        _plans = plans;
         _meters = meters;
     }
 
@@ -137,7 +137,7 @@ public sealed class GridRunner
         for (int round = 0; round < 2; round++)
             foreach (var pair in pairs)
             {
-                using var copy = prefilled.Fork(capacity, _selectors(pair));
+                using var copy = prefilled.Fork(capacity, _plans(pair));
                 var meter = _meters();
                 for (int i = 0; i < sample.Answer.Length; i++)
                     copy.Decode(sample.Answer[i], i % 8 == 0 && _engine.SupportsObserver ? meter.Observer : null);
@@ -179,7 +179,7 @@ public sealed class GridRunner
     /// them (the GPU's device plans), else NaN.</summary>
     private double CountAttended(IDecodeSequence prefilled, int capacity, MethodBudget pair, int[] tokens, int count)
     {
-        using var copy = prefilled.Fork(capacity, _selectors(pair));
+        using var copy = prefilled.Fork(capacity, _plans(pair));
         if (copy is not ICountsAttendedKeys probe || count == 0) return double.NaN;
         double sum = 0;
         for (int i = 0; i < count; i++)
@@ -204,7 +204,7 @@ public sealed class GridRunner
         var stepSeconds = new double[steps];
         double nll = 0;
         int capacity = p.Sequence.Capacity;
-        using (var copy = p.Sequence.Fork(capacity, _selectors(pair)))
+        using (var copy = p.Sequence.Fork(capacity, _plans(pair)))
         {
             tokens[0] = ppl ? sample.Answer[0] : TensorPrimitives.IndexOfMax(copy.Logits);
             for (int i = 0; i < steps; i++)
@@ -227,13 +227,13 @@ public sealed class GridRunner
         if (observed > 0)
         {
             var meter = _meters();
-            using (var copy = p.Sequence.Fork(capacity, _selectors(pair)))
+            using (var copy = p.Sequence.Fork(capacity, _plans(pair)))
                 for (int i = 0; i < observed; i++) copy.Decode(tokens[i], meter.Observer);
             f = meter.Read(observed);
         }
         else f = f with { KeysAttendedPerStep = CountAttended(p.Sequence, capacity, pair, tokens, Math.Min(_grid.FidelitySteps, steps)) };
 
-        var timed = stepSeconds.Skip(1).Order().ToArray(); // the first step warms the selector's buffers
+        var timed = stepSeconds.Skip(1).Order().ToArray(); // the first step warms the plan's buffers
         double median = timed.Length == 0 ? stepSeconds[0] : timed[timed.Length / 2];
         string? generated = null;
         AnswerScore score = default;

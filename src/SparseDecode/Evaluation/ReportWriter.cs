@@ -320,7 +320,7 @@ public sealed class ReportWriter(string directory)
         sb.AppendLine($"- Prompts: RULER-style tasks in the formats the bundled model was trained on (docs/evaluation.md), built at token level in held-out code; a context of L positions holds a prompt of L − {EvalGrid.Reserve} tokens and the decoded tokens. Needle depths of the samples are the midpoints of equal slices of the haystack.");
         sb.AppendLine("- Answers: greedy decoding; the first answer token comes from the dense prefill's logits, every later one from a decode step through the method; the answer is the text before the first newline.");
         sb.AppendLine($"- Step time: a separate un-observed pass per cell (at least {g.TimingSteps} decode steps, the first dropped as warm-up, median of the rest); fidelity: a second pass over the same tokens with the observer attached ({g.FidelitySteps} steps).");
-        sb.AppendLine("- Dense runs without a selector (the engine's dense attention), so its step time is the baseline the speed-ups divide.");
+        sb.AppendLine("- Dense runs without a plan (the engine's dense attention), so its step time is the baseline the speed-ups divide.");
         return sb.ToString();
     }
 

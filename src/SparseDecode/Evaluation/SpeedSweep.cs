@@ -26,7 +26,7 @@ public static class SpeedSweep
         GridRunner.PrefillSeconds(contexts.Max()) + contexts.Sum(c => pairs * steps * (3e-3 + c * 1e-6));
 
     public static List<SpeedPoint> Run(IInferenceEngine engine, PromptBuilder builder, EvalGrid grid, IReadOnlyList<int> contexts,
-        Func<MethodBudget, IKvSelector?> selectors, int steps = 16, Action<string>? status = null)
+        Func<MethodBudget, SelectionPlan?> plans, int steps = 16, Action<string>? status = null)
     {
         int max = contexts.Max();
         var sample = builder.Build(RulerTasks.Perplexity, max - steps - 1, null, RandomExtensions.StableSeed(grid.Seed, "speed", max), steps);
@@ -43,7 +43,7 @@ public static class SpeedSweep
         for (int round = 0; round < 2; round++)
             foreach (var pair in grid.Pairs)
             {
-                using var copy = prefilled.Fork(capacity, selectors(pair));
+                using var copy = prefilled.Fork(capacity, plans(pair));
                 copy.Truncate(contexts.Min() - steps - 1);
                 for (int i = 0; i < steps; i++) copy.Decode(stream[copy.Length]);
             }
@@ -53,7 +53,7 @@ public static class SpeedSweep
             foreach (var pair in grid.Pairs)
             {
                 status?.Invoke($"step-time sweep: {pair} at {context}");
-                using var copy = prefilled.Fork(capacity, selectors(pair));
+                using var copy = prefilled.Fork(capacity, plans(pair));
                 copy.Truncate(start);
                 for (int i = 0; i < steps; i++)
                 {
@@ -61,7 +61,7 @@ public static class SpeedSweep
                     copy.Decode(stream[start + i]);
                     times[i] = Stopwatch.GetElapsedTime(t0).TotalSeconds * 1e3;
                 }
-                var timed = times.Skip(1).Order().ToArray(); // the first step builds the selector's state
+                var timed = times.Skip(1).Order().ToArray(); // the first step builds the plan's state
                 points.Add(new SpeedPoint(pair.Method, pair.Budget, context, timed[timed.Length / 2], timed[0], steps - 1));
             }
         }

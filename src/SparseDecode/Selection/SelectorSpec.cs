@@ -5,8 +5,8 @@ using SparseDecode.Model;
 namespace SparseDecode.Selection;
 
 /// <summary>A sparse-attention method as the user names it: method, budget, granularity and method parameters,
-/// validated once (<see cref="Parse"/>) and turned into a fresh per-sequence selector for any model
-/// (<see cref="Create"/>). Layer-number defaults are scaled to the model's depth at creation.</summary>
+/// validated once (<see cref="Parse"/>) and turned into the method's plan for any model (<see cref="CreatePlan"/>).
+/// Layer-number defaults are scaled to the model's depth at creation.</summary>
 public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranularity? Granularity, IReadOnlyDictionary<string, string> Parameters)
 {
     public static IReadOnlyList<string> Methods { get; } = ["dense", "oracle", "streaming", "quest", "tidal", "lfps", "prhs", "hshare"];
@@ -48,18 +48,13 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
              new("interval", "32", "steps between full refreshes (0: first step and trigger only)", v => Int(v, 0)),
              new("drop", "2", "refresh when the best candidate score falls this far below the last refresh's best (0: off)", v => Real(v, 0, 1e9, false)),
              new("dense", "0", "leading layers attending densely", v => Int(v, 0))]),
-        ["prhs"] = ("PrHS: pre-hoc salient sets shared over time (CIS), narrowed with depth (PSAW, ETF); δ* verification opt-in", SelectionGranularity.QueryHead,
+        ["prhs"] = ("PrHS: pre-hoc salient sets shared over time (CIS), narrowed with depth (PSAW, ETF)", SelectionGranularity.QueryHead,
             [new("sinks", "4", "first positions always kept", v => Int(v, 0)),
              new("local", "32", "most recent positions always kept", v => Int(v, 0)),
              new("tau", "0.8", "CIS: query cosine at or above which a retrieved set is shared", v => Real(v, -1, 1, false)),
              new("block", "16", "CIS: most steps one retrieval is shared over", v => Int(v, 1)),
              new("radius", "1", "CIS: dilation radius", v => Int(v, 0)),
              new("top", "16", "CIS: best retrieved positions that are dilated", v => Int(v, 0)),
-             new("delta", "0.05", "target dropped mass δ*", v => Real(v, 0, 1, false)),
-             new("verify", "off", "δ verification (opt-in, not the paper's method): bound (page min/max, a guarantee with dense fallback), sample (estimate) or off",
-                 v => v.ToLowerInvariant() is "bound" or "sample" or "off" ? null : "'bound', 'sample' or 'off'"),
-             new("refine", "64", "bound: most pages scored exactly, largest contribution first, until δ* is certified", v => Int(v, 0)),
-             new("samples", "64", "sample: unselected keys drawn", v => Int(v, 1)),
              new("dense", "2 of 32 layers", "leading layers attending densely", v => Int(v, 0)),
              new("from", "first sparse layer", "ℓs, the first layer PSAW and ETF act on", v => Int(v, 0)),
              new("phi", "0.8", "PSAW: deepest layers keep a φ^α share of the context for retrieval", v => Real(v, 0, 1, true)),
@@ -156,14 +151,10 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
     /// <summary>The granularity the selector will use: the one given, else the method's paper default.</summary>
     public SelectionGranularity EffectiveGranularity => Granularity ?? Table[Method].Default;
 
-    /// <summary>A fresh selector (its own per-sequence state) for a model of this shape, run on the host: the
-    /// method's plan on spans (<see cref="PlanSelector"/>), or the host policy of PrHS's opt-in verification.</summary>
-    public IKvSelector Create(ModelConfig config) =>
-        CreatePlan(config, config.MaxPositions) is SelectionPlan plan ? new PlanSelector(plan) : CreatePrhs(config);
-
-    /// <summary>The method as a plan whose buffers are declared for contexts up to `maxContext` (what the GPU
-    /// captures into its step graph); null for PrHS with the opt-in verification, which is a host policy.</summary>
-    public SelectionPlan? CreatePlan(ModelConfig config, int maxContext)
+    /// <summary>The method as a plan whose buffers are declared for contexts up to `maxContext`: what an engine's
+    /// sequence decodes through (<see cref="Engine.IInferenceEngine.CreateSequence"/>). One plan serves any number
+    /// of sequences; each keeps its own state.</summary>
+    public SelectionPlan CreatePlan(ModelConfig config, int maxContext)
     {
         CheckLimits(config);
         var g = EffectiveGranularity;
@@ -190,7 +181,6 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
                     Interval = I("interval", 32), Drop = (float)D("drop", 2), DenseLayers = Layer("dense", 0, layers),
                 }, g, maxContext);
             case "prhs":
-                if (Verifies) return null;
                 return new PrhsPlan(config, Budget, new PrhsPlan.Options
                 {
                     Sinks = I("sinks", 4), Local = I("local", 32), Tau = (float)D("tau", 0.8), Block = I("block", 16),
@@ -207,24 +197,6 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
                 }, g, maxContext);
             default: throw new InvalidOperationException($"Method '{Method}' has no factory.");
         }
-    }
-
-    /// <summary>PrHS with the opt-in δ verification (verify=bound|sample): the host policy, not a plan.</summary>
-    private bool Verifies => Method == "prhs" && Parameters.TryGetValue("verify", out var v) && !v.Equals("off", StringComparison.OrdinalIgnoreCase);
-
-    private PrhsSelector CreatePrhs(ModelConfig config)
-    {
-        int layers = config.NumLayers;
-        return new PrhsSelector(config, Budget, new PrhsSelector.Options
-        {
-            Sinks = I("sinks", 4), Local = I("local", 32), Tau = (float)D("tau", 0.8), Block = I("block", 16),
-            Radius = I("radius", 1), Top = I("top", 16), Delta = D("delta", 0.05),
-            Verify = Enum.Parse<PrhsSelector.Verification>(Parameters["verify"], ignoreCase: true),
-            Refine = I("refine", 64), Samples = I("samples", 64),
-            DenseLayers = Parameters.ContainsKey("dense") ? Layer("dense", 0, layers) : null,
-            From = Parameters.ContainsKey("from") ? Layer("from", 0, layers) : null,
-            Phi = D("phi", 0.8), Alpha = D("alpha", 1), Psi = D("psi", 0.4), Gamma = D("gamma", 1),
-        }, EffectiveGranularity);
     }
 
     private int I(string name, int fallback) => Parameters.TryGetValue(name, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;

@@ -85,7 +85,7 @@ public sealed class CudaKernelTests(ITestOutputHelper output)
         {
             var spec = SparseDecode.Selection.SelectorSpec.Parse(method, "16", new Dictionary<string, string>());
             var r = GpuParityCheck.RunSparse(dk, mk, Fixtures.BundledModel, spec, 128);
-            output.WriteLine($"{method} ({r.Path}): max |Δ| {r.MaxDelta:G3}, mean {r.MeanDelta:G3}, policy vs dense {r.MaxFromDense:G3}, overlap {r.MeanOverlap:F4} / {r.MinOverlap:F4}");
+            output.WriteLine($"{method}: max |Δ| {r.MaxDelta:G3}, mean {r.MeanDelta:G3}, policy vs dense {r.MaxFromDense:G3}, overlap {r.MeanOverlap:F4} / {r.MinOverlap:F4}");
             Assert.True(r.Passed, $"{method}: max |Δ log p| {r.MaxDelta:G3}, mean {r.MeanDelta:G3}");
             // the device plans choose the CPU's lists but where near-equal scores tie differently
             Assert.True(r.MeanOverlap >= 0.9, $"{method}: index lists overlap {r.MeanOverlap:F4} with the CPU's");

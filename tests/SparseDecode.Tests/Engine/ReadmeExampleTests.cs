@@ -17,7 +17,7 @@ public class ReadmeExampleTests
         var options = new GenerationOptions
         {
             MaxTokens = 16,
-            Selector = SelectorSpec.Parse("lfps", "256", new Dictionary<string, string>()).Create,
+            Method = SelectorSpec.Parse("lfps", "256", new Dictionary<string, string>()),
             StopTokenIds = model.Config.EosTokenIds.ToArray(),
         };
         var streamed = new System.Text.StringBuilder();

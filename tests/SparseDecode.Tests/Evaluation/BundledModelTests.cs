@@ -75,7 +75,7 @@ public class BundledModelTests
         Assert.Equal(3, grid.CellCount);
         var ran = new List<CellResult>();
         var first = new GridRunner(new CpuEngine(model), builder, grid, new ResultStore(tmp.Path), "bundled",
-            p => grid.CreateSelector(p, model.Config), () => new SparsityMeter()) { CellDone = ran.Add, WarmUpFirst = false };
+            p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), () => new SparsityMeter()) { CellDone = ran.Add, WarmUpFirst = false };
         var cells = first.Run();
         Assert.Equal(3, ran.Count);
         Assert.Equal(3, cells.Count);
@@ -91,7 +91,7 @@ public class BundledModelTests
         // a new run over the same store (as after an interruption) finds every cell and runs none
         var again = new List<CellResult>();
         var second = new GridRunner(new CpuEngine(model), builder, grid, new ResultStore(tmp.Path), "bundled",
-            p => grid.CreateSelector(p, model.Config), () => new SparsityMeter()) { CellDone = again.Add, WarmUpFirst = false };
+            p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), () => new SparsityMeter()) { CellDone = again.Add, WarmUpFirst = false };
         var resumed = second.Run();
         Assert.Empty(again);
         Assert.Equal(cells.Select(c => (c.Key, c.Score, c.Generated)), resumed.Select(c => (c.Key, c.Score, c.Generated)));
@@ -100,7 +100,7 @@ public class BundledModelTests
         var wider = grid with { Methods = ["dense", "streaming", "oracle", "tidal"] };
         var third = new List<CellResult>();
         new GridRunner(new CpuEngine(model), builder, wider, new ResultStore(tmp.Path), "bundled",
-            p => wider.CreateSelector(p, model.Config), () => new SparsityMeter()) { CellDone = third.Add, WarmUpFirst = false }.Run();
+            p => wider.CreatePlan(p, model.Config, model.Config.MaxPositions), () => new SparsityMeter()) { CellDone = third.Add, WarmUpFirst = false }.Run();
         Assert.Equal(["tidal"], third.Select(c => c.Method));
     }
 

@@ -36,7 +36,7 @@ public class PlanOpsTests
         var spec = SelectorSpec.Parse(method, "5%", new Dictionary<string, string> { ["granularity"] = granularity });
         var plan = spec.CreatePlan(s.Config, 400)!;
         s.FillTo(300);
-        var selector = new PlanSelector(plan);
+        var selector = new SpanPlanOps(plan);
         List<string>? first = null;
         for (int step = 0; step < 4; step++)
         {

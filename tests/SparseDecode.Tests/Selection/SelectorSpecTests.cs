@@ -22,16 +22,16 @@ public class SelectorSpecTests
     public void CreatesEachMethodWithItsPaperGranularity(string method, Type type, SelectionGranularity g)
     {
         var spec = SelectorSpec.Parse(method, "256", new Dictionary<string, string>());
-        var selector = spec.Create(Llama32);
-        Assert.IsType(type, selector is PlanSelector p ? p.Plan : selector);
+        var selector = spec.Host(Llama32);
+        Assert.IsType(type, selector.Plan);
         Assert.Equal(g, selector.Granularity);
         Assert.Equal(method.Trim().ToLowerInvariant(), selector.Name);
-        var kv = SelectorSpec.Parse(method, "3%", new Dictionary<string, string> { ["granularity"] = "kv" }).Create(Llama32);
+        var kv = SelectorSpec.Parse(method, "3%", new Dictionary<string, string> { ["granularity"] = "kv" }).Host(Llama32);
         Assert.Equal(SelectionGranularity.KvHead, kv.Granularity);
     }
 
     private static T PlanOf<T>(string method, Dictionary<string, string> parameters) where T : SelectionPlan =>
-        (T)SelectorSpec.Parse(method, "256", parameters).CreatePlan(Llama32, 4096)!;
+        (T)SelectorSpec.Parse(method, "256", parameters).CreatePlan(Llama32, 4096);
 
     [Fact]
     public void DefaultsFollowThePapersScaledToDepth()
@@ -40,12 +40,8 @@ public class SelectorSpecTests
         Assert.Equal((2, (int?)13), (tidal.Start, tidal.Reselect));
         var quest = PlanOf<QuestPlan>("quest", []);
         Assert.Equal(2, quest.DenseLayers);
-        // the paper's method: pre-hoc selection, a plan; the per-step verification only when asked for (a host policy)
         var prhs = PlanOf<PrhsPlan>("prhs", []);
         Assert.Equal((2, 2, 16, 0.8f), (prhs.DenseLayers, prhs.From, prhs.Settings.Block, prhs.Settings.Tau));
-        var verified = (PrhsSelector)SelectorSpec.Parse("prhs", "256", new Dictionary<string, string> { ["verify"] = "bound" }).Create(Llama32);
-        Assert.Equal((2, 2, 0.05, PrhsSelector.Verification.Bound), (verified.DenseLayers, verified.From, verified.Settings.Delta, verified.Settings.Verify));
-        Assert.Null(SelectorSpec.Parse("prhs", "256", new Dictionary<string, string> { ["verify"] = "sample" }).CreatePlan(Llama32, 4096));
         var hshare = PlanOf<HSharePlan>("hshare", []);
         Assert.Equal((8, 32, 2, 2, 0), (hshare.Settings.Sinks, hshare.Settings.Local, hshare.Settings.QueryShare, hshare.Settings.LayerShare, hshare.Settings.DenseLayers));
         var lfps = PlanOf<LfpsPlan>("lfps", []);
@@ -61,8 +57,8 @@ public class SelectorSpecTests
     [InlineData("magic", "256", "", "Unknown method 'magic'; choose one of dense, oracle, streaming, quest, tidal, lfps, prhs, hshare.")]
     [InlineData("lfps", "256", "window=4", "Method 'lfps' has no parameter 'window'; its parameters are history, radius, sinks, recent, interval, drop, dense, granularity.")]
     [InlineData("lfps", "256", "radius=-1", "Parameter 'radius' of method 'lfps' must be an integer ≥ 0, got '-1'.")]
-    [InlineData("prhs", "256", "delta=1.5", "Parameter 'delta' of method 'prhs' must be a number in [0, 1], got '1.5'.")]
-    [InlineData("prhs", "256", "verify=maybe", "Parameter 'verify' of method 'prhs' must be 'bound', 'sample' or 'off', got 'maybe'.")]
+    [InlineData("prhs", "256", "tau=1.5", "Parameter 'tau' of method 'prhs' must be a number in [-1, 1], got '1.5'.")]
+    [InlineData("prhs", "256", "verify=bound", "Method 'prhs' has no parameter 'verify'; its parameters are sinks, local, tau, block, radius, top, dense, from, phi, alpha, psi, gamma, granularity.")]
     [InlineData("oracle", "256", "granularity=group", "Parameter 'granularity' of method 'oracle' must be 'query' or 'kv', got 'group'.")]
     [InlineData("tidal", "256", "reselect=x", "Parameter 'reselect' of method 'tidal' must be a layer number ≥ 0 or 'none', got 'x'.")]
     [InlineData("dense", "lots", "", "Budget 'lots' is neither a positive number of tokens nor a percentage like 3%.")]
@@ -79,12 +75,12 @@ public class SelectorSpecTests
     public void LayerParametersBeyondTheModelAreRefusedAtCreation()
     {
         var spec = SelectorSpec.Parse("tidal", "256", new Dictionary<string, string> { ["start"] = "40" });
-        var e = Assert.Throws<SelectorSpec.SpecException>(() => spec.Create(Llama32));
+        var e = Assert.Throws<SelectorSpec.SpecException>(() => spec.Host(Llama32));
         Assert.Equal("Parameter 'start' of method 'tidal' must be at most 32 (the model has 32 layers), got 40.", e.Message);
         Assert.Equal("params.start", e.Field);
         var q = SelectorSpec.Parse("quest", "256", new Dictionary<string, string> { ["dense"] = "33" });
         Assert.Equal("Parameter 'dense' of method 'quest' must be at most 32 (the model has 32 layers), got 33.",
-            Assert.Throws<SelectorSpec.SpecException>(() => q.Create(Llama32)).Message);
+            Assert.Throws<SelectorSpec.SpecException>(() => q.Host(Llama32)).Message);
     }
 
     // Each of these once allocated per-sequence state in proportion to the value (history 100000: 1 GB; 2^31−1:
@@ -95,8 +91,6 @@ public class SelectorSpecTests
     [InlineData("lfps", "radius", "1000000", "must be at most 64")]
     [InlineData("prhs", "radius", "65", "must be at most 64")]
     [InlineData("prhs", "top", "2147483647", "the model's context is")]
-    [InlineData("prhs", "samples", "100000000", "the model's context is")]
-    [InlineData("prhs", "refine", "100000000", "the model's context is")]
     [InlineData("prhs", "block", "100000000", "the model's context is")]
     [InlineData("lfps", "recent", "100000000", "the model's context is")]
     [InlineData("streaming", "sinks", "2147483647", "the model's context is")]
@@ -104,7 +98,7 @@ public class SelectorSpecTests
     public void ParametersBeyondTheModelAreRefusedBeforeAllocation(string method, string name, string value, string reason)
     {
         var spec = SelectorSpec.Parse(method, "256", new Dictionary<string, string> { [name] = value });
-        var e = Assert.Throws<SelectorSpec.SpecException>(() => spec.Create(Llama32));
+        var e = Assert.Throws<SelectorSpec.SpecException>(() => spec.Host(Llama32));
         Assert.Contains(reason, e.Message);
         Assert.Equal("params." + name, e.Field);
     }
@@ -113,7 +107,7 @@ public class SelectorSpecTests
     public void TheCeilingsThemselvesAreAccepted()
     {
         var at = new Dictionary<string, string> { ["history"] = "64", ["radius"] = "64", ["recent"] = "4096", ["dense"] = "32" };
-        Assert.IsType<LfpsPlan>(((PlanSelector)SelectorSpec.Parse("lfps", "256", at).Create(Llama32)).Plan);
+        Assert.IsType<LfpsPlan>((SelectorSpec.Parse("lfps", "256", at).Host(Llama32)).Plan);
     }
 
     [Fact]
@@ -132,8 +126,8 @@ public class SelectorSpecTests
     {
         string text = SelectorSpec.Describe();
         foreach (string m in SelectorSpec.Methods) Assert.Contains($"\n{m}: ", "\n" + text);
-        foreach (string p in new[] { "history", "radius", "interval", "drop", "tau", "block", "delta", "verify", "phi", "psi", "reselect", "sinks", "granularity" })
+        foreach (string p in new[] { "history", "radius", "interval", "drop", "tau", "block", "phi", "psi", "reselect", "sinks", "granularity" })
             Assert.Contains(p, text);
-        Assert.Contains("(default 0.05)", text);
+        Assert.Contains("(default 0.8)", text);
     }
 }

@@ -25,7 +25,7 @@ public class SelectorTests
             using var sparse = new SyntheticAttention(layers: 6, heads: 4, kvHeads: 2, headDim: 16, capacity: 400, seed: 11);
             dense.FillTo(300);
             sparse.FillTo(300);
-            var selector = SelectorSpec.Parse(method, budget, new Dictionary<string, string> { ["granularity"] = granularity }).Create(sparse.Config);
+            var selector = SelectorSpec.Parse(method, budget, new Dictionary<string, string> { ["granularity"] = granularity }).Host(sparse.Config);
             for (int step = 0; step < 5; step++)
             {
                 dense.RandomQueries();
@@ -45,7 +45,7 @@ public class SelectorTests
     {
         using var s = new SyntheticAttention(layers: 2, heads: 4, kvHeads: 2, headDim: 16, capacity: 600, seed: 12);
         s.FillTo(500);
-        var selector = SelectorSpec.Parse("oracle", "37", new Dictionary<string, string> { ["granularity"] = granularity }).Create(s.Config);
+        var selector = SelectorSpec.Parse("oracle", "37", new Dictionary<string, string> { ["granularity"] = granularity }).Host(s.Config);
         for (int step = 0; step < 3; step++)
         {
             s.RandomQueries();
@@ -72,7 +72,7 @@ public class SelectorTests
     {
         using var s = new SyntheticAttention(layers: 2, heads: 4, kvHeads: 2, headDim: 8, capacity: 300, seed: 13);
         s.FillTo(200);
-        var selector = SelectorSpec.Parse("streaming", "20", new Dictionary<string, string> { ["sinks"] = "3" }).Create(s.Config);
+        var selector = SelectorSpec.Parse("streaming", "20", new Dictionary<string, string> { ["sinks"] = "3" }).Host(s.Config);
         Assert.Equal(SelectionGranularity.KvHead, selector.Granularity);
         var r = s.Step(selector);
         int[] expected = [0, 1, 2, .. Enumerable.Range(201 - 17, 17)];
@@ -89,8 +89,8 @@ public class SelectorTests
         using var s = new SyntheticAttention(layers: 4, heads: 2, kvHeads: 2, headDim: 32, capacity: 700, seed: 14);
         s.FillTo(640);
         s.RandomQueries();
-        var selector = SelectorSpec.Parse("quest", "100", NoParams).Create(s.Config);
-        Assert.Equal(1, ((QuestPlan)((PlanSelector)selector).Plan).DenseLayers); // 2 of 32 layers, scaled to 4 and at least 1
+        var selector = SelectorSpec.Parse("quest", "100", NoParams).Host(s.Config);
+        Assert.Equal(1, ((QuestPlan)(selector).Plan).DenseLayers); // 2 of 32 layers, scaled to 4 and at least 1
         var r = s.Step(selector);
         Assert.True(r[0].Dense);
         int n = 641, pages = 41;
@@ -112,8 +112,8 @@ public class SelectorTests
     {
         using var s = new SyntheticAttention(layers: 8, heads: 4, kvHeads: 2, headDim: 16, capacity: 500, seed: 15);
         s.FillTo(400);
-        var selector = SelectorSpec.Parse("tidal", "50", NoParams).Create(s.Config);
-        var tidal = (TidalDecodePlan)((PlanSelector)selector).Plan;
+        var selector = SelectorSpec.Parse("tidal", "50", NoParams).Host(s.Config);
+        var tidal = (TidalDecodePlan)(selector).Plan;
         Assert.Equal(1, tidal.Start);     // round(2/32·8)
         Assert.Equal(3, tidal.Reselect);  // round(13/32·8)
         for (int step = 0; step < 3; step++)
@@ -155,10 +155,10 @@ public class SelectorTests
     {
         using var s = new SyntheticAttention(layers: 2, heads: 4, kvHeads: 2, headDim: 16, capacity: 1200, seed: 16);
         s.FillTo(1000);
-        var selector = (PlanSelector)SelectorSpec.Parse("lfps", "40", new Dictionary<string, string>
+        var selector = SelectorSpec.Parse("lfps", "40", new Dictionary<string, string>
         {
             ["granularity"] = granularity, ["interval"] = "0", ["drop"] = "0", ["history"] = "2", ["radius"] = "1",
-        }).Create(s.Config);
+        }).Host(s.Config);
         var lfps = (LfpsPlan)selector.Plan;
         int heads = granularity == "query" ? 4 : 2;
         s.RandomQueries();
@@ -174,7 +174,7 @@ public class SelectorTests
             long candidates = 0;
             for (int h = 0; h < heads; h++)
             {
-                var c = selector.State.Indices(lfps.Candidates, 1, h).ToArray();
+                var c = selector.Indices(lfps.Candidates, 1, h).ToArray();
                 candidates += c.Length;
                 var set = c.ToHashSet();
                 foreach (int p in previous[1].Indices[h])
@@ -194,7 +194,7 @@ public class SelectorTests
             Assert.Equal(candidates, r[1].KeysScored); // index cost: the candidates, nothing else
             previous = r;
         }
-        Assert.Equal(2 * heads, selector.State.Total(lfps.State.Refreshes));
+        Assert.Equal(2 * heads, selector.Total(lfps.State.Refreshes));
     }
 
     [Fact]
@@ -211,11 +211,11 @@ public class SelectorTests
         }
         Plant(100, 5);   // what the head attends to first
         Plant(300, 3);   // a needle no history points at
-        var selector = (PlanSelector)SelectorSpec.Parse("lfps", "20", new Dictionary<string, string> { ["interval"] = "4", ["drop"] = "1" })
-            .Create(s.Config);
+        var selector = SelectorSpec.Parse("lfps", "20", new Dictionary<string, string> { ["interval"] = "4", ["drop"] = "1" })
+            .Host(s.Config);
         var state = ((LfpsPlan)selector.Plan).State;
-        long Refreshes() => selector.State.Total(state.Refreshes);
-        long Triggered() => selector.State.Total(state.Triggered);
+        long Refreshes() => selector.Total(state.Refreshes);
+        long Triggered() => selector.Total(state.Triggered);
         SyntheticAttention.LayerResult[] Step(int channel)
         {
             Array.Clear(s.Queries[0]);

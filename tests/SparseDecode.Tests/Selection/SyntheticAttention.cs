@@ -129,16 +129,6 @@ internal sealed unsafe class SyntheticAttention : IDisposable
         return p;
     }
 
-    /// <summary>The true dropped mass of a set for one query head, in f64.</summary>
-    public double TrueDroppedMass(int layer, int queryHead, int n, IReadOnlyCollection<int> selected)
-    {
-        var p = Softmax(NaiveScores(layer, queryHead, n));
-        var set = selected.ToHashSet();
-        double d = 0;
-        for (int i = 0; i < n; i++) if (!set.Contains(i)) d += p[i];
-        return d;
-    }
-
     /// <summary>f64 attention of one query head over the given positions.</summary>
     public double[] NaiveAttend(int layer, int queryHead, IReadOnlyList<int> indices)
     {
@@ -156,7 +146,7 @@ internal sealed unsafe class SyntheticAttention : IDisposable
 
     /// <summary>One decode step at position Cache.Length: new random keys/values (unless `write` is false: the
     /// caller wrote them), the selector chooses per layer, attention runs with the engine's kernels.</summary>
-    public LayerResult[] Step(IKvSelector? selector, bool write = true)
+    public LayerResult[] Step(SpanPlanOps? selector, bool write = true)
     {
         int pos = Cache.Length, n = pos + 1;
         if (write)

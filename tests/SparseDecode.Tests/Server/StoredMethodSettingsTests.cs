@@ -16,14 +16,14 @@ public class StoredMethodSettingsTests
         var config = ModelConfig.Load(dir);
         var stored = MethodDefaults.Load(dir);
         Assert.Equal("5", stored.Apply("tidal", new Dictionary<string, string>())["reselect"]);
-        var factory = new SelectorFactory(new ServerOptions(), config, stored);
+        var factory = new PlanFactory(new ServerOptions(), config, config.MaxPositions, stored);
         TidalDecodePlan Tidal(IReadOnlyDictionary<string, string>? p) =>
-            (TidalDecodePlan)((PlanSelector)factory.Create(new SparseRequest("tidal", "5%", p))).Plan;
+            (TidalDecodePlan)factory.Create(new SparseRequest("tidal", "5%", p))!;
         Assert.Equal(5, Tidal(null).Reselect);
         Assert.Equal(3, Tidal(new Dictionary<string, string> { ["reselect"] = "3" }).Reselect);
         // without the file: the depth-scaled default of the method
-        var plain = new SelectorFactory(new ServerOptions(), config);
+        var plain = new PlanFactory(new ServerOptions(), config, config.MaxPositions);
         Assert.Equal(TidalDecodePlan.DefaultLayers(config.NumLayers).Reselect,
-            ((TidalDecodePlan)((PlanSelector)plain.Create(new SparseRequest("tidal", "5%", null))).Plan).Reselect);
+            ((TidalDecodePlan)plain.Create(new SparseRequest("tidal", "5%", null))!).Reselect);
     }
 }

@@ -17,7 +17,7 @@ public sealed class ModelKernels : IDisposable
     public static readonly string[] KernelNames =
     [
         "embed_rows", "rms_norm", "gemv_b1", "gemv_b2", "gemv_b4", "gemv_b8", "gemv_mma", "gemv_mma2", "gemv_mma4", "gemv_b1_r1u8", "gemv_b1_r2u8", "gemv_b1_r4u4", "rope_append", "page_update", "swiglu",
-        "fill_f32", "attn_any_partial", "attn_any_reduce", "select_scores", "select_page_terms",
+        "fill_f32", "attn_any_partial", "attn_any_reduce",
         "rms_norm_bf16", "rope_append_span", "page_summaries_span", "swiglu_bf16", "add_bias",
     ];
 
@@ -191,28 +191,6 @@ public sealed class ModelKernels : IDisposable
         var r = new KernelArgs();
         r.Add(ws.M); r.Add(ws.L); r.Add(ws.O); r.Add(chunks); r.Add(kv.QueryHeads); r.Add(headDim); r.Add(output);
         _module["attn_any_reduce"].Launch((kv.QueryHeads, kv.Rows, 1), 128, s, ref r);
-    }
-
-    /// <summary>out[j] = max over `count` query heads from qFirst of q·k·scale for key position indices[j] (or
-    /// start + j), keys of KV head `kv` of row 0 of `kv`.</summary>
-    public void SelectScores(in KvView kv, int headDim, int kvHead, DeviceBuffer q, int qFirst, int count, DeviceBuffer? indices,
-        int start, int n, float scale, DeviceBuffer output, CudaStream s)
-    {
-        var a = new KernelArgs();
-        a.Add(kv.KBases); a.Add(kv.HeadStride); a.Add(headDim); a.Add(kvHead); a.Add(q); a.Add(qFirst); a.Add(count);
-        a.Add(indices); a.Add(start); a.Add(n); a.Add(scale); a.Add(output);
-        _module["select_scores"].Launch(((n + 7) / 8, 1, 1), 256, s, ref a);
-    }
-
-    /// <summary>Per page and query head (count from qFirst) the pair (Σ max(q·min, q·max), Σ max(|q·min|, |q·max|))
-    /// into output [count][pages] float2, from row 0's page summaries of KV head `kvHead`.</summary>
-    public void SelectPageTerms(in KvView kv, int headDim, int kvHead, DeviceBuffer q, int qFirst, int count, int pages,
-        DeviceBuffer output, CudaStream s)
-    {
-        var a = new KernelArgs();
-        a.Add(kv.MinBases); a.Add(kv.MaxBases); a.Add(kv.PageHeadStride); a.Add(headDim); a.Add(kvHead); a.Add(q);
-        a.Add(qFirst); a.Add(count); a.Add(pages); a.Add(output);
-        _module["select_page_terms"].Launch(((pages + 7) / 8, 1, 1), 256, s, ref a);
     }
 
     public static int AnyChunks(int planLength) => LaunchPlan.Chunks(planLength, AnyChunk);

@@ -1,5 +1,6 @@
 using SparseDecode.Attention;
 using SparseDecode.Engine;
+using SparseDecode.Selection;
 
 namespace SparseDecode.Cuda;
 
@@ -8,7 +9,7 @@ namespace SparseDecode.Cuda;
 /// then one token per step through a captured CUDA graph
 /// that is replayed with the new token and position written into device memory. Logits come back to the host for
 /// sampling. A method written as a selection plan runs inside that graph (<see cref="PlanAttention"/>: its state on
-/// the device, no host round trip); a host policy runs against the GPU selection backend (no graph). Prefill keeps
+/// the device, no host round trip). Prefill keeps
 /// Quest's page summaries, so a dense prefill can be forked into any method.</summary>
 public sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
 {
@@ -17,7 +18,6 @@ public sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
     private readonly GpuKvCache _cache;
     private readonly CudaStream _stream;
     private readonly ILayerAttention _prefillAttention;
-    private readonly SelectorAttention? _selectorAttention;
     private readonly PlanAttention? _planAttention;
     private CudaGraph? _graph;
     private readonly float[] _logits;
@@ -32,11 +32,11 @@ public sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
     /// <summary>The device-resident method, when the session decodes through a plan.</summary>
     public PlanAttention? Plan => _planAttention;
     /// <summary>Dense attention: the engine batches such sequences as rows of one step.</summary>
-    public bool IsDense => _planAttention is null && _selectorAttention is null;
+    public bool IsDense => _planAttention is null;
     /// <summary>Decode through the captured graph (default), or launch the step's kernels one by one.</summary>
     public bool UseGraph { get; set; } = true;
 
-    internal GpuDecodeSession(GpuEngine engine, int slot, int capacity, Selection.IKvSelector? selector)
+    internal GpuDecodeSession(GpuEngine engine, int slot, int capacity, SelectionPlan? plan)
     {
         _engine = engine;
         _model = engine.Model;
@@ -46,13 +46,11 @@ public sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
         Capacity = capacity;
         Array.Fill(_slots, slot);
         _prefillAttention = new SummaryKeepingAttention(_cache);
-        if (selector is Selection.PlanSelector { Plan: var plan })
+        if (plan != null)
         {
             _planAttention = new PlanAttention(_model, _cache, plan, 1, engine.Selection);
             _planAttention.Reset(_stream);
         }
-        else if (selector != null)
-            _selectorAttention = new SelectorAttention(_model, _cache, _stream, selector);
         _logits = new float[ModelKernels.MaxRows * _model.Config.VocabSize];
     }
 
@@ -102,12 +100,7 @@ public sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
         }
         _positions[0] = Length;
         _cache.SetRows(_slots.AsSpan(0, 1), [token], _positions.AsSpan(0, 1), _stream);
-        if (_selectorAttention != null)
-        {
-            _selectorAttention.Position = Length;
-            _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream, _selectorAttention);
-        }
-        else if (UseGraph)
+        if (UseGraph)
         {
             _graph ??= _stream.Capture(() => _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream, _planAttention));
             _graph.Launch(_stream);
@@ -133,10 +126,10 @@ public sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
         _lastRow = 0;
     }
 
-    public IDecodeSequence Fork(int capacity, Selection.IKvSelector? selector = null)
+    public IDecodeSequence Fork(int capacity, SelectionPlan? plan = null)
     {
         if (capacity < Length) throw new ArgumentOutOfRangeException(nameof(capacity), $"A copy of a sequence of {Length} positions cannot hold only {capacity}.");
-        var copy = (GpuDecodeSession)_engine.CreateSequence(capacity, selector);
+        var copy = (GpuDecodeSession)_engine.CreateSequence(capacity, plan);
         _cache.CopySlot(Slot, copy.Slot, _stream);
         _stream.Synchronize();
         copy.Length = Length;
@@ -152,10 +145,9 @@ public sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
         Length = length;
     }
 
-    /// <summary>Keys the last step attended over all layers and query heads (dense: every position at every head).
-    /// A host policy's lists are not tracked: -1.</summary>
+    /// <summary>Keys the last step attended over all layers and query heads (dense: every position at every head).</summary>
     public long KeysAttendedLastStep() =>
-        _planAttention?.KeysAttended(0, Length) ?? (_selectorAttention is null ? (long)Length * _model.Config.NumHeads * _model.Config.NumLayers : -1);
+        _planAttention?.KeysAttended(0, Length) ?? (long)Length * _model.Config.NumHeads * _model.Config.NumLayers;
 
     private void CheckRoom(int n)
     {
@@ -166,7 +158,6 @@ public sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
     public void Dispose()
     {
         _graph?.Dispose();
-        _selectorAttention?.Dispose();
         _planAttention?.Dispose();
         _engine.Release(Slot);
     }

@@ -71,18 +71,19 @@ public sealed class GpuEngine : IInferenceEngine
     /// <summary>The selection kernels, loaded once for every sequence that decodes through a plan.</summary>
     internal SelectionKernels Selection => _selection ??= new SelectionKernels(Device);
 
-    public IDecodeSequence CreateSequence(int capacity, IKvSelector? selector = null)
+    public IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         if (capacity > MaxContext)
             throw new ContextOverflowException($"The sequence needs {capacity} positions but the GPU cache holds {MaxContext} per sequence.");
+        plan?.CheckFits(Config, capacity);
         int slot = Array.IndexOf(_used, false);
         if (slot < 0)
             throw new InvalidOperationException($"All {Slots} sequence slots of the GPU cache are in use; free a sequence or load the engine with more slots.");
         _used[slot] = true;
         try
         {
-            return new GpuDecodeSession(this, slot, capacity, selector);
+            return new GpuDecodeSession(this, slot, capacity, plan);
         }
         catch
         {

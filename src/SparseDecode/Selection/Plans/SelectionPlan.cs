@@ -5,7 +5,7 @@ namespace SparseDecode.Selection;
 /// <summary>A sparse-attention method written once, as a fixed sequence of <see cref="ISelectionOps"/> per layer
 /// over buffers it declares in its <see cref="Layout"/>. The sequence may depend on the layer and the method's
 /// settings, never on data: every data-dependent choice is a flag an operation writes and a later one reads. So the
-/// CPU runs the plan on spans (the reference, <see cref="PlanSelector"/>) and the GPU captures the same plan into its
+/// CPU runs the plan on spans (the reference, <see cref="SpanPlanOps"/>) and the GPU captures the same plan into its
 /// step graph, and both compute the same algorithm. One plan object serves every sequence; state lives in the
 /// backend's buffers.</summary>
 public abstract class SelectionPlan
@@ -30,6 +30,18 @@ public abstract class SelectionPlan
     /// <summary>The longest context the buffers are declared for.</summary>
     public int MaxContext { get; }
     public PlanLayout Layout { get; }
+
+    /// <summary>Refuses a plan made for another model shape, or whose buffers are declared for fewer positions than a
+    /// sequence of `capacity` needs: the engines call it before a sequence allocates anything.</summary>
+    public void CheckFits(ModelConfig config, int capacity)
+    {
+        int heads = Granularity == SelectionGranularity.QueryHead ? config.NumHeads : config.NumKvHeads;
+        if (Layers != config.NumLayers || Heads != heads)
+            throw new ArgumentException(
+                $"The {Name} plan was made for a model of {Layers} layers and {Heads} selection heads, not this one of {config.NumLayers} layers and {heads}.");
+        if (capacity > MaxContext)
+            throw new ArgumentException($"The {Name} plan holds contexts up to {MaxContext} positions but the sequence needs {capacity}.");
+    }
 
     /// <summary>Whether the plan reads Quest's per-page key summaries (the backend keeps them current).</summary>
     public virtual bool ReadsPageSummaries => false;

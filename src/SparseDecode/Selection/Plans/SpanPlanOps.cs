@@ -1,9 +1,10 @@
 namespace SparseDecode.Selection;
 
-/// <summary>The reference executor of a plan: one sequence's plan buffers as arrays (grown with the context, so a
-/// warm step allocates nothing) and every operation run at once, head by head, through an
+/// <summary>The reference executor of a plan for one sequence: its plan buffers as arrays (grown with the context,
+/// so a warm step allocates nothing) and every operation run at once, head by head, through an
 /// <see cref="ISelectionBackend"/> bound to the current layer (scores, top-k and page bounds from it, so its index
-/// cost is what the observer reports).</summary>
+/// cost is what the observer reports). <see cref="Select"/> runs one layer of the plan and hands the list it returns
+/// to attention.</summary>
 public sealed class SpanPlanOps : ISelectionOps
 {
     private sealed class Buffer(PlanBuffer spec, int heads)
@@ -31,14 +32,13 @@ public sealed class SpanPlanOps : ISelectionOps
         }
     }
 
-    private readonly SelectionPlan _plan;
     private readonly Buffer[][] _buffers; // [buffer id][layer or 0]
     private ISelectionBackend _b = null!;
     private int[] _a = [], _c = [], _e = [], _top = [], _dilated = [], _rest = [];
 
     public SpanPlanOps(SelectionPlan plan)
     {
-        _plan = plan;
+        Plan = plan;
         var specs = plan.Layout.Buffers;
         _buffers = new Buffer[specs.Count][];
         for (int i = 0; i < specs.Count; i++)
@@ -49,6 +49,11 @@ public sealed class SpanPlanOps : ISelectionOps
         }
     }
 
+    /// <summary>The method this sequence decodes through.</summary>
+    public SelectionPlan Plan { get; }
+    public string Name => Plan.Name;
+    public SelectionGranularity Granularity => Plan.Granularity;
+
     public int Layer => _b.Layer;
     /// <summary>Decode steps begun: 1 during the first.</summary>
     public int Steps { get; private set; }
@@ -56,8 +61,8 @@ public sealed class SpanPlanOps : ISelectionOps
     public int Position { get; private set; } = -1;
 
     private int N => _b.Context;
-    private SelectionGranularity G => _plan.Granularity;
-    private int Heads => _plan.Heads;
+    private SelectionGranularity G => Plan.Granularity;
+    private int Heads => Plan.Heads;
 
     public void BeginStep(int position)
     {
@@ -67,6 +72,26 @@ public sealed class SpanPlanOps : ISelectionOps
 
     /// <summary>Binds the operations to the backend of the layer about to be selected.</summary>
     public void Bind(ISelectionBackend backend) => _b = backend;
+
+    /// <summary>Runs the plan's operations for backend.Layer and fills `selection` with the list the layer attends
+    /// to. A layer whose every head keeps every position attends densely (bitwise the dense result).</summary>
+    public void Select(ISelectionBackend backend, LayerSelection selection)
+    {
+        if (selection.Granularity != Granularity || selection.Heads != Plan.Heads)
+            throw new InvalidOperationException(
+                $"The {Name} method selects per {Granularity} ({Plan.Heads} heads) but the layer selection was made for {selection.Granularity} with {selection.Heads} heads.");
+        Bind(backend);
+        var attend = Plan.Layer(this, backend.Layer);
+        selection.Dense = true;
+        if (attend is not IndexSet set) return;
+        for (int h = 0; h < Plan.Heads; h++)
+        {
+            var ids = Indices(set, backend.Layer, h);
+            ids.CopyTo(selection.Buffer(h));
+            selection.SetCount(h, ids.Length);
+            if (ids.Length < backend.Context) selection.Dense = false;
+        }
+    }
 
     private Buffer At(int id, int layer) => _buffers[id][_buffers[id].Length == 1 ? 0 : layer];
     private Buffer At(int id) => At(id, Layer);

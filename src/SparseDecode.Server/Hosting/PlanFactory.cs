@@ -4,31 +4,35 @@ using SparseDecode.Server.Protocol;
 
 namespace SparseDecode.Server.Hosting;
 
-/// <summary>Makes each request's selector from its `sparse` field, falling back member by member to the server's
-/// --method, --budget and --param. Every request gets a fresh selector: selectors keep per-sequence state.</summary>
-public sealed class SelectorFactory
+/// <summary>Makes each request's plan from its `sparse` field, falling back member by member to the server's
+/// --method, --budget and --param (null: dense attention). A plan holds no per-sequence state: the engine's
+/// sequence keeps it.</summary>
+public sealed class PlanFactory
 {
     private readonly string _method;
     private readonly string _budget;
     private readonly IReadOnlyDictionary<string, string> _params;
     private readonly ModelConfig _config;
+    private readonly int _maxContext;
     private readonly MethodDefaults _stored;
 
     /// <param name="stored">Settings stored beside the model (sparse_methods.json): under every request's own.</param>
-    public SelectorFactory(ServerOptions options, ModelConfig config, MethodDefaults? stored = null)
+    /// <param name="maxContext">The longest sequence the engine holds: what each plan's buffers are declared for.</param>
+    public PlanFactory(ServerOptions options, ModelConfig config, int maxContext, MethodDefaults? stored = null)
     {
         _method = options.Method;
         _budget = options.Budget;
         _params = options.Params;
         _config = config;
+        _maxContext = maxContext;
         _stored = stored ?? MethodDefaults.None;
         // The defaults must work: a bad --method fails at start-up with ArgumentException, not on every request.
-        SelectorSpec.Parse(_method, _budget, _stored.Apply(_method, _params)).Create(_config);
+        SelectorSpec.Parse(_method, _budget, _stored.Apply(_method, _params)).CreatePlan(_config, _maxContext);
     }
 
     public string DefaultMethod => _method;
 
-    public IKvSelector Create(SparseRequest? sparse)
+    public SelectionPlan? Create(SparseRequest? sparse)
     {
         string method = sparse?.Method ?? _method;
         if (!SelectorSpec.Methods.Contains(method, StringComparer.OrdinalIgnoreCase))
@@ -39,7 +43,8 @@ public sealed class SelectorFactory
             ? _params : new Dictionary<string, string>());
         try
         {
-            return SelectorSpec.Parse(method, budget, _stored.Apply(method, parameters)).Create(_config);
+            var spec = SelectorSpec.Parse(method, budget, _stored.Apply(method, parameters));
+            return spec.IsDense ? null : spec.CreatePlan(_config, _maxContext);
         }
         catch (SelectorSpec.SpecException e)
         {
@@ -47,7 +52,7 @@ public sealed class SelectorFactory
         }
         catch (ArgumentException e)
         {
-            // A selector's own constructor check (e.g. a layer pair it cannot use).
+            // A plan's own constructor check (e.g. a layer pair it cannot use).
             throw ApiException.BadRequest(e.Message, "sparse", "invalid_sparse");
         }
     }
