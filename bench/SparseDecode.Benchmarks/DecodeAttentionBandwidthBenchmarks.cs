@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
-using SparseDecode.Attention;
-using SparseDecode.Parallelism;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Benchmarks;
 

@@ -1,4 +1,4 @@
-using SparseDecode.Attention;
+using SparseDecode.Cpu;
 using SparseDecode.Selection;
 
 namespace SparseDecode.Benchmarks;

@@ -1,5 +1,5 @@
 using BenchmarkDotNet.Attributes;
-using SparseDecode.Attention;
+using SparseDecode.Cpu;
 using SparseDecode.Model;
 using SparseDecode.Selection;
 

@@ -21,7 +21,7 @@ using LLama.Native;
 using SparseDecode.Engine;
 using SparseDecode.Export;
 using SparseDecode.Model;
-using SparseDecode.Parallelism;
+using SparseDecode.Cpu;
 using SparseDecode.Tokenization;
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Help;
 using SparseDecode.Cli.Commands;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Cli;
 
@@ -10,6 +11,7 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        Backends.BackendRegistry.Register(Cuda.CudaBackend.Instance);
         TensorParallel.RankLauncher.CommandLine = args;   // workers of --tensor-parallel are started with the same
         // A plain command named as installed, not RootCommand, whose name is the executable's (SparseDecode.Cli under
         // dotnet run): help then says "sparsedecode" however the program was started.
@@ -28,7 +30,7 @@ public static class Program
         var threads = CommonOptions.Threads();
         root.Options.Add(threads);
         var parsed = root.Parse(args);
-        if (parsed.Errors.Count == 0) Parallelism.WorkerPool.SetSharedThreads(parsed.GetValue(threads));
+        if (parsed.Errors.Count == 0) WorkerPool.SetSharedThreads(parsed.GetValue(threads));
         return parsed.Invoke();
     }
 }

@@ -1,7 +1,7 @@
 using System.Numerics.Tensors;
 using SparseDecode.Cuda;
 using SparseDecode.Engine;
-using SparseDecode.Kernels;
+using SparseDecode.Cpu;
 using SparseDecode.Model;
 
 namespace SparseDecode.Diagnostics;
@@ -47,7 +47,7 @@ public static class GpuParityCheck
         using (var cpu = Transformer.Load(directory))
         {
             type = cpu.WeightType;
-            original = Scorer.TokenLogprobs(cpu, tokens, DType.BF16);
+            original = Scorer.TokenLogprobs(new CpuEngine(cpu, DType.BF16), tokens);
         }
         string? copy = null;
         try
@@ -62,10 +62,10 @@ public static class GpuParityCheck
             }
             using (var cpu = Transformer.Load(copy ?? directory))
             {
-                if (copy != null) reference = Scorer.TokenLogprobs(cpu, tokens, DType.BF16);
+                if (copy != null) reference = Scorer.TokenLogprobs(new CpuEngine(cpu, DType.BF16), tokens);
                 argmax = CpuArgmax(cpu, tokens);
                 selfSpread = CpuDecodeSpread(cpu, tokens, n / 2, reference);
-                var f32Cache = Scorer.TokenLogprobs(cpu, tokens, DType.F32);
+                var f32Cache = Scorer.TokenLogprobs(new CpuEngine(cpu, DType.F32), tokens);
                 var cacheDeltas = f32Cache.Select((v, i) => Delta(v, reference[i])).ToArray();
                 cacheSpread = cacheDeltas.Max();
                 cacheMeanSpread = cacheDeltas.Average();
@@ -118,7 +118,7 @@ public static class GpuParityCheck
         session.UseGraph = useGraph;
         void Take(int i, ReadOnlySpan<float> logits)
         {
-            if (i + 1 < n) lp[i] = Activations.LogSoftmaxAt(logits, tokens[i + 1]);
+            if (i + 1 < n) lp[i] = Logits.LogSoftmaxAt(logits, tokens[i + 1]);
             c++;
             if (TensorPrimitives.IndexOfMax(logits) == cpuArgmax[i]) a++;
         }
@@ -140,11 +140,11 @@ public static class GpuParityCheck
         using var cache = cpu.CreateCache(tokens.Length, DType.BF16);
         var ws = new DecodeWorkspace(cpu, cache, Selection.SelectionGranularity.QueryHead);
         cpu.Prefill(tokens.AsSpan(0, half), cache, ws.Logits);
-        double max = Delta(Activations.LogSoftmaxAt(ws.Logits, tokens[half]), reference[half - 1]);
+        double max = Delta(Logits.LogSoftmaxAt(ws.Logits, tokens[half]), reference[half - 1]);
         for (int i = half; i < tokens.Length - 1; i++)
         {
             cpu.Decode(tokens[i], cache, ws);
-            max = Math.Max(max, Delta(Activations.LogSoftmaxAt(ws.Logits, tokens[i + 1]), reference[i]));
+            max = Math.Max(max, Delta(Logits.LogSoftmaxAt(ws.Logits, tokens[i + 1]), reference[i]));
         }
         return max;
     }
@@ -194,20 +194,20 @@ public static class GpuParityCheck
         var cpuLp = new double[n - 1];
         double[] dense;
         var plan = spec.CreatePlan(config, n);
-        var cpuPlan = new Selection.SpanPlanOps(plan);
+        var cpuPlan = new SpanPlanOps(plan);
         var observer = new Evaluation.SparsityObserver();
         using (var cpu = Transformer.Load(directory))
         {
             if (cpu.WeightType != DType.BF16) throw new ArgumentException($"{directory}: the sparse GPU check takes bf16 checkpoints.");
-            dense = Scorer.TokenLogprobs(cpu, tokens, DType.BF16);
+            dense = Scorer.TokenLogprobs(new CpuEngine(cpu, DType.BF16), tokens);
             using var cache = cpu.CreateCache(n, DType.BF16);
             var ws = new DecodeWorkspace(cpu, cache, plan.Granularity);
             cpu.Prefill(tokens.AsSpan(0, half), cache, ws.Logits);
-            cpuLp[half - 1] = Activations.LogSoftmaxAt(ws.Logits, tokens[half]);
+            cpuLp[half - 1] = Logits.LogSoftmaxAt(ws.Logits, tokens[half]);
             for (int i = half; i < n - 1; i++)
             {
                 cpu.Decode(tokens[i], cache, ws, cpuPlan, observer);
-                cpuLp[i] = Activations.LogSoftmaxAt(ws.Logits, tokens[i + 1]);
+                cpuLp[i] = Logits.LogSoftmaxAt(ws.Logits, tokens[i + 1]);
             }
         }
         using var store = WeightStore.Open(directory);
@@ -215,12 +215,12 @@ public static class GpuParityCheck
         using var engine = new GpuEngine(dk.Device, weights, n, ownsDevice: false);
         using var session = (GpuDecodeSession)engine.CreateSequence(n, plan);
         var gpuLp = new double[n - 1];
-        session.Prefill(tokens.AsSpan(0, half), (i, logits) => { if (i == half - 1) gpuLp[i] = Activations.LogSoftmaxAt(logits, tokens[half]); });
+        session.Prefill(tokens.AsSpan(0, half), (i, logits) => { if (i == half - 1) gpuLp[i] = Logits.LogSoftmaxAt(logits, tokens[half]); });
         double gpuKeys = 0;
         for (int i = half; i < n - 1; i++)
         {
             session.Decode(tokens[i]);
-            gpuLp[i] = Activations.LogSoftmaxAt(session.Logits, tokens[i + 1]);
+            gpuLp[i] = Logits.LogSoftmaxAt(session.Logits, tokens[i + 1]);
             gpuKeys += session.KeysAttendedLastStep();
         }
         double max = 0, sum = 0, fromDense = 0;
@@ -239,7 +239,7 @@ public static class GpuParityCheck
         };
     }
 
-    private static (double Mean, double Min, string Worst) Overlap(Selection.SpanPlanOps cpu, GpuPlanOps gpu)
+    private static (double Mean, double Min, string Worst) Overlap(SpanPlanOps cpu, GpuPlanOps gpu)
     {
         var plan = gpu.Plan;
         double sum = 0, min = 1;

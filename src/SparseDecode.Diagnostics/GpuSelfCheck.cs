@@ -1,4 +1,5 @@
 using SparseDecode.Cuda;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Diagnostics;
 

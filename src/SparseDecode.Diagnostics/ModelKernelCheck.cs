@@ -1,4 +1,5 @@
 using SparseDecode.Cuda;
+using SparseDecode.Model;
 
 namespace SparseDecode.Diagnostics;
 
@@ -43,7 +44,7 @@ public static class ModelKernelCheck
         var wf = new double[n * k];
         for (int i = 0; i < w.Length; i++)
         {
-            w[i] = Kernels.Convert.SingleToBf16((float)(rng.NextDouble() * 2 - 1));
+            w[i] = ElementConvert.SingleToBf16((float)(rng.NextDouble() * 2 - 1));
             wf[i] = BitConverter.Int32BitsToSingle(w[i] << 16);
         }
         var x = Enumerable.Range(0, ModelKernels.MaxRows * k).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();

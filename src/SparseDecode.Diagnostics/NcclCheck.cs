@@ -1,5 +1,5 @@
 using SparseDecode.Cuda;
-using static SparseDecode.Kernels.Convert;
+using static SparseDecode.Model.ElementConvert;
 
 namespace SparseDecode.Diagnostics;
 

@@ -3,6 +3,7 @@ using SparseDecode.Evaluation;
 using SparseDecode.Model;
 using SparseDecode.Server.Protocol;
 using SparseDecode.Tokenization;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Fuzz;
 

@@ -1,3 +1,4 @@
+using SparseDecode.Backends;
 using SparseDecode.Cli.TensorParallel;
 using System.CommandLine;
 using System.Diagnostics;
@@ -6,6 +7,7 @@ using System.Runtime.InteropServices;
 using SparseDecode.Engine;
 using SparseDecode.Model;
 using Spectre.Console;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Cli.Commands;
 
@@ -43,7 +45,7 @@ internal static class BenchCommand
             var progress = new ProgressLine("prefill", PhaseNote.Prefill(n));
             using var cache = t.CreateCache(n + s + 1, type);
             // dense runs without a plan, as the engine runs it
-            Selection.SpanPlanOps? Plan() => spec.IsDense ? null : new Selection.SpanPlanOps(spec.CreatePlan(t.Config, cache.Capacity));
+            SpanPlanOps? Plan() => spec.IsDense ? null : new SpanPlanOps(spec.CreatePlan(t.Config, cache.Capacity));
             var plan = Plan();
             var ws = new DecodeWorkspace(t, cache, spec.EffectiveGranularity);
             // an untimed prefill first, so that the timed one runs compiled code, as the decode steps below do
@@ -85,7 +87,7 @@ internal static class BenchCommand
                     w.WriteString("weights", t.WeightType.Name());
                     w.WriteString("method", spec.Method);
                     w.WriteString("budget", spec.Budget.ToString());
-                    w.WriteNumber("threads", Parallelism.WorkerPool.Shared.Threads);
+                    w.WriteNumber("threads", WorkerPool.Shared.Threads);
                     w.WriteNumber("context", n);
                     w.WriteNumber("steps", s);
                     w.Number("prefill_tokens_per_second", n / prefillSeconds);
@@ -102,7 +104,7 @@ internal static class BenchCommand
             var table = MeasureTable();
             table.AddRow("model", Markup.Escape($"{t.Config.ArchitectureName}, {t.ParameterCount / 1e6:F1}M params, {t.WeightType.Name()}"));
             table.AddRow("method", Markup.Escape($"{spec.Method} (budget {spec.Budget})"));
-            table.AddRow("threads", Parallelism.WorkerPool.Shared.Threads.ToString(ci));
+            table.AddRow("threads", WorkerPool.Shared.Threads.ToString(ci));
             table.AddRow("prefill", string.Create(ci, $"{n / prefillSeconds:F1} tokens/s ({n} tokens, {prefillSeconds:F2} s)"));
             table.AddRow("decode", string.Create(ci, $"{1 / decodeSeconds:F1} tokens/s ({decodeSeconds * 1e3:F2} ms/step at {n} context)"));
             table.AddRow("managed allocation per step", string.Create(ci, $"{allocatedPerStep / 1e3:F1} KB"));
@@ -118,12 +120,12 @@ internal static class BenchCommand
     /// <summary>`bench --device cuda`: the whole step on the GPU (bf16 weights and cache). A first session warms
     /// the host code and the kernels; the timed one prefills, decodes one step (which captures the dense step's
     /// graph), then times `steps` decode steps, each ending with its logits on the host.</summary>
-    private static int BenchGpu(string dir, int n, int s, Selection.SelectorSpec spec, Cuda.PrefillPrecision prefill)
+    private static int BenchGpu(string dir, int n, int s, Selection.SelectorSpec spec, Engine.PrefillPrecision prefill)
     {
         var config = ModelConfig.Load(dir);
         var rng = new Random(1);
         var prompt = RandomPrompt(config, n, s, 2, rng);
-        using var gpu = new EngineOptions { Device = "cuda", Capacity = n + s + 2, PrefillPrecision = prefill }.Load(dir);
+        using var gpu = BackendRegistry.Load(dir, new EngineOptions { Device = "cuda", Capacity = n + s + 2, PrefillPrecision = prefill });
         double prefillSeconds = 0, decodeSeconds = 0;
         for (int round = 0; round < 2; round++)
         {
@@ -173,7 +175,7 @@ internal static class BenchCommand
         {
             new Span<byte>(a, (int)size).Fill(1);
             new Span<byte>(b, (int)size).Fill(2);
-            int parts = Parallelism.WorkerPool.Shared.Threads;
+            int parts = WorkerPool.Shared.Threads;
             long chunk = size / parts;
             double best = 0;
             for (int rep = 0; rep < 5; rep++)

@@ -5,6 +5,7 @@ using SparseDecode.Evaluation;
 using SparseDecode.Model;
 using SparseDecode.Selection;
 using SparseDecode.Tokenization;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Cli.Commands;
 

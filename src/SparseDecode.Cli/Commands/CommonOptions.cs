@@ -1,6 +1,7 @@
 using System.CommandLine;
 using SparseDecode.Engine;
 using SparseDecode.Model;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Cli.Commands;
 
@@ -15,7 +16,7 @@ internal static class CommonOptions
     public static Option<int> Threads() => new("--threads", "-t")
     {
         Description = "CPU threads the engine computes on. Default: the physical cores.",
-        DefaultValueFactory = _ => Parallelism.CpuTopology.PhysicalCores,
+        DefaultValueFactory = _ => CpuTopology.PhysicalCores,
         Recursive = true,
         // a value that is not a number is reported by the parser itself
         Validators = { r => { if (r.Tokens.Count == 1 && int.TryParse(r.Tokens[0].Value, out int n) && n < 1) r.AddError("--threads must be at least 1."); } },
@@ -47,10 +48,10 @@ internal static class CommonOptions
         DefaultValueFactory = _ => "split",
     };
 
-    public static Cuda.PrefillPrecision ParsePrefillPrecision(string text) => text.ToLowerInvariant() switch
+    public static SparseDecode.Engine.PrefillPrecision ParsePrefillPrecision(string text) => text.ToLowerInvariant() switch
     {
-        "split" => Cuda.PrefillPrecision.Split,
-        "bf16" => Cuda.PrefillPrecision.Bf16,
+        "split" => SparseDecode.Engine.PrefillPrecision.Split,
+        "bf16" => SparseDecode.Engine.PrefillPrecision.Bf16,
         _ => throw new ArgumentException($"Unknown --gpu-prefill '{text}': expected split or bf16."),
     };
 
@@ -59,7 +60,7 @@ internal static class CommonOptions
     public static EngineOptions Engine(ParseResult r, Option<string> device, Option<string>? kv, int? capacity = null, int sequences = 1,
         Option<string>? prefill = null) => new()
     {
-        PrefillPrecision = prefill is null ? Cuda.PrefillPrecision.Split : ParsePrefillPrecision(r.GetValue(prefill)!),
+        PrefillPrecision = prefill is null ? SparseDecode.Engine.PrefillPrecision.Split : ParsePrefillPrecision(r.GetValue(prefill)!),
         Device = ParseDevice(r.GetValue(device)!),
         CacheType = kv is null ? DType.F32 : ParseCacheType(r.GetValue(kv)!),
         Capacity = capacity,

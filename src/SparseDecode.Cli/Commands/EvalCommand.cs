@@ -1,3 +1,4 @@
+using SparseDecode.Backends;
 using SparseDecode.Cli.TensorParallel;
 using SparseDecode.Model;
 using System.CommandLine;
@@ -8,6 +9,7 @@ using SparseDecode.Evaluation;
 using SparseDecode.Selection;
 using SparseDecode.Tokenization;
 using Spectre.Console;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Cli.Commands;
 
@@ -140,7 +142,7 @@ public static class EvalCommand
             };
             grid.Validate(config);
             // a prefilled sample and the copy one method decodes from it are held at once
-            using var engine = CommonOptions.Engine(r, device, kv, capacity: grid.Contexts.Max(), sequences: 2, prefill: gpuPrefill).Load(dir);
+            using var engine = BackendRegistry.Load(dir, CommonOptions.Engine(r, device, kv, capacity: grid.Contexts.Max(), sequences: 2, prefill: gpuPrefill));
 
             string heldout = HeldoutCorpus.Find(dir)
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the tasks' haystacks are cut from the model's held-out text.");

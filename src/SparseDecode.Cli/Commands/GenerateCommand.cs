@@ -1,3 +1,4 @@
+using SparseDecode.Backends;
 using SparseDecode.Cli.TensorParallel;
 using System.CommandLine;
 using System.Globalization;
@@ -65,7 +66,7 @@ internal static class GenerateCommand
             var engineOptions = CommonOptions.Engine(r, device, kv, capacity: Math.Min(ids.Length + Math.Max(1, options.MaxTokens), config.MaxPositions), prefill: gpuPrefill);
             if (observer is not null && engineOptions.Device != "cpu")
                 throw new ArgumentException("--report needs --device cpu: it computes dense attention beside the method, which the GPU engine does not.");
-            using var engine = engineOptions.Load(dir);
+            using var engine = BackendRegistry.Load(dir, engineOptions);
             if (ids.Length >= PhaseNote.LongPrompt && engineOptions.Device == "cpu")
                 options = options with { PrefillProgress = new ProgressLine("prefill", PhaseNote.Prefill(ids.Length)).Report };
             var result = new Generator(engine).Generate(ids, options, Stream);

@@ -3,8 +3,9 @@ using System.Diagnostics;
 using System.Globalization;
 using SparseDecode.Cuda;
 using SparseDecode.Diagnostics;
-using SparseDecode.Kernels;
+using SparseDecode.Cpu;
 using SparseDecode.Model;
+using SparseDecode.Engine;
 
 namespace SparseDecode.Cli.Commands;
 
@@ -122,7 +123,7 @@ internal static class GpuPrefillCommand
     private static double MaxLogProbDelta(float[] a, float[] b)
     {
         // log p(t) = logit(t) − logsumexp: the normaliser once per side
-        double na = a[0] - Activations.LogSoftmaxAt(a, 0), nb = b[0] - Activations.LogSoftmaxAt(b, 0), max = 0;
+        double na = a[0] - Logits.LogSoftmaxAt(a, 0), nb = b[0] - Logits.LogSoftmaxAt(b, 0), max = 0;
         for (int t = 0; t < a.Length; t++)
         {
             double d = Math.Abs((a[t] - na) - (b[t] - nb));

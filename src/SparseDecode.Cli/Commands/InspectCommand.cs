@@ -2,6 +2,7 @@ using System.CommandLine;
 using SparseDecode.Engine;
 using SparseDecode.Model;
 using Spectre.Console;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Cli.Commands;
 

@@ -1,3 +1,4 @@
+using SparseDecode.Backends;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
@@ -28,7 +29,7 @@ internal static class ScoreCommand
             int[] tokens = r.GetValue(ids) is string s ? ParseIds(s)
                 : r.GetValue(text) is string t ? Tokenizer.FromDirectory(dir).Encode(t)
                 : throw new ArgumentException("Give --token-ids or --text.");
-            using var engine = CommonOptions.Engine(r, device, kv, capacity: tokens.Length, prefill: gpuPrefill).Load(dir);
+            using var engine = BackendRegistry.Load(dir, CommonOptions.Engine(r, device, kv, capacity: tokens.Length, prefill: gpuPrefill));
             double[] lp = Scorer.TokenLogprobs(engine, tokens);
             if (r.GetValue(json))
                 Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, double[]> { ["token_logprobs"] = lp }, CliJson.Default.DictionaryStringDoubleArray));

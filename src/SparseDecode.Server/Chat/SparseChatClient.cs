@@ -5,6 +5,7 @@ using SparseDecode.Engine;
 using SparseDecode.Selection;
 using SparseDecode.Server.Hosting;
 using SparseDecode.Server.Scheduling;
+using SparseDecode.Cpu;
 using AiMessage = Microsoft.Extensions.AI.ChatMessage;
 
 namespace SparseDecode.Server.Chat;

@@ -11,6 +11,7 @@ using SparseDecode.Engine;
 using SparseDecode.Tokenization;
 using SparseDecode.Server.Protocol;
 using SparseDecode.Server.Scheduling;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Server.Hosting;
 

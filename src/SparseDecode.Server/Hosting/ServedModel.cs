@@ -1,3 +1,4 @@
+using SparseDecode.Backends;
 using SparseDecode.Engine;
 using SparseDecode.Server.Chat;
 
@@ -24,11 +25,12 @@ public sealed class ServedModel : IDisposable
         StopTokenIds = stops;
     }
 
-    /// <summary>Loads a Hugging Face model directory on the engine `engine` describes (default: the CPU); the id
-    /// defaults to the directory's name.</summary>
+    /// <summary>Loads a Hugging Face model directory on the engine `engine` describes (default: the CPU; "cuda":
+    /// the GPU backend, which the server ships); the id defaults to the directory's name.</summary>
     public static ServedModel Load(string directory, string? id = null, EngineOptions? engine = null)
     {
-        var loaded = (engine ?? new EngineOptions()).Load(directory);
+        BackendRegistry.Register(Cuda.CudaBackend.Instance);
+        var loaded = BackendRegistry.Load(directory, engine ?? new EngineOptions());
         try
         {
             var codec = TokenizerCodec.FromDirectory(directory);

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using SparseDecode.Server.Chat;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Server.Protocol;
 

@@ -1,4 +1,5 @@
 using SparseDecode.Server.Chat;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Server.Protocol;
 

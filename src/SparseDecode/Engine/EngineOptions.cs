@@ -2,10 +2,12 @@ using SparseDecode.Model;
 
 namespace SparseDecode.Engine;
 
-/// <summary>Which backend a command loads a checkpoint on, and how (`--device`, `--kv-type`).</summary>
+/// <summary>Which backend a command loads a checkpoint on, and how (`--device`, `--kv-type`, `--gpu-prefill`).
+/// <see cref="Backends.BackendRegistry.Load"/> turns it into an engine.</summary>
 public sealed record EngineOptions
 {
-    /// <summary>"cpu" (default) or "cuda" (the first NVIDIA GPU).</summary>
+    /// <summary>A registered backend's name: "cpu" (default) or "cuda" (the first NVIDIA GPU) where the
+    /// application registered the GPU backend.</summary>
     public string Device { get; init; } = "cpu";
 
     /// <summary>Element type of the CPU engine's KV cache; the GPU's cache is always bf16.</summary>
@@ -17,30 +19,22 @@ public sealed record EngineOptions
     /// <summary>GPU: sequences held at once (cache slots allocated up front).</summary>
     public int Sequences { get; init; } = 1;
 
-    /// <summary>GPU: the prefill's operand precision — split (default: f32-accurate, matches the CPU engine) or
-    /// bf16 (operands rounded once, as transformers does; about 2× faster, log-probabilities within ~0.15).</summary>
-    public Cuda.PrefillPrecision PrefillPrecision { get; init; } = Cuda.PrefillPrecision.Split;
+    /// <summary>GPU: the prefill's operand precision.</summary>
+    public PrefillPrecision PrefillPrecision { get; init; } = PrefillPrecision.Split;
+}
 
-    public static readonly string[] Devices = ["cpu", "cuda"];
+/// <summary>The operand precision of a tensor-core prefill. Split: f32 operands as three bf16 parts (hi + mid + lo,
+/// all 24 bits of the f32 mantissa), so log-probabilities agree with the CPU engine's f32 arithmetic (and K and V
+/// round to the same bf16 values); three times the tensor-core work. Bf16: rounded to bf16 once, as bf16 inference
+/// frameworks (transformers, vLLM) run: about 2× faster, log-probabilities within ~0.15.</summary>
+public enum PrefillPrecision { Split, Bf16 }
 
-    /// <summary>Loads `directory` on the chosen backend. An unknown device, or cuda without a driver or GPU, fails
-    /// with one sentence.</summary>
-    public IInferenceEngine Load(string directory)
-    {
-        switch (Device)
-        {
-            case "cpu":
-                return CpuEngine.Load(directory, CacheType);
-            case "cuda":
-                if (Sequences < 1) throw new ArgumentException($"The GPU engine needs at least one sequence slot, got {Sequences}.");
-                var config = ModelConfig.Load(directory);
-                int capacity = Math.Min(Capacity ?? config.MaxPositions, config.MaxPositions);
-                if (capacity < 1) throw new ArgumentException($"The GPU cache needs at least one position per sequence, got {capacity}.");
-                var engine = Cuda.GpuEngine.Load(directory, capacity, Sequences);
-                if (engine.Model.Prefill is { } prefill) prefill.Precision = PrefillPrecision;
-                return engine;
-            default:
-                throw new ArgumentException($"Unknown device '{Device}'; expected one of: {string.Join(", ", Devices)}.");
-        }
-    }
+/// <summary>A backend an engine can be loaded on: the CPU in this library, the GPU in its own package.</summary>
+public interface IBackend
+{
+    /// <summary>What `--device` names it by.</summary>
+    string Name { get; }
+
+    /// <summary>Loads `directory` on this backend. Missing hardware or drivers fail with one sentence.</summary>
+    IInferenceEngine Load(string directory, EngineOptions options);
 }

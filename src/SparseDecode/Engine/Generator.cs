@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using SparseDecode.Attention;
 using SparseDecode.Model;
 using SparseDecode.Selection;
 
@@ -32,9 +31,6 @@ public sealed record GenerationResult(
 /// with each new token as it is produced. Runs on any engine (CPU or GPU).</summary>
 public sealed class Generator(IInferenceEngine engine)
 {
-    /// <summary>On the CPU engine with a KV cache of `cacheType`.</summary>
-    public Generator(Transformer model, DType cacheType = DType.F32) : this(new CpuEngine(model, cacheType)) { }
-
     public GenerationResult Generate(ReadOnlySpan<int> prompt, GenerationOptions options, Action<int>? onToken = null,
         CancellationToken cancel = default)
     {

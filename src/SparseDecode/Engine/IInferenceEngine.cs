@@ -1,4 +1,3 @@
-using SparseDecode.Attention;
 using SparseDecode.Model;
 using SparseDecode.Selection;
 

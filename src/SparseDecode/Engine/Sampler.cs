@@ -40,7 +40,7 @@ public sealed class Sampler
         // Shift by the maximum before dividing, so that (l − max) / T ≤ 0 cannot overflow for any temperature.
         TensorPrimitives.Subtract(logits, max, p);
         TensorPrimitives.Divide(p, _options.Temperature, p);
-        Kernels.Activations.Softmax(p);
+        Logits.Softmax(p);
         var order = _order.AsSpan(0, n);
         for (int i = 0; i < n; i++) order[i] = i;
         int keep = n;

@@ -1,15 +1,9 @@
-using SparseDecode.Kernels;
-
 namespace SparseDecode.Engine;
 
 /// <summary>Per-token log-probabilities of a token sequence under dense attention: entry i is
 /// log p(token i+1 | tokens 0..i), the form transformers' logits give. Runs on any engine.</summary>
 public static class Scorer
 {
-    /// <summary>On the CPU engine with a KV cache of `cacheType`.</summary>
-    public static double[] TokenLogprobs(Transformer model, ReadOnlySpan<int> tokens, Model.DType cacheType = Model.DType.F32) =>
-        TokenLogprobs(new CpuEngine(model, cacheType), tokens);
-
     public static double[] TokenLogprobs(IInferenceEngine engine, ReadOnlySpan<int> tokens)
     {
         if (tokens.Length < 2) throw new ArgumentException("Scoring needs at least two tokens.");
@@ -19,7 +13,7 @@ public static class Scorer
         sequence.Prefill(tokens, (i, logits) =>
         {
             if (i + 1 >= ids.Length) return;
-            double lp = Activations.LogSoftmaxAt(logits, ids[i + 1]);
+            double lp = Logits.LogSoftmaxAt(logits, ids[i + 1]);
             // A NaN here would reach the JSON writer, which refuses it with an exception far from the cause.
             if (!double.IsFinite(lp)) throw new NonFiniteLogitsException((float)lp);
             result[i] = lp;

@@ -29,7 +29,7 @@ public readonly unsafe struct TensorView(string name, DType type, long[] shape, 
     public float[] ToFloatArray()
     {
         var result = new float[ElementCount];
-        Kernels.Convert.ToSingle(Type, Data, result);
+        ElementConvert.ToSingle(Type, Data, result);
         return result;
     }
 }

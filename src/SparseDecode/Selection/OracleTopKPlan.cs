@@ -1,4 +1,5 @@
 using SparseDecode.Model;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Selection;
 

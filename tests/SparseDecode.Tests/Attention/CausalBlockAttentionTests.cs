@@ -1,7 +1,5 @@
-using SparseDecode.Attention;
-using SparseDecode.Cache;
+using SparseDecode.Cpu;
 using SparseDecode.Model;
-using SparseDecode.Parallelism;
 
 namespace SparseDecode.Tests.AttentionChecks;
 
@@ -43,7 +41,7 @@ public unsafe class CausalBlockAttentionTests
                 var scores = new double[visible];
                 for (int j = 0; j < visible; j++)
                 {
-                    SparseDecode.Kernels.Convert.ToSingle(type, cache.Key(0, h / group, j), key);
+                    SparseDecode.Model.ElementConvert.ToSingle(type, cache.Key(0, h / group, j), key);
                     double s = 0;
                     for (int e = 0; e < d; e++) s += (double)q[t * qdim + h * d + e] * key[e];
                     scores[j] = s * scale;
@@ -54,7 +52,7 @@ public unsafe class CausalBlockAttentionTests
                     double o = 0;
                     for (int j = 0; j < visible; j++)
                     {
-                        SparseDecode.Kernels.Convert.ToSingle(type, cache.Value(0, h / group, j), value);
+                        SparseDecode.Model.ElementConvert.ToSingle(type, cache.Value(0, h / group, j), value);
                         o += Math.Exp(scores[j] - max) / total * value[e];
                     }
                     float got = output[t * qdim + h * d + e];

@@ -1,4 +1,4 @@
-using SparseDecode.Cache;
+using SparseDecode.Cpu;
 using SparseDecode.Model;
 
 namespace SparseDecode.Tests.CacheChecks;

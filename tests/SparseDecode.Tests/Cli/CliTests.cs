@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SparseDecode.Engine;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.Cli;
 

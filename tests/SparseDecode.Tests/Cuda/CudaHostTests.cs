@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using SparseDecode.Cuda;
 using SparseDecode.Diagnostics;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.Cuda;
 

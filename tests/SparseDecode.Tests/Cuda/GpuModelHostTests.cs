@@ -1,6 +1,6 @@
 using SparseDecode.Cuda;
 using SparseDecode.Diagnostics;
-using SparseDecode.Kernels;
+using SparseDecode.Cpu;
 using SparseDecode.Model;
 using SparseDecode.Tests.Cli;
 
@@ -96,12 +96,12 @@ public sealed class GpuModelHostTests
             Assert.Equal(DType.BF16, q1.Type);
             var f = q0.ToFloatArray();
             var r = (ushort*)q1.Data;
-            for (int i = 0; i < f.Length; i++) Assert.Equal(Kernels.Convert.SingleToBf16(f[i]), r[i]);
+            for (int i = 0; i < f.Length; i++) Assert.Equal(ElementConvert.SingleToBf16(f[i]), r[i]);
             var n0 = a.Get("model.layers.0.input_layernorm.weight", c.HiddenSize);
             var n1 = b.Get("model.layers.0.input_layernorm.weight", c.HiddenSize);
             Assert.Equal(n0.Type, n1.Type);
             Assert.Equal(n0.ToFloatArray(), n1.ToFloatArray());
-            using var model = Engine.Transformer.Load(dst);
+            using var model = Cpu.Transformer.Load(dst);
             Assert.Equal(DType.BF16, model.WeightType);
         }
         finally

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using SparseDecode.Engine;
 using Xunit.Abstractions;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.EngineChecks;
 
@@ -14,7 +15,7 @@ public class BundledModelTests(ITestOutputHelper output)
         string dir = Fixtures.BundledModel;
         var reference = Fixtures.LoadReference(dir);
         using var model = Transformer.Load(dir);
-        double[] lp = Scorer.TokenLogprobs(model, reference.TokenIds);
+        double[] lp = Scorer.TokenLogprobs(new CpuEngine(model), reference.TokenIds);
         double maxDiff = ParityTests.MaxAbsDiff(lp, reference.TokenLogprobs);
         output.WriteLine($"bundled model: max |Δ log p| = {maxDiff:E2} over {lp.Length} tokens, mean log p {lp.Average():F3}");
         Assert.True(maxDiff <= 1e-4, $"max abs difference {maxDiff:E3} > 1e-4");
@@ -29,7 +30,7 @@ public class BundledModelTests(ITestOutputHelper output)
         int[] prompt = r.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
         int[] answer = r.GetProperty("answer_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
         using var model = Transformer.Load(dir);
-        var result = new Generator(model).Generate(prompt, new GenerationOptions { MaxTokens = answer.Length });
+        var result = new Generator(new CpuEngine(model)).Generate(prompt, new GenerationOptions { MaxTokens = answer.Length });
         output.WriteLine($"prompt {prompt.Length} tokens; expected [{string.Join(",", answer)}], got [{string.Join(",", result.Tokens)}]");
         Assert.Equal(answer, result.Tokens);
     }

@@ -1,4 +1,5 @@
 using SparseDecode.Engine;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.EngineApi;
 
@@ -12,9 +13,9 @@ public class ChunkedPrefillTests
         using var model = Transformer.Load(Fixtures.Model("llama3-gqa"));
         model.PrefillChunk = 7;
         int[] prompt = Enumerable.Range(0, 40).Select(i => (i * 37 + 11) % model.Config.VocabSize).ToArray();
-        var plain = new Generator(model).Generate(prompt, new GenerationOptions { MaxTokens = 8 });
+        var plain = new Generator(new CpuEngine(model)).Generate(prompt, new GenerationOptions { MaxTokens = 8 });
         var seen = new List<(int Done, int Total)>();
-        var reported = new Generator(model).Generate(prompt, new GenerationOptions { MaxTokens = 8, PrefillProgress = (d, t) => seen.Add((d, t)) });
+        var reported = new Generator(new CpuEngine(model)).Generate(prompt, new GenerationOptions { MaxTokens = 8, PrefillProgress = (d, t) => seen.Add((d, t)) });
         Assert.Equal(plain.Tokens, reported.Tokens);
         Assert.Equal([7, 14, 21, 28, 35, 40], seen.Select(s => s.Done));
         Assert.All(seen, s => Assert.Equal(40, s.Total));

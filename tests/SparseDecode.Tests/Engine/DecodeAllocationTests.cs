@@ -1,5 +1,6 @@
 using SparseDecode.Engine;
 using SparseDecode.Model;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.EngineChecks;
 

@@ -2,6 +2,7 @@ using SparseDecode.Diagnostics;
 using SparseDecode.Engine;
 using SparseDecode.Tests.Cuda;
 using Xunit.Abstractions;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests;
 
@@ -20,7 +21,7 @@ public sealed class EngineContractTests(ITestOutputHelper output)
     [CudaFact]
     public void GpuEngineKeepsTheContract()
     {
-        using var engine = new EngineOptions { Device = "cuda", Capacity = 128, Sequences = 6 }.Load(Dir);
+        using var engine = SparseDecode.Backends.BackendRegistry.Load(Dir, new SparseDecode.Engine.EngineOptions { Device = "cuda", Capacity = 128, Sequences = 6 });
         AssertAll(EngineContractCheck.Run(engine, EngineContractCheck.GpuBatchTolerance));
     }
 
@@ -44,7 +45,7 @@ public sealed class EngineContractTests(ITestOutputHelper output)
     [Fact]
     public void UnknownDeviceIsRefusedInOneSentence()
     {
-        var e = Assert.Throws<ArgumentException>(() => new EngineOptions { Device = "tpu" }.Load(Dir));
+        var e = Assert.Throws<ArgumentException>(() => SparseDecode.Backends.BackendRegistry.Load(Dir, new SparseDecode.Engine.EngineOptions { Device = "tpu" }));
         Assert.Contains("tpu", e.Message);
     }
 }

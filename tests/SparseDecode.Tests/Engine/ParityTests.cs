@@ -1,6 +1,7 @@
 using SparseDecode.Engine;
 using SparseDecode.Model;
 using Xunit.Abstractions;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.EngineChecks;
 
@@ -17,7 +18,7 @@ public class ParityTests(ITestOutputHelper output)
         string dir = Fixtures.Model(name);
         var reference = Fixtures.LoadReference(dir);
         using var model = Transformer.Load(dir);
-        double[] lp = Scorer.TokenLogprobs(model, reference.TokenIds);
+        double[] lp = Scorer.TokenLogprobs(new CpuEngine(model), reference.TokenIds);
         double maxDiff = MaxAbsDiff(lp, reference.TokenLogprobs);
         output.WriteLine($"{name}: max |Δ log p| = {maxDiff:E2} over {lp.Length} tokens");
         Assert.True(maxDiff <= 1e-4, $"{name}: max abs difference {maxDiff:E3} > 1e-4");
@@ -68,7 +69,7 @@ public class ParityTests(ITestOutputHelper output)
         var reference = Fixtures.LoadReference(src);
         using var model = Transformer.Load(tmp.Path);
         Assert.Equal(RopeType.Llama3, model.Config.Rope.Type);
-        double maxDiff = MaxAbsDiff(Scorer.TokenLogprobs(model, reference.TokenIds), reference.TokenLogprobs);
+        double maxDiff = MaxAbsDiff(Scorer.TokenLogprobs(new CpuEngine(model), reference.TokenIds), reference.TokenLogprobs);
         Assert.True(maxDiff <= 1e-4, $"legacy form: {maxDiff:E3}");
     }
 
@@ -81,7 +82,7 @@ public class ParityTests(ITestOutputHelper output)
         model.Prefill(ids.AsSpan(0, 1), cache, ws.Logits);
         for (int i = 1; i < ids.Length; i++)
         {
-            result[i - 1] = Kernels.Activations.LogSoftmaxAt(ws.Logits, ids[i]);
+            result[i - 1] = Logits.LogSoftmaxAt(ws.Logits, ids[i]);
             if (i < ids.Length - 1) model.Decode(ids[i], cache, ws);
         }
         return result;

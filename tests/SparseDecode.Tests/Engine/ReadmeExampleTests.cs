@@ -1,6 +1,7 @@
 using SparseDecode.Engine;
 using SparseDecode.Selection;
 using SparseDecode.Tokenization;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.EngineApi;
 
@@ -11,17 +12,17 @@ public class ReadmeExampleTests
     public void LoadGenerateWithAMethodAndStream()
     {
         string dir = Fixtures.BundledModel;
-        using var model = Transformer.Load(dir);
+        using var engine = CpuEngine.Load(dir);
         var tokenizer = Tokenizer.FromDirectory(dir);
         var text = tokenizer.CreateStreamingDecoder();
         var options = new GenerationOptions
         {
             MaxTokens = 16,
             Method = SelectorSpec.Parse("lfps", "256", new Dictionary<string, string>()),
-            StopTokenIds = model.Config.EosTokenIds.ToArray(),
+            StopTokenIds = engine.Config.EosTokenIds.ToArray(),
         };
         var streamed = new System.Text.StringBuilder();
-        var result = new Generator(model).Generate(tokenizer.Encode("def fibonacci(n):"), options, id => streamed.Append(text.Push(id)));
+        var result = new Generator(engine).Generate(tokenizer.Encode("def fibonacci(n):"), options, id => streamed.Append(text.Push(id)));
         streamed.Append(text.Flush());
         Assert.InRange(result.Tokens.Length, 1, 16);
         Assert.Equal(tokenizer.Decode(result.Tokens, skipSpecialTokens: true), streamed.ToString());

@@ -1,4 +1,5 @@
 using SparseDecode.Engine;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.EngineChecks;
 

@@ -2,6 +2,7 @@ using SparseDecode.Engine;
 using SparseDecode.Evaluation;
 using SparseDecode.Selection;
 using SparseDecode.Tokenization;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.Evaluation;
 

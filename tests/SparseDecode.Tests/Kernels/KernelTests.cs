@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using SparseDecode.Kernels;
+using SparseDecode.Cpu;
 using SparseDecode.Model;
 
 namespace SparseDecode.Tests.KernelChecks;
@@ -19,9 +19,9 @@ public unsafe class KernelTests
     {
         var f = RandomVector(rng, rows * cols);
         nint mem = (nint)NativeMemory.AlignedAlloc((nuint)(rows * cols * type.SizeInBytes()), 64);
-        SparseDecode.Kernels.Convert.FromSingle(f, type, (byte*)mem);
+        SparseDecode.Model.ElementConvert.FromSingle(f, type, (byte*)mem);
         var back = new float[rows * cols];
-        SparseDecode.Kernels.Convert.ToSingle(type, (byte*)mem, back);
+        SparseDecode.Model.ElementConvert.ToSingle(type, (byte*)mem, back);
         return (new TensorView("w", type, [rows, cols], (byte*)mem), back.Select(x => (double)x).ToArray(), mem);
     }
 
@@ -103,7 +103,7 @@ public unsafe class KernelTests
             var yc = RandomVector(rng, 52); // accumulated into
             var before = (float[])yc.Clone();
             fixed (float* xp = x, pa = ya, pb = yb, pc = yc)
-                new LinearWork().Add(a, pa).Add(b, pb, bias).Add(c, pc, accumulate: true).Run(new SparseDecode.Parallelism.WorkerPool(2), xp);
+                new LinearWork().Add(a, pa).Add(b, pb, bias).Add(c, pc, accumulate: true).Run(new SparseDecode.Cpu.WorkerPool(2), xp);
             void Check(float[] y, double[] exact, int rows, Func<int, double> start)
             {
                 for (int r = 0; r < rows; r++)
@@ -138,7 +138,7 @@ public unsafe class KernelTests
             var gate = new float[rows];
             var up = new float[rows];
             fixed (float* xp = x, gp = gate, upp = up)
-                new GatedMlpWork().Run(new SparseDecode.Parallelism.WorkerPool(2), g, u, null, null, xp, gp, upp);
+                new GatedMlpWork().Run(new SparseDecode.Cpu.WorkerPool(2), g, u, null, null, xp, gp, upp);
             for (int r = 0; r < rows; r++)
             {
                 double sg = 0, su = 0;
@@ -157,12 +157,12 @@ public unsafe class KernelTests
     [Fact]
     public void Bf16RoundsToNearestEven()
     {
-        Assert.Equal(0x3F80, SparseDecode.Kernels.Convert.SingleToBf16(1.0f));
+        Assert.Equal(0x3F80, SparseDecode.Model.ElementConvert.SingleToBf16(1.0f));
         // 1 + 2^-8 is exactly halfway between two bf16 values: ties go to the even mantissa (1.0).
-        Assert.Equal(0x3F80, SparseDecode.Kernels.Convert.SingleToBf16(1.00390625f));
+        Assert.Equal(0x3F80, SparseDecode.Model.ElementConvert.SingleToBf16(1.00390625f));
         // 1 + 3·2^-8 is halfway as well: it rounds up to the even neighbour 1 + 2^-6.
-        Assert.Equal(0x3F82, SparseDecode.Kernels.Convert.SingleToBf16(1.01171875f));
-        Assert.True(float.IsNaN(SparseDecode.Kernels.Convert.Bf16ToSingle(SparseDecode.Kernels.Convert.SingleToBf16(float.NaN))));
+        Assert.Equal(0x3F82, SparseDecode.Model.ElementConvert.SingleToBf16(1.01171875f));
+        Assert.True(float.IsNaN(SparseDecode.Model.ElementConvert.Bf16ToSingle(SparseDecode.Model.ElementConvert.SingleToBf16(float.NaN))));
     }
 
     [Fact]

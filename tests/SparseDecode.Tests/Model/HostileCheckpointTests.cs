@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using SparseDecode.Engine;
-using SparseDecode.Kernels;
+using SparseDecode.Cpu;
 using SparseDecode.Model;
 using SparseDecode.Tests.Cli;
 
@@ -128,7 +128,7 @@ public class HostileCheckpointTests
         Assert.Equal("", scoreOut);
         Assert.Contains("non-finite logits", scoreErr);
         using var t = Transformer.Load(tmp.Path);
-        Assert.Throws<NonFiniteLogitsException>(() => new Generator(t).Generate([1, 2, 3], new GenerationOptions { MaxTokens = 4 }));
+        Assert.Throws<NonFiniteLogitsException>(() => new Generator(new CpuEngine(t)).Generate([1, 2, 3], new GenerationOptions { MaxTokens = 4 }));
     }
 
     [Fact]
@@ -152,7 +152,7 @@ public class HostileCheckpointTests
         var (_, begin, dtype) = Locate(file, n => n == tensor);
         var bytes = File.ReadAllBytes(file);
         if (dtype == "F32") BitConverter.GetBytes(value).CopyTo(bytes, begin + 4 * element);
-        else BitConverter.GetBytes(dtype == "BF16" ? SparseDecode.Kernels.Convert.SingleToBf16(value) : BitConverter.HalfToUInt16Bits((Half)value))
+        else BitConverter.GetBytes(dtype == "BF16" ? SparseDecode.Model.ElementConvert.SingleToBf16(value) : BitConverter.HalfToUInt16Bits((Half)value))
             .CopyTo(bytes, begin + 2 * element);
         File.WriteAllBytes(file, bytes);
     }

@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using SparseDecode.Engine;
 using SparseDecode.Model;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.ModelChecks;
 

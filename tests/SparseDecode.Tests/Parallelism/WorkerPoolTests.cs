@@ -1,4 +1,4 @@
-using SparseDecode.Parallelism;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.Parallelism;
 

@@ -1,4 +1,4 @@
-using SparseDecode.Attention;
+using SparseDecode.Cpu;
 using SparseDecode.Model;
 using SparseDecode.Selection;
 

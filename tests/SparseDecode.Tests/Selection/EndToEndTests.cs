@@ -4,6 +4,7 @@ using SparseDecode.Engine;
 using SparseDecode.Evaluation;
 using SparseDecode.Selection;
 using Xunit.Abstractions;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.Selection;
 

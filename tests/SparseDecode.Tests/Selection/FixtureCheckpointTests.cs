@@ -1,6 +1,7 @@
 using SparseDecode.Engine;
 using SparseDecode.Evaluation;
 using SparseDecode.Selection;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.Selection;
 

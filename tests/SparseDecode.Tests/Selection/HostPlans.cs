@@ -1,5 +1,6 @@
 using SparseDecode.Model;
 using SparseDecode.Selection;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.Selection;
 

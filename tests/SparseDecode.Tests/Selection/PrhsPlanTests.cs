@@ -1,4 +1,5 @@
 using SparseDecode.Selection;
+using SparseDecode.Cpu;
 
 namespace SparseDecode.Tests.Selection;
 

@@ -1,4 +1,5 @@
-using SparseDecode.Attention;
+using SparseDecode.Engine;
+using SparseDecode.Cpu;
 using SparseDecode.Evaluation;
 
 namespace SparseDecode.Tests.Selection;

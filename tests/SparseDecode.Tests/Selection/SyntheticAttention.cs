@@ -1,5 +1,4 @@
-using SparseDecode.Attention;
-using SparseDecode.Cache;
+using SparseDecode.Cpu;
 using SparseDecode.Model;
 using SparseDecode.Selection;
 
@@ -90,14 +89,14 @@ internal sealed unsafe class SyntheticAttention : IDisposable
     public float[] Key(int layer, int kvHead, int pos)
     {
         var r = new float[D];
-        Kernels.Convert.ToSingle(Cache.Type, Cache.Key(layer, kvHead, pos), r);
+        ElementConvert.ToSingle(Cache.Type, Cache.Key(layer, kvHead, pos), r);
         return r;
     }
 
     public float[] Value(int layer, int kvHead, int pos)
     {
         var r = new float[D];
-        Kernels.Convert.ToSingle(Cache.Type, Cache.Value(layer, kvHead, pos), r);
+        ElementConvert.ToSingle(Cache.Type, Cache.Value(layer, kvHead, pos), r);
         return r;
     }
 

@@ -1,0 +1,24 @@
+using SparseDecode.Engine;
+using SparseDecode.Model;
+
+namespace SparseDecode.Cuda;
+
+/// <summary>The first NVIDIA GPU as a backend ("cuda"): <see cref="GpuEngine"/> with the options' sequence slots,
+/// capacity and prefill precision. Register it with <see cref="Backends.BackendRegistry.Register"/>.</summary>
+public sealed class CudaBackend : IBackend
+{
+    public static CudaBackend Instance { get; } = new();
+
+    public string Name => "cuda";
+
+    public IInferenceEngine Load(string directory, EngineOptions options)
+    {
+        if (options.Sequences < 1) throw new ArgumentException($"The GPU engine needs at least one sequence slot, got {options.Sequences}.");
+        var config = ModelConfig.Load(directory);
+        int capacity = Math.Min(options.Capacity ?? config.MaxPositions, config.MaxPositions);
+        if (capacity < 1) throw new ArgumentException($"The GPU cache needs at least one position per sequence, got {capacity}.");
+        var engine = GpuEngine.Load(directory, capacity, options.Sequences);
+        if (engine.Model.Prefill is { } prefill) prefill.Precision = options.PrefillPrecision;
+        return engine;
+    }
+}

@@ -1,0 +1,279 @@
+using System.Diagnostics;
+using System.Numerics.Tensors;
+using SparseDecode.Cpu;
+using SparseDecode.Engine;
+using SparseDecode.Selection;
+
+namespace SparseDecode.Evaluation;
+
+/// <summary>Runs an evaluation grid: each sample (task × context × index) is generated from its seed and prefilled
+/// once with dense attention; every (method, budget) pair then decodes from its own copy of that cache, twice —
+/// once un-observed to time the steps and produce the answer, once with the observer (which computes dense
+/// attention beside the method) over the same tokens to measure fidelity. Cells already in the store are skipped;
+/// a sample whose cells are all stored is not even prefilled. Runs on any engine; where the engine has no attention
+/// observer (the GPU) the fidelity pass is skipped and the cell's fidelity figures are NaN (not measured).</summary>
+public sealed class GridRunner
+{
+    private readonly IInferenceEngine _engine;
+    private readonly PromptBuilder _builder;
+    private readonly EvalGrid _grid;
+    private readonly ResultStore _store;
+    private readonly string _modelName;
+    private readonly Func<MethodBudget, SelectionPlan?> _plans;
+    private readonly Func<IFidelityMeter> _meters;
+
+    /// <param name="plans">The plan a pair decodes through (null: the engine's dense attention).</param>
+    /// <param name="meters">Makes a fresh fidelity observer for one sequence.</param>
+    public GridRunner(IInferenceEngine engine, PromptBuilder builder, EvalGrid grid, ResultStore store, string modelName,
+        Func<MethodBudget, SelectionPlan?> plans, Func<IFidelityMeter> meters)
+    {
+        _engine = engine;
+        _builder = builder;
+        _grid = grid;
+        _store = store;
+        _modelName = modelName;
+        _plans = plans;
+        _meters = meters;
+    }
+
+    public IProgress<EvalProgress>? Progress { get; init; }
+
+    /// <summary>Run every pair over a short prompt before the first cell so that step times measure optimised code.</summary>
+    public bool WarmUpFirst { get; init; } = true;
+
+    /// <summary>Called after each cell that ran (not for cells found in the store).</summary>
+    public Action<CellResult>? CellDone { get; init; }
+
+    /// <summary>Expected seconds of a dense prefill on a 2-core machine (a rough model that only shapes the ETA).</summary>
+    public static double PrefillSeconds(int context) => context * 1e-3 + context * (double)context * 1.8e-7;
+
+    /// <summary>Expected seconds of one cell's two decode passes on a 2-core machine.</summary>
+    public double CellSeconds(int context)
+    {
+        double step = 3e-3 + context * 1e-6;
+        int steps = _grid.TimingSteps + _grid.AnswerSlack;
+        return steps * step + Math.Min(_grid.FidelitySteps, steps) * step * 3;
+    }
+
+    public double EstimateSeconds(int context, int pendingPairs) =>
+        pendingPairs == 0 ? 0 : PrefillSeconds(context) + pendingPairs * CellSeconds(context);
+
+    /// <summary>Runs every cell not yet stored and returns all of the grid's cells.</summary>
+    public IReadOnlyList<CellResult> Run(CancellationToken cancel = default)
+    {
+        var pairs = _grid.Pairs;
+        // sample index outside task: a run stopped early has covered every task about equally
+        var samples = new List<(int Context, string Task, int Index)>();
+        foreach (int context in _grid.Contexts)
+            for (int s = 0; s < _grid.Samples; s++)
+                foreach (string task in _grid.Tasks) samples.Add((context, task, s));
+
+        double total = 0;
+        int cellsTotal = samples.Count * pairs.Count, cached = 0;
+        foreach (var (context, task, index) in samples)
+        {
+            int pending = pairs.Count(p => !_store.Contains(_grid.Key(_modelName, task, context, index, p)));
+            cached += pairs.Count - pending;
+            total += EstimateSeconds(context, pending);
+        }
+        double done = 0;
+        int cellsDone = cached;
+        Progress?.Report(new EvalProgress(0, total, "starting", cellsDone, cellsTotal, cached));
+
+        bool warm = !WarmUpFirst;
+        foreach (var (context, task, index) in samples)
+        {
+            var todo = pairs.Where(p => !_store.Contains(_grid.Key(_modelName, task, context, index, p))).ToList();
+            if (todo.Count == 0) continue;
+            cancel.ThrowIfCancellationRequested();
+            if (!warm)
+            {
+                Progress?.Report(new EvalProgress(done, total, "warming up (JIT) on a short prompt", cellsDone, cellsTotal, cached));
+                WarmUp(pairs);
+                warm = true;
+            }
+            Progress?.Report(new EvalProgress(done, total, $"{task} @ {context} #{index}: generating and prefilling", cellsDone, cellsTotal, cached));
+            var prepared = Prepare(task, context, index);
+            using var prefilled = prepared.Sequence;
+            double cellShare = CellSeconds(context);
+            done += PrefillSeconds(context);
+            foreach (var pair in todo)
+            {
+                cancel.ThrowIfCancellationRequested();
+                Progress?.Report(new EvalProgress(done, total, $"{task} @ {context} #{index}: {pair}", cellsDone, cellsTotal, cached));
+                var result = RunCell(prepared, pair);
+                _store.Add(result);
+                CellDone?.Invoke(result);
+                done += cellShare;
+                cellsDone++;
+            }
+            Progress?.Report(new EvalProgress(done, total, $"{task} @ {context} #{index}: done", cellsDone, cellsTotal, cached));
+        }
+        Progress?.Report(new EvalProgress(total, total, "done", cellsTotal, cellsTotal, cached));
+        return Collect();
+    }
+
+    /// <summary>The grid's cells as stored (in grid order); cells missing from the store are left out.</summary>
+    public IReadOnlyList<CellResult> Collect()
+    {
+        var list = new List<CellResult>();
+        foreach (int context in _grid.Contexts)
+            foreach (string task in _grid.Tasks)
+                for (int s = 0; s < _grid.Samples; s++)
+                    foreach (var p in _grid.Pairs)
+                        if (_store.Get(_grid.Key(_modelName, task, context, s, p)) is { } c) list.Add(c);
+        return list;
+    }
+
+    /// <summary>Runs every pair over a short prompt, un-observed and observed, so that the first cells' step times
+    /// measure optimised code: .NET compiles hot methods again, optimised, only after they have run a while.</summary>
+    private void WarmUp(IReadOnlyList<MethodBudget> pairs)
+    {
+        var sample = _builder.Build(RulerTasks.Perplexity, 480, null, 12345, 40);
+        int capacity = sample.Prompt.Length + sample.Answer.Length + 1;
+        using var prefilled = _engine.CreateSequence(capacity);
+        prefilled.Prefill(sample.Prompt);
+        for (int round = 0; round < 2; round++)
+            foreach (var pair in pairs)
+            {
+                using var copy = prefilled.Fork(capacity, _plans(pair));
+                var meter = _meters();
+                for (int i = 0; i < sample.Answer.Length; i++)
+                    copy.Decode(sample.Answer[i], i % 8 == 0 && _engine.SupportsObserver ? meter.Observer : null);
+                meter.Read(sample.Answer.Length);
+            }
+    }
+
+    private sealed record Prepared(TaskSample Sample, int Context, int Index, IDecodeSequence Sequence, int Steps, double PrefillSeconds);
+
+    private Prepared Prepare(string task, int context, int index)
+    {
+        bool ppl = task == RulerTasks.Perplexity;
+        // perplexity: one text per sample index, drawn for the longest context, so every context scores the same
+        // continuation and only the amount of history differs (the comparison "does it fall with length" needs)
+        int longest = _grid.Contexts.Max();
+        var sample = ppl
+            ? _builder.Build(task, _grid.PromptLength(context), null, _grid.SampleSeed(task, longest, index),
+                _grid.PerplexityTokens, _grid.PromptLength(longest))
+            : _builder.Build(task, _grid.PromptLength(context), _grid.DepthOf(index), _grid.SampleSeed(task, context, index));
+        // decode calls per cell: the forced continuation (its first token is predicted by the prefill), or enough
+        // for the answer plus slack and never fewer than the timing steps
+        int steps = ppl ? sample.Answer.Length - 1 : Math.Max(_grid.TimingSteps, sample.Answer.Length + _grid.AnswerSlack);
+        steps = Math.Min(steps, context - sample.Prompt.Length - 1);
+        var sequence = _engine.CreateSequence(sample.Prompt.Length + steps + 1);
+        long t0 = Stopwatch.GetTimestamp();
+        try
+        {
+            sequence.Prefill(sample.Prompt);
+        }
+        catch
+        {
+            sequence.Dispose();
+            throw;
+        }
+        return new Prepared(sample, context, index, sequence, steps, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+    }
+
+    /// <summary>Without an observer: keys attended per step over `count` steps, from a sequence that can count
+    /// them (the GPU's device plans), else NaN.</summary>
+    private double CountAttended(IDecodeSequence prefilled, int capacity, MethodBudget pair, int[] tokens, int count)
+    {
+        using var copy = prefilled.Fork(capacity, _plans(pair));
+        if (copy is not ICountsAttendedKeys probe || count == 0) return double.NaN;
+        double sum = 0;
+        for (int i = 0; i < count; i++)
+        {
+            copy.Decode(tokens[i]);
+            long keys = probe.KeysAttendedLastStep();
+            if (keys < 0) return double.NaN;
+            sum += keys;
+        }
+        return sum / count;
+    }
+
+    private CellResult RunCell(Prepared p, MethodBudget pair)
+    {
+        long start = Stopwatch.GetTimestamp();
+        var sample = p.Sample;
+        bool ppl = sample.Task == RulerTasks.Perplexity;
+        int steps = p.Steps;
+
+        // pass 1, un-observed: the answer (or the forced continuation's log-likelihood) and the step time
+        var tokens = new int[steps + 1];
+        var stepSeconds = new double[steps];
+        double nll = 0;
+        int capacity = p.Sequence.Capacity;
+        using (var copy = p.Sequence.Fork(capacity, _plans(pair)))
+        {
+            tokens[0] = ppl ? sample.Answer[0] : TensorPrimitives.IndexOfMax(copy.Logits);
+            for (int i = 0; i < steps; i++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                copy.Decode(tokens[i]);
+                stepSeconds[i] = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                if (ppl)
+                {
+                    tokens[i + 1] = sample.Answer[i + 1];
+                    nll -= Logits.LogSoftmaxAt(copy.Logits, tokens[i + 1]);
+                }
+                else tokens[i + 1] = TensorPrimitives.IndexOfMax(copy.Logits);
+            }
+        }
+
+        // pass 2, observed: the same tokens through a fresh copy with the fidelity observer attached
+        int observed = _engine.SupportsObserver ? Math.Min(_grid.FidelitySteps, steps) : 0;
+        var f = FidelityReading.NotMeasured;
+        if (observed > 0)
+        {
+            var meter = _meters();
+            using (var copy = p.Sequence.Fork(capacity, _plans(pair)))
+                for (int i = 0; i < observed; i++) copy.Decode(tokens[i], meter.Observer);
+            f = meter.Read(observed);
+        }
+        else f = f with { KeysAttendedPerStep = CountAttended(p.Sequence, capacity, pair, tokens, Math.Min(_grid.FidelitySteps, steps)) };
+
+        var timed = stepSeconds.Skip(1).Order().ToArray(); // the first step warms the plan's buffers
+        double median = timed.Length == 0 ? stepSeconds[0] : timed[timed.Length / 2];
+        string? generated = null;
+        AnswerScore score = default;
+        if (!ppl)
+        {
+            generated = _builder.Tokenizer.Decode(tokens);
+            score = AnswerScorer.Score(sample.Task, sample.AnswerText, sample.Items, generated);
+            generated = AnswerScorer.AnswerLine(generated);
+        }
+        int budgetTokens = pair.IsDense ? sample.Prompt.Length : Budget.Parse(pair.Budget).Resolve(sample.Prompt.Length);
+        return new CellResult
+        {
+            Key = _grid.Key(_modelName, sample.Task, p.Context, p.Index, pair),
+            Model = _modelName,
+            Method = pair.Method,
+            Budget = pair.Budget,
+            Context = p.Context,
+            Task = sample.Task,
+            Sample = p.Index,
+            Seed = sample.Seed,
+            Depth = sample.Depth,
+            PromptTokens = sample.Prompt.Length,
+            BudgetTokens = budgetTokens,
+            Score = ppl ? 0 : score.Score,
+            Exact = score.Exact,
+            Partial = score.Partial,
+            Expected = ppl ? null : sample.AnswerText.Trim(),
+            Generated = generated?.Trim(),
+            Nll = ppl ? nll / steps : null,
+            TimedSteps = steps,
+            StepMs = median * 1e3,
+            ObservedSteps = observed,
+            MassRecall = f.MassRecall,
+            TopKRecall = f.TopKRecall,
+            OutputError = f.OutputError,
+            KeysScoredPerStep = f.KeysScoredPerStep,
+            KeysAttendedPerStep = f.KeysAttendedPerStep,
+            SelectMsPerStep = f.SelectSecondsPerStep * 1e3,
+            AttendMsPerStep = f.AttendSecondsPerStep * 1e3,
+            PrefillSeconds = p.PrefillSeconds,
+            Seconds = Stopwatch.GetElapsedTime(start).TotalSeconds,
+        };
+    }
+}

@@ -1,0 +1,123 @@
+using SparseDecode.Model;
+using SparseDecode.Selection;
+using SparseDecode.Engine;
+
+namespace SparseDecode.Cpu;
+
+/// <summary>The CPU backend of <see cref="IInferenceEngine"/>: the <see cref="Transformer"/> with a KV cache of
+/// `cacheType` per sequence. A batch of sequences decodes in parallel, one task per sequence (each has its own
+/// cache, workspace and plan state and shares only the read-only weights; the matrix-vector products inside each
+/// step are parallel as well).</summary>
+public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bool ownsModel = false) : IInferenceEngine
+{
+    public Transformer Model => model;
+    public DType CacheType => cacheType;
+    public ModelConfig Config => model.Config;
+    public string DeviceName => "cpu";
+    public int MaxContext => model.Config.MaxPositions;
+    public bool ConcurrentSequences => true;
+    public bool SupportsObserver => true;
+
+    public static CpuEngine Load(string directory, DType cacheType = DType.F32) => new(Transformer.Load(directory), cacheType, ownsModel: true);
+
+    public IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null)
+    {
+        CheckCapacity(capacity, plan);
+        return new CpuSequence(this, model.CreateCache(capacity, cacheType), plan);
+    }
+
+    internal void CheckCapacity(int capacity, SelectionPlan? plan)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        if (capacity > MaxContext)
+            throw new ContextOverflowException($"The sequence needs {capacity} positions but the model's context is {MaxContext} tokens.");
+        plan?.CheckFits(Config, capacity);
+    }
+
+    public void DecodeBatch(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens)
+    {
+        if (tokens.Length != sequences.Count) throw new ArgumentException($"{sequences.Count} sequences but {tokens.Length} tokens.");
+        if (sequences.Count == 1)
+        {
+            sequences[0].Decode(tokens[0]);
+            return;
+        }
+        var ids = tokens.ToArray();
+        // one task per sequence, at most as many at once as the engine has threads (--threads)
+        Parallel.For(0, sequences.Count, new ParallelOptions { MaxDegreeOfParallelism = WorkerPool.Shared.Threads },
+            i => sequences[i].Decode(ids[i]));
+    }
+
+    public void Dispose()
+    {
+        if (ownsModel) model.Dispose();
+    }
+}
+
+/// <summary>One sequence on the CPU: its cache, decode workspace and its plan's state.</summary>
+public sealed class CpuSequence : IDecodeSequence
+{
+    private readonly CpuEngine _engine;
+    private readonly KvCache _cache;
+    private readonly SpanPlanOps? _plan;
+    private readonly DecodeWorkspace _ws;
+
+    internal CpuSequence(CpuEngine engine, KvCache cache, SelectionPlan? plan)
+    {
+        _engine = engine;
+        _cache = cache;
+        _plan = plan is null ? null : new SpanPlanOps(plan);
+        _ws = new DecodeWorkspace(engine.Model, cache, plan?.Granularity ?? SelectionGranularity.QueryHead);
+    }
+
+    /// <summary>The plan's state (null for dense attention): read it to inspect a method's choices.</summary>
+    public SpanPlanOps? PlanState => _plan;
+
+    public int Length => _cache.Length;
+    public int Capacity => _cache.Capacity;
+    public long CacheBytes => _cache.AllocatedBytes;
+    public ReadOnlySpan<float> Logits => _ws.Logits;
+
+    public void Prefill(ReadOnlySpan<int> tokens, Action<int, ReadOnlySpan<float>>? everyLogits = null, Action<int, int>? progress = null)
+    {
+        var model = _engine.Model;
+        if (everyLogits is null)
+        {
+            ChunkedPrefill.Run(model, tokens, _cache, _ws.Logits, progress);
+            return;
+        }
+        int v = model.Config.VocabSize, chunk = model.PrefillChunk;
+        var logits = new float[Math.Min(chunk, tokens.Length) * v];
+        for (int c0 = 0; c0 < tokens.Length; c0 += chunk)
+        {
+            int n = Math.Min(chunk, tokens.Length - c0);
+            model.Prefill(tokens.Slice(c0, n), _cache, c0 + n == tokens.Length ? _ws.Logits : default, logits.AsSpan(0, n * v));
+            for (int t = 0; t < n; t++) everyLogits(c0 + t, logits.AsSpan(t * v, v));
+            progress?.Invoke(c0 + n, tokens.Length);
+        }
+    }
+
+    public void Decode(int token, IAttentionObserver? observer = null)
+    {
+        if (_cache.Length >= _cache.Capacity)
+            throw new ContextOverflowException($"The sequence needs {_cache.Length + 1} positions but its cache holds {_cache.Capacity}.");
+        _engine.Model.Decode(token, _cache, _ws, _plan, observer);
+    }
+
+    public IDecodeSequence Fork(int capacity, SelectionPlan? plan = null)
+    {
+        _engine.CheckCapacity(capacity, plan);
+        var copy = new CpuSequence(_engine, _cache.Clone(capacity), plan);
+        _ws.Logits.CopyTo(copy._ws.Logits, 0);
+        return copy;
+    }
+
+    public void Truncate(int length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        if (length > _cache.Length) throw new ArgumentOutOfRangeException(nameof(length), $"The sequence has only {_cache.Length} positions.");
+        _cache.Truncate(length);
+    }
+
+    public void Dispose() => _cache.Dispose();
+}

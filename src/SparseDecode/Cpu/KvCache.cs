@@ -1,0 +1,176 @@
+using System.Runtime.InteropServices;
+using SparseDecode.Model;
+using SparseDecode.Engine;
+using SparseDecode.Selection;
+
+namespace SparseDecode.Cpu;
+
+/// <summary>Key/value cache of one sequence, in fixed-size pages. A page holds PageSize consecutive positions
+/// of every layer and KV head: for each (layer, head) a [PageSize, headDim] block of keys, one of values, and the
+/// per-channel min/max of the page's keys (the page summary Quest-style selectors bound scores with). Pages are
+/// allocated as the sequence grows, a segment of <see cref="SegmentPages"/> at a time, so memory follows the length,
+/// and a sequence frees all of them at once. Within a segment each (layer, head) keeps its pages' key blocks side by
+/// side (then its value blocks, and its summaries): decode attention reads one head's rows in runs of at least
+/// 32 KB, which the hardware prefetcher follows and which touch few address-translation entries, where one page's
+/// 2–4 KB block each would start a new run.
+/// Keys and values are stored as f32, f16 or bf16; attention reads them in that type.</summary>
+public sealed unsafe class KvCache : IDisposable
+{
+    private nint[] _segments = new nint[4];
+    private int _segmentCount;
+    private readonly long _blockBytes;      // one [PageSize, headDim] block
+    private readonly long _summaryOffset;   // where the f32 min/max summaries start inside a segment
+    private readonly long _segmentBytes;
+    private readonly int _segmentShift;     // log2(SegmentPages)
+    private readonly long _rowBytes;        // one position's key (or value) of one head
+    private readonly int _pageShift;        // log2(PageSize): a position's page and row by shift and mask, not division
+
+    public int Layers { get; }
+    public int KvHeads { get; }
+    public int HeadDim { get; }
+    public int PageSize { get; }
+    public DType Type { get; }
+    public int Capacity { get; }
+
+    /// <summary>Positions whose keys and values are written in every layer.</summary>
+    public int Length { get; set; }
+
+    /// <summary>Pages allocated (whole segments).</summary>
+    public int PageCount => _segmentCount * SegmentPages;
+
+    /// <summary>Pages per allocation: the fewest (a power of two, at most 64) whose key blocks of one head make 32 KB.</summary>
+    public int SegmentPages { get; }
+
+    public KvCache(int layers, int kvHeads, int headDim, DType type, int capacity, int pageSize = 16)
+    {
+        if (pageSize <= 0 || (pageSize & (pageSize - 1)) != 0) throw new ArgumentException("Page size must be a power of two.");
+        Layers = layers;
+        KvHeads = kvHeads;
+        HeadDim = headDim;
+        Type = type;
+        PageSize = pageSize;
+        Capacity = capacity;
+        _rowBytes = (long)headDim * type.SizeInBytes();
+        _blockBytes = pageSize * _rowBytes;
+        _pageShift = System.Numerics.BitOperations.Log2((uint)pageSize);
+        SegmentPages = (int)Math.Clamp(System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)Math.Max(1, (32 << 10) / _blockBytes)), 1, 64);
+        _segmentShift = System.Numerics.BitOperations.Log2((uint)SegmentPages);
+        _summaryOffset = _blockBytes * SegmentPages * layers * kvHeads * 2;
+        _segmentBytes = _summaryOffset + (long)SegmentPages * layers * kvHeads * 2 * headDim * sizeof(float);
+    }
+
+    public static KvCache For(ModelConfig c, DType type, int capacity, int pageSize = 16) =>
+        new(c.NumLayers, c.NumKvHeads, c.HeadDim, type, capacity, pageSize);
+
+    /// <summary>Bytes of keys and values stored per position (all layers and heads).</summary>
+    public long BytesPerPosition => 2L * Layers * KvHeads * HeadDim * Type.SizeInBytes();
+
+    private byte* Segment(int page) => (byte*)_segments[page >> _segmentShift];
+
+    /// <summary>Keys of (layer, head) for positions [page·PageSize, (page+1)·PageSize), row-major; the key blocks of a
+    /// segment's pages follow one another.</summary>
+    public byte* KeyBlock(int layer, int head, int page) =>
+        Segment(page) + ((long)(layer * KvHeads + head) * 2 * SegmentPages + (page & (SegmentPages - 1))) * _blockBytes;
+
+    public byte* ValueBlock(int layer, int head, int page) => KeyBlock(layer, head, page) + SegmentPages * _blockBytes;
+
+    public byte* Key(int layer, int head, int pos) =>
+        KeyBlock(layer, head, pos >> _pageShift) + (pos & (PageSize - 1)) * _rowBytes;
+
+    public byte* Value(int layer, int head, int pos) =>
+        ValueBlock(layer, head, pos >> _pageShift) + (pos & (PageSize - 1)) * _rowBytes;
+
+    /// <summary>Per-channel minimum of the page's keys (f32, headDim values); the maximum follows it.</summary>
+    public float* KeyMin(int layer, int head, int page) =>
+        (float*)(Segment(page) + _summaryOffset) + ((long)(layer * KvHeads + head) * SegmentPages + (page & (SegmentPages - 1))) * 2 * HeadDim;
+
+    public float* KeyMax(int layer, int head, int page) => KeyMin(layer, head, page) + HeadDim;
+
+    /// <summary>Makes room for positions below `length`.</summary>
+    public void EnsureCapacity(int length)
+    {
+        if (length > Capacity)
+            throw new InvalidOperationException($"The sequence needs {length} positions but the cache holds at most {Capacity}.");
+        int needed = ((length + PageSize - 1) / PageSize + SegmentPages - 1) >> _segmentShift;
+        while (_segmentCount < needed)
+        {
+            if (_segmentCount == _segments.Length) Array.Resize(ref _segments, _segments.Length * 2);
+            var p = (byte*)NativeMemory.AlignedAlloc((nuint)_segmentBytes, 64);
+            // Summaries start empty: min = +inf, max = -inf, so the first key sets them.
+            for (long page = 0; page < (long)Layers * KvHeads * SegmentPages; page++)
+            {
+                var mn = (float*)(p + _summaryOffset) + page * 2 * HeadDim;
+                new Span<float>(mn, HeadDim).Fill(float.PositiveInfinity);
+                new Span<float>(mn + HeadDim, HeadDim).Fill(float.NegativeInfinity);
+            }
+            _segments[_segmentCount++] = (nint)p;
+        }
+    }
+
+    /// <summary>Stores the keys and values of all KV heads of one layer at one position (f32 in, stored type out).</summary>
+    public void Write(int layer, int pos, ReadOnlySpan<float> keys, ReadOnlySpan<float> values)
+    {
+        EnsureCapacity(pos + 1);
+        Span<float> stored = stackalloc float[HeadDim];
+        for (int h = 0; h < KvHeads; h++)
+        {
+            var k = keys.Slice(h * HeadDim, HeadDim);
+            ElementConvert.FromSingle(k, Type, Key(layer, h, pos));
+            ElementConvert.FromSingle(values.Slice(h * HeadDim, HeadDim), Type, Value(layer, h, pos));
+            // The summary bounds the key as stored (after rounding), so Quest's bound holds for what attention reads.
+            float* mn = KeyMin(layer, h, pos / PageSize), mx = mn + HeadDim;
+            ElementConvert.ToSingle(Type, Key(layer, h, pos), stored);
+            for (int i = 0; i < HeadDim; i++)
+            {
+                if (stored[i] < mn[i]) mn[i] = stored[i];
+                if (stored[i] > mx[i]) mx[i] = stored[i];
+            }
+        }
+    }
+
+    /// <summary>An independent copy (same pages' contents), e.g. to decode several methods from one prefill.</summary>
+    /// <summary>A copy holding up to `capacity` positions (default: this cache's), at least Length.</summary>
+    public KvCache Clone(int? capacity = null)
+    {
+        int cap = capacity ?? Capacity;
+        if (cap < Length) throw new ArgumentOutOfRangeException(nameof(capacity), $"A copy of a cache of {Length} positions cannot hold only {cap}.");
+        var c = new KvCache(Layers, KvHeads, HeadDim, Type, cap, PageSize);
+        // the last page may reach past a capacity that is not a whole number of pages
+        c.EnsureCapacity((int)Math.Min((long)PageCount * PageSize, cap));
+        for (int i = 0; i < Math.Min(_segmentCount, c._segmentCount); i++)
+            Buffer.MemoryCopy((void*)_segments[i], (void*)c._segments[i], _segmentBytes, _segmentBytes);
+        c.Length = Length;
+        return c;
+    }
+
+    /// <summary>Forgets positions from `length` on (their pages are kept for reuse; summaries are rebuilt).</summary>
+    public void Truncate(int length)
+    {
+        if (length > Length) throw new ArgumentOutOfRangeException(nameof(length));
+        Length = length;
+        int firstPartial = length / PageSize;
+        Span<float> k = stackalloc float[HeadDim];
+        for (int page = firstPartial; page < PageCount; page++)
+            for (int l = 0; l < Layers; l++)
+                for (int h = 0; h < KvHeads; h++)
+                {
+                    float* mn = KeyMin(l, h, page), mx = mn + HeadDim;
+                    new Span<float>(mn, HeadDim).Fill(float.PositiveInfinity);
+                    new Span<float>(mx, HeadDim).Fill(float.NegativeInfinity);
+                    for (int pos = page * PageSize; pos < Math.Min(length, (page + 1) * PageSize); pos++)
+                    {
+                        ElementConvert.ToSingle(Type, Key(l, h, pos), k);
+                        for (int i = 0; i < HeadDim; i++) { mn[i] = Math.Min(mn[i], k[i]); mx[i] = Math.Max(mx[i], k[i]); }
+                    }
+                }
+    }
+
+    public long AllocatedBytes => _segmentCount * _segmentBytes;
+
+    public void Dispose()
+    {
+        for (int i = 0; i < _segmentCount; i++) NativeMemory.AlignedFree((void*)_segments[i]);
+        _segmentCount = 0;
+        Length = 0;
+    }
+}
