@@ -2,6 +2,10 @@ using SparseDecode.Cuda;
 using SparseDecode.Engine;
 using SparseDecode.Model;
 using SparseDecode.Tokenization;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Cli;
 

@@ -2,6 +2,11 @@ using System.CommandLine;
 using System.CommandLine.Help;
 using SparseDecode.Cli.Commands;
 using SparseDecode.Cpu;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+using SparseDecode.Cuda;
 
 namespace SparseDecode.Cli;
 

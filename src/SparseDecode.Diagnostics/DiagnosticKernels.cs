@@ -1,4 +1,8 @@
 using SparseDecode.Cuda;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Diagnostics;
 

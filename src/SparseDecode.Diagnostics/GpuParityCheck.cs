@@ -3,6 +3,10 @@ using SparseDecode.Cuda;
 using SparseDecode.Engine;
 using SparseDecode.Cpu;
 using SparseDecode.Model;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Diagnostics;
 

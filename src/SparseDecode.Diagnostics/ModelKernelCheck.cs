@@ -1,5 +1,9 @@
 using SparseDecode.Cuda;
 using SparseDecode.Model;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Diagnostics;
 

@@ -4,6 +4,10 @@ using System.Globalization;
 using System.Text.Json;
 using SparseDecode.Cuda;
 using SparseDecode.Diagnostics;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Cli.Commands;
 

@@ -5,6 +5,10 @@ using System.Diagnostics;
 using System.Globalization;
 using SparseDecode.Cuda;
 using SparseDecode.Diagnostics;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Cli.Commands;
 

@@ -3,6 +3,10 @@ using System.Globalization;
 using SparseDecode.Cli.TensorParallel;
 using SparseDecode.Cuda;
 using SparseDecode.Diagnostics;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Cli.Commands;
 

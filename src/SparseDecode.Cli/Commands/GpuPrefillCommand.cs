@@ -6,6 +6,10 @@ using SparseDecode.Diagnostics;
 using SparseDecode.Cpu;
 using SparseDecode.Model;
 using SparseDecode.Engine;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Cli.Commands;
 

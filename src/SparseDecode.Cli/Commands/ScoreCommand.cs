@@ -5,6 +5,10 @@ using System.Text.Json;
 using SparseDecode.Cuda;
 using SparseDecode.Engine;
 using SparseDecode.Tokenization;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Cli.Commands;
 

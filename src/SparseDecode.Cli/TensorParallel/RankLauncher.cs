@@ -1,6 +1,10 @@
 using System.CommandLine;
 using System.Diagnostics;
 using SparseDecode.Cuda;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Cli.TensorParallel;
 

@@ -1,8 +1,11 @@
 using System.Runtime.InteropServices;
-using SparseDecode.Cuda.Native;
-using static SparseDecode.Cuda.Native.CudaDriver;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+using static SparseDecode.Cuda.Interop.CudaDriver;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>One GPU with its primary context. <see cref="Open"/> detects a missing driver or GPU up front and says
 /// so in one sentence (<see cref="CudaUnavailableException"/>); <see cref="Probe"/> answers the same without throwing.

@@ -1,4 +1,8 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>A CUDA driver, NVRTC or kernel failure: the call that failed, its status name and the driver's own
 /// description of it.</summary>

@@ -1,7 +1,10 @@
 using System.Text;
-using static SparseDecode.Cuda.Native.CudaDriver;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+using static SparseDecode.Cuda.Interop.CudaDriver;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>A loaded cubin and its kernels by name.</summary>
 public sealed unsafe class CudaModule : IDisposable

@@ -1,6 +1,10 @@
-using static SparseDecode.Cuda.Native.CudaDriver;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda;
+using static SparseDecode.Cuda.Interop.CudaDriver;
+
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>A non-blocking stream: where kernels are queued, timed with events and captured into graphs.</summary>
 public sealed unsafe class CudaStream : IDisposable

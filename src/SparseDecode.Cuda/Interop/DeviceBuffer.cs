@@ -1,6 +1,10 @@
-using static SparseDecode.Cuda.Native.CudaDriver;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda;
+using static SparseDecode.Cuda.Interop.CudaDriver;
+
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>Device memory (cuMemAlloc). Copies are synchronous; kernels and asynchronous copies take
 /// <see cref="Pointer"/>.</summary>

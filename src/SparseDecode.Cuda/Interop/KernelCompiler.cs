@@ -1,9 +1,12 @@
 using System.Runtime.InteropServices;
 using System.Text;
-using SparseDecode.Cuda.Native;
-using static SparseDecode.Cuda.Native.Nvrtc;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+using static SparseDecode.Cuda.Interop.Nvrtc;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>Compiles an embedded .cu file with NVRTC for the device's own architecture (sm_XY machine code, so
 /// nothing is left to the driver's JIT) and keeps the cubin on disk, so a second run loads it without NVRTC.</summary>

@@ -1,8 +1,11 @@
 using System.Reflection;
 using System.Security.Cryptography;
 using System.Text;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>The .cu files embedded in the library (Cuda/Kernels/*.cu) and where their compiled forms are cached:
 /// $SPARSEDECODE_KERNEL_CACHE, else $XDG_CACHE_HOME/sparsedecode/kernels, else ~/.cache/sparsedecode/kernels.

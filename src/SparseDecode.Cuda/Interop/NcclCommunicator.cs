@@ -1,7 +1,10 @@
-using SparseDecode.Cuda.Native;
-using static SparseDecode.Cuda.Native.Nccl;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+using static SparseDecode.Cuda.Interop.Nccl;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>An NCCL failure: the call, its status and NCCL's own description (with its last error message).</summary>
 public sealed class NcclException : CudaException

@@ -1,6 +1,9 @@
 using System.Runtime.InteropServices;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>ncclUniqueId: 128 opaque bytes rank 0 makes and every rank passes to ncclCommInitRank (by value).</summary>
 [StructLayout(LayoutKind.Sequential, Size = Bytes)]

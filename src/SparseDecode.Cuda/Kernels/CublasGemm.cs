@@ -1,7 +1,9 @@
-using SparseDecode.Cuda.Native;
-using static SparseDecode.Cuda.Native.Cublas;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+using static SparseDecode.Cuda.Interop.Cublas;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Kernels;
 
 /// <summary>A cuBLAS handle for the prefill's matrix products: bf16 weights [n][k] times bf16 activation rows,
 /// f32 accumulation on the tensor cores (CUBLAS_COMPUTE_32F), f32 output rows, optionally added to what the output

@@ -1,5 +1,8 @@
 using SparseDecode.Cpu;
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+namespace SparseDecode.Cuda.Kernels;
 
 /// <summary>Which heads an index list (or a score row) belongs to: one per KV head, shared by its group of
 /// query heads (one gather serves the group), or one per query head.</summary>
@@ -347,7 +350,7 @@ public sealed class DecodeKernels : IDisposable
     /// <summary>A plan's top-k sizes (see selection.cu's sel_topk_sizes): `heads` rows per sequence, each of its
     /// sequence's length (Mode 0) or of its candidate list's count (Mode 1, CandidateMeta), k the budget at the
     /// sequence's length; rows the mask excludes are left as they are.</summary>
-    public readonly record struct PlanTopKSizes(ulong Lengths, int Heads, int Mode, Selection.Budget Budget,
+    public readonly record struct PlanTopKSizes(ulong Lengths, int Heads, int Mode, SparseDecode.Selection.Budget Budget,
         DeviceBuffer? CandidateMeta, DeviceBuffer? Mask, int MaskKind);
 
     /// <summary>Exact top-k per row by radix select: the chosen positions ascending (ties: lowest positions
@@ -401,7 +404,7 @@ public sealed class DecodeKernels : IDisposable
     /// (`heads` rows per sequence) and the budget, the last page's positions in out[row][0..pageSize), and the pages of
     /// largest bound among the others (bounds [rows][boundStride]) as positions from out[row][pageSize], padded with −1
     /// to `room` entries; counts[2·row] = the chosen positions (the last page's not counted).</summary>
-    public void TopPages(DeviceBuffer bounds, int boundStride, ulong lengths, int rows, int heads, Selection.Budget budget,
+    public void TopPages(DeviceBuffer bounds, int boundStride, ulong lengths, int rows, int heads, SparseDecode.Selection.Budget budget,
         int pageSize, DeviceBuffer output, int outStride, int room, DeviceBuffer counts, CudaStream stream)
     {
         if (boundStride % 4 != 0) throw new ArgumentException("Page bound rows must start on 16-byte boundaries (stride a multiple of 4).");

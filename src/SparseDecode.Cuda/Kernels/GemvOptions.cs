@@ -1,4 +1,8 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+
+namespace SparseDecode.Cuda.Kernels;
 
 /// <summary>Which matrix-vector kernel of model_step.cu a launch of a given number of rows uses, fixed when
 /// <see cref="ModelKernels"/> is made. The defaults are the measured fastest (bench/gpu/NOTES.md); the others

@@ -1,4 +1,8 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+
+namespace SparseDecode.Cuda.Kernels;
 
 /// <summary>What the decode kernels need to know of one layer's bf16 KV cache: device arrays of per-row base
 /// addresses (K, V, and Quest's per-page min/max) and per-row lengths, the strides, and the length launches are

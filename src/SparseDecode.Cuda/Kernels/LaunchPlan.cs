@@ -1,4 +1,8 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+
+namespace SparseDecode.Cuda.Kernels;
 
 /// <summary>How work over the context is split into blocks (host arithmetic only, tested on the CPU).</summary>
 public static class LaunchPlan

@@ -1,4 +1,8 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+
+namespace SparseDecode.Cuda.Kernels;
 
 /// <summary>Host side of Cuda/Kernels/model_step.cu: the parts of a decode step around attention (embedding,
 /// RMSNorm, bf16 matrix-vector products of up to 8 rows, RoPE + cache append, SwiGLU, page summaries) and a dense

@@ -1,4 +1,8 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+
+namespace SparseDecode.Cuda.Kernels;
 
 /// <summary>Host side of Cuda/Kernels/prefill_attention.cu: causal flash attention of a prefill chunk's queries
 /// over the cached prefix and the chunk itself, on the tensor cores, for head sizes up to 128 that are multiples of

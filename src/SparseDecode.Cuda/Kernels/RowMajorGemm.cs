@@ -1,6 +1,8 @@
-using SparseDecode.Cuda.Native;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Kernels;
 
 /// <summary>How Y[rows][n] = X[rows][k] · W[n][k]ᵀ, every matrix row-major, is asked of column-major cuBLAS. A
 /// row-major [r][c] array with row stride ld is the column-major c×r matrix with leading dimension ld, so Yᵀ (n×rows)

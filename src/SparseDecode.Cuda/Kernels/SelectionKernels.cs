@@ -1,4 +1,8 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+
+namespace SparseDecode.Cuda.Kernels;
 
 /// <summary>Host side of Cuda/Kernels/selection.cu: the selection plans' operations as kernels batched over every
 /// selection head of every row (scores of all keys or of lists, Quest page bounds, top-k sizes, StreamingLLM's
@@ -104,7 +108,7 @@ public sealed class SelectionKernels : IDisposable
     public enum SizeMode { AllPositions = 0, Candidates = 1 }
 
     /// <summary>Row lengths and k per (row, head) for a top-k (see sel_topk_sizes).</summary>
-    public void TopKSizes(ulong lengths, int heads, int rows, SizeMode mode, Selection.Budget budget, DeviceBuffer? candidateMeta,
+    public void TopKSizes(ulong lengths, int heads, int rows, SizeMode mode, SparseDecode.Selection.Budget budget, DeviceBuffer? candidateMeta,
         DeviceBuffer? mask, int maskKind, DeviceBuffer rowLens, DeviceBuffer ks, CudaStream s)
     {
         var a = new KernelArgs();
@@ -113,7 +117,7 @@ public sealed class SelectionKernels : IDisposable
         _module["sel_topk_sizes"].Launch(((rows * heads + 127) / 128, 1, 1), 128, s, ref a);
     }
 
-    public void Window(ulong lengths, int heads, int rows, int sinks, Selection.Budget budget, DeviceBuffer output, DeviceBuffer meta, int capacity, CudaStream s)
+    public void Window(ulong lengths, int heads, int rows, int sinks, SparseDecode.Selection.Budget budget, DeviceBuffer output, DeviceBuffer meta, int capacity, CudaStream s)
     {
         var a = new KernelArgs();
         a.Add(lengths); a.Add(heads); a.Add(sinks); a.Add(budget.Tokens); a.Add(budget.Fraction); a.Add(output); a.Add(meta); a.Add(capacity);
@@ -123,7 +127,7 @@ public sealed class SelectionKernels : IDisposable
     public readonly record struct Lists(DeviceBuffer Entries, DeviceBuffer Meta, int Capacity, int Depth);
 
     public void LfpsCandidates(ulong lengths, DeviceBuffer steps, int heads, int rows, in Lists history, DeviceBuffer lastRefresh,
-        DeviceBuffer refresh, in Selection.LfpsRule rule, DeviceBuffer bitmap, int words, in Lists output, CudaStream s)
+        DeviceBuffer refresh, in SparseDecode.Selection.LfpsRule rule, DeviceBuffer bitmap, int words, in Lists output, CudaStream s)
     {
         var a = new KernelArgs();
         a.Add(lengths); a.Add(steps); a.Add(heads); a.Add(history.Entries); a.Add(history.Meta); a.Add(history.Depth);
@@ -146,7 +150,7 @@ public sealed class SelectionKernels : IDisposable
     }
 
     /// <summary>PrHS's budget split and per-layer rule as the kernels take them.</summary>
-    public readonly record struct PrhsSizes(int Tokens, double Fraction, Selection.PrhsRule Rule);
+    public readonly record struct PrhsSizes(int Tokens, double Fraction, SparseDecode.Selection.PrhsRule Rule);
 
     /// <summary>PrHS's sharing decision and retrieval domain per (row, head) (prhs_share); prev/prevAt: the previous
     /// layer's sets and stamps (null: nothing to freeze from). Also the first top-k's sizes into rowLens and ks.</summary>

@@ -1,7 +1,10 @@
 using System.Text.Json;
 using SparseDecode.Model;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Model;
 
 /// <summary>Writes a copy of a checkpoint whose matrices are rounded to bf16 exactly as the GPU upload rounds them
 /// (round to nearest even), vectors (norms, biases) kept in their stored type, so the CPU engine can run on the

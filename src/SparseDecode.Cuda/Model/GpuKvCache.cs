@@ -1,6 +1,9 @@
 using SparseDecode.Model;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Model;
 
 /// <summary>The paged bf16 KV cache of a model on the device, for `slots` sequences: per layer K and V
 /// [slot][kvHead][capacity][headDim] (the layout the decode kernels read) and Quest's per-page min/max summaries.

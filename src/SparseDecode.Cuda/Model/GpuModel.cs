@@ -1,7 +1,10 @@
 using SparseDecode.Cpu;
 using SparseDecode.Model;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Model;
 
 /// <summary>Attention of one layer inside a GPU decode step: reads the model's rotated queries
 /// (<see cref="GpuModel.Queries"/>) and writes <see cref="GpuModel.AttentionOutput"/>. Null in a step means dense.</summary>

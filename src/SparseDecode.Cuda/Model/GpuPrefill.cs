@@ -1,8 +1,11 @@
 using SparseDecode.Engine;
 using SparseDecode.Model;
 using SparseDecode.Cpu;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Model;
 
 /// <summary>The GPU prefill of one sequence: the prompt in chunks of up to <see cref="ChunkTokens"/> tokens, each
 /// through every layer as matrix products (cuBLAS, bf16 weights × bf16 activations, f32 accumulate on the tensor

@@ -1,6 +1,9 @@
 using SparseDecode.Model;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Model;
 
 /// <summary>One decoder layer's weights on the device: bf16 matrices, q|k|v and gate|up fused into one matrix each
 /// (one launch reads both), f32 norms and biases.</summary>

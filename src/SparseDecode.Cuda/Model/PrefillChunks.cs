@@ -1,4 +1,8 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Selection;
+
+namespace SparseDecode.Cuda.Model;
 
 /// <summary>How a prompt is cut for the GPU prefill: chunks of at most `chunkTokens` tokens (activations exist for
 /// one chunk only, so a 128K prompt fits beside its cache), and within a chunk the rows whose logits are computed

@@ -1,7 +1,10 @@
 using SparseDecode.Selection;
 using SparseDecode.Cpu;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Selection;
 
 /// <summary>A selection plan's buffers in device memory for every row of a decode batch (row r of a step is row r of
 /// every buffer) and its operations as kernel launches on the step's stream: nothing is read back, so the plan is
@@ -37,7 +40,7 @@ public sealed class GpuPlanOps : ISelectionOps, IDisposable
     private DeviceBuffer _q = null!;
     private CudaStream _s = null!;
 
-    public GpuPlanOps(SelectionPlan plan, SelectionKernels kernels, DecodeKernels decodeKernels, Model.ModelConfig config, int rows)
+    public GpuPlanOps(SelectionPlan plan, SelectionKernels kernels, DecodeKernels decodeKernels, SparseDecode.Model.ModelConfig config, int rows)
     {
         _plan = plan;
         _k = kernels;

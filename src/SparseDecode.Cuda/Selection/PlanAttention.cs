@@ -1,6 +1,9 @@
 using SparseDecode.Selection;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
 
-namespace SparseDecode.Cuda;
+namespace SparseDecode.Cuda.Selection;
 
 /// <summary>A decode step's attention through a selection plan on the device: per layer the plan's operations are
 /// queued on the step's stream (<see cref="GpuPlanOps"/>), then attention over the list the plan returns (or dense).
@@ -12,7 +15,7 @@ public sealed class PlanAttention : ILayerAttention, IDisposable
     private readonly GpuKvCache _cache;
     private readonly DecodeKernels.AttentionWorkspace _workspace;
     private readonly bool _ownsKernels;
-    private readonly Model.ModelConfig _config;
+    private readonly SparseDecode.Model.ModelConfig _config;
     // what each layer attended in the step last queued: the plan's list, or null for dense (the same every step)
     private readonly IndexSet?[] _attended;
 

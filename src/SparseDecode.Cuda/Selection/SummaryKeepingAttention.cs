@@ -1,4 +1,8 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+
+namespace SparseDecode.Cuda.Selection;
 
 /// <summary>Dense attention that also keeps Quest's page summaries current (prefill before a selector decodes).</summary>
 public sealed class SummaryKeepingAttention(GpuKvCache cache) : ILayerAttention

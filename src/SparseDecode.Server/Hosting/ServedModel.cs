@@ -1,6 +1,11 @@
 using SparseDecode.Backends;
 using SparseDecode.Engine;
 using SparseDecode.Server.Chat;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+using SparseDecode.Cuda;
 
 namespace SparseDecode.Server.Hosting;
 

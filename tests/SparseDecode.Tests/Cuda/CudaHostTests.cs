@@ -2,6 +2,10 @@ using System.Text.RegularExpressions;
 using SparseDecode.Cuda;
 using SparseDecode.Diagnostics;
 using SparseDecode.Cpu;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Tests.Cuda;
 
@@ -206,11 +210,11 @@ public sealed class DiagnosticKernelSourceTests
         var asm = typeof(SparseDecode.Diagnostics.DiagnosticKernels).Assembly;
         string prefix = SparseDecode.Diagnostics.DiagnosticKernels.ResourcePrefix, file = SparseDecode.Diagnostics.DiagnosticKernels.SourceFile;
         Assert.Contains(prefix + file, asm.GetManifestResourceNames());
-        string text = SparseDecode.Cuda.KernelSource.Read(file, asm, prefix);
+        string text = SparseDecode.Cuda.Interop.KernelSource.Read(file, asm, prefix);
         foreach (var kernel in new[] { "fill_random_bf16", "fill_random_f32", "read_bytes" })
         {
             Assert.Contains($"void {kernel}(", text);
-            Assert.DoesNotContain($"void {kernel}(", SparseDecode.Cuda.KernelSource.Read("decode_attention.cu"));
+            Assert.DoesNotContain($"void {kernel}(", SparseDecode.Cuda.Interop.KernelSource.Read("decode_attention.cu"));
         }
     }
 }

@@ -1,6 +1,10 @@
 using SparseDecode.Cuda;
 using SparseDecode.Diagnostics;
 using Xunit.Abstractions;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Tests.Cuda;
 

@@ -3,6 +3,10 @@ using SparseDecode.Diagnostics;
 using SparseDecode.Cpu;
 using SparseDecode.Model;
 using SparseDecode.Tests.Cli;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Tests.Cuda;
 

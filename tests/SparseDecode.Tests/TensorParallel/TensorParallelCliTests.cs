@@ -2,6 +2,10 @@ using System.Runtime.InteropServices;
 using SparseDecode.Cli.TensorParallel;
 using SparseDecode.Cuda;
 using SparseDecode.Tests.Cli;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Tests.TensorParallel;
 
@@ -79,10 +83,10 @@ public sealed partial class TensorParallelCliTests
     [Fact]
     public void NvlinkMulticastIsTurnedOffWhereNcclReadsIt()
     {
-        Assert.Equal(0, SetEnv(SparseDecode.Cuda.Native.Nccl.NvlsVariable, "1", 1));   // as a user's shell might
-        SparseDecode.Cuda.Native.Nccl.DisableNvlinkMulticast();
-        Assert.Equal("0", Marshal.PtrToStringUTF8(GetEnv(SparseDecode.Cuda.Native.Nccl.NvlsVariable)));
-        Assert.Equal("0", Environment.GetEnvironmentVariable(SparseDecode.Cuda.Native.Nccl.NvlsVariable));
+        Assert.Equal(0, SetEnv(SparseDecode.Cuda.Interop.Nccl.NvlsVariable, "1", 1));   // as a user's shell might
+        SparseDecode.Cuda.Interop.Nccl.DisableNvlinkMulticast();
+        Assert.Equal("0", Marshal.PtrToStringUTF8(GetEnv(SparseDecode.Cuda.Interop.Nccl.NvlsVariable)));
+        Assert.Equal("0", Environment.GetEnvironmentVariable(SparseDecode.Cuda.Interop.Nccl.NvlsVariable));
     }
 
     [LibraryImport("libc", EntryPoint = "getenv", StringMarshalling = StringMarshalling.Utf8)]

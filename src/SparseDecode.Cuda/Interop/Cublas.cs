@@ -1,6 +1,9 @@
 using System.Runtime.InteropServices;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda.Native;
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>cuBLAS (libcublas.so.N of the installed toolkit, override: SPARSEDECODE_CUBLAS=/path/to/libcublas.so.N),
 /// bound through function pointers looked up once, as the driver is: a machine without it fails with one sentence

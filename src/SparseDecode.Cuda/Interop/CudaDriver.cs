@@ -1,6 +1,9 @@
 using System.Runtime.InteropServices;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda.Native;
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>The CUDA driver API (libcuda.so.1), bound through function pointers looked up once, so that a machine
 /// without the driver fails with one sentence instead of a DllNotFoundException at the first call. Every call goes

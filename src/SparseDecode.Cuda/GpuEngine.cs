@@ -1,6 +1,10 @@
 using SparseDecode.Engine;
 using SparseDecode.Model;
 using SparseDecode.Selection;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Cuda;
 

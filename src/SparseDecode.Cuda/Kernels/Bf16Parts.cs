@@ -1,4 +1,8 @@
-namespace SparseDecode.Cuda;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
+
+namespace SparseDecode.Cuda.Kernels;
 
 /// <summary>An f32 operand of the prefill's tensor-core products held as `Parts` bf16 arrays of `PartStride`
 /// elements each, back to back from `Pointer`, whose sum is the value: 1 part is the value rounded to bf16, 3 parts

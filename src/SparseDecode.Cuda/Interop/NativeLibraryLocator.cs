@@ -1,6 +1,9 @@
 using System.Runtime.InteropServices;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda.Native;
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>Finds the CUDA shared libraries: the driver by its fixed soname, NVRTC and cuBLAS by whatever versioned
 /// soname the installed toolkit has (libnvrtc.so.13 for CUDA 13), in an explicit path variable, the loader's

@@ -1,6 +1,9 @@
 using System.Runtime.InteropServices;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda.Native;
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>NVRTC, the run-time CUDA C++ compiler, bound through function pointers from whichever versioned
 /// libnvrtc the toolkit installs (override: SPARSEDECODE_NVRTC=/path/to/libnvrtc.so.N).</summary>

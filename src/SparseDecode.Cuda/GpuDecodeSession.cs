@@ -1,6 +1,10 @@
 using SparseDecode.Cpu;
 using SparseDecode.Engine;
 using SparseDecode.Selection;
+using SparseDecode.Cuda.Interop;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Cuda;
 

@@ -1,7 +1,10 @@
 using SparseDecode.Cuda;
 using System.Runtime.InteropServices;
+using SparseDecode.Cuda.Kernels;
+using SparseDecode.Cuda.Model;
+using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cuda.Native;
+namespace SparseDecode.Cuda.Interop;
 
 /// <summary>NCCL (libnccl.so.2), bound through function pointers looked up once, like the driver: a machine without
 /// it fails with one sentence. PyTorch's pip packages ship it under site-packages/nvidia/nccl/lib, which is searched
