@@ -25,12 +25,28 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
     /// one clear sentence for an unknown method or parameter or a bad value.</summary>
     public static SelectorSpec Parse(string method, string budget, IReadOnlyDictionary<string, string> parameters)
     {
-        string m = (method ?? "").Trim().ToLowerInvariant();
-        var definition = MethodCatalog.Find(m)
-            ?? throw new SpecException($"Unknown method '{method}'; choose one of {string.Join(", ", Methods)}.", "method");
+        var definition = FindMethod(method);
         var b = ParseBudget(budget ?? "");
+        var clean = CheckParameters(definition, parameters, out var granularity);
+        return new SelectorSpec(definition.Name, b, granularity, clean);
+    }
+
+    /// <summary>Validates a method and its parameters alone (settings stored for a model, which have no budget): the
+    /// checks and sentences of <see cref="Parse"/>.</summary>
+    internal static void CheckParameters(string method, IReadOnlyDictionary<string, string> parameters) =>
+        CheckParameters(FindMethod(method), parameters, out _);
+
+    private static MethodDefinition FindMethod(string method) =>
+        MethodCatalog.Find((method ?? "").Trim().ToLowerInvariant())
+            ?? throw new SpecException($"Unknown method '{method}'; choose one of {string.Join(", ", Methods)}.", "method");
+
+    /// <summary>The parameters with lower-case names and trimmed values, granularity apart.</summary>
+    private static Dictionary<string, string> CheckParameters(MethodDefinition definition, IReadOnlyDictionary<string, string> parameters,
+        out SelectionGranularity? granularity)
+    {
+        string m = definition.Name;
         var clean = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-        SelectionGranularity? granularity = null;
+        granularity = null;
         foreach (var (rawName, rawValue) in parameters)
         {
             string name = rawName.Trim().ToLowerInvariant(), value = (rawValue ?? "").Trim();
@@ -50,7 +66,7 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
                 throw new SpecException($"Parameter '{name}' of method '{m}' must be {expected}, got '{rawValue}'.", "params." + name);
             clean[name] = value;
         }
-        return new SelectorSpec(m, b, granularity, clean);
+        return clean;
     }
 
     private static Budget ParseBudget(string text)
