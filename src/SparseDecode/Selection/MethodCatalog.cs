@@ -56,6 +56,7 @@ internal static class MethodCatalog
 
         new("lfps", "LFPS: candidates from past top-k (vertical, slash, ±radius) plus sinks and recent; top-k among them", SelectionGranularity.QueryHead,
             [
+                // per sequence, LFPS keeps layers × heads × history lists: 64 is far above the paper's 2
                 MethodParameter.Integer("history", 1, ParameterCeiling.Fixed(64, "each step of history is kept per layer and head"), 2,
                     "past steps whose top-k feed the candidates"),
                 MethodParameter.Integer("radius", 0, PositionalRadiusCeiling, 1, "positional expansion radius"),
