@@ -70,7 +70,7 @@ public static class Calibration
     /// <summary>The setting of `method` a sweep chooses (`parameter` null: the method's first) and its candidates.</summary>
     public static (string Parameter, string[] Values) Candidates(string method, Model.ModelConfig config, string? parameter = null)
     {
-        int start = TidalDecodePlan.DefaultLayers(config.NumLayers).Start;
+        int start = MethodCatalog.Get("tidal").Defaults(config.NumLayers).Int("start");
         (string Parameter, string[] Values)[] settings = method switch
         {
             "tidal" => [("reselect", Enumerable.Range(start + 1, Math.Max(0, config.NumLayers - start - 1))

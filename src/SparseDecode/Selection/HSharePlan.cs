@@ -14,15 +14,15 @@ public sealed class HSharePlan : SelectionPlan
     public sealed record Options
     {
         /// <summary>The public configuration's sink_const.</summary>
-        public int Sinks { get; init; } = 8;
+        public required int Sinks { get; init; }
         /// <summary>The public configuration's local_const.</summary>
-        public int Local { get; init; } = 32;
+        public required int Local { get; init; }
         /// <summary>Decode steps one retrieval serves (share_query_const).</summary>
-        public int QueryShare { get; init; } = 2;
+        public required int QueryShare { get; init; }
         /// <summary>Consecutive layers one selection serves (the public configuration shares 16 of 32 layers: pairs).</summary>
-        public int LayerShare { get; init; } = 2;
+        public required int LayerShare { get; init; }
         /// <summary>Leading layers attending densely (the public code makes every layer sparse).</summary>
-        public int DenseLayers { get; init; }
+        public required int DenseLayers { get; init; }
     }
 
     private readonly Options _o;
@@ -30,11 +30,10 @@ public sealed class HSharePlan : SelectionPlan
     private readonly ScoreSet _domain;
     private readonly IndexSet _selected;
 
-    public HSharePlan(ModelConfig config, Budget budget, Options? options = null,
-        SelectionGranularity granularity = SelectionGranularity.KvHead, int maxContext = 0)
+    public HSharePlan(ModelConfig config, Budget budget, Options options, SelectionGranularity granularity, int maxContext = 0)
         : base("hshare", config, budget, granularity, maxContext > 0 ? maxContext : config.MaxPositions)
     {
-        _o = options ?? new Options();
+        _o = options;
         if (_o.QueryShare < 1) throw new ArgumentException($"HShare's query sharing must be at least 1 step, got {_o.QueryShare}.");
         if (_o.LayerShare < 1) throw new ArgumentException($"HShare's layer sharing must be at least 1 layer, got {_o.LayerShare}.");
         if (_o.DenseLayers < 0 || _o.DenseLayers > Layers) throw new ArgumentException($"HShare dense layers must be in [0, {Layers}], got {_o.DenseLayers}.");

@@ -16,18 +16,18 @@ public sealed class LfpsPlan : SelectionPlan
     public sealed record Options
     {
         /// <summary>Past steps whose top-k sets feed the candidates.</summary>
-        public int History { get; init; } = 2;
+        public required int History { get; init; }
         /// <summary>Positional expansion: each history position brings its ±radius neighbours.</summary>
-        public int Radius { get; init; } = 1;
-        public int Sinks { get; init; } = 4;
+        public required int Radius { get; init; }
+        public required int Sinks { get; init; }
         /// <summary>Most recent positions always among the candidates (the new token has no history).</summary>
-        public int Recent { get; init; } = 16;
+        public required int Recent { get; init; }
         /// <summary>Steps between full refreshes; 0: only the first decode step and the drop trigger.</summary>
-        public int Interval { get; init; } = 32;
+        public required int Interval { get; init; }
         /// <summary>Refresh when max candidate score &lt; max score at the last refresh − drop; 0 disables.</summary>
-        public float Drop { get; init; } = 2f;
+        public required float Drop { get; init; }
         /// <summary>Leading layers attending densely.</summary>
-        public int DenseLayers { get; init; }
+        public required int DenseLayers { get; init; }
     }
 
     private readonly Options _o;
@@ -35,11 +35,10 @@ public sealed class LfpsPlan : SelectionPlan
     private readonly IndexSet _candidates, _selected;
     private readonly ScoreSet _candidateScores, _all;
 
-    public LfpsPlan(ModelConfig config, Budget budget, Options? options = null,
-        SelectionGranularity granularity = SelectionGranularity.QueryHead, int maxContext = 0)
+    public LfpsPlan(ModelConfig config, Budget budget, Options options, SelectionGranularity granularity, int maxContext = 0)
         : base("lfps", config, budget, granularity, maxContext > 0 ? maxContext : config.MaxPositions)
     {
-        _o = options ?? new Options();
+        _o = options;
         if (_o.History < 1) throw new ArgumentException($"LFPS needs a history of at least 1 step, got {_o.History}.");
         int keep = MaxKeep;
         long candidates = (long)_o.Sinks + _o.Recent + 2L * _o.History * keep * (2L * _o.Radius + 1);

@@ -43,7 +43,7 @@ public sealed class MethodDefaults
                 d[name] = value is JsonValue v && v.TryGetValue(out string? s) ? s : value?.ToJsonString() ?? "";
             try
             {
-                SelectorSpec.Parse(method, "1", d);
+                SelectorSpec.CheckParameters(method, d);
             }
             catch (ArgumentException e)
             {

@@ -10,7 +10,7 @@ public sealed class OracleTopKPlan : SelectionPlan
     private readonly ScoreSet _scores;
     private readonly IndexSet _selected;
 
-    public OracleTopKPlan(ModelConfig config, Budget budget, SelectionGranularity granularity = SelectionGranularity.QueryHead, int maxContext = 0)
+    public OracleTopKPlan(ModelConfig config, Budget budget, SelectionGranularity granularity, int maxContext = 0)
         : base("oracle", config, budget, granularity, maxContext > 0 ? maxContext : config.MaxPositions)
     {
         _scores = Layout.Scores("scores", MaxContext);

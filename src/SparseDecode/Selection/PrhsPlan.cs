@@ -15,29 +15,29 @@ namespace SparseDecode.Selection;
 /// taken from the previous layer's set, not retrieved again.</item>
 /// </list>
 /// Per layer: the sharing decision and retrieval domain, the domain's scores (heads that share score nothing), the
-/// pick and the composed set. The opt-in δ verification with its fallbacks is <see cref="PrhsSelector"/>.</summary>
+/// pick and the composed set.</summary>
 public sealed class PrhsPlan : SelectionPlan
 {
-    /// <summary>The selectors' settings (the verified host policy's options extend them).</summary>
-    public record Options
+    /// <summary>The three selectors' settings.</summary>
+    public sealed record Options
     {
-        public int Sinks { get; init; } = 4;
-        public int Local { get; init; } = 32;
+        public required int Sinks { get; init; }
+        public required int Local { get; init; }
         /// <summary>CIS: query cosine at or above which a retrieved set is shared.</summary>
-        public float Tau { get; init; } = 0.8f;
+        public required float Tau { get; init; }
         /// <summary>CIS: most steps one retrieval is shared over (the cluster block).</summary>
-        public int Block { get; init; } = 16;
+        public required int Block { get; init; }
         /// <summary>CIS: dilation radius around each of the `Top` best retrieved positions.</summary>
-        public int Radius { get; init; } = 1;
-        public int Top { get; init; } = 16;
-        /// <summary>Leading dense layers (null: 2 of 32, scaled).</summary>
-        public int? DenseLayers { get; init; }
-        /// <summary>ℓs, the first layer PSAW and ETF act on (null: the first sparse layer).</summary>
-        public int? From { get; init; }
-        public double Phi { get; init; } = 0.8;
-        public double Alpha { get; init; } = 1;
-        public double Psi { get; init; } = 0.4;
-        public double Gamma { get; init; } = 1;
+        public required int Radius { get; init; }
+        public required int Top { get; init; }
+        /// <summary>Leading layers attending densely.</summary>
+        public required int DenseLayers { get; init; }
+        /// <summary>ℓs, the first layer PSAW and ETF act on.</summary>
+        public required int From { get; init; }
+        public required double Phi { get; init; }
+        public required double Alpha { get; init; }
+        public required double Psi { get; init; }
+        public required double Gamma { get; init; }
     }
 
     private readonly Options _o;
@@ -46,13 +46,10 @@ public sealed class PrhsPlan : SelectionPlan
     private readonly ScoreSet _domain;
     private readonly IndexSet _selected;
 
-    public PrhsPlan(ModelConfig config, Budget budget, Options? options = null,
-        SelectionGranularity granularity = SelectionGranularity.QueryHead, int maxContext = 0)
+    public PrhsPlan(ModelConfig config, Budget budget, Options options, SelectionGranularity granularity, int maxContext = 0)
         : base("prhs", config, budget, granularity, maxContext > 0 ? maxContext : config.MaxPositions)
     {
-        _o = options ?? new Options();
-        DenseLayers = _o.DenseLayers ?? Depth.DenseLayers(Layers);
-        From = _o.From ?? DenseLayers;
+        _o = options;
         if (DenseLayers < 0 || DenseLayers > Layers) throw new ArgumentException($"PrHS dense layers must be in [0, {Layers}], got {DenseLayers}.");
         if (From < 0 || From > Layers) throw new ArgumentException($"PrHS 'from' layer must be in [0, {Layers}], got {From}.");
         (_prune, _freeze) = (Schedule(_o.Phi, _o.Alpha, From, Layers), Schedule(_o.Psi, _o.Gamma, From, Layers));
@@ -86,8 +83,8 @@ public sealed class PrhsPlan : SelectionPlan
     }
 
     public Options Settings => _o;
-    public int DenseLayers { get; }
-    public int From { get; }
+    public int DenseLayers => _o.DenseLayers;
+    public int From => _o.From;
     public PrhsState State => _state;
 
     /// <summary>Oldest positions PSAW leaves out of a retrieval at this layer for a context of n.</summary>

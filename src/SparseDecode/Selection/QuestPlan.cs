@@ -12,7 +12,7 @@ public sealed class QuestPlan : SelectionPlan
     private readonly ScoreSet _bounds;
     private readonly IndexSet _selected;
 
-    public QuestPlan(ModelConfig config, Budget budget, int denseLayers, SelectionGranularity granularity = SelectionGranularity.QueryHead, int maxContext = 0)
+    public QuestPlan(ModelConfig config, Budget budget, int denseLayers, SelectionGranularity granularity, int maxContext = 0)
         : base("quest", config, budget, granularity, maxContext > 0 ? maxContext : config.MaxPositions)
     {
         DenseLayers = denseLayers;

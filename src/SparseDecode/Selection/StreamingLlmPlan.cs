@@ -7,11 +7,9 @@ namespace SparseDecode.Selection;
 /// set, made once per step at layer 0.</summary>
 public sealed class StreamingLlmPlan : SelectionPlan
 {
-    public const int DefaultSinks = 4;
     private readonly IndexSet _window;
 
-    public StreamingLlmPlan(ModelConfig config, Budget budget, int sinks = DefaultSinks,
-        SelectionGranularity granularity = SelectionGranularity.KvHead, int maxContext = 0)
+    public StreamingLlmPlan(ModelConfig config, Budget budget, int sinks, SelectionGranularity granularity, int maxContext = 0)
         : base("streaming", config, budget, granularity, maxContext > 0 ? maxContext : config.MaxPositions)
     {
         Sinks = sinks;

@@ -12,8 +12,7 @@ public sealed class TidalDecodePlan : SelectionPlan
     private readonly ScoreSet _scores;
     private readonly IndexSet _positions;
 
-    public TidalDecodePlan(ModelConfig config, Budget budget, int start, int? reselect,
-        SelectionGranularity granularity = SelectionGranularity.QueryHead, int maxContext = 0)
+    public TidalDecodePlan(ModelConfig config, Budget budget, int start, int? reselect, SelectionGranularity granularity, int maxContext = 0)
         : base("tidal", config, budget, granularity, maxContext > 0 ? maxContext : config.MaxPositions)
     {
         if (start < 0 || start >= config.NumLayers)
@@ -28,15 +27,6 @@ public sealed class TidalDecodePlan : SelectionPlan
 
     public int Start { get; }
     public int? Reselect { get; }
-
-    /// <summary>Defaults of the public code for 32-layer Llama (sparse from layer 2, re-selection at 13), scaled to
-    /// the model's depth; at least layer 1, and the two layers distinct.</summary>
-    public static (int Start, int? Reselect) DefaultLayers(int layers)
-    {
-        int start = Math.Max(1, Depth.Scale(2, layers));
-        int reselect = Math.Max(start + 1, Depth.Scale(13, layers));
-        return (start, reselect < layers ? reselect : null);
-    }
 
     public override IndexSet? Layer(ISelectionOps ops, int layer)
     {

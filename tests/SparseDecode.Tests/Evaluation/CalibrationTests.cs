@@ -30,7 +30,7 @@ public class CalibrationTests
         var tok = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), model.Config);
         var builder = new PromptBuilder(HeldoutCorpus.Load(HeldoutCorpus.Find(dir)!, tok), tok);
         var r = Calibration.Sweep(new CpuEngine(model), builder, "tidal", 768, 2, "5%");
-        var (start, _) = TidalDecodePlan.DefaultLayers(model.Config.NumLayers);
+        int start = MethodCatalog.Get("tidal").Defaults(model.Config.NumLayers).Int("start");
         Assert.Equal(Enumerable.Range(start + 1, model.Config.NumLayers - start - 1).Select(l => l.ToString()).Append("none"),
             r.Candidates.Select(c => c.Value));
         Assert.All(r.Candidates, c => Assert.InRange(c.MassRecall, 0.0, 1.0 + 1e-9));

@@ -61,14 +61,14 @@ public class PlanOpsTests
     {
         using var s = new SyntheticAttention(layers: 1, heads: 2, kvHeads: 2, headDim: 8, capacity: 100, seed: 22);
         s.FillTo(40);
-        var plan = new StreamingLlmPlan(s.Config, Budget.OfTokens(10), sinks: 3, maxContext: 100);
+        var plan = new StreamingLlmPlan(s.Config, Budget.OfTokens(10), sinks: 3, SelectionGranularity.KvHead, maxContext: 100);
         var ops = new SpanPlanOps(plan);
         ops.BeginStep(40);
         s.Backend.Bind(0, s.Queries[0], 41);
         ops.Bind(s.Backend);
         var set = plan.Layer(ops, 0)!.Value;
         Assert.Equal([0, 1, 2, 34, 35, 36, 37, 38, 39, 40], ops.Indices(set, 0, 1).ToArray());
-        var all = new StreamingLlmPlan(s.Config, Budget.OfTokens(100), sinks: 3, maxContext: 100);
+        var all = new StreamingLlmPlan(s.Config, Budget.OfTokens(100), sinks: 3, SelectionGranularity.KvHead, maxContext: 100);
         var ops2 = new SpanPlanOps(all);
         ops2.Bind(s.Backend);
         var whole = all.Layer(ops2, 0)!.Value;

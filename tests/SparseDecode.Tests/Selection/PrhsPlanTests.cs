@@ -54,7 +54,7 @@ public class PrhsPlanTests
         using var s = new SyntheticAttention(layers: 2, heads: 4, kvHeads: 2, headDim: 16, capacity: 400, seed: 44);
         s.FillTo(300);
         s.RandomQueries();
-        var plan = new PrhsPlan(s.Config, Budget.OfTokens(64), maxContext: 400);
+        var plan = (PrhsPlan)SelectorSpec.Parse("prhs", "64", new Dictionary<string, string>()).CreatePlan(s.Config, 400);
         var ops = new SpanPlanOps(plan);
         ops.BeginStep(300);
         s.Backend.Bind(1, s.Queries[1], 301);

@@ -142,10 +142,15 @@ public class SelectorTests
     [Fact]
     public void TidalLayersScaleWithDepth()
     {
-        Assert.Equal((2, (int?)13), TidalDecodePlan.DefaultLayers(32));
-        Assert.Equal((1, (int?)2), TidalDecodePlan.DefaultLayers(4));
-        Assert.Equal((1, (int?)null), TidalDecodePlan.DefaultLayers(2));
-        Assert.Equal((5, (int?)33), TidalDecodePlan.DefaultLayers(80));
+        static (int, int?) Layers(int depth)
+        {
+            var s = MethodCatalog.Get("tidal").Defaults(depth);
+            return (s.Int("start"), s.LayerOrNone("reselect"));
+        }
+        Assert.Equal((2, (int?)13), Layers(32));
+        Assert.Equal((1, (int?)2), Layers(4));
+        Assert.Equal((1, (int?)null), Layers(2));
+        Assert.Equal((5, (int?)33), Layers(80));
     }
 
     [Theory]

@@ -23,7 +23,7 @@ public class StoredMethodSettingsTests
         Assert.Equal(3, Tidal(new Dictionary<string, string> { ["reselect"] = "3" }).Reselect);
         // without the file: the depth-scaled default of the method
         var plain = new PlanFactory(new ServerOptions(), config, config.MaxPositions);
-        Assert.Equal(TidalDecodePlan.DefaultLayers(config.NumLayers).Reselect,
+        Assert.Equal(MethodCatalog.Get("tidal").Defaults(config.NumLayers).LayerOrNone("reselect"),
             ((TidalDecodePlan)plain.Create(new SparseRequest("tidal", "5%", null))!).Reselect);
     }
 }
