@@ -6,6 +6,7 @@ using Microsoft.Extensions.Logging;
 using SparseDecode.Engine;
 using SparseDecode.Server.Hosting;
 using SparseDecode.Server.Scheduling;
+using SparseDecode.Server.Serving;
 
 // Load benchmark of `sparsedecode serve` over loopback: for each client count, every client sends streamed
 // completions back to back (greedy, ignore_eos, fixed max_tokens) and we report requests/s, generated tokens/s,

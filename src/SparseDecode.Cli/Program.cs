@@ -31,7 +31,13 @@ public static class Program
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(CalibrateCommand.Create());
         root.Subcommands.Add(ExportGgufCommand.Create());
-        foreach (var extra in ExtraCommands.All()) root.Subcommands.Add(extra);
+        root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(ServeCommand.Create());
+        root.Subcommands.Add(GpuBenchCommand.Create());
+        root.Subcommands.Add(GpuCheckCommand.Create());
+        root.Subcommands.Add(GpuNcclCheckCommand.Create());
+        root.Subcommands.Add(GpuStepCommand.Create());
+        root.Subcommands.Add(GpuPrefillCommand.Create());
         var threads = CommonOptions.Threads();
         root.Options.Add(threads);
         var parsed = root.Parse(args);

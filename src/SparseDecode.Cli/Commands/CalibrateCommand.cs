@@ -6,6 +6,7 @@ using SparseDecode.Model;
 using SparseDecode.Selection;
 using SparseDecode.Tokenization;
 using SparseDecode.Cpu;
+using SparseDecode.Cli.Output;
 
 namespace SparseDecode.Cli.Commands;
 

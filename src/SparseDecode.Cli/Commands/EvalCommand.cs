@@ -10,6 +10,7 @@ using SparseDecode.Selection;
 using SparseDecode.Tokenization;
 using Spectre.Console;
 using SparseDecode.Cpu;
+using SparseDecode.Cli.Output;
 
 namespace SparseDecode.Cli.Commands;
 

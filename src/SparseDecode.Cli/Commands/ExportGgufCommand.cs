@@ -1,6 +1,7 @@
 using System.CommandLine;
 using SparseDecode.Engine;
 using SparseDecode.Export;
+using SparseDecode.Cli.Output;
 
 namespace SparseDecode.Cli.Commands;
 

@@ -9,6 +9,7 @@ using SparseDecode.Cuda.Interop;
 using SparseDecode.Cuda.Kernels;
 using SparseDecode.Cuda.Model;
 using SparseDecode.Cuda.Selection;
+using SparseDecode.Cli.Output;
 
 namespace SparseDecode.Cli.Commands;
 

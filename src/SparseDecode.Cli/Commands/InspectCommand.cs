@@ -3,6 +3,7 @@ using SparseDecode.Engine;
 using SparseDecode.Model;
 using Spectre.Console;
 using SparseDecode.Cpu;
+using SparseDecode.Cli.Output;
 
 namespace SparseDecode.Cli.Commands;
 

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using SparseDecode.Engine;
 using SparseDecode.Server.Hosting;
 using SparseDecode.Server.Scheduling;
+using SparseDecode.Cli.Output;
 
 namespace SparseDecode.Cli.Commands;
 

@@ -6,6 +6,7 @@ using SparseDecode.Selection;
 using SparseDecode.Server.Hosting;
 using SparseDecode.Server.Scheduling;
 using SparseDecode.Cpu;
+using SparseDecode.Server.Serving;
 using AiMessage = Microsoft.Extensions.AI.ChatMessage;
 
 namespace SparseDecode.Server.Chat;
@@ -67,7 +68,7 @@ public sealed class SparseChatClient : IChatClient
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var template = _model.Template;
-        var turns = messages.Select(m => new ChatMessage(m.Role == ChatRole.System ? "system" : m.Role == ChatRole.Assistant ? "assistant" : "user", m.Text)).ToList();
+        var turns = messages.Select(m => new Protocol.ChatMessage(m.Role == ChatRole.System ? "system" : m.Role == ChatRole.Assistant ? "assistant" : "user", m.Text)).ToList();
         int[] prompt = _model.Codec.Encode(template.Render(turns), template.EncodeWithSpecialTokens);
         var generation = new GenerationOptions
         {

@@ -12,6 +12,7 @@ using SparseDecode.Tokenization;
 using SparseDecode.Server.Protocol;
 using SparseDecode.Server.Scheduling;
 using SparseDecode.Cpu;
+using SparseDecode.Server.Serving;
 
 namespace SparseDecode.Server.Hosting;
 

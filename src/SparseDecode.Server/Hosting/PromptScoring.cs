@@ -1,6 +1,7 @@
 using SparseDecode.Engine;
 using SparseDecode.Server.Protocol;
 using SparseDecode.Server.Scheduling;
+using SparseDecode.Server.Serving;
 
 namespace SparseDecode.Server.Hosting;
 

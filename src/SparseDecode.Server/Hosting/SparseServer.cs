@@ -10,6 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using SparseDecode.Server.Scheduling;
+using SparseDecode.Server.Serving;
 
 namespace SparseDecode.Server.Hosting;
 

@@ -3,6 +3,7 @@ using SparseDecode.Engine;
 using SparseDecode.Selection;
 using SparseDecode.Server.Hosting;
 using SparseDecode.Server.Protocol;
+using SparseDecode.Server.Serving;
 
 namespace SparseDecode.Server.Scheduling;
 

@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using SparseDecode.Server.Hosting;
+using SparseDecode.Server.Serving;
 
 namespace SparseDecode.Server.Scheduling;
 

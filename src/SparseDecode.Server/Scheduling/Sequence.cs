@@ -1,6 +1,7 @@
 using System.Threading.Channels;
 using SparseDecode.Engine;
 using SparseDecode.Server.Hosting;
+using SparseDecode.Server.Serving;
 
 namespace SparseDecode.Server.Scheduling;
 

@@ -1,5 +1,6 @@
 using SparseDecode.Engine;
 using SparseDecode.Cpu;
+using SparseDecode.Cli.Output;
 
 namespace SparseDecode.Tests.EngineApi;
 
@@ -24,7 +25,7 @@ public class ChunkedPrefillTests
     [Fact]
     public void ProgressLineFitsAn80ColumnTerminalAndShowsTheEta()
     {
-        string line = SparseDecode.Cli.ProgressLine.Render("prefill", 0.45, 30, 3600, 8000);
+        string line = SparseDecode.Cli.Output.ProgressLine.Render("prefill", 0.45, 30, 3600, 8000);
         Assert.True(line.Length <= 60, line);
         Assert.Contains("45%", line);
         Assert.Contains("ETA 37 s", line);

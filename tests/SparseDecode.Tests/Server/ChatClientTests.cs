@@ -1,5 +1,6 @@
 using Microsoft.Extensions.AI;
 using SparseDecode.Server.Chat;
+using SparseDecode.Server.Protocol;
 
 namespace SparseDecode.Tests.Server;
 

@@ -2,6 +2,7 @@ using SparseDecode.Server.Chat;
 using SparseDecode.Server.Protocol;
 using SparseDecode.Server.Scheduling;
 using Xunit;
+using SparseDecode.Server.Serving;
 
 namespace SparseDecode.Tests.Server;
 

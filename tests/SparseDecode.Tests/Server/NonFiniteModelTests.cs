@@ -3,6 +3,7 @@ using System.Text.Json;
 using SparseDecode.Server.Hosting;
 using SparseDecode.Tests.ModelChecks;
 using Xunit;
+using SparseDecode.Server.Serving;
 
 namespace SparseDecode.Tests.Server;
 

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using SparseDecode.Server.Hosting;
 using SparseDecode.Server.Scheduling;
 using Xunit;
+using SparseDecode.Server.Serving;
 
 namespace SparseDecode.Tests.Server;
 

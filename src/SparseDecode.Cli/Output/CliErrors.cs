@@ -7,7 +7,7 @@ using SparseDecode.Cuda.Kernels;
 using SparseDecode.Cuda.Model;
 using SparseDecode.Cuda.Selection;
 
-namespace SparseDecode.Cli;
+namespace SparseDecode.Cli.Output;
 
 /// <summary>Turns the engine's typed errors into one line on stderr and a non-zero exit code.</summary>
 internal static class CliErrors

@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using SparseDecode.Server.Protocol;
 
-namespace SparseDecode.Server.Chat;
+namespace SparseDecode.Server.Serving;
 
 /// <summary>Turns a conversation into prompt text in the model's chat format. The format is recognized from the
 /// Jinja chat_template string of tokenizer_config.json by the markers each family uses (no Jinja is run):

@@ -1,6 +1,6 @@
 using System.Text.Json.Serialization;
 
-namespace SparseDecode.Cli;
+namespace SparseDecode.Cli.Output;
 
 /// <summary>Source-generated JSON contracts, so the trimmed single-file build serializes without reflection.</summary>
 [JsonSourceGenerationOptions(WriteIndented = false)]

@@ -1,4 +1,4 @@
-namespace SparseDecode.Server.Chat;
+namespace SparseDecode.Server.Serving;
 
 /// <summary>The prompt formats the server renders. Plain is the documented fallback for a model without a
 /// (recognized) chat template, such as the bundled base model.</summary>

@@ -1,4 +1,4 @@
-namespace SparseDecode.Server.Hosting;
+namespace SparseDecode.Server.Serving;
 
 /// <summary>Text ↔ token ids as the server needs them: the model's tokenizer behind a narrow seam, so that the
 /// scheduler and the endpoints do not depend on how the tokenizer is built.</summary>

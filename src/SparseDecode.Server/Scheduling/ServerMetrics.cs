@@ -3,7 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 
-namespace SparseDecode.Server.Hosting;
+namespace SparseDecode.Server.Scheduling;
 
 /// <summary>Counters and gauges of the server, rendered in the Prometheus text exposition format (version 0.0.4)
 /// at GET /metrics. Counters only grow; gauges are read from the scheduler when scraped.</summary>

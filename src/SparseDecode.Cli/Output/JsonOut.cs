@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 
-namespace SparseDecode.Cli;
+namespace SparseDecode.Cli.Output;
 
 /// <summary>--json output: one JSON object on stdout, written field by field (no reflection, so the trimmed
 /// single-file build writes it as the framework-dependent one does).</summary>

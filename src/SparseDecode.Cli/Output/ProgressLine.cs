@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 
-namespace SparseDecode.Cli;
+namespace SparseDecode.Cli.Output;
 
 /// <summary>A one-line progress bar with ETA on stderr for a long phase (the prefill of a long prompt), redrawn in
 /// place and at most 60 columns wide; on a redirected stderr a single line announces the phase instead, so that logs

@@ -7,7 +7,7 @@ using SparseDecode.Cuda.Model;
 using SparseDecode.Cuda.Selection;
 using SparseDecode.Cuda;
 
-namespace SparseDecode.Server.Hosting;
+namespace SparseDecode.Server.Serving;
 
 /// <summary>The model a server serves: the checkpoint on its engine (CPU or GPU), tokenizer, chat format, and the
 /// token ids that end a generation (config.json's eos_token_id, the tokenizer's EOS and the chat format's

@@ -1,4 +1,4 @@
-namespace SparseDecode.Cli;
+namespace SparseDecode.Cli.Output;
 
 /// <summary>Reading a file named by an option, with the one-sentence errors a user needs (a directory or a missing
 /// path), instead of the runtime's exception.</summary>

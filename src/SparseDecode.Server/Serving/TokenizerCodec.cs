@@ -1,6 +1,6 @@
 using SparseDecode.Tokenization;
 
-namespace SparseDecode.Server.Hosting;
+namespace SparseDecode.Server.Serving;
 
 /// <summary>The model's Hugging Face tokenizer (tokenizer.json + tokenizer_config.json) as the server's codec.
 /// Streamed text skips special tokens, as transformers' decode(skip_special_tokens=True) does for responses.</summary>

@@ -1,7 +1,7 @@
 using System.Globalization;
 using SparseDecode.Evaluation;
 
-namespace SparseDecode.Cli;
+namespace SparseDecode.Cli.Output;
 
 /// <summary>One stderr line before a phase that runs long without output (a dense prefill of thousands of tokens
 /// takes a minute on 2 cores), with the rough estimate the eval progress bar also uses.</summary>

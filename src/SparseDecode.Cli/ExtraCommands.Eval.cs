@@ -1,9 +1,0 @@
-using System.CommandLine;
-using SparseDecode.Cli.Commands;
-
-namespace SparseDecode.Cli;
-
-internal static partial class ExtraCommands
-{
-    static partial void RegisterEval(List<Command> list) => list.Add(EvalCommand.Create());
-}
