@@ -15,7 +15,7 @@ namespace SparseDecode.Cuda;
 /// sampling. A method written as a selection plan runs inside that graph (<see cref="PlanAttention"/>: its state on
 /// the device, no host round trip). Prefill keeps
 /// Quest's page summaries, so a dense prefill can be forked into any method.</summary>
-public sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
+internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
 {
     private readonly GpuEngine _engine;
     private readonly GpuModel _model;

@@ -13,7 +13,7 @@ namespace SparseDecode.Cuda;
 /// queued on. A sequence occupies a slot until disposed. Dense sequences of a batch run as the rows of one step
 /// through a step graph captured once per row count; a sequence whose method is a selection plan runs its own
 /// captured step (its plan state is per sequence).</summary>
-public sealed class GpuEngine : IInferenceEngine
+internal sealed class GpuEngine : IInferenceEngine
 {
     private readonly bool[] _used;
     private readonly CudaGraph?[] _denseGraphs = new CudaGraph?[ModelKernels.MaxRows + 1];

@@ -9,7 +9,7 @@ namespace SparseDecode.Diagnostics;
 /// <summary>The kernels only the checks and benchmarks need (Kernels/diagnostics.cu, embedded in this assembly,
 /// compiled by the library's NVRTC path): random bf16/f32 data for real shapes without a checkpoint, and a pure
 /// read of a buffer for the device's read-bandwidth floor.</summary>
-public sealed class DiagnosticKernels : IDisposable
+internal sealed class DiagnosticKernels : IDisposable
 {
     public const string SourceFile = "diagnostics.cu";
     /// <summary>Where the csproj embeds Kernels/*.cu in this assembly.</summary>

@@ -7,7 +7,7 @@ namespace SparseDecode.Diagnostics;
 /// batched step equals each sequence's own step (dense and sparse sequences of different lengths mixed), a fork
 /// continues exactly like the original, a truncated sequence continues like one prefilled only that far. Needs an
 /// engine with 6 sequence slots of at least 96 positions.</summary>
-public static class EngineContractCheck
+internal static class EngineContractCheck
 {
     /// <summary>One promise: the largest logit difference seen and what is allowed.</summary>
     public sealed record Check(string Name, double Worst, double Tolerance)

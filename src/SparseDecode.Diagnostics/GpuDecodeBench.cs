@@ -12,7 +12,7 @@ namespace SparseDecode.Diagnostics;
 /// the device-copy bandwidth measured in the same run. Every operation is captured `OpsPerGraph` times into one
 /// CUDA graph, rotating among enough copies of the cache that L2 cannot hold them, and timed with events; the
 /// median of `Repetitions` graph replays, divided by the operations per graph, is reported.</summary>
-public sealed class GpuDecodeBench
+internal sealed class GpuDecodeBench
 {
     public sealed record Options
     {

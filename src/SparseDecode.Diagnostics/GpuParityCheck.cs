@@ -15,7 +15,7 @@ namespace SparseDecode.Diagnostics;
 /// replays, and once more launched kernel by kernel), and of all tokens through prefill chunks. The CPU runs with a bf16 KV cache (the GPU's) and, for f32
 /// and f16 checkpoints, on a copy whose matrices are rounded to bf16 as the upload rounds them; what remains is f32
 /// summation order. The difference to the CPU engine on the original f32/f16 weights is reported beside it.</summary>
-public static class GpuParityCheck
+internal static class GpuParityCheck
 {
     /// <summary>Pass thresholds of |Δ log p| against the CPU engine on the same bf16 weights: the largest and the
     /// mean. Why not tighter: with a bf16 cache, an f32 rounding difference in a key or value can flip its bf16

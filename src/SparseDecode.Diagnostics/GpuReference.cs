@@ -11,7 +11,7 @@ namespace SparseDecode.Diagnostics;
 /// (K/V [batch][kvHeads][capacity][128] as raw bf16 bits, queries [batch][qHeads][128] f32). They define what the
 /// kernels compute, including the edge rules: index entries &lt; 0 or ≥ the length are skipped; top-k takes the
 /// lowest positions among equal scores, writes positions ascending, −1 for −∞ scores and as padding.</summary>
-public static class GpuReference
+internal static class GpuReference
 {
     public const int HeadDim = 128;
 

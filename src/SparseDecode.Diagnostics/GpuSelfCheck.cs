@@ -11,7 +11,7 @@ namespace SparseDecode.Diagnostics;
 /// batch of unequal sequences, skipped index entries, ties, −∞ scores, k above the row length. Outputs are
 /// poisoned first (NaN for floats, int.MaxValue for positions) so an unwritten element fails. Used by
 /// `sparsedecode gpu-bench` and by the GPU tests.</summary>
-public static class GpuSelfCheck
+internal static class GpuSelfCheck
 {
     public sealed record Result(string Name, double Error, double Threshold, string Detail)
     {

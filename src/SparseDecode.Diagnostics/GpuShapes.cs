@@ -9,7 +9,7 @@ namespace SparseDecode.Diagnostics;
 
 /// <summary>Real model shapes for random-weight timing (`--shape`), so speed at 32K–128K context can be measured
 /// without downloading weights.</summary>
-public static class GpuShapes
+internal static class GpuShapes
 {
     private static readonly RopeScaling Llama31Rope = new(RopeType.Llama3, 500000, 8, 1, 4, 8192);
 

@@ -13,7 +13,7 @@ namespace SparseDecode.Diagnostics;
 /// timed with events over consecutive steps (each replay one position further, so history-based methods see
 /// real step-to-step shifts; median), beside its floor — the bytes the step must read (weights + the KV it attends
 /// to + the keys or page summaries its selection scores) over the read bandwidth measured in the same run.</summary>
-public sealed class GpuStepBench
+internal sealed class GpuStepBench
 {
     public sealed record Options
     {

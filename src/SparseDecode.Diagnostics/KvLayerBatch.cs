@@ -10,7 +10,7 @@ namespace SparseDecode.Diagnostics;
 /// [batch][kvHeads][capacity][128], the per-page per-channel key min and max (Quest's summaries) are
 /// [batch][kvHeads][capacity / pageSize][128]; the kernels take per-sequence base addresses and lengths from
 /// small device arrays, so sequences of different lengths share one launch.</summary>
-public sealed class KvLayerBatch : IDisposable
+internal sealed class KvLayerBatch : IDisposable
 {
     public const int HeadDim = DecodeKernels.HeadDim;
 

@@ -10,7 +10,7 @@ namespace SparseDecode.Diagnostics;
 /// <summary>The matrix-vector kernels of model_step.cu against a float64 host reference on fresh random bf16
 /// weights and f32 activations: every kernel (CUDA-core for 1/2/4/8 rows, tensor-core with 16-, 32- and 64-row tiles for 1–8 rows), with a bias,
 /// accumulating, at sizes whose rows do not fill a block. Outputs are poisoned first.</summary>
-public static class ModelKernelCheck
+internal static class ModelKernelCheck
 {
     /// <summary>‖got − ref‖ / ‖ref‖ allowed: f32 accumulation over bf16 weights (and, on the tensor cores,
     /// activations split into two bf16 parts) lands far below it.</summary>

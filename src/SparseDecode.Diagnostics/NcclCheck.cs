@@ -10,7 +10,7 @@ namespace SparseDecode.Diagnostics;
 /// <summary>`gpu-nccl-check` on one rank: collectives over known buffers checked against their sums computed on the
 /// host, and all-reduce timings at the hidden sizes tensor parallelism moves (two per layer and token). Every rank
 /// runs the same sequence of collectives (NCCL matches them by order); each checks its own result.</summary>
-public static class NcclCheck
+internal static class NcclCheck
 {
     public sealed record Check(string Name, double MaxError, bool Passed);
 

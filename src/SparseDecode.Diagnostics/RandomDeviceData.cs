@@ -9,7 +9,7 @@ namespace SparseDecode.Diagnostics;
 
 /// <summary>Random weights and cache contents drawn on the device, for timing real model shapes at long contexts
 /// without downloading weights or running a prefill.</summary>
-public static class RandomDeviceData
+internal static class RandomDeviceData
 {
     /// <summary>Random weights of the given shape: matrices uniform in ±1/√fan-in (so activations stay in range
     /// through the layers), norms 1, no biases, untied head.</summary>

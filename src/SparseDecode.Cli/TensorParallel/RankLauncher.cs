@@ -12,7 +12,7 @@ namespace SparseDecode.Cli.TensorParallel;
 /// unique id, starts N − 1 copies of itself with `--tp-rank r` and CUDA_VISIBLE_DEVICES naming its GPU r (so every
 /// rank opens device 0 of what it sees), and writes the id to each worker's standard input, one line of hex. A
 /// worker's output goes to rank 0's stderr, each line prefixed with its rank; rank 0 waits for them all.</summary>
-public sealed class RankLauncher : IDisposable
+internal sealed class RankLauncher : IDisposable
 {
     public const string RankOptionName = "--tp-rank";
 

@@ -10,7 +10,7 @@ namespace SparseDecode.Cuda.Interop;
 /// <summary>One GPU with its primary context. <see cref="Open"/> detects a missing driver or GPU up front and says
 /// so in one sentence (<see cref="CudaUnavailableException"/>); <see cref="Probe"/> answers the same without throwing.
 /// Every public entry point of the CUDA backend makes the context current on the calling thread first.</summary>
-public sealed unsafe class CudaDevice : IDisposable
+internal sealed unsafe class CudaDevice : IDisposable
 {
     private nint _context;
 

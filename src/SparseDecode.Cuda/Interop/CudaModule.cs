@@ -7,7 +7,7 @@ using static SparseDecode.Cuda.Interop.CudaDriver;
 namespace SparseDecode.Cuda.Interop;
 
 /// <summary>A loaded cubin and its kernels by name.</summary>
-public sealed unsafe class CudaModule : IDisposable
+internal sealed unsafe class CudaModule : IDisposable
 {
     private readonly CudaDevice _device;
     private nint _module;
@@ -69,7 +69,7 @@ public sealed unsafe class CudaModule : IDisposable
 }
 
 /// <summary>One kernel: its launch and its compiled resources (registers, local memory: a spill shows there).</summary>
-public sealed unsafe class CudaFunction
+internal sealed unsafe class CudaFunction
 {
     public string Name { get; }
     internal nint Handle { get; }
@@ -135,7 +135,7 @@ public sealed unsafe class CudaFunction
 
 /// <summary>Kernel parameters, each in an 8-byte slot (a 4-byte int or float sits in the low half, as the
 /// little-endian ABI reads it), built on the stack: a launch allocates nothing.</summary>
-public unsafe struct KernelArgs
+internal unsafe struct KernelArgs
 {
     internal fixed ulong Values[32];
     public int Count { get; private set; }

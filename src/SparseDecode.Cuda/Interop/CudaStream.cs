@@ -7,7 +7,7 @@ using static SparseDecode.Cuda.Interop.CudaDriver;
 namespace SparseDecode.Cuda.Interop;
 
 /// <summary>A non-blocking stream: where kernels are queued, timed with events and captured into graphs.</summary>
-public sealed unsafe class CudaStream : IDisposable
+internal sealed unsafe class CudaStream : IDisposable
 {
     private readonly CudaDevice _device;
     public nint Handle { get; private set; }
@@ -69,7 +69,7 @@ public sealed unsafe class CudaStream : IDisposable
 }
 
 /// <summary>An instantiated CUDA graph: one launch replays every captured kernel back to back.</summary>
-public sealed unsafe class CudaGraph : IDisposable
+internal sealed unsafe class CudaGraph : IDisposable
 {
     private nint _exec;
 
@@ -93,7 +93,7 @@ public sealed unsafe class CudaGraph : IDisposable
 }
 
 /// <summary>A pair of events around work on a stream: device time in milliseconds.</summary>
-public sealed unsafe class CudaTimer : IDisposable
+internal sealed unsafe class CudaTimer : IDisposable
 {
     private nint _start, _stop;
 

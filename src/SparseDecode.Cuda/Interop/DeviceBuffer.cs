@@ -8,7 +8,7 @@ namespace SparseDecode.Cuda.Interop;
 
 /// <summary>Device memory (cuMemAlloc). Copies are synchronous; kernels and asynchronous copies take
 /// <see cref="Pointer"/>.</summary>
-public sealed unsafe class DeviceBuffer : IDisposable
+internal sealed unsafe class DeviceBuffer : IDisposable
 {
     private readonly CudaDevice _device;
 

@@ -10,7 +10,7 @@ namespace SparseDecode.Cuda.Interop;
 
 /// <summary>Compiles an embedded .cu file with NVRTC for the device's own architecture (sm_XY machine code, so
 /// nothing is left to the driver's JIT) and keeps the cubin on disk, so a second run loads it without NVRTC.</summary>
-public static unsafe class KernelCompiler
+internal static unsafe class KernelCompiler
 {
     public static readonly IReadOnlyList<string> DefaultOptions = ["--std=c++17", "-default-device", "-DNDEBUG"];
 

@@ -10,7 +10,7 @@ namespace SparseDecode.Cuda.Interop;
 /// <summary>The .cu files embedded in the library (Cuda/Kernels/*.cu) and where their compiled forms are cached:
 /// $SPARSEDECODE_KERNEL_CACHE, else $XDG_CACHE_HOME/sparsedecode/kernels, else ~/.cache/sparsedecode/kernels.
 /// The file name carries a hash of everything the binary depends on (source, options, architecture, compiler).</summary>
-public static class KernelSource
+internal static class KernelSource
 {
     public const string ResourcePrefix = "SparseDecode.Cuda.Kernels.";
 

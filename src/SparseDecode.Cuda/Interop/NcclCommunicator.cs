@@ -14,7 +14,7 @@ public sealed class NcclException : CudaException
 }
 
 /// <summary>The element types the all-reduce sums.</summary>
-public enum NcclElement
+internal enum NcclElement
 {
     Float32,
     Bfloat16,
@@ -23,7 +23,7 @@ public enum NcclElement
 /// <summary>One rank's NCCL communicator over the GPU of this process. Collectives are queued on a CUDA stream and
 /// return at once, so they can be captured into the step's CUDA graph like a kernel. NVLink multicast (NVLS) is
 /// turned off before NCCL starts (<see cref="Nccl.DisableNvlinkMulticast"/>).</summary>
-public sealed unsafe class NcclCommunicator : IDisposable
+internal sealed unsafe class NcclCommunicator : IDisposable
 {
     private readonly CudaDevice _device;
     private nint _comm;

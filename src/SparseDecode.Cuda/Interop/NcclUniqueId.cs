@@ -7,7 +7,7 @@ namespace SparseDecode.Cuda.Interop;
 
 /// <summary>ncclUniqueId: 128 opaque bytes rank 0 makes and every rank passes to ncclCommInitRank (by value).</summary>
 [StructLayout(LayoutKind.Sequential, Size = Bytes)]
-public unsafe struct NcclUniqueId
+internal unsafe struct NcclUniqueId
 {
     public const int Bytes = 128;
     private fixed byte _internal[Bytes];

@@ -8,7 +8,7 @@ namespace SparseDecode.Cuda.Kernels;
 /// <summary>A cuBLAS handle for the prefill's matrix products: bf16 weights [n][k] times bf16 activation rows,
 /// f32 accumulation on the tensor cores (CUBLAS_COMPUTE_32F), f32 output rows, optionally added to what the output
 /// already holds (β = 1: the residual stream). Missing cuBLAS fails here with one sentence.</summary>
-public sealed unsafe class CublasGemm : IDisposable
+internal sealed unsafe class CublasGemm : IDisposable
 {
     private readonly CudaDevice _device;
     private nint _handle;

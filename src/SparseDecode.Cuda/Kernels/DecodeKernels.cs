@@ -6,22 +6,22 @@ namespace SparseDecode.Cuda.Kernels;
 
 /// <summary>Which heads an index list (or a score row) belongs to: one per KV head, shared by its group of
 /// query heads (one gather serves the group), or one per query head.</summary>
-public enum IndexHeads { KvHead, QueryHead }
+internal enum IndexHeads { KvHead, QueryHead }
 
 /// <summary>Attention kernel variants: Split launches attn_reduce after the chunks; Fused has the last block to
 /// finish combine them (one launch). Default picks <see cref="DecodeKernels.DefaultAttentionVariant"/>.</summary>
-public enum AttentionVariant { Default, Split, Fused }
+internal enum AttentionVariant { Default, Split, Fused }
 
 /// <summary>Top-k kernels: MultiBlock splits each row over blocks (five launches); PerRow gives each row one block
 /// (one launch). Auto, from H100 measurements: PerRow for rows of at most 16384 entries (13 µs vs 26 µs for
 /// [8][8192]), and for rows up to 32768 when there are at least a quarter as many rows as multiprocessors
 /// ([64][32768]: 34 vs 45 µs; [32][32768]: 34 vs 29); MultiBlock otherwise ([8][131072]: 28 vs 105 µs).</summary>
-public enum TopKAlgorithm { Auto, MultiBlock, PerRow }
+internal enum TopKAlgorithm { Auto, MultiBlock, PerRow }
 
 /// <summary>Host side of Cuda/Kernels/decode_attention.cu: flash-decoding dense attention, sparse attention over
 /// index lists, scoring (all keys or an index list), Quest page summaries and bounds, and exact top-k. Every
 /// method only queues work on the stream (so it can be captured into a graph); outputs are device buffers.</summary>
-public sealed class DecodeKernels : IDisposable
+internal sealed class DecodeKernels : IDisposable
 {
     public const string SourceFile = "decode_attention.cu";
 

@@ -8,7 +8,7 @@ namespace SparseDecode.Cuda.Kernels;
 /// <see cref="ModelKernels"/> is made. The defaults are the measured fastest (bench/gpu/NOTES.md); the others
 /// exist to compare against (`gpu-step` sweeps them) and to run everything in f32 on the CUDA cores
 /// (<see cref="CudaCoresOnly"/>, `gpu-check --no-tensor-cores`).</summary>
-public sealed record GemvOptions
+internal sealed record GemvOptions
 {
     /// <summary>Launches of at least this many rows (and K a multiple of 32) go to the tensor-core kernel; fewer to
     /// the f32 CUDA-core kernels. 2 by default: measured on an H100, the 8-row CUDA-core kernel took 1.9× the

@@ -10,7 +10,7 @@ namespace SparseDecode.Cuda.Kernels;
 /// sequence then share its bases and see lengths position + 1: causal attention through the decode kernels).
 /// <see cref="PlanLength"/> is a host number (the longest length the launch must cover), so a captured graph
 /// stays valid while the device lengths grow up to it.</summary>
-public readonly record struct KvView(
+internal readonly record struct KvView(
     ulong KBases, ulong VBases, ulong MinBases, ulong MaxBases, ulong Lengths,
     long HeadStride, long PageHeadStride, int PageSize, int Rows, int KvHeads, int QueryHeads, int PlanLength)
 {

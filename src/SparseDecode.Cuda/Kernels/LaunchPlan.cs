@@ -5,7 +5,7 @@ using SparseDecode.Cuda.Selection;
 namespace SparseDecode.Cuda.Kernels;
 
 /// <summary>How work over the context is split into blocks (host arithmetic only, tested on the CPU).</summary>
-public static class LaunchPlan
+internal static class LaunchPlan
 {
     /// <summary>Rows (keys, index entries or pages) per block so that rows × heads × batch fills at least `waves`
     /// waves of `multiprocessors × blocksPerMultiprocessor` blocks (many small waves keep the last, partial one

@@ -8,7 +8,7 @@ namespace SparseDecode.Cuda.Kernels;
 /// RMSNorm, bf16 matrix-vector products of up to 8 rows, RoPE + cache append, SwiGLU, page summaries) and a dense
 /// attention for any head size and group; and the same small operations over the many rows of a prefill chunk,
 /// writing the bf16 operands of its tensor-core matrix products (<see cref="GpuPrefill"/>). Every method only queues work on the stream (graph-capturable).</summary>
-public sealed class ModelKernels : IDisposable
+internal sealed class ModelKernels : IDisposable
 {
     public const string SourceFile = "model_step.cu";
     /// <summary>Rows one launch of the matrix-vector kernels takes; more rows are split into launches of this many.</summary>

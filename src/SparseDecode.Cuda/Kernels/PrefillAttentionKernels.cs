@@ -7,7 +7,7 @@ namespace SparseDecode.Cuda.Kernels;
 /// <summary>Host side of Cuda/Kernels/prefill_attention.cu: causal flash attention of a prefill chunk's queries
 /// over the cached prefix and the chunk itself, on the tensor cores, for head sizes up to 128 that are multiples of
 /// 8 (padded to 32, 64 or 128 inside the kernel), any group.</summary>
-public sealed class PrefillAttentionKernels : IDisposable
+internal sealed class PrefillAttentionKernels : IDisposable
 {
     public const string SourceFile = "prefill_attention.cu";
     /// <summary>Queries per block (4 warps of 16).</summary>

@@ -8,7 +8,7 @@ namespace SparseDecode.Cuda.Kernels;
 /// row-major [r][c] array with row stride ld is the column-major c×r matrix with leading dimension ld, so Yᵀ (n×rows)
 /// = W_cmᵀ (n×k: the k×n column-major view of W, transposed) · X_cm (k×rows): op(A) = T on W, op(B) = N on X,
 /// m = n, n = rows. Pure arithmetic, so it is checked on the CPU.</summary>
-public readonly record struct RowMajorGemm(int TransA, int TransB, int M, int N, int K, int Lda, int Ldb, int Ldc)
+internal readonly record struct RowMajorGemm(int TransA, int TransB, int M, int N, int K, int Lda, int Ldb, int Ldc)
 {
     /// <summary>The cuBLAS call for `rows` rows of `k` inputs (row stride xStride) times a weight matrix of `n`
     /// rows of `k` (packed), into rows of stride yStride.</summary>

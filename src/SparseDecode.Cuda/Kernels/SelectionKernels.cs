@@ -7,7 +7,7 @@ namespace SparseDecode.Cuda.Kernels;
 /// <summary>Host side of Cuda/Kernels/selection.cu: the selection plans' operations as kernels batched over every
 /// selection head of every row (scores of all keys or of lists, Quest page bounds, top-k sizes, StreamingLLM's
 /// window, LFPS's candidates and bookkeeping, PrHS's sharing decision, dilation and composed sets). Every method only queues work (graph-capturable).</summary>
-public sealed class SelectionKernels : IDisposable
+internal sealed class SelectionKernels : IDisposable
 {
     public const string SourceFile = "selection.cu";
     public const int Threads = 256;

@@ -9,7 +9,7 @@ namespace SparseDecode.Cuda.Model;
 /// <summary>Writes a copy of a checkpoint whose matrices are rounded to bf16 exactly as the GPU upload rounds them
 /// (round to nearest even), vectors (norms, biases) kept in their stored type, so the CPU engine can run on the
 /// very weights the GPU holds: the parity reference for f32 and f16 checkpoints.</summary>
-public static unsafe class Bf16CheckpointCopy
+internal static unsafe class Bf16CheckpointCopy
 {
     public static void Write(string sourceDirectory, string targetDirectory)
     {

@@ -9,7 +9,7 @@ namespace SparseDecode.Cuda.Model;
 /// [slot][kvHead][capacity][headDim] (the layout the decode kernels read) and Quest's per-page min/max summaries.
 /// Which slot each row of a step reads and writes, and the rows' tokens, positions and lengths, live in small device
 /// arrays that the host rewrites before a step, so a captured step graph replays for every position.</summary>
-public sealed class GpuKvCache : IDisposable
+internal sealed class GpuKvCache : IDisposable
 {
     private const int Kinds = 4; // K, V, page min, page max
 

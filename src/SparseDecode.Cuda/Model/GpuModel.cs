@@ -8,7 +8,7 @@ namespace SparseDecode.Cuda.Model;
 
 /// <summary>Attention of one layer inside a GPU decode step: reads the model's rotated queries
 /// (<see cref="GpuModel.Queries"/>) and writes <see cref="GpuModel.AttentionOutput"/>. Null in a step means dense.</summary>
-public interface ILayerAttention
+internal interface ILayerAttention
 {
     void Enqueue(GpuModel model, int layer, in KvView kv, CudaStream stream);
 }
@@ -19,7 +19,7 @@ public interface ILayerAttention
 /// <see cref="ModelKernels.MaxRows"/> rows: sequences of a batch, or the tokens of a prefill chunk (causal through
 /// per-row lengths). Activations are f32, weights and cache bf16. Every launch only queues work, so a step can be
 /// captured into a CUDA graph and replayed with new tokens and positions written into the cache's row arrays.</summary>
-public sealed class GpuModel : IDisposable
+internal sealed class GpuModel : IDisposable
 {
     public ModelConfig Config { get; }
     public GpuWeights Weights { get; }

@@ -13,7 +13,7 @@ namespace SparseDecode.Cuda.Model;
 /// (<see cref="PrefillAttentionKernels"/>). The residual stream stays f32 as in the CPU engine; K and V go to the
 /// cache as bf16 with Quest's page summaries, exactly what decode steps of the same tokens would have left.
 /// Activations exist for one chunk only. Everything is queued on the caller's stream.</summary>
-public sealed class GpuPrefill : IDisposable
+internal sealed class GpuPrefill : IDisposable
 {
     /// <summary>Preferred tokens per chunk: big enough that the products run near the tensor cores' peak.</summary>
     public const int DefaultChunkTokens = 4096;

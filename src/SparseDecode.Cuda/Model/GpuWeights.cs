@@ -7,7 +7,7 @@ namespace SparseDecode.Cuda.Model;
 
 /// <summary>One decoder layer's weights on the device: bf16 matrices, q|k|v and gate|up fused into one matrix each
 /// (one launch reads both), f32 norms and biases.</summary>
-public sealed class GpuLayerWeights : IDisposable
+internal sealed class GpuLayerWeights : IDisposable
 {
     public required DeviceBuffer AttentionNorm { get; init; }
     /// <summary>[qDim + 2·kvDim][hidden]: q rows, then k, then v.</summary>
@@ -32,7 +32,7 @@ public sealed class GpuLayerWeights : IDisposable
 
 /// <summary>A model's weights on the device, from a checkpoint (converted to bf16 on upload, a staging chunk at a
 /// time: no full f32 copy exists on the host) or from device buffers the caller filled.</summary>
-public sealed class GpuWeights : IDisposable
+internal sealed class GpuWeights : IDisposable
 {
     public ModelConfig Config { get; }
     public GpuLayerWeights[] Layers { get; }

@@ -7,7 +7,7 @@ namespace SparseDecode.Cuda.Model;
 /// <summary>How a prompt is cut for the GPU prefill: chunks of at most `chunkTokens` tokens (activations exist for
 /// one chunk only, so a 128K prompt fits beside its cache), and within a chunk the rows whose logits are computed
 /// together (the vocabulary-wide logits of a whole chunk would not fit).</summary>
-public static class PrefillChunks
+internal static class PrefillChunks
 {
     /// <summary>(offset, count) of each chunk of `total` tokens, in order, covering them exactly.</summary>
     public static IEnumerable<(int Offset, int Count)> Split(int total, int chunkTokens)

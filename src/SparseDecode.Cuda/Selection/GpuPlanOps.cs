@@ -10,7 +10,7 @@ namespace SparseDecode.Cuda.Selection;
 /// every buffer) and its operations as kernel launches on the step's stream: nothing is read back, so the plan is
 /// captured into the step graph with the rest of the step. Lists are [rows·heads·depth][capacity] padded with −1,
 /// with (count, stamp) pairs in a meta array; scores [rows·heads][stride]; flags [rows·heads].</summary>
-public sealed class GpuPlanOps : ISelectionOps, IDisposable
+internal sealed class GpuPlanOps : ISelectionOps, IDisposable
 {
     private sealed class Buffer(PlanBuffer spec, DeviceBuffer data, DeviceBuffer? meta, int stride)
     {

@@ -9,7 +9,7 @@ namespace SparseDecode.Cuda.Selection;
 /// queued on the step's stream (<see cref="GpuPlanOps"/>), then attention over the list the plan returns (or dense).
 /// Nothing returns to the host, so the whole step, selection included, is captured once into a CUDA graph and
 /// replayed; each row's method state lives in device memory and carries from step to step.</summary>
-public sealed class PlanAttention : ILayerAttention, IDisposable
+internal sealed class PlanAttention : ILayerAttention, IDisposable
 {
     private readonly GpuPlanOps _ops;
     private readonly GpuKvCache _cache;

@@ -5,7 +5,7 @@ using SparseDecode.Cuda.Model;
 namespace SparseDecode.Cuda.Selection;
 
 /// <summary>Dense attention that also keeps Quest's page summaries current (prefill before a selector decodes).</summary>
-public sealed class SummaryKeepingAttention(GpuKvCache cache) : ILayerAttention
+internal sealed class SummaryKeepingAttention(GpuKvCache cache) : ILayerAttention
 {
     public void Enqueue(GpuModel model, int layer, in KvView kv, CudaStream stream)
     {
