@@ -41,6 +41,7 @@ public sealed unsafe class DecodeBatch
     /// <summary>The step's products, bound once here (no allocation per step).</summary>
     internal LinearWork Linear { get; } = new();
     internal GatedMlpWork Mlp { get; } = new();
+    internal Transformer.RowAttentionJob Attention { get; } = new();
 
     /// <summary>Adds a row: `token` at position cache.Length of a sequence with its own cache, workspace (made
     /// for that cache) and plan state (null: dense attention). A sequence may appear once per batch.</summary>

@@ -209,7 +209,7 @@ public sealed unsafe class Transformer : IDisposable
             var w = _layers[l];
             for (int b = 0; b < rows; b++) Norms.RmsNorm(batch.Workspace(b).X, w.AttentionNorm, _eps, batch.Workspace(b).Xn);
             linear.Add(w.Q, q, w.QBias).Add(w.K, k, w.KBias).Add(w.V, v, w.VBias).Run(pool, xn, rows);
-            for (int b = 0; b < rows; b++) AttendRow(l, batch.Cache(b), batch.Workspace(b), batch.Plan(b), observer);
+            batch.Attention.Run(this, batch, l, observer);
             // the output projection and the MLP's down projection add into the residual stream in place
             linear.Add(w.O, x, w.OBias, accumulate: true).Run(pool, att, rows);
             for (int b = 0; b < rows; b++) Norms.RmsNorm(batch.Workspace(b).X, w.MlpNorm, _eps, batch.Workspace(b).Xn);
@@ -223,6 +223,34 @@ public sealed unsafe class Transformer : IDisposable
             Norms.RmsNorm(ws.X, _finalNorm, _eps, ws.Xn);
         }
         linear.Add(_lmHead, logits).Run(pool, xn, rows);
+    }
+
+    /// <summary>The rows' attention in one layer (<see cref="AttendRow"/>), parallel over rows: each row's own
+    /// parallel regions (the plan's scoring, attention's parts) then run on the thread that took the row, so a
+    /// step has one region here instead of several per row. One row runs alone with its regions parallel. A row's
+    /// result does not depend on the thread that runs it.</summary>
+    internal sealed class RowAttentionJob : ParallelWork
+    {
+        private Transformer? _model;
+        private DecodeBatch? _batch;
+        private IAttentionObserver? _observer;
+        private int _layer;
+
+        public void Run(Transformer model, DecodeBatch batch, int layer, IAttentionObserver? observer)
+        {
+            (_model, _batch, _layer, _observer) = (model, batch, layer, observer);
+            try
+            {
+                WorkerPool.Shared.Run(this, batch.Count);
+            }
+            finally
+            {
+                (_model, _batch, _observer) = (null, null, null);
+            }
+        }
+
+        public override void Execute(int row, int worker) =>
+            _model!.AttendRow(_layer, _batch!.Cache(row), _batch.Workspace(row), _batch.Plan(row), _observer);
     }
 
     /// <summary>One row's attention in layer `layer`: RoPE on its q and k, k and v appended at position
