@@ -11,7 +11,8 @@ using SparseDecode.Selection;
 namespace SparseDecode.Engine;
 
 /// <summary>A Llama-family decoder on the CPU: prefill (matrix-matrix, all cores, dense causal attention) and
-/// single-token decode whose attention goes through a method's plan. Weights stay memory-mapped in their stored type.</summary>
+/// decode steps of one token for each of one or several sequences (<see cref="DecodeBatch"/>) whose attention goes
+/// through each sequence's plan. Weights stay memory-mapped in their stored type.</summary>
 public sealed unsafe class Transformer : IDisposable
 {
     private readonly WeightStore _weights;
@@ -181,12 +182,13 @@ public sealed unsafe class Transformer : IDisposable
     /// its workspace's Logits. Every weight product (q/k/v, o, gate/up, down, lm_head) runs once for all rows,
     /// reading each weight row from memory once for all of them, and sums each output exactly as a lone row
     /// does: a row's result equals that sequence decoded alone, bit for bit. Norms, RoPE, the cache append, the
-    /// plan's selection and attention run row by row. `observer` (the fidelity metrics) watches a one-row
-    /// batch only.</summary>
+    /// plan's selection and attention are each row's own (attention parallel over rows). `observer` (the
+    /// fidelity metrics) watches a one-row batch only.</summary>
     public void Decode(DecodeBatch batch, IAttentionObserver? observer = null)
     {
         var c = Config;
         int rows = batch.Count;
+        if (rows == 0) return;
         if (observer is not null && rows != 1)
             throw new ArgumentException($"An attention observer watches one sequence's step, but the batch has {rows} rows: decode an observed sequence alone.", nameof(observer));
         for (int b = 0; b < rows; b++)

@@ -15,8 +15,8 @@ public sealed unsafe class GatedMlpWork : ParallelWork
     private float** _gate, _up;
     private int _rowsPerItem, _batch;
 
-    /// <summary>gate[b] (F floats, pinned) = silu(W_gate x[b] + b) · (W_up x[b] + b) for each of the `batch` rows;
-    /// up[b] (F floats, pinned) is scratch. The tables stay pinned until the call returns.</summary>
+    /// <summary>gate[b] (F floats, pinned) = silu(W_gate x[b] + gateBias) · (W_up x[b] + upBias) for each of the
+    /// `batch` rows; up[b] (F floats, pinned) is scratch. The tables stay pinned until the call returns.</summary>
     public void Run(WorkerPool pool, in TensorView gateW, in TensorView upW, float[]? gateBias, float[]? upBias, float** x, float** gate, float** up, int batch)
     {
         if (gateW.Rows != upW.Rows || gateW.Cols != upW.Cols) throw new ArgumentException($"{gateW.Name} and {upW.Name} differ in shape.");
