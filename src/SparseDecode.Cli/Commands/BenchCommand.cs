@@ -13,7 +13,9 @@ using SparseDecode.Cli.Output;
 namespace SparseDecode.Cli.Commands;
 
 /// <summary>`bench`: prefill and decode speed on the CPU at a given context, with the memory bandwidth a decode
-/// step achieves (weights + KV bytes it reads ÷ its time) beside the machine's measured copy bandwidth.</summary>
+/// step achieves (weights + KV bytes it reads ÷ its time) beside the machine's measured copy bandwidth. With
+/// --batch N, the decode of N sequences at once through <see cref="CpuEngine.DecodeBatch"/>, the path the server
+/// takes: total tokens/s over all sequences.</summary>
 internal static class BenchCommand
 {
     public static Command Create()
@@ -26,8 +28,9 @@ internal static class BenchCommand
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
         var json = new Option<bool>("--json") { Description = "Print the measurements as one JSON object instead of the table." };
+        var batch = new Option<int?>("--batch") { Description = "Decode this many sequences at once through the engine's batched step (CPU) and report their total tokens/s." };
         var tensorParallel = RankLauncher.TensorParallelOption();
-        var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device, gpuPrefill, tensorParallel, json };
+        var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device, gpuPrefill, tensorParallel, json, batch };
         method.AddTo(cmd);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -35,6 +38,8 @@ internal static class BenchCommand
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "bench");
             if (CommonOptions.ParseDevice(r.GetValue(device)!) == "cuda")
                 return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r, dir), CommonOptions.ParsePrefillPrecision(r.GetValue(gpuPrefill)!));
+            if (r.GetValue(batch) is int sequences)
+                return BenchBatch(dir, r.GetValue(context), r.GetValue(steps), sequences, CommonOptions.ParseCacheType(r.GetValue(kv)!), method.Spec(r, dir), r.GetValue(json));
             using var t = Transformer.Load(dir);
             int n = r.GetValue(context), s = r.GetValue(steps);
             var rng = new Random(1);
@@ -102,10 +107,7 @@ internal static class BenchCommand
                 });
                 return 0;
             }
-            var table = MeasureTable();
-            table.AddRow("model", Markup.Escape($"{t.Config.ArchitectureName}, {t.ParameterCount / 1e6:F1}M params, {t.WeightType.Name()}"));
-            table.AddRow("method", Markup.Escape($"{spec.Method} (budget {spec.Budget})"));
-            table.AddRow("threads", WorkerPool.Shared.Threads.ToString(ci));
+            var table = CpuTable(t, spec);
             table.AddRow("prefill", string.Create(ci, $"{n / prefillSeconds:F1} tokens/s ({n} tokens, {prefillSeconds:F2} s)"));
             table.AddRow("decode", string.Create(ci, $"{1 / decodeSeconds:F1} tokens/s ({decodeSeconds * 1e3:F2} ms/step at {n} context)"));
             table.AddRow("managed allocation per step", string.Create(ci, $"{allocatedPerStep / 1e3:F1} KB"));
@@ -116,6 +118,81 @@ internal static class BenchCommand
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>`bench --batch N` on the CPU: N sequences, each a fork of one prefilled context (the forks' plans
+    /// start fresh there), decode together through <see cref="CpuEngine.DecodeBatch"/>. Forks decode for a second
+    /// first so that the timed steps run optimised code; the timed forks then decode one untimed step and `steps`
+    /// timed ones. tokens/s counts every sequence's token.</summary>
+    private static int BenchBatch(string dir, int n, int s, int sequences, DType type, Selection.SelectorSpec spec, bool json)
+    {
+        if (sequences < 1) throw new ArgumentException("--batch must be at least 1.");
+        using var engine = CpuEngine.Load(dir, type);
+        var config = engine.Config;
+        var rng = new Random(1);
+        var prompt = RandomPrompt(config, n, s, 1, rng);
+        int capacity = n + s + 1;
+        var plan = ((IInferenceEngine)engine).PlanFor(spec);
+        using var prefilled = engine.CreateSequence(capacity);
+        prefilled.Prefill(prompt);
+        var tokens = new int[sequences];
+        var forks = new List<IDecodeSequence>(sequences);
+        void Fork()
+        {
+            foreach (var f in forks) f.Dispose();
+            forks.Clear();
+            for (int i = 0; i < sequences; i++) forks.Add(prefilled.Fork(capacity, plan));
+        }
+        void Step()
+        {
+            for (int i = 0; i < sequences; i++) tokens[i] = rng.Next(config.VocabSize);
+            engine.DecodeBatch(forks, tokens);
+        }
+        try
+        {
+            var warm = Stopwatch.StartNew();
+            for (int round = 0; round < 4 || warm.Elapsed.TotalSeconds < 1; round++)
+            {
+                Fork();
+                for (int i = 0; i < Math.Min(s, 8); i++) Step();
+            }
+            Fork();
+            Step();
+            long allocated0 = GC.GetTotalAllocatedBytes(precise: true);
+            long t0 = Stopwatch.GetTimestamp();
+            for (int i = 0; i < s; i++) Step();
+            double stepSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds / s;
+            double allocatedPerStep = (GC.GetTotalAllocatedBytes(precise: true) - allocated0) / (double)s;
+            var ci = CultureInfo.InvariantCulture;
+            if (json)
+            {
+                JsonOut.Write(w =>
+                {
+                    w.WriteString("model", config.ArchitectureName);
+                    w.WriteString("weights", engine.Model.WeightType.Name());
+                    w.WriteString("method", spec.Method);
+                    w.WriteString("budget", spec.Budget.ToString());
+                    w.WriteNumber("threads", WorkerPool.Shared.Threads);
+                    w.WriteNumber("batch", sequences);
+                    w.WriteNumber("context", n);
+                    w.WriteNumber("steps", s);
+                    w.Number("decode_tokens_per_second", sequences / stepSeconds);
+                    w.Number("decode_ms_per_step", stepSeconds * 1e3);
+                    w.Number("allocated_bytes_per_step", allocatedPerStep);
+                });
+                return 0;
+            }
+            var table = CpuTable(engine.Model, spec);
+            table.AddRow("batch", sequences.ToString(ci));
+            table.AddRow("decode", string.Create(ci, $"{sequences / stepSeconds:F1} tokens/s in all ({stepSeconds * 1e3:F2} ms/step of {sequences} tokens at {n} context)"));
+            table.AddRow("managed allocation per step", string.Create(ci, $"{allocatedPerStep / 1e3:F1} KB"));
+            AnsiConsole.Write(table);
+            return 0;
+        }
+        finally
+        {
+            foreach (var f in forks) f.Dispose();
+        }
     }
 
     /// <summary>`bench --device cuda`: the whole step on the GPU (bf16 weights and cache). A first session warms
@@ -162,6 +239,16 @@ internal static class BenchCommand
         var prompt = new int[n];
         for (int i = 0; i < n; i++) prompt[i] = rng.Next(config.VocabSize);
         return prompt;
+    }
+
+    /// <summary>The measure table, opened with what a CPU run measured: the model, the method and the threads.</summary>
+    private static Table CpuTable(Transformer t, Selection.SelectorSpec spec)
+    {
+        var table = MeasureTable();
+        table.AddRow("model", Markup.Escape($"{t.Config.ArchitectureName}, {t.ParameterCount / 1e6:F1}M params, {t.WeightType.Name()}"));
+        table.AddRow("method", Markup.Escape($"{spec.Method} (budget {spec.Budget})"));
+        table.AddRow("threads", WorkerPool.Shared.Threads.ToString(CultureInfo.InvariantCulture));
+        return table;
     }
 
     private static Table MeasureTable() =>

@@ -12,10 +12,9 @@ namespace SparseDecode.Server.Scheduling;
 /// SchedulerOptions.MaxActivePerClient), and a sequence leaves as soon as it finishes or is cancelled, its KV cache
 /// freed at once. One step advances every active sequence by one token: a sequence still prefilling runs its next
 /// prompt chunk (the last chunk also yields its first token), and every other one decodes one token in one
-/// <see cref="IInferenceEngine.DecodeBatch"/> call and samples its next. On the CPU the batch's sequences run in
-/// parallel (each has its own cache, workspace and plan state and shares only the read-only weights; measured on 16
-/// cores with 32 streams, 3.5× the tokens/s of running them one after another, docs/performance.md, Serving); on the
-/// GPU dense sequences are the rows of one step.</summary>
+/// <see cref="IInferenceEngine.DecodeBatch"/> call and samples its next. On the CPU the batch's sequences are the
+/// rows of one step (each keeps its own cache, workspace and plan state; the weights are read once per step for all
+/// of them); on the GPU dense sequences are the rows of one step.</summary>
 public sealed class BatchScheduler : IDisposable
 {
     private readonly ServedModel _model;

@@ -5,11 +5,14 @@ using SparseDecode.Engine;
 namespace SparseDecode.Cpu;
 
 /// <summary>The CPU backend of <see cref="IInferenceEngine"/>: the <see cref="Transformer"/> with a KV cache of
-/// `cacheType` per sequence. A batch of sequences decodes in parallel, one task per sequence (each has its own
-/// cache, workspace and plan state and shares only the read-only weights; the matrix-vector products inside each
-/// step are parallel as well).</summary>
+/// `cacheType` per sequence. A batch of sequences decodes as the rows of one step
+/// (<see cref="Transformer.Decode(DecodeBatch, IAttentionObserver?)"/>): the weights are read once per step for all
+/// of them, each sequence keeps its own cache, workspace and plan state.</summary>
 public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bool ownsModel = false) : IInferenceEngine
 {
+    // the batch of the last DecodeBatch, kept for the next; a call made while another runs makes its own
+    private DecodeBatch? _batch = new();
+
     public Transformer Model => model;
     public DType CacheType => cacheType;
     public ModelConfig Config => model.Config;
@@ -37,15 +40,22 @@ public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bo
     public void DecodeBatch(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens)
     {
         if (tokens.Length != sequences.Count) throw new ArgumentException($"{sequences.Count} sequences but {tokens.Length} tokens.");
-        if (sequences.Count == 1)
+        var batch = Interlocked.Exchange(ref _batch, null) ?? new DecodeBatch(sequences.Count);
+        try
         {
-            sequences[0].Decode(tokens[0]);
-            return;
+            for (int i = 0; i < sequences.Count; i++)
+            {
+                if (sequences[i] is not CpuSequence s || s.Engine != this)
+                    throw new ArgumentException($"Sequence {i} of the batch was not made by this engine.", nameof(sequences));
+                s.AddTo(batch, tokens[i]);
+            }
+            model.Decode(batch);
         }
-        var ids = tokens.ToArray();
-        // one task per sequence, at most as many at once as the engine has threads (--threads)
-        Parallel.For(0, sequences.Count, new ParallelOptions { MaxDegreeOfParallelism = WorkerPool.Shared.Threads },
-            i => sequences[i].Decode(ids[i]));
+        finally
+        {
+            batch.Clear();
+            Volatile.Write(ref _batch, batch);
+        }
     }
 
     public void Dispose()
@@ -97,11 +107,25 @@ public sealed class CpuSequence : IDecodeSequence
         }
     }
 
+    internal CpuEngine Engine => _engine;
+
     public void Decode(int token, IAttentionObserver? observer = null)
+    {
+        CheckRoom();
+        _engine.Model.Decode(token, _cache, _ws, _plan, observer);
+    }
+
+    /// <summary>Adds this sequence's next step, `token`, as a row of a batched step.</summary>
+    internal void AddTo(DecodeBatch batch, int token)
+    {
+        CheckRoom();
+        batch.Add(token, _cache, _ws, _plan);
+    }
+
+    private void CheckRoom()
     {
         if (_cache.Length >= _cache.Capacity)
             throw new ContextOverflowException($"The sequence needs {_cache.Length + 1} positions but its cache holds {_cache.Capacity}.");
-        _engine.Model.Decode(token, _cache, _ws, _plan, observer);
     }
 
     public IDecodeSequence Fork(int capacity, SelectionPlan? plan = null)

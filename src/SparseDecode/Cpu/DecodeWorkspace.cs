@@ -4,7 +4,9 @@ using SparseDecode.Model;
 
 namespace SparseDecode.Cpu;
 
-/// <summary>Every buffer one sequence's decode step needs, allocated once so that a step allocates nothing.</summary>
+/// <summary>Every buffer one sequence's decode step needs, allocated once so that a step allocates nothing. The
+/// buffers the step's products read and write (X to Logits, bar the observer's) live on the pinned heap: a batched
+/// step (<see cref="DecodeBatch"/>) reaches every row's through pointers.</summary>
 public sealed class DecodeWorkspace
 {
     private readonly float[][] _headScratch;
@@ -26,23 +28,22 @@ public sealed class DecodeWorkspace
     /// <summary>Dense attention, and sparse attention selected per KV head: each K/V row read once per group.</summary>
     public GroupedDecodeAttention Grouped { get; }
     internal Transformer.PerHeadAttentionJob PerHeadAttention { get; } = new();
-    /// <summary>The step's matrix-vector products, each region bound here once (no allocation per step).</summary>
-    internal LinearWork Linear { get; } = new();
-    internal GatedMlpWork Mlp { get; } = new();
+    /// <summary>The one-row batch of this workspace's sequence decoding alone.</summary>
+    internal DecodeBatch Alone { get; } = new();
 
     public DecodeWorkspace(Transformer model, KvCache cache, SelectionGranularity granularity = SelectionGranularity.QueryHead)
     {
         var c = model.Config;
-        X = new float[c.HiddenSize];
-        Xn = new float[c.HiddenSize];
-        Q = new float[c.QDim];
-        K = new float[c.KvDim];
-        V = new float[c.KvDim];
-        Att = new float[c.QDim];
+        X = Pinned(c.HiddenSize);
+        Xn = Pinned(c.HiddenSize);
+        Q = Pinned(c.QDim);
+        K = Pinned(c.KvDim);
+        V = Pinned(c.KvDim);
+        Att = Pinned(c.QDim);
         ObserverDenseOutput = new float[c.QDim];
-        Gate = new float[c.IntermediateSize];
-        Up = new float[c.IntermediateSize];
-        Logits = new float[c.VocabSize];
+        Gate = Pinned(c.IntermediateSize);
+        Up = Pinned(c.IntermediateSize);
+        Logits = Pinned(c.VocabSize);
         int heads = granularity == SelectionGranularity.QueryHead ? c.NumHeads : c.NumKvHeads;
         Selection = new LayerSelection(heads, cache.Capacity, granularity);
         Backend = new CpuSelectionBackend(cache, c.NumHeads, model.AttentionScale);
@@ -50,6 +51,8 @@ public sealed class DecodeWorkspace
         _headScratch = new float[c.NumHeads][];
         for (int h = 0; h < c.NumHeads; h++) _headScratch[h] = new float[Math.Min(cache.Capacity, 4096)];
     }
+
+    private static float[] Pinned(int length) => GC.AllocateArray<float>(length, pinned: true);
 
     /// <summary>Score scratch of one query head for a list of `length` keys (the per-query-head sparse path; dense
     /// attention and lists per KV head use <see cref="Grouped"/>'s buffers). Grows by doubling, so a sequence

@@ -5,8 +5,9 @@ using SparseDecode.Selection;
 namespace SparseDecode.Cpu;
 
 /// <summary>Up to three matrix-vector products that share one input (q, k and v; or one linear with the residual
-/// added in place), run as one parallel region over blocks of rows of all of them. Bound once and reused: a call
-/// allocates nothing.</summary>
+/// added in place), run as one parallel region over blocks of rows of all of them, for the `batch` rows of a
+/// decode step at once (each weight row is read once for all of them: <see cref="MatVec.Rows"/>). Bound once and
+/// reused: a call allocates nothing.</summary>
 public sealed unsafe class LinearWork : ParallelWork
 {
     public const int MaxProducts = 3;
@@ -14,7 +15,7 @@ public sealed unsafe class LinearWork : ParallelWork
     private struct Product
     {
         public TensorView W;
-        public float* Y;
+        public float** Y;
         public float[]? Bias;
         public bool Accumulate;
         public int FirstItem, RowsPerItem;
@@ -24,8 +25,9 @@ public sealed unsafe class LinearWork : ParallelWork
     private readonly SplitInput _input = new();
     private int _count;
 
-    /// <summary>Adds y (=|+=) W x (+ bias) to the next <see cref="Run"/>; y must stay pinned until it returns.</summary>
-    public LinearWork Add(in TensorView w, float* y, float[]? bias = null, bool accumulate = false)
+    /// <summary>Adds y[b] (=|+=) W x[b] (+ bias) for each row b to the next <see cref="Run"/>; the table y and the
+    /// outputs it points to (Rows floats each) must stay pinned until it returns.</summary>
+    public LinearWork Add(in TensorView w, float** y, float[]? bias = null, bool accumulate = false)
     {
         if (_count == MaxProducts) throw new InvalidOperationException($"A linear region holds at most {MaxProducts} products.");
         if (_count > 0 && w.Cols != _products[0].W.Cols) throw new ArgumentException($"{w.Name} does not take the same input as the products before it.");
@@ -33,12 +35,12 @@ public sealed unsafe class LinearWork : ParallelWork
         return this;
     }
 
-    /// <summary>Runs the added products on x (pinned, Cols floats) and forgets them.</summary>
-    public void Run(WorkerPool pool, float* x)
+    /// <summary>Runs the added products on the `batch` inputs x[b] (pinned, Cols floats each) and forgets them.</summary>
+    public void Run(WorkerPool pool, float** x, int batch)
     {
         try
         {
-            _input.Make(x, _products[0].W.Cols);
+            _input.Make(x, batch, _products[0].W.Cols);
             int items = 0;
             for (int i = 0; i < _count; i++)
             {

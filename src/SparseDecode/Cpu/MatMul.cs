@@ -14,7 +14,11 @@ public static unsafe class MatMul
     public static void Vector(in TensorView w, ReadOnlySpan<float> x, Span<float> y, float[]? bias = null)
     {
         if (x.Length != w.Cols || y.Length != w.Rows) throw new ArgumentException($"matvec shape mismatch for {w.Name}.");
-        fixed (float* xp = x, yp = y) (t_vector ??= new LinearWork()).Add(w, yp, bias).Run(WorkerPool.Shared, xp);
+        fixed (float* xp = x, yp = y)
+        {
+            float* xs = xp, ys = yp; // one-entry row tables
+            (t_vector ??= new LinearWork()).Add(w, &ys, bias).Run(WorkerPool.Shared, &xs, 1);
+        }
     }
 
     // one bound job per calling thread, reused: a call allocates nothing

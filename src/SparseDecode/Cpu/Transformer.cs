@@ -8,7 +8,8 @@ using SparseDecode.Engine;
 namespace SparseDecode.Cpu;
 
 /// <summary>A Llama-family decoder on the CPU: prefill (matrix-matrix, all cores, dense causal attention) and
-/// single-token decode whose attention goes through a method's plan. Weights stay memory-mapped in their stored type.</summary>
+/// decode steps of one token for each of one or several sequences (<see cref="DecodeBatch"/>) whose attention goes
+/// through each sequence's plan. Weights stay memory-mapped in their stored type.</summary>
 public sealed unsafe class Transformer : IDisposable
 {
     private readonly WeightStore _weights;
@@ -162,57 +163,122 @@ public sealed unsafe class Transformer : IDisposable
 
     // ---------------------------------------------------------------- decode
 
-    /// <summary>One decode step: the token at position cache.Length; attention per layer through the plan
-    /// (null: dense). Writes the next-token logits into workspace.Logits.</summary>
+    /// <summary>One decode step of one sequence: the token at position cache.Length; attention per layer through
+    /// the plan (null: dense). Writes the next-token logits into workspace.Logits. The one-row case of
+    /// <see cref="Decode(DecodeBatch, IAttentionObserver?)"/>.</summary>
     public void Decode(int token, KvCache cache, DecodeWorkspace ws, SpanPlanOps? plan = null, IAttentionObserver? observer = null)
+    {
+        var alone = ws.Alone;
+        alone.Clear();
+        alone.Add(token, cache, ws, plan);
+        Decode(alone, observer);
+    }
+
+    /// <summary>One decode step of every row of `batch`: each row's token at position cache.Length of its own
+    /// sequence, attention per layer through the row's plan (null: dense); each row's next-token logits land in
+    /// its workspace's Logits. Every weight product (q/k/v, o, gate/up, down, lm_head) runs once for all rows,
+    /// reading each weight row from memory once for all of them, and sums each output exactly as a lone row
+    /// does: a row's result equals that sequence decoded alone, bit for bit. Norms, RoPE, the cache append, the
+    /// plan's selection and attention are each row's own (attention parallel over rows). `observer` (the
+    /// fidelity metrics) watches a one-row batch only.</summary>
+    public void Decode(DecodeBatch batch, IAttentionObserver? observer = null)
+    {
+        var c = Config;
+        int rows = batch.Count;
+        if (rows == 0) return;
+        if (observer is not null && rows != 1)
+            throw new ArgumentException($"An attention observer watches one sequence's step, but the batch has {rows} rows: decode an observed sequence alone.", nameof(observer));
+        for (int b = 0; b < rows; b++)
+        {
+            CheckPositions(batch.Cache(b).Length + 1);
+            CheckToken(batch.Token(b));
+        }
+        for (int b = 0; b < rows; b++)
+        {
+            Embed(batch.Token(b), batch.Workspace(b).X);
+            batch.Plan(b)?.BeginStep(batch.Cache(b).Length);
+        }
+        var pool = WorkerPool.Shared;
+        var linear = batch.Linear;
+        float** x = batch.Table(DecodeBatch.Buffer.X), xn = batch.Table(DecodeBatch.Buffer.Xn), q = batch.Table(DecodeBatch.Buffer.Q),
+            k = batch.Table(DecodeBatch.Buffer.K), v = batch.Table(DecodeBatch.Buffer.V), att = batch.Table(DecodeBatch.Buffer.Att),
+            gate = batch.Table(DecodeBatch.Buffer.Gate), up = batch.Table(DecodeBatch.Buffer.Up), logits = batch.Table(DecodeBatch.Buffer.Logits);
+        for (int l = 0; l < c.NumLayers; l++)
+        {
+            var w = _layers[l];
+            for (int b = 0; b < rows; b++) Norms.RmsNorm(batch.Workspace(b).X, w.AttentionNorm, _eps, batch.Workspace(b).Xn);
+            linear.Add(w.Q, q, w.QBias).Add(w.K, k, w.KBias).Add(w.V, v, w.VBias).Run(pool, xn, rows);
+            batch.Attention.Run(this, batch, l, observer);
+            // the output projection and the MLP's down projection add into the residual stream in place
+            linear.Add(w.O, x, w.OBias, accumulate: true).Run(pool, att, rows);
+            for (int b = 0; b < rows; b++) Norms.RmsNorm(batch.Workspace(b).X, w.MlpNorm, _eps, batch.Workspace(b).Xn);
+            batch.Mlp.Run(pool, w.Gate, w.Up, w.GateBias, w.UpBias, xn, gate, up, rows);
+            linear.Add(w.Down, x, w.DownBias, accumulate: true).Run(pool, gate, rows);
+        }
+        for (int b = 0; b < rows; b++)
+        {
+            var ws = batch.Workspace(b);
+            batch.Cache(b).Length++;
+            Norms.RmsNorm(ws.X, _finalNorm, _eps, ws.Xn);
+        }
+        linear.Add(_lmHead, logits).Run(pool, xn, rows);
+    }
+
+    /// <summary>The rows' attention in one layer (<see cref="AttendRow"/>), parallel over rows: each row's own
+    /// parallel regions (the plan's scoring, attention's parts) then run on the thread that took the row, so a
+    /// step has one region here instead of several per row. One row runs alone with its regions parallel. A row's
+    /// result does not depend on the thread that runs it.</summary>
+    internal sealed class RowAttentionJob : ParallelWork
+    {
+        private Transformer? _model;
+        private DecodeBatch? _batch;
+        private IAttentionObserver? _observer;
+        private int _layer;
+
+        public void Run(Transformer model, DecodeBatch batch, int layer, IAttentionObserver? observer)
+        {
+            (_model, _batch, _layer, _observer) = (model, batch, layer, observer);
+            try
+            {
+                WorkerPool.Shared.Run(this, batch.Count);
+            }
+            finally
+            {
+                (_model, _batch, _observer) = (null, null, null);
+            }
+        }
+
+        public override void Execute(int row, int worker) =>
+            _model!.AttendRow(_layer, _batch!.Cache(row), _batch.Workspace(row), _batch.Plan(row), _observer);
+    }
+
+    /// <summary>One row's attention in layer `layer`: RoPE on its q and k, k and v appended at position
+    /// cache.Length, the plan's selection (if any), then attention over the selected (or all) positions.</summary>
+    private void AttendRow(int layer, KvCache cache, DecodeWorkspace ws, SpanPlanOps? plan, IAttentionObserver? observer)
     {
         var c = Config;
         int pos = cache.Length;
-        CheckPositions(pos + 1);
-        CheckToken(token);
-        Embed(token, ws.X);
-        plan?.BeginStep(pos);
-        var pool = WorkerPool.Shared;
-        var linear = ws.Linear;
-        fixed (float* x = ws.X, xn = ws.Xn, q = ws.Q, k = ws.K, v = ws.V, att = ws.Att, gate = ws.Gate, up = ws.Up, logits = ws.Logits)
+        _rope.Apply(ws.Q, c.NumHeads, pos);
+        _rope.Apply(ws.K, c.NumKvHeads, pos);
+        cache.Write(layer, pos, ws.K, ws.V);
+
+        long t0 = Stopwatch.GetTimestamp();
+        var sel = ws.Selection;
+        sel.Dense = true;
+        long scored = 0;
+        if (plan is not null)
         {
-            for (int l = 0; l < c.NumLayers; l++)
-            {
-                var w = _layers[l];
-                Norms.RmsNorm(ws.X, w.AttentionNorm, _eps, ws.Xn);
-                linear.Add(w.Q, q, w.QBias).Add(w.K, k, w.KBias).Add(w.V, v, w.VBias).Run(pool, xn);
-                _rope.Apply(ws.Q, c.NumHeads, pos);
-                _rope.Apply(ws.K, c.NumKvHeads, pos);
-                cache.Write(l, pos, ws.K, ws.V);
-
-                long t0 = Stopwatch.GetTimestamp();
-                var sel = ws.Selection;
-                sel.Dense = true;
-                long scored = 0;
-                if (plan is not null)
-                {
-                    ws.Backend.Bind(l, ws.Q, pos + 1);
-                    plan.Select(ws.Backend, sel);
-                    scored = ws.Backend.KeysScored;
-                }
-                long t1 = Stopwatch.GetTimestamp();
-                DecodeAttention(cache, l, ws, pos + 1);
-                long t2 = Stopwatch.GetTimestamp();
-                if (observer is not null)
-                {
-                    Observe(cache, l, ws, pos + 1, observer);
-                    observer.OnLayer(l, pos + 1, scored, sel.Dense, (t1 - t0) / (double)Stopwatch.Frequency, (t2 - t1) / (double)Stopwatch.Frequency);
-                }
-
-                // the output projection and the MLP's down projection add into the residual stream in place
-                linear.Add(w.O, x, w.OBias, accumulate: true).Run(pool, att);
-                Norms.RmsNorm(ws.X, w.MlpNorm, _eps, ws.Xn);
-                ws.Mlp.Run(pool, w.Gate, w.Up, w.GateBias, w.UpBias, xn, gate, up);
-                linear.Add(w.Down, x, w.DownBias, accumulate: true).Run(pool, gate);
-            }
-            cache.Length = pos + 1;
-            Norms.RmsNorm(ws.X, _finalNorm, _eps, ws.Xn);
-            linear.Add(_lmHead, logits).Run(pool, xn);
+            ws.Backend.Bind(layer, ws.Q, pos + 1);
+            plan.Select(ws.Backend, sel);
+            scored = ws.Backend.KeysScored;
+        }
+        long t1 = Stopwatch.GetTimestamp();
+        DecodeAttention(cache, layer, ws, pos + 1);
+        long t2 = Stopwatch.GetTimestamp();
+        if (observer is not null)
+        {
+            Observe(cache, layer, ws, pos + 1, observer);
+            observer.OnLayer(layer, pos + 1, scored, sel.Dense, (t1 - t0) / (double)Stopwatch.Frequency, (t2 - t1) / (double)Stopwatch.Frequency);
         }
     }
 
