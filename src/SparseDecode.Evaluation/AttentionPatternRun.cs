@@ -1,6 +1,5 @@
 using SparseDecode.Engine;
 using SparseDecode.Model;
-using SparseDecode.Cpu;
 
 namespace SparseDecode.Evaluation;
 
@@ -17,10 +16,13 @@ public static class AttentionPatternRun
     /// <summary>Seconds it is expected to take on a 2-core machine (for the ETA).</summary>
     public static double EstimateSeconds(int context, int steps) => GridRunner.PrefillSeconds(context) + steps * (3e-3 + context * 4e-6);
 
-    public static HeatmapData Record(Transformer model, PromptBuilder builder, int context, string modelName,
-        int? layer = null, int? head = null, int steps = DefaultSteps, int seed = 1, DType cacheType = DType.F32)
+    /// <summary>Records on `engine`, which must support attention observers (<see cref="IInferenceEngine.SupportsObserver"/>).</summary>
+    public static HeatmapData Record(IInferenceEngine engine, PromptBuilder builder, int context, string modelName,
+        int? layer = null, int? head = null, int steps = DefaultSteps, int seed = 1)
     {
-        var c = model.Config;
+        if (!engine.SupportsObserver)
+            throw new NotSupportedException($"The attention heat map reads every layer's attention, which {engine.DeviceName} does not report; record it on the CPU.");
+        var c = engine.Config;
         if (layer is int l && (l < 0 || l >= c.NumLayers))
             throw new ArgumentException($"--heatmap-layer {l} is outside the model's {c.NumLayers} layers (0–{c.NumLayers - 1}).");
         if (head is int h && (h < 0 || h >= c.NumHeads))
@@ -32,10 +34,9 @@ public static class AttentionPatternRun
             : c.NumLayers * c.NumHeads <= 64 ? Enumerable.Range(0, c.NumLayers).ToArray() : [c.NumLayers / 2];
         int positions = sample.Prompt.Length + steps;
         var recorder = new AttentionPatternRecorder(layers, c.NumHeads, positions, DefaultBins, sample.Prompt.Length - DefaultLookBack);
-        using var cache = model.CreateCache(positions + 1, cacheType);
-        var ws = new DecodeWorkspace(model, cache);
-        model.Prefill(sample.Prompt, cache, ws.Logits);
-        for (int i = 0; i < steps; i++) model.Decode(sample.Answer[i], cache, ws, null, recorder);
+        using var sequence = engine.CreateSequence(positions + 1);
+        sequence.Prefill(sample.Prompt);
+        for (int i = 0; i < steps; i++) sequence.Decode(sample.Answer[i], recorder);
 
         (int, int) chosen;
         string rule;

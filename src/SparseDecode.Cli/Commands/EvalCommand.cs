@@ -189,7 +189,7 @@ public static class EvalCommand
                 if (heat && heatmap is null)
                 {
                     status($"attention pattern: {AttentionPatternRun.DefaultSteps} dense decode steps at {heatContext}");
-                    heatmap = RecordHeatmap(((CpuEngine)engine).Model, builder, heatContext, modelName, r.GetValue(heatLayer), r.GetValue(heatHead), grid, heatPath);
+                    heatmap = RecordHeatmap(engine, builder, heatContext, modelName, r.GetValue(heatLayer), r.GetValue(heatHead), grid, heatPath);
                 }
             }
 
@@ -314,13 +314,13 @@ public static class EvalCommand
         if (heat && heatmap is null)
         {
             string dir = ModelLocator.Resolve(model);
-            using var transformer = Transformer.Load(dir);
-            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), transformer.Config);
+            using var engine = CpuEngine.Load(dir, stored.Grid.CacheType);
+            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), engine.Config);
             string heldout = HeldoutCorpus.Find(dir)
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the heat map's prompt is cut from the model's held-out text.");
             var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
             Console.Error.WriteLine($"attention pattern: {AttentionPatternRun.DefaultSteps} dense decode steps at {stored.Grid.Contexts.Max()}");
-            heatmap = RecordHeatmap(transformer, builder, stored.Grid.Contexts.Max(), stored.Results.Model, layer, head, stored.Grid, Path.Combine(outDir, "heatmap.json"));
+            heatmap = RecordHeatmap(engine, builder, stored.Grid.Contexts.Max(), stored.Results.Model, layer, head, stored.Grid, Path.Combine(outDir, "heatmap.json"));
         }
         new ReportWriter(outDir).WriteAll(stored.Results, stored.Grid, heatmap);
         Print(stored.Results, stored.Grid, json);
@@ -358,9 +358,9 @@ public static class EvalCommand
         }
     }
 
-    private static HeatmapData RecordHeatmap(Transformer t, PromptBuilder builder, int context, string model, int? layer, int? head, EvalGrid grid, string path)
+    private static HeatmapData RecordHeatmap(IInferenceEngine engine, PromptBuilder builder, int context, string model, int? layer, int? head, EvalGrid grid, string path)
     {
-        var h = AttentionPatternRun.Record(t, builder, context, model, layer, head, AttentionPatternRun.DefaultSteps, grid.Seed, grid.CacheType);
+        var h = AttentionPatternRun.Record(engine, builder, context, model, layer, head, AttentionPatternRun.DefaultSteps, grid.Seed);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(h, EvalJson.Default.HeatmapData));
         return h;
