@@ -39,7 +39,7 @@ internal static class CalibrateCommand
                 throw new ArgumentException($"--context must be in ({EvalGrid.Reserve + 64}, {t.Config.MaxPositions}], got {ctx}.");
             string heldout = HeldoutCorpus.Find(dir)
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the calibration prompts' haystacks are cut from the model's held-out text.");
-            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), t.Config);
+            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir, t.Config), t.Config);
             var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
             string? which = r.GetValue(parameter)?.Trim().ToLowerInvariant();
             string swept = Calibration.Candidates(m, t.Config, which).Parameter;

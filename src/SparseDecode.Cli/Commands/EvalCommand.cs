@@ -144,7 +144,7 @@ public static class EvalCommand
 
             string heldout = HeldoutCorpus.Find(dir)
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the tasks' haystacks are cut from the model's held-out text.");
-            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), config);
+            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir, config), config);
             var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
             string outDir = Path.GetFullPath(r.GetValue(output)!);
             var store = new ResultStore(outDir, r.GetValue(fresh));
@@ -312,7 +312,7 @@ public static class EvalCommand
         {
             string dir = ModelLocator.Resolve(model);
             using var transformer = Transformer.Load(dir);
-            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), transformer.Config);
+            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir, transformer.Config), transformer.Config);
             string heldout = HeldoutCorpus.Find(dir)
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the heat map's prompt is cut from the model's held-out text.");
             var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);

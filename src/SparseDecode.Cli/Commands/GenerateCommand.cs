@@ -35,11 +35,11 @@ internal static class GenerateCommand
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "generate");
             string text = r.GetValue(prompt) ?? (r.GetValue(promptFile) is string f ? CliFiles.ReadText(f, "--prompt-file")
                 : throw new ArgumentException("Give --prompt or --prompt-file."));
-            var tokenizer = Tokenizer.FromDirectory(dir);
+            var config = SparseDecode.Model.ModelConfig.Load(dir);
+            var tokenizer = Tokenizer.FromDirectory(dir, config);
             int[] ids = tokenizer.Encode(text);
             var decoder = tokenizer.CreateStreamingDecoder();
             var observer = method.Observer(r);
-            var config = SparseDecode.Model.ModelConfig.Load(dir);
             var options = new GenerationOptions
             {
                 MaxTokens = r.GetValue(maxTokens),

@@ -1,5 +1,6 @@
 using SparseDecode.Engine;
 using SparseDecode.Server.Chat;
+using SparseDecode.Tokenization;
 
 namespace SparseDecode.Server.Hosting;
 
@@ -31,7 +32,7 @@ public sealed class ServedModel : IDisposable
         var loaded = (engine ?? new EngineOptions()).Load(directory);
         try
         {
-            var codec = TokenizerCodec.FromDirectory(directory);
+            var codec = new TokenizerCodec(Tokenizer.FromDirectory(directory, loaded.Config));
             return new ServedModel(id ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))), directory, loaded, codec);
         }
         catch
