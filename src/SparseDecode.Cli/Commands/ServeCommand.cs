@@ -27,6 +27,7 @@ internal static class ServeCommand
         var quiet = new Option<bool>("--quiet") { Description = "Log warnings and errors only." };
         var apiKey = new Option<string?>("--api-key") { Description = $"Require 'Authorization: Bearer KEY' on /v1 routes (default: ${ApiKeyVariable} if set; /health and /metrics stay open)." };
         var drain = new Option<double>("--drain-timeout") { Description = "Seconds in-flight requests get to finish on SIGTERM or Ctrl+C before they are ended with 503.", DefaultValueFactory = _ => 10 };
+        var streamTimeout = new Option<double>("--stream-timeout") { Description = "Seconds a streaming client may accept no data before its stream is closed and its batch place freed.", DefaultValueFactory = _ => 30 };
         var perClient = new Option<int>("--max-per-client") { Description = "Sequences one client address may have decoding at once (0: no cap; default: half the batch).", DefaultValueFactory = _ => -1 };
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
@@ -34,7 +35,7 @@ internal static class ServeCommand
         var method = MethodOptions.Create();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
-            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, sequential, quiet, apiKey, drain, perClient,
+            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, sequential, quiet, apiKey, drain, streamTimeout, perClient,
               method.Method, method.Budget, method.Params };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -53,6 +54,7 @@ internal static class ServeCommand
                 LogLevel = r.GetValue(quiet) ? LogLevel.Warning : LogLevel.Information,
                 ApiKey = r.GetValue(apiKey) ?? Environment.GetEnvironmentVariable(ApiKeyVariable),
                 DrainTimeout = Seconds(r.GetValue(drain), "--drain-timeout"),
+                StreamWriteTimeout = Seconds(r.GetValue(streamTimeout), "--stream-timeout"),
                 Scheduler = new SchedulerOptions
                 {
                     MaxBatch = r.GetValue(maxBatch),
@@ -66,6 +68,7 @@ internal static class ServeCommand
             };
             if (options.Port is < 0 or > 65535) throw new ArgumentException($"--port must be in 0..65535, got {options.Port}.");
             if (options.MaxTokensLimit < 1) throw new ArgumentException($"--max-tokens-limit must be ≥ 1, got {options.MaxTokensLimit}.");
+            if (options.StreamWriteTimeout == TimeSpan.Zero) throw new ArgumentException("--stream-timeout must be above 0 seconds: 0 would close every stream at once.");
             if (options.MaxBodyBytes < 1024) throw new ArgumentException($"--max-body-bytes must be ≥ 1024, got {options.MaxBodyBytes}.");
             return Serve(dir, options).GetAwaiter().GetResult();
         }));

@@ -275,10 +275,16 @@ internal sealed class OpenAiEndpoints(
             ctx.Response.ContentType = "text/event-stream; charset=utf-8";
             ctx.Response.Headers.CacheControl = "no-cache";
             ctx.Response.Headers["X-Accel-Buffering"] = "no";
+            // Armed while an event is being written: a client that stops reading fills the connection's bounded
+            // buffers, the write waits, and at the timeout the connection is closed (which cancels the sequence).
+            using var stall = new CancellationTokenSource();
+            using var onStall = stall.Token.Register(static s => StalledStream((StallState)s!), new StallState(ctx, seq, log, options.StreamWriteTimeout));
+            stall.CancelAfter(options.StreamWriteTimeout);
             await writer.Begin(ctx, this);
             await ctx.Response.Body.FlushAsync(aborted);
             await foreach (var e in seq.Events.ReadAllAsync(aborted))
             {
+                stall.CancelAfter(options.StreamWriteTimeout);
                 if (e.Error is not null)
                 {
                     var api = AsApiException(e.Error);
@@ -293,7 +299,10 @@ internal sealed class OpenAiEndpoints(
                     if (p.IncludeUsage) await writer.Usage(ctx, this, Usage(seq));
                     break;
                 }
+                // Waiting for the next token is not the client's doing.
+                stall.CancelAfter(Timeout.InfiniteTimeSpan);
             }
+            stall.CancelAfter(options.StreamWriteTimeout);
             await ctx.Response.Body.WriteAsync(Done, aborted);
             await ctx.Response.Body.FlushAsync(aborted);
         }
@@ -305,6 +314,15 @@ internal sealed class OpenAiEndpoints(
         {
             seq.Cancel();
         }
+    }
+
+    private sealed record StallState(HttpContext Context, Sequence Sequence, ILogger Log, TimeSpan Timeout);
+
+    private static void StalledStream(StallState s)
+    {
+        s.Log.LogWarning("Stream of request {Id} closed: its client accepted no data for {Seconds} s.", s.Sequence.Id, s.Timeout.TotalSeconds);
+        s.Sequence.Cancel();
+        s.Context.Abort();
     }
 
     private static Usage Usage(Sequence seq) => new()

@@ -33,4 +33,7 @@ public sealed record ServerOptions
     /// <summary>On shutdown (SIGTERM, Ctrl+C) requests in flight get this long to finish; then each remaining
     /// stream ends with an error event and [DONE], each remaining request with 503.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>A stream whose client takes longer than this to accept one event (the connection's buffers being
+    /// full) is ended by closing the connection, which frees its batch place.</summary>
+    public TimeSpan StreamWriteTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }

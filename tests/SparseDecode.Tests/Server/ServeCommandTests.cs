@@ -25,6 +25,38 @@ public class ServeCommandTests
     }
 
     [Fact]
+    public void BusyPortIsOneSentenceWithoutAStackTrace()
+    {
+        var busy = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        busy.Start();
+        try
+        {
+            int port = ((System.Net.IPEndPoint)busy.LocalEndpoint).Port;
+            foreach (string[] extra in new[] { Array.Empty<string>(), ["--quiet"] })
+            {
+                var (code, stdout, stderr) = CliTests.Run(["serve", "--model", Fixtures.BundledModel, "--port", port.ToString(), .. extra]);
+                Assert.Equal(1, code);
+                Assert.Equal($"error: Cannot listen on 127.0.0.1:{port}: it is already in use.", stderr.Trim());
+                Assert.DoesNotContain("   at ", stdout);
+            }
+        }
+        finally
+        {
+            busy.Stop();
+        }
+    }
+
+    [Fact]
+    public void HostThatIsNotThisMachinesIsOneSentence()
+    {
+        // 192.0.2.0/24 is reserved for documentation: never an address of a real machine.
+        var (code, stdout, stderr) = CliTests.Run("serve", "--model", Fixtures.BundledModel, "--host", "192.0.2.7", "--port", "0");
+        Assert.Equal(1, code);
+        Assert.Equal("error: Cannot listen on 192.0.2.7:0: the address is not one of this machine's (use 0.0.0.0 for all of them).", stderr.Trim());
+        Assert.DoesNotContain("   at ", stdout);
+    }
+
+    [Fact]
     public void ModelWithoutTokenizerIsOneLineError()
     {
         var (code, _, stderr) = CliTests.Run("serve", "--model", Fixtures.Model("llama3-gqa"), "--port", "0");
