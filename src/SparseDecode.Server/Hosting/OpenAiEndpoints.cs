@@ -24,6 +24,9 @@ internal sealed class OpenAiEndpoints(
     private static readonly byte[] EventEnd = "\n\n"u8.ToArray();
     private static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+    // Requests tokenize on the request threads; at most this many at once leaves a core for /health, /metrics and
+    // the scheduler however slow the tokenizer's patterns are on the texts sent.
+    private readonly SemaphoreSlim _tokenizing = new(Math.Max(1, Environment.ProcessorCount - 1));
 
     public void Map(WebApplication app)
     {
@@ -180,7 +183,7 @@ internal sealed class OpenAiEndpoints(
                     throw ApiException.BadRequest($"'prompt' token id {ids[i]} (element {i}) is outside the vocabulary of {vocab}.", "prompt");
             prompt = ids;
         }
-        else prompt = CheckEncoded(model.Codec.Encode(request.PromptText!, addSpecialTokens: true));
+        else prompt = await Encode(ctx, request.PromptText!, addSpecialTokens: true);
         if (request.Echo)
         {
             await WriteJson(ctx, PromptScoring.Score(model, prompt, request.Parameters.Logprobs, "cmpl-" + Guid.NewGuid().ToString("N")[..24], Created),
@@ -197,10 +200,24 @@ internal sealed class OpenAiEndpoints(
         var request = RequestParser.ParseChat(await ReadBody(ctx), options.MaxTokensLimit);
         var template = model.Template;
         string text = template.Render(request.Messages);
-        int[] prompt = CheckEncoded(model.Codec.Encode(text, template.EncodeWithSpecialTokens));
+        int[] prompt = await Encode(ctx, text, template.EncodeWithSpecialTokens);
         var seq = Submit(ctx, prompt, request.Parameters, options.DefaultChatTokens, template.StopStrings, "messages");
         var writer = new ChatWriter("chatcmpl-" + Guid.NewGuid().ToString("N")[..24], model.Id, request.Parameters.Logprobs is not null);
         await Respond(ctx, seq, request.Parameters, writer);
+    }
+
+    /// <summary>The ids of a request's text, under the tokenization gate and time limit.</summary>
+    private async Task<int[]> Encode(HttpContext ctx, string text, bool addSpecialTokens)
+    {
+        await _tokenizing.WaitAsync(ctx.RequestAborted);
+        try
+        {
+            return CheckEncoded(model.Codec.Encode(text, addSpecialTokens, options.TokenizeTimeLimit));
+        }
+        finally
+        {
+            _tokenizing.Release();
+        }
     }
 
     /// <summary>A tokenizer that does not match the checkpoint yields ids past its embedding table, which would fail

@@ -128,9 +128,15 @@ public sealed class Tokenizer
 
     /// <summary>Ids of <paramref name="text"/>; with <paramref name="addSpecialTokens"/> the post-processor's
     /// template (for example a leading &lt;s&gt;) is applied, as in Hugging Face.</summary>
-    public int[] Encode(string text, bool addSpecialTokens = true)
+    public int[] Encode(string text, bool addSpecialTokens = true) => Encode(text, addSpecialTokens, null);
+
+    /// <summary>As <see cref="Encode(string, bool)"/>, refusing the text with <see cref="TokenizerTimeoutException"/>
+    /// once encoding it has taken longer than <paramref name="timeLimit"/> (null: no limit besides each regex
+    /// match's own), so that a slow tokenizer pattern cannot hold a core for long per text.</summary>
+    public int[] Encode(string text, bool addSpecialTokens, TimeSpan? timeLimit)
     {
         ArgumentNullException.ThrowIfNull(text);
+        using var deadline = CodePointRegex.StartDeadline(timeLimit);
         var ids = new List<int>(text.Length / 3 + 4);
         var rawSpans = new List<(int Start, int End, AddedToken? Token)>();
         var normalizedSpans = new List<(int Start, int End, AddedToken? Token)>();
@@ -169,6 +175,7 @@ public sealed class Tokenizer
                 pieces.Add(new PreToken(part, AtStart: start == 0 && s == 0));
                 _preTokenizer.PreTokenize(pieces, preTokens);
                 foreach (var p in preTokens) _model.Tokenize(p.Text, ids);
+                CodePointRegex.CheckDeadline(text.Length);
             }
         }
 
