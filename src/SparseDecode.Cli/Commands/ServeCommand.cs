@@ -31,7 +31,7 @@ internal static class ServeCommand
         var perClient = new Option<int>("--max-per-client") { Description = "Sequences one client address may have decoding at once (0: no cap; default: half the batch).", DefaultValueFactory = _ => -1 };
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
-        var context = new Option<int?>("--context") { Description = "Positions one sequence may hold (prompt + completion; default: the model's context). On the GPU every batch place gets a cache slot of this size up front." };
+        var context = new Option<int?>("--context") { Description = "Positions one sequence may hold (prompt + completion; default: the model's context). Requests beyond it are refused; on the GPU every batch place gets a cache slot of this size up front, on the CPU each sequence's cache is sized for its prompt and max_tokens, at most this." };
         var method = MethodOptions.Create();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
@@ -66,6 +66,9 @@ internal static class ServeCommand
                 Engine = CommonOptions.Engine(r, device, kv, capacity: r.GetValue(context) is int c && c >= 1 ? c
                     : r.GetValue(context) is int bad ? throw new ArgumentException($"--context must be ≥ 1, got {bad}.") : null, prefill: gpuPrefill),
             };
+            int modelContext = SparseDecode.Model.ModelConfig.Load(dir).MaxPositions;
+            if (options.Engine.Capacity > modelContext)
+                throw new ArgumentException($"--context {options.Engine.Capacity} exceeds the model's context of {modelContext} tokens.");
             if (options.Port is < 0 or > 65535) throw new ArgumentException($"--port must be in 0..65535, got {options.Port}.");
             if (options.MaxTokensLimit < 1) throw new ArgumentException($"--max-tokens-limit must be ≥ 1, got {options.MaxTokensLimit}.");
             if (options.StreamWriteTimeout == TimeSpan.Zero) throw new ArgumentException("--stream-timeout must be above 0 seconds: 0 would close every stream at once.");

@@ -57,6 +57,14 @@ public class ServeCommandTests
     }
 
     [Fact]
+    public void AContextBeyondTheModelsIsRefused()
+    {
+        var (code, _, stderr) = CliTests.Run("serve", "--model", Fixtures.BundledModel, "--port", "0", "--context", "100000");
+        Assert.Equal(1, code);
+        Assert.Equal("error: --context 100000 exceeds the model's context of 32768 tokens.", stderr.Trim());
+    }
+
+    [Fact]
     public void ModelWithoutTokenizerIsOneLineError()
     {
         var (code, _, stderr) = CliTests.Run("serve", "--model", Fixtures.Model("llama3-gqa"), "--port", "0");
