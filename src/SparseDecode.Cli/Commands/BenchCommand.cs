@@ -30,6 +30,7 @@ internal static class BenchCommand
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "bench");
+            CommonOptions.CheckGpuPrefill(r, device, gpuPrefill);
             if (CommonOptions.ParseDevice(r.GetValue(device)!) == "cuda")
                 return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r, dir), CommonOptions.ParsePrefillPrecision(r.GetValue(gpuPrefill)!));
             using var t = Transformer.Load(dir);

@@ -111,6 +111,8 @@ public static class EvalCommand
             bool Given(Option o) => r.GetResult(o) is { Implicit: false };
             bool isQuick = r.GetValue(quick);
             var wall = Stopwatch.StartNew();
+            if (r.GetValue(reportOnly) && new Option[] { fresh, methods }.FirstOrDefault(Given) is { } conflict)
+                throw new ArgumentException($"--report-only writes the stored results again; it runs nothing, so {conflict.Name} does not apply.");
             if (r.GetValue(reportOnly))
                 return Rerender(Path.GetFullPath(r.GetValue(output)!), r.GetValue(model), !r.GetValue(noHeat), r.GetValue(heatLayer), r.GetValue(heatHead), r.GetValue(json), wall);
             string dir = ModelLocator.Resolve(r.GetValue(model));
@@ -147,6 +149,7 @@ public static class EvalCommand
             var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir, config), config);
             var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
             string outDir = Path.GetFullPath(r.GetValue(output)!);
+            if (File.Exists(outDir)) throw new IOException($"--out {outDir} is a file; give a directory for the results.");
             var store = new ResultStore(outDir, r.GetValue(fresh));
             if (store.Skipped.Count > 0)
                 Console.Error.WriteLine($"warning: {store.Path}: skipped {store.Skipped.Count} unreadable line(s) (line {store.Skipped[0].Line}: {store.Skipped[0].Reason}); their cells run again.");

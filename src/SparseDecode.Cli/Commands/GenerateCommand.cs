@@ -33,6 +33,8 @@ internal static class GenerateCommand
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "generate");
+            if (r.GetValue(prompt) is not null && r.GetValue(promptFile) is not null)
+                throw new ArgumentException("Give --prompt or --prompt-file, not both.");
             string text = r.GetValue(prompt) ?? (r.GetValue(promptFile) is string f ? CliFiles.ReadText(f, "--prompt-file")
                 : throw new ArgumentException("Give --prompt or --prompt-file."));
             var config = SparseDecode.Model.ModelConfig.Load(dir);

@@ -44,6 +44,7 @@ internal sealed class MethodOptions
     /// <summary>The method as given, on top of the settings stored beside the model (sparse_methods.json).</summary>
     public SelectorSpec Spec(ParseResult r, string modelDirectory)
     {
+        CheckMethodGiven(r);
         string method = r.GetValue(Method)!;
         var parameters = MethodDefaults.Load(modelDirectory).Apply(method, ParseParams(r.GetValue(Params) ?? []));
         return SelectorSpec.Parse(method, r.GetValue(Budget)!, parameters);
@@ -54,6 +55,15 @@ internal sealed class MethodOptions
     {
         var spec = Spec(r, modelDirectory);
         return spec.IsDense ? null : spec.Create;
+    }
+
+    /// <summary>--budget or --param without a sparse --method would be ignored (attention stays dense); refused.</summary>
+    public void CheckMethodGiven(ParseResult r)
+    {
+        if (!r.GetValue(Method)!.Equals("dense", StringComparison.OrdinalIgnoreCase)) return;
+        foreach (var option in (Option[])[Budget, Params])
+            if (r.GetResult(option) is { Implicit: false })
+                throw new ArgumentException($"{option.Name} applies to a sparse --method; without one, attention is dense.");
     }
 
     public SparsityObserver? Observer(ParseResult r) => r.GetValue(Report) ? new SparsityObserver() : null;

@@ -41,6 +41,7 @@ internal static class ServeCommand
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "serve");
+            method.CheckMethodGiven(r);
             var options = new ServerOptions
             {
                 Host = r.GetValue(host)!,
