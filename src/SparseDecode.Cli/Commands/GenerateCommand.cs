@@ -14,7 +14,7 @@ internal static class GenerateCommand
     {
         var model = CommonOptions.Model();
         var prompt = new Option<string?>("--prompt", "-p") { Description = "The prompt text." };
-        var promptFile = new Option<string?>("--prompt-file") { Description = "Read the prompt from a file." };
+        var promptFile = new Option<string?>("--prompt-file") { Description = "Read the prompt from a file ('-': standard input)." };
         var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens to generate.", DefaultValueFactory = _ => 64 };
         var temperature = new Option<float>("--temperature") { Description = "0 = greedy.", DefaultValueFactory = _ => 0f };
         var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0 = off).", DefaultValueFactory = _ => 0 };

@@ -78,6 +78,27 @@ public class CliErrorTests
     }
 
     [Fact]
+    public void PromptFileDashReadsStandardInput()
+    {
+        string[] common = ["generate", "--model", Fixtures.BundledModel, "--max-tokens", "4", "--temperature", "0", "--json"];
+        var fromOption = CliTests.Run([.. common, "--prompt", "def add(a, b):\n"]);
+        var oldIn = Console.In;
+        Console.SetIn(new StringReader("def add(a, b):\n"));
+        try
+        {
+            var fromStdin = CliTests.Run([.. common, "--prompt-file", "-"]);
+            Assert.Equal(0, fromStdin.code);
+            string Ids(string stdout) => System.Text.Json.JsonDocument.Parse(stdout).RootElement.GetProperty("token_ids").ToString();
+            Assert.Equal(Ids(fromOption.stdout), Ids(fromStdin.stdout));
+            Assert.Contains("\"prompt_tokens\": 7", fromStdin.stdout);
+        }
+        finally
+        {
+            Console.SetIn(oldIn);
+        }
+    }
+
+    [Fact]
     public void ExceptionParameterNamesDoNotLeak() =>
         OneSentence(CliTests.Run("score", "--model", Fixtures.BundledModel, "--token-ids", "1,99999"), "Token id 99999 is outside the vocabulary of 8192.");
 
