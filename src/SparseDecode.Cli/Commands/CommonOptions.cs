@@ -29,7 +29,7 @@ internal static class CommonOptions
 
     public static Option<string> Device() => new("--device")
     {
-        Description = "Where the model runs: cpu, or cuda (the whole step on an NVIDIA GPU: bf16 weights and KV cache).",
+        Description = "Where the model runs: cpu, or cuda (also written gpu: the whole step on an NVIDIA GPU, bf16 weights and KV cache).",
         DefaultValueFactory = _ => "cpu",
     };
 

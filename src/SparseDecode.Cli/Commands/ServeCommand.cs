@@ -28,7 +28,7 @@ internal static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = $"Require 'Authorization: Bearer KEY' on /v1 routes (default: ${ApiKeyVariable} if set; /health and /metrics stay open)." };
         var drain = new Option<double>("--drain-timeout") { Description = "Seconds in-flight requests get to finish on SIGTERM or Ctrl+C before they are ended with 503.", DefaultValueFactory = _ => 10 };
         var streamTimeout = new Option<double>("--stream-timeout") { Description = "Seconds a streaming client may accept no data before its stream is closed and its batch place freed.", DefaultValueFactory = _ => 30 };
-        var perClient = new Option<int>("--max-per-client") { Description = "Sequences one client address may have decoding at once (0: no cap; default: half the batch).", DefaultValueFactory = _ => -1 };
+        var perClient = new Option<int?>("--max-per-client") { Description = "Sequences one client address may have decoding at once (0: no cap). Default: half of --max-batch." };
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
         var context = new Option<int?>("--context") { Description = "Positions one sequence may hold (prompt + completion; default: the model's context). Requests beyond it are refused; on the GPU every batch place gets a cache slot of this size up front, on the CPU each sequence's cache is sized for its prompt and max_tokens, at most this." };
@@ -59,7 +59,7 @@ internal static class ServeCommand
                 Scheduler = new SchedulerOptions
                 {
                     MaxBatch = r.GetValue(maxBatch),
-                    MaxActivePerClient = r.GetValue(perClient) is int pc && pc >= 0 ? pc : Math.Max(1, (r.GetValue(maxBatch) + 1) / 2),
+                    MaxActivePerClient = r.GetValue(perClient) is int pc ? pc : Math.Max(1, (r.GetValue(maxBatch) + 1) / 2),
                     MaxQueue = r.GetValue(maxQueue),
                     PrefillChunk = r.GetValue(prefillChunk),
                     ParallelSequences = !r.GetValue(sequential),
@@ -72,6 +72,7 @@ internal static class ServeCommand
                 throw new ArgumentException($"--context {options.Engine.Capacity} exceeds the model's context of {modelContext} tokens.");
             if (options.Port is < 0 or > 65535) throw new ArgumentException($"--port must be in 0..65535, got {options.Port}.");
             if (options.MaxTokensLimit < 1) throw new ArgumentException($"--max-tokens-limit must be ≥ 1, got {options.MaxTokensLimit}.");
+            if (r.GetValue(perClient) is < 0) throw new ArgumentException($"--max-per-client must be ≥ 0 (0: no cap), got {r.GetValue(perClient)}.");
             if (options.StreamWriteTimeout == TimeSpan.Zero) throw new ArgumentException("--stream-timeout must be above 0 seconds: 0 would close every stream at once.");
             if (options.MaxBodyBytes < 1024) throw new ArgumentException($"--max-body-bytes must be ≥ 1024, got {options.MaxBodyBytes}.");
             return Serve(dir, options).GetAwaiter().GetResult();
@@ -89,7 +90,8 @@ internal static class ServeCommand
     {
         await using var server = await SparseServer.StartAsync(dir, options);
         var m = server.Model;
-        Console.Error.WriteLine($"serving {m.Id} on {m.Engine.DeviceName} ({m.Engine.Config.NumLayers} layers, context {m.Context}, chat format {m.Template.Format}, method {options.Method}) at {server.BaseAddress}");
+        string method = options.Method.Equals("dense", StringComparison.OrdinalIgnoreCase) ? options.Method : $"{options.Method}, budget {options.Budget}";
+        Console.Error.WriteLine($"serving {m.Id} on {m.Engine.DeviceName} ({m.Engine.Config.NumLayers} layers, context {m.Context}, chat format {m.Template.Format}, method {method}) at {server.BaseAddress}");
         Console.Error.WriteLine("endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics; Ctrl+C stops"
             + (string.IsNullOrEmpty(options.ApiKey) ? "" : "; /v1 routes require the API key"));
         await server.WaitForShutdownAsync();

@@ -57,6 +57,31 @@ public class ServeCommandTests
     }
 
     [Fact]
+    public void HelpShowsDefaultsAUserCanType()
+    {
+        var (code, stdout, _) = CliTests.Run("serve", "--help");
+        Assert.Equal(0, code);
+        string line = stdout.Split('\n').Single(l => l.TrimStart().StartsWith("--max-per-client", StringComparison.Ordinal));
+        Assert.DoesNotContain("-1", line);
+        Assert.Contains("Default: half of --max-batch.", line);
+        Assert.Contains("also written gpu", stdout);
+        var (bad, _, stderr) = CliTests.Run("serve", "--model", Fixtures.BundledModel, "--port", "0", "--max-per-client", "-2");
+        Assert.Equal(1, bad);
+        Assert.Equal("error: --max-per-client must be ≥ 0 (0: no cap), got -2.", stderr.Trim());
+    }
+
+    [Fact]
+    public void GpuCommandsNameThePrefillPrecisionAsTheOthersDo()
+    {
+        foreach (string command in new[] { "gpu-check", "gpu-prefill", "generate", "serve" })
+        {
+            var (code, stdout, _) = CliTests.Run(command, "--help");
+            Assert.Equal(0, code);
+            Assert.Contains("--gpu-prefill", stdout);
+        }
+    }
+
+    [Fact]
     public void AContextBeyondTheModelsIsRefused()
     {
         var (code, _, stderr) = CliTests.Run("serve", "--model", Fixtures.BundledModel, "--port", "0", "--context", "100000");
