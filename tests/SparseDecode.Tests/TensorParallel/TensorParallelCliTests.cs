@@ -11,6 +11,20 @@ namespace SparseDecode.Tests.TensorParallel;
 public sealed partial class TensorParallelCliTests
 {
     [Fact]
+    public void HelpSaysOnlyOneGpuRunsToday()
+    {
+        foreach (string command in new[] { "generate", "bench", "eval", "serve" })
+        {
+            var (code, stdout, _) = CliTests.Run(command, "--help");
+            Assert.Equal(0, code);
+            Assert.Contains("Only 1 runs today", stdout);
+        }
+        var (nccl, ncclHelp, _) = CliTests.Run("gpu-nccl-check", "--help");
+        Assert.Equal(0, nccl);
+        Assert.DoesNotContain("Only 1 runs today", ncclHelp);
+    }
+
+    [Fact]
     public void WorkersGetTheSameArgumentsAndTheirRank()
     {
         Assert.Equal(["gpu-nccl-check", "--tensor-parallel", "4", "--tp-rank", "3"],
