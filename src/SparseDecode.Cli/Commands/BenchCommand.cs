@@ -25,7 +25,7 @@ internal static class BenchCommand
         var json = new Option<bool>("--json") { Description = "Print the measurements as one JSON object instead of the table." };
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device, gpuPrefill, tensorParallel, json };
-        method.AddTo(cmd);
+        method.AddTo(cmd, report: false);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));

@@ -33,12 +33,13 @@ internal sealed class MethodOptions
 
     public static MethodOptions Create() => new();
 
-    public void AddTo(Command cmd)
+    /// <param name="report">Whether the command can show --report's measurements (bench times steps and has none).</param>
+    public void AddTo(Command cmd, bool report = true)
     {
         cmd.Options.Add(Method);
         cmd.Options.Add(Budget);
         cmd.Options.Add(Params);
-        cmd.Options.Add(Report);
+        if (report) cmd.Options.Add(Report);
     }
 
     /// <summary>The method as given, on top of the settings stored beside the model (sparse_methods.json).</summary>

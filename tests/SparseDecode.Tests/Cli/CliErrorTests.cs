@@ -54,6 +54,7 @@ public class CliErrorTests
     [InlineData("error: 'generat' is not a sparsedecode command; did you mean 'generate'?", "generat", "--prompt", "x")]
     [InlineData("error: 'frobnicate' is not a sparsedecode command (sparsedecode --help lists them).", "frobnicate")]
     [InlineData("error: --max-tokens takes an integer, got 'abc'.", "generate", "--prompt", "x", "--max-tokens", "abc")]
+    [InlineData("error: sparsedecode bench has no option --report (sparsedecode bench --help lists its options).", "bench", "--method", "tidal", "--report")]
     public void CommandLinesThatDoNotParseAreOneSentence(string expected, params string[] args)
     {
         var (code, stdout, stderr) = CliTests.Run(args);
