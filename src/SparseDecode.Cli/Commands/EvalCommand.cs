@@ -197,6 +197,8 @@ public static class EvalCommand
             if (err.Profile.Capabilities.Interactive)
             {
                 cells = null!;
+                // The live bar hides the cursor until it ends; Ctrl+C ends the process first, so show it again then.
+                using var cursor = new CursorOnCancel(err);
                 err.Progress()
                     .AutoClear(false)
                     .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn { Width = ProgressBarWidth }, new PercentageColumn(),
