@@ -161,4 +161,19 @@ public class CliErrorTests
         Assert.Contains("(default ", stdout);
     }
 
+    [Fact]
+    public void MethodsShowsTheSettingsAModelStores()
+    {
+        var (code, stdout, stderr) = CliTests.Run("methods", "--model", Fixtures.BundledModel);
+        Assert.True(code == 0, stderr);
+        string file = Path.Combine(Fixtures.BundledModel, MethodDefaults.FileName);
+        string reselect = stdout.Split('\n').Single(l => l.StartsWith("  reselect", StringComparison.Ordinal));
+        Assert.EndsWith($"(default 13 of 32 layers); this model: 5 ({file})", reselect.TrimEnd());
+        int stored = MethodDefaults.Load(Fixtures.BundledModel).Scoped().Count(kv => SelectorSpec.Methods.Contains(kv.Key.Split('.')[0]));
+        Assert.Equal(stored, stdout.Split('\n').Count(l => l.Contains("this model:", StringComparison.Ordinal)));
+
+        var (plain, plainOut, _) = CliTests.Run("methods", "--model", Fixtures.Model("llama3-gqa"));
+        Assert.Equal(0, plain);
+        Assert.DoesNotContain("this model:", plainOut);
+    }
 }
