@@ -31,11 +31,12 @@ internal static class BenchCommand
         var batch = new Option<int?>("--batch") { Description = "Decode this many sequences at once through the engine's batched step (CPU) and report their total tokens/s." };
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device, gpuPrefill, tensorParallel, json, batch };
-        method.AddTo(cmd);
+        method.AddTo(cmd, report: false);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "bench");
+            CommonOptions.CheckGpuPrefill(r, device, gpuPrefill);
             if (CommonOptions.ParseDevice(r.GetValue(device)!) == "cuda")
                 return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r, dir), CommonOptions.ParsePrefillPrecision(r.GetValue(gpuPrefill)!));
             if (r.GetValue(batch) is int sequences)

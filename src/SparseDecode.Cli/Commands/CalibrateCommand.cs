@@ -30,6 +30,10 @@ internal static class CalibrateCommand
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
+            // The bundled model beside the program is the build's (or the installed tool's) copy: the next build or
+            // update replaces it, and with it what calibrate wrote there.
+            if (!r.GetValue(dryRun) && Path.GetFullPath(dir).StartsWith(Path.GetFullPath(AppContext.BaseDirectory), StringComparison.Ordinal))
+                throw new ArgumentException($"calibrate would write {MethodDefaults.FileName} into {dir}, the bundled model's copy beside the program, which the next build or update replaces; give --model with a model directory you keep (or --dry-run).");
             string m = (r.GetValue(method) ?? "").Trim().ToLowerInvariant();
             string b = r.GetValue(budget)!;
             _ = Budget.Parse(b);
@@ -41,7 +45,7 @@ internal static class CalibrateCommand
                 throw new ArgumentException($"--context must be in ({EvalGrid.Reserve + 64}, {t.Config.MaxPositions}], got {ctx}.");
             string heldout = HeldoutCorpus.Find(dir)
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the calibration prompts' haystacks are cut from the model's held-out text.");
-            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), t.Config);
+            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir, t.Config), t.Config);
             var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
             string? which = r.GetValue(parameter)?.Trim().ToLowerInvariant();
             string swept = Calibration.Candidates(m, t.Config, which).Parameter;
@@ -52,13 +56,20 @@ internal static class CalibrateCommand
             Console.WriteLine($"{m} {result.Parameter}, budget {b}, {n} prompts of {ctx} tokens; chosen by the mean log-probability of the answer tokens (teacher-forced):");
             if (Calibration.MaxScoredShare(m) is double cap)
                 Console.WriteLine(string.Create(ci, $"(only settings scoring at most {cap:P0} of the context per layer and head may be chosen)"));
-            Console.WriteLine($"| {result.Parameter} | answer log p | attention-mass recall | keys attended per step | keys scored, share of the context |");
+            // A swept pair ("history,radius") has values "1;0": both written "1, 0" under "history, radius".
+            static string Pair(string s) => s.Replace(",", ", ").Replace(";", ", ");
+            Console.WriteLine($"| {Pair(result.Parameter)} | answer log p | attention-mass recall | keys attended per step | keys scored, share of the context |");
             Console.WriteLine("|---|---:|---:|---:|---:|");
             foreach (var x in result.Candidates)
-                Console.WriteLine(string.Create(ci, $"| {x.Value}{(x.Value == result.Chosen ? " (chosen)" : "")} | {x.AnswerLogProb:F4} | {x.MassRecall:F4} | {x.KeysRead:F0} | {x.ScoredShare:P1} |"));
+            {
+                bool over = Calibration.MaxScoredShare(m) is double max && x.ScoredShare > max;
+                string mark = x.Value != result.Chosen ? over ? " (over the cap)" : ""
+                    : over ? " (chosen: none is within the cap)" : " (chosen)";
+                Console.WriteLine(string.Create(ci, $"| {Pair(x.Value)}{mark} | {x.AnswerLogProb:F4} | {x.MassRecall:F4} | {x.KeysRead:F0} | {x.ScoredShare:P1} |"));
+            }
             if (r.GetValue(dryRun)) return 0;
             MethodDefaults.Save(dir, m, result.Settings, result.Provenance());
-            Console.WriteLine($"wrote {Path.Combine(dir, MethodDefaults.FileName)}: {m} {result.Parameter}={result.Chosen}");
+            Console.WriteLine($"wrote {Path.Combine(dir, MethodDefaults.FileName)}: {m} {string.Join(", ", result.Settings.Select(s => $"{s.Key}={s.Value}"))}");
             return 0;
         }));
         return cmd;

@@ -30,7 +30,7 @@ internal static class CommonOptions
 
     public static Option<string> Device() => new("--device")
     {
-        Description = "Where the model runs: cpu, or cuda (the whole step on an NVIDIA GPU: bf16 weights and KV cache).",
+        Description = "Where the model runs: cpu, or cuda (also written gpu: the whole step on an NVIDIA GPU, bf16 weights and KV cache).",
         DefaultValueFactory = _ => "cpu",
     };
 
@@ -58,14 +58,25 @@ internal static class CommonOptions
     /// <summary>The engine --device, --kv-type and --gpu-prefill ask for; on the GPU, `sequences` cache slots of `capacity`
     /// positions (default: the model's context).</summary>
     public static EngineOptions Engine(ParseResult r, Option<string> device, Option<string>? kv, int? capacity = null, int sequences = 1,
-        Option<string>? prefill = null) => new()
+        Option<string>? prefill = null)
     {
-        PrefillPrecision = prefill is null ? SparseDecode.Engine.PrefillPrecision.Split : ParsePrefillPrecision(r.GetValue(prefill)!),
-        Device = ParseDevice(r.GetValue(device)!),
-        CacheType = kv is null ? DType.F32 : ParseCacheType(r.GetValue(kv)!),
-        Capacity = capacity,
-        Sequences = sequences,
-    };
+        CheckGpuPrefill(r, device, prefill);
+        return new()
+        {
+            PrefillPrecision = prefill is null ? SparseDecode.Engine.PrefillPrecision.Split : ParsePrefillPrecision(r.GetValue(prefill)!),
+            Device = ParseDevice(r.GetValue(device)!),
+            CacheType = kv is null ? DType.F32 : ParseCacheType(r.GetValue(kv)!),
+            Capacity = capacity,
+            Sequences = sequences,
+        };
+    }
+
+    /// <summary>--gpu-prefill given with the CPU would be ignored; refused instead.</summary>
+    public static void CheckGpuPrefill(ParseResult r, Option<string> device, Option<string>? prefill)
+    {
+        if (prefill is not null && r.GetResult(prefill) is { Implicit: false } && ParseDevice(r.GetValue(device)!) != "cuda")
+            throw new ArgumentException("--gpu-prefill sets the GPU's prefill; it needs --device cuda.");
+    }
 
     public static DType ParseCacheType(string text) => DTypeExtensions.Parse(text);
 }

@@ -114,6 +114,8 @@ public static class EvalCommand
             bool Given(Option o) => r.GetResult(o) is { Implicit: false };
             bool isQuick = r.GetValue(quick);
             var wall = Stopwatch.StartNew();
+            if (r.GetValue(reportOnly) && new Option[] { fresh, methods }.FirstOrDefault(Given) is { } conflict)
+                throw new ArgumentException($"--report-only writes the stored results again; it runs nothing, so {conflict.Name} does not apply.");
             if (r.GetValue(reportOnly))
                 return Rerender(Path.GetFullPath(r.GetValue(output)!), r.GetValue(model), !r.GetValue(noHeat), r.GetValue(heatLayer), r.GetValue(heatHead), r.GetValue(json), wall);
             string dir = ModelLocator.Resolve(r.GetValue(model));
@@ -147,9 +149,10 @@ public static class EvalCommand
 
             string heldout = HeldoutCorpus.Find(dir)
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the tasks' haystacks are cut from the model's held-out text.");
-            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), config);
+            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir, config), config);
             var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
             string outDir = Path.GetFullPath(r.GetValue(output)!);
+            if (File.Exists(outDir)) throw new IOException($"--out {outDir} is a file; give a directory for the results.");
             var store = new ResultStore(outDir, r.GetValue(fresh));
             if (store.Skipped.Count > 0)
                 Console.Error.WriteLine($"warning: {store.Path}: skipped {store.Skipped.Count} unreadable line(s) (line {store.Skipped[0].Line}: {store.Skipped[0].Reason}); their cells run again.");
@@ -197,6 +200,8 @@ public static class EvalCommand
             if (err.Profile.Capabilities.Interactive)
             {
                 cells = null!;
+                // The live bar hides the cursor until it ends; Ctrl+C ends the process first, so show it again then.
+                using var cursor = new CursorOnCancel(err);
                 err.Progress()
                     .AutoClear(false)
                     .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn { Width = ProgressBarWidth }, new PercentageColumn(),
@@ -315,7 +320,7 @@ public static class EvalCommand
         {
             string dir = ModelLocator.Resolve(model);
             using var engine = CpuEngine.Load(dir, stored.Grid.CacheType);
-            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), engine.Config);
+            var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir, engine.Config), engine.Config);
             string heldout = HeldoutCorpus.Find(dir)
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the heat map's prompt is cut from the model's held-out text.");
             var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);

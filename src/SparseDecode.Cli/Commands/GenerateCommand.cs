@@ -20,7 +20,7 @@ internal static class GenerateCommand
     {
         var model = CommonOptions.Model();
         var prompt = new Option<string?>("--prompt", "-p") { Description = "The prompt text." };
-        var promptFile = new Option<string?>("--prompt-file") { Description = "Read the prompt from a file." };
+        var promptFile = new Option<string?>("--prompt-file") { Description = "Read the prompt from a file ('-': standard input)." };
         var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens to generate.", DefaultValueFactory = _ => 64 };
         var temperature = new Option<float>("--temperature") { Description = "0 = greedy.", DefaultValueFactory = _ => 0f };
         var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0 = off).", DefaultValueFactory = _ => 0 };
@@ -39,13 +39,15 @@ internal static class GenerateCommand
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "generate");
+            if (r.GetValue(prompt) is not null && r.GetValue(promptFile) is not null)
+                throw new ArgumentException("Give --prompt or --prompt-file, not both.");
             string text = r.GetValue(prompt) ?? (r.GetValue(promptFile) is string f ? CliFiles.ReadText(f, "--prompt-file")
                 : throw new ArgumentException("Give --prompt or --prompt-file."));
-            var tokenizer = Tokenizer.FromDirectory(dir);
+            var config = SparseDecode.Model.ModelConfig.Load(dir);
+            var tokenizer = Tokenizer.FromDirectory(dir, config);
             int[] ids = tokenizer.Encode(text);
             var decoder = tokenizer.CreateStreamingDecoder();
             var observer = method.Observer(r);
-            var config = SparseDecode.Model.ModelConfig.Load(dir);
             var options = new GenerationOptions
             {
                 MaxTokens = r.GetValue(maxTokens),

@@ -24,7 +24,7 @@ internal static class GpuCheckCommand
         var cudaCores = new Option<bool>("--no-tensor-cores") { Description = "Matrix products of several rows on the CUDA cores too (f32 throughout)." };
         var methods = new Option<string>("--methods") { Description = "Methods also decoded on the GPU against the CPU (bf16 models), comma-separated; empty: none.", DefaultValueFactory = _ => "oracle,streaming,quest,tidal,lfps,prhs,hshare" };
         var budget = new Option<string>("--budget") { Description = "Budget of those policies.", DefaultValueFactory = _ => "16" };
-        var precision = new Option<string>("--prefill-precision") { Description = "Operands of the prefill's tensor-core products: split (hi + lo bf16, f32-accurate) or bf16.", DefaultValueFactory = _ => "split" };
+        var precision = new Option<string>("--gpu-prefill", "--prefill-precision") { Description = "Operands of the prefill's tensor-core products: split (hi + lo bf16, f32-accurate) or bf16.", DefaultValueFactory = _ => "split" };
         var cmd = new Command("gpu-check", "Check GPU log-probabilities against the CPU engine on the same tokens.") { models, tokens, cudaCores, methods, budget, precision };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -34,7 +34,7 @@ internal static class GpuCheckCommand
             {
                 "split" => PrefillPrecision.Split,
                 "bf16" => PrefillPrecision.Bf16,
-                var x => throw new ArgumentException($"--prefill-precision takes split or bf16, not '{x}'."),
+                var x => throw new ArgumentException($"--gpu-prefill takes split or bf16, not '{x}'."),
             };
             return Run(dirs, r.GetValue(tokens), r.GetValue(cudaCores), specs, p);
         }));

@@ -20,6 +20,7 @@ internal static class GpuNcclCheckCommand
     public static Command Create()
     {
         var ranks = RankLauncher.TensorParallelOption();
+        ranks.Description = "GPUs to check, one process each (NCCL between them; NVLink multicast stays off).";
         var rank = RankLauncher.RankOption();
         var reps = new Option<int>("--reps") { Description = "Timed replays per collective (median reported).", DefaultValueFactory = _ => 200 };
         var cmd = new Command("gpu-nccl-check", "Check NCCL collectives across GPUs (one process each) and time the all-reduces tensor parallelism needs.")

@@ -23,7 +23,7 @@ internal static class GpuPrefillCommand
     {
         var shape = new Option<string>("--shape") { Description = "llama-3.1-8b or llama-3.1-70b-16l.", DefaultValueFactory = _ => "llama-3.1-8b" };
         var contexts = new Option<string>("--contexts") { Description = "Prompt lengths, comma-separated.", DefaultValueFactory = _ => "8192,32768,131072" };
-        var precisions = new Option<string>("--precision") { Description = "bf16, split or both.", DefaultValueFactory = _ => "both" };
+        var precisions = new Option<string>("--gpu-prefill", "--precision") { Description = "Prefill operands to time: bf16, split or both.", DefaultValueFactory = _ => "both" };
         var peak = new Option<double>("--peak-tflops") { Description = "Dense bf16 tensor-core peak for the FLOP floor (H200/H100 SXM: 989).", DefaultValueFactory = _ => 989 };
         var check = new Option<int>("--check-tokens") { Description = "Tokens of the cross-check against 8-row decode steps (0: none).", DefaultValueFactory = _ => 200 };
         var cmd = new Command("gpu-prefill", "Time the GPU prefill of a real model shape (random weights) at long contexts.") { shape, contexts, precisions, peak, check };
@@ -34,7 +34,7 @@ internal static class GpuPrefillCommand
                 "both" => new[] { PrefillPrecision.Bf16, PrefillPrecision.Split },
                 "bf16" => [PrefillPrecision.Bf16],
                 "split" => [PrefillPrecision.Split],
-                var x => throw new ArgumentException($"--precision takes bf16, split or both, not '{x}'."),
+                var x => throw new ArgumentException($"--gpu-prefill takes bf16, split or both, not '{x}'."),
             };
             return Run(GpuShapes.Get(r.GetValue(shape)!), GpuStepCommand.ParseList(r.GetValue(contexts)!, x => int.Parse(x, CultureInfo.InvariantCulture)),
                 p, r.GetValue(peak), r.GetValue(check));

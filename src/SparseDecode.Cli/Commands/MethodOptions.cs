@@ -33,20 +33,31 @@ internal sealed class MethodOptions
 
     public static MethodOptions Create() => new();
 
-    public void AddTo(Command cmd)
+    /// <param name="report">Whether the command can show --report's measurements (bench times steps and has none).</param>
+    public void AddTo(Command cmd, bool report = true)
     {
         cmd.Options.Add(Method);
         cmd.Options.Add(Budget);
         cmd.Options.Add(Params);
-        cmd.Options.Add(Report);
+        if (report) cmd.Options.Add(Report);
     }
 
     /// <summary>The method as given, on top of the settings stored beside the model (sparse_methods.json).</summary>
     public SelectorSpec Spec(ParseResult r, string modelDirectory)
     {
+        CheckMethodGiven(r);
         string method = r.GetValue(Method)!;
         var parameters = MethodDefaults.Load(modelDirectory).Apply(method, ParseParams(r.GetValue(Params) ?? []));
         return SelectorSpec.Parse(method, r.GetValue(Budget)!, parameters);
+    }
+
+    /// <summary>--budget or --param without a sparse --method would be ignored (attention stays dense); refused.</summary>
+    public void CheckMethodGiven(ParseResult r)
+    {
+        if (!r.GetValue(Method)!.Equals("dense", StringComparison.OrdinalIgnoreCase)) return;
+        foreach (var option in (Option[])[Budget, Params])
+            if (r.GetResult(option) is { Implicit: false })
+                throw new ArgumentException($"{option.Name} applies to a sparse --method; without one, attention is dense.");
     }
 
     public SparsityObserver? Observer(ParseResult r) => r.GetValue(Report) ? new SparsityObserver() : null;

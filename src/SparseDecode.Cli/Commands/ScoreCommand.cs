@@ -32,7 +32,7 @@ internal static class ScoreCommand
             if (r.GetValue(ids) is not null && r.GetValue(text) is not null)
                 throw new ArgumentException("Give --token-ids or --text, not both.");
             int[] tokens = r.GetValue(ids) is string s ? ParseIds(s)
-                : r.GetValue(text) is string t ? Tokenizer.FromDirectory(dir).Encode(t)
+                : r.GetValue(text) is string t ? Tokenizer.FromDirectory(dir, SparseDecode.Model.ModelConfig.Load(dir)).Encode(t)
                 : throw new ArgumentException("Give --token-ids or --text.");
             using var engine = BackendRegistry.Load(dir, CommonOptions.Engine(r, device, kv, capacity: tokens.Length, prefill: gpuPrefill));
             double[] lp = Scorer.TokenLogprobs(engine, tokens);

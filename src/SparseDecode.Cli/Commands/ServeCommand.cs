@@ -28,19 +28,21 @@ internal static class ServeCommand
         var quiet = new Option<bool>("--quiet") { Description = "Log warnings and errors only." };
         var apiKey = new Option<string?>("--api-key") { Description = $"Require 'Authorization: Bearer KEY' on /v1 routes (default: ${ApiKeyVariable} if set; /health and /metrics stay open)." };
         var drain = new Option<double>("--drain-timeout") { Description = "Seconds in-flight requests get to finish on SIGTERM or Ctrl+C before they are ended with 503.", DefaultValueFactory = _ => 10 };
-        var perClient = new Option<int>("--max-per-client") { Description = "Sequences one client address may have decoding at once (0: no cap; default: half the batch).", DefaultValueFactory = _ => -1 };
+        var streamTimeout = new Option<double>("--stream-timeout") { Description = "Seconds a streaming client may accept no data before its stream is closed and its batch place freed.", DefaultValueFactory = _ => 30 };
+        var perClient = new Option<int?>("--max-per-client") { Description = "Sequences one client address may have decoding at once (0: no cap). Default: half of --max-batch." };
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
-        var context = new Option<int?>("--context") { Description = "Positions one sequence may hold (prompt + completion; default: the model's context). On the GPU every batch place gets a cache slot of this size up front." };
+        var context = new Option<int?>("--context") { Description = "Positions one sequence may hold (prompt + completion; default: the model's context). Requests beyond it are refused; on the GPU every batch place gets a cache slot of this size up front, on the CPU each sequence's cache is sized for its prompt and max_tokens, at most this." };
         var method = MethodOptions.Create();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
-            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, sequential, quiet, apiKey, drain, perClient,
+            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, sequential, quiet, apiKey, drain, streamTimeout, perClient,
               method.Method, method.Budget, method.Params };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "serve");
+            method.CheckMethodGiven(r);
             var options = new ServerOptions
             {
                 Host = r.GetValue(host)!,
@@ -54,10 +56,11 @@ internal static class ServeCommand
                 LogLevel = r.GetValue(quiet) ? LogLevel.Warning : LogLevel.Information,
                 ApiKey = r.GetValue(apiKey) ?? Environment.GetEnvironmentVariable(ApiKeyVariable),
                 DrainTimeout = Seconds(r.GetValue(drain), "--drain-timeout"),
+                StreamWriteTimeout = Seconds(r.GetValue(streamTimeout), "--stream-timeout"),
                 Scheduler = new SchedulerOptions
                 {
                     MaxBatch = r.GetValue(maxBatch),
-                    MaxActivePerClient = r.GetValue(perClient) is int pc && pc >= 0 ? pc : Math.Max(1, (r.GetValue(maxBatch) + 1) / 2),
+                    MaxActivePerClient = r.GetValue(perClient) is int pc ? pc : Math.Max(1, (r.GetValue(maxBatch) + 1) / 2),
                     MaxQueue = r.GetValue(maxQueue),
                     PrefillChunk = r.GetValue(prefillChunk),
                     ParallelSequences = !r.GetValue(sequential),
@@ -65,8 +68,13 @@ internal static class ServeCommand
                 Engine = CommonOptions.Engine(r, device, kv, capacity: r.GetValue(context) is int c && c >= 1 ? c
                     : r.GetValue(context) is int bad ? throw new ArgumentException($"--context must be ≥ 1, got {bad}.") : null, prefill: gpuPrefill),
             };
+            int modelContext = SparseDecode.Model.ModelConfig.Load(dir).MaxPositions;
+            if (options.Engine.Capacity > modelContext)
+                throw new ArgumentException($"--context {options.Engine.Capacity} exceeds the model's context of {modelContext} tokens.");
             if (options.Port is < 0 or > 65535) throw new ArgumentException($"--port must be in 0..65535, got {options.Port}.");
             if (options.MaxTokensLimit < 1) throw new ArgumentException($"--max-tokens-limit must be ≥ 1, got {options.MaxTokensLimit}.");
+            if (r.GetValue(perClient) is < 0) throw new ArgumentException($"--max-per-client must be ≥ 0 (0: no cap), got {r.GetValue(perClient)}.");
+            if (options.StreamWriteTimeout == TimeSpan.Zero) throw new ArgumentException("--stream-timeout must be above 0 seconds: 0 would close every stream at once.");
             if (options.MaxBodyBytes < 1024) throw new ArgumentException($"--max-body-bytes must be ≥ 1024, got {options.MaxBodyBytes}.");
             return Serve(dir, options).GetAwaiter().GetResult();
         }));
@@ -83,7 +91,8 @@ internal static class ServeCommand
     {
         await using var server = await SparseServer.StartAsync(dir, options);
         var m = server.Model;
-        Console.Error.WriteLine($"serving {m.Id} on {m.Engine.DeviceName} ({m.Engine.Config.NumLayers} layers, context {m.Context}, chat format {m.Template.Format}, method {options.Method}) at {server.BaseAddress}");
+        string method = options.Method.Equals("dense", StringComparison.OrdinalIgnoreCase) ? options.Method : $"{options.Method}, budget {options.Budget}";
+        Console.Error.WriteLine($"serving {m.Id} on {m.Engine.DeviceName} ({m.Engine.Config.NumLayers} layers, context {m.Context}, chat format {m.Template.Format}, method {method}) at {server.BaseAddress}");
         Console.Error.WriteLine("endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics; Ctrl+C stops"
             + (string.IsNullOrEmpty(options.ApiKey) ? "" : "; /v1 routes require the API key"));
         await server.WaitForShutdownAsync();

@@ -23,8 +23,12 @@ internal static class CliErrors
                                       or UnauthorizedAccessException or CudaException)
         {
             Console.Out.Flush();
-            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"error: {Sentence(e)}");
             return 1;
         }
     }
+
+    /// <summary>The message without .NET's " (Parameter 'name')" suffix, which names a C# parameter the user never saw.</summary>
+    public static string Sentence(Exception e) =>
+        e is ArgumentException { ParamName: { } name } a ? a.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : e.Message;
 }

@@ -4,8 +4,10 @@ namespace SparseDecode.Cli.Output;
 /// path), instead of the runtime's exception.</summary>
 internal static class CliFiles
 {
+    /// <summary>The file's text; "-" reads standard input to its end, as Unix tools do.</summary>
     public static string ReadText(string path, string option)
     {
+        if (path == "-") return Console.In.ReadToEnd();
         if (Directory.Exists(path)) throw new ArgumentException($"{option} {path} is a directory; give a file.");
         if (!File.Exists(path)) throw new ArgumentException($"{option} {path}: file not found.");
         return File.ReadAllText(path);

@@ -33,7 +33,7 @@ internal sealed class RankLauncher : IDisposable
 
     public static Option<int> TensorParallelOption() => new("--tensor-parallel")
     {
-        Description = "GPUs to shard the model over, one process each (NCCL between them; NVLink multicast stays off).",
+        Description = "GPUs to shard the model over. Only 1 runs today: for N > 1 the model's split is checked and the command refused, as the sharded decode step is not built yet (gpu-nccl-check tests NCCL between N GPUs).",
         DefaultValueFactory = _ => 1,
     };
 

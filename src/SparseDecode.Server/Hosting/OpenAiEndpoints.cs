@@ -26,6 +26,9 @@ internal sealed class OpenAiEndpoints(
     private static readonly byte[] EventEnd = "\n\n"u8.ToArray();
     private static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+    // Requests tokenize on the request threads; at most this many at once leaves a core for /health, /metrics and
+    // the scheduler however slow the tokenizer's patterns are on the texts sent.
+    private readonly SemaphoreSlim _tokenizing = new(Math.Max(1, Environment.ProcessorCount - 1));
 
     public void Map(WebApplication app)
     {
@@ -182,7 +185,7 @@ internal sealed class OpenAiEndpoints(
                     throw ApiException.BadRequest($"'prompt' token id {ids[i]} (element {i}) is outside the vocabulary of {vocab}.", "prompt");
             prompt = ids;
         }
-        else prompt = CheckEncoded(model.Codec.Encode(request.PromptText!, addSpecialTokens: true));
+        else prompt = await Encode(ctx, request.PromptText!, addSpecialTokens: true);
         if (request.Echo)
         {
             await WriteJson(ctx, PromptScoring.Score(model, prompt, request.Parameters.Logprobs, "cmpl-" + Guid.NewGuid().ToString("N")[..24], Created),
@@ -199,10 +202,24 @@ internal sealed class OpenAiEndpoints(
         var request = RequestParser.ParseChat(await ReadBody(ctx), options.MaxTokensLimit);
         var template = model.Template;
         string text = template.Render(request.Messages);
-        int[] prompt = CheckEncoded(model.Codec.Encode(text, template.EncodeWithSpecialTokens));
+        int[] prompt = await Encode(ctx, text, template.EncodeWithSpecialTokens);
         var seq = Submit(ctx, prompt, request.Parameters, options.DefaultChatTokens, template.StopStrings, "messages");
         var writer = new ChatWriter("chatcmpl-" + Guid.NewGuid().ToString("N")[..24], model.Id, request.Parameters.Logprobs is not null);
         await Respond(ctx, seq, request.Parameters, writer);
+    }
+
+    /// <summary>The ids of a request's text, under the tokenization gate and time limit.</summary>
+    private async Task<int[]> Encode(HttpContext ctx, string text, bool addSpecialTokens)
+    {
+        await _tokenizing.WaitAsync(ctx.RequestAborted);
+        try
+        {
+            return CheckEncoded(model.Codec.Encode(text, addSpecialTokens, options.TokenizeTimeLimit));
+        }
+        finally
+        {
+            _tokenizing.Release();
+        }
     }
 
     /// <summary>A tokenizer that does not match the checkpoint yields ids past its embedding table, which would fail
@@ -277,10 +294,16 @@ internal sealed class OpenAiEndpoints(
             ctx.Response.ContentType = "text/event-stream; charset=utf-8";
             ctx.Response.Headers.CacheControl = "no-cache";
             ctx.Response.Headers["X-Accel-Buffering"] = "no";
+            // Armed while an event is being written: a client that stops reading fills the connection's bounded
+            // buffers, the write waits, and at the timeout the connection is closed (which cancels the sequence).
+            using var stall = new CancellationTokenSource();
+            using var onStall = stall.Token.Register(static s => StalledStream((StallState)s!), new StallState(ctx, seq, log, options.StreamWriteTimeout));
+            stall.CancelAfter(options.StreamWriteTimeout);
             await writer.Begin(ctx, this);
             await ctx.Response.Body.FlushAsync(aborted);
             await foreach (var e in seq.Events.ReadAllAsync(aborted))
             {
+                stall.CancelAfter(options.StreamWriteTimeout);
                 if (e.Error is not null)
                 {
                     var api = AsApiException(e.Error);
@@ -295,7 +318,10 @@ internal sealed class OpenAiEndpoints(
                     if (p.IncludeUsage) await writer.Usage(ctx, this, Usage(seq));
                     break;
                 }
+                // Waiting for the next token is not the client's doing.
+                stall.CancelAfter(Timeout.InfiniteTimeSpan);
             }
+            stall.CancelAfter(options.StreamWriteTimeout);
             await ctx.Response.Body.WriteAsync(Done, aborted);
             await ctx.Response.Body.FlushAsync(aborted);
         }
@@ -307,6 +333,15 @@ internal sealed class OpenAiEndpoints(
         {
             seq.Cancel();
         }
+    }
+
+    private sealed record StallState(HttpContext Context, Sequence Sequence, ILogger Log, TimeSpan Timeout);
+
+    private static void StalledStream(StallState s)
+    {
+        s.Log.LogWarning("Stream of request {Id} closed: its client accepted no data for {Seconds} s.", s.Sequence.Id, s.Timeout.TotalSeconds);
+        s.Sequence.Cancel();
+        s.Context.Abort();
     }
 
     private static Usage Usage(Sequence seq) => new()

@@ -12,6 +12,9 @@ internal static class PromptScoring
 {
     public static EchoCompletionResponse Score(ServedModel model, int[] prompt, int? top, string id, long created)
     {
+        if (prompt.Length > model.Context)
+            throw ApiException.BadRequest($"This model's maximum context length is {model.Context} tokens. However, your prompt has {prompt.Length} tokens. Please shorten the prompt.",
+                "prompt", "context_length_exceeded");
         int v = model.Engine.Config.VocabSize;
         var lp = new EchoLogprobs();
         var stream = model.Codec.CreateStream();

@@ -33,4 +33,10 @@ public sealed record ServerOptions
     /// <summary>On shutdown (SIGTERM, Ctrl+C) requests in flight get this long to finish; then each remaining
     /// stream ends with an error event and [DONE], each remaining request with 503.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>A stream whose client takes longer than this to accept one event (the connection's buffers being
+    /// full) is ended by closing the connection, which frees its batch place.</summary>
+    public TimeSpan StreamWriteTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Tokenizing one request's text may take this long; past it the request is refused with 400
+    /// (tokenization_timeout). A megabyte of text takes a fraction of a second with a usual tokenizer.</summary>
+    public TimeSpan TokenizeTimeLimit { get; init; } = TimeSpan.FromSeconds(5);
 }

@@ -67,8 +67,18 @@ public sealed class SparseServer : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "sparsedecode" });
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", options.LogLevel > LogLevel.Warning ? options.LogLevel : LogLevel.Warning);
+        // The host logs a failed start with its stack trace before rethrowing; StartListening reports it in one sentence.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         // Kestrel waits this long for handlers once the drain has ended them all; the drain itself is bounded.
         builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(5));
+        // Each accepted connection inherits the listening socket's send buffer: a fixed size instead of the kernel's
+        // autotuning (up to megabytes) bounds what a client that stops reading leaves queued in the kernel.
+        builder.WebHost.UseSockets(s => s.CreateBoundListenSocket = endpoint =>
+        {
+            var socket = Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions.CreateDefaultBoundListenSocket(endpoint);
+            socket.SendBufferSize = SendBufferBytes;
+            return socket;
+        });
         builder.WebHost.ConfigureKestrel(k =>
         {
             // The handlers check Content-Length first and answer with an OpenAI error object; Kestrel's own limit
@@ -100,18 +110,38 @@ public sealed class SparseServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts Kestrel; a port that cannot be bound is one sentence (IOException), not a logged stack trace.</summary>
+    /// <summary>The kernel's send buffer per connection (Linux reserves twice this).</summary>
+    public const int SendBufferBytes = 64 * 1024;
+
+    /// <summary>Starts Kestrel; an address or port that cannot be bound is one sentence (IOException), not a logged
+    /// stack trace.</summary>
     private static async Task StartListening(WebApplication app, ServerOptions options, CancellationToken cancel)
     {
         try
         {
             await app.StartAsync(cancel);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
         {
-            string why = e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException ? "it is already in use" : e.Message.TrimEnd('.');
-            throw new IOException($"Cannot listen on {options.Host}:{options.Port}: {why}.");
+            throw new IOException($"Cannot listen on {options.Host}:{options.Port}: {WhyNotBound(e)}.");
         }
+    }
+
+    private static string WhyNotBound(Exception e)
+    {
+        for (var inner = e; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is Microsoft.AspNetCore.Connections.AddressInUseException) return "it is already in use";
+            if (inner is System.Net.Sockets.SocketException s)
+                return s.SocketErrorCode switch
+                {
+                    System.Net.Sockets.SocketError.AddressAlreadyInUse => "it is already in use",
+                    System.Net.Sockets.SocketError.AddressNotAvailable => "the address is not one of this machine's (use 0.0.0.0 for all of them)",
+                    System.Net.Sockets.SocketError.AccessDenied => "permission denied (ports below 1024 need privileges)",
+                    _ => s.Message.TrimEnd('.'),
+                };
+        }
+        return e.Message.TrimEnd('.');
     }
 
     /// <summary>Asks the host to stop as SIGTERM does: stop accepting, drain for --drain-timeout, then end the rest.</summary>

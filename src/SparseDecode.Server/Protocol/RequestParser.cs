@@ -160,12 +160,30 @@ public static class RequestParser
             property.Length == 0 ? null : property, "invalid_encoding");
     }
 
+    /// <summary>Fields a client relies on to shape the answer (JSON output, function calls): ignoring them would hand it
+    /// free text it takes for what it asked, so they are refused unless they ask for nothing.</summary>
+    private static void Unsupported(JsonElement root)
+    {
+        if (root.TryGetProperty("response_format", out var format) && format.ValueKind != JsonValueKind.Null)
+        {
+            if (format.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("'response_format' must be an object such as {\"type\": \"text\"}.", "response_format");
+            string type = String(format, "type", "response_format.type") ?? "text";
+            if (type != "text")
+                throw ApiException.BadRequest($"'response_format' type '{type}' is not supported: this server generates free text (leave it out or give {{\"type\": \"text\"}}).", "response_format");
+        }
+        foreach (string name in (ReadOnlySpan<string>)["tools", "functions"])
+            if (root.TryGetProperty(name, out var tools) && tools.ValueKind != JsonValueKind.Null
+                && !(tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() == 0))
+                throw ApiException.BadRequest($"'{name}' (function calling) is not supported by this server.", name);
+    }
+
     private static GenerationParameters Common(JsonElement root, int maxTokensLimit, int minTokens = 1)
     {
         String(root, "model", "model");
         int? n = Int(root, "n");
         if (n is not null && n != 1) throw ApiException.BadRequest($"'n' must be 1: this server returns one choice per request (got {n}).", "n");
         if (Int(root, "best_of") is int bo && bo != 1) throw ApiException.BadRequest("'best_of' must be 1.", "best_of");
+        Unsupported(root);
         // max_completion_tokens is the newer name of the same limit in the chat API.
         string maxName = root.TryGetProperty("max_tokens", out var mtv) && mtv.ValueKind != JsonValueKind.Null ? "max_tokens" : "max_completion_tokens";
         int? maxTokens = Int(root, maxName);

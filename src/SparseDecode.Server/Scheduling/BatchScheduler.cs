@@ -41,6 +41,7 @@ public sealed class BatchScheduler : IDisposable
         if (options.MaxQueue < 0) throw new ArgumentException($"max queue must be ≥ 0, got {options.MaxQueue}.");
         if (options.PrefillChunk < 1) throw new ArgumentException($"prefill chunk must be ≥ 1, got {options.PrefillChunk}.");
         if (options.MaxActivePerClient < 0) throw new ArgumentException($"max active per client must be ≥ 0, got {options.MaxActivePerClient}.");
+        if (options.MaxUnreadEvents < 1) throw new ArgumentException($"max unread events must be ≥ 1, got {options.MaxUnreadEvents}.");
         _model = model;
         _options = options;
         _metrics = metrics;

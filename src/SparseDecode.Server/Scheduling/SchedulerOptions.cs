@@ -16,4 +16,8 @@ public sealed record SchedulerOptions
     public int MaxActivePerClient { get; init; }
     /// <summary>Run the sequences of a step in parallel (each on its own core; their matvecs are parallel too).</summary>
     public bool ParallelSequences { get; init; } = true;
+    /// <summary>Events a sequence may have waiting for its handler; one more ends the generation with an error
+    /// event (code client_not_reading). A handler falls behind only while its client does not read, so this bounds
+    /// what a stalled stream holds and gives its batch place back.</summary>
+    public int MaxUnreadEvents { get; init; } = 256;
 }

@@ -2,6 +2,7 @@ using System.Threading.Channels;
 using SparseDecode.Engine;
 using SparseDecode.Server.Hosting;
 using SparseDecode.Server.Serving;
+using SparseDecode.Server.Protocol;
 
 namespace SparseDecode.Server.Scheduling;
 
@@ -10,8 +11,9 @@ namespace SparseDecode.Server.Scheduling;
 /// handler only reads events and may cancel.</summary>
 public sealed class Sequence
 {
+    // Not marked single-reader: that channel cannot count its unread events, which Emit bounds.
     private readonly Channel<SequenceEvent> _events =
-        Channel.CreateUnbounded<SequenceEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        Channel.CreateUnbounded<SequenceEvent>(new UnboundedChannelOptions { SingleWriter = true });
     private readonly BatchScheduler _owner;
     private int _cancelled;
 
@@ -52,6 +54,13 @@ public sealed class Sequence
 
     internal void Emit(in SequenceEvent e)
     {
+        int limit = _owner.Options.MaxUnreadEvents;
+        if (!e.IsFinal && _events.Reader.Count >= limit)
+        {
+            Emit(new SequenceEvent("", null, null, new ApiException(503,
+                $"The client left {limit} events of this stream unread, so its generation was ended to free its batch place.", null, "client_not_reading")));
+            return;
+        }
         _events.Writer.TryWrite(e);
         if (e.IsFinal)
         {

@@ -7,6 +7,10 @@ public interface ITextCodec
     /// <summary>addSpecialTokens: add BOS (and whatever the tokenizer's post-processor adds) around the text.</summary>
     int[] Encode(string text, bool addSpecialTokens);
 
+    /// <summary>As Encode, refusing the text (TokenizerTimeoutException) once encoding it takes longer than
+    /// `timeLimit`; a codec without such a limit encodes as Encode does.</summary>
+    int[] Encode(string text, bool addSpecialTokens, TimeSpan timeLimit) => Encode(text, addSpecialTokens);
+
     /// <summary>The text of one token as a client sees it in log-probabilities (special tokens included).</summary>
     string TokenText(int id);
 

@@ -6,6 +6,7 @@ using SparseDecode.Cuda.Kernels;
 using SparseDecode.Cuda.Model;
 using SparseDecode.Cuda.Selection;
 using SparseDecode.Cuda;
+using SparseDecode.Tokenization;
 
 namespace SparseDecode.Server.Serving;
 
@@ -16,8 +17,12 @@ public sealed class ServedModel : IDisposable
 {
     private readonly object _exclusive = new();
 
-    public ServedModel(string id, string directory, IInferenceEngine engine, ITextCodec codec)
+    /// <param name="context">Positions one sequence may hold (prompt + completion), at most the engine's; null: the
+    /// engine's. Requests are checked against it and caches sized by it, on every backend.</param>
+    public ServedModel(string id, string directory, IInferenceEngine engine, ITextCodec codec, int? context = null)
     {
+        if (context is < 1) throw new ArgumentException($"The context must be at least 1 position, got {context}.");
+        Context = Math.Min(context ?? engine.MaxContext, engine.MaxContext);
         Id = id;
         Directory = directory;
         Engine = engine;
@@ -38,8 +43,9 @@ public sealed class ServedModel : IDisposable
         var loaded = BackendRegistry.Load(directory, engine ?? new EngineOptions());
         try
         {
-            var codec = TokenizerCodec.FromDirectory(directory);
-            return new ServedModel(id ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))), directory, loaded, codec);
+            var codec = new TokenizerCodec(Tokenizer.FromDirectory(directory, loaded.Config));
+            return new ServedModel(id ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))), directory, loaded, codec,
+                engine?.Capacity);
         }
         catch
         {
@@ -54,7 +60,7 @@ public sealed class ServedModel : IDisposable
     public ITextCodec Codec { get; }
     public ChatTemplate Template { get; }
     public IReadOnlySet<int> StopTokenIds { get; }
-    public int Context => Engine.MaxContext;
+    public int Context { get; }
 
     /// <summary>Runs `work` on the engine: at once where sequences may run concurrently (the CPU), else under
     /// one lock that the scheduler's steps also take (the GPU's single stream).</summary>

@@ -12,6 +12,8 @@ public sealed class TokenizerCodec(Tokenizer tokenizer) : ITextCodec
 
     public int[] Encode(string text, bool addSpecialTokens) => tokenizer.Encode(text, addSpecialTokens);
 
+    public int[] Encode(string text, bool addSpecialTokens, TimeSpan timeLimit) => tokenizer.Encode(text, addSpecialTokens, timeLimit);
+
     public string TokenText(int id) => tokenizer.Decode([id], skipSpecialTokens: false);
 
     public ITokenTextStream CreateStream() => new Stream(tokenizer.CreateStreamingDecoder(skipSpecialTokens: true));

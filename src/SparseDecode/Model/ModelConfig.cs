@@ -114,8 +114,15 @@ public sealed record ModelConfig
             if (!obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
             return v.ValueKind == JsonValueKind.String ? v.GetString() : throw new ModelFormatException($"{path}: '{name}' must be a string.");
         }
-        int TokenId(JsonElement v, string name) => v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int id) && id >= 0
-            ? id : throw new ModelFormatException($"{path}: '{name}' must hold non-negative integer token ids.");
+        int vocab = Int("vocab_size", MaxVocab);
+        int TokenId(JsonElement v, string name)
+        {
+            if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int id) || id < 0)
+                throw new ModelFormatException($"{path}: '{name}' must hold non-negative integer token ids.");
+            // An end id the model can never produce would let every generation run to max_tokens.
+            if (id >= vocab) throw new ModelFormatException($"{path}: '{name}' {id} is outside the vocabulary of {vocab} ('vocab_size').");
+            return id;
+        }
 
         int hidden = Int("hidden_size", MaxHidden);
         int heads = Int("num_attention_heads", MaxHeads);
@@ -147,7 +154,7 @@ public sealed record ModelConfig
         {
             Architecture = architecture,
             ArchitectureName = arch,
-            VocabSize = Int("vocab_size", MaxVocab),
+            VocabSize = vocab,
             HiddenSize = hidden,
             IntermediateSize = Int("intermediate_size", MaxIntermediate),
             NumLayers = Int("num_hidden_layers", MaxLayers),

@@ -40,6 +40,31 @@ public static unsafe class WeightCheck
         }
     }
 
+    /// <summary>Elements looked at by <see cref="LooksLikeBf16"/>: the tensor's first 64 KB at most, one page or a few,
+    /// so that the check costs nothing next to reading the weights.</summary>
+    private const int Bf16Sample = 32_768;
+
+    /// <summary>Whether an F16-labelled matrix holds bf16 bits. Read as f16, a bf16 value of any magnitude from 2^-31
+    /// to 2^8 has an exponent field of 12 to 16 (|x| in [0.125, 4)), so such a tensor has no values near zero; a
+    /// trained or randomly initialised weight matrix has many (a Gaussian's 10% within 0.125 of zero even at
+    /// standard deviation 1). Vectors (norms, biases) are not judged: theirs can all be near one.</summary>
+    public static bool LooksLikeBf16(TensorView t)
+    {
+        if (t.Type != DType.F16 || t.Shape.Length < 2) return false;
+        var h = (ushort*)t.Data;
+        long n = Math.Min(t.ElementCount, Bf16Sample);
+        int nonZero = 0, bf16Like = 0;
+        for (long i = 0; i < n; i++)
+        {
+            int exponent = (h[i] >> 10) & 0x1F;
+            if ((h[i] & 0x7FFF) == 0) continue;
+            nonZero++;
+            if (exponent is >= 12 and <= 16) bf16Like++;
+        }
+        // Too few values to judge, or some near zero: f16 as labelled.
+        return nonZero >= 256 && bf16Like == nonZero;
+    }
+
     private static bool IsNaN(TensorView t, long i) => t.Type switch
     {
         DType.F32 => (((uint*)t.Data)[i] & 0x007F_FFFFu) != 0,

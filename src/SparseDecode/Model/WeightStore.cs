@@ -78,6 +78,9 @@ public sealed class WeightStore : IDisposable
         var t = file.Get(name);
         if (!t.Shape.AsSpan().SequenceEqual(expectedShape))
             throw new ModelFormatException($"{file.Path}: tensor '{name}' has shape [{string.Join(", ", t.Shape)}], expected [{string.Join(", ", expectedShape)}] from config.json.");
+        // Read as f16, bf16 bits give weights of the right shape and wrong values: the model loads and talks nonsense.
+        if (WeightCheck.LooksLikeBf16(t))
+            throw new ModelFormatException($"{file.Path}: tensor '{name}' has dtype F16, but its values are bf16 bits (read as f16, none lies near zero); the header should say BF16.");
         return t;
     }
 

@@ -67,9 +67,19 @@ internal sealed class BpeModel
         var vocabJson = JsonFields.Get(e, "vocab");
         json.RequireObject(vocabJson, $"{where}.vocab");
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
+        var byId = new Dictionary<int, string>();
         foreach (var p in vocabJson.EnumerateObject())
+        {
+            string at = $"{where}.vocab[{JsonFields.Quote(p.Name)}]";
             // Bounded like a model's vocabulary: an id of 2^31 − 1 would overflow the tokenizer's id count.
-            vocab[p.Name] = json.AsInt(p.Value, $"{where}.vocab[{JsonFields.Quote(p.Name)}]", max: Model.ModelConfig.MaxVocab - 1);
+            int id = json.AsInt(p.Value, at, max: Model.ModelConfig.MaxVocab - 1);
+            // Two tokens on one id decode to only one of them, so the other's text is lost from every output.
+            if (!byId.TryAdd(id, p.Name) && byId[id] != p.Name)
+                throw json.Error($"{at} is id {id}, which {where}.vocab[{JsonFields.Quote(byId[id])}] already has");
+            vocab[p.Name] = id;
+        }
+        // An empty vocabulary encodes every text to nothing (or only unknown tokens) without any error.
+        if (vocab.Count == 0) throw json.Error($"{where}.vocab is empty");
 
         string? prefix = json.OptionalString(e, "continuing_subword_prefix", where);
         string? suffix = json.OptionalString(e, "end_of_word_suffix", where);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -19,6 +20,33 @@ internal sealed class CodePointRegex
     readonly Regex _regex;
 
     CodePointRegex(Regex regex) => _regex = regex;
+
+    /// <summary>When the encode running on this thread must end (Stopwatch ticks), and its limit for messages. A
+    /// legal pattern can be slow on every match without any one match timing out; checked between matches, the
+    /// deadline bounds the whole text's work.</summary>
+    [ThreadStatic] static long t_deadline;
+    [ThreadStatic] static double t_limitSeconds;
+
+    /// <summary>Sets this thread's encode deadline `limit` from now (null: none) until the result is disposed.</summary>
+    internal static Deadline StartDeadline(TimeSpan? limit)
+    {
+        var previous = new Deadline(t_deadline, t_limitSeconds);
+        t_deadline = limit is TimeSpan l ? Stopwatch.GetTimestamp() + (long)(l.TotalSeconds * Stopwatch.Frequency) : 0;
+        t_limitSeconds = limit?.TotalSeconds ?? 0;
+        return previous;
+    }
+
+    internal readonly record struct Deadline(long Ticks, double LimitSeconds) : IDisposable
+    {
+        public void Dispose() => (t_deadline, t_limitSeconds) = (Ticks, LimitSeconds);
+    }
+
+    /// <summary>Throws <see cref="TokenizerTimeoutException"/> once this thread's encode deadline has passed.</summary>
+    internal static void CheckDeadline(int textLength)
+    {
+        if (t_deadline != 0 && Stopwatch.GetTimestamp() > t_deadline)
+            throw new TokenizerTimeoutException($"Tokenizing a text of {textLength} characters took more than the limit of {t_limitSeconds:0.###} s (the tokenizer's patterns are slow on it); the text was refused.");
+    }
 
     /// <summary>Compiles an Oniguruma pattern; throws <see cref="FormatException"/> or
     /// <see cref="ArgumentException"/> when it cannot be expressed in .NET.</summary>
@@ -62,7 +90,11 @@ internal sealed class CodePointRegex
     {
         if (text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0)
         {
-            foreach (var m in _regex.EnumerateMatches(text)) matches.Add((m.Index, m.Index + m.Length));
+            foreach (var m in _regex.EnumerateMatches(text))
+            {
+                matches.Add((m.Index, m.Index + m.Length));
+                CheckDeadline(text.Length);
+            }
             return;
         }
 
@@ -85,7 +117,10 @@ internal sealed class CodePointRegex
         }
         original.Add(text.Length);
         foreach (var m in _regex.EnumerateMatches(mapped.ToString()))
+        {
             matches.Add((original[m.Index], original[m.Index + m.Length]));
+            CheckDeadline(text.Length);
+        }
     }
 
     /// <summary>A BMP character of the given category that tokenizer patterns do not name literally.</summary>

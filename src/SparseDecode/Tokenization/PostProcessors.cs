@@ -8,6 +8,10 @@ internal interface IPostProcessor
 {
     /// <summary>Appends the final ids of one sequence to <paramref name="output"/>.</summary>
     void Process(List<int> sequence, bool addSpecialTokens, List<int> output);
+
+    /// <summary>The ids it adds, each with where the file gives it, so that the loader can check them against the
+    /// vocabulary.</summary>
+    IEnumerable<(string Where, int Id)> SpecialIds { get; }
 }
 
 internal static class PostProcessors
@@ -38,7 +42,7 @@ internal static class PostProcessors
             case "BertProcessing" or "RobertaProcessing":
             {
                 int cls = SpecialPair(e, "cls", where, json), sep = SpecialPair(e, "sep", where, json);
-                return new TemplatePostProcessor([[cls], null, [sep]]);
+                return new TemplatePostProcessor([[cls], null, [sep]], [($"{where}.cls[1]", cls), ($"{where}.sep[1]", sep)]);
             }
             default:
                 throw json.Error($"{where} has post_processor type \"{type}\", which is not supported");
@@ -58,6 +62,8 @@ internal static class PostProcessors
 internal sealed class NoOpPostProcessor : IPostProcessor
 {
     public void Process(List<int> sequence, bool addSpecialTokens, List<int> output) => output.AddRange(sequence);
+
+    public IEnumerable<(string Where, int Id)> SpecialIds => [];
 }
 
 internal sealed class SequencePostProcessor(IPostProcessor[] items) : IPostProcessor
@@ -73,13 +79,17 @@ internal sealed class SequencePostProcessor(IPostProcessor[] items) : IPostProce
         }
         output.AddRange(current);
     }
+
+    public IEnumerable<(string Where, int Id)> SpecialIds => items.SelectMany(p => p.SpecialIds);
 }
 
 /// <summary>TemplateProcessing's "single" template: each piece is the sequence ($A) or a special token's ids.</summary>
-internal sealed class TemplatePostProcessor(int[]?[] pieces) : IPostProcessor
+internal sealed class TemplatePostProcessor(int[]?[] pieces, IReadOnlyList<(string Where, int Id)> ids) : IPostProcessor
 {
     /// <summary>null stands for the sequence itself.</summary>
     readonly int[]?[] _pieces = pieces;
+
+    public IEnumerable<(string Where, int Id)> SpecialIds => ids;
 
     public void Process(List<int> sequence, bool addSpecialTokens, List<int> output)
     {
@@ -98,6 +108,7 @@ internal sealed class TemplatePostProcessor(int[]?[] pieces) : IPostProcessor
 
         var single = json.RequireArray(e, "single", where);
         var pieces = new List<int[]?>();
+        var idsAt = new List<(string, int)>();
         int i = 0;
         foreach (var piece in single.EnumerateArray())
         {
@@ -121,7 +132,12 @@ internal sealed class TemplatePostProcessor(int[]?[] pieces) : IPostProcessor
                 var ids = json.RequireArray(entry, "ids", entryWhere);
                 var list = new int[ids.GetArrayLength()];
                 int k = 0;
-                foreach (var idElement in ids.EnumerateArray()) list[k] = json.AsInt(idElement, $"{entryWhere}.ids[{k++}]");
+                foreach (var idElement in ids.EnumerateArray())
+                {
+                    string idWhere = $"{entryWhere}.ids[{k}]";
+                    list[k] = json.AsInt(idElement, idWhere);
+                    idsAt.Add((idWhere, list[k++]));
+                }
                 pieces.Add(list);
             }
             else
@@ -129,6 +145,6 @@ internal sealed class TemplatePostProcessor(int[]?[] pieces) : IPostProcessor
                 throw json.Error($"{at} must be a {{\"Sequence\": ...}} or {{\"SpecialToken\": ...}} piece");
             }
         }
-        return new TemplatePostProcessor(pieces.ToArray());
+        return new TemplatePostProcessor(pieces.ToArray(), idsAt);
     }
 }

@@ -20,6 +20,7 @@ public sealed class Tokenizer
 
     Tokenizer(TokenizerDefinition definition, TokenizerConfig config)
     {
+        Path = definition.Path;
         _model = definition.Model;
         _normalizer = definition.Normalizer;
         _preTokenizer = definition.PreTokenizer;
@@ -32,10 +33,13 @@ public sealed class Tokenizer
         var raw = new List<(AddedToken, string)>();
         var normalized = new List<(AddedToken, string)>();
         int maxId = -1;
-        foreach (int id in _model.Vocab.Values) maxId = Math.Max(maxId, id);
+        foreach (var (content, id) in _model.Vocab)
+            if (id > maxId) (maxId, _largestIdAt) = (id, $"model.vocab[{JsonFields.Quote(content)}]");
+        int index = 0;
         foreach (var token in definition.AddedTokens)
         {
-            maxId = Math.Max(maxId, token.Id);
+            if (token.Id > maxId) (maxId, _largestIdAt) = (token.Id, $"added_tokens[{index}] {JsonFields.Quote(token.Content)}");
+            index++;
             _addedIds[token.Content] = token.Id;
             _addedById[token.Id] = token;
             if (token.Special) _specialContents.Add(token.Content);
@@ -48,7 +52,19 @@ public sealed class Tokenizer
         _normalizedMatcher = new AddedTokenMatcher(normalized);
         VocabSize = maxId + 1;
         UsesByteFallback = _decoder?.UsesByteFallback ?? false;
+        // A name the tokenizer lacks would never be found: generation would not stop at EOS, and a chat template
+        // would put its text into the prompt as ordinary characters.
+        var names = new JsonFields(config.Path ?? "tokenizer_config.json");
+        foreach (var (field, name) in (ReadOnlySpan<(string, string?)>)[("bos_token", BosToken), ("eos_token", EosToken)])
+            if (name is not null && TokenToId(name) is null)
+                throw names.Error($"{field} {JsonFields.Quote(name)} is not a token of {Path}");
     }
+
+    /// <summary>Where the largest id is given (for messages).</summary>
+    readonly string _largestIdAt = "model.vocab";
+
+    /// <summary>The tokenizer.json this tokenizer was read from.</summary>
+    public string Path { get; }
 
     /// <summary>Loads a tokenizer.json; throws <see cref="TokenizerFormatException"/> when it is missing, malformed
     /// or uses something this implementation does not support.</summary>
@@ -59,14 +75,32 @@ public sealed class Tokenizer
     public static Tokenizer FromJson(ReadOnlyMemory<byte> json, string path) =>
         new(TokenizerJson.FromBytes(json, path), TokenizerConfig.Empty);
 
+    /// <summary>Loads modelDir's tokenizer as <see cref="FromDirectory(string)"/> does and checks it against the model's
+    /// config.json: a token id at or past vocab_size would fail at the first prompt that uses it, so it is refused
+    /// here, naming the entry.</summary>
+    public static Tokenizer FromDirectory(string modelDir, Model.ModelConfig config)
+    {
+        var tokenizer = FromDirectory(modelDir);
+        tokenizer.CheckFits(config.VocabSize);
+        return tokenizer;
+    }
+
+    /// <summary>Throws <see cref="TokenizerFormatException"/> when some token's id is not below `modelVocabSize`
+    /// (config.json's vocab_size).</summary>
+    public void CheckFits(int modelVocabSize)
+    {
+        if (VocabSize > modelVocabSize)
+            throw new TokenizerFormatException($"{Path}: {_largestIdAt} is id {VocabSize - 1}, outside the model's vocabulary of {modelVocabSize} (config.json's vocab_size).");
+    }
+
     /// <summary>Loads modelDir/tokenizer.json, plus tokenizer_config.json when present (begin and end of sequence
     /// token names, chat template; a chat_template.jinja file is used when the config has no template).</summary>
     public static Tokenizer FromDirectory(string modelDir)
     {
-        var definition = TokenizerJson.Load(Path.Combine(modelDir, "tokenizer.json"));
-        string configPath = Path.Combine(modelDir, "tokenizer_config.json");
+        var definition = TokenizerJson.Load(System.IO.Path.Combine(modelDir, "tokenizer.json"));
+        string configPath = System.IO.Path.Combine(modelDir, "tokenizer_config.json");
         var config = File.Exists(configPath) ? TokenizerConfig.Load(configPath) : TokenizerConfig.Empty;
-        string jinjaPath = Path.Combine(modelDir, "chat_template.jinja");
+        string jinjaPath = System.IO.Path.Combine(modelDir, "chat_template.jinja");
         if (config.ChatTemplate is null && File.Exists(jinjaPath))
         {
             try
@@ -94,9 +128,15 @@ public sealed class Tokenizer
 
     /// <summary>Ids of <paramref name="text"/>; with <paramref name="addSpecialTokens"/> the post-processor's
     /// template (for example a leading &lt;s&gt;) is applied, as in Hugging Face.</summary>
-    public int[] Encode(string text, bool addSpecialTokens = true)
+    public int[] Encode(string text, bool addSpecialTokens = true) => Encode(text, addSpecialTokens, null);
+
+    /// <summary>As <see cref="Encode(string, bool)"/>, refusing the text with <see cref="TokenizerTimeoutException"/>
+    /// once encoding it has taken longer than <paramref name="timeLimit"/> (null: no limit besides each regex
+    /// match's own), so that a slow tokenizer pattern cannot hold a core for long per text.</summary>
+    public int[] Encode(string text, bool addSpecialTokens, TimeSpan? timeLimit)
     {
         ArgumentNullException.ThrowIfNull(text);
+        using var deadline = CodePointRegex.StartDeadline(timeLimit);
         var ids = new List<int>(text.Length / 3 + 4);
         var rawSpans = new List<(int Start, int End, AddedToken? Token)>();
         var normalizedSpans = new List<(int Start, int End, AddedToken? Token)>();
@@ -135,6 +175,7 @@ public sealed class Tokenizer
                 pieces.Add(new PreToken(part, AtStart: start == 0 && s == 0));
                 _preTokenizer.PreTokenize(pieces, preTokens);
                 foreach (var p in preTokens) _model.Tokenize(p.Text, ids);
+                CodePointRegex.CheckDeadline(text.Length);
             }
         }
 

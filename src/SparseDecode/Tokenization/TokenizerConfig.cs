@@ -4,7 +4,7 @@ namespace SparseDecode.Tokenization;
 
 /// <summary>The parts of transformers' tokenizer_config.json the engine needs: the names of the begin and end
 /// of sequence tokens, and the chat template.</summary>
-internal sealed record TokenizerConfig(string? BosToken, string? EosToken, string? ChatTemplate)
+internal sealed record TokenizerConfig(string? BosToken, string? EosToken, string? ChatTemplate, string? Path = null)
 {
     public static readonly TokenizerConfig Empty = new(null, null, null);
 
@@ -19,7 +19,7 @@ internal sealed record TokenizerConfig(string? BosToken, string? EosToken, strin
                 throw new TokenizerFormatException($"{path}: holds a string that is not valid UTF-8 or has a lone surrogate{JsonText.Where(at)}.");
             var root = doc.RootElement;
             json.RequireObject(root, "the top level");
-            return new TokenizerConfig(TokenName(root, "bos_token", json), TokenName(root, "eos_token", json), Template(root, json));
+            return new TokenizerConfig(TokenName(root, "bos_token", json), TokenName(root, "eos_token", json), Template(root, json), path);
         }
         catch (JsonException e)
         {

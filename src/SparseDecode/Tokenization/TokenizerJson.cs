@@ -4,6 +4,7 @@ namespace SparseDecode.Tokenization;
 
 /// <summary>The validated components of a Hugging Face tokenizer.json.</summary>
 internal sealed record TokenizerDefinition(
+    string Path,
     BpeModel Model,
     IReadOnlyList<AddedToken> AddedTokens,
     INormalizer? Normalizer,
@@ -59,9 +60,17 @@ internal static class TokenizerJson
         var postProcessor = PostProcessors.Parse(JsonFields.Get(root, "post_processor"), "post_processor", json);
         var decoder = Decoders.Parse(JsonFields.Get(root, "decoder"), "decoder", json);
         var added = ParseAddedTokens(JsonFields.Get(root, "added_tokens"), model, json);
+        if (postProcessor is not null)
+        {
+            // A template id no token has would reach the model as an id with no text, or past its embedding table.
+            int count = Math.Max(model.Vocab.Values.Max(), added.Count == 0 ? -1 : added.Max(t => t.Id)) + 1;
+            foreach (var (where, id) in postProcessor.SpecialIds)
+                if (id >= count)
+                    throw json.Error($"{where} is id {id}, outside the vocabulary of {count} tokens");
+        }
         // "truncation" and "padding" are per-call settings (transformers overrides them on every call), so they
         // are not applied here.
-        return new TokenizerDefinition(model, added, normalizer, preTokenizer, postProcessor, decoder);
+        return new TokenizerDefinition(json.Path, model, added, normalizer, preTokenizer, postProcessor, decoder);
     }
 
     static List<AddedToken> ParseAddedTokens(JsonElement array, BpeModel model, JsonFields json)

@@ -45,7 +45,71 @@ public class CliErrorTests
         Assert.Equal(1, doc.RootElement.GetProperty("threads").GetInt32());
         var (zero, _, zeroErr) = CliTests.Run("inspect", "--threads", "0");
         Assert.NotEqual(0, zero);
-        Assert.StartsWith("--threads must be at least 1.", zeroErr.Trim());
+        Assert.Equal("error: --threads must be at least 1.", zeroErr.Trim());
+    }
+
+    [Theory]
+    [InlineData("error: --threads must be at least 1.", "--threads", "0", "methods")]
+    [InlineData("error: sparsedecode methods has no option --bogus (sparsedecode methods --help lists its options).", "methods", "--bogus")]
+    [InlineData("error: 'generat' is not a sparsedecode command; did you mean 'generate'?", "generat", "--prompt", "x")]
+    [InlineData("error: 'frobnicate' is not a sparsedecode command (sparsedecode --help lists them).", "frobnicate")]
+    [InlineData("error: --max-tokens takes an integer, got 'abc'.", "generate", "--prompt", "x", "--max-tokens", "abc")]
+    [InlineData("error: sparsedecode bench has no option --report (sparsedecode bench --help lists its options).", "bench", "--method", "tidal", "--report")]
+    public void CommandLinesThatDoNotParseAreOneSentence(string expected, params string[] args)
+    {
+        var (code, stdout, stderr) = CliTests.Run(args);
+        Assert.Equal(1, code);
+        Assert.Equal("", stdout);
+        Assert.Equal(expected, stderr.Trim());
+    }
+
+    [Theory]
+    [InlineData("Give --prompt or --prompt-file, not both.", "generate", "--prompt", "x", "--prompt-file", "PROMPT_FILE")]
+    [InlineData("--budget applies to a sparse --method; without one, attention is dense.", "generate", "--prompt", "x", "--budget", "5%")]
+    [InlineData("--param applies to a sparse --method; without one, attention is dense.", "serve", "--port", "0", "--param", "sinks=4")]
+    [InlineData("--gpu-prefill sets the GPU's prefill; it needs --device cuda.", "generate", "--prompt", "x", "--gpu-prefill", "bf16")]
+    [InlineData("--gpu-prefill sets the GPU's prefill; it needs --device cuda.", "bench", "--gpu-prefill", "bf16")]
+    [InlineData("--report-only writes the stored results again; it runs nothing, so --fresh does not apply.", "eval", "--report-only", "--fresh")]
+    [InlineData("--report-only writes the stored results again; it runs nothing, so --methods does not apply.", "eval", "--report-only", "--methods", "dense")]
+    public void ConflictingOptionsAreRefused(string expected, params string[] args)
+    {
+        using var tmp = new Fixtures.TempDir();
+        File.WriteAllText(tmp.File("prompt.txt"), "hi");
+        OneSentence(CliTests.Run([.. args.Select(a => a == "PROMPT_FILE" ? tmp.File("prompt.txt") : a), "--model", Fixtures.BundledModel]), expected);
+    }
+
+    [Fact]
+    public void PromptFileDashReadsStandardInput()
+    {
+        string[] common = ["generate", "--model", Fixtures.BundledModel, "--max-tokens", "4", "--temperature", "0", "--json"];
+        var fromOption = CliTests.Run([.. common, "--prompt", "def add(a, b):\n"]);
+        var oldIn = Console.In;
+        Console.SetIn(new StringReader("def add(a, b):\n"));
+        try
+        {
+            var fromStdin = CliTests.Run([.. common, "--prompt-file", "-"]);
+            Assert.Equal(0, fromStdin.code);
+            string Ids(string stdout) => System.Text.Json.JsonDocument.Parse(stdout).RootElement.GetProperty("token_ids").ToString();
+            Assert.Equal(Ids(fromOption.stdout), Ids(fromStdin.stdout));
+            Assert.Contains("\"prompt_tokens\": 7", fromStdin.stdout);
+        }
+        finally
+        {
+            Console.SetIn(oldIn);
+        }
+    }
+
+    [Fact]
+    public void ExceptionParameterNamesDoNotLeak() =>
+        OneSentence(CliTests.Run("score", "--model", Fixtures.BundledModel, "--token-ids", "1,99999"), "Token id 99999 is outside the vocabulary of 8192.");
+
+    [Fact]
+    public void EvalOutThatIsAFileIsOneSentence()
+    {
+        using var tmp = new Fixtures.TempDir();
+        File.WriteAllText(tmp.File("results"), "");
+        OneSentence(CliTests.Run("eval", "--model", Fixtures.BundledModel, "--quick", "--out", tmp.File("results")),
+            $"--out {tmp.File("results")} is a file; give a directory for the results.");
     }
 
     [Fact]
@@ -97,4 +161,19 @@ public class CliErrorTests
         Assert.Contains("(default ", stdout);
     }
 
+    [Fact]
+    public void MethodsShowsTheSettingsAModelStores()
+    {
+        var (code, stdout, stderr) = CliTests.Run("methods", "--model", Fixtures.BundledModel);
+        Assert.True(code == 0, stderr);
+        string file = Path.Combine(Fixtures.BundledModel, MethodDefaults.FileName);
+        string reselect = stdout.Split('\n').Single(l => l.StartsWith("  reselect", StringComparison.Ordinal));
+        Assert.EndsWith($"(default 13 of 32 layers); this model: 5 ({file})", reselect.TrimEnd());
+        int stored = MethodDefaults.Load(Fixtures.BundledModel).Scoped().Count(kv => SelectorSpec.Methods.Contains(kv.Key.Split('.')[0]));
+        Assert.Equal(stored, stdout.Split('\n').Count(l => l.Contains("this model:", StringComparison.Ordinal)));
+
+        var (plain, plainOut, _) = CliTests.Run("methods", "--model", Fixtures.Model("llama3-gqa"));
+        Assert.Equal(0, plain);
+        Assert.DoesNotContain("this model:", plainOut);
+    }
 }

@@ -8,6 +8,14 @@ namespace SparseDecode.Tests.Cli;
 [Collection("console")]
 public class CliTests
 {
+    /// <summary>The help page of `command`, which must exit 0.</summary>
+    internal static string Help(string command)
+    {
+        var (code, stdout, stderr) = Run(command, "--help");
+        Assert.True(code == 0, stderr);
+        return stdout;
+    }
+
     internal static (int code, string stdout, string stderr) Run(params string[] args)
     {
         var oldOut = Console.Out;

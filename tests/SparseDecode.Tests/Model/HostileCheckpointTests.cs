@@ -35,6 +35,8 @@ public class HostileCheckpointTests
         { "bos_token_id", "\"one\"", "'bos_token_id' must hold non-negative integer token ids" },
         { "eos_token_id", "[2, 1.5]", "'eos_token_id' must hold non-negative integer token ids" },
         { "eos_token_id", "{}", "'eos_token_id' must be a token id or an array" },
+        { "eos_token_id", "[2, 320]", "'eos_token_id' 320 is outside the vocabulary of 320 ('vocab_size')." },
+        { "bos_token_id", "128000", "'bos_token_id' 128000 is outside the vocabulary of 320 ('vocab_size')." },
         { "hidden_act", "3", "'hidden_act' must be a string" },
         { "dtype", "[1]", "'dtype' must be a string" },
         { "architectures", "[7]", "'architectures' must hold strings" },
@@ -144,6 +146,26 @@ public class HostileCheckpointTests
         File.WriteAllBytes(file, bytes);
         using var poisoned = WeightStore.Open(tmp.Path);
         Assert.Equal(new WeightCheck.Finding(name, 1, "infinity"), WeightCheck.FirstNonFinite(poisoned));
+    }
+
+    /// <summary>bf16 bits under an F16 label load as weights of the right shape and nonsense values.</summary>
+    [Fact]
+    public void Bf16WeightsLabelledF16AreRefused()
+    {
+        using var tmp = LoaderErrorTests.CopyOf("llama3-gqa-bf16");
+        string file = tmp.File("model.safetensors");
+        var bytes = File.ReadAllBytes(file);
+        long headerLength = (long)BitConverter.ToUInt64(bytes, 0);
+        // Same length, so every offset stays right: JSON allows the trailing spaces.
+        string header = Encoding.UTF8.GetString(bytes, 8, (int)headerLength).Replace("\"dtype\":\"BF16\"", "\"dtype\":\"F16\" ");
+        Encoding.UTF8.GetBytes(header).CopyTo(bytes, 8);
+        File.WriteAllBytes(file, bytes);
+        var e = LoaderErrorTests.Refused(tmp.Path);
+        Assert.Matches(@"model\.safetensors: tensor '[a-z_.0-9]+' has dtype F16, but its values are bf16 bits \(read as f16, none lies near zero\); the header should say BF16\.$", e.Message);
+
+        // The genuine f16 checkpoint is not mistaken for one.
+        using var f16 = Transformer.Load(Fixtures.Model("mistral-f16"));
+        Assert.Equal(DType.F16, f16.WeightType);
     }
 
     /// <summary>Writes NaN (or +∞) over one element of a tensor, in the tensor's own dtype.</summary>

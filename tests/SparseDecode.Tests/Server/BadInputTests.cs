@@ -75,6 +75,24 @@ public class BadInputTests(ServerFixture fx)
         Assert.Equal("invalid_request_error", json.GetProperty("error").GetProperty("type").GetString());
     }
 
+    /// <summary>JSON output and function calling were once accepted and ignored: the client got free text.</summary>
+    [Theory]
+    [InlineData("\"response_format\": {\"type\": \"json_object\"}", "response_format",
+        "'response_format' type 'json_object' is not supported: this server generates free text (leave it out or give {\"type\": \"text\"}).")]
+    [InlineData("\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]", "tools", "'tools' (function calling) is not supported by this server.")]
+    [InlineData("\"functions\": [{\"name\": \"f\"}]", "functions", "'functions' (function calling) is not supported by this server.")]
+    public async Task OutputShapingFieldsThisServerCannotHonourAreRefused(string field, string param, string message)
+    {
+        var (code, json) = await Http.Post(fx.Client, "/v1/chat/completions", $"{{\"messages\": [{{\"role\": \"user\", \"content\": \"x\"}}], {field}}}");
+        Http.AssertError(code, json, 400, param);
+        Assert.Equal(message, json.GetProperty("error").GetProperty("message").GetString());
+
+        // Asking for nothing is fine.
+        var (ok, _) = await Http.Post(fx.Client, "/v1/chat/completions",
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_tokens\": 1, \"response_format\": {\"type\": \"text\"}, \"tools\": []}");
+        Assert.Equal(200, ok);
+    }
+
     /// <summary>Raw bytes that are not UTF-8 inside a JSON string: once a 500 with a stack trace per request.</summary>
     [Theory]
     [InlineData("prompt")]

@@ -15,6 +15,14 @@ namespace SparseDecode.Tests.TensorParallel;
 public sealed partial class TensorParallelCliTests
 {
     [Fact]
+    public void HelpSaysOnlyOneGpuRunsToday()
+    {
+        foreach (string command in new[] { "generate", "bench", "eval", "serve" })
+            Assert.Contains("Only 1 runs today", CliTests.Help(command));
+        Assert.DoesNotContain("Only 1 runs today", CliTests.Help("gpu-nccl-check"));
+    }
+
+    [Fact]
     public void WorkersGetTheSameArgumentsAndTheirRank()
     {
         Assert.Equal(["gpu-nccl-check", "--tensor-parallel", "4", "--tp-rank", "3"],

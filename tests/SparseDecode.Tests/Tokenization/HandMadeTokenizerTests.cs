@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using SparseDecode.Tokenization;
 using Xunit;
+using SparseDecode.Server.Serving;
 
 namespace SparseDecode.Tests.Tokenization;
 

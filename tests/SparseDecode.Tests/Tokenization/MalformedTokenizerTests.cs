@@ -94,6 +94,55 @@ public sealed class MalformedTokenizerTests : IDisposable
     }
 
     [Fact]
+    public void EmptyVocabulary()
+    {
+        var json = TokenizerTestFiles.SentencePiece(new JsonArray());
+        json["model"]!["vocab"] = new JsonObject();
+        json["model"]!["unk_token"] = null;
+        Assert.EndsWith("tokenizer.json: model.vocab is empty.", Fails(json).Message);
+    }
+
+    [Fact]
+    public void DuplicateIds()
+    {
+        var json = TokenizerTestFiles.SentencePiece();
+        json["model"]!["vocab"]!["abc"] = 260;
+        Assert.EndsWith("tokenizer.json: model.vocab[\"abc\"] is id 260, which model.vocab[\"a\"] already has.", Fails(json).Message);
+    }
+
+    [Fact]
+    public void TemplateIdOutsideTheVocabulary()
+    {
+        var json = TokenizerTestFiles.SentencePiece();
+        json["post_processor"]!["special_tokens"]!["<s>"]!["ids"] = new JsonArray(128000);
+        Assert.EndsWith("tokenizer.json: post_processor.special_tokens[\"<s>\"].ids[0] is id 128000, outside the vocabulary of 266 tokens.",
+            Fails(json).Message);
+    }
+
+    [Fact]
+    public void EosTokenTheTokenizerLacks()
+    {
+        string tokenizer = _files.Write("m/tokenizer.json", TokenizerTestFiles.SentencePiece().ToJsonString());
+        string config = _files.Write("m/tokenizer_config.json", "{\"bos_token\": \"<s>\", \"eos_token\": {\"content\": \"<|im_end|>\"}}");
+        var e = Assert.Throws<TokenizerFormatException>(() => Tokenizer.FromDirectory(Path.Combine(_files.Dir, "m")));
+        Assert.Equal($"{config}: eos_token \"<|im_end|>\" is not a token of {tokenizer}.", e.Message);
+    }
+
+    [Fact]
+    public void TokenIdsPastTheModelsVocabularyAreRefusedAtLoad()
+    {
+        string path = _files.Write("m/tokenizer.json", TokenizerTestFiles.SentencePiece().ToJsonString());
+        var tokenizer = Tokenizer.FromFile(path);
+        tokenizer.CheckFits(266);
+        var e = Assert.Throws<TokenizerFormatException>(() => tokenizer.CheckFits(260));
+        Assert.Equal($"{path}: model.vocab[\"abc\"] is id 265, outside the model's vocabulary of 260 (config.json's vocab_size).", e.Message);
+
+        var json = TokenizerTestFiles.ByteLevel();
+        var added = Tokenizer.FromFile(_files.Write("b/tokenizer.json", json.ToJsonString()));
+        Assert.Contains("added_tokens[0] \"<|endoftext|>\" is id 260", Assert.Throws<TokenizerFormatException>(() => added.CheckFits(260)).Message);
+    }
+
+    [Fact]
     public void BadTokenizerConfig()
     {
         _files.Write("m/tokenizer.json", TokenizerTestFiles.SentencePiece().ToJsonString());
