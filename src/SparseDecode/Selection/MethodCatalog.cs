@@ -204,8 +204,9 @@ internal sealed record MethodParameter(string Name, ParameterKind Kind, double M
     public static MethodParameter Integer(string name, int min, ParameterCeiling ceiling, ParameterDefault @default, string help) =>
         new(name, ParameterKind.Integer, min, int.MaxValue, OpenMin: false, ceiling, @default, help);
 
+    /// <summary>One layer of the model (its index, at most the last layer), or "none".</summary>
     public static MethodParameter LayerOrNone(string name, ParameterDefault @default, string help) =>
-        new(name, ParameterKind.LayerOrNone, 0, int.MaxValue, OpenMin: false, ParameterCeiling.Layers, @default, help);
+        new(name, ParameterKind.LayerOrNone, 0, int.MaxValue, OpenMin: false, ParameterCeiling.LastLayer, @default, help);
 
     public static MethodParameter Real(string name, double min, double max, ParameterDefault @default, string help, bool openMin = false) =>
         new(name, ParameterKind.Real, min, max, openMin, Ceiling: null, @default, help);
@@ -257,6 +258,9 @@ internal sealed class ParameterCeiling
 
     /// <summary>A layer number or count of layers: at most the model's depth.</summary>
     public static ParameterCeiling Layers { get; } = new(c => (c.NumLayers, $"the model has {c.NumLayers} layers"));
+
+    /// <summary>The index of one layer: at most the model's last.</summary>
+    public static ParameterCeiling LastLayer { get; } = new(c => (c.NumLayers - 1, $"the model's layers are 0 to {c.NumLayers - 1}"));
 
     /// <summary>A value that multiplies per-sequence state rather than bounding a set of positions: a fixed ceiling
     /// far above the papers' values, with the reason users are told.</summary>

@@ -95,6 +95,7 @@ public class SelectorSpecTests
     [InlineData("lfps", "recent", "100000000", "the model's context is")]
     [InlineData("streaming", "sinks", "2147483647", "the model's context is")]
     [InlineData("prhs", "from", "99", "32 layers")]
+    [InlineData("tidal", "reselect", "32", "must be at most 31 (the model's layers are 0 to 31)")]
     public void ParametersBeyondTheModelAreRefusedBeforeAllocation(string method, string name, string value, string reason)
     {
         var spec = SelectorSpec.Parse(method, "256", new Dictionary<string, string> { [name] = value });
