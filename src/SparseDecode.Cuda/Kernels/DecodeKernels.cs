@@ -13,9 +13,10 @@ internal enum IndexHeads { KvHead, QueryHead }
 internal enum AttentionVariant { Default, Split, Fused }
 
 /// <summary>Top-k kernels: MultiBlock splits each row over blocks (five launches); PerRow gives each row one block
-/// (one launch). Auto, from H100 measurements: PerRow for rows of at most 16384 entries (13 µs vs 26 µs for
-/// [8][8192]), and for rows up to 32768 when there are at least a quarter as many rows as multiprocessors
-/// ([64][32768]: 34 vs 45 µs; [32][32768]: 34 vs 29); MultiBlock otherwise ([8][131072]: 28 vs 105 µs).</summary>
+/// (one launch). Auto: PerRow for rows of at most 16384 entries, and for rows up to 32768 when there are at least a
+/// quarter as many rows as multiprocessors (then one block per row keeps every multiprocessor busy without the
+/// split's four extra launches); MultiBlock otherwise, where a few very long rows would leave most of the GPU idle
+/// (`gpu-bench` times both).</summary>
 internal enum TopKAlgorithm { Auto, MultiBlock, PerRow }
 
 /// <summary>Host side of Cuda/Kernels/decode_attention.cu: flash-decoding dense attention, sparse attention over
@@ -165,9 +166,8 @@ internal sealed class DecodeKernels : IDisposable
     }
 
     /// <summary>Chunk (rows per block) the attention launch will use: `chunk` if positive, else planned.</summary>
-    /// <remarks>Dense: one wave of blocks (measured on an H100: chunks of 256/512/2048/2048 keys were fastest at
-    /// 8K/32K/128K/8×32K, i.e. every block resident at once, no tail), at least 256 keys a block (the epilogue is
-    /// fixed cost) and at most 2048.</remarks>
+    /// <remarks>Dense: one wave of blocks (every block resident at once, so no partial last wave), at least 256
+    /// keys a block (the epilogue is fixed cost) and at most 2048.</remarks>
     public int AttentionChunk(in KvView kv, int rows, IndexHeads heads, bool indexed, int chunk = 0,
         AttentionVariant variant = AttentionVariant.Default)
     {

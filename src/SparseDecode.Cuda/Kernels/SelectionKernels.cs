@@ -80,8 +80,7 @@ internal sealed class SelectionKernels : IDisposable
         int pages = (kv.PlanLength + kv.PageSize - 1) / kv.PageSize;
         // One wave of blocks, not the four small waves of the bandwidth-bound kernels: a block's time is a chain of
         // load latencies (its row's length, the queries, then each turn's summaries), so fewer, longer-lived blocks
-        // wait less in total. Measured on the H200 at 32K (ncu, one launch, the kernel's earlier layout): 1,024
-        // blocks in 2.6 waves 28.6 µs, 344 blocks in one wave 26.4 µs.
+        // wait less in total.
         int turn = PageBoundsPagesPerTurn(h.HeadDim);
         int chunk = LaunchPlan.Chunk(pages, launch.Count, h.Rows, Device.Multiprocessors, PageBoundsBlocksPerMultiprocessor,
             turn, minChunk: turn, maxChunk: 8192, waves: 1);

@@ -988,10 +988,8 @@ __device__ __forceinline__ void topk_row(TOPK_ROWS_ARGS)
 }
 
 // One row per block / per cluster of 4 blocks (few long rows: a batch-1 step's 32 heads fill 128 multiprocessors).
-// Measured on the H200 (8B step, same run, clusters against one block per row): PrHS's 32K-entry domain rows 6.96
-// against 7.37 ms per step at 32K and 9.06 against 11.03 at 128K, the oracle's 32K rows 6.79 against 7.17 (then the
-// multi-block kernels); LFPS's candidate rows of ~9K entries 7.06 against 6.93 — the host splits rows of all
-// positions only, from 16K entries.
+// A cluster pays its distributed-shared-memory histogram sums back only on long rows, so the host splits rows of
+// every position from 16K entries and keeps LFPS's shorter candidate rows on one block (docs/performance.md).
 extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_rows(TOPK_ROWS_ARGS) { step_prologue(); topk_row<1>(TOPK_ROWS_PASS); }
 #if __CUDA_ARCH__ >= 900
 extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) __cluster_dims__(4, 1, 1) topk_rows_c4(TOPK_ROWS_ARGS)
@@ -1006,8 +1004,8 @@ extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) __cluster_dims__(4, 
 // out[row][0..pageSize) (-1 past n) and pages 0 .. pages − 2 compete by bound (bounds[row]) for max(1, k / pageSize)
 // − 1 places (all of them when k ≥ n or that is every page), each chosen page written as its pageSize positions
 // from out[row][pageSize] on, padded with -1 up to `room` entries, counts[2·row] = the chosen pages' positions.
-// Grid (rows · heads), TR_THREADS threads. (Split over a cluster of 4 blocks per row, as topk_rows_c4 does, Quest's
-// rows of 2K–8K pages measured slower on the H200: 5.99 against 5.65 ms per 8B step at 32K, 6.94 against 6.68 at 128K.)
+// Grid (rows · heads), TR_THREADS threads. (Not split over a cluster as topk_rows_c4 is: rows of 2K–8K pages are too
+// short for the cluster's histogram exchange to pay back.)
 extern "C" __global__ void __launch_bounds__(TR_THREADS, 2) topk_pages(
     const float* __restrict__ bounds, int rowStride, const int* __restrict__ lengths, int heads, int tokens,
     double fraction, int pageSize, int* __restrict__ out, int outStride, int room, int* __restrict__ counts, int stage)

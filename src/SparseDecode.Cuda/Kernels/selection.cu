@@ -127,9 +127,8 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS, 4) sel_scores(const u6
 // max(|q·min|, |q·max|) is |q|·max(|min|, |max|), both exactly (rounding is monotonic and symmetric), so a term costs a
 // select and a multiply. Each lane adds its channels in order and the segment adds lanes by halves: the order depends
 // on hd only, not on the launch shape. Lane g of a segment then widens query head g's sum (the double-precision
-// epilogue runs once per page and query head, not on every lane). Measured on the H200 at 32K before this layout
-// (a warp per page, 2-byte loads, every lane widening every sum): 26 µs per layer, issue-bound (48% of issue slots)
-// at 6.7% of the memory bandwidth.
+// epilogue runs once per page and query head, not on every lane): a warp per page with 2-byte loads and every lane
+// widening every sum is issue-bound far below the memory bandwidth.
 // A block stands for qPer query heads from h·qPer (their queries in shared memory) and reads each page's min/max
 // rows once for all of them — spread 1: each query head's bound to its own row (r·heads·qPer + h·qPer + g), the
 // per-query-head bounds of a whole group from one read of its KV head; spread 0: the max over them to row r·heads + h
@@ -331,8 +330,8 @@ __device__ int compact_bits(const u32* bits, int used, int* out, int capacity, u
 // since the last), else 0 and out[row] = the ascending union of the sinks, the recent window, and each history list
 // vertically and slashed by the steps since it was written, each widened by ±radius — built in a bitmap of the
 // context and compacted in order. The bitmap is the block's dynamic shared memory when the launch gives it (`words`
-// words: shared atomics, no clearing traffic to memory; measured 24 µs per layer at 32K with the bitmap in global
-// memory), else bitmap[row]. Grid (rows · heads), LFPS_THREADS threads.
+// words: shared atomics and no clearing traffic to memory, which a bitmap in global memory pays every layer), else
+// bitmap[row]. Grid (rows · heads), LFPS_THREADS threads.
 extern "C" __global__ void __launch_bounds__(LFPS_THREADS) lfps_candidates(const int* __restrict__ lengths,
     const int* __restrict__ steps, int heads, const int* __restrict__ hist, const int* __restrict__ histMeta,
     int depth, int histCap, const int* __restrict__ lastRefresh, int* __restrict__ refresh, int sinks, int recent,

@@ -96,8 +96,8 @@ internal sealed class GpuModel : IDisposable
     /// <summary>Queues one step for `rows` rows (set with <see cref="GpuKvCache.SetRows"/>), attention launches
     /// covering `planLength` keys; leaves logits [rows][vocab] in <see cref="Logits"/>.</summary>
     /// <remarks>A one-row step's kernels use programmatic dependent launch (each kernel's blocks are placed while the
-    /// one ahead of it finishes: 2–3% faster per 8B step on the H200, run 26); steps of several rows do not (the
-    /// tensor-core products of 8 rows measured 3–7% slower with it).</remarks>
+    /// one ahead of it finishes, which hides the launch gaps of a latency-bound step); steps of several rows do not:
+    /// their tensor-core products run slower when their blocks wait early on the previous kernel.</remarks>
     public void EnqueueStep(GpuKvCache cache, int rows, int planLength, CudaStream s, ILayerAttention? attention = null)
     {
         using var programmatic = Kernels.Device.ProgrammaticLaunchFor(rows == 1);

@@ -34,7 +34,7 @@ internal sealed class GpuPlanOps : ISelectionOps, IDisposable
     private readonly float _scale;
     private readonly SelectionKernels.Heads _heads;
     /// <summary>Heads of 128 channels in groups of 4 or 8: every key's score through the tuned decode kernels
-    /// (half a warp per key, 16-byte loads), measured 3× faster than the any-shape kernel at 128K on an H200.</summary>
+    /// (half a warp per key, 16-byte loads), which read the cache at its bandwidth where the any-shape kernel does not.</summary>
     private readonly bool _tunedScores;
     private KvView _kv;
     private DeviceBuffer _q = null!;
@@ -196,8 +196,8 @@ internal sealed class GpuPlanOps : ISelectionOps, IDisposable
     private IndexHeads OutHeads => _plan.Granularity == SelectionGranularity.KvHead ? IndexHeads.KvHead : IndexHeads.QueryHead;
 
     /// <remarks>The tuned shape scores lists through the tuned kernels too (16-byte loads, 8 keys in flight per
-    /// half-warp): LFPS's candidate lists, about 30% of a 32K context per query head, were 65 µs per layer through
-    /// the any-shape kernel on the H200.</remarks>
+    /// half-warp): LFPS's candidate lists, about 30% of a 32K context per query head, are long enough for the
+    /// any-shape kernel's two-byte loads to cost as much as the rest of the layer.</remarks>
     public void ScoreList(IndexSet list, ScoreSet dst)
     {
         var l = At(list.Id);
