@@ -52,6 +52,37 @@ public sealed record EvalResultsFile
     public required GridDescription Grid { get; init; }
     public required IReadOnlyList<MethodSummary> Summary { get; init; }
     public required IReadOnlyList<CellResult> Cells { get; init; }
+    /// <summary>The host's one-minute load average at the start and at the end of the run (null where the system
+    /// does not report one), and its logical cores: a speed column is only a speed measurement when the cores were
+    /// the run's own.</summary>
+    public MachineLoad? Load { get; init; }
+    /// <summary>Threads the run kept busy: the CPU engine's worker threads, or 1 for a GPU engine's host thread.</summary>
+    public int Threads { get; init; } = 1;
     /// <summary>Step time per pair and context from the one-prefill sweep (empty when skipped).</summary>
     public IReadOnlyList<SpeedPoint> Speed { get; init; } = [];
+}
+
+/// <summary>How busy the host was during a run: its one-minute load averages at the start and the end, beside its
+/// logical cores.</summary>
+public sealed record MachineLoad(double AtStart, double AtEnd, int Cores)
+{
+    /// <summary>Other work shared the cores: at the end of the run the load average exceeds the run's own busy threads
+    /// by more than half a core. (The end, not the start: the minute before a run often holds its own build.)</summary>
+    public bool Shared(int ownThreads) => AtEnd > ownThreads + 0.5;
+
+    /// <summary>The one-minute load average now, from /proc/loadavg; null where the system does not report it.</summary>
+    public static double? Now()
+    {
+        try
+        {
+            string text = File.ReadAllText("/proc/loadavg");
+            int space = text.IndexOf(' ');
+            return space > 0 && double.TryParse(text.AsSpan(0, space), System.Globalization.NumberStyles.Float,
+                System.Globalization.CultureInfo.InvariantCulture, out double v) ? v : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
 }
