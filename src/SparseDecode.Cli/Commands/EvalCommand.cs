@@ -162,7 +162,7 @@ public static class EvalCommand
             var err = ConsoleFor(Console.Error, Console.IsErrorRedirected);
             var ci = CultureInfo.InvariantCulture;
             err.MarkupLine(Markup.Escape(string.Create(ci,
-                $"eval: {modelName}, {grid.CellCount} cells ({grid.Contexts.Count} contexts × {grid.Tasks.Count} tasks × {grid.Samples} samples × {grid.Pairs.Count} method/budget pairs), {store.Count} results on disk in {outDir}")));
+                $"eval: {modelName}, {Count(grid.CellCount, "cell")} ({Count(grid.Contexts.Count, "context")} × {Count(grid.Tasks.Count, "task")} × {Count(grid.Samples, "sample")} × {Count(grid.Pairs.Count, "method/budget pair")}), {store.Count} results on disk in {outDir}")));
 
             bool heat = !r.GetValue(noHeat);
             if (heat && !engine.SupportsObserver)
@@ -205,7 +205,9 @@ public static class EvalCommand
                 using var cursor = new CursorOnCancel(err);
                 err.Progress()
                     .AutoClear(false)
-                    .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn { Width = ProgressBarWidth }, new PercentageColumn(),
+                    // no percentage column: the bar moves by estimated time (cells differ in cost by context), the
+                    // description counts cells, and a percentage beside both would be neither's share
+                    .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn { Width = ProgressBarWidth },
                         new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
                     .Start(ctx =>
                     {
@@ -373,6 +375,8 @@ public static class EvalCommand
         File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(h, EvalJson.Default.HeatmapData));
         return h;
     }
+
+    private static string Count(int n, string noun) => string.Create(CultureInfo.InvariantCulture, $"{n} {noun}{(n == 1 ? "" : "s")}");
 
     private static string CommandLine()
     {
