@@ -52,35 +52,58 @@ public sealed record EvalResultsFile
     public required GridDescription Grid { get; init; }
     public required IReadOnlyList<MethodSummary> Summary { get; init; }
     public required IReadOnlyList<CellResult> Cells { get; init; }
-    /// <summary>The host's one-minute load average at the start and at the end of the run (null where the system
-    /// does not report one), and its logical cores: a speed column is only a speed measurement when the cores were
-    /// the run's own.</summary>
+    /// <summary>How busy other work kept the host during the run (null where the system does not report its CPU
+    /// time): a speed column is only a speed measurement when the cores were the run's own.</summary>
     public MachineLoad? Load { get; init; }
-    /// <summary>Threads the run kept busy: the CPU engine's worker threads, or 1 for a GPU engine's host thread.</summary>
-    public int Threads { get; init; } = 1;
     /// <summary>Step time per pair and context from the one-prefill sweep (empty when skipped).</summary>
     public IReadOnlyList<SpeedPoint> Speed { get; init; } = [];
 }
 
-/// <summary>How busy the host was during a run: its one-minute load averages at the start and the end, beside its
-/// logical cores.</summary>
-public sealed record MachineLoad(double AtStart, double AtEnd, int Cores)
+/// <summary>How busy the host was with other work during a run: the cores that processes other than the run kept busy
+/// on average (the machine's busy CPU time, from /proc/stat, less the run's own), beside the host's cores.</summary>
+public sealed record MachineLoad(double OtherCores, int Cores)
 {
-    /// <summary>Other work shared the cores: at the end of the run the load average exceeds the run's own busy threads
-    /// by more than half a core. (The end, not the start: the minute before a run often holds its own build.)</summary>
-    public bool Shared(int ownThreads) => AtEnd > ownThreads + 0.5;
+    /// <summary>Other work took more than a quarter of a core on average: the step times are not the run's own.</summary>
+    public bool Shared => OtherCores > 0.25;
 
-    /// <summary>The one-minute load average now, from /proc/loadavg; null where the system does not report it.</summary>
-    public static double? Now()
+    /// <summary>A reading to compare a later one with: the machine's busy CPU seconds and this process's, and the
+    /// time; null where the system does not report its CPU time.</summary>
+    public static Mark? Start() => Mark.Now();
+
+    /// <summary>The load between `start` and now; null where either reading is missing or no time passed.</summary>
+    public static MachineLoad? Since(Mark? start)
+    {
+        if (start is not Mark a || Mark.Now() is not Mark b || b.Wall <= a.Wall) return null;
+        double other = ((b.MachineBusy - a.MachineBusy) - (b.Own - a.Own)) / (b.Wall - a.Wall);
+        return new MachineLoad(Math.Max(0, other), Environment.ProcessorCount);
+    }
+
+    public readonly record struct Mark(double MachineBusy, double Own, double Wall)
+    {
+        public static Mark? Now()
+        {
+            double own = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+            double wall = System.Diagnostics.Stopwatch.GetTimestamp() / (double)System.Diagnostics.Stopwatch.Frequency;
+            return MachineBusySeconds() is double busy ? new Mark(busy, own, wall) : null;
+        }
+    }
+
+    /// <summary>Seconds of CPU time every core has spent busy since boot (/proc/stat's "cpu" line: user, nice,
+    /// system, irq, softirq, steal, at 100 ticks a second); null where the system does not report it.</summary>
+    private static double? MachineBusySeconds()
     {
         try
         {
-            string text = File.ReadAllText("/proc/loadavg");
-            int space = text.IndexOf(' ');
-            return space > 0 && double.TryParse(text.AsSpan(0, space), System.Globalization.NumberStyles.Float,
-                System.Globalization.CultureInfo.InvariantCulture, out double v) ? v : null;
+            using var reader = new StreamReader("/proc/stat");
+            string? line = reader.ReadLine();
+            if (line is null || !line.StartsWith("cpu ", StringComparison.Ordinal)) return null;
+            var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (f.Length < 9) return null;
+            double ticks = 0;
+            foreach (int i in (int[])[1, 2, 3, 6, 7, 8]) ticks += double.Parse(f[i], System.Globalization.CultureInfo.InvariantCulture);
+            return ticks / 100;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
         {
             return null;
         }

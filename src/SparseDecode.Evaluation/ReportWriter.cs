@@ -208,10 +208,10 @@ public sealed class ReportWriter(string directory)
             return cells;
         }));
 
-        if (results.Load is { } load && load.Shared(results.Threads))
-            sb.AppendLine(string.Create(Ci, $"> **The step times and speed-ups above are not a speed measurement:** the host's load average was {load.AtStart:0.0} at the start and {load.AtEnd:0.0} at the end of the run on {load.Cores} cores, against the {results.Threads} thread{(results.Threads == 1 ? "" : "s")} the run kept busy, so other work shared the cores. `sparsedecode bench` on a quiet machine measures speed.")).AppendLine();
+        if (results.Load is { Shared: true } load)
+            sb.AppendLine(string.Create(Ci, $"> **The step times and speed-ups above are not a speed measurement:** other processes kept {load.OtherCores:0.00} of the host's {load.Cores} cores busy on average during the run. `sparsedecode bench` on a quiet machine measures speed.")).AppendLine();
         else if (results.Load is { } quiet)
-            sb.AppendLine(string.Create(Ci, $"The host's load average was {quiet.AtStart:0.0} at the start and {quiet.AtEnd:0.0} at the end of the run ({quiet.Cores} cores, {results.Threads} busy thread{(results.Threads == 1 ? "" : "s")} of the run's own).")).AppendLine();
+            sb.AppendLine(string.Create(Ci, $"Other processes kept {quiet.OtherCores:0.00} of the host's {quiet.Cores} cores busy on average during the run.")).AppendLine();
 
         Goals(sb, rows, grid, longest);
 

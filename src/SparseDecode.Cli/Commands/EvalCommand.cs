@@ -114,7 +114,7 @@ public static class EvalCommand
             bool Given(Option o) => r.GetResult(o) is { Implicit: false };
             bool isQuick = r.GetValue(quick);
             var wall = Stopwatch.StartNew();
-            double? loadAtStart = MachineLoad.Now();
+            var loadMark = MachineLoad.Start();
             if (r.GetValue(reportOnly) && new Option[] { fresh, methods }.FirstOrDefault(Given) is { } conflict)
                 throw new ArgumentException($"--report-only writes the stored results again; it runs nothing, so {conflict.Name} does not apply.");
             if (r.GetValue(reportOnly))
@@ -233,7 +233,7 @@ public static class EvalCommand
                 var progress = new Reporter(p =>
                 {
                     if (!p.Current.EndsWith("prefilling", StringComparison.Ordinal) && p.Current != "done") return;
-                    string line = string.Create(ci, $"[{p.CellsDone}/{p.CellsTotal} cells, {100 * p.Done / Math.Max(1e-9, p.Total):0}%] {p.Current}");
+                    string line = string.Create(ci, $"[{p.CellsDone}/{p.CellsTotal} cells] {p.Current}");
                     if (line != last) Console.Error.WriteLine(line);
                     last = line;
                 });
@@ -255,8 +255,7 @@ public static class EvalCommand
                           + $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}",
                 Created = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", ci),
                 WallSeconds = wall.Elapsed.TotalSeconds,
-                Load = loadAtStart is double l0 && MachineLoad.Now() is double l1 ? new MachineLoad(l0, l1, Environment.ProcessorCount) : null,
-                Threads = engine.DeviceName == "cpu" ? WorkerPool.Shared.Threads : 1,
+                Load = MachineLoad.Since(loadMark),
                 Grid = GridDescription.Of(grid),
                 Summary = rows,
                 Cells = cells,
