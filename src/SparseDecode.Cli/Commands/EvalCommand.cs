@@ -216,7 +216,8 @@ public static class EvalCommand
                         {
                             bar.MaxValue = Math.Max(1e-9, p.Total + extra);
                             bar.Value = p.Done;
-                            bar.Description = Markup.Escape(Fit($"{p.CellsDone}/{p.CellsTotal} cells  {p.Current}", err.Profile.Width));
+                            // "cells done/total task @ context #sample": short enough that 80 columns keep the context label
+                            bar.Description = Markup.Escape(Fit($"{p.CellsDone}/{p.CellsTotal} {p.Current}", err.Profile.Width));
                         });
                         var run = new GridRunner(engine, builder, grid, store, modelName, p => grid.CreatePlan(p, config, engine.MaxContext), () => new SparsityMeter())
                             { Progress = progress };
@@ -288,8 +289,7 @@ public static class EvalCommand
 
     private const int ProgressBarWidth = 20;
 
-    /// <summary>The progress description cut to what the line leaves beside the bar, percentage, elapsed time, ETA
-    /// and spinner, so that a narrow terminal keeps the ETA instead of wrapping the line.</summary>
+    /// <summary>The progress description cut to what the line leaves beside the bar, elapsed time, ETA and spinner, so that a narrow terminal keeps the ETA instead of wrapping the line.</summary>
     public static string Fit(string description, int width)
     {
         int room = Math.Max(12, width - ProgressBarWidth - 32);
