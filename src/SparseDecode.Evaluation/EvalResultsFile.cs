@@ -82,7 +82,8 @@ public sealed record MachineLoad(double OtherCores, int Cores)
     {
         public static Mark? Now()
         {
-            double own = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+            using var self = System.Diagnostics.Process.GetCurrentProcess();
+            double own = self.TotalProcessorTime.TotalSeconds;
             double wall = System.Diagnostics.Stopwatch.GetTimestamp() / (double)System.Diagnostics.Stopwatch.Frequency;
             return MachineBusySeconds() is double busy ? new Mark(busy, own, wall) : null;
         }

@@ -37,6 +37,8 @@ internal static class BenchCommand
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "bench");
             CommonOptions.CheckGpuPrefill(r, device, gpuPrefill);
+            if (r.GetValue(batch) is int && CommonOptions.ParseDevice(r.GetValue(device)!) == "cuda")
+                throw new ArgumentException("--batch times the CPU engine's batched step; it needs --device cpu.");
             if (CommonOptions.ParseDevice(r.GetValue(device)!) == "cuda")
                 return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r, dir), CommonOptions.ParsePrefillPrecision(r.GetValue(gpuPrefill)!));
             if (r.GetValue(batch) is int sequences)
@@ -121,13 +123,16 @@ internal static class BenchCommand
         return cmd;
     }
 
+    /// <summary>Most sequences `bench --batch` decodes together: each holds a whole KV cache of the context.</summary>
+    private const int MaxBatch = 256;
+
     /// <summary>`bench --batch N` on the CPU: N sequences, each a fork of one prefilled context (the forks' plans
     /// start fresh there), decode together through <see cref="CpuEngine.DecodeBatch"/>. Forks decode for a second
     /// first so that the timed steps run optimised code; the timed forks then decode one untimed step and `steps`
     /// timed ones. tokens/s counts every sequence's token.</summary>
     private static int BenchBatch(string dir, int n, int s, int sequences, DType type, Selection.SelectorSpec spec, bool json)
     {
-        if (sequences < 1) throw new ArgumentException("--batch must be at least 1.");
+        if (sequences is < 1 or > MaxBatch) throw new ArgumentException($"--batch must be between 1 and {MaxBatch}, got {sequences}.");
         using var engine = CpuEngine.Load(dir, type);
         var config = engine.Config;
         var rng = new Random(1);

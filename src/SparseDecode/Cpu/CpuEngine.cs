@@ -80,9 +80,6 @@ public sealed class CpuSequence : IDecodeSequence
         _ws = new DecodeWorkspace(engine.Model, cache, plan?.Granularity ?? SelectionGranularity.QueryHead);
     }
 
-    /// <summary>The plan's state (null for dense attention): read it to inspect a method's choices.</summary>
-    public SpanPlanOps? PlanState => _plan;
-
     public int Length => _cache.Length;
     public int Capacity => _cache.Capacity;
     public long CacheBytes => _cache.AllocatedBytes;
