@@ -14,7 +14,7 @@ namespace SparseDecode.Server.Scheduling;
 /// prompt chunk (the last chunk also yields its first token), and every other one decodes one token in one
 /// <see cref="IInferenceEngine.DecodeBatch"/> call and samples its next. On the CPU the batch's sequences are the
 /// rows of one step (each keeps its own cache, workspace and plan state; the weights are read once per step for all
-/// of them); on the GPU dense sequences are the rows of one step.</summary>
+/// of them); on the GPU too, every sequence, whatever its method, is a row of one captured step.</summary>
 public sealed class BatchScheduler : IDisposable
 {
     private readonly ServedModel _model;
