@@ -255,6 +255,7 @@ public sealed class GridRunner
             Seed = sample.Seed,
             Depth = sample.Depth,
             PromptTokens = sample.Prompt.Length,
+            PromptFingerprint = sample.Fingerprint,
             BudgetTokens = budgetTokens,
             Score = ppl ? 0 : score.Score,
             Exact = score.Exact,

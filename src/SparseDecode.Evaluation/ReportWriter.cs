@@ -53,7 +53,7 @@ public sealed class ReportWriter(string directory)
     public static string Csv(IReadOnlyList<CellResult> cells)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("model,task,context,sample,method,budget,budget_tokens,prompt_tokens,depth,score,exact,partial,nll,expected,generated,step_ms,timed_steps,mass_recall,topk_recall,output_error,keys_scored_per_step,keys_attended_per_step,select_ms_per_step,attend_ms_per_step,observed_steps,prefill_seconds,seconds");
+        sb.AppendLine("model,task,context,sample,method,budget,budget_tokens,prompt_tokens,depth,score,exact,partial,nll,expected,generated,step_ms,timed_steps,mass_recall,topk_recall,output_error,keys_scored_per_step,keys_attended_per_step,select_ms_per_step,attend_ms_per_step,observed_steps,prefill_seconds,seconds,prompt_fingerprint");
         foreach (var c in cells)
         {
             sb.AppendJoin(',', [
@@ -61,7 +61,7 @@ public sealed class ReportWriter(string directory)
                 c.Depth is double d ? D(d) : "", D(c.Score), c.Exact ? "1" : "0", D(c.Partial), c.Nll is double n ? D(n) : "",
                 Q(c.Expected ?? ""), Q(c.Generated ?? ""), D(c.StepMs), N(c.TimedSteps), D(c.MassRecall), D(c.TopKRecall),
                 D(c.OutputError), D(c.KeysScoredPerStep), D(c.KeysAttendedPerStep), D(c.SelectMsPerStep), D(c.AttendMsPerStep),
-                N(c.ObservedSteps), D(c.PrefillSeconds), D(c.Seconds)]);
+                N(c.ObservedSteps), D(c.PrefillSeconds), D(c.Seconds), c.PromptFingerprint ?? ""]);
             sb.Append('\n');
         }
         return sb.ToString();

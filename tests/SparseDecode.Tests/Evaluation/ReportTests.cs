@@ -191,7 +191,7 @@ public class ReportTests
         var lines = csv.TrimEnd().Split('\n');
         Assert.Equal(2, lines.Length);
         Assert.Contains("\"1, 2, \"\"3\"\"\"", lines[1]);
-        Assert.Equal(27, lines[0].Split(',').Length);
+        Assert.Equal(28, lines[0].Split(',').Length);
     }
 
     internal static CellResult Cell(string key, double score) => new()
