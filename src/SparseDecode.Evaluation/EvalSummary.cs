@@ -157,7 +157,7 @@ public static class EvalSummary
         return row with
         {
             VsDense = vsDense,
-            OfDense = vsDense is { Ratio: var ratio } && double.IsFinite(ratio) ? ratio : null,
+            OfDense = vsDense is { Mean.Ratio: var ratio } && double.IsFinite(ratio) ? ratio : null,
             VsOracle = row.Method == OracleMethod ? null : PairedComparison.Compare(mine, oracle, new MethodBudget(OracleMethod, row.Budget).ToString()),
         };
     }

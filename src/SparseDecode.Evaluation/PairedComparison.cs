@@ -26,21 +26,24 @@ public sealed record PairedDifference
     /// <see cref="PairedStatistics.SampleSize"/> plans with.</summary>
     public required double SecondMoment { get; init; }
 
-    public static PairedDifference Of(IReadOnlyList<ScorePair> pairs, int seed = PairedStatistics.DefaultSeed) => Of(pairs, seed, out _);
+    /// <summary>Σ method ÷ Σ reference over the pairs — the "% of dense" when the reference is dense (NaN when the
+    /// reference scored nothing).</summary>
+    public required double Ratio { get; init; }
+    /// <summary>Bootstrap 95% interval of Ratio, from the same resamples as <see cref="Ci"/>.</summary>
+    public required Interval RatioCi { get; init; }
 
-    /// <summary>The difference, and in `ratioCi` the bootstrap interval of Σ method ÷ Σ reference from the same
-    /// resamples.</summary>
-    public static PairedDifference Of(IReadOnlyList<ScorePair> pairs, int seed, out Interval ratioCi)
+    public static PairedDifference Of(IReadOnlyList<ScorePair> pairs, int seed = PairedStatistics.DefaultSeed)
     {
         var d = pairs.Select(p => p.Difference).ToList();
         var (test, p) = PairedStatistics.Test(d, seed);
-        var (ci, ratio) = PairedStatistics.Bootstrap(pairs, seed);
-        ratioCi = ratio;
+        var (ci, ratioCi) = PairedStatistics.Bootstrap(pairs, seed);
         return new PairedDifference
         {
             Pairs = pairs.Count,
             Estimate = PairedStatistics.MeanDifference(pairs),
             Ci = ci,
+            Ratio = PairedStatistics.Ratio(pairs),
+            RatioCi = ratioCi,
             Test = test,
             P = p,
             Higher = d.Count(x => x > 0),
@@ -53,8 +56,8 @@ public sealed record PairedDifference
 /// <summary>One (method, budget) row against a reference row — dense attention, or the oracle top-k at the same
 /// budget — paired by sample: every method decodes the same prompt from the same dense prefill, so the two scores
 /// of a sample share its difficulty and their difference is measured far more precisely than either score alone.
-/// Holds the mean needle-task difference, the ratio of the means (the "% of dense") with its interval from the same
-/// resamples, the same difference per task and per context, and the samples a 5-point difference would need.</summary>
+/// Holds the mean needle-task difference and the ratio of the means (the "% of dense"), each with its interval, the
+/// same per task and per context, and the samples a 5-point difference would need.</summary>
 public sealed record PairedComparison
 {
     /// <summary>The difference a grid should be able to detect: 5 points of accuracy.</summary>
@@ -66,12 +69,9 @@ public sealed record PairedComparison
     public required string Reference { get; init; }
     /// <summary>Over every needle task and context.</summary>
     public required PairedDifference Mean { get; init; }
-    /// <summary>Σ method ÷ Σ reference over the pairs (NaN when the reference scored nothing).</summary>
-    public required double Ratio { get; init; }
-    /// <summary>Bootstrap 95% interval of Ratio, from the resamples of <see cref="Mean"/>'s interval.</summary>
-    public required Interval RatioCi { get; init; }
     /// <summary>Pairs a two-sided test at α = 0.05 needs to detect a 5-point difference with 80% power, planned with
-    /// this comparison's own second moment of the differences (<see cref="PairedStatistics.SampleSize"/>).</summary>
+    /// this comparison's own second moment of the differences (<see cref="PairedStatistics.SampleSize"/>; where every
+    /// score is 0 or 1, with a discordance rate of at least 5%, the least at which 0/1 scores can differ by 5 points).</summary>
     public required int PairsFor5Points { get; init; }
     /// <summary>PairsFor5Points spread over the grid's task × context strata: the samples per task and context
     /// (`--samples`) that reach it.</summary>
@@ -98,15 +98,16 @@ public sealed record PairedComparison
         }
         if (pairs.Count == 0) return null;
         var all = pairs.Select(p => p.Pair).ToList();
-        var mean = PairedDifference.Of(all, seed, out var ratioCi);
+        var mean = PairedDifference.Of(all, seed);
         int strata = all.Select(p => p.Stratum).Distinct().Count();
-        int needed = PairedStatistics.SampleSize(mean.SecondMoment, DetectableDifference, Alpha, Power);
+        // planned with the observed second moment; 0/1 scores cannot differ by δ with a discordance rate below δ
+        bool zeroOne = all.All(p => p.Difference is -1 or 0 or 1);
+        double plan = zeroOne ? Math.Max(mean.SecondMoment, DetectableDifference) : mean.SecondMoment;
+        int needed = PairedStatistics.SampleSize(plan, DetectableDifference, Alpha, Power);
         return new PairedComparison
         {
             Reference = referenceLabel,
             Mean = mean,
-            Ratio = PairedStatistics.Ratio(all),
-            RatioCi = ratioCi,
             PairsFor5Points = needed,
             SamplesFor5Points = (needed + strata - 1) / strata,
             ByTask = pairs.GroupBy(p => p.Cell.Task).ToDictionary(g => g.Key, g => PairedDifference.Of(g.Select(p => p.Pair).ToList(), seed)),

@@ -165,15 +165,15 @@ public static class PairedStatistics
     /// `delta` with probability `power`, given the second moment of the differences E[d²] (Connor 1987, Biometrics
     /// 43:207, for McNemar's test, where d ∈ {−1, 0, 1} and E[d²] is the discordance rate ψ):
     /// n = ⌈(z₁₋α/₂ √ψ + z₁₋β √(ψ − δ²))² ÷ δ²⌉. For fractional scores E[d²] takes ψ's place (the variance of d is
-    /// E[d²] under no difference and E[d²] − δ² under δ). A ψ below |δ| is raised to |δ|: 0/1 scores cannot differ
-    /// by δ with fewer discordant pairs, so a method that never disagreed in the pilot is planned at the least
-    /// discordance a difference of δ requires.</summary>
+    /// E[d²] under no difference and E[d²] − δ² under δ). A ψ below δ² is raised to δ², the least second moment a
+    /// mean difference of δ allows; for 0/1 scores the caller passes at least |δ|, the least discordance rate that
+    /// allows it.</summary>
     public static int SampleSize(double secondMoment, double delta, double alpha = 0.05, double power = 0.8)
     {
         if (!(delta != 0 && double.IsFinite(delta))) throw new ArgumentOutOfRangeException(nameof(delta), "The difference to detect must be finite and not 0.");
         if (!(alpha is > 0 and < 1) || !(power is > 0 and < 1)) throw new ArgumentOutOfRangeException(nameof(alpha), "alpha and power must lie in (0, 1).");
         if (!(secondMoment >= 0)) throw new ArgumentOutOfRangeException(nameof(secondMoment), "The second moment of the differences must be ≥ 0.");
-        double d = Math.Abs(delta), psi = Math.Max(secondMoment, d);
+        double d = Math.Abs(delta), psi = Math.Max(secondMoment, d * d);
         double za = NormalQuantile(1 - alpha / 2), zb = NormalQuantile(power);
         double root = za * Math.Sqrt(psi) + zb * Math.Sqrt(psi - d * d);
         // the small allowance keeps an exact integer (say 23.0000000001 from rounding) from becoming 24

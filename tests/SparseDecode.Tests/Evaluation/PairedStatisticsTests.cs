@@ -152,9 +152,10 @@ public class PairedStatisticsTests
         double root = 1.959963984540054 * Math.Sqrt(0.2) + 0.8416212335729143 * Math.Sqrt(0.2 - 0.0025);
         Assert.Equal(626, (int)Math.Ceiling(root * root / 0.0025));
         Assert.Equal(626, PairedStatistics.SampleSize(0.2, 0.05));
-        // fewer discordant pairs than the difference needs: planned at ψ = δ
-        Assert.Equal(PairedStatistics.SampleSize(0.05, 0.05), PairedStatistics.SampleSize(0, 0.05));
-        Assert.Equal(155, PairedStatistics.SampleSize(0, 0.05));
+        // 0/1 scores at the least discordance a 5-point difference allows, ψ = δ: (1.96 √0.05 + 0.84 √0.0475)² / 0.0025
+        Assert.Equal(155, PairedStatistics.SampleSize(0.05, 0.05));
+        // a second moment below δ² cannot hold a mean difference δ: raised to δ², where n = ⌈z²⌉ = ⌈3.84⌉
+        Assert.Equal(4, PairedStatistics.SampleSize(0, 0.05));
         // more power, more pairs; a larger difference, fewer
         Assert.True(PairedStatistics.SampleSize(0.2, 0.05, power: 0.9) > 626);
         Assert.True(PairedStatistics.SampleSize(0.2, 0.1) < 626);
