@@ -79,6 +79,7 @@ internal sealed class GpuEngine : IInferenceEngine
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
         Device = device;
         Weights = weights;
+        CheckCacheFits(device, weights.Config, Math.Min(capacity, weights.Config.MaxPositions), slots);
         DecodeKernels = new DecodeKernels(device);
         ModelKernels = new ModelKernels(device);
         Model = new GpuModel(DecodeKernels, ModelKernels, weights, capacity, maxRows: slots);
@@ -90,6 +91,21 @@ internal sealed class GpuEngine : IInferenceEngine
         _rows = new GpuDecodeSession[slots];
         (_slots, _tokens, _positions) = (new int[slots], new int[slots], new int[slots]);
         _logits = new float[(long)slots * weights.Config.VocabSize];
+    }
+
+    /// <summary>Refuses, before anything is allocated, a cache that would leave under a tenth of the GPU's free memory
+    /// for the step's activations, plans and prefill, saying how many sequences of that context (or how long a
+    /// context for that many) would fit.</summary>
+    private static void CheckCacheFits(CudaDevice device, ModelConfig config, int capacity, int slots)
+    {
+        long need = GpuKvCache.BytesFor(config, slots, capacity);
+        long room = (long)(device.MemoryInfo().Free * 0.9);
+        if (need <= room) return;
+        long perSlot = GpuKvCache.BytesFor(config, 1, capacity);
+        long fitPositions = room / Math.Max(1, GpuKvCache.BytesFor(config, slots, 1));
+        throw new CudaException($"{slots} sequence slots of {capacity} positions need {need / 1e9:F1} GB of KV cache, but {device.Name} has " +
+            $"{room / 1e9:F1} GB to spare after the weights: at most {room / perSlot} slots of {capacity} positions, or {slots} of about " +
+            $"{fitPositions} (serve: --max-batch and --context).");
     }
 
     /// <summary>Rows one decode step takes: every sequence the cache holds.</summary>
