@@ -37,6 +37,7 @@ internal static class GenerateCommand
         method.AddTo(cmd, speculate: true);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
+            var speculation = method.Speculation(r);
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "generate");
             if (r.GetValue(prompt) is not null && r.GetValue(promptFile) is not null)
@@ -55,7 +56,7 @@ internal static class GenerateCommand
                 Method = method.Spec(r, dir),
                 StopTokenIds = config.EosTokenIds.ToArray(),
                 Observer = observer,
-                Speculation = method.Speculation(r),
+                Speculation = speculation,
             };
             options.Sampling.Validate();
             bool asJson = r.GetValue(json);
