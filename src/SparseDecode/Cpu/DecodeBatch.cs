@@ -51,6 +51,7 @@ public sealed unsafe class DecodeBatch
     internal LinearWork Linear { get; } = new();
     internal GatedMlpWork Mlp { get; } = new();
     internal Transformer.RowAttentionJob Attention { get; } = new();
+    internal GroupedDecodeAttention.RowsWork RunAttention { get; } = new();
 
     /// <summary>Adds a row: `token` at position cache.Length of a sequence with its own cache, workspace (made
     /// for that cache) and plan state (null: dense attention). A sequence may appear once per batch.</summary>
@@ -58,6 +59,7 @@ public sealed unsafe class DecodeBatch
     {
         ArgumentNullException.ThrowIfNull(cache);
         ArgumentNullException.ThrowIfNull(workspace);
+        if (HasRuns) throw new InvalidOperationException("A batch of one sequence's consecutive positions holds no other sequence.");
         for (int i = 0; i < Count; i++)
             if (ReferenceEquals(_caches[i], cache) || ReferenceEquals(_workspaces[i], workspace))
                 throw new ArgumentException($"Row {Count} repeats the sequence of row {i}: a sequence decodes one token per step.");
@@ -66,13 +68,14 @@ public sealed unsafe class DecodeBatch
 
     /// <summary>Adds a row that continues the last row's sequence: `token` at the position after that row's, with
     /// its own workspace (made for the same cache), attending densely to every position up to its own — those of
-    /// the rows before it included. The last row must be dense too (no plan). Its logits equal, bit for bit, a
-    /// dense decode step of `token` after the rows before it.</summary>
+    /// the rows before it included. Such a batch holds that one dense sequence only (no plan, no other sequence).
+    /// The row's logits equal, bit for bit, a dense decode step of `token` after the rows before it.</summary>
     public void AddNext(int token, DecodeWorkspace workspace)
     {
         ArgumentNullException.ThrowIfNull(workspace);
         if (Count == 0) throw new InvalidOperationException("A continuing row needs a row before it.");
         int last = Count - 1;
+        if (Count > 1 && !HasRuns) throw new InvalidOperationException("A batch of one sequence's consecutive positions holds no other sequence.");
         if (_plans[last] is not null) throw new InvalidOperationException("Rows of one sequence at consecutive positions attend densely; the row before has a plan.");
         for (int i = 0; i < Count; i++)
             if (ReferenceEquals(_workspaces[i], workspace))

@@ -208,10 +208,14 @@ public sealed unsafe class Transformer : IDisposable
             var w = _layers[l];
             for (int b = 0; b < rows; b++) Norms.RmsNorm(batch.Workspace(b).X, w.AttentionNorm, _eps, batch.Workspace(b).Xn);
             linear.Add(w.Q, q, w.QBias).Add(w.K, k, w.KBias).Add(w.V, v, w.VBias).Run(pool, xn, rows);
-            // rows of one sequence read each other's keys: every row appends before any attends
             if (batch.HasRuns)
+            {
+                // rows of one sequence read each other's keys: every row appends before any attends, then all rows
+                // attend densely in one region that reads each key and value about once for all of them
                 for (int b = 0; b < rows; b++) Append(l, batch.Cache(b), batch.Workspace(b), batch.Position(b));
-            batch.Attention.Run(this, batch, l, observer);
+                batch.RunAttention.Run(batch, l, AttentionScale);
+            }
+            else batch.Attention.Run(this, batch, l, observer);
             // the output projection and the MLP's down projection add into the residual stream in place
             linear.Add(w.O, x, w.OBias, accumulate: true).Run(pool, att, rows);
             for (int b = 0; b < rows; b++) Norms.RmsNorm(batch.Workspace(b).X, w.MlpNorm, _eps, batch.Workspace(b).Xn);
@@ -252,8 +256,7 @@ public sealed unsafe class Transformer : IDisposable
         }
 
         public override void Execute(int row, int worker) =>
-            _model!.AttendRow(_layer, _batch!.Cache(row), _batch.Workspace(row), _batch.Plan(row), _batch.Position(row),
-                appended: _batch.HasRuns, _observer);
+            _model!.AttendRow(_layer, _batch!.Cache(row), _batch.Workspace(row), _batch.Plan(row), _batch.Position(row), _observer);
     }
 
     /// <summary>RoPE on a row's q and k at position `pos`, and its k and v written to the cache there.</summary>
@@ -266,11 +269,11 @@ public sealed unsafe class Transformer : IDisposable
     }
 
     /// <summary>One row's attention in layer `layer` at position `pos`: its q and k rotated and k and v appended
-    /// there (<see cref="Append"/>, unless `appended`), the plan's selection (if any), then attention over the
-    /// selected (or all) positions up to `pos`.</summary>
-    private void AttendRow(int layer, KvCache cache, DecodeWorkspace ws, SpanPlanOps? plan, int pos, bool appended, IAttentionObserver? observer)
+    /// there (<see cref="Append"/>), the plan's selection (if any), then attention over the selected (or all)
+    /// positions up to `pos`.</summary>
+    private void AttendRow(int layer, KvCache cache, DecodeWorkspace ws, SpanPlanOps? plan, int pos, IAttentionObserver? observer)
     {
-        if (!appended) Append(layer, cache, ws, pos);
+        Append(layer, cache, ws, pos);
 
         long t0 = Stopwatch.GetTimestamp();
         var sel = ws.Selection;
