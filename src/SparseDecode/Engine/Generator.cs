@@ -32,7 +32,10 @@ public sealed record GenerationResult(
 }
 
 /// <summary>Prefills a prompt densely, then decodes token by token through the chosen method's plan, calling back
-/// with each new token as it is produced. Runs on any engine (CPU or GPU).</summary>
+/// with each new token as it is produced — or speculatively (<see cref="GenerationOptions.Speculation"/>). A plan
+/// with a cache correction (<see cref="SelectionPlan.CacheCorrection"/> = T) has every T sparse steps' tokens run
+/// again densely with the next one, in place of that one's decode step (the observer does not see these passes).
+/// Runs on any engine (CPU or GPU).</summary>
 public sealed class Generator(IInferenceEngine engine)
 {
     public GenerationResult Generate(ReadOnlySpan<int> prompt, GenerationOptions options, Action<int>? onToken = null,
@@ -71,6 +74,9 @@ public sealed class Generator(IInferenceEngine engine)
             return new GenerationResult(tokens.ToArray(), reason, prompt.Length, promptSeconds, Stopwatch.GetElapsedTime(t1).TotalSeconds,
                 decoder.Stats);
         }
+        // TidalDecode's cache correction: the sparse steps since the last refill, run again densely
+        var correction = plan is { CacheCorrection: > 0 } ? new DensePass(engine.Config.VocabSize, plan.CacheCorrection + 1) : null;
+        int sparseSteps = 0;
         while (tokens.Count < options.MaxTokens)
         {
             cancel.ThrowIfCancellationRequested();
@@ -83,7 +89,16 @@ public sealed class Generator(IInferenceEngine engine)
                 break;
             }
             if (tokens.Count == options.MaxTokens || sequence.Length >= capacity) break;
+            if (correction is not null && sparseSteps == plan!.CacheCorrection)
+            {
+                // the sparse steps' tokens again, densely, and the next token with them
+                sequence.Truncate(sequence.Length - sparseSteps);
+                correction.Run(sequence, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(tokens)[^(sparseSteps + 1)..]);
+                sparseSteps = 0;
+                continue;
+            }
             sequence.Decode(next, options.Observer);
+            sparseSteps++;
         }
         return new GenerationResult(tokens.ToArray(), reason, prompt.Length, promptSeconds, Stopwatch.GetElapsedTime(t1).TotalSeconds);
     }

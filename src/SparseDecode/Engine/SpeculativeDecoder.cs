@@ -73,14 +73,13 @@ public sealed class SpeculativeDecoder
 {
     private readonly SpeculationOptions _options;
     private readonly int _vocab;
-    // the dense pass's next-token logits, one row per token of the pass
-    private readonly float[] _rows;
+    // the verification pass and its rows' logits
+    private readonly DensePass _pass;
     // the draft's distribution at each draft step (sampling only)
     private readonly float[] _draftProbs;
     private readonly float[] _p, _residual;
     // the pass's tokens: the pending one, then the drafts
     private readonly int[] _tokens;
-    private readonly Action<int, ReadOnlySpan<float>> _keepRow;
     private int _draft, _passes;
     private long _drafted, _accepted;
     private bool _exact = true;
@@ -92,12 +91,11 @@ public sealed class SpeculativeDecoder
         _options = options;
         _vocab = vocabSize;
         int most = options.Adaptive ? SpeculationOptions.MaxDraft : options.Draft;
-        _rows = new float[(most + 1) * vocabSize];
+        _pass = new DensePass(vocabSize, most + 1);
         _draftProbs = new float[most * vocabSize];
         _p = new float[vocabSize];
         _residual = new float[vocabSize];
         _tokens = new int[most + 1];
-        _keepRow = (i, logits) => logits.CopyTo(_rows.AsSpan(i * _vocab, _vocab));
         _draft = options.Draft;
     }
 
@@ -120,7 +118,6 @@ public sealed class SpeculativeDecoder
         if (exact is null && plan.CarriesState)
             throw new NotSupportedException(
                 $"Speculative decoding with {plan.Name} rolls its state back after a rejection, which this engine's sequences cannot: draft with tidal, quest, streaming or oracle here.");
-        _exact &= exact is not null;
         bool rollback = exact is not null && plan.CarriesState;
         int vocab = _vocab, capacity = sequence.Capacity, emitted = 0;
         if (maxTokens <= 0) return "length";
@@ -157,15 +154,13 @@ public sealed class SpeculativeDecoder
 
             // verify: the pending token and the drafts densely, rewriting what the draft wrote
             sequence.Truncate(start);
-            var pass = _tokens.AsSpan(0, drafted + 1);
-            if (exact is not null) exact.DecodeDense(pass, _rows);
-            else sequence.Prefill(pass, _keepRow);
+            _exact &= _pass.Run(sequence, _tokens.AsSpan(0, drafted + 1));
 
             int kept = 0;
             next = -1;
             for (; kept < drafted; kept++)
             {
-                var row = _rows.AsSpan(kept * vocab, vocab);
+                var row = _pass.Row(kept);
                 int d = _tokens[kept + 1];
                 if (sampler.IsGreedy)
                 {
@@ -180,7 +175,7 @@ public sealed class SpeculativeDecoder
                 next = token;
                 break;
             }
-            if (next < 0) next = sampler.Next(_rows.AsSpan(drafted * vocab, vocab));
+            if (next < 0) next = sampler.Next(_pass.Row(drafted));
 
             // the plan forgets the steps after the last kept draft's; the cache the positions after it
             if (rollback && kept + 1 < drafted) exact!.RestorePlanState(kept);

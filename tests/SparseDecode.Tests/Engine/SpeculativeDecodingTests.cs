@@ -287,4 +287,37 @@ public sealed class SpeculativeDecodingTests(ITestOutputHelper output)
         Assert.NotNull(spec.Speculation);
         Assert.True(spec.Speculation!.Passes > 0);
     }
+
+    /// <summary>TidalDecode's cache correction (`correct` = T): every T sparse steps their tokens and the next run
+    /// densely, so the token chosen right after each refill is the one dense decoding of the same prefix chooses
+    /// (the whole cache is then dense attention's). Between refills the method's own choices may differ.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(6)]
+    public void TidalCacheCorrectionRefillsWithDenseAttention(int interval)
+    {
+        using var engine = CpuEngine.Load(Fixtures.BundledModel);
+        IInferenceEngine e = engine;
+        var prompt = Prompt(260, e.Config.VocabSize, 13);
+        var spec = SelectorSpec.Parse("tidal", "4", new Dictionary<string, string> { ["correct"] = interval.ToString() });
+        Assert.Equal(interval, e.PlanFor(spec)!.CacheCorrection);
+        var result = new Generator(e).Generate(prompt, new GenerationOptions { MaxTokens = 36, Method = spec });
+        var tokens = result.Tokens;
+        Assert.Equal(36, tokens.Length);
+        // dense decoding's choice after every prefix of the output
+        using var dense = e.CreateSequence(prompt.Length + tokens.Length);
+        dense.Prefill(prompt);
+        var sampler = new Sampler(SamplingOptions.Greedy);
+        int differ = 0;
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            int choice = sampler.Next(dense.Logits);
+            if (i % (interval + 1) == 0) Assert.True(choice == tokens[i], $"token {i}, right after a refill: {tokens[i]}, dense decoding chooses {choice}");
+            else if (choice != tokens[i]) differ++;
+            if (i + 1 < tokens.Length) dense.Decode(tokens[i]);
+        }
+        output.WriteLine($"correct={interval}: {differ} sparse choices differ from dense");
+        if (interval > 1) Assert.True(differ > 0, "at 4 keys some sparse choices must differ, or the test shows nothing");
+    }
 }
