@@ -19,6 +19,6 @@ echo "eval on the 8B shape: exit $?, $(( $(date +%s) - start )) s"; grep -E "│
 pid=$!
 for i in $(seq 1 90); do python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8093/health', timeout=2)" 2>/dev/null && break; sleep 1; done
 echo "server up after ${i} s: $(head -1 "$out/serve8b.log")"
-echo "| clients | requests | wall s | generated tokens/s | mean TTFT s |"; echo "|---:|---:|---:|---:|---:|"
+echo "| method | clients | requests | wall s | generated tokens/s | mean TTFT s | p50 | p99 | gap p50 ms | gap p99 ms |"; echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for c in 1 8; do timeout 60 python3 "$here/serve_client.py" http://127.0.0.1:8093 $c 2 64; done
 kill $pid; wait $pid 2>/dev/null

@@ -1,8 +1,12 @@
 """Streams completions from a running `sparsedecode serve` with N concurrent clients (greedy, ignore_eos, fixed
-max_tokens) and prints generated tokens/s and the mean time to first token. With ignore_eos every request
-generates exactly max_tokens tokens, which is what is counted: a stream's events carry text pieces, and a random
-model's tokens are often incomplete UTF-8 that the server holds back, so events undercount tokens.
-   python3 bench/gpu/serve_client.py URL CLIENTS REQUESTS_PER_CLIENT MAX_TOKENS"""
+max_tokens) and prints one markdown row: generated tokens/s, time to first token (mean, p50, p99) and the gap
+between a stream's events after the first (p50, p99). With ignore_eos every request generates exactly max_tokens
+tokens, which is what is counted: a stream's events carry text pieces, and a random model's tokens are often
+incomplete UTF-8 that the server holds back, so events undercount tokens (the gaps are then between pieces).
+Each request's prompt is distinct (its number first), PROMPT_LINES lines of code long; METHOD and BUDGET go in the
+request's `sparse` field (the server's own method without them).
+   python3 bench/gpu/serve_client.py URL CLIENTS REQUESTS_PER_CLIENT MAX_TOKENS [PROMPT_LINES [METHOD BUDGET]]"""
+import itertools
 import json
 import sys
 import threading
@@ -10,29 +14,42 @@ import time
 import urllib.request
 
 url, clients, per, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-prompt = "def process(items):\n" + "".join(f"    value_{i} = items[{i}] * {i % 7}\n" for i in range(60))
-ttft, tokens, lock = [], [0], threading.Lock()
+lines = int(sys.argv[5]) if len(sys.argv) > 5 else 60
+sparse = {"method": sys.argv[6], "budget": sys.argv[7]} if len(sys.argv) > 7 else None
+ttft, gaps, tokens, lock, numbers = [], [], [0], threading.Lock(), itertools.count()
+
+
+def prompt(n):
+    return f"# request {n}\ndef process(items):\n" + "".join(f"    value_{i} = items[{i}] * {i % 7}\n" for i in range(lines))
 
 
 def one():
-    body = json.dumps({"model": "m", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
-                       "ignore_eos": True}).encode()
-    req = urllib.request.Request(url + "/v1/completions", body, {"Content-Type": "application/json"})
-    t0, first = time.time(), None
-    with urllib.request.urlopen(req, timeout=600) as r:
+    body = {"model": "m", "prompt": prompt(next(numbers)), "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "ignore_eos": True}
+    if sparse:
+        body["sparse"] = sparse
+    req = urllib.request.Request(url + "/v1/completions", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    t0, times = time.time(), []
+    with urllib.request.urlopen(req, timeout=1800) as r:
         for line in r:
             line = line.strip()
             if not line.startswith(b"data: ") or line == b"data: [DONE]":
                 continue
-            first = first or time.time()
+            times.append(time.time())
     with lock:
-        ttft.append((first or time.time()) - t0)
+        ttft.append((times[0] if times else time.time()) - t0)
+        gaps.extend(b - a for a, b in zip(times, times[1:]))
         tokens[0] += max_tokens
 
 
 def client():
     for _ in range(per):
         one()
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
 
 
 start = time.time()
@@ -42,4 +59,6 @@ for t in threads:
 for t in threads:
     t.join()
 wall = time.time() - start
-print(f"| {clients} | {clients * per} | {wall:.1f} | {tokens[0] / wall:.1f} | {sum(ttft) / len(ttft):.3f} |", flush=True)
+print(f"| {sparse['method'] if sparse else 'server default'} | {clients} | {clients * per} | {wall:.1f} | {tokens[0] / wall:.1f} | "
+      f"{sum(ttft) / len(ttft):.3f} | {pct(ttft, 50):.3f} | {pct(ttft, 99):.3f} | {1e3 * pct(gaps, 50):.1f} | {1e3 * pct(gaps, 99):.1f} |",
+      flush=True)

@@ -10,11 +10,11 @@ namespace SparseDecode.Cuda;
 
 /// <summary>One sequence decoded on the GPU, in one slot of its engine's cache: prefill through the model's chunked
 /// tensor-core prefill (<see cref="GpuPrefill"/>; heads it does not take go through decode steps of up to 8 rows),
-/// then one token per step through a captured CUDA graph
-/// that is replayed with the new token and position written into device memory. Logits come back to the host for
-/// sampling. A method written as a selection plan runs inside that graph (<see cref="PlanAttention"/>: its state on
-/// the device, no host round trip). Prefill keeps
-/// Quest's page summaries, so a dense prefill can be forked into any method.</summary>
+/// then one token per step as a row of the engine's batched step (<see cref="GpuEngine.DecodeBatch"/>; alone, a step
+/// of one row), a captured CUDA graph replayed with the new token and position written into device memory. Logits
+/// come back to the host for sampling. A method written as a selection plan runs inside that graph through its
+/// <see cref="PlanGroup"/>, its state on the device in the group's pool. Prefill keeps Quest's page summaries, so a
+/// dense prefill can be forked into any method.</summary>
 internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
 {
     private readonly GpuEngine _engine;
@@ -22,8 +22,6 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
     private readonly GpuKvCache _cache;
     private readonly CudaStream _stream;
     private readonly ILayerAttention _prefillAttention;
-    private readonly PlanAttention? _planAttention;
-    private CudaGraph? _graph;
     private readonly float[] _logits;
     private readonly int[] _slots = new int[ModelKernels.MaxRows];
     private readonly int[] _positions = new int[ModelKernels.MaxRows];
@@ -33,14 +31,20 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
     public int Capacity { get; }
     public int VocabSize => _model.Config.VocabSize;
     public long CacheBytes => (long)Length * _model.Config.NumLayers * 2 * _model.Config.KvDim * 2;
-    /// <summary>The device-resident method, when the session decodes through a plan.</summary>
-    public PlanAttention? Plan => _planAttention;
-    /// <summary>Dense attention: the engine batches such sequences as rows of one step.</summary>
-    public bool IsDense => _planAttention is null;
+    /// <summary>The device-resident method, when the session decodes through a plan. Its buffers' row
+    /// <see cref="LastRow"/> is this sequence's after its last step, until another step of the group runs.</summary>
+    public PlanAttention? Plan => Group?.Attention;
+    /// <summary>The plan group the session decodes through (null: dense attention).</summary>
+    public PlanGroup? Group { get; }
+    public GpuEngine Engine => _engine;
     /// <summary>Decode through the captured graph (default), or launch the step's kernels one by one.</summary>
     public bool UseGraph { get; set; } = true;
+    /// <summary>The engine's number of the last step that ran this sequence, and its row there within its group (or
+    /// among the dense rows).</summary>
+    internal long LastStep { get; set; } = -1;
+    internal int LastRow { get; set; }
 
-    internal GpuDecodeSession(GpuEngine engine, int slot, int capacity, SelectionPlan? plan)
+    internal GpuDecodeSession(GpuEngine engine, int slot, int capacity, PlanGroup? group)
     {
         _engine = engine;
         _model = engine.Model;
@@ -50,11 +54,7 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
         Capacity = capacity;
         Array.Fill(_slots, slot);
         _prefillAttention = new SummaryKeepingAttention(_cache);
-        if (plan != null)
-        {
-            _planAttention = new PlanAttention(_model, _cache, plan, 1, engine.Selection);
-            _planAttention.Reset(_stream);
-        }
+        Group = group;
         _logits = new float[ModelKernels.MaxRows * _model.Config.VocabSize];
     }
 
@@ -91,28 +91,12 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
 
     public ReadOnlySpan<float> Logits => _logits.AsSpan(_lastRow * VocabSize, VocabSize);
 
-    /// <summary>One decode step of `token` at position Length through the captured graph.</summary>
+    /// <summary>One decode step of `token` at position Length: a step of one row through the engine.</summary>
     public void Decode(int token, IAttentionObserver? observer = null)
     {
         if (observer != null)
             throw new NotSupportedException($"Attention observers need the CPU engine; the GPU ({_engine.DeviceName}) does not compute dense attention beside the method.");
-        CheckStep(token);
-        if (IsDense && UseGraph)
-        {
-            _engine.DecodeDense(this, token);
-            return;
-        }
-        _positions[0] = Length;
-        _cache.SetRows(_slots.AsSpan(0, 1), [token], _positions.AsSpan(0, 1), _stream);
-        if (UseGraph)
-        {
-            _graph ??= _stream.Capture(() => _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream, _planAttention));
-            _graph.Launch(_stream);
-        }
-        else _model.EnqueueStep(_cache, 1, _cache.Capacity, _stream, _planAttention);
-        _stream.Synchronize();
-        _model.Logits.Download(_logits.AsSpan(0, VocabSize));
-        Accept(null);
+        _engine.Decode(this, token, UseGraph);
     }
 
     /// <summary>Checks that `token` can be decoded next (room and vocabulary).</summary>
@@ -122,10 +106,10 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
         if ((uint)token >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(token), $"Token id {token} is outside the vocabulary of {VocabSize}.");
     }
 
-    /// <summary>A step of this sequence ran: its logits (null: already in row 0 of the buffer) and one more position.</summary>
+    /// <summary>A step of this sequence ran: its logits and one more position.</summary>
     internal void Accept(ReadOnlySpan<float> logits)
     {
-        if (!logits.IsEmpty) logits.CopyTo(_logits);
+        logits.CopyTo(_logits);
         Length++;
         _lastRow = 0;
     }
@@ -150,8 +134,14 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
     }
 
     /// <summary>Keys the last step attended over all layers and query heads (dense: every position at every head).</summary>
-    public long KeysAttendedLastStep() =>
-        _planAttention?.KeysAttended(0, Length) ?? (long)Length * _model.Config.NumHeads * _model.Config.NumLayers;
+    /// <remarks>A plan's counts are read from the group's buffers, so only until another step of the group runs.</remarks>
+    public long KeysAttendedLastStep()
+    {
+        if (Group is not PlanGroup g) return (long)Length * _model.Config.NumHeads * _model.Config.NumLayers;
+        if (g.LastStep != LastStep)
+            throw new InvalidOperationException("The keys a sequence attended are known only until another step of a sequence with its plan runs.");
+        return g.Attention.KeysAttended(LastRow, Length);
+    }
 
     private void CheckRoom(int n)
     {
@@ -159,10 +149,12 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
             throw new ContextOverflowException($"The sequence needs {Length + n} positions but its GPU cache slot holds {Capacity}.");
     }
 
+    private bool _disposed;
+
     public void Dispose()
     {
-        _graph?.Dispose();
-        _planAttention?.Dispose();
-        _engine.Release(Slot);
+        if (_disposed) return;
+        _disposed = true;
+        _engine.Release(Slot, Group);
     }
 }

@@ -10,15 +10,30 @@ namespace SparseDecode.Cuda;
 
 /// <summary>The GPU backend of <see cref="IInferenceEngine"/>: a checkpoint's weights on the device, one bf16 KV
 /// cache of `slots` sequence slots of `capacity` positions each, and one stream that every sequence's work is
-/// queued on. A sequence occupies a slot until disposed. Dense sequences of a batch run as the rows of one step
-/// through a step graph captured once per row count; a sequence whose method is a selection plan runs its own
-/// captured step (its plan state is per sequence).</summary>
+/// queued on. A sequence occupies a slot until disposed. One decode step advances every sequence of a batch, whatever
+/// its method: the rows are ordered dense first, then by plan (<see cref="PlanGroup"/>: sequences made with the same
+/// plan object share its kernels and scratch and keep their own state by slot); the weight products run once over all
+/// rows and each plan's operations over its own rows. The step is captured into a CUDA graph once per composition
+/// (rows per plan) and replayed with the rows' tokens, positions and slots written into device memory.</summary>
 internal sealed class GpuEngine : IInferenceEngine
 {
+    /// <summary>Composed step graphs kept at once; past this many, all are dropped and captured again as met.</summary>
+    private const int MaxGraphs = 64;
+    /// <summary>Plan groups with no live sequence kept for the next sequence with that plan.</summary>
+    private const int MaxIdleGroups = 8;
+
     private readonly bool[] _used;
-    private readonly CudaGraph?[] _denseGraphs = new CudaGraph?[ModelKernels.MaxRows + 1];
-    private readonly int[] _slots = new int[ModelKernels.MaxRows], _tokens = new int[ModelKernels.MaxRows], _positions = new int[ModelKernels.MaxRows];
+    private readonly Dictionary<string, (CudaGraph Graph, PlanGroup[] Groups)> _graphs = new(StringComparer.Ordinal);
+    private readonly Dictionary<SelectionPlan, PlanGroup> _groups = new(ReferenceEqualityComparer.Instance);
+    private int _nextGroupId = 1;
+    private long _steps;
+    // one step's rows, reused from step to step: order keys, sessions, slots, tokens, positions, logits
+    private readonly long[] _order;
+    private readonly GpuDecodeSession[] _rows;
+    private readonly int[] _slots, _tokens, _positions;
     private readonly float[] _logits;
+    private readonly List<(PlanGroup Group, int Rows)> _parts = [];
+    private string _lastKey = "";
     private SelectionKernels? _selection;
 
     public CudaDevice Device { get; }
@@ -34,6 +49,8 @@ internal sealed class GpuEngine : IInferenceEngine
     public int Slots => Cache.Slots;
     public bool ConcurrentSequences => false;
     public bool SupportsObserver => false;
+
+    /// <summary>Loads `directory` onto the first GPU for sequences of up to `capacity` positions (capped at the
 
     /// <summary>Loads `directory` onto the first GPU for sequences of up to `capacity` positions (capped at the
     /// model's context), `slots` of them at a time. No driver or GPU: a <see cref="CudaException"/> in one sentence.</summary>
@@ -64,12 +81,19 @@ internal sealed class GpuEngine : IInferenceEngine
         Weights = weights;
         DecodeKernels = new DecodeKernels(device);
         ModelKernels = new ModelKernels(device);
-        Model = new GpuModel(DecodeKernels, ModelKernels, weights, capacity);
-        Cache = new GpuKvCache(device, weights.Config, slots, Model.Capacity);
+        Model = new GpuModel(DecodeKernels, ModelKernels, weights, capacity, maxRows: slots);
+        Cache = new GpuKvCache(device, weights.Config, slots, Model.Capacity, maxRows: Model.MaxRows);
         Stream = new CudaStream(device);
         _used = new bool[slots];
-        _logits = new float[ModelKernels.MaxRows * weights.Config.VocabSize];
+        StepRows = slots;
+        _order = new long[slots];
+        _rows = new GpuDecodeSession[slots];
+        (_slots, _tokens, _positions) = (new int[slots], new int[slots], new int[slots]);
+        _logits = new float[(long)slots * weights.Config.VocabSize];
     }
+
+    /// <summary>Rows one decode step takes: every sequence the cache holds.</summary>
+    public int StepRows { get; }
 
     /// <summary>The selection kernels, loaded once for every sequence that decodes through a plan.</summary>
     internal SelectionKernels Selection => _selection ??= new SelectionKernels(Device);
@@ -83,10 +107,14 @@ internal sealed class GpuEngine : IInferenceEngine
         int slot = Array.IndexOf(_used, false);
         if (slot < 0)
             throw new InvalidOperationException($"All {Slots} sequence slots of the GPU cache are in use; free a sequence or load the engine with more slots.");
+        var group = plan is null ? null : GroupFor(plan);
         _used[slot] = true;
         try
         {
-            return new GpuDecodeSession(this, slot, capacity, plan);
+            group?.ResetSlot(slot, Stream);
+            var seq = new GpuDecodeSession(this, slot, capacity, group);
+            if (group != null) group.Sequences++;
+            return seq;
         }
         catch
         {
@@ -95,61 +123,143 @@ internal sealed class GpuEngine : IInferenceEngine
         }
     }
 
-    internal void Release(int slot) => _used[slot] = false;
+    /// <summary>The group of `plan`: kept while sequences use it and a while after (<see cref="MaxIdleGroups"/>).</summary>
+    private PlanGroup GroupFor(SelectionPlan plan)
+    {
+        if (_groups.TryGetValue(plan, out var group)) return group;
+        var idle = _groups.Values.Where(g => g.Sequences == 0).OrderBy(g => g.Id).ToList();
+        for (int i = 0; i < idle.Count - MaxIdleGroups + 1; i++) Drop(idle[i]);
+        group = new PlanGroup(_nextGroupId++, Model, Cache, plan, StepRows, Slots, Selection, Stream);
+        _groups.Add(plan, group);
+        return group;
+    }
+
+    private void Drop(PlanGroup group)
+    {
+        foreach (var key in _graphs.Where(e => e.Value.Groups.Contains(group)).Select(e => e.Key).ToList())
+        {
+            _graphs[key].Graph.Dispose();
+            _graphs.Remove(key);
+        }
+        _lastKey = "";
+        _groups.Remove(group.Plan);
+        group.Dispose();
+    }
+
+    internal void Release(int slot, PlanGroup? group)
+    {
+        _used[slot] = false;
+        if (group != null) group.Sequences--;
+    }
 
     public void DecodeBatch(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens)
     {
         if (tokens.Length != sequences.Count) throw new ArgumentException($"{sequences.Count} sequences but {tokens.Length} tokens.");
-        _dense.Clear();
+        if (sequences.Count > StepRows) throw new ArgumentException($"{sequences.Count} sequences in one step; the engine holds {StepRows}.");
         for (int i = 0; i < sequences.Count; i++)
+            _rows[i] = sequences[i] as GpuDecodeSession ?? throw new ArgumentException("A sequence of another engine was passed to the GPU engine.");
+        Step(sequences.Count, tokens, useGraph: true);
+    }
+
+    /// <summary>One sequence's step, through the same composed step (no per-token allocation).</summary>
+    internal void Decode(GpuDecodeSession seq, int token, bool useGraph)
+    {
+        _rows[0] = seq;
+        Step(1, [token], useGraph);
+    }
+
+    /// <summary>The step of sessions _rows[0 .. n) with tokens[i]: rows ordered dense first, then by group; one
+    /// graph launch (or its kernels one by one), one copy of every row's logits to the host.</summary>
+    private void Step(int n, ReadOnlySpan<int> tokens, bool useGraph)
+    {
+        long step = ++_steps;
+        for (int i = 0; i < n; i++)
         {
-            var seq = sequences[i] as GpuDecodeSession ?? throw new ArgumentException("A sequence of another engine was passed to the GPU engine.");
-            if (seq.IsDense) _dense.Add((seq, tokens[i]));
-            else seq.Decode(tokens[i]);
+            var seq = _rows[i];
+            if (seq.Engine != this) throw new ArgumentException("A sequence of another GPU engine was passed to this one.");
+            if (seq.LastStep == step) throw new ArgumentException("A sequence appears twice in one decode step.");
+            seq.CheckStep(tokens[i]);
+            seq.LastStep = step;
+            _order[i] = (long)(seq.Group?.Id ?? 0) << 32 | (uint)i;
         }
-        DecodeDense();
-    }
-
-    /// <summary>One dense sequence's step, through the same batched graph (no per-token allocation).</summary>
-    internal void DecodeDense(GpuDecodeSession seq, int token)
-    {
-        _dense.Clear();
-        _dense.Add((seq, token));
-        DecodeDense();
-    }
-
-    // the dense sequences of the step being run, reused from step to step
-    private readonly List<(GpuDecodeSession Seq, int Token)> _dense = [];
-
-    /// <summary>The collected dense sequences as rows of graph-replayed steps of up to MaxRows rows each.</summary>
-    private void DecodeDense()
-    {
-        var dense = _dense;
-        for (int first = 0; first < dense.Count; first += ModelKernels.MaxRows)
+        Array.Sort(_order, 0, n);
+        // the rows in step order, and the composition: dense rows, then (group, rows) in increasing group id
+        _parts.Clear();
+        int dense = 0, partStart = 0;
+        for (int r = 0; r < n; r++)
         {
-            int rows = Math.Min(ModelKernels.MaxRows, dense.Count - first);
-            for (int r = 0; r < rows; r++)
+            var seq = _rows[(int)(_order[r] & 0xFFFFFFFF)];
+            (_slots[r], _tokens[r], _positions[r]) = (seq.Slot, tokens[(int)(_order[r] & 0xFFFFFFFF)], seq.Length);
+            if (seq.Group is not PlanGroup g)
             {
-                var (seq, token) = dense[first + r];
-                seq.CheckStep(token);
-                (_slots[r], _tokens[r], _positions[r]) = (seq.Slot, token, seq.Length);
+                dense++;
+                seq.LastRow = r;
+                continue;
             }
-            Cache.SetRows(_slots.AsSpan(0, rows), _tokens.AsSpan(0, rows), _positions.AsSpan(0, rows), Stream);
-            DenseGraph(rows).Launch(Stream);
-            Stream.Synchronize();
-            int v = Config.VocabSize;
-            Model.Logits.Download(_logits.AsSpan(0, rows * v));
-            for (int r = 0; r < rows; r++) dense[first + r].Seq.Accept(_logits.AsSpan(r * v, v));
+            if (_parts.Count == 0 || _parts[^1].Group != g)
+            {
+                _parts.Add((g, 0));
+                partStart = r;
+            }
+            _parts[^1] = (g, _parts[^1].Rows + 1);
+            seq.LastRow = r - partStart;
         }
+        Cache.SetRows(_slots.AsSpan(0, n), _tokens.AsSpan(0, n), _positions.AsSpan(0, n), Stream);
+        foreach (var (g, _) in _parts) g.LastStep = step;
+        if (useGraph) GraphFor(n, dense).Launch(Stream);
+        else Model.EnqueueStep(Cache, n, Cache.Capacity, Stream, Attention(dense));
+        Stream.Synchronize();
+        int v = Config.VocabSize;
+        Model.Logits.Download(_logits.AsSpan(0, n * v));
+        for (int r = 0; r < n; r++) _rows[(int)(_order[r] & 0xFFFFFFFF)].Accept(_logits.AsSpan(r * v, v));
     }
 
-    /// <summary>The dense step for `rows` rows, captured on first use and replayed for every later step.</summary>
-    internal CudaGraph DenseGraph(int rows) =>
-        _denseGraphs[rows] ??= Stream.Capture(() => Model.EnqueueStep(Cache, rows, Cache.Capacity, Stream));
+    private StepAttention? Attention(int dense) => _parts.Count == 0 ? null : new StepAttention(Model, Cache, dense, _parts);
+
+    /// <summary>The step graph of the current composition, captured at its first use.</summary>
+    private CudaGraph GraphFor(int rows, int dense)
+    {
+        string key = CompositionKey(dense);
+        if (_graphs.TryGetValue(key, out var entry)) return entry.Graph;
+        if (_graphs.Count >= MaxGraphs)
+        {
+            foreach (var e in _graphs.Values) e.Graph.Dispose();
+            _graphs.Clear();
+        }
+        var attention = Attention(dense);
+        var graph = Stream.Capture(() => Model.EnqueueStep(Cache, rows, Cache.Capacity, Stream, attention));
+        _graphs.Add(key, (graph, _parts.Select(p => p.Group).ToArray()));
+        return graph;
+    }
+
+    /// <summary>"dense rows;group id:rows;…", built only when the composition differs from the last step's.</summary>
+    private string CompositionKey(int dense)
+    {
+        if (SameComposition(dense)) return _lastKey;
+        var sb = new System.Text.StringBuilder().Append(dense);
+        foreach (var (g, rows) in _parts) sb.Append(';').Append(g.Id).Append(':').Append(rows);
+        _lastKey = sb.ToString();
+        _lastDense = dense;
+        _lastParts.Clear();
+        foreach (var (g, rows) in _parts) _lastParts.Add((g.Id, rows));
+        return _lastKey;
+    }
+
+    private int _lastDense = -1;
+    private readonly List<(int Id, int Rows)> _lastParts = [];
+
+    private bool SameComposition(int dense)
+    {
+        if (_lastKey.Length == 0 || dense != _lastDense || _lastParts.Count != _parts.Count) return false;
+        for (int i = 0; i < _parts.Count; i++)
+            if (_lastParts[i] != (_parts[i].Group.Id, _parts[i].Rows)) return false;
+        return true;
+    }
 
     public void Dispose()
     {
-        foreach (var g in _denseGraphs) g?.Dispose();
+        foreach (var e in _graphs.Values) e.Graph.Dispose();
+        foreach (var g in _groups.Values) g.Dispose();
         _selection?.Dispose();
         Stream.Dispose();
         Cache.Dispose();

@@ -6,7 +6,7 @@ namespace SparseDecode.Diagnostics;
 /// <summary>What every engine promises its callers (Generator, Scorer, the eval grid, the server), measured: a
 /// batched step equals each sequence's own step (dense and sparse sequences of different lengths mixed), a fork
 /// continues exactly like the original, a truncated sequence continues like one prefilled only that far. Needs an
-/// engine with 6 sequence slots of at least 96 positions.</summary>
+/// engine with <see cref="Slots"/> sequence slots of at least 96 positions.</summary>
 internal static class EngineContractCheck
 {
     /// <summary>One promise: the largest logit difference seen and what is allowed.</summary>
@@ -29,33 +29,53 @@ internal static class EngineContractCheck
         return Enumerable.Range(0, n).Select(_ => rng.Next(vocab)).ToArray();
     }
 
+    /// <summary>Methods of the batched check: a row of each, two of some (rows of one plan share its buffers and keep
+    /// their own state), dense twice.</summary>
+    private static readonly string[] BatchMethods = ["dense", "dense", "oracle", "quest", "quest", "tidal", "tidal", "lfps", "lfps", "prhs", "streaming", "hshare"];
+
+    /// <summary>Sequence slots the checks need: every batched method twice (in the batch and alone).</summary>
+    public static int Slots => 2 * BatchMethods.Length;
+
     private static Check BatchedStep(IInferenceEngine engine, double tolerance)
     {
         var c = engine.Config;
-        int[] lengths = [20, 33, 47];
         var none = new Dictionary<string, string>();
-        SelectionPlan?[] methods = [null, engine.PlanFor(SelectorSpec.Parse("oracle", "8", none)), engine.PlanFor(SelectorSpec.Parse("quest", "16", none))];
+        // one plan object per method: the rows of a method share it, as the server's requests of one setting do
+        var plans = BatchMethods.Distinct().ToDictionary(m => m, m => engine.PlanFor(SelectorSpec.Parse(m, "16", none)));
+        int n = BatchMethods.Length;
         var together = new List<IDecodeSequence>();
         var alone = new List<IDecodeSequence>();
+        var batch = new List<IDecodeSequence>();
+        var tokens = new List<int>();
         double worst = 0;
         try
         {
-            for (int i = 0; i < 3; i++)
+            for (int i = 0; i < n; i++)
             {
-                var prompt = Tokens(lengths[i], c.VocabSize, i);
-                together.Add(engine.CreateSequence(64, methods[i]));
+                var prompt = Tokens(20 + 3 * i, c.VocabSize, i);
+                together.Add(engine.CreateSequence(64, plans[BatchMethods[i]]));
                 together[i].Prefill(prompt);
-                alone.Add(engine.CreateSequence(64, methods[i]));
+                alone.Add(engine.CreateSequence(64, plans[BatchMethods[i]]));
                 alone[i].Prefill(prompt);
             }
-            var next = Tokens(5 * 3, c.VocabSize, 99);
-            for (int step = 0; step < 5; step++)
+            var next = Tokens(6 * n, c.VocabSize, 99);
+            for (int step = 0; step < 6; step++)
             {
-                engine.DecodeBatch(together, next.AsSpan(step * 3, 3));
-                for (int i = 0; i < 3; i++)
+                // sequences leave and rejoin the batch from step to step, so each meets other rows and other row numbers
+                batch.Clear();
+                tokens.Clear();
+                for (int i = 0; i < n; i++)
+                    if (step < 2 || (i + step) % 3 != 0)
+                    {
+                        batch.Add(together[i]);
+                        tokens.Add(next[step * n + i]);
+                    }
+                engine.DecodeBatch(batch, tokens.ToArray());
+                for (int i = 0; i < n; i++)
                 {
-                    alone[i].Decode(next[step * 3 + i]);
-                    if (together[i].Length != lengths[i] + step + 1) worst = double.PositiveInfinity;
+                    if (!batch.Contains(together[i])) continue;
+                    alone[i].Decode(next[step * n + i]);
+                    if (together[i].Length != alone[i].Length) worst = double.PositiveInfinity;
                     worst = Math.Max(worst, Difference(alone[i].Logits, together[i].Logits));
                 }
             }
@@ -64,7 +84,7 @@ internal static class EngineContractCheck
         {
             foreach (var s in together.Concat(alone)) s.Dispose();
         }
-        return new Check("batched step = each sequence alone (dense, oracle, quest; 3 lengths)", worst, tolerance);
+        return new Check($"batched step = each sequence alone ({string.Join(", ", BatchMethods.Distinct())}; {n} rows, joining and leaving)", worst, tolerance);
     }
 
     private static Check Fork(IInferenceEngine engine)

@@ -8,7 +8,8 @@ using SparseDecode.Cuda.Selection;
 namespace SparseDecode.Diagnostics;
 
 /// <summary>The matrix-vector kernels of model_step.cu against a float64 host reference on fresh random bf16
-/// weights and f32 activations: every kernel (CUDA-core for 1/2/4/8 rows, tensor-core with 16-, 32- and 64-row tiles for 1–8 rows), with a bias,
+/// weights and f32 activations: every kernel (CUDA-core for 1/2/4/8 rows, tensor-core with 16-, 32- and 64-row tiles for 1–8 rows,
+/// and the tensor-core launches of up to 16 and 32 rows), with a bias,
 /// accumulating, at sizes whose rows do not fill a block. Outputs are poisoned first.</summary>
 internal static class ModelKernelCheck
 {
@@ -32,6 +33,8 @@ internal static class ModelKernelCheck
             variants.Add((new ModelKernels(dev, GemvOptions.CudaCoresOnly), [1, 2, 3, 4, 8], false));
             foreach (int tile in new[] { 16, 32, 64 })
                 variants.Add((new ModelKernels(dev, new GemvOptions { TensorCoreMinRows = 1, TensorCoreTileRows = tile }), [1, 2, 3, 4, 8], true));
+            // the launches of more than 8 rows (weights read once for up to 16 and 32 rows)
+            variants.Add((new ModelKernels(dev), [12, 16, 21, ModelKernels.MaxWideRows], true));
             foreach (var (n, k) in new[] { (200, 384), (1000, 4096), (320, 160) }) CheckShape(dev, variants, results, rng, s, n, k);
         }
         finally
@@ -51,17 +54,18 @@ internal static class ModelKernelCheck
             w[i] = ElementConvert.SingleToBf16((float)(rng.NextDouble() * 2 - 1));
             wf[i] = BitConverter.Int32BitsToSingle(w[i] << 16);
         }
-        var x = Enumerable.Range(0, ModelKernels.MaxRows * k).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
+        const int most = ModelKernels.MaxWideRows;
+        var x = Enumerable.Range(0, most * k).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
         var bias = Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble()).ToArray();
-        var y0 = Enumerable.Range(0, ModelKernels.MaxRows * n).Select(_ => (float)rng.NextDouble()).ToArray();
+        var y0 = Enumerable.Range(0, most * n).Select(_ => (float)rng.NextDouble()).ToArray();
         using var dw = dev.Upload<ushort>(w);
         using var dx = dev.Upload<float>(x);
         using var db = dev.Upload<float>(bias);
-        using var dy = dev.Allocate(ModelKernels.MaxRows * n * 4L);
+        using var dy = dev.Allocate(most * n * 4L);
         GpuSelfCheck.Result Check(ModelKernels mk, int rows, bool accumulate)
         {
             if (accumulate) dy.Upload<float>(y0);
-            else dy.Fill32(0xFFFFFFFF, ModelKernels.MaxRows * n, s);
+            else dy.Fill32(0xFFFFFFFF, most * n, s);
             mk.Gemv(dw.Pointer, n, k, dx, k, rows, db, dy, n, accumulate, s);
             s.Synchronize();
             var got = dy.Download<float>(rows * n);

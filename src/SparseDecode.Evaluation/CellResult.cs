@@ -15,6 +15,10 @@ public sealed record CellResult
     public required int Seed { get; init; }
     public double? Depth { get; init; }
     public int PromptTokens { get; init; }
+    /// <summary>The prompt's <see cref="TaskSample.Fingerprint"/>: cells of one sample carry the same one, which is
+    /// how the paired comparisons know that two cells decoded the same prompt (null in cells stored before it was
+    /// recorded).</summary>
+    public string? PromptFingerprint { get; init; }
     /// <summary>Keys per head the budget resolves to at this prompt's length (the prompt length for dense).</summary>
     public int BudgetTokens { get; init; }
 

@@ -23,8 +23,14 @@ public sealed record MethodSummary
     public Dictionary<string, Interval> AccuracyCiByContext { get; init; } = [];
     /// <summary>95% interval of MassRecall over the cells.</summary>
     public Interval MassRecallCi { get; init; } = Interval.None;
-    /// <summary>MeanAccuracy ÷ dense's, on the same samples.</summary>
+    /// <summary>Needle-task accuracy ÷ dense's on the same samples (<see cref="VsDense"/>'s ratio; 1 for dense).</summary>
     public double? OfDense { get; init; }
+    /// <summary>This row against dense on the same samples: the paired difference, its interval and test, the ratio
+    /// with its interval (null for dense itself, or when the grid has no dense row or no needle task).</summary>
+    public PairedComparison? VsDense { get; init; }
+    /// <summary>This row against the oracle top-k at the same budget, paired the same way (null for dense and the
+    /// oracle, or when the grid has no oracle row at this budget).</summary>
+    public PairedComparison? VsOracle { get; init; }
     public double? Perplexity { get; init; }
     /// <summary>Mean accuracy over needle tasks per context length.</summary>
     public required Dictionary<string, double> AccuracyByContext { get; init; }
@@ -52,6 +58,9 @@ public sealed record MethodSummary
 /// <summary>Aggregates cell results into method rows.</summary>
 public static class EvalSummary
 {
+    /// <summary>The exact per-head top-k, the ceiling a selection at equal budget is compared with.</summary>
+    public const string OracleMethod = "oracle";
+
     public static string Ctx(int c) => c.ToString(CultureInfo.InvariantCulture);
 
     private static double StdErr(IReadOnlyList<double> xs)
@@ -71,7 +80,6 @@ public static class EvalSummary
         int longest = grid.Contexts.Max();
         var dense = cells.Where(c => c.Method == EvalGrid.DenseMethod).ToDictionary(c => (c.Task, c.Context, c.Sample));
         var needleTasks = grid.Tasks.Where(t => t != RulerTasks.Perplexity).ToList();
-        MethodSummary? denseRow = null;
         foreach (var pair in grid.Pairs)
         {
             var mine = cells.Where(c => c.Method == pair.Method && c.Budget == pair.Budget).ToList();
@@ -133,11 +141,24 @@ public static class EvalSummary
                 AttentionSpeedUp = attRatios.Where(double.IsFinite).ToList() is { Count: > 0 } ar ? Math.Exp(ar.Average(Math.Log)) : null,
                 Cells = mine.Count,
             };
-            if (pair.IsDense) denseRow = row;
             rows.Add(row);
         }
-        if (denseRow is not null && double.IsFinite(denseRow.MeanAccuracy) && denseRow.MeanAccuracy > 0)
-            rows = rows.Select(r => r with { OfDense = r.MeanAccuracy / denseRow.MeanAccuracy }).ToList();
-        return rows;
+        return rows.Select(r => Paired(r, cells)).ToList();
+    }
+
+    /// <summary>The row with its paired comparisons against dense and against the oracle at its budget.</summary>
+    private static MethodSummary Paired(MethodSummary row, IReadOnlyList<CellResult> cells)
+    {
+        if (row.Budget == MethodBudget.NoBudget) return row with { OfDense = double.IsFinite(row.MeanAccuracy) ? 1 : null };
+        var mine = cells.Where(c => c.Method == row.Method && c.Budget == row.Budget).ToList();
+        var dense = cells.Where(c => c.Budget == MethodBudget.NoBudget && c.Method == EvalGrid.DenseMethod).ToList();
+        var oracle = cells.Where(c => c.Method == OracleMethod && c.Budget == row.Budget).ToList();
+        var vsDense = PairedComparison.Compare(mine, dense, EvalGrid.DenseMethod);
+        return row with
+        {
+            VsDense = vsDense,
+            OfDense = vsDense is { Mean.Ratio: var ratio } && double.IsFinite(ratio) ? ratio : null,
+            VsOracle = row.Method == OracleMethod ? null : PairedComparison.Compare(mine, oracle, new MethodBudget(OracleMethod, row.Budget).ToString()),
+        };
     }
 }

@@ -72,7 +72,7 @@ public sealed class GridRunner
         int cellsTotal = samples.Count * pairs.Count, cached = 0;
         foreach (var (context, task, index) in samples)
         {
-            int pending = pairs.Count(p => !_store.Contains(_grid.Key(_modelName, task, context, index, p)));
+            int pending = pairs.Count(p => Stored(task, context, index, p) is null);
             cached += pairs.Count - pending;
             total += EstimateSeconds(context, pending);
         }
@@ -83,7 +83,7 @@ public sealed class GridRunner
         bool warm = !WarmUpFirst;
         foreach (var (context, task, index) in samples)
         {
-            var todo = pairs.Where(p => !_store.Contains(_grid.Key(_modelName, task, context, index, p))).ToList();
+            var todo = pairs.Where(p => Stored(task, context, index, p) is null).ToList();
             if (todo.Count == 0) continue;
             cancel.ThrowIfCancellationRequested();
             if (!warm)
@@ -121,8 +121,25 @@ public sealed class GridRunner
             foreach (string task in _grid.Tasks)
                 for (int s = 0; s < _grid.Samples; s++)
                     foreach (var p in _grid.Pairs)
-                        if (_store.Get(_grid.Key(_modelName, task, context, s, p)) is { } c) list.Add(c);
+                        if (Stored(task, context, s, p) is { } c) list.Add(c);
         return list;
+    }
+
+    /// <summary>This grid's cell of the sample from the store, or null. A cell stored by a grid with another
+    /// `--samples` has the same key but was decoded from a prompt with its needles at another depth (sample i of n
+    /// sits at (i + 0.5)/n): it is not this sample's, and pairing it with cells of this grid would compare methods
+    /// on different prompts, so it runs again.</summary>
+    private CellResult? Stored(string task, int context, int index, MethodBudget pair)
+    {
+        var c = _store.Get(_grid.Key(_modelName, task, context, index, pair));
+        double? depth = task == RulerTasks.Perplexity ? null : _grid.DepthOf(index);
+        bool same = (c?.Depth, depth) switch
+        {
+            (null, null) => true,
+            (double a, double b) => Math.Abs(a - b) < 1e-12,
+            _ => false,
+        };
+        return same ? c : null;
     }
 
     /// <summary>Runs every pair over a short prompt, un-observed and observed, so that the first cells' step times
@@ -255,6 +272,7 @@ public sealed class GridRunner
             Seed = sample.Seed,
             Depth = sample.Depth,
             PromptTokens = sample.Prompt.Length,
+            PromptFingerprint = sample.Fingerprint,
             BudgetTokens = budgetTokens,
             Score = ppl ? 0 : score.Score,
             Exact = score.Exact,

@@ -22,6 +22,23 @@ public sealed record TaskSample
     public required int HaystackLength { get; init; }
     public int QuestionLength { get; init; }
 
+    /// <summary>The prompt's tokens hashed (64-bit FNV-1a over the token ids, 16 hex digits): equal for equal
+    /// prompts on every run and platform.</summary>
+    public string Fingerprint
+    {
+        get
+        {
+            ulong h = 14695981039346656037UL;
+            foreach (int t in Prompt)
+                for (int shift = 0; shift < 32; shift += 8)
+                {
+                    h ^= (byte)(t >> shift);
+                    h *= 1099511628211UL;
+                }
+            return h.ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
+        }
+    }
+
     /// <summary>Where the first needle sits, as a fraction of the haystack (needles not counted).</summary>
     public double ActualDepth
     {

@@ -14,8 +14,8 @@ namespace SparseDecode.Cli.Commands;
 
 /// <summary>`bench`: prefill and decode speed on the CPU at a given context, with the memory bandwidth a decode
 /// step achieves (weights + KV bytes it reads ÷ its time) beside the machine's measured copy bandwidth. With
-/// --batch N, the decode of N sequences at once through <see cref="CpuEngine.DecodeBatch"/>, the path the server
-/// takes: total tokens/s over all sequences.</summary>
+/// --batch N, the decode of N sequences at once through <see cref="IInferenceEngine.DecodeBatch"/> on either device,
+/// the path the server takes: total tokens/s over all sequences, beside dense's in the same run.</summary>
 internal static class BenchCommand
 {
     public static Command Create()
@@ -28,7 +28,7 @@ internal static class BenchCommand
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
         var json = new Option<bool>("--json") { Description = "Print the measurements as one JSON object instead of the table." };
-        var batch = new Option<int?>("--batch") { Description = "Decode this many sequences at once through the engine's batched step (CPU) and report their total tokens/s." };
+        var batch = new Option<int?>("--batch") { Description = "Decode this many sequences at once through the engine's batched step and report their total tokens/s, beside dense's." };
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device, gpuPrefill, tensorParallel, json, batch };
         method.AddTo(cmd, report: false, speculate: true);
@@ -37,19 +37,18 @@ internal static class BenchCommand
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "bench");
             CommonOptions.CheckGpuPrefill(r, device, gpuPrefill);
-            if (r.GetValue(batch) is int && CommonOptions.ParseDevice(r.GetValue(device)!) == "cuda")
-                throw new ArgumentException("--batch times the CPU engine's batched step; it needs --device cpu.");
             if (method.Speculation(r) is { } speculation)
             {
-                if (r.GetValue(batch) is int || CommonOptions.ParseDevice(r.GetValue(device)!) == "cuda")
-                    throw new ArgumentException("--speculate times one sequence on the CPU engine; it takes neither --batch nor --device cuda.");
-                return BenchSpeculative(dir, r.GetValue(context), r.GetValue(steps), CommonOptions.ParseCacheType(r.GetValue(kv)!), method.Spec(r, dir),
-                    speculation, r.GetValue(json));
+                if (r.GetValue(batch) is int)
+                    throw new ArgumentException("--speculate times one sequence; it does not take --batch.");
+                return BenchSpeculative(dir, r.GetValue(context), r.GetValue(steps), CommonOptions.Engine(r, device, kv, prefill: gpuPrefill),
+                    method.Spec(r, dir), speculation, r.GetValue(json));
             }
+            if (r.GetValue(batch) is int sequences)
+                return BenchBatch(dir, r.GetValue(context), r.GetValue(steps), sequences, CommonOptions.Engine(r, device, kv, prefill: gpuPrefill),
+                    method.Spec(r, dir), r.GetValue(json));
             if (CommonOptions.ParseDevice(r.GetValue(device)!) == "cuda")
                 return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r, dir), CommonOptions.ParsePrefillPrecision(r.GetValue(gpuPrefill)!));
-            if (r.GetValue(batch) is int sequences)
-                return BenchBatch(dir, r.GetValue(context), r.GetValue(steps), sequences, CommonOptions.ParseCacheType(r.GetValue(kv)!), method.Spec(r, dir), r.GetValue(json));
             using var t = Transformer.Load(dir);
             int n = r.GetValue(context), s = r.GetValue(steps);
             var rng = new Random(1);
@@ -133,24 +132,24 @@ internal static class BenchCommand
     /// <summary>Most sequences `bench --batch` decodes together: each holds a whole KV cache of the context.</summary>
     private const int MaxBatch = 256;
 
-    /// <summary>`bench --batch N` on the CPU: N sequences, each a fork of one prefilled context (the forks' plans
-    /// start fresh there), decode together through <see cref="CpuEngine.DecodeBatch"/>. Forks decode for a second
-    /// first so that the timed steps run optimised code; the timed forks then decode one untimed step and `steps`
-    /// timed ones. tokens/s counts every sequence's token.</summary>
-    private static int BenchBatch(string dir, int n, int s, int sequences, DType type, Selection.SelectorSpec spec, bool json)
+    /// <summary>`bench --batch N` on either engine: N sequences, each a fork of one prefilled context (the forks'
+    /// plans start fresh there), decode together through <see cref="IInferenceEngine.DecodeBatch"/>, the path the
+    /// server takes; then the same with dense forks, the baseline of the same run. Forks decode a while first so
+    /// that the timed steps run optimised code and captured graphs; the timed forks then decode one untimed step
+    /// and `steps` timed ones. tokens/s counts every sequence's token.</summary>
+    private static int BenchBatch(string dir, int n, int s, int sequences, EngineOptions options, Selection.SelectorSpec spec, bool json)
     {
         if (sequences is < 1 or > MaxBatch) throw new ArgumentException($"--batch must be between 1 and {MaxBatch}, got {sequences}.");
-        using var engine = CpuEngine.Load(dir, type);
+        int capacity = n + s + 1;
+        using var engine = BackendRegistry.Load(dir, options with { Capacity = capacity, Sequences = sequences + 1 });
         var config = engine.Config;
         var rng = new Random(1);
         var prompt = RandomPrompt(config, n, s, 1, rng);
-        int capacity = n + s + 1;
-        var plan = ((IInferenceEngine)engine).PlanFor(spec);
         using var prefilled = engine.CreateSequence(capacity);
         prefilled.Prefill(prompt);
         var tokens = new int[sequences];
         var forks = new List<IDecodeSequence>(sequences);
-        void Fork()
+        void Fork(Selection.SelectionPlan? plan)
         {
             foreach (var f in forks) f.Dispose();
             forks.Clear();
@@ -161,71 +160,103 @@ internal static class BenchCommand
             for (int i = 0; i < sequences; i++) tokens[i] = rng.Next(config.VocabSize);
             engine.DecodeBatch(forks, tokens);
         }
+        var runs = new List<(string Method, double[] Steps, double AllocatedPerStep)>();
         try
         {
-            var warm = Stopwatch.StartNew();
-            for (int round = 0; round < 4 || warm.Elapsed.TotalSeconds < 1; round++)
+            foreach (var run in spec.IsDense ? [null] : new[] { spec, null })
             {
-                Fork();
-                for (int i = 0; i < Math.Min(s, 8); i++) Step();
-            }
-            Fork();
-            Step();
-            long allocated0 = GC.GetTotalAllocatedBytes(precise: true);
-            long t0 = Stopwatch.GetTimestamp();
-            for (int i = 0; i < s; i++) Step();
-            double stepSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds / s;
-            double allocatedPerStep = (GC.GetTotalAllocatedBytes(precise: true) - allocated0) / (double)s;
-            var ci = CultureInfo.InvariantCulture;
-            if (json)
-            {
-                JsonOut.Write(w =>
+                var plan = engine.PlanFor(run);
+                var warm = Stopwatch.StartNew();
+                for (int round = 0; round < 4 || warm.Elapsed.TotalSeconds < 1; round++)
                 {
-                    w.WriteString("model", config.ArchitectureName);
-                    w.WriteString("weights", engine.Model.WeightType.Name());
-                    w.WriteString("method", spec.Method);
-                    w.WriteString("budget", spec.Budget.ToString());
-                    w.WriteNumber("threads", WorkerPool.Shared.Threads);
-                    w.WriteNumber("batch", sequences);
-                    w.WriteNumber("context", n);
-                    w.WriteNumber("steps", s);
-                    w.Number("decode_tokens_per_second", sequences / stepSeconds);
-                    w.Number("decode_ms_per_step", stepSeconds * 1e3);
-                    w.Number("allocated_bytes_per_step", allocatedPerStep);
-                });
-                return 0;
+                    Fork(plan);
+                    for (int i = 0; i < Math.Min(s, 8); i++) Step();
+                }
+                Fork(plan);
+                Step();
+                var times = new double[s];
+                long allocated0 = GC.GetTotalAllocatedBytes(precise: true);
+                for (int i = 0; i < s; i++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    Step();
+                    times[i] = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                }
+                runs.Add((run is null || run.IsDense ? "dense" : run.Method, times, (GC.GetTotalAllocatedBytes(precise: true) - allocated0) / (double)s));
             }
-            var table = CpuTable(engine.Model, spec);
-            table.AddRow("batch", sequences.ToString(ci));
-            table.AddRow("decode", string.Create(ci, $"{sequences / stepSeconds:F1} tokens/s in all ({stepSeconds * 1e3:F2} ms/step of {sequences} tokens at {n} context)"));
-            table.AddRow("managed allocation per step", string.Create(ci, $"{allocatedPerStep / 1e3:F1} KB"));
-            AnsiConsole.Write(table);
-            return 0;
         }
         finally
         {
             foreach (var f in forks) f.Dispose();
         }
+        var ci = CultureInfo.InvariantCulture;
+        static (double Mean, double Sd) Stats(double[] x)
+        {
+            double mean = x.Average();
+            return (mean, Math.Sqrt(x.Sum(v => (v - mean) * (v - mean)) / Math.Max(1, x.Length - 1)));
+        }
+        if (json)
+        {
+            JsonOut.Write(w =>
+            {
+                w.WriteString("model", config.ArchitectureName);
+                w.WriteString("device", engine.DeviceName);
+                w.WriteString("method", spec.Method);
+                w.WriteString("budget", spec.Budget.ToString());
+                w.WriteNumber("threads", WorkerPool.Shared.Threads);
+                w.WriteNumber("batch", sequences);
+                w.WriteNumber("context", n);
+                w.WriteNumber("steps", s);
+                w.WriteStartArray("runs");
+                foreach (var (m, times, alloc) in runs)
+                {
+                    var (mean, sd) = Stats(times);
+                    w.WriteStartObject();
+                    w.WriteString("method", m);
+                    w.Number("decode_tokens_per_second", sequences / mean);
+                    w.Number("decode_ms_per_step", mean * 1e3);
+                    w.Number("decode_ms_per_step_sd", sd * 1e3);
+                    w.Number("allocated_bytes_per_step", alloc);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            });
+            return 0;
+        }
+        var table = new Table().AddColumn("measure").AddColumn("value");
+        table.AddRow("model", $"{config.ArchitectureName} on {Markup.Escape(engine.DeviceName)}");
+        table.AddRow("method", Markup.Escape(spec.ToString()));
+        table.AddRow("batch", string.Create(ci, $"{sequences} sequences at {n} context"));
+        foreach (var (m, times, alloc) in runs)
+        {
+            var (mean, sd) = Stats(times);
+            table.AddRow($"decode, {m}", string.Create(ci, $"{sequences / mean:F1} tokens/s in all ({mean * 1e3:F2} ± {sd * 1e3:F2} ms/step, {s} steps)"));
+            table.AddRow($"managed allocation per step, {m}", string.Create(ci, $"{alloc / 1e3:F1} KB"));
+        }
+        if (runs.Count == 2)
+            table.AddRow("method vs dense", string.Create(ci, $"{Stats(runs[1].Steps).Mean / Stats(runs[0].Steps).Mean:F2}× dense's tokens/s"));
+        AnsiConsole.Write(table);
+        return 0;
     }
 
     /// <summary>Timed runs of each kind in `bench --speculate`: the spread of the tokens/s.</summary>
     private const int SpeculativeRuns = 3;
 
-    /// <summary>`bench --speculate K`: from one prefilled context, `steps` tokens generated greedily three ways —
-    /// dense, the method alone, and speculative (the method drafts, dense verifies) — each on a fork of the context,
-    /// all runs interleaved after a second of warm-up, three timed runs of each. Reports each way's tokens/s (median
-    /// and range), the acceptance and whether the speculative tokens are the dense ones.</summary>
-    private static int BenchSpeculative(string dir, int n, int s, DType type, Selection.SelectorSpec spec, SpeculationOptions speculation, bool json)
+    /// <summary>`bench --speculate K` on either engine: from one prefilled context, `steps` tokens generated
+    /// greedily three ways — dense, the method alone, and speculative (the method drafts, dense verifies) — each on
+    /// a fork of the context, all runs interleaved after a second of warm-up, three timed runs of each. Reports each
+    /// way's tokens/s (median and range), the acceptance and whether the speculative tokens are the dense ones.</summary>
+    private static int BenchSpeculative(string dir, int n, int s, EngineOptions options, Selection.SelectorSpec spec, SpeculationOptions speculation, bool json)
     {
-        using var engine = CpuEngine.Load(dir, type);
-        IInferenceEngine e = engine;
+        int capacity = n + s + 1;
+        // the prefilled context and one fork at a time
+        using var e = BackendRegistry.Load(dir, options with { Capacity = capacity, Sequences = 2 });
         var config = e.Config;
         var prompt = RandomPrompt(config, n, s, 1, new Random(1));
-        int capacity = n + s + 1;
         var plan = e.PlanFor(spec);
         using var prefilled = e.CreateSequence(capacity);
-        var progress = new ProgressLine("prefill", PhaseNote.Prefill(n));
-        prefilled.Prefill(prompt, progress: progress.Report);
+        // a long context takes a while to prefill on the CPU: say what is happening meanwhile
+        prefilled.Prefill(prompt, progress: e.DeviceName == "cpu" ? new ProgressLine("prefill", PhaseNote.Prefill(n)).Report : null);
         var greedy = new Sampler(SamplingOptions.Greedy);
         SpeculationStats? stats = null;
         // one run: the tokens and the decode seconds; kind 0 dense, 1 the method, 2 speculative
@@ -276,6 +307,7 @@ internal static class BenchCommand
             JsonOut.Write(w =>
             {
                 w.WriteString("model", config.ArchitectureName);
+                w.WriteString("device", e.DeviceName);
                 w.WriteString("method", spec.Method);
                 w.WriteString("budget", spec.Budget.ToString());
                 w.WriteString("speculate", speculation.ToString());
@@ -293,18 +325,23 @@ internal static class BenchCommand
                 w.Number("mean_accepted", total.MeanAccepted);
                 w.Number("tokens_per_pass", total.TokensPerPass);
                 w.WriteBoolean("lossless", lossless);
+                w.WriteBoolean("exact_verification", total.Exact);
                 w.WriteNumber("sparse_tokens_agreeing", sparseAgrees);
             });
             return lossless ? 0 : 1;
         }
-        var table = CpuTable(engine.Model, spec);
+        var table = MeasureTable();
+        table.AddRow("model", Markup.Escape($"{config.ArchitectureName} on {e.DeviceName}"));
+        table.AddRow("method", Markup.Escape($"{spec.Method} (budget {spec.Budget})"));
+        if (e.DeviceName == "cpu") table.AddRow("threads", WorkerPool.Shared.Threads.ToString(ci));
         table.AddRow("context", n.ToString(ci));
         for (int kind = 0; kind < 3; kind++)
             table.AddRow(Markup.Escape(names[kind]), string.Create(ci,
                 $"{speeds[kind][SpeculativeRuns / 2]:F1} tokens/s ({speeds[kind][0]:F1}-{speeds[kind][^1]:F1} over {SpeculativeRuns} runs of {s} tokens)"));
         table.AddRow("draft tokens kept", string.Create(ci, $"{total.AcceptanceRate:P1} ({total.Accepted} of {total.Drafted})"));
         table.AddRow("kept per pass", string.Create(ci, $"{total.MeanAccepted:F2} drafts + 1 = {total.TokensPerPass:F2} tokens per dense pass"));
-        table.AddRow("speculative = dense", lossless ? "yes, token for token" : "[red]NO[/]");
+        table.AddRow("speculative = dense", (lossless ? "yes, token for token" : "[red]NO[/]")
+            + (total.Exact ? "" : " (verified through the engine's prefill)"));
         table.AddRow(Markup.Escape($"{spec.Method} alone = dense"), string.Create(ci, $"first {sparseAgrees} of {s} tokens"));
         AnsiConsole.Write(table);
         return lossless ? 0 : 1;
@@ -322,7 +359,7 @@ internal static class BenchCommand
         double prefillSeconds = 0, decodeSeconds = 0;
         for (int round = 0; round < 2; round++)
         {
-            // dense runs through the captured step graph, a plan method inside its own captured step
+            // every method runs as a row of the engine's captured step graph
             using var session = gpu.CreateSequence(n + s + 2, gpu.PlanFor(spec));
             var p = round == 0 ? prompt.AsSpan(0, Math.Min(n, 64)) : prompt;
             long t0 = Stopwatch.GetTimestamp();

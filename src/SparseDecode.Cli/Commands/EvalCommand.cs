@@ -24,7 +24,10 @@ public static class EvalCommand
     public static readonly string[] QuickTasks = [RulerTasks.Passkey, RulerTasks.MultiKey, RulerTasks.VarTrack];
     public const int QuickSamples = 2;
     public const string DefaultBudget = "5%";
-    public const int DefaultSamples = 6;
+    /// <summary>Samples per task and context by default: 7 × 6 needle tasks × the 6 default contexts of the bundled
+    /// model is 252 pairs a row, what a paired test needs to detect a 5-point difference to dense with 80% power at
+    /// the discordance the 32K grid shows (docs/evaluation.md, "Paired statistics").</summary>
+    public const int DefaultSamples = 7;
     public const string DefaultOut = "eval-results";
 
     public static Command Create()

@@ -33,8 +33,8 @@ public static class EvalTable
         if (needle.Count > 0)
         {
             Add("mean", "mean", true, r => Pct(r.MeanAccuracy));
-            Add("95% CI", "95% CI", false, r => r.MeanAccuracyCi.IsFinite ? $"{Pct(r.MeanAccuracyCi.Low)}–{Pct(r.MeanAccuracyCi.High)}" : "–");
             Add("% dense", "%dense", true, r => r.OfDense is double o ? Pct(o) : "–");
+            Add("paired 95% CI", "95% CI", false, r => r.VsDense?.Mean.RatioCi is { IsFinite: true } pc ? $"{Pct(pc.Low)}–{Pct(pc.High)}" : "–");
         }
         if (grid.Tasks.Contains(RulerTasks.Perplexity)) Add("ppl", "ppl", false, r => r.Perplexity is double p ? p.ToString("0.00", ci) : "–");
         Add("keys read", "read", false, r => r.AttendedOfDense is double ad ? Pct(ad) + "%" : "–");
@@ -62,7 +62,7 @@ public static class EvalTable
             Build(rows, cols.Where(c => !c.Accuracy).ToList(), c => c.Short, TableBorder.None, null),
         };
         var legend = cols.Where(c => c.Short != c.Header).Select(c => $"{c.Short} = {c.Header}").ToList();
-        legend.Add("95% CI: Wilson interval of the mean; read: keys attended per step as a share of dense's");
+        legend.Add("95% CI: paired bootstrap interval of % dense (report.md has the paired tests); read: keys attended per step as a share of dense's");
         parts.Add(new Text(string.Join("; ", legend) + "."));
         return new Rows(parts);
     }

@@ -92,7 +92,7 @@ internal static class GpuCheckCommand
         var contract = new List<EngineContractCheck.Check>();
         if (dirs.Length > 0)
         {
-            using var engine = BackendRegistry.Load(dirs[0], new Engine.EngineOptions { Device = "cuda", Capacity = 128, Sequences = 6 });
+            using var engine = BackendRegistry.Load(dirs[0], new Engine.EngineOptions { Device = "cuda", Capacity = 128, Sequences = EngineContractCheck.Slots });
             contract.AddRange(EngineContractCheck.Run(engine, EngineContractCheck.GpuBatchTolerance));
             Console.WriteLine($"\nthe GPU engine's contract on {Path.GetFileName(Path.TrimEndingDirectorySeparator(dirs[0]))}: largest logit difference");
             Console.WriteLine("| promise | max |Δ logit| | allowed | result |");

@@ -11,6 +11,7 @@ namespace SparseDecode.Cuda.Interop;
 internal sealed unsafe class DeviceBuffer : IDisposable
 {
     private readonly CudaDevice _device;
+    private readonly bool _owns = true;
 
     public ulong Pointer { get; private set; }
     public long Bytes { get; }
@@ -26,6 +27,22 @@ internal sealed unsafe class DeviceBuffer : IDisposable
             throw new CudaException("cuMemAlloc", status, $"{Describe(status)} while allocating {bytes / 1e6:F1} MB");
         Pointer = p;
         Bytes = bytes;
+    }
+
+    private DeviceBuffer(CudaDevice device, ulong pointer, long bytes)
+    {
+        _device = device;
+        Pointer = pointer;
+        Bytes = bytes;
+        _owns = false;
+    }
+
+    /// <summary>The `bytes` bytes from `offset` as a buffer of their own that frees nothing (kernels that take a
+    /// buffer see only that part: one group of a step's rows).</summary>
+    public DeviceBuffer Slice(long offset, long bytes)
+    {
+        if (offset < 0 || bytes <= 0 || offset + bytes > Bytes) throw new ArgumentOutOfRangeException(nameof(offset), $"Bytes {offset} to {offset + bytes} of a buffer of {Bytes}.");
+        return new DeviceBuffer(_device, At(offset), bytes);
     }
 
     /// <summary>Address of the byte at `offset`.</summary>
@@ -78,6 +95,11 @@ internal sealed unsafe class DeviceBuffer : IDisposable
     public void Dispose()
     {
         if (Pointer == 0) return;
+        if (!_owns)
+        {
+            Pointer = 0;
+            return;
+        }
         _device.MakeCurrent();
         cuMemFree(Pointer);
         Pointer = 0;

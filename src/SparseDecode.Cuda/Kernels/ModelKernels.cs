@@ -11,8 +11,11 @@ namespace SparseDecode.Cuda.Kernels;
 internal sealed class ModelKernels : IDisposable
 {
     public const string SourceFile = "model_step.cu";
-    /// <summary>Rows one launch of the matrix-vector kernels takes; more rows are split into launches of this many.</summary>
+    /// <summary>Rows one launch of the CUDA-core matrix-vector kernels takes (and the fewest a step is sized for).</summary>
     public const int MaxRows = 8;
+    /// <summary>Rows one launch of the tensor-core products takes (K a multiple of 32): the weights are read once
+    /// for all of them.</summary>
+    public const int MaxWideRows = 32;
     /// <summary>Widest head the any-shape attention takes (32 lanes × 8 channels).</summary>
     public const int MaxAnyHeadDim = 256;
     /// <summary>Keys per block of the any-shape attention.</summary>
@@ -20,7 +23,7 @@ internal sealed class ModelKernels : IDisposable
 
     public static readonly string[] KernelNames =
     [
-        "embed_rows", "rms_norm", "gemv_b1", "gemv_b2", "gemv_b4", "gemv_b8", "gemv_mma", "gemv_mma2", "gemv_mma4", "gemv_b1_r1u8", "gemv_b1_r2u8", "gemv_b1_r4u4", "rope_append", "page_update", "swiglu",
+        "embed_rows", "rms_norm", "gemv_b1", "gemv_b2", "gemv_b4", "gemv_b8", "gemv_mma", "gemv_mma2", "gemv_mma4", "gemv_mma2_r16", "gemv_mma2_r32", "gemv_b1_r1u8", "gemv_b1_r2u8", "gemv_b1_r4u4", "rope_append", "page_update", "swiglu",
         "fill_f32", "attn_any_partial", "attn_any_reduce",
         "rms_norm_bf16", "rope_append_span", "page_summaries_span", "swiglu_bf16", "add_bias",
     ];
@@ -71,7 +74,8 @@ internal sealed class ModelKernels : IDisposable
         : GemvPlan(rows, k, Options.TensorCoreMinRows, Options.TensorCoreTileRows > 0 ? Options.TensorCoreTileRows : n >= 64 * 2 * Device.Multiprocessors ? 64 : 32);
 
     public static (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k, int tensorCoreMinRows, int tileRows = 32) =>
-        rows >= tensorCoreMinRows && k % 32 == 0 ? tileRows switch { 16 => ("gemv_mma", 16), 64 => ("gemv_mma4", 64), _ => ("gemv_mma2", 32) } : rows switch
+        rows > MaxRows ? (rows <= 16 ? ("gemv_mma2_r16", 32) : ("gemv_mma2_r32", 32))
+        : rows >= tensorCoreMinRows && k % 32 == 0 ? tileRows switch { 16 => ("gemv_mma", 16), 64 => ("gemv_mma4", 64), _ => ("gemv_mma2", 32) } : rows switch
         {
             <= 1 => ("gemv_b1", 16),
             <= 2 => ("gemv_b2", 16),
@@ -79,12 +83,17 @@ internal sealed class ModelKernels : IDisposable
             _ => ("gemv_b8", 32),
         };
 
-    /// <summary>y[b][n] = W[n]·x[b] + bias[n] (accumulate: y += …) for b &lt; rows ≤ 8. W is bf16 [n][k], k a
-    /// multiple of 8; x and y f32 with row strides; x must hold at least the planned kernel's row count.</summary>
+    /// <summary>Rows one launch of <see cref="Gemv"/> takes over rows of k elements: up to
+    /// <see cref="MaxWideRows"/> on the tensor cores (K a multiple of 32, tensor cores on), else <see cref="MaxRows"/>.</summary>
+    public int RowsPerLaunch(int k) => k % 32 == 0 && Options.TensorCoreMinRows <= MaxRows ? MaxWideRows : MaxRows;
+
+    /// <summary>y[b][n] = W[n]·x[b] + bias[n] (accumulate: y += …) for b &lt; rows ≤ <see cref="RowsPerLaunch"/>. W is
+    /// bf16 [n][k], k a multiple of 8; x and y f32 with row strides; x must hold at least the planned kernel's row
+    /// count (a multiple of 8 rows).</summary>
     public void Gemv(ulong weights, int n, int k, DeviceBuffer x, int xStride, int rows, DeviceBuffer? bias,
         DeviceBuffer y, int yStride, bool accumulate, CudaStream s, long xOffsetBytes = 0, long yOffsetBytes = 0)
     {
-        if (rows < 1 || rows > MaxRows) throw new ArgumentOutOfRangeException(nameof(rows), $"1 to {MaxRows} rows per launch.");
+        if (rows < 1 || rows > RowsPerLaunch(k)) throw new ArgumentOutOfRangeException(nameof(rows), $"1 to {RowsPerLaunch(k)} rows per launch of [{n}][{k}].");
         if (k % 8 != 0) throw new ArgumentException($"The bf16 matrix-vector kernel needs rows of a multiple of 8 elements, got {k}.");
         var (kernel, perBlock) = GemvPlan(rows, k, n);
         var a = new KernelArgs();

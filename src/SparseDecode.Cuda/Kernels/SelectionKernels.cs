@@ -17,7 +17,7 @@ internal sealed class SelectionKernels : IDisposable
     public const int MaxQueriesPerHead = 16;
 
     public static readonly string[] KernelNames =
-        ["plan_begin_step", "sel_scores", "sel_page_bounds", "sel_topk_sizes", "sel_window", "lfps_candidates", "lfps_remember",
+        ["plan_begin_step", "plan_state_copy", "sel_scores", "sel_page_bounds", "sel_topk_sizes", "sel_window", "lfps_candidates", "lfps_remember",
          "prhs_share", "prhs_dilate", "prhs_compose"];
 
     private readonly CudaModule _module;
@@ -45,6 +45,20 @@ internal sealed class SelectionKernels : IDisposable
         var a = new KernelArgs();
         a.Add(steps); a.Add(rows);
         _module["plan_begin_step"].Launch(((rows + 127) / 128, 1, 1), 128, s, ref a);
+    }
+
+    /// <summary>Moves a plan's carried state between the `rows` rows of a step and the sequences' places in `pool`
+    /// (selection.cu's plan_state_copy): `table` holds the buffers' row bases (u64[buffers]), then their words per row
+    /// and their offsets in a sequence's place (i64[buffers] each); `slots` (device int[rows]) names each row's place.</summary>
+    public void StateCopy(DeviceBuffer table, int buffers, long longestRowWords, ulong slots, int rows, DeviceBuffer pool, long slotWords,
+        bool toPool, CudaStream s)
+    {
+        if (buffers == 0 || rows == 0) return;
+        var a = new KernelArgs();
+        a.Add(table); a.Add(table.At(buffers * 8L)); a.Add(table.At(buffers * 16L)); a.Add(slots); a.Add(pool); a.Add(slotWords);
+        a.Add(toPool ? 1 : 0);
+        int splits = (int)Math.Clamp((longestRowWords + 4 * Threads - 1) / (4 * Threads), 1, 256);
+        _module["plan_state_copy"].Launch((splits, buffers, rows), Threads, s, ref a);
     }
 
     /// <summary>Scores of every key (list and range null; launches cover kv.PlanLength keys), of each head's list

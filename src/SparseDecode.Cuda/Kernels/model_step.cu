@@ -180,20 +180,22 @@ __device__ __forceinline__ void split3(float a, float b, u32& hi, u32& mid, u32&
 
 // T tiles of 16 rows per block (32 rows for T = 2): each activation piece a lane loads serves T weight tiles, so
 // activation traffic (through L1/L2) is 1/T of the weight bytes; lanes of rows past `rows` load no activations.
-template <int T, int MMA_U>
+// NB tiles of 8 activation rows (up to 8·NB rows): each weight piece loaded serves all of them, so a launch reads the
+// weights once for up to 8·NB rows. A row's sums are the same operations in the same order for every NB.
+template <int T, int MMA_U, int NB>
 __device__ __forceinline__ void gemv_mma_tiles(GEMV_ARGS)
 {
-    __shared__ float red[8][16 * T][9];
+    __shared__ float red[8][16 * T][8 * NB + 1];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int n0 = blockIdx.x * 16 * T, K32 = K >> 5;
     const uint4* Wr[2 * T];
 #pragma unroll
     for (int i = 0; i < 2 * T; i++) Wr[i] = (const uint4*)(W + (long long)min(n0 + g + 8 * i, N - 1) * K) + t;
-    const float* xr = x + (long long)g * xStride + 8 * t;
-    const bool live = g < rows;
-    float c[T][4];
+    float c[T][NB][4];
 #pragma unroll
-    for (int i = 0; i < T; i++) c[i][0] = c[i][1] = c[i][2] = c[i][3] = 0.f;
+    for (int i = 0; i < T; i++)
+#pragma unroll
+        for (int j = 0; j < NB; j++) c[i][j][0] = c[i][j][1] = c[i][j][2] = c[i][j][3] = 0.f;
     for (int c0 = warp; c0 < K32; c0 += 8 * MMA_U)
     {
         uint4 w[MMA_U][2 * T];
@@ -207,43 +209,50 @@ __device__ __forceinline__ void gemv_mma_tiles(GEMV_ARGS)
         {
             const int cc = c0 + 8 * u;
             if (cc >= K32) break;
-            float4 xa = make_float4(0.f, 0.f, 0.f, 0.f), xb = xa;
-            if (live)
-            {
-                xa = __ldg((const float4*)(xr + 32 * cc));
-                xb = __ldg((const float4*)(xr + 32 * cc + 4));
-            }
-            u32 h0, m0, l0, h1, m1, l1, h2, m2, l2, h3, m3, l3;
-            split3(xa.x, xa.y, h0, m0, l0);
-            split3(xa.z, xa.w, h1, m1, l1);
-            split3(xb.x, xb.y, h2, m2, l2);
-            split3(xb.z, xb.w, h3, m3, l3);
 #pragma unroll
-            for (int i = 0; i < T; i++)
+            for (int j = 0; j < NB; j++)
             {
-                // smallest parts first, so the accumulator's rounding sees them before the large terms
-                const uint4 a = w[u][2 * i], b = w[u][2 * i + 1];
-                mma16816(c[i], a.x, b.x, a.y, b.y, l0, l1);
-                mma16816(c[i], a.z, b.z, a.w, b.w, l2, l3);
-                mma16816(c[i], a.x, b.x, a.y, b.y, m0, m1);
-                mma16816(c[i], a.z, b.z, a.w, b.w, m2, m3);
-                mma16816(c[i], a.x, b.x, a.y, b.y, h0, h1);
-                mma16816(c[i], a.z, b.z, a.w, b.w, h2, h3);
+                const float* xr = x + (long long)(8 * j + g) * xStride + 8 * t;
+                float4 xa = make_float4(0.f, 0.f, 0.f, 0.f), xb = xa;
+                if (8 * j + g < rows)
+                {
+                    xa = __ldg((const float4*)(xr + 32 * cc));
+                    xb = __ldg((const float4*)(xr + 32 * cc + 4));
+                }
+                u32 h0, m0, l0, h1, m1, l1, h2, m2, l2, h3, m3, l3;
+                split3(xa.x, xa.y, h0, m0, l0);
+                split3(xa.z, xa.w, h1, m1, l1);
+                split3(xb.x, xb.y, h2, m2, l2);
+                split3(xb.z, xb.w, h3, m3, l3);
+#pragma unroll
+                for (int i = 0; i < T; i++)
+                {
+                    // smallest parts first, so the accumulator's rounding sees them before the large terms
+                    const uint4 a = w[u][2 * i], b = w[u][2 * i + 1];
+                    mma16816(c[i][j], a.x, b.x, a.y, b.y, l0, l1);
+                    mma16816(c[i][j], a.z, b.z, a.w, b.w, l2, l3);
+                    mma16816(c[i][j], a.x, b.x, a.y, b.y, m0, m1);
+                    mma16816(c[i][j], a.z, b.z, a.w, b.w, m2, m3);
+                    mma16816(c[i][j], a.x, b.x, a.y, b.y, h0, h1);
+                    mma16816(c[i][j], a.z, b.z, a.w, b.w, h2, h3);
+                }
             }
         }
     }
 #pragma unroll
     for (int i = 0; i < T; i++)
-    {
-        red[warp][16 * i + g][2 * t] = c[i][0];
-        red[warp][16 * i + g][2 * t + 1] = c[i][1];
-        red[warp][16 * i + g + 8][2 * t] = c[i][2];
-        red[warp][16 * i + g + 8][2 * t + 1] = c[i][3];
-    }
+#pragma unroll
+        for (int j = 0; j < NB; j++)
+        {
+            red[warp][16 * i + g][8 * j + 2 * t] = c[i][j][0];
+            red[warp][16 * i + g][8 * j + 2 * t + 1] = c[i][j][1];
+            red[warp][16 * i + g + 8][8 * j + 2 * t] = c[i][j][2];
+            red[warp][16 * i + g + 8][8 * j + 2 * t + 1] = c[i][j][3];
+        }
     __syncthreads();
-    for (int o = threadIdx.x; o < 16 * T * 8; o += 256)
+    for (int o = threadIdx.x; o < 16 * T * 8 * NB; o += 256)
     {
-        const int nn = o >> 3, b = o & 7, n = n0 + nn;
+        const int nn = o / (8 * NB), b = o % (8 * NB), n = n0 + nn;
         if (n >= N || b >= rows) continue;
         float sum = 0.f;
 #pragma unroll
@@ -255,9 +264,12 @@ __device__ __forceinline__ void gemv_mma_tiles(GEMV_ARGS)
 }
 
 // MMA_U: 32-column pieces of loads issued before the arithmetic (fewer for more tiles: registers).
-extern "C" __global__ void __launch_bounds__(256) gemv_mma(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<1, 4>(GEMV_PASS); }
-extern "C" __global__ void __launch_bounds__(256) gemv_mma2(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<2, 4>(GEMV_PASS); }
-extern "C" __global__ void __launch_bounds__(256) gemv_mma4(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<4, 2>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_mma(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<1, 4, 1>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_mma2(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<2, 4, 1>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_mma4(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<4, 2, 1>(GEMV_PASS); }
+// Up to 16 and 32 rows in one launch: the weights read once for all of them.
+extern "C" __global__ void __launch_bounds__(256) gemv_mma2_r16(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<2, 4, 2>(GEMV_PASS); }
+extern "C" __global__ void __launch_bounds__(256) gemv_mma2_r32(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<2, 2, 4>(GEMV_PASS); }
 
 // RoPE ("rotate half": channel i pairs with i + d/2) with the host's cos/sin tables [position][d/2] (the CPU
 // engine's own numbers): (a, b) → (a·cos − b·sin, b·cos + a·sin).

@@ -33,6 +33,25 @@ extern "C" __global__ void plan_begin_step(int* __restrict__ steps, int rows)
     if (r < rows) steps[r]++;
 }
 
+// The state a plan carries from step to step, moved between a step's rows and each sequence's own place in a pool:
+// buffer b's row r is rowWords[b] words at rowBase[b] + r·rowWords[b]; its sequence's copy is at
+// pool + slots[r]·slotWords + poolOffset[b]. toPool 0: pool → rows (before the step's first layer); 1: rows → pool
+// (after its last). Grid (splits, buffers, rows): the blocks of one (buffer, row) stride over its words.
+extern "C" __global__ void plan_state_copy(const u64* __restrict__ rowBase, const long long* __restrict__ rowWords,
+    const long long* __restrict__ poolOffset, const int* __restrict__ slots, u32* __restrict__ pool, long long slotWords, int toPool)
+{
+    step_prologue();
+    const int b = blockIdx.y, r = blockIdx.z;
+    const long long n = rowWords[b];
+    u32* rowp = (u32*)rowBase[b] + (long long)r * n;
+    u32* poolp = pool + (long long)slots[r] * slotWords + poolOffset[b];
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    {
+        if (toPool) poolp[i] = rowp[i];
+        else rowp[i] = poolp[i];
+    }
+}
+
 // Scores q·k·scale of key j (idx and rangeStart null: every j < length), of key idx[row][j] (j < the list's count;
 // -1 entries give -inf) or of key rangeStart[row] + j (j < rangeLength[row]). Grid (chunks, heads, rows); a warp per key, its lanes over channel pairs; the block's head stands for
 // qPer query heads from h·qPer. spread 0: out row (r·heads + h) gets the max over them (a KV head's score);

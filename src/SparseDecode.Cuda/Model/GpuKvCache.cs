@@ -55,7 +55,7 @@ internal sealed class GpuKvCache : IDisposable
                 _max[l] = device.Allocate(PageSlotBytes * slots);
             }
             _bases = device.Allocate((long)layers * Kinds * MaxRows * 8);
-            _rowState = device.Allocate(3L * MaxRows * 4);
+            _rowState = device.Allocate(4L * MaxRows * 4);
         }
         catch
         {
@@ -63,7 +63,7 @@ internal sealed class GpuKvCache : IDisposable
             throw;
         }
         _rowSlots = Enumerable.Repeat(-1, MaxRows).ToArray();
-        _hostState = new int[3 * MaxRows];
+        _hostState = new int[4 * MaxRows];
         _hostBases = new ulong[layers * Kinds * MaxRows];
     }
 
@@ -73,9 +73,11 @@ internal sealed class GpuKvCache : IDisposable
     public ulong Positions => _rowState.At(MaxRows * 4L);
     /// <summary>Device address of the rows' lengths, position + 1 (int[MaxRows]).</summary>
     public ulong Lengths => _rowState.At(2 * MaxRows * 4L);
+    /// <summary>Device address of the rows' slots (int[MaxRows]): where a plan keeps each sequence's state.</summary>
+    public ulong RowSlots => _rowState.At(3 * MaxRows * 4L);
 
     /// <summary>Row r of the next step on `stream` is token tokens[r] at position positions[r] of slot slots[r].
-    /// One copy of 3 × MaxRows ints in stream order, plus the base-address table when the slot of some row changed.</summary>
+    /// One copy of 4 × MaxRows ints in stream order, plus the base-address table when the slot of some row changed.</summary>
     public void SetRows(ReadOnlySpan<int> slots, ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, CudaStream stream)
     {
         int rows = slots.Length;
@@ -91,6 +93,7 @@ internal sealed class GpuKvCache : IDisposable
             _hostState[r] = tokens[r];
             _hostState[MaxRows + r] = positions[r];
             _hostState[2 * MaxRows + r] = positions[r] + 1;
+            _hostState[3 * MaxRows + r] = slots[r];
         }
         _rowState.UploadAsync<int>(_hostState, stream);
         if (!remap) return;
@@ -118,11 +121,15 @@ internal sealed class GpuKvCache : IDisposable
         (uint)slot < (uint)Slots ? slot : throw new ArgumentOutOfRangeException(nameof(slot), $"Slot {slot} of a cache of {Slots}.");
 
     /// <summary>Layer `layer` as the kernels see it for a step of `rows` rows, launches covering `planLength` keys.</summary>
-    public KvView View(int layer, int rows, int planLength)
+    public KvView View(int layer, int rows, int planLength) => View(layer, 0, rows, planLength);
+
+    /// <summary>Layer `layer` as the kernels see rows first .. first + rows − 1 of a step (its row 0 is row `first`).</summary>
+    public KvView View(int layer, int first, int rows, int planLength)
     {
-        long at = (long)layer * Kinds * MaxRows * 8;
+        if (first < 0 || rows < 1 || first + rows > MaxRows) throw new ArgumentOutOfRangeException(nameof(rows), $"Rows {first} to {first + rows - 1} of a step of at most {MaxRows}.");
+        long at = (long)layer * Kinds * MaxRows * 8 + first * 8L;
         return new KvView(_bases.At(at), _bases.At(at + MaxRows * 8L), _bases.At(at + 2 * MaxRows * 8L),
-            _bases.At(at + 3 * MaxRows * 8L), Lengths, HeadStride, PageHeadStride, PageSize, rows,
+            _bases.At(at + 3 * MaxRows * 8L), Lengths + (ulong)first * 4, HeadStride, PageHeadStride, PageSize, rows,
             Config.NumKvHeads, Config.NumHeads, Math.Min(planLength, Capacity));
     }
 

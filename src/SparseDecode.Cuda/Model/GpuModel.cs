@@ -16,8 +16,8 @@ internal interface ILayerAttention
 /// <summary>A Llama-family decoder whose whole step runs on the GPU: embedding, per layer RMSNorm → fused q|k|v
 /// projection → RoPE + bf16 cache append → attention → output projection (+ residual) → RMSNorm → fused gate|up →
 /// SwiGLU → down projection (+ residual), final norm and the logits of every row. A step takes up to
-/// <see cref="ModelKernels.MaxRows"/> rows: sequences of a batch, or the tokens of a prefill chunk (causal through
-/// per-row lengths). Activations are f32, weights and cache bf16. Every launch only queues work, so a step can be
+/// <see cref="MaxRows"/> rows: sequences of a batch, or the tokens of a prefill chunk (causal through per-row
+/// lengths); its matrix products run over them in launches of up to <see cref="ModelKernels.MaxWideRows"/> rows. Activations are f32, weights and cache bf16. Every launch only queues work, so a step can be
 /// captured into a CUDA graph and replayed with new tokens and positions written into the cache's row arrays.</summary>
 internal sealed class GpuModel : IDisposable
 {
@@ -52,7 +52,12 @@ internal sealed class GpuModel : IDisposable
 
     private int QkvRows => Config.QDim + 2 * Config.KvDim;
 
-    public GpuModel(DecodeKernels decodeKernels, ModelKernels kernels, GpuWeights weights, int capacity, int sparseBudget = 2048)
+    /// <summary>Rows one step takes.</summary>
+    public int MaxRows { get; }
+
+    /// <param name="maxRows">Rows a step may take (at least <see cref="ModelKernels.MaxRows"/>).</param>
+    public GpuModel(DecodeKernels decodeKernels, ModelKernels kernels, GpuWeights weights, int capacity, int sparseBudget = 2048,
+        int maxRows = ModelKernels.MaxRows)
     {
         var c = weights.Config;
         if (c.HeadDim % 2 != 0 || c.HeadDim > ModelKernels.MaxAnyHeadDim)
@@ -69,7 +74,9 @@ internal sealed class GpuModel : IDisposable
         var rope = new Rope(c.Rope, c.HeadDim, Capacity);
         _cos = dev.Upload(rope.CosTable);
         _sin = dev.Upload(rope.SinTable);
-        int rows = ModelKernels.MaxRows;
+        MaxRows = Math.Max(maxRows, ModelKernels.MaxRows);
+        // whole launches of ModelKernels.MaxRows rows: a launch reads every row of its kernel's plan
+        int rows = (MaxRows + ModelKernels.MaxRows - 1) / ModelKernels.MaxRows * ModelKernels.MaxRows;
         _x = dev.Allocate(rows * 4L * c.HiddenSize);
         _xn = dev.Allocate(rows * 4L * Math.Max(c.HiddenSize, c.QDim));
         _qkv = dev.Allocate(rows * 4L * QkvRows);
@@ -87,10 +94,24 @@ internal sealed class GpuModel : IDisposable
     }
 
     /// <summary>Dense attention of the step's rows over their caches.</summary>
-    public void DenseAttention(in KvView kv, CudaStream s)
+    public void DenseAttention(in KvView kv, CudaStream s) => DenseAttention(kv, Queries, AttentionOutput, s);
+
+    /// <summary>Dense attention of kv's rows, whose queries start at `queries` and outputs at `output`.</summary>
+    public void DenseAttention(in KvView kv, DeviceBuffer queries, DeviceBuffer output, CudaStream s)
     {
-        if (TunedAttention) DecodeKernels.Attention(kv, Queries, null, 0, IndexHeads.KvHead, AttentionOutput, null, Workspace, s);
-        else Kernels.AttentionAny(kv, Config.HeadDim, Queries, AttentionOutput, Workspace, s);
+        if (TunedAttention) DecodeKernels.Attention(kv, queries, null, 0, IndexHeads.KvHead, output, null, Workspace, s);
+        else Kernels.AttentionAny(kv, Config.HeadDim, queries, output, Workspace, s);
+    }
+
+    /// <summary>y[b] = W·x[b] (+ bias; accumulate: y +=) for every row b of the step, in launches of up to
+    /// <see cref="ModelKernels.RowsPerLaunch"/> rows (each reads the weights once).</summary>
+    private void Gemv(ulong weights, int n, int k, DeviceBuffer x, int xStride, int rows, DeviceBuffer? bias, DeviceBuffer y, int yStride,
+        bool accumulate, CudaStream s)
+    {
+        int per = Kernels.RowsPerLaunch(k);
+        for (int r0 = 0; r0 < rows; r0 += per)
+            Kernels.Gemv(weights, n, k, x, xStride, Math.Min(per, rows - r0), bias, y, yStride, accumulate, s,
+                r0 * 4L * xStride, r0 * 4L * yStride);
     }
 
     /// <summary>Queues one step for `rows` rows (set with <see cref="GpuKvCache.SetRows"/>), attention launches
@@ -111,18 +132,18 @@ internal sealed class GpuModel : IDisposable
             var w = Weights.Layers[l];
             var kv = cache.View(l, rows, planLength);
             k.RmsNorm(_x, H, w.AttentionNorm, H, eps, _xn, H, rows, s);
-            k.Gemv(w.Qkv.Pointer, QkvRows, H, _xn, H, rows, w.QkvBias, _qkv, QkvRows, false, s);
+            Gemv(w.Qkv.Pointer, QkvRows, H, _xn, H, rows, w.QkvBias, _qkv, QkvRows, false, s);
             k.RopeAppend(_qkv, QkvRows, c.NumHeads, c.NumKvHeads, c.HeadDim, _cos, _sin, cache.Positions, kv, Queries, s);
             if (attention is null) DenseAttention(kv, s);
             else attention.Enqueue(this, l, kv, s);
-            k.Gemv(w.O.Pointer, H, qd, AttentionOutput, qd, rows, w.OBias, _x, H, true, s);
+            Gemv(w.O.Pointer, H, qd, AttentionOutput, qd, rows, w.OBias, _x, H, true, s);
             k.RmsNorm(_x, H, w.MlpNorm, H, eps, _xn, H, rows, s);
-            k.Gemv(w.GateUp.Pointer, 2 * F, H, _xn, H, rows, w.GateUpBias, _gateUp, 2 * F, false, s);
+            Gemv(w.GateUp.Pointer, 2 * F, H, _xn, H, rows, w.GateUpBias, _gateUp, 2 * F, false, s);
             k.SwiGlu(_gateUp, F, 2 * F, rows, _h, F, s);
-            k.Gemv(w.Down.Pointer, H, F, _h, F, rows, w.DownBias, _x, H, true, s);
+            Gemv(w.Down.Pointer, H, F, _h, F, rows, w.DownBias, _x, H, true, s);
         }
         k.RmsNorm(_x, H, Weights.FinalNorm, H, eps, _xn, H, rows, s);
-        k.Gemv(Weights.LmHead.Pointer, c.VocabSize, H, _xn, H, rows, null, Logits, c.VocabSize, false, s);
+        Gemv(Weights.LmHead.Pointer, c.VocabSize, H, _xn, H, rows, null, Logits, c.VocabSize, false, s);
     }
 
     /// <summary>Runs one step now (no graph) and copies the rows' logits ([rows][vocab]) to the host.</summary>

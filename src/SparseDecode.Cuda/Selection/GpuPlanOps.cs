@@ -12,13 +12,15 @@ namespace SparseDecode.Cuda.Selection;
 /// with (count, stamp) pairs in a meta array; scores [rows·heads][stride]; flags [rows·heads].</summary>
 internal sealed class GpuPlanOps : ISelectionOps, IDisposable
 {
-    private sealed class Buffer(PlanBuffer spec, DeviceBuffer data, DeviceBuffer? meta, int stride)
+    private sealed class Buffer(PlanBuffer spec, DeviceBuffer data, DeviceBuffer? meta, int stride, int heads)
     {
         public readonly PlanBuffer Spec = spec;
         public readonly DeviceBuffer Data = data;
         public readonly DeviceBuffer? Meta = meta;
         /// <summary>Entries per list (indices) or per score row (a multiple of 4 floats).</summary>
         public readonly int Stride = stride;
+        /// <summary>Bytes of one row's data (all its heads) and of its meta.</summary>
+        public readonly long RowBytes = (long)heads * spec.Depth * stride * 4, MetaRowBytes = meta is null ? 0 : (long)heads * spec.Depth * 8;
     }
 
     private readonly SelectionPlan _plan;
@@ -32,7 +34,7 @@ internal sealed class GpuPlanOps : ISelectionOps, IDisposable
     private readonly DecodeKernels.TopKWorkspace _topk;
     private readonly int _words;
     private readonly float _scale;
-    private readonly SelectionKernels.Heads _heads;
+    private SelectionKernels.Heads _heads;
     /// <summary>Heads of 128 channels in groups of 4 or 8: every key's score through the tuned decode kernels
     /// (half a warp per key, 16-byte loads), which read the cache at its bandwidth where the any-shape kernel does not.</summary>
     private readonly bool _tunedScores;
@@ -45,7 +47,7 @@ internal sealed class GpuPlanOps : ISelectionOps, IDisposable
         _plan = plan;
         _k = kernels;
         _dk = decodeKernels;
-        Rows = rows;
+        Rows = RowCapacity = rows;
         int group = config.GroupSize, qPer = plan.Granularity == SelectionGranularity.QueryHead ? 1 : group;
         if (qPer > SelectionKernels.MaxQueriesPerHead)
             throw new ArgumentException($"Selection per KV head on the GPU takes groups of at most {SelectionKernels.MaxQueriesPerHead} query heads, not {qPer}.");
@@ -64,9 +66,9 @@ internal sealed class GpuPlanOps : ISelectionOps, IDisposable
             for (int l = 0; l < _buffers[i].Length; l++)
                 _buffers[i][l] = spec.Kind switch
                 {
-                    PlanBufferKind.Indices => new Buffer(spec, Own(rh * spec.Depth * spec.Capacity * 4), Own(rh * spec.Depth * 8), spec.Capacity),
-                    PlanBufferKind.Scores => new Buffer(spec, Own(rh * LaunchPlan.ScoreStride(spec.Capacity) * 4), null, LaunchPlan.ScoreStride(spec.Capacity)),
-                    _ => new Buffer(spec, Own(rh * 4), null, 1),
+                    PlanBufferKind.Indices => new Buffer(spec, Own(rh * spec.Depth * spec.Capacity * 4), Own(rh * spec.Depth * 8), spec.Capacity, plan.Heads),
+                    PlanBufferKind.Scores => new Buffer(spec, Own(rh * LaunchPlan.ScoreStride(spec.Capacity) * 4), null, LaunchPlan.ScoreStride(spec.Capacity), plan.Heads),
+                    _ => new Buffer(spec, Own(rh * 4), null, 1, plan.Heads),
                 };
         }
         _steps = Own(rows * 4L);
@@ -89,8 +91,33 @@ internal sealed class GpuPlanOps : ISelectionOps, IDisposable
         _rest = new SelectionKernels.Lists(Own(prhs ? rh * restCap * 4 : 16), Own(rh * 8), restCap, 1);
     }
 
-    public int Rows { get; }
+    /// <summary>Rows the operations act on: the rows of the step being queued (at most <see cref="RowCapacity"/>).</summary>
+    public int Rows { get; private set; }
+    /// <summary>Rows the buffers hold.</summary>
+    public int RowCapacity { get; }
     public int Layer { get; private set; }
+
+    /// <summary>The operations queued from now on act on rows 0 .. rows − 1.</summary>
+    public void UseRows(int rows)
+    {
+        if (rows < 1 || rows > RowCapacity) throw new ArgumentOutOfRangeException(nameof(rows), $"The {_plan.Name} plan's buffers hold {RowCapacity} rows, not {rows}.");
+        Rows = rows;
+        _heads = _heads with { Rows = rows };
+    }
+
+    /// <summary>The buffers that carry state from step to step (each layer's own buffers, and the step counters): the
+    /// buffer, the bytes of one row of it (rows follow each other), and the 32-bit word a new sequence's row holds.</summary>
+    public IEnumerable<(DeviceBuffer Buffer, long RowBytes, uint Fresh)> CarriedState()
+    {
+        yield return (_steps, 4, 0u);
+        foreach (var copies in _buffers)
+            foreach (var b in copies)
+            {
+                if (!b.Spec.PerLayer) continue;
+                yield return (b.Data, b.RowBytes, b.Spec.Kind == PlanBufferKind.Indices ? 0xFFFFFFFFu : 0u);
+                if (b.Meta is not null) yield return (b.Meta, b.MetaRowBytes, 0u);
+            }
+    }
     public SelectionPlan Plan => _plan;
 
     /// <summary>Every row starts a new sequence: empty lists, zero flags, scores and step counters.</summary>
@@ -102,7 +129,7 @@ internal sealed class GpuPlanOps : ISelectionOps, IDisposable
                 b.Data.Fill32(b.Spec.Kind == PlanBufferKind.Indices ? 0xFFFFFFFFu : 0u, b.Data.Bytes / 4, s);
                 b.Meta?.Fill32(0, b.Meta.Bytes / 4, s);
             }
-        _steps.Fill32(0, Rows, s);
+        _steps.Fill32(0, RowCapacity, s);
     }
 
     /// <summary>Counts a decode step begun on every row (queue at the start of each step).</summary>
@@ -159,12 +186,13 @@ internal sealed class GpuPlanOps : ISelectionOps, IDisposable
         return t;
     }
 
-    /// <summary>Every head's list count (list 0) of every row at a layer, [rows·heads].</summary>
+    /// <summary>Every head's list count (list 0) of every row the buffers hold at a layer, [rows·heads].</summary>
     public int[] Counts(IndexSet set, int layer)
     {
         var b = At(set.Id, layer);
-        var meta = b.Meta!.Download<int>(2 * RowsTimesHeads * b.Spec.Depth);
-        return Enumerable.Range(0, RowsTimesHeads).Select(i => meta[2 * i * b.Spec.Depth]).ToArray();
+        int n = RowCapacity * _plan.Heads;
+        var meta = b.Meta!.Download<int>(2 * n * b.Spec.Depth);
+        return Enumerable.Range(0, n).Select(i => meta[2 * i * b.Spec.Depth]).ToArray();
     }
 
     // lists TopPages writes: the last page's positions sit in a prefix of pageSize entries the count leaves out

@@ -42,26 +42,36 @@ internal sealed class PlanAttention : ILayerAttention, IDisposable
     /// <summary>Every row starts a new sequence.</summary>
     public void Reset(CudaStream s) => _ops.Reset(s);
 
-    public void Enqueue(GpuModel model, int layer, in KvView kv, CudaStream stream)
+    public void Enqueue(GpuModel model, int layer, in KvView kv, CudaStream stream) =>
+        Enqueue(model, layer, kv, model.Queries, model.AttentionOutput, _cache.Positions, stream);
+
+    /// <summary>Layer `layer` for the rows of `kv` (row r of the plan's buffers is kv's row r), whose queries start at
+    /// `queries`, outputs at `output` and newest positions at `positions` (device int[kv.Rows]). Layer 0 begins the
+    /// step on those rows.</summary>
+    public void Enqueue(GpuModel model, int layer, in KvView kv, DeviceBuffer queries, DeviceBuffer output, ulong positions, CudaStream stream)
     {
-        if (layer == 0) _ops.BeginStep(stream);
-        _ops.Bind(layer, kv, model.Queries, _cache.Positions, stream);
+        if (layer == 0)
+        {
+            _ops.UseRows(kv.Rows);
+            _ops.BeginStep(stream);
+        }
+        _ops.Bind(layer, kv, queries, positions, stream);
         var chosen = Plan.Layer(_ops, layer);
         _attended[layer] = chosen;
         // Quest's bounds update the newest page summaries in their own launch; its dense layers do it here
-        if (Plan.ReadsPageSummaries && !_ops.UpdatedPageSummaries) model.Kernels.PageUpdate(kv, _cache.Positions, model.Config.HeadDim, stream);
+        if (Plan.ReadsPageSummaries && !_ops.UpdatedPageSummaries) model.Kernels.PageUpdate(kv, positions, model.Config.HeadDim, stream);
         if (chosen is not IndexSet set)
         {
-            model.DenseAttention(kv, stream);
+            model.DenseAttention(kv, queries, output, stream);
             return;
         }
         var (entries, capacity) = _ops.AttendList(set, layer);
         bool perQuery = Plan.Granularity == SelectionGranularity.QueryHead;
         if (model.TunedAttention)
-            model.DecodeKernels.Attention(kv, model.Queries, entries, capacity, perQuery ? IndexHeads.QueryHead : IndexHeads.KvHead,
-                model.AttentionOutput, null, _workspace, stream);
+            model.DecodeKernels.Attention(kv, queries, entries, capacity, perQuery ? IndexHeads.QueryHead : IndexHeads.KvHead,
+                output, null, _workspace, stream);
         else
-            model.Kernels.AttentionAny(kv, model.Config.HeadDim, model.Queries, model.AttentionOutput, _workspace, stream, entries, capacity, perQuery);
+            model.Kernels.AttentionAny(kv, model.Config.HeadDim, queries, output, _workspace, stream, entries, capacity, perQuery);
     }
 
     /// <summary>Keys attended in the last step by row `row` of length `length`, summed over layers and query heads

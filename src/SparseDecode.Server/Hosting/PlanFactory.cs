@@ -5,8 +5,9 @@ using SparseDecode.Server.Protocol;
 namespace SparseDecode.Server.Hosting;
 
 /// <summary>Makes each request's plan from its `sparse` field, falling back member by member to the server's
-/// --method, --budget and --param (null: dense attention). A plan holds no per-sequence state: the engine's
-/// sequence keeps it.</summary>
+/// --method, --budget and --param (null: dense attention). A plan holds no per-sequence state (the engine's
+/// sequence keeps it), so requests of one setting get the same plan object: the GPU engine runs the sequences of one
+/// plan as rows of one group in its batched step.</summary>
 public sealed class PlanFactory
 {
     private readonly string _method;
@@ -15,6 +16,10 @@ public sealed class PlanFactory
     private readonly ModelConfig _config;
     private readonly int _maxContext;
     private readonly MethodDefaults _stored;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SelectionPlan> _plans = new(StringComparer.Ordinal);
+
+    /// <summary>Distinct settings whose plans are kept for reuse; a request with another one gets a plan of its own.</summary>
+    public const int MaxKeptPlans = 64;
 
     /// <param name="stored">Settings stored beside the model (sparse_methods.json): under every request's own.</param>
     /// <param name="maxContext">The longest sequence the engine holds: what each plan's buffers are declared for.</param>
@@ -44,7 +49,11 @@ public sealed class PlanFactory
         try
         {
             var spec = SelectorSpec.Parse(method, budget, _stored.Apply(method, parameters));
-            return spec.IsDense ? null : spec.CreatePlan(_config, _maxContext);
+            if (spec.IsDense) return null;
+            string key = spec.ToString();
+            if (_plans.TryGetValue(key, out var kept)) return kept;
+            var plan = spec.CreatePlan(_config, _maxContext);
+            return _plans.Count < MaxKeptPlans ? _plans.GetOrAdd(key, plan) : plan;
         }
         catch (SelectorSpec.SpecException e)
         {

@@ -69,7 +69,6 @@ public class CliErrorTests
     [InlineData("--param applies to a sparse --method; without one, attention is dense.", "serve", "--port", "0", "--param", "sinks=4")]
     [InlineData("--gpu-prefill sets the GPU's prefill; it needs --device cuda.", "generate", "--prompt", "x", "--gpu-prefill", "bf16")]
     [InlineData("--gpu-prefill sets the GPU's prefill; it needs --device cuda.", "bench", "--gpu-prefill", "bf16")]
-    [InlineData("--batch times the CPU engine's batched step; it needs --device cpu.", "bench", "--device", "cuda", "--batch", "4")]
     [InlineData("--batch must be between 1 and 256, got 100000.", "bench", "--batch", "100000")]
     [InlineData("--report-only writes the stored results again; it runs nothing, so --fresh does not apply.", "eval", "--report-only", "--fresh")]
     [InlineData("--report-only writes the stored results again; it runs nothing, so --methods does not apply.", "eval", "--report-only", "--methods", "dense")]

@@ -52,6 +52,18 @@ public class OutputTests
     }
 
     [Fact]
+    public void BatchedBenchTimesTheMethodAndDenseInOneRun()
+    {
+        var (code, stdout, stderr) = CliTests.Run("bench", "--context", "48", "--steps", "2", "--batch", "3", "--method", "quest", "--budget", "16", "--json");
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        Assert.Equal(3, doc.RootElement.GetProperty("batch").GetInt32());
+        var runs = doc.RootElement.GetProperty("runs").EnumerateArray().ToArray();
+        Assert.Equal(["quest", "dense"], runs.Select(r => r.GetProperty("method").GetString()));
+        Assert.All(runs, r => Assert.True(r.GetProperty("decode_tokens_per_second").GetDouble() > 0));
+    }
+
+    [Fact]
     public void EvalJsonHasOneRowPerMethodAndBudget()
     {
         using var tmp = new Fixtures.TempDir();

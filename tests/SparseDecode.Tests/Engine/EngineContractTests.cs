@@ -21,7 +21,7 @@ public sealed class EngineContractTests(ITestOutputHelper output)
     [CudaFact]
     public void GpuEngineKeepsTheContract()
     {
-        using var engine = SparseDecode.Backends.BackendRegistry.Load(Dir, new SparseDecode.Engine.EngineOptions { Device = "cuda", Capacity = 128, Sequences = 6 });
+        using var engine = SparseDecode.Backends.BackendRegistry.Load(Dir, new SparseDecode.Engine.EngineOptions { Device = "cuda", Capacity = 128, Sequences = EngineContractCheck.Slots });
         AssertAll(EngineContractCheck.Run(engine, EngineContractCheck.GpuBatchTolerance));
     }
 

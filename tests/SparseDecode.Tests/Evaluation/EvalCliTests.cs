@@ -41,6 +41,25 @@ public class EvalCliTests
         Assert.Single(File.ReadAllLines(tmp.File("cells.jsonl")));
     }
 
+    /// <summary>Sample i of n puts its needles at depth (i + 0.5)/n: with another --samples, sample 0 is another
+    /// prompt, and its stored cell (same key) must run again rather than be paired with the new grid's cells.</summary>
+    [Fact]
+    public void MoreSamplesRunTheSamplesWhoseDepthMovedAgain()
+    {
+        using var tmp = new Fixtures.TempDir();
+        string[] grid = ["eval", "--model", Fixtures.BundledModel, "--methods", "dense", "--contexts", "512", "--tasks", "passkey",
+            "--no-heatmap", "--no-speed-sweep", "--out", tmp.Path];
+        var (code, _, stderr) = CliTests.Run([.. grid, "--samples", "1"]);
+        Assert.True(code == 0, stderr);
+        (code, _, stderr) = CliTests.Run([.. grid, "--samples", "2"]);
+        Assert.True(code == 0, stderr);
+        // depth 0.5 (one sample), then 0.25 and 0.75: both of the second grid's samples ran
+        Assert.Equal(3, File.ReadAllLines(tmp.File("cells.jsonl")).Length);
+        var stored = SparseDecode.Evaluation.StoredReport.Load(tmp.Path);
+        Assert.Equal([0.25, 0.75], stored.Results.Cells.Select(c => c.Depth!.Value));
+        Assert.All(stored.Results.Cells, c => Assert.NotNull(c.PromptFingerprint));
+    }
+
     [Fact]
     public void HelpDocumentsEveryOption()
     {

@@ -53,11 +53,16 @@ public class ReportTests
         var chart = ReportWriter.AccuracyChart(rows);
         var dense = Assert.Single(chart.Series, s => s.Reference);
         Assert.StartsWith("dense", dense.Name);
-        Assert.Equal(100, dense.Points[0].Y, 6); // percent, as the tables
+        Assert.Equal(100, dense.Points[0].Y, 6); // percent of itself, the line every pair is measured against
+        Assert.False(dense.Points[0].HasInterval);
         var sparse = chart.Series.Where(s => !s.Reference).ToList();
         Assert.Equal(["tidal", "lfps"], sparse.Select(s => s.Name));
         Assert.All(sparse, s => Assert.Equal(2, s.Points.Count));
         Assert.All(sparse.SelectMany(s => s.Points), p => Assert.True(p.HasInterval && p.Low <= p.Y && p.Y <= p.High));
+        // the points are % of dense with the paired interval: tidal right in 2 of 8, lfps in 6 of 8, dense in all
+        Assert.Equal([25.0, 25.0, 75.0, 75.0], sparse.SelectMany(s => s.Points).Select(p => Math.Round(p.Y, 9)));
+        var tidal = rows.First(r => r.Label == "tidal@2%");
+        Assert.Equal(tidal.VsDense!.Mean.RatioCi.High * 100, sparse[0].Points[0].High, 9);
         // the axis is ticked at both budgets, labelled as given, and no tick sits at 0% budget
         Assert.Equal(["2%", "5%"], chart.XTicks.Select(chart.XFormat));
         Assert.DoesNotContain(0.0, chart.XTicks);
@@ -118,13 +123,26 @@ public class ReportTests
             Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], png[..4]);
             Assert.Equal(Svg + "svg", XDocument.Load(Path.Combine(tmp.Path, plot + ".svg")).Root!.Name);
         }
-        Assert.Contains("mean [95% CI]", md);
+        Assert.Contains("mean [95% Wilson CI]", md);
         Assert.Contains("100.0 [", md);
+        // the paired section: tidal right in 2 of 8 pairs where dense is right in all, so -75 points, McNemar p = 2 / 2^6
+        Assert.Contains("### Paired differences to dense and to the oracle", md);
+        Assert.Contains("| tidal | 2% | 8 | -75.0 [", md);
+        Assert.Contains("| 0.031 | 0 / 6 | 25.0 [", md);
+        Assert.Contains("**Samples for a 5-point difference.**", md);
+        Assert.Contains("Difference to dense (points) per context", md);
+        // the goal is decided by the paired interval at the longest context: tidal's (25% of dense) lies below 95%,
+        // lfps's 75% of dense from 4 samples straddles it
+        Assert.Matches(@"\| tidal \| 2% \| 25\.0 \| 25\.0 \[[0-9.]+–[0-9.]+\] \| \*\*no\*\* \|", md);
+        Assert.Matches(@"\| lfps \| 2% \| 75\.0 \| 75\.0 \[[0-9.]+–100\.0\] \| not resolved \|", md);
 
         var stored = StoredReport.Load(tmp.Path);
         Assert.Equal(cells.Count, stored.Results.Cells.Count);
         Assert.Equal(Grid.Pairs, stored.Grid.Pairs);
         Assert.True(stored.Results.Summary[0].MeanAccuracyCi.IsFinite);
+        // results.json carries the paired comparisons
+        Assert.Contains("\"vs_dense\"", File.ReadAllText(Path.Combine(tmp.Path, "results.json")));
+        Assert.Equal(results.Summary[1].VsDense!.Mean.Ci, stored.Results.Summary[1].VsDense!.Mean.Ci);
     }
 
     [Theory]
@@ -191,7 +209,7 @@ public class ReportTests
         var lines = csv.TrimEnd().Split('\n');
         Assert.Equal(2, lines.Length);
         Assert.Contains("\"1, 2, \"\"3\"\"\"", lines[1]);
-        Assert.Equal(27, lines[0].Split(',').Length);
+        Assert.Equal(28, lines[0].Split(',').Length);
     }
 
     internal static CellResult Cell(string key, double score) => new()

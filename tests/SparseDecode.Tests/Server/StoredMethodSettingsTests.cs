@@ -26,4 +26,17 @@ public class StoredMethodSettingsTests
         Assert.Equal(MethodCatalog.Get("tidal").Defaults(config.NumLayers).LayerOrNone("reselect"),
             ((TidalDecodePlan)plain.Create(new SparseRequest("tidal", "5%", null))!).Reselect);
     }
+
+    [Fact]
+    public void RequestsOfOneSettingShareOnePlan()
+    {
+        var config = ModelConfig.Load(Fixtures.BundledModel);
+        var factory = new PlanFactory(new ServerOptions(), config, config.MaxPositions);
+        var a = factory.Create(new SparseRequest("lfps", "5%", null));
+        Assert.Same(a, factory.Create(new SparseRequest("lfps", "5%", null)));
+        Assert.Same(a, factory.Create(new SparseRequest("LFPS", "5%", new Dictionary<string, string>())));
+        Assert.NotSame(a, factory.Create(new SparseRequest("lfps", "2%", null)));
+        Assert.NotSame(a, factory.Create(new SparseRequest("lfps", "5%", new Dictionary<string, string> { ["sinks"] = "8" })));
+        Assert.Null(factory.Create(new SparseRequest("dense", null, null)));
+    }
 }

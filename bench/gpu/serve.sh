@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Serving under load on the GPU: `sparsedecode serve --device cuda` with every sequence of every method a row of one
+# batched step, driven by bench/gpu/serve_client.py (distinct prompts, greedy, ignore_eos, streamed): for each
+# method (the request's `sparse` field; dense without) and each client count, generated tokens/s, time to first token
+# and the gap between streamed pieces. The bundled model by default; MODEL=DIR for another (e.g. the 8B shape of
+# bench/gpu/checkpoint8b.py).
+#   bench/gpu/serve.sh
+# Environment: OUT (logs), MODEL, CONTEXT (default 4096), CLIENTS (default "1 8 32 64"), LINES (prompt lines,
+# default 250: about 3,000 tokens of the bundled tokenizer), TOKENS (default 128), METHODS (default "dense tidal
+# quest"), BUDGET (default 2%), PER (requests per client, default 2), SERVE_ARGS (more serve options).
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=${OUT:-$root/out/gpu-serve}
+mkdir -p "$out"
+. "$here/program.sh"
+model=${MODEL:-$root/models/sparse-code-16m}
+clients=${CLIENTS:-1 8 32 64}
+most=$(echo $clients | tr ' ' '\n' | sort -n | tail -1)
+"$bin" serve --device cuda --model "$model" --port 8094 --max-batch "$most" --max-per-client 0 --max-queue 256 \
+  --context "${CONTEXT:-4096}" --quiet ${SERVE_ARGS:-} >"$out/serve.log" 2>&1 &
+pid=$!
+for i in $(seq 1 120); do python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8094/health', timeout=2)" 2>/dev/null && break; sleep 1; done
+echo "server up after ${i} s"
+table=$out/serve.md
+echo "| method | clients | requests | wall s | generated tokens/s | mean TTFT s | TTFT p50 | TTFT p99 | gap p50 ms | gap p99 ms |" >"$table"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" >>"$table"
+for m in ${METHODS:-dense tidal quest}; do
+  for c in $clients; do
+    args=("$m" "${BUDGET:-2%}"); [ "$m" = dense ] && args=(dense 100%)
+    timeout 300 python3 "$here/serve_client.py" http://127.0.0.1:8094 "$c" "${PER:-2}" "${TOKENS:-128}" "${LINES:-250}" "${args[@]}" >>"$table" 2>>"$out/client.log" \
+      || echo "| $m | $c | failed |" >>"$table"
+  done
+done
+curl -s http://127.0.0.1:8094/metrics >"$out/metrics.txt" 2>/dev/null
+kill $pid; wait $pid 2>/dev/null
+cat "$table"
