@@ -96,6 +96,10 @@ internal sealed class GpuEngine : IInferenceEngine
         _logits = new float[(long)RowCapacity * weights.Config.VocabSize];
     }
 
+    /// <summary>Whether a step's parts are padded to their <see cref="Bucket"/> (default); off, each part has exactly
+    /// its sequences' rows (the contract check compares the two).</summary>
+    internal bool PadParts { get; set; } = true;
+
     /// <summary>Rows one decode step may have, padding included.</summary>
     public int RowCapacity { get; }
 
@@ -221,7 +225,7 @@ internal sealed class GpuEngine : IInferenceEngine
             while (end < n && _rows[(int)(_order[end] & 0xFFFFFFFF)].Group == group) end++;
             int count = end - first, padded = Bucket(count);
             // padding only while the step's buffers have room for it (many parts at once: exact counts)
-            if (rows + padded + (n - end) > RowCapacity) padded = count;
+            if (!PadParts || rows + padded + (n - end) > RowCapacity) padded = count;
             for (int j = 0; j < padded; j++)
             {
                 int i = (int)(_order[first + Math.Min(j, count - 1)] & 0xFFFFFFFF);

@@ -49,6 +49,7 @@ internal static class EngineContractCheck
         var batch = new List<IDecodeSequence>();
         var tokens = new List<int>();
         double worst = 0;
+        string worstAt = "";
         try
         {
             for (int i = 0; i < n; i++)
@@ -76,8 +77,8 @@ internal static class EngineContractCheck
                 {
                     if (!batch.Contains(together[i])) continue;
                     alone[i].Decode(next[step * n + i]);
-                    if (together[i].Length != alone[i].Length) worst = double.PositiveInfinity;
-                    worst = Math.Max(worst, Difference(alone[i].Logits, together[i].Logits));
+                    double d = together[i].Length != alone[i].Length ? double.PositiveInfinity : Difference(alone[i].Logits, together[i].Logits);
+                    if (d > worst || double.IsNaN(d)) (worst, worstAt) = (d, $"{BatchMethods[i]} row {i}, step {step}");
                 }
             }
         }
@@ -85,7 +86,7 @@ internal static class EngineContractCheck
         {
             foreach (var s in together.Concat(alone)) s.Dispose();
         }
-        return new Check($"batched step = each sequence alone ({string.Join(", ", BatchMethods.Distinct())}; {n} rows, joining and leaving)", worst, tolerance);
+        return new Check($"batched step = each sequence alone ({string.Join(", ", BatchMethods.Distinct())}; {n} rows, joining and leaving; largest: {worstAt})", worst, tolerance);
     }
 
     private static Check Fork(IInferenceEngine engine)
