@@ -32,8 +32,14 @@ public sealed class DecodeWorkspace
     internal DecodeBatch Alone { get; } = new();
 
     public DecodeWorkspace(Transformer model, KvCache cache, SelectionGranularity granularity = SelectionGranularity.QueryHead)
+        : this(model.Config, model.AttentionScale, cache, granularity)
     {
-        var c = model.Config;
+    }
+
+    /// <summary>The buffers of a model of shape `c` whose attention scales scores by `attentionScale`, over `cache`
+    /// (for attention alone, without the model's weights: <see cref="AttentionOperatorBench"/>).</summary>
+    public DecodeWorkspace(ModelConfig c, float attentionScale, KvCache cache, SelectionGranularity granularity = SelectionGranularity.QueryHead)
+    {
         X = Pinned(c.HiddenSize);
         Xn = Pinned(c.HiddenSize);
         Q = Pinned(c.QDim);
@@ -46,7 +52,7 @@ public sealed class DecodeWorkspace
         Logits = Pinned(c.VocabSize);
         int heads = granularity == SelectionGranularity.QueryHead ? c.NumHeads : c.NumKvHeads;
         Selection = new LayerSelection(heads, cache.Capacity, granularity);
-        Backend = new CpuSelectionBackend(cache, c.NumHeads, model.AttentionScale);
+        Backend = new CpuSelectionBackend(cache, c.NumHeads, attentionScale);
         Grouped = new GroupedDecodeAttention(c.NumHeads, c.NumKvHeads, c.HeadDim, cache.Capacity);
         _headScratch = new float[c.NumHeads][];
         for (int h = 0; h < c.NumHeads; h++) _headScratch[h] = new float[Math.Min(cache.Capacity, 4096)];
