@@ -70,7 +70,7 @@ internal sealed class GpuAttentionOpBench
     private AttentionOperatorBench.Row Measure(ModelConfig c, GpuModel model, GpuKvCache cache, string method, double budget, int n,
         CudaStream s, CudaTimer t)
     {
-        var spec = SelectorSpec.Parse(method, Percent(budget), new Dictionary<string, string>());
+        var spec = SelectorSpec.ParseInline(method, Percent(budget));
         int layers = c.NumLayers;
         if (spec.IsDense)
         {
@@ -86,7 +86,7 @@ internal sealed class GpuAttentionOpBench
         long attended = att.KeysAttended(0, n);
         double sel = Time(c, model, cache, n, s, t, () => { for (int l = 0; l < layers; l++) only.Enqueue(model, l, cache.View(l, 1, n), s); },
             () => att.Reset(s), out _);
-        return new(c.ArchitectureName, n, budget, plan.Budget.Resolve(n), spec.Method, 0, sel / layers, Math.Max(0, op - sel) / layers, opSpread,
+        return new(c.ArchitectureName, n, budget, plan.Budget.Resolve(n), method.Contains(':') ? method : spec.Method, 0, sel / layers, Math.Max(0, op - sel) / layers, opSpread,
             double.NaN, attended / (double)(layers * c.NumHeads));
     }
 

@@ -107,7 +107,7 @@ public sealed class AttentionOperatorBench
         int n = cache.Capacity, layers = c.NumLayers, total = _o.WarmupSteps + _o.Steps;
         float scale = 1f / MathF.Sqrt(c.HeadDim);
         string budgetText = (budget * 100).ToString("R", System.Globalization.CultureInfo.InvariantCulture) + "%";
-        var spec = SelectorSpec.Parse(method, budgetText, new Dictionary<string, string>());
+        var spec = SelectorSpec.ParseInline(method, budgetText);
         // dense runs without a plan, as the engine runs it
         var ops = spec.IsDense ? null : new SpanPlanOps(spec.CreatePlan(c, n));
         var granularity = ops?.Granularity ?? spec.EffectiveGranularity;
@@ -154,7 +154,7 @@ public sealed class AttentionOperatorBench
         }
         double perLayer = 1.0 / (_o.Steps * layers);
         double mean = stepMs.Average();
-        return new Row(c.ArchitectureName, n, budget, Budget.Parse(budgetText).Resolve(n), spec.Method, WorkerPool.Shared.Threads,
+        return new Row(c.ArchitectureName, n, budget, Budget.Parse(budgetText).Resolve(n), method.Contains(':') ? method : spec.Method, WorkerPool.Shared.Threads,
             selection * perLayer, attention * perLayer, mean > 0 ? (stepMs.Max() - stepMs.Min()) / mean : 0,
             scored * perLayer / c.NumKvHeads, attended * perLayer / c.NumHeads);
     }

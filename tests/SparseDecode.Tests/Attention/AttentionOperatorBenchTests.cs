@@ -66,4 +66,17 @@ public class AttentionOperatorBenchTests
         {
             Shape = SyntheticAttention.ConfigFor(2, 4, 2, 16), WarmupSteps = 0,
         }));
+
+    [Fact]
+    public void A_method_with_inline_parameters_is_its_own_row()
+    {
+        var spec = SparseDecode.Selection.SelectorSpec.ParseInline("lfps:granularity=kv;radius=0", "2%");
+        Assert.Equal(("lfps", SparseDecode.Selection.SelectionGranularity.KvHead), (spec.Method, spec.EffectiveGranularity));
+        Assert.Throws<SparseDecode.Selection.SelectorSpec.SpecException>(() => SparseDecode.Selection.SelectorSpec.ParseInline("lfps:radius", "2%"));
+
+        var rows = Run("lfps", "lfps:granularity=kv").Rows;
+        Assert.Equal(["lfps", "lfps:granularity=kv"], rows.Select(r => r.Method));
+        // one list per KV head serves its 2 query heads: a quarter of each context attended per query head either way
+        Assert.All(rows, r => Assert.Equal(16.0, r.KeysAttended));
+    }
 }
