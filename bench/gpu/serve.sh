@@ -7,7 +7,7 @@
 #   bench/gpu/serve.sh
 # Environment: OUT (logs), MODEL, CONTEXT (default 4096), CLIENTS (default "1 8 32 64"), LINES (prompt lines,
 # default 250: about 3,000 tokens of the bundled tokenizer), TOKENS (default 128), METHODS (default "dense tidal
-# quest"), BUDGET (default 2%), PER (requests per client, default 2).
+# quest"), BUDGET (default 2%), PER (requests per client, default 2), SERVE_ARGS (more serve options).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -18,7 +18,7 @@ model=${MODEL:-$root/models/sparse-code-16m}
 clients=${CLIENTS:-1 8 32 64}
 most=$(echo $clients | tr ' ' '\n' | sort -n | tail -1)
 "$bin" serve --device cuda --model "$model" --port 8094 --max-batch "$most" --max-per-client 0 --max-queue 256 \
-  --context "${CONTEXT:-4096}" --quiet >"$out/serve.log" 2>&1 &
+  --context "${CONTEXT:-4096}" --quiet ${SERVE_ARGS:-} >"$out/serve.log" 2>&1 &
 pid=$!
 for i in $(seq 1 120); do python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8094/health', timeout=2)" 2>/dev/null && break; sleep 1; done
 echo "server up after ${i} s"

@@ -27,10 +27,11 @@ internal sealed class GpuEngine : IInferenceEngine
     private readonly Dictionary<SelectionPlan, PlanGroup> _groups = new(ReferenceEqualityComparer.Instance);
     private int _nextGroupId = 1;
     private long _steps;
-    // one step's rows, reused from step to step: order keys, sessions, slots, tokens, positions, logits
+    // one step's rows, reused from step to step: order keys, sessions, and per row slot, token, position, session
+    // (−1: padding) and logits
     private readonly long[] _order;
     private readonly GpuDecodeSession[] _rows;
-    private readonly int[] _slots, _tokens, _positions;
+    private readonly int[] _slots, _tokens, _positions, _rowSession;
     private readonly float[] _logits;
     private readonly List<(PlanGroup Group, int Rows)> _parts = [];
     private string _lastKey = "";
@@ -79,20 +80,41 @@ internal sealed class GpuEngine : IInferenceEngine
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
         Device = device;
         Weights = weights;
+        CheckCacheFits(device, weights.Config, Math.Min(capacity, weights.Config.MaxPositions), slots);
         DecodeKernels = new DecodeKernels(device);
         ModelKernels = new ModelKernels(device);
-        Model = new GpuModel(DecodeKernels, ModelKernels, weights, capacity, maxRows: slots);
-        Cache = new GpuKvCache(device, weights.Config, slots, Model.Capacity, maxRows: Model.MaxRows);
+        StepRows = slots;
+        // room for every sequence and the padding of its part, for up to four parts at once
+        RowCapacity = Bucket(slots) + 4 * ModelKernels.MaxRows;
+        Model = new GpuModel(DecodeKernels, ModelKernels, weights, capacity, maxRows: RowCapacity);
+        Cache = new GpuKvCache(device, weights.Config, slots, Model.Capacity, maxRows: RowCapacity);
         Stream = new CudaStream(device);
         _used = new bool[slots];
-        StepRows = slots;
         _order = new long[slots];
         _rows = new GpuDecodeSession[slots];
-        (_slots, _tokens, _positions) = (new int[slots], new int[slots], new int[slots]);
-        _logits = new float[(long)slots * weights.Config.VocabSize];
+        (_slots, _tokens, _positions, _rowSession) = (new int[RowCapacity], new int[RowCapacity], new int[RowCapacity], new int[RowCapacity]);
+        _logits = new float[(long)RowCapacity * weights.Config.VocabSize];
     }
 
-    /// <summary>Rows one decode step takes: every sequence the cache holds.</summary>
+    /// <summary>Rows one decode step may have, padding included.</summary>
+    public int RowCapacity { get; }
+
+    /// <summary>Refuses, before anything is allocated, a cache that would leave under a tenth of the GPU's free memory
+    /// for the step's activations, plans and prefill, saying how many sequences of that context (or how long a
+    /// context for that many) would fit.</summary>
+    private static void CheckCacheFits(CudaDevice device, ModelConfig config, int capacity, int slots)
+    {
+        long need = GpuKvCache.BytesFor(config, slots, capacity);
+        long room = (long)(device.MemoryInfo().Free * 0.9);
+        if (need <= room) return;
+        long perSlot = GpuKvCache.BytesFor(config, 1, capacity);
+        long fitPositions = room / Math.Max(1, GpuKvCache.BytesFor(config, slots, 1));
+        throw new CudaException($"{slots} sequence slots of {capacity} positions need {need / 1e9:F1} GB of KV cache, but {device.Name} has " +
+            $"{room / 1e9:F1} GB to spare after the weights: at most {room / perSlot} slots of {capacity} positions, or {slots} of about " +
+            $"{fitPositions} (serve: --max-batch and --context).");
+    }
+
+    /// <summary>Sequences one decode step takes: every sequence the cache holds.</summary>
     public int StepRows { get; }
 
     /// <summary>The selection kernels, loaded once for every sequence that decodes through a plan.</summary>
@@ -129,7 +151,7 @@ internal sealed class GpuEngine : IInferenceEngine
         if (_groups.TryGetValue(plan, out var group)) return group;
         var idle = _groups.Values.Where(g => g.Sequences == 0).OrderBy(g => g.Id).ToList();
         for (int i = 0; i < idle.Count - MaxIdleGroups + 1; i++) Drop(idle[i]);
-        group = new PlanGroup(_nextGroupId++, Model, Cache, plan, StepRows, Slots, Selection, Stream);
+        group = new PlanGroup(_nextGroupId++, Model, Cache, plan, Bucket(StepRows), Slots, Selection, Stream);
         _groups.Add(plan, group);
         return group;
     }
@@ -168,8 +190,14 @@ internal sealed class GpuEngine : IInferenceEngine
         Step(1, [token], useGraph);
     }
 
-    /// <summary>The step of sessions _rows[0 .. n) with tokens[i]: rows ordered dense first, then by group; one
-    /// graph launch (or its kernels one by one), one copy of every row's logits to the host.</summary>
+    /// <summary>Rows a part of `n` rows takes in a step: the next power of two up to 8, then the next multiple of 8.
+    /// Padding parts to these few sizes keeps the number of step graphs small as sequences come and go.</summary>
+    internal static int Bucket(int n) => n <= ModelKernels.MaxRows ? (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)n) : (n + 7) / 8 * 8;
+
+    /// <summary>The step of sessions _rows[0 .. n) with tokens[i]: rows ordered dense first, then by group, each part
+    /// padded to its <see cref="Bucket"/> with copies of its last row (the same token at the same position of the same
+    /// slot: they compute and write what that row does, and their results are dropped); one graph launch (or its
+    /// kernels one by one), one copy of every row's logits to the host.</summary>
     private void Step(int n, ReadOnlySpan<int> tokens, bool useGraph)
     {
         long step = ++_steps;
@@ -185,33 +213,37 @@ internal sealed class GpuEngine : IInferenceEngine
         Array.Sort(_order, 0, n);
         // the rows in step order, and the composition: dense rows, then (group, rows) in increasing group id
         _parts.Clear();
-        int dense = 0, partStart = 0;
-        for (int r = 0; r < n; r++)
+        int rows = 0, dense = 0;
+        for (int first = 0; first < n;)
         {
-            var seq = _rows[(int)(_order[r] & 0xFFFFFFFF)];
-            (_slots[r], _tokens[r], _positions[r]) = (seq.Slot, tokens[(int)(_order[r] & 0xFFFFFFFF)], seq.Length);
-            if (seq.Group is not PlanGroup g)
+            var group = _rows[(int)(_order[first] & 0xFFFFFFFF)].Group;
+            int end = first;
+            while (end < n && _rows[(int)(_order[end] & 0xFFFFFFFF)].Group == group) end++;
+            int count = end - first, padded = Bucket(count);
+            // padding only while the step's buffers have room for it (many parts at once: exact counts)
+            if (rows + padded + (n - end) > RowCapacity) padded = count;
+            for (int j = 0; j < padded; j++)
             {
-                dense++;
-                seq.LastRow = r;
-                continue;
+                int i = (int)(_order[first + Math.Min(j, count - 1)] & 0xFFFFFFFF);
+                var seq = _rows[i];
+                (_slots[rows], _tokens[rows], _positions[rows]) = (seq.Slot, tokens[i], seq.Length);
+                _rowSession[rows] = j < count ? i : -1;
+                if (j < count) seq.LastRow = j;
+                rows++;
             }
-            if (_parts.Count == 0 || _parts[^1].Group != g)
-            {
-                _parts.Add((g, 0));
-                partStart = r;
-            }
-            _parts[^1] = (g, _parts[^1].Rows + 1);
-            seq.LastRow = r - partStart;
+            if (group is null) dense = padded;
+            else _parts.Add((group, padded));
+            first = end;
         }
-        Cache.SetRows(_slots.AsSpan(0, n), _tokens.AsSpan(0, n), _positions.AsSpan(0, n), Stream);
+        Cache.SetRows(_slots.AsSpan(0, rows), _tokens.AsSpan(0, rows), _positions.AsSpan(0, rows), Stream);
         foreach (var (g, _) in _parts) g.LastStep = step;
-        if (useGraph) GraphFor(n, dense).Launch(Stream);
-        else Model.EnqueueStep(Cache, n, Cache.Capacity, Stream, Attention(dense));
+        if (useGraph) GraphFor(rows, dense).Launch(Stream);
+        else Model.EnqueueStep(Cache, rows, Cache.Capacity, Stream, Attention(dense));
         Stream.Synchronize();
         int v = Config.VocabSize;
-        Model.Logits.Download(_logits.AsSpan(0, n * v));
-        for (int r = 0; r < n; r++) _rows[(int)(_order[r] & 0xFFFFFFFF)].Accept(_logits.AsSpan(r * v, v));
+        Model.Logits.Download(_logits.AsSpan(0, rows * v));
+        for (int r = 0; r < rows; r++)
+            if (_rowSession[r] >= 0) _rows[_rowSession[r]].Accept(_logits.AsSpan(r * v, v));
     }
 
     private StepAttention? Attention(int dense) => _parts.Count == 0 ? null : new StepAttention(Model, Cache, dense, _parts);

@@ -31,12 +31,19 @@ internal static class BenchCommand
         var batch = new Option<int?>("--batch") { Description = "Decode this many sequences at once through the engine's batched step and report their total tokens/s, beside dense's." };
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device, gpuPrefill, tensorParallel, json, batch };
-        method.AddTo(cmd, report: false);
+        method.AddTo(cmd, report: false, speculate: true);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "bench");
             CommonOptions.CheckGpuPrefill(r, device, gpuPrefill);
+            if (method.Speculation(r) is { } speculation)
+            {
+                if (r.GetValue(batch) is int)
+                    throw new ArgumentException("--speculate times one sequence; it does not take --batch.");
+                return BenchSpeculative(dir, r.GetValue(context), r.GetValue(steps), CommonOptions.Engine(r, device, kv, prefill: gpuPrefill),
+                    method.Spec(r, dir), speculation, r.GetValue(json));
+            }
             if (r.GetValue(batch) is int sequences)
                 return BenchBatch(dir, r.GetValue(context), r.GetValue(steps), sequences, CommonOptions.Engine(r, device, kv, prefill: gpuPrefill),
                     method.Spec(r, dir), r.GetValue(json));
@@ -230,6 +237,114 @@ internal static class BenchCommand
             table.AddRow("method vs dense", string.Create(ci, $"{Stats(runs[1].Steps).Mean / Stats(runs[0].Steps).Mean:F2}× dense's tokens/s"));
         AnsiConsole.Write(table);
         return 0;
+    }
+
+    /// <summary>Timed runs of each kind in `bench --speculate`: the spread of the tokens/s.</summary>
+    private const int SpeculativeRuns = 3;
+
+    /// <summary>`bench --speculate K` on either engine: from one prefilled context, `steps` tokens generated
+    /// greedily three ways — dense, the method alone, and speculative (the method drafts, dense verifies) — each on
+    /// a fork of the context, all runs interleaved after a second of warm-up, three timed runs of each. Reports each
+    /// way's tokens/s (median and range), the acceptance and whether the speculative tokens are the dense ones.</summary>
+    private static int BenchSpeculative(string dir, int n, int s, EngineOptions options, Selection.SelectorSpec spec, SpeculationOptions speculation, bool json)
+    {
+        int capacity = n + s + 1;
+        // the prefilled context and one fork at a time
+        using var e = BackendRegistry.Load(dir, options with { Capacity = capacity, Sequences = 2 });
+        var config = e.Config;
+        var prompt = RandomPrompt(config, n, s, 1, new Random(1));
+        var plan = e.PlanFor(spec);
+        using var prefilled = e.CreateSequence(capacity);
+        // a long context takes a while to prefill on the CPU: say what is happening meanwhile
+        prefilled.Prefill(prompt, progress: e.DeviceName == "cpu" ? new ProgressLine("prefill", PhaseNote.Prefill(n)).Report : null);
+        var greedy = new Sampler(SamplingOptions.Greedy);
+        SpeculationStats? stats = null;
+        // one run: the tokens and the decode seconds; kind 0 dense, 1 the method, 2 speculative
+        (List<int> Tokens, double Seconds) Run(int kind, int tokens)
+        {
+            using var fork = prefilled.Fork(capacity, kind == 0 ? null : plan);
+            var output = new List<int>(tokens);
+            long t0 = Stopwatch.GetTimestamp();
+            if (kind == 2)
+            {
+                var decoder = new SpeculativeDecoder(config.VocabSize, speculation);
+                decoder.Run(fork, plan!, greedy, tokens, [], output);
+                stats = decoder.Stats;
+            }
+            else
+                while (true)
+                {
+                    output.Add(greedy.Next(fork.Logits));
+                    if (output.Count == tokens) break;
+                    fork.Decode(output[^1]);
+                }
+            return (output, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+        }
+        var warm = Stopwatch.StartNew();
+        while (warm.Elapsed.TotalSeconds < 1)
+            for (int kind = 0; kind < 3; kind++) Run(kind, Math.Min(s, 8));
+        Console.Error.WriteLine($"bench: prefilled {n} tokens; warmed up; generating {s} tokens {SpeculativeRuns} times dense, with {spec.Method} and speculatively");
+        var speeds = new double[3][];
+        var outputs = new List<int>[3];
+        long passes = 0, drafted = 0, accepted = 0;
+        for (int kind = 0; kind < 3; kind++) speeds[kind] = new double[SpeculativeRuns];
+        for (int run = 0; run < SpeculativeRuns; run++)
+            for (int kind = 0; kind < 3; kind++)
+            {
+                var (tokens, seconds) = Run(kind, s);
+                speeds[kind][run] = tokens.Count / seconds;
+                outputs[kind] = tokens;
+                if (kind == 2) (passes, drafted, accepted) = (passes + stats!.Passes, drafted + stats.Drafted, accepted + stats.Accepted);
+            }
+        var total = new SpeculationStats((int)passes, drafted, accepted, stats!.Exact);
+        bool lossless = outputs[2].SequenceEqual(outputs[0]);
+        int sparseAgrees = outputs[1].Zip(outputs[0]).TakeWhile(p => p.First == p.Second).Count();
+        foreach (var row in speeds) Array.Sort(row);
+        string[] names = ["dense", spec.Method, $"speculative (K={speculation})"];
+        var ci = CultureInfo.InvariantCulture;
+        if (json)
+        {
+            JsonOut.Write(w =>
+            {
+                w.WriteString("model", config.ArchitectureName);
+                w.WriteString("device", e.DeviceName);
+                w.WriteString("method", spec.Method);
+                w.WriteString("budget", spec.Budget.ToString());
+                w.WriteString("speculate", speculation.ToString());
+                w.WriteNumber("threads", WorkerPool.Shared.Threads);
+                w.WriteNumber("context", n);
+                w.WriteNumber("steps", s);
+                w.WriteNumber("runs", SpeculativeRuns);
+                foreach (var (key, row) in new[] { ("dense", speeds[0]), ("sparse", speeds[1]), ("speculative", speeds[2]) })
+                {
+                    w.Number(key + "_tokens_per_second", row[SpeculativeRuns / 2]);
+                    w.Number(key + "_tokens_per_second_min", row[0]);
+                    w.Number(key + "_tokens_per_second_max", row[^1]);
+                }
+                w.Number("acceptance_rate", total.AcceptanceRate);
+                w.Number("mean_accepted", total.MeanAccepted);
+                w.Number("tokens_per_pass", total.TokensPerPass);
+                w.WriteBoolean("lossless", lossless);
+                w.WriteBoolean("exact_verification", total.Exact);
+                w.WriteNumber("sparse_tokens_agreeing", sparseAgrees);
+            });
+            return lossless ? 0 : 1;
+        }
+        var table = MeasureTable();
+        table.AddRow("model", Markup.Escape($"{config.ArchitectureName} on {e.DeviceName}"));
+        table.AddRow("method", Markup.Escape($"{spec.Method} (budget {spec.Budget})"));
+        if (e.DeviceName == "cpu") table.AddRow("threads", WorkerPool.Shared.Threads.ToString(ci));
+        table.AddRow("context", n.ToString(ci));
+        for (int kind = 0; kind < 3; kind++)
+            table.AddRow(Markup.Escape(names[kind]), string.Create(ci,
+                $"{speeds[kind][SpeculativeRuns / 2]:F1} tokens/s ({speeds[kind][0]:F1}-{speeds[kind][^1]:F1} over {SpeculativeRuns} runs of {s} tokens)"));
+        table.AddRow("draft tokens kept", string.Create(ci, $"{total.AcceptanceRate:P1} ({total.Accepted} of {total.Drafted})"));
+        table.AddRow("kept per pass", string.Create(ci, $"{total.MeanAccepted:F2} drafts + 1 = {total.TokensPerPass:F2} tokens per dense pass"));
+        table.AddRow("speculative = dense", (lossless ? "yes, token for token" : "[red]NO[/]")
+            + (total.Exact ? "" : " (verified through the engine's prefill)"));
+        table.AddRow(Markup.Escape($"{spec.Method} alone = dense"), string.Create(ci, $"first {sparseAgrees} of {s} tokens"));
+        AnsiConsole.Write(table);
+        return lossless ? 0 : 1;
     }
 
     /// <summary>`bench --device cuda`: the whole step on the GPU (bf16 weights and cache). A first session warms

@@ -34,9 +34,10 @@ internal static class GenerateCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object at the end (text, token counts, finish reason, speeds) instead of streaming the text." };
         var cmd = new Command("generate", "Generate text from a prompt, streaming it, with dense or sparse attention.")
             { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, kv, device, gpuPrefill, tensorParallel, json };
-        method.AddTo(cmd);
+        method.AddTo(cmd, speculate: true);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
+            var speculation = method.Speculation(r);
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "generate");
             if (r.GetValue(prompt) is not null && r.GetValue(promptFile) is not null)
@@ -55,6 +56,7 @@ internal static class GenerateCommand
                 Method = method.Spec(r, dir),
                 StopTokenIds = config.EosTokenIds.ToArray(),
                 Observer = observer,
+                Speculation = speculation,
             };
             options.Sampling.Validate();
             bool asJson = r.GetValue(json);
@@ -93,6 +95,18 @@ internal static class GenerateCommand
                     w.WriteNumber("context", config.MaxPositions);
                     w.Number("prompt_tokens_per_second", result.PromptTokensPerSecond);
                     w.Number("decode_tokens_per_second", result.DecodeTokensPerSecond);
+                    if (result.Speculation is { } sp)
+                    {
+                        w.WriteStartObject("speculation");
+                        w.WriteString("draft", options.Speculation!.ToString());
+                        w.WriteNumber("passes", sp.Passes);
+                        w.WriteNumber("drafted", sp.Drafted);
+                        w.WriteNumber("accepted", sp.Accepted);
+                        w.Number("acceptance_rate", sp.AcceptanceRate);
+                        w.Number("mean_accepted", sp.MeanAccepted);
+                        w.WriteBoolean("exact", sp.Exact);
+                        w.WriteEndObject();
+                    }
                     w.WriteStartArray("token_ids");
                     foreach (int id in result.Tokens) w.WriteNumberValue(id);
                     w.WriteEndArray();
@@ -101,6 +115,9 @@ internal static class GenerateCommand
             else Console.WriteLine(decoder.Flush());
             Console.Error.WriteLine(string.Create(ci,
                 $"prompt: {result.PromptTokens} tokens, {result.PromptTokensPerSecond:F1} tokens/s; decode: {result.Tokens.Length} tokens, {result.DecodeTokensPerSecond:F1} tokens/s ({result.FinishReason})"));
+            if (result.Speculation is { } stats)
+                Console.Error.WriteLine(string.Create(ci,
+                    $"speculation: {stats.Passes} dense passes, {stats.Accepted} of {stats.Drafted} draft tokens kept ({stats.AcceptanceRate:P0}), {stats.TokensPerPass:F2} tokens per pass{(stats.Exact ? "" : "; verified through the engine's prefill, whose rounding may differ from its decode step")}"));
             if (atContext)
                 Console.Error.WriteLine($"note: stopped at the model's context limit of {config.MaxPositions} tokens (prompt {result.PromptTokens} + {result.Tokens.Length} generated), before --max-tokens {options.MaxTokens}.");
             if (observer is not null) Console.Error.WriteLine(observer.RenderTable());

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SparseDecode.Engine;
 using SparseDecode.Evaluation;
 using SparseDecode.Model;
 using SparseDecode.Selection;
@@ -31,15 +32,40 @@ internal sealed class MethodOptions
         Description = "Measure attention-mass recall, top-k recall, output error, keys scored and time per layer (computes dense attention beside the method).",
     };
 
+    public Option<string?> Speculate { get; } = new("--speculate")
+    {
+        Description = "Self-speculative decoding: draft K tokens (1 to 16, or auto) with --method, then verify them densely in one pass; the output is dense decoding's.",
+    };
+
     public static MethodOptions Create() => new();
 
     /// <param name="report">Whether the command can show --report's measurements (bench times steps and has none).</param>
-    public void AddTo(Command cmd, bool report = true)
+    /// <param name="speculate">Whether the command takes --speculate (generate and bench).</param>
+    public void AddTo(Command cmd, bool report = true, bool speculate = false)
     {
         cmd.Options.Add(Method);
         cmd.Options.Add(Budget);
         cmd.Options.Add(Params);
         if (report) cmd.Options.Add(Report);
+        if (speculate) cmd.Options.Add(Speculate);
+    }
+
+    /// <summary>--speculate K as options (null without it); refused with dense attention or a K outside 1..16.</summary>
+    public SpeculationOptions? Speculation(ParseResult r)
+    {
+        if (r.GetValue(Speculate) is not string text) return null;
+        if (r.GetValue(Method)!.Equals("dense", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException("--speculate drafts with a sparse --method; with --method dense there is nothing to draft.");
+        if (r.GetValue(Report))
+            throw new ArgumentException("--report watches the method's own decode steps; with --speculate they are verified densely, so give one or the other.");
+        try
+        {
+            return SpeculationOptions.Parse(text);
+        }
+        catch (ArgumentException)
+        {
+            throw new ArgumentException($"--speculate takes a draft length from 1 to {SpeculationOptions.MaxDraft} tokens or 'auto', not '{text}'.");
+        }
     }
 
     /// <summary>The method as given, on top of the settings stored beside the model (sparse_methods.json).</summary>

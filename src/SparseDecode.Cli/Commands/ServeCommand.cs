@@ -23,7 +23,8 @@ internal static class ServeCommand
         var maxQueue = new Option<int>("--max-queue") { Description = "Requests waiting at most; beyond it requests get 429.", DefaultValueFactory = _ => 64 };
         var maxTokens = new Option<int>("--max-tokens-limit") { Description = "Largest max_tokens a request may ask for.", DefaultValueFactory = _ => 4096 };
         var maxBody = new Option<long>("--max-body-bytes") { Description = "Largest request body; larger ones get 413.", DefaultValueFactory = _ => 1L << 20 };
-        var prefillChunk = new Option<int>("--prefill-chunk") { Description = "Prompt tokens prefilled per scheduler step, so long prompts do not stall running streams.", DefaultValueFactory = _ => 256 };
+        var prefillChunk = new Option<int?>("--prefill-chunk") { Description = "Prompt tokens one sequence prefills per scheduler step, so long prompts do not stall running streams. Default: 256 on the CPU, 2048 on the GPU." };
+        var prefillBudget = new Option<int?>("--prefill-budget") { Description = "Prompt tokens all sequences together prefill per scheduler step, oldest first (0: no limit). Default: no limit on the CPU, 8192 on the GPU." };
         var sequential = new Option<bool>("--sequential") { Description = "Decode the sequences of a step one after another instead of in parallel." };
         var quiet = new Option<bool>("--quiet") { Description = "Log warnings and errors only." };
         var apiKey = new Option<string?>("--api-key") { Description = $"Require 'Authorization: Bearer KEY' on /v1 routes (default: ${ApiKeyVariable} if set; /health and /metrics stay open)." };
@@ -36,13 +37,14 @@ internal static class ServeCommand
         var method = MethodOptions.Create();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
-            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, sequential, quiet, apiKey, drain, streamTimeout, perClient,
+            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, prefillBudget, sequential, quiet, apiKey, drain, streamTimeout, perClient,
               method.Method, method.Budget, method.Params };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "serve");
             method.CheckMethodGiven(r);
+            bool onGpu = CommonOptions.ParseDevice(r.GetValue(device)!) == "cuda";
             var options = new ServerOptions
             {
                 Host = r.GetValue(host)!,
@@ -62,7 +64,8 @@ internal static class ServeCommand
                     MaxBatch = r.GetValue(maxBatch),
                     MaxActivePerClient = r.GetValue(perClient) is int pc ? pc : Math.Max(1, (r.GetValue(maxBatch) + 1) / 2),
                     MaxQueue = r.GetValue(maxQueue),
-                    PrefillChunk = r.GetValue(prefillChunk),
+                    PrefillChunk = r.GetValue(prefillChunk) ?? (onGpu ? 2048 : 256),
+                    PrefillBudget = r.GetValue(prefillBudget) ?? (onGpu ? 8192 : 0),
                     ParallelSequences = !r.GetValue(sequential),
                 },
                 Engine = CommonOptions.Engine(r, device, kv, capacity: r.GetValue(context) is int c && c >= 1 ? c

@@ -74,7 +74,9 @@ internal sealed class ModelKernels : IDisposable
         : GemvPlan(rows, k, Options.TensorCoreMinRows, Options.TensorCoreTileRows > 0 ? Options.TensorCoreTileRows : n >= 64 * 2 * Device.Multiprocessors ? 64 : 32);
 
     public static (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k, int tensorCoreMinRows, int tileRows = 32) =>
-        rows > MaxRows ? (rows <= 16 ? ("gemv_mma2_r16", 32) : ("gemv_mma2_r32", 32))
+        rows > MaxRows ? (k % 32 != 0 || rows > MaxWideRows
+            ? throw new ArgumentOutOfRangeException(nameof(rows), $"{rows} rows in one launch need the tensor cores, K a multiple of 32 and at most {MaxWideRows} rows.")
+            : rows <= 16 ? ("gemv_mma2_r16", 32) : ("gemv_mma2_r32", 32))
         : rows >= tensorCoreMinRows && k % 32 == 0 ? tileRows switch { 16 => ("gemv_mma", 16), 64 => ("gemv_mma4", 64), _ => ("gemv_mma2", 32) } : rows switch
         {
             <= 1 => ("gemv_b1", 16),

@@ -156,6 +156,14 @@ internal sealed class GpuKvCache : IDisposable
 
     public long KvBytes => Config.NumLayers * 2 * SlotBytes * Slots;
 
+    /// <summary>Device bytes a cache of `slots` sequences of `capacity` positions takes: keys, values and Quest's
+    /// page summaries of every layer.</summary>
+    public static long BytesFor(ModelConfig config, int slots, int capacity, int pageSize = 16)
+    {
+        long perSlot = (long)config.NumKvHeads * config.HeadDim * 2 * (2L * capacity + 2L * ((capacity + pageSize - 1) / pageSize));
+        return perSlot * config.NumLayers * slots;
+    }
+
     public void Dispose()
     {
         foreach (var set in new[] { _k, _v, _min, _max })

@@ -40,6 +40,7 @@ public sealed class BatchScheduler : IDisposable
         if (options.MaxBatch < 1) throw new ArgumentException($"max batch must be ≥ 1, got {options.MaxBatch}.");
         if (options.MaxQueue < 0) throw new ArgumentException($"max queue must be ≥ 0, got {options.MaxQueue}.");
         if (options.PrefillChunk < 1) throw new ArgumentException($"prefill chunk must be ≥ 1, got {options.PrefillChunk}.");
+        if (options.PrefillBudget < 0) throw new ArgumentException($"prefill budget must be ≥ 0 (0: no limit), got {options.PrefillBudget}.");
         if (options.MaxActivePerClient < 0) throw new ArgumentException($"max active per client must be ≥ 0, got {options.MaxActivePerClient}.");
         if (options.MaxUnreadEvents < 1) throw new ArgumentException($"max unread events must be ≥ 1, got {options.MaxUnreadEvents}.");
         _model = model;
@@ -222,10 +223,18 @@ public sealed class BatchScheduler : IDisposable
         _model.Exclusive(() =>
         {
             _decoding.Clear();
+            // the batch is in admission order, so the budget goes to the oldest prompts first
+            int budget = _options.PrefillBudget > 0 ? _options.PrefillBudget : int.MaxValue;
             foreach (var s in _active)
             {
                 if (s.Done || s.IsCancelled) continue;
-                if (s.Prefilled < s.Request.Prompt.Length) PrefillChunk(s);
+                if (s.Prefilled < s.Request.Prompt.Length)
+                {
+                    int n = Math.Min(Math.Min(_options.PrefillChunk, s.Request.Prompt.Length - s.Prefilled), budget);
+                    if (n == 0) continue;
+                    PrefillChunk(s, n);
+                    budget -= n;
+                }
                 else _decoding.Add(s);
             }
             if (_decoding.Count == 0) return;
@@ -244,14 +253,13 @@ public sealed class BatchScheduler : IDisposable
         _metrics.Step(after - before, Stopwatch.GetTimestamp() - t0);
     }
 
-    /// <summary>The sequence's next prompt chunk; the last one also samples its first token. A failure ends that
-    /// sequence only.</summary>
-    private void PrefillChunk(Sequence seq)
+    /// <summary>The sequence's next `n` prompt tokens; the last chunk also samples its first token. A failure ends
+    /// that sequence only.</summary>
+    private void PrefillChunk(Sequence seq, int n)
     {
         try
         {
             var prompt = seq.Request.Prompt;
-            int n = Math.Min(_options.PrefillChunk, prompt.Length - seq.Prefilled);
             seq.Decoder!.Prefill(prompt.AsSpan(seq.Prefilled, n));
             seq.Prefilled += n;
             if (seq.Prefilled == prompt.Length) Sample(seq);

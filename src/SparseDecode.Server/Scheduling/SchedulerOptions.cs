@@ -10,6 +10,10 @@ public sealed record SchedulerOptions
     public int MaxQueue { get; init; } = 64;
     /// <summary>Prompt tokens one sequence prefills per step, so a long prompt does not stall the others' decoding.</summary>
     public int PrefillChunk { get; init; } = 256;
+    /// <summary>Prompt tokens all sequences together prefill per step (0: no limit, each prefilling sequence its
+    /// chunk), given oldest first: a step's work, and so the gap between a running stream's tokens, stays bounded
+    /// however many prompts arrive at once, and the earliest prompts finish first.</summary>
+    public int PrefillBudget { get; init; }
     /// <summary>Sequences one client may have decoding at once (0: no cap), so that one client cannot hold every
     /// slot of the batch; its further requests wait in the queue, up to half of it (429 beyond). Independently of the cap, a free slot goes to
     /// the waiting client with the fewest sequences decoding (arrival order among equals).</summary>

@@ -64,13 +64,18 @@ public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bo
     }
 }
 
-/// <summary>One sequence on the CPU: its cache, decode workspace and its plan's state.</summary>
-public sealed class CpuSequence : IDecodeSequence
+/// <summary>One sequence on the CPU: its cache, decode workspace and its plan's state. Its dense multi-token pass
+/// (<see cref="DecodeDense"/>) runs the tokens as rows of one batched decode step at consecutive positions, so each
+/// row's arithmetic is the decode step's.</summary>
+public sealed class CpuSequence : IDecodeSequence, ISpeculativeSequence
 {
     private readonly CpuEngine _engine;
     private readonly KvCache _cache;
     private readonly SpanPlanOps? _plan;
     private readonly DecodeWorkspace _ws;
+    // the dense pass's rows: their batch and the workspaces of all rows but the last (which is _ws), made at first use
+    private DecodeBatch? _rows;
+    private readonly List<DecodeWorkspace> _rowSpaces = [];
 
     internal CpuSequence(CpuEngine engine, KvCache cache, SelectionPlan? plan)
     {
@@ -124,6 +129,35 @@ public sealed class CpuSequence : IDecodeSequence
         if (_cache.Length >= _cache.Capacity)
             throw new ContextOverflowException($"The sequence needs {_cache.Length + 1} positions but its cache holds {_cache.Capacity}.");
     }
+
+    public void DecodeDense(ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        int n = tokens.Length, vocab = _engine.Config.VocabSize;
+        if (n == 0) return;
+        if (logits.Length < n * vocab) throw new ArgumentException($"{n} tokens need {n * vocab} logits, the span holds {logits.Length}.", nameof(logits));
+        if (_cache.Length + n > _cache.Capacity)
+            throw new ContextOverflowException($"The sequence needs {_cache.Length + n} positions but its cache holds {_cache.Capacity}.");
+        while (_rowSpaces.Count < n - 1) _rowSpaces.Add(new DecodeWorkspace(_engine.Model, _cache, denseOnly: true));
+        var batch = _rows ??= new DecodeBatch(n);
+        try
+        {
+            batch.Add(tokens[0], _cache, n == 1 ? _ws : _rowSpaces[0], null);
+            for (int i = 1; i < n; i++) batch.AddNext(tokens[i], i == n - 1 ? _ws : _rowSpaces[i]);
+            _engine.Model.Decode(batch);
+        }
+        finally
+        {
+            batch.Clear();
+        }
+        for (int i = 0; i < n; i++) (i == n - 1 ? _ws : _rowSpaces[i]).Logits.CopyTo(logits.Slice(i * vocab, vocab));
+    }
+
+    public void SavePlanState(int slot) => _plan?.Save(slot);
+
+    public void RestorePlanState(int slot) => _plan?.Restore(slot);
+
+    /// <summary>The plan's executor (null: dense), for checks of its state.</summary>
+    internal SpanPlanOps? PlanOps => _plan;
 
     public IDecodeSequence Fork(int capacity, SelectionPlan? plan = null)
     {

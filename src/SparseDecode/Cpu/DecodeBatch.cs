@@ -9,8 +9,10 @@ namespace SparseDecode.Cpu;
 /// <summary>The rows of one batched decode step (<see cref="Transformer.Decode(DecodeBatch, IAttentionObserver?)"/>):
 /// for each sequence its next token, KV cache, workspace and plan state, and the tables of pointers to the rows'
 /// buffers that the step's products read and write (the workspaces' buffers are pinned, so a pointer stays
-/// valid). Kept between steps and grown by doubling: once it has held as many rows, filling and running it
-/// allocates nothing. One step at a time uses a batch.</summary>
+/// valid). Rows of one sequence at consecutive positions (<see cref="AddNext"/>) make a dense multi-token pass
+/// whose every row is the decode step of that token: speculative decoding's verification. Kept between steps and
+/// grown by doubling: once it has held as many rows, filling and running it allocates nothing. One step at a time
+/// uses a batch.</summary>
 public sealed unsafe class DecodeBatch
 {
     /// <summary>The workspace buffers the products touch, one pointer table each.</summary>
@@ -19,6 +21,8 @@ public sealed unsafe class DecodeBatch
     private const int Buffers = 9;
 
     private int[] _tokens;
+    // a row's position past its cache's length: 0, or one more than the row before it for AddNext's rows
+    private int[] _offsets;
     private KvCache?[] _caches;
     private DecodeWorkspace?[] _workspaces;
     private SpanPlanOps?[] _plans;
@@ -29,6 +33,7 @@ public sealed unsafe class DecodeBatch
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         _tokens = new int[capacity];
+        _offsets = new int[capacity];
         _caches = new KvCache?[capacity];
         _workspaces = new DecodeWorkspace?[capacity];
         _plans = new SpanPlanOps?[capacity];
@@ -38,10 +43,15 @@ public sealed unsafe class DecodeBatch
     public int Count { get; private set; }
     public int Capacity => _tokens.Length;
 
+    /// <summary>Whether some row continues the row before it (<see cref="AddNext"/>): the step then appends every
+    /// row's keys and values before any row attends.</summary>
+    internal bool HasRuns { get; private set; }
+
     /// <summary>The step's products, bound once here (no allocation per step).</summary>
     internal LinearWork Linear { get; } = new();
     internal GatedMlpWork Mlp { get; } = new();
     internal Transformer.RowAttentionJob Attention { get; } = new();
+    internal GroupedDecodeAttention.RowsWork RunAttention { get; } = new();
 
     /// <summary>Adds a row: `token` at position cache.Length of a sequence with its own cache, workspace (made
     /// for that cache) and plan state (null: dense attention). A sequence may appear once per batch.</summary>
@@ -49,12 +59,36 @@ public sealed unsafe class DecodeBatch
     {
         ArgumentNullException.ThrowIfNull(cache);
         ArgumentNullException.ThrowIfNull(workspace);
+        if (HasRuns) throw new InvalidOperationException("A batch of one sequence's consecutive positions holds no other sequence.");
         for (int i = 0; i < Count; i++)
             if (ReferenceEquals(_caches[i], cache) || ReferenceEquals(_workspaces[i], workspace))
                 throw new ArgumentException($"Row {Count} repeats the sequence of row {i}: a sequence decodes one token per step.");
+        Append(token, cache, workspace, plan, 0);
+    }
+
+    /// <summary>Adds a row that continues the last row's sequence: `token` at the position after that row's, with
+    /// its own workspace (made for the same cache), attending densely to every position up to its own — those of
+    /// the rows before it included. Such a batch holds that one dense sequence only (no plan, no other sequence).
+    /// The row's logits equal, bit for bit, a dense decode step of `token` after the rows before it.</summary>
+    public void AddNext(int token, DecodeWorkspace workspace)
+    {
+        ArgumentNullException.ThrowIfNull(workspace);
+        if (Count == 0) throw new InvalidOperationException("A continuing row needs a row before it.");
+        int last = Count - 1;
+        if (Count > 1 && !HasRuns) throw new InvalidOperationException("A batch of one sequence's consecutive positions holds no other sequence.");
+        if (_plans[last] is not null) throw new InvalidOperationException("Rows of one sequence at consecutive positions attend densely; the row before has a plan.");
+        for (int i = 0; i < Count; i++)
+            if (ReferenceEquals(_workspaces[i], workspace))
+                throw new ArgumentException($"Row {Count} repeats the workspace of row {i}: each row needs its own.");
+        HasRuns = true;
+        Append(token, _caches[last]!, workspace, null, _offsets[last] + 1);
+    }
+
+    private void Append(int token, KvCache cache, DecodeWorkspace workspace, SpanPlanOps? plan, int offset)
+    {
         if (Count == Capacity) Grow();
         int b = Count++;
-        (_tokens[b], _caches[b], _workspaces[b], _plans[b]) = (token, cache, workspace, plan);
+        (_tokens[b], _offsets[b], _caches[b], _workspaces[b], _plans[b]) = (token, offset, cache, workspace, plan);
         SetTable(Buffer.X, b, workspace.X);
         SetTable(Buffer.Xn, b, workspace.Xn);
         SetTable(Buffer.Q, b, workspace.Q);
@@ -73,9 +107,12 @@ public sealed unsafe class DecodeBatch
         Array.Clear(_workspaces, 0, Count);
         Array.Clear(_plans, 0, Count);
         Count = 0;
+        HasRuns = false;
     }
 
     internal int Token(int row) => _tokens[row];
+    /// <summary>The position the row's token goes at.</summary>
+    internal int Position(int row) => _caches[row]!.Length + _offsets[row];
     internal KvCache Cache(int row) => _caches[row]!;
     internal DecodeWorkspace Workspace(int row) => _workspaces[row]!;
     internal SpanPlanOps? Plan(int row) => _plans[row];
@@ -91,6 +128,7 @@ public sealed unsafe class DecodeBatch
     {
         int old = Capacity, capacity = 2 * old;
         Array.Resize(ref _tokens, capacity);
+        Array.Resize(ref _offsets, capacity);
         Array.Resize(ref _caches, capacity);
         Array.Resize(ref _workspaces, capacity);
         Array.Resize(ref _plans, capacity);

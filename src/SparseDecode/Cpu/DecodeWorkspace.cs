@@ -31,14 +31,18 @@ public sealed class DecodeWorkspace
     /// <summary>The one-row batch of this workspace's sequence decoding alone.</summary>
     internal DecodeBatch Alone { get; } = new();
 
-    public DecodeWorkspace(Transformer model, KvCache cache, SelectionGranularity granularity = SelectionGranularity.QueryHead)
-        : this(model.Config, model.AttentionScale, cache, granularity)
+    /// <param name="denseOnly">The workspace of a row that always attends densely (a verification row of
+    /// speculative decoding): no room for selection lists.</param>
+    public DecodeWorkspace(Transformer model, KvCache cache, SelectionGranularity granularity = SelectionGranularity.QueryHead, bool denseOnly = false)
+        : this(model.Config, model.AttentionScale, cache, granularity, denseOnly)
     {
     }
 
     /// <summary>The buffers of a model of shape `c` whose attention scales scores by `attentionScale`, over `cache`
     /// (for attention alone, without the model's weights: <see cref="AttentionOperatorBench"/>).</summary>
-    public DecodeWorkspace(ModelConfig c, float attentionScale, KvCache cache, SelectionGranularity granularity = SelectionGranularity.QueryHead)
+    /// <param name="denseOnly">As above: no room for selection lists.</param>
+    public DecodeWorkspace(ModelConfig c, float attentionScale, KvCache cache, SelectionGranularity granularity = SelectionGranularity.QueryHead,
+        bool denseOnly = false)
     {
         X = Pinned(c.HiddenSize);
         Xn = Pinned(c.HiddenSize);
@@ -51,11 +55,11 @@ public sealed class DecodeWorkspace
         Up = Pinned(c.IntermediateSize);
         Logits = Pinned(c.VocabSize);
         int heads = granularity == SelectionGranularity.QueryHead ? c.NumHeads : c.NumKvHeads;
-        Selection = new LayerSelection(heads, cache.Capacity, granularity);
+        Selection = new LayerSelection(heads, denseOnly ? 0 : cache.Capacity, granularity);
         Backend = new CpuSelectionBackend(cache, c.NumHeads, attentionScale);
         Grouped = new GroupedDecodeAttention(c.NumHeads, c.NumKvHeads, c.HeadDim, cache.Capacity);
         _headScratch = new float[c.NumHeads][];
-        for (int h = 0; h < c.NumHeads; h++) _headScratch[h] = new float[Math.Min(cache.Capacity, 4096)];
+        for (int h = 0; h < c.NumHeads; h++) _headScratch[h] = new float[denseOnly ? 0 : Math.Min(cache.Capacity, 4096)];
     }
 
     private static float[] Pinned(int length) => GC.AllocateArray<float>(length, pinned: true);

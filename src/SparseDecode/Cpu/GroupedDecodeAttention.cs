@@ -51,6 +51,14 @@ public sealed unsafe class GroupedDecodeAttention
     /// layer, or over `selection`'s per-KV-head lists when it is sparse (KvHead granularity only).</summary>
     public void Run(KvCache cache, int layer, float[] q, float[] att, int n, float scale, LayerSelection? selection = null)
     {
+        WorkerPool.Shared.Run(_body, Prepare(cache, layer, q, att, n, scale, selection));
+        Finish();
+    }
+
+    /// <summary>Binds a call's arguments (as <see cref="Run"/> takes them) and sizes its parts; returns its task
+    /// count, KV heads × <see cref="_parts"/>, for <see cref="RunTask"/>, then <see cref="Finish"/> combines.</summary>
+    private int Prepare(KvCache cache, int layer, float[] q, float[] att, int n, float scale, LayerSelection? selection)
+    {
         bool sparse = selection is { Dense: false };
         if (sparse && selection!.Granularity != SelectionGranularity.KvHead)
             throw new ArgumentException("Grouped attention takes one index list per KV head.");
@@ -73,14 +81,67 @@ public sealed unsafe class GroupedDecodeAttention
         _scale = scale;
         _selection = sparse ? selection : null;
         _parts = PartsFor(longest);
-        int tasks = _kvHeads * _parts;
-        WorkerPool.Shared.Run(_body, tasks);
+        return _kvHeads * _parts;
+    }
+
+    /// <summary>Combines the parts of the bound call into att.</summary>
+    private void Finish()
+    {
         fixed (float* mx = _max, sm = _sum, pt = _partial, o = _att)
             for (int h = 0; h < _kvHeads; h++)
             {
                 int first = h * _parts * _group;
                 GroupAttention.Combine(_parts, _group, _d, mx + first, sm + first, pt + (long)first * _d, o + (long)h * _group * _d);
             }
+    }
+
+    /// <summary>Dense attention of the rows of one sequence at consecutive positions (a speculative verification
+    /// pass, <see cref="DecodeBatch.AddNext"/>), each through its own workspace's instance, in one parallel region
+    /// whose task (KV head, part) runs that part for every row in turn: the rows' parts of a head cover nearly the
+    /// same positions, so each key and value row is read from memory about once for all rows, and every row
+    /// computes exactly what <see cref="Run"/> computes for it alone (the same parts, sums and combination).
+    /// Bound once per batch and reused: a call allocates nothing once it has held as many rows.</summary>
+    internal sealed class RowsWork : ParallelWork
+    {
+        private GroupedDecodeAttention[] _rows = [];
+        private int _count, _parts;
+
+        /// <summary>Layer `layer`'s dense attention for every row of `batch` (q and att its workspace's), row b over
+        /// positions [0, its position].</summary>
+        public void Run(DecodeBatch batch, int layer, float scale)
+        {
+            _count = batch.Count;
+            if (_rows.Length < _count) Array.Resize(ref _rows, Math.Max(_count, 2 * _rows.Length));
+            _parts = 0;
+            int kvHeads = 0;
+            for (int b = 0; b < _count; b++)
+            {
+                var ws = batch.Workspace(b);
+                var g = _rows[b] = ws.Grouped;
+                g.Prepare(batch.Cache(b), layer, ws.Q, ws.Att, batch.Position(b) + 1, scale, null);
+                _parts = Math.Max(_parts, g._parts);
+                kvHeads = g._kvHeads;
+            }
+            try
+            {
+                WorkerPool.Shared.Run(this, kvHeads * _parts);
+                for (int b = 0; b < _count; b++) _rows[b].Finish();
+            }
+            finally
+            {
+                Array.Clear(_rows, 0, _count);
+            }
+        }
+
+        public override void Execute(int item, int worker)
+        {
+            int h = item / _parts, r = item % _parts;
+            for (int b = 0; b < _count; b++)
+            {
+                var g = _rows[b];
+                if (r < g._parts) g.RunTask(h * g._parts + r);
+            }
+        }
     }
 
     private sealed class Tasks(GroupedDecodeAttention owner) : ParallelWork

@@ -21,6 +21,17 @@ public sealed class SpanPlanOps : ISelectionOps
         public readonly int[] Stamps = Filled(heads * spec.Depth, -1);
         public readonly int[] Flags = new int[heads];
 
+        /// <summary>Copies this buffer's contents (lists up to their counts, stamps, flags, score rows) into `dst`,
+        /// a buffer of the same spec, growing its rows where they are shorter.</summary>
+        public void CopyTo(Buffer dst)
+        {
+            for (int i = 0; i < Ints.Length; i++) Ints[i].AsSpan(0, Counts[i]).CopyTo(Grow(ref dst.Ints[i], Counts[i]));
+            for (int h = 0; h < Floats.Length; h++) Floats[h].CopyTo(Grow(ref dst.Floats[h], Floats[h].Length));
+            Counts.CopyTo(dst.Counts, 0);
+            Stamps.CopyTo(dst.Stamps, 0);
+            Flags.CopyTo(dst.Flags, 0);
+        }
+
         private static T[][] Empty<T>(int n)
         {
             var a = new T[n][];
@@ -37,6 +48,9 @@ public sealed class SpanPlanOps : ISelectionOps
     }
 
     private readonly Buffer[][] _buffers; // [buffer id][layer or 0]
+    // checkpoints of the state carried from step to step: per slot, copies of the per-layer buffers (null for the
+    // others), the step count and position
+    private readonly List<(Buffer[]?[] Buffers, int Steps, int Position)> _checkpoints = [];
     private ISelectionBackend _b = null!;
     private int[] _a = [], _c = [], _e = [], _top = [], _dilated = [], _rest = [];
 
@@ -51,6 +65,57 @@ public sealed class SpanPlanOps : ISelectionOps
             _buffers[i] = new Buffer[copies];
             for (int l = 0; l < copies; l++) _buffers[i][l] = new Buffer(specs[i], plan.Heads);
         }
+    }
+
+    /// <summary>Saves the state carried from step to step — the per-layer buffers, the step count and position — in
+    /// checkpoint `slot`, for <see cref="Restore"/>. A slot's copies are allocated at its first save and reused.</summary>
+    public void Save(int slot)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(slot);
+        while (_checkpoints.Count <= slot)
+        {
+            var copies = new Buffer[]?[_buffers.Length];
+            for (int i = 0; i < _buffers.Length; i++)
+                if (_buffers[i][0].Spec.PerLayer)
+                    copies[i] = _buffers[i].Select(b => new Buffer(b.Spec, Plan.Heads)).ToArray();
+            _checkpoints.Add((copies, 0, -1));
+        }
+        var cp = _checkpoints[slot];
+        for (int i = 0; i < _buffers.Length; i++)
+            if (cp.Buffers[i] is { } copies)
+                for (int l = 0; l < copies.Length; l++) _buffers[i][l].CopyTo(copies[l]);
+        _checkpoints[slot] = (cp.Buffers, Steps, Position);
+    }
+
+    /// <summary>Puts back the state saved in checkpoint `slot`: the steps after the save are forgotten, as if they
+    /// had not run.</summary>
+    public void Restore(int slot)
+    {
+        if ((uint)slot >= (uint)_checkpoints.Count) throw new ArgumentOutOfRangeException(nameof(slot), $"Checkpoint {slot} was never saved.");
+        var cp = _checkpoints[slot];
+        for (int i = 0; i < _buffers.Length; i++)
+            if (cp.Buffers[i] is { } copies)
+                for (int l = 0; l < copies.Length; l++) copies[l].CopyTo(_buffers[i][l]);
+        (Steps, Position) = (cp.Steps, cp.Position);
+    }
+
+    /// <summary>The highest position the state carried from step to step names (a list entry or a list's stamp;
+    /// -1: none): a sequence's next step must not see one at or past its length.</summary>
+    public int HighestStatePosition()
+    {
+        int high = -1;
+        foreach (var copies in _buffers)
+        {
+            if (!copies[0].Spec.PerLayer || copies[0].Spec.Kind != PlanBufferKind.Indices) continue;
+            foreach (var b in copies)
+                for (int i = 0; i < b.Ints.Length; i++)
+                {
+                    if (b.Counts[i] == 0) continue;
+                    high = Math.Max(high, b.Stamps[i]);
+                    foreach (int p in b.Ints[i].AsSpan(0, b.Counts[i])) high = Math.Max(high, p);
+                }
+        }
+        return high;
     }
 
     /// <summary>The method this sequence decodes through.</summary>

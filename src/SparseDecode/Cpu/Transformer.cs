@@ -175,7 +175,7 @@ public sealed unsafe class Transformer : IDisposable
     }
 
     /// <summary>One decode step of every row of `batch`: each row's token at position cache.Length of its own
-    /// sequence, attention per layer through the row's plan (null: dense); each row's next-token logits land in
+    /// sequence (rows added with <see cref="DecodeBatch.AddNext"/> at the positions after it), attention per layer through the row's plan (null: dense); each row's next-token logits land in
     /// its workspace's Logits. Every weight product (q/k/v, o, gate/up, down, lm_head) runs once for all rows,
     /// reading each weight row from memory once for all of them, and sums each output exactly as a lone row
     /// does: a row's result equals that sequence decoded alone, bit for bit. Norms, RoPE, the cache append, the
@@ -190,13 +190,13 @@ public sealed unsafe class Transformer : IDisposable
             throw new ArgumentException($"An attention observer watches one sequence's step, but the batch has {rows} rows: decode an observed sequence alone.", nameof(observer));
         for (int b = 0; b < rows; b++)
         {
-            CheckPositions(batch.Cache(b).Length + 1);
+            CheckPositions(batch.Position(b) + 1);
             CheckToken(batch.Token(b));
         }
         for (int b = 0; b < rows; b++)
         {
             Embed(batch.Token(b), batch.Workspace(b).X);
-            batch.Plan(b)?.BeginStep(batch.Cache(b).Length);
+            batch.Plan(b)?.BeginStep(batch.Position(b));
         }
         var pool = WorkerPool.Shared;
         var linear = batch.Linear;
@@ -208,7 +208,14 @@ public sealed unsafe class Transformer : IDisposable
             var w = _layers[l];
             for (int b = 0; b < rows; b++) Norms.RmsNorm(batch.Workspace(b).X, w.AttentionNorm, _eps, batch.Workspace(b).Xn);
             linear.Add(w.Q, q, w.QBias).Add(w.K, k, w.KBias).Add(w.V, v, w.VBias).Run(pool, xn, rows);
-            batch.Attention.Run(this, batch, l, observer);
+            if (batch.HasRuns)
+            {
+                // rows of one sequence read each other's keys: every row appends before any attends, then all rows
+                // attend densely in one region that reads each key and value about once for all of them
+                for (int b = 0; b < rows; b++) Append(l, batch.Cache(b), batch.Workspace(b), batch.Position(b));
+                batch.RunAttention.Run(batch, l, AttentionScale);
+            }
+            else batch.Attention.Run(this, batch, l, observer);
             // the output projection and the MLP's down projection add into the residual stream in place
             linear.Add(w.O, x, w.OBias, accumulate: true).Run(pool, att, rows);
             for (int b = 0; b < rows; b++) Norms.RmsNorm(batch.Workspace(b).X, w.MlpNorm, _eps, batch.Workspace(b).Xn);
@@ -249,18 +256,24 @@ public sealed unsafe class Transformer : IDisposable
         }
 
         public override void Execute(int row, int worker) =>
-            _model!.AttendRow(_layer, _batch!.Cache(row), _batch.Workspace(row), _batch.Plan(row), _observer);
+            _model!.AttendRow(_layer, _batch!.Cache(row), _batch.Workspace(row), _batch.Plan(row), _batch.Position(row), _observer);
     }
 
-    /// <summary>One row's attention in layer `layer`: RoPE on its q and k, k and v appended at position
-    /// cache.Length, the plan's selection (if any), then attention over the selected (or all) positions.</summary>
-    private void AttendRow(int layer, KvCache cache, DecodeWorkspace ws, SpanPlanOps? plan, IAttentionObserver? observer)
+    /// <summary>RoPE on a row's q and k at position `pos`, and its k and v written to the cache there.</summary>
+    private void Append(int layer, KvCache cache, DecodeWorkspace ws, int pos)
     {
         var c = Config;
-        int pos = cache.Length;
         _rope.Apply(ws.Q, c.NumHeads, pos);
         _rope.Apply(ws.K, c.NumKvHeads, pos);
         cache.Write(layer, pos, ws.K, ws.V);
+    }
+
+    /// <summary>One row's attention in layer `layer` at position `pos`: its q and k rotated and k and v appended
+    /// there (<see cref="Append"/>), the plan's selection (if any), then attention over the selected (or all)
+    /// positions up to `pos`.</summary>
+    private void AttendRow(int layer, KvCache cache, DecodeWorkspace ws, SpanPlanOps? plan, int pos, IAttentionObserver? observer)
+    {
+        Append(layer, cache, ws, pos);
 
         long t0 = Stopwatch.GetTimestamp();
         var sel = ws.Selection;

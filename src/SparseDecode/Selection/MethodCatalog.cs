@@ -50,9 +50,11 @@ internal static class MethodCatalog
                     "token-selection layer; layers below it attend densely"),
                 MethodParameter.LayerOrNone("reselect", ParameterDefault.OfDepth("13 of 32 layers", (layers, s) => TidalReselect(layers, s.Int("start"))),
                     "re-selection layer, or 'none'"),
+                MethodParameter.Count("correct", 0, 0,
+                    "KV-cache correction: every this many sparse steps, their tokens run again densely (0: off)"),
             ],
             (s, config, budget, granularity, maxContext) =>
-                new TidalDecodePlan(config, budget, s.Int("start"), s.LayerOrNone("reselect"), granularity, maxContext)),
+                new TidalDecodePlan(config, budget, s.Int("start"), s.LayerOrNone("reselect"), granularity, maxContext, s.Int("correct"))),
 
         new("lfps", "LFPS: candidates from past top-k (vertical, slash, ±radius) plus sinks and recent; top-k among them", SelectionGranularity.QueryHead,
             [

@@ -44,6 +44,16 @@ public abstract class SelectionPlan
             throw new ArgumentException($"The {Name} plan holds contexts up to {MaxContext} positions but the sequence needs {capacity}.");
     }
 
+    /// <summary>Whether the plan carries state from one decode step to the next: per-layer buffers (LFPS's history,
+    /// PrHS's and HShare's retrieved sets and the steps they were retrieved at). Without them every list is
+    /// recomputed at every step from the cache alone (TidalDecode, Quest, StreamingLLM, oracle).</summary>
+    public bool CarriesState => Layout.Buffers.Any(b => b.PerLayer);
+
+    /// <summary>KV-cache correction (TidalDecode's): after this many sparse decode steps the decode loop runs the
+    /// tokens they decoded again densely, with the next token, as one pass (<see cref="Engine.Generator"/>), so their
+    /// keys and values become dense attention's and the next token's logits are dense decoding's. 0: never.</summary>
+    public virtual int CacheCorrection => 0;
+
     /// <summary>Whether the plan reads Quest's per-page key summaries (the backend keeps them current).</summary>
     public virtual bool ReadsPageSummaries => false;
 

@@ -55,6 +55,25 @@ public sealed class GpuModelHostTests
         Assert.Equal(("gemv_b8", 32), ModelKernels.GemvPlan(8, 4104, 2));   // 4104 = 8 · 513: not a multiple of 32
         Assert.Equal(("gemv_b4", 32), ModelKernels.GemvPlan(3, 4104, 2));
         Assert.Equal(("gemv_mma2", 32), ModelKernels.GemvPlan(1, 4096, 1));
+        // more than 8 rows: one launch reads the weights once for up to 16 or 32 rows
+        Assert.Equal(("gemv_mma2_r16", 32), ModelKernels.GemvPlan(9, 4096, 2));
+        Assert.Equal(("gemv_mma2_r16", 32), ModelKernels.GemvPlan(16, 14336, 2));
+        Assert.Equal(("gemv_mma2_r32", 32), ModelKernels.GemvPlan(17, 4096, 2));
+        Assert.Equal(("gemv_mma2_r32", 32), ModelKernels.GemvPlan(32, 4096, 2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ModelKernels.GemvPlan(33, 4096, 2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ModelKernels.GemvPlan(12, 4104, 2));
+    }
+
+    [Fact]
+    public void TheCacheSizeIsKeysValuesAndPageSummariesOfEveryLayer()
+    {
+        var s8 = GpuShapes.Get("llama-3.1-8b");
+        // 32 layers × 8 KV heads × 128 channels × 2 bytes: 65,536 bytes per position for K and as much for V, and
+        // per 16-position page a min and a max row as large as a position's K
+        long positions = 32768, pages = positions / 16;
+        Assert.Equal(2 * 65536 * positions + 2 * 65536 * pages, GpuKvCache.BytesFor(s8, 1, 32768));
+        Assert.Equal(3 * GpuKvCache.BytesFor(s8, 1, 1000), GpuKvCache.BytesFor(s8, 3, 1000));
+        Assert.Equal(2 * 65536 * 17 + 2 * 65536 * 2, GpuKvCache.BytesFor(s8, 1, 17));   // a started page has its summaries
     }
 
     [Theory]
