@@ -37,6 +37,7 @@ public static class Program
         root.Subcommands.Add(GpuCheckCommand.Create());
         root.Subcommands.Add(GpuNcclCheckCommand.Create());
         root.Subcommands.Add(GpuStepCommand.Create());
+        root.Subcommands.Add(AttentionOpCommand.Create());
         root.Subcommands.Add(GpuPrefillCommand.Create());
         var threads = CommonOptions.Threads();
         root.Options.Add(threads);

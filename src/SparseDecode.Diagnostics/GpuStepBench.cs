@@ -157,20 +157,9 @@ internal sealed class GpuStepBench
         }
     }
 
-    /// <summary>"lfps" or "lfps:granularity=kv,radius=0": a method with its parameters.</summary>
-    private Selection.SelectorSpec MethodSpec(string text)
-    {
-        var parts = text.Split(':', 2);
-        var parameters = new Dictionary<string, string>();
-        if (parts.Length == 2)
-            foreach (var p in parts[1].Split(';', StringSplitOptions.RemoveEmptyEntries))
-            {
-                var kv = p.Split('=', 2);
-                if (kv.Length != 2) throw new ArgumentException($"Method parameters take name=value, got '{p}' in '{text}'.");
-                parameters[kv[0]] = kv[1];
-            }
-        return Selection.SelectorSpec.Parse(parts[0], _o.Budget.ToString(System.Globalization.CultureInfo.InvariantCulture), parameters);
-    }
+    /// <summary>"lfps" or "lfps:granularity=kv;radius=0": a method with its parameters.</summary>
+    private Selection.SelectorSpec MethodSpec(string text) =>
+        Selection.SelectorSpec.ParseInline(text, _o.Budget.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
     /// <summary>Steps timed one by one, each at the next position (the cache's rows advance between replays of the
     /// one captured graph); returns the median, its spread and the mean keys (or page summaries) the selection

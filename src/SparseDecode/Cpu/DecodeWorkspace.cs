@@ -34,8 +34,16 @@ public sealed class DecodeWorkspace
     /// <param name="denseOnly">The workspace of a row that always attends densely (a verification row of
     /// speculative decoding): no room for selection lists.</param>
     public DecodeWorkspace(Transformer model, KvCache cache, SelectionGranularity granularity = SelectionGranularity.QueryHead, bool denseOnly = false)
+        : this(model.Config, model.AttentionScale, cache, granularity, denseOnly)
     {
-        var c = model.Config;
+    }
+
+    /// <summary>The buffers of a model of shape `c` whose attention scales scores by `attentionScale`, over `cache`
+    /// (for attention alone, without the model's weights: <see cref="AttentionOperatorBench"/>).</summary>
+    /// <param name="denseOnly">As above: no room for selection lists.</param>
+    public DecodeWorkspace(ModelConfig c, float attentionScale, KvCache cache, SelectionGranularity granularity = SelectionGranularity.QueryHead,
+        bool denseOnly = false)
+    {
         X = Pinned(c.HiddenSize);
         Xn = Pinned(c.HiddenSize);
         Q = Pinned(c.QDim);
@@ -48,7 +56,7 @@ public sealed class DecodeWorkspace
         Logits = Pinned(c.VocabSize);
         int heads = granularity == SelectionGranularity.QueryHead ? c.NumHeads : c.NumKvHeads;
         Selection = new LayerSelection(heads, denseOnly ? 0 : cache.Capacity, granularity);
-        Backend = new CpuSelectionBackend(cache, c.NumHeads, model.AttentionScale);
+        Backend = new CpuSelectionBackend(cache, c.NumHeads, attentionScale);
         Grouped = new GroupedDecodeAttention(c.NumHeads, c.NumKvHeads, c.HeadDim, cache.Capacity);
         _headScratch = new float[c.NumHeads][];
         for (int h = 0; h < c.NumHeads; h++) _headScratch[h] = new float[denseOnly ? 0 : Math.Min(cache.Capacity, 4096)];

@@ -286,7 +286,7 @@ public sealed unsafe class Transformer : IDisposable
             scored = ws.Backend.KeysScored;
         }
         long t1 = Stopwatch.GetTimestamp();
-        DecodeAttention(cache, layer, ws, pos + 1);
+        DecodeAttention(cache, layer, ws, pos + 1, Config, AttentionScale);
         long t2 = Stopwatch.GetTimestamp();
         if (observer is not null)
         {
@@ -295,12 +295,13 @@ public sealed unsafe class Transformer : IDisposable
         }
     }
 
-    private void DecodeAttention(KvCache cache, int layer, DecodeWorkspace ws, int n)
+    /// <summary>Attention of ws.Q over positions [0, n) of the layer, or over ws.Selection's lists when it is sparse:
+    /// grouped by KV head (dense, or lists per KV head) or head by head (lists per query head), into ws.Att. The
+    /// decode step's attention; <see cref="AttentionOperatorBench"/> times it.</summary>
+    internal static void DecodeAttention(KvCache cache, int layer, DecodeWorkspace ws, int n, ModelConfig c, float scale)
     {
-        var c = Config;
         var sel = ws.Selection;
         int group = c.GroupSize, d = c.HeadDim;
-        float scale = AttentionScale;
         if (sel.Dense || sel.Granularity == SelectionGranularity.KvHead)
         {
             ws.Grouped.Run(cache, layer, ws.Q, ws.Att, n, scale, sel);

@@ -31,6 +31,22 @@ public sealed record SelectorSpec(string Method, Budget Budget, SelectionGranula
         return new SelectorSpec(definition.Name, b, granularity, clean);
     }
 
+    /// <summary><see cref="Parse"/> of a method written with its parameters inline, as the benchmarks take them:
+    /// "lfps" or "lfps:granularity=kv;radius=0" (name=value pairs after a colon, ';'-separated).</summary>
+    public static SelectorSpec ParseInline(string text, string budget)
+    {
+        var parts = (text ?? "").Split(':', 2);
+        var parameters = new Dictionary<string, string>();
+        if (parts.Length == 2)
+            foreach (var p in parts[1].Split(';', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var kv = p.Split('=', 2);
+                if (kv.Length != 2) throw new SpecException($"Method parameters take name=value, got '{p}' in '{text}'.", "method");
+                parameters[kv[0]] = kv[1];
+            }
+        return Parse(parts[0], budget, parameters);
+    }
+
     /// <summary>Validates a method and its parameters alone (settings stored for a model, which have no budget): the
     /// checks and sentences of <see cref="Parse"/>.</summary>
     internal static void CheckParameters(string method, IReadOnlyDictionary<string, string> parameters) =>

@@ -1,12 +1,12 @@
-using SparseDecode.Cpu;
 using SparseDecode.Selection;
 
-namespace SparseDecode.Benchmarks;
+namespace SparseDecode.Cpu;
 
 /// <summary>A selection backend that reports layer `Layer` to the selector while reading every key from the one
 /// layer its inner backend is bound to: a one-layer cache stands in for every layer of a deep model, where only the
-/// selection cost matters (it depends on the context and the budget, not on the values).</summary>
-internal sealed class OneLayerForEvery(CpuSelectionBackend inner) : ISelectionBackend
+/// selection cost matters (it depends on the context and the budget, not on the values). Used by the benchmarks
+/// (<see cref="AttentionOperatorBench"/>) to time every layer's plan against one layer of a long cache.</summary>
+public sealed class OneLayerForEvery(CpuSelectionBackend inner) : ISelectionBackend
 {
     /// <summary>The layer the selector sees (its per-layer decisions: dense layers, Tidal's selection layers).</summary>
     public int Layer { get; set; }
