@@ -187,6 +187,32 @@ internal sealed class GpuEngine : IInferenceEngine
         Step(sequences.Count, tokens, useGraph: true);
     }
 
+    /// <summary>Makes `plan`'s group and captures the step of each part size (<see cref="Bucket"/>) up to `sequences`
+    /// rows of it: a batch of that many sequences, one token each, decodes one step.</summary>
+    public void WarmUp(SelectionPlan? plan, int sequences)
+    {
+        int most = Math.Min(sequences, _used.Count(u => !u));
+        var batch = new List<IDecodeSequence>();
+        try
+        {
+            for (int size = 1; size <= most; size = Bucket(size + 1))
+            {
+                while (batch.Count < size)
+                {
+                    var seq = CreateSequence(Math.Min(2, MaxContext), plan);
+                    batch.Add(seq);
+                    seq.Prefill([0]);
+                }
+                if (batch[0].Length < batch[0].Capacity) DecodeBatch(batch, new int[size]);
+                foreach (var s in batch) s.Truncate(1);
+            }
+        }
+        finally
+        {
+            foreach (var s in batch) s.Dispose();
+        }
+    }
+
     /// <summary>One sequence's step, through the same composed step (no per-token allocation).</summary>
     internal void Decode(GpuDecodeSession seq, int token, bool useGraph)
     {

@@ -90,6 +90,12 @@ public sealed class SparseServer : IAsyncDisposable
             else throw new ArgumentException($"--host '{options.Host}' is not an IP address or localhost.");
         });
         var app = builder.Build();
+        // the buffers and step graphs of dense batches and of the default method's, before the first request
+        model.Exclusive(() =>
+        {
+            model.Engine.WarmUp(null, options.Scheduler.MaxBatch);
+            if (plans.Create(null) is { } plan) model.Engine.WarmUp(plan, options.Scheduler.MaxBatch);
+        });
         var metrics = new ServerMetrics();
         var scheduler = new BatchScheduler(model, options.Scheduler, metrics);
         try

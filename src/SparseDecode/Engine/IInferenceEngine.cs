@@ -38,6 +38,11 @@ public interface IInferenceEngine : IDisposable
     /// each sequence's <see cref="IDecodeSequence.Logits"/> are its next-token logits. A backend that can runs
     /// them as the rows of one batched step; the result equals decoding each alone.</summary>
     void DecodeBatch(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens);
+
+    /// <summary>Prepares, ahead of the first request, what batches of up to `sequences` sequences decoding through
+    /// `plan` (null: dense) need, so that no request pays for it: on the GPU the plan's buffers and the step graph of
+    /// every batch size it pads to. Needs that many free sequence slots; leaves none in use. Default: nothing.</summary>
+    void WarmUp(SelectionPlan? plan, int sequences) { }
 }
 
 /// <summary>One sequence's KV cache and method state on an engine. Prefill is dense; decode steps attend through
