@@ -188,7 +188,7 @@ internal sealed class GpuEngine : IInferenceEngine
     }
 
     /// <summary>Makes `plan`'s group and captures the step of each part size (<see cref="Bucket"/>) up to `sequences`
-    /// rows of it: a batch of that many sequences, one token each, decodes one step.</summary>
+    /// rows of it: a batch of that many empty sequences decodes one token at position 0.</summary>
     public void WarmUp(SelectionPlan? plan, int sequences)
     {
         int most = Math.Min(sequences, _used.Count(u => !u));
@@ -197,14 +197,9 @@ internal sealed class GpuEngine : IInferenceEngine
         {
             for (int size = 1; size <= most; size = Bucket(size + 1))
             {
-                while (batch.Count < size)
-                {
-                    var seq = CreateSequence(Math.Min(2, MaxContext), plan);
-                    batch.Add(seq);
-                    seq.Prefill([0]);
-                }
-                if (batch[0].Length < batch[0].Capacity) DecodeBatch(batch, new int[size]);
-                foreach (var s in batch) s.Truncate(1);
+                while (batch.Count < size) batch.Add(CreateSequence(1, plan));
+                DecodeBatch(batch, new int[size]);
+                foreach (var s in batch) s.Truncate(0);
             }
         }
         finally
