@@ -23,7 +23,13 @@ internal sealed class GpuEngine : IInferenceEngine
     private const int MaxIdleGroups = 8;
 
     private readonly bool[] _used;
-    private readonly Dictionary<string, (CudaGraph Graph, PlanGroup[] Groups)> _graphs = new(StringComparer.Ordinal);
+    /// <summary>A captured step: its dense rows, its parts (group, rows) in row order, and its graph.</summary>
+    private sealed record ComposedStep(int Dense, (PlanGroup Group, int Rows)[] Parts, CudaGraph Graph)
+    {
+        public bool Is(int dense, List<(PlanGroup Group, int Rows)> parts) => Dense == dense && Parts.AsSpan().SequenceEqual(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(parts));
+    }
+
+    private readonly List<ComposedStep> _graphs = [];
     private readonly Dictionary<SelectionPlan, PlanGroup> _groups = new(ReferenceEqualityComparer.Instance);
     private int _nextGroupId = 1;
     private long _steps;
@@ -34,7 +40,6 @@ internal sealed class GpuEngine : IInferenceEngine
     private readonly int[] _slots, _tokens, _positions, _rowSession;
     private readonly float[] _logits;
     private readonly List<(PlanGroup Group, int Rows)> _parts = [];
-    private string _lastKey = "";
     private SelectionKernels? _selection;
 
     public CudaDevice Device { get; }
@@ -50,8 +55,6 @@ internal sealed class GpuEngine : IInferenceEngine
     public int Slots => Cache.Slots;
     public bool ConcurrentSequences => false;
     public bool SupportsObserver => false;
-
-    /// <summary>Loads `directory` onto the first GPU for sequences of up to `capacity` positions (capped at the
 
     /// <summary>Loads `directory` onto the first GPU for sequences of up to `capacity` positions (capped at the
     /// model's context), `slots` of them at a time. No driver or GPU: a <see cref="CudaException"/> in one sentence.</summary>
@@ -162,12 +165,8 @@ internal sealed class GpuEngine : IInferenceEngine
 
     private void Drop(PlanGroup group)
     {
-        foreach (var key in _graphs.Where(e => e.Value.Groups.Contains(group)).Select(e => e.Key).ToList())
-        {
-            _graphs[key].Graph.Dispose();
-            _graphs.Remove(key);
-        }
-        _lastKey = "";
+        foreach (var e in _graphs.Where(e => e.Parts.Any(p => p.Group == group))) e.Graph.Dispose();
+        _graphs.RemoveAll(e => e.Parts.Any(p => p.Group == group));
         _groups.Remove(group.Plan);
         group.Dispose();
     }
@@ -273,49 +272,26 @@ internal sealed class GpuEngine : IInferenceEngine
 
     private StepAttention? Attention(int dense) => _parts.Count == 0 ? null : new StepAttention(Model, Cache, dense, _parts);
 
-    /// <summary>The step graph of the current composition, captured at its first use.</summary>
+    /// <summary>The step graph of the current composition (`dense` rows, then <see cref="_parts"/>), captured at its
+    /// first use.</summary>
     private CudaGraph GraphFor(int rows, int dense)
     {
-        string key = CompositionKey(dense);
-        if (_graphs.TryGetValue(key, out var entry)) return entry.Graph;
+        foreach (var e in _graphs)
+            if (e.Is(dense, _parts)) return e.Graph;
         if (_graphs.Count >= MaxGraphs)
         {
-            foreach (var e in _graphs.Values) e.Graph.Dispose();
+            foreach (var e in _graphs) e.Graph.Dispose();
             _graphs.Clear();
         }
         var attention = Attention(dense);
         var graph = Stream.Capture(() => Model.EnqueueStep(Cache, rows, Cache.Capacity, Stream, attention));
-        _graphs.Add(key, (graph, _parts.Select(p => p.Group).ToArray()));
+        _graphs.Add(new ComposedStep(dense, [.. _parts], graph));
         return graph;
-    }
-
-    /// <summary>"dense rows;group id:rows;…", built only when the composition differs from the last step's.</summary>
-    private string CompositionKey(int dense)
-    {
-        if (SameComposition(dense)) return _lastKey;
-        var sb = new System.Text.StringBuilder().Append(dense);
-        foreach (var (g, rows) in _parts) sb.Append(';').Append(g.Id).Append(':').Append(rows);
-        _lastKey = sb.ToString();
-        _lastDense = dense;
-        _lastParts.Clear();
-        foreach (var (g, rows) in _parts) _lastParts.Add((g.Id, rows));
-        return _lastKey;
-    }
-
-    private int _lastDense = -1;
-    private readonly List<(int Id, int Rows)> _lastParts = [];
-
-    private bool SameComposition(int dense)
-    {
-        if (_lastKey.Length == 0 || dense != _lastDense || _lastParts.Count != _parts.Count) return false;
-        for (int i = 0; i < _parts.Count; i++)
-            if (_lastParts[i] != (_parts[i].Group.Id, _parts[i].Rows)) return false;
-        return true;
     }
 
     public void Dispose()
     {
-        foreach (var e in _graphs.Values) e.Graph.Dispose();
+        foreach (var e in _graphs) e.Graph.Dispose();
         foreach (var g in _groups.Values) g.Dispose();
         _selection?.Dispose();
         Stream.Dispose();

@@ -57,7 +57,7 @@ internal sealed class PlanGroup : IDisposable
     public int Sequences { get; set; }
     /// <summary>Bytes of state each sequence keeps in the pool.</summary>
     public long StateBytes => _slotWords * 4;
-    /// <summary>The engine's number of the last step that ran rows of this group, and where each of them sat.</summary>
+    /// <summary>The engine's number of the last step that ran rows of this group (its buffers hold that step's rows).</summary>
     public long LastStep { get; set; } = -1;
 
     /// <summary>Slot `slot`'s state as a new sequence's (empty lists, zero counters), in stream order.</summary>
