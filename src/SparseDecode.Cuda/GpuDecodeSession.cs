@@ -14,8 +14,10 @@ namespace SparseDecode.Cuda;
 /// of one row), a captured CUDA graph replayed with the new token and position written into device memory. Logits
 /// come back to the host for sampling. A method written as a selection plan runs inside that graph through its
 /// <see cref="PlanGroup"/>, its state on the device in the group's pool. Prefill keeps Quest's page summaries, so a
-/// dense prefill can be forked into any method.</summary>
-internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
+/// dense prefill can be forked into any method. Speculative decoding's dense pass (<see cref="DecodeDense"/>) runs
+/// the tokens as rows of one batched step, and the plan's state is checkpointed by copies of the sequence's place in
+/// its group's pool.</summary>
+internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, ISpeculativeSequence
 {
     private readonly GpuEngine _engine;
     private readonly GpuModel _model;
@@ -99,11 +101,49 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
         _engine.Decode(this, token, UseGraph);
     }
 
-    /// <summary>Checks that `token` can be decoded next (room and vocabulary).</summary>
-    internal void CheckStep(int token)
+    /// <summary>`tokens` at positions Length.. as the dense rows of one batched step (<see cref="GpuEngine.DecodeRun"/>):
+    /// row i's logits are a dense decode step's of token i after the tokens before it, as a row of a batched step
+    /// (within the engine contract's tolerance of a lone step's). The page summaries of the pages written are
+    /// recomputed from the new keys, so a Quest draft after the pass bounds what the cache now holds.</summary>
+    public void DecodeDense(ReadOnlySpan<int> tokens, Span<float> logits)
     {
-        CheckRoom(1);
-        if ((uint)token >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(token), $"Token id {token} is outside the vocabulary of {VocabSize}.");
+        int n = tokens.Length, v = VocabSize;
+        if (n == 0) return;
+        _engine.DecodeRun(this, tokens, logits, UseGraph);
+        var c = _model.Config;
+        for (int l = 0; l < c.NumLayers; l++)
+            _model.Kernels.PageSummariesSpan(_cache.KeyBase(l, Slot), _cache.PageMinBase(l, Slot), _cache.PageMaxBase(l, Slot), _cache.HeadStride,
+                _cache.PageHeadStride, _cache.PageSize, c.HeadDim, c.NumKvHeads, Length, Length + n - 1, _stream);
+        logits.Slice((n - 1) * v, v).CopyTo(_logits);
+        Length += n;
+        _lastRow = 0;
+    }
+
+    // the plan's saved states, SpeculationOptions.MaxDraft of them, made at the first save
+    private DeviceBuffer? _checkpoints;
+
+    /// <summary>Queues a copy of the plan's carried state (this sequence's place in its group's pool) into
+    /// checkpoint `slot`; nothing for dense attention.</summary>
+    public void SavePlanState(int slot) => Checkpoint(slot, restore: false);
+
+    public void RestorePlanState(int slot) => Checkpoint(slot, restore: true);
+
+    private void Checkpoint(int slot, bool restore)
+    {
+        if (Group is not PlanGroup g) return;
+        if ((uint)slot >= SpeculationOptions.MaxDraft)
+            throw new ArgumentOutOfRangeException(nameof(slot), $"Checkpoint {slot}; a sequence keeps {SpeculationOptions.MaxDraft}.");
+        if (restore && _checkpoints is null) throw new InvalidOperationException("No plan state was saved to restore.");
+        _checkpoints ??= _engine.Device.Allocate(SpeculationOptions.MaxDraft * g.StateBytes);
+        g.Checkpoint(Slot, _checkpoints, slot, restore, _stream);
+    }
+
+    /// <summary>Checks that `tokens` can be run next (room and vocabulary).</summary>
+    internal void CheckRun(ReadOnlySpan<int> tokens)
+    {
+        CheckRoom(tokens.Length);
+        foreach (int t in tokens)
+            if ((uint)t >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"Token id {t} is outside the vocabulary of {VocabSize}.");
     }
 
     /// <summary>A step of this sequence ran: its logits and one more position.</summary>
@@ -155,6 +195,7 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys
     {
         if (_disposed) return;
         _disposed = true;
+        _checkpoints?.Dispose();
         _engine.Release(Slot, Group);
     }
 }

@@ -230,7 +230,7 @@ internal sealed class GpuEngine : IInferenceEngine
             var seq = _rows[i];
             if (seq.Engine != this) throw new ArgumentException("A sequence of another GPU engine was passed to this one.");
             if (seq.LastStep == step) throw new ArgumentException("A sequence appears twice in one decode step.");
-            seq.CheckStep(tokens[i]);
+            seq.CheckRun(tokens.Slice(i, 1));
             seq.LastStep = step;
             _order[i] = (long)(seq.Group?.Id ?? 0) << 32 | (uint)i;
         }
@@ -259,15 +259,45 @@ internal sealed class GpuEngine : IInferenceEngine
             else _parts.Add((group, padded));
             first = end;
         }
-        Cache.SetRows(_slots.AsSpan(0, rows), _tokens.AsSpan(0, rows), _positions.AsSpan(0, rows), Stream);
         foreach (var (g, _) in _parts) g.LastStep = step;
+        Run(rows, dense, useGraph);
+        int v = Config.VocabSize;
+        for (int r = 0; r < rows; r++)
+            if (_rowSession[r] >= 0) _rows[_rowSession[r]].Accept(_logits.AsSpan(r * v, v));
+    }
+
+    /// <summary>Runs the step whose rows are in _slots, _tokens, _positions (and composition `dense`, <see cref="_parts"/>)
+    /// and copies every row's logits to <see cref="_logits"/>.</summary>
+    private void Run(int rows, int dense, bool useGraph)
+    {
+        Cache.SetRows(_slots.AsSpan(0, rows), _tokens.AsSpan(0, rows), _positions.AsSpan(0, rows), Stream);
         if (useGraph) GraphFor(rows, dense).Launch(Stream);
         else Model.EnqueueStep(Cache, rows, Cache.Capacity, Stream, Attention(dense));
         Stream.Synchronize();
-        int v = Config.VocabSize;
-        Model.Logits.Download(_logits.AsSpan(0, rows * v));
+        Model.Logits.Download(_logits.AsSpan(0, rows * Config.VocabSize));
+    }
+
+    /// <summary>`tokens` at `seq`'s next positions as the dense rows of one step (the step of a dense batch of that
+    /// many rows, padded like one): each row attends to every position up to its own, those of the rows before it
+    /// included, so row i's logits are what a dense decode step of token i gives after the tokens before it, as a row
+    /// of a batched step. The plan's state is untouched. Fills logits [tokens][vocab].</summary>
+    internal void DecodeRun(GpuDecodeSession seq, ReadOnlySpan<int> tokens, Span<float> logits, bool useGraph)
+    {
+        int n = tokens.Length, v = Config.VocabSize;
+        if (seq.Engine != this) throw new ArgumentException("A sequence of another GPU engine was passed to this one.");
+        if (n > RowCapacity) throw new ArgumentException($"A dense pass of {n} tokens; one step of this engine takes {RowCapacity} rows.", nameof(tokens));
+        if (logits.Length < (long)n * v) throw new ArgumentException($"{n} tokens need {n * v} logits, the span holds {logits.Length}.", nameof(logits));
+        seq.CheckRun(tokens);
+        seq.LastStep = ++_steps;
+        _parts.Clear();
+        int rows = PadParts ? Math.Min(Bucket(n), RowCapacity) : n;
         for (int r = 0; r < rows; r++)
-            if (_rowSession[r] >= 0) _rows[_rowSession[r]].Accept(_logits.AsSpan(r * v, v));
+        {
+            int i = Math.Min(r, n - 1); // padding: copies of the last row
+            (_slots[r], _tokens[r], _positions[r]) = (seq.Slot, tokens[i], seq.Length + i);
+        }
+        Run(rows, rows, useGraph);
+        _logits.AsSpan(0, n * v).CopyTo(logits);
     }
 
     private StepAttention? Attention(int dense) => _parts.Count == 0 ? null : new StepAttention(Model, Cache, dense, _parts);

@@ -29,7 +29,129 @@ internal static class EngineContractCheck
     public static IReadOnlyList<Check> Run(IInferenceEngine engine, double batchTolerance, double sparseBatchTolerance)
     {
         var (dense, sparse) = BatchedStep(engine, batchTolerance, sparseBatchTolerance);
-        return [dense, sparse, Fork(engine), Truncate(engine)];
+        List<Check> checks = [dense, sparse, Fork(engine), Truncate(engine)];
+        bool speculative;
+        using (var probe = engine.CreateSequence(1)) speculative = probe is ISpeculativeSequence;
+        if (speculative)
+        {
+            checks.Add(DensePassRows(engine, batchTolerance));
+            checks.Add(PlanRollback(engine));
+            checks.Add(SpeculativeGreedy(engine, 2 * batchTolerance));
+        }
+        return checks;
+    }
+
+    /// <summary>Methods whose plans carry state between steps, which speculative decoding rolls back, and Quest,
+    /// whose page summaries the dense rewrite recomputes.</summary>
+    private static readonly string[] RollbackMethods = ["lfps", "prhs", "hshare", "quest"];
+
+    /// <summary>Speculative decoding's dense pass of several tokens: each row equals a dense decode step of its token
+    /// after the ones before it, and the keys and values it writes are theirs (the next step agrees too).</summary>
+    private static Check DensePassRows(IInferenceEngine engine, double tolerance)
+    {
+        var c = engine.Config;
+        var prompt = Tokens(30, c.VocabSize, 11);
+        var run = Tokens(6, c.VocabSize, 12);
+        using var pass = engine.CreateSequence(64);
+        using var steps = engine.CreateSequence(64);
+        pass.Prefill(prompt);
+        steps.Prefill(prompt);
+        var rows = new float[5 * c.VocabSize];
+        ((ISpeculativeSequence)pass).DecodeDense(run.AsSpan(0, 5), rows);
+        double worst = pass.Length == 35 ? 0 : double.PositiveInfinity;
+        for (int i = 0; i < 5; i++)
+        {
+            steps.Decode(run[i]);
+            worst = Math.Max(worst, Difference(steps.Logits, rows.AsSpan(i * c.VocabSize, c.VocabSize)));
+        }
+        worst = Math.Max(worst, Difference(steps.Logits, pass.Logits));
+        pass.Decode(run[5]);
+        steps.Decode(run[5]);
+        worst = Math.Max(worst, Difference(steps.Logits, pass.Logits));
+        return new Check("dense pass of 5 tokens = their dense decode steps one by one (speculative verification)", worst, tolerance);
+    }
+
+    /// <summary>Draft steps forgotten: a plan's state saved, two steps decoded, the sequence truncated and the state
+    /// restored, then decoding goes on exactly as if those steps never ran.</summary>
+    private static Check PlanRollback(IInferenceEngine engine)
+    {
+        var c = engine.Config;
+        var none = new Dictionary<string, string>();
+        var prompt = Tokens(40, c.VocabSize, 13);
+        var next = Tokens(6, c.VocabSize, 14);
+        double worst = 0;
+        string at = "";
+        foreach (var method in RollbackMethods)
+        {
+            var plan = engine.PlanFor(SelectorSpec.Parse(method, "16", none));
+            using var drafted = engine.CreateSequence(64, plan);
+            using var straight = engine.CreateSequence(64, plan);
+            drafted.Prefill(prompt);
+            straight.Prefill(prompt);
+            drafted.Decode(next[0]);
+            straight.Decode(next[0]);
+            var checkpoints = (ISpeculativeSequence)drafted;
+            checkpoints.SavePlanState(0);
+            drafted.Decode(next[4]);
+            drafted.Decode(next[5]);
+            drafted.Truncate(41);
+            checkpoints.RestorePlanState(0);
+            for (int i = 1; i < 4; i++)
+            {
+                drafted.Decode(next[i]);
+                straight.Decode(next[i]);
+                double d = Difference(straight.Logits, drafted.Logits);
+                if (d > worst || double.IsNaN(d)) (worst, at) = (d, method);
+            }
+        }
+        return new Check($"plan state restored after forgotten steps continues as if they never ran ({string.Join(", ", RollbackMethods)}{(at == "" ? "" : $"; largest: {at}")})", worst, 0);
+    }
+
+    /// <summary>Greedy self-speculative decoding with each method as the draft gives dense greedy decoding's tokens.
+    /// Measured: where the two first differ, the gap between dense's two most likely tokens there (0 when all agree),
+    /// so a difference is allowed only at a near-tie that the allowed rounding (`tolerance`) can swap.</summary>
+    private static Check SpeculativeGreedy(IInferenceEngine engine, double tolerance)
+    {
+        const int Generated = 24;
+        var c = engine.Config;
+        var none = new Dictionary<string, string>();
+        var prompt = Tokens(30, c.VocabSize, 15);
+        var reference = new List<int>();
+        var gaps = new List<double>();
+        using (var dense = engine.CreateSequence(64))
+        {
+            dense.Prefill(prompt);
+            for (int i = 0; i < Generated; i++)
+            {
+                int t = System.Numerics.Tensors.TensorPrimitives.IndexOfMax(dense.Logits);
+                reference.Add(t);
+                gaps.Add(TopTwoGap(dense.Logits));
+                dense.Decode(t);
+            }
+        }
+        double worst = 0;
+        string at = "";
+        foreach (var method in BatchMethods.Distinct().Where(m => m != "dense"))
+        {
+            var plan = engine.PlanFor(SelectorSpec.Parse(method, "16", none))!;
+            using var seq = engine.CreateSequence(64, plan);
+            seq.Prefill(prompt);
+            var tokens = new List<int>();
+            new SpeculativeDecoder(c.VocabSize, new SpeculationOptions(4)).Run(seq, plan, new Sampler(SamplingOptions.Greedy), Generated, [], tokens);
+            int first = Enumerable.Range(0, Generated).FirstOrDefault(i => i >= tokens.Count || tokens[i] != reference[i], -1);
+            double d = first < 0 ? 0 : first < tokens.Count ? gaps[first] : double.PositiveInfinity;
+            if (d > worst) (worst, at) = (d, $"{method} at token {first}");
+        }
+        return new Check($"greedy speculative decoding (K = 4, each method drafting) = dense greedy decoding, {Generated} tokens{(at == "" ? "" : $" (first difference: {at}, dense's top-two gap there)")}", worst, tolerance);
+    }
+
+    private static double TopTwoGap(ReadOnlySpan<float> logits)
+    {
+        float first = float.NegativeInfinity, second = float.NegativeInfinity;
+        foreach (float x in logits)
+            if (x > first) (second, first) = (first, x);
+            else if (x > second) second = x;
+        return first - second;
     }
 
     private static int[] Tokens(int n, int vocab, int seed)

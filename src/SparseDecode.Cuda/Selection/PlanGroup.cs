@@ -66,6 +66,16 @@ internal sealed class PlanGroup : IDisposable
         for (int b = 0; b < _words.Length; b++) _pool.Fill32(_fresh[b], _words[b], s, (slot * _slotWords + _offsets[b]) * 4);
     }
 
+    /// <summary>Queues the copy of slot `slot`'s state into place `index` of `checkpoints` (at least index + 1 times
+    /// <see cref="StateBytes"/>), or (restore) back from there.</summary>
+    public void Checkpoint(int slot, DeviceBuffer checkpoints, int index, bool restore, CudaStream s)
+    {
+        ulong pool = _pool.At(slot * StateBytes), saved = checkpoints.At(index * StateBytes);
+        if ((index + 1) * StateBytes > checkpoints.Bytes) throw new ArgumentOutOfRangeException(nameof(index), $"Checkpoint {index} of a buffer of {checkpoints.Bytes / StateBytes}.");
+        if (restore) s.CopyAsync(pool, saved, StateBytes);
+        else s.CopyAsync(saved, pool, StateBytes);
+    }
+
     /// <summary>Queues the copy of `rows` sequences' state (their slots at device address `slots`) into the group's
     /// rows 0 .. rows − 1.</summary>
     public void Gather(ulong slots, int rows, CudaStream s) =>

@@ -18,7 +18,7 @@ internal sealed class DensePass
     }
 
     /// <summary>Runs `tokens` at positions sequence.Length..; returns whether the pass was the decode step's
-    /// arithmetic (bit for bit what dense decode steps give).</summary>
+    /// arithmetic (<see cref="ISpeculativeSequence.DecodeDense"/>) rather than the prefill's.</summary>
     public bool Run(IDecodeSequence sequence, ReadOnlySpan<int> tokens)
     {
         if (tokens.Length * _vocab > _rows.Length) throw new ArgumentException($"The pass holds {_rows.Length / _vocab} rows, not {tokens.Length}.", nameof(tokens));

@@ -84,17 +84,19 @@ public interface ICountsAttendedKeys
     long KeysAttendedLastStep();
 }
 
-/// <summary>A sequence that speculative decoding (<see cref="SpeculativeDecoder"/>) runs on exactly: a dense pass of
-/// several tokens whose every row is the dense decode step of its token, bit for bit, and checkpoints of the plan's
-/// state, so that the steps of rejected draft tokens can be forgotten. A sequence without it is verified through
-/// <see cref="IDecodeSequence.Prefill"/> (the backend's prefill arithmetic) and drafts only with methods that keep
-/// no state between steps.</summary>
+/// <summary>A sequence that speculative decoding (<see cref="SpeculativeDecoder"/>) runs on with the decode step's
+/// arithmetic: a dense pass of several tokens whose every row is the dense decode step of its token, and checkpoints
+/// of the plan's state, so that the steps of rejected draft tokens can be forgotten. A sequence without it is
+/// verified through <see cref="IDecodeSequence.Prefill"/> (the backend's prefill arithmetic) and drafts only with
+/// methods that keep no state between steps.</summary>
 public interface ISpeculativeSequence
 {
     /// <summary>Runs `tokens` at positions Length.. densely as one pass (the weights read once for all of them):
-    /// logits[i·vocab, (i + 1)·vocab) are token i's next-token logits, bit for bit what a dense
-    /// <see cref="IDecodeSequence.Decode"/> of it after the tokens before it gives, and so are the keys and values
-    /// written. Afterwards <see cref="IDecodeSequence.Logits"/> are the last token's. The plan's state is untouched.</summary>
+    /// logits[i·vocab, (i + 1)·vocab) are token i's next-token logits, what a dense decode step of it after the
+    /// tokens before it gives, and so are the keys and values written — on the CPU bit for bit a lone
+    /// <see cref="IDecodeSequence.Decode"/>'s; on the GPU a row of its batched step's, which the engine contract holds
+    /// within rounding of a lone step's. Afterwards <see cref="IDecodeSequence.Logits"/> are the last token's. The
+    /// plan's state is untouched.</summary>
     void DecodeDense(ReadOnlySpan<int> tokens, Span<float> logits);
 
     /// <summary>Saves the plan's state carried between steps in checkpoint `slot` (reused by later saves).</summary>

@@ -55,9 +55,10 @@ public sealed record SpeculationStats(int Passes, long Drafted, long Accepted, b
 /// sampling's rule (<see cref="AcceptOrResample"/>) — and the pass's own token follows: the dense choice where
 /// the first draft was rejected, or a bonus token drawn from the last row when all were kept. The sequence is
 /// truncated to the kept tokens; the cache then holds exactly what dense decoding writes.
-/// <para>Exactness: on an engine whose sequences are <see cref="ISpeculativeSequence"/> (the CPU), the dense pass
-/// is the decode step's arithmetic row by row, so greedy output is dense decoding's token for token and sampled
-/// output is distributed as dense decoding's. Elsewhere the pass is the engine's prefill with every row's logits
+/// <para>Exactness: on an engine whose sequences are <see cref="ISpeculativeSequence"/>, the dense pass is the
+/// decode step's arithmetic row by row — on the CPU bit for bit, so greedy output is dense decoding's token for
+/// token and sampled output is distributed as dense decoding's; on the GPU as rows of its batched step, which differ
+/// from a lone step by rounding only (the engine contract), as a batched dense sequence's do. Elsewhere the pass is the engine's prefill with every row's logits
 /// (<see cref="IDecodeSequence.Prefill"/>), whose rounding may differ from its decode step: greedy output can then
 /// differ from dense decoding where two tokens are within that rounding (<see cref="SpeculationStats.Exact"/>
 /// says which ran).</para>
