@@ -146,6 +146,14 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
             if ((uint)t >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"Token id {t} is outside the vocabulary of {VocabSize}.");
     }
 
+    /// <summary>A prefill of `n` tokens of this sequence ran (<see cref="GpuEngine.PrefillBatch"/>): its last token's logits.</summary>
+    internal void AcceptPrefill(int n, ReadOnlySpan<float> logits)
+    {
+        logits.CopyTo(_logits);
+        Length += n;
+        _lastRow = 0;
+    }
+
     /// <summary>A step of this sequence ran: its logits and one more position.</summary>
     internal void Accept(ReadOnlySpan<float> logits)
     {

@@ -186,6 +186,35 @@ internal sealed class GpuEngine : IInferenceEngine
         Step(sequences.Count, tokens, useGraph: true);
     }
 
+    private readonly List<GpuPrefill.Segment> _segments = [];
+    private readonly List<GpuDecodeSession> _prefilling = [];
+    private Action<int, ReadOnlySpan<float>>? _acceptPrefill;
+
+    /// <summary>The sequences' tokens through the model's prefill as passes of every sequence's tokens together
+    /// (<see cref="GpuPrefill.RunBatch"/>); every sequence is checked before any work. A model whose heads the prefill
+    /// does not take prefills each sequence in turn.</summary>
+    public void PrefillBatch(IReadOnlyList<IDecodeSequence> sequences, IReadOnlyList<ReadOnlyMemory<int>> tokens)
+    {
+        if (tokens.Count != sequences.Count) throw new ArgumentException($"{sequences.Count} sequences but {tokens.Count} token runs.");
+        _segments.Clear();
+        _prefilling.Clear();
+        for (int i = 0; i < sequences.Count; i++)
+        {
+            var seq = sequences[i] as GpuDecodeSession ?? throw new ArgumentException("A sequence of another engine was passed to the GPU engine.");
+            if (seq.Engine != this) throw new ArgumentException("A sequence of another GPU engine was passed to this one.");
+            if (_prefilling.Contains(seq)) throw new ArgumentException($"Sequence {i} appears twice in one prefill.");
+            seq.CheckRun(tokens[i].Span);
+            _segments.Add(new GpuPrefill.Segment(seq.Slot, tokens[i], seq.Length));
+            _prefilling.Add(seq);
+        }
+        if (Model.Prefill is not { } prefill)
+        {
+            for (int i = 0; i < sequences.Count; i++) sequences[i].Prefill(tokens[i].Span);
+            return;
+        }
+        prefill.RunBatch(Cache, _segments, _acceptPrefill ??= (i, logits) => _prefilling[i].AcceptPrefill(_segments[i].Tokens.Length, logits), Stream);
+    }
+
     /// <summary>Makes `plan`'s group and captures the step of each part size (<see cref="Bucket"/>) up to `sequences`
     /// rows of it: a batch of that many empty sequences decodes one token at position 0.</summary>
     public void WarmUp(SelectionPlan? plan, int sequences)

@@ -29,7 +29,7 @@ internal static class EngineContractCheck
     public static IReadOnlyList<Check> Run(IInferenceEngine engine, double batchTolerance, double sparseBatchTolerance)
     {
         var (dense, sparse) = BatchedStep(engine, batchTolerance, sparseBatchTolerance);
-        List<Check> checks = [dense, sparse, Fork(engine), Truncate(engine)];
+        List<Check> checks = [dense, sparse, Fork(engine), Truncate(engine), BatchedPrefill(engine, batchTolerance)];
         bool speculative;
         using (var probe = engine.CreateSequence(1)) speculative = probe is ISpeculativeSequence;
         if (speculative)
@@ -39,6 +39,47 @@ internal static class EngineContractCheck
             checks.Add(SpeculativeGreedy(engine, 2 * batchTolerance));
         }
         return checks;
+    }
+
+    /// <summary>Several sequences prefilled in one call (some after a prompt chunk of their own, of different lengths,
+    /// one past the GPU prefill's chunk when several pass) equal each prefilled alone, and so do their next steps.</summary>
+    private static Check BatchedPrefill(IInferenceEngine engine, double tolerance)
+    {
+        var c = engine.Config;
+        var none = new Dictionary<string, string>();
+        string[] methods = ["dense", "quest", "tidal", "dense"];
+        int[] first = [0, 5, 9, 1], rest = [20, 45, 7, 70];
+        var together = new List<IDecodeSequence>();
+        var alone = new List<IDecodeSequence>();
+        var runs = new List<ReadOnlyMemory<int>>();
+        double worst = 0;
+        try
+        {
+            for (int i = 0; i < methods.Length; i++)
+            {
+                var plan = engine.PlanFor(SelectorSpec.Parse(methods[i], "16", none));
+                var prompt = Tokens(first[i] + rest[i], c.VocabSize, 20 + i);
+                together.Add(engine.CreateSequence(96, plan));
+                alone.Add(engine.CreateSequence(96, plan));
+                together[i].Prefill(prompt.AsSpan(0, first[i]));
+                alone[i].Prefill(prompt);
+                runs.Add(prompt.AsMemory(first[i]));
+            }
+            engine.PrefillBatch(together, runs);
+            var next = Tokens(methods.Length, c.VocabSize, 30);
+            for (int i = 0; i < methods.Length; i++)
+            {
+                worst = Math.Max(worst, together[i].Length != alone[i].Length ? double.PositiveInfinity : Difference(alone[i].Logits, together[i].Logits));
+                together[i].Decode(next[i]);
+                alone[i].Decode(next[i]);
+                worst = Math.Max(worst, Difference(alone[i].Logits, together[i].Logits));
+            }
+        }
+        finally
+        {
+            foreach (var s in together.Concat(alone)) s.Dispose();
+        }
+        return new Check($"batched prefill = each sequence prefilled alone ({methods.Length} sequences, {string.Join("/", rest)} tokens), and their next steps", worst, tolerance);
     }
 
     /// <summary>Methods whose plans carry state between steps, which speculative decoding rolls back, and Quest,

@@ -11,4 +11,7 @@ internal readonly record struct Bf16Parts(ulong Pointer, long PartStride, int Pa
 {
     /// <summary>Device address of part `p` (0 = the bf16 rounding, then the remainders).</summary>
     public ulong Part(int p) => Pointer + (ulong)(2 * p * PartStride);
+
+    /// <summary>The same operand from row `row` on, for rows of `width` values.</summary>
+    public Bf16Parts FromRow(int row, int width) => this with { Pointer = Pointer + (ulong)(2L * row * width) };
 }

@@ -142,7 +142,7 @@ internal sealed class ModelKernels : IDisposable
 
     /// <summary>RoPE of `rows` consecutive tokens of one sequence from position `first`: k and v appended to the
     /// slot's cache arrays (kBase, vBase), q to bf16 parts [rows][qHeads·d].</summary>
-    public void RopeAppendSpan(DeviceBuffer qkv, int qkvStride, int qHeads, int kvHeads, int headDim, DeviceBuffer cos,
+    public void RopeAppendSpan(ulong qkv, int qkvStride, int qHeads, int kvHeads, int headDim, DeviceBuffer cos,
         DeviceBuffer sin, int first, int rows, ulong kBase, ulong vBase, long headStride, in Bf16Parts q, CudaStream s)
     {
         var a = new KernelArgs();

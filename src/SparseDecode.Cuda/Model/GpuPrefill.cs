@@ -84,30 +84,25 @@ internal sealed class GpuPrefill : IDisposable
         foreach (int id in tokens)
             if ((uint)id >= (uint)v) throw new ArgumentOutOfRangeException(nameof(tokens), $"Token id {id} is outside the vocabulary of {v}.");
         int logitRows = everyLogits is null ? 1 : PrefillChunks.LogitRows(v, ChunkTokens, LogitBudgetBytes);
-        if (_logits is null || _logits.Bytes < 4L * logitRows * v)
-        {
-            _logits?.Dispose();
-            _logits = _model.Device.Allocate(4L * logitRows * v);
-            _hostLogits = new float[logitRows * v];
-        }
+        EnsureLogitRows(logitRows);
         int lastCount = 0;
         foreach (var (offset, count) in PrefillChunks.Split(tokens.Length, ChunkTokens))
         {
             _tokens.UploadAsync(tokens.Slice(offset, count), s);
-            Layers(cache, slot, start + offset, count, s);
+            Layers(cache, [new Piece(slot, start + offset, 0, count)], count, s);
             if (everyLogits != null)
                 for (int r0 = 0; r0 < count; r0 += logitRows)
                 {
                     int n = Math.Min(logitRows, count - r0);
-                    Logits(r0, n, s);
-                    _logits.Download(_hostLogits.AsSpan(0, n * v));
+                    Logits(r0, n, 0, s);
+                    _logits!.Download(_hostLogits.AsSpan(0, n * v));
                     for (int r = 0; r < n; r++) everyLogits(offset + r0 + r, _hostLogits.AsSpan(r * v, v));
                     lastCount = n;
                 }
             else if (offset + count == tokens.Length)
             {
-                Logits(count - 1, 1, s);
-                _logits.Download(_hostLogits.AsSpan(0, v));
+                Logits(count - 1, 1, 0, s);
+                _logits!.Download(_hostLogits.AsSpan(0, v));
                 lastCount = 1;
             }
         }
@@ -115,8 +110,75 @@ internal sealed class GpuPrefill : IDisposable
         if (!lastLogits.IsEmpty) _hostLogits.AsSpan((lastCount - 1) * v, v).CopyTo(lastLogits);
     }
 
-    /// <summary>Every layer for the chunk's `rows` tokens at positions first ..: leaves the residual stream in _x.</summary>
-    private void Layers(GpuKvCache cache, int slot, int first, int rows, CudaStream s)
+    /// <summary>One sequence's part of a pass: its tokens at positions First .. First + Count − 1 of slot Slot are the
+    /// pass's rows Row .. Row + Count − 1.</summary>
+    private readonly record struct Piece(int Slot, int First, int Row, int Count);
+
+    /// <summary>A sequence's tokens for <see cref="RunBatch"/>: `Tokens` at positions Start .. of slot Slot.</summary>
+    public readonly record struct Segment(int Slot, ReadOnlyMemory<int> Tokens, int Start);
+
+    private readonly List<Piece> _pieces = [];
+    // the segments a pass ends, with the pass's row of each one's last token
+    private readonly List<(int Segment, int Row)> _ending = [];
+    private int[] _hostTokens = [];
+
+    /// <summary>Several sequences' prompts (or prompt chunks) at once: the segments' tokens are packed into passes of up
+    /// to <see cref="ChunkTokens"/> rows (a long segment continues in the next pass), whose matrix products run once
+    /// over every row and whose RoPE, cache writes, page summaries and causal attention run per segment over its own
+    /// slot. `lastLogits(i, logits)` sees segment i's last token's next-token logits, in segment order; segments with no
+    /// tokens are skipped. Each segment's rows are computed as a prefill of that segment alone computes them, in a
+    /// product of more rows. Returns when the logits are on the host. The caller checks room and token ids.</summary>
+    public void RunBatch(GpuKvCache cache, IReadOnlyList<Segment> segments, Action<int, ReadOnlySpan<float>> lastLogits, CudaStream s)
+    {
+        int v = _model.Config.VocabSize;
+        if (_hostTokens.Length < ChunkTokens) _hostTokens = new int[ChunkTokens];
+        int segment = 0, done = 0;
+        while (segment < segments.Count)
+        {
+            // fill one pass: whole segments while they fit, the next one cut where the pass is full
+            _pieces.Clear();
+            _ending.Clear();
+            int rows = 0;
+            while (segment < segments.Count && rows < ChunkTokens)
+            {
+                var g = segments[segment];
+                int n = Math.Min(g.Tokens.Length - done, ChunkTokens - rows);
+                if (n > 0)
+                {
+                    g.Tokens.Span.Slice(done, n).CopyTo(_hostTokens.AsSpan(rows));
+                    _pieces.Add(new Piece(g.Slot, g.Start + done, rows, n));
+                    rows += n;
+                    done += n;
+                }
+                if (done < g.Tokens.Length) break;
+                if (n > 0) _ending.Add((segment, rows - 1));
+                segment++;
+                done = 0;
+            }
+            if (rows == 0) break;
+            _tokens.UploadAsync<int>(_hostTokens.AsSpan(0, rows), s);
+            Layers(cache, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_pieces), rows, s);
+            if (_ending.Count == 0) continue;
+            EnsureLogitRows(_ending.Count);
+            for (int e = 0; e < _ending.Count; e++) Logits(_ending[e].Row, 1, e, s);
+            _logits!.Download(_hostLogits.AsSpan(0, _ending.Count * v));
+            for (int e = 0; e < _ending.Count; e++) lastLogits(_ending[e].Segment, _hostLogits.AsSpan(e * v, v));
+        }
+    }
+
+    /// <summary>Device and host room for `rows` rows of logits.</summary>
+    private void EnsureLogitRows(int rows)
+    {
+        long bytes = 4L * rows * _model.Config.VocabSize;
+        if (_logits is not null && _logits.Bytes >= bytes) return;
+        _logits?.Dispose();
+        _logits = _model.Device.Allocate(bytes);
+        _hostLogits = new float[rows * _model.Config.VocabSize];
+    }
+
+    /// <summary>Every layer for the pass's `rows` tokens, each piece's at its own positions of its own slot: leaves the
+    /// residual stream in _x.</summary>
+    private void Layers(GpuKvCache cache, ReadOnlySpan<Piece> pieces, int rows, CudaStream s)
     {
         var c = _model.Config;
         var w8 = _model.Weights;
@@ -127,15 +189,21 @@ internal sealed class GpuPrefill : IDisposable
         for (int l = 0; l < c.NumLayers; l++)
         {
             var w = w8.Layers[l];
-            ulong kBase = cache.KeyBase(l, slot), vBase = cache.ValueBase(l, slot);
             _k.RmsNormBf16(_x.Pointer, H, w.AttentionNorm, H, eps, norm, H, rows, s);
             Project(w.Qkv, qkv, H, norm, H, rows, _qkv.Pointer, qkv, false, s);
             if (w.QkvBias != null) _k.AddBias(_qkv, qkv, qkv, rows, w.QkvBias, s);
-            _k.RopeAppendSpan(_qkv, qkv, c.NumHeads, c.NumKvHeads, hd, _model.RopeCos, _model.RopeSin, first, rows, kBase, vBase,
-                cache.HeadStride, q, s);
-            _k.PageSummariesSpan(kBase, cache.PageMinBase(l, slot), cache.PageMaxBase(l, slot), cache.HeadStride, cache.PageHeadStride,
-                cache.PageSize, hd, c.NumKvHeads, first, first + rows - 1, s);
-            _attention.Attention(q, kBase, vBase, cache.HeadStride, hd, c.NumHeads, c.NumKvHeads, rows, first, attn, s);
+            foreach (var p in pieces)
+            {
+                ulong kBase = cache.KeyBase(l, p.Slot), vBase = cache.ValueBase(l, p.Slot);
+                var pq = q.FromRow(p.Row, qd);
+                int last = p.First + p.Count - 1;
+                _k.RopeAppendSpan(_qkv.At(4L * p.Row * qkv), qkv, c.NumHeads, c.NumKvHeads, hd, _model.RopeCos, _model.RopeSin, p.First,
+                    p.Count, kBase, vBase, cache.HeadStride, pq, s);
+                _k.PageSummariesSpan(kBase, cache.PageMinBase(l, p.Slot), cache.PageMaxBase(l, p.Slot), cache.HeadStride,
+                    cache.PageHeadStride, cache.PageSize, hd, c.NumKvHeads, p.First, last, s);
+                _attention.Attention(pq, kBase, vBase, cache.HeadStride, hd, c.NumHeads, c.NumKvHeads, p.Count, p.First,
+                    attn.FromRow(p.Row, qd), s);
+            }
             if (w.OBias != null) _k.AddBias(_x, H, H, rows, w.OBias, s);
             Project(w.O, H, qd, attn, qd, rows, _x.Pointer, H, true, s);
             _k.RmsNormBf16(_x.Pointer, H, w.MlpNorm, H, eps, norm, H, rows, s);
@@ -147,14 +215,14 @@ internal sealed class GpuPrefill : IDisposable
         }
     }
 
-    /// <summary>Logits of the chunk's rows r0 .. r0 + n − 1 into _logits [n][vocab].</summary>
-    private void Logits(int r0, int n, CudaStream s)
+    /// <summary>Logits of the chunk's rows r0 .. r0 + n − 1 into _logits rows at .. at + n − 1 ([row][vocab]).</summary>
+    private void Logits(int r0, int n, int at, CudaStream s)
     {
         var c = _model.Config;
         int H = c.HiddenSize;
         var norm = PartsOf(_norm, H);
         _k.RmsNormBf16(_x.At(4L * r0 * H), H, _model.Weights.FinalNorm, H, (float)c.RmsNormEps, norm, H, n, s);
-        Project(_model.Weights.LmHead, c.VocabSize, H, norm, H, n, _logits!.Pointer, c.VocabSize, false, s);
+        Project(_model.Weights.LmHead, c.VocabSize, H, norm, H, n, _logits!.At(4L * at * c.VocabSize), c.VocabSize, false, s);
     }
 
     /// <summary>y (+)= W · Σ parts for `rows` rows: one product per bf16 part, the smallest first (so f32

@@ -223,6 +223,7 @@ public sealed class BatchScheduler : IDisposable
         _model.Exclusive(() =>
         {
             _decoding.Clear();
+            _prefilling.Clear();
             // the batch is in admission order, so the budget goes to the oldest prompts first
             int budget = _options.PrefillBudget > 0 ? _options.PrefillBudget : int.MaxValue;
             foreach (var s in _active)
@@ -232,11 +233,13 @@ public sealed class BatchScheduler : IDisposable
                 {
                     int n = Math.Min(Math.Min(_options.PrefillChunk, s.Request.Prompt.Length - s.Prefilled), budget);
                     if (n == 0) continue;
-                    PrefillChunk(s, n);
+                    _prefilling.Add(s);
+                    _chunks.Add(n);
                     budget -= n;
                 }
                 else _decoding.Add(s);
             }
+            if (_prefilling.Count > 0) PrefillTogether();
             if (_decoding.Count == 0) return;
             if (_options.ParallelSequences) DecodeTogether(_decoding);
             else
@@ -251,6 +254,57 @@ public sealed class BatchScheduler : IDisposable
         }
         Interlocked.Exchange(ref _kvBytes, kv);
         _metrics.Step(after - before, Stopwatch.GetTimestamp() - t0);
+    }
+
+    private readonly List<Sequence> _prefilling = [];
+    private readonly List<int> _chunks = [];
+    private readonly List<ReadOnlyMemory<int>> _runs = [];
+
+    /// <summary>Every prompt chunk of this step (_prefilling[i]'s next _chunks[i] tokens) in one engine call, so a
+    /// backend that can prefills them as one pass; the sequences whose prompt is then complete sample their first
+    /// token. Should the call fail, the chunks it did not run go one at a time, so a failure ends its own sequence
+    /// only.</summary>
+    private void PrefillTogether()
+    {
+        _decoders.Clear();
+        _lengths.Clear();
+        _runs.Clear();
+        for (int i = 0; i < _prefilling.Count; i++)
+        {
+            var seq = _prefilling[i];
+            _decoders.Add(seq.Decoder!);
+            _lengths.Add(seq.Decoder!.Length);
+            _runs.Add(seq.Request.Prompt.AsMemory(seq.Prefilled, _chunks[i]));
+        }
+        bool ran = true;
+        try
+        {
+            if (_prefilling.Count > 1) _model.Engine.PrefillBatch(_decoders, _runs);
+            else ran = false;
+        }
+        catch (Exception)
+        {
+            ran = false;
+        }
+        for (int i = 0; i < _prefilling.Count; i++)
+        {
+            var seq = _prefilling[i];
+            if (!ran && seq.Decoder!.Length == _lengths[i])
+            {
+                PrefillChunk(seq, _chunks[i]);
+                continue;
+            }
+            try
+            {
+                seq.Prefilled += _chunks[i];
+                if (seq.Prefilled == seq.Request.Prompt.Length) Sample(seq);
+            }
+            catch (Exception e)
+            {
+                seq.Emit(new SequenceEvent("", null, null, e));
+            }
+        }
+        _chunks.Clear();
     }
 
     /// <summary>The sequence's next `n` prompt tokens; the last chunk also samples its first token. A failure ends

@@ -39,6 +39,18 @@ public interface IInferenceEngine : IDisposable
     /// them as the rows of one batched step; the result equals decoding each alone.</summary>
     void DecodeBatch(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens);
 
+    /// <summary>Prefill of several sequences at once: sequences[i] runs tokens[i] at its next positions densely, as
+    /// <see cref="IDecodeSequence.Prefill"/> does, and afterwards its <see cref="IDecodeSequence.Logits"/> are its last
+    /// token's. A backend that can runs them as one pass, the weights read once for every sequence's tokens; each
+    /// sequence's result equals its prefill alone (on the GPU within the rounding its products of more rows may
+    /// bring). A sequence without the room or with a token outside the vocabulary throws (on the GPU before any work;
+    /// otherwise the sequences before it are done). Default: one Prefill each, in order.</summary>
+    void PrefillBatch(IReadOnlyList<IDecodeSequence> sequences, IReadOnlyList<ReadOnlyMemory<int>> tokens)
+    {
+        if (tokens.Count != sequences.Count) throw new ArgumentException($"{sequences.Count} sequences but {tokens.Count} token runs.");
+        for (int i = 0; i < sequences.Count; i++) sequences[i].Prefill(tokens[i].Span);
+    }
+
     /// <summary>Prepares, ahead of the first request, what batches of up to `sequences` sequences decoding through
     /// `plan` (null: dense) need, so that no request pays for it: on the GPU the plan's buffers and the step graph of
     /// every batch size it pads to. Needs that many free sequence slots; leaves none in use. Default: nothing.</summary>
