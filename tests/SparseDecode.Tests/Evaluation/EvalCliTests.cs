@@ -68,6 +68,6 @@ public class EvalCliTests
         foreach (string o in new[] { "--model", "--methods", "--budgets", "--contexts", "--tasks", "--samples", "--seed", "--param", "--kv-type",
                      "--out", "--quick", "--fresh", "--timing-steps", "--fidelity-steps", "--ppl-tokens", "--heatmap-layer", "--heatmap-head", "--no-heatmap", "--no-speed-sweep" })
             Assert.Contains(o, stdout);
-        Assert.Contains("passkey, multikey, multivalue, multiquery, vartrack, cwe, ppl", stdout);
+        Assert.Contains("passkey, multikey, multivalue, multiquery, vartrack, cwe, lcc, ppl", stdout);
     }
 }
