@@ -16,6 +16,14 @@ public sealed class CodeCompletion
     /// − 1 steps after the prompt, and a line must fit them with room for the model to run past it.</summary>
     public const int MaxAnswerTokens = 48;
 
+    /// <summary>Most tokens a prompt may fall short of the asked length, where its earliest part is cut forward to
+    /// a line start: a draw that would lose more (a line of thousands of tokens, such as a serialized protobuf
+    /// descriptor) is drawn again, so that prompts of one context are of one length.</summary>
+    public const int MaxShortfall = EvalGrid.Reserve;
+
+    /// <summary>Draws of a sample before the task gives up on prompts that all fall short.</summary>
+    private const int Draws = 100;
+
     private readonly HeldoutCorpus _corpus;
     private readonly ITaskTokenizer _tokenizer;
     private readonly Func<int, bool> _endsLine;
@@ -80,10 +88,10 @@ public sealed class CodeCompletion
 
     /// <summary>A sample whose prompt is at most `length` tokens: begin-of-text, then the code before the answer
     /// line — the target document up to it, preceded by as many whole earlier documents (each followed by the
-    /// separator) as fit, the earliest cut at a line start — so it is never shorter than `length` by more than one
-    /// line. The seed picks a document uniformly among those with an answer line that has `length` − 1 tokens of
-    /// the stream before it, then one such line uniformly. Throws when no line of the corpus has that much code
-    /// before it.</summary>
+    /// separator) as fit, the earliest cut forward to a line start — never shorter than `length` by more than
+    /// <see cref="MaxShortfall"/> tokens. The seed picks a document uniformly among those with an answer line that
+    /// has `length` − 1 tokens of the stream before it, then one such line uniformly, and draws again where the cut
+    /// would lose more. Throws when no line of the corpus has that much code before it.</summary>
     public TaskSample Build(int length, int seed)
     {
         if (length < 2) throw new ArgumentException($"A code-completion prompt needs at least 2 tokens, got {length}.");
@@ -101,6 +109,15 @@ public sealed class CodeCompletion
             throw new ArgumentException(
                 $"The held-out corpus ({index.StreamTokens} tokens) has no code-completion line with the {need} tokens of code before it that a {length}-token prompt needs; use a context of at most {MaxContext(index)} tokens.");
         var rng = new Random(seed);
+        for (int draw = 0; draw < Draws; draw++)
+            if (TryBuild(length, seed, rng, candidates, index) is { } sample) return sample;
+        throw new ArgumentException(
+            $"{Draws} code-completion prompts of {length} tokens drawn from the held-out corpus all start more than {MaxShortfall} tokens short (their earliest line is too long); use another context.");
+    }
+
+    private TaskSample? TryBuild(int length, int seed, Random rng, List<(int Doc, int First)> candidates, Index index)
+    {
+        int need = length - 1;
         var (target, firstLine) = rng.Choice(candidates);
         var lines = index.Documents[target];
         int line = firstLine + rng.Next(lines.Starts.Length - firstLine);
@@ -122,6 +139,7 @@ public sealed class CodeCompletion
         int cut = stream.Length - need; // stream[cut..] are the last `need` tokens; stream[cut − 1] precedes them
         while (!(stream[cut - 1] == _tokenizer.BeginOfText || _endsLine(stream[cut - 1]))) cut++;
         int[] prompt = [_tokenizer.BeginOfText, .. stream.AsSpan(cut)];
+        if (prompt.Length < length - MaxShortfall) return null;
         return TaskSample.WithoutNeedles(RulerTasks.CodeCompletion, length, seed, prompt, own[answerStart..answerEnd],
             LineText(own, answerStart, answerEnd));
     }

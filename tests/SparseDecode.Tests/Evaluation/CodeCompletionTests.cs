@@ -90,6 +90,22 @@ public class CodeCompletionTests
         Assert.InRange(small.Build(RulerTasks.CodeCompletion, 300, null, 1).Prompt.Length, 260, 300);
     }
 
+    /// <summary>A line of thousands of tokens (a serialized descriptor) at a prompt's start would cut it far short:
+    /// such draws are drawn again, and a corpus of nothing else is refused.</summary>
+    [Fact]
+    public void PromptsThatStartInsideAHugeLineAreDrawnAgain()
+    {
+        string huge = "DESCRIPTOR = b'" + new string('z', 3000) + "'\n";
+        var docs = Documents(30, 40).Select((d, i) => i % 2 == 0 ? d.Insert(d.Length / 2, huge) : d).ToList();
+        var builder = new PromptBuilder(new HeldoutCorpus(docs, Tok), Tok);
+        for (int seed = 0; seed < 60; seed++)
+            Assert.InRange(builder.Build(RulerTasks.CodeCompletion, 1000, null, seed).Prompt.Length, 1000 - CodeCompletion.MaxShortfall, 1000);
+
+        var only = Enumerable.Range(0, 5).Select(i => string.Concat(Enumerable.Repeat(huge + $"    return x * {i} + y_1\n", 10))).ToList();
+        var e = Assert.Throws<ArgumentException>(() => new PromptBuilder(new HeldoutCorpus(only, Tok), Tok).Build(RulerTasks.CodeCompletion, 1000, null, 1));
+        Assert.Contains("all start more than 64 tokens short", e.Message);
+    }
+
     [Theory]
     [InlineData("    return x * 12 + y", true)]
     [InlineData("self.assertEqual(a, b)", true)]
