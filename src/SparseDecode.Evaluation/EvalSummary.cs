@@ -32,6 +32,11 @@ public sealed record MethodSummary
     /// oracle, or when the grid has no oracle row at this budget).</summary>
     public PairedComparison? VsOracle { get; init; }
     public double? Perplexity { get; init; }
+    /// <summary>Code completion's exact-match rate (its accuracy is the edit similarity); null without lcc cells.</summary>
+    public double? CodeExactMatch { get; init; }
+    /// <summary>Code completion's exact match against dense's on the same samples (0/1 scores: exact McNemar); null
+    /// for dense and without lcc cells.</summary>
+    public PairedDifference? CodeExactMatchVsDense { get; init; }
     /// <summary>Mean accuracy over needle tasks per context length.</summary>
     public required Dictionary<string, double> AccuracyByContext { get; init; }
     /// <summary>Mean of the resolved budget as a share of the prompt (1 for dense).</summary>
@@ -126,6 +131,7 @@ public static class EvalSummary
                 AccuracyCiByContext = ciByCtx,
                 MassRecallCi = Interval.OfMean(mine.Select(c => c.MassRecall).Where(double.IsFinite).ToList()),
                 Perplexity = acc.TryGetValue(RulerTasks.Perplexity, out double ppl) ? ppl : null,
+                CodeExactMatch = mine.Where(c => c.Task == RulerTasks.CodeCompletion).Select(c => c.Exact ? 1.0 : 0).ToList() is { Count: > 0 } em ? em.Average() : null,
                 AccuracyByContext = byCtx,
                 BudgetShare = mine.Average(c => c.BudgetTokens / (double)Math.Max(1, c.PromptTokens)),
                 MassRecall = MeasuredMean(mine.Select(c => c.MassRecall)),
@@ -154,9 +160,11 @@ public static class EvalSummary
         var dense = cells.Where(c => c.Budget == MethodBudget.NoBudget && c.Method == EvalGrid.DenseMethod).ToList();
         var oracle = cells.Where(c => c.Method == OracleMethod && c.Budget == row.Budget).ToList();
         var vsDense = PairedComparison.Compare(mine, dense, EvalGrid.DenseMethod);
+        static List<CellResult> Code(List<CellResult> cs) => cs.Where(c => c.Task == RulerTasks.CodeCompletion).ToList();
         return row with
         {
             VsDense = vsDense,
+            CodeExactMatchVsDense = PairedComparison.Compare(Code(mine), Code(dense), EvalGrid.DenseMethod, score: c => c.Exact ? 1 : 0)?.Mean,
             OfDense = vsDense is { Mean.Ratio: var ratio } && double.IsFinite(ratio) ? ratio : null,
             VsOracle = row.Method == OracleMethod ? null : PairedComparison.Compare(mine, oracle, new MethodBudget(OracleMethod, row.Budget).ToString()),
         };

@@ -132,7 +132,7 @@ public sealed class GridRunner
     private CellResult? Stored(string task, int context, int index, MethodBudget pair)
     {
         var c = _store.Get(_grid.Key(_modelName, task, context, index, pair));
-        double? depth = task == RulerTasks.Perplexity ? null : _grid.DepthOf(index);
+        double? depth = RulerTasks.PlacesNeedles(task) ? _grid.DepthOf(index) : null;
         bool same = (c?.Depth, depth) switch
         {
             (null, null) => true,
@@ -172,10 +172,14 @@ public sealed class GridRunner
         var sample = ppl
             ? _builder.Build(task, _grid.PromptLength(context), null, _grid.SampleSeed(task, longest, index),
                 _grid.PerplexityTokens, _grid.PromptLength(longest))
-            : _builder.Build(task, _grid.PromptLength(context), _grid.DepthOf(index), _grid.SampleSeed(task, context, index));
-        // decode calls per cell: the forced continuation (its first token is predicted by the prefill), or enough
-        // for the answer plus slack and never fewer than the timing steps
-        int steps = ppl ? sample.Answer.Length - 1 : Math.Max(_grid.TimingSteps, sample.Answer.Length + _grid.AnswerSlack);
+            : _builder.Build(task, _grid.PromptLength(context), RulerTasks.PlacesNeedles(task) ? _grid.DepthOf(index) : null,
+                _grid.SampleSeed(task, context, index));
+        // decode calls per cell: the forced continuation (its first token is predicted by the prefill); for code
+        // completion every free position, since the model's line may run longer than the expected one (RunCell
+        // stops at its newline); else enough for the answer plus slack; never fewer than the timing steps
+        int steps = ppl ? sample.Answer.Length - 1
+            : task == RulerTasks.CodeCompletion ? EvalGrid.Reserve - 1
+            : Math.Max(_grid.TimingSteps, sample.Answer.Length + _grid.AnswerSlack);
         steps = Math.Min(steps, context - sample.Prompt.Length - 1);
         var sequence = _engine.CreateSequence(sample.Prompt.Length + steps + 1);
         long t0 = Stopwatch.GetTimestamp();
@@ -213,6 +217,7 @@ public sealed class GridRunner
         long start = Stopwatch.GetTimestamp();
         var sample = p.Sample;
         bool ppl = sample.Task == RulerTasks.Perplexity;
+        bool oneLine = sample.Task == RulerTasks.CodeCompletion;
         int steps = p.Steps;
 
         // pass 1, un-observed: the answer (or the forced continuation's log-likelihood) and the step time
@@ -223,6 +228,7 @@ public sealed class GridRunner
         using (var copy = p.Sequence.Fork(capacity, _plans(pair)))
         {
             tokens[0] = ppl ? sample.Answer[0] : TensorPrimitives.IndexOfMax(copy.Logits);
+            bool lineEnded = _builder.HasNewline(tokens[0]);
             for (int i = 0; i < steps; i++)
             {
                 long t0 = Stopwatch.GetTimestamp();
@@ -234,8 +240,17 @@ public sealed class GridRunner
                     nll -= Logits.LogSoftmaxAt(copy.Logits, tokens[i + 1]);
                 }
                 else tokens[i + 1] = TensorPrimitives.IndexOfMax(copy.Logits);
+                // a completed line is the whole answer; the timing steps still run, so every cell times as many
+                lineEnded |= _builder.HasNewline(tokens[i + 1]);
+                if (oneLine && lineEnded && i + 1 >= _grid.TimingSteps)
+                {
+                    steps = i + 1;
+                    break;
+                }
             }
         }
+        tokens = tokens[..(steps + 1)];
+        stepSeconds = stepSeconds[..steps];
 
         // pass 2, observed: the same tokens through a fresh copy with the fidelity observer attached
         int observed = _engine.SupportsObserver ? Math.Min(_grid.FidelitySteps, steps) : 0;

@@ -82,10 +82,13 @@ public sealed record PairedComparison
 
     /// <summary>Pairs the method's needle-task cells with the reference's by (task, context, sample) and compares
     /// them; null when no cell pairs. Cells whose prompt fingerprints differ were not decoded from the same prompt
-    /// (a store filled by another version of the prompt generator): they are refused, not paired.</summary>
+    /// (a store filled by another version of the prompt generator): they are refused, not paired. `score` is what
+    /// is compared (the cell's task score unless given: code completion's exact match compares its 0/1
+    /// <see cref="CellResult.Exact"/>).</summary>
     public static PairedComparison? Compare(IReadOnlyList<CellResult> method, IReadOnlyList<CellResult> reference, string referenceLabel,
-        int seed = PairedStatistics.DefaultSeed)
+        int seed = PairedStatistics.DefaultSeed, Func<CellResult, double>? score = null)
     {
+        score ??= c => c.Score;
         var refs = reference.Where(c => c.Task != RulerTasks.Perplexity).ToDictionary(c => (c.Task, c.Context, c.Sample));
         var pairs = new List<(CellResult Cell, ScorePair Pair)>();
         foreach (var c in method.Where(c => c.Task != RulerTasks.Perplexity))
@@ -94,7 +97,7 @@ public sealed record PairedComparison
             if (c.PromptFingerprint is { } a && r.PromptFingerprint is { } b && a != b)
                 throw new InvalidDataException(string.Create(CultureInfo.InvariantCulture,
                     $"{c.Method}@{c.Budget} and {referenceLabel} decoded different prompts for {c.Task} @ {c.Context} #{c.Sample} (cells from different versions of the prompt generator); run the grid again with --fresh."));
-            pairs.Add((c, new ScorePair($"{c.Task}@{EvalSummary.Ctx(c.Context)}", c.Score, r.Score)));
+            pairs.Add((c, new ScorePair($"{c.Task}@{EvalSummary.Ctx(c.Context)}", score(c), score(r))));
         }
         if (pairs.Count == 0) return null;
         var all = pairs.Select(p => p.Pair).ToList();

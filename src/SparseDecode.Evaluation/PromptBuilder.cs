@@ -8,18 +8,31 @@ public sealed class PromptBuilder
     private readonly HeldoutCorpus _corpus;
     private readonly ITaskTokenizer _tokenizer;
     private readonly bool[] _lineEnd;
+    private readonly bool[] _newline;
+    private readonly CodeCompletion _completion;
 
     public PromptBuilder(HeldoutCorpus corpus, ITaskTokenizer tokenizer)
     {
         _corpus = corpus;
         _tokenizer = tokenizer;
         _lineEnd = new bool[tokenizer.VocabSize];
+        _newline = new bool[tokenizer.VocabSize];
         for (int i = 0; i < _lineEnd.Length; i++)
-            _lineEnd[i] = i != tokenizer.BeginOfText && tokenizer.Decode([i]).EndsWith('\n');
+        {
+            if (i == tokenizer.BeginOfText) continue;
+            string text = tokenizer.Decode([i]);
+            _lineEnd[i] = text.EndsWith('\n');
+            _newline[i] = text.Contains('\n');
+        }
+        _completion = new CodeCompletion(corpus, tokenizer, EndsLine);
     }
 
     /// <summary>Whether the token's text ends with a newline: needles are inserted only after such tokens.</summary>
     public bool EndsLine(int token) => (uint)token < (uint)_lineEnd.Length && _lineEnd[token];
+
+    /// <summary>Whether the token's text holds a newline anywhere: a generated line is complete once one such
+    /// token has been decoded.</summary>
+    public bool HasNewline(int token) => (uint)token < (uint)_newline.Length && _newline[token];
 
     public ITaskTokenizer Tokenizer => _tokenizer;
 
@@ -27,10 +40,12 @@ public sealed class PromptBuilder
     /// needles from that fraction of the haystack on, within 10% of it (train.py's evaluation rule); null scatters
     /// them anywhere (train.py's training rule). For perplexity, `continuation` tokens follow the prompt, and
     /// `perplexityWindow` (≥ length) is the prompt length the text is drawn for: shorter prompts are its suffix, so
-    /// that samples of one seed score the same continuation at every context and only the history differs.</summary>
+    /// that samples of one seed score the same continuation at every context and only the history differs. Code
+    /// completion ignores `depth` (<see cref="CodeCompletion.Build"/>).</summary>
     public TaskSample Build(string task, int length, double? depth, int seed, int continuation = 32, int perplexityWindow = 0)
     {
         if (task == RulerTasks.Perplexity) return BuildPerplexity(length, seed, continuation, Math.Max(length, perplexityWindow));
+        if (task == RulerTasks.CodeCompletion) return _completion.Build(length, seed);
         if (depth is double d && (d < 0 || d > 1)) throw new ArgumentOutOfRangeException(nameof(depth), "Depth must be in [0, 1].");
         var rng = new Random(seed);
         for (int attempt = 0; attempt < 1000; attempt++)
@@ -108,19 +123,6 @@ public sealed class PromptBuilder
         prompt[0] = _tokenizer.BeginOfText;
         text.AsSpan(skip, length - 1).CopyTo(prompt.AsSpan(1));
         var target = text[(skip + length - 1)..];
-        return new TaskSample
-        {
-            Task = RulerTasks.Perplexity,
-            Length = length,
-            Depth = null,
-            Seed = seed,
-            Prompt = prompt,
-            Answer = target,
-            AnswerText = _tokenizer.Decode(target),
-            Items = [],
-            NeedleStarts = [],
-            NeedleLengths = [],
-            HaystackLength = length - 1,
-        };
+        return TaskSample.WithoutNeedles(RulerTasks.Perplexity, length, seed, prompt, target, _tokenizer.Decode(target));
     }
 }

@@ -197,7 +197,7 @@ public sealed class ReportWriter(string directory)
         sb.AppendLine("## Accuracy and speed");
         sb.AppendLine();
         sb.AppendLine($"Task scores (%) are means over contexts and samples — {g.Samples} sample{(g.Samples == 1 ? "" : "s")} per task and context, so one answer moves a task's score by {P(1.0 / (g.Samples * g.Contexts.Count))} points; the mean's 95% Wilson interval over its needle cells is given in brackets — " +
-                      $"(exact match; fraction of expected items for multivalue, multiquery, vartrack, cwe){(hasPpl ? "; ppl is the perplexity of held-out code continued under the method (lower is better)" : "")}. " +
+                      $"(exact match; fraction of expected items for multivalue, multiquery, vartrack, cwe; edit similarity of the completed line for lcc){(hasPpl ? "; ppl is the perplexity of held-out code continued under the method (lower is better)" : "")}. " +
                       "% of dense: the row's needle-task score ÷ dense's on the same samples, with the paired bootstrap interval of the next section. " +
                       $"Keys read: keys attended per decode step (all layers and heads) as a share of dense's — the budget plus what a method adds (dense leading layers, sinks, δ-driven refills). " +
                       $"Speed-up: dense step time ÷ the method's, whole decode step, at context {L}.");
@@ -227,6 +227,7 @@ public sealed class ReportWriter(string directory)
             sb.AppendLine(string.Create(Ci, $"Other processes kept {quiet.OtherCores:0.00} of the host's {quiet.Cores} cores busy on average during the run.")).AppendLine();
 
         if (needle.Count > 0) PairedTables(sb, rows, grid, needle);
+        if (grid.Tasks.Contains(RulerTasks.CodeCompletion)) CodeCompletionTable(sb, rows);
 
         Goals(sb, rows, grid, longest);
 
@@ -404,6 +405,32 @@ public sealed class ReportWriter(string directory)
             cells.AddRange(needle.Select(t => r.VsDense!.ByTask.TryGetValue(t, out var d) ? $"{Delta(d)} p {PValue(d.P)}" : "–"));
             return (IReadOnlyList<string>)cells;
         }));
+    }
+
+    /// <summary>Code completion's two scores per row — edit similarity (its accuracy) and exact match — each with
+    /// its paired difference to dense.</summary>
+    private static void CodeCompletionTable(StringBuilder sb, IReadOnlyList<MethodSummary> rows)
+    {
+        const string lcc = RulerTasks.CodeCompletion;
+        if (!rows.Any(r => r.Accuracy.ContainsKey(lcc))) return;
+        sb.AppendLine("### Code completion");
+        sb.AppendLine();
+        sb.AppendLine("lcc: the next non-trivial line of held-out code after a long prefix of it (docs/evaluation.md). Edit similarity (its score in the tables " +
+                      "above) is 100 · (1 − d ÷ (|a| + |b|)) of the stripped first generated line and the true line, d the insert/delete edit distance " +
+                      "(fuzz.ratio, as LongBench's code_sim_score); exact match compares the stripped lines. Δ vs dense: mean paired difference in points " +
+                      "with its paired bootstrap 95% interval and the paired test's p (sign-flip permutation for edit similarity, exact McNemar for exact match).");
+        sb.AppendLine();
+        Table(sb, ["method", "budget", "edit similarity %", "Δ vs dense [95% CI]", "p", "exact match %", "Δ vs dense [95% CI]", "p"],
+            rows.Where(r => r.Accuracy.ContainsKey(lcc)).Select(r =>
+            {
+                var sim = r.VsDense?.ByTask.GetValueOrDefault(lcc);
+                var exact = r.CodeExactMatchVsDense;
+                return (IReadOnlyList<string>)
+                [
+                    r.Method, r.Budget, P(r.Accuracy[lcc]), Delta(sim), sim is null ? "–" : PValue(sim.P),
+                    r.CodeExactMatch is double em ? P(em) : "–", Delta(exact), exact is null ? "–" : PValue(exact.P),
+                ];
+            }));
     }
 
     private static void Goals(StringBuilder sb, IReadOnlyList<MethodSummary> rows, EvalGrid grid, int longest)

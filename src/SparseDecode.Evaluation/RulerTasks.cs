@@ -15,6 +15,9 @@ public static class RulerTasks
     public const string MultiQuery = "multiquery";
     public const string VarTrack = "vartrack";
     public const string CommonWords = "cwe";
+    /// <summary>Not a needle task: the next line of held-out code after a long prefix of it, scored by edit
+    /// similarity (<see cref="CodeCompletion"/>).</summary>
+    public const string CodeCompletion = "lcc";
     /// <summary>Not a needle task: perplexity of held-out code continued under each method.</summary>
     public const string Perplexity = "ppl";
 
@@ -22,7 +25,18 @@ public static class RulerTasks
     public static IReadOnlyList<string> NeedleTasks { get; } = [Passkey, MultiKey, MultiValue, MultiQuery, VarTrack, CommonWords];
 
     /// <summary>Every task the evaluation knows, perplexity last.</summary>
-    public static IReadOnlyList<string> All { get; } = [.. NeedleTasks, Perplexity];
+    public static IReadOnlyList<string> All { get; } = [.. NeedleTasks, CodeCompletion, Perplexity];
+
+    /// <summary>The tasks `eval` runs when none are named: the needle tasks and perplexity, the grid the committed
+    /// results were made with (code completion is asked for by name).</summary>
+    public static IReadOnlyList<string> Default { get; } = [.. NeedleTasks, Perplexity];
+
+    /// <summary>Tasks whose samples place needles at a depth of the haystack (sample i of n at (i + 0.5)/n).</summary>
+    public static bool PlacesNeedles(string task) => NeedleTasks.Contains(task);
+
+    /// <summary>Tasks scored by the edit similarity of the answer line (continuous in [0, 1]); exact match is kept
+    /// beside it.</summary>
+    public static bool ScoresEditSimilarity(string task) => task == CodeCompletion;
 
     /// <summary>Tasks scored by the fraction of expected items present (RULER's string_match_all); the others by
     /// exact match of the whole answer.</summary>

@@ -22,6 +22,23 @@ public sealed record TaskSample
     public required int HaystackLength { get; init; }
     public int QuestionLength { get; init; }
 
+    /// <summary>A sample of code without needles (perplexity, code completion): the prompt (begin-of-text, then
+    /// held-out code, all of it haystack) and the tokens that follow it with their text.</summary>
+    public static TaskSample WithoutNeedles(string task, int length, int seed, int[] prompt, int[] answer, string answerText) => new()
+    {
+        Task = task,
+        Length = length,
+        Depth = null,
+        Seed = seed,
+        Prompt = prompt,
+        Answer = answer,
+        AnswerText = answerText,
+        Items = [],
+        NeedleStarts = [],
+        NeedleLengths = [],
+        HaystackLength = prompt.Length - 1,
+    };
+
     /// <summary>The prompt's tokens hashed (64-bit FNV-1a over the token ids, 16 hex digits): equal for equal
     /// prompts on every run and platform.</summary>
     public string Fingerprint

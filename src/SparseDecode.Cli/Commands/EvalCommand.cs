@@ -50,8 +50,8 @@ public static class EvalCommand
         };
         var tasks = new Option<string>("--tasks")
         {
-            Description = $"Comma-separated tasks: {string.Join(", ", RulerTasks.All)} (ppl = perplexity of held-out code continued under each method).",
-            DefaultValueFactory = _ => string.Join(",", RulerTasks.All),
+            Description = $"Comma-separated tasks: {string.Join(", ", RulerTasks.All)} (lcc = the next line of held-out code after a long prefix of it, scored by edit similarity; ppl = perplexity of held-out code continued under each method). Default: every task but lcc.",
+            DefaultValueFactory = _ => string.Join(",", RulerTasks.Default),
         };
         var samples = new Option<int>("--samples", "-n")
         {
@@ -107,7 +107,7 @@ public static class EvalCommand
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("eval",
             "Evaluate sparse-attention methods on RULER-style long-context tasks (passkey, multi-key, multi-value, multi-query, variable tracking, " +
-            "common words) and held-out perplexity: accuracy, attention fidelity and decode speed per method and budget. Each sample is prefilled " +
+            "common words), long-code completion (lcc, on request) and held-out perplexity: accuracy, attention fidelity and decode speed per method and budget. Each sample is prefilled " +
             "once densely and every method decodes from a copy of that cache; finished cells are kept in --out, so an interrupted run resumes.")
         {
             model, methods, budgets, contexts, tasks, samples, seed, param, kv, device, gpuPrefill, tensorParallel, output, quick, reportOnly, json, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep,

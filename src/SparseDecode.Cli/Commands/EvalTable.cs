@@ -16,6 +16,7 @@ public static class EvalTable
     {
         [RulerTasks.Passkey] = "pass", [RulerTasks.MultiKey] = "mkey", [RulerTasks.MultiValue] = "mval",
         [RulerTasks.MultiQuery] = "mqry", [RulerTasks.VarTrack] = "vart", [RulerTasks.CommonWords] = "cwe",
+        [RulerTasks.CodeCompletion] = "lcc",
     };
 
     private static string Pct(double v) => double.IsFinite(v) ? (v * 100).ToString("0.0", CultureInfo.InvariantCulture) : "–";

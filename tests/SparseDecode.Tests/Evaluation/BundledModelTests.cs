@@ -105,6 +105,55 @@ public class BundledModelTests
         Assert.Equal(["tidal"], third.Select(c => c.Method));
     }
 
+    /// <summary>Code completion on the bundled model's held-out text: the prompt decodes to the code right before the
+    /// answer line in a held-out document, and a grid with dense and a sparse method scores each cell by the edit
+    /// similarity of its first generated line, pairs the two, and resumes from its store.</summary>
+    [Fact]
+    public void CodeCompletionGridScoresTheGeneratedLineAndResumes()
+    {
+        var (model, tok, builder) = Bundled.Value;
+        var corpus = HeldoutCorpus.Load(HeldoutCorpus.Find(Fixtures.BundledModel)!, tok);
+        var sample = builder.Build(RulerTasks.CodeCompletion, 448, null, seed: 4);
+        Assert.InRange(sample.Prompt.Length, 300, 448);
+        string tail = tok.Decode(sample.Prompt.AsSpan(sample.Prompt.Length - 40));
+        Assert.Contains(corpus.Documents, d => d.Contains(tail + sample.AnswerText + "\n", StringComparison.Ordinal));
+
+        using var tmp = new Fixtures.TempDir();
+        var grid = new EvalGrid
+        {
+            Methods = ["dense", "streaming"], Budgets = ["32"], Contexts = [512], Tasks = [RulerTasks.CodeCompletion, RulerTasks.Passkey], Samples = 3,
+            TimingSteps = 4, FidelitySteps = 2,
+        };
+        grid.Validate(model.Config);
+        var cells = new GridRunner(new CpuEngine(model), builder, grid, new ResultStore(tmp.Path), "bundled",
+            p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), () => new SparsityMeter()) { WarmUpFirst = false }.Run();
+        var code = cells.Where(c => c.Task == RulerTasks.CodeCompletion).ToList();
+        Assert.Equal(6, code.Count);
+        foreach (var c in code)
+        {
+            Assert.Null(c.Depth);
+            Assert.DoesNotContain('\n', c.Generated!);
+            Assert.True(CodeCompletion.IsNonTrivial(c.Expected!), c.Expected);
+            Assert.Equal(AnswerScorer.EditSimilarity(c.Generated!, c.Expected!) / 100, c.Score, 12);
+            Assert.Equal(c.Generated == c.Expected, c.Exact);
+            Assert.InRange(c.TimedSteps, grid.TimingSteps, EvalGrid.Reserve - 1);
+        }
+        // the bundled model continues held-out code with something close to the true line
+        Assert.True(code.Where(c => c.Method == "dense").Average(c => c.Score) > 0.3, string.Join(" | ", code.Select(c => $"{c.Expected} → {c.Generated}")));
+        var rows = EvalSummary.Summarize(cells, grid);
+        var streaming = rows.Single(r => r.Method == "streaming");
+        Assert.Equal(code.Where(c => c.Method == "streaming").Average(c => c.Score), streaming.Accuracy[RulerTasks.CodeCompletion], 12);
+        Assert.Equal(3, streaming.VsDense!.ByTask[RulerTasks.CodeCompletion].Pairs);
+        Assert.Equal(3, streaming.CodeExactMatchVsDense!.Pairs);
+        Assert.Equal(PairedStatistics.McNemarTest, streaming.CodeExactMatchVsDense.Test);
+        Assert.NotNull(rows.Single(r => r.Method == "dense").CodeExactMatch);
+
+        var again = new List<CellResult>();
+        new GridRunner(new CpuEngine(model), builder, grid, new ResultStore(tmp.Path), "bundled",
+            p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), () => new SparsityMeter()) { CellDone = again.Add, WarmUpFirst = false }.Run();
+        Assert.Empty(again);
+    }
+
     private static int IndexOf(int[] haystack, int[] needle)
     {
         for (int i = 0; i + needle.Length <= haystack.Length; i++)

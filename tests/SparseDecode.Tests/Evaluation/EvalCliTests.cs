@@ -60,6 +60,22 @@ public class EvalCliTests
         Assert.All(stored.Results.Cells, c => Assert.NotNull(c.PromptFingerprint));
     }
 
+    /// <summary>`eval --tasks lcc` runs code completion and its report gives edit similarity and exact match with
+    /// their paired differences to dense.</summary>
+    [Fact]
+    public void CodeCompletionGridReportsEditSimilarityAndExactMatch()
+    {
+        using var tmp = new Fixtures.TempDir();
+        var (code, _, stderr) = CliTests.Run(["eval", "--model", Fixtures.BundledModel, "--methods", "dense,streaming", "--budgets", "64",
+            "--contexts", "512", "--tasks", "lcc", "--samples", "2", "--timing-steps", "4", "--fidelity-steps", "2", "--no-heatmap", "--no-speed-sweep", "--out", tmp.Path]);
+        Assert.True(code == 0, stderr);
+        Assert.Equal(4, File.ReadAllLines(tmp.File("cells.jsonl")).Length);
+        string report = File.ReadAllText(tmp.File("report.md"));
+        Assert.Contains("### Code completion", report);
+        Assert.Contains("| method | budget | edit similarity % | Δ vs dense [95% CI] | p | exact match % | Δ vs dense [95% CI] | p |", report);
+        Assert.Contains("| streaming | 64 |", report[report.IndexOf("### Code completion", StringComparison.Ordinal)..]);
+    }
+
     [Fact]
     public void HelpDocumentsEveryOption()
     {
@@ -68,6 +84,6 @@ public class EvalCliTests
         foreach (string o in new[] { "--model", "--methods", "--budgets", "--contexts", "--tasks", "--samples", "--seed", "--param", "--kv-type",
                      "--out", "--quick", "--fresh", "--timing-steps", "--fidelity-steps", "--ppl-tokens", "--heatmap-layer", "--heatmap-head", "--no-heatmap", "--no-speed-sweep" })
             Assert.Contains(o, stdout);
-        Assert.Contains("passkey, multikey, multivalue, multiquery, vartrack, cwe, ppl", stdout);
+        Assert.Contains("passkey, multikey, multivalue, multiquery, vartrack, cwe, lcc, ppl", stdout);
     }
 }

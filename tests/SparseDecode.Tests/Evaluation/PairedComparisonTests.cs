@@ -46,6 +46,28 @@ public class PairedComparisonTests
         Assert.Null(PairedComparison.Compare(method, [], "dense"));
     }
 
+    /// <summary>Code completion's scores are continuous (edit similarity): the test is the sign-flip permutation test
+    /// of the differences, not McNemar, and the estimate their mean; its exact match pairs as 0/1 scores.</summary>
+    [Fact]
+    public void ContinuousScoresUseTheSignFlipTestOfTheirDifferences()
+    {
+        double[] dense = [0.5, 0.6, 0.5, 0.9, 0.4];
+        double[] lfps = [0.8, 0.8, 0.75, 0.85, 0.4]; // differences +0.3, +0.2, +0.25, −0.05, 0
+        var d = dense.Select((x, i) => Cell("dense", "-", RulerTasks.CodeCompletion, 4096, i, x) with { Exact = x >= 0.9 }).ToList();
+        var m = lfps.Select((x, i) => Cell("lfps", "5%", RulerTasks.CodeCompletion, 4096, i, x) with { Exact = x >= 0.9 }).ToList();
+        var c = PairedComparison.Compare(m, d, "dense")!;
+        Assert.Equal(0.7 / 5, c.Mean.Estimate, 12);
+        Assert.Equal(PairedStatistics.SignFlipTest, c.Mean.Test);
+        // of the 16 sign assignments to the 4 non-zero differences, ±(0.3 + 0.2 + 0.25 ∓ 0.05) reach |0.7|
+        Assert.Equal(4 / 16.0, c.Mean.P, 12);
+        Assert.Equal((3, 1), (c.Mean.Higher, c.Mean.Lower));
+        Assert.InRange(c.Mean.Estimate, c.Mean.Ci.Low, c.Mean.Ci.High);
+        var exact = PairedComparison.Compare(m, d, "dense", score: x => x.Exact ? 1 : 0)!;
+        Assert.Equal(PairedStatistics.McNemarTest, exact.Mean.Test);
+        Assert.Equal(-1 / 5.0, exact.Mean.Estimate, 12); // dense alone matched sample 3
+        Assert.Equal(PairedStatistics.McNemarExactP(0, 1), exact.Mean.P, 12);
+    }
+
     [Fact]
     public void CellsOfDifferentPromptsAreRefused()
     {
