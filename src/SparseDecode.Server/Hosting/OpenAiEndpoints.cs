@@ -248,12 +248,15 @@ internal sealed class OpenAiEndpoints(
             throw ApiException.BadRequest($"This model's maximum context length is {context} tokens. However, you requested {prompt.Length + maxTokens} tokens ({prompt.Length} in the prompt, {maxTokens} for the completion). Please reduce the prompt or max_tokens.",
                 "max_tokens", "context_length_exceeded");
         var plan = plans.Create(p.Sparse);
+        if (p.Sparse?.Speculate is not null && SpeculativeDecoder.CannotDraft(plan, model.SpeculativeSequences) is string why)
+            throw ApiException.BadRequest(why, "sparse.speculate", "invalid_sparse");
         var request = new SequenceRequest
         {
             Prompt = prompt,
             MaxTokens = maxTokens,
             Sampling = new SamplingOptions(p.Temperature, p.TopK, p.TopP, p.Seed),
             Plan = plan,
+            Speculation = p.Sparse?.Speculate,
             StopStrings = extraStops.Count == 0 ? p.Stop : [.. p.Stop, .. extraStops],
             IgnoreEos = p.IgnoreEos,
             Logprobs = p.Logprobs,
@@ -349,6 +352,9 @@ internal sealed class OpenAiEndpoints(
         PromptTokens = seq.PromptTokens,
         CompletionTokens = seq.CompletionTokens,
         TotalTokens = seq.PromptTokens + seq.CompletionTokens,
+        Speculation = seq.Speculation is { } s
+            ? new SpeculationUsage { Passes = s.Passes, DraftedTokens = s.Drafted, AcceptedTokens = s.Accepted, Exact = s.Exact }
+            : null,
     };
 
     private ApiException AsApiException(Exception e)

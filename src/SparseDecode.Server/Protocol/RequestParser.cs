@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using SparseDecode.Server.Chat;
 using SparseDecode.Cpu;
+using SparseDecode.Engine;
 
 namespace SparseDecode.Server.Protocol;
 
@@ -284,7 +285,37 @@ public static class RequestParser
                     _ => throw ApiException.BadRequest($"'sparse.params.{prop.Name}' must be a string, number or boolean.", "sparse.params." + prop.Name),
                 };
         }
-        return new SparseRequest(method, budget, parameters);
+        return new SparseRequest(method, budget, parameters, Speculate(sp));
+    }
+
+    /// <summary>`sparse.speculate`: a number of draft tokens per verification pass from 1 to
+    /// <see cref="SpeculationOptions.MaxDraft"/>, or "auto" (null: absent or null).</summary>
+    private static SpeculationOptions? Speculate(JsonElement sparse)
+    {
+        if (!sparse.TryGetProperty("speculate", out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        string? text = v.ValueKind switch
+        {
+            JsonValueKind.String => v.GetString(),
+            JsonValueKind.Number => v.GetRawText(),
+            _ => null,
+        };
+        try
+        {
+            if (text is not null) return SpeculationOptions.Parse(text);
+        }
+        catch (ArgumentException)
+        {
+            // the sentence below names the field and the value as sent
+        }
+        throw ApiException.BadRequest($"'sparse.speculate' must be a number of draft tokens from 1 to {SpeculationOptions.MaxDraft} or \"auto\", got {Shown(v)}.",
+            "sparse.speculate", "invalid_sparse");
+    }
+
+    /// <summary>A JSON value as a message quotes it, cut short where long.</summary>
+    private static string Shown(JsonElement v)
+    {
+        string raw = v.GetRawText();
+        return raw.Length <= 40 ? raw : raw[..40] + "…";
     }
 
     // ---------------------------------------------------------------- typed field readers (null: absent or null)

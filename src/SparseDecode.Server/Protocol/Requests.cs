@@ -1,11 +1,14 @@
 using SparseDecode.Server.Chat;
 using SparseDecode.Cpu;
+using SparseDecode.Engine;
 
 namespace SparseDecode.Server.Protocol;
 
 /// <summary>The `sparse` extension field: which sparse-attention method decodes this request. Null members take
-/// the server's defaults (--method, --budget, --param).</summary>
-public sealed record SparseRequest(string? Method, string? Budget, IReadOnlyDictionary<string, string>? Params);
+/// the server's defaults (--method, --budget, --param). `Speculate` (null: off) makes the method draft and dense
+/// attention verify (self-speculative decoding), so the output is dense decoding's.</summary>
+public sealed record SparseRequest(string? Method, string? Budget, IReadOnlyDictionary<string, string>? Params,
+    SpeculationOptions? Speculate = null);
 
 /// <summary>What the completions and chat endpoints share, validated.</summary>
 public sealed record GenerationParameters

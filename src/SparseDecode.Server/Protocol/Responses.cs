@@ -25,6 +25,19 @@ public sealed class Usage
     public int PromptTokens { get; init; }
     public int CompletionTokens { get; init; }
     public int TotalTokens { get; init; }
+    /// <summary>Extension, present when the request speculated (`sparse.speculate`).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public SpeculationUsage? Speculation { get; init; }
+}
+
+/// <summary>What self-speculative decoding did for one request: dense verification passes, draft tokens the method
+/// proposed and how many of them the passes kept, and whether the passes were the decode step's exact arithmetic.</summary>
+public sealed class SpeculationUsage
+{
+    public int Passes { get; init; }
+    public long DraftedTokens { get; init; }
+    public long AcceptedTokens { get; init; }
+    public bool Exact { get; init; }
 }
 
 public sealed class CompletionResponse : TextCompletionEnvelope

@@ -14,7 +14,12 @@ namespace SparseDecode.Server.Scheduling;
 /// prompt chunk (the last chunk also yields its first token), and every other one decodes one token in one
 /// <see cref="IInferenceEngine.DecodeBatch"/> call and samples its next. On the CPU the batch's sequences are the
 /// rows of one step (each keeps its own cache, workspace and plan state; the weights are read once per step for all
-/// of them); on the GPU too, every sequence, whatever its method, is a row of one captured step.</summary>
+/// of them); on the GPU too, every sequence, whatever its method, is a row of one captured step.
+/// <para>A request that speculates (<see cref="SequenceRequest.Speculation"/>) takes part in the same steps: while
+/// its round drafts, its row decodes the round's next draft step through its plan, and the draft token is kept,
+/// not emitted; in the step that completes the round (K drafts, a stop token among them, or no room for any), its
+/// dense verification pass runs after the batched call and the tokens it yields are emitted one event each, as
+/// the other sequences' tokens are (<see cref="SpeculativeDecoder"/>, whose rounds the command line runs too).</para></summary>
 public sealed class BatchScheduler : IDisposable
 {
     private readonly ServedModel _model;
@@ -173,6 +178,7 @@ public sealed class BatchScheduler : IDisposable
                 var r = seq.Request;
                 seq.Decoder = _model.Engine.CreateSequence(Math.Min(r.Prompt.Length + r.MaxTokens, _model.Context), r.Plan);
                 seq.Sampler = new Sampler(r.Sampling);
+                if (r.Speculation is { } speculation) seq.Speculator = new SpeculativeDecoder(_model.Engine.Config.VocabSize, speculation);
                 if (r.Logprobs is not null) seq.LogprobScratch = new float[_model.Engine.Config.VocabSize];
             }
             catch (Exception e)
@@ -237,7 +243,7 @@ public sealed class BatchScheduler : IDisposable
                     _chunks.Add(n);
                     budget -= n;
                 }
-                else _decoding.Add(s);
+                else if (s.Speculator is null || StartDraftStep(s)) _decoding.Add(s);
             }
             if (_prefilling.Count > 0) PrefillTogether();
             if (_decoding.Count == 0) return;
@@ -335,7 +341,7 @@ public sealed class BatchScheduler : IDisposable
         {
             _decoders.Add(batch[i].Decoder!);
             _lengths.Add(batch[i].Decoder!.Length);
-            _tokens[i] = batch[i].LastToken;
+            _tokens[i] = batch[i].Speculator is null ? batch[i].LastToken : batch[i].DraftInput;
         }
         Exception? failure = null;
         try
@@ -353,7 +359,8 @@ public sealed class BatchScheduler : IDisposable
             {
                 try
                 {
-                    Sample(seq);
+                    if (seq.Speculator is { } speculator) Drafted(seq, speculator);
+                    else Sample(seq);
                 }
                 catch (Exception e)
                 {
@@ -364,11 +371,65 @@ public sealed class BatchScheduler : IDisposable
         }
     }
 
+    /// <summary>Begins a speculating sequence's round if none is in progress (its pending token is the last one
+    /// emitted), and readies its row of this step: true when the round decodes a draft step in the batch. A round
+    /// with no room for drafts (the request's last token) is verified here at once. A failure ends that sequence
+    /// only.</summary>
+    private bool StartDraftStep(Sequence seq)
+    {
+        var speculator = seq.Speculator!;
+        try
+        {
+            if (!speculator.InRound)
+            {
+                var decoder = seq.Decoder!;
+                // the pass's tokens stay within max_tokens (the pass adds one of its own) and the cache
+                int room = Math.Min(seq.Request.MaxTokens - seq.CompletionTokens - 1, decoder.Capacity - decoder.Length - 1);
+                speculator.Begin(decoder, seq.Request.Plan, seq.LastToken, room);
+            }
+            if (speculator.Drafting)
+            {
+                seq.DraftInput = speculator.NextDraftInput();
+                return true;
+            }
+            Verify(seq, speculator);
+        }
+        catch (Exception e)
+        {
+            seq.Emit(new SequenceEvent("", null, null, e));
+        }
+        return false;
+    }
+
+    /// <summary>After a speculating sequence's draft step: its draft token, and the verification when that completes
+    /// the round.</summary>
+    private void Drafted(Sequence seq, SpeculativeDecoder speculator)
+    {
+        speculator.Drafted(seq.Sampler!, seq.Request.IgnoreEos ? NoStopTokens : _model.StopTokenIds);
+        if (!speculator.Drafting) Verify(seq, speculator);
+    }
+
+    private static readonly IReadOnlySet<int> NoStopTokens = new HashSet<int>();
+
+    /// <summary>The round's dense pass; its tokens are emitted in order, as decoding would have emitted them one
+    /// per step, until one ends the request (what follows it is dropped, as dense decoding never makes it).</summary>
+    private void Verify(Sequence seq, SpeculativeDecoder speculator)
+    {
+        var tokens = speculator.Verify(seq.Sampler!);
+        for (int i = 0; i < tokens.Length && !seq.Done; i++) Emit(seq, tokens[i], speculator.VerifiedLogits(i));
+    }
+
     private void Sample(Sequence seq)
     {
-        var r = seq.Request;
         var logits = seq.Decoder!.Logits;
-        int next = seq.Sampler!.Next(logits);
+        Emit(seq, seq.Sampler!.Next(logits), logits);
+    }
+
+    /// <summary>Emits `next`, chosen from `logits`, as the sequence's next token: its text (held back while it may
+    /// begin a stop string), its log-probabilities if asked for, and the finish reason when it ends the request.</summary>
+    private void Emit(Sequence seq, int next, ReadOnlySpan<float> logits)
+    {
+        var r = seq.Request;
         seq.LastToken = next;
         seq.CompletionTokens++;
         var logprob = r.Logprobs is int top ? Logprobs.Of(logits, next, top, seq.LogprobScratch!, _model.Codec) : null;
@@ -404,6 +465,7 @@ public sealed class BatchScheduler : IDisposable
             if (s.Done || s.IsCancelled)
             {
                 _metrics.CompletionTokens(s.CompletionTokens);
+                if (s.Speculator?.Stats is { } speculation) _metrics.Speculation(speculation.Passes, speculation.Drafted, speculation.Accepted);
                 if (s.IsCancelled && !s.Done) _metrics.Cancelled();
                 CountActive(s.Request.Client, -1);
                 Free(s);

@@ -33,6 +33,9 @@ public sealed class Sequence
     /// <summary>Tokens generated so far (the scheduler's count; read it after the final event).</summary>
     public int CompletionTokens { get; internal set; }
     public bool IsCancelled => Volatile.Read(ref _cancelled) != 0;
+    /// <summary>What speculative decoding did, for a request that speculated (null otherwise); set before the final
+    /// event, so a handler reads it after that event.</summary>
+    public SpeculationStats? Speculation { get; private set; }
 
     /// <summary>Stops the sequence (client gone, or the handler is done with it): a queued one leaves the queue at
     /// once; an active one leaves the batch before the next step, and its KV cache is freed then.</summary>
@@ -44,6 +47,10 @@ public sealed class Sequence
     // ---- scheduler-side state
     internal IDecodeSequence? Decoder;
     internal Sampler? Sampler;
+    /// <summary>The speculative rounds of a request that speculates (null otherwise).</summary>
+    internal SpeculativeDecoder? Speculator;
+    /// <summary>The token this sequence's row of the current batched step decodes: a draft step's input.</summary>
+    internal int DraftInput;
     internal readonly ITokenTextStream Text;
     internal readonly StopMatcher Stops;
     internal float[]? LogprobScratch;
@@ -61,6 +68,7 @@ public sealed class Sequence
                 $"The client left {limit} events of this stream unread, so its generation was ended to free its batch place.", null, "client_not_reading")));
             return;
         }
+        if (e.IsFinal) Speculation = Speculator?.Stats;
         _events.Writer.TryWrite(e);
         if (e.IsFinal)
         {
@@ -74,6 +82,7 @@ public sealed class Sequence
     {
         Decoder?.Dispose();
         Decoder = null;
+        Speculator = null;
         LogprobScratch = null;
         _events.Writer.TryComplete();
     }

@@ -17,12 +17,22 @@ public sealed class ServerMetrics
     private readonly Queue<(long Stamp, int Tokens)> _recentSteps = new();
     private readonly long _started = Stopwatch.GetTimestamp();
     private long _promptTokens, _completionTokens, _cancelled, _steps, _stepTicks, _decodedTokens;
+    private long _speculativePasses, _draftTokens, _acceptedTokens;
 
     public void RequestFinished(string endpoint, int status) => _requests.AddOrUpdate((endpoint, status), 1, (_, n) => n + 1);
     public void PromptTokens(int n) => Interlocked.Add(ref _promptTokens, n);
     public void CompletionTokens(int n) => Interlocked.Add(ref _completionTokens, n);
     public void Cancelled() => Interlocked.Increment(ref _cancelled);
     public long CancelledCount => Interlocked.Read(ref _cancelled);
+
+    /// <summary>A speculating request's verification passes, the draft tokens its method proposed and how many of
+    /// them the passes kept (added when it leaves the batch, as its completion tokens are).</summary>
+    public void Speculation(int passes, long drafted, long accepted)
+    {
+        Interlocked.Add(ref _speculativePasses, passes);
+        Interlocked.Add(ref _draftTokens, drafted);
+        Interlocked.Add(ref _acceptedTokens, accepted);
+    }
 
     public long RequestCount(string endpoint, int status) => _requests.TryGetValue((endpoint, status), out long n) ? n : 0;
 
@@ -84,6 +94,12 @@ public sealed class ServerMetrics
         Metric("sparsedecode_prompt_tokens_total", "counter", "Prompt tokens prefilled.", $"model=\"{m}\"", Interlocked.Read(ref _promptTokens));
         Metric("sparsedecode_generation_tokens_total", "counter", "Tokens generated (completion tokens).", $"model=\"{m}\"",
             Interlocked.Read(ref _completionTokens));
+        Metric("sparsedecode_speculative_passes_total", "counter", "Dense verification passes of speculating requests.", $"model=\"{m}\"",
+            Interlocked.Read(ref _speculativePasses));
+        Metric("sparsedecode_speculative_draft_tokens_total", "counter", "Draft tokens the sparse methods of speculating requests proposed.",
+            $"model=\"{m}\"", Interlocked.Read(ref _draftTokens));
+        Metric("sparsedecode_speculative_accepted_tokens_total", "counter", "Draft tokens the dense verification passes kept.",
+            $"model=\"{m}\"", Interlocked.Read(ref _acceptedTokens));
         Metric("sparsedecode_scheduler_steps_total", "counter", "Scheduler steps (each decodes one token of every active sequence).",
             $"model=\"{m}\"", Interlocked.Read(ref _steps));
         Metric("sparsedecode_scheduler_step_seconds_total", "counter", "Time spent in scheduler steps.", $"model=\"{m}\"",

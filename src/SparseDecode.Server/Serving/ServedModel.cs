@@ -33,6 +33,7 @@ public sealed class ServedModel : IDisposable
             if (!string.IsNullOrEmpty(special) && codec.SpecialTokenId(special) is int id2)
                 stops.Add(id2);
         StopTokenIds = stops;
+        using (var probe = engine.CreateSequence(1)) SpeculativeSequences = probe is ISpeculativeSequence;
     }
 
     /// <summary>Loads a Hugging Face model directory on the engine `engine` describes (default: the CPU; "cuda":
@@ -61,6 +62,12 @@ public sealed class ServedModel : IDisposable
     public ChatTemplate Template { get; }
     public IReadOnlySet<int> StopTokenIds { get; }
     public int Context { get; }
+
+    /// <summary>Whether the engine's sequences are <see cref="ISpeculativeSequence"/> (exact dense passes and
+    /// checkpoints of the plan's state), which speculative decoding with a plan that carries state needs
+    /// (<see cref="SpeculativeDecoder.CannotDraft"/>). Asked of a sequence made at load rather than assumed per
+    /// backend, so a backend that gains the interface is served with it at once.</summary>
+    public bool SpeculativeSequences { get; }
 
     /// <summary>Runs `work` on the engine: at once where sequences may run concurrently (the CPU), else under
     /// one lock that the scheduler's steps also take (the GPU's single stream).</summary>

@@ -47,7 +47,17 @@ public abstract class SelectionPlan
     /// <summary>Whether the plan carries state from one decode step to the next: per-layer buffers (LFPS's history,
     /// PrHS's and HShare's retrieved sets and the steps they were retrieved at). Without them every list is
     /// recomputed at every step from the cache alone (TidalDecode, Quest, StreamingLLM, oracle).</summary>
-    public bool CarriesState => Layout.Buffers.Any(b => b.PerLayer);
+    public bool CarriesState
+    {
+        get
+        {
+            // a loop, not LINQ: a speculative round asks at its start, and a warm round allocates nothing
+            var buffers = Layout.Buffers;
+            for (int i = 0; i < buffers.Count; i++)
+                if (buffers[i].PerLayer) return true;
+            return false;
+        }
+    }
 
     /// <summary>KV-cache correction (TidalDecode's): after this many sparse decode steps the decode loop runs the
     /// tokens they decoded again densely, with the next token, as one pass (<see cref="Engine.Generator"/>), so their

@@ -69,23 +69,9 @@ public class CompletionTests(ServerFixture fx)
         var (_, whole) = await Http.Post(fx.Client, "/v1/completions", Body(Prompt, 12));
         var events = await Http.PostStream(fx.Client, "/v1/completions",
             Body(Prompt, 12, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"));
-        Assert.Equal("[DONE]", events[^1]);
-        var text = new StringBuilder();
-        string? finish = null;
-        JsonElement? usage = null;
-        foreach (string e in events[..^1])
-        {
-            using var doc = JsonDocument.Parse(e);
-            var root = doc.RootElement;
-            Assert.Equal("text_completion", root.GetProperty("object").GetString());
-            if (root.TryGetProperty("usage", out var u)) { usage = u.Clone(); Assert.Empty(root.GetProperty("choices").EnumerateArray()); continue; }
-            var choice = root.GetProperty("choices")[0];
-            Assert.Null(finish); // nothing after the finishing chunk but usage
-            text.Append(choice.GetProperty("text").GetString());
-            if (choice.GetProperty("finish_reason").ValueKind == JsonValueKind.String) finish = choice.GetProperty("finish_reason").GetString();
-        }
+        var (text, finish, usage) = Http.ReassembleCompletion(events);
         var wholeChoice = whole.GetProperty("choices")[0];
-        Assert.Equal(wholeChoice.GetProperty("text").GetString(), text.ToString());
+        Assert.Equal(wholeChoice.GetProperty("text").GetString(), text);
         Assert.Equal(wholeChoice.GetProperty("finish_reason").GetString(), finish);
         Assert.NotNull(usage);
         Assert.Equal(whole.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), usage.Value.GetProperty("completion_tokens").GetInt32());

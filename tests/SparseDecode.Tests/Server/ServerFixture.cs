@@ -78,6 +78,28 @@ internal static class Http
         return events;
     }
 
+    /// <summary>A streamed completion put back together: its text, finish reason and usage chunk (if asked for).
+    /// Checks the stream's shape: [DONE] last, no error event, nothing after the finishing chunk but usage.</summary>
+    public static (string Text, string? Finish, JsonElement? Usage) ReassembleCompletion(List<string> events)
+    {
+        Assert.Equal("[DONE]", events[^1]);
+        var text = new StringBuilder();
+        string? finish = null;
+        JsonElement? usage = null;
+        foreach (string e in events[..^1])
+        {
+            using var doc = JsonDocument.Parse(e);
+            var root = doc.RootElement;
+            Assert.Equal("text_completion", root.GetProperty("object").GetString());
+            if (root.TryGetProperty("usage", out var u)) { usage = u.Clone(); Assert.Empty(root.GetProperty("choices").EnumerateArray()); continue; }
+            var choice = root.GetProperty("choices")[0];
+            Assert.Null(finish);
+            text.Append(choice.GetProperty("text").GetString());
+            if (choice.GetProperty("finish_reason").ValueKind == JsonValueKind.String) finish = choice.GetProperty("finish_reason").GetString();
+        }
+        return (text.ToString(), finish, usage);
+    }
+
     public static async Task<Dictionary<string, double>> Metrics(HttpClient client)
     {
         string text = await client.GetStringAsync("/metrics");
