@@ -32,10 +32,24 @@ internal sealed class MethodOptions
         Description = "Measure attention-mass recall, top-k recall, output error, keys scored and time per layer (computes dense attention beside the method).",
     };
 
-    public Option<string?> Speculate { get; } = new("--speculate")
+    public Option<string?> Speculate { get; } = SpeculateOption(
+        "Self-speculative decoding: draft K tokens (1 to 16, or auto) with --method, then verify them densely in one pass; the output is dense decoding's.");
+
+    /// <summary>--speculate K|auto, as generate, bench and eval take it.</summary>
+    public static Option<string?> SpeculateOption(string description) => new("--speculate") { Description = description };
+
+    /// <summary>--speculate's value as options; a K outside 1..16 or a word other than auto is refused with one sentence.</summary>
+    public static SpeculationOptions ParseSpeculation(string text)
     {
-        Description = "Self-speculative decoding: draft K tokens (1 to 16, or auto) with --method, then verify them densely in one pass; the output is dense decoding's.",
-    };
+        try
+        {
+            return SpeculationOptions.Parse(text);
+        }
+        catch (ArgumentException)
+        {
+            throw new ArgumentException($"--speculate takes a draft length from 1 to {SpeculationOptions.MaxDraft} tokens or 'auto', not '{text}'.");
+        }
+    }
 
     public static MethodOptions Create() => new();
 
@@ -58,14 +72,7 @@ internal sealed class MethodOptions
             throw new ArgumentException("--speculate drafts with a sparse --method; with --method dense there is nothing to draft.");
         if (r.GetValue(Report))
             throw new ArgumentException("--report watches the method's own decode steps; with --speculate they are verified densely, so give one or the other.");
-        try
-        {
-            return SpeculationOptions.Parse(text);
-        }
-        catch (ArgumentException)
-        {
-            throw new ArgumentException($"--speculate takes a draft length from 1 to {SpeculationOptions.MaxDraft} tokens or 'auto', not '{text}'.");
-        }
+        return ParseSpeculation(text);
     }
 
     /// <summary>The method as given, on top of the settings stored beside the model (sparse_methods.json).</summary>
