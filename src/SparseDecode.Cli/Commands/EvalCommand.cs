@@ -103,7 +103,7 @@ public static class EvalCommand
         };
 
         var speculate = MethodOptions.SpeculateOption(
-            "The lossless column: every sparse method's needle cells also decode their sample by self-speculative decoding, the method drafting K tokens (1 to 16, or auto) and dense attention verifying; " +
+            "The lossless column: every sparse method's needle cells also decode their sample by self-speculative decoding, the method drafting K tokens (1 to 16, or auto; without K, the one `calibrate --speculate` stored) and dense attention verifying; " +
             "the report gives whether each answer is dense decoding's token for token, its accuracy and the draft tokens kept per pass. CPU only.");
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
@@ -134,7 +134,7 @@ public static class EvalCommand
                 : isQuick ? QuickContexts.Where(c => c <= config.MaxPositions).DefaultIfEmpty(config.MaxPositions).ToArray()
                 : DefaultContexts(config.MaxPositions);
             var methodList = SplitList(r.GetValue(methods)!).Select(m => m.ToLowerInvariant()).ToList();
-            var speculation = r.GetValue(speculate) is string k ? MethodOptions.ParseSpeculation(k) : null;
+            var speculation = MethodOptions.SpeculationFrom(r, speculate, dir);
             // the GPU verifies through its prefill, whose rounding may differ from its decode step: not a lossless check
             if (speculation is not null && deviceName != "cpu")
                 throw new ArgumentException("eval --speculate checks that speculative answers are dense decoding's token for token, which the CPU engine's exact dense pass guarantees: run it with --device cpu.");
