@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json.Nodes;
 using SparseDecode.Engine;
 using SparseDecode.Selection;
@@ -83,6 +84,115 @@ public static class Calibration
         foreach (var x in settings)
             if (x.Parameter == parameter) return x;
         throw new ArgumentException($"Calibration of {method} sweeps {string.Join(" or ", settings.Select(x => x.Parameter))}, not '{parameter}'.");
+    }
+
+    /// <summary>The drafts `calibrate --speculate` compares by default: the methods that keep accuracy at small
+    /// budgets (the founding ones) and Quest, each at K = 2, 4 and 8 draft tokens per pass.</summary>
+    public static readonly string[] DraftMethods = ["tidal", "lfps", "prhs", "quest"];
+    public static readonly int[] DraftLengths = [2, 4, 8];
+
+    /// <summary>One draft (method at the sweep's budget, K tokens per pass) over the calibration prompts: what its
+    /// speculative decoding kept, whether its output was dense decoding's on every prompt, and its decode seconds.</summary>
+    public sealed record DraftCandidate(string Method, int Draft, int Prompts, int Identical, long Passes, long Drafted, long Accepted, double Seconds, int Tokens)
+    {
+        /// <summary>Draft tokens kept per verification pass (0..K).</summary>
+        public double MeanAccepted => Passes == 0 ? 0 : (double)Accepted / Passes;
+        public double AcceptanceRate => Drafted == 0 ? 0 : (double)Accepted / Drafted;
+        public double TokensPerPass => Passes == 0 ? 0 : (double)(Accepted + Passes) / Passes;
+        public double TokensPerSecond => Tokens / Math.Max(1e-9, Seconds);
+        public bool Lossless => Identical == Prompts;
+    }
+
+    /// <summary>The draft sweep: every candidate, dense decoding's speed over the same prompts, and the choice.</summary>
+    public sealed record DraftSweep(IReadOnlyList<DraftCandidate> Candidates, DraftCandidate Chosen, double DenseTokensPerSecond, int Prompts, int Context,
+        string Budget, int Tokens)
+    {
+        public MethodDefaults.Draft Choice => new(Chosen.Method, Budget, Chosen.Draft.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+        public JsonObject Provenance()
+        {
+            var candidates = new JsonObject();
+            foreach (var x in Candidates)
+                candidates[$"{x.Method},{x.Draft}"] = new JsonObject
+                {
+                    ["mean_accepted"] = Math.Round(x.MeanAccepted, 4), ["acceptance_rate"] = Math.Round(x.AcceptanceRate, 4),
+                    ["tokens_per_second"] = Math.Round(x.TokensPerSecond, 1), ["identical_to_dense"] = $"{x.Identical}/{x.Prompts}",
+                };
+            return new JsonObject
+            {
+                ["chosen"] = $"{Chosen.Method},{Chosen.Draft}",
+                ["metric"] = "greedy speculative decode tokens per second on the calibrating machine, among drafts whose output was dense decoding's on every prompt",
+                ["budget"] = Budget, ["context"] = Context, ["prompts"] = Prompts, ["tokens"] = Tokens,
+                ["tasks"] = string.Join(",", Tasks), ["seed_base"] = SeedBase,
+                ["dense_tokens_per_second"] = Math.Round(DenseTokensPerSecond, 1), ["candidates"] = candidates,
+            };
+        }
+    }
+
+    /// <summary>Chooses the draft for self-speculative decoding: on each calibration prompt (prefilled once), dense
+    /// decoding's `tokens` greedy tokens, then every (method, K) candidate's by <see cref="SpeculativeDecoder"/>
+    /// from a copy of the prefill, compared with dense's token for token and timed, candidates interleaved so that
+    /// other load on the machine weighs on all alike. Chosen: the fastest candidate whose output was dense's on
+    /// every prompt — acceptance alone does not choose, as a longer draft keeps more per pass and costs more
+    /// draft steps and rows of the verification pass. `parameters` gives each method's settings (the model's
+    /// stored ones).</summary>
+    public static DraftSweep SweepDrafts(IInferenceEngine engine, PromptBuilder builder, IReadOnlyList<string> methods, IReadOnlyList<int> drafts,
+        int context, int prompts, string budget, int tokens, Func<string, IReadOnlyDictionary<string, string>> parameters, Action<string>? log = null)
+    {
+        if (tokens < 2 || tokens >= EvalGrid.Reserve)
+            throw new ArgumentException($"The draft sweep generates 2 to {EvalGrid.Reserve - 1} tokens per prompt, not {tokens}.");
+        var c = engine.Config;
+        var candidates = methods.SelectMany(m => drafts.Select(k => (Method: m, Draft: k))).ToArray();
+        var plans = candidates.Select(x => SelectorSpec.Parse(x.Method, budget, parameters(x.Method))).ToArray();
+        var identical = new int[candidates.Length];
+        var passes = new long[candidates.Length];
+        var drafted = new long[candidates.Length];
+        var accepted = new long[candidates.Length];
+        var seconds = new double[candidates.Length];
+        double denseSeconds = 0;
+        var greedy = new Sampler(SamplingOptions.Greedy);
+        // the first prompt's runs compile the code paths; a warm-up round on it is not counted
+        for (int i = -1; i < prompts; i++)
+        {
+            int n = Math.Max(0, i);
+            string task = Tasks[n % Tasks.Length];
+            var sample = builder.Build(task, context - EvalGrid.Reserve, (n + 0.5) / prompts, RandomExtensions.StableSeed(SeedBase, task, context, n));
+            using var prefilled = engine.CreateSequence(sample.Prompt.Length + tokens);
+            prefilled.Prefill(sample.Prompt);
+            var dense = new List<int>(tokens);
+            long t0 = Stopwatch.GetTimestamp();
+            using (var copy = prefilled.Fork(prefilled.Capacity))
+                while (true)
+                {
+                    dense.Add(greedy.Next(copy.Logits));
+                    if (dense.Count == tokens) break;
+                    copy.Decode(dense[^1]);
+                }
+            if (i >= 0) denseSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            for (int v = 0; v < candidates.Length; v++)
+            {
+                var plan = engine.PlanFor(plans[v])!;
+                using var copy = prefilled.Fork(prefilled.Capacity, plan);
+                var decoder = new SpeculativeDecoder(c.VocabSize, new SpeculationOptions(candidates[v].Draft));
+                var generated = new List<int>(tokens);
+                long t1 = Stopwatch.GetTimestamp();
+                decoder.Run(copy, plan, greedy, tokens, [], generated);
+                if (i < 0) continue;
+                seconds[v] += Stopwatch.GetElapsedTime(t1).TotalSeconds;
+                if (generated.SequenceEqual(dense)) identical[v]++;
+                var stats = decoder.Stats;
+                passes[v] += stats.Passes;
+                drafted[v] += stats.Drafted;
+                accepted[v] += stats.Accepted;
+            }
+            log?.Invoke(i < 0 ? "draft sweep: warmed up on the first prompt" : $"draft sweep: prompt {i + 1}/{prompts} ({task}, {sample.Prompt.Length} tokens) done");
+        }
+        var result = candidates.Select((x, v) => new DraftCandidate(x.Method, x.Draft, prompts, identical[v], passes[v], drafted[v], accepted[v], seconds[v], tokens * prompts))
+            .ToArray();
+        var lossless = result.Where(x => x.Lossless).ToArray();
+        if (lossless.Length == 0)
+            throw new InvalidOperationException("No draft gave dense decoding's output on every calibration prompt: speculative decoding is not lossless on this engine.");
+        return new DraftSweep(result, lossless.MaxBy(x => x.TokensPerSecond)!, tokens * prompts / Math.Max(1e-9, denseSeconds), prompts, context, budget, tokens);
     }
 
     /// <summary>Sweeps one setting of `method`, every other parameter as `baseParameters` give it (the model's

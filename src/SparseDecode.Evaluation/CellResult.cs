@@ -51,6 +51,36 @@ public sealed record CellResult
 
     /// <summary>Seconds of the dense prefill this cell's sample shared with the sample's other cells.</summary>
     public double PrefillSeconds { get; init; }
-    /// <summary>Seconds of this cell's own two decode passes.</summary>
+    /// <summary>Seconds of this cell's own decode passes (the speculative one included).</summary>
     public double Seconds { get; init; }
+
+    /// <summary>The lossless column (<see cref="EvalGrid.Speculation"/>); null where it was not run: dense and ppl
+    /// cells, grids without --speculate, and cells stored before it existed.</summary>
+    public SpeculativeRun? Speculative { get; init; }
+}
+
+/// <summary>One sample decoded greedily by self-speculative decoding from the cell's dense prefill: the cell's
+/// method drafts `Draft` tokens per pass, a dense pass verifies them. Its answer must be dense decoding's token
+/// for token (<see cref="IdenticalToDense"/>); the rest says how much of the drafting was kept.</summary>
+public sealed record SpeculativeRun
+{
+    /// <summary>Draft tokens per pass as given: "4", or "auto" (adaptive from 4).</summary>
+    public required string Draft { get; init; }
+    /// <summary>Whether the generated tokens equal dense decoding's of the same prompt, token for token.</summary>
+    public required bool IdenticalToDense { get; init; }
+    /// <summary>Index of the first generated token that differs from dense decoding's (null when identical).</summary>
+    public int? FirstDifference { get; init; }
+    /// <summary>Tokens generated: the cell's answer tokens (its decode steps plus the prefill's token).</summary>
+    public required int Tokens { get; init; }
+    /// <summary>Verification passes, draft tokens proposed and kept (<see cref="SparseDecode.Engine.SpeculationStats"/>).</summary>
+    public required int Passes { get; init; }
+    public required long Drafted { get; init; }
+    public required long Accepted { get; init; }
+    /// <summary>The speculative answer scored as the cell's own is.</summary>
+    public required double Score { get; init; }
+    public bool Exact { get; init; }
+    public double Partial { get; init; }
+    public string? Generated { get; init; }
+    /// <summary>Wall time of the speculative decode per generated token, ms (drafts and verification passes).</summary>
+    public double MsPerToken { get; init; }
 }

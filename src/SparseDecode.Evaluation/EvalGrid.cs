@@ -1,4 +1,5 @@
 using System.Globalization;
+using SparseDecode.Engine;
 using SparseDecode.Model;
 using SparseDecode.Selection;
 
@@ -39,6 +40,14 @@ public sealed record EvalGrid
     public int PerplexityTokens { get; init; } = 32;
     /// <summary>Tokens a needle answer may run past the expected answer's length before generation stops.</summary>
     public int AnswerSlack { get; init; } = 8;
+    /// <summary>The lossless column (`eval --speculate K`): every sparse cell of a needle task also decodes its
+    /// sample by self-speculative decoding — the cell's method drafting, dense attention verifying — and records
+    /// whether the answer's tokens are dense decoding's and how many drafts were kept. Null: not run.</summary>
+    public SpeculationOptions? Speculation { get; init; }
+
+    /// <summary>Whether the pair's cell of `task` carries the lossless column: a sparse method (dense has nothing to
+    /// draft with) on a needle task (perplexity is teacher-forced, so nothing is generated to compare).</summary>
+    public bool Speculates(string task, MethodBudget pair) => Speculation is not null && !pair.IsDense && task != RulerTasks.Perplexity;
 
     public int PromptLength(int context) => context - Reserve;
 
@@ -102,9 +111,10 @@ public sealed record EvalGrid
     public SelectionPlan? CreatePlan(MethodBudget pair, ModelConfig config, int maxContext) =>
         pair.IsDense ? null : SelectorSpec.Parse(pair.Method, pair.Budget, ParametersFor(pair.Method)).CreatePlan(config, maxContext);
 
-    /// <summary>The cell's key in the result store: everything that changes its outcome.</summary>
+    /// <summary>The cell's key in the result store: everything that changes its outcome. The lossless column adds
+    /// "|specK" to the cells that carry it, so the keys of cells without it are those stored before it existed.</summary>
     public string Key(string model, string task, int context, int sample, MethodBudget pair) => string.Create(CultureInfo.InvariantCulture,
-        $"{model}{(Device == "cpu" ? "" : "@" + Device)}|{task}|ctx{context}{(task == RulerTasks.Perplexity ? $"of{Contexts.Max()}" : "")}|s{sample}|seed{Seed}|{pair.Method}|{pair.Budget}|{CacheType.Name()}|t{TimingSteps}f{FidelitySteps}p{PerplexityTokens}a{AnswerSlack}|{(pair.IsDense ? "" : ParameterTextFor(pair.Method))}");
+        $"{model}{(Device == "cpu" ? "" : "@" + Device)}|{task}|ctx{context}{(task == RulerTasks.Perplexity ? $"of{Contexts.Max()}" : "")}|s{sample}|seed{Seed}|{pair.Method}|{pair.Budget}|{CacheType.Name()}|t{TimingSteps}f{FidelitySteps}p{PerplexityTokens}a{AnswerSlack}|{(pair.IsDense ? "" : ParameterTextFor(pair.Method))}{(Speculates(task, pair) ? $"|spec{Speculation}" : "")}");
 
     public int CellCount => Contexts.Count * Tasks.Count * Samples * Pairs.Count;
 
@@ -136,6 +146,14 @@ public sealed record EvalGrid
         }
         bool anySparse = Methods.Any(m => m != DenseMethod);
         if (anySparse && Budgets.Count == 0) throw new ArgumentException("No budgets were given.");
+        if (Speculation is not null)
+        {
+            Speculation.Validate();
+            if (!anySparse)
+                throw new ArgumentException("--speculate drafts with the grid's sparse methods; with --methods dense alone there is nothing to draft.");
+            if (Tasks.All(t => t == RulerTasks.Perplexity))
+                throw new ArgumentException("--speculate compares generated answers with dense decoding's, and ppl generates none (it is teacher-forced): add a needle task.");
+        }
         int shortest = PromptLength(Contexts.Min());
         foreach (string b in Budgets)
         {

@@ -15,6 +15,9 @@ public sealed record GridDescription
     public required int FidelitySteps { get; init; }
     public required int PerplexityTokens { get; init; }
     public required int Reserve { get; init; }
+    /// <summary>Draft tokens of the lossless column ("4", "auto"); null when the grid ran without --speculate (and
+    /// in files written before it existed).</summary>
+    public string? Speculate { get; init; }
 
     public static GridDescription Of(EvalGrid g) => new()
     {
@@ -30,6 +33,7 @@ public sealed record GridDescription
         FidelitySteps = g.FidelitySteps,
         PerplexityTokens = g.PerplexityTokens,
         Reserve = EvalGrid.Reserve,
+        Speculate = g.Speculation?.ToString(),
     };
 
     /// <summary>The grid this describes, for re-rendering a stored run (the inverse of <see cref="Of"/>).</summary>
@@ -38,6 +42,7 @@ public sealed record GridDescription
         Methods = Methods, Budgets = Budgets, Contexts = Contexts, Tasks = Tasks, Samples = Samples, Seed = Seed,
         Parameters = Parameters.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(p => p.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv.Length > 1 ? kv[1] : ""),
         CacheType = Model.DTypeExtensions.Parse(KvType), TimingSteps = TimingSteps, FidelitySteps = FidelitySteps, PerplexityTokens = PerplexityTokens,
+        Speculation = Speculate is null ? null : Engine.SpeculationOptions.Parse(Speculate),
     };
 }
 

@@ -58,6 +58,59 @@ public sealed record MethodSummary
     /// <summary>Dense attention time ÷ this method's selection + attention time, at the longest context.</summary>
     public double? AttentionSpeedUp { get; init; }
     public required int Cells { get; init; }
+    /// <summary>The lossless column over the row's needle cells (null where none carries one: dense, and grids
+    /// run without --speculate).</summary>
+    public LosslessSummary? Lossless { get; init; }
+    /// <summary>The lossless column per needle task.</summary>
+    public Dictionary<string, LosslessSummary>? LosslessByTask { get; init; }
+}
+
+/// <summary>Self-speculative decoding with the row's method as the draft, over a set of cells: how many of the
+/// samples' answers were dense decoding's token for token (all of them, or the engine is not lossless), the
+/// speculative answers' accuracy beside dense's on the same samples, and how much of the drafting was kept.</summary>
+public sealed record LosslessSummary
+{
+    /// <summary>Draft tokens per pass as given ("4", "auto"); several values joined by "," where cells differ.</summary>
+    public required string Draft { get; init; }
+    public required int Samples { get; init; }
+    /// <summary>Samples whose speculative tokens equal dense decoding's.</summary>
+    public required int Identical { get; init; }
+    /// <summary>Mean score of the speculative answers (for a row: the mean of its tasks' means, as MeanAccuracy).</summary>
+    public required double Accuracy { get; init; }
+    /// <summary>Dense's accuracy on the same samples, averaged the same way (NaN where the grid has no dense cells).</summary>
+    public required double DenseAccuracy { get; init; }
+    public required long Passes { get; init; }
+    public required long Drafted { get; init; }
+    public required long Accepted { get; init; }
+
+    public bool IsLossless => Identical == Samples;
+    /// <summary>Draft tokens kept per verification pass, over all the passes.</summary>
+    public double MeanAccepted => Passes == 0 ? 0 : (double)Accepted / Passes;
+    /// <summary>Share of the draft tokens proposed that were kept.</summary>
+    public double AcceptanceRate => Drafted == 0 ? 0 : (double)Accepted / Drafted;
+    /// <summary>Tokens each verification pass yields: the kept drafts and its own.</summary>
+    public double TokensPerPass => Passes == 0 ? 0 : (double)(Accepted + Passes) / Passes;
+
+    /// <summary>The summary of `cells` (those carrying the column), their accuracy and dense's as `accuracy`
+    /// averages scores (a mean over tasks for a row); null when none carries it.</summary>
+    public static LosslessSummary? Of(IReadOnlyList<CellResult> cells, IReadOnlyDictionary<(string, int, int), CellResult> dense,
+        Func<IEnumerable<(string Task, double Score)>, double> accuracy)
+    {
+        var run = cells.Where(c => c.Speculative is not null).ToList();
+        if (run.Count == 0) return null;
+        var paired = run.Where(c => dense.ContainsKey((c.Task, c.Context, c.Sample))).ToList();
+        return new LosslessSummary
+        {
+            Draft = string.Join(",", run.Select(c => c.Speculative!.Draft).Distinct()),
+            Samples = run.Count,
+            Identical = run.Count(c => c.Speculative!.IdenticalToDense),
+            Accuracy = accuracy(run.Select(c => (c.Task, c.Speculative!.Score))),
+            DenseAccuracy = paired.Count == 0 ? double.NaN : accuracy(paired.Select(c => (c.Task, dense[(c.Task, c.Context, c.Sample)].Score))),
+            Passes = run.Sum(c => (long)c.Speculative!.Passes),
+            Drafted = run.Sum(c => c.Speculative!.Drafted),
+            Accepted = run.Sum(c => c.Speculative!.Accepted),
+        };
+    }
 }
 
 /// <summary>Aggregates cell results into method rows.</summary>
@@ -78,6 +131,10 @@ public static class EvalSummary
 
     /// <summary>The mean of the measured values (fidelity figures are NaN in cells an engine could not observe).</summary>
     private static double MeasuredMean(IEnumerable<double> xs) => xs.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average();
+
+    /// <summary>The mean over tasks of each task's mean score (how MeanAccuracy weighs tasks).</summary>
+    private static double TaskMean(IEnumerable<(string Task, double Score)> scores) =>
+        scores.GroupBy(x => x.Task).Select(g => g.Average(x => x.Score)).DefaultIfEmpty(double.NaN).Average();
 
     public static IReadOnlyList<MethodSummary> Summarize(IReadOnlyList<CellResult> cells, EvalGrid grid)
     {
@@ -146,6 +203,9 @@ public static class EvalSummary
                 SpeedUp = ratios.Count > 0 ? Math.Exp(ratios.Average(Math.Log)) : null,
                 AttentionSpeedUp = attRatios.Where(double.IsFinite).ToList() is { Count: > 0 } ar ? Math.Exp(ar.Average(Math.Log)) : null,
                 Cells = mine.Count,
+                Lossless = LosslessSummary.Of(needle, dense, TaskMean),
+                LosslessByTask = needleTasks.Select(t => (t, LosslessSummary.Of(needle.Where(c => c.Task == t).ToList(), dense, TaskMean)))
+                    .Where(x => x.Item2 is not null).ToDictionary(x => x.t, x => x.Item2!) is { Count: > 0 } byTask ? byTask : null,
             };
             rows.Add(row);
         }

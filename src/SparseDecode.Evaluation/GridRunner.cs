@@ -11,7 +11,11 @@ namespace SparseDecode.Evaluation;
 /// once un-observed to time the steps and produce the answer, once with the observer (which computes dense
 /// attention beside the method) over the same tokens to measure fidelity. Cells already in the store are skipped;
 /// a sample whose cells are all stored is not even prefilled. Runs on any engine; where the engine has no attention
-/// observer (the GPU) the fidelity pass is skipped and the cell's fidelity figures are NaN (not measured).</summary>
+/// observer (the GPU) the fidelity pass is skipped and the cell's fidelity figures are NaN (not measured).
+/// <para>With <see cref="EvalGrid.Speculation"/> each sparse needle cell decodes its sample a third time, from
+/// another copy: self-speculatively (<see cref="SpeculativeDecoder"/>, its method drafting, dense attention
+/// verifying), and its tokens are compared with dense decoding's of the sample — the dense cell's own when it runs
+/// in the same invocation, else one dense decode of the sample for all its cells.</para></summary>
 public sealed class GridRunner
 {
     private readonly IInferenceEngine _engine;
@@ -47,12 +51,13 @@ public sealed class GridRunner
     /// <summary>Expected seconds of a dense prefill on a 2-core machine (a rough model that only shapes the ETA).</summary>
     public static double PrefillSeconds(int context) => context * 1e-3 + context * (double)context * 1.8e-7;
 
-    /// <summary>Expected seconds of one cell's two decode passes on a 2-core machine.</summary>
+    /// <summary>Expected seconds of one cell's decode passes on a 2-core machine (a speculative pass costs about
+    /// two plain ones: the drafts, then the dense rows verifying them).</summary>
     public double CellSeconds(int context)
     {
         double step = 3e-3 + context * 1e-6;
         int steps = _grid.TimingSteps + _grid.AnswerSlack;
-        return steps * step + Math.Min(_grid.FidelitySteps, steps) * step * 3;
+        return steps * step * (_grid.Speculation is null ? 1 : 3) + Math.Min(_grid.FidelitySteps, steps) * step * 3;
     }
 
     public double EstimateSeconds(int context, int pendingPairs) =>
@@ -83,7 +88,8 @@ public sealed class GridRunner
         bool warm = !WarmUpFirst;
         foreach (var (context, task, index) in samples)
         {
-            var todo = pairs.Where(p => Stored(task, context, index, p) is null).ToList();
+            // dense first: its answer is the reference the sample's speculative runs are compared with
+            var todo = pairs.Where(p => Stored(task, context, index, p) is null).OrderBy(p => p.IsDense ? 0 : 1).ToList();
             if (todo.Count == 0) continue;
             cancel.ThrowIfCancellationRequested();
             if (!warm)
@@ -153,15 +159,23 @@ public sealed class GridRunner
         for (int round = 0; round < 2; round++)
             foreach (var pair in pairs)
             {
-                using var copy = prefilled.Fork(capacity, _plans(pair));
-                var meter = _meters();
-                for (int i = 0; i < sample.Answer.Length; i++)
-                    copy.Decode(sample.Answer[i], i % 8 == 0 && _engine.SupportsObserver ? meter.Observer : null);
-                meter.Read(sample.Answer.Length);
+                using (var copy = prefilled.Fork(capacity, _plans(pair)))
+                {
+                    var meter = _meters();
+                    for (int i = 0; i < sample.Answer.Length; i++)
+                        copy.Decode(sample.Answer[i], i % 8 == 0 && _engine.SupportsObserver ? meter.Observer : null);
+                    meter.Read(sample.Answer.Length);
+                }
+                if (_grid.Speculation is { } speculation && !pair.IsDense)
+                    Speculate(prefilled, pair, speculation, sample.Answer.Length);
             }
     }
 
-    private sealed record Prepared(TaskSample Sample, int Context, int Index, IDecodeSequence Sequence, int Steps, double PrefillSeconds);
+    private sealed record Prepared(TaskSample Sample, int Context, int Index, IDecodeSequence Sequence, int Steps, double PrefillSeconds)
+    {
+        /// <summary>Dense decoding's greedy tokens of the sample (the speculative runs' reference), once known.</summary>
+        public int[]? DenseTokens { get; set; }
+    }
 
     private Prepared Prepare(string task, int context, int index)
     {
@@ -223,34 +237,15 @@ public sealed class GridRunner
         // pass 1, un-observed: the answer (or the forced continuation's log-likelihood) and the step time
         var tokens = new int[steps + 1];
         var stepSeconds = new double[steps];
-        double nll = 0;
         int capacity = p.Sequence.Capacity;
-        using (var copy = p.Sequence.Fork(capacity, _plans(pair)))
+        var (nll, decoded) = Decode(p, _plans(pair), tokens, stepSeconds, oneLine);
+        if (decoded < steps)
         {
-            tokens[0] = ppl ? sample.Answer[0] : TensorPrimitives.IndexOfMax(copy.Logits);
-            bool lineEnded = _builder.HasNewline(tokens[0]);
-            for (int i = 0; i < steps; i++)
-            {
-                long t0 = Stopwatch.GetTimestamp();
-                copy.Decode(tokens[i]);
-                stepSeconds[i] = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-                if (ppl)
-                {
-                    tokens[i + 1] = sample.Answer[i + 1];
-                    nll -= Logits.LogSoftmaxAt(copy.Logits, tokens[i + 1]);
-                }
-                else tokens[i + 1] = TensorPrimitives.IndexOfMax(copy.Logits);
-                // a completed line is the whole answer; the timing steps still run, so every cell times as many
-                lineEnded |= _builder.HasNewline(tokens[i + 1]);
-                if (oneLine && lineEnded && i + 1 >= _grid.TimingSteps)
-                {
-                    steps = i + 1;
-                    break;
-                }
-            }
+            steps = decoded;
+            tokens = tokens[..(steps + 1)];
+            stepSeconds = stepSeconds[..steps];
         }
-        tokens = tokens[..(steps + 1)];
-        stepSeconds = stepSeconds[..steps];
+        if (pair.IsDense && !ppl) p.DenseTokens = tokens;
 
         // pass 2, observed: the same tokens through a fresh copy with the fidelity observer attached
         int observed = _engine.SupportsObserver ? Math.Min(_grid.FidelitySteps, steps) : 0;
@@ -268,12 +263,9 @@ public sealed class GridRunner
         double median = timed.Length == 0 ? stepSeconds[0] : timed[timed.Length / 2];
         string? generated = null;
         AnswerScore score = default;
-        if (!ppl)
-        {
-            generated = _builder.Tokenizer.Decode(tokens);
-            score = AnswerScorer.Score(sample.Task, sample.AnswerText, sample.Items, generated);
-            generated = AnswerScorer.AnswerLine(generated);
-        }
+        if (!ppl) (generated, score) = Answer(sample, tokens);
+        // pass 3 (--speculate): the lossless column
+        var speculative = _grid.Speculates(sample.Task, pair) ? SpeculativeCell(p, pair) : null;
         int budgetTokens = pair.IsDense ? sample.Prompt.Length : Budget.Parse(pair.Budget).Resolve(sample.Prompt.Length);
         return new CellResult
         {
@@ -307,6 +299,97 @@ public sealed class GridRunner
             AttendMsPerStep = f.AttendSecondsPerStep * 1e3,
             PrefillSeconds = p.PrefillSeconds,
             Seconds = Stopwatch.GetElapsedTime(start).TotalSeconds,
+            Speculative = speculative,
+        };
+    }
+
+    /// <summary>Decodes the sample from a copy of its prefill through `plan` (null: dense) and fills `tokens`:
+    /// greedy (tokens[0] from the prefill's logits, each step's choice after it) or, for ppl, the forced
+    /// continuation. Each step's wall time goes to `stepSeconds` where given. `oneLine`: the answer is one line, so
+    /// decoding stops once a generated token holds a newline and the grid's timing steps have run. Returns the
+    /// continuation's summed negative log-likelihood (ppl; 0 otherwise) and the steps decoded (tokens[0 .. steps]
+    /// are filled).</summary>
+    private (double Nll, int Steps) Decode(Prepared p, SelectionPlan? plan, int[] tokens, double[]? stepSeconds, bool oneLine)
+    {
+        var sample = p.Sample;
+        bool ppl = sample.Task == RulerTasks.Perplexity;
+        double nll = 0;
+        using var copy = p.Sequence.Fork(p.Sequence.Capacity, plan);
+        tokens[0] = ppl ? sample.Answer[0] : TensorPrimitives.IndexOfMax(copy.Logits);
+        bool lineEnded = oneLine && _builder.HasNewline(tokens[0]);
+        for (int i = 0; i + 1 < tokens.Length; i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            copy.Decode(tokens[i]);
+            if (stepSeconds is not null) stepSeconds[i] = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            if (ppl)
+            {
+                tokens[i + 1] = sample.Answer[i + 1];
+                nll -= Logits.LogSoftmaxAt(copy.Logits, tokens[i + 1]);
+            }
+            else tokens[i + 1] = TensorPrimitives.IndexOfMax(copy.Logits);
+            // a completed line is the whole answer; the timing steps still run, so every cell times as many
+            lineEnded |= oneLine && _builder.HasNewline(tokens[i + 1]);
+            if (lineEnded && i + 1 >= _grid.TimingSteps) return (nll, i + 1);
+        }
+        return (nll, tokens.Length - 1);
+    }
+
+    /// <summary>Dense decoding's greedy tokens of a needle sample, as its dense cell decodes them.</summary>
+    private int[] DenseTokens(Prepared p)
+    {
+        var tokens = new int[p.Steps + 1];
+        int steps = Decode(p, null, tokens, null, p.Sample.Task == RulerTasks.CodeCompletion).Steps;
+        return tokens[..(steps + 1)];
+    }
+
+    /// <summary>The answer line of generated tokens and its score.</summary>
+    private (string Generated, AnswerScore Score) Answer(TaskSample sample, ReadOnlySpan<int> tokens)
+    {
+        string text = _builder.Tokenizer.Decode(tokens);
+        return (AnswerScorer.AnswerLine(text), AnswerScorer.Score(sample.Task, sample.AnswerText, sample.Items, text));
+    }
+
+    /// <summary>`count` tokens decoded greedily by self-speculative decoding from a copy of `prefilled`, the pair's
+    /// plan drafting: the decoder generate runs (<see cref="SpeculativeDecoder"/>), with no stop token, so that it
+    /// yields as many tokens as the cell's own decode.</summary>
+    private (List<int> Tokens, SpeculationStats Stats, double Seconds) Speculate(IDecodeSequence prefilled, MethodBudget pair,
+        SpeculationOptions options, int count)
+    {
+        var plan = _plans(pair) ?? throw new ArgumentException("Speculative decoding drafts with a sparse method; dense has nothing to draft.");
+        using var copy = prefilled.Fork(prefilled.Capacity, plan);
+        var decoder = new SpeculativeDecoder(_engine.Config.VocabSize, options);
+        var tokens = new List<int>(count);
+        long t0 = Stopwatch.GetTimestamp();
+        decoder.Run(copy, plan, new Sampler(SamplingOptions.Greedy), count, [], tokens);
+        return (tokens, decoder.Stats, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+    }
+
+    /// <summary>The cell's lossless column: its sample decoded speculatively, compared with dense decoding's tokens
+    /// and scored as the cell's own answer is.</summary>
+    private SpeculativeRun SpeculativeCell(Prepared p, MethodBudget pair)
+    {
+        var dense = p.DenseTokens ??= DenseTokens(p);
+        var options = _grid.Speculation!;
+        var (tokens, stats, seconds) = Speculate(p.Sequence, pair, options, dense.Length);
+        int same = 0;
+        while (same < Math.Min(tokens.Count, dense.Length) && tokens[same] == dense[same]) same++;
+        bool identical = tokens.Count == dense.Length && same == dense.Length;
+        var (generated, score) = Answer(p.Sample, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(tokens));
+        return new SpeculativeRun
+        {
+            Draft = options.ToString(),
+            IdenticalToDense = identical,
+            FirstDifference = identical ? null : same,
+            Tokens = tokens.Count,
+            Passes = stats.Passes,
+            Drafted = stats.Drafted,
+            Accepted = stats.Accepted,
+            Score = score.Score,
+            Exact = score.Exact,
+            Partial = score.Partial,
+            Generated = generated.Trim(),
+            MsPerToken = seconds * 1e3 / Math.Max(1, tokens.Count),
         };
     }
 }

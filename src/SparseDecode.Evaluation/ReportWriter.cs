@@ -53,7 +53,7 @@ public sealed class ReportWriter(string directory)
     public static string Csv(IReadOnlyList<CellResult> cells)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("model,task,context,sample,method,budget,budget_tokens,prompt_tokens,depth,score,exact,partial,nll,expected,generated,step_ms,timed_steps,mass_recall,topk_recall,output_error,keys_scored_per_step,keys_attended_per_step,select_ms_per_step,attend_ms_per_step,observed_steps,prefill_seconds,seconds,prompt_fingerprint");
+        sb.AppendLine("model,task,context,sample,method,budget,budget_tokens,prompt_tokens,depth,score,exact,partial,nll,expected,generated,step_ms,timed_steps,mass_recall,topk_recall,output_error,keys_scored_per_step,keys_attended_per_step,select_ms_per_step,attend_ms_per_step,observed_steps,prefill_seconds,seconds,prompt_fingerprint,speculate,spec_identical_to_dense,spec_first_difference,spec_score,spec_generated,spec_passes,spec_drafted,spec_accepted,spec_ms_per_token");
         foreach (var c in cells)
         {
             sb.AppendJoin(',', [
@@ -61,7 +61,11 @@ public sealed class ReportWriter(string directory)
                 c.Depth is double d ? D(d) : "", D(c.Score), c.Exact ? "1" : "0", D(c.Partial), c.Nll is double n ? D(n) : "",
                 Q(c.Expected ?? ""), Q(c.Generated ?? ""), D(c.StepMs), N(c.TimedSteps), D(c.MassRecall), D(c.TopKRecall),
                 D(c.OutputError), D(c.KeysScoredPerStep), D(c.KeysAttendedPerStep), D(c.SelectMsPerStep), D(c.AttendMsPerStep),
-                N(c.ObservedSteps), D(c.PrefillSeconds), D(c.Seconds), c.PromptFingerprint ?? ""]);
+                N(c.ObservedSteps), D(c.PrefillSeconds), D(c.Seconds), c.PromptFingerprint ?? "",
+                .. c.Speculative is { } x
+                    ? (string[])[x.Draft, x.IdenticalToDense ? "1" : "0", x.FirstDifference is int f ? N(f) : "", D(x.Score), Q(x.Generated ?? ""),
+                        N(x.Passes), x.Drafted.ToString(Ci), x.Accepted.ToString(Ci), D(x.MsPerToken)]
+                    : ["", "", "", "", "", "", "", "", ""]]);
             sb.Append('\n');
         }
         return sb.ToString();
@@ -226,6 +230,8 @@ public sealed class ReportWriter(string directory)
         else if (results.Load is { } quiet)
             sb.AppendLine(string.Create(Ci, $"Other processes kept {quiet.OtherCores:0.00} of the host's {quiet.Cores} cores busy on average during the run.")).AppendLine();
 
+        Lossless(sb, rows, needle);
+
         if (needle.Count > 0) PairedTables(sb, rows, grid, needle);
         if (grid.Tasks.Contains(RulerTasks.CodeCompletion)) CodeCompletionTable(sb, rows);
 
@@ -357,6 +363,60 @@ public sealed class ReportWriter(string directory)
         return sb.ToString();
     }
 
+    /// <summary>The lossless column (eval --speculate K): per row and per task, whether the speculative answers were
+    /// dense decoding's, their accuracy beside dense's, and the draft tokens kept per verification pass. A sample
+    /// whose tokens differ from dense's is a broken guarantee, and the section opens by saying so.</summary>
+    private static void Lossless(StringBuilder sb, IReadOnlyList<MethodSummary> rows, IReadOnlyList<string> needle)
+    {
+        var spec = rows.Where(r => r.Lossless is not null).ToList();
+        if (spec.Count == 0) return;
+        int samples = spec.Sum(r => r.Lossless!.Samples), identical = spec.Sum(r => r.Lossless!.Identical);
+        string drafts = string.Join(",", spec.Select(r => r.Lossless!.Draft).Distinct());
+        sb.AppendLine("## Lossless decoding: self-speculative (`--speculate " + drafts + "`)");
+        sb.AppendLine();
+        sb.AppendLine(identical == samples
+            ? $"**lossless: {identical}/{samples} samples identical to dense** — every speculative answer was dense decoding's, token for token."
+            : $"> **NOT LOSSLESS: {samples - identical} of {samples} samples differ from dense decoding** (only {identical}/{samples} identical). " +
+              "Speculative decoding's greedy output must be dense's token for token; the rows marked below broke that guarantee.");
+        sb.AppendLine();
+        sb.AppendLine("Each sparse needle cell also decoded its sample from the same dense prefill by self-speculative decoding: the row's method drafts " +
+                      "K tokens per pass (auto: from 4, one more after a pass that kept every draft, one fewer after a rejection), a dense pass of the " +
+                      "pending token and the drafts verifies them, the longest agreeing prefix is kept and the pass adds its own token. Identical: " +
+                      "samples whose generated tokens equal dense decoding's of the same prompt (as many tokens as the cell's own answer). Accuracy: " +
+                      "the speculative answers scored as the cells' are, beside dense's on the same samples. Kept per pass: draft tokens kept per " +
+                      "verification pass (0..K); acceptance: kept ÷ proposed; tokens per pass: kept + 1.");
+        sb.AppendLine();
+        Table(sb, ["method", "budget", "K", "identical to dense", "accuracy % (dense %)", "kept per pass", "acceptance", "tokens per pass", "passes"],
+            spec.Select(r =>
+            {
+                var l = r.Lossless!;
+                return (IReadOnlyList<string>)
+                [
+                    r.Method, r.Budget, l.Draft, $"{l.Identical}/{l.Samples}" + (l.IsLossless ? "" : " **NOT LOSSLESS**"),
+                    $"{P(l.Accuracy)} ({P(l.DenseAccuracy)})", F2(l.MeanAccepted), P(l.AcceptanceRate) + "%", F2(l.TokensPerPass),
+                    l.Passes.ToString(Ci),
+                ];
+            }));
+        sb.AppendLine("Per task: draft tokens kept per pass, acceptance in parentheses, and samples identical to dense.");
+        sb.AppendLine();
+        TaskTable(sb, spec, needle, (r, t) => r.LosslessByTask?.GetValueOrDefault(t) is { } l
+            ? $"{F2(l.MeanAccepted)} ({P(l.AcceptanceRate)}%), {l.Identical}/{l.Samples}" + (l.IsLossless ? "" : " **NOT LOSSLESS**")
+            : "–");
+    }
+
+    /// <summary>A table of one cell per row and needle task.</summary>
+    private static void TaskTable(StringBuilder sb, IEnumerable<MethodSummary> rows, IReadOnlyList<string> needle, Func<MethodSummary, string, string> cell)
+    {
+        var head = new List<string> { "method", "budget" };
+        head.AddRange(needle);
+        Table(sb, head, rows.Select(r =>
+        {
+            var cells = new List<string> { r.Method, r.Budget };
+            cells.AddRange(needle.Select(t => cell(r, t)));
+            return (IReadOnlyList<string>)cells;
+        }));
+    }
+
     /// <summary>The paired comparisons: each row against dense and against the oracle at its budget (difference,
     /// interval, test, ratio), the samples a 5-point difference needs, and the difference to dense per task.</summary>
     private static void PairedTables(StringBuilder sb, IReadOnlyList<MethodSummary> rows, EvalGrid grid, IReadOnlyList<string> needle)
@@ -397,14 +457,7 @@ public sealed class ReportWriter(string directory)
 
         sb.AppendLine("Difference to dense (points) per task, paired by sample, with its paired bootstrap 95% interval and the paired test's p.");
         sb.AppendLine();
-        var head = new List<string> { "method", "budget" };
-        head.AddRange(needle);
-        Table(sb, head, compared.Select(r =>
-        {
-            var cells = new List<string> { r.Method, r.Budget };
-            cells.AddRange(needle.Select(t => r.VsDense!.ByTask.TryGetValue(t, out var d) ? $"{Delta(d)} p {PValue(d.P)}" : "–"));
-            return (IReadOnlyList<string>)cells;
-        }));
+        TaskTable(sb, compared, needle, (r, t) => r.VsDense!.ByTask.TryGetValue(t, out var d) ? $"{Delta(d)} p {PValue(d.P)}" : "–");
     }
 
     /// <summary>Code completion's two scores per row — edit similarity (its accuracy) and exact match — each with

@@ -37,7 +37,7 @@ internal static class BenchCommand
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "bench");
             CommonOptions.CheckGpuPrefill(r, device, gpuPrefill);
-            if (method.Speculation(r) is { } speculation)
+            if (method.Speculation(r, dir) is { } speculation)
             {
                 if (r.GetValue(batch) is int)
                     throw new ArgumentException("--speculate times one sequence; it does not take --batch.");

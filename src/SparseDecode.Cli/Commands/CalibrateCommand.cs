@@ -23,9 +23,17 @@ internal static class CalibrateCommand
         var budget = new Option<string>("--budget") { Description = "Budget the setting is chosen for.", DefaultValueFactory = _ => "2%" };
         var dryRun = new Option<bool>("--dry-run") { Description = "Print the sweep without writing sparse_methods.json." };
         var parameter = new Option<string?>("--parameter") { Description = "The setting to sweep (prhs: psi, the default, or phi); the model's other stored settings hold meanwhile." };
+        var speculate = new Option<bool>("--speculate")
+        {
+            Description = "Choose the draft for self-speculative decoding instead: every --draft-methods method at --budget with every --draft-lengths K generates --tokens greedy tokens per prompt speculatively; " +
+                          "the fastest whose output is dense decoding's on every prompt is stored, and `--speculate` without a method or K then uses it.",
+        };
+        var draftMethods = new Option<string>("--draft-methods") { Description = "With --speculate: the draft methods compared.", DefaultValueFactory = _ => string.Join(",", Calibration.DraftMethods) };
+        var draftLengths = new Option<string>("--draft-lengths") { Description = "With --speculate: the draft lengths K compared (1 to 16).", DefaultValueFactory = _ => string.Join(",", Calibration.DraftLengths) };
+        var tokens = new Option<int>("--tokens") { Description = $"With --speculate: greedy tokens generated per prompt (2 to {EvalGrid.Reserve - 1}).", DefaultValueFactory = _ => 32 };
         var cmd = new Command("calibrate", $"Choose a method's model-dependent setting on calibration prompts and store it in the model's {MethodDefaults.FileName}.")
         {
-            model, method, context, prompts, budget, dryRun, parameter,
+            model, method, context, prompts, budget, dryRun, parameter, speculate, draftMethods, draftLengths, tokens,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -34,6 +42,11 @@ internal static class CalibrateCommand
             // update replaces it, and with it what calibrate wrote there.
             if (!r.GetValue(dryRun) && Path.GetFullPath(dir).StartsWith(Path.GetFullPath(AppContext.BaseDirectory), StringComparison.Ordinal))
                 throw new ArgumentException($"calibrate would write {MethodDefaults.FileName} into {dir}, the bundled model's copy beside the program, which the next build or update replaces; give --model with a model directory you keep (or --dry-run).");
+            bool Given(Option o) => r.GetResult(o) is { Implicit: false };
+            if (!r.GetValue(speculate) && new Option[] { draftMethods, draftLengths, tokens }.FirstOrDefault(Given) is { } draftOnly)
+                throw new ArgumentException($"{draftOnly.Name} applies to calibrate --speculate.");
+            if (r.GetValue(speculate) && new Option[] { method, parameter }.FirstOrDefault(Given) is { } settingOnly)
+                throw new ArgumentException($"calibrate --speculate compares --draft-methods; {settingOnly.Name} chooses a method's setting, a separate calibration.");
             string m = (r.GetValue(method) ?? "").Trim().ToLowerInvariant();
             string b = r.GetValue(budget)!;
             _ = Budget.Parse(b);
@@ -47,6 +60,8 @@ internal static class CalibrateCommand
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the calibration prompts' haystacks are cut from the model's held-out text.");
             var tokenizer = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir, t.Config), t.Config);
             var builder = new PromptBuilder(HeldoutCorpus.Load(heldout, tokenizer), tokenizer);
+            if (r.GetValue(speculate))
+                return Drafts(dir, new CpuEngine(t), builder, r.GetValue(draftMethods)!, r.GetValue(draftLengths)!, ctx, n, b, r.GetValue(tokens), r.GetValue(dryRun));
             string? which = r.GetValue(parameter)?.Trim().ToLowerInvariant();
             string swept = Calibration.Candidates(m, t.Config, which).Parameter;
             var sweptNames = swept.Split(',');
@@ -73,5 +88,37 @@ internal static class CalibrateCommand
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>`calibrate --speculate`: the draft sweep's table, and its choice written beside the model.</summary>
+    private static int Drafts(string dir, CpuEngine engine, PromptBuilder builder, string methodList, string lengthList, int ctx, int prompts,
+        string budget, int tokens, bool dryRun)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        var methods = methodList.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(x => x.ToLowerInvariant()).Distinct().ToList();
+        if (methods.Count == 0) throw new ArgumentException("--draft-methods names no method.");
+        foreach (string x in methods)
+            if (!SelectorSpec.Methods.Contains(x) || x == "dense")
+                throw new ArgumentException($"--draft-methods: '{x}' is not a sparse method; choose from {string.Join(", ", SelectorSpec.Methods.Where(y => y != "dense"))}.");
+        var lengths = lengthList.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(x =>
+            int.TryParse(x, NumberStyles.Integer, ci, out int k) && k is >= 1 and <= SpeculationOptions.MaxDraft ? k
+                : throw new ArgumentException($"--draft-lengths: '{x}' is not a draft length from 1 to {SpeculationOptions.MaxDraft}.")).Distinct().ToList();
+        if (lengths.Count == 0) throw new ArgumentException("--draft-lengths names no draft length.");
+        var stored = MethodDefaults.Load(dir);
+        var sweep = Calibration.SweepDrafts(engine, builder, methods, lengths, ctx, prompts, budget, tokens,
+            x => stored.Apply(x, new Dictionary<string, string>()), s => Console.Error.WriteLine(s));
+        Console.WriteLine(string.Create(ci, $"speculative drafts at budget {budget}, {prompts} prompts of {ctx} tokens, {tokens} greedy tokens each; dense decoding: {sweep.DenseTokensPerSecond:F1} tokens/s. ")
+                          + "Chosen: the fastest draft whose output was dense decoding's on every prompt (tokens/s are this machine's, under its load):");
+        Console.WriteLine("| draft | K | kept per pass | acceptance | tokens per pass | tokens/s | × dense | identical to dense |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var x in sweep.Candidates)
+            Console.WriteLine(string.Create(ci,
+                $"| {x.Method}{(x == sweep.Chosen ? " (chosen)" : "")} | {x.Draft} | {x.MeanAccepted:F2} | {x.AcceptanceRate * 100:F1}% | {x.TokensPerPass:F2} | {x.TokensPerSecond:F1} | {x.TokensPerSecond / sweep.DenseTokensPerSecond:F2} | {x.Identical}/{x.Prompts}{(x.Lossless ? "" : " NOT LOSSLESS")} |"));
+        if (sweep.Candidates.Any(x => !x.Lossless))
+            Console.Error.WriteLine("warning: NOT LOSSLESS: some drafts' speculative output differed from dense decoding's; they were not chosen.");
+        if (dryRun) return 0;
+        MethodDefaults.SaveSpeculation(dir, sweep.Choice, sweep.Provenance());
+        Console.WriteLine($"wrote {Path.Combine(dir, MethodDefaults.FileName)}: speculation {sweep.Choice.Method} at {sweep.Choice.Budget}, K = {sweep.Choice.Tokens}");
+        return 0;
     }
 }

@@ -102,6 +102,9 @@ public static class EvalCommand
             Description = "Skip the step-time sweep (one dense prefill at the longest context, then every method timed at 1K, 2K, 4K, … up to it); step times then come from the grid's contexts only.",
         };
 
+        var speculate = MethodOptions.SpeculateOption(
+            "The lossless column: every sparse method's needle cells also decode their sample by self-speculative decoding, the method drafting K tokens (1 to 16, or auto; without K, the one `calibrate --speculate` stored) and dense attention verifying; " +
+            "the report gives whether each answer is dense decoding's token for token, its accuracy and the draft tokens kept per pass. CPU only.");
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
         var tensorParallel = RankLauncher.TensorParallelOption();
@@ -110,7 +113,7 @@ public static class EvalCommand
             "common words), long-code completion (lcc, on request) and held-out perplexity: accuracy, attention fidelity and decode speed per method and budget. Each sample is prefilled " +
             "once densely and every method decodes from a copy of that cache; finished cells are kept in --out, so an interrupted run resumes.")
         {
-            model, methods, budgets, contexts, tasks, samples, seed, param, kv, device, gpuPrefill, tensorParallel, output, quick, reportOnly, json, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep,
+            model, methods, budgets, contexts, tasks, samples, seed, param, kv, device, gpuPrefill, tensorParallel, output, quick, reportOnly, json, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep, speculate,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -118,7 +121,7 @@ public static class EvalCommand
             bool isQuick = r.GetValue(quick);
             var wall = Stopwatch.StartNew();
             var loadMark = MachineLoad.Start();
-            if (r.GetValue(reportOnly) && new Option[] { fresh, methods }.FirstOrDefault(Given) is { } conflict)
+            if (r.GetValue(reportOnly) && new Option[] { fresh, methods, speculate }.FirstOrDefault(Given) is { } conflict)
                 throw new ArgumentException($"--report-only writes the stored results again; it runs nothing, so {conflict.Name} does not apply.");
             if (r.GetValue(reportOnly))
                 return Rerender(Path.GetFullPath(r.GetValue(output)!), r.GetValue(model), !r.GetValue(noHeat), r.GetValue(heatLayer), r.GetValue(heatHead), r.GetValue(json), wall);
@@ -131,6 +134,11 @@ public static class EvalCommand
                 : isQuick ? QuickContexts.Where(c => c <= config.MaxPositions).DefaultIfEmpty(config.MaxPositions).ToArray()
                 : DefaultContexts(config.MaxPositions);
             var methodList = SplitList(r.GetValue(methods)!).Select(m => m.ToLowerInvariant()).ToList();
+            var speculation = MethodOptions.SpeculationFrom(r, speculate, dir);
+            // the GPU's dense pass is rows of its batched step, within rounding of its lone steps: a near-tie may flip,
+            // so a token-for-token check of it would fail where nothing is wrong
+            if (speculation is not null && deviceName != "cpu")
+                throw new ArgumentException("eval --speculate checks that speculative answers are dense decoding's token for token, which the CPU engine's dense pass holds bit for bit (the GPU's only within the rounding of its batched step): run it with --device cpu.");
             var grid = new EvalGrid
             {
                 Methods = methodList,
@@ -146,6 +154,7 @@ public static class EvalCommand
                 TimingSteps = r.GetValue(timing),
                 FidelitySteps = r.GetValue(fidelity),
                 PerplexityTokens = r.GetValue(pplTokens),
+                Speculation = speculation,
             };
             grid.Validate(config);
             // a prefilled sample and the copy one method decodes from it are held at once
@@ -269,7 +278,7 @@ public static class EvalCommand
             writer.WriteAll(results, grid, heatmap);
             Print(results, grid, r.GetValue(json));
             err.MarkupLine(Markup.Escape(string.Create(ci, $"wrote {Path.Combine(outDir, "report.md")} (+ results.json, results.csv, plots) in {wall.Elapsed.TotalSeconds:0} s")));
-            return 0;
+            return LosslessCheck(rows);
         }));
         return cmd;
     }
@@ -288,6 +297,22 @@ public static class EvalCommand
             console.WriteLine();
         }
         Console.Out.Flush();
+    }
+
+    /// <summary>The lossless column's verdict on stderr: its count of samples identical to dense; exit code 1 when
+    /// any speculative answer differs from dense decoding's (a broken guarantee, not a measurement).</summary>
+    private static int LosslessCheck(IReadOnlyList<MethodSummary> rows)
+    {
+        var spec = rows.Where(r => r.Lossless is not null).ToList();
+        if (spec.Count == 0) return 0;
+        int samples = spec.Sum(r => r.Lossless!.Samples), identical = spec.Sum(r => r.Lossless!.Identical);
+        if (identical == samples)
+        {
+            Console.Error.WriteLine($"lossless: {identical}/{samples} speculative samples identical to dense");
+            return 0;
+        }
+        Console.Error.WriteLine($"error: NOT LOSSLESS: {samples - identical} of {samples} speculative samples differ from dense decoding ({string.Join(", ", spec.Where(r => !r.Lossless!.IsLossless).Select(r => r.Label))}); see report.md.");
+        return 1;
     }
 
     private const int ProgressBarWidth = 20;
@@ -337,7 +362,7 @@ public static class EvalCommand
         new ReportWriter(outDir).WriteAll(stored.Results, stored.Grid, heatmap);
         Print(stored.Results, stored.Grid, json);
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {Path.Combine(outDir, "report.md")} (+ results.json, results.csv, plots) from the stored results in {wall.Elapsed.TotalSeconds:0} s"));
-        return 0;
+        return LosslessCheck(stored.Results.Summary);
     }
 
     private static IReadOnlyList<SpeedPoint>? ReuseSpeed(string path, string key)

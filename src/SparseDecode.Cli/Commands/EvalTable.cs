@@ -42,6 +42,12 @@ public static class EvalTable
         Add("mass recall", "recall", false, r => double.IsFinite(r.MassRecall) ? r.MassRecall.ToString("0.000", ci) : "–");
         Add($"ms/step @{L}", "ms/step", false, r => r.StepMsByContext.TryGetValue(L, out double ms) ? ms.ToString("0.00", ci) : "–");
         Add("speed-up", "speed-up", false, r => r.SpeedUp is double s ? s.ToString("0.00", ci) + "×" : "–");
+        if (rows.Any(r => r.Lossless is not null))
+        {
+            // the lossless column: identical-to-dense samples (a mismatch named loudly) and drafts kept per pass
+            Add("speculative identical to dense", "lossless", false, r => r.Lossless is { } l ? $"{l.Identical}/{l.Samples}" + (l.IsLossless ? "" : " NO") : "–");
+            Add("drafts kept per pass", "kept", false, r => r.Lossless is { } l ? l.MeanAccepted.ToString("0.00", ci) : "–");
+        }
         return cols;
     }
 

@@ -37,8 +37,8 @@ internal static class GenerateCommand
         method.AddTo(cmd, speculate: true);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
-            var speculation = method.Speculation(r);
             string dir = ModelLocator.Resolve(r.GetValue(model));
+            var speculation = method.Speculation(r, dir);
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "generate");
             if (r.GetValue(prompt) is not null && r.GetValue(promptFile) is not null)
                 throw new ArgumentException("Give --prompt or --prompt-file, not both.");
@@ -99,6 +99,9 @@ internal static class GenerateCommand
                     {
                         w.WriteStartObject("speculation");
                         w.WriteString("draft", options.Speculation!.ToString());
+                        // the draft method may be the stored one (`--speculate` without --method): say which drafted
+                        w.WriteString("method", options.Method!.Method);
+                        w.WriteString("budget", options.Method.Budget.ToString());
                         w.WriteNumber("passes", sp.Passes);
                         w.WriteNumber("drafted", sp.Drafted);
                         w.WriteNumber("accepted", sp.Accepted);
@@ -117,7 +120,7 @@ internal static class GenerateCommand
                 $"prompt: {result.PromptTokens} tokens, {result.PromptTokensPerSecond:F1} tokens/s; decode: {result.Tokens.Length} tokens, {result.DecodeTokensPerSecond:F1} tokens/s ({result.FinishReason})"));
             if (result.Speculation is { } stats)
                 Console.Error.WriteLine(string.Create(ci,
-                    $"speculation: {stats.Passes} dense passes, {stats.Accepted} of {stats.Drafted} draft tokens kept ({stats.AcceptanceRate:P0}), {stats.TokensPerPass:F2} tokens per pass{(stats.Exact ? "" : "; verified through the engine's prefill, whose rounding may differ from its decode step")}"));
+                    $"speculation ({options.Method!.Method} at {options.Method.Budget} drafting {options.Speculation}): {stats.Passes} dense passes, {stats.Accepted} of {stats.Drafted} draft tokens kept ({stats.AcceptanceRate:P0}), {stats.TokensPerPass:F2} tokens per pass{(stats.Exact ? "" : "; verified through the engine's prefill, whose rounding may differ from its decode step")}"));
             if (atContext)
                 Console.Error.WriteLine($"note: stopped at the model's context limit of {config.MaxPositions} tokens (prompt {result.PromptTokens} + {result.Tokens.Length} generated), before --max-tokens {options.MaxTokens}.");
             if (observer is not null) Console.Error.WriteLine(observer.RenderTable());

@@ -23,6 +23,30 @@ public class CalibrateCliTests
         Assert.Single(rows, r => r.Contains("(chosen", StringComparison.Ordinal));
     }
 
+    /// <summary>calibrate --speculate prints one row per draft and K, marks the choice, and stores it.</summary>
+    [Fact]
+    public void SpeculateComparesDraftsAndStoresTheChoice()
+    {
+        using var tmp = new Fixtures.TempDir();
+        foreach (string f in Directory.GetFiles(Fixtures.BundledModel)) File.Copy(f, tmp.File(Path.GetFileName(f)));
+        var (code, stdout, stderr) = CliTests.Run("calibrate", "--model", tmp.Path, "--speculate", "--draft-methods", "tidal,streaming",
+            "--draft-lengths", "2,4", "--context", "768", "--prompts", "1", "--tokens", "12");
+        Assert.True(code == 0, stderr);
+        var rows = stdout.Split('\n').Where(l => l.StartsWith("| ", StringComparison.Ordinal)).ToList();
+        Assert.StartsWith("| draft | K | kept per pass |", rows[0]);
+        Assert.Equal(5, rows.Count);
+        Assert.All(rows.Skip(1), r => Assert.EndsWith("| 1/1 |", r));
+        string chosen = Assert.Single(rows, r => r.Contains("(chosen)", StringComparison.Ordinal));
+        var stored = MethodDefaults.Load(tmp.Path).Speculation!;
+        Assert.StartsWith($"| {stored.Method} (chosen) | {stored.Tokens} |", chosen);
+        Assert.Equal("2%", stored.Budget);
+        var bad = CliTests.Run("calibrate", "--model", tmp.Path, "--speculate", "--draft-methods", "dense", "--dry-run");
+        Assert.Equal(1, bad.code);
+        Assert.StartsWith("error: --draft-methods: 'dense' is not a sparse method;", bad.stderr.Trim());
+        bad = CliTests.Run("calibrate", "--model", tmp.Path, "--draft-lengths", "2", "--dry-run");
+        Assert.Equal("error: --draft-lengths applies to calibrate --speculate.", bad.stderr.Trim());
+    }
+
     [Fact]
     public void WithoutAModelItDoesNotWriteIntoTheBuildOutput()
     {

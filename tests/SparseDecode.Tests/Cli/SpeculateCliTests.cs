@@ -34,6 +34,36 @@ public class SpeculateCliTests
         Assert.True(sp.GetProperty("exact").GetBoolean());
     }
 
+    /// <summary>`--speculate` without a method, or without K, uses the draft `calibrate --speculate` stored beside the
+    /// model; the output is still dense decoding's. Where none is stored, one sentence says what to give.</summary>
+    [Fact]
+    public void SpeculateWithoutMethodOrDraftLengthUsesTheStoredDraft()
+    {
+        using var tmp = new Fixtures.TempDir();
+        foreach (string f in Directory.GetFiles(Fixtures.BundledModel)) File.Copy(f, tmp.File(Path.GetFileName(f)));
+        string[] common = ["generate", "--model", tmp.Path, "--prompt", "a b c d e f g", "--max-tokens", "20", "--json"];
+        var none = CliTests.Run([.. common, "--method", "tidal", "--speculate"]);
+        Assert.Equal(1, none.code);
+        Assert.StartsWith("error: --speculate without a draft length uses the one `calibrate --speculate` stored for the model", none.stderr.Trim());
+        Assert.EndsWith("has none: give K (1 to 16) or auto.", none.stderr.Trim());
+        SparseDecode.Selection.MethodDefaults.SaveSpeculation(tmp.Path, new("quest", "8", "3"), new() { ["chosen"] = "quest,3" });
+        var dense = CliTests.Run(common);
+        Assert.True(dense.code == 0, dense.stderr);
+        using var d = JsonDocument.Parse(dense.stdout);
+        foreach (var (args, method, draft) in new (string[], string, string)[]
+                 { (["--speculate"], "quest", "3"), (["--speculate", "auto"], "quest", "auto"), (["--method", "lfps", "--budget", "8", "--speculate"], "lfps", "3") })
+        {
+            var spec = CliTests.Run([.. common, .. args]);
+            Assert.True(spec.code == 0, spec.stderr);
+            using var s = JsonDocument.Parse(spec.stdout);
+            Assert.Equal(d.RootElement.GetProperty("token_ids").ToString(), s.RootElement.GetProperty("token_ids").ToString());
+            var sp = s.RootElement.GetProperty("speculation");
+            Assert.Equal(method, sp.GetProperty("method").GetString());
+            Assert.Equal(draft, sp.GetProperty("draft").GetString());
+            Assert.Equal("8", sp.GetProperty("budget").GetString());
+        }
+    }
+
     [Fact]
     public void BenchReportsDenseSparseAndSpeculativeInOneRun()
     {

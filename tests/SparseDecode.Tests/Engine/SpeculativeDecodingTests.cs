@@ -131,6 +131,40 @@ public sealed class SpeculativeDecodingTests(ITestOutputHelper output)
         Assert.InRange(accepted, 1, drafted - 1);
     }
 
+    /// <summary>The same guarantee on every fixture checkpoint — grouped and full multi-head attention, a head
+    /// dimension apart from the hidden size's share, bf16 and f16 weights, biases and tied embeddings — with every
+    /// sparse method drafting, K fixed and adaptive. Their weights are random, so drafts are rejected often and the
+    /// rollback runs on every one.</summary>
+    [Theory]
+    [InlineData("llama3-gqa")]
+    [InlineData("llama3-gqa-bf16")]
+    [InlineData("mistral-f16")]
+    [InlineData("mistral-mha-headdim")]
+    [InlineData("qwen2-bias-tied")]
+    public void GreedyOutputIsDenseDecodingsOnEveryFixture(string fixture)
+    {
+        using var engine = CpuEngine.Load(Fixtures.Model(fixture));
+        IInferenceEngine e = engine;
+        var prompt = Prompt(150, e.Config.VocabSize, 11);
+        const int maxTokens = 40;
+        var (dense, denseReason) = Dense(e, prompt, prompt.Length + maxTokens, maxTokens, []);
+        foreach (string method in (string[])["oracle", "streaming", "quest", "tidal", "lfps", "prhs", "hshare"])
+        {
+            long drafted = 0, accepted = 0;
+            foreach (var options in new[] { new SpeculationOptions(2), new SpeculationOptions(5), new SpeculationOptions(4, Adaptive: true) })
+            {
+                var (tokens, reason, stats) = Speculative(e, prompt, prompt.Length + maxTokens, maxTokens, [], method, "16", options);
+                Assert.True(dense.SequenceEqual(tokens), $"{fixture}, {method}, K={options}: [{string.Join(",", tokens)}] is not dense decoding's [{string.Join(",", dense)}]");
+                Assert.Equal(denseReason, reason);
+                Assert.True(stats.Exact);
+                drafted += stats.Drafted;
+                accepted += stats.Accepted;
+            }
+            output.WriteLine($"{fixture} {method}: {accepted} of {drafted} draft tokens kept");
+            Assert.True(drafted > 0, $"{method} drafted nothing on {fixture}");
+        }
+    }
+
     [Fact]
     public void BudgetsFullCachesAndStopTokensEndWhereDenseDecodingEnds()
     {

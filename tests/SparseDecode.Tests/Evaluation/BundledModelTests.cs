@@ -154,6 +154,72 @@ public class BundledModelTests
         Assert.Empty(again);
     }
 
+    /// <summary>eval --speculate on a grid sample: every sparse method's needle cells carry the lossless column, whose
+    /// answer is dense decoding's token for token (the dense cell's answer and score), for K fixed and auto; the
+    /// rows sum it up; ppl cells and dense carry none; and the column's key makes a stored grid without it run its
+    /// sparse needle cells again, and only those.</summary>
+    [Fact]
+    public void SpeculativeColumnIsDenseDecodingOnAGridSample()
+    {
+        var (model, _, builder) = Bundled.Value;
+        using var tmp = new Fixtures.TempDir();
+        string[] sparse = ["oracle", "streaming", "quest", "tidal", "lfps", "prhs", "hshare"];
+        var plain = new EvalGrid
+        {
+            Methods = ["dense", .. sparse], Budgets = ["48"], Contexts = [512], Tasks = ["passkey", "vartrack", "ppl"], Samples = 1,
+            TimingSteps = 4, FidelitySteps = 1, PerplexityTokens = 4,
+        };
+        IReadOnlyList<CellResult> Run(EvalGrid grid, List<CellResult> ran) =>
+            new GridRunner(new CpuEngine(model), builder, grid, new ResultStore(tmp.Path), "bundled",
+                p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), () => new SparsityMeter()) { CellDone = ran.Add, WarmUpFirst = false }.Run();
+        Run(plain with { Methods = ["dense", "tidal"] }, []);
+        foreach (var speculation in new[] { new SpeculationOptions(4), new SpeculationOptions(4, Adaptive: true) })
+        {
+            var grid = plain with { Speculation = speculation };
+            grid.Validate(model.Config);
+            var ran = new List<CellResult>();
+            var cells = Run(grid, ran);
+            // the dense cells and the ppl cells stored by the first grid are this one's too
+            Assert.DoesNotContain(ran, c => c.Method == "dense" || (c.Method == "tidal" && c.Task == "ppl"));
+            foreach (var c in cells)
+            {
+                if (c.Method == "dense" || c.Task == "ppl")
+                {
+                    Assert.Null(c.Speculative);
+                    continue;
+                }
+                var dense = cells.Single(d => d.Method == "dense" && d.Task == c.Task);
+                var x = c.Speculative ?? throw new Xunit.Sdk.XunitException($"{c.Method} {c.Task}: no lossless column");
+                Assert.True(x.IdenticalToDense, $"{c.Method} {c.Task} K={speculation}: differs from dense at token {x.FirstDifference}");
+                Assert.Null(x.FirstDifference);
+                Assert.Equal(speculation.ToString(), x.Draft);
+                Assert.Equal(dense.Generated, x.Generated);
+                Assert.Equal(dense.Score, x.Score);
+                Assert.True(x.Passes > 0 && x.Accepted <= x.Drafted);
+            }
+            var rows = EvalSummary.Summarize(cells, grid);
+            Assert.Null(rows.Single(r => r.Method == "dense").Lossless);
+            foreach (var row in rows.Where(r => r.Method != "dense"))
+            {
+                var l = row.Lossless!;
+                Assert.True(l.IsLossless);
+                Assert.Equal(2, l.Samples);
+                Assert.Equal(l.DenseAccuracy, l.Accuracy);
+                Assert.Equal(["passkey", "vartrack"], row.LosslessByTask!.Keys.Order());
+            }
+            // the drafts are the methods' own: some kept and, over the grid, some rejected
+            long drafted = rows.Sum(r => r.Lossless?.Drafted ?? 0), accepted = rows.Sum(r => r.Lossless?.Accepted ?? 0);
+            Assert.InRange(accepted, 1, drafted - 1);
+            var results = new EvalResultsFile
+            {
+                Command = "sparsedecode eval --speculate", Model = "bundled", Machine = "test", Created = "now", WallSeconds = 1,
+                Grid = GridDescription.Of(grid), Summary = rows, Cells = cells,
+            };
+            Assert.Contains($"**lossless: {2 * sparse.Length}/{2 * sparse.Length} samples identical to dense**", ReportWriter.Markdown(results, grid, null));
+            Assert.Equal(speculation, GridDescription.Of(grid).ToGrid().Speculation);
+        }
+    }
+
     private static int IndexOf(int[] haystack, int[] needle)
     {
         for (int i = 0; i + needle.Length <= haystack.Length; i++)

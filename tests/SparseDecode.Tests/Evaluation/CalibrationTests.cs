@@ -22,13 +22,20 @@ public class CalibrationTests
             }
     }
 
+    /// <summary>The bundled model and a prompt builder over its held-out text.</summary>
+    private static (Transformer Model, PromptBuilder Builder) Bundled()
+    {
+        string dir = Fixtures.BundledModel;
+        var model = Transformer.Load(dir);
+        var tok = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), model.Config);
+        return (model, new PromptBuilder(HeldoutCorpus.Load(HeldoutCorpus.Find(dir)!, tok), tok));
+    }
+
     [Fact]
     public void TidalSweepChoosesTheLayerOfHighestAnswerLikelihoodOverEveryCandidate()
     {
-        string dir = Fixtures.BundledModel;
-        using var model = Transformer.Load(dir);
-        var tok = new ModelTaskTokenizer(Tokenizer.FromDirectory(dir), model.Config);
-        var builder = new PromptBuilder(HeldoutCorpus.Load(HeldoutCorpus.Find(dir)!, tok), tok);
+        var (model, builder) = Bundled();
+        using var _ = model;
         var r = Calibration.Sweep(new CpuEngine(model), builder, "tidal", 768, 2, "5%");
         int start = MethodCatalog.Get("tidal").Defaults(model.Config.NumLayers).Int("start");
         Assert.Equal(Enumerable.Range(start + 1, model.Config.NumLayers - start - 1).Select(l => l.ToString()).Append("none"),
@@ -51,6 +58,50 @@ public class CalibrationTests
         Assert.Equal(0.12, Calibration.MaxScoredShare("lfps"));
         Assert.Null(Calibration.MaxScoredShare("tidal"));
         Assert.ThrowsAny<ArgumentException>(() => Calibration.SettingsOf(parameter, "1"));
+    }
+
+    /// <summary>calibrate --speculate's sweep: every (method, K) candidate's speculative output is dense decoding's on
+    /// every prompt, its acceptance is its own (the candidates differ), and the choice is the fastest of them.</summary>
+    [Fact]
+    public void DraftSweepMeasuresAcceptanceAndChoosesTheFastestLosslessDraft()
+    {
+        var (model, builder) = Bundled();
+        using var _ = model;
+        var stored = MethodDefaults.Load(Fixtures.BundledModel);
+        var r = Calibration.SweepDrafts(new CpuEngine(model), builder, ["tidal", "quest"], [2, 4], 768, 2, "2%", 16,
+            m => stored.Apply(m, new Dictionary<string, string>()));
+        Assert.Equal(["tidal,2", "tidal,4", "quest,2", "quest,4"], r.Candidates.Select(x => $"{x.Method},{x.Draft}"));
+        Assert.All(r.Candidates, x => Assert.True(x.Lossless, $"{x.Method} K={x.Draft}: {x.Identical}/{x.Prompts} identical to dense"));
+        Assert.All(r.Candidates, x => Assert.InRange(x.MeanAccepted, 0, x.Draft));
+        Assert.All(r.Candidates, x => Assert.True(x.Passes > 0 && x.Accepted <= x.Drafted && x.Seconds > 0));
+        Assert.True(r.Candidates.Select(x => x.AcceptanceRate).Distinct().Count() > 1, "the drafts' acceptances are their own");
+        Assert.Equal(r.Candidates.Max(x => x.TokensPerSecond), r.Chosen.TokensPerSecond);
+        Assert.Equal(new MethodDefaults.Draft(r.Chosen.Method, "2%", r.Chosen.Draft.ToString()), r.Choice);
+        Assert.True(r.DenseTokensPerSecond > 0);
+        Assert.Throws<ArgumentException>(() => Calibration.SweepDrafts(new CpuEngine(model), builder, ["tidal"], [2], 768, 1, "2%", EvalGrid.Reserve,
+            m => stored.Apply(m, new Dictionary<string, string>())));
+    }
+
+    /// <summary>The stored draft: written beside the settings without disturbing them, read back, and a bad one
+    /// refused with one sentence naming the file.</summary>
+    [Fact]
+    public void TheStoredDraftRoundTripsBesideTheMethodsSettings()
+    {
+        using var tmp = new Fixtures.TempDir();
+        Assert.Null(MethodDefaults.Load(tmp.Path).Speculation);
+        MethodDefaults.Save(tmp.Path, "tidal", new Dictionary<string, string> { ["reselect"] = "5" }, new() { ["chosen"] = "5" });
+        MethodDefaults.SaveSpeculation(tmp.Path, new MethodDefaults.Draft("lfps", "2%", "4"), new() { ["chosen"] = "lfps,4" });
+        var stored = MethodDefaults.Load(tmp.Path);
+        Assert.Equal(new MethodDefaults.Draft("lfps", "2%", "4"), stored.Speculation);
+        Assert.Equal(["tidal.reselect=5"], stored.Scoped().Select(p => $"{p.Key}={p.Value}"));
+        Assert.Contains("\"speculation\"", File.ReadAllText(tmp.File(MethodDefaults.FileName)));
+        foreach (string bad in new[] { """{"speculation": {"method": "dense", "budget": "2%", "draft": "4"}}""",
+                     """{"speculation": {"method": "tidal", "budget": "2%", "draft": "40"}}""", """{"speculation": {"method": "tidal"}}""" })
+        {
+            File.WriteAllText(tmp.File(MethodDefaults.FileName), bad);
+            var e = Assert.ThrowsAny<ArgumentException>(() => MethodDefaults.Load(tmp.Path));
+            Assert.StartsWith(tmp.File(MethodDefaults.FileName) + ": 'speculation'", e.Message);
+        }
     }
 
     [Fact]

@@ -16,11 +16,16 @@ public class EvalCliTests
     [InlineData("--contexts", "1k,x", "--contexts: 'x' is not a whole number")]
     [InlineData("--param", "window=3", "No method in the grid has a parameter 'window'")]
     [InlineData("--param", "tidal.reselect=-4", "Parameter 'reselect' of method 'tidal' must be")]
+    [InlineData("--speculate", "0", "--speculate takes a draft length from 1 to 16 tokens or 'auto', not '0'.")]
+    [InlineData("--speculate", "4 --methods dense", "--speculate drafts with the grid's sparse methods; with --methods dense alone there is nothing to draft.")]
+    [InlineData("--speculate", "4 --tasks ppl", "--speculate compares generated answers with dense decoding's, and ppl generates none")]
+    [InlineData("--speculate", "4 --device cuda", "eval --speculate checks that speculative answers are dense decoding's token for token")]
     public void BadGridIsOneSentenceAndExitCodeOne(string option, string value, string message)
     {
         using var tmp = new Fixtures.TempDir();
         string[] context = option == "--contexts" ? [] : ["--contexts", "4096"];
-        var (code, stdout, stderr) = CliTests.Run(["eval", "--model", Fixtures.BundledModel, .. context, option, value, "--out", tmp.Path]);
+        // a value with spaces is the option's value and more options after it
+        var (code, stdout, stderr) = CliTests.Run(["eval", "--model", Fixtures.BundledModel, .. context, option, .. value.Split(' '), "--out", tmp.Path]);
         Assert.Equal(1, code);
         Assert.Equal("", stdout);
         string line = Assert.Single(stderr.Trim().Split('\n'));
@@ -82,7 +87,7 @@ public class EvalCliTests
         var (code, stdout, _) = CliTests.Run("eval", "--help");
         Assert.Equal(0, code);
         foreach (string o in new[] { "--model", "--methods", "--budgets", "--contexts", "--tasks", "--samples", "--seed", "--param", "--kv-type",
-                     "--out", "--quick", "--fresh", "--timing-steps", "--fidelity-steps", "--ppl-tokens", "--heatmap-layer", "--heatmap-head", "--no-heatmap", "--no-speed-sweep" })
+                     "--out", "--quick", "--fresh", "--timing-steps", "--fidelity-steps", "--ppl-tokens", "--heatmap-layer", "--heatmap-head", "--no-heatmap", "--no-speed-sweep", "--speculate" })
             Assert.Contains(o, stdout);
         Assert.Contains("passkey, multikey, multivalue, multiquery, vartrack, cwe, lcc, ppl", stdout);
     }

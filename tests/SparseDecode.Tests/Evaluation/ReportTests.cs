@@ -209,7 +209,44 @@ public class ReportTests
         var lines = csv.TrimEnd().Split('\n');
         Assert.Equal(2, lines.Length);
         Assert.Contains("\"1, 2, \"\"3\"\"\"", lines[1]);
-        Assert.Equal(28, lines[0].Split(',').Length);
+        Assert.Equal(37, lines[0].Split(',').Length);
+        // the lossless column's fields, empty where the cell has none
+        string spec = ReportWriter.Csv([Cell("k", 1) with { Speculative = Run(identical: true) }]).TrimEnd().Split('\n')[1];
+        Assert.EndsWith(",4,1,,1,123,5,12,9,2.5", spec);
+        Assert.EndsWith(",,,,,,,,,", lines[1]);
+    }
+
+    private static SpeculativeRun Run(bool identical) => new()
+    {
+        Draft = "4", IdenticalToDense = identical, FirstDifference = identical ? null : 3, Tokens = 17, Passes = 5, Drafted = 12, Accepted = 9,
+        Score = 1, Exact = true, Partial = 1, Generated = "123", MsPerToken = 2.5,
+    };
+
+    /// <summary>A speculative answer that is not dense decoding's is a broken guarantee: the report opens its lossless
+    /// section by saying so and marks the row; where all are identical it says "lossless: N/N".</summary>
+    [Fact]
+    public void TheLosslessSectionCountsIdenticalSamplesAndFlagsAMismatch()
+    {
+        var grid = Grid with { Speculation = new SparseDecode.Engine.SpeculationOptions(4) };
+        string Report(Func<CellResult, bool> identical)
+        {
+            var cells = GridCells().Select(c => c.Method == "dense" ? c : c with { Speculative = Run(identical(c)) }).ToList();
+            var rows = EvalSummary.Summarize(cells, grid);
+            var results = new EvalResultsFile
+            {
+                Command = "sparsedecode eval --speculate 4", Model = "m", Machine = "test", Created = "now", WallSeconds = 1,
+                Grid = GridDescription.Of(grid), Summary = rows, Cells = cells,
+            };
+            return ReportWriter.Markdown(results, grid, null);
+        }
+        string good = Report(_ => true);
+        Assert.Contains("**lossless: 32/32 samples identical to dense**", good);
+        Assert.DoesNotContain("NOT LOSSLESS", good);
+        // 9 of 12 drafts kept over 5 passes: 1.80 per pass, 75%, 2.80 tokens per pass
+        Assert.Contains("| tidal | 2% | 4 | 8/8 | 100.0 (100.0) | 1.80 | 75.0% | 2.80 | 40 |", good);
+        string bad = Report(c => !(c.Method == "lfps" && c.Budget == "5%" && c.Sample == 2));
+        Assert.Contains("> **NOT LOSSLESS: 2 of 32 samples differ from dense decoding**", bad);
+        Assert.Contains("| lfps | 5% | 4 | 6/8 **NOT LOSSLESS** |", bad);
     }
 
     internal static CellResult Cell(string key, double score) => new()
