@@ -7,7 +7,8 @@
 #   bench/gpu/serve.sh
 # Environment: OUT (logs), MODEL, CONTEXT (default 4096), CLIENTS (default "1 8 32 64"), LINES (prompt lines,
 # default 250: about 3,000 tokens of the bundled tokenizer), TOKENS (default 128), METHODS (default "dense tidal
-# quest"), BUDGET (default 2%), PER (requests per client, default 2), SERVE_ARGS (more serve options).
+# quest"; "tidal:4" speculates with tidal drafting 4 tokens), BUDGET (default 2%), PER (requests per client, default 2),
+# SERVE_ARGS (more serve options).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -27,7 +28,8 @@ echo "| method | clients | requests | wall s | generated tokens/s | mean TTFT s 
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" >>"$table"
 for m in ${METHODS:-dense tidal quest}; do
   for c in $clients; do
-    args=("$m" "${BUDGET:-2%}"); [ "$m" = dense ] && args=(dense 100%)
+    args=("${m%%:*}" "${BUDGET:-2%}"); [ "$m" = dense ] && args=(dense 100%)
+    [[ "$m" == *:* ]] && args+=("${m##*:}")
     timeout 300 python3 "$here/serve_client.py" http://127.0.0.1:8094 "$c" "${PER:-2}" "${TOKENS:-128}" "${LINES:-250}" "${args[@]}" >>"$table" 2>>"$out/client.log" \
       || echo "| $m | $c | failed |" >>"$table"
   done

@@ -5,7 +5,7 @@ tokens, which is what is counted: a stream's events carry text pieces, and a ran
 incomplete UTF-8 that the server holds back, so events undercount tokens (the gaps are then between pieces).
 Each request's prompt is distinct (its number first), PROMPT_LINES lines of code long; METHOD and BUDGET go in the
 request's `sparse` field (the server's own method without them).
-   python3 bench/gpu/serve_client.py URL CLIENTS REQUESTS_PER_CLIENT MAX_TOKENS [PROMPT_LINES [METHOD BUDGET]]"""
+   python3 bench/gpu/serve_client.py URL CLIENTS REQUESTS_PER_CLIENT MAX_TOKENS [PROMPT_LINES [METHOD BUDGET [SPECULATE]]]"""
 import itertools
 import json
 import sys
@@ -16,6 +16,9 @@ import urllib.request
 url, clients, per, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 lines = int(sys.argv[5]) if len(sys.argv) > 5 else 60
 sparse = {"method": sys.argv[6], "budget": sys.argv[7]} if len(sys.argv) > 7 else None
+# an eighth argument: speculative decoding with that draft length (the method drafts, dense verifies)
+if sparse and len(sys.argv) > 8:
+    sparse["speculate"] = sys.argv[8] if sys.argv[8] == "auto" else int(sys.argv[8])
 ttft, gaps, tokens, lock, numbers = [], [], [0], threading.Lock(), itertools.count()
 
 
@@ -59,6 +62,6 @@ for t in threads:
 for t in threads:
     t.join()
 wall = time.time() - start
-print(f"| {sparse['method'] if sparse else 'server default'} | {clients} | {clients * per} | {wall:.1f} | {tokens[0] / wall:.1f} | "
+print(f"| {(sparse['method'] + (' speculate ' + str(sparse['speculate']) if 'speculate' in sparse else '')) if sparse else 'server default'} | {clients} | {clients * per} | {wall:.1f} | {tokens[0] / wall:.1f} | "
       f"{sum(ttft) / len(ttft):.3f} | {pct(ttft, 50):.3f} | {pct(ttft, 99):.3f} | {1e3 * pct(gaps, 50):.1f} | {1e3 * pct(gaps, 99):.1f} |",
       flush=True)

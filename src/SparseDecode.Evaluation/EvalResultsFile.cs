@@ -42,7 +42,7 @@ public sealed record GridDescription
         Methods = Methods, Budgets = Budgets, Contexts = Contexts, Tasks = Tasks, Samples = Samples, Seed = Seed,
         Parameters = Parameters.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(p => p.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv.Length > 1 ? kv[1] : ""),
         CacheType = Model.DTypeExtensions.Parse(KvType), TimingSteps = TimingSteps, FidelitySteps = FidelitySteps, PerplexityTokens = PerplexityTokens,
-        Speculation = Speculate is null ? null : Engine.SpeculationOptions.Parse(Speculate),
+        Speculation = Speculate is null ? null : Selection.SpeculationOptions.Parse(Speculate),
     };
 }
 

@@ -5,6 +5,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using SparseDecode.Engine;
+using SparseDecode.Selection;
 using SparseDecode.Model;
 using Spectre.Console;
 using SparseDecode.Cpu;

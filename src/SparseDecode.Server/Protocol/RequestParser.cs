@@ -3,6 +3,7 @@ using System.Text.Json;
 using SparseDecode.Server.Chat;
 using SparseDecode.Cpu;
 using SparseDecode.Engine;
+using SparseDecode.Selection;
 
 namespace SparseDecode.Server.Protocol;
 

@@ -1,6 +1,7 @@
 using SparseDecode.Server.Chat;
 using SparseDecode.Cpu;
 using SparseDecode.Engine;
+using SparseDecode.Selection;
 
 namespace SparseDecode.Server.Protocol;
 

@@ -84,7 +84,7 @@ public sealed class MethodDefaults
         {
             if (SelectorSpec.Parse(method, budget, new Dictionary<string, string>()).IsDense)
                 throw new ArgumentException($"the draft method must be sparse, not '{method}'.");
-            Engine.SpeculationOptions.Parse(tokens);
+            SpeculationOptions.Parse(tokens);
         }
         catch (ArgumentException e)
         {

@@ -1,4 +1,5 @@
 using SparseDecode.Engine;
+using SparseDecode.Selection;
 using SparseDecode.Model;
 using SparseDecode.Cpu;
 

@@ -227,7 +227,7 @@ public class ReportTests
     [Fact]
     public void TheLosslessSectionCountsIdenticalSamplesAndFlagsAMismatch()
     {
-        var grid = Grid with { Speculation = new SparseDecode.Engine.SpeculationOptions(4) };
+        var grid = Grid with { Speculation = new SparseDecode.Selection.SpeculationOptions(4) };
         string Report(Func<CellResult, bool> identical)
         {
             var cells = GridCells().Select(c => c.Method == "dense" ? c : c with { Speculative = Run(identical(c)) }).ToList();
