@@ -103,18 +103,26 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
 
     /// <summary>`tokens` at positions Length.. as the dense rows of one batched step (<see cref="GpuEngine.DecodeRun"/>):
     /// row i's logits are a dense decode step's of token i after the tokens before it, as a row of a batched step
-    /// (within the engine contract's tolerance of a lone step's). The page summaries of the pages written are
-    /// recomputed from the new keys, so a Quest draft after the pass bounds what the cache now holds.</summary>
+    /// (within the engine contract's tolerance of a lone step's). A plan that reads page summaries gets those of the
+    /// pages written recomputed from the new keys, so a Quest draft after the pass bounds what the cache now holds.</summary>
     public void DecodeDense(ReadOnlySpan<int> tokens, Span<float> logits)
     {
-        int n = tokens.Length, v = VocabSize;
-        if (n == 0) return;
+        if (tokens.IsEmpty) return;
         _engine.DecodeRun(this, tokens, logits, UseGraph);
-        var c = _model.Config;
-        for (int l = 0; l < c.NumLayers; l++)
-            _model.Kernels.PageSummariesSpan(_cache.KeyBase(l, Slot), _cache.PageMinBase(l, Slot), _cache.PageMaxBase(l, Slot), _cache.HeadStride,
-                _cache.PageHeadStride, _cache.PageSize, c.HeadDim, c.NumKvHeads, Length, Length + n - 1, _stream);
-        logits.Slice((n - 1) * v, v).CopyTo(_logits);
+    }
+
+    /// <summary>A dense pass of `n` tokens of this sequence ran: `last` is its last token's logits. A plan that reads
+    /// Quest's page summaries gets those of the pages written recomputed from the new keys (queued on the stream).</summary>
+    internal void AcceptRun(int n, ReadOnlySpan<float> last)
+    {
+        if (Group?.Plan.ReadsPageSummaries == true)
+        {
+            var c = _model.Config;
+            for (int l = 0; l < c.NumLayers; l++)
+                _model.Kernels.PageSummariesSpan(_cache.KeyBase(l, Slot), _cache.PageMinBase(l, Slot), _cache.PageMaxBase(l, Slot), _cache.HeadStride,
+                    _cache.PageHeadStride, _cache.PageSize, c.HeadDim, c.NumKvHeads, Length, Length + n - 1, _stream);
+        }
+        last.CopyTo(_logits);
         Length += n;
         _lastRow = 0;
     }

@@ -309,24 +309,75 @@ internal sealed class GpuEngine : IInferenceEngine
     /// <summary>`tokens` at `seq`'s next positions as the dense rows of one step (the step of a dense batch of that
     /// many rows, padded like one): each row attends to every position up to its own, those of the rows before it
     /// included, so row i's logits are what a dense decode step of token i gives after the tokens before it, as a row
-    /// of a batched step. The plan's state is untouched. Fills logits [tokens][vocab].</summary>
+    /// of a batched step. The plan's state is untouched. Fills logits [tokens][vocab] and advances the sequence.</summary>
     internal void DecodeRun(GpuDecodeSession seq, ReadOnlySpan<int> tokens, Span<float> logits, bool useGraph)
+    {
+        int n = tokens.Length;
+        if (n > RowCapacity) throw new ArgumentException($"A dense pass of {n} tokens; one step of this engine takes {RowCapacity} rows.", nameof(tokens));
+        long step = ++_steps;
+        int rows = Pad(AddRun(seq, tokens, logits.Length, 0, step));
+        Run(rows, rows, useGraph);
+        TakeRun(seq, n, 0, logits);
+    }
+
+    /// <summary>Speculative decoding's dense passes of several sequences as the rows of as few steps as hold them: each
+    /// sequence's tokens are consecutive rows of its slot (<see cref="DecodeRun"/>), so the weights are read once per
+    /// step for every sequence's pass.</summary>
+    public void DecodeDenseBatch(IReadOnlyList<IDecodeSequence> sequences, IReadOnlyList<ReadOnlyMemory<int>> tokens, IReadOnlyList<Memory<float>> logits)
+    {
+        if (tokens.Count != sequences.Count || logits.Count != sequences.Count)
+            throw new ArgumentException($"{sequences.Count} sequences but {tokens.Count} token runs and {logits.Count} logit spans.");
+        for (int first = 0; first < sequences.Count;)
+        {
+            long step = ++_steps;
+            int rows = 0, end = first;
+            while (end < sequences.Count && rows + tokens[end].Length <= RowCapacity)
+            {
+                var seq = sequences[end] as GpuDecodeSession ?? throw new ArgumentException("A sequence of another engine was passed to the GPU engine.");
+                rows = AddRun(seq, tokens[end].Span, logits[end].Length, rows, step);
+                end++;
+            }
+            if (end == first) throw new ArgumentException($"A dense pass of {tokens[first].Length} tokens; one step of this engine takes {RowCapacity} rows.");
+            rows = Pad(rows);
+            Run(rows, rows, useGraph: true);
+            for (int at = 0; first < end; first++)
+            {
+                TakeRun((GpuDecodeSession)sequences[first], tokens[first].Length, at, logits[first].Span);
+                at += tokens[first].Length;
+            }
+        }
+    }
+
+    /// <summary>Rows a dense step of `rows` rows runs: its <see cref="Bucket"/> while the step's buffers hold it.</summary>
+    private int Pad(int rows)
+    {
+        int padded = PadParts ? Math.Min(Bucket(rows), RowCapacity) : rows;
+        // padding: copies of the last row (the same token at the same position of the same slot)
+        for (int r = rows; r < padded; r++) (_slots[r], _tokens[r], _positions[r]) = (_slots[rows - 1], _tokens[rows - 1], _positions[rows - 1]);
+        _parts.Clear();
+        return padded;
+    }
+
+    /// <summary>Checks `seq` and puts its pass's rows at rows `at` ..; returns the rows filled so far.</summary>
+    private int AddRun(GpuDecodeSession seq, ReadOnlySpan<int> tokens, int logitsLength, int at, long step)
     {
         int n = tokens.Length, v = Config.VocabSize;
         if (seq.Engine != this) throw new ArgumentException("A sequence of another GPU engine was passed to this one.");
-        if (n > RowCapacity) throw new ArgumentException($"A dense pass of {n} tokens; one step of this engine takes {RowCapacity} rows.", nameof(tokens));
-        if (logits.Length < (long)n * v) throw new ArgumentException($"{n} tokens need {n * v} logits, the span holds {logits.Length}.", nameof(logits));
+        if (n < 1) throw new ArgumentException("A dense pass runs at least one token.", nameof(tokens));
+        if (logitsLength < (long)n * v) throw new ArgumentException($"{n} tokens need {n * v} logits, the span holds {logitsLength}.");
+        if (seq.LastStep == step) throw new ArgumentException("A sequence appears twice in one step.");
         seq.CheckRun(tokens);
-        seq.LastStep = ++_steps;
-        _parts.Clear();
-        int rows = PadParts ? Math.Min(Bucket(n), RowCapacity) : n;
-        for (int r = 0; r < rows; r++)
-        {
-            int i = Math.Min(r, n - 1); // padding: copies of the last row
-            (_slots[r], _tokens[r], _positions[r]) = (seq.Slot, tokens[i], seq.Length + i);
-        }
-        Run(rows, rows, useGraph);
-        _logits.AsSpan(0, n * v).CopyTo(logits);
+        seq.LastStep = step;
+        for (int i = 0; i < n; i++) (_slots[at + i], _tokens[at + i], _positions[at + i]) = (seq.Slot, tokens[i], seq.Length + i);
+        return at + n;
+    }
+
+    /// <summary>The `n` rows from `at` of the step just run are `seq`'s pass: their logits, and the sequence advanced.</summary>
+    private void TakeRun(GpuDecodeSession seq, int n, int at, Span<float> logits)
+    {
+        int v = Config.VocabSize;
+        _logits.AsSpan(at * v, n * v).CopyTo(logits);
+        seq.AcceptRun(n, logits.Slice((n - 1) * v, v));
     }
 
     private StepAttention? Attention(int dense) => _parts.Count == 0 ? null : new StepAttention(Model, Cache, dense, _parts);

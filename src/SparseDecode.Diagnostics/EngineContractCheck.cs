@@ -35,6 +35,7 @@ internal static class EngineContractCheck
         if (speculative)
         {
             checks.Add(DensePassRows(engine, batchTolerance));
+            checks.Add(DensePassBatch(engine, batchTolerance));
             checks.Add(PlanRollback(engine));
             checks.Add(SpeculativeGreedy(engine, 2 * batchTolerance));
         }
@@ -110,6 +111,47 @@ internal static class EngineContractCheck
         steps.Decode(run[5]);
         worst = Math.Max(worst, Difference(steps.Logits, pass.Logits));
         return new Check("dense pass of 5 tokens = their dense decode steps one by one (speculative verification)", worst, tolerance);
+    }
+
+    /// <summary>The dense passes of several sequences in one call (<see cref="IInferenceEngine.DecodeDenseBatch"/>) equal
+    /// each sequence's pass alone, and so do their next steps.</summary>
+    private static Check DensePassBatch(IInferenceEngine engine, double tolerance)
+    {
+        var c = engine.Config;
+        int[] lengths = [3, 5, 1, 4];
+        var together = new List<IDecodeSequence>();
+        var alone = new List<IDecodeSequence>();
+        var runs = new List<ReadOnlyMemory<int>>();
+        var rows = new List<Memory<float>>();
+        double worst = 0;
+        try
+        {
+            for (int i = 0; i < lengths.Length; i++)
+            {
+                var prompt = Tokens(25 + 3 * i, c.VocabSize, 40 + i);
+                together.Add(engine.CreateSequence(64));
+                alone.Add(engine.CreateSequence(64));
+                together[i].Prefill(prompt);
+                alone[i].Prefill(prompt);
+                runs.Add(Tokens(lengths[i], c.VocabSize, 50 + i));
+                rows.Add(new float[lengths[i] * c.VocabSize]);
+            }
+            engine.DecodeDenseBatch(together, runs, rows);
+            for (int i = 0; i < lengths.Length; i++)
+            {
+                var own = new float[lengths[i] * c.VocabSize];
+                ((ISpeculativeSequence)alone[i]).DecodeDense(runs[i].Span, own);
+                worst = Math.Max(worst, together[i].Length != alone[i].Length ? double.PositiveInfinity : Difference(own, rows[i].Span));
+                together[i].Decode(7 % c.VocabSize);
+                alone[i].Decode(7 % c.VocabSize);
+                worst = Math.Max(worst, Difference(alone[i].Logits, together[i].Logits));
+            }
+        }
+        finally
+        {
+            foreach (var s in together.Concat(alone)) s.Dispose();
+        }
+        return new Check($"dense passes of {lengths.Length} sequences in one call = each alone ({string.Join("/", lengths)} tokens), and their next steps", worst, tolerance);
     }
 
     /// <summary>Draft steps forgotten: a plan's state saved, two steps decoded, the sequence truncated and the state

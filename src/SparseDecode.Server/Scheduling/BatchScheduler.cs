@@ -246,10 +246,13 @@ public sealed class BatchScheduler : IDisposable
                 else if (s.Speculator is null || StartDraftStep(s)) _decoding.Add(s);
             }
             if (_prefilling.Count > 0) PrefillTogether();
-            if (_decoding.Count == 0) return;
-            if (_options.ParallelSequences) DecodeTogether(_decoding);
-            else
-                foreach (var s in _decoding) DecodeTogether([s]);
+            if (_decoding.Count > 0)
+            {
+                if (_options.ParallelSequences) DecodeTogether(_decoding);
+                else
+                    foreach (var s in _decoding) DecodeTogether([s]);
+            }
+            if (_verifying.Count > 0) VerifyTogether();
         });
         int after = 0;
         long kv = 0;
@@ -373,8 +376,8 @@ public sealed class BatchScheduler : IDisposable
 
     /// <summary>Begins a speculating sequence's round if none is in progress (its pending token is the last one
     /// emitted), and readies its row of this step: true when the round decodes a draft step in the batch. A round
-    /// with no room for drafts (the request's last token) is verified here at once. A failure ends that sequence
-    /// only.</summary>
+    /// with no room for drafts (the request's last token) waits for this step's verification. A failure ends that
+    /// sequence only.</summary>
     private bool StartDraftStep(Sequence seq)
     {
         var speculator = seq.Speculator!;
@@ -392,7 +395,7 @@ public sealed class BatchScheduler : IDisposable
                 seq.DraftInput = speculator.NextDraftInput();
                 return true;
             }
-            Verify(seq, speculator);
+            _verifying.Add(seq);
         }
         catch (Exception e)
         {
@@ -401,21 +404,86 @@ public sealed class BatchScheduler : IDisposable
         return false;
     }
 
-    /// <summary>After a speculating sequence's draft step: its draft token, and the verification when that completes
-    /// the round.</summary>
+    /// <summary>After a speculating sequence's draft step: its draft token; when that completes the round, the
+    /// sequence waits for this step's verification (<see cref="VerifyTogether"/>).</summary>
     private void Drafted(Sequence seq, SpeculativeDecoder speculator)
     {
         speculator.Drafted(seq.Sampler!, seq.Request.IgnoreEos ? NoStopTokens : _model.StopTokenIds);
-        if (!speculator.Drafting) Verify(seq, speculator);
+        if (!speculator.Drafting) _verifying.Add(seq);
+    }
+
+    private readonly List<Sequence> _verifying = [];
+    private readonly List<Sequence> _passing = [];
+    private readonly List<ReadOnlyMemory<int>> _passTokens = [];
+    private readonly List<Memory<float>> _passLogits = [];
+
+    /// <summary>The dense passes of every round this step completed, in one engine call where the engine's sequences run
+    /// exact passes (<see cref="IInferenceEngine.DecodeDenseBatch"/>: on the GPU the rows of one step), else one by
+    /// one; then each sequence emits its kept tokens. Should the call fail, its sequences end with the error.</summary>
+    private void VerifyTogether()
+    {
+        if (!_model.SpeculativeSequences || _verifying.Count == 1)
+        {
+            foreach (var seq in _verifying)
+                try
+                {
+                    Verify(seq, seq.Speculator!);
+                }
+                catch (Exception e)
+                {
+                    seq.Emit(new SequenceEvent("", null, null, e));
+                }
+            _verifying.Clear();
+            return;
+        }
+        _passing.Clear();
+        _decoders.Clear();
+        _passTokens.Clear();
+        _passLogits.Clear();
+        foreach (var seq in _verifying)
+            try
+            {
+                var (decoder, tokens, logits) = seq.Speculator!.EndDrafting();
+                _passing.Add(seq);
+                _decoders.Add(decoder);
+                _passTokens.Add(tokens);
+                _passLogits.Add(logits);
+            }
+            catch (Exception e)
+            {
+                seq.Emit(new SequenceEvent("", null, null, e));
+            }
+        _verifying.Clear();
+        Exception? failure = null;
+        try
+        {
+            _model.Engine.DecodeDenseBatch(_decoders, _passTokens, _passLogits);
+        }
+        catch (Exception e)
+        {
+            failure = e;
+        }
+        foreach (var seq in _passing)
+            try
+            {
+                if (failure is not null) throw failure;
+                Emit(seq, seq.Speculator!.Accept(seq.Sampler!), seq.Speculator);
+            }
+            catch (Exception e)
+            {
+                seq.Emit(new SequenceEvent("", null, null, e));
+            }
     }
 
     private static readonly IReadOnlySet<int> NoStopTokens = new HashSet<int>();
 
     /// <summary>The round's dense pass; its tokens are emitted in order, as decoding would have emitted them one
     /// per step, until one ends the request (what follows it is dropped, as dense decoding never makes it).</summary>
-    private void Verify(Sequence seq, SpeculativeDecoder speculator)
+    private void Verify(Sequence seq, SpeculativeDecoder speculator) => Emit(seq, speculator.Verify(seq.Sampler!), speculator);
+
+    /// <summary>A round's tokens in order, each chosen from its row of the dense pass, until one ends the request.</summary>
+    private void Emit(Sequence seq, ReadOnlySpan<int> tokens, SpeculativeDecoder speculator)
     {
-        var tokens = speculator.Verify(seq.Sampler!);
         for (int i = 0; i < tokens.Length && !seq.Done; i++) Emit(seq, tokens[i], speculator.VerifiedLogits(i));
     }
 

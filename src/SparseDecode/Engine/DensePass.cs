@@ -31,6 +31,9 @@ internal sealed class DensePass
         return false;
     }
 
+    /// <summary>Where the first `n` rows' logits go, for a pass run by the caller.</summary>
+    public Memory<float> Rows(int n) => _rows.AsMemory(0, n * _vocab);
+
     /// <summary>Row i's next-token logits from the last pass.</summary>
     public ReadOnlySpan<float> Row(int i) => _rows.AsSpan(i * _vocab, _vocab);
 }

@@ -51,6 +51,22 @@ public interface IInferenceEngine : IDisposable
         for (int i = 0; i < sequences.Count; i++) sequences[i].Prefill(tokens[i].Span);
     }
 
+    /// <summary>Speculative decoding's dense passes of several sequences in one call: sequences[i], an
+    /// <see cref="ISpeculativeSequence"/>, runs tokens[i] as its <see cref="ISpeculativeSequence.DecodeDense"/> does,
+    /// every row's next-token logits into logits[i]. A backend that can runs them all as rows of one step, the weights
+    /// read once for every sequence's pass. Default: one DecodeDense each, in order.</summary>
+    void DecodeDenseBatch(IReadOnlyList<IDecodeSequence> sequences, IReadOnlyList<ReadOnlyMemory<int>> tokens, IReadOnlyList<Memory<float>> logits)
+    {
+        if (tokens.Count != sequences.Count || logits.Count != sequences.Count)
+            throw new ArgumentException($"{sequences.Count} sequences but {tokens.Count} token runs and {logits.Count} logit spans.");
+        for (int i = 0; i < sequences.Count; i++)
+        {
+            var exact = sequences[i] as ISpeculativeSequence
+                ?? throw new ArgumentException($"Sequence {i} runs no dense pass of the decode step's arithmetic (not an {nameof(ISpeculativeSequence)}).");
+            exact.DecodeDense(tokens[i].Span, logits[i].Span);
+        }
+    }
+
     /// <summary>Prepares, ahead of the first request, what batches of up to `sequences` sequences decoding through
     /// `plan` (null: dense) need, so that no request pays for it: on the GPU the plan's buffers and the step graph of
     /// every batch size it pads to. Needs that many free sequence slots; leaves none in use. Default: nothing.</summary>

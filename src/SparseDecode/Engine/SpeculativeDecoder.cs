@@ -99,7 +99,7 @@ public sealed class SpeculativeDecoder
     };
 
     /// <summary>Whether a round has begun and not yet been verified.</summary>
-    public bool InRound => _sequence is not null;
+    public bool InRound => _sequence is not null || _verifying is not null;
 
     /// <summary>Whether the round in progress wants another draft step: fewer drafts than its length, and none of
     /// them a stop token (nothing after one is kept).</summary>
@@ -112,7 +112,7 @@ public sealed class SpeculativeDecoder
     /// NotSupportedException where <see cref="CannotDraft"/> says why.</summary>
     public int Begin(IDecodeSequence sequence, SelectionPlan? plan, int pending, int room)
     {
-        if (_sequence is not null) throw new InvalidOperationException("A speculative round is already in progress; verify it first.");
+        if (InRound) throw new InvalidOperationException("A speculative round is already in progress; verify it first.");
         Check(sequence, plan);
         // plans without carried state need no checkpoints: nothing to roll back
         _checkpoints = plan!.CarriesState ? sequence as ISpeculativeSequence : null;
@@ -162,13 +162,34 @@ public sealed class SpeculativeDecoder
     /// round begins.</summary>
     public ReadOnlySpan<int> Verify(Sampler sampler)
     {
+        var (sequence, tokens, _) = EndDrafting();
+        _exact &= _pass.Run(sequence, tokens.Span);
+        return Accept(sampler);
+    }
+
+    /// <summary>Ends the round's drafting for a caller that runs its dense pass itself, beside other sequences' passes
+    /// (<see cref="IInferenceEngine.DecodeDenseBatch"/>): truncates the sequence to the pending token's position and
+    /// returns it, the pass's tokens and where their rows' logits go (valid until the next round begins). The sequence
+    /// must be an <see cref="ISpeculativeSequence"/> run by its decode-step pass; then <see cref="Accept"/>.</summary>
+    public (IDecodeSequence Sequence, ReadOnlyMemory<int> Tokens, Memory<float> Logits) EndDrafting()
+    {
         var sequence = _sequence ?? throw new InvalidOperationException("No speculative round is in progress.");
-        int drafted = _count, vocab = _vocab;
         // end the round first: should the pass fail, the sequence ends with the error and the decoder is free
         _sequence = null;
+        _verifying = sequence;
         sequence.Truncate(_start);
-        _exact &= _pass.Run(sequence, _tokens.AsSpan(0, drafted + 1));
+        return (sequence, _tokens.AsMemory(0, _count + 1), _pass.Rows(_count + 1));
+    }
 
+    private IDecodeSequence? _verifying;
+
+    /// <summary>After the round's dense pass has run (<see cref="EndDrafting"/>): the tokens to emit, as
+    /// <see cref="Verify"/> returns them.</summary>
+    public ReadOnlySpan<int> Accept(Sampler sampler)
+    {
+        var sequence = _verifying ?? throw new InvalidOperationException("No dense pass is waiting to be accepted.");
+        _verifying = null;
+        int drafted = _count, vocab = _vocab;
         int kept = 0, next = -1;
         for (; kept < drafted; kept++)
         {
