@@ -88,6 +88,14 @@ public class BundledModelTests
         Assert.Equal(64, streaming.BudgetTokens);
         Assert.InRange(streaming.MassRecall, 0.01, 0.9999);
         Assert.Equal(1.0, cells.Single(c => c.Method == "oracle").TopKRecall, 6);
+        // per layer, and the needle figures of a needle task: all 1 for dense, below 1 for a 64-key window that
+        // cannot reach a passkey placed halfway into the prompt (depth 0.5 with one sample), and the layers' mean is the total
+        Assert.Equal(model.Config.NumLayers, dense.Layers!.Length);
+        Assert.All(dense.Layers!, l => Assert.Equal((1.0, 1.0), (l.MassRecall, l.NeedleMassRecall)));
+        Assert.Equal(1.0, dense.NeedleRecall);
+        Assert.Equal(streaming.MassRecall, streaming.Layers!.Average(l => l.MassRecall), 9);
+        Assert.Equal(0.0, streaming.NeedleMassRecall!.Value, 9);
+        Assert.Equal(0.0, streaming.NeedleRecall!.Value, 9);
 
         // a new run over the same store (as after an interruption) finds every cell and runs none
         var again = new List<CellResult>();
