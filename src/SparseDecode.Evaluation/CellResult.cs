@@ -48,6 +48,13 @@ public sealed record CellResult
     /// work only; the observer's dense reference is computed after and not counted.</summary>
     public double SelectMsPerStep { get; init; }
     public double AttendMsPerStep { get; init; }
+    /// <summary>Needle tasks: the share of the needle lines' positions among the keys attended, and dense
+    /// attention's mass on them that the selection kept (<see cref="SparsityReport.NeedleRecall"/>); null outside
+    /// needle tasks and in cells stored before they were measured.</summary>
+    public double? NeedleRecall { get; init; }
+    public double? NeedleMassRecall { get; init; }
+    /// <summary>Fidelity per layer over the observed steps, index = layer (null where not observed).</summary>
+    public LayerFidelity[]? Layers { get; init; }
 
     /// <summary>Seconds of the dense prefill this cell's sample shared with the sample's other cells.</summary>
     public double PrefillSeconds { get; init; }

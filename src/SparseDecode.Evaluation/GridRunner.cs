@@ -24,12 +24,12 @@ public sealed class GridRunner
     private readonly ResultStore _store;
     private readonly string _modelName;
     private readonly Func<MethodBudget, SelectionPlan?> _plans;
-    private readonly Func<IFidelityMeter> _meters;
+    private readonly Func<TaskSample, IFidelityMeter> _meters;
 
     /// <param name="plans">The plan a pair decodes through (null: the engine's dense attention).</param>
-    /// <param name="meters">Makes a fresh fidelity observer for one sequence.</param>
+    /// <param name="meters">Makes a fresh fidelity observer for one sequence of the given sample.</param>
     public GridRunner(IInferenceEngine engine, PromptBuilder builder, EvalGrid grid, ResultStore store, string modelName,
-        Func<MethodBudget, SelectionPlan?> plans, Func<IFidelityMeter> meters)
+        Func<MethodBudget, SelectionPlan?> plans, Func<TaskSample, IFidelityMeter> meters)
     {
         _engine = engine;
         _builder = builder;
@@ -161,7 +161,7 @@ public sealed class GridRunner
             {
                 using (var copy = prefilled.Fork(capacity, _plans(pair)))
                 {
-                    var meter = _meters();
+                    var meter = _meters(sample);
                     for (int i = 0; i < sample.Answer.Length; i++)
                         copy.Decode(sample.Answer[i], i % 8 == 0 && _engine.SupportsObserver ? meter.Observer : null);
                     meter.Read(sample.Answer.Length);
@@ -252,7 +252,7 @@ public sealed class GridRunner
         var f = FidelityReading.NotMeasured;
         if (observed > 0)
         {
-            var meter = _meters();
+            var meter = _meters(sample);
             using (var copy = p.Sequence.Fork(capacity, _plans(pair)))
                 for (int i = 0; i < observed; i++) copy.Decode(tokens[i], meter.Observer);
             f = meter.Read(observed);
@@ -297,6 +297,9 @@ public sealed class GridRunner
             KeysAttendedPerStep = f.KeysAttendedPerStep,
             SelectMsPerStep = f.SelectSecondsPerStep * 1e3,
             AttendMsPerStep = f.AttendSecondsPerStep * 1e3,
+            NeedleRecall = observed > 0 && double.IsFinite(f.NeedleRecall) ? f.NeedleRecall : null,
+            NeedleMassRecall = observed > 0 && double.IsFinite(f.NeedleMassRecall) ? f.NeedleMassRecall : null,
+            Layers = f.Layers,
             PrefillSeconds = p.PrefillSeconds,
             Seconds = Stopwatch.GetElapsedTime(start).TotalSeconds,
             Speculative = speculative,

@@ -284,6 +284,8 @@ public sealed class ReportWriter(string directory)
                 r.AttentionSpeedUp is double a ? a.ToString("0.00", Ci) + "×" : "–",
             }));
 
+        FidelityByLayer(sb, results.Cells, rows, needle);
+
         sb.AppendLine("## Decode step time by context length");
         sb.AppendLine();
         if (results.Speed.Count > 0)
@@ -526,6 +528,55 @@ public sealed class ReportWriter(string directory)
         sb.AppendLine("|---|---|---|---|---|---|---|---|");
         foreach (string l in lines) sb.AppendLine(l);
         sb.AppendLine();
+    }
+
+    /// <summary>Where the methods lose keys: per (method, budget) row and per layer, the needle-task cells' mean
+    /// attention-mass recall, top-k recall, needle recall and needle-mass recall; then per needle task, accuracy
+    /// beside the needle figures of all layers. Nothing is written when no needle cell carries per-layer figures
+    /// (cells stored before they were measured, engines without an observer).</summary>
+    private static void FidelityByLayer(StringBuilder sb, IReadOnlyList<CellResult> cells, IReadOnlyList<MethodSummary> rows, IReadOnlyList<string> needle)
+    {
+        var byRow = rows.Select(r => (Row: r, Cells: cells.Where(c => c.Method == r.Method && c.Budget == r.Budget
+            && needle.Contains(c.Task) && c.Layers is { Length: > 0 }).ToList())).Where(x => x.Cells.Count > 0).ToList();
+        if (byRow.Count == 0) return;
+        int layers = byRow.Max(x => x.Cells.Max(c => c.Layers!.Length));
+        static double Mean(IEnumerable<double> xs) => xs.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average();
+        sb.AppendLine("## Fidelity by layer");
+        sb.AppendLine();
+        sb.AppendLine("Needle-task cells only, from the same observed decode steps as the fidelity table (they produce the answer after its " +
+                      "first token, which the prefill predicts), mean over cells of each cell's mean over steps and query heads. " +
+                      "Mass recall: dense attention's mass on the keys attended; top-k recall: their share of dense's top-k, k = keys attended; " +
+                      "needle recall: the share of the needle lines' tokens among the keys attended; needle-mass recall: dense attention's mass " +
+                      "on the needle tokens that were attended ÷ its mass on all of them (summed over steps and heads first, so the heads that " +
+                      "look at the needles weigh most). A dense layer (leading dense layers) reads 1 throughout. Keys attended: per decode step, all layers and heads.");
+        sb.AppendLine();
+        void PerLayer(string title, Func<LayerFidelity, double> value, Func<CellResult, double> all)
+        {
+            sb.AppendLine($"### {title} per layer");
+            sb.AppendLine();
+            var head = new List<string> { "method", "budget", "keys attended/step" };
+            for (int l = 0; l < layers; l++) head.Add("L" + l.ToString(Ci));
+            head.Add("all");
+            Table(sb, head, byRow.Select(x =>
+            {
+                var line = new List<string> { x.Row.Method, x.Row.Budget, F0(Mean(x.Cells.Select(c => c.KeysAttendedPerStep))) };
+                for (int l = 0; l < layers; l++) line.Add(F3(Mean(x.Cells.Where(c => l < c.Layers!.Length).Select(c => value(c.Layers![l])))));
+                line.Add(F3(Mean(x.Cells.Select(all))));
+                return line;
+            }));
+        }
+        PerLayer("Attention-mass recall", f => f.MassRecall, c => c.MassRecall);
+        PerLayer("Top-k recall", f => f.TopKRecall, c => c.TopKRecall);
+        PerLayer("Needle recall", f => f.NeedleRecall, c => c.NeedleRecall ?? double.NaN);
+        PerLayer("Needle-mass recall", f => f.NeedleMassRecall, c => c.NeedleMassRecall ?? double.NaN);
+        sb.AppendLine("### Needles per task");
+        sb.AppendLine();
+        Table(sb, ["method", "budget", "task", "cells", "accuracy %", "mass recall", "needle recall", "needle-mass recall"],
+            byRow.SelectMany(x => x.Cells.GroupBy(c => c.Task).OrderBy(t => needle.ToList().IndexOf(t.Key)).Select(t => (IReadOnlyList<string>)
+            [
+                x.Row.Method, x.Row.Budget, t.Key, t.Count().ToString(Ci), P(t.Average(c => c.Score)), F3(Mean(t.Select(c => c.MassRecall))),
+                F3(Mean(t.Select(c => c.NeedleRecall ?? double.NaN))), F3(Mean(t.Select(c => c.NeedleMassRecall ?? double.NaN))),
+            ])));
     }
 
     private static void Table(StringBuilder sb, IReadOnlyList<string> head, IEnumerable<IReadOnlyList<string>> rows)

@@ -9,18 +9,32 @@ namespace SparseDecode.Evaluation;
 /// recall (Σ of the dense probabilities of the selected keys; 1 when dense), top-k recall against the |S| keys of
 /// largest dense probability, relative output error ‖o_sparse − o_dense‖/‖o_dense‖, keys scored to make the
 /// selection, and the seconds spent selecting and attending. Sums are f64; nothing is allocated per step once
-/// the scratch has grown to the context.</summary>
+/// the scratch has grown to the context.
+/// <para>Given the prompt positions of a needle task's needle lines, it also measures per layer whether the method
+/// attended them: needle recall (the share of the needle positions among the selected keys, mean over heads and
+/// steps) and needle-mass recall (dense attention's mass on the needle positions that the selection kept ÷ its
+/// mass on all of them, summed over heads and steps before dividing, so the heads that look at the needles
+/// weigh most).</para></summary>
 public sealed class SparsityObserver : IAttentionObserver
 {
     private sealed class Acc
     {
-        public long Heads, Steps, DenseHeads;
-        public double Mass, TopK, Error, Selected, Keys, Select, Attend;
+        public long Heads, Steps, DenseHeads, NeedleHeads;
+        public double Mass, TopK, Error, Selected, Keys, Select, Attend, NeedleKeys, NeedleMass, NeedleDenseMass;
     }
 
     private Acc[] _layers = [];
     private float[] _scratch = new float[1024];
+    private bool[] _marks = new bool[1024];
+    private readonly int[] _needles;
     private int _queryHeads;
+
+    /// <param name="needles">Key positions (prompt offsets) of the needle tokens; empty or null: not a needle
+    /// task, and the needle figures are NaN.</param>
+    public SparsityObserver(IEnumerable<int>? needles = null)
+    {
+        _needles = needles is null ? [] : needles.Distinct().Order().ToArray();
+    }
 
     public int QueryHeads => _queryHeads;
 
@@ -47,6 +61,7 @@ public sealed class SparsityObserver : IAttentionObserver
             a.Selected += sel.Length;
             a.TopK += TopKRecall(p, sel);
         }
+        if (_needles.Length > 0) Needles(a, p, o.Selected);
         double diff = 0, norm = 0;
         for (int i = 0; i < o.DenseOutput.Length; i++)
         {
@@ -64,6 +79,34 @@ public sealed class SparsityObserver : IAttentionObserver
         a.Keys += keysScored;
         a.Select += selectSeconds;
         a.Attend += attendSeconds;
+    }
+
+    /// <summary>Needle recall and needle mass of one head; positions beyond the keys seen so far do not count, and
+    /// an empty selection (dense attention) keeps every needle.</summary>
+    private void Needles(Acc a, ReadOnlySpan<float> p, ReadOnlySpan<int> sel)
+    {
+        int n = p.Length, inRange = 0, hits = 0;
+        if (_marks.Length < n) _marks = new bool[Math.Max(n, 2 * _marks.Length)];
+        bool dense = sel.IsEmpty;
+        foreach (int i in sel) _marks[i] = true;
+        double kept = 0, all = 0;
+        foreach (int pos in _needles)
+        {
+            if (pos >= n) break;
+            inRange++;
+            all += p[pos];
+            if (dense || _marks[pos])
+            {
+                hits++;
+                kept += p[pos];
+            }
+        }
+        foreach (int i in sel) _marks[i] = false;
+        if (inRange == 0) return;
+        a.NeedleHeads++;
+        a.NeedleKeys += hits / (double)inRange;
+        a.NeedleMass += kept;
+        a.NeedleDenseMass += all;
     }
 
     /// <summary>|S ∩ top-|S| by dense probability| / |S|; ties at the threshold count as hits up to the number of
@@ -111,8 +154,8 @@ public sealed class SparsityObserver : IAttentionObserver
 
     private SparsityReport Row(int layer, IReadOnlyList<Acc> accs)
     {
-        long heads = 0, denseHeads = 0, steps = 0;
-        double mass = 0, topk = 0, error = 0, selected = 0, keys = 0, select = 0, attend = 0;
+        long heads = 0, denseHeads = 0, steps = 0, needleHeads = 0;
+        double mass = 0, topk = 0, error = 0, selected = 0, keys = 0, select = 0, attend = 0, needleKeys = 0, needleMass = 0, needleDense = 0;
         foreach (var a in accs)
         {
             heads += a.Heads;
@@ -125,12 +168,20 @@ public sealed class SparsityObserver : IAttentionObserver
             keys += a.Keys;
             select += a.Select;
             attend += a.Attend;
+            needleHeads += a.NeedleHeads;
+            needleKeys += a.NeedleKeys;
+            needleMass += a.NeedleMass;
+            needleDense += a.NeedleDenseMass;
         }
         double h = Math.Max(1, heads), s = Math.Max(1, steps);
         return new SparsityReport(layer, steps,
             heads == 0 ? double.NaN : mass / h, heads == 0 ? double.NaN : topk / h, heads == 0 ? double.NaN : error / h,
             heads == 0 ? double.NaN : selected / h, selected / s, heads == 0 ? double.NaN : denseHeads / h,
-            keys / s, keys / s / Math.Max(1, _queryHeads), select / s, attend / s);
+            keys / s, keys / s / Math.Max(1, _queryHeads), select / s, attend / s)
+        {
+            NeedleRecall = needleHeads == 0 ? double.NaN : needleKeys / needleHeads,
+            NeedleMassRecall = needleDense > 0 ? needleMass / needleDense : double.NaN,
+        };
     }
 
     /// <summary>The per-layer table `generate --report` prints, with the total last and what each column means

@@ -18,6 +18,13 @@ public sealed record SparsityReport(
     double SelectSecondsPerStep,
     double AttendSecondsPerStep)
 {
+    /// <summary>Share of the needle positions among the selected keys, mean over (step, head); NaN without needles.</summary>
+    public double NeedleRecall { get; init; } = double.NaN;
+
+    /// <summary>Dense attention's mass on the needle positions kept by the selection ÷ its mass on all of them,
+    /// summed over (step, head) before dividing; NaN without needles.</summary>
+    public double NeedleMassRecall { get; init; } = double.NaN;
+
     /// <summary>Layer value of the all-layers total.</summary>
     public const int AllLayers = -1;
 

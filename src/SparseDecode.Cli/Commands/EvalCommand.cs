@@ -231,7 +231,7 @@ public static class EvalCommand
                             // "cells done/total task @ context #sample": short enough that 80 columns keep the context label
                             bar.Description = Markup.Escape(Fit($"{p.CellsDone}/{p.CellsTotal} {p.Current}", err.Profile.Width));
                         });
-                        var run = new GridRunner(engine, builder, grid, store, modelName, p => grid.CreatePlan(p, config, engine.MaxContext), () => new SparsityMeter())
+                        var run = new GridRunner(engine, builder, grid, store, modelName, p => grid.CreatePlan(p, config, engine.MaxContext), s => new SparsityMeter(s))
                             { Progress = progress };
                         cells = run.Run();
                         Extras(status => bar.Description = Markup.Escape(Fit(status, err.Profile.Width)));
@@ -250,7 +250,7 @@ public static class EvalCommand
                     if (line != last) Console.Error.WriteLine(line);
                     last = line;
                 });
-                var run = new GridRunner(engine, builder, grid, store, modelName, p => grid.CreatePlan(p, config, engine.MaxContext), () => new SparsityMeter())
+                var run = new GridRunner(engine, builder, grid, store, modelName, p => grid.CreatePlan(p, config, engine.MaxContext), s => new SparsityMeter(s))
                     { Progress = progress };
                 cells = run.Run();
                 Extras(status =>

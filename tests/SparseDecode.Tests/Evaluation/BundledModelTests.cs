@@ -76,7 +76,7 @@ public class BundledModelTests
         Assert.Equal(3, grid.CellCount);
         var ran = new List<CellResult>();
         var first = new GridRunner(new CpuEngine(model), builder, grid, new ResultStore(tmp.Path), "bundled",
-            p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), () => new SparsityMeter()) { CellDone = ran.Add, WarmUpFirst = false };
+            p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), s => new SparsityMeter(s)) { CellDone = ran.Add, WarmUpFirst = false };
         var cells = first.Run();
         Assert.Equal(3, ran.Count);
         Assert.Equal(3, cells.Count);
@@ -88,11 +88,19 @@ public class BundledModelTests
         Assert.Equal(64, streaming.BudgetTokens);
         Assert.InRange(streaming.MassRecall, 0.01, 0.9999);
         Assert.Equal(1.0, cells.Single(c => c.Method == "oracle").TopKRecall, 6);
+        // per layer, and the needle figures of a needle task: all 1 for dense, below 1 for a 64-key window that
+        // cannot reach a passkey placed halfway into the prompt (depth 0.5 with one sample), and the layers' mean is the total
+        Assert.Equal(model.Config.NumLayers, dense.Layers!.Length);
+        Assert.All(dense.Layers!, l => Assert.Equal((1.0, 1.0), (l.MassRecall, l.NeedleMassRecall)));
+        Assert.Equal(1.0, dense.NeedleRecall);
+        Assert.Equal(streaming.MassRecall, streaming.Layers!.Average(l => l.MassRecall), 9);
+        Assert.Equal(0.0, streaming.NeedleMassRecall!.Value, 9);
+        Assert.Equal(0.0, streaming.NeedleRecall!.Value, 9);
 
         // a new run over the same store (as after an interruption) finds every cell and runs none
         var again = new List<CellResult>();
         var second = new GridRunner(new CpuEngine(model), builder, grid, new ResultStore(tmp.Path), "bundled",
-            p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), () => new SparsityMeter()) { CellDone = again.Add, WarmUpFirst = false };
+            p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), s => new SparsityMeter(s)) { CellDone = again.Add, WarmUpFirst = false };
         var resumed = second.Run();
         Assert.Empty(again);
         Assert.Equal(cells.Select(c => (c.Key, c.Score, c.Generated)), resumed.Select(c => (c.Key, c.Score, c.Generated)));
@@ -101,7 +109,7 @@ public class BundledModelTests
         var wider = grid with { Methods = ["dense", "streaming", "oracle", "tidal"] };
         var third = new List<CellResult>();
         new GridRunner(new CpuEngine(model), builder, wider, new ResultStore(tmp.Path), "bundled",
-            p => wider.CreatePlan(p, model.Config, model.Config.MaxPositions), () => new SparsityMeter()) { CellDone = third.Add, WarmUpFirst = false }.Run();
+            p => wider.CreatePlan(p, model.Config, model.Config.MaxPositions), s => new SparsityMeter(s)) { CellDone = third.Add, WarmUpFirst = false }.Run();
         Assert.Equal(["tidal"], third.Select(c => c.Method));
     }
 
@@ -126,7 +134,7 @@ public class BundledModelTests
         };
         grid.Validate(model.Config);
         var cells = new GridRunner(new CpuEngine(model), builder, grid, new ResultStore(tmp.Path), "bundled",
-            p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), () => new SparsityMeter()) { WarmUpFirst = false }.Run();
+            p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), s => new SparsityMeter(s)) { WarmUpFirst = false }.Run();
         var code = cells.Where(c => c.Task == RulerTasks.CodeCompletion).ToList();
         Assert.Equal(6, code.Count);
         foreach (var c in code)
@@ -150,7 +158,7 @@ public class BundledModelTests
 
         var again = new List<CellResult>();
         new GridRunner(new CpuEngine(model), builder, grid, new ResultStore(tmp.Path), "bundled",
-            p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), () => new SparsityMeter()) { CellDone = again.Add, WarmUpFirst = false }.Run();
+            p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), s => new SparsityMeter(s)) { CellDone = again.Add, WarmUpFirst = false }.Run();
         Assert.Empty(again);
     }
 
@@ -171,7 +179,7 @@ public class BundledModelTests
         };
         IReadOnlyList<CellResult> Run(EvalGrid grid, List<CellResult> ran) =>
             new GridRunner(new CpuEngine(model), builder, grid, new ResultStore(tmp.Path), "bundled",
-                p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), () => new SparsityMeter()) { CellDone = ran.Add, WarmUpFirst = false }.Run();
+                p => grid.CreatePlan(p, model.Config, model.Config.MaxPositions), s => new SparsityMeter(s)) { CellDone = ran.Add, WarmUpFirst = false }.Run();
         Run(plain with { Methods = ["dense", "tidal"] }, []);
         foreach (var speculation in new[] { new SpeculationOptions(4), new SpeculationOptions(4, Adaptive: true) })
         {

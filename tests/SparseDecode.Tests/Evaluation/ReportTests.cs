@@ -166,6 +166,32 @@ public class ReportTests
     }
 
     [Fact]
+    public void FidelityByLayerAveragesEachLayerOverTheNeedleCells()
+    {
+        // tidal's cells lose layer 1 more in later samples; lfps's carry no per-layer figures (stored before them)
+        var cells = GridCells().Select(c => c.Method != "tidal" ? c : c with
+        {
+            NeedleRecall = 0.5, NeedleMassRecall = 0.25,
+            Layers = [new LayerFidelity(1, 1, 0, 1, 1), new LayerFidelity(0.9 - 0.1 * c.Sample, 0.5, 0.1, 0.2 * c.Sample, 0.1)],
+        }).ToList();
+        var results = new EvalResultsFile
+        {
+            Command = "sparsedecode eval", Model = "m", Machine = "test", Created = "now", WallSeconds = 1,
+            Grid = GridDescription.Of(Grid), Summary = EvalSummary.Summarize(cells, Grid), Cells = cells,
+        };
+        string md = ReportWriter.Markdown(results, Grid, null);
+        string section = md[md.IndexOf("## Fidelity by layer", StringComparison.Ordinal)..md.IndexOf("## Decode step time", StringComparison.Ordinal)];
+        // layer 1 of tidal: mass 0.9, 0.8, 0.7, 0.6 over samples → 0.750; needle recall 0, 0.2, 0.4, 0.6 → 0.300
+        Assert.Contains("| tidal | 2% | 100 | 1.000 | 0.750 | 0.715 |", section);
+        Assert.Contains("| tidal | 5% | 100 | 1.000 | 0.300 | 0.500 |", section);
+        Assert.Contains("| tidal | 2% | passkey | 8 | 25.0 | 0.715 | 0.500 | 0.250 |", section);
+        Assert.DoesNotContain("| lfps |", section);
+        // without per-layer figures in any cell the section is left out
+        var bare = results with { Cells = GridCells() };
+        Assert.DoesNotContain("## Fidelity by layer", ReportWriter.Markdown(bare, Grid, null));
+    }
+
+    [Fact]
     public void StoreKeepsCellsAcrossInstancesAndSurvivesATornLine()
     {
         using var tmp = new Fixtures.TempDir();

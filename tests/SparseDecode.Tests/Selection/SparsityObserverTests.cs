@@ -63,4 +63,40 @@ public class SparsityObserverTests
         Head(o, 0, 0, probs, [1, 3], [0], [1]);
         Assert.Equal(1.0, o.Totals().TopKRecall);
     }
+
+    [Fact]
+    public void NeedleRecallAndNeedleMassPerLayerAgainstAHandComputedReference()
+    {
+        // needles at positions 1 and 3, and 9 (not yet a key at context 5: it does not count)
+        var o = new SparsityObserver([3, 1, 9, 1]);
+        float[] probs = [0.4f, 0.1f, 0.2f, 0.25f, 0.05f];
+        float[] one = [1];
+        // layer 0, head 0 keeps {0, 3}: needle 3 of {1, 3} → recall 1/2, needle mass kept 0.25 of 0.35
+        Head(o, 0, 0, probs, [0, 3], one, one);
+        // head 1 keeps {0, 2}: no needle → recall 0, kept 0 of 0.35
+        Head(o, 0, 1, probs, [0, 2], one, one);
+        // layer 1: dense keeps both (1, 0.35 of 0.35); then a head whose needles carry no mass keeps {1}: 1/2, 0.1 of 0.35
+        Head(o, 1, 0, probs, [], one, one);
+        Head(o, 1, 1, probs, [1], one, one);
+        var layers = o.Layers();
+        Assert.Equal(0.25, layers[0].NeedleRecall, 12);
+        Assert.Equal(0.25 / 0.7, layers[0].NeedleMassRecall, 6);
+        Assert.Equal(0.75, layers[1].NeedleRecall, 12);
+        Assert.Equal((0.35 + 0.1) / 0.7, layers[1].NeedleMassRecall, 6);
+        var t = o.Totals();
+        Assert.Equal(0.5, t.NeedleRecall, 12);
+        Assert.Equal((0.25 + 0.35 + 0.1) / 1.4, t.NeedleMassRecall, 6);
+        // the marks are cleared after each head: a later head keeping nothing of the needles reads 0
+        Head(o, 2, 0, probs, [0], one, one);
+        Assert.Equal(0.0, o.Layers()[2].NeedleRecall);
+    }
+
+    [Fact]
+    public void WithoutNeedlesTheNeedleFiguresAreNaN()
+    {
+        var o = new SparsityObserver();
+        Head(o, 0, 0, [0.5f, 0.5f], [0], [1], [1]);
+        Assert.True(double.IsNaN(o.Totals().NeedleRecall));
+        Assert.True(double.IsNaN(o.Layers()[0].NeedleMassRecall));
+    }
 }
