@@ -31,8 +31,11 @@ public sealed class PlanFactory
         _config = config;
         _maxContext = maxContext;
         _stored = stored ?? MethodDefaults.None;
-        // The defaults must work: a bad --method fails at start-up with ArgumentException, not on every request.
-        SelectorSpec.Parse(_method, _budget, _stored.Apply(_method, _params)).CreatePlan(_config, _maxContext);
+        // The defaults must work: a bad --method fails at start-up with ArgumentException, not on every request; the
+        // plan made to check them is the one requests with the defaults get.
+        var spec = SelectorSpec.Parse(_method, _budget, _stored.Apply(_method, _params));
+        var plan = spec.CreatePlan(_config, _maxContext);
+        if (!spec.IsDense) _plans[spec.ToString()] = plan;
     }
 
     public string DefaultMethod => _method;
