@@ -116,15 +116,8 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
     internal void AcceptRun(int n, ReadOnlySpan<float> last)
     {
         if (Group?.Plan.ReadsPageSummaries == true)
-        {
-            var c = _model.Config;
-            for (int l = 0; l < c.NumLayers; l++)
-                _model.Kernels.PageSummariesSpan(_cache.KeyBase(l, Slot), _cache.PageMinBase(l, Slot), _cache.PageMaxBase(l, Slot), _cache.HeadStride,
-                    _cache.PageHeadStride, _cache.PageSize, c.HeadDim, c.NumKvHeads, Length, Length + n - 1, _stream);
-        }
-        last.CopyTo(_logits);
-        Length += n;
-        _lastRow = 0;
+            for (int l = 0; l < _model.Config.NumLayers; l++) _model.Kernels.PageSummariesSpan(_cache, l, Slot, Length, Length + n - 1, _stream);
+        Advance(n, last);
     }
 
     // the plan's saved states, SpeculationOptions.MaxDraft of them, made at the first save
@@ -154,19 +147,12 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
             if ((uint)t >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"Token id {t} is outside the vocabulary of {VocabSize}.");
     }
 
-    /// <summary>A prefill of `n` tokens of this sequence ran (<see cref="GpuEngine.PrefillBatch"/>): its last token's logits.</summary>
-    internal void AcceptPrefill(int n, ReadOnlySpan<float> logits)
+    /// <summary>`n` tokens of this sequence ran (a decode step's row, or a prefill by <see cref="GpuEngine.PrefillBatch"/>):
+    /// `logits` are its last token's.</summary>
+    internal void Advance(int n, ReadOnlySpan<float> logits)
     {
         logits.CopyTo(_logits);
         Length += n;
-        _lastRow = 0;
-    }
-
-    /// <summary>A step of this sequence ran: its logits and one more position.</summary>
-    internal void Accept(ReadOnlySpan<float> logits)
-    {
-        logits.CopyTo(_logits);
-        Length++;
         _lastRow = 0;
     }
 

@@ -182,7 +182,7 @@ internal sealed class GpuEngine : IInferenceEngine
         if (tokens.Length != sequences.Count) throw new ArgumentException($"{sequences.Count} sequences but {tokens.Length} tokens.");
         if (sequences.Count > StepRows) throw new ArgumentException($"{sequences.Count} sequences in one step; the engine holds {StepRows}.");
         for (int i = 0; i < sequences.Count; i++)
-            _rows[i] = sequences[i] as GpuDecodeSession ?? throw new ArgumentException("A sequence of another engine was passed to the GPU engine.");
+            _rows[i] = Own(sequences[i]);
         Step(sequences.Count, tokens, useGraph: true);
     }
 
@@ -200,8 +200,7 @@ internal sealed class GpuEngine : IInferenceEngine
         _prefilling.Clear();
         for (int i = 0; i < sequences.Count; i++)
         {
-            var seq = sequences[i] as GpuDecodeSession ?? throw new ArgumentException("A sequence of another engine was passed to the GPU engine.");
-            if (seq.Engine != this) throw new ArgumentException("A sequence of another GPU engine was passed to this one.");
+            var seq = Own(sequences[i]);
             if (_prefilling.Contains(seq)) throw new ArgumentException($"Sequence {i} appears twice in one prefill.");
             seq.CheckRun(tokens[i].Span);
             _segments.Add(new GpuPrefill.Segment(seq.Slot, tokens[i], seq.Length));
@@ -212,7 +211,7 @@ internal sealed class GpuEngine : IInferenceEngine
             for (int i = 0; i < sequences.Count; i++) sequences[i].Prefill(tokens[i].Span);
             return;
         }
-        prefill.RunBatch(Cache, _segments, _acceptPrefill ??= (i, logits) => _prefilling[i].AcceptPrefill(_segments[i].Tokens.Length, logits), Stream);
+        prefill.RunBatch(Cache, _segments, _acceptPrefill ??= (i, logits) => _prefilling[i].Advance(_segments[i].Tokens.Length, logits), Stream);
     }
 
     /// <summary>Makes `plan`'s group and captures the step of each part size (<see cref="Bucket"/>) up to `sequences`
@@ -257,7 +256,6 @@ internal sealed class GpuEngine : IInferenceEngine
         for (int i = 0; i < n; i++)
         {
             var seq = _rows[i];
-            if (seq.Engine != this) throw new ArgumentException("A sequence of another GPU engine was passed to this one.");
             if (seq.LastStep == step) throw new ArgumentException("A sequence appears twice in one decode step.");
             seq.CheckRun(tokens.Slice(i, 1));
             seq.LastStep = step;
@@ -292,7 +290,7 @@ internal sealed class GpuEngine : IInferenceEngine
         Run(rows, dense, useGraph);
         int v = Config.VocabSize;
         for (int r = 0; r < rows; r++)
-            if (_rowSession[r] >= 0) _rows[_rowSession[r]].Accept(_logits.AsSpan(r * v, v));
+            if (_rowSession[r] >= 0) _rows[_rowSession[r]].Advance(1, _logits.AsSpan(r * v, v));
     }
 
     /// <summary>Runs the step whose rows are in _slots, _tokens, _positions (and composition `dense`, <see cref="_parts"/>)
@@ -333,8 +331,7 @@ internal sealed class GpuEngine : IInferenceEngine
             int rows = 0, end = first;
             while (end < sequences.Count && rows + tokens[end].Length <= RowCapacity)
             {
-                var seq = sequences[end] as GpuDecodeSession ?? throw new ArgumentException("A sequence of another engine was passed to the GPU engine.");
-                rows = AddRun(seq, tokens[end].Span, logits[end].Length, rows, step);
+                rows = AddRun(Own(sequences[end]), tokens[end].Span, logits[end].Length, rows, step);
                 end++;
             }
             if (end == first) throw new ArgumentException($"A dense pass of {tokens[first].Length} tokens; one step of this engine takes {RowCapacity} rows.");
@@ -362,7 +359,6 @@ internal sealed class GpuEngine : IInferenceEngine
     private int AddRun(GpuDecodeSession seq, ReadOnlySpan<int> tokens, int logitsLength, int at, long step)
     {
         int n = tokens.Length, v = Config.VocabSize;
-        if (seq.Engine != this) throw new ArgumentException("A sequence of another GPU engine was passed to this one.");
         if (n < 1) throw new ArgumentException("A dense pass runs at least one token.", nameof(tokens));
         if (logitsLength < (long)n * v) throw new ArgumentException($"{n} tokens need {n * v} logits, the span holds {logitsLength}.");
         if (seq.LastStep == step) throw new ArgumentException("A sequence appears twice in one step.");
@@ -378,6 +374,13 @@ internal sealed class GpuEngine : IInferenceEngine
         int v = Config.VocabSize;
         _logits.AsSpan(at * v, n * v).CopyTo(logits);
         seq.AcceptRun(n, logits.Slice((n - 1) * v, v));
+    }
+
+    /// <summary>`sequence` as one of this engine's sessions; one of another engine is refused.</summary>
+    private GpuDecodeSession Own(IDecodeSequence sequence)
+    {
+        var seq = sequence as GpuDecodeSession ?? throw new ArgumentException("A sequence of another engine was passed to the GPU engine.");
+        return seq.Engine == this ? seq : throw new ArgumentException("A sequence of another GPU engine was passed to this one.");
     }
 
     private StepAttention? Attention(int dense) => _parts.Count == 0 ? null : new StepAttention(Model, Cache, dense, _parts);
