@@ -116,7 +116,7 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
     internal void AcceptRun(int n, ReadOnlySpan<float> last)
     {
         if (Group?.Plan.ReadsPageSummaries == true)
-            for (int l = 0; l < _model.Config.NumLayers; l++) _model.Kernels.PageSummariesSpan(_cache, l, Slot, Length, Length + n - 1, _stream);
+            for (int l = 0; l < _model.Config.NumLayers; l++) _cache.SummarisePages(_model.Kernels, l, Slot, Length, Length + n - 1, _stream);
         Advance(n, last);
     }
 

@@ -154,13 +154,13 @@ internal sealed class ModelKernels : IDisposable
     /// <summary>Quest's min/max summaries of every page that keys first .. last of one slot touch, each over its
     /// keys from the page's start (so a page the chunk completes is exact, and a partial one is what the decode
     /// step's per-token update would have left).</summary>
-    public void PageSummariesSpan(GpuKvCache cache, int layer, int slot, int first, int last, CudaStream s)
+    public void PageSummariesSpan(ulong kBase, ulong minBase, ulong maxBase, long headStride, long pageHeadStride, int pageSize,
+        int headDim, int kvHeads, int first, int last, CudaStream s)
     {
-        int pageSize = cache.PageSize, headDim = cache.Config.HeadDim;
         var a = new KernelArgs();
-        a.Add(cache.KeyBase(layer, slot)); a.Add(cache.PageMinBase(layer, slot)); a.Add(cache.PageMaxBase(layer, slot));
-        a.Add(cache.HeadStride); a.Add(cache.PageHeadStride); a.Add(pageSize); a.Add(headDim); a.Add(first); a.Add(last);
-        _module["page_summaries_span"].Launch((last / pageSize - first / pageSize + 1, cache.Config.NumKvHeads, 1), headDim, s, ref a);
+        a.Add(kBase); a.Add(minBase); a.Add(maxBase); a.Add(headStride); a.Add(pageHeadStride); a.Add(pageSize);
+        a.Add(headDim); a.Add(first); a.Add(last);
+        _module["page_summaries_span"].Launch((last / pageSize - first / pageSize + 1, kvHeads, 1), headDim, s, ref a);
     }
 
     /// <summary>swiglu whose result feeds the down projection's bf16 matrix products, as bf16 parts.</summary>

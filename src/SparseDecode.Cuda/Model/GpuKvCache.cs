@@ -154,6 +154,12 @@ internal sealed class GpuKvCache : IDisposable
         }
     }
 
+    /// <summary>Queues Quest's summaries of the pages that positions first .. last of slot `slot` touch in layer
+    /// `layer`, each over its keys from the page's start (<see cref="ModelKernels.PageSummariesSpan"/>).</summary>
+    public void SummarisePages(ModelKernels kernels, int layer, int slot, int first, int last, CudaStream s) =>
+        kernels.PageSummariesSpan(KeyBase(layer, slot), PageMinBase(layer, slot), PageMaxBase(layer, slot), HeadStride, PageHeadStride, PageSize,
+            Config.HeadDim, Config.NumKvHeads, first, last, s);
+
     public long KvBytes => Config.NumLayers * 2 * SlotBytes * Slots;
 
     /// <summary>Device bytes a cache of `slots` sequences of `capacity` positions takes: keys, values and Quest's
