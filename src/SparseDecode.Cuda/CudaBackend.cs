@@ -21,7 +21,7 @@ public sealed class CudaBackend : IBackend
         var config = ModelConfig.Load(directory);
         int capacity = Math.Min(options.Capacity ?? config.MaxPositions, config.MaxPositions);
         if (capacity < 1) throw new ArgumentException($"The GPU cache needs at least one position per sequence, got {capacity}.");
-        var engine = GpuEngine.Load(directory, capacity, options.Sequences);
+        var engine = GpuEngine.Load(directory, capacity, options.Sequences, options.KvOnDemand);
         if (engine.Model.Prefill is { } prefill) prefill.Precision = options.PrefillPrecision;
         return engine;
     }

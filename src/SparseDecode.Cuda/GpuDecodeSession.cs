@@ -13,17 +13,18 @@ namespace SparseDecode.Cuda;
 /// then one token per step as a row of the engine's batched step (<see cref="GpuEngine.DecodeBatch"/>; alone, a step
 /// of one row), a captured CUDA graph replayed with the new token and position written into device memory. Logits
 /// come back to the host for sampling. A method written as a selection plan runs inside that graph through its
-/// <see cref="PlanGroup"/>, its state on the device in the group's pool. Prefill keeps Quest's page summaries, so a
-/// dense prefill can be forked into any method. Speculative decoding's dense pass (<see cref="DecodeDense"/>) runs
+/// <see cref="PlanGroup"/>, its state on the device in the group's pool. Prefill keeps Quest's page summaries where
+/// the slot has them, and a fork into a plan that reads them makes them, so a dense prefill can be forked into any method. Speculative decoding's dense pass (<see cref="DecodeDense"/>) runs
 /// the tokens as rows of one batched step, and the plan's state is checkpointed by copies of the sequence's place in
-/// its group's pool.</summary>
+/// its group's pool. Where the cache is on demand the slot's memory covers the sequence's capacity, and Quest's page
+/// summaries are kept only for a plan that reads them.</summary>
 internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, ISpeculativeSequence
 {
     private readonly GpuEngine _engine;
     private readonly GpuModel _model;
     private readonly GpuKvCache _cache;
     private readonly CudaStream _stream;
-    private readonly ILayerAttention _prefillAttention;
+    private readonly ILayerAttention? _prefillAttention;
     private readonly float[] _logits;
     private readonly int[] _slots = new int[ModelKernels.MaxRows];
     private readonly int[] _positions = new int[ModelKernels.MaxRows];
@@ -32,7 +33,9 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
     public int Length { get; private set; }
     public int Capacity { get; }
     public int VocabSize => _model.Config.VocabSize;
-    public long CacheBytes => (long)Length * _model.Config.NumLayers * 2 * _model.Config.KvDim * 2;
+    /// <summary>Device bytes of cache the sequence holds: the pages mapped for its capacity when memory is on demand,
+    /// its written positions' keys and values otherwise.</summary>
+    public long CacheBytes => _cache.OnDemand ? _cache.HeldBytes(Slot) : (long)Length * _model.Config.NumLayers * 2 * _model.Config.KvDim * 2;
     /// <summary>The device-resident method, when the session decodes through a plan. Its buffers' row
     /// <see cref="LastRow"/> is this sequence's after its last step, until another step of the group runs.</summary>
     public PlanAttention? Plan => Group?.Attention;
@@ -55,7 +58,7 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
         Slot = slot;
         Capacity = capacity;
         Array.Fill(_slots, slot);
-        _prefillAttention = new SummaryKeepingAttention(_cache);
+        _prefillAttention = _cache.KeepsSummaries(slot) ? new SummaryKeepingAttention(_cache) : null;
         Group = group;
         _logits = new float[ModelKernels.MaxRows * _model.Config.VocabSize];
     }
@@ -160,7 +163,9 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
     {
         if (capacity < Length) throw new ArgumentOutOfRangeException(nameof(capacity), $"A copy of a sequence of {Length} positions cannot hold only {capacity}.");
         var copy = (GpuDecodeSession)_engine.CreateSequence(capacity, plan);
-        _cache.CopySlot(Slot, copy.Slot, _stream);
+        _cache.CopySlot(Slot, copy.Slot, Length, _stream);
+        if (Length > 0 && _cache.KeepsSummaries(copy.Slot) && !_cache.KeepsSummaries(Slot))
+            for (int l = 0; l < _model.Config.NumLayers; l++) _cache.SummarisePages(_model.Kernels, l, copy.Slot, 0, Length - 1, _stream);
         _stream.Synchronize();
         copy.Length = Length;
         Logits.CopyTo(copy._logits);

@@ -58,14 +58,14 @@ internal sealed class GpuEngine : IInferenceEngine
 
     /// <summary>Loads `directory` onto the first GPU for sequences of up to `capacity` positions (capped at the
     /// model's context), `slots` of them at a time. No driver or GPU: a <see cref="CudaException"/> in one sentence.</summary>
-    public static GpuEngine Load(string directory, int capacity, int slots = 1)
+    public static GpuEngine Load(string directory, int capacity, int slots = 1, bool? kvOnDemand = null)
     {
         var config = ModelConfig.Load(directory);
         var device = CudaDevice.Open();
         try
         {
             using var store = WeightStore.Open(directory);
-            return new GpuEngine(device, GpuWeights.Upload(device, store, config), capacity, slots);
+            return new GpuEngine(device, GpuWeights.Upload(device, store, config), capacity, slots, kvOnDemand: kvOnDemand);
         }
         catch
         {
@@ -76,21 +76,28 @@ internal sealed class GpuEngine : IInferenceEngine
 
     private readonly bool _ownsDevice;
 
-    /// <summary>An engine over weights already on `device`; with ownsDevice it disposes both with itself.</summary>
-    public GpuEngine(CudaDevice device, GpuWeights weights, int capacity, int slots = 1, bool ownsDevice = true)
+    /// <summary>An engine over weights already on `device`; with ownsDevice it disposes both with itself. kvOnDemand:
+    /// see <see cref="EngineOptions.KvOnDemand"/> (null: where it saves memory and the driver can).</summary>
+    public GpuEngine(CudaDevice device, GpuWeights weights, int capacity, int slots = 1, bool ownsDevice = true, bool? kvOnDemand = null)
     {
         _ownsDevice = ownsDevice;
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
         Device = device;
         Weights = weights;
-        CheckCacheFits(device, weights.Config, Math.Min(capacity, weights.Config.MaxPositions), slots);
+        long pageBytes = DevicePagePool.Granularity(device);
+        if (kvOnDemand == true && pageBytes == 0)
+            throw new CudaException($"The CUDA driver on {device.Name} cannot map memory on demand (no virtual memory management); load with the KV cache allocated whole.");
+        var layout = new KvPageLayout(weights.Config, Math.Min(capacity, weights.Config.MaxPositions), 16, pageBytes);
+        bool onDemand = kvOnDemand ?? (pageBytes > 0 && layout.KvPagesPerHead(layout.Capacity) >= 2);
+        if (!onDemand) CheckCacheFits(device, weights.Config, layout.Capacity, slots);
         DecodeKernels = new DecodeKernels(device);
         ModelKernels = new ModelKernels(device);
         StepRows = slots;
         // room for every sequence and the padding of its part, for up to four parts at once
         RowCapacity = Bucket(slots) + 4 * ModelKernels.MaxRows;
         Model = new GpuModel(DecodeKernels, ModelKernels, weights, capacity, maxRows: RowCapacity);
-        Cache = new GpuKvCache(device, weights.Config, slots, Model.Capacity, maxRows: RowCapacity);
+        Cache = onDemand ? new GpuKvCache(device, weights.Config, slots, Model.Capacity, RowCapacity, 16, PoolPages(device, layout with { Capacity = Model.Capacity }, slots), pageBytes)
+            : new GpuKvCache(device, weights.Config, slots, Model.Capacity, maxRows: RowCapacity);
         Stream = new CudaStream(device);
         _used = new bool[slots];
         _order = new long[slots];
@@ -121,13 +128,35 @@ internal sealed class GpuEngine : IInferenceEngine
             $"{fitPositions} (serve: --max-batch and --context).");
     }
 
+    /// <summary>Pages of a cache on demand: what every slot at full capacity with page summaries would map, or as many as
+    /// fit in nine tenths of the GPU's free memory, leaving the rest for the step's activations, plans and prefill.
+    /// Refuses, before anything is allocated, a pool that could not hold one sequence of the full context.</summary>
+    private static int PoolPages(CudaDevice device, KvPageLayout layout, int slots)
+    {
+        long perSequence = layout.PagesFor(layout.Capacity, summaries: true);
+        long fit = (long)(device.MemoryInfo().Free * 0.9) / layout.PageBytes;
+        if (fit < perSequence)
+            throw new CudaException($"One sequence of {layout.Capacity} positions needs {perSequence * layout.PageBytes / 1e9:F1} GB of KV cache, but {device.Name} has " +
+                $"{fit * layout.PageBytes / 1e9:F1} GB to spare after the weights (serve: --context).");
+        return (int)Math.Min(Math.Min(fit, slots * perSequence), int.MaxValue);
+    }
+
     /// <summary>Sequences one decode step takes: every sequence the cache holds.</summary>
     public int StepRows { get; }
 
     /// <summary>The selection kernels, loaded once for every sequence that decodes through a plan.</summary>
     internal SelectionKernels Selection => _selection ??= new SelectionKernels(Device);
 
-    public IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null)
+    public IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null) => Create(capacity, plan, alias: -1);
+
+    public bool HasRoomFor(int capacity, SelectionPlan? plan = null) =>
+        Array.IndexOf(_used, false) >= 0 && (!Cache.OnDemand || Cache.FreePages >= Cache.PagesFor(Math.Clamp(capacity, 1, MaxContext), plan?.ReadsPageSummaries == true));
+
+    public (long Total, long Free) KvPool => Cache.OnDemand ? (Cache.KvBytes, Cache.FreePages * Cache.PoolPageBytes) : (0, 0);
+
+    /// <summary>A sequence in a free slot whose memory is mapped for `capacity` positions (page summaries when the
+    /// plan reads them), or, with `alias`, the memory of that slot's sequence shared (warm-up only).</summary>
+    private GpuDecodeSession Create(int capacity, SelectionPlan? plan, int alias)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         if (capacity > MaxContext)
@@ -135,7 +164,11 @@ internal sealed class GpuEngine : IInferenceEngine
         plan?.CheckFits(Config, capacity);
         int slot = Array.IndexOf(_used, false);
         if (slot < 0)
-            throw new InvalidOperationException($"All {Slots} sequence slots of the GPU cache are in use; free a sequence or load the engine with more slots.");
+            throw new KvCacheFullException($"All {Slots} sequence slots of the GPU cache are in use; free a sequence or load the engine with more slots.");
+        bool summaries = plan?.ReadsPageSummaries == true;
+        if (!Cache.TryHold(slot, capacity, summaries, alias))
+            throw new KvCacheFullException($"A sequence of {capacity} positions needs {Cache.PagesFor(capacity, summaries)} pages of the GPU's KV cache pool, " +
+                $"but {Cache.FreePages} of {Cache.PoolPages} are free; room comes back as sequences end.");
         var group = plan is null ? null : GroupFor(plan);
         _used[slot] = true;
         try
@@ -148,6 +181,7 @@ internal sealed class GpuEngine : IInferenceEngine
         catch
         {
             _used[slot] = false;
+            Cache.Release(slot);
             throw;
         }
     }
@@ -173,6 +207,12 @@ internal sealed class GpuEngine : IInferenceEngine
 
     internal void Release(int slot, PlanGroup? group)
     {
+        if (Cache.OnDemand)
+        {
+            // the pages are unmapped: no queued work may still touch them
+            Stream.Synchronize();
+            Cache.Release(slot);
+        }
         _used[slot] = false;
         if (group != null) group.Sequences--;
     }
@@ -224,7 +264,8 @@ internal sealed class GpuEngine : IInferenceEngine
         {
             for (int size = 1; size <= most; size = Bucket(size + 1))
             {
-                while (batch.Count < size) batch.Add(CreateSequence(1, plan));
+                // on demand, every sequence after the first shares the first's pages: their results are thrown away
+                while (batch.Count < size) batch.Add(Create(1, plan, batch.Count == 0 ? -1 : ((GpuDecodeSession)batch[0]).Slot));
                 DecodeBatch(batch, new int[size]);
                 foreach (var s in batch) s.Truncate(0);
             }

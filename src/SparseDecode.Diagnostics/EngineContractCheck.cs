@@ -307,6 +307,80 @@ internal static class EngineContractCheck
             new Check($"batched step = each sequence alone, rows with a plan ({rowsSaid}; largest: {worstAt[1]})", worst[1], sparseTolerance));
     }
 
+    /// <summary>Two engines of one model that differ only in how their KV cache memory is held (allocated whole, or
+    /// mapped per sequence from a page pool) give the same logits: dense, Quest (page summaries) and TidalDecode
+    /// sequences prefilled, a dense prefill forked into Quest (whose summaries the fork must make), then decoded.</summary>
+    public static Check SameLogits(IInferenceEngine a, IInferenceEngine b, string name)
+    {
+        var none = new Dictionary<string, string>();
+        var prompt = Tokens(40, a.Config.VocabSize, 11);
+        var next = Tokens(8, a.Config.VocabSize, 12);
+        double worst = 0;
+        foreach (string method in (string[])["dense", "quest", "tidal", "dense>quest"])
+        {
+            var sequences = new List<IDecodeSequence>();
+            try
+            {
+                foreach (var engine in (IInferenceEngine[])[a, b])
+                {
+                    var target = engine.PlanFor(SelectorSpec.Parse(method.Split('>')[^1], "16", none));
+                    bool fork = method.Contains('>');
+                    var seq = engine.CreateSequence(64, fork ? null : target);
+                    seq.Prefill(prompt);
+                    if (fork)
+                    {
+                        var forked = seq.Fork(64, target);
+                        seq.Dispose();
+                        seq = forked;
+                    }
+                    sequences.Add(seq);
+                }
+                worst = Math.Max(worst, Difference(sequences[0].Logits, sequences[1].Logits));
+                foreach (int t in next)
+                {
+                    sequences[0].Decode(t);
+                    sequences[1].Decode(t);
+                    worst = Math.Max(worst, Difference(sequences[0].Logits, sequences[1].Logits));
+                }
+            }
+            finally
+            {
+                foreach (var s in sequences) s.Dispose();
+            }
+        }
+        return new Check(name, worst, 0);
+    }
+
+    /// <summary>Sequences give back every page of the engine's KV cache pool when they end, and an engine with too few
+    /// free pages says so before making a sequence: largest difference in free bytes, 0 allowed (trivially 0 where
+    /// the engine has no pool).</summary>
+    public static Check PoolReturns(IInferenceEngine engine)
+    {
+        var none = new Dictionary<string, string>();
+        long before = engine.KvPool.Free;
+        var held = new List<IDecodeSequence>();
+        double worst = 0;
+        try
+        {
+            foreach (string method in (string[])["dense", "quest", "tidal", "dense", "quest"])
+            {
+                var plan = engine.PlanFor(SelectorSpec.Parse(method, "16", none));
+                if (!engine.HasRoomFor(96, plan)) break;
+                var seq = engine.CreateSequence(96, plan);
+                held.Add(seq);
+                seq.Prefill(Tokens(30, engine.Config.VocabSize, held.Count));
+                held.Add(seq.Fork(96));
+            }
+            if (engine.KvPool.Total > 0 && held.Count == 0) worst = double.PositiveInfinity;
+        }
+        finally
+        {
+            foreach (var s in held) s.Dispose();
+        }
+        worst = Math.Max(worst, Math.Abs(engine.KvPool.Free - before));
+        return new Check("every page of the KV cache pool comes back when sequences end", worst, 0);
+    }
+
     private static Check Fork(IInferenceEngine engine)
     {
         var c = engine.Config;

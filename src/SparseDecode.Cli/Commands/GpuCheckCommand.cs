@@ -98,6 +98,13 @@ internal static class GpuCheckCommand
             ((GpuEngine)engine).PadParts = false;
             foreach (var exact in EngineContractCheck.Run(engine, EngineContractCheck.GpuBatchTolerance, EngineContractCheck.GpuSparseBatchTolerance).Take(2))
                 contract.Add(exact with { Name = exact.Name + ", parts not padded" });
+            // the KV cache mapped per sequence from a page pool: the same contract, the same logits as allocated whole
+            using var onDemand = BackendRegistry.Load(dirs[0], new Engine.EngineOptions { Device = "cuda", Capacity = 128, Sequences = EngineContractCheck.Slots, KvOnDemand = true });
+            foreach (var c in EngineContractCheck.Run(onDemand, EngineContractCheck.GpuBatchTolerance, EngineContractCheck.GpuSparseBatchTolerance))
+                contract.Add(c with { Name = c.Name + ", KV cache on demand" });
+            ((GpuEngine)engine).PadParts = true;
+            contract.Add(EngineContractCheck.SameLogits(engine, onDemand, "KV cache on demand = allocated whole (dense, quest, tidal, dense forked into quest)"));
+            contract.Add(EngineContractCheck.PoolReturns(onDemand));
             Console.WriteLine($"\nthe GPU engine's contract on {Path.GetFileName(Path.TrimEndingDirectorySeparator(dirs[0]))}: largest logit difference");
             Console.WriteLine("| promise | max |Δ logit| | allowed | result |");
             Console.WriteLine("|---|---:|---:|---|");

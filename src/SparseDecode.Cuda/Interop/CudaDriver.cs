@@ -49,6 +49,27 @@ internal static unsafe class CudaDriver
         [FieldOffset(8)] public int Value;
     }
 
+    /// <summary>CUmemAllocationProp: pinned device memory on one GPU, no exportable handle.</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 32)]
+    public struct MemAllocationProp
+    {
+        public int Type, RequestedHandleTypes, LocationType, LocationId;
+        public nint Win32HandleMetaData;
+        public ulong AllocFlags;
+    }
+
+    /// <summary>CUmemAccessDesc: a location and its access flags.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MemAccessDesc
+    {
+        public int LocationType, LocationId, Flags;
+    }
+
+    public const int MemAllocationTypePinned = 1;
+    public const int MemLocationTypeDevice = 1;
+    public const int MemAccessReadWrite = 3;
+    public const int MemGranularityMinimum = 0;
+
     public const uint StreamNonBlocking = 1;
     public const int CaptureModeThreadLocal = 1;
 
@@ -99,6 +120,15 @@ internal static unsafe class CudaDriver
     public static delegate* unmanaged<nint, nint, int> cuEventRecord;
     public static delegate* unmanaged<nint, int> cuEventSynchronize;
     public static delegate* unmanaged<float*, nint, nint, int> cuEventElapsedTime;
+    // virtual memory management: null where the driver lacks it (the KV cache is then allocated whole)
+    public static delegate* unmanaged<nuint*, MemAllocationProp*, int, int> cuMemGetAllocationGranularity;
+    public static delegate* unmanaged<ulong*, nuint, MemAllocationProp*, ulong, int> cuMemCreate;
+    public static delegate* unmanaged<ulong, int> cuMemRelease;
+    public static delegate* unmanaged<ulong*, nuint, nuint, ulong, ulong, int> cuMemAddressReserve;
+    public static delegate* unmanaged<ulong, nuint, int> cuMemAddressFree;
+    public static delegate* unmanaged<ulong, nuint, nuint, ulong, ulong, int> cuMemMap;
+    public static delegate* unmanaged<ulong, nuint, int> cuMemUnmap;
+    public static delegate* unmanaged<ulong, nuint, MemAccessDesc*, nuint, int> cuMemSetAccess;
     public static delegate* unmanaged<int, byte**, int> cuGetErrorName;
     public static delegate* unmanaged<int, byte**, int> cuGetErrorString;
 
@@ -163,6 +193,15 @@ internal static unsafe class CudaDriver
                 cuEventRecord = (delegate* unmanaged<nint, nint, int>)F("cuEventRecord");
                 cuEventSynchronize = (delegate* unmanaged<nint, int>)F("cuEventSynchronize");
                 cuEventElapsedTime = (delegate* unmanaged<float*, nint, nint, int>)F("cuEventElapsedTime_v2", "cuEventElapsedTime");
+                nint O(string name) => NativeLibrary.TryGetExport(h, name, out var p) ? p : 0;
+                cuMemGetAllocationGranularity = (delegate* unmanaged<nuint*, MemAllocationProp*, int, int>)O("cuMemGetAllocationGranularity");
+                cuMemCreate = (delegate* unmanaged<ulong*, nuint, MemAllocationProp*, ulong, int>)O("cuMemCreate");
+                cuMemRelease = (delegate* unmanaged<ulong, int>)O("cuMemRelease");
+                cuMemAddressReserve = (delegate* unmanaged<ulong*, nuint, nuint, ulong, ulong, int>)O("cuMemAddressReserve");
+                cuMemAddressFree = (delegate* unmanaged<ulong, nuint, int>)O("cuMemAddressFree");
+                cuMemMap = (delegate* unmanaged<ulong, nuint, nuint, ulong, ulong, int>)O("cuMemMap");
+                cuMemUnmap = (delegate* unmanaged<ulong, nuint, int>)O("cuMemUnmap");
+                cuMemSetAccess = (delegate* unmanaged<ulong, nuint, MemAccessDesc*, nuint, int>)O("cuMemSetAccess");
                 cuGetErrorName = (delegate* unmanaged<int, byte**, int>)F("cuGetErrorName");
                 cuGetErrorString = (delegate* unmanaged<int, byte**, int>)F("cuGetErrorString");
             }
@@ -173,6 +212,10 @@ internal static unsafe class CudaDriver
             return null;
         }
     }
+
+    /// <summary>Whether the driver maps physical memory into reserved address ranges (CUDA's virtual memory management).</summary>
+    public static bool HasVirtualMemory => cuMemMap != null && cuMemCreate != null && cuMemAddressReserve != null && cuMemSetAccess != null
+        && cuMemUnmap != null && cuMemRelease != null && cuMemAddressFree != null && cuMemGetAllocationGranularity != null;
 
     public static void Check(int status, string call)
     {

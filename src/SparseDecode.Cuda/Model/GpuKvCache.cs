@@ -5,10 +5,17 @@ using SparseDecode.Cuda.Selection;
 
 namespace SparseDecode.Cuda.Model;
 
-/// <summary>The paged bf16 KV cache of a model on the device, for `slots` sequences: per layer K and V
-/// [slot][kvHead][capacity][headDim] (the layout the decode kernels read) and Quest's per-page min/max summaries.
-/// Which slot each row of a step reads and writes, and the rows' tokens, positions and lengths, live in small device
-/// arrays that the host rewrites before a step, so a captured step graph replays for every position.</summary>
+/// <summary>The bf16 KV cache of a model on the device, for `slots` sequences: per layer K and V
+/// [slot][kvHead][capacity][headDim] (the layout the decode kernels read) and Quest's per-page min/max summaries
+/// [slot][kvHead][pages][headDim]. Which slot each row of a step reads and writes, and the rows' tokens, positions and
+/// lengths, live in small device arrays that the host rewrites before a step, so a captured step graph replays for
+/// every position.
+/// <para>Memory is either allocated whole (every slot's full capacity, as long as the cache lives) or, on demand, made
+/// of pages of the driver's mapping granularity from one pool (<see cref="DevicePagePool"/>): each slot's addresses are
+/// reserved up front, and a sequence maps only the pages its own capacity covers (<see cref="TryHold"/>), in every
+/// head's run of positions, and Quest's summaries only when its plan reads them; the pages go back to the pool when it
+/// ends (<see cref="Release"/>). Addresses never move, so the kernels and the captured graphs are the same in both
+/// forms; each head's run is padded to whole pages (<see cref="HeadStride"/>).</para></summary>
 internal sealed class GpuKvCache : IDisposable
 {
     private const int Kinds = 4; // K, V, page min, page max
@@ -19,19 +26,37 @@ internal sealed class GpuKvCache : IDisposable
     public int PageSize { get; }
     public int MaxRows { get; }
     public int PageCapacity => (Capacity + PageSize - 1) / PageSize;
-    public long HeadStride => (long)Capacity * Config.HeadDim;
+    /// <summary>Elements from one KV head's keys to the next within a slot: the capacity, padded to whole mapping
+    /// pages when memory is on demand.</summary>
+    public long HeadStride { get; }
     public long PageHeadStride => (long)PageCapacity * Config.HeadDim;
+    /// <summary>Bytes from one slot's keys (values) of a layer to the next slot's.</summary>
     public long SlotBytes => Config.NumKvHeads * HeadStride * 2;
-    public long PageSlotBytes => Config.NumKvHeads * PageHeadStride * 2;
+    /// <summary>Bytes from one slot's page summaries of a layer to the next slot's (padded to whole pages on demand).</summary>
+    public long PageSlotBytes { get; }
 
-    private readonly DeviceBuffer[] _k, _v, _min, _max;
-    private readonly DeviceBuffer _bases;
-    private readonly DeviceBuffer _rowState;
+    /// <summary>Whether memory is mapped per sequence from a page pool (otherwise every slot is allocated whole).</summary>
+    public bool OnDemand => _pool != null;
+
+    private readonly DeviceBuffer[] _k = [], _v = [], _min = [], _max = [];
+    private readonly DevicePagePool? _pool;
+    private readonly DeviceAddressRange[] _ranges = [];
+    // on demand: each slot's mapped pages as (range, byte offset within the slot's part of it, page)
+    private readonly List<(int Range, long Offset, int Page)>[]? _held;
+    private readonly bool[] _summaries;
+    private readonly DeviceBuffer _bases = null!;
+    private readonly DeviceBuffer _rowState = null!;
     private readonly int[] _rowSlots;
     private readonly int[] _hostState;
     private readonly ulong[] _hostBases;
 
+    /// <summary>A cache whose slots are allocated whole.</summary>
     public GpuKvCache(CudaDevice device, ModelConfig config, int slots, int capacity, int maxRows = ModelKernels.MaxRows, int pageSize = 16)
+        : this(device, config, slots, capacity, maxRows, pageSize, poolPages: 0, pageBytes: 0) { }
+
+    /// <summary>poolPages &gt; 0: memory on demand from a pool of that many pages of `pageBytes` (the driver's
+    /// granularity, <see cref="DevicePagePool.Granularity"/>); 0: every slot allocated whole.</summary>
+    public GpuKvCache(CudaDevice device, ModelConfig config, int slots, int capacity, int maxRows, int pageSize, int poolPages, long pageBytes)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
@@ -40,19 +65,34 @@ internal sealed class GpuKvCache : IDisposable
         Capacity = capacity;
         PageSize = pageSize;
         MaxRows = Math.Max(maxRows, ModelKernels.MaxRows);
+        var layout = new KvPageLayout(config, capacity, pageSize, poolPages > 0 ? pageBytes : 0);
+        HeadStride = layout.HeadStride;
+        PageSlotBytes = layout.SummarySlotBytes;
         int layers = config.NumLayers;
-        _k = new DeviceBuffer[layers];
-        _v = new DeviceBuffer[layers];
-        _min = new DeviceBuffer[layers];
-        _max = new DeviceBuffer[layers];
+        _summaries = new bool[slots];
         try
         {
-            for (int l = 0; l < layers; l++)
+            if (poolPages > 0)
             {
-                _k[l] = device.Allocate(SlotBytes * slots);
-                _v[l] = device.Allocate(SlotBytes * slots);
-                _min[l] = device.Allocate(PageSlotBytes * slots);
-                _max[l] = device.Allocate(PageSlotBytes * slots);
+                _pool = new DevicePagePool(device, poolPages, pageBytes);
+                _ranges = new DeviceAddressRange[layers * Kinds];
+                for (int l = 0; l < layers; l++)
+                    for (int kind = 0; kind < Kinds; kind++)
+                        _ranges[l * Kinds + kind] = new DeviceAddressRange(device, (kind < 2 ? SlotBytes : PageSlotBytes) * slots, pageBytes);
+                _held = new List<(int, long, int)>[slots];
+                for (int i = 0; i < slots; i++) _held[i] = [];
+            }
+            else
+            {
+                (_k, _v, _min, _max) = (new DeviceBuffer[layers], new DeviceBuffer[layers], new DeviceBuffer[layers], new DeviceBuffer[layers]);
+                for (int l = 0; l < layers; l++)
+                {
+                    _k[l] = device.Allocate(SlotBytes * slots);
+                    _v[l] = device.Allocate(SlotBytes * slots);
+                    _min[l] = device.Allocate(PageSlotBytes * slots);
+                    _max[l] = device.Allocate(PageSlotBytes * slots);
+                }
+                Array.Fill(_summaries, true);
             }
             _bases = device.Allocate((long)layers * Kinds * MaxRows * 8);
             _rowState = device.Allocate(4L * MaxRows * 4);
@@ -66,6 +106,103 @@ internal sealed class GpuKvCache : IDisposable
         _hostState = new int[4 * MaxRows];
         _hostBases = new ulong[layers * Kinds * MaxRows];
     }
+
+    /// <summary>Start of layer `layer`'s memory of kind 0 (K), 1 (V), 2 (page min) or 3 (page max).</summary>
+    private ulong Start(int layer, int kind) => _pool != null ? _ranges[layer * Kinds + kind].Pointer
+        : (kind switch { 0 => _k, 1 => _v, 2 => _min, _ => _max })[layer].Pointer;
+
+    private ulong At(int layer, int kind, int slot) => Start(layer, kind) + (ulong)(slot * (kind < 2 ? SlotBytes : PageSlotBytes));
+
+    /// <summary>Pages of the pool (0 when slots are allocated whole), and how many are free.</summary>
+    public int PoolPages => _pool?.Ledger.Pages ?? 0;
+    public int FreePages => _pool?.Ledger.Free ?? 0;
+    public long PoolPageBytes => _pool?.PageBytes ?? 0;
+
+    /// <summary>Pages a sequence of `positions` positions maps (with Quest's page summaries when `summaries`).</summary>
+    public int PagesFor(int positions, bool summaries) => new KvPageLayout(Config, Capacity, PageSize, PoolPageBytes).PagesFor(positions, summaries);
+
+    /// <summary>Whether slot `slot` has memory for Quest's page summaries (always, when allocated whole); the prefill
+    /// and the decode step keep them only there.</summary>
+    public bool KeepsSummaries(int slot) => _summaries[CheckSlot(slot)];
+
+    /// <summary>Gives slot `slot` the memory for positions 0 .. positions − 1 (and page summaries when `summaries`):
+    /// on demand maps that many pages from the pool, all or none; false, with nothing mapped, when the pool has too few
+    /// free. With `alias`, maps the pages slot `alias` holds instead, shared (both then read and write the same memory:
+    /// for work whose results are thrown away, as warming up). Allocated whole: always true.</summary>
+    public bool TryHold(int slot, int positions, bool summaries, int alias = -1)
+    {
+        CheckSlot(slot);
+        if ((uint)positions > (uint)Capacity) throw new ArgumentOutOfRangeException(nameof(positions), $"{positions} positions in a cache of {Capacity}.");
+        if (_pool is null || _held is null) return true;
+        if (_held[slot].Count > 0) throw new InvalidOperationException($"Slot {slot} already holds memory.");
+        var held = _held[slot];
+        if (alias >= 0)
+        {
+            foreach (var (range, offset, page) in _held[CheckSlot(alias)])
+            {
+                _pool.Ledger.Share(page);
+                held.Add((range, offset, page));
+            }
+            _summaries[slot] = _summaries[alias];
+        }
+        else
+        {
+            var layout = new KvPageLayout(Config, Capacity, PageSize, _pool.PageBytes);
+            var pages = new int[layout.PagesFor(positions, summaries)];
+            if (!_pool.Ledger.TryTake(pages)) return false;
+            int next = 0, perHead = layout.KvPagesPerHead(positions);
+            for (int l = 0; l < Config.NumLayers; l++)
+            {
+                for (int kind = 0; kind < 2; kind++)
+                    for (int h = 0; h < Config.NumKvHeads; h++)
+                        for (int i = 0; i < perHead; i++)
+                            held.Add((l * Kinds + kind, h * HeadStride * 2 + i * _pool.PageBytes, pages[next++]));
+                if (summaries)
+                    for (int kind = 2; kind < Kinds; kind++)
+                        for (int i = 0; i < layout.SummaryPages; i++)
+                            held.Add((l * Kinds + kind, i * _pool.PageBytes, pages[next++]));
+            }
+            _summaries[slot] = summaries;
+        }
+        int mapped = 0;
+        try
+        {
+            for (; mapped < held.Count; mapped++)
+            {
+                var (range, offset, page) = held[mapped];
+                _pool.Map(Address(range, slot, offset), page);
+            }
+        }
+        catch
+        {
+            for (int i = 0; i < mapped; i++) _pool.Unmap(Address(held[i].Range, slot, held[i].Offset));
+            foreach (var e in held) _pool.Ledger.Put(e.Page);
+            held.Clear();
+            _summaries[slot] = false;
+            throw;
+        }
+        return true;
+    }
+
+    private ulong Address(int range, int slot, long offset) => _ranges[range].At(slot * (range % Kinds < 2 ? SlotBytes : PageSlotBytes) + offset);
+
+    /// <summary>Unmaps slot `slot`'s pages and gives back those no other slot shares; nothing when allocated whole. No
+    /// work that touches the slot may still be queued.</summary>
+    public void Release(int slot)
+    {
+        CheckSlot(slot);
+        if (_pool is null || _held is null) return;
+        foreach (var (range, offset, page) in _held[slot])
+        {
+            _pool.Unmap(Address(range, slot, offset));
+            _pool.Ledger.Put(page);
+        }
+        _held[slot].Clear();
+        _summaries[slot] = false;
+    }
+
+    /// <summary>Device bytes slot `slot` holds now (its full share when allocated whole).</summary>
+    public long HeldBytes(int slot) => _held is null ? 2 * Config.NumLayers * (SlotBytes + PageSlotBytes) : _held[CheckSlot(slot)].Count * PoolPageBytes;
 
     /// <summary>Device address of the rows' token ids (int[MaxRows]).</summary>
     public ulong Tokens => _rowState.Pointer;
@@ -102,20 +239,17 @@ internal sealed class GpuKvCache : IDisposable
             for (int r = 0; r < rows; r++)
             {
                 int at = l * Kinds * MaxRows + r;
-                _hostBases[at] = _k[l].At(slots[r] * SlotBytes);
-                _hostBases[at + MaxRows] = _v[l].At(slots[r] * SlotBytes);
-                _hostBases[at + 2 * MaxRows] = _min[l].At(slots[r] * PageSlotBytes);
-                _hostBases[at + 3 * MaxRows] = _max[l].At(slots[r] * PageSlotBytes);
+                for (int kind = 0; kind < Kinds; kind++) _hostBases[at + kind * MaxRows] = At(l, kind, slots[r]);
             }
         _bases.UploadAsync<ulong>(_hostBases, stream);
     }
 
     /// <summary>Device address of slot `slot`'s keys of layer `layer`: [kvHead][capacity][headDim] bf16.</summary>
-    public ulong KeyBase(int layer, int slot) => _k[layer].At(CheckSlot(slot) * SlotBytes);
-    public ulong ValueBase(int layer, int slot) => _v[layer].At(CheckSlot(slot) * SlotBytes);
+    public ulong KeyBase(int layer, int slot) => At(layer, 0, CheckSlot(slot));
+    public ulong ValueBase(int layer, int slot) => At(layer, 1, CheckSlot(slot));
     /// <summary>Slot `slot`'s per-page key minima (maxima) of layer `layer`: [kvHead][pages][headDim] bf16.</summary>
-    public ulong PageMinBase(int layer, int slot) => _min[layer].At(CheckSlot(slot) * PageSlotBytes);
-    public ulong PageMaxBase(int layer, int slot) => _max[layer].At(CheckSlot(slot) * PageSlotBytes);
+    public ulong PageMinBase(int layer, int slot) => At(layer, 2, CheckSlot(slot));
+    public ulong PageMaxBase(int layer, int slot) => At(layer, 3, CheckSlot(slot));
 
     private int CheckSlot(int slot) =>
         (uint)slot < (uint)Slots ? slot : throw new ArgumentOutOfRangeException(nameof(slot), $"Slot {slot} of a cache of {Slots}.");
@@ -134,24 +268,32 @@ internal sealed class GpuKvCache : IDisposable
     }
 
     /// <summary>Layer `layer`'s keys, bf16 [slot][kvHead][capacity][headDim]: for writing or reading a cache's
-    /// contents directly (copying one in, filling one for timing); page summaries are not updated by such writes.</summary>
-    public DeviceBuffer Keys(int layer) => _k[layer];
+    /// contents directly (copying one in, filling one for timing); page summaries are not updated by such writes.
+    /// Only a cache allocated whole has them as one buffer.</summary>
+    public DeviceBuffer Keys(int layer) => OnDemand ? throw new InvalidOperationException("A cache on demand has no buffer of every slot's keys.") : _k[layer];
 
     /// <summary>Layer `layer`'s values, bf16 [slot][kvHead][capacity][headDim] (see <see cref="Keys"/>).</summary>
-    public DeviceBuffer Values(int layer) => _v[layer];
+    public DeviceBuffer Values(int layer) => OnDemand ? throw new InvalidOperationException("A cache on demand has no buffer of every slot's values.") : _v[layer];
 
-    /// <summary>Copies slot `from`'s keys, values and page summaries into slot `to`, in stream order.</summary>
-    public void CopySlot(int from, int to, CudaStream s)
+    /// <summary>Copies slot `from`'s keys and values of positions 0 .. positions − 1 into slot `to`, and their page
+    /// summaries where both slots keep them, in stream order.</summary>
+    public void CopySlot(int from, int to, int positions, CudaStream s)
     {
         if ((uint)from >= (uint)Slots || (uint)to >= (uint)Slots) throw new ArgumentOutOfRangeException(nameof(to), $"Slots {from} → {to} of a cache of {Slots}.");
-        if (from == to) return;
+        if ((uint)positions > (uint)Capacity) throw new ArgumentOutOfRangeException(nameof(positions), $"{positions} positions in a cache of {Capacity}.");
+        if (from == to || positions == 0) return;
+        long run = (long)positions * Config.HeadDim * 2, pageRun = (long)((positions + PageSize - 1) / PageSize) * Config.HeadDim * 2;
+        bool summaries = _summaries[from] && _summaries[to];
         for (int l = 0; l < Config.NumLayers; l++)
-        {
-            s.CopyAsync(_k[l].At(to * SlotBytes), _k[l].At(from * SlotBytes), SlotBytes);
-            s.CopyAsync(_v[l].At(to * SlotBytes), _v[l].At(from * SlotBytes), SlotBytes);
-            s.CopyAsync(_min[l].At(to * PageSlotBytes), _min[l].At(from * PageSlotBytes), PageSlotBytes);
-            s.CopyAsync(_max[l].At(to * PageSlotBytes), _max[l].At(from * PageSlotBytes), PageSlotBytes);
-        }
+            for (int h = 0; h < Config.NumKvHeads; h++)
+            {
+                long head = h * HeadStride * 2, pageHead = h * PageHeadStride * 2;
+                s.CopyAsync(At(l, 0, to) + (ulong)head, At(l, 0, from) + (ulong)head, run);
+                s.CopyAsync(At(l, 1, to) + (ulong)head, At(l, 1, from) + (ulong)head, run);
+                if (!summaries) continue;
+                s.CopyAsync(At(l, 2, to) + (ulong)pageHead, At(l, 2, from) + (ulong)pageHead, pageRun);
+                s.CopyAsync(At(l, 3, to) + (ulong)pageHead, At(l, 3, from) + (ulong)pageHead, pageRun);
+            }
     }
 
     /// <summary>Queues Quest's summaries of the pages that positions first .. last of slot `slot` touch in layer
@@ -160,10 +302,11 @@ internal sealed class GpuKvCache : IDisposable
         kernels.PageSummariesSpan(KeyBase(layer, slot), PageMinBase(layer, slot), PageMaxBase(layer, slot), HeadStride, PageHeadStride, PageSize,
             Config.HeadDim, Config.NumKvHeads, first, last, s);
 
-    public long KvBytes => Config.NumLayers * 2 * SlotBytes * Slots;
+    /// <summary>Bytes of keys and values the cache can hold: the pool's pages on demand, every slot otherwise.</summary>
+    public long KvBytes => _pool != null ? (long)_pool.Ledger.Pages * _pool.PageBytes : Config.NumLayers * 2 * SlotBytes * Slots;
 
-    /// <summary>Device bytes a cache of `slots` sequences of `capacity` positions takes: keys, values and Quest's
-    /// page summaries of every layer.</summary>
+    /// <summary>Device bytes a cache of `slots` sequences of `capacity` positions takes when allocated whole: keys,
+    /// values and Quest's page summaries of every layer.</summary>
     public static long BytesFor(ModelConfig config, int slots, int capacity, int pageSize = 16)
     {
         long perSlot = (long)config.NumKvHeads * config.HeadDim * 2 * (2L * capacity + 2L * ((capacity + pageSize - 1) / pageSize));
@@ -172,10 +315,38 @@ internal sealed class GpuKvCache : IDisposable
 
     public void Dispose()
     {
+        if (_held != null)
+            for (int slot = 0; slot < _held.Length; slot++)
+                if (_held[slot].Count > 0) Release(slot);
         foreach (var set in new[] { _k, _v, _min, _max })
-            if (set != null)
-                foreach (var b in set) b?.Dispose();
+            foreach (var b in set) b?.Dispose();
+        foreach (var r in _ranges) r?.Dispose();
+        _pool?.Dispose();
         _bases?.Dispose();
         _rowState?.Dispose();
     }
+}
+
+/// <summary>Where a slot's memory lies when it is mapped in pages of `pageBytes` (0: allocated whole, no padding):
+/// each KV head's run of `capacity` positions padded to whole pages, and a slot's page summaries of a layer (all heads)
+/// padded to whole pages.</summary>
+internal readonly record struct KvPageLayout(ModelConfig Config, int Capacity, int PageSize, long PageBytes)
+{
+    private long RowBytes => Config.HeadDim * 2L;
+    private long RawSummaryBytes => (long)Config.NumKvHeads * ((Capacity + PageSize - 1) / PageSize) * RowBytes;
+
+    public long HeadStride => PageBytes > 0 ? RoundUp(Capacity * RowBytes, PageBytes) / RowBytes : Capacity;
+    public long SummarySlotBytes => PageBytes > 0 ? RoundUp(RawSummaryBytes, PageBytes) : RawSummaryBytes;
+    /// <summary>Pages behind one slot's page summaries of one layer, for one of min and max.</summary>
+    public int SummaryPages => PageBytes > 0 ? (int)(SummarySlotBytes / PageBytes) : 0;
+
+    /// <summary>Pages behind one KV head's first `positions` keys (or values) of one layer.</summary>
+    public int KvPagesPerHead(int positions) => PageBytes > 0 ? (int)(RoundUp(Math.Max(1, positions) * RowBytes, PageBytes) / PageBytes) : 0;
+
+    /// <summary>Pages a sequence of `positions` positions maps: keys and values of every layer and KV head, and the
+    /// page summaries when `summaries`.</summary>
+    public int PagesFor(int positions, bool summaries) =>
+        Config.NumLayers * (2 * Config.NumKvHeads * KvPagesPerHead(positions) + (summaries ? 2 * SummaryPages : 0));
+
+    private static long RoundUp(long n, long unit) => (n + unit - 1) / unit * unit;
 }

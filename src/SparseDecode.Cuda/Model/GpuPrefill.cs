@@ -199,7 +199,7 @@ internal sealed class GpuPrefill : IDisposable
                 int last = p.First + p.Count - 1;
                 _k.RopeAppendSpan(_qkv.At(4L * p.Row * qkv), qkv, c.NumHeads, c.NumKvHeads, hd, _model.RopeCos, _model.RopeSin, p.First,
                     p.Count, kBase, vBase, cache.HeadStride, pq, s);
-                cache.SummarisePages(_k, l, p.Slot, p.First, last, s);
+                if (cache.KeepsSummaries(p.Slot)) cache.SummarisePages(_k, l, p.Slot, p.First, last, s);
                 _attention.Attention(pq, kBase, vBase, cache.HeadStride, hd, c.NumHeads, c.NumKvHeads, p.Count, p.First,
                     attn.FromRow(p.Row, qd), s);
             }

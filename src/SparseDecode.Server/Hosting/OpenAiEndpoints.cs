@@ -148,7 +148,7 @@ internal sealed class OpenAiEndpoints(
     {
         ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
         string text = metrics.Render(model.Id, scheduler.QueueDepth, scheduler.Options.MaxQueue, scheduler.ActiveCount,
-            scheduler.Options.MaxBatch, scheduler.KvCacheBytes);
+            scheduler.Options.MaxBatch, scheduler.KvCacheBytes, model.Engine.KvPool);
         return ctx.Response.WriteAsync(text, ctx.RequestAborted);
     }
 
@@ -361,6 +361,7 @@ internal sealed class OpenAiEndpoints(
     {
         if (e is ApiException api) return api;
         if (e is ContextOverflowException) return ApiException.BadRequest(e.Message, null, "context_length_exceeded");
+        if (e is KvCacheFullException) return new ApiException(503, e.Message, null, "kv_cache_full");
         if (e is NonFiniteLogitsException)
         {
             // The model's fault, not the client's, and the same for every request: one line, no stack trace.

@@ -142,7 +142,8 @@ public sealed class BatchScheduler : IDisposable
     {
         while (true)
         {
-            if (_active.Count == 0) _wake.Wait();
+            // a request waiting for KV cache room is retried a moment later when nothing in the batch will free any
+            if (_active.Count == 0) _wake.Wait(_waitingForRoom ? 20 : Timeout.Infinite);
             if (_stopping) break;
             // making and freeing sequences touch the engine too: on the GPU, under the same lock as a step
             _model.Exclusive(Admit);
@@ -155,8 +156,15 @@ public sealed class BatchScheduler : IDisposable
         _model.Exclusive(Shutdown);
     }
 
+    // whether the request next in line waits for the engine's KV cache to have room for it
+    private bool _waitingForRoom;
+
+    /// <summary>Moves queued requests into the batch while it has places and the engine has room for each one's
+    /// prompt plus max_tokens (<see cref="IInferenceEngine.HasRoomFor"/>): a request that does not fit yet stays first
+    /// in line until sequences end and give their memory back, so the cache is never overcommitted.</summary>
     private void Admit()
     {
+        _waitingForRoom = false;
         while (_active.Count < _options.MaxBatch)
         {
             Sequence seq;
@@ -164,6 +172,11 @@ public sealed class BatchScheduler : IDisposable
             {
                 if (NextFair() is not { } node) return;
                 seq = node.Value;
+                if (!seq.IsCancelled && !_model.Engine.HasRoomFor(Capacity(seq.Request), seq.Request.Plan))
+                {
+                    _waitingForRoom = true;
+                    return;
+                }
                 _queue.Remove(node);
                 seq.QueueNode = null;
             }
@@ -176,7 +189,7 @@ public sealed class BatchScheduler : IDisposable
             try
             {
                 var r = seq.Request;
-                seq.Decoder = _model.Engine.CreateSequence(Math.Min(r.Prompt.Length + r.MaxTokens, _model.Context), r.Plan);
+                seq.Decoder = _model.Engine.CreateSequence(Capacity(r), r.Plan);
                 seq.Sampler = new Sampler(r.Sampling);
                 if (r.Speculation is { } speculation) seq.Speculator = new SpeculativeDecoder(_model.Engine.Config.VocabSize, speculation);
                 if (r.Logprobs is not null) seq.LogprobScratch = new float[_model.Engine.Config.VocabSize];
@@ -193,6 +206,9 @@ public sealed class BatchScheduler : IDisposable
             Volatile.Write(ref _activeCount, _active.Count);
         }
     }
+
+    /// <summary>Positions a request's sequence holds: its prompt and max_tokens, within the context.</summary>
+    private int Capacity(SequenceRequest r) => Math.Min(r.Prompt.Length + r.MaxTokens, _model.Context);
 
     /// <summary>The queued sequence whose client has the fewest decoding, earliest first among equals, skipping
     /// clients at their cap; null when none may start. The queue is short (bounded by --max-queue).</summary>

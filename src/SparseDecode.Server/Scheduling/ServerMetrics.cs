@@ -73,7 +73,7 @@ public sealed class ServerMetrics
         }
     }
 
-    public string Render(string model, int queueDepth, int queueCapacity, int active, int maxBatch, long kvBytes)
+    public string Render(string model, int queueDepth, int queueCapacity, int active, int maxBatch, long kvBytes, (long Total, long Free) kvPool = default)
     {
         var sb = new StringBuilder();
         var ci = CultureInfo.InvariantCulture;
@@ -111,6 +111,11 @@ public sealed class ServerMetrics
         Metric("sparsedecode_active_sequences", "gauge", "Sequences in the running batch.", $"model=\"{m}\"", active);
         Metric("sparsedecode_max_batch", "gauge", "Sequences the running batch holds at most.", $"model=\"{m}\"", maxBatch);
         Metric("sparsedecode_kv_cache_bytes", "gauge", "Bytes of KV cache pages held by active sequences.", $"model=\"{m}\"", kvBytes);
+        if (kvPool.Total > 0)
+        {
+            Metric("sparsedecode_kv_pool_bytes", "gauge", "Bytes of the KV cache's page pool that sequences map their memory from.", $"model=\"{m}\"", kvPool.Total);
+            Metric("sparsedecode_kv_pool_free_bytes", "gauge", "Bytes of the KV cache's page pool no sequence holds.", $"model=\"{m}\"", kvPool.Free);
+        }
         return sb.ToString();
     }
 

@@ -19,6 +19,11 @@ public sealed record EngineOptions
     /// <summary>GPU: sequences held at once (cache slots allocated up front).</summary>
     public int Sequences { get; init; } = 1;
 
+    /// <summary>GPU: whether each sequence maps only the KV cache pages its own capacity needs from one pool (true), or
+    /// every slot holds the full context for as long as the engine lives (false). Null: from a pool where that saves
+    /// memory (each KV head's run of the context spans two or more of the driver's pages, 2 MiB).</summary>
+    public bool? KvOnDemand { get; init; }
+
     /// <summary>GPU: the prefill's operand precision.</summary>
     public PrefillPrecision PrefillPrecision { get; init; } = PrefillPrecision.Split;
 }

@@ -31,6 +31,16 @@ public interface IInferenceEngine : IDisposable
     /// shorter than `capacity`.</summary>
     IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null);
 
+    /// <summary>Whether <see cref="CreateSequence"/> of `capacity` positions through `plan` would find room now: a free
+    /// slot and, where the KV cache is a pool of pages, enough free pages. Where it returns false CreateSequence throws
+    /// <see cref="KvCacheFullException"/>; room comes back as sequences are disposed. Default: true (memory is
+    /// allocated per sequence).</summary>
+    bool HasRoomFor(int capacity, SelectionPlan? plan = null) => true;
+
+    /// <summary>The KV cache's pool, where sequences take pages from one: its bytes and the bytes free now; (0, 0) where
+    /// each sequence allocates its own.</summary>
+    (long Total, long Free) KvPool => (0, 0);
+
     /// <summary>The plan of `method` for this engine's model and context (null for dense attention or no method).</summary>
     SelectionPlan? PlanFor(SelectorSpec? method) => method is null || method.IsDense ? null : method.CreatePlan(Config, MaxContext);
 

@@ -51,18 +51,11 @@ public class BatchedPrefillTests(ServerFixture fx)
     }
 
     /// <summary>The fixture's engine with its batched prefill counted (and, with `fail`, refused before any work).</summary>
-    private sealed class CountingEngine(IInferenceEngine inner, bool fail) : IInferenceEngine
+    private sealed class CountingEngine(IInferenceEngine inner, bool fail) : WrappedEngine(inner)
     {
         public int Calls, Failed, Together;
-        public ModelConfig Config => inner.Config;
-        public string DeviceName => inner.DeviceName;
-        public int MaxContext => inner.MaxContext;
-        public bool SupportsObserver => inner.SupportsObserver;
-        public bool ConcurrentSequences => inner.ConcurrentSequences;
-        public IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null) => inner.CreateSequence(capacity, plan);
-        public void DecodeBatch(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens) => inner.DecodeBatch(sequences, tokens);
 
-        public void PrefillBatch(IReadOnlyList<IDecodeSequence> sequences, IReadOnlyList<ReadOnlyMemory<int>> tokens)
+        public override void PrefillBatch(IReadOnlyList<IDecodeSequence> sequences, IReadOnlyList<ReadOnlyMemory<int>> tokens)
         {
             Calls++;
             Together = Math.Max(Together, sequences.Count);
@@ -71,10 +64,7 @@ public class BatchedPrefillTests(ServerFixture fx)
                 Failed++;
                 throw new InvalidOperationException("The batched prefill is refused here.");
             }
-            inner.PrefillBatch(sequences, tokens);
+            base.PrefillBatch(sequences, tokens);
         }
-
-        // the wrapped engine belongs to the fixture
-        public void Dispose() { }
     }
 }

@@ -288,34 +288,9 @@ public class SpeculationTests(ServerFixture fx)
 
     /// <summary>An engine whose sequences are plain <see cref="IDecodeSequence"/>s (no exact dense pass, no plan
     /// checkpoints), as a backend without <see cref="ISpeculativeSequence"/> serves them.</summary>
-    private sealed class PlainEngine(IInferenceEngine inner) : IInferenceEngine
+    private sealed class PlainEngine(IInferenceEngine inner) : WrappedEngine(inner)
     {
-        public ModelConfig Config => inner.Config;
-        public string DeviceName => inner.DeviceName;
-        public int MaxContext => inner.MaxContext;
-        public bool SupportsObserver => false;
-        public bool ConcurrentSequences => inner.ConcurrentSequences;
-        public IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null) => new Plain(inner.CreateSequence(capacity, plan));
-
-        public void DecodeBatch(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens) =>
-            inner.DecodeBatch(sequences.Select(s => ((Plain)s).Inner).ToArray(), tokens);
-
-        // the wrapped engine belongs to the fixture
-        public void Dispose() { }
-
-        private sealed class Plain(IDecodeSequence inner) : IDecodeSequence
-        {
-            public IDecodeSequence Inner => inner;
-            public int Length => inner.Length;
-            public int Capacity => inner.Capacity;
-            public long CacheBytes => inner.CacheBytes;
-            public ReadOnlySpan<float> Logits => inner.Logits;
-            public void Prefill(ReadOnlySpan<int> tokens, Action<int, ReadOnlySpan<float>>? everyLogits = null, Action<int, int>? progress = null) =>
-                inner.Prefill(tokens, everyLogits, progress);
-            public void Decode(int token, IAttentionObserver? observer = null) => inner.Decode(token, observer);
-            public IDecodeSequence Fork(int capacity, SelectionPlan? plan = null) => new Plain(inner.Fork(capacity, plan));
-            public void Truncate(int length) => inner.Truncate(length);
-            public void Dispose() => inner.Dispose();
-        }
+        public override bool SupportsObserver => false;
+        public override IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null) => new WrappedSequence(Inner.CreateSequence(capacity, plan));
     }
 }

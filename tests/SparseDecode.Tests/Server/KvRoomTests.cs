@@ -1,0 +1,96 @@
+using System.Text.Json;
+using SparseDecode.Engine;
+using SparseDecode.Model;
+using SparseDecode.Selection;
+using SparseDecode.Server.Hosting;
+using SparseDecode.Server.Serving;
+using Xunit;
+
+namespace SparseDecode.Tests.Server;
+
+/// <summary>The scheduler admits a request only when the engine has room for its prompt plus max_tokens
+/// (<see cref="IInferenceEngine.HasRoomFor"/>, the GPU's KV cache pool): requests beyond what the cache holds wait in
+/// line, never overcommit it, and are served exactly as alone once earlier ones end.</summary>
+[Collection("server")]
+public class KvRoomTests(ServerFixture fx)
+{
+    private static string Body(int i) =>
+        $"{{\"prompt\":{JsonSerializer.Serialize($"# request {i}\n" + SpeculationTests.LongPrompt)},\"max_tokens\":8,\"temperature\":0}}";
+
+    private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
+
+    [Fact]
+    public async Task RequestsBeyondTheCachesRoomWaitAndAreServedAsAlone()
+    {
+        const int Requests = 6;
+        var alone = new string[Requests];
+        int need = 0;
+        for (int i = 0; i < Requests; i++)
+        {
+            var (status, body) = await Http.Post(fx.Client, "/v1/completions", Body(i));
+            Assert.Equal(200, status);
+            alone[i] = Text(body);
+            need = Math.Max(need, body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32() + 8);
+        }
+
+        // room for two of the requests at a time
+        var engine = new BoundedEngine(fx.Model.Engine, 2 * need + need / 2);
+        using var model = new ServedModel("bounded", fx.Model.Directory, engine, fx.Model.Codec);
+        await using var server = await SparseServer.StartAsync(model, ServerFixture.Options());
+        using var client = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(120) };
+        var together = await Task.WhenAll(Enumerable.Range(0, Requests).Select(i => Http.Post(client, "/v1/completions", Body(i))));
+        for (int i = 0; i < Requests; i++)
+        {
+            Assert.Equal(200, together[i].Status);
+            Assert.Equal(alone[i], Text(together[i].Body));
+        }
+        Assert.True(engine.MostHeld <= engine.Room, $"{engine.MostHeld} positions held at once in a cache of {engine.Room}");
+        Assert.True(engine.Refused > 0, "no request ever waited for room");
+        Assert.Equal(0, engine.Overcommitted);
+        Assert.Equal(0, engine.Held);
+    }
+
+    /// <summary>The fixture's engine with a cache of `room` positions: sequences hold their capacity until disposed.</summary>
+    private sealed class BoundedEngine(IInferenceEngine inner, int room) : WrappedEngine(inner)
+    {
+        public int Room => room;
+        public int Held, MostHeld, Refused, Overcommitted;
+
+        public override bool HasRoomFor(int capacity, SelectionPlan? plan = null)
+        {
+            bool fits = Volatile.Read(ref Held) + capacity <= room;
+            if (!fits) Interlocked.Increment(ref Refused);
+            return fits;
+        }
+
+        public override IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null)
+        {
+            int held = Interlocked.Add(ref Held, capacity);
+            if (held > room)
+            {
+                Interlocked.Add(ref Held, -capacity);
+                Interlocked.Increment(ref Overcommitted);
+                throw new KvCacheFullException($"{capacity} positions asked, {room - held + capacity} free.");
+            }
+            int seen;
+            while ((seen = Volatile.Read(ref MostHeld)) < held && Interlocked.CompareExchange(ref MostHeld, held, seen) != seen) { }
+            return new Holder(this, Inner.CreateSequence(capacity, plan), capacity);
+        }
+
+        /// <summary>A sequence that gives its positions back when disposed.</summary>
+        private sealed class Holder(BoundedEngine engine, IDecodeSequence inner, int positions) : WrappedSequence(inner)
+        {
+            private bool _disposed;
+
+            public override IDecodeSequence Fork(int capacity, SelectionPlan? plan = null) => throw new NotSupportedException("The scheduler does not fork.");
+
+            public override void Dispose()
+            {
+                if (_disposed) return;
+                _disposed = true;
+                base.Dispose();
+                Interlocked.Add(ref engine.Held, -positions);
+            }
+        }
+    }
+}
