@@ -30,10 +30,27 @@ for m in ${METHODS:-dense tidal quest}; do
   for c in $clients; do
     args=("${m%%:*}" "${BUDGET:-2%}"); [ "$m" = dense ] && args=(dense 100%)
     [[ "$m" == *:* ]] && args+=("${m##*:}")
+    # the most sequences decoding at once, sampled from /health while the clients run
+    python3 -c '
+import json, sys, time, urllib.request
+most = 0
+while True:
+    try:
+        most = max(most, json.load(urllib.request.urlopen("http://127.0.0.1:8094/health", timeout=2))["active_sequences"])
+        open(sys.argv[1], "w").write(str(most))
+    except Exception:
+        pass
+    time.sleep(0.25)
+' "$out/most-$c.txt" &
+    poll=$!
     timeout 300 python3 "$here/serve_client.py" http://127.0.0.1:8094 "$c" "${PER:-2}" "${TOKENS:-128}" "${LINES:-250}" "${args[@]}" >>"$table" 2>>"$out/client.log" \
       || echo "| $m | $c | failed |" >>"$table"
+    kill $poll 2>/dev/null; wait $poll 2>/dev/null
+    echo "$m, $c clients: at most $(cat "$out/most-$c.txt" 2>/dev/null || echo '?') sequences decoding at once" >>"$out/most.txt"
   done
 done
 curl -s http://127.0.0.1:8094/metrics >"$out/metrics.txt" 2>/dev/null
 kill $pid; wait $pid 2>/dev/null
+grep -E "KV cache|error" "$out/serve.log"
+cat "$out/most.txt" 2>/dev/null
 cat "$table"
