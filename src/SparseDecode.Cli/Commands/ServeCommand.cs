@@ -25,6 +25,7 @@ internal static class ServeCommand
         var maxBody = new Option<long>("--max-body-bytes") { Description = "Largest request body; larger ones get 413.", DefaultValueFactory = _ => 1L << 20 };
         var prefillChunk = new Option<int?>("--prefill-chunk") { Description = "Prompt tokens one sequence prefills per scheduler step, so long prompts do not stall running streams. Default: 256 on the CPU, 2048 on the GPU." };
         var prefillBudget = new Option<int?>("--prefill-budget") { Description = "Prompt tokens all sequences together prefill per scheduler step, oldest first (0: no limit). Default: no limit on the CPU, 8192 on the GPU." };
+        var prefixCache = new Option<int>("--prefix-cache") { Description = "Finished requests' prompt caches kept for reuse (0: none): a request whose prompt begins with at least 64 of a kept prompt's tokens copies their keys and values instead of prefilling them (usage.prompt_tokens_details.cached_tokens).", DefaultValueFactory = _ => 4 };
         var sequential = new Option<bool>("--sequential") { Description = "Decode the sequences of a step one after another instead of in parallel." };
         var quiet = new Option<bool>("--quiet") { Description = "Log warnings and errors only." };
         var apiKey = new Option<string?>("--api-key") { Description = $"Require 'Authorization: Bearer KEY' on /v1 routes (default: ${ApiKeyVariable} if set; /health and /metrics stay open)." };
@@ -33,11 +34,11 @@ internal static class ServeCommand
         var perClient = new Option<int?>("--max-per-client") { Description = "Sequences one client address may have decoding at once (0: no cap). Default: half of --max-batch." };
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
-        var context = new Option<int?>("--context") { Description = "Positions one sequence may hold (prompt + completion; default: the model's context). Requests beyond it are refused; on the GPU every batch place gets a cache slot of this size up front, on the CPU each sequence's cache is sized for its prompt and max_tokens, at most this." };
+        var context = new Option<int?>("--context") { Description = "Positions one sequence may hold (prompt + completion; default: the model's context). Requests beyond it are refused; on the GPU every batch place gets a cache slot of this size (on demand: only the pages its prompt and max_tokens cover), on the CPU each sequence's cache is sized for its prompt and max_tokens, at most this." };
         var method = MethodOptions.Create();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
-            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, prefillBudget, sequential, quiet, apiKey, drain, streamTimeout, perClient,
+            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, prefillBudget, prefixCache, sequential, quiet, apiKey, drain, streamTimeout, perClient,
               method.Method, method.Budget, method.Params };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -67,6 +68,7 @@ internal static class ServeCommand
                     PrefillChunk = r.GetValue(prefillChunk) ?? (onGpu ? 2048 : 256),
                     PrefillBudget = r.GetValue(prefillBudget) ?? (onGpu ? 8192 : 0),
                     ParallelSequences = !r.GetValue(sequential),
+                    PrefixCacheEntries = r.GetValue(prefixCache) is >= 0 and var entries ? entries : throw new ArgumentException($"--prefix-cache must be ≥ 0, got {r.GetValue(prefixCache)}."),
                 },
                 Engine = CommonOptions.Engine(r, device, kv, capacity: r.GetValue(context) is int c && c >= 1 ? c
                     : r.GetValue(context) is int bad ? throw new ArgumentException($"--context must be ≥ 1, got {bad}.") : null, prefill: gpuPrefill),

@@ -352,6 +352,7 @@ internal sealed class OpenAiEndpoints(
         PromptTokens = seq.PromptTokens,
         CompletionTokens = seq.CompletionTokens,
         TotalTokens = seq.PromptTokens + seq.CompletionTokens,
+        PromptTokensDetails = seq.CachedPromptTokens > 0 ? new PromptTokensDetails { CachedTokens = seq.CachedPromptTokens } : null,
         Speculation = seq.Speculation is { } s
             ? new SpeculationUsage { Passes = s.Passes, DraftedTokens = s.Drafted, AcceptedTokens = s.Accepted, Exact = s.Exact }
             : null,

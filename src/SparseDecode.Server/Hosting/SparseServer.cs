@@ -41,7 +41,7 @@ public sealed class SparseServer : IAsyncDisposable
     /// <summary>Loads the model from a directory and starts serving it.</summary>
     public static async Task<SparseServer> StartAsync(string modelDirectory, ServerOptions options, CancellationToken cancel = default)
     {
-        var model = ServedModel.Load(modelDirectory, options.ModelName, options.Engine with { Sequences = options.Scheduler.MaxBatch + 1 });
+        var model = ServedModel.Load(modelDirectory, options.ModelName, options.Engine with { Sequences = options.Scheduler.MaxBatch + 1 + options.Scheduler.PrefixCacheEntries });
         try
         {
             return await StartAsync(model, options, ownsModel: true, cancel);

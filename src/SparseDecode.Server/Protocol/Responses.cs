@@ -25,9 +25,18 @@ public sealed class Usage
     public int PromptTokens { get; init; }
     public int CompletionTokens { get; init; }
     public int TotalTokens { get; init; }
+    /// <summary>Present when part of the prompt came from a kept prompt's cache instead of being prefilled.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public PromptTokensDetails? PromptTokensDetails { get; init; }
     /// <summary>Extension, present when the request speculated (`sparse.speculate`).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public SpeculationUsage? Speculation { get; init; }
+}
+
+/// <summary>OpenAI's breakdown of the prompt tokens: how many were served from the prompt cache.</summary>
+public sealed class PromptTokensDetails
+{
+    public int CachedTokens { get; init; }
 }
 
 /// <summary>What self-speculative decoding did for one request: dense verification passes, draft tokens the method

@@ -39,6 +39,8 @@ public sealed class BatchScheduler : IDisposable
     private long _nextId;
     private int _activeCount;
     private long _kvBytes;
+    // scheduler thread only
+    private readonly PrefixCache _prefixes;
 
     public BatchScheduler(ServedModel model, SchedulerOptions options, ServerMetrics metrics)
     {
@@ -47,10 +49,13 @@ public sealed class BatchScheduler : IDisposable
         if (options.PrefillChunk < 1) throw new ArgumentException($"prefill chunk must be ≥ 1, got {options.PrefillChunk}.");
         if (options.PrefillBudget < 0) throw new ArgumentException($"prefill budget must be ≥ 0 (0: no limit), got {options.PrefillBudget}.");
         if (options.MaxActivePerClient < 0) throw new ArgumentException($"max active per client must be ≥ 0, got {options.MaxActivePerClient}.");
+        if (options.PrefixCacheEntries < 0) throw new ArgumentException($"prefix cache entries must be ≥ 0, got {options.PrefixCacheEntries}.");
+        if (options.PrefixMinTokens < 1) throw new ArgumentException($"prefix min tokens must be ≥ 1, got {options.PrefixMinTokens}.");
         if (options.MaxUnreadEvents < 1) throw new ArgumentException($"max unread events must be ≥ 1, got {options.MaxUnreadEvents}.");
         _model = model;
         _options = options;
         _metrics = metrics;
+        _prefixes = new PrefixCache(options.PrefixCacheEntries, options.PrefixMinTokens);
         _thread = new Thread(Run) { Name = "sparsedecode-scheduler", IsBackground = true };
         _thread.Start();
     }
@@ -172,7 +177,7 @@ public sealed class BatchScheduler : IDisposable
             {
                 if (NextFair() is not { } node) return;
                 seq = node.Value;
-                if (!seq.IsCancelled && !_model.Engine.HasRoomFor(Capacity(seq.Request), seq.Request.Plan))
+                if (!seq.IsCancelled && !HasRoomFor(seq.Request))
                 {
                     _waitingForRoom = true;
                     return;
@@ -189,7 +194,7 @@ public sealed class BatchScheduler : IDisposable
             try
             {
                 var r = seq.Request;
-                seq.Decoder = _model.Engine.CreateSequence(Capacity(r), r.Plan);
+                seq.Decoder = FromCachedPrefix(seq) ?? _model.Engine.CreateSequence(Capacity(r), r.Plan);
                 seq.Sampler = new Sampler(r.Sampling);
                 if (r.Speculation is { } speculation) seq.Speculator = new SpeculativeDecoder(_model.Engine.Config.VocabSize, speculation);
                 if (r.Logprobs is not null) seq.LogprobScratch = new float[_model.Engine.Config.VocabSize];
@@ -204,6 +209,42 @@ public sealed class BatchScheduler : IDisposable
             _active.Add(seq);
             CountActive(seq.Request.Client, +1);
             Volatile.Write(ref _activeCount, _active.Count);
+        }
+    }
+
+    /// <summary>Whether the engine has room for the request's sequence now, after freeing kept prompt caches, least
+    /// recently used first, while it has not.</summary>
+    private bool HasRoomFor(SequenceRequest r)
+    {
+        while (!_model.Engine.HasRoomFor(Capacity(r), r.Plan))
+            if (!_prefixes.EvictOne()) return false;
+        return true;
+    }
+
+    /// <summary>A copy of the kept prompt cache sharing the longest prefix with the request's prompt, cut to that
+    /// prefix rounded down to whole prefill chunks (and short of the prompt's last token, whose logits the first sample
+    /// needs); the request then prefills only the rest, in the chunks a prefill from the start would run, so its
+    /// arithmetic is the same. Null when none is kept, too little is shared, or the copy cannot be made.</summary>
+    private IDecodeSequence? FromCachedPrefix(Sequence seq)
+    {
+        var r = seq.Request;
+        if (_prefixes.Find(r.Prompt) is not var (source, shared)) return null;
+        int reused = Math.Min(shared, r.Prompt.Length - 1) / _options.PrefillChunk * _options.PrefillChunk;
+        if (reused < _options.PrefixMinTokens) return null;
+        IDecodeSequence? copy = null;
+        try
+        {
+            copy = source.Fork(Capacity(r), r.Plan);
+            copy.Truncate(reused);
+            seq.Prefilled = reused;
+            seq.CachedPromptTokens = reused;
+            _metrics.CachedPromptTokens(reused);
+            return copy;
+        }
+        catch (Exception)
+        {
+            copy?.Dispose();
+            return null;
         }
     }
 
@@ -551,6 +592,9 @@ public sealed class BatchScheduler : IDisposable
                 _metrics.CompletionTokens(s.CompletionTokens);
                 if (s.Speculator?.Stats is { } speculation) _metrics.Speculation(speculation.Passes, speculation.Drafted, speculation.Accepted);
                 if (s.IsCancelled && !s.Done) _metrics.Cancelled();
+                // a prompt run to its end is kept for requests that begin the same way
+                if (!s.Failed && s.Decoder is { } decoder && s.Prefilled == s.Request.Prompt.Length && _prefixes.Keep(s.Request.Prompt, decoder))
+                    s.Decoder = null;
                 CountActive(s.Request.Client, -1);
                 Free(s);
             }
@@ -572,6 +616,7 @@ public sealed class BatchScheduler : IDisposable
         }
         _active.Clear();
         _activeByClient.Clear();
+        _prefixes.Dispose();
         Volatile.Write(ref _activeCount, 0);
         foreach (var s in all)
         {

@@ -18,6 +18,12 @@ public sealed record SchedulerOptions
     /// slot of the batch; its further requests wait in the queue, up to half of it (429 beyond). Independently of the cap, a free slot goes to
     /// the waiting client with the fewest sequences decoding (arrival order among equals).</summary>
     public int MaxActivePerClient { get; init; }
+    /// <summary>Finished requests' prompt KV caches kept for reuse (0: none): a request whose prompt shares at least
+    /// <see cref="PrefixMinTokens"/> leading tokens (whole <see cref="PrefillChunk"/>s of them) with a kept one starts from a
+    /// copy of them and prefills only the rest.</summary>
+    public int PrefixCacheEntries { get; init; } = 4;
+    /// <summary>The shortest shared prefix that is reused rather than prefilled.</summary>
+    public int PrefixMinTokens { get; init; } = 64;
     /// <summary>Run the sequences of a step in parallel (each on its own core; their matvecs are parallel too).</summary>
     public bool ParallelSequences { get; init; } = true;
     /// <summary>Events a sequence may have waiting for its handler; one more ends the generation with an error

@@ -36,6 +36,8 @@ public sealed class Sequence
     /// <summary>What speculative decoding did, for a request that speculated (null otherwise); set before the final
     /// event, so a handler reads it after that event.</summary>
     public SpeculationStats? Speculation { get; private set; }
+    /// <summary>Prompt tokens not prefilled because a kept prompt's cache began the same way (<see cref="PrefixCache"/>).</summary>
+    public int CachedPromptTokens { get; internal set; }
 
     /// <summary>Stops the sequence (client gone, or the handler is done with it): a queued one leaves the queue at
     /// once; an active one leaves the batch before the next step, and its KV cache is freed then.</summary>
@@ -57,6 +59,8 @@ public sealed class Sequence
     internal int Prefilled;
     internal int LastToken;
     internal bool Done;
+    /// <summary>The sequence ended with an error: its cache is not kept.</summary>
+    internal bool Failed;
     internal LinkedListNode<Sequence>? QueueNode;
 
     internal void Emit(in SequenceEvent e)
@@ -69,6 +73,7 @@ public sealed class Sequence
             return;
         }
         if (e.IsFinal) Speculation = Speculator?.Stats;
+        if (e.Error is not null) Failed = true;
         _events.Writer.TryWrite(e);
         if (e.IsFinal)
         {

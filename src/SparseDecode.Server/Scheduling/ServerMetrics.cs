@@ -17,10 +17,12 @@ public sealed class ServerMetrics
     private readonly Queue<(long Stamp, int Tokens)> _recentSteps = new();
     private readonly long _started = Stopwatch.GetTimestamp();
     private long _promptTokens, _completionTokens, _cancelled, _steps, _stepTicks, _decodedTokens;
+    private long _cachedPromptTokens;
     private long _speculativePasses, _draftTokens, _acceptedTokens;
 
     public void RequestFinished(string endpoint, int status) => _requests.AddOrUpdate((endpoint, status), 1, (_, n) => n + 1);
     public void PromptTokens(int n) => Interlocked.Add(ref _promptTokens, n);
+    public void CachedPromptTokens(int n) => Interlocked.Add(ref _cachedPromptTokens, n);
     public void CompletionTokens(int n) => Interlocked.Add(ref _completionTokens, n);
     public void Cancelled() => Interlocked.Increment(ref _cancelled);
     public long CancelledCount => Interlocked.Read(ref _cancelled);
@@ -92,6 +94,8 @@ public sealed class ServerMetrics
         Metric("sparsedecode_requests_cancelled_total", "counter", "Requests whose client went away before generation ended, while queued or decoding.",
             $"model=\"{m}\"", CancelledCount);
         Metric("sparsedecode_prompt_tokens_total", "counter", "Prompt tokens prefilled.", $"model=\"{m}\"", Interlocked.Read(ref _promptTokens));
+        Metric("sparsedecode_prompt_tokens_cached_total", "counter", "Prompt tokens copied from a kept prompt's cache instead of prefilled.", $"model=\"{m}\"",
+            Interlocked.Read(ref _cachedPromptTokens));
         Metric("sparsedecode_generation_tokens_total", "counter", "Tokens generated (completion tokens).", $"model=\"{m}\"",
             Interlocked.Read(ref _completionTokens));
         Metric("sparsedecode_speculative_passes_total", "counter", "Dense verification passes of speculating requests.", $"model=\"{m}\"",

@@ -1,0 +1,74 @@
+using SparseDecode.Engine;
+
+namespace SparseDecode.Server.Scheduling;
+
+/// <summary>The KV caches of finished requests' prompts, kept so that a request whose prompt begins the same way (a
+/// shared system prompt, another question about the same document) starts from a copy of the longest cached prefix
+/// and prefills only the rest (<see cref="IDecodeSequence.Fork"/>, then <see cref="IDecodeSequence.Truncate"/>). The
+/// copy's keys and values are those the prefill would write, so the output is the same as without the cache. Entries
+/// are kept most recently used first; past the capacity, or when the engine needs their memory for a request, the
+/// least recently used goes. Scheduler thread only.</summary>
+internal sealed class PrefixCache(int capacity, int minTokens) : IDisposable
+{
+    private sealed record Entry(int[] Tokens, IDecodeSequence Sequence);
+
+    private readonly LinkedList<Entry> _entries = new();
+
+    public int Count => _entries.Count;
+
+    /// <summary>The cached sequence sharing the longest prefix with `prompt`, at least minTokens long, and that length
+    /// (which may be the whole prompt); null when none. The entry becomes the most recently used.</summary>
+    public (IDecodeSequence Source, int Shared)? Find(ReadOnlySpan<int> prompt)
+    {
+        LinkedListNode<Entry>? best = null;
+        int longest = minTokens - 1;
+        for (var node = _entries.First; node is not null; node = node.Next)
+        {
+            int shared = prompt.CommonPrefixLength(node.Value.Tokens);
+            if (shared > longest) (best, longest) = (node, shared);
+        }
+        if (best is null) return null;
+        _entries.Remove(best);
+        _entries.AddFirst(best);
+        return (best.Value.Sequence, longest);
+    }
+
+    /// <summary>Keeps `sequence`, which holds the keys and values of `prompt` (and maybe more), truncated to the
+    /// prompt; true when the cache took it (the caller no longer disposes it). A prompt that a kept entry already
+    /// covers is not kept; entries that this one covers go.</summary>
+    public bool Keep(int[] prompt, IDecodeSequence sequence)
+    {
+        if (capacity == 0 || prompt.Length < minTokens || sequence.Length < prompt.Length) return false;
+        for (var node = _entries.First; node is not null;)
+        {
+            var next = node.Next;
+            int shared = prompt.AsSpan().CommonPrefixLength(node.Value.Tokens);
+            if (shared == prompt.Length) return false;
+            if (shared == node.Value.Tokens.Length) Drop(node);
+            node = next;
+        }
+        sequence.Truncate(prompt.Length);
+        _entries.AddFirst(new Entry(prompt, sequence));
+        while (_entries.Count > capacity) Drop(_entries.Last!);
+        return true;
+    }
+
+    /// <summary>Frees the least recently used entry; false when there is none.</summary>
+    public bool EvictOne()
+    {
+        if (_entries.Last is not { } last) return false;
+        Drop(last);
+        return true;
+    }
+
+    private void Drop(LinkedListNode<Entry> node)
+    {
+        _entries.Remove(node);
+        node.Value.Sequence.Dispose();
+    }
+
+    public void Dispose()
+    {
+        while (EvictOne()) { }
+    }
+}
