@@ -1,8 +1,13 @@
 # Sourced by the GPU scripts: sets $bin to the sparsedecode program and the CUDA library path. The program is a
 # self-contained single-file publish (no .NET needed where it runs): $SPARSEDECODE_BIN, else
-# publish/gpu/sparsedecode(.gz), else built here with dotnet. Needs $root (the repository).
+# publish/gpu/sparsedecode(.xz or .gz), else built here with dotnet. Needs $root (the repository).
 bin=${SPARSEDECODE_BIN:-$root/publish/gpu/sparsedecode}
-if [ ! -x "$bin" ] && [ -f "$bin.gz" ]; then
+if [ ! -x "$bin" ] && [ -f "$bin.xz" ]; then
+  mkdir -p /tmp/sparsedecode-gpu
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$bin.xz" /tmp/sparsedecode-gpu/sparsedecode
+  chmod +x /tmp/sparsedecode-gpu/sparsedecode
+  bin=/tmp/sparsedecode-gpu/sparsedecode
+elif [ ! -x "$bin" ] && [ -f "$bin.gz" ]; then
   mkdir -p /tmp/sparsedecode-gpu && gunzip -c "$bin.gz" > /tmp/sparsedecode-gpu/sparsedecode && chmod +x /tmp/sparsedecode-gpu/sparsedecode
   bin=/tmp/sparsedecode-gpu/sparsedecode
 fi
