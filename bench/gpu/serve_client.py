@@ -3,11 +3,13 @@ max_tokens) and prints one markdown row: generated tokens/s, time to first token
 between a stream's events after the first (p50, p99). With ignore_eos every request generates exactly max_tokens
 tokens, which is what is counted: a stream's events carry text pieces, and a random model's tokens are often
 incomplete UTF-8 that the server holds back, so events undercount tokens (the gaps are then between pieces).
-Each request's prompt is distinct (its number first), PROMPT_LINES lines of code long; METHOD and BUDGET go in the
-request's `sparse` field (the server's own method without them).
+Each request's prompt is distinct (its number first), PROMPT_LINES lines of code long; with SHARED=1 in the
+environment the number comes last instead, so every prompt begins with the same code (the server's prompt cache can
+reuse it). METHOD and BUDGET go in the request's `sparse` field (the server's own method without them).
    python3 bench/gpu/serve_client.py URL CLIENTS REQUESTS_PER_CLIENT MAX_TOKENS [PROMPT_LINES [METHOD BUDGET [SPECULATE]]]"""
 import itertools
 import json
+import os
 import sys
 import threading
 import time
@@ -23,7 +25,8 @@ ttft, gaps, tokens, lock, numbers = [], [], [0], threading.Lock(), itertools.cou
 
 
 def prompt(n):
-    return f"# request {n}\ndef process(items):\n" + "".join(f"    value_{i} = items[{i}] * {i % 7}\n" for i in range(lines))
+    body = "def process(items):\n" + "".join(f"    value_{i} = items[{i}] * {i % 7}\n" for i in range(lines))
+    return body + f"# request {n}\n" if os.environ.get("SHARED") == "1" else f"# request {n}\n" + body
 
 
 def one():

@@ -335,7 +335,8 @@ internal readonly record struct KvPageLayout(ModelConfig Config, int Capacity, i
     private long RowBytes => Config.HeadDim * 2L;
     private long RawSummaryBytes => (long)Config.NumKvHeads * ((Capacity + PageSize - 1) / PageSize) * RowBytes;
 
-    public long HeadStride => PageBytes > 0 ? RoundUp(Capacity * RowBytes, PageBytes) / RowBytes : Capacity;
+    /// <summary>Elements from one KV head's run to the next: the capacity's, padded to whole pages when paged.</summary>
+    public long HeadStride => (PageBytes > 0 ? RoundUp(Capacity * RowBytes, PageBytes) / RowBytes : Capacity) * Config.HeadDim;
     public long SummarySlotBytes => PageBytes > 0 ? RoundUp(RawSummaryBytes, PageBytes) : RawSummaryBytes;
     /// <summary>Pages behind one slot's page summaries of one layer, for one of min and max.</summary>
     public int SummaryPages => PageBytes > 0 ? (int)(SummarySlotBytes / PageBytes) : 0;

@@ -46,7 +46,7 @@ public class KvPagePoolTests
         const long Page = 2 << 20;
         var layout = new KvPageLayout(config, 32768, 16, Page);
         // 32768 keys of 256 bytes: 4 pages per head, no padding
-        Assert.Equal(32768, layout.HeadStride);
+        Assert.Equal(32768 * 128, layout.HeadStride);
         Assert.Equal(4, layout.KvPagesPerHead(32768));
         Assert.Equal(1, layout.KvPagesPerHead(1));
         Assert.Equal(1, layout.KvPagesPerHead(8192));
@@ -58,12 +58,12 @@ public class KvPagePoolTests
 
         // a context that is not a whole number of pages per head: the run is padded, the positions stay
         var odd = new KvPageLayout(config, 10000, 16, Page);
-        Assert.Equal(16384, odd.HeadStride);
+        Assert.Equal(16384 * 128, odd.HeadStride);
         Assert.Equal(2, odd.KvPagesPerHead(10000));
 
         // allocated whole: no padding, no pages
         var whole = new KvPageLayout(config, 10000, 16, 0);
-        Assert.Equal(10000, whole.HeadStride);
+        Assert.Equal(10000 * 128, whole.HeadStride);
         Assert.Equal(0, whole.PagesFor(10000, summaries: true));
         Assert.Equal(8L * 625 * 256, whole.SummarySlotBytes);
     }
