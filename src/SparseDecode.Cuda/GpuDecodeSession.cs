@@ -172,11 +172,36 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
         return copy;
     }
 
+    /// <summary>The copy shares the pages wholly below `length` with this sequence where the cache is on demand (they
+    /// are mapped into its slot, not copied), and copies the rest; both then refuse to truncate below the shared
+    /// positions.</summary>
+    public IDecodeSequence ForkPrefix(int length, int capacity, SelectionPlan? plan = null)
+    {
+        if ((uint)length > (uint)Length) throw new ArgumentOutOfRangeException(nameof(length), $"The sequence has only {Length} positions.");
+        if (capacity < length) throw new ArgumentOutOfRangeException(nameof(capacity), $"A copy of {length} positions cannot hold only {capacity}.");
+        var copy = _engine.CreateSharing(Slot, length, capacity, plan);
+        int shared = _cache.SharedPositionsFor(length, capacity);
+        _cache.CopySlot(Slot, copy.Slot, length, _stream, first: shared);
+        if (length > 0 && _cache.KeepsSummaries(copy.Slot) && !_cache.KeepsSummaries(Slot))
+            for (int l = 0; l < _model.Config.NumLayers; l++) _cache.SummarisePages(_model.Kernels, l, copy.Slot, 0, length - 1, _stream);
+        _stream.Synchronize();
+        copy.Length = length;
+        if (length == Length) Logits.CopyTo(copy._logits);
+        _pinned = Math.Max(_pinned, shared);
+        copy._pinned = shared;
+        return copy;
+    }
+
+    // positions whose pages another sequence shares: never rewritten while this sequence lives
+    private int _pinned;
+
     /// <summary>Forgets the positions from `length` on. The page summaries of the page `length` falls in keep
     /// the keys beyond it until they are overwritten: Quest's bounds there stay upper bounds, only looser.</summary>
     public void Truncate(int length)
     {
         if ((uint)length > (uint)Length) throw new ArgumentOutOfRangeException(nameof(length), $"The sequence has only {Length} positions.");
+        if (length < _pinned)
+            throw new InvalidOperationException($"The first {_pinned} positions' memory is shared with a copy of this sequence; it cannot be cut to {length}.");
         Length = length;
     }
 

@@ -149,14 +149,22 @@ internal sealed class GpuEngine : IInferenceEngine
 
     public IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null) => Create(capacity, plan, alias: -1);
 
+    /// <summary>A sequence of `capacity` positions whose memory below `shared` is slot `shareFrom`'s, by whole pages
+    /// where the cache is on demand (<see cref="GpuKvCache.TryHold"/>).</summary>
+    internal GpuDecodeSession CreateSharing(int shareFrom, int shared, int capacity, SelectionPlan? plan) => Create(capacity, plan, -1, shareFrom, shared);
+
     public bool HasRoomFor(int capacity, SelectionPlan? plan = null) =>
         Array.IndexOf(_used, false) >= 0 && (!Cache.OnDemand || Cache.FreePages >= Cache.PagesFor(Math.Clamp(capacity, 1, MaxContext), plan?.ReadsPageSummaries == true));
+
+    public bool HasRoomForFork(IDecodeSequence source, int length, int capacity, SelectionPlan? plan = null) =>
+        Array.IndexOf(_used, false) >= 0 && (!Cache.OnDemand
+            || Cache.FreePages >= Cache.PagesFor(Math.Clamp(capacity, 1, MaxContext), plan?.ReadsPageSummaries == true, source is GpuDecodeSession { Engine: var e } && e == this ? length : 0));
 
     public (long Total, long Free) KvPool => Cache.OnDemand ? (Cache.KvBytes, Cache.FreePages * Cache.PoolPageBytes) : (0, 0);
 
     /// <summary>A sequence in a free slot whose memory is mapped for `capacity` positions (page summaries when the
     /// plan reads them), or, with `alias`, the memory of that slot's sequence shared (warm-up only).</summary>
-    private GpuDecodeSession Create(int capacity, SelectionPlan? plan, int alias)
+    private GpuDecodeSession Create(int capacity, SelectionPlan? plan, int alias, int shareFrom = -1, int shared = 0)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         if (capacity > MaxContext)
@@ -166,8 +174,8 @@ internal sealed class GpuEngine : IInferenceEngine
         if (slot < 0)
             throw new KvCacheFullException($"All {Slots} sequence slots of the GPU cache are in use; free a sequence or load the engine with more slots.");
         bool summaries = plan?.ReadsPageSummaries == true;
-        if (!Cache.TryHold(slot, capacity, summaries, alias))
-            throw new KvCacheFullException($"A sequence of {capacity} positions needs {Cache.PagesFor(capacity, summaries)} pages of the GPU's KV cache pool, " +
+        if (!Cache.TryHold(slot, capacity, summaries, alias, shareFrom, shared))
+            throw new KvCacheFullException($"A sequence of {capacity} positions needs {Cache.PagesFor(capacity, summaries, shareFrom >= 0 ? shared : 0)} pages of the GPU's KV cache pool, " +
                 $"but {Cache.FreePages} of {Cache.PoolPages} are free; room comes back as sequences end.");
         var group = plan is null ? null : GroupFor(plan);
         _used[slot] = true;

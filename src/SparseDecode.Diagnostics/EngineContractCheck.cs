@@ -381,6 +381,41 @@ internal static class EngineContractCheck
         return new Check("every page of the KV cache pool comes back when sequences end", worst, 0);
     }
 
+    /// <summary>A copy of a sequence's first `length` positions made by <see cref="IDecodeSequence.ForkPrefix"/> (which
+    /// may share the source's memory) continues like a sequence prefilled with only those positions, for dense
+    /// attention and for Quest (whose page summaries the copy must have), while the source lives; the pool gets every
+    /// page back once both end. The source holds `tail` positions more; the copy and the other go on with `tail`
+    /// tokens. `length` a multiple of the prefill chunk, so both prefills run the same chunks.</summary>
+    public static Check SharedPrefix(IInferenceEngine engine, int length, int tail, double tolerance)
+    {
+        var none = new Dictionary<string, string>();
+        var prompt = Tokens(length + tail, engine.Config.VocabSize, 13);
+        var more = Tokens(tail, engine.Config.VocabSize, 14);
+        long before = engine.KvPool.Free;
+        double worst = 0;
+        foreach (string method in (string[])["dense", "quest"])
+        {
+            var plan = engine.PlanFor(SelectorSpec.Parse(method, "64", none));
+            int capacity = length + more.Length + 16;
+            using var source = engine.CreateSequence(prompt.Length);
+            source.Prefill(prompt);
+            using var copy = source.ForkPrefix(length, capacity, plan);
+            using var alone = engine.CreateSequence(capacity, plan);
+            alone.Prefill(prompt.AsSpan(0, length));
+            copy.Prefill(more);
+            alone.Prefill(more);
+            worst = Math.Max(worst, copy.Length == alone.Length ? Difference(alone.Logits, copy.Logits) : double.PositiveInfinity);
+            foreach (int t in more.AsSpan(0, 8))
+            {
+                copy.Decode(t);
+                alone.Decode(t);
+                worst = Math.Max(worst, Difference(alone.Logits, copy.Logits));
+            }
+        }
+        if (engine.KvPool.Free != before) worst = double.PositiveInfinity;
+        return new Check($"a copy of a prefix ({length} positions, memory shared where the cache is on demand) continues like that prefix prefilled alone; every page comes back", worst, tolerance);
+    }
+
     private static Check Fork(IInferenceEngine engine)
     {
         var c = engine.Config;

@@ -105,6 +105,12 @@ internal static class GpuCheckCommand
             ((GpuEngine)engine).PadParts = true;
             contract.Add(EngineContractCheck.SameLogits(engine, onDemand, "KV cache on demand = allocated whole (dense, quest, tidal, dense forked into quest)"));
             contract.Add(EngineContractCheck.PoolReturns(onDemand));
+            // a long context, so that a copy of a prefix shares whole pages of its source
+            if (Engine.ModelLocator.Resolve(null) is var bundled && Path.GetFullPath(dirs[0]) == Path.GetFullPath(bundled))
+            {
+                using var longContext = BackendRegistry.Load(dirs[0], new Engine.EngineOptions { Device = "cuda", Capacity = 32768, Sequences = 4, KvOnDemand = true });
+                contract.Add(EngineContractCheck.SharedPrefix(longContext, 18432, 2048, EngineContractCheck.GpuBatchTolerance) with { Name = "KV cache on demand: " + "a copy of a prefix shares its source's pages (18432 positions)" });
+            }
             Console.WriteLine($"\nthe GPU engine's contract on {Path.GetFileName(Path.TrimEndingDirectorySeparator(dirs[0]))}: largest logit difference");
             Console.WriteLine("| promise | max |Δ logit| | allowed | result |");
             Console.WriteLine("|---|---:|---:|---|");

@@ -118,8 +118,13 @@ internal sealed class GpuKvCache : IDisposable
     public int FreePages => _pool?.Ledger.Free ?? 0;
     public long PoolPageBytes => _pool?.PageBytes ?? 0;
 
-    /// <summary>Pages a sequence of `positions` positions maps (with Quest's page summaries when `summaries`).</summary>
-    public int PagesFor(int positions, bool summaries) => new KvPageLayout(Config, Capacity, PageSize, PoolPageBytes).PagesFor(positions, summaries);
+    /// <summary>Pages a sequence of `positions` positions takes from the pool (with Quest's page summaries when
+    /// `summaries`), when the pages wholly below `shared` positions are another slot's (<see cref="TryHold"/>).</summary>
+    public int PagesFor(int positions, bool summaries, int shared = 0)
+    {
+        var layout = new KvPageLayout(Config, Capacity, PageSize, PoolPageBytes);
+        return layout.PagesFor(positions, summaries) - Config.NumLayers * 2 * Config.NumKvHeads * layout.SharedPagesPerHead(shared, positions);
+    }
 
     /// <summary>Whether slot `slot` has memory for Quest's page summaries (always, when allocated whole); the prefill
     /// and the decode step keep them only there.</summary>
@@ -127,9 +132,11 @@ internal sealed class GpuKvCache : IDisposable
 
     /// <summary>Gives slot `slot` the memory for positions 0 .. positions − 1 (and page summaries when `summaries`):
     /// on demand maps that many pages from the pool, all or none; false, with nothing mapped, when the pool has too few
-    /// free. With `alias`, maps the pages slot `alias` holds instead, shared (both then read and write the same memory:
-    /// for work whose results are thrown away, as warming up). Allocated whole: always true.</summary>
-    public bool TryHold(int slot, int positions, bool summaries, int alias = -1)
+    /// free. With `shareFrom`, the keys' and values' pages wholly below position `shared` are slot shareFrom's own,
+    /// mapped here too (neither slot may write below `shared` while both hold them: a prompt cache and its copies
+    /// write only after it). With `alias`, every page slot `alias` holds is shared (both then read and write the same
+    /// memory: for work whose results are thrown away, as warming up). Allocated whole: always true.</summary>
+    public bool TryHold(int slot, int positions, bool summaries, int alias = -1, int shareFrom = -1, int shared = 0)
     {
         CheckSlot(slot);
         if ((uint)positions > (uint)Capacity) throw new ArgumentOutOfRangeException(nameof(positions), $"{positions} positions in a cache of {Capacity}.");
@@ -148,15 +155,31 @@ internal sealed class GpuKvCache : IDisposable
         else
         {
             var layout = new KvPageLayout(Config, Capacity, PageSize, _pool.PageBytes);
-            var pages = new int[layout.PagesFor(positions, summaries)];
+            int perHead = layout.KvPagesPerHead(positions), sharedPerHead = shareFrom >= 0 ? layout.SharedPagesPerHead(shared, positions) : 0;
+            // the source's pages by where they lie in its slot
+            var theirs = new Dictionary<(int, long), int>();
+            if (sharedPerHead > 0)
+                foreach (var (range, offset, page) in _held[CheckSlot(shareFrom)]) theirs[(range, offset)] = page;
+            var pages = new int[layout.PagesFor(positions, summaries) - Config.NumLayers * 2 * Config.NumKvHeads * sharedPerHead];
             if (!_pool.Ledger.TryTake(pages)) return false;
-            int next = 0, perHead = layout.KvPagesPerHead(positions);
+            int next = 0;
             for (int l = 0; l < Config.NumLayers; l++)
             {
                 for (int kind = 0; kind < 2; kind++)
                     for (int h = 0; h < Config.NumKvHeads; h++)
                         for (int i = 0; i < perHead; i++)
-                            held.Add((l * Kinds + kind, h * HeadStride * 2 + i * _pool.PageBytes, pages[next++]));
+                        {
+                            long offset = h * HeadStride * 2 + i * _pool.PageBytes;
+                            int page;
+                            if (i < sharedPerHead)
+                            {
+                                page = theirs.TryGetValue((l * Kinds + kind, offset), out int p) ? p
+                                    : throw new InvalidOperationException($"Slot {shareFrom} holds no page at layer {l}, head {h}, page {i} to share.");
+                                _pool.Ledger.Share(page);
+                            }
+                            else page = pages[next++];
+                            held.Add((l * Kinds + kind, offset, page));
+                        }
                 if (summaries)
                     for (int kind = 2; kind < Kinds; kind++)
                         for (int i = 0; i < layout.SummaryPages; i++)
@@ -183,6 +206,11 @@ internal sealed class GpuKvCache : IDisposable
         }
         return true;
     }
+
+    /// <summary>Positions that <see cref="TryHold"/> with `shared` positions of another slot maps from its pages, for a
+    /// sequence of `positions` positions: whole pages only (0 when allocated whole).</summary>
+    public int SharedPositionsFor(int shared, int positions) =>
+        _pool is null ? 0 : new KvPageLayout(Config, Capacity, PageSize, _pool.PageBytes).SharedPagesPerHead(shared, positions) * (int)(_pool.PageBytes / (Config.HeadDim * 2L));
 
     private ulong Address(int range, int slot, long offset) => _ranges[range].At(slot * (range % Kinds < 2 ? SlotBytes : PageSlotBytes) + offset);
 
@@ -275,21 +303,26 @@ internal sealed class GpuKvCache : IDisposable
     /// <summary>Layer `layer`'s values, bf16 [slot][kvHead][capacity][headDim] (see <see cref="Keys"/>).</summary>
     public DeviceBuffer Values(int layer) => OnDemand ? throw new InvalidOperationException("A cache on demand has no buffer of every slot's values.") : _v[layer];
 
-    /// <summary>Copies slot `from`'s keys and values of positions 0 .. positions − 1 into slot `to`, and their page
-    /// summaries where both slots keep them, in stream order.</summary>
-    public void CopySlot(int from, int to, int positions, CudaStream s)
+    /// <summary>Copies slot `from`'s keys and values of positions first .. positions − 1 into slot `to`, and the page
+    /// summaries of positions 0 .. positions − 1 where both slots keep them, in stream order.</summary>
+    public void CopySlot(int from, int to, int positions, CudaStream s, int first = 0)
     {
         if ((uint)from >= (uint)Slots || (uint)to >= (uint)Slots) throw new ArgumentOutOfRangeException(nameof(to), $"Slots {from} → {to} of a cache of {Slots}.");
-        if ((uint)positions > (uint)Capacity) throw new ArgumentOutOfRangeException(nameof(positions), $"{positions} positions in a cache of {Capacity}.");
+        if ((uint)positions > (uint)Capacity || (uint)first > (uint)positions)
+            throw new ArgumentOutOfRangeException(nameof(positions), $"Positions {first} to {positions} in a cache of {Capacity}.");
         if (from == to || positions == 0) return;
-        long run = (long)positions * Config.HeadDim * 2, pageRun = (long)((positions + PageSize - 1) / PageSize) * Config.HeadDim * 2;
+        long start = (long)first * Config.HeadDim * 2, run = (long)(positions - first) * Config.HeadDim * 2;
+        long pageRun = (long)((positions + PageSize - 1) / PageSize) * Config.HeadDim * 2;
         bool summaries = _summaries[from] && _summaries[to];
         for (int l = 0; l < Config.NumLayers; l++)
             for (int h = 0; h < Config.NumKvHeads; h++)
             {
-                long head = h * HeadStride * 2, pageHead = h * PageHeadStride * 2;
-                s.CopyAsync(At(l, 0, to) + (ulong)head, At(l, 0, from) + (ulong)head, run);
-                s.CopyAsync(At(l, 1, to) + (ulong)head, At(l, 1, from) + (ulong)head, run);
+                long head = h * HeadStride * 2 + start, pageHead = h * PageHeadStride * 2;
+                if (run > 0)
+                {
+                    s.CopyAsync(At(l, 0, to) + (ulong)head, At(l, 0, from) + (ulong)head, run);
+                    s.CopyAsync(At(l, 1, to) + (ulong)head, At(l, 1, from) + (ulong)head, run);
+                }
                 if (!summaries) continue;
                 s.CopyAsync(At(l, 2, to) + (ulong)pageHead, At(l, 2, from) + (ulong)pageHead, pageRun);
                 s.CopyAsync(At(l, 3, to) + (ulong)pageHead, At(l, 3, from) + (ulong)pageHead, pageRun);
@@ -340,6 +373,10 @@ internal readonly record struct KvPageLayout(ModelConfig Config, int Capacity, i
     public long SummarySlotBytes => PageBytes > 0 ? RoundUp(RawSummaryBytes, PageBytes) : RawSummaryBytes;
     /// <summary>Pages behind one slot's page summaries of one layer, for one of min and max.</summary>
     public int SummaryPages => PageBytes > 0 ? (int)(SummarySlotBytes / PageBytes) : 0;
+
+    /// <summary>Pages of one head's run wholly below position `shared`, at most those `positions` positions take.</summary>
+    public int SharedPagesPerHead(int shared, int positions) =>
+        PageBytes > 0 ? (int)Math.Min(Math.Max(0, shared) * RowBytes / PageBytes, KvPagesPerHead(positions)) : 0;
 
     /// <summary>Pages behind one KV head's first `positions` keys (or values) of one layer.</summary>
     public int KvPagesPerHead(int positions) => PageBytes > 0 ? (int)(RoundUp(Math.Max(1, positions) * RowBytes, PageBytes) / PageBytes) : 0;

@@ -177,7 +177,7 @@ public sealed class BatchScheduler : IDisposable
             {
                 if (NextFair() is not { } node) return;
                 seq = node.Value;
-                if (!seq.IsCancelled && !HasRoomFor(seq.Request))
+                if (!seq.IsCancelled && !HasRoomFor(seq))
                 {
                     _waitingForRoom = true;
                     return;
@@ -212,30 +212,44 @@ public sealed class BatchScheduler : IDisposable
         }
     }
 
-    /// <summary>Whether the engine has room for the request's sequence now, after freeing kept prompt caches, least
-    /// recently used first, while it has not.</summary>
-    private bool HasRoomFor(SequenceRequest r)
+    /// <summary>Whether the engine has room for the request's sequence now (from the kept prompt cache it will start
+    /// from, <see cref="Reuse"/>, which may share memory with it), after freeing kept prompt caches, least recently
+    /// used first, while it has not.</summary>
+    private bool HasRoomFor(Sequence seq)
     {
-        while (!_model.Engine.HasRoomFor(Capacity(r), r.Plan))
+        var r = seq.Request;
+        while (true)
+        {
+            seq.Reuse = Reuse(r);
+            bool fits = seq.Reuse is var (source, reused)
+                ? _model.Engine.HasRoomForFork(source, reused, Capacity(r), r.Plan)
+                : _model.Engine.HasRoomFor(Capacity(r), r.Plan);
+            if (fits) return true;
             if (!_prefixes.EvictOne()) return false;
-        return true;
+        }
     }
 
-    /// <summary>A copy of the kept prompt cache sharing the longest prefix with the request's prompt, cut to that
-    /// prefix rounded down to whole prefill chunks (and short of the prompt's last token, whose logits the first sample
-    /// needs); the request then prefills only the rest, in the chunks a prefill from the start would run, so its
-    /// arithmetic is the same. Null when none is kept, too little is shared, or the copy cannot be made.</summary>
+    /// <summary>The kept prompt cache sharing the longest prefix with the prompt and the positions of it to reuse:
+    /// that prefix rounded down to whole prefill chunks, short of the prompt's last token (whose logits the first
+    /// sample needs), so the rest is prefilled in the chunks a prefill from the start would run and its arithmetic is
+    /// the same. Null when none is kept or too little is shared.</summary>
+    private (IDecodeSequence Source, int Reused)? Reuse(SequenceRequest r)
+    {
+        if (_prefixes.Find(r.Prompt) is not var (source, shared)) return null;
+        int reused = Math.Min(shared, r.Prompt.Length - 1) / _options.PrefillChunk * _options.PrefillChunk;
+        return reused >= _options.PrefixMinTokens ? (source, reused) : null;
+    }
+
+    /// <summary>A copy of the first positions of the kept prompt cache chosen at admission (<see cref="Reuse"/>);
+    /// the request then prefills only the rest. Null when none was chosen or the copy cannot be made.</summary>
     private IDecodeSequence? FromCachedPrefix(Sequence seq)
     {
         var r = seq.Request;
-        if (_prefixes.Find(r.Prompt) is not var (source, shared)) return null;
-        int reused = Math.Min(shared, r.Prompt.Length - 1) / _options.PrefillChunk * _options.PrefillChunk;
-        if (reused < _options.PrefixMinTokens) return null;
-        IDecodeSequence? copy = null;
+        if (seq.Reuse is not var (source, reused)) return null;
+        seq.Reuse = null;
         try
         {
-            copy = source.Fork(Capacity(r), r.Plan);
-            copy.Truncate(reused);
+            var copy = source.ForkPrefix(reused, Capacity(r), r.Plan);
             seq.Prefilled = reused;
             seq.CachedPromptTokens = reused;
             _metrics.CachedPromptTokens(reused);
@@ -243,7 +257,6 @@ public sealed class BatchScheduler : IDisposable
         }
         catch (Exception)
         {
-            copy?.Dispose();
             return null;
         }
     }

@@ -57,6 +57,8 @@ public sealed class Sequence
     internal readonly StopMatcher Stops;
     internal float[]? LogprobScratch;
     internal int Prefilled;
+    /// <summary>The kept prompt cache and positions of it that admission chose to start from (<see cref="PrefixCache"/>).</summary>
+    internal (IDecodeSequence Source, int Reused)? Reuse;
     internal int LastToken;
     internal bool Done;
     /// <summary>The sequence ended with an error: its cache is not kept.</summary>

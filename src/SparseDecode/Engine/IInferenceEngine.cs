@@ -37,6 +37,10 @@ public interface IInferenceEngine : IDisposable
     /// allocated per sequence).</summary>
     bool HasRoomFor(int capacity, SelectionPlan? plan = null) => true;
 
+    /// <summary>As <see cref="HasRoomFor"/>, for `source.ForkPrefix(length, capacity, plan)`, which may share
+    /// memory with `source` (<see cref="IDecodeSequence.ForkPrefix"/>).</summary>
+    bool HasRoomForFork(IDecodeSequence source, int length, int capacity, SelectionPlan? plan = null) => HasRoomFor(capacity, plan);
+
     /// <summary>The KV cache's pool, where sequences take pages from one: its bytes and the bytes free now; (0, 0) where
     /// each sequence allocates its own.</summary>
     (long Total, long Free) KvPool => (0, 0);
@@ -109,6 +113,19 @@ public interface IDecodeSequence : IDisposable
     /// <summary>A copy of this sequence — its cache and its logits — that holds up to `capacity` positions and
     /// decodes from here on through `plan` (null: dense), whose state starts fresh at this position.</summary>
     IDecodeSequence Fork(int capacity, SelectionPlan? plan = null);
+
+    /// <summary>A sequence holding this one's first `length` positions (the rest forgotten), up to `capacity` in all,
+    /// that decodes from there through `plan` (fresh state), as Fork then Truncate give; its logits are this one's
+    /// when `length` is <see cref="Length"/>, stale otherwise. A backend may map the memory of the positions below
+    /// `length` into the copy instead of copying it (the GPU on demand, by whole pages): the two must not write below
+    /// `length` while both live, and a truncation below it throws.</summary>
+    IDecodeSequence ForkPrefix(int length, int capacity, SelectionPlan? plan = null)
+    {
+        if ((uint)length > (uint)Length) throw new ArgumentOutOfRangeException(nameof(length), $"The sequence has only {Length} positions.");
+        var copy = Fork(Math.Max(capacity, Length), plan);
+        copy.Truncate(length);
+        return copy;
+    }
 
     /// <summary>Forgets the positions from `length` on: the next token goes at `length` and overwrites them.
     /// <see cref="Logits"/> are stale until the next token runs.</summary>

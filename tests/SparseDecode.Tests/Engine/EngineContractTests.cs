@@ -18,6 +18,14 @@ public sealed class EngineContractTests(ITestOutputHelper output)
         AssertAll(EngineContractCheck.Run(engine, batchTolerance: 0, sparseBatchTolerance: 0));
     }
 
+    [Fact]
+    public void ACopyOfAPrefixContinuesLikeThatPrefixPrefilledAlone()
+    {
+        using var engine = CpuEngine.Load(Dir, Model.DType.BF16);
+        var check = EngineContractCheck.SharedPrefix(engine, 96, 64, tolerance: 0);
+        Assert.True(check.Passed, $"{check.Name}: logits differ by {check.Worst:G3}");
+    }
+
     [CudaFact]
     public void GpuEngineKeepsTheContract()
     {

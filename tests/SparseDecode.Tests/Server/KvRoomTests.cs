@@ -49,7 +49,9 @@ public class KvRoomTests(ServerFixture fx)
         Assert.True(engine.MostHeld <= engine.Room, $"{engine.MostHeld} positions held at once in a cache of {engine.Room}");
         Assert.True(engine.Refused > 0, "no request ever waited for room");
         Assert.Equal(0, engine.Overcommitted);
-        Assert.Equal(0, engine.Held);
+        // a response can reach its client before the scheduler frees the sequence at the end of that step
+        for (int i = 0; i < 200 && Volatile.Read(ref engine.Held) > 0; i++) await Task.Delay(25);
+        Assert.Equal(0, Volatile.Read(ref engine.Held));
     }
 
     /// <summary>The fixture's engine with a cache of `room` positions: sequences hold their capacity until disposed.</summary>
