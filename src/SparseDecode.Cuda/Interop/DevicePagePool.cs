@@ -9,12 +9,9 @@ namespace SparseDecode.Cuda.Interop;
 /// are untouched (CUDA's virtual memory management).</summary>
 internal sealed unsafe class DevicePagePool : IDisposable
 {
-    /// <summary>Pages per physical allocation: the pool is made of allocations of at most 1 GiB each.</summary>
-    private const long ChunkBytes = 1L << 30;
-
     private readonly CudaDevice _device;
-    private readonly ulong[] _chunks;
-    private readonly int _pagesPerChunk;
+    // one physical allocation per page: the driver maps an allocation only from its start
+    private readonly ulong[] _pages;
 
     public long PageBytes { get; }
     public PageLedger Ledger { get; }
@@ -40,20 +37,18 @@ internal sealed unsafe class DevicePagePool : IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(pages, 1);
         _device = device;
         PageBytes = pageBytes;
-        _pagesPerChunk = (int)Math.Max(1, ChunkBytes / pageBytes);
-        _chunks = new ulong[(pages + _pagesPerChunk - 1) / _pagesPerChunk];
+        _pages = new ulong[pages];
         device.MakeCurrent();
         var prop = Properties(device);
         try
         {
-            for (int c = 0; c < _chunks.Length; c++)
+            for (int p = 0; p < pages; p++)
             {
-                long bytes = Math.Min(_pagesPerChunk, pages - c * _pagesPerChunk) * pageBytes;
                 ulong h;
-                int status = cuMemCreate(&h, (nuint)bytes, &prop, 0);
+                int status = cuMemCreate(&h, (nuint)pageBytes, &prop, 0);
                 if (status != Success)
                     throw new CudaException("cuMemCreate", status, $"{Describe(status)} while making {pages * pageBytes / 1e9:F1} GB of KV cache pages");
-                _chunks[c] = h;
+                _pages[p] = h;
             }
         }
         catch
@@ -67,9 +62,7 @@ internal sealed unsafe class DevicePagePool : IDisposable
     /// <summary>Maps page `page` at `address` (page-aligned, inside a reserved range) for reading and writing.</summary>
     public void Map(ulong address, int page)
     {
-        int chunk = page / _pagesPerChunk;
-        long offset = (long)(page % _pagesPerChunk) * PageBytes;
-        Check(cuMemMap(address, (nuint)PageBytes, (nuint)offset, _chunks[chunk], 0), "cuMemMap");
+        Check(cuMemMap(address, (nuint)PageBytes, 0, _pages[page], 0), "cuMemMap");
         var access = new MemAccessDesc { LocationType = MemLocationTypeDevice, LocationId = _device.Ordinal, Flags = MemAccessReadWrite };
         int status = cuMemSetAccess(address, (nuint)PageBytes, &access, 1);
         if (status != Success)
@@ -84,9 +77,9 @@ internal sealed unsafe class DevicePagePool : IDisposable
 
     public void Dispose()
     {
-        foreach (ulong h in _chunks)
+        foreach (ulong h in _pages)
             if (h != 0) cuMemRelease(h);
-        Array.Clear(_chunks);
+        Array.Clear(_pages);
     }
 }
 
