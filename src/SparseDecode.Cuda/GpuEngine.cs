@@ -215,14 +215,14 @@ internal sealed class GpuEngine : IInferenceEngine
 
     internal void Release(int slot, PlanGroup? group)
     {
+        _used[slot] = false;
+        if (group != null) group.Sequences--;
         if (Cache.OnDemand)
         {
             // the pages are unmapped: no queued work may still touch them
             Stream.Synchronize();
             Cache.Release(slot);
         }
-        _used[slot] = false;
-        if (group != null) group.Sequences--;
     }
 
     public void DecodeBatch(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens)

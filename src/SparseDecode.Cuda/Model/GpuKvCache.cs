@@ -220,13 +220,23 @@ internal sealed class GpuKvCache : IDisposable
     {
         CheckSlot(slot);
         if (_pool is null || _held is null) return;
+        // every page goes back even when an unmapping fails, so that the slot is never released twice
+        Exception? failed = null;
         foreach (var (range, offset, page) in _held[slot])
         {
-            _pool.Unmap(Address(range, slot, offset));
+            try
+            {
+                _pool.Unmap(Address(range, slot, offset));
+            }
+            catch (CudaException e)
+            {
+                failed ??= e;
+            }
             _pool.Ledger.Put(page);
         }
         _held[slot].Clear();
         _summaries[slot] = false;
+        if (failed != null) throw failed;
     }
 
     /// <summary>Device bytes slot `slot` holds now (its full share when allocated whole).</summary>

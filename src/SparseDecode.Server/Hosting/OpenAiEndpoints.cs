@@ -304,6 +304,8 @@ internal sealed class OpenAiEndpoints(
             stall.CancelAfter(options.StreamWriteTimeout);
             await writer.Begin(ctx, this);
             await ctx.Response.Body.FlushAsync(aborted);
+            // Waiting in line and for the prompt's prefill is not the client's doing either.
+            stall.CancelAfter(Timeout.InfiniteTimeSpan);
             await foreach (var e in seq.Events.ReadAllAsync(aborted))
             {
                 stall.CancelAfter(options.StreamWriteTimeout);

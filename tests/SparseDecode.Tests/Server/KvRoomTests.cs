@@ -54,6 +54,41 @@ public class KvRoomTests(ServerFixture fx)
         Assert.Equal(0, Volatile.Read(ref engine.Held));
     }
 
+    /// <summary>A request whose first token comes later than the stream timeout (it waits in line, or its prompt is
+    /// long) keeps its stream: the timeout is for a client that does not read, not for the server's own work.</summary>
+    [Fact]
+    public async Task AStreamWhoseFirstTokenComesAfterTheStreamTimeoutIsKept()
+    {
+        var engine = new SlowPrefillEngine(fx.Model.Engine, TimeSpan.FromSeconds(2));
+        using var model = new ServedModel("slow", fx.Model.Directory, engine, fx.Model.Codec);
+        await using var server = await SparseServer.StartAsync(model, ServerFixture.Options() with { StreamWriteTimeout = TimeSpan.FromSeconds(1) });
+        using var client = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        var events = await Http.PostStream(client, "/v1/completions", "{\"prompt\":\"def add(a, b):\",\"max_tokens\":4,\"temperature\":0,\"stream\":true}");
+        var (text, finish, _) = Http.ReassembleCompletion(events);
+        Assert.Equal("length", finish);
+        Assert.NotEmpty(text);
+    }
+
+    /// <summary>The fixture's engine with every prompt's prefill `delay` slower.</summary>
+    private sealed class SlowPrefillEngine(IInferenceEngine inner, TimeSpan delay) : WrappedEngine(inner)
+    {
+        public override IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null) => new Slow(Inner.CreateSequence(capacity, plan), delay);
+
+        public override void PrefillBatch(IReadOnlyList<IDecodeSequence> sequences, IReadOnlyList<ReadOnlyMemory<int>> tokens)
+        {
+            for (int i = 0; i < sequences.Count; i++) sequences[i].Prefill(tokens[i].Span);
+        }
+
+        private sealed class Slow(IDecodeSequence inner, TimeSpan delay) : WrappedSequence(inner)
+        {
+            public override void Prefill(ReadOnlySpan<int> tokens, Action<int, ReadOnlySpan<float>>? everyLogits = null, Action<int, int>? progress = null)
+            {
+                Thread.Sleep(delay);
+                base.Prefill(tokens, everyLogits, progress);
+            }
+        }
+    }
+
     /// <summary>The fixture's engine with a cache of `room` positions: sequences hold their capacity until disposed.</summary>
     private sealed class BoundedEngine(IInferenceEngine inner, int room) : WrappedEngine(inner)
     {

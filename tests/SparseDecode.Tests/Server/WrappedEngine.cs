@@ -37,7 +37,7 @@ internal class WrappedSequence(IDecodeSequence inner) : IDecodeSequence
     public int Capacity => inner.Capacity;
     public long CacheBytes => inner.CacheBytes;
     public ReadOnlySpan<float> Logits => inner.Logits;
-    public void Prefill(ReadOnlySpan<int> tokens, Action<int, ReadOnlySpan<float>>? everyLogits = null, Action<int, int>? progress = null) =>
+    public virtual void Prefill(ReadOnlySpan<int> tokens, Action<int, ReadOnlySpan<float>>? everyLogits = null, Action<int, int>? progress = null) =>
         inner.Prefill(tokens, everyLogits, progress);
     public void Decode(int token, IAttentionObserver? observer = null) => inner.Decode(token, observer);
     public virtual IDecodeSequence Fork(int capacity, SelectionPlan? plan = null) => new WrappedSequence(inner.Fork(capacity, plan));
