@@ -196,6 +196,9 @@ public sealed class BatchScheduler : IDisposable
                 var r = seq.Request;
                 seq.Decoder = FromCachedPrefix(seq) ?? _model.Engine.CreateSequence(Capacity(r), r.Plan);
                 seq.Sampler = new Sampler(r.Sampling);
+                // the tokens a dense decode writes are kept with its prompt for a later turn of the conversation (a
+                // sparse method's keys and values are not what a dense prefill of those tokens writes)
+                if (_options.PrefixCacheEntries > 0 && r.Plan is null && r.Speculation is null) seq.Generated = new int[r.MaxTokens];
                 if (r.Speculation is { } speculation) seq.Speculator = new SpeculativeDecoder(_model.Engine.Config.VocabSize, speculation);
                 if (r.Logprobs is not null) seq.LogprobScratch = new float[_model.Engine.Config.VocabSize];
             }
@@ -569,6 +572,7 @@ public sealed class BatchScheduler : IDisposable
     {
         var r = seq.Request;
         seq.LastToken = next;
+        if (seq.Generated is { } generated && seq.CompletionTokens < generated.Length) generated[seq.CompletionTokens] = next;
         seq.CompletionTokens++;
         var logprob = r.Logprobs is int top ? Logprobs.Of(logits, next, top, seq.LogprobScratch!, _model.Codec) : null;
         if (!r.IgnoreEos && _model.StopTokenIds.Contains(next))
@@ -605,8 +609,8 @@ public sealed class BatchScheduler : IDisposable
                 _metrics.CompletionTokens(s.CompletionTokens);
                 if (s.Speculator?.Stats is { } speculation) _metrics.Speculation(speculation.Passes, speculation.Drafted, speculation.Accepted);
                 if (s.IsCancelled && !s.Done) _metrics.Cancelled();
-                // a prompt run to its end is kept for requests that begin the same way
-                if (!s.Failed && s.Decoder is { } decoder && s.Prefilled == s.Request.Prompt.Length && _prefixes.Keep(s.Request.Prompt, decoder))
+                // a prompt run to its end is kept, with the tokens decoded after it, for requests that begin the same way
+                if (!s.Failed && s.Decoder is { } decoder && s.Prefilled == s.Request.Prompt.Length && _prefixes.Keep(Written(s), decoder))
                     s.Decoder = null;
                 CountActive(s.Request.Client, -1);
                 Free(s);
@@ -616,6 +620,19 @@ public sealed class BatchScheduler : IDisposable
         _active.RemoveRange(kept, _active.Count - kept);
         Volatile.Write(ref _activeCount, _active.Count);
         if (_active.Count == 0) Interlocked.Exchange(ref _kvBytes, 0);
+    }
+
+    /// <summary>The tokens whose keys and values a finished sequence holds, in order: its prompt, then the tokens it
+    /// decoded (every emitted token but the last, which never ran).</summary>
+    private static int[] Written(Sequence s)
+    {
+        var prompt = s.Request.Prompt;
+        int decoded = s.Generated is { } g ? Math.Clamp(Math.Min(s.CompletionTokens - 1, s.Decoder!.Length - prompt.Length), 0, g.Length) : 0;
+        if (decoded == 0) return prompt;
+        var tokens = new int[prompt.Length + decoded];
+        prompt.CopyTo(tokens, 0);
+        s.Generated.AsSpan(0, decoded).CopyTo(tokens.AsSpan(prompt.Length));
+        return tokens;
     }
 
     private void Shutdown()

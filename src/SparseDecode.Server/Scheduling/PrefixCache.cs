@@ -2,8 +2,9 @@ using SparseDecode.Engine;
 
 namespace SparseDecode.Server.Scheduling;
 
-/// <summary>The KV caches of finished requests' prompts, kept so that a request whose prompt begins the same way (a
-/// shared system prompt, another question about the same document) starts from a copy of the longest cached prefix
+/// <summary>The KV caches of finished requests' prompts and decoded tokens, kept so that a request whose prompt begins
+/// the same way (a shared system prompt, another question about the same document, the next turn of a conversation
+/// that repeats the reply) starts from a copy of the longest cached prefix
 /// and prefills only the rest (<see cref="IDecodeSequence.Fork"/>, then <see cref="IDecodeSequence.Truncate"/>). The
 /// copy's keys and values are those the prefill would write, so the output is the same as without the cache. Entries
 /// are kept most recently used first; past the capacity, or when the engine needs their memory for a request, the
@@ -33,9 +34,9 @@ internal sealed class PrefixCache(int capacity, int minTokens) : IDisposable
         return (best.Value.Sequence, longest);
     }
 
-    /// <summary>Keeps `sequence`, which holds the keys and values of `prompt` (and maybe more), truncated to the
-    /// prompt; true when the cache took it (the caller no longer disposes it). A prompt that a kept entry already
-    /// covers is not kept; entries that this one covers go.</summary>
+    /// <summary>Keeps `sequence`, which holds the keys and values of `prompt` (a finished request's prompt and the tokens
+    /// it decoded; maybe more), truncated to them; true when the cache took it (the caller no longer disposes it).
+    /// Tokens that a kept entry already covers are not kept; entries that these cover go.</summary>
     public bool Keep(int[] prompt, IDecodeSequence sequence)
     {
         if (capacity == 0 || prompt.Length < minTokens || sequence.Length < prompt.Length) return false;

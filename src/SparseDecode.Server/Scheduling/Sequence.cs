@@ -60,6 +60,8 @@ public sealed class Sequence
     /// <summary>The kept prompt cache and positions of it that admission chose to start from (<see cref="PrefixCache"/>).</summary>
     internal (IDecodeSequence Source, int Reused)? Reuse;
     internal int LastToken;
+    /// <summary>The tokens emitted so far (the first CompletionTokens), kept for the prompt cache; null when there is none.</summary>
+    internal int[]? Generated;
     internal bool Done;
     /// <summary>The sequence ended with an error: its cache is not kept.</summary>
     internal bool Failed;

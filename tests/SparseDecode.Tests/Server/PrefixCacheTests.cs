@@ -55,12 +55,32 @@ public class PrefixCacheTests(ServerFixture fx)
         Assert.Matches(@"sparsedecode_prompt_tokens_cached_total\{[^}]*\} [1-9]", metrics);
     }
 
+    /// <summary>The next turn of a conversation repeats the reply it follows: a dense request's decoded tokens are kept
+    /// with its prompt, so the next request reuses more than the earlier prompt, and answers as without the cache.</summary>
+    [Fact]
+    public async Task TheNextTurnReusesTheReplyItRepeats()
+    {
+        await using var plain = await SparseServer.StartAsync(fx.Model, Options(entries: 0, chunk: 16));
+        await using var cached = await SparseServer.StartAsync(fx.Model, Options(entries: 2, chunk: 16));
+        using var plainClient = new HttpClient { BaseAddress = plain.BaseAddress, Timeout = TimeSpan.FromSeconds(120) };
+        using var cachedClient = new HttpClient { BaseAddress = cached.BaseAddress, Timeout = TimeSpan.FromSeconds(120) };
+        string first = SpeculationTests.LongPrompt + Questions[0];
+        string Turn(string prompt) => $"{{\"prompt\":{JsonSerializer.Serialize(prompt)},\"max_tokens\":40,\"temperature\":0}}";
+        var (_, one) = await Http.Post(cachedClient, "/v1/completions", Turn(first));
+        int firstPrompt = one.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+        string second = first + Text(one) + "\n# and now the product\n";
+        var (_, without) = await Http.Post(plainClient, "/v1/completions", Turn(second));
+        var (_, with) = await Http.Post(cachedClient, "/v1/completions", Turn(second));
+        Assert.Equal(Text(without), Text(with));
+        Assert.True(Cached(with) > firstPrompt, $"reused {Cached(with)} tokens, not more than the first prompt's {firstPrompt}");
+    }
+
     /// <summary>Tokens question i's prompt shares with an earlier one's.</summary>
     private int Shared(int i) => Enumerable.Range(0, i).Max(j =>
         fx.Model.Codec.Encode(SpeculationTests.LongPrompt + Questions[i], true).AsSpan().CommonPrefixLength(fx.Model.Codec.Encode(SpeculationTests.LongPrompt + Questions[j], true)));
 
-    private static ServerOptions Options(int entries) => ServerFixture.Options() with
+    private static ServerOptions Options(int entries, int chunk = 256) => ServerFixture.Options() with
     {
-        Scheduler = ServerFixture.Options().Scheduler with { PrefixCacheEntries = entries },
+        Scheduler = ServerFixture.Options().Scheduler with { PrefixCacheEntries = entries, PrefillChunk = chunk },
     };
 }
