@@ -26,6 +26,7 @@ internal static class ServeCommand
         var prefillChunk = new Option<int?>("--prefill-chunk") { Description = "Prompt tokens one sequence prefills per scheduler step, so long prompts do not stall running streams. Default: 256 on the CPU, 2048 on the GPU." };
         var prefillBudget = new Option<int?>("--prefill-budget") { Description = "Prompt tokens all sequences together prefill per scheduler step, oldest first (0: no limit). Default: no limit on the CPU, 8192 on the GPU." };
         var prefixCache = new Option<int>("--prefix-cache") { Description = "Finished requests' prompt caches (and a dense request's reply) kept for reuse (0: none): a request whose prompt begins with at least 64 of a kept one's tokens copies their keys and values, by whole prefill chunks, instead of prefilling them (usage.prompt_tokens_details.cached_tokens).", DefaultValueFactory = _ => 4 };
+        var prefixCacheMemory = new Option<double?>("--prefix-cache-gb") { Description = "GB of cache the kept prompt caches may hold together. Default: 2 on the CPU; on the GPU none beyond the KV cache's own, from which kept caches give way to requests." };
         var sequential = new Option<bool>("--sequential") { Description = "Decode the sequences of a step one after another instead of in parallel." };
         var quiet = new Option<bool>("--quiet") { Description = "Log warnings and errors only." };
         var apiKey = new Option<string?>("--api-key") { Description = $"Require 'Authorization: Bearer KEY' on /v1 routes (default: ${ApiKeyVariable} if set; /health and /metrics stay open)." };
@@ -38,7 +39,7 @@ internal static class ServeCommand
         var method = MethodOptions.Create();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
-            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, prefillBudget, prefixCache, sequential, quiet, apiKey, drain, streamTimeout, perClient,
+            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, prefillBudget, prefixCache, prefixCacheMemory, sequential, quiet, apiKey, drain, streamTimeout, perClient,
               method.Method, method.Budget, method.Params };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -69,6 +70,12 @@ internal static class ServeCommand
                     PrefillBudget = r.GetValue(prefillBudget) ?? (onGpu ? 8192 : 0),
                     ParallelSequences = !r.GetValue(sequential),
                     PrefixCacheEntries = r.GetValue(prefixCache) is >= 0 and var entries ? entries : throw new ArgumentException($"--prefix-cache must be ≥ 0, got {r.GetValue(prefixCache)}."),
+                    PrefixCacheBytes = r.GetValue(prefixCacheMemory) switch
+                    {
+                        null => onGpu ? long.MaxValue : 2L << 30,
+                        double gb when gb >= 0 && gb < 1e6 => (long)(gb * 1e9),
+                        var gbBad => throw new ArgumentException($"--prefix-cache-gb must be between 0 and 1000000, got {gbBad}."),
+                    },
                 },
                 Engine = CommonOptions.Engine(r, device, kv, capacity: r.GetValue(context) is int c && c >= 1 ? c
                     : r.GetValue(context) is int bad ? throw new ArgumentException($"--context must be ≥ 1, got {bad}.") : null, prefill: gpuPrefill),

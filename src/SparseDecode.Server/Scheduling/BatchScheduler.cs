@@ -50,12 +50,13 @@ public sealed class BatchScheduler : IDisposable
         if (options.PrefillBudget < 0) throw new ArgumentException($"prefill budget must be ≥ 0 (0: no limit), got {options.PrefillBudget}.");
         if (options.MaxActivePerClient < 0) throw new ArgumentException($"max active per client must be ≥ 0, got {options.MaxActivePerClient}.");
         if (options.PrefixCacheEntries < 0) throw new ArgumentException($"prefix cache entries must be ≥ 0, got {options.PrefixCacheEntries}.");
+        if (options.PrefixCacheBytes < 0) throw new ArgumentException($"prefix cache bytes must be ≥ 0, got {options.PrefixCacheBytes}.");
         if (options.PrefixMinTokens < 1) throw new ArgumentException($"prefix min tokens must be ≥ 1, got {options.PrefixMinTokens}.");
         if (options.MaxUnreadEvents < 1) throw new ArgumentException($"max unread events must be ≥ 1, got {options.MaxUnreadEvents}.");
         _model = model;
         _options = options;
         _metrics = metrics;
-        _prefixes = new PrefixCache(options.PrefixCacheEntries, options.PrefixMinTokens);
+        _prefixes = new PrefixCache(options.PrefixCacheEntries, options.PrefixMinTokens, options.PrefixCacheBytes);
         _thread = new Thread(Run) { Name = "sparsedecode-scheduler", IsBackground = true };
         _thread.Start();
     }

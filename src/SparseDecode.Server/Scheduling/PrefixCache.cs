@@ -7,15 +7,19 @@ namespace SparseDecode.Server.Scheduling;
 /// that repeats the reply) starts from a copy of the longest cached prefix
 /// and prefills only the rest (<see cref="IDecodeSequence.Fork"/>, then <see cref="IDecodeSequence.Truncate"/>). The
 /// copy's keys and values are those the prefill would write, so the output is the same as without the cache. Entries
-/// are kept most recently used first; past the capacity, or when the engine needs their memory for a request, the
-/// least recently used goes. Scheduler thread only.</summary>
-internal sealed class PrefixCache(int capacity, int minTokens) : IDisposable
+/// are kept most recently used first; past the capacity or the bytes allowed, or when the engine needs their memory
+/// for a request, the least recently used goes. Scheduler thread only.</summary>
+internal sealed class PrefixCache(int capacity, int minTokens, long maxBytes = long.MaxValue) : IDisposable
 {
-    private sealed record Entry(int[] Tokens, IDecodeSequence Sequence);
+    private sealed record Entry(int[] Tokens, IDecodeSequence Sequence, long Bytes);
 
     private readonly LinkedList<Entry> _entries = new();
+    private long _bytes;
 
     public int Count => _entries.Count;
+
+    /// <summary>Cache bytes the kept sequences hold (<see cref="IDecodeSequence.CacheBytes"/>), at most maxBytes.</summary>
+    public long Bytes => _bytes;
 
     /// <summary>The cached sequence sharing the longest prefix with `prompt`, at least minTokens long, and that length
     /// (which may be the whole prompt); null when none. The entry becomes the most recently used.</summary>
@@ -39,7 +43,7 @@ internal sealed class PrefixCache(int capacity, int minTokens) : IDisposable
     /// Tokens that a kept entry already covers are not kept; entries that these cover go.</summary>
     public bool Keep(int[] prompt, IDecodeSequence sequence)
     {
-        if (capacity == 0 || prompt.Length < minTokens || sequence.Length < prompt.Length) return false;
+        if (capacity == 0 || prompt.Length < minTokens || sequence.Length < prompt.Length || sequence.CacheBytes > maxBytes) return false;
         for (var node = _entries.First; node is not null;)
         {
             var next = node.Next;
@@ -49,8 +53,9 @@ internal sealed class PrefixCache(int capacity, int minTokens) : IDisposable
             node = next;
         }
         sequence.Truncate(prompt.Length);
-        _entries.AddFirst(new Entry(prompt, sequence));
-        while (_entries.Count > capacity) Drop(_entries.Last!);
+        _entries.AddFirst(new Entry(prompt, sequence, sequence.CacheBytes));
+        _bytes += sequence.CacheBytes;
+        while (_entries.Count > capacity || _bytes > maxBytes) Drop(_entries.Last!);
         return true;
     }
 
@@ -65,6 +70,7 @@ internal sealed class PrefixCache(int capacity, int minTokens) : IDisposable
     private void Drop(LinkedListNode<Entry> node)
     {
         _entries.Remove(node);
+        _bytes -= node.Value.Bytes;
         node.Value.Sequence.Dispose();
     }
 

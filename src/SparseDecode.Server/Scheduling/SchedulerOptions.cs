@@ -22,6 +22,9 @@ public sealed record SchedulerOptions
     /// <see cref="PrefixMinTokens"/> leading tokens (whole <see cref="PrefillChunk"/>s of them) with a kept one starts from a
     /// copy of them and prefills only the rest.</summary>
     public int PrefixCacheEntries { get; init; } = 4;
+    /// <summary>Cache bytes the kept prompt caches may hold together (the CPU's memory is not a pool the engine
+    /// accounts for; on the GPU the pool is, and kept caches give way when a request needs room).</summary>
+    public long PrefixCacheBytes { get; init; } = long.MaxValue;
     /// <summary>The shortest shared prefix that is reused rather than prefilled.</summary>
     public int PrefixMinTokens { get; init; } = 64;
     /// <summary>Run the sequences of a step in parallel (each on its own core; their matvecs are parallel too).</summary>
