@@ -27,6 +27,8 @@ internal static class ServeCommand
         var prefillBudget = new Option<int?>("--prefill-budget") { Description = "Prompt tokens all sequences together prefill per scheduler step, oldest first (0: no limit). Default: no limit on the CPU, 8192 on the GPU." };
         var prefixCache = new Option<int>("--prefix-cache") { Description = "Finished requests' prompt caches (and a dense request's reply) kept for reuse (0: none): a request whose prompt begins with at least 64 of a kept one's tokens copies their keys and values, by whole prefill chunks, instead of prefilling them (usage.prompt_tokens_details.cached_tokens).", DefaultValueFactory = _ => 4 };
         var prefixCacheMemory = new Option<double?>("--prefix-cache-gb") { Description = "GB of cache the kept prompt caches may hold together. Default: 2 on the CPU; on the GPU none beyond the KV cache's own, from which kept caches give way to requests." };
+        var kvOnDemand = new Option<string>("--kv-on-demand") { Description = "GPU: map each request's KV cache pages from one pool as its prompt plus max_tokens need (on), or give every batch place a slot of the full --context (off). auto: on where a head's run of the context spans two or more 2 MiB pages.", DefaultValueFactory = _ => "auto" };
+        kvOnDemand.AcceptOnlyFromAmong("auto", "on", "off");
         var sequential = new Option<bool>("--sequential") { Description = "Decode the sequences of a step one after another instead of in parallel." };
         var quiet = new Option<bool>("--quiet") { Description = "Log warnings and errors only." };
         var apiKey = new Option<string?>("--api-key") { Description = $"Require 'Authorization: Bearer KEY' on /v1 routes (default: ${ApiKeyVariable} if set; /health and /metrics stay open)." };
@@ -39,7 +41,7 @@ internal static class ServeCommand
         var method = MethodOptions.Create();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
-            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, prefillBudget, prefixCache, prefixCacheMemory, sequential, quiet, apiKey, drain, streamTimeout, perClient,
+            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, prefillBudget, prefixCache, prefixCacheMemory, kvOnDemand, sequential, quiet, apiKey, drain, streamTimeout, perClient,
               method.Method, method.Budget, method.Params };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -78,7 +80,10 @@ internal static class ServeCommand
                     },
                 },
                 Engine = CommonOptions.Engine(r, device, kv, capacity: r.GetValue(context) is int c && c >= 1 ? c
-                    : r.GetValue(context) is int bad ? throw new ArgumentException($"--context must be ≥ 1, got {bad}.") : null, prefill: gpuPrefill),
+                    : r.GetValue(context) is int bad ? throw new ArgumentException($"--context must be ≥ 1, got {bad}.") : null, prefill: gpuPrefill) with
+                {
+                    KvOnDemand = r.GetValue(kvOnDemand) switch { "on" => true, "off" => false, _ => null },
+                },
             };
             int modelContext = SparseDecode.Model.ModelConfig.Load(dir).MaxPositions;
             if (options.Engine.Capacity > modelContext)
