@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using SparseDecode.Cpu;
+using SparseDecode.Diagnostics;
 
 namespace SparseDecode.Cli.Output;
 

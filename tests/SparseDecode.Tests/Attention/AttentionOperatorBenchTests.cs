@@ -1,4 +1,5 @@
 using SparseDecode.Cpu;
+using SparseDecode.Diagnostics;
 using SparseDecode.Tests.Selection;
 using Xunit;
 

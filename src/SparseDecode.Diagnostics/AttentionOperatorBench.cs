@@ -1,8 +1,9 @@
 using System.Diagnostics;
+using SparseDecode.Cpu;
 using SparseDecode.Model;
 using SparseDecode.Selection;
 
-namespace SparseDecode.Cpu;
+namespace SparseDecode.Diagnostics;
 
 /// <summary>The attention operator of a decode step on the CPU, per method: each layer's selection (the method's
 /// plan through <see cref="SpanPlanOps"/> and <see cref="CpuSelectionBackend"/>, as <see cref="Transformer"/> runs
