@@ -181,10 +181,18 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
         if (capacity < length) throw new ArgumentOutOfRangeException(nameof(capacity), $"A copy of {length} positions cannot hold only {capacity}.");
         var copy = _engine.CreateSharing(Slot, length, capacity, plan);
         int shared = _cache.SharedPositionsFor(length, capacity);
-        _cache.CopySlot(Slot, copy.Slot, length, _stream, first: shared);
-        if (length > 0 && _cache.KeepsSummaries(copy.Slot) && !_cache.KeepsSummaries(Slot))
-            for (int l = 0; l < _model.Config.NumLayers; l++) _cache.SummarisePages(_model.Kernels, l, copy.Slot, 0, length - 1, _stream);
-        _stream.Synchronize();
+        try
+        {
+            _cache.CopySlot(Slot, copy.Slot, length, _stream, first: shared);
+            if (length > 0 && _cache.KeepsSummaries(copy.Slot) && !_cache.KeepsSummaries(Slot))
+                for (int l = 0; l < _model.Config.NumLayers; l++) _cache.SummarisePages(_model.Kernels, l, copy.Slot, 0, length - 1, _stream);
+            _stream.Synchronize();
+        }
+        catch
+        {
+            copy.Dispose();
+            throw;
+        }
         copy.Length = length;
         if (length == Length) Logits.CopyTo(copy._logits);
         _pinned = Math.Max(_pinned, shared);

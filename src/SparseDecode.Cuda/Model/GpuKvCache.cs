@@ -160,6 +160,12 @@ internal sealed class GpuKvCache : IDisposable
             var theirs = new Dictionary<(int, long), int>();
             if (sharedPerHead > 0)
                 foreach (var (range, offset, page) in _held[CheckSlot(shareFrom)]) theirs[(range, offset)] = page;
+            for (int l = 0; l < Config.NumLayers; l++)
+                for (int kind = 0; kind < 2; kind++)
+                    for (int h = 0; h < Config.NumKvHeads; h++)
+                        for (int i = 0; i < sharedPerHead; i++)
+                            if (!theirs.ContainsKey((l * Kinds + kind, h * HeadStride * 2 + i * _pool.PageBytes)))
+                                throw new InvalidOperationException($"Slot {shareFrom} holds no page at layer {l}, head {h}, page {i} to share.");
             var pages = new int[layout.PagesFor(positions, summaries) - Config.NumLayers * 2 * Config.NumKvHeads * sharedPerHead];
             if (!_pool.Ledger.TryTake(pages)) return false;
             int next = 0;
@@ -173,8 +179,7 @@ internal sealed class GpuKvCache : IDisposable
                             int page;
                             if (i < sharedPerHead)
                             {
-                                page = theirs.TryGetValue((l * Kinds + kind, offset), out int p) ? p
-                                    : throw new InvalidOperationException($"Slot {shareFrom} holds no page at layer {l}, head {h}, page {i} to share.");
+                                page = theirs[(l * Kinds + kind, offset)];
                                 _pool.Ledger.Share(page);
                             }
                             else page = pages[next++];
