@@ -54,6 +54,29 @@ public class KvRoomTests(ServerFixture fx)
         Assert.Equal(0, Volatile.Read(ref engine.Held));
     }
 
+    /// <summary>Kept prompt caches hold room too: a request that needs it frees them, least recently used first, instead
+    /// of waiting behind them.</summary>
+    [Fact]
+    public async Task KeptPromptCachesGiveWayToARequestThatNeedsTheRoom()
+    {
+        var (_, one) = await Http.Post(fx.Client, "/v1/completions", Body(0));
+        int need = one.GetProperty("usage").GetProperty("prompt_tokens").GetInt32() + 8 + 16;
+        // room for one request and a half: every kept cache must go before the next request fits
+        var engine = new BoundedEngine(fx.Model.Engine, need + need / 2);
+        using var model = new ServedModel("bounded", fx.Model.Directory, engine, fx.Model.Codec);
+        var options = ServerFixture.Options() with { Scheduler = ServerFixture.Options().Scheduler with { PrefixCacheEntries = 2 } };
+        await using var server = await SparseServer.StartAsync(model, options);
+        using var client = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        for (int i = 0; i < 4; i++)
+        {
+            var (status, body) = await Http.Post(client, "/v1/completions", Body(i));
+            Assert.Equal(200, status);
+        }
+        Assert.True(engine.Refused > 0, "no request found the room taken by kept caches");
+        Assert.True(engine.MostHeld <= engine.Room);
+        Assert.Equal(0, engine.Overcommitted);
+    }
+
     /// <summary>A request whose first token comes later than the stream timeout (it waits in line, or its prompt is
     /// long) keeps its stream: the timeout is for a client that does not read, not for the server's own work.</summary>
     [Fact]
