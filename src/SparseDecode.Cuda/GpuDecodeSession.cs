@@ -163,12 +163,7 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
     {
         if (capacity < Length) throw new ArgumentOutOfRangeException(nameof(capacity), $"A copy of a sequence of {Length} positions cannot hold only {capacity}.");
         var copy = (GpuDecodeSession)_engine.CreateSequence(capacity, plan);
-        _cache.CopySlot(Slot, copy.Slot, Length, _stream);
-        if (Length > 0 && _cache.KeepsSummaries(copy.Slot) && !_cache.KeepsSummaries(Slot))
-            for (int l = 0; l < _model.Config.NumLayers; l++) _cache.SummarisePages(_model.Kernels, l, copy.Slot, 0, Length - 1, _stream);
-        _stream.Synchronize();
-        copy.Length = Length;
-        Logits.CopyTo(copy._logits);
+        FillCopy(copy, Length, first: 0);
         return copy;
     }
 
@@ -181,9 +176,20 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
         if (capacity < length) throw new ArgumentOutOfRangeException(nameof(capacity), $"A copy of {length} positions cannot hold only {capacity}.");
         var copy = _engine.CreateSharing(Slot, length, capacity, plan);
         int shared = _cache.SharedPositionsFor(length, capacity);
+        FillCopy(copy, length, first: shared);
+        _pinned = Math.Max(_pinned, shared);
+        copy._pinned = shared;
+        return copy;
+    }
+
+    /// <summary>Gives `copy` this sequence's first `length` positions: copies the keys and values from `first` on (those
+    /// below are already its memory), makes Quest's page summaries where it keeps them and this sequence does not, and
+    /// this sequence's logits when it copies all of it. Frees `copy` if that fails.</summary>
+    private void FillCopy(GpuDecodeSession copy, int length, int first)
+    {
         try
         {
-            _cache.CopySlot(Slot, copy.Slot, length, _stream, first: shared);
+            _cache.CopySlot(Slot, copy.Slot, length, _stream, first);
             if (length > 0 && _cache.KeepsSummaries(copy.Slot) && !_cache.KeepsSummaries(Slot))
                 for (int l = 0; l < _model.Config.NumLayers; l++) _cache.SummarisePages(_model.Kernels, l, copy.Slot, 0, length - 1, _stream);
             _stream.Synchronize();
@@ -195,9 +201,6 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
         }
         copy.Length = length;
         if (length == Length) Logits.CopyTo(copy._logits);
-        _pinned = Math.Max(_pinned, shared);
-        copy._pinned = shared;
-        return copy;
     }
 
     // positions whose pages another sequence shares: never rewritten while this sequence lives

@@ -153,12 +153,16 @@ internal sealed class GpuEngine : IInferenceEngine
     /// where the cache is on demand (<see cref="GpuKvCache.TryHold"/>).</summary>
     internal GpuDecodeSession CreateSharing(int shareFrom, int shared, int capacity, SelectionPlan? plan) => Create(capacity, plan, -1, shareFrom, shared);
 
-    public bool HasRoomFor(int capacity, SelectionPlan? plan = null) =>
-        Array.IndexOf(_used, false) >= 0 && (!Cache.OnDemand || Cache.FreePages >= Cache.PagesFor(Math.Clamp(capacity, 1, MaxContext), plan?.ReadsPageSummaries == true));
+    public bool HasRoomFor(int capacity, SelectionPlan? plan = null) => HasRoom(capacity, plan, shared: 0);
 
     public bool HasRoomForFork(IDecodeSequence source, int length, int capacity, SelectionPlan? plan = null) =>
-        Array.IndexOf(_used, false) >= 0 && (!Cache.OnDemand
-            || Cache.FreePages >= Cache.PagesFor(Math.Clamp(capacity, 1, MaxContext), plan?.ReadsPageSummaries == true, source is GpuDecodeSession { Engine: var e } && e == this ? length : 0));
+        HasRoom(capacity, plan, source is GpuDecodeSession { Engine: var e } && e == this ? length : 0);
+
+    /// <summary>A free slot, and free pages for `capacity` positions of which the pages wholly below `shared` are
+    /// another sequence's.</summary>
+    private bool HasRoom(int capacity, SelectionPlan? plan, int shared) =>
+        Array.IndexOf(_used, false) >= 0
+        && (!Cache.OnDemand || Cache.FreePages >= Cache.PagesFor(Math.Clamp(capacity, 1, MaxContext), plan?.ReadsPageSummaries == true, shared));
 
     public (long Total, long Free) KvPool => Cache.OnDemand ? (Cache.KvBytes, Cache.FreePages * Cache.PoolPageBytes) : (0, 0);
 

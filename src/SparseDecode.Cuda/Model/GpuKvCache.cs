@@ -38,6 +38,8 @@ internal sealed class GpuKvCache : IDisposable
     /// <summary>Whether memory is mapped per sequence from a page pool (otherwise every slot is allocated whole).</summary>
     public bool OnDemand => _pool != null;
 
+    // where a slot's memory lies (page-padded when on demand)
+    private readonly KvPageLayout _layout;
     private readonly DeviceBuffer[] _k = [], _v = [], _min = [], _max = [];
     private readonly DevicePagePool? _pool;
     private readonly DeviceAddressRange[] _ranges = [];
@@ -65,9 +67,9 @@ internal sealed class GpuKvCache : IDisposable
         Capacity = capacity;
         PageSize = pageSize;
         MaxRows = Math.Max(maxRows, ModelKernels.MaxRows);
-        var layout = new KvPageLayout(config, capacity, pageSize, poolPages > 0 ? pageBytes : 0);
-        HeadStride = layout.HeadStride;
-        PageSlotBytes = layout.SummarySlotBytes;
+        _layout = new KvPageLayout(config, capacity, pageSize, poolPages > 0 ? pageBytes : 0);
+        HeadStride = _layout.HeadStride;
+        PageSlotBytes = _layout.SummarySlotBytes;
         int layers = config.NumLayers;
         _summaries = new bool[slots];
         try
@@ -120,11 +122,8 @@ internal sealed class GpuKvCache : IDisposable
 
     /// <summary>Pages a sequence of `positions` positions takes from the pool (with Quest's page summaries when
     /// `summaries`), when the pages wholly below `shared` positions are another slot's (<see cref="TryHold"/>).</summary>
-    public int PagesFor(int positions, bool summaries, int shared = 0)
-    {
-        var layout = new KvPageLayout(Config, Capacity, PageSize, PoolPageBytes);
-        return layout.PagesFor(positions, summaries) - Config.NumLayers * 2 * Config.NumKvHeads * layout.SharedPagesPerHead(shared, positions);
-    }
+    public int PagesFor(int positions, bool summaries, int shared = 0) =>
+        _layout.PagesFor(positions, summaries) - Config.NumLayers * 2 * Config.NumKvHeads * _layout.SharedPagesPerHead(shared, positions);
 
     /// <summary>Whether slot `slot` has memory for Quest's page summaries (always, when allocated whole); the prefill
     /// and the decode step keep them only there.</summary>
@@ -154,8 +153,7 @@ internal sealed class GpuKvCache : IDisposable
         }
         else
         {
-            var layout = new KvPageLayout(Config, Capacity, PageSize, _pool.PageBytes);
-            int perHead = layout.KvPagesPerHead(positions), sharedPerHead = shareFrom >= 0 ? layout.SharedPagesPerHead(shared, positions) : 0;
+            int perHead = _layout.KvPagesPerHead(positions), sharedPerHead = shareFrom >= 0 ? _layout.SharedPagesPerHead(shared, positions) : 0;
             // the source's pages by where they lie in its slot
             var theirs = new Dictionary<(int, long), int>();
             if (sharedPerHead > 0)
@@ -166,7 +164,7 @@ internal sealed class GpuKvCache : IDisposable
                         for (int i = 0; i < sharedPerHead; i++)
                             if (!theirs.ContainsKey((l * Kinds + kind, h * HeadStride * 2 + i * _pool.PageBytes)))
                                 throw new InvalidOperationException($"Slot {shareFrom} holds no page at layer {l}, head {h}, page {i} to share.");
-            var pages = new int[layout.PagesFor(positions, summaries) - Config.NumLayers * 2 * Config.NumKvHeads * sharedPerHead];
+            var pages = new int[PagesFor(positions, summaries, shareFrom >= 0 ? shared : 0)];
             if (!_pool.Ledger.TryTake(pages)) return false;
             int next = 0;
             for (int l = 0; l < Config.NumLayers; l++)
@@ -187,7 +185,7 @@ internal sealed class GpuKvCache : IDisposable
                         }
                 if (summaries)
                     for (int kind = 2; kind < Kinds; kind++)
-                        for (int i = 0; i < layout.SummaryPages; i++)
+                        for (int i = 0; i < _layout.SummaryPages; i++)
                             held.Add((l * Kinds + kind, i * _pool.PageBytes, pages[next++]));
             }
             _summaries[slot] = summaries;
@@ -215,7 +213,7 @@ internal sealed class GpuKvCache : IDisposable
     /// <summary>Positions that <see cref="TryHold"/> with `shared` positions of another slot maps from its pages, for a
     /// sequence of `positions` positions: whole pages only (0 when allocated whole).</summary>
     public int SharedPositionsFor(int shared, int positions) =>
-        _pool is null ? 0 : new KvPageLayout(Config, Capacity, PageSize, _pool.PageBytes).SharedPagesPerHead(shared, positions) * (int)(_pool.PageBytes / (Config.HeadDim * 2L));
+        _pool is null ? 0 : _layout.SharedPagesPerHead(shared, positions) * (int)(_pool.PageBytes / (Config.HeadDim * 2L));
 
     private ulong Address(int range, int slot, long offset) => _ranges[range].At(slot * (range % Kinds < 2 ? SlotBytes : PageSlotBytes) + offset);
 
