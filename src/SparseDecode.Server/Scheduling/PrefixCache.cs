@@ -4,9 +4,9 @@ namespace SparseDecode.Server.Scheduling;
 
 /// <summary>The KV caches of finished requests' prompts and decoded tokens, kept so that a request whose prompt begins
 /// the same way (a shared system prompt, another question about the same document, the next turn of a conversation
-/// that repeats the reply) starts from a copy of the longest cached prefix
-/// and prefills only the rest (<see cref="IDecodeSequence.Fork"/>, then <see cref="IDecodeSequence.Truncate"/>). The
-/// copy's keys and values are those the prefill would write, so the output is the same as without the cache. Entries
+/// that repeats the reply) starts from a copy of the longest cached prefix and prefills only the rest
+/// (<see cref="IDecodeSequence.ForkPrefix"/>). A prompt's keys and values are those the prefill would write, so the
+/// output is the same as without the cache; a reply's are the decode step's, equal to a prefill's within rounding. Entries
 /// are kept most recently used first; past the capacity or the bytes allowed, or when the engine needs their memory
 /// for a request, the least recently used goes. Scheduler thread only.</summary>
 internal sealed class PrefixCache(int capacity, int minTokens, long maxBytes = long.MaxValue) : IDisposable
@@ -38,22 +38,22 @@ internal sealed class PrefixCache(int capacity, int minTokens, long maxBytes = l
         return (best.Value.Sequence, longest);
     }
 
-    /// <summary>Keeps `sequence`, which holds the keys and values of `prompt` (a finished request's prompt and the tokens
+    /// <summary>Keeps `sequence`, which holds the keys and values of `tokens` (a finished request's prompt and the tokens
     /// it decoded; maybe more), truncated to them; true when the cache took it (the caller no longer disposes it).
     /// Tokens that a kept entry already covers are not kept; entries that these cover go.</summary>
-    public bool Keep(int[] prompt, IDecodeSequence sequence)
+    public bool Keep(int[] tokens, IDecodeSequence sequence)
     {
-        if (capacity == 0 || prompt.Length < minTokens || sequence.Length < prompt.Length || sequence.CacheBytes > maxBytes) return false;
+        if (capacity == 0 || tokens.Length < minTokens || sequence.Length < tokens.Length || sequence.CacheBytes > maxBytes) return false;
         for (var node = _entries.First; node is not null;)
         {
             var next = node.Next;
-            int shared = prompt.AsSpan().CommonPrefixLength(node.Value.Tokens);
-            if (shared == prompt.Length) return false;
+            int shared = tokens.AsSpan().CommonPrefixLength(node.Value.Tokens);
+            if (shared == tokens.Length) return false;
             if (shared == node.Value.Tokens.Length) Drop(node);
             node = next;
         }
-        sequence.Truncate(prompt.Length);
-        _entries.AddFirst(new Entry(prompt, sequence, sequence.CacheBytes));
+        sequence.Truncate(tokens.Length);
+        _entries.AddFirst(new Entry(tokens, sequence, sequence.CacheBytes));
         _bytes += sequence.CacheBytes;
         while (_entries.Count > capacity || _bytes > maxBytes) Drop(_entries.Last!);
         return true;
