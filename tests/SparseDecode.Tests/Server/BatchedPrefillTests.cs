@@ -20,8 +20,6 @@ public class BatchedPrefillTests(ServerFixture fx)
     private static string Body(int i) =>
         $"{{\"prompt\":{JsonSerializer.Serialize($"# request {i}\n" + Prompt)},\"max_tokens\":6,\"temperature\":0}}";
 
-    private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
-
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
@@ -33,7 +31,7 @@ public class BatchedPrefillTests(ServerFixture fx)
         {
             var (status, body) = await Http.Post(fx.Client, "/v1/completions", Body(i));
             Assert.Equal(200, status);
-            alone[i] = Text(body);
+            alone[i] = Http.Text(body);
         }
 
         var engine = new CountingEngine(fx.Model.Engine, batchFails);
@@ -44,7 +42,7 @@ public class BatchedPrefillTests(ServerFixture fx)
         for (int i = 0; i < Requests; i++)
         {
             Assert.Equal(200, together[i].Status);
-            Assert.Equal(alone[i], Text(together[i].Body));
+            Assert.Equal(alone[i], Http.Text(together[i].Body));
         }
         Assert.True(engine.Together >= 2, $"no step prefilled two prompts at once (at most {engine.Together})");
         Assert.Equal(batchFails ? engine.Calls : 0, engine.Failed);

@@ -17,8 +17,6 @@ public class KvRoomTests(ServerFixture fx)
     private static string Body(int i) =>
         $"{{\"prompt\":{JsonSerializer.Serialize($"# request {i}\n" + SpeculationTests.LongPrompt)},\"max_tokens\":8,\"temperature\":0}}";
 
-    private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
-
     [Fact]
     public async Task RequestsBeyondTheCachesRoomWaitAndAreServedAsAlone()
     {
@@ -29,7 +27,7 @@ public class KvRoomTests(ServerFixture fx)
         {
             var (status, body) = await Http.Post(fx.Client, "/v1/completions", Body(i));
             Assert.Equal(200, status);
-            alone[i] = Text(body);
+            alone[i] = Http.Text(body);
             need = Math.Max(need, body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32() + 8);
         }
 
@@ -44,7 +42,7 @@ public class KvRoomTests(ServerFixture fx)
         for (int i = 0; i < Requests; i++)
         {
             Assert.Equal(200, together[i].Status);
-            Assert.Equal(alone[i], Text(together[i].Body));
+            Assert.Equal(alone[i], Http.Text(together[i].Body));
         }
         Assert.True(engine.MostHeld <= engine.Room, $"{engine.MostHeld} positions held at once in a cache of {engine.Room}");
         Assert.True(engine.Refused > 0, "no request ever waited for room");

@@ -18,8 +18,6 @@ public class PrefixCacheTests(ServerFixture fx)
         $"{{\"prompt\":{JsonSerializer.Serialize(SpeculationTests.LongPrompt + question)},\"max_tokens\":12,\"temperature\":0" +
         (method is null ? "" : $",\"sparse\":{{\"method\":\"{method}\",\"budget\":\"32\"}}") + "}";
 
-    private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
-
     private static int Cached(JsonElement body) =>
         body.GetProperty("usage").TryGetProperty("prompt_tokens_details", out var d) ? d.GetProperty("cached_tokens").GetInt32() : 0;
 
@@ -41,7 +39,7 @@ public class PrefixCacheTests(ServerFixture fx)
             Assert.Equal(0, Cached(without));
             var (status2, with) = await Http.Post(cachedClient, "/v1/completions", Body(Questions[i], method));
             Assert.Equal(200, status2);
-            Assert.Equal(Text(without), Text(with));
+            Assert.Equal(Http.Text(without), Http.Text(with));
             int prompt = with.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
             // whole prefill chunks (256 tokens here) of the shared part
             if (i == 0) Assert.Equal(0, Cached(with));
@@ -68,10 +66,10 @@ public class PrefixCacheTests(ServerFixture fx)
         string Turn(string prompt) => $"{{\"prompt\":{JsonSerializer.Serialize(prompt)},\"max_tokens\":40,\"temperature\":0}}";
         var (_, one) = await Http.Post(cachedClient, "/v1/completions", Turn(first));
         int firstPrompt = one.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
-        string second = first + Text(one) + "\n# and now the product\n";
+        string second = first + Http.Text(one) + "\n# and now the product\n";
         var (_, without) = await Http.Post(plainClient, "/v1/completions", Turn(second));
         var (_, with) = await Http.Post(cachedClient, "/v1/completions", Turn(second));
-        Assert.Equal(Text(without), Text(with));
+        Assert.Equal(Http.Text(without), Http.Text(with));
         Assert.True(Cached(with) > firstPrompt, $"reused {Cached(with)} tokens, not more than the first prompt's {firstPrompt}");
     }
 

@@ -52,6 +52,9 @@ internal static class Http
 {
     public static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
+    /// <summary>The text of a non-streamed completion's first choice.</summary>
+    public static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
+
     public static async Task<(int Status, JsonElement Body)> Post(HttpClient client, string path, string json)
     {
         using var response = await client.PostAsync(path, Json(json));

@@ -107,7 +107,7 @@ public class SpeculationTests(ServerFixture fx)
         // A stop string ends the served request early, so its counts are a prefix of the loop's.
         if (extra.Contains("stop")) return;
         var (text, stats) = Alone(LongPrompt, method, budget, speculate, maxTokens, extra.Contains("ignore_eos"));
-        Assert.Equal(text, Text(speculative));
+        Assert.Equal(text, Http.Text(speculative));
         Assert.Equal((stats.Passes, stats.Drafted, stats.Accepted), (passes, drafted, accepted));
     }
 
@@ -168,10 +168,10 @@ public class SpeculationTests(ServerFixture fx)
         foreach (string p in prompts)
         {
             var (_, alone) = await Http.Post(fx.Client, "/v1/completions", Body(p, maxTokens));
-            expected[p] = Text(alone);
+            expected[p] = Http.Text(alone);
             // a plain sparse request's own result (it is not dense decoding's)
             var (_, quest) = await Http.Post(fx.Client, "/v1/completions", Body(p, maxTokens, settings[4]));
-            expected[p + settings[4]] = Text(quest);
+            expected[p + settings[4]] = Http.Text(quest);
         }
         var before = await Http.WaitIdle(fx.Client, TimeSpan.FromSeconds(10));
 
@@ -187,7 +187,7 @@ public class SpeculationTests(ServerFixture fx)
             }
             var (status, body) = await Http.Post(fx.Client, "/v1/completions", Body(p, maxTokens, setting));
             Assert.Equal(200, status);
-            return (key, Text(body), body.GetProperty("usage").Clone());
+            return (key, Http.Text(body), body.GetProperty("usage").Clone());
         }));
         long passes = 0, drafted = 0, accepted = 0;
         foreach (var (key, text, usage) in results)
@@ -219,10 +219,10 @@ public class SpeculationTests(ServerFixture fx)
         var (s2, b) = await Http.Post(fx.Client, "/v1/completions", body);
         Assert.Equal(200, s1);
         Assert.Equal(200, s2);
-        Assert.Equal(Text(a), Text(b));
+        Assert.Equal(Http.Text(a), Http.Text(b));
         var usage = a.GetProperty("usage").GetProperty("speculation");
         var (text, stats) = Alone(LongPrompt, method, "8", speculate, 20, ignoreEos: false, new SamplingOptions(0.8f, 0, 0.95f, 99));
-        Assert.Equal(text, Text(a));
+        Assert.Equal(text, Http.Text(a));
         Assert.Equal((stats.Passes, stats.Drafted, stats.Accepted),
             (usage.GetProperty("passes").GetInt32(), usage.GetProperty("drafted_tokens").GetInt64(), usage.GetProperty("accepted_tokens").GetInt64()));
         Assert.True(stats.Drafted > stats.Accepted, "some drafts must be rejected, so that the resampling is served");
@@ -283,8 +283,6 @@ public class SpeculationTests(ServerFixture fx)
         Assert.False(usage.GetProperty("exact").GetBoolean());
         Assert.True(usage.GetProperty("passes").GetInt32() > 0);
     }
-
-    private static string Text(JsonElement body) => body.GetProperty("choices")[0].GetProperty("text").GetString()!;
 
     /// <summary>An engine whose sequences are plain <see cref="IDecodeSequence"/>s (no exact dense pass, no plan
     /// checkpoints), as a backend without <see cref="ISpeculativeSequence"/> serves them.</summary>
