@@ -12,7 +12,8 @@ namespace SparseDecode.Cuda;
 /// tensor-core prefill (<see cref="GpuPrefill"/>; heads it does not take go through decode steps of up to 8 rows),
 /// then one token per step as a row of the engine's batched step (<see cref="GpuEngine.DecodeBatch"/>; alone, a step
 /// of one row), a captured CUDA graph replayed with the new token and position written into device memory. Logits
-/// come back to the host for sampling. A method written as a selection plan runs inside that graph through its
+/// come back to the host, or stay on the device when the engine draws the next token there
+/// (<see cref="GpuEngine.DecodeAndSample"/>). A method written as a selection plan runs inside that graph through its
 /// <see cref="PlanGroup"/>, its state on the device in the group's pool. Prefill keeps Quest's page summaries where
 /// the slot has them, and a fork into a plan that reads them makes them, so a dense prefill can be forked into any method. Speculative decoding's dense pass (<see cref="DecodeDense"/>) runs
 /// the tokens as rows of one batched step, and the plan's state is checkpointed by copies of the sequence's place in
@@ -70,6 +71,7 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
     {
         CheckRoom(tokens.Length);
         if (tokens.IsEmpty) return;
+        _logitsOnHost = true;
         if (_model.Prefill is { } prefill)
         {
             prefill.Run(_cache, Slot, tokens, Length, _logits.AsSpan(0, VocabSize), everyLogits, _stream);
@@ -93,8 +95,11 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
     }
 
     private int _lastRow;
+    // false after a step whose token was drawn on the device without copying the logits (GpuEngine.DecodeAndSample)
+    private bool _logitsOnHost = true;
 
-    public ReadOnlySpan<float> Logits => _logits.AsSpan(_lastRow * VocabSize, VocabSize);
+    public ReadOnlySpan<float> Logits => _logitsOnHost ? _logits.AsSpan(_lastRow * VocabSize, VocabSize)
+        : throw new InvalidOperationException("This sequence's last token was drawn on the GPU and its logits were not copied to the host; ask for them with keepLogits.");
 
     /// <summary>One decode step of `token` at position Length: a step of one row through the engine.</summary>
     public void Decode(int token, IAttentionObserver? observer = null)
@@ -157,6 +162,15 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
         logits.CopyTo(_logits);
         Length += n;
         _lastRow = 0;
+        _logitsOnHost = true;
+    }
+
+    /// <summary>A step ran this sequence's token and drew its next one on the device; its logits stayed there.</summary>
+    internal void AdvanceDrawn()
+    {
+        Length++;
+        _lastRow = 0;
+        _logitsOnHost = false;
     }
 
     public IDecodeSequence Fork(int capacity, SelectionPlan? plan = null)
@@ -200,7 +214,8 @@ internal sealed class GpuDecodeSession : IDecodeSequence, ICountsAttendedKeys, I
             throw;
         }
         copy.Length = length;
-        if (length == Length) Logits.CopyTo(copy._logits);
+        if (length == Length && _logitsOnHost) Logits.CopyTo(copy._logits);
+        copy._logitsOnHost = _logitsOnHost || length < Length;
     }
 
     // positions whose pages another sequence shares: never rewritten while this sequence lives

@@ -41,6 +41,9 @@ internal sealed class GpuEngine : IInferenceEngine
     private readonly float[] _logits;
     private readonly List<(PlanGroup Group, int Rows)> _parts = [];
     private SelectionKernels? _selection;
+    // the device draws of DecodeAndSample, made at its first call, and each row's token
+    private SamplingKernels? _sampling;
+    private readonly int[] _drawn;
 
     public CudaDevice Device { get; }
     public DecodeKernels DecodeKernels { get; }
@@ -104,6 +107,7 @@ internal sealed class GpuEngine : IInferenceEngine
         _rows = new GpuDecodeSession[slots];
         (_slots, _tokens, _positions, _rowSession) = (new int[RowCapacity], new int[RowCapacity], new int[RowCapacity], new int[RowCapacity]);
         _logits = new float[(long)RowCapacity * weights.Config.VocabSize];
+        _drawn = new int[RowCapacity];
     }
 
     /// <summary>Whether a step's parts are padded to their <see cref="Bucket"/> (default); off, each part has exactly
@@ -238,6 +242,38 @@ internal sealed class GpuEngine : IInferenceEngine
         Step(sequences.Count, tokens, useGraph: true);
     }
 
+    /// <summary>The step of <see cref="DecodeBatch"/>, then every row's next token drawn on the device from the logits
+    /// the step left there (sampling.cu, as <see cref="Sampler.Next"/> draws): only the tokens come back, and the
+    /// logits of the rows that keep them or whose draw is left to the caller.</summary>
+    public void DecodeAndSample(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens, IReadOnlyList<Sampler?> samplers,
+        ReadOnlySpan<bool> keepLogits, Span<int> next)
+    {
+        int n = sequences.Count;
+        if (tokens.Length != n || samplers.Count != n || keepLogits.Length != n || next.Length < n)
+            throw new ArgumentException($"{n} sequences but {tokens.Length} tokens, {samplers.Count} samplers, {keepLogits.Length} keep-logits flags and room for {next.Length} tokens.");
+        if (n > StepRows) throw new ArgumentException($"{n} sequences in one step; the engine holds {StepRows}.");
+        for (int i = 0; i < n; i++)
+            _rows[i] = Own(sequences[i]);
+        int rows = Step(n, tokens, useGraph: true, download: false);
+        var sampling = _sampling ??= new SamplingKernels(Device, RowCapacity);
+        for (int r = 0; r < rows; r++) sampling.Set(r, _rowSession[r] >= 0 ? samplers[_rowSession[r]] : null);
+        sampling.Draw(Model.Logits, Config.VocabSize, rows, _drawn, Stream);
+        int v = Config.VocabSize;
+        for (int r = 0; r < rows; r++)
+        {
+            if (_rowSession[r] is not (>= 0 and var i)) continue;
+            next[i] = _drawn[r];
+            if (_drawn[r] >= 0 && !keepLogits[i])
+            {
+                _rows[i].AdvanceDrawn();
+                continue;
+            }
+            var row = _logits.AsSpan(r * v, v);
+            Model.Logits.Download(row, (long)r * v * sizeof(float));
+            _rows[i].Advance(1, row);
+        }
+    }
+
     private readonly List<GpuPrefill.Segment> _segments = [];
     private readonly List<GpuDecodeSession> _prefilling = [];
     private Action<int, ReadOnlySpan<float>>? _acceptPrefill;
@@ -267,10 +303,12 @@ internal sealed class GpuEngine : IInferenceEngine
     }
 
     /// <summary>Makes `plan`'s group and captures the step of each part size (<see cref="Bucket"/>) up to `sequences`
-    /// rows of it: a batch of that many empty sequences decodes one token at position 0.</summary>
+    /// rows of it: a batch of that many empty sequences decodes one token at position 0. Loads the device draws'
+    /// kernels.</summary>
     public void WarmUp(SelectionPlan? plan, int sequences)
     {
         int most = Math.Min(sequences, _used.Count(u => !u));
+        _sampling ??= new SamplingKernels(Device, RowCapacity);
         var batch = new List<IDecodeSequence>();
         try
         {
@@ -302,8 +340,9 @@ internal sealed class GpuEngine : IInferenceEngine
     /// <summary>The step of sessions _rows[0 .. n) with tokens[i]: rows ordered dense first, then by group, each part
     /// padded to its <see cref="Bucket"/> with copies of its last row (the same token at the same position of the same
     /// slot: they compute and write what that row does, and their results are dropped); one graph launch (or its
-    /// kernels one by one), one copy of every row's logits to the host.</summary>
-    private void Step(int n, ReadOnlySpan<int> tokens, bool useGraph)
+    /// kernels one by one), one copy of every row's logits to the host, which advances the sequences (without
+    /// `download`, the logits stay on the device and the caller advances them). Returns the rows run.</summary>
+    private int Step(int n, ReadOnlySpan<int> tokens, bool useGraph, bool download = true)
     {
         long step = ++_steps;
         for (int i = 0; i < n; i++)
@@ -340,19 +379,22 @@ internal sealed class GpuEngine : IInferenceEngine
             first = end;
         }
         foreach (var (g, _) in _parts) g.LastStep = step;
-        Run(rows, dense, useGraph);
+        Run(rows, dense, useGraph, download);
+        if (!download) return rows;
         int v = Config.VocabSize;
         for (int r = 0; r < rows; r++)
             if (_rowSession[r] >= 0) _rows[_rowSession[r]].Advance(1, _logits.AsSpan(r * v, v));
+        return rows;
     }
 
     /// <summary>Runs the step whose rows are in _slots, _tokens, _positions (and composition `dense`, <see cref="_parts"/>)
-    /// and copies every row's logits to <see cref="_logits"/>.</summary>
-    private void Run(int rows, int dense, bool useGraph)
+    /// and, with `download`, copies every row's logits to <see cref="_logits"/> (otherwise only queues it).</summary>
+    private void Run(int rows, int dense, bool useGraph, bool download = true)
     {
         Cache.SetRows(_slots.AsSpan(0, rows), _tokens.AsSpan(0, rows), _positions.AsSpan(0, rows), Stream);
         if (useGraph) GraphFor(rows, dense).Launch(Stream);
         else Model.EnqueueStep(Cache, rows, Cache.Capacity, Stream, Attention(dense));
+        if (!download) return;
         Stream.Synchronize();
         Model.Logits.Download(_logits.AsSpan(0, rows * Config.VocabSize));
     }
@@ -460,6 +502,7 @@ internal sealed class GpuEngine : IInferenceEngine
         foreach (var e in _graphs) e.Graph.Dispose();
         foreach (var g in _groups.Values) g.Dispose();
         _selection?.Dispose();
+        _sampling?.Dispose();
         Stream.Dispose();
         Cache.Dispose();
         Model.Dispose();

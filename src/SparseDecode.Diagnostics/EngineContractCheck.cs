@@ -29,7 +29,7 @@ internal static class EngineContractCheck
     public static IReadOnlyList<Check> Run(IInferenceEngine engine, double batchTolerance, double sparseBatchTolerance)
     {
         var (dense, sparse) = BatchedStep(engine, batchTolerance, sparseBatchTolerance);
-        List<Check> checks = [dense, sparse, Fork(engine), Truncate(engine), BatchedPrefill(engine, batchTolerance)];
+        List<Check> checks = [dense, sparse, Fork(engine), Truncate(engine), BatchedPrefill(engine, batchTolerance), Draws(engine)];
         bool speculative;
         using (var probe = engine.CreateSequence(1)) speculative = probe is ISpeculativeSequence;
         if (speculative)
@@ -40,6 +40,73 @@ internal static class EngineContractCheck
             checks.Add(SpeculativeGreedy(engine, 2 * batchTolerance));
         }
         return checks;
+    }
+
+    /// <summary>Draw settings of <see cref="Draws"/>: greedy, plain temperature, top-k, top-p, both, a narrow nucleus.</summary>
+    private static readonly SamplingOptions[] DrawSettings =
+        [SamplingOptions.Greedy, new(1f, Seed: 1), new(0.7f, 40, Seed: 2), new(1f, 0, 0.9f, Seed: 3), new(1.2f, 500, 0.95f, Seed: 4), new(0.5f, 0, 0.5f, Seed: 5)];
+
+    /// <summary><see cref="IInferenceEngine.DecodeAndSample"/> draws what the host's <see cref="Sampler"/> draws: pairs of
+    /// identical sequences (dense and with plans, a fork of each) decode steps together, one of each pair keeping its
+    /// logits, both drawing with samplers of one seed; each kept row's token must be what Sampler.Choose gives for its
+    /// logits and the sampler's number, and its twin's the same. A token that differs only where the number lies within
+    /// 1e-5 of a boundary between two tokens' shares (rounding of the device's sums) counts as equal; the worst is the
+    /// count of other differences.</summary>
+    private static Check Draws(IInferenceEngine engine)
+    {
+        var c = engine.Config;
+        var none = new Dictionary<string, string>();
+        string[] methods = ["dense", "quest", "tidal", "dense", "lfps", "dense"];
+        int n = Math.Min(methods.Length, Slots / 2);
+        var sequences = new List<IDecodeSequence>();
+        var samplers = new List<Sampler?>();
+        var twins = new List<Sampler>();
+        int draws = 0, atBoundary = 0, differ = 0;
+        try
+        {
+            for (int i = 0; i < n; i++)
+            {
+                var kept = engine.CreateSequence(64, engine.PlanFor(SelectorSpec.Parse(methods[i], "16", none)));
+                sequences.Add(kept);
+                kept.Prefill(Tokens(24 + 3 * i, c.VocabSize, 40 + i));
+                sequences.Add(kept.Fork(64, engine.PlanFor(SelectorSpec.Parse(methods[i], "16", none))));
+                var o = DrawSettings[i % DrawSettings.Length];
+                samplers.Add(new Sampler(o));
+                samplers.Add(new Sampler(o));
+                twins.Add(new Sampler(o));
+            }
+            var keep = new bool[2 * n];
+            for (int i = 0; i < n; i++) keep[2 * i] = true;
+            var tokens = new int[2 * n];
+            var next = new int[2 * n];
+            for (int i = 0; i < n; i++) tokens[2 * i] = tokens[2 * i + 1] = Tokens(1, c.VocabSize, 60 + i)[0];
+            for (int step = 0; step < 8; step++)
+            {
+                engine.DecodeAndSample(sequences, tokens, samplers, keep, next);
+                for (int i = 0; i < n; i++)
+                {
+                    var twin = twins[i];
+                    double u = twin.IsGreedy ? 0 : twin.Uniform();
+                    var logits = sequences[2 * i].Logits;
+                    int expected = twin.Choose(logits, u);
+                    foreach (int got in (int[])[next[2 * i], next[2 * i + 1]])
+                    {
+                        draws++;
+                        if (got == expected) continue;
+                        if (got >= 0 && (twin.Choose(logits, Math.Max(0, u - 1e-5)) == got || twin.Choose(logits, Math.Min(0.9999999, u + 1e-5)) == got)) atBoundary++;
+                        else differ++;
+                    }
+                    tokens[2 * i] = tokens[2 * i + 1] = expected;
+                }
+            }
+        }
+        finally
+        {
+            foreach (var s in sequences) s.Dispose();
+        }
+        return new Check($"tokens drawn by the engine = the host sampler's from the same logits and number, logits kept or not ({draws} draws, " +
+            $"{string.Join("; ", DrawSettings.Take(n).Select(o => o.Temperature == 0 ? "greedy" : $"T {o.Temperature}, k {o.TopK}, p {o.TopP}"))}; " +
+            $"{atBoundary} at a rounding boundary); count of other differences", differ, 0);
     }
 
     /// <summary>Several sequences prefilled in one call (some after a prompt chunk of their own, of different lengths,

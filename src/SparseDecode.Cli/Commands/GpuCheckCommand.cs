@@ -116,7 +116,22 @@ internal static class GpuCheckCommand
             Console.WriteLine("|---|---:|---:|---|");
             foreach (var c in contract) Console.WriteLine(string.Create(ci, $"| {c.Name} | {c.Worst:G3} | {c.Tolerance:G3} | {(c.Passed ? "pass" : "FAIL")} |"));
         }
-        int failed = results.Count(x => !x.Passed) + sparse.Count(x => !x.Passed) + contract.Count(c => !c.Passed), kernelsFailed = kernelChecks.Count(c => !c.Passed);
+        var draws = SamplingCheck.Run(device, Environment.TickCount);
+        Console.WriteLine("\nnext tokens drawn on the GPU against the host sampler with the same uniform numbers (10 settings: greedy, temperature, top-k, top-p, both, k past the vocabulary, a nucleus of one; 3 rows of NaN, +inf, all -inf logits, which must come back undrawn); at a boundary: the host draws that token for a number or top-p within 1e-5");
+        Console.WriteLine("| logits | vocabulary | draws | equal | at a boundary | other | result |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---|");
+        foreach (var x in draws) Console.WriteLine($"| {x.Case} | {x.Vocab} | {x.Draws} | {x.Equal} | {x.AtBoundary} | {x.Differ} | {(x.Passed ? "pass" : "FAIL")} |");
+        Console.WriteLine("\ndrawing every row's next token: on the GPU (token ids copied back) against copying the logits to the host and drawing there, ms per step");
+        Console.WriteLine("| rows | vocabulary | setting | on the GPU | logits to the host + host draw |");
+        Console.WriteLine("|---:|---:|---|---:|---:|");
+        foreach (int rows in (int[])[8, 64])
+            foreach (int vocab in (int[])[8192, 128256])
+                foreach (var (name, o) in new[] { ("greedy", SamplingOptions.Greedy), ("T 0.8, top-p 0.95", new SamplingOptions(0.8f, 0, 0.95f)), ("T 0.8, top-k 50", new SamplingOptions(0.8f, 50)) })
+                {
+                    var (gpu, cpu) = SamplingCheck.Time(device, rows, vocab, o);
+                    Console.WriteLine(string.Create(ci, $"| {rows} | {vocab} | {name} | {gpu:F3} | {cpu:F3} |"));
+                }
+        int failed = results.Count(x => !x.Passed) + sparse.Count(x => !x.Passed) + contract.Count(c => !c.Passed) + draws.Count(x => !x.Passed), kernelsFailed = kernelChecks.Count(c => !c.Passed);
         if (kernelsFailed > 0) Console.Error.WriteLine($"error: {kernelsFailed} kernel check(s) failed.");
         if (failed > 0) Console.Error.WriteLine($"error: {failed} model(s) differ from the CPU engine beyond the threshold.");
         return failed + kernelsFailed > 0 ? 2 : 0;

@@ -12,7 +12,8 @@ namespace SparseDecode.Server.Scheduling;
 /// SchedulerOptions.MaxActivePerClient), and a sequence leaves as soon as it finishes or is cancelled, its KV cache
 /// freed at once. One step advances every active sequence by one token: a sequence still prefilling runs its next
 /// prompt chunk (the last chunk also yields its first token), and every other one decodes one token in one
-/// <see cref="IInferenceEngine.DecodeBatch"/> call and samples its next. On the CPU the batch's sequences are the
+/// <see cref="IInferenceEngine.DecodeAndSample"/> call, which also draws its next (on the GPU on the device, only the
+/// logits of requests that ask for log-probabilities coming back). On the CPU the batch's sequences are the
 /// rows of one step (each keeps its own cache, workspace and plan state; the weights are read once per step for all
 /// of them); on the GPU too, every sequence, whatever its method, is a row of one captured step.
 /// <para>A request that speculates (<see cref="SequenceRequest.Speculation"/>) takes part in the same steps: while
@@ -294,6 +295,9 @@ public sealed class BatchScheduler : IDisposable
     private readonly List<IDecodeSequence> _decoders = [];
     private readonly List<int> _lengths = [];
     private int[] _tokens = new int[16];
+    private readonly List<Sampler?> _samplers = [];
+    private bool[] _keepLogits = new bool[16];
+    private int[] _next = new int[16];
 
     private void Step()
     {
@@ -413,17 +417,28 @@ public sealed class BatchScheduler : IDisposable
     {
         _decoders.Clear();
         _lengths.Clear();
-        if (_tokens.Length < batch.Count) _tokens = new int[Math.Max(batch.Count, 2 * _tokens.Length)];
+        _samplers.Clear();
+        if (_tokens.Length < batch.Count)
+        {
+            int size = Math.Max(batch.Count, 2 * _tokens.Length);
+            (_tokens, _keepLogits, _next) = (new int[size], new bool[size], new int[size]);
+        }
         for (int i = 0; i < batch.Count; i++)
         {
-            _decoders.Add(batch[i].Decoder!);
-            _lengths.Add(batch[i].Decoder!.Length);
-            _tokens[i] = batch[i].Speculator is null ? batch[i].LastToken : batch[i].DraftInput;
+            var seq = batch[i];
+            _decoders.Add(seq.Decoder!);
+            _lengths.Add(seq.Decoder!.Length);
+            _tokens[i] = seq.Speculator is null ? seq.LastToken : seq.DraftInput;
+            // a draft step's token is the speculator's to choose, from the logits
+            _samplers.Add(seq.Speculator is null ? seq.Sampler : null);
+            _keepLogits[i] = seq.Request.Logprobs is not null;
         }
+        // a call that fails part-way leaves -1 (draw on the host) for the sequences it advanced
+        _next.AsSpan(0, batch.Count).Fill(-1);
         Exception? failure = null;
         try
         {
-            _model.Engine.DecodeBatch(_decoders, _tokens.AsSpan(0, batch.Count));
+            _model.Engine.DecodeAndSample(_decoders, _tokens.AsSpan(0, batch.Count), _samplers, _keepLogits.AsSpan(0, batch.Count), _next);
         }
         catch (Exception e)
         {
@@ -437,6 +452,7 @@ public sealed class BatchScheduler : IDisposable
                 try
                 {
                     if (seq.Speculator is { } speculator) Drafted(seq, speculator);
+                    else if (_next[i] >= 0) Emit(seq, _next[i], _keepLogits[i] ? seq.Decoder.Logits : default);
                     else Sample(seq);
                 }
                 catch (Exception e)

@@ -53,6 +53,43 @@ public interface IInferenceEngine : IDisposable
     /// them as the rows of one batched step; the result equals decoding each alone.</summary>
     void DecodeBatch(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens);
 
+    /// <summary>One decode step as <see cref="DecodeBatch"/>, then each sequence's next token drawn by samplers[i] from
+    /// its logits into next[i]: the token samplers[i].<see cref="Sampler.Next"/>(sequences[i].Logits) gives. A backend
+    /// that can draws on the device, every row at once, and copies only the tokens back: it takes the sampler's uniform
+    /// number (<see cref="Sampler.Uniform"/>, one per draw that is not greedy, as Next would) and keeps the same tokens,
+    /// so it picks Next's token unless that number falls within rounding of a boundary between two tokens' shares.
+    /// Afterwards a sequence's <see cref="IDecodeSequence.Logits"/> are on the host where keepLogits[i] is set (the
+    /// caller reads them, e.g. for log-probabilities) or where next[i] is −1: no sampler was given, or the backend left
+    /// the draw to the caller (logits that are not finite, which Next turns into <see cref="NonFiniteLogitsException"/>).
+    /// Elsewhere they may not be: reading them throws InvalidOperationException until the sequence's next token runs.
+    /// Default: DecodeBatch, then Next on the host.</summary>
+    void DecodeAndSample(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens, IReadOnlyList<Sampler?> samplers,
+        ReadOnlySpan<bool> keepLogits, Span<int> next)
+    {
+        CheckDraws(sequences.Count, samplers.Count, keepLogits.Length, next.Length);
+        DecodeBatch(sequences, tokens);
+        for (int i = 0; i < sequences.Count; i++)
+        {
+            next[i] = -1;
+            if (samplers[i] is not { } sampler) continue;
+            try
+            {
+                next[i] = sampler.Next(sequences[i].Logits);
+            }
+            catch (NonFiniteLogitsException)
+            {
+                // left to the caller, whose Next on these logits throws it
+            }
+        }
+    }
+
+    /// <summary>The argument counts of <see cref="DecodeAndSample"/> agree.</summary>
+    protected static void CheckDraws(int sequences, int samplers, int keepLogits, int next)
+    {
+        if (samplers != sequences || keepLogits != sequences || next < sequences)
+            throw new ArgumentException($"{sequences} sequences but {samplers} samplers, {keepLogits} keep-logits flags and room for {next} tokens.");
+    }
+
     /// <summary>Prefill of several sequences at once: sequences[i] runs tokens[i] at its next positions densely, as
     /// <see cref="IDecodeSequence.Prefill"/> does, and afterwards its <see cref="IDecodeSequence.Logits"/> are its last
     /// token's. A backend that can runs them as one pass, the weights read once for every sequence's tokens; each

@@ -4,6 +4,11 @@ namespace SparseDecode.Engine;
 
 /// <summary>Picks the next token from logits: greedy, or temperature with optional top-k and top-p (nucleus)
 /// filtering, drawing from a seeded generator so that a seed reproduces a sample.</summary>
+/// <remarks>A draw is defined so that a device can make it without sorting: the kept tokens are the `keep` most likely
+/// (ties broken by lower id), and one uniform number u from the generator picks the first kept token, in id order,
+/// at which the kept probabilities summed so far reach u times their total. A backend that samples on the device
+/// (<see cref="IInferenceEngine.DecodeAndSample"/>) takes u from <see cref="Uniform"/> and draws this same token, unless
+/// u falls within rounding of the boundary between two tokens' shares.</remarks>
 public sealed class Sampler
 {
     private readonly SamplingOptions _options;
@@ -18,6 +23,9 @@ public sealed class Sampler
         _random = options.Seed is ulong s ? new Random(unchecked((int)(s ^ (s >> 32)))) : new Random();
     }
 
+    /// <summary>The settings this sampler draws with.</summary>
+    public SamplingOptions Options => _options;
+
     /// <summary>Below this temperature sampling is greedy: exp(−gap / T) underflows to 0 in float for any logit gap
     /// above ~1e-4, so the draw could only differ from the argmax between near-ties, and dividing raw logits by a
     /// subnormal temperature would overflow to infinity (the sampler once returned garbage at T ≈ 1e-40).</summary>
@@ -31,14 +39,31 @@ public sealed class Sampler
     public int Next(ReadOnlySpan<float> logits)
     {
         if (Filter(logits, out int keep, out double total) is int greedy) return greedy;
-        var p = _probs.AsSpan(0, logits.Length);
-        double r = _random.NextDouble() * total;
+        return Pick(logits.Length, keep, total, _random.NextDouble());
+    }
+
+    /// <summary>The token <see cref="Next"/> picks from `logits` when the generator's number is `uniform` (in [0, 1)),
+    /// without drawing one: what a draw made elsewhere with the same number must equal.</summary>
+    public int Choose(ReadOnlySpan<float> logits, double uniform)
+    {
+        if (!(uniform >= 0 && uniform < 1)) throw new ArgumentOutOfRangeException(nameof(uniform), $"A uniform number lies in [0, 1), got {uniform}.");
+        if (Filter(logits, out int keep, out double total) is int greedy) return greedy;
+        return Pick(logits.Length, keep, total, uniform);
+    }
+
+    /// <summary>The first kept token in id order at which the kept probabilities summed so far reach u·total (the
+    /// last kept one should rounding leave the sum short).</summary>
+    private int Pick(int n, int keep, double total, double u)
+    {
+        var p = _probs.AsSpan(0, n);
+        var order = _order.AsSpan(0, keep);
+        double r = u * total;
         for (int i = 0; i < keep; i++)
         {
-            r -= p[_order[i]];
-            if (r <= 0) return _order[i];
+            r -= p[order[i]];
+            if (r <= 0) return order[i];
         }
-        return _order[keep - 1];
+        return order[keep - 1];
     }
 
     /// <summary>The distribution <see cref="Next"/> draws from, over the whole vocabulary: after temperature, top-k
@@ -81,7 +106,7 @@ public sealed class Sampler
     public double Uniform() => _random.NextDouble();
 
     /// <summary>Temperature, top-k and top-p over the logits: the most likely token when greedy (returned), else
-    /// _probs[0, n) the tempered probabilities, _order[0, keep) the kept tokens in draw order and `total` their
+    /// _probs[0, n) the tempered probabilities, _order[0, keep) the kept tokens in id order and `total` their
     /// mass.</summary>
     private int? Filter(ReadOnlySpan<float> logits, out int keep, out double total)
     {
@@ -124,6 +149,8 @@ public sealed class Sampler
             }
         }
         for (int i = 0; i < keep; i++) total += p[order[i]];
+        // the kept tokens in id order, the order a draw walks them
+        if (_options.TopK > 0 || _options.TopP < 1) order[..keep].Sort();
         return null;
     }
 }

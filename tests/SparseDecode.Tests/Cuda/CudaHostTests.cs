@@ -134,7 +134,7 @@ public sealed class CudaHostTests
     {
         var headers = KernelSource.Headers().Select(h => h.Name).ToHashSet();
         Assert.Contains("common.cuh", headers);
-        foreach (var (file, names) in new[] { (DecodeKernels.SourceFile, DecodeKernels.KernelNames.Concat(DecodeKernels.ClusterKernelNames).ToArray()), (ModelKernels.SourceFile, ModelKernels.KernelNames), (SelectionKernels.SourceFile, SelectionKernels.KernelNames), (PrefillAttentionKernels.SourceFile, PrefillAttentionKernels.KernelNames.ToArray()) })
+        foreach (var (file, names) in new[] { (DecodeKernels.SourceFile, DecodeKernels.KernelNames.Concat(DecodeKernels.ClusterKernelNames).ToArray()), (ModelKernels.SourceFile, ModelKernels.KernelNames), (SelectionKernels.SourceFile, SelectionKernels.KernelNames), (PrefillAttentionKernels.SourceFile, PrefillAttentionKernels.KernelNames.ToArray()), (SamplingKernels.SourceFile, SamplingKernels.KernelNames) })
         {
             Assert.Contains(file, KernelSource.Names());
             var src = KernelSource.Read(file);
@@ -146,6 +146,16 @@ public sealed class CudaHostTests
                 Assert.Contains(m.Groups[1].Value, headers);
             Assert.DoesNotMatch(@"#include\s*<", src);
         }
+    }
+
+    /// <summary>The host's row of a device draw has sampling.cu's RowDraw layout: four 4-byte fields, then the
+    /// uniform number as a double at byte 16.</summary>
+    [Fact]
+    public void ADeviceDrawRowHasTheKernelsLayout()
+    {
+        Assert.Equal(24, System.Runtime.InteropServices.Marshal.SizeOf<SamplingKernels.RowDraw>());
+        Assert.Equal(16, (int)System.Runtime.InteropServices.Marshal.OffsetOf<SamplingKernels.RowDraw>(nameof(SamplingKernels.RowDraw.Uniform)));
+        Assert.Contains("double uniform;", KernelSource.Read(SamplingKernels.SourceFile));
     }
 
     [Fact]

@@ -92,4 +92,43 @@ public class SamplerTests
         float[] allMasked = [float.NegativeInfinity, float.NegativeInfinity];
         Assert.Throws<NonFiniteLogitsException>(() => new Sampler(SamplingOptions.Greedy).Next(allMasked));
     }
+
+    /// <summary>A draw walks the kept tokens in id order: with top-k 2 the kept tokens are 1 (p ≈ 0.62) and 2
+    /// (p ≈ 0.38), and a small uniform number picks 1, one past its share picks 2.</summary>
+    [Fact]
+    public void TheUniformNumberWalksTheKeptTokensInIdOrder()
+    {
+        var s = new Sampler(new SamplingOptions(1f, TopK: 2));
+        double share1 = 1 / (1 + Math.Exp(-0.5));
+        Assert.Equal(1, s.Choose(Logits, 0.0));
+        Assert.Equal(1, s.Choose(Logits, share1 - 1e-4));
+        Assert.Equal(2, s.Choose(Logits, share1 + 1e-4));
+        Assert.Equal(2, s.Choose(Logits, 0.999999));
+        // ties at the cut: the lower id is kept
+        float[] tied = [0f, 2f, 1f, 2f, 2f];
+        var k2 = new Sampler(new SamplingOptions(1f, TopK: 2));
+        Assert.Equal(1, k2.Choose(tied, 0.25));
+        Assert.Equal(3, k2.Choose(tied, 0.75));
+        Assert.Throws<ArgumentOutOfRangeException>(() => k2.Choose(tied, 1.0));
+    }
+
+    /// <summary>Next is Choose with the generator's next number: what a draw made elsewhere with that number
+    /// (<see cref="Sampler.Uniform"/>) must equal.</summary>
+    [Theory]
+    [InlineData(0.7f, 0, 1f)]
+    [InlineData(1.3f, 3, 1f)]
+    [InlineData(1f, 0, 0.8f)]
+    [InlineData(0.9f, 4, 0.7f)]
+    public void NextIsChooseWithTheGeneratorsNumber(float t, int k, float p)
+    {
+        var rng = new Random(5);
+        var logits = new float[300];
+        var drawing = new Sampler(new SamplingOptions(t, k, p, Seed: 17));
+        var numbers = new Sampler(new SamplingOptions(t, k, p, Seed: 17));
+        for (int i = 0; i < 200; i++)
+        {
+            for (int j = 0; j < logits.Length; j++) logits[j] = (float)(rng.NextDouble() * 6 - 3);
+            Assert.Equal(drawing.Next(logits), numbers.Choose(logits, numbers.Uniform()));
+        }
+    }
 }
