@@ -155,6 +155,39 @@ internal sealed class GpuStepBench
                 (plan is Selection.LfpsPlan ? $"keys scored per sparse layer and head {scored:F0} ({scored / n:P1} of the context); " : "") + launches;
             Add(n, batch, method, ms, bytes, sp, note);
         }
+        if (batch > 1 && model.TunedAttention) BlockOrder(model, cache, batch, n, s, t);
+    }
+
+    /// <summary>The dense attention's block order (<see cref="DecodeKernels.RowsFirst"/>) on `batch` rows of distinct
+    /// sequences and on one sequence's dense pass of `batch` tokens (speculative decoding's verification: its rows'
+    /// floor reads that sequence's keys and values once).</summary>
+    private void BlockOrder(GpuModel model, GpuKvCache cache, int batch, int n, CudaStream s, CudaTimer t)
+    {
+        var c = _o.Shape;
+        double rowBytes = StepBytes(MethodSpec("dense").CreatePlan(c, n)!, n, 0);
+        var tokens = new int[batch];
+        bool was = _dk.RowsFirst;
+        try
+        {
+            foreach (bool pass in (bool[])[false, true])
+            {
+                var slots = pass ? new int[batch] : Enumerable.Range(0, batch).ToArray();
+                var positions = pass ? Enumerable.Range(n - batch, batch).ToArray() : Enumerable.Repeat(n - 1, batch).ToArray();
+                cache.SetRows(slots, tokens, positions, s);
+                foreach (bool rowsFirst in (bool[])[true, false])
+                {
+                    _dk.RowsFirst = rowsFirst;
+                    double ms = TimeStep(model, cache, batch, n, s, t, null, out double spread);
+                    string what = pass ? $"dense pass of {batch} tokens of one sequence" : "dense";
+                    Add(n, batch, $"{what}, attention {(rowsFirst ? "rows first" : "chunks first")}", ms, WeightBytes + (pass ? 1 : batch) * rowBytes, spread,
+                        pass ? "floor: the weights and one sequence's cache" : "block order sweep");
+                }
+            }
+        }
+        finally
+        {
+            _dk.RowsFirst = was;
+        }
     }
 
     /// <summary>"lfps" or "lfps:granularity=kv;radius=0": a method with its parameters.</summary>
@@ -229,7 +262,7 @@ internal sealed class GpuStepBench
         return total;
     }
 
-    private double TimeStep(GpuModel model, GpuKvCache cache, int rows, int n, CudaStream s, CudaTimer t, ILayerAttention att, out double spread)
+    private double TimeStep(GpuModel model, GpuKvCache cache, int rows, int n, CudaStream s, CudaTimer t, ILayerAttention? att, out double spread)
     {
         using var g = s.Capture(() => model.EnqueueStep(cache, rows, n, s, att));
         double ms = t.MedianReplay(g, s, _o.Repetitions, out spread);

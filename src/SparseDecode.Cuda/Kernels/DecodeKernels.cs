@@ -190,6 +190,15 @@ internal sealed class DecodeKernels : IDisposable
         _ => "attn_sparse_g1_f",
     };
 
+    /// <summary>The most blocks a launch's third grid dimension takes.</summary>
+    private const int MaxGridZ = 65535;
+
+    /// <summary>Whether the tuned attention places the blocks of one chunk of every row one after another (grid
+    /// (rows, heads, chunks); decode_attention.cu), so that the rows of one sequence's dense pass read each chunk of
+    /// the cache from memory once and from L2 after; otherwise all chunks of a row come before the next row's. The
+    /// results are the same; read when a launch is queued or captured.</summary>
+    public bool RowsFirst { get; set; } = true;
+
     /// <summary>Decode attention of one query per sequence: q [batch][qHeads][128] f32 → output [batch][qHeads][128]
     /// f32 and (optional) the log-sum-exp per head. Dense when `indices` is null; else over the index list
     /// [batch][kvHeads or qHeads][indexCount] (entries &lt; 0 or ≥ the length are skipped).</summary>
@@ -210,7 +219,9 @@ internal sealed class DecodeKernels : IDisposable
         a.Add(indices); a.Add(indexCount); a.Add(y); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk); a.Add(chunks);
         a.Add((float)(Log2E / Math.Sqrt(DecodeKernels.HeadDim)));
         a.Add(ws.M); a.Add(ws.L); a.Add(ws.O); a.Add(ws.Counters); a.Add(output); a.Add(lse);
-        _module[name].Launch((chunks, y, kv.Rows), Block, stream, ref a);
+        bool rowsFirst = RowsFirst && chunks <= MaxGridZ;
+        a.Add(rowsFirst ? 1 : 0);
+        _module[name].Launch(rowsFirst ? (kv.Rows, y, chunks) : (chunks, y, kv.Rows), Block, stream, ref a);
         if (variant != AttentionVariant.Split) return;
         var r = new KernelArgs();
         r.Add(ws.M); r.Add(ws.L); r.Add(ws.O); r.Add(chunks); r.Add(kv.QueryHeads); r.Add(output); r.Add(lse);
