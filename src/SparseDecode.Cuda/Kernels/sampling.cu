@@ -24,9 +24,9 @@ struct RowDraw
 };
 
 // As the host: shift by the maximum, divide by the temperature, exponentiate, scale by the sum's reciprocal.
-__device__ __forceinline__ float prob_of(float logit, float max, float temperature, float inv_sum)
+__device__ __forceinline__ float prob_of(float logit, float top, float temperature, float inv_sum)
 {
-    return expf((logit - max) / temperature) * inv_sum;
+    return expf((logit - top) / temperature) * inv_sum;
 }
 
 // Block-wide reductions through shared scratch of SAMPLE_THREADS / 32 entries; every thread gets the result.
@@ -124,17 +124,17 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(const f
         if (t == 0) { s_max[0] = best; s_arg[0] = arg; }
     }
     __syncthreads();
-    const float max = s_max[0];
-    if (s_bad || max == NEG_INF || d.mode == 1)
+    const float top = s_max[0];
+    if (s_bad || top == NEG_INF || d.mode == 1)
     {
-        if (t == 0) out[row] = s_bad || max == NEG_INF ? -1 : s_arg[0];
+        if (t == 0) out[row] = s_bad || top == NEG_INF ? -1 : s_arg[0];
         return;
     }
 
     // tempered probabilities: p = exp((l − max) / T) / Σ
     const float temp = d.temperature;
     float part = 0.0f;
-    for (int i = t; i < vocab; i += SAMPLE_THREADS) part += expf((l[i] - max) / temp);
+    for (int i = t; i < vocab; i += SAMPLE_THREADS) part += expf((l[i] - top) / temp);
     const float inv_sum = 1.0f / block_sum_f(part, s_red);
 
     // the cut-off: the smallest probability kept (tau), how many tokens lie above it and their mass
@@ -149,7 +149,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(const f
         const u32 prefix = s_prefix, mask = s_mask;
         for (int i = t; i < vocab; i += SAMPLE_THREADS)
         {
-            float p = prob_of(l[i], max, temp, inv_sum);
+            float p = prob_of(l[i], top, temp, inv_sum);
             u32 bits = __float_as_uint(p);
             if ((bits & mask) != prefix) continue;
             int b = (bits >> shift) & 255;
@@ -206,7 +206,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(const f
     int tie_count = 0;
     for (int i = begin; i < end; i++)
     {
-        float p = prob_of(l[i], max, temp, inv_sum);
+        float p = prob_of(l[i], top, temp, inv_sum);
         if (all || p > tau) mass += p;
         else if (p == tau) { tie_count++; }
     }
@@ -229,7 +229,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(const f
     int seen = ties_before, pick = -1, last = -1;
     for (int i = begin; i < end; i++)
     {
-        float p = prob_of(l[i], max, temp, inv_sum);
+        float p = prob_of(l[i], top, temp, inv_sum);
         bool keep = all || p > tau || (p == tau && seen++ < ties);
         if (!keep) continue;
         last = i;
