@@ -23,10 +23,12 @@ internal sealed class GpuEngine : IInferenceEngine
     private const int MaxIdleGroups = 8;
 
     private readonly bool[] _used;
-    /// <summary>A captured step: its dense rows, its parts (group, rows) in row order, and its graph.</summary>
-    private sealed record ComposedStep(int Dense, (PlanGroup Group, int Rows)[] Parts, CudaGraph Graph)
+    /// <summary>A captured step: its dense rows, its parts (group, rows) in row order, whether its rows are dense passes
+    /// (<see cref="DecodeRun"/>), and its graph.</summary>
+    private sealed record ComposedStep(int Dense, (PlanGroup Group, int Rows)[] Parts, bool Passes, CudaGraph Graph)
     {
-        public bool Is(int dense, List<(PlanGroup Group, int Rows)> parts) => Dense == dense && Parts.AsSpan().SequenceEqual(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(parts));
+        public bool Is(int dense, List<(PlanGroup Group, int Rows)> parts, bool passes) =>
+            Dense == dense && Passes == passes && Parts.AsSpan().SequenceEqual(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(parts));
     }
 
     private readonly List<ComposedStep> _graphs = [];
@@ -388,12 +390,13 @@ internal sealed class GpuEngine : IInferenceEngine
     }
 
     /// <summary>Runs the step whose rows are in _slots, _tokens, _positions (and composition `dense`, <see cref="_parts"/>)
-    /// and, with `download`, copies every row's logits to <see cref="_logits"/> (otherwise only queues it).</summary>
-    private void Run(int rows, int dense, bool useGraph, bool download = true)
+    /// and, with `download`, copies every row's logits to <see cref="_logits"/> (otherwise only queues it). `passes`:
+    /// the rows are dense passes, runs of one sequence's consecutive positions.</summary>
+    private void Run(int rows, int dense, bool useGraph, bool download = true, bool passes = false)
     {
         Cache.SetRows(_slots.AsSpan(0, rows), _tokens.AsSpan(0, rows), _positions.AsSpan(0, rows), Stream);
-        if (useGraph) GraphFor(rows, dense).Launch(Stream);
-        else Model.EnqueueStep(Cache, rows, Cache.Capacity, Stream, Attention(dense));
+        if (useGraph) GraphFor(rows, dense, passes).Launch(Stream);
+        else Model.EnqueueStep(Cache, rows, Cache.Capacity, Stream, Attention(dense), passes);
         if (!download) return;
         Stream.Synchronize();
         Model.Logits.Download(_logits.AsSpan(0, rows * Config.VocabSize));
@@ -409,7 +412,7 @@ internal sealed class GpuEngine : IInferenceEngine
         if (n > RowCapacity) throw new ArgumentException($"A dense pass of {n} tokens; one step of this engine takes {RowCapacity} rows.", nameof(tokens));
         long step = ++_steps;
         int rows = Pad(AddRun(seq, tokens, logits.Length, 0, step));
-        Run(rows, rows, useGraph);
+        Run(rows, rows, useGraph, passes: true);
         TakeRun(seq, n, 0, logits);
     }
 
@@ -431,7 +434,7 @@ internal sealed class GpuEngine : IInferenceEngine
             }
             if (end == first) throw new ArgumentException($"A dense pass of {tokens[first].Length} tokens; one step of this engine takes {RowCapacity} rows.");
             rows = Pad(rows);
-            Run(rows, rows, useGraph: true);
+            Run(rows, rows, useGraph: true, passes: true);
             for (int at = 0; first < end; first++)
             {
                 TakeRun((GpuDecodeSession)sequences[first], tokens[first].Length, at, logits[first].Span);
@@ -480,20 +483,20 @@ internal sealed class GpuEngine : IInferenceEngine
 
     private StepAttention? Attention(int dense) => _parts.Count == 0 ? null : new StepAttention(Model, Cache, dense, _parts);
 
-    /// <summary>The step graph of the current composition (`dense` rows, then <see cref="_parts"/>), captured at its
-    /// first use.</summary>
-    private CudaGraph GraphFor(int rows, int dense)
+    /// <summary>The step graph of the current composition (`dense` rows, then <see cref="_parts"/>; dense passes or
+    /// not), captured at its first use.</summary>
+    private CudaGraph GraphFor(int rows, int dense, bool passes)
     {
         foreach (var e in _graphs)
-            if (e.Is(dense, _parts)) return e.Graph;
+            if (e.Is(dense, _parts, passes)) return e.Graph;
         if (_graphs.Count >= MaxGraphs)
         {
             foreach (var e in _graphs) e.Graph.Dispose();
             _graphs.Clear();
         }
         var attention = Attention(dense);
-        var graph = Stream.Capture(() => Model.EnqueueStep(Cache, rows, Cache.Capacity, Stream, attention));
-        _graphs.Add(new ComposedStep(dense, [.. _parts], graph));
+        var graph = Stream.Capture(() => Model.EnqueueStep(Cache, rows, Cache.Capacity, Stream, attention, passes));
+        _graphs.Add(new ComposedStep(dense, [.. _parts], passes, graph));
         return graph;
     }
 

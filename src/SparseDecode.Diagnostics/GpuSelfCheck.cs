@@ -60,10 +60,9 @@ internal static class GpuSelfCheck
         foreach (int chunk in new[] { 0, 64, 1000 })
         foreach (bool rowsFirst in new[] { true, false })
         {
-            kernels.RowsFirst = rowsFirst;
             outD.Fill32(0xFFFFFFFF, B * qh * 128, stream);
             lseD.Fill32(0xFFFFFFFF, B * qh, stream);
-            kernels.Attention(kv, qd, null, 0, IndexHeads.KvHead, outD, lseD, ws, stream, chunk, variant);
+            kernels.Attention(kv, qd, null, 0, IndexHeads.KvHead, outD, lseD, ws, stream, chunk, variant, rowsFirst);
             var got = outD.Download<float>(B * qh * 128);
             var gotLse = lseD.Download<float>(B * qh);
             var reference = new double[got.Length];
@@ -76,8 +75,6 @@ internal static class GpuSelfCheck
             results.Add(new($"dense attention ({what})", GpuReference.RelativeError(got, reference), Tolerance, "3 sequences, lengths 1/777/5003"));
             results.Add(new($"dense attention log-sum-exp ({what})", GpuReference.RelativeError(gotLse, refLse), Tolerance, ""));
         }
-
-        kernels.RowsFirst = true;
 
         // ---- sparse attention over per-KV-head and per-query-head lists (with skipped entries)
         foreach (var variant in new[] { AttentionVariant.Fused, AttentionVariant.Split })

@@ -158,7 +158,7 @@ internal sealed class GpuStepBench
         if (batch > 1 && model.TunedAttention) BlockOrder(model, cache, batch, n, s, t);
     }
 
-    /// <summary>The dense attention's block order (<see cref="DecodeKernels.RowsFirst"/>) on `batch` rows of distinct
+    /// <summary>The dense attention's block order (rows first or chunks first, <see cref="DecodeKernels.Attention"/>) on `batch` rows of distinct
     /// sequences and on one sequence's dense pass of `batch` tokens (speculative decoding's verification: its rows'
     /// floor reads that sequence's keys and values once).</summary>
     private void BlockOrder(GpuModel model, GpuKvCache cache, int batch, int n, CudaStream s, CudaTimer t)
@@ -166,27 +166,18 @@ internal sealed class GpuStepBench
         var c = _o.Shape;
         double rowBytes = StepBytes(MethodSpec("dense").CreatePlan(c, n)!, n, 0);
         var tokens = new int[batch];
-        bool was = _dk.RowsFirst;
-        try
+        foreach (bool pass in (bool[])[false, true])
         {
-            foreach (bool pass in (bool[])[false, true])
+            var slots = pass ? new int[batch] : Enumerable.Range(0, batch).ToArray();
+            var positions = pass ? Enumerable.Range(n - batch, batch).ToArray() : Enumerable.Repeat(n - 1, batch).ToArray();
+            cache.SetRows(slots, tokens, positions, s);
+            foreach (bool rowsFirst in (bool[])[true, false])
             {
-                var slots = pass ? new int[batch] : Enumerable.Range(0, batch).ToArray();
-                var positions = pass ? Enumerable.Range(n - batch, batch).ToArray() : Enumerable.Repeat(n - 1, batch).ToArray();
-                cache.SetRows(slots, tokens, positions, s);
-                foreach (bool rowsFirst in (bool[])[true, false])
-                {
-                    _dk.RowsFirst = rowsFirst;
-                    double ms = TimeStep(model, cache, batch, n, s, t, null, out double spread);
-                    string what = pass ? $"dense pass of {batch} tokens of one sequence" : "dense";
-                    Add(n, batch, $"{what}, attention {(rowsFirst ? "rows first" : "chunks first")}", ms, WeightBytes + (pass ? 1 : batch) * rowBytes, spread,
-                        pass ? "floor: the weights and one sequence's cache" : "block order sweep");
-                }
+                double ms = TimeStep(model, cache, batch, n, s, t, null, out double spread, rowsFirst);
+                string what = pass ? $"dense pass of {batch} tokens of one sequence" : "dense";
+                Add(n, batch, $"{what}, attention {(rowsFirst ? "rows first" : "chunks first")}", ms, WeightBytes + (pass ? 1 : batch) * rowBytes, spread,
+                    pass ? "floor: the weights and one sequence's cache" : "block order sweep");
             }
-        }
-        finally
-        {
-            _dk.RowsFirst = was;
         }
     }
 
@@ -262,9 +253,10 @@ internal sealed class GpuStepBench
         return total;
     }
 
-    private double TimeStep(GpuModel model, GpuKvCache cache, int rows, int n, CudaStream s, CudaTimer t, ILayerAttention? att, out double spread)
+    private double TimeStep(GpuModel model, GpuKvCache cache, int rows, int n, CudaStream s, CudaTimer t, ILayerAttention? att, out double spread,
+        bool passRows = false)
     {
-        using var g = s.Capture(() => model.EnqueueStep(cache, rows, n, s, att));
+        using var g = s.Capture(() => model.EnqueueStep(cache, rows, n, s, att, passRows));
         double ms = t.MedianReplay(g, s, _o.Repetitions, out spread);
         var logits = model.Logits.Download<float>(model.Config.VocabSize);
         if (logits.Any(x => !float.IsFinite(x))) throw new CudaException("A decode step produced non-finite logits.");

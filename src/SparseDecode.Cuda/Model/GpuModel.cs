@@ -96,10 +96,11 @@ internal sealed class GpuModel : IDisposable
     /// <summary>Dense attention of the step's rows over their caches.</summary>
     public void DenseAttention(in KvView kv, CudaStream s) => DenseAttention(kv, Queries, AttentionOutput, s);
 
-    /// <summary>Dense attention of kv's rows, whose queries start at `queries` and outputs at `output`.</summary>
-    public void DenseAttention(in KvView kv, DeviceBuffer queries, DeviceBuffer output, CudaStream s)
+    /// <summary>Dense attention of kv's rows, whose queries start at `queries` and outputs at `output`; `passRows`: the
+    /// rows are runs of one sequence's consecutive positions, whose blocks the tuned kernel places chunk by chunk.</summary>
+    public void DenseAttention(in KvView kv, DeviceBuffer queries, DeviceBuffer output, CudaStream s, bool passRows = false)
     {
-        if (TunedAttention) DecodeKernels.Attention(kv, queries, null, 0, IndexHeads.KvHead, output, null, Workspace, s);
+        if (TunedAttention) DecodeKernels.Attention(kv, queries, null, 0, IndexHeads.KvHead, output, null, Workspace, s, rowsFirst: passRows);
         else Kernels.AttentionAny(kv, Config.HeadDim, queries, output, Workspace, s);
     }
 
@@ -115,11 +116,12 @@ internal sealed class GpuModel : IDisposable
     }
 
     /// <summary>Queues one step for `rows` rows (set with <see cref="GpuKvCache.SetRows"/>), attention launches
-    /// covering `planLength` keys; leaves logits [rows][vocab] in <see cref="Logits"/>.</summary>
+    /// covering `planLength` keys; leaves logits [rows][vocab] in <see cref="Logits"/>. `passRows`: the rows are dense
+    /// passes (runs of one sequence's consecutive positions; <see cref="DenseAttention(in KvView, DeviceBuffer, DeviceBuffer, CudaStream, bool)"/>).</summary>
     /// <remarks>A one-row step's kernels use programmatic dependent launch (each kernel's blocks are placed while the
     /// one ahead of it finishes, which hides the launch gaps of a latency-bound step); steps of several rows do not:
     /// their tensor-core products run slower when their blocks wait early on the previous kernel.</remarks>
-    public void EnqueueStep(GpuKvCache cache, int rows, int planLength, CudaStream s, ILayerAttention? attention = null)
+    public void EnqueueStep(GpuKvCache cache, int rows, int planLength, CudaStream s, ILayerAttention? attention = null, bool passRows = false)
     {
         using var programmatic = Kernels.Device.ProgrammaticLaunchFor(rows == 1);
         var c = Config;
@@ -134,7 +136,7 @@ internal sealed class GpuModel : IDisposable
             k.RmsNorm(_x, H, w.AttentionNorm, H, eps, _xn, H, rows, s);
             Gemv(w.Qkv.Pointer, QkvRows, H, _xn, H, rows, w.QkvBias, _qkv, QkvRows, false, s);
             k.RopeAppend(_qkv, QkvRows, c.NumHeads, c.NumKvHeads, c.HeadDim, _cos, _sin, cache.Positions, kv, Queries, s);
-            if (attention is null) DenseAttention(kv, s);
+            if (attention is null) DenseAttention(kv, Queries, AttentionOutput, s, passRows);
             else attention.Enqueue(this, l, kv, s);
             Gemv(w.O.Pointer, H, qd, AttentionOutput, qd, rows, w.OBias, _x, H, true, s);
             k.RmsNorm(_x, H, w.MlpNorm, H, eps, _xn, H, rows, s);
