@@ -258,7 +258,9 @@ internal sealed class GpuEngine : IInferenceEngine
             _rows[i] = Own(sequences[i]);
         int rows = Step(n, tokens, useGraph: true, download: false);
         var sampling = _sampling ??= new SamplingKernels(Device, RowCapacity);
-        for (int r = 0; r < rows; r++) sampling.Set(r, _rowSession[r] >= 0 ? samplers[_rowSession[r]] : null);
+        // a sampler that adjusts the logits (penalties from the tokens it has drawn, a bias) draws on the host
+        for (int r = 0; r < rows; r++)
+            sampling.Set(r, _rowSession[r] >= 0 && samplers[_rowSession[r]] is { Options.AdjustsLogits: false } sampler ? sampler : null);
         sampling.Draw(Model.Logits, Config.VocabSize, rows, _drawn, Stream);
         int v = Config.VocabSize;
         for (int r = 0; r < rows; r++)

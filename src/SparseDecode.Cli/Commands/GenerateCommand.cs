@@ -26,6 +26,8 @@ internal static class GenerateCommand
         var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0 = off).", DefaultValueFactory = _ => 0 };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling mass (1 = off).", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong?>("--seed") { Description = "Seed for sampling." };
+        var presence = new Option<float>("--presence-penalty") { Description = "Subtracted from the logit of every token already generated (-2 to 2; 0 = off)." };
+        var frequency = new Option<float>("--frequency-penalty") { Description = "Subtracted from a token's logit once per time it was generated (-2 to 2; 0 = off)." };
         var kv = CommonOptions.CacheType();
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
@@ -33,7 +35,7 @@ internal static class GenerateCommand
         var tensorParallel = RankLauncher.TensorParallelOption();
         var json = new Option<bool>("--json") { Description = "Print one JSON object at the end (text, token counts, finish reason, speeds) instead of streaming the text." };
         var cmd = new Command("generate", "Generate text from a prompt, streaming it, with dense or sparse attention.")
-            { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, kv, device, gpuPrefill, tensorParallel, json };
+            { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, presence, frequency, kv, device, gpuPrefill, tensorParallel, json };
         method.AddTo(cmd, speculate: true);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -52,7 +54,7 @@ internal static class GenerateCommand
             var options = new GenerationOptions
             {
                 MaxTokens = r.GetValue(maxTokens),
-                Sampling = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed)),
+                Sampling = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed), r.GetValue(presence), r.GetValue(frequency)),
                 Method = method.Spec(r, dir),
                 StopTokenIds = config.EosTokenIds.ToArray(),
                 Observer = observer,

@@ -73,7 +73,8 @@ public sealed class SparseChatClient : IChatClient
         var generation = new GenerationOptions
         {
             MaxTokens = options?.MaxOutputTokens ?? DefaultMaxTokens,
-            Sampling = new SamplingOptions(options?.Temperature ?? 0f, options?.TopK ?? 0, options?.TopP ?? 1f, options?.Seed is long s ? (ulong)s : null),
+            Sampling = new SamplingOptions(options?.Temperature ?? 0f, options?.TopK ?? 0, options?.TopP ?? 1f, options?.Seed is long s ? (ulong)s : null,
+                options?.PresencePenalty ?? 0f, options?.FrequencyPenalty ?? 0f),
             Method = _spec,
             StopTokenIds = _model.StopTokenIds.ToArray(),
         };

@@ -197,9 +197,14 @@ public static class RequestParser
         if (!(topP >= 0 && topP <= 1)) throw ApiException.BadRequest($"'top_p' must be between 0 and 1, got {F(topP)}.", "top_p");
         int topK = Int(root, "top_k") ?? 0;
         if (topK < -1) throw ApiException.BadRequest($"'top_k' must be ≥ 0 (or -1 for off), got {topK}.", "top_k");
-        foreach (string penalty in (string[])["presence_penalty", "frequency_penalty"])
-            if (Number(root, penalty) is double pv && !(pv >= -2 && pv <= 2))
-                throw ApiException.BadRequest($"'{penalty}' must be between -2 and 2, got {F(pv)}.", penalty);
+        var penalties = new float[2];
+        string[] penaltyNames = ["presence_penalty", "frequency_penalty"];
+        for (int i = 0; i < 2; i++)
+            if (Number(root, penaltyNames[i]) is double pv)
+            {
+                if (!(pv >= -2 && pv <= 2)) throw ApiException.BadRequest($"'{penaltyNames[i]}' must be between -2 and 2, got {F(pv)}.", penaltyNames[i]);
+                penalties[i] = (float)pv;
+            }
         ulong? seed = null;
         if (root.TryGetProperty("seed", out var s) && s.ValueKind != JsonValueKind.Null)
         {
@@ -224,12 +229,37 @@ public static class RequestParser
             TopP = (float)topP == 0 ? 1f : (float)topP,
             TopK = Math.Max(0, topK),
             Seed = seed,
+            PresencePenalty = penalties[0],
+            FrequencyPenalty = penalties[1],
+            LogitBias = LogitBias(root),
             Stop = Stop(root),
             Stream = stream,
             IncludeUsage = includeUsage,
             Sparse = Sparse(root),
             IgnoreEos = Bool(root, "ignore_eos") ?? false,
         };
+    }
+
+    /// <summary>The most tokens one request's logit_bias may name.</summary>
+    public const int MaxLogitBias = 1024;
+
+    /// <summary>`logit_bias`: an object from token ids (as strings) to numbers in [−100, 100]; null when absent, null or
+    /// empty. Whether the ids lie in the vocabulary is checked against the model when the request is submitted.</summary>
+    private static IReadOnlyDictionary<int, float>? LogitBias(JsonElement root)
+    {
+        if (!root.TryGetProperty("logit_bias", out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("'logit_bias' must be an object from token ids to numbers between -100 and 100.", "logit_bias");
+        var bias = new Dictionary<int, float>();
+        foreach (var e in v.EnumerateObject())
+        {
+            if (bias.Count == MaxLogitBias) throw ApiException.BadRequest($"'logit_bias' may name at most {MaxLogitBias} tokens.", "logit_bias");
+            if (!int.TryParse(e.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int token))
+                throw ApiException.BadRequest($"'logit_bias' keys must be token ids (integers ≥ 0 as strings), got '{(e.Name.Length <= 40 ? e.Name : e.Name[..40] + "…")}'.", "logit_bias");
+            if (e.Value.ValueKind != JsonValueKind.Number || !(e.Value.GetDouble() is var b && b >= -100 && b <= 100))
+                throw ApiException.BadRequest($"'logit_bias' of token {token} must be a number between -100 and 100, got {Shown(e.Value)}.", "logit_bias");
+            bias[token] = (float)e.Value.GetDouble();
+        }
+        return bias.Count == 0 ? null : bias;
     }
 
     private static IReadOnlyList<string> Stop(JsonElement root)

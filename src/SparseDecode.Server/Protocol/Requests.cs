@@ -20,6 +20,11 @@ public sealed record GenerationParameters
     public float TopP { get; init; } = 1f;
     public int TopK { get; init; }
     public ulong? Seed { get; init; }
+    /// <summary>OpenAI's penalties (0: off), counted over the tokens generated (<see cref="SamplingOptions"/>).</summary>
+    public float PresencePenalty { get; init; }
+    public float FrequencyPenalty { get; init; }
+    /// <summary>OpenAI's logit_bias: token id → a value in [−100, 100] added to its logit at every draw (null: none).</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
     public IReadOnlyList<string> Stop { get; init; } = [];
     public bool Stream { get; init; }
     public bool IncludeUsage { get; init; }

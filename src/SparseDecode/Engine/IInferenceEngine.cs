@@ -60,7 +60,8 @@ public interface IInferenceEngine : IDisposable
     /// so it picks Next's token unless that number falls within rounding of a boundary between two tokens' shares.
     /// Afterwards a sequence's <see cref="IDecodeSequence.Logits"/> are on the host where keepLogits[i] is set (the
     /// caller reads them, e.g. for log-probabilities) or where next[i] is −1: no sampler was given, or the backend left
-    /// the draw to the caller (logits that are not finite, which Next turns into <see cref="NonFiniteLogitsException"/>).
+    /// the draw to the caller (a sampler with penalties or a logit bias, on the GPU; logits that are not finite, which Next turns into
+    /// <see cref="NonFiniteLogitsException"/>).
     /// Elsewhere they may not be: reading them throws InvalidOperationException until the sequence's next token runs.
     /// Default: DecodeBatch, then Next on the host.</summary>
     void DecodeAndSample(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens, IReadOnlyList<Sampler?> samplers,

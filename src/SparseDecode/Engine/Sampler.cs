@@ -15,12 +15,16 @@ public sealed class Sampler
     private readonly Random _random;
     private float[] _probs = [];
     private int[] _order = [];
+    // with penalties: how often each token has been drawn; with penalties or a bias, the logits adjusted
+    private readonly Dictionary<int, int>? _drawn;
+    private float[] _adjusted = [];
 
     public Sampler(SamplingOptions options)
     {
         options.Validate();
         _options = options;
         _random = options.Seed is ulong s ? new Random(unchecked((int)(s ^ (s >> 32)))) : new Random();
+        if (options.HasPenalties) _drawn = [];
     }
 
     /// <summary>The settings this sampler draws with.</summary>
@@ -38,8 +42,28 @@ public sealed class Sampler
     /// −∞: the step's arithmetic has gone wrong, and any token picked from it would be meaningless.</summary>
     public int Next(ReadOnlySpan<float> logits)
     {
-        if (Filter(logits, out int keep, out double total) is int greedy) return greedy;
-        return Pick(logits.Length, keep, total, _random.NextDouble());
+        logits = Adjusted(logits);
+        int next = Filter(logits, out int keep, out double total) is int greedy ? greedy : Pick(logits.Length, keep, total, _random.NextDouble());
+        if (_drawn is not null) _drawn[next] = _drawn.GetValueOrDefault(next) + 1;
+        return next;
+    }
+
+    /// <summary>The logits with the bias added and the penalties of the tokens drawn so far subtracted (the logits
+    /// themselves when there is neither). A bias or count of a token past the vocabulary is ignored.</summary>
+    private ReadOnlySpan<float> Adjusted(ReadOnlySpan<float> logits)
+    {
+        var bias = _options.LogitBias;
+        if ((_drawn is null || _drawn.Count == 0) && bias is not { Count: > 0 }) return logits;
+        if (_adjusted.Length < logits.Length) _adjusted = new float[logits.Length];
+        var p = _adjusted.AsSpan(0, logits.Length);
+        logits.CopyTo(p);
+        if (bias is not null)
+            foreach (var (token, b) in bias)
+                if ((uint)token < (uint)p.Length) p[token] += b;
+        if (_drawn is not null)
+            foreach (var (token, count) in _drawn)
+                if ((uint)token < (uint)p.Length) p[token] -= _options.FrequencyPenalty * count + _options.PresencePenalty;
+        return p;
     }
 
     /// <summary>The token <see cref="Next"/> picks from `logits` when the generator's number is `uniform` (in [0, 1)),
@@ -47,6 +71,7 @@ public sealed class Sampler
     public int Choose(ReadOnlySpan<float> logits, double uniform)
     {
         if (!(uniform >= 0 && uniform < 1)) throw new ArgumentOutOfRangeException(nameof(uniform), $"A uniform number lies in [0, 1), got {uniform}.");
+        logits = Adjusted(logits);
         if (Filter(logits, out int keep, out double total) is int greedy) return greedy;
         return Pick(logits.Length, keep, total, uniform);
     }
@@ -73,6 +98,7 @@ public sealed class Sampler
     {
         if (probs.Length != logits.Length) throw new ArgumentException($"{logits.Length} logits but {probs.Length} probabilities.", nameof(probs));
         probs.Clear();
+        logits = Adjusted(logits);
         if (Filter(logits, out int keep, out double total) is int greedy)
         {
             probs[greedy] = 1;

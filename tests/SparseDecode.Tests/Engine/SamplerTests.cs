@@ -131,4 +131,22 @@ public class SamplerTests
             Assert.Equal(drawing.Next(logits), numbers.Choose(logits, numbers.Uniform()));
         }
     }
+
+    /// <summary>OpenAI's penalties over the tokens drawn so far: greedy over [2, 1.9, 0] takes 0, then with a frequency
+    /// penalty of 0.3 token 0 stands at 1.7 and 1 wins; a presence penalty subtracts once, however often the token came.</summary>
+    [Fact]
+    public void PenaltiesLowerTheTokensAlreadyDrawn()
+    {
+        float[] logits = [2f, 1.9f, 0f];
+        var frequency = new Sampler(new SamplingOptions(FrequencyPenalty: 0.3f));
+        Assert.Equal([0, 1, 0, 1, 0], Enumerable.Range(0, 5).Select(_ => frequency.Next(logits)).ToArray());
+        var presence = new Sampler(new SamplingOptions(PresencePenalty: 0.5f));
+        // after 0 and 1 have both come once, both are lowered by 0.5 alone: 1.5 against 1.4, so 0 again and again
+        Assert.Equal([0, 1, 0, 0, 0], Enumerable.Range(0, 5).Select(_ => presence.Next(logits)).ToArray());
+        // Choose applies them but draws nothing: the counts stay
+        Assert.Equal(0, presence.Choose(logits, 0.5));
+        Assert.Equal(0, new Sampler(new SamplingOptions(PresencePenalty: -1f)).Next(logits));
+        Assert.Throws<ArgumentException>(() => new Sampler(new SamplingOptions(FrequencyPenalty: 2.5f)));
+        Assert.Throws<ArgumentException>(() => new Sampler(new SamplingOptions(PresencePenalty: float.NaN)));
+    }
 }
