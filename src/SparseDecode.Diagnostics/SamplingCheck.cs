@@ -13,7 +13,7 @@ internal static class SamplingCheck
     /// <summary>One family of logits: draws made, those equal to the host's, those that differ only where the uniform
     /// number lies within 1e-5 of a boundary between two tokens' shares (or top-p within 1e-5 of the cut), and the
     /// rest (which fail it).</summary>
-    public sealed record Result(string Case, int Vocab, int Draws, int Equal, int AtBoundary, int Differ)
+    public sealed record Result(string Case, int Vocab, int Draws, int Equal, int AtBoundary, int Differ, string FirstDifference = "")
     {
         public bool Passed => Differ == 0 && Draws > 0;
     }
@@ -41,6 +41,7 @@ internal static class SamplingCheck
             {
                 var rng = new Random(HashCode.Combine(seed, vocab, family));
                 int draws = 0, equal = 0, boundary = 0, differ = 0;
+                string first = "";
                 for (int launch = 0; launch < launches; launch++)
                 {
                     for (int r = 0; r < rows; r++) Fill(host.AsSpan(r * vocab, vocab), family, rng);
@@ -66,6 +67,7 @@ internal static class SamplingCheck
                         {
                             if (tokens[r] == -1) equal++;
                             else differ++;
+                            if (tokens[r] != -1 && first.Length == 0) first = $"row {r} of logits that are not finite drew {tokens[r]}";
                             continue;
                         }
                         var twin = twins[r];
@@ -73,10 +75,14 @@ internal static class SamplingCheck
                         int expected = twin.Choose(row, u);
                         if (tokens[r] == expected) equal++;
                         else if (AtBoundary(row, twin.Options, u, tokens[r])) boundary++;
-                        else differ++;
+                        else
+                        {
+                            differ++;
+                            if (first.Length == 0) first = Describe(row, twin.Options, u, expected, tokens[r]);
+                        }
                     }
                 }
-                results.Add(new Result(family, vocab, draws, equal, boundary, differ));
+                results.Add(new Result(family, vocab, draws, equal, boundary, differ, first));
             }
         }
         return results;
@@ -92,6 +98,18 @@ internal static class SamplingCheck
             foreach (float dp in (float[])[-1e-5f, 1e-5f])
                 if (new Sampler(o with { TopP = Math.Clamp(o.TopP + dp, 1e-7f, 1f) }).Choose(row, u) == got) return true;
         return false;
+    }
+
+    /// <summary>What a difference looks like: the setting, the number, both tokens with their probabilities as the host
+    /// keeps them (0: not kept) and their logits.</summary>
+    private static string Describe(ReadOnlySpan<float> logits, SamplingOptions o, double u, int expected, int got)
+    {
+        var row = logits.ToArray();
+        var kept = new float[row.Length];
+        new Sampler(o).Distribution(row, kept);
+        string Token(int t) => t < 0 ? $"{t}" : $"{t} (logit {row[t]:G6}, kept share {kept[t]:G6})";
+        int tiedWithGot = got >= 0 ? row.Count(x => x == row[got]) : 0;
+        return $"T {o.Temperature}, k {o.TopK}, p {o.TopP}, u {u:G9}: host {Token(expected)}, GPU {Token(got)}, {tiedWithGot} logits equal to the GPU's, {kept.Count(x => x > 0)} kept";
     }
 
     private static void Fill(Span<float> row, string family, Random rng)

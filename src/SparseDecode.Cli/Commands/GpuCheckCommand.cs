@@ -121,6 +121,7 @@ internal static class GpuCheckCommand
         Console.WriteLine("| logits | vocabulary | draws | equal | at a boundary | other | result |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|---|");
         foreach (var x in draws) Console.WriteLine($"| {x.Case} | {x.Vocab} | {x.Draws} | {x.Equal} | {x.AtBoundary} | {x.Differ} | {(x.Passed ? "pass" : "FAIL")} |");
+        foreach (var x in draws.Where(x => x.FirstDifference.Length > 0)) Console.WriteLine($"first difference, {x.Case} logits of {x.Vocab}: {x.FirstDifference}");
         Console.WriteLine("\ndrawing every row's next token: on the GPU (token ids copied back) against copying the logits to the host and drawing there, ms per step");
         Console.WriteLine("| rows | vocabulary | setting | on the GPU | logits to the host + host draw |");
         Console.WriteLine("|---:|---:|---|---:|---:|");

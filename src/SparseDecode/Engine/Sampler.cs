@@ -152,31 +152,86 @@ public sealed class Sampler
         TensorPrimitives.Divide(p, _options.Temperature, p);
         Logits.Softmax(p);
         var order = _order.AsSpan(0, n);
-        for (int i = 0; i < n; i++) order[i] = i;
-        keep = n;
-        if (_options.TopK > 0 || _options.TopP < 1)
+        int k = _options.TopK > 0 && _options.TopK < n ? _options.TopK : n;
+        if (k == n && _options.TopP >= 1 || !Cut(p, k, out float tau, out int ties))
         {
-            // Sort by probability, descending; ties by id so that a seed reproduces the same draw.
-            var probs = _probs;
-            order.Sort((a, b) => probs[b] != probs[a] ? probs[b].CompareTo(probs[a]) : a.CompareTo(b));
-            if (_options.TopK > 0) keep = Math.Min(keep, _options.TopK);
-            if (_options.TopP < 1)
-            {
-                double cumulative = 0;
-                for (int i = 0; i < keep; i++)
-                {
-                    cumulative += p[order[i]];
-                    if (cumulative >= _options.TopP)
-                    {
-                        keep = i + 1;
-                        break;
-                    }
-                }
-            }
+            for (int i = 0; i < n; i++) order[i] = i;
+            keep = n;
+        }
+        else
+        {
+            // the kept tokens in id order, the order a draw walks them: those above the cut, and of those at it the
+            // lowest ids
+            keep = 0;
+            for (int i = 0; i < n; i++)
+                if (p[i] > tau || p[i] == tau && ties-- > 0) order[keep++] = i;
         }
         for (int i = 0; i < keep; i++) total += p[order[i]];
-        // the kept tokens in id order, the order a draw walks them
-        if (_options.TopK > 0 || _options.TopP < 1) order[..keep].Sort();
         return null;
+    }
+
+    /// <summary>Where top-k's count `k` or top-p's mass cuts the probabilities, found without sorting (what the GPU's
+    /// draw does too, sampling.cu): radix selection over the bits of the probabilities (non-negative floats order as
+    /// their bit patterns), four passes of 8 bits, each a histogram of count and mass over the tokens still in range.
+    /// `tau` is the smallest probability kept and `ties` how many tokens equal to it are kept (the lowest ids); false
+    /// when rounding leaves the whole mass short of top-p and every token is kept.</summary>
+    private bool Cut(ReadOnlySpan<float> p, int k, out float tau, out int ties)
+    {
+        double target = _options.TopP < 1 ? _options.TopP : double.PositiveInfinity;
+        Span<int> count = stackalloc int[256];
+        Span<double> mass = stackalloc double[256];
+        uint prefix = 0, mask = 0;
+        int above = 0, tieCount = 0;
+        double massAbove = 0;
+        for (int shift = 24; shift >= 0; shift -= 8)
+        {
+            count.Clear();
+            mass.Clear();
+            foreach (float x in p)
+            {
+                uint bits = BitConverter.SingleToUInt32Bits(x);
+                if ((bits & mask) != prefix) continue;
+                int b = (int)(bits >> shift) & 255;
+                count[b]++;
+                mass[b] += x;
+            }
+            int found = -1;
+            for (int b = 255; b >= 0; b--)
+            {
+                if (count[b] == 0) continue;
+                if (above + count[b] >= k || massAbove + mass[b] >= target)
+                {
+                    found = b;
+                    break;
+                }
+                above += count[b];
+                massAbove += mass[b];
+            }
+            if (found < 0)
+            {
+                (tau, ties) = (0, 0);
+                return false;
+            }
+            prefix |= (uint)found << shift;
+            mask |= 255u << shift;
+            tieCount = count[found];
+        }
+        tau = BitConverter.UInt32BitsToSingle(prefix);
+        ties = Math.Min(tieCount, k - above);
+        if (_options.TopP < 1 && tau > 0)
+        {
+            // the tokens at the cut, lowest ids first, until top-p's mass is reached
+            double m = massAbove;
+            int j = 0;
+            while (j < ties)
+            {
+                m += tau;
+                j++;
+                if (m >= target) break;
+            }
+            ties = j;
+        }
+        ties = Math.Max(ties, 1);
+        return true;
     }
 }

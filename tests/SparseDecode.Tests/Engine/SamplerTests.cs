@@ -149,4 +149,41 @@ public class SamplerTests
         Assert.Throws<ArgumentException>(() => new Sampler(new SamplingOptions(FrequencyPenalty: 2.5f)));
         Assert.Throws<ArgumentException>(() => new Sampler(new SamplingOptions(PresencePenalty: float.NaN)));
     }
+
+    /// <summary>The kept set found by radix selection (no sort) is the naive one: sort by probability (ties by id),
+    /// keep top-k, then up to where the mass reaches top-p — on logits with many exact ties.</summary>
+    [Theory]
+    [InlineData(1f, 50, 1f)]
+    [InlineData(1f, 0, 0.9f)]
+    [InlineData(0.7f, 300, 0.95f)]
+    [InlineData(1.5f, 7, 0.3f)]
+    [InlineData(1f, 5000, 1f)]
+    public void TheKeptTokensAreTheNaiveSortsOnTiedLogits(float t, int k, float topP)
+    {
+        var rng = new Random(9);
+        const int n = 3000;
+        var logits = new float[n];
+        var probs = new float[n];
+        for (int trial = 0; trial < 20; trial++)
+        {
+            for (int i = 0; i < n; i++) logits[i] = MathF.Round((float)(rng.NextDouble() * 8 - 4)) / (trial % 2 + 1);
+            new Sampler(new SamplingOptions(t, k, topP)).Distribution(logits, probs);
+            // the naive reference, with the sampler's own arithmetic for the probabilities
+            var p = new float[n];
+            float max = logits.Max();
+            for (int i = 0; i < n; i++) p[i] = (logits[i] - max) / t;
+            SparseDecode.Engine.Logits.Softmax(p);
+            var order = Enumerable.Range(0, n).OrderByDescending(i => p[i]).ThenBy(i => i).ToArray();
+            int keep = k > 0 ? Math.Min(k, n) : n;
+            double sum = 0;
+            for (int i = 0; i < keep && topP < 1; i++)
+                if ((sum += p[order[i]]) >= topP)
+                {
+                    keep = i + 1;
+                    break;
+                }
+            var kept = order.Take(keep).Order().ToArray();
+            Assert.Equal(kept, Enumerable.Range(0, n).Where(i => probs[i] > 0).ToArray());
+        }
+    }
 }
