@@ -251,8 +251,7 @@ internal sealed class GpuEngine : IInferenceEngine
         ReadOnlySpan<bool> keepLogits, Span<int> next)
     {
         int n = sequences.Count;
-        if (tokens.Length != n || samplers.Count != n || keepLogits.Length != n || next.Length < n)
-            throw new ArgumentException($"{n} sequences but {tokens.Length} tokens, {samplers.Count} samplers, {keepLogits.Length} keep-logits flags and room for {next.Length} tokens.");
+        IInferenceEngine.CheckDraws(n, tokens.Length, samplers.Count, keepLogits.Length, next.Length);
         if (n > StepRows) throw new ArgumentException($"{n} sequences in one step; the engine holds {StepRows}.");
         for (int i = 0; i < n; i++)
             _rows[i] = Own(sequences[i]);

@@ -13,7 +13,7 @@
 #define SAMPLE_THREADS 1024
 
 // One row's draw: mode 0 = not drawn, 1 = greedy, 2 = sampled; temperature, top-p (≥ 1: off), top-k (0: off), and
-// the uniform number in [0, 1). Laid out as the host's DeviceDraw.
+// the uniform number in [0, 1). Laid out as the host's SamplingKernels.RowDraw.
 struct RowDraw
 {
     int mode;

@@ -253,14 +253,14 @@ internal sealed class OpenAiEndpoints(
         int vocab = model.Engine.Config.VocabSize;
         if (p.LogitBias?.Keys.FirstOrDefault(t => t >= vocab, -1) is int outside and >= 0)
             throw ApiException.BadRequest($"'logit_bias' names token {outside}, but this model's vocabulary has {vocab} tokens (ids 0 to {vocab - 1}).", "logit_bias");
-        if (p.Sparse?.Speculate is not null && (p.PresencePenalty != 0 || p.FrequencyPenalty != 0))
-            throw ApiException.BadRequest("'sparse.speculate' cannot be combined with 'presence_penalty' or 'frequency_penalty': a draft token's penalised distribution depends on the drafts before it, which verification may reject. Leave out one or the other.",
-                "sparse.speculate", "invalid_sparse");
+        var sampling = new SamplingOptions(p.Temperature, p.TopK, p.TopP, p.Seed, p.PresencePenalty, p.FrequencyPenalty, p.LogitBias);
+        if (p.Sparse?.Speculate is not null && SpeculativeDecoder.CannotSample(sampling) is string cannot)
+            throw ApiException.BadRequest(cannot + " Leave out 'sparse.speculate' or 'presence_penalty' and 'frequency_penalty'.", "sparse.speculate", "invalid_sparse");
         var request = new SequenceRequest
         {
             Prompt = prompt,
             MaxTokens = maxTokens,
-            Sampling = new SamplingOptions(p.Temperature, p.TopK, p.TopP, p.Seed, p.PresencePenalty, p.FrequencyPenalty, p.LogitBias),
+            Sampling = sampling,
             Plan = plan,
             Speculation = p.Sparse?.Speculate,
             StopStrings = extraStops.Count == 0 ? p.Stop : [.. p.Stop, .. extraStops],

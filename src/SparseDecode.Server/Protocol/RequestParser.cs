@@ -197,14 +197,7 @@ public static class RequestParser
         if (!(topP >= 0 && topP <= 1)) throw ApiException.BadRequest($"'top_p' must be between 0 and 1, got {F(topP)}.", "top_p");
         int topK = Int(root, "top_k") ?? 0;
         if (topK < -1) throw ApiException.BadRequest($"'top_k' must be ≥ 0 (or -1 for off), got {topK}.", "top_k");
-        var penalties = new float[2];
-        string[] penaltyNames = ["presence_penalty", "frequency_penalty"];
-        for (int i = 0; i < 2; i++)
-            if (Number(root, penaltyNames[i]) is double pv)
-            {
-                if (!(pv >= -2 && pv <= 2)) throw ApiException.BadRequest($"'{penaltyNames[i]}' must be between -2 and 2, got {F(pv)}.", penaltyNames[i]);
-                penalties[i] = (float)pv;
-            }
+        float presence = Penalty(root, "presence_penalty"), frequency = Penalty(root, "frequency_penalty");
         ulong? seed = null;
         if (root.TryGetProperty("seed", out var s) && s.ValueKind != JsonValueKind.Null)
         {
@@ -229,8 +222,8 @@ public static class RequestParser
             TopP = (float)topP == 0 ? 1f : (float)topP,
             TopK = Math.Max(0, topK),
             Seed = seed,
-            PresencePenalty = penalties[0],
-            FrequencyPenalty = penalties[1],
+            PresencePenalty = presence,
+            FrequencyPenalty = frequency,
             LogitBias = LogitBias(root),
             Stop = Stop(root),
             Stream = stream,
@@ -239,6 +232,14 @@ public static class RequestParser
             IgnoreEos = Bool(root, "ignore_eos") ?? false,
         };
     }
+
+    /// <summary>A penalty field: a number in [−2, 2], 0 when absent or null.</summary>
+    private static float Penalty(JsonElement root, string name) => Number(root, name) switch
+    {
+        null => 0f,
+        double v when v >= -2 && v <= 2 => (float)v,
+        double v => throw ApiException.BadRequest($"'{name}' must be between -2 and 2, got {F(v)}.", name),
+    };
 
     /// <summary>The most tokens one request's logit_bias may name.</summary>
     public const int MaxLogitBias = 1024;

@@ -54,8 +54,7 @@ public sealed class Generator(IInferenceEngine engine)
                 throw new ArgumentException("Speculative decoding drafts with a sparse method; with dense attention there is nothing to draft.");
             if (options.Observer is not null)
                 throw new ArgumentException("Per-layer fidelity reports watch the method's own decode steps; speculative decoding verifies them densely.");
-            if (options.Sampling.HasPenalties)
-                throw new ArgumentException("Speculative decoding cannot apply presence or frequency penalties: a draft token's penalised distribution depends on the drafts before it, which verification may reject.");
+            if (SpeculativeDecoder.CannotSample(options.Sampling) is string why) throw new ArgumentException(why);
         }
         int capacity = Math.Min(prompt.Length + Math.Max(1, options.MaxTokens), engine.MaxContext);
         var sampler = new Sampler(options.Sampling);

@@ -67,7 +67,7 @@ public interface IInferenceEngine : IDisposable
     void DecodeAndSample(IReadOnlyList<IDecodeSequence> sequences, ReadOnlySpan<int> tokens, IReadOnlyList<Sampler?> samplers,
         ReadOnlySpan<bool> keepLogits, Span<int> next)
     {
-        CheckDraws(sequences.Count, samplers.Count, keepLogits.Length, next.Length);
+        CheckDraws(sequences.Count, tokens.Length, samplers.Count, keepLogits.Length, next.Length);
         DecodeBatch(sequences, tokens);
         for (int i = 0; i < sequences.Count; i++)
         {
@@ -84,11 +84,11 @@ public interface IInferenceEngine : IDisposable
         }
     }
 
-    /// <summary>The argument counts of <see cref="DecodeAndSample"/> agree.</summary>
-    protected static void CheckDraws(int sequences, int samplers, int keepLogits, int next)
+    /// <summary>The argument counts of <see cref="DecodeAndSample"/> agree (every backend's check).</summary>
+    internal static void CheckDraws(int sequences, int tokens, int samplers, int keepLogits, int next)
     {
-        if (samplers != sequences || keepLogits != sequences || next < sequences)
-            throw new ArgumentException($"{sequences} sequences but {samplers} samplers, {keepLogits} keep-logits flags and room for {next} tokens.");
+        if (tokens != sequences || samplers != sequences || keepLogits != sequences || next < sequences)
+            throw new ArgumentException($"{sequences} sequences but {tokens} tokens, {samplers} samplers, {keepLogits} keep-logits flags and room for {next} tokens.");
     }
 
     /// <summary>Prefill of several sequences at once: sequences[i] runs tokens[i] at its next positions densely, as

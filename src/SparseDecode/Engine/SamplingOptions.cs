@@ -23,7 +23,8 @@ public sealed record SamplingOptions(float Temperature = 0f, int TopK = 0, float
         if (!(TopP > 0 && TopP <= 1)) throw new ArgumentException($"top-p must be in (0, 1], got {TopP}.");
         if (!(PresencePenalty >= -2 && PresencePenalty <= 2)) throw new ArgumentException($"presence penalty must be in [-2, 2], got {PresencePenalty}.");
         if (!(FrequencyPenalty >= -2 && FrequencyPenalty <= 2)) throw new ArgumentException($"frequency penalty must be in [-2, 2], got {FrequencyPenalty}.");
-        foreach (var (token, bias) in LogitBias ?? new Dictionary<int, float>())
+        if (LogitBias is null) return;
+        foreach (var (token, bias) in LogitBias)
         {
             if (token < 0) throw new ArgumentException($"logit bias names token {token}; token ids are ≥ 0.");
             if (!(bias >= -100 && bias <= 100)) throw new ArgumentException($"the logit bias of token {token} must be in [-100, 100], got {bias}.");

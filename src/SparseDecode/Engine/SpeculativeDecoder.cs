@@ -98,6 +98,12 @@ public sealed class SpeculativeDecoder
         _ => null,
     };
 
+    /// <summary>Why sampling with `sampling` cannot be verified speculatively, or null when it can: penalties make a draft
+    /// token's distribution depend on the drafts before it, which verification may reject.</summary>
+    public static string? CannotSample(SamplingOptions sampling) => sampling.HasPenalties
+        ? "Speculative decoding cannot apply presence or frequency penalties: a draft token's penalised distribution depends on the drafts before it, which verification may reject."
+        : null;
+
     /// <summary>Whether a round has begun and not yet been verified.</summary>
     public bool InRound => _sequence is not null || _verifying is not null;
 
