@@ -132,8 +132,10 @@ internal static class SamplingCheck
     }
 
     /// <summary>Milliseconds per step to draw `rows` rows of `vocab` logits (with `options`) on the device, and to copy
-    /// them to the host and draw there, as the step did before (mean of `repeats`).</summary>
-    public static (double Device, double Host) Time(CudaDevice device, int rows, int vocab, SamplingOptions options, int repeats = 20)
+    /// them to the host and draw there, as the step did before: the mean of `repeats`, and each one's spread
+    /// ((slowest − fastest) ÷ mean).</summary>
+    public static (double Device, double DeviceSpread, double Host, double HostSpread) Time(CudaDevice device, int rows, int vocab,
+        SamplingOptions options, int repeats = 20)
     {
         using var kernels = new SamplingKernels(device, rows);
         using var stream = new CudaStream(device);
@@ -146,19 +148,30 @@ internal static class SamplingCheck
         var tokens = new int[rows];
         for (int r = 0; r < rows; r++) kernels.Set(r, samplers[r]);
         kernels.Draw(logits, vocab, rows, tokens, stream);
-        var sw = Stopwatch.StartNew();
-        for (int k = 0; k < repeats; k++)
+        var (onDevice, deviceSpread) = Repeat(repeats, () =>
         {
             for (int r = 0; r < rows; r++) kernels.Set(r, samplers[r]);
             kernels.Draw(logits, vocab, rows, tokens, stream);
-        }
-        double onDevice = sw.Elapsed.TotalMilliseconds / repeats;
-        sw.Restart();
-        for (int k = 0; k < repeats; k++)
+        });
+        var (onHost, hostSpread) = Repeat(repeats, () =>
         {
             logits.Download<float>(host);
             for (int r = 0; r < rows; r++) tokens[r] = samplers[r].Next(host.AsSpan(r * vocab, vocab));
+        });
+        return (onDevice, deviceSpread, onHost, hostSpread);
+    }
+
+    /// <summary>`work` timed `repeats` times: the mean in milliseconds and (slowest − fastest) ÷ mean.</summary>
+    private static (double Mean, double Spread) Repeat(int repeats, Action work)
+    {
+        var times = new double[repeats];
+        for (int k = 0; k < repeats; k++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            work();
+            times[k] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
-        return (onDevice, sw.Elapsed.TotalMilliseconds / repeats);
+        double mean = times.Average();
+        return (mean, (times.Max() - times.Min()) / mean);
     }
 }

@@ -122,15 +122,15 @@ internal static class GpuCheckCommand
         Console.WriteLine("|---|---:|---:|---:|---:|---:|---|");
         foreach (var x in draws) Console.WriteLine($"| {x.Case} | {x.Vocab} | {x.Draws} | {x.Equal} | {x.AtBoundary} | {x.Differ} | {(x.Passed ? "pass" : "FAIL")} |");
         foreach (var x in draws.Where(x => x.FirstDifference.Length > 0)) Console.WriteLine($"first difference, {x.Case} logits of {x.Vocab}: {x.FirstDifference}");
-        Console.WriteLine("\ndrawing every row's next token: on the GPU (token ids copied back) against copying the logits to the host and drawing there, ms per step");
-        Console.WriteLine("| rows | vocabulary | setting | on the GPU | logits to the host + host draw |");
-        Console.WriteLine("|---:|---:|---|---:|---:|");
+        Console.WriteLine("\ndrawing every row's next token: on the GPU (token ids copied back) against copying the logits to the host and drawing there, ms per step, mean of 20 (spread: (slowest - fastest) / mean)");
+        Console.WriteLine("| rows | vocabulary | setting | on the GPU | spread | logits to the host + host draw | spread |");
+        Console.WriteLine("|---:|---:|---|---:|---:|---:|---:|");
         foreach (int rows in (int[])[8, 64])
             foreach (int vocab in (int[])[8192, 128256])
                 foreach (var (name, o) in new[] { ("greedy", SamplingOptions.Greedy), ("T 0.8, top-p 0.95", new SamplingOptions(0.8f, 0, 0.95f)), ("T 0.8, top-k 50", new SamplingOptions(0.8f, 50)) })
                 {
-                    var (gpu, cpu) = SamplingCheck.Time(device, rows, vocab, o);
-                    Console.WriteLine(string.Create(ci, $"| {rows} | {vocab} | {name} | {gpu:F3} | {cpu:F3} |"));
+                    var (gpu, gpuSpread, cpu, cpuSpread) = SamplingCheck.Time(device, rows, vocab, o);
+                    Console.WriteLine(string.Create(ci, $"| {rows} | {vocab} | {name} | {gpu:F3} | {gpuSpread:P0} | {cpu:F3} | {cpuSpread:P0} |"));
                 }
         int failed = results.Count(x => !x.Passed) + sparse.Count(x => !x.Passed) + contract.Count(c => !c.Passed) + draws.Count(x => !x.Passed), kernelsFailed = kernelChecks.Count(c => !c.Passed);
         if (kernelsFailed > 0) Console.Error.WriteLine($"error: {kernelsFailed} kernel check(s) failed.");
