@@ -76,6 +76,46 @@ internal static class GpuSelfCheck
             results.Add(new($"dense attention log-sum-exp ({what})", GpuReference.RelativeError(gotLse, refLse), Tolerance, ""));
         }
 
+        // ---- dense passes on the tensor cores: runs of one sequence's consecutive positions (one longer than a
+        // block's 16 tokens), padding copies of a run's last row, a short run and a lone first position
+        {
+            var rowSeq = new List<int>();
+            var rowLen = new List<int>();
+            void AddRun(int b, int from, int count) { for (int i = 0; i < count; i++) { rowSeq.Add(b); rowLen.Add(from + i); } }
+            void Copies(int count) { for (int i = 0; i < count; i++) { rowSeq.Add(rowSeq[^1]); rowLen.Add(rowLen[^1]); } }
+            AddRun(2, lengths[2] - 22, 23);
+            Copies(1);
+            AddRun(1, lengths[1] - 4, 5);
+            Copies(2);
+            AddRun(0, 1, 1);
+            int rows = rowSeq.Count;
+            using var kb = dev.Upload<ulong>(rowSeq.Select(b => kv.K.At(b * kv.SequenceBytes)).ToArray());
+            using var vb = dev.Upload<ulong>(rowSeq.Select(b => kv.V.At(b * kv.SequenceBytes)).ToArray());
+            using var lens = dev.Upload<int>(rowLen.ToArray());
+            var runs = new KvView(kb.Pointer, vb.Pointer, 0, 0, lens.Pointer, kv.HeadStride, kv.PageHeadStride, kv.PageSize, rows, kvh, qh, lengths.Max());
+            var qr = new float[rows * qh * 128];
+            for (int i = 0; i < qr.Length; i++) qr[i] = (float)((rng.NextDouble() * 2 - 1) * 4);
+            using var qrD = dev.Upload<float>(qr);
+            using var outR = dev.Allocate((long)rows * qh * 128 * 4);
+            using var wsR = new DecodeKernels.AttentionWorkspace(dev, rows, qh, 512);
+            var reference = new double[rows * qh * 128];
+            var one = new float[B * qh * 128];
+            for (int r = 0; r < rows; r++)
+            {
+                Array.Copy(qr, r * qh * 128, one, rowSeq[r] * qh * 128, qh * 128);
+                for (int h = 0; h < qh; h++)
+                    GpuReference.Attention(layout, k, v, rowLen[r], one, rowSeq[r], h, default, true, reference.AsSpan((r * qh + h) * 128, 128));
+            }
+            foreach (int chunk in new[] { 0, 64, 1000 })
+            {
+                outR.Fill32(0xFFFFFFFF, rows * qh * 128, stream);
+                kernels.RunsAttention(runs, qrD, outR, wsR, stream, chunk);
+                var got = outR.Download<float>(rows * qh * 128);
+                results.Add(new($"dense passes on the tensor cores (chunk {(chunk == 0 ? "planned" : chunk)})", GpuReference.RelativeError(got, reference), Tolerance,
+                    $"{rows} rows: runs of 23 (then a padding copy), 5 (then two) and 1"));
+            }
+        }
+
         // ---- sparse attention over per-KV-head and per-query-head lists (with skipped entries)
         foreach (var variant in new[] { AttentionVariant.Fused, AttentionVariant.Split })
         foreach (var heads in new[] { IndexHeads.KvHead, IndexHeads.QueryHead })

@@ -155,13 +155,14 @@ internal sealed class GpuStepBench
                 (plan is Selection.LfpsPlan ? $"keys scored per sparse layer and head {scored:F0} ({scored / n:P1} of the context); " : "") + launches;
             Add(n, batch, method, ms, bytes, sp, note);
         }
-        if (batch > 1 && model.TunedAttention) BlockOrder(model, cache, batch, n, s, t);
+        if (batch > 1 && model.TunedAttention) PassAttention(model, cache, batch, n, s, t);
     }
 
-    /// <summary>The dense attention's block order (rows first or chunks first, <see cref="DecodeKernels.Attention"/>) on `batch` rows of distinct
-    /// sequences and on one sequence's dense pass of `batch` tokens (speculative decoding's verification: its rows'
-    /// floor reads that sequence's keys and values once).</summary>
-    private void BlockOrder(GpuModel model, GpuKvCache cache, int batch, int n, CudaStream s, CudaTimer t)
+    /// <summary>The dense attention of `batch` rows of distinct sequences and of one sequence's dense pass of `batch`
+    /// tokens (speculative decoding's verification: its rows' floor reads that sequence's keys and values once), through
+    /// the tensor-core pass kernel (<see cref="DecodeKernels.RunsAttention"/>, which takes each distinct row as a run of
+    /// one) and the one-query-per-row kernel with its blocks rows first or chunks first (<see cref="DecodeKernels.Attention"/>).</summary>
+    private void PassAttention(GpuModel model, GpuKvCache cache, int batch, int n, CudaStream s, CudaTimer t)
     {
         var c = _o.Shape;
         double rowBytes = StepBytes(MethodSpec("dense").CreatePlan(c, n)!, n, 0);
@@ -171,13 +172,15 @@ internal sealed class GpuStepBench
             var slots = pass ? new int[batch] : Enumerable.Range(0, batch).ToArray();
             var positions = pass ? Enumerable.Range(n - batch, batch).ToArray() : Enumerable.Repeat(n - 1, batch).ToArray();
             cache.SetRows(slots, tokens, positions, s);
-            foreach (bool rowsFirst in (bool[])[true, false])
+            foreach (string kernel in (string[])["tensor cores", "rows first", "chunks first"])
             {
-                double ms = TimeStep(model, cache, batch, n, s, t, null, out double spread, rowsFirst);
+                model.PassesOnTensorCores = kernel == "tensor cores";
+                double ms = TimeStep(model, cache, batch, n, s, t, null, out double spread, passRows: kernel != "chunks first");
                 string what = pass ? $"dense pass of {batch} tokens of one sequence" : "dense";
-                Add(n, batch, $"{what}, attention {(rowsFirst ? "rows first" : "chunks first")}", ms, WeightBytes + (pass ? 1 : batch) * rowBytes, spread,
-                    pass ? "floor: the weights and one sequence's cache" : "block order sweep");
+                Add(n, batch, $"{what}, attention {kernel}", ms, WeightBytes + (pass ? 1 : batch) * rowBytes, spread,
+                    pass ? "floor: the weights and one sequence's cache" : "attention kernel sweep");
             }
+            model.PassesOnTensorCores = true;
         }
     }
 

@@ -44,7 +44,7 @@ internal sealed class DecodeKernels : IDisposable
         "score_idx_max", "score_idx_each", "score_idx_g1", "score_range_g1", "score_range_max", "page_bounds_max", "page_bounds_each", "page_minmax",
         "topk_hist", "topk_count", "topk_write", "topk_pages",
         "attn_dense_g8", "attn_sparse_g8", "score_all_max_g8", "score_all_each_g8", "score_range_max_g8", "score_idx_max_g8", "score_idx_each_g8",
-        "page_bounds_max_g8", "page_bounds_each_g8",
+        "page_bounds_max_g8", "page_bounds_each_g8", "attn_runs_g4", "attn_runs_g8",
     ];
 
     /// <summary>The kernel for groups of `group` query heads per KV head: the _g4 kernels are instantiated for
@@ -219,10 +219,42 @@ internal sealed class DecodeKernels : IDisposable
         rowsFirst &= chunks <= MaxGridZ;
         a.Add(rowsFirst ? 1 : 0);
         _module[name].Launch(rowsFirst ? (kv.Rows, y, chunks) : (chunks, y, kv.Rows), Block, stream, ref a);
-        if (variant != AttentionVariant.Split) return;
+        if (variant == AttentionVariant.Split) Reduce(kv, ws, chunks, output, lse, stream);
+    }
+
+    /// <summary>attn_reduce: every row's and query head's `chunks` partials in `ws` combined into output (and lse).</summary>
+    private void Reduce(in KvView kv, AttentionWorkspace ws, int chunks, DeviceBuffer output, DeviceBuffer? lse, CudaStream stream)
+    {
         var r = new KernelArgs();
         r.Add(ws.M); r.Add(ws.L); r.Add(ws.O); r.Add(chunks); r.Add(kv.QueryHeads); r.Add(output); r.Add(lse);
         _module["attn_reduce"].Launch((kv.QueryHeads, kv.Rows, 1), Block, stream, ref r);
+    }
+
+    /// <summary>Query rows one block of <see cref="RunsAttention"/> takes: 64 (four warps of 16 tensor-core rows), as
+    /// tokens of one run times the group's query heads.</summary>
+    public const int RunQueryRows = 64;
+
+    /// <summary>Dense attention of rows that form dense passes, on the tensor cores (attn_runs, decode_attention.cu):
+    /// q [rows][qHeads][128] f32 → output [rows][qHeads][128] f32, each row over its keys 0 .. length − 1 like
+    /// <see cref="Attention"/>. Rows of one sequence at consecutive positions (one more key each) are a run; a block
+    /// takes up to 64 / group tokens of a run with the group's query heads and reads each key of its chunk once for
+    /// all of them. Any arrangement of rows is correct (a row alone is a run of one); the kernel finds the runs from
+    /// the rows' bases and lengths on the device, so a captured graph serves every arrangement.</summary>
+    public void RunsAttention(in KvView kv, DeviceBuffer q, DeviceBuffer output, AttentionWorkspace ws, CudaStream stream, int chunk = 0)
+    {
+        if (kv.Group is not (4 or 8)) throw new ArgumentException($"The tensor-core pass attention takes groups of 4 or 8 query heads per KV head, not {kv.Group}.");
+        string name = kv.Group == 4 ? "attn_runs_g4" : "attn_runs_g8";
+        // blocks that do work: at least one per run of up to 64 / group tokens, whatever the runs are
+        int runBlocks = (kv.Rows * kv.Group + RunQueryRows - 1) / RunQueryRows;
+        if (chunk <= 0)
+            chunk = LaunchPlan.Chunk(kv.PlanLength, kv.KvHeads, runBlocks, Device.Multiprocessors, BlocksPerSm(name), 64, minChunk: 256, maxChunk: 4096, waves: 2);
+        int chunks = LaunchPlan.Chunks(kv.PlanLength, chunk);
+        if (chunks > ws.MaxChunks) throw new ArgumentException($"Attention needs {chunks} chunks; the workspace holds {ws.MaxChunks}.");
+        var a = new KernelArgs();
+        a.Add(kv.KBases); a.Add(kv.VBases); a.Add(kv.Lengths); a.Add(kv.HeadStride); a.Add(q); a.Add(kv.Rows); a.Add(kv.QueryHeads);
+        a.Add(chunk); a.Add(chunks); a.Add((float)(Log2E / Math.Sqrt(DecodeKernels.HeadDim))); a.Add(ws.M); a.Add(ws.L); a.Add(ws.O);
+        _module[name].Launch((chunks, kv.KvHeads, kv.Rows), Block, stream, ref a);
+        Reduce(kv, ws, chunks, output, null, stream);
     }
 
     // ------------------------------------------------------------------------------------------ scoring

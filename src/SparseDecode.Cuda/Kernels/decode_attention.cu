@@ -7,7 +7,7 @@
 //
 // Softmax runs in the log2 domain: queries are pre-scaled by log2(e)/sqrt(d) so that p = exp2(s - m).
 
-#include "common.cuh"
+#include "tensor_core.cuh"
 
 #define HD 128
 #define BLOCK 128
@@ -315,6 +315,109 @@ extern "C" __global__ void __launch_bounds__(BLOCK) attn_reduce(
     out[((long long)b * qHeads + h) * HD + t] = L > 0.f ? O / L : 0.f;
     if (lse && t == 0) lse[(long long)b * qHeads + h] = L > 0.f ? (M + log2f(L)) * 0.6931471805599453f : NEG_INF;
 }
+
+// ------------------------------------------------------------------------------------------------ dense passes
+// Dense attention of the rows of dense passes on the tensor cores. A pass is a run of rows of one sequence at
+// consecutive positions (the same cache bases, each row's length one more than the row before's): its queries share
+// every key up to the first row's position, so a block takes the rows of up to 64 / G tokens of a run together with
+// the G query heads of one KV head — 64 query rows, four warps of 16 (tensor_core.cuh) — and reads each key of its
+// chunk once for all of them instead of once per row. Queries are f32 [rows][qHeads][128] (split into three bf16
+// parts: f32 accuracy, as are the weights P), partials go to the flash-decoding workspace per (row, query head,
+// chunk) like attn_partial's, and attn_reduce combines them.
+// Grid (chunks, kvHeads, rows): block z does the rows from z if z begins a run or lies a multiple of 64 / G rows into
+// one; the other blocks return at once, so the host needs no list of the runs and one captured graph serves any
+// arrangement of them. A row equal to the row before it (the same bases and length: a padding copy) is no token of
+// a run: the block of the row it copies writes the same partials for it, so padding reads no key again.
+#define RUN_KEYS 64
+__device__ __forceinline__ bool run_copy(const u64* kBase, const int* lengths, int r)
+{
+    return r > 0 && kBase[r] == kBase[r - 1] && lengths[r] == lengths[r - 1];
+}
+__device__ __forceinline__ bool run_continues(const u64* kBase, const int* lengths, int r)
+{
+    return r > 0 && kBase[r] == kBase[r - 1] && lengths[r] == lengths[r - 1] + 1 && !run_copy(kBase, lengths, r - 1);
+}
+template <int G>
+__device__ __forceinline__ void attn_runs(const u64* __restrict__ kBase, const u64* __restrict__ vBase,
+    const int* __restrict__ lengths, long long headStride, const float* __restrict__ q, int rows, int qHeads, int chunk,
+    int nChunks, float scaleLog2, float* __restrict__ pm, float* __restrict__ pl, float* __restrict__ po)
+{
+    constexpr int TOKENS = 64 / G;
+    __shared__ int sh_n, sh_copies;
+    const int c = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
+    if (threadIdx.x == 0)
+    {
+        int start = r, n = 0, copies = 0;
+        while (run_continues(kBase, lengths, start)) start--;
+        if (!run_copy(kBase, lengths, r) && (r - start) % TOKENS == 0)
+        {
+            for (n = 1; n < TOKENS && r + n < rows && run_continues(kBase, lengths, r + n); n++) {}
+            while (r + n + copies < rows && run_copy(kBase, lengths, r + n + copies)) copies++;
+        }
+        sh_n = n;
+        sh_copies = copies;
+    }
+    __syncthreads();
+    const int n = sh_n, copies = sh_copies;
+    if (n == 0) return;
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int first = lengths[r] - 1;                  // position of the block's first token
+    const int c0 = c * chunk, c1 = min(c0 + chunk, first + n); // keys of this chunk any of its rows sees
+    // query row m of the block: token m / G of the run, query head kvh·G + m % G
+    const int ra = warp * 16 + g, rb = ra + 8, ja = ra / G, jb = rb / G;
+    const int lastA = ja < n ? min(first + ja, c1 - 1) : -1, lastB = jb < n ? min(first + jb, c1 - 1) : -1;
+    const int warpLast = min(first + min((warp * 16 + 15) / G, n - 1), c1 - 1);
+    const bool warpRows = warp * 16 < n * G;
+
+    u32 qf[3][HD / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+        {
+            const int m = (i & 1) ? rb : ra, j = (i & 1) ? jb : ja, ch = kk * 16 + 2 * t + ((i & 2) ? 8 : 0);
+            float2 v = make_float2(0.f, 0.f);
+            if (j < n) v = *(const float2*)(q + ((long long)(r + j) * qHeads + kvh * G + m % G) * HD + ch);
+            u32 parts[3];
+            split_pair<3>(v.x, v.y, parts);
+#pragma unroll
+            for (int p = 0; p < 3; p++) qf[p][kk][i] = parts[p];
+        }
+
+    FlashState<HD> st;
+    st.init();
+    flash_tiles<HD, 3, RUN_KEYS, BLOCK>(qf, (const bf16*)kBase[r] + kvh * headStride, (const bf16*)vBase[r] + kvh * headStride,
+        c0, c1, HD, warpRows ? warpLast : -1, -1, lastA, lastB, scaleLog2, st);
+    st.finish();
+
+#pragma unroll
+    for (int half = 0; half < 2; half++)
+    {
+        const int m = half ? rb : ra, j = half ? jb : ja;
+        if (j >= n) continue;
+        const float mx = half ? st.mb : st.ma, l = half ? st.lb : st.la;
+        // the row of token j, and the copies that follow the last token
+        for (int k = 0; k <= (j == n - 1 ? copies : 0); k++)
+        {
+            const long long slot = ((long long)(r + j + k) * qHeads + kvh * G + m % G) * nChunks + c;
+#pragma unroll
+            for (int nn = 0; nn < HD / 8; nn++)
+                *(float2*)(po + slot * HD + nn * 8 + 2 * t) = half ? make_float2(st.o[nn][2], st.o[nn][3]) : make_float2(st.o[nn][0], st.o[nn][1]);
+            if (t == 0)
+            {
+                pm[slot] = mx == NEG_INF ? NEG_INF : mx * scaleLog2;
+                pl[slot] = l;
+            }
+        }
+    }
+}
+
+#define RUNS_ARGS const u64* kBase, const u64* vBase, const int* lengths, long long headStride, const float* q, int rows, \
+    int qHeads, int chunk, int nChunks, float scaleLog2, float* pm, float* pl, float* po
+#define RUNS_PASS kBase, vBase, lengths, headStride, q, rows, qHeads, chunk, nChunks, scaleLog2, pm, pl, po
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_runs_g4(RUNS_ARGS) { step_prologue(); attn_runs<4>(RUNS_PASS); }
+extern "C" __global__ void __launch_bounds__(BLOCK) attn_runs_g8(RUNS_ARGS) { step_prologue(); attn_runs<8>(RUNS_PASS); }
 
 // ------------------------------------------------------------------------------------------------ scoring
 // The tuned scorers for heads of 128 in groups of 4 or 8 (a half-warp per key row, the group's queries in

@@ -97,12 +97,18 @@ internal sealed class GpuModel : IDisposable
     public void DenseAttention(in KvView kv, CudaStream s) => DenseAttention(kv, Queries, AttentionOutput, s);
 
     /// <summary>Dense attention of kv's rows, whose queries start at `queries` and outputs at `output`; `passRows`: the
-    /// rows are runs of one sequence's consecutive positions, whose blocks the tuned kernel places chunk by chunk.</summary>
+    /// rows are runs of one sequence's consecutive positions (dense passes), which the tuned shape attends on the
+    /// tensor cores, each key read once for a run's rows (<see cref="DecodeKernels.RunsAttention"/>).</summary>
     public void DenseAttention(in KvView kv, DeviceBuffer queries, DeviceBuffer output, CudaStream s, bool passRows = false)
     {
-        if (TunedAttention) DecodeKernels.Attention(kv, queries, null, 0, IndexHeads.KvHead, output, null, Workspace, s, rowsFirst: passRows);
-        else Kernels.AttentionAny(kv, Config.HeadDim, queries, output, Workspace, s);
+        if (!TunedAttention) Kernels.AttentionAny(kv, Config.HeadDim, queries, output, Workspace, s);
+        else if (passRows && PassesOnTensorCores) DecodeKernels.RunsAttention(kv, queries, output, Workspace, s);
+        else DecodeKernels.Attention(kv, queries, null, 0, IndexHeads.KvHead, output, null, Workspace, s, rowsFirst: passRows);
     }
+
+    /// <summary>Whether dense passes attend on the tensor cores (the default) or through the one-query-per-row kernel
+    /// with its blocks placed rows first (which `gpu-step` times beside it).</summary>
+    public bool PassesOnTensorCores { get; set; } = true;
 
     /// <summary>y[b] = W·x[b] (+ bias; accumulate: y +=) for every row b of the step, in launches of up to
     /// <see cref="ModelKernels.RowsPerLaunch"/> rows (each reads the weights once).</summary>
