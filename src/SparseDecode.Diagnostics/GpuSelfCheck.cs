@@ -95,6 +95,9 @@ internal static class GpuSelfCheck
             var runs = new KvView(kb.Pointer, vb.Pointer, 0, 0, lens.Pointer, kv.HeadStride, kv.PageHeadStride, kv.PageSize, rows, kvh, qh, lengths.Max());
             var qr = new float[rows * qh * 128];
             for (int i = 0; i < qr.Length; i++) qr[i] = (float)((rng.NextDouble() * 2 - 1) * 4);
+            // a padding copy repeats its row's token at its position, so its query is that row's too
+            for (int r = 1; r < rows; r++)
+                if (rowSeq[r] == rowSeq[r - 1] && rowLen[r] == rowLen[r - 1]) Array.Copy(qr, (r - 1) * qh * 128, qr, r * qh * 128, qh * 128);
             using var qrD = dev.Upload<float>(qr);
             using var outR = dev.Allocate((long)rows * qh * 128 * 4);
             using var wsR = new DecodeKernels.AttentionWorkspace(dev, rows, qh, 512);
@@ -111,8 +114,11 @@ internal static class GpuSelfCheck
                 outR.Fill32(0xFFFFFFFF, rows * qh * 128, stream);
                 kernels.RunsAttention(runs, qrD, outR, wsR, stream, chunk);
                 var got = outR.Download<float>(rows * qh * 128);
+                // the rows whose own error is past the tolerance, so a failure says which part of the arrangement broke
+                var off = Enumerable.Range(0, rows).Select(r => (r, e: GpuReference.RelativeError(got.AsSpan(r * qh * 128, qh * 128).ToArray(),
+                    reference.AsSpan(r * qh * 128, qh * 128).ToArray()))).Where(x => !(x.e <= Tolerance)).Select(x => $"{x.r} ({x.e:G2})").ToArray();
                 results.Add(new($"dense passes on the tensor cores (chunk {(chunk == 0 ? "planned" : chunk)})", GpuReference.RelativeError(got, reference), Tolerance,
-                    $"{rows} rows: runs of 23 (then a padding copy), 5 (then two) and 1"));
+                    $"{rows} rows: runs of 23 (then a padding copy), 5 (then two) and 1" + (off.Length > 0 ? $"; rows off: {string.Join(", ", off)}" : "")));
             }
         }
 
