@@ -161,7 +161,7 @@ internal sealed class GpuStepBench
     /// <summary>The dense attention of `batch` rows of distinct sequences and of one sequence's dense pass of `batch`
     /// tokens (speculative decoding's verification: its rows' floor reads that sequence's keys and values once), through
     /// the tensor-core pass kernel (<see cref="DecodeKernels.RunsAttention"/>, which takes each distinct row as a run of
-    /// one) and the one-query-per-row kernel with its blocks rows first or chunks first (<see cref="DecodeKernels.Attention"/>).</summary>
+    /// one) and the one-query-per-row kernel (<see cref="DecodeKernels.Attention"/>).</summary>
     private void PassAttention(GpuModel model, GpuKvCache cache, int batch, int n, CudaStream s, CudaTimer t)
     {
         var c = _o.Shape;
@@ -172,10 +172,10 @@ internal sealed class GpuStepBench
             var slots = pass ? new int[batch] : Enumerable.Range(0, batch).ToArray();
             var positions = pass ? Enumerable.Range(n - batch, batch).ToArray() : Enumerable.Repeat(n - 1, batch).ToArray();
             cache.SetRows(slots, tokens, positions, s);
-            foreach (string kernel in (string[])["tensor cores", "rows first", "chunks first"])
+            foreach (string kernel in (string[])["tensor cores", "one query per row"])
             {
                 model.PassesOnTensorCores = kernel == "tensor cores";
-                double ms = TimeStep(model, cache, batch, n, s, t, null, out double spread, passRows: kernel != "chunks first");
+                double ms = TimeStep(model, cache, batch, n, s, t, null, out double spread, passRows: true);
                 string what = pass ? $"dense pass of {batch} tokens of one sequence" : "dense";
                 Add(n, batch, $"{what}, attention {kernel}", ms, WeightBytes + (pass ? 1 : batch) * rowBytes, spread,
                     pass ? "floor: the weights and one sequence's cache" : "attention kernel sweep");

@@ -190,18 +190,12 @@ internal sealed class DecodeKernels : IDisposable
         _ => "attn_sparse_g1_f",
     };
 
-    /// <summary>The most blocks a launch's third grid dimension takes.</summary>
-    private const int MaxGridZ = 65535;
-
     /// <summary>Decode attention of one query per sequence: q [batch][qHeads][128] f32 → output [batch][qHeads][128]
     /// f32 and (optional) the log-sum-exp per head. Dense when `indices` is null; else over the index list
-    /// [batch][kvHeads or qHeads][indexCount] (entries &lt; 0 or ≥ the length are skipped). `rowsFirst`: the blocks of
-    /// one chunk of every row are placed one after another (grid (rows, heads, chunks); decode_attention.cu), so that
-    /// rows of one sequence at consecutive positions (a dense pass of several tokens) read each chunk of its cache from
-    /// memory once and from L2 after; otherwise all chunks of a row come before the next row's. Same results.</summary>
+    /// [batch][kvHeads or qHeads][indexCount] (entries &lt; 0 or ≥ the length are skipped).</summary>
     public void Attention(in KvView kv, DeviceBuffer q, DeviceBuffer? indices, int indexCount, IndexHeads heads,
         DeviceBuffer output, DeviceBuffer? lse, AttentionWorkspace ws, CudaStream stream, int chunk = 0,
-        AttentionVariant variant = AttentionVariant.Default, bool rowsFirst = false)
+        AttentionVariant variant = AttentionVariant.Default)
     {
         bool indexed = indices != null;
         if (variant == AttentionVariant.Default) variant = DefaultAttentionVariant;
@@ -216,9 +210,7 @@ internal sealed class DecodeKernels : IDisposable
         a.Add(indices); a.Add(indexCount); a.Add(y); a.Add(kv.QueryHeads); a.Add(kv.Group); a.Add(chunk); a.Add(chunks);
         a.Add((float)(Log2E / Math.Sqrt(DecodeKernels.HeadDim)));
         a.Add(ws.M); a.Add(ws.L); a.Add(ws.O); a.Add(ws.Counters); a.Add(output); a.Add(lse);
-        rowsFirst &= chunks <= MaxGridZ;
-        a.Add(rowsFirst ? 1 : 0);
-        _module[name].Launch(rowsFirst ? (kv.Rows, y, chunks) : (chunks, y, kv.Rows), Block, stream, ref a);
+        _module[name].Launch((chunks, y, kv.Rows), Block, stream, ref a);
         if (variant == AttentionVariant.Split) Reduce(kv, ws, chunks, output, lse, stream);
     }
 

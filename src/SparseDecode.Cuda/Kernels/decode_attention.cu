@@ -97,22 +97,18 @@ __device__ __forceinline__ void combine_chunks(const float* __restrict__ pm, con
 // running max m (log2 units), the sum l of exp2(s - m) and the unnormalised output o.
 // FUSED: the last block of each (sequence, head) to finish (a per-head arrival counter, reset by that block) also
 // combines the chunks, so no second kernel is launched; otherwise attn_reduce does it.
-// ROWS FIRST (rowsFirst = 1): the grid is (rows, heads, chunks) instead of (chunks, heads, rows), so that the blocks
-// of one chunk of every row are placed one after another. Rows of one sequence at consecutive positions (a dense
-// pass of several tokens) then read each chunk of keys and values from memory once, the others from L2, instead of
-// once per row. The arithmetic of every block is the same either way.
 template <int G, bool INDEXED, int U, bool FUSED>
 __device__ __forceinline__ void attn_partial(
     const u64* __restrict__ kBase, const u64* __restrict__ vBase, const int* __restrict__ lengths, long long headStride,
     const float* __restrict__ q, const int* __restrict__ idx, int idxCount, int idxHeads,
     int qHeads, int group, int chunk, int nChunks, float scaleLog2,
     float* __restrict__ pm, float* __restrict__ pl, float* __restrict__ po,
-    u32* __restrict__ counters, float* __restrict__ out, float* __restrict__ lse, int rowsFirst)
+    u32* __restrict__ counters, float* __restrict__ out, float* __restrict__ lse)
 {
     __shared__ float sm_m[HALVES][G], sm_l[HALVES][G];
     __shared__ float sm_o[HALVES][G][HD];
 
-    const int b = rowsFirst ? blockIdx.x : blockIdx.z, y = blockIdx.y, c = rowsFirst ? blockIdx.z : blockIdx.x;
+    const int b = blockIdx.z, y = blockIdx.y, c = blockIdx.x;
     const int qh0 = G == 1 ? y : y * G;
     const int kvh = G == 1 ? y / group : y;
     const int len = lengths[b];
@@ -281,9 +277,9 @@ __device__ __forceinline__ void attn_partial(
 
 #define ATTN_ARGS const u64* kBase, const u64* vBase, const int* lengths, long long headStride, const float* q, \
     const int* idx, int idxCount, int idxHeads, int qHeads, int group, int chunk, int nChunks, float scaleLog2,  \
-    float* pm, float* pl, float* po, u32* counters, float* out, float* lse, int rowsFirst
+    float* pm, float* pl, float* po, u32* counters, float* out, float* lse
 #define ATTN_PASS kBase, vBase, lengths, headStride, q, idx, idxCount, idxHeads, qHeads, group, chunk, nChunks, \
-    scaleLog2, pm, pl, po, counters, out, lse, rowsFirst
+    scaleLog2, pm, pl, po, counters, out, lse
 
 // Dense flash-decoding: grid (chunks, kvHeads, batch); the 4 query heads of a GQA group read each key once.
 // Suffix _f: the chunks are combined by the last block to finish (no attn_reduce launch).

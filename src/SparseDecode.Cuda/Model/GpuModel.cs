@@ -103,11 +103,11 @@ internal sealed class GpuModel : IDisposable
     {
         if (!TunedAttention) Kernels.AttentionAny(kv, Config.HeadDim, queries, output, Workspace, s);
         else if (passRows && PassesOnTensorCores) DecodeKernels.RunsAttention(kv, queries, output, Workspace, s);
-        else DecodeKernels.Attention(kv, queries, null, 0, IndexHeads.KvHead, output, null, Workspace, s, rowsFirst: passRows);
+        else DecodeKernels.Attention(kv, queries, null, 0, IndexHeads.KvHead, output, null, Workspace, s);
     }
 
-    /// <summary>Whether dense passes attend on the tensor cores (the default) or through the one-query-per-row kernel
-    /// with its blocks placed rows first (which `gpu-step` times beside it).</summary>
+    /// <summary>Whether dense passes attend on the tensor cores (the default) or, one query per row, through the
+    /// kernel of distinct sequences (which `gpu-step` times beside it).</summary>
     public bool PassesOnTensorCores { get; set; } = true;
 
     /// <summary>y[b] = W·x[b] (+ bias; accumulate: y +=) for every row b of the step, in launches of up to
