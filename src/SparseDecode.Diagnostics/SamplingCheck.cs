@@ -92,8 +92,16 @@ internal static class SamplingCheck
     private static bool AtBoundary(ReadOnlySpan<float> row, SamplingOptions o, double u, int got)
     {
         if (got < 0) return false;
-        foreach (double du in (double[])[-1e-5, 1e-5])
-            if (new Sampler(o).Choose(row, Math.Clamp(u + du, 0, 0.9999999)) == got) return true;
+        // the walk is monotone in the number: the host's tokens for numbers within 1e-5 of u are the kept tokens whose
+        // ids lie between its tokens for u − 1e-5 and u + 1e-5 (where kept shares are under 1e-5, several of them)
+        int below = new Sampler(o).Choose(row, Math.Clamp(u - 1e-5, 0, 0.9999999));
+        int above = new Sampler(o).Choose(row, Math.Clamp(u + 1e-5, 0, 0.9999999));
+        if (below <= got && got <= above)
+        {
+            var kept = new float[row.Length];
+            new Sampler(o).Distribution(row, kept);
+            if (kept[got] > 0) return true;
+        }
         if (o.TopP < 1)
             foreach (float dp in (float[])[-1e-5f, 1e-5f])
                 if (new Sampler(o with { TopP = Math.Clamp(o.TopP + dp, 1e-7f, 1f) }).Choose(row, u) == got) return true;
