@@ -4,7 +4,7 @@
 # (N sequences of one method decoding together through the engine's batched step, dense's figure from the same run)
 # on the bundled model and on a random-weight Llama-3.1-8B-shaped checkpoint (bench/gpu/checkpoint8b.py).
 #   bench/gpu/batch.sh [quick]     (on a machine with an NVIDIA GPU; "quick": no 8B shape)
-# Environment: OUT (where logs go), CKPT (reuse an 8B checkpoint), METHODS (default tidal,quest,lfps,prhs),
+# Environment: OUT (where logs go), CKPT (reuse an 8B checkpoint), CK2 (reuse the 2-layer one), METHODS (default tidal,quest,lfps,prhs),
 # BATCHES (default "1 8 32"), CTX8B (default 32768), BATCHES8B (default "1 8"), SKIP (words: check).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,8 +17,12 @@ methods=${METHODS:-tidal quest lfps prhs}
 rc=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/nvidia-smi.txt" 2>&1
 fixtures=("$root"/tests/SparseDecode.Tests/Fixtures/models/*)
+# the engine contract also on a 2-layer model of the 8B shape's heads (tuned kernels, dense passes on the tensor cores)
+ck2=${CK2:-/tmp/sparsedecode-ck2}
+[[ " ${SKIP:-} " == *" check "* ]] || [ -f "$ck2/config.json" ] || (cd "$here" && python3 checkpoint8b.py "$ck2" 2) >"$out/checkpoint2.log" 2>&1
+contract=(); [ -f "$ck2/config.json" ] && contract=(--contract-model "$ck2")
 [[ " ${SKIP:-} " == *" check "* ]] || timeout 400 "$bin" gpu-check --model "$root/models/sparse-code-16m" "${fixtures[@]}" --methods oracle,streaming,quest,tidal,lfps,prhs,hshare \
-  >"$out/check.log" 2>&1 || rc=1
+  "${contract[@]}" >"$out/check.log" 2>&1 || rc=1
 grep -E "budget=|FAIL|promise|batched step|fork|truncated|error" "$out/check.log" | tail -20
 row() {  # label, then bench's JSON on stdin: one line per run
   python3 -c '
