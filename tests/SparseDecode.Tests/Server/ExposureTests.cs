@@ -123,8 +123,14 @@ public class ExposureTests(ServerFixture fx)
         var responses = await Task.WhenAll(Enumerable.Range(0, 9).Select(_ => Send(client, Long, cts.Token)));
         try
         {
-            Assert.Equal(5, responses.Count(r => r.StatusCode == HttpStatusCode.OK));
-            Assert.Equal(4, responses.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests));
+            // a stream that ended while the burst was still arriving (on a loaded machine its unread events can end it)
+            // gave its place to a later request; none ends in the usual run, and then the places are exactly 5
+            var m = await Http.Metrics(client);
+            int ended = (int)m.Where(kv => kv.Key.StartsWith("sparsedecode_requests_total{", StringComparison.Ordinal)
+                && kv.Key.Contains("completions", StringComparison.Ordinal) && !kv.Key.Contains("status=\"429\"", StringComparison.Ordinal)).Sum(kv => kv.Value);
+            int ok = responses.Count(r => r.StatusCode == HttpStatusCode.OK);
+            Assert.InRange(ok, 5, 5 + ended);
+            Assert.Equal(9 - ok, responses.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests));
         }
         finally
         {
