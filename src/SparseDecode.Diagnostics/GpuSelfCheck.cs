@@ -114,8 +114,8 @@ internal static class GpuSelfCheck
                 kernels.RunsAttention(runs, qrD, outR, wsR, stream, chunk);
                 var got = outR.Download<float>(rows * qh * 128);
                 // the rows whose own error is past the tolerance, so a failure says which part of the arrangement broke
-                var off = Enumerable.Range(0, rows).Select(r => (r, e: GpuReference.RelativeError(got.AsSpan(r * qh * 128, qh * 128).ToArray(),
-                    reference.AsSpan(r * qh * 128, qh * 128).ToArray()))).Where(x => !(x.e <= Tolerance)).Select(x => $"{x.r} ({x.e:G2})").ToArray();
+                var off = Enumerable.Range(0, rows).Select(r => (r, e: GpuReference.RelativeError(got.AsSpan(r * qh * 128, qh * 128),
+                    reference.AsSpan(r * qh * 128, qh * 128)))).Where(x => !(x.e <= Tolerance)).Select(x => $"{x.r} ({x.e:G2})").ToArray();
                 results.Add(new($"dense passes on the tensor cores (chunk {(chunk == 0 ? "planned" : chunk)})", GpuReference.RelativeError(got, reference), Tolerance,
                     $"{rows} rows: runs of 23 (then a padding copy), 5 (then two) and 1" + (off.Length > 0 ? $"; rows off: {string.Join(", ", off)}" : "")));
             }
