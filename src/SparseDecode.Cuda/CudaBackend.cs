@@ -17,6 +17,10 @@ public sealed class CudaBackend : IBackend
 
     public IInferenceEngine Load(string directory, EngineOptions options)
     {
+        // the GPU's cache is bf16 (the default f32 of EngineOptions is taken as "the backend's own"); a smaller type
+        // asked for to save memory would not be honoured, so it is refused
+        if (options.CacheType is DType.Q8 or DType.F16)
+            throw new NotSupportedException($"The GPU's KV cache is bf16; a {options.CacheType.Name()} cache is for the CPU.");
         if (options.Sequences < 1) throw new ArgumentException($"The GPU engine needs at least one sequence slot, got {options.Sequences}.");
         var config = ModelConfig.Load(directory);
         int capacity = Math.Min(options.Capacity ?? config.MaxPositions, config.MaxPositions);

@@ -24,7 +24,8 @@ internal static class CommonOptions
 
     public static Option<string> CacheType() => new("--kv-type")
     {
-        Description = "KV cache element type: f32, f16 or bf16.",
+        Description = "KV cache element type on the CPU: f32, f16, bf16 or q8 (8-bit entries with a scale per 32: a quarter of f32's memory; " +
+                      "heads a multiple of 32 wide). The GPU's cache is bf16.",
         DefaultValueFactory = _ => "f32",
     };
 
@@ -61,6 +62,7 @@ internal static class CommonOptions
         Option<string>? prefill = null)
     {
         CheckGpuPrefill(r, device, prefill);
+        CheckGpuCacheType(r, device, kv);
         return new()
         {
             PrefillPrecision = prefill is null ? SparseDecode.Engine.PrefillPrecision.Split : ParsePrefillPrecision(r.GetValue(prefill)!),
@@ -79,4 +81,12 @@ internal static class CommonOptions
     }
 
     public static DType ParseCacheType(string text) => DTypeExtensions.Parse(text);
+
+    /// <summary>The GPU keeps its cache in bf16: another --kv-type given with it would be ignored; refused instead.</summary>
+    public static void CheckGpuCacheType(ParseResult r, Option<string> device, Option<string>? kv)
+    {
+        if (kv is not null && r.GetResult(kv) is { Implicit: false } && ParseDevice(r.GetValue(device)!) == "cuda"
+            && ParseCacheType(r.GetValue(kv)!) != DType.BF16)
+            throw new ArgumentException($"--kv-type {r.GetValue(kv)} is for the CPU; the GPU's KV cache is bf16.");
+    }
 }

@@ -3,6 +3,7 @@ using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using SparseDecode.Engine;
 using SparseDecode.Model;
+using static SparseDecode.Cpu.QueryGroups;
 using SparseDecode.Selection;
 
 namespace SparseDecode.Cpu;
@@ -185,55 +186,39 @@ internal static unsafe class Bf16GroupKernel
         (Sum8(a8, a9, a10, a11, a12, a13, a14, a15) * scale).Store(s + 8);
     }
 
-    /// <summary>For `group` queries (any number): output_i += Σ_j w_i[j] · V[j] over rows[0..count), with w_i at
-    /// weights + i·stride and output_i (split order) at output + i·d.</summary>
-    public static void AddWeightedValues(byte** rows, int count, float* weights, long stride, float* output, int d, int group)
+    /// <summary>The weighted sum of value rows (outputs in the split order), for <see cref="QueryGroups.AddWeightedValues"/>.</summary>
+    internal struct Values : IWeightedValues
     {
-        int i = 0;
-        for (; i + 4 <= group; i += 4) AddWeighted<Four>(rows, count, weights + i * stride, stride, output + (long)i * d, d);
-        switch (group - i)
+        /// <summary>TQueries.Count (1-4) queries' outputs for two 16-entry slices at a time (one where d leaves a single
+        /// one), in registers over all rows: 16 accumulators, enough independent chains for both FMA units, and each
+        /// row's weights broadcast once for both slices.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Add<TQueries>(byte** rows, int count, float* w, long stride, float* output, int d)
+            where TQueries : struct, IQueries
         {
-            case 3: AddWeighted<Three>(rows, count, weights + i * stride, stride, output + (long)i * d, d); break;
-            case 2: AddWeighted<Two>(rows, count, weights + i * stride, stride, output + (long)i * d, d); break;
-            case 1: AddWeighted<One>(rows, count, weights + i * stride, stride, output + (long)i * d, d); break;
-        }
-    }
-
-    private interface IQueries { static abstract int Count { get; } }
-    private struct One : IQueries { public static int Count => 1; }
-    private struct Two : IQueries { public static int Count => 2; }
-    private struct Three : IQueries { public static int Count => 3; }
-    private struct Four : IQueries { public static int Count => 4; }
-
-    /// <summary>TQueries.Count (1-4) queries' outputs for two 16-entry slices at a time (one where d leaves a single
-    /// one), in registers over all rows: 16 accumulators, enough independent chains for both FMA units, and each
-    /// row's weights broadcast once for both slices.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AddWeighted<TQueries>(byte** rows, int count, float* w, long stride, float* output, int d)
-        where TQueries : struct, IQueries
-    {
-        int c = 0;
-        for (; c + 32 <= d; c += 32)
-        {
-            var first = Outputs<TQueries>.Load(output, d, c);
-            var second = Outputs<TQueries>.Load(output, d, c + 16);
+            int c = 0;
+            for (; c + 32 <= d; c += 32)
+            {
+                var first = Outputs<TQueries>.Load(output, d, c);
+                var second = Outputs<TQueries>.Load(output, d, c + 16);
+                for (int j = 0; j < count; j++)
+                {
+                    Weights<TQueries>(w, stride, j, out var x0, out var x1, out var x2, out var x3);
+                    first.Add(Vector256.Load((uint*)rows[j] + c / 2), x0, x1, x2, x3);
+                    second.Add(Vector256.Load((uint*)rows[j] + c / 2 + 8), x0, x1, x2, x3);
+                }
+                first.Store(output, d, c);
+                second.Store(output, d, c + 16);
+            }
+            if (c == d) return;
+            var last = Outputs<TQueries>.Load(output, d, c);
             for (int j = 0; j < count; j++)
             {
                 Weights<TQueries>(w, stride, j, out var x0, out var x1, out var x2, out var x3);
-                first.Add(Vector256.Load((uint*)rows[j] + c / 2), x0, x1, x2, x3);
-                second.Add(Vector256.Load((uint*)rows[j] + c / 2 + 8), x0, x1, x2, x3);
+                last.Add(Vector256.Load((uint*)rows[j] + c / 2), x0, x1, x2, x3);
             }
-            first.Store(output, d, c);
-            second.Store(output, d, c + 16);
+            last.Store(output, d, c);
         }
-        if (c == d) return;
-        var last = Outputs<TQueries>.Load(output, d, c);
-        for (int j = 0; j < count; j++)
-        {
-            Weights<TQueries>(w, stride, j, out var x0, out var x1, out var x2, out var x3);
-            last.Add(Vector256.Load((uint*)rows[j] + c / 2), x0, x1, x2, x3);
-        }
-        last.Store(output, d, c);
     }
 
     /// <summary>x_i = the weight of row j for query i (w_i at w + i·stride), in every lane.</summary>

@@ -13,20 +13,35 @@ public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bo
     // the batch of the last DecodeBatch, kept for the next; a call made while another runs makes its own
     private DecodeBatch? _batch = new();
 
+    private readonly DType _cacheType = cacheType.StoresRowsOf(model.Config.HeadDim) ? cacheType
+        : throw new ArgumentException($"A {cacheType.Name()} KV cache stores heads in blocks of {DTypeExtensions.Q8Block} entries; this model's heads have {model.Config.HeadDim} (use f32, f16 or bf16).");
+
     public Transformer Model => model;
-    public DType CacheType => cacheType;
+    public DType CacheType => _cacheType;
     public ModelConfig Config => model.Config;
     public string DeviceName => "cpu";
     public int MaxContext => model.Config.MaxPositions;
     public bool ConcurrentSequences => true;
     public bool SupportsObserver => true;
 
-    public static CpuEngine Load(string directory, DType cacheType = DType.F32) => new(Transformer.Load(directory), cacheType, ownsModel: true);
+    public static CpuEngine Load(string directory, DType cacheType = DType.F32)
+    {
+        var model = Transformer.Load(directory);
+        try
+        {
+            return new(model, cacheType, ownsModel: true);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
 
     public IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null)
     {
         CheckCapacity(capacity, plan);
-        return new CpuSequence(this, model.CreateCache(capacity, cacheType), plan);
+        return new CpuSequence(this, model.CreateCache(capacity, _cacheType), plan);
     }
 
     internal void CheckCapacity(int capacity, SelectionPlan? plan)

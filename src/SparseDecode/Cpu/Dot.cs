@@ -1,13 +1,14 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using SparseDecode.Model;
 using SparseDecode.Engine;
 using SparseDecode.Selection;
 
 namespace SparseDecode.Cpu;
 
-/// <summary>Dot products of an f32 vector with a row stored as f32, bf16 or f16, f32 accumulation.</summary>
+/// <summary>Dot products of an f32 vector with a row stored as f32, bf16, f16 or q8, f32 accumulation.</summary>
 public static unsafe class Dot
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -15,8 +16,40 @@ public static unsafe class Dot
     {
         DType.F32 => F32((float*)row, x, n),
         DType.BF16 => Bf16((ushort*)row, x, n),
+        DType.Q8 => Q8(row, x, n),
         _ => F16((Half*)row, x, n),
     };
+
+    /// <summary>8 entries of a q8 row from `at`, as f32 (before their block's scale).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q8Lanes(sbyte* at) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(at));
+
+    /// <summary>A <see cref="DType.Q8"/> row (n entries, whole blocks) · b: each block's products summed, then scaled.</summary>
+    public static float Q8(byte* row, float* b, int n)
+    {
+        var q = (sbyte*)row;
+        var scales = (float*)(row + n);
+        const int block = DTypeExtensions.Q8Block;
+        if (Avx2.IsSupported && Fma.IsSupported)
+        {
+            var acc = Vector256<float>.Zero;
+            for (int c = 0; c < n; c += block)
+            {
+                var s0 = Fma.MultiplyAdd(Q8Lanes(q + c), Vector256.Load(b + c), Vector256.Load(b + c + 8) * Q8Lanes(q + c + 8));
+                var s1 = Fma.MultiplyAdd(Q8Lanes(q + c + 16), Vector256.Load(b + c + 16), Vector256.Load(b + c + 24) * Q8Lanes(q + c + 24));
+                acc = Fma.MultiplyAdd(s0 + s1, Vector256.Create(scales[c / block]), acc);
+            }
+            return Vector256.Sum(acc);
+        }
+        float sum = 0;
+        for (int c = 0; c < n; c += block)
+        {
+            float s = 0;
+            for (int i = c; i < c + block; i++) s += q[i] * b[i];
+            sum += s * scales[c / block];
+        }
+        return sum;
+    }
 
     public static float F32(float* a, float* b, int n)
     {
@@ -97,6 +130,23 @@ public static unsafe class Dot
                         Vector256.FusedMultiplyAdd(Vector256.ShiftLeft(Vector256.WidenUpper(v), 16).AsSingle(), wv, Vector256.Load(y + i + 8)).Store(y + i + 8);
                     }
                 for (; i < n; i++) y[i] += w * ElementConvert.Bf16ToSingle(b[i]);
+                break;
+            case DType.Q8:
+                var q = (sbyte*)row;
+                var scales = (float*)(row + n);
+                const int block = DTypeExtensions.Q8Block;
+                for (; i < n; i += block)
+                {
+                    float ws = w * scales[i / block];
+                    if (Avx2.IsSupported && Fma.IsSupported)
+                    {
+                        var x = Vector256.Create(ws);
+                        for (int k = i; k < i + block; k += 8)
+                            Fma.MultiplyAdd(Q8Lanes(q + k), x, Vector256.Load(y + k)).Store(y + k);
+                    }
+                    else
+                        for (int k = i; k < i + block; k++) y[k] += ws * q[k];
+                }
                 break;
             default:
                 var h = (Half*)row;

@@ -76,17 +76,20 @@ public static unsafe class GroupAttention
         }
         if (fast)
         {
-            // outputs accumulate in the split order and are put back in order once at the end; the first block's
-            // value rows were gathered (and requested) during the last block of scores
+            // bf16 outputs accumulate in the split order and are put back in order once at the end; the first
+            // block's value rows were gathered (and requested) during the last block of scores
+            bool q8 = cache.Type == DType.Q8;
             const int block = KeyScores.RowBlock;
             int first = (n + block - 1) / block % 2;
             for (int j0 = 0; j0 < n; j0 += block)
             {
                 int at = (first + j0 / block) % 2;
                 if (j0 + block < n) KeyScores.Gather(cache, layer, head, positions, j0 + block, values: true, rows + (at ^ 1) * block);
-                Bf16GroupKernel.AddWeightedValues(rows + at * block, Math.Min(block, n - j0), scores + j0, stride, output, d, group);
+                if (q8) QueryGroups.AddWeightedValues<Q8GroupKernel.Values>(rows + at * block, Math.Min(block, n - j0), scores + j0, stride, output, d, group);
+                else QueryGroups.AddWeightedValues<Bf16GroupKernel.Values>(rows + at * block, Math.Min(block, n - j0), scores + j0, stride, output, d, group);
             }
-            for (int i = 0; i < group; i++) Bf16GroupKernel.Merge(output + (long)i * d, d);
+            if (!q8)
+                for (int i = 0; i < group; i++) Bf16GroupKernel.Merge(output + (long)i * d, d);
             return;
         }
         for (int j = 0; j < n; j++)

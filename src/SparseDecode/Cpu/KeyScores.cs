@@ -26,7 +26,8 @@ internal readonly unsafe struct IndexPositions(int* indices, int count) : IPosit
 
 /// <summary>Scores q·k × scale of one or more queries against the keys of one (layer, KV head): the first pass of
 /// decode attention and every score a CPU selector computes, so that a selector ranks keys by exactly the scores
-/// attention then weighs. Over a bf16 cache on AVX2 the rows are taken in blocks (<see cref="Bf16GroupKernel"/>),
+/// attention then weighs. Over a bf16 or q8 cache on AVX2 the rows are taken in blocks (<see cref="Bf16GroupKernel"/>,
+/// <see cref="Q8GroupKernel"/>),
 /// each block's rows requested from memory while the block before is computed: a head's rows are contiguous only
 /// within a cache segment (32 KB or more of one head, then the next segment elsewhere), and a list of positions
 /// (a sparse method's keys) has no order the hardware prefetcher could follow.</summary>
@@ -36,8 +37,12 @@ internal static unsafe class KeyScores
     public const int RowBlock = 64;
 
     /// <summary>Whether `queries` queries of this cache take the blocked kernel (else one dot product per key and query).</summary>
-    public static bool Blocked(KvCache cache, int queries) =>
-        cache.Type == DType.BF16 && Bf16GroupKernel.Supports(cache.HeadDim) && queries * cache.HeadDim <= 4096;
+    public static bool Blocked(KvCache cache, int queries) => cache.Type switch
+    {
+        DType.BF16 => Bf16GroupKernel.Supports(cache.HeadDim) && queries * cache.HeadDim <= 4096,
+        DType.Q8 => Q8GroupKernel.Supports(cache.HeadDim),
+        _ => false,
+    };
 
     /// <summary>scores[i·stride + j] = scale · q_i·K[positions[j]] for the queries q_i at q + i·d. rows: room for
     /// 2 × <see cref="RowBlock"/> row addresses. With `thenValues` (blocked kernel only), on return the block
@@ -58,8 +63,11 @@ internal static unsafe class KeyScores
             }
             return;
         }
-        float* split = stackalloc float[queries * d];
-        for (int i = 0; i < queries; i++) Bf16GroupKernel.Split(q + (long)i * d, split + i * d, d);
+        bool q8 = cache.Type == DType.Q8;
+        // the bf16 kernel takes its queries in the split order; the q8 kernel in the natural one
+        float* split = stackalloc float[q8 ? 0 : queries * d];
+        if (!q8)
+            for (int i = 0; i < queries; i++) Bf16GroupKernel.Split(q + (long)i * d, split + i * d, d);
         Gather(cache, layer, head, positions, 0, values: false, rows);
         for (int j0 = 0; j0 < n; j0 += RowBlock)
         {
@@ -68,7 +76,8 @@ internal static unsafe class KeyScores
             if (j0 + RowBlock < n) Gather(cache, layer, head, positions, j0 + RowBlock, values: false, rows + (at ^ 1) * RowBlock);
             else if (thenValues) Gather(cache, layer, head, positions, 0, values: true, rows + (at ^ 1) * RowBlock);
             int b = Math.Min(RowBlock, n - j0);
-            Bf16GroupKernel.Scores(rows + at * RowBlock, b, split, queries, d, scale, scores + j0, stride);
+            if (q8) Q8GroupKernel.Scores(rows + at * RowBlock, b, q, queries, d, scale, scores + j0, stride);
+            else Bf16GroupKernel.Scores(rows + at * RowBlock, b, split, queries, d, scale, scores + j0, stride);
         }
     }
 
@@ -79,7 +88,7 @@ internal static unsafe class KeyScores
     public static void Gather<TPositions>(KvCache cache, int layer, int head, TPositions positions, int from, bool values, byte** rows)
         where TPositions : struct, IPositions
     {
-        int b = Math.Min(RowBlock, positions.Count - from), rowBytes = cache.HeadDim * cache.Type.SizeInBytes();
+        int b = Math.Min(RowBlock, positions.Count - from), rowBytes = (int)cache.Type.RowBytes(cache.HeadDim);
         for (int j = 0; j < b; j++)
         {
             int pos = positions.At(from + j);

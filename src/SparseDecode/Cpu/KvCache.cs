@@ -13,7 +13,8 @@ namespace SparseDecode.Cpu;
 /// side (then its value blocks, and its summaries): decode attention reads one head's rows in runs of at least
 /// 32 KB, which the hardware prefetcher follows and which touch few address-translation entries, where one page's
 /// 2–4 KB block each would start a new run.
-/// Keys and values are stored as f32, f16 or bf16; attention reads them in that type.</summary>
+/// Keys and values are stored as f32, f16, bf16 or q8 (<see cref="DType.Q8"/>: bytes with a scale per 32 entries,
+/// a quarter of f32's memory and reading time); attention reads them in that type.</summary>
 public sealed unsafe class KvCache : IDisposable
 {
     private nint[] _segments = new nint[4];
@@ -44,13 +45,15 @@ public sealed unsafe class KvCache : IDisposable
     public KvCache(int layers, int kvHeads, int headDim, DType type, int capacity, int pageSize = 16)
     {
         if (pageSize <= 0 || (pageSize & (pageSize - 1)) != 0) throw new ArgumentException("Page size must be a power of two.");
+        if (!type.StoresRowsOf(headDim))
+            throw new ArgumentException($"A {type.Name()} KV cache stores heads in blocks of {DTypeExtensions.Q8Block} entries; this model's heads have {headDim}.");
         Layers = layers;
         KvHeads = kvHeads;
         HeadDim = headDim;
         Type = type;
         PageSize = pageSize;
         Capacity = capacity;
-        _rowBytes = (long)headDim * type.SizeInBytes();
+        _rowBytes = type.RowBytes(headDim);
         _blockBytes = pageSize * _rowBytes;
         _pageShift = System.Numerics.BitOperations.Log2((uint)pageSize);
         SegmentPages = (int)Math.Clamp(System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)Math.Max(1, (32 << 10) / _blockBytes)), 1, 64);
@@ -63,7 +66,7 @@ public sealed unsafe class KvCache : IDisposable
         new(c.NumLayers, c.NumKvHeads, c.HeadDim, type, capacity, pageSize);
 
     /// <summary>Bytes of keys and values stored per position (all layers and heads).</summary>
-    public long BytesPerPosition => 2L * Layers * KvHeads * HeadDim * Type.SizeInBytes();
+    public long BytesPerPosition => 2L * Layers * KvHeads * _rowBytes;
 
     private byte* Segment(int page) => (byte*)_segments[page >> _segmentShift];
 

@@ -30,12 +30,29 @@ public static unsafe class MatMul
     {
         int rows = w.Rows, cols = w.Cols;
         if (x.Length < tokens * cols || y.Length < tokens * rows) throw new ArgumentException($"matmul shape mismatch for {w.Name}.");
-        if (tokens < MatrixWork.TileTokens || rows < MatrixWork.Strip)
+        if (rows < MatrixWork.Strip)
         {
-            // too few tokens (or rows) to fill a register tile: one matrix-vector product per token
+            // too few rows to fill a register strip: one matrix-vector product per token
             for (int t = 0; t < tokens; t++) Vector(w, x.Slice(t * cols, cols), y.Slice(t * rows, rows), bias);
+            return;
+        }
+        if (tokens is > 0 and < MatrixWork.TileTokens)
+        {
+            // Fewer tokens than a register tile: the tile runs on them with the last one repeated, so every token's
+            // product is the arithmetic it gets in a longer prefill, and a prefill's result does not depend on how
+            // its tokens were split into calls (a q8 cache, whose block scales follow every last bit, shows it).
+            int padded = MatrixWork.TileTokens;
+            if (t_padX is null || t_padX.Length < padded * cols) t_padX = new float[padded * cols];
+            if (t_padY is null || t_padY.Length < padded * rows) t_padY = new float[padded * rows];
+            x[..(tokens * cols)].CopyTo(t_padX);
+            for (int t = tokens; t < padded; t++) x.Slice((tokens - 1) * cols, cols).CopyTo(t_padX.AsSpan(t * cols));
+            fixed (float* xp = t_padX, yp = t_padY) (t_matrix ??= new MatrixWork()).Run(WorkerPool.Shared, w, xp, yp, padded, bias);
+            t_padY.AsSpan(0, tokens * rows).CopyTo(y);
             return;
         }
         fixed (float* xp = x, yp = y) (t_matrix ??= new MatrixWork()).Run(WorkerPool.Shared, w, xp, yp, tokens, bias);
     }
+
+    // a short call's tokens padded to one register tile, and its output (per calling thread, grown as needed)
+    [ThreadStatic] private static float[]? t_padX, t_padY;
 }

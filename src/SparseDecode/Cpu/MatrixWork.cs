@@ -12,8 +12,8 @@ namespace SparseDecode.Cpu;
 /// chunk; X is read once per strip, from cache.
 /// Edges: a last token tile shorter than six is shifted back to end at the last token (it recomputes a few
 /// tokens into a scratch tile, of which only the new rows are kept); a last strip narrower than 16 is shifted
-/// back the same way and accumulated in a scratch strip. Callers send fewer than six tokens or sixteen rows to
-/// the matrix-vector product instead.</summary>
+/// back the same way and accumulated in a scratch strip. Callers pad fewer than six tokens to a tile and send
+/// fewer than sixteen rows to the matrix-vector product.</summary>
 internal sealed unsafe class MatrixWork : ParallelWork
 {
     public const int Strip = 16, TileTokens = 6, DepthBlock = 256;

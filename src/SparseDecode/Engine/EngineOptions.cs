@@ -10,7 +10,8 @@ public sealed record EngineOptions
     /// application registered the GPU backend.</summary>
     public string Device { get; init; } = "cpu";
 
-    /// <summary>Element type of the CPU engine's KV cache; the GPU's cache is always bf16.</summary>
+    /// <summary>Element type of the CPU engine's KV cache (f32, f16, bf16, or q8 for heads a multiple of 32 wide). The
+    /// GPU's cache is always bf16: it takes f32 (the default) and bf16 as that, and refuses f16 and q8.</summary>
     public DType CacheType { get; init; } = DType.F32;
 
     /// <summary>GPU: positions each sequence's cache slot holds (default: the model's context).</summary>

@@ -17,6 +17,9 @@ public static unsafe class ElementConvert
             case DType.F16:
                 TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(src, dst.Length), dst);
                 break;
+            case DType.Q8:
+                Q8ToSingle(src, dst);
+                break;
             default:
                 Bf16ToSingle((ushort*)src, dst);
                 break;
@@ -33,12 +36,58 @@ public static unsafe class ElementConvert
             case DType.F16:
                 TensorPrimitives.ConvertToHalf(src, new Span<Half>(dst, src.Length));
                 break;
+            case DType.Q8:
+                SingleToQ8(src, dst);
+                break;
             default:
                 var d = (ushort*)dst;
                 for (int i = 0; i < src.Length; i++) d[i] = SingleToBf16(src[i]);
                 break;
         }
     }
+
+    /// <summary>A whole <see cref="DType.Q8"/> row of dst.Length entries (whole blocks) to f32.</summary>
+    public static void Q8ToSingle(byte* src, Span<float> dst)
+    {
+        int n = CheckQ8Row(dst.Length);
+        var q = (sbyte*)src;
+        var scales = (float*)(src + n);
+        for (int b = 0; b < n; b += DTypeExtensions.Q8Block)
+        {
+            float d = scales[b / DTypeExtensions.Q8Block];
+            for (int i = b; i < b + DTypeExtensions.Q8Block; i++) dst[i] = q[i] * d;
+        }
+    }
+
+    /// <summary>A row of src.Length entries (whole blocks) to <see cref="DType.Q8"/>: per block of 32, the scale is
+    /// the largest magnitude / 127 and each entry the nearest multiple of it (ties to even). A block holding a
+    /// non-finite entry stores a NaN scale, so every entry of it reads back as NaN and the fault stays visible
+    /// instead of turning into finite numbers.</summary>
+    public static void SingleToQ8(ReadOnlySpan<float> src, byte* dst)
+    {
+        int n = CheckQ8Row(src.Length);
+        var q = (sbyte*)dst;
+        var scales = (float*)(dst + n);
+        for (int b = 0; b < n; b += DTypeExtensions.Q8Block)
+        {
+            var block = src.Slice(b, DTypeExtensions.Q8Block);
+            float amax = TensorPrimitives.MaxMagnitude(block);
+            amax = MathF.Abs(amax);
+            if (!float.IsFinite(amax))
+            {
+                new Span<sbyte>(q + b, DTypeExtensions.Q8Block).Clear();
+                scales[b / DTypeExtensions.Q8Block] = float.NaN;
+                continue;
+            }
+            float d = amax / 127, inverse = d > 0 ? 1 / d : 0;
+            for (int i = 0; i < DTypeExtensions.Q8Block; i++)
+                q[b + i] = (sbyte)Math.Clamp(MathF.Round(block[i] * inverse), -127, 127);
+            scales[b / DTypeExtensions.Q8Block] = d;
+        }
+    }
+
+    private static int CheckQ8Row(int n) => DType.Q8.StoresRowsOf(n) ? n
+        : throw new ArgumentException($"A q8 row holds whole blocks of {DTypeExtensions.Q8Block} entries; {n} is not one.");
 
     public static void Bf16ToSingle(ushort* src, Span<float> dst)
     {

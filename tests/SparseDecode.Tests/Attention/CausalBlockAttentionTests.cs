@@ -13,6 +13,7 @@ public unsafe class CausalBlockAttentionTests
     [InlineData(6, 2, 64, 70, 53, DType.BF16)]
     [InlineData(3, 3, 16, 5, 1, DType.F32)]
     [InlineData(4, 1, 32, 130, 7, DType.F16)]
+    [InlineData(6, 2, 64, 70, 53, DType.Q8)]
     public void EqualsFloat64Softmax(int heads, int kvHeads, int d, int start, int count, DType type)
     {
         var rng = new Random(heads * 1000 + d + start + count);

@@ -69,6 +69,7 @@ public class CliErrorTests
     [InlineData("--param applies to a sparse --method; without one, attention is dense.", "serve", "--port", "0", "--param", "sinks=4")]
     [InlineData("--gpu-prefill sets the GPU's prefill; it needs --device cuda.", "generate", "--prompt", "x", "--gpu-prefill", "bf16")]
     [InlineData("--gpu-prefill sets the GPU's prefill; it needs --device cuda.", "bench", "--gpu-prefill", "bf16")]
+    [InlineData("--kv-type q8 is for the CPU; the GPU's KV cache is bf16.", "generate", "--prompt", "x", "--device", "cuda", "--kv-type", "q8")]
     [InlineData("--batch must be between 1 and 256, got 100000.", "bench", "--batch", "100000")]
     [InlineData("--report-only writes the stored results again; it runs nothing, so --fresh does not apply.", "eval", "--report-only", "--fresh")]
     [InlineData("--report-only writes the stored results again; it runs nothing, so --methods does not apply.", "eval", "--report-only", "--methods", "dense")]

@@ -13,7 +13,7 @@ public sealed class BatchedDecodeTests
     private static readonly Dictionary<string, string> None = [];
 
     /// <summary>Seven sequences of different lengths, dense and five methods (per KV head and per query head
-    /// lists), through f32, bf16 and f16 weights, biases and the bundled model: three steps of all of them, then
+    /// lists), through f32, bf16 and f16 weights, biases and the bundled model (with an f32 and a q8 cache): three steps of all of them, then
     /// a step of three in another order (sequences join and leave a serving batch). The batch grows from one row
     /// on the way, and an odd count sends one row through the one-input kernel.</summary>
     [Theory]
@@ -22,6 +22,7 @@ public sealed class BatchedDecodeTests
     [InlineData("mistral-f16", DType.F16)]
     [InlineData("qwen2-bias-tied", DType.F32)]
     [InlineData("", DType.F32)]
+    [InlineData("", DType.Q8)]
     public void EachRowOfABatchedStepEqualsItsSequenceAloneBitForBit(string fixture, DType cacheType)
     {
         using var engine = CpuEngine.Load(fixture.Length == 0 ? Fixtures.BundledModel : Fixtures.Model(fixture), cacheType);

@@ -18,6 +18,14 @@ public sealed class EngineContractTests(ITestOutputHelper output)
         AssertAll(EngineContractCheck.Run(engine, batchTolerance: 0, sparseBatchTolerance: 0));
     }
 
+    /// <summary>The contract with a q8 cache, on the bundled model (the fixtures' heads are narrower than a q8 block).</summary>
+    [Fact]
+    public void CpuEngineWithAQ8CacheKeepsTheContract()
+    {
+        using var engine = CpuEngine.Load(Fixtures.BundledModel, Model.DType.Q8);
+        AssertAll(EngineContractCheck.Run(engine, batchTolerance: 0, sparseBatchTolerance: 0));
+    }
+
     [Fact]
     public void ACopyOfAPrefixContinuesLikeThatPrefixPrefilledAlone()
     {

@@ -108,6 +108,8 @@ public unsafe class KernelTests
     [InlineData(DType.F16, 45, 300, 512, true)]
     [InlineData(DType.F32, 7, 40, 20, true)]
     [InlineData(DType.F32, 100, 513, 2, false)]
+    [InlineData(DType.BF16, 64, 300, 1, true)]
+    [InlineData(DType.F16, 33, 75, 5, false)]
     public void MatMulEqualsNaive(DType type, int rows, int cols, int tokens, bool withBias)
     {
         var rng = new Random(rows + cols + tokens);
@@ -127,6 +129,36 @@ public unsafe class KernelTests
                     Assert.True(Math.Abs(y[t * rows + r] - s) <= 1e-4 * (1 + Math.Abs(s)), $"token {t}, row {r}: {y[t * rows + r]} vs {s}");
                 }
             Assert.All(y[(tokens * rows)..], v => Assert.Equal(42f, v)); // nothing written past the output
+        }
+        finally { NativeMemory.AlignedFree((void*)mem); }
+    }
+
+    /// <summary>A token's product is the same, bit for bit, whatever number of tokens its call carries: fewer than a
+    /// register tile (padded to one), a whole tile, a shifted last tile. So a prefill's result does not depend on
+    /// how its tokens are split into calls.</summary>
+    [Theory]
+    [InlineData(DType.BF16, 40, 300)]
+    [InlineData(DType.F32, 17, 64)]
+    public void ATokensProductDoesNotDependOnTheTokensBesideIt(DType type, int rows, int cols)
+    {
+        var rng = new Random(rows * 7 + cols);
+        var (w, _, mem) = Matrix(rng, rows, cols, type);
+        try
+        {
+            const int all = 13;
+            var x = RandomVector(rng, all * cols);
+            var bias = RandomVector(rng, rows);
+            var full = new float[all * rows];
+            MatMul.Matrix(w, x, full, all, bias);
+            for (int tokens = 1; tokens < all; tokens++)
+                for (int from = 0; from + tokens <= all; from += 4)
+                {
+                    var part = new float[tokens * rows];
+                    MatMul.Matrix(w, x.AsSpan(from * cols, tokens * cols), part, tokens, bias);
+                    for (int i = 0; i < part.Length; i++)
+                        Assert.True(BitConverter.SingleToInt32Bits(part[i]) == BitConverter.SingleToInt32Bits(full[from * rows + i]),
+                            $"{tokens} tokens from {from}: token {from + i / rows}, row {i % rows}: {part[i]:R} vs {full[from * rows + i]:R} among {all}");
+                }
         }
         finally { NativeMemory.AlignedFree((void*)mem); }
     }

@@ -12,6 +12,7 @@ public unsafe class BackendOperationTests
     [InlineData(DType.F32, 1e-5)]
     [InlineData(DType.BF16, 1e-5)]
     [InlineData(DType.F16, 1e-5)]
+    [InlineData(DType.Q8, 1e-5)]
     public void SparseAttentionEqualsNaiveSoftmaxOverTheSameIndices(DType type, double tolerance)
     {
         using var s = new SyntheticAttention(layers: 2, heads: 4, kvHeads: 2, headDim: 32, capacity: 300, seed: 1, type);
@@ -37,7 +38,8 @@ public unsafe class BackendOperationTests
     /// into parts that combine) equals naive f64 softmax attention per query head: dense over a context long enough
     /// to be split, and sparse over one list per KV head. The bf16 rows cover the register kernel's cases: groups of
     /// 1 to 5 query heads (its 4-query slices and their remainders), head sizes of one to eight 16-entry slices, and
-    /// lengths that are not whole blocks of 8 or 64 rows.</summary>
+    /// lengths that are not whole blocks of 8 or 64 rows; the q8 rows groups of 1 to 5 and heads of one to four
+    /// 32-entry blocks.</summary>
     [Theory]
     [InlineData(DType.F32, 2100, 6, 2, 32)]
     [InlineData(DType.BF16, 2100, 6, 2, 32)]
@@ -46,6 +48,11 @@ public unsafe class BackendOperationTests
     [InlineData(DType.BF16, 77, 2, 2, 16)]
     [InlineData(DType.BF16, 530, 10, 2, 48)]
     [InlineData(DType.BF16, 5, 4, 2, 64)]
+    [InlineData(DType.Q8, 2100, 6, 2, 32)]
+    [InlineData(DType.Q8, 1337, 8, 2, 128)]
+    [InlineData(DType.Q8, 530, 10, 2, 64)]
+    [InlineData(DType.Q8, 77, 2, 2, 96)]
+    [InlineData(DType.Q8, 5, 4, 2, 64)]
     public void GroupedAttentionEqualsNaiveSoftmaxPerQueryHead(DType type, int n, int heads, int kvHeads, int headDim)
     {
         using var s = new SyntheticAttention(layers: 2, heads: heads, kvHeads: kvHeads, headDim: headDim, capacity: n, seed: 4, type);
@@ -84,6 +91,8 @@ public unsafe class BackendOperationTests
     [InlineData(DType.F32, SelectionGranularity.KvHead)]
     [InlineData(DType.BF16, SelectionGranularity.QueryHead)]
     [InlineData(DType.F16, SelectionGranularity.KvHead)]
+    [InlineData(DType.Q8, SelectionGranularity.QueryHead)]
+    [InlineData(DType.Q8, SelectionGranularity.KvHead)]
     public void PageBoundsAreUpperBoundsOfEveryKeyScoreInThePage(DType type, SelectionGranularity g)
     {
         using var s = new SyntheticAttention(layers: 1, heads: 4, kvHeads: 2, headDim: 64, capacity: 1000, seed: 3, type);
@@ -119,6 +128,7 @@ public unsafe class BackendOperationTests
     [Theory]
     [InlineData(DType.BF16)]
     [InlineData(DType.F32)]
+    [InlineData(DType.Q8)]
     public void GroupScoresAndBoundsEqualEachHeadAlone(DType type)
     {
         const int n = 3000, heads = 6, d = 32;
