@@ -1,11 +1,12 @@
 using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
 using SparseDecode.Cpu;
+using SparseDecode.Model;
 
 namespace SparseDecode.Benchmarks;
 
-/// <summary>Dense decode attention of one Llama-3.1-8B layer (32 query heads, 8 KV heads, head_dim 128, bf16 cache)
-/// on all cores, as the engine runs it, against a copy that moves as many bytes: the copy reads and writes half the
+/// <summary>Dense decode attention of one Llama-3.1-8B layer (32 query heads, 8 KV heads, head_dim 128, bf16 or q8
+/// cache) on all cores, as the engine runs it, against a copy that moves as many bytes: the copy reads and writes half the
 /// layer's K/V bytes, the attention reads all of them once. So Ratio (attention time ÷ copy time) is the copy
 /// bandwidth (read + write) ÷ attention's read bandwidth: at most 2 means attention reads at ≥ 50% of it.</summary>
 [InProcess]
@@ -17,6 +18,9 @@ public unsafe class DecodeAttentionBandwidthBenchmarks
     [Params(4096, 32768)]
     public int Context;
 
+    [Params(DType.BF16, DType.Q8)]
+    public DType Cache;
+
     private LayerCache _layer = null!;
     private GroupedDecodeAttention _attention = null!;
     private float[] _output = null!;
@@ -27,7 +31,7 @@ public unsafe class DecodeAttentionBandwidthBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _layer = new LayerCache(Context);
+        _layer = new LayerCache(Context, Cache);
         _attention = new GroupedDecodeAttention(LayerCache.QueryHeads, LayerCache.KvHeads, LayerCache.HeadDim, Context);
         _output = new float[LayerCache.QueryHeads * LayerCache.HeadDim];
         _half = _layer.Cache.BytesPerPosition * (long)Context / 2;

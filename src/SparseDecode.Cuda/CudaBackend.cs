@@ -21,6 +21,8 @@ public sealed class CudaBackend : IBackend
         // asked for to save memory would not be honoured, so it is refused
         if (options.CacheType is DType.Q8 or DType.F16)
             throw new NotSupportedException($"The GPU's KV cache is bf16; a {options.CacheType.Name()} cache is for the CPU.");
+        if (options.KvCacheBytes is not null)
+            throw new NotSupportedException("The GPU sizes its KV cache pool from its free memory; a bound in bytes is for the CPU.");
         if (options.Sequences < 1) throw new ArgumentException($"The GPU engine needs at least one sequence slot, got {options.Sequences}.");
         var config = ModelConfig.Load(directory);
         int capacity = Math.Min(options.Capacity ?? config.MaxPositions, config.MaxPositions);

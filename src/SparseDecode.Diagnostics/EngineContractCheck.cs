@@ -436,6 +436,7 @@ internal static class EngineContractCheck
                 var seq = engine.CreateSequence(96, plan);
                 held.Add(seq);
                 seq.Prefill(Tokens(30, engine.Config.VocabSize, held.Count));
+                if (!engine.HasRoomFor(96)) break;
                 held.Add(seq.Fork(96));
             }
             if (engine.KvPool.Total > 0 && held.Count == 0) worst = double.PositiveInfinity;

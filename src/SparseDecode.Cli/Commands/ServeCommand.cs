@@ -27,6 +27,7 @@ internal static class ServeCommand
         var prefillBudget = new Option<int?>("--prefill-budget") { Description = "Prompt tokens all sequences together prefill per scheduler step, oldest first (0: no limit). Default: no limit on the CPU, 8192 on the GPU." };
         var prefixCache = new Option<int>("--prefix-cache") { Description = "Finished requests' prompt caches (and a dense request's reply) kept for reuse (0: none): a request whose prompt begins with at least 64 of a kept one's tokens copies their keys and values, by whole prefill chunks, instead of prefilling them (usage.prompt_tokens_details.cached_tokens).", DefaultValueFactory = _ => 4 };
         var prefixCacheMemory = new Option<double?>("--prefix-cache-gb") { Description = "GB of cache the kept prompt caches may hold together. Default: 2 on the CPU; on the GPU none beyond the KV cache's own, from which kept caches give way to requests." };
+        var kvMemory = new Option<double?>("--kv-cache-gb") { Description = "CPU: GB the KV caches of all requests may hold together (each holds what its prompt plus max_tokens can fill); a request that would pass it waits in line for room (0: no bound). Default: 80% of the memory left beside the weights." };
         var kvOnDemand = new Option<string>("--kv-on-demand") { Description = "GPU: map each request's KV cache pages from one pool as its prompt plus max_tokens need (on), or give every batch place a slot of the full --context (off). auto: on where a head's run of the context spans two or more 2 MiB pages.", DefaultValueFactory = _ => "auto" };
         kvOnDemand.AcceptOnlyFromAmong("auto", "on", "off");
         var sequential = new Option<bool>("--sequential") { Description = "Decode the sequences of a step one after another instead of in parallel." };
@@ -41,7 +42,7 @@ internal static class ServeCommand
         var method = MethodOptions.Create();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
-            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, prefillBudget, prefixCache, prefixCacheMemory, kvOnDemand, sequential, quiet, apiKey, drain, streamTimeout, perClient,
+            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, prefillBudget, prefixCache, prefixCacheMemory, kvMemory, kvOnDemand, sequential, quiet, apiKey, drain, streamTimeout, perClient,
               method.Method, method.Budget, method.Params };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -83,6 +84,7 @@ internal static class ServeCommand
                     : r.GetValue(context) is int bad ? throw new ArgumentException($"--context must be ≥ 1, got {bad}.") : null, prefill: gpuPrefill) with
                 {
                     KvOnDemand = r.GetValue(kvOnDemand) switch { "on" => true, "off" => false, _ => null },
+                    KvCacheBytes = onGpu ? NoGpuBound(r.GetValue(kvMemory)) : CpuKvBound(r.GetValue(kvMemory), dir),
                 },
             };
             int modelContext = SparseDecode.Model.ModelConfig.Load(dir).MaxPositions;
@@ -98,6 +100,22 @@ internal static class ServeCommand
         return cmd;
     }
 
+    /// <summary>The CPU's bound on its KV caches: --kv-cache-gb (0: none), or 80% of the memory the process may use
+    /// beyond the checkpoint's weights (which are mapped from their files and read whole).</summary>
+    private static long? CpuKvBound(double? gb, string dir)
+    {
+        if (gb is double g)
+            return g == 0 ? null : g > 0 && g < 1e6 ? (long)(g * 1e9) : throw new ArgumentException($"--kv-cache-gb must be between 0 and 1000000, got {g}.");
+        long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        long weights = Directory.EnumerateFiles(dir, "*.safetensors").Sum(f => new FileInfo(f).Length);
+        long bound = (long)(0.8 * (memory - weights));
+        return bound >= 64L << 20 ? bound : throw new ArgumentException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"This machine's {memory / 1e9:F1} GB leave no room for a KV cache beside the model's {weights / 1e9:F1} GB of weights; give --kv-cache-gb."));
+    }
+
+    private static long? NoGpuBound(double? gb) => gb is null ? null
+        : throw new ArgumentException("--kv-cache-gb bounds the CPU's KV caches; the GPU sizes its pool from its free memory.");
+
     /// <summary>The environment variable that holds the API key when --api-key is not given (keeps it out of `ps`).</summary>
     public const string ApiKeyVariable = "SPARSEDECODE_API_KEY";
 
@@ -112,7 +130,7 @@ internal static class ServeCommand
         Console.Error.WriteLine($"serving {m.Id} on {m.Engine.DeviceName} ({m.Engine.Config.NumLayers} layers, context {m.Context}, chat format {m.Template.Format}, method {method}) at {server.BaseAddress}");
         if (m.Engine.KvPool is { Total: > 0 } pool)
             Console.Error.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"KV cache on demand: a pool of {pool.Total / 1e9:F1} GB; each request holds the pages its prompt plus max_tokens cover, and waits in line while the pool has too few"));
+                $"KV cache on demand: a pool of {pool.Total / 1e9:F1} GB; each request holds what its prompt plus max_tokens can fill, and waits in line while the pool has too little"));
         Console.Error.WriteLine("endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics; Ctrl+C stops"
             + (string.IsNullOrEmpty(options.ApiKey) ? "" : "; /v1 routes require the API key"));
         await server.WaitForShutdownAsync();

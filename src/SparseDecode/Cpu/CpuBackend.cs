@@ -9,5 +9,5 @@ public sealed class CpuBackend : IBackend
 {
     public string Name => "cpu";
 
-    public IInferenceEngine Load(string directory, EngineOptions options) => CpuEngine.Load(directory, options.CacheType);
+    public IInferenceEngine Load(string directory, EngineOptions options) => CpuEngine.Load(directory, options.CacheType, options.KvCacheBytes);
 }

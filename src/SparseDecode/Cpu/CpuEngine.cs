@@ -7,8 +7,12 @@ namespace SparseDecode.Cpu;
 /// <summary>The CPU backend of <see cref="IInferenceEngine"/>: the <see cref="Transformer"/> with a KV cache of
 /// `cacheType` per sequence. A batch of sequences decodes as the rows of one step
 /// (<see cref="Transformer.Decode(DecodeBatch, IAttentionObserver?)"/>): the weights are read once per step for all
-/// of them, each sequence keeps its own cache, workspace and plan state.</summary>
-public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bool ownsModel = false) : IInferenceEngine
+/// of them, each sequence keeps its own cache, workspace and plan state. With `kvCacheBytes` the sequences' caches
+/// together hold at most that many bytes: each sequence counts what its capacity can allocate
+/// (<see cref="KvCache.BytesFor"/>) from its making to its disposal, <see cref="HasRoomFor"/> says whether one more
+/// fits, and <see cref="CreateSequence"/> and forks beyond it throw <see cref="KvCacheFullException"/>, so a server
+/// makes requests wait instead of running the machine out of memory.</summary>
+public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bool ownsModel = false, long? kvCacheBytes = null) : IInferenceEngine
 {
     // the batch of the last DecodeBatch, kept for the next; a call made while another runs makes its own
     private DecodeBatch? _batch = new();
@@ -24,12 +28,41 @@ public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bo
     public bool ConcurrentSequences => true;
     public bool SupportsObserver => true;
 
-    public static CpuEngine Load(string directory, DType cacheType = DType.F32)
+    private readonly long? _kvLimit = kvCacheBytes is null or > 0 ? kvCacheBytes
+        : throw new ArgumentOutOfRangeException(nameof(kvCacheBytes), $"A bound on the KV cache must be positive, got {kvCacheBytes} bytes.");
+    private long _kvHeld;
+
+    /// <summary>The bound on the sequences' caches and what is free of it now; (0, 0) without a bound.</summary>
+    public (long Total, long Free) KvPool => _kvLimit is long limit ? (limit, limit - Volatile.Read(ref _kvHeld)) : (0, 0);
+
+    public bool HasRoomFor(int capacity, SelectionPlan? plan = null) =>
+        _kvLimit is not long limit || Volatile.Read(ref _kvHeld) + KvCache.BytesFor(Config, _cacheType, Math.Min(capacity, MaxContext)) <= limit;
+
+    /// <summary>Counts a cache of `capacity` positions against the bound (its bytes, to give back at disposal), or
+    /// throws <see cref="KvCacheFullException"/> where it would not fit.</summary>
+    internal long Hold(int capacity)
+    {
+        if (_kvLimit is not long limit) return 0;
+        long bytes = KvCache.BytesFor(Config, _cacheType, capacity), held;
+        do
+        {
+            held = Volatile.Read(ref _kvHeld);
+            if (held + bytes > limit)
+                throw new KvCacheFullException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"A sequence of {capacity} positions needs {bytes / 1e6:F1} MB of KV cache; {(limit - held) / 1e6:F1} MB of the {limit / 1e6:F1} MB bound are free."));
+        }
+        while (Interlocked.CompareExchange(ref _kvHeld, held + bytes, held) != held);
+        return bytes;
+    }
+
+    internal void Release(long bytes) => Interlocked.Add(ref _kvHeld, -bytes);
+
+    public static CpuEngine Load(string directory, DType cacheType = DType.F32, long? kvCacheBytes = null)
     {
         var model = Transformer.Load(directory);
         try
         {
-            return new(model, cacheType, ownsModel: true);
+            return new(model, cacheType, ownsModel: true, kvCacheBytes);
         }
         catch
         {
@@ -41,7 +74,7 @@ public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bo
     public IDecodeSequence CreateSequence(int capacity, SelectionPlan? plan = null)
     {
         CheckCapacity(capacity, plan);
-        return new CpuSequence(this, model.CreateCache(capacity, _cacheType), plan);
+        return CpuSequence.Holding(this, capacity, held => new CpuSequence(this, model.CreateCache(capacity, _cacheType), plan, held));
     }
 
     internal void CheckCapacity(int capacity, SelectionPlan? plan)
@@ -92,9 +125,13 @@ public sealed class CpuSequence : IDecodeSequence, ISpeculativeSequence
     private DecodeBatch? _rows;
     private readonly List<DecodeWorkspace> _rowSpaces = [];
 
-    internal CpuSequence(CpuEngine engine, KvCache cache, SelectionPlan? plan)
+    // bytes counted against the engine's bound on the KV cache, given back once at disposal
+    private long _held;
+
+    internal CpuSequence(CpuEngine engine, KvCache cache, SelectionPlan? plan, long held)
     {
         _engine = engine;
+        _held = held;
         _cache = cache;
         _plan = plan is null ? null : new SpanPlanOps(plan);
         _ws = new DecodeWorkspace(engine.Model, cache, plan?.Granularity ?? SelectionGranularity.QueryHead);
@@ -125,6 +162,21 @@ public sealed class CpuSequence : IDecodeSequence, ISpeculativeSequence
     }
 
     internal CpuEngine Engine => _engine;
+
+    /// <summary>`make` given the bytes of `capacity` positions held against the engine's bound; given back if it throws.</summary>
+    internal static CpuSequence Holding(CpuEngine engine, int capacity, Func<long, CpuSequence> make)
+    {
+        long held = engine.Hold(capacity);
+        try
+        {
+            return make(held);
+        }
+        catch
+        {
+            engine.Release(held);
+            throw;
+        }
+    }
 
     public void Decode(int token, IAttentionObserver? observer = null)
     {
@@ -177,8 +229,19 @@ public sealed class CpuSequence : IDecodeSequence, ISpeculativeSequence
     public IDecodeSequence Fork(int capacity, SelectionPlan? plan = null)
     {
         _engine.CheckCapacity(capacity, plan);
-        var copy = new CpuSequence(_engine, _cache.Clone(capacity), plan);
+        var copy = Holding(_engine, capacity, held => new CpuSequence(_engine, _cache.Clone(capacity), plan, held));
         _ws.Logits.CopyTo(copy._ws.Logits, 0);
+        return copy;
+    }
+
+    /// <summary>A copy of the first `length` positions that holds `capacity` (counted against the engine's bound as
+    /// that, not as this sequence's capacity): only the segments holding them are copied.</summary>
+    public IDecodeSequence ForkPrefix(int length, int capacity, SelectionPlan? plan = null)
+    {
+        if ((uint)length > (uint)Length) throw new ArgumentOutOfRangeException(nameof(length), $"The sequence has only {Length} positions.");
+        _engine.CheckCapacity(capacity, plan);
+        var copy = Holding(_engine, capacity, held => new CpuSequence(_engine, _cache.ClonePrefix(length, capacity), plan, held));
+        if (length == Length) _ws.Logits.CopyTo(copy._ws.Logits, 0);
         return copy;
     }
 
@@ -189,5 +252,9 @@ public sealed class CpuSequence : IDecodeSequence, ISpeculativeSequence
         _cache.Truncate(length);
     }
 
-    public void Dispose() => _cache.Dispose();
+    public void Dispose()
+    {
+        _cache.Dispose();
+        _engine.Release(Interlocked.Exchange(ref _held, 0));
+    }
 }

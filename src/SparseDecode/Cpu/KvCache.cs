@@ -56,10 +56,26 @@ public sealed unsafe class KvCache : IDisposable
         _rowBytes = type.RowBytes(headDim);
         _blockBytes = pageSize * _rowBytes;
         _pageShift = System.Numerics.BitOperations.Log2((uint)pageSize);
-        SegmentPages = (int)Math.Clamp(System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)Math.Max(1, (32 << 10) / _blockBytes)), 1, 64);
+        (SegmentPages, _summaryOffset, _segmentBytes) = Segments(layers, kvHeads, headDim, type, pageSize);
         _segmentShift = System.Numerics.BitOperations.Log2((uint)SegmentPages);
-        _summaryOffset = _blockBytes * SegmentPages * layers * kvHeads * 2;
-        _segmentBytes = _summaryOffset + (long)SegmentPages * layers * kvHeads * 2 * headDim * sizeof(float);
+    }
+
+    /// <summary>A segment's pages, where its summaries start and its bytes, for this shape.</summary>
+    private static (int Pages, long SummaryOffset, long Bytes) Segments(int layers, int kvHeads, int headDim, DType type, int pageSize)
+    {
+        long blockBytes = pageSize * type.RowBytes(headDim);
+        int pages = (int)Math.Clamp(System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)Math.Max(1, (32 << 10) / blockBytes)), 1, 64);
+        long summaryOffset = blockBytes * pages * layers * kvHeads * 2;
+        return (pages, summaryOffset, summaryOffset + (long)pages * layers * kvHeads * 2 * headDim * sizeof(float));
+    }
+
+    /// <summary>The most bytes a cache of this shape allocates for `capacity` positions: whole segments, with their
+    /// page summaries.</summary>
+    public static long BytesFor(ModelConfig c, DType type, int capacity, int pageSize = 16)
+    {
+        var (pages, _, bytes) = Segments(c.NumLayers, c.NumKvHeads, c.HeadDim, type, pageSize);
+        long segments = ((long)capacity + (long)pages * pageSize - 1) / ((long)pages * pageSize);
+        return segments * bytes;
     }
 
     public static KvCache For(ModelConfig c, DType type, int capacity, int pageSize = 16) =>
@@ -143,6 +159,21 @@ public sealed unsafe class KvCache : IDisposable
         for (int i = 0; i < Math.Min(_segmentCount, c._segmentCount); i++)
             Buffer.MemoryCopy((void*)_segments[i], (void*)c._segments[i], _segmentBytes, _segmentBytes);
         c.Length = Length;
+        return c;
+    }
+
+    /// <summary>A copy of the first `length` positions in a cache of `capacity` (at least `length`): only the segments
+    /// that hold them are copied, and the page summaries are those of the copied positions.</summary>
+    public KvCache ClonePrefix(int length, int capacity)
+    {
+        if ((uint)length > (uint)Length) throw new ArgumentOutOfRangeException(nameof(length), $"The cache holds {Length} positions, not {length}.");
+        if (capacity < length) throw new ArgumentOutOfRangeException(nameof(capacity), $"A copy of {length} positions cannot hold only {capacity}.");
+        var c = new KvCache(Layers, KvHeads, HeadDim, Type, capacity, PageSize);
+        c.EnsureCapacity(length);
+        for (int i = 0; i < c._segmentCount; i++)
+            Buffer.MemoryCopy((void*)_segments[i], (void*)c._segments[i], _segmentBytes, _segmentBytes);
+        c.Length = length;
+        c.Truncate(length); // the last copied page may hold positions past `length`: its summary is rebuilt without them
         return c;
     }
 

@@ -14,6 +14,11 @@ public sealed record EngineOptions
     /// GPU's cache is always bf16: it takes f32 (the default) and bf16 as that, and refuses f16 and q8.</summary>
     public DType CacheType { get; init; } = DType.F32;
 
+    /// <summary>CPU: the most bytes the KV caches of all sequences may hold together (each counts what its capacity can
+    /// allocate); beyond it a sequence is refused with <see cref="KvCacheFullException"/> and the server makes a request
+    /// wait for room. Null: no bound. The GPU sizes its own pool and refuses this.</summary>
+    public long? KvCacheBytes { get; init; }
+
     /// <summary>GPU: positions each sequence's cache slot holds (default: the model's context).</summary>
     public int? Capacity { get; init; }
 

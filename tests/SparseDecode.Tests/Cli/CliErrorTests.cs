@@ -70,6 +70,8 @@ public class CliErrorTests
     [InlineData("--gpu-prefill sets the GPU's prefill; it needs --device cuda.", "generate", "--prompt", "x", "--gpu-prefill", "bf16")]
     [InlineData("--gpu-prefill sets the GPU's prefill; it needs --device cuda.", "bench", "--gpu-prefill", "bf16")]
     [InlineData("--kv-type q8 is for the CPU; the GPU's KV cache is bf16.", "generate", "--prompt", "x", "--device", "cuda", "--kv-type", "q8")]
+    [InlineData("--kv-cache-gb must be between 0 and 1000000, got -1.", "serve", "--port", "0", "--kv-cache-gb", "-1")]
+    [InlineData("--kv-cache-gb bounds the CPU's KV caches; the GPU sizes its pool from its free memory.", "serve", "--port", "0", "--device", "cuda", "--kv-cache-gb", "4")]
     [InlineData("--batch must be between 1 and 256, got 100000.", "bench", "--batch", "100000")]
     [InlineData("--report-only writes the stored results again; it runs nothing, so --fresh does not apply.", "eval", "--report-only", "--fresh")]
     [InlineData("--report-only writes the stored results again; it runs nothing, so --methods does not apply.", "eval", "--report-only", "--methods", "dense")]

@@ -52,6 +52,53 @@ public class KvRoomTests(ServerFixture fx)
         Assert.Equal(0, Volatile.Read(ref engine.Held));
     }
 
+    /// <summary>The CPU engine's own bound in bytes (`serve --kv-cache-gb`) makes requests wait the same way: room for
+    /// two of six at a time, each served as alone, every byte back at the end.</summary>
+    [Fact]
+    public async Task ACpuEngineBoundInBytesMakesRequestsWaitAndServesThemAsAlone()
+    {
+        const int Requests = 6;
+        var alone = new string[Requests];
+        int need = 0;
+        for (int i = 0; i < Requests; i++)
+        {
+            var (status, body) = await Http.Post(fx.Client, "/v1/completions", Body(i));
+            Assert.Equal(200, status);
+            alone[i] = Http.Text(body);
+            need = Math.Max(need, body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32() + 8);
+        }
+        var shared = (SparseDecode.Cpu.CpuEngine)fx.Model.Engine;
+        long one = SparseDecode.Cpu.KvCache.BytesFor(shared.Config, shared.CacheType, need);
+        using var bounded = new SparseDecode.Cpu.CpuEngine(shared.Model, shared.CacheType, ownsModel: false, kvCacheBytes: 2 * one + one / 2);
+        var counting = new CountingRoom(bounded);
+        using var model = new ServedModel("bounded", fx.Model.Directory, counting, fx.Model.Codec);
+        var options = ServerFixture.Options() with { Scheduler = ServerFixture.Options().Scheduler with { PrefixCacheEntries = 0 } };
+        await using var server = await SparseServer.StartAsync(model, options);
+        using var client = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(120) };
+        var together = await Task.WhenAll(Enumerable.Range(0, Requests).Select(i => Http.Post(client, "/v1/completions", Body(i))));
+        for (int i = 0; i < Requests; i++)
+        {
+            Assert.Equal(200, together[i].Status);
+            Assert.Equal(alone[i], Http.Text(together[i].Body));
+        }
+        Assert.True(counting.Refused > 0, "no request ever waited for room");
+        for (int i = 0; i < 200 && bounded.KvPool.Free != bounded.KvPool.Total; i++) await Task.Delay(25);
+        Assert.Equal(bounded.KvPool.Total, bounded.KvPool.Free);
+    }
+
+    /// <summary>An engine that counts the times it had no room.</summary>
+    private sealed class CountingRoom(IInferenceEngine inner) : WrappedEngine(inner)
+    {
+        public int Refused;
+
+        public override bool HasRoomFor(int capacity, SelectionPlan? plan = null)
+        {
+            bool fits = Inner.HasRoomFor(capacity, plan);
+            if (!fits) Interlocked.Increment(ref Refused);
+            return fits;
+        }
+    }
+
     /// <summary>Kept prompt caches hold room too: a request that needs it frees them, least recently used first, instead
     /// of waiting behind them.</summary>
     [Fact]
