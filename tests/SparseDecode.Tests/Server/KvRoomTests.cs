@@ -17,10 +17,11 @@ public class KvRoomTests(ServerFixture fx)
     private static string Body(int i) =>
         $"{{\"prompt\":{JsonSerializer.Serialize($"# request {i}\n" + SpeculationTests.LongPrompt)},\"max_tokens\":8,\"temperature\":0}}";
 
-    [Fact]
-    public async Task RequestsBeyondTheCachesRoomWaitAndAreServedAsAlone()
+    private const int Requests = 6;
+
+    /// <summary>Each request's text served alone by the fixture, and the most positions one of them needs.</summary>
+    private async Task<(string[] Alone, int Need)> ServedAlone()
     {
-        const int Requests = 6;
         var alone = new string[Requests];
         int need = 0;
         for (int i = 0; i < Requests; i++)
@@ -30,11 +31,14 @@ public class KvRoomTests(ServerFixture fx)
             alone[i] = Http.Text(body);
             need = Math.Max(need, body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32() + 8);
         }
+        return (alone, need);
+    }
 
-        // room for two of the requests at a time
-        var engine = new BoundedEngine(fx.Model.Engine, 2 * need + need / 2);
+    /// <summary>All requests at once to a server of `engine` without kept prompt caches (only the batch holds room):
+    /// each must be served as it was alone.</summary>
+    private async Task ServedTogetherAsAlone(IInferenceEngine engine, string[] alone)
+    {
         using var model = new ServedModel("bounded", fx.Model.Directory, engine, fx.Model.Codec);
-        // no kept prompt caches: only the batch holds room
         var options = ServerFixture.Options() with { Scheduler = ServerFixture.Options().Scheduler with { PrefixCacheEntries = 0 } };
         await using var server = await SparseServer.StartAsync(model, options);
         using var client = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(120) };
@@ -44,6 +48,15 @@ public class KvRoomTests(ServerFixture fx)
             Assert.Equal(200, together[i].Status);
             Assert.Equal(alone[i], Http.Text(together[i].Body));
         }
+    }
+
+    [Fact]
+    public async Task RequestsBeyondTheCachesRoomWaitAndAreServedAsAlone()
+    {
+        var (alone, need) = await ServedAlone();
+        // room for two of the requests at a time
+        var engine = new BoundedEngine(fx.Model.Engine, 2 * need + need / 2);
+        await ServedTogetherAsAlone(engine, alone);
         Assert.True(engine.MostHeld <= engine.Room, $"{engine.MostHeld} positions held at once in a cache of {engine.Room}");
         Assert.True(engine.Refused > 0, "no request ever waited for room");
         Assert.Equal(0, engine.Overcommitted);
@@ -57,30 +70,12 @@ public class KvRoomTests(ServerFixture fx)
     [Fact]
     public async Task ACpuEngineBoundInBytesMakesRequestsWaitAndServesThemAsAlone()
     {
-        const int Requests = 6;
-        var alone = new string[Requests];
-        int need = 0;
-        for (int i = 0; i < Requests; i++)
-        {
-            var (status, body) = await Http.Post(fx.Client, "/v1/completions", Body(i));
-            Assert.Equal(200, status);
-            alone[i] = Http.Text(body);
-            need = Math.Max(need, body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32() + 8);
-        }
+        var (alone, need) = await ServedAlone();
         var shared = (SparseDecode.Cpu.CpuEngine)fx.Model.Engine;
         long one = SparseDecode.Cpu.KvCache.BytesFor(shared.Config, shared.CacheType, need);
         using var bounded = new SparseDecode.Cpu.CpuEngine(shared.Model, shared.CacheType, ownsModel: false, kvCacheBytes: 2 * one + one / 2);
         var counting = new CountingRoom(bounded);
-        using var model = new ServedModel("bounded", fx.Model.Directory, counting, fx.Model.Codec);
-        var options = ServerFixture.Options() with { Scheduler = ServerFixture.Options().Scheduler with { PrefixCacheEntries = 0 } };
-        await using var server = await SparseServer.StartAsync(model, options);
-        using var client = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(120) };
-        var together = await Task.WhenAll(Enumerable.Range(0, Requests).Select(i => Http.Post(client, "/v1/completions", Body(i))));
-        for (int i = 0; i < Requests; i++)
-        {
-            Assert.Equal(200, together[i].Status);
-            Assert.Equal(alone[i], Http.Text(together[i].Body));
-        }
+        await ServedTogetherAsAlone(counting, alone);
         Assert.True(counting.Refused > 0, "no request ever waited for room");
         for (int i = 0; i < 200 && bounded.KvPool.Free != bounded.KvPool.Total; i++) await Task.Delay(25);
         Assert.Equal(bounded.KvPool.Total, bounded.KvPool.Free);
