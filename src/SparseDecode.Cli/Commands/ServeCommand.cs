@@ -130,7 +130,7 @@ internal static class ServeCommand
         Console.Error.WriteLine($"serving {m.Id} on {m.Engine.DeviceName} ({m.Engine.Config.NumLayers} layers, context {m.Context}, chat format {m.Template.Format}, method {method}) at {server.BaseAddress}");
         if (m.Engine.KvPool is { Total: > 0 } pool)
             Console.Error.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"KV cache on demand: a pool of {pool.Total / 1e9:F1} GB; each request holds what its prompt plus max_tokens can fill, and waits in line while the pool has too little"));
+                $"KV cache: {pool.Total / 1e9:F1} GB for all requests together; each holds what its prompt plus max_tokens can fill, and waits in line while too little is free"));
         Console.Error.WriteLine("endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics; Ctrl+C stops"
             + (string.IsNullOrEmpty(options.ApiKey) ? "" : "; /v1 routes require the API key"));
         await server.WaitForShutdownAsync();

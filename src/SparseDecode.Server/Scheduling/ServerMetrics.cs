@@ -117,8 +117,8 @@ public sealed class ServerMetrics
         Metric("sparsedecode_kv_cache_bytes", "gauge", "Bytes of KV cache pages held by active sequences.", $"model=\"{m}\"", kvBytes);
         if (kvPool.Total > 0)
         {
-            Metric("sparsedecode_kv_pool_bytes", "gauge", "Bytes of the KV cache's page pool that sequences map their memory from.", $"model=\"{m}\"", kvPool.Total);
-            Metric("sparsedecode_kv_pool_free_bytes", "gauge", "Bytes of the KV cache's page pool no sequence holds.", $"model=\"{m}\"", kvPool.Free);
+            Metric("sparsedecode_kv_pool_bytes", "gauge", "Bytes of KV cache the sequences may hold together: the GPU's page pool, the CPU's --kv-cache-gb bound.", $"model=\"{m}\"", kvPool.Total);
+            Metric("sparsedecode_kv_pool_free_bytes", "gauge", "Bytes of the KV cache pool or bound no sequence holds.", $"model=\"{m}\"", kvPool.Free);
         }
         return sb.ToString();
     }
