@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Diagnostics;
 using SparseDecode.Engine;
 using SparseDecode.Selection;
@@ -168,21 +169,28 @@ public sealed class BatchScheduler : IDisposable
 
     /// <summary>Moves queued requests into the batch while it has places and the engine has room for each one's
     /// prompt plus max_tokens (<see cref="IInferenceEngine.HasRoomFor"/>): a request that does not fit yet stays first
-    /// in line until sequences end and give their memory back, so the cache is never overcommitted.</summary>
+    /// in line until sequences end and give their memory back, so the cache is never overcommitted. One that does not
+    /// fit while nothing holds any of the cache never will: it is refused (503 kv_cache_full) instead of holding up
+    /// the line.</summary>
     private void Admit()
     {
         _waitingForRoom = false;
         while (_active.Count < _options.MaxBatch)
         {
             Sequence seq;
+            bool neverFits = false;
             lock (_lock)
             {
                 if (NextFair() is not { } node) return;
                 seq = node.Value;
                 if (!seq.IsCancelled && !HasRoomFor(seq))
                 {
-                    _waitingForRoom = true;
-                    return;
+                    if (_active.Count > 0 || _model.Engine.KvPool is not { Total: > 0 } pool || pool.Free < pool.Total)
+                    {
+                        _waitingForRoom = true;
+                        return;
+                    }
+                    neverFits = true;
                 }
                 _queue.Remove(node);
                 seq.QueueNode = null;
@@ -190,6 +198,14 @@ public sealed class BatchScheduler : IDisposable
             if (seq.IsCancelled)
             {
                 _metrics.Cancelled();
+                Free(seq);
+                continue;
+            }
+            if (neverFits)
+            {
+                var pool = _model.Engine.KvPool;
+                seq.Emit(new SequenceEvent("", null, null, new KvCacheFullException(string.Create(CultureInfo.InvariantCulture,
+                    $"The request's {Capacity(seq.Request)} positions (prompt plus max_tokens) need more KV cache than the server's {pool.Total / 1e9:F2} GB hold when empty; ask for fewer tokens."))));
                 Free(seq);
                 continue;
             }

@@ -28,8 +28,9 @@ public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bo
     public bool ConcurrentSequences => true;
     public bool SupportsObserver => true;
 
-    private readonly long? _kvLimit = kvCacheBytes is null or > 0 ? kvCacheBytes
-        : throw new ArgumentOutOfRangeException(nameof(kvCacheBytes), $"A bound on the KV cache must be positive, got {kvCacheBytes} bytes.");
+    private readonly long? _kvLimit = kvCacheBytes is null || kvCacheBytes >= KvCache.BytesFor(model.Config, cacheType, 1) ? kvCacheBytes
+        : throw new ArgumentOutOfRangeException(nameof(kvCacheBytes), string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"A bound of {kvCacheBytes / 1e6:F3} MB on the KV cache holds no sequence: the smallest, one segment of this model's cache, takes {KvCache.BytesFor(model.Config, cacheType, 1) / 1e6:F1} MB."));
     private long _kvHeld;
 
     /// <summary>The bound on the sequences' caches and what is free of it now; (0, 0) without a bound.</summary>

@@ -60,7 +60,16 @@ public sealed class KvBoundTests
         Assert.Equal(counted, s.CacheBytes);
     }
 
+    /// <summary>A bound must hold at least the smallest sequence (one segment); below it the engine is refused at once,
+    /// in one sentence that gives the size.</summary>
     [Fact]
-    public void ABoundMustBePositive() =>
+    public void ABoundMustHoldOneSequence()
+    {
         Assert.Throws<ArgumentOutOfRangeException>(() => CpuEngine.Load(Dir, DType.F32, kvCacheBytes: 0));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => CpuEngine.Load(Dir, DType.F32, kvCacheBytes: 1000));
+        Assert.Contains("holds no sequence: the smallest, one segment of this model's cache, takes 1.1 MB", e.Message);
+        using var smallest = CpuEngine.Load(Dir, DType.F32, kvCacheBytes: KvCache.BytesFor(ModelConfig.Load(Dir), DType.F32, 1));
+        using var one = ((IInferenceEngine)smallest).CreateSequence(128);
+        Assert.False(((IInferenceEngine)smallest).HasRoomFor(1));
+    }
 }

@@ -81,6 +81,29 @@ public class KvRoomTests(ServerFixture fx)
         Assert.Equal(bounded.KvPool.Total, bounded.KvPool.Free);
     }
 
+    /// <summary>A request that needs more KV cache than the engine holds when empty is refused with 503
+    /// kv_cache_full, and the requests behind it are served; it does not wait in line for ever.</summary>
+    [Fact]
+    public async Task ARequestLargerThanTheWholeCacheIsRefusedAndDoesNotHoldUpTheLine()
+    {
+        var shared = (SparseDecode.Cpu.CpuEngine)fx.Model.Engine;
+        // room for short requests, never for 2,000 positions
+        long bound = SparseDecode.Cpu.KvCache.BytesFor(shared.Config, shared.CacheType, 600);
+        using var bounded = new SparseDecode.Cpu.CpuEngine(shared.Model, shared.CacheType, ownsModel: false, kvCacheBytes: bound);
+        using var model = new ServedModel("bounded", fx.Model.Directory, bounded, fx.Model.Codec);
+        var options = ServerFixture.Options() with { Scheduler = ServerFixture.Options().Scheduler with { PrefixCacheEntries = 0 } };
+        await using var server = await SparseServer.StartAsync(model, options);
+        using var client = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        var big = Http.Post(client, "/v1/completions", "{\"prompt\":\"def f(x):\",\"max_tokens\":2000,\"temperature\":0}");
+        var small = Http.Post(client, "/v1/completions", "{\"prompt\":\"def g(y):\",\"max_tokens\":4,\"temperature\":0}");
+        var (bigStatus, bigBody) = await big;
+        Assert.Equal(503, bigStatus);
+        Assert.Equal("kv_cache_full", bigBody.GetProperty("error").GetProperty("code").GetString());
+        Assert.Contains("need more KV cache than the server's", bigBody.GetProperty("error").GetProperty("message").GetString());
+        Assert.Equal(200, (await small).Status);
+        Assert.Equal(200, (await Http.Post(client, "/v1/completions", "{\"prompt\":\"def h(z):\",\"max_tokens\":4,\"temperature\":0}")).Status);
+    }
+
     /// <summary>An engine that counts the times it had no room.</summary>
     private sealed class CountingRoom(IInferenceEngine inner) : WrappedEngine(inner)
     {
