@@ -79,9 +79,10 @@ public static unsafe class ElementConvert
                 scales[b / DTypeExtensions.Q8Block] = float.NaN;
                 continue;
             }
-            float d = amax / 127, inverse = d > 0 ? 1 / d : 0;
+            // x / d rather than x times 1 / d: for blocks of tiny entries 1 / d overflows to infinity
+            float d = amax / 127;
             for (int i = 0; i < DTypeExtensions.Q8Block; i++)
-                q[b + i] = (sbyte)Math.Clamp(MathF.Round(block[i] * inverse), -127, 127);
+                q[b + i] = d > 0 ? (sbyte)Math.Clamp(MathF.Round(block[i] / d), -127, 127) : (sbyte)0;
             scales[b / DTypeExtensions.Q8Block] = d;
         }
     }
