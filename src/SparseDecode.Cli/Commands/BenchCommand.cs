@@ -101,6 +101,7 @@ internal static class BenchCommand
                     w.WriteString("model", t.Config.ArchitectureName);
                     w.WriteNumber("parameters", t.ParameterCount);
                     w.WriteString("weights", t.WeightType.Name());
+                    w.WriteString("kv_cache", type.Name());
                     w.WriteString("method", spec.Method);
                     w.WriteString("budget", spec.Budget.ToString());
                     w.WriteNumber("threads", WorkerPool.Shared.Threads);
@@ -117,7 +118,7 @@ internal static class BenchCommand
                 });
                 return 0;
             }
-            var table = CpuTable(t, spec);
+            var table = CpuTable(t, spec, type);
             table.AddRow("prefill", string.Create(ci, $"{n / prefillSeconds:F1} tokens/s ({n} tokens, {prefillSeconds:F2} s)"));
             table.AddRow("decode", string.Create(ci, $"{1 / decodeSeconds:F1} tokens/s ({decodeSeconds * 1e3:F2} ms/step at {n} context)"));
             table.AddRow("managed allocation per step", string.Create(ci, $"{allocatedPerStep / 1e3:F1} KB"));
@@ -395,10 +396,11 @@ internal static class BenchCommand
     }
 
     /// <summary>The measure table, opened with what a CPU run measured: the model, the method and the threads.</summary>
-    private static Table CpuTable(Transformer t, Selection.SelectorSpec spec)
+    private static Table CpuTable(Transformer t, Selection.SelectorSpec spec, DType cacheType)
     {
         var table = MeasureTable();
         table.AddRow("model", Markup.Escape($"{t.Config.ArchitectureName}, {t.ParameterCount / 1e6:F1}M params, {t.WeightType.Name()}"));
+        table.AddRow("KV cache", cacheType.Name());
         table.AddRow("method", Markup.Escape($"{spec.Method} (budget {spec.Budget})"));
         table.AddRow("threads", WorkerPool.Shared.Threads.ToString(CultureInfo.InvariantCulture));
         return table;

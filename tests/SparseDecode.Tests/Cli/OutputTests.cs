@@ -43,10 +43,11 @@ public class OutputTests
     [Fact]
     public void BenchJsonIsOneObjectWithTheSpeeds()
     {
-        var (code, stdout, stderr) = CliTests.Run("bench", "--context", "64", "--steps", "2", "--json");
+        var (code, stdout, stderr) = CliTests.Run("bench", "--context", "64", "--steps", "2", "--kv-type", "q8", "--json");
         Assert.True(code == 0, stderr);
         using var doc = JsonDocument.Parse(stdout);
         Assert.Equal(64, doc.RootElement.GetProperty("context").GetInt32());
+        Assert.Equal("q8", doc.RootElement.GetProperty("kv_cache").GetString());
         Assert.True(doc.RootElement.GetProperty("decode_tokens_per_second").GetDouble() > 0);
         Assert.Contains("prefill", stderr); // the phases are shown on stderr, stdout stays JSON
     }
