@@ -17,8 +17,8 @@ public sealed class CpuEngine(Transformer model, DType cacheType = DType.F32, bo
     // the batch of the last DecodeBatch, kept for the next; a call made while another runs makes its own
     private DecodeBatch? _batch = new();
 
-    private readonly DType _cacheType = cacheType.StoresRowsOf(model.Config.HeadDim) ? cacheType
-        : throw new ArgumentException($"A {cacheType.Name()} KV cache stores heads in blocks of {DTypeExtensions.Q8Block} entries; this model's heads have {model.Config.HeadDim} (use f32, f16 or bf16).");
+    // refused at load, not at the first sequence
+    private readonly DType _cacheType = KvCache.Checked(cacheType, model.Config.HeadDim);
 
     public Transformer Model => model;
     public DType CacheType => _cacheType;

@@ -20,10 +20,6 @@ public static unsafe class Dot
         _ => F16((Half*)row, x, n),
     };
 
-    /// <summary>8 entries of a q8 row from `at`, as f32 (before their block's scale).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Q8Lanes(sbyte* at) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(at));
-
     /// <summary>A <see cref="DType.Q8"/> row (n entries, whole blocks) · b: each block's products summed, then scaled.</summary>
     public static float Q8(byte* row, float* b, int n)
     {
@@ -35,9 +31,9 @@ public static unsafe class Dot
             var acc = Vector256<float>.Zero;
             for (int c = 0; c < n; c += block)
             {
-                var s0 = Fma.MultiplyAdd(Q8Lanes(q + c), Vector256.Load(b + c), Vector256.Load(b + c + 8) * Q8Lanes(q + c + 8));
-                var s1 = Fma.MultiplyAdd(Q8Lanes(q + c + 16), Vector256.Load(b + c + 16), Vector256.Load(b + c + 24) * Q8Lanes(q + c + 24));
-                acc = Fma.MultiplyAdd(s0 + s1, Vector256.Create(scales[c / block]), acc);
+                var products = Q8GroupKernel.Block32(Q8GroupKernel.Lanes(q + c), Q8GroupKernel.Lanes(q + c + 8),
+                    Q8GroupKernel.Lanes(q + c + 16), Q8GroupKernel.Lanes(q + c + 24), b + c);
+                acc = Fma.MultiplyAdd(products, Vector256.Create(scales[c / block]), acc);
             }
             return Vector256.Sum(acc);
         }
@@ -142,7 +138,7 @@ public static unsafe class Dot
                     {
                         var x = Vector256.Create(ws);
                         for (int k = i; k < i + block; k += 8)
-                            Fma.MultiplyAdd(Q8Lanes(q + k), x, Vector256.Load(y + k)).Store(y + k);
+                            Fma.MultiplyAdd(Q8GroupKernel.Lanes(q + k), x, Vector256.Load(y + k)).Store(y + k);
                     }
                     else
                         for (int k = i; k < i + block; k++) y[k] += ws * q[k];

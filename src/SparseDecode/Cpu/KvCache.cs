@@ -45,12 +45,10 @@ public sealed unsafe class KvCache : IDisposable
     public KvCache(int layers, int kvHeads, int headDim, DType type, int capacity, int pageSize = 16)
     {
         if (pageSize <= 0 || (pageSize & (pageSize - 1)) != 0) throw new ArgumentException("Page size must be a power of two.");
-        if (!type.StoresRowsOf(headDim))
-            throw new ArgumentException($"A {type.Name()} KV cache stores heads in blocks of {DTypeExtensions.Q8Block} entries; this model's heads have {headDim}.");
         Layers = layers;
         KvHeads = kvHeads;
         HeadDim = headDim;
-        Type = type;
+        Type = Checked(type, headDim);
         PageSize = pageSize;
         Capacity = capacity;
         _rowBytes = type.RowBytes(headDim);
@@ -59,6 +57,10 @@ public sealed unsafe class KvCache : IDisposable
         (SegmentPages, _summaryOffset, _segmentBytes) = Segments(layers, kvHeads, headDim, type, pageSize);
         _segmentShift = System.Numerics.BitOperations.Log2((uint)SegmentPages);
     }
+
+    /// <summary>`type`, where it can store heads of `headDim` entries (q8: whole blocks of 32); else one sentence why not.</summary>
+    public static DType Checked(DType type, int headDim) => type.StoresRowsOf(headDim) ? type
+        : throw new ArgumentException($"A {type.Name()} KV cache stores heads in blocks of {DTypeExtensions.Q8Block} entries; this model's heads have {headDim} (use f32, f16 or bf16).");
 
     /// <summary>A segment's pages, where its summaries start and its bytes, for this shape.</summary>
     private static (int Pages, long SummaryOffset, long Bytes) Segments(int layers, int kvHeads, int headDim, DType type, int pageSize)
@@ -147,20 +149,9 @@ public sealed unsafe class KvCache : IDisposable
         }
     }
 
-    /// <summary>An independent copy (same pages' contents), e.g. to decode several methods from one prefill.</summary>
-    /// <summary>A copy holding up to `capacity` positions (default: this cache's), at least Length.</summary>
-    public KvCache Clone(int? capacity = null)
-    {
-        int cap = capacity ?? Capacity;
-        if (cap < Length) throw new ArgumentOutOfRangeException(nameof(capacity), $"A copy of a cache of {Length} positions cannot hold only {cap}.");
-        var c = new KvCache(Layers, KvHeads, HeadDim, Type, cap, PageSize);
-        // the last page may reach past a capacity that is not a whole number of pages
-        c.EnsureCapacity((int)Math.Min((long)PageCount * PageSize, cap));
-        for (int i = 0; i < Math.Min(_segmentCount, c._segmentCount); i++)
-            Buffer.MemoryCopy((void*)_segments[i], (void*)c._segments[i], _segmentBytes, _segmentBytes);
-        c.Length = Length;
-        return c;
-    }
+    /// <summary>An independent copy of every position (e.g. to decode several methods from one prefill), holding up to
+    /// `capacity` positions (default: this cache's), at least Length.</summary>
+    public KvCache Clone(int? capacity = null) => ClonePrefix(Length, capacity ?? Capacity);
 
     /// <summary>A copy of the first `length` positions in a cache of `capacity` (at least `length`): only the segments
     /// that hold them are copied, and the page summaries are those of the copied positions.</summary>

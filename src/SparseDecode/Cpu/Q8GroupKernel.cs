@@ -23,8 +23,9 @@ internal static unsafe class Q8GroupKernel
     /// <summary>Whether this machine runs the kernel for rows of `d` entries.</summary>
     public static bool Supports(int d) => Avx2.IsSupported && Fma.IsSupported && d % Block == 0;
 
+    /// <summary>8 entries of a q8 row from `at`, as f32 (before their block's scale).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Lanes(sbyte* at) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(at));
+    internal static Vector256<float> Lanes(sbyte* at) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(at));
 
     /// <summary>For `group` queries (natural order) at q + i·d: scores[i·stride + j] = scale · q_i·K[j] for the
     /// `count` rows rows[0..count).</summary>
@@ -70,10 +71,10 @@ internal static unsafe class Q8GroupKernel
         }
     }
 
-    /// <summary>The products of one block of 32 widened entries with the query's 32 entries at q, in 8 lanes; the
-    /// same arithmetic as <see cref="Dot.Q8"/>.</summary>
+    /// <summary>The products of one block of 32 widened entries with the query's 32 entries at q, in 8 lanes (also
+    /// <see cref="Dot.Q8"/>'s, so a score does not depend on which of the two computed it).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Block32(Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3, float* q) =>
+    internal static Vector256<float> Block32(Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3, float* q) =>
         Fma.MultiplyAdd(x0, Vector256.Load(q), Vector256.Load(q + 8) * x1) + Fma.MultiplyAdd(x2, Vector256.Load(q + 16), Vector256.Load(q + 24) * x3);
 
     /// <summary>The weighted sum of value rows (outputs in the natural order), for <see cref="QueryGroups.AddWeightedValues"/>.</summary>
