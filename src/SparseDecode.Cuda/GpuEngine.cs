@@ -63,14 +63,18 @@ internal sealed class GpuEngine : IInferenceEngine
 
     /// <summary>Loads `directory` onto the first GPU for sequences of up to `capacity` positions (capped at the
     /// model's context), `slots` of them at a time. No driver or GPU: a <see cref="CudaException"/> in one sentence.</summary>
-    public static GpuEngine Load(string directory, int capacity, int slots = 1, bool? kvOnDemand = null)
+    public static GpuEngine Load(string directory, int capacity, int slots = 1, bool? kvOnDemand = null) =>
+        Load(directory, capacity, slots, kvOnDemand, null);
+
+    /// <summary>The same with the matrix products' kernel choices other than the defaults (the checks compare them).</summary>
+    internal static GpuEngine Load(string directory, int capacity, int slots, bool? kvOnDemand, GemvOptions? products)
     {
         var config = ModelConfig.Load(directory);
         var device = CudaDevice.Open();
         try
         {
             using var store = WeightStore.Open(directory);
-            return new GpuEngine(device, GpuWeights.Upload(device, store, config), capacity, slots, kvOnDemand: kvOnDemand);
+            return new GpuEngine(device, GpuWeights.Upload(device, store, config), capacity, slots, true, kvOnDemand, products);
         }
         catch
         {
@@ -84,6 +88,9 @@ internal sealed class GpuEngine : IInferenceEngine
     /// <summary>An engine over weights already on `device`; with ownsDevice it disposes both with itself. kvOnDemand:
     /// see <see cref="EngineOptions.KvOnDemand"/> (null: where it saves memory and the driver can).</summary>
     public GpuEngine(CudaDevice device, GpuWeights weights, int capacity, int slots = 1, bool ownsDevice = true, bool? kvOnDemand = null)
+        : this(device, weights, capacity, slots, ownsDevice, kvOnDemand, null) { }
+
+    private GpuEngine(CudaDevice device, GpuWeights weights, int capacity, int slots, bool ownsDevice, bool? kvOnDemand, GemvOptions? products)
     {
         _ownsDevice = ownsDevice;
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
@@ -96,7 +103,7 @@ internal sealed class GpuEngine : IInferenceEngine
         bool onDemand = kvOnDemand ?? (pageBytes > 0 && layout.KvPagesPerHead(layout.Capacity) >= 2);
         if (!onDemand) CheckCacheFits(device, weights.Config, layout.Capacity, slots);
         DecodeKernels = new DecodeKernels(device);
-        ModelKernels = new ModelKernels(device);
+        ModelKernels = new ModelKernels(device, products);
         StepRows = slots;
         // room for every sequence and the padding of its part, for up to four parts at once
         RowCapacity = Bucket(slots) + 4 * ModelKernels.MaxRows;

@@ -82,8 +82,8 @@ internal sealed class GpuStepBench
     private void Case(GpuWeights weights, CudaStream s, CudaTimer t, int n, int batch)
     {
         var c = _o.Shape;
-        using var cache = new GpuKvCache(_dk.Device, c, batch, n);
-        using var model = new GpuModel(_dk, _mk, weights, n, _o.Budget);
+        using var cache = new GpuKvCache(_dk.Device, c, batch, n, maxRows: batch);
+        using var model = new GpuModel(_dk, _mk, weights, n, _o.Budget, maxRows: batch);
         RandomDeviceData.FillCache(_random, _dk, cache, n, s);
         var rng = new Random(n + batch);
         var slots = Enumerable.Range(0, batch).ToArray();
@@ -99,19 +99,24 @@ internal sealed class GpuStepBench
         // the projections, MLP and logits alone (attention skipped): what the weights cost
         double noAttn = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out double spread);
         Add(n, batch, "no attention (weights only)", noAttn, WeightBytes, spread,
-            $"projections + MLP + logits, {_mk.GemvPlan(batch, c.HiddenSize).Kernel}");
+            $"projections + MLP + logits, {(batch >= _mk.Options.CublasMinRows ? "cuBLAS, 3 bf16 parts" : _mk.GemvPlan(batch, c.HiddenSize).Kernel)}");
         // the other matrix-vector kernel choices, each through its own kernels and model (the choice is fixed when
         // ModelKernels is made; the weights and the cache are shared)
         double TimeWith(GemvOptions options, out double sp)
         {
             using var mk = new ModelKernels(_dk.Device, options);
-            using var m = new GpuModel(_dk, mk, weights, n, _o.Budget);
+            using var m = new GpuModel(_dk, mk, weights, n, _o.Budget, maxRows: batch);
             return TimeStep(m, cache, batch, n, s, t, new NoAttention(), out sp);
         }
         var chosen = _mk.Options;
         if (batch >= chosen.TensorCoreMinRows)
         {
-            foreach (int tile in new[] { 0, 16, 32, 64 }.Where(x => x != chosen.TensorCoreTileRows))
+            // the other way of the wide steps: cuBLAS from fewer rows, or the tensor-core kernels in launches of 32
+            bool wide = batch >= chosen.CublasMinRows;
+            double swept = TimeWith(chosen with { CublasMinRows = wide ? int.MaxValue : 2 }, out spread);
+            Add(n, batch, wide ? $"no attention, tensor-core kernels in launches of {ModelKernels.MaxWideRows} rows" : "no attention, cuBLAS products (3 bf16 parts)",
+                swept, WeightBytes, spread, "product sweep");
+            foreach (int tile in new[] { 0, 16, 32, 64 }.Where(x => x != chosen.TensorCoreTileRows && !wide))
             {
                 double other = TimeWith(chosen with { TensorCoreTileRows = tile }, out spread);
                 Add(n, batch, tile == 0 ? "no attention, 64-row tiles where ≥ 2 blocks per SM" : $"no attention, {tile}-row tensor-core tiles",

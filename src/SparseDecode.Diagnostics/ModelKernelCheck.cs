@@ -9,7 +9,7 @@ namespace SparseDecode.Diagnostics;
 
 /// <summary>The matrix-vector kernels of model_step.cu against a float64 host reference on fresh random bf16
 /// weights and f32 activations: every kernel (CUDA-core for 1/2/4/8 rows, tensor-core with 16-, 32- and 64-row tiles for 1–8 rows,
-/// and the tensor-core launches of up to 16 and 32 rows), with a bias,
+/// the tensor-core launches of up to 16 and 32 rows, and the wide steps' cuBLAS products of 3 bf16 parts), with a bias,
 /// accumulating, at sizes whose rows do not fill a block. Outputs are poisoned first.</summary>
 internal static class ModelKernelCheck
 {
@@ -26,6 +26,7 @@ internal static class ModelKernelCheck
         // every kernel choice, each its own ModelKernels (the choice is fixed at construction): the other one-row
         // kernels with the tensor cores off, then CUDA cores only and each tensor-core tile size from one row on
         var variants = new List<(ModelKernels Kernels, int[] Rows, bool TensorCores)>();
+        WideProduct? wide = null;
         try
         {
             foreach (var one in ModelKernels.OneRowVariants.Skip(1))
@@ -35,17 +36,22 @@ internal static class ModelKernelCheck
                 variants.Add((new ModelKernels(dev, new GemvOptions { TensorCoreMinRows = 1, TensorCoreTileRows = tile }), [1, 2, 3, 4, 8], true));
             // the launches of more than 8 rows (weights read once for up to 16 and 32 rows)
             variants.Add((new ModelKernels(dev), [12, 16, 21, ModelKernels.MaxWideRows], true));
-            foreach (var (n, k) in new[] { (200, 384), (1000, 4096), (320, 160) }) CheckShape(dev, variants, results, rng, s, n, k);
+            wide = new WideProduct(mk, WideRows.Max(), 4096, 1000);
+            foreach (var (n, k) in new[] { (200, 384), (1000, 4096), (320, 160) }) CheckShape(dev, variants, wide, results, rng, s, n, k);
         }
         finally
         {
             foreach (var v in variants) v.Kernels.Dispose();
+            wide?.Dispose();
         }
         return results;
     }
 
+    /// <summary>Row counts of the wide products checked: few, past one tensor-core launch, and past two.</summary>
+    private static readonly int[] WideRows = [5, ModelKernels.MaxWideRows + 1, 2 * ModelKernels.MaxWideRows + 3];
+
     private static void CheckShape(CudaDevice dev, List<(ModelKernels Kernels, int[] Rows, bool TensorCores)> variants,
-        List<GpuSelfCheck.Result> results, Random rng, CudaStream s, int n, int k)
+        WideProduct wide, List<GpuSelfCheck.Result> results, Random rng, CudaStream s, int n, int k)
     {
         var w = new ushort[n * k];
         var wf = new double[n * k];
@@ -54,7 +60,7 @@ internal static class ModelKernelCheck
             w[i] = ElementConvert.SingleToBf16((float)(rng.NextDouble() * 2 - 1));
             wf[i] = BitConverter.Int32BitsToSingle(w[i] << 16);
         }
-        const int most = ModelKernels.MaxWideRows;
+        int most = WideRows.Max();
         var x = Enumerable.Range(0, most * k).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
         var bias = Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble()).ToArray();
         var y0 = Enumerable.Range(0, most * n).Select(_ => (float)rng.NextDouble()).ToArray();
@@ -62,11 +68,12 @@ internal static class ModelKernelCheck
         using var dx = dev.Upload<float>(x);
         using var db = dev.Upload<float>(bias);
         using var dy = dev.Allocate(most * n * 4L);
-        GpuSelfCheck.Result Check(ModelKernels mk, int rows, bool accumulate)
+        GpuSelfCheck.Result Check(ModelKernels? mk, int rows, bool accumulate)
         {
             if (accumulate) dy.Upload<float>(y0);
             else dy.Fill32(0xFFFFFFFF, most * n, s);
-            mk.Gemv(dw.Pointer, n, k, dx, k, rows, db, dy, n, accumulate, s);
+            if (mk is null) wide.Multiply(dw.Pointer, n, k, dx, k, rows, db, dy, n, accumulate, s);
+            else mk.Gemv(dw.Pointer, n, k, dx, k, rows, db, dy, n, accumulate, s);
             s.Synchronize();
             var got = dy.Download<float>(rows * n);
             var want = new double[rows * n];
@@ -77,7 +84,7 @@ internal static class ModelKernelCheck
                     for (int j = 0; j < k; j++) d += wf[r * k + j] * x[b * k + j];
                     want[b * n + r] = d;
                 }
-            return new($"{mk.GemvPlan(rows, k, n).Kernel}: {rows} rows × [{n}][{k}]{(accumulate ? " accumulating" : "")}",
+            return new($"{(mk is null ? "cuBLAS, 3 bf16 parts" : mk.GemvPlan(rows, k, n).Kernel)}: {rows} rows × [{n}][{k}]{(accumulate ? " accumulating" : "")}",
                 GpuReference.RelativeError(got, want), Tolerance, "");
         }
         foreach (var (mk, rowCounts, tensorCores) in variants)
@@ -86,5 +93,7 @@ internal static class ModelKernelCheck
             foreach (int rows in rowCounts)
                 foreach (bool accumulate in new[] { false, true }) results.Add(Check(mk, rows, accumulate));
         }
+        foreach (int rows in WideRows)
+            foreach (bool accumulate in new[] { false, true }) results.Add(Check(null, rows, accumulate));
     }
 }

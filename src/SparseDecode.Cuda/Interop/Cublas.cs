@@ -7,7 +7,7 @@ namespace SparseDecode.Cuda.Interop;
 
 /// <summary>cuBLAS (libcublas.so.N of the installed toolkit, override: SPARSEDECODE_CUBLAS=/path/to/libcublas.so.N),
 /// bound through function pointers looked up once, as the driver is: a machine without it fails with one sentence
-/// when a prefill first needs it, not at load time. Only what the prefill's matrix products use.</summary>
+/// when a prefill or a wide step first needs it, not at load time. Only what those matrix products use.</summary>
 internal static unsafe class Cublas
 {
     public const int Success = 0;
@@ -28,6 +28,7 @@ internal static unsafe class Cublas
     public static delegate* unmanaged<nint*, int> cublasCreate;
     public static delegate* unmanaged<nint, int> cublasDestroy;
     public static delegate* unmanaged<nint, nint, int> cublasSetStream;
+    public static delegate* unmanaged<nint, void*, nuint, int> cublasSetWorkspace;
     public static delegate* unmanaged<nint, int, int, int, int, int, void*, void*, int, int, void*, int, int, void*, void*, int, int, int, int, int> cublasGemmEx;
     public static delegate* unmanaged<int, byte*> cublasGetStatusString;
 
@@ -47,6 +48,7 @@ internal static unsafe class Cublas
                 cublasCreate = (delegate* unmanaged<nint*, int>)F("cublasCreate_v2");
                 cublasDestroy = (delegate* unmanaged<nint, int>)F("cublasDestroy_v2");
                 cublasSetStream = (delegate* unmanaged<nint, nint, int>)F("cublasSetStream_v2");
+                cublasSetWorkspace = (delegate* unmanaged<nint, void*, nuint, int>)F("cublasSetWorkspace_v2");
                 cublasGemmEx = (delegate* unmanaged<nint, int, int, int, int, int, void*, void*, int, int, void*, int, int, void*, void*, int, int, int, int, int>)F("cublasGemmEx");
                 cublasGetStatusString = (delegate* unmanaged<int, byte*>)F("cublasGetStatusString");
             }

@@ -5,12 +5,17 @@ using static SparseDecode.Cuda.Interop.Cublas;
 
 namespace SparseDecode.Cuda.Kernels;
 
-/// <summary>A cuBLAS handle for the prefill's matrix products: bf16 weights [n][k] times bf16 activation rows,
-/// f32 accumulation on the tensor cores (CUBLAS_COMPUTE_32F), f32 output rows, optionally added to what the output
-/// already holds (β = 1: the residual stream). Missing cuBLAS fails here with one sentence.</summary>
+/// <summary>A cuBLAS handle for the matrix products of prefill chunks and of wide decode steps: bf16 weights [n][k]
+/// times bf16 activation rows, f32 accumulation on the tensor cores (CUBLAS_COMPUTE_32F), f32 output rows,
+/// optionally added to what the output already holds (β = 1: the residual stream). Its workspace is its own, set
+/// once, so products captured into many step graphs share it instead of each capture allocating one. Missing cuBLAS
+/// fails here with one sentence.</summary>
 internal sealed unsafe class CublasGemm : IDisposable
 {
+    /// <summary>cuBLAS's recommended workspace on Hopper (4 MiB suffices before it).</summary>
+    private const long WorkspaceBytes = 32L << 20;
     private readonly CudaDevice _device;
+    private readonly DeviceBuffer _workspace;
     private nint _handle;
     private nint _boundStream;
 
@@ -23,6 +28,7 @@ internal sealed unsafe class CublasGemm : IDisposable
         nint h;
         Check(cublasCreate(&h), "cublasCreate");
         _handle = h;
+        _workspace = device.Allocate(WorkspaceBytes);
     }
 
     /// <summary>y[r][0..n) (+)= W · x[r] for r &lt; rows: W bf16 [n][k], x bf16 rows of stride xStride, y f32 rows of
@@ -34,6 +40,8 @@ internal sealed unsafe class CublasGemm : IDisposable
         if (_boundStream != s.Handle)
         {
             Check(cublasSetStream(_handle, s.Handle), "cublasSetStream");
+            // setting the stream puts cuBLAS back on its own workspace pool
+            Check(cublasSetWorkspace(_handle, (void*)_workspace.Pointer, (nuint)WorkspaceBytes), "cublasSetWorkspace");
             _boundStream = s.Handle;
         }
         float alpha = 1f, beta = accumulate ? 1f : 0f;
@@ -47,5 +55,6 @@ internal sealed unsafe class CublasGemm : IDisposable
         _device.MakeCurrent();
         cublasDestroy(_handle);
         _handle = 0;
+        _workspace.Dispose();
     }
 }

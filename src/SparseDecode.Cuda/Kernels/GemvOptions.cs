@@ -23,6 +23,12 @@ internal sealed record GemvOptions
     /// 0: 64 where that still gives two blocks per multiprocessor, else 32.</summary>
     public int TensorCoreTileRows { get; init; } = 32;
 
+    /// <summary>Steps of at least this many rows run each matrix product as one cuBLAS product of the activations'
+    /// three bf16 parts stacked as rows (f32 accuracy, the weights read once for every row and part), the parts'
+    /// results then summed. Fewer rows use the kernels above. By default the rows past one tensor-core launch
+    /// (<see cref="ModelKernels.MaxWideRows"/>), where those kernels would read the weights again per launch.</summary>
+    public int CublasMinRows { get; init; } = ModelKernels.MaxWideRows + 1;
+
     /// <summary>Every product on the CUDA cores in f32 (no bf16 split of the activations).</summary>
-    public static GemvOptions CudaCoresOnly { get; } = new() { TensorCoreMinRows = int.MaxValue };
+    public static GemvOptions CudaCoresOnly { get; } = new() { TensorCoreMinRows = int.MaxValue, CublasMinRows = int.MaxValue };
 }

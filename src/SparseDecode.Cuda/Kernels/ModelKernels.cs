@@ -25,7 +25,7 @@ internal sealed class ModelKernels : IDisposable
     [
         "embed_rows", "rms_norm", "gemv_b1", "gemv_b2", "gemv_b4", "gemv_b8", "gemv_mma", "gemv_mma2", "gemv_mma4", "gemv_mma2_r16", "gemv_mma2_r32", "gemv_b1_r1u8", "gemv_b1_r2u8", "gemv_b1_r4u4", "rope_append", "page_update", "swiglu",
         "fill_f32", "attn_any_partial", "attn_any_reduce",
-        "rms_norm_bf16", "rope_append_span", "page_summaries_span", "swiglu_bf16", "add_bias",
+        "rms_norm_bf16", "rope_append_span", "page_summaries_span", "swiglu_bf16", "add_bias", "to_bf16_parts", "sum_parts",
     ];
 
     private readonly CudaModule _module;
@@ -169,6 +169,24 @@ internal sealed class ModelKernels : IDisposable
         var a = new KernelArgs();
         a.Add(gateUp); a.Add(f); a.Add(guStride); a.Add(rows); a.Add(h.Pointer); a.Add(h.PartStride); a.Add(h.Parts); a.Add(hStride);
         _module["swiglu_bf16"].Launch((GridStrideBlocks((long)rows * f), 1, 1), 256, s, ref a);
+    }
+
+    /// <summary>x [rows][xStride] f32 as `parts` bf16 parts laid out [part][rows][k] from `y` (part stride rows·k): the
+    /// operand of a wide product (<see cref="SumParts"/>).</summary>
+    public void ToBf16Parts(DeviceBuffer x, int xStride, int k, int rows, ulong y, int parts, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(x); a.Add(xStride); a.Add(k); a.Add(rows); a.Add(y); a.Add(parts);
+        _module["to_bf16_parts"].Launch((GridStrideBlocks((long)rows * k), 1, 1), 256, s, ref a);
+    }
+
+    /// <summary>y[r][j] = Σ_p partial[p][r][j] + bias[j] (accumulate: y +=) for `rows` rows of n values, partial
+    /// [parts][rows][n]: the products of <see cref="ToBf16Parts"/>' parts summed, the smallest first.</summary>
+    public void SumParts(ulong partial, int n, int rows, int parts, DeviceBuffer? bias, DeviceBuffer y, int yStride, bool accumulate, CudaStream s)
+    {
+        var a = new KernelArgs();
+        a.Add(partial); a.Add(n); a.Add(rows); a.Add(parts); a.Add(bias); a.Add(y); a.Add(yStride); a.Add(accumulate ? 1 : 0);
+        _module["sum_parts"].Launch((GridStrideBlocks((long)rows * n), 1, 1), 256, s, ref a);
     }
 
     /// <summary>y[r][j] += bias[j] for `rows` rows of n values.</summary>

@@ -404,6 +404,34 @@ extern "C" __global__ void swiglu_bf16(const float* __restrict__ gu, int F, int 
     }
 }
 
+// The operands of a step's wide products through cuBLAS: x [rows][xStride] f32 as `parts` bf16 parts laid out
+// [part][rows][k] (part stride rows·k), so one product of parts·rows rows reads the weights once for every part.
+extern "C" __global__ void to_bf16_parts(const float* __restrict__ x, int xStride, int k, int rows, bf16* __restrict__ y,
+    int parts)
+{
+    step_prologue();
+    const long long n = (long long)rows * k;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        store_parts(x[(i / k) * xStride + i % k], y, n, parts, i);
+}
+
+// y[r][j] (+)= Σ_p partial[p][r][j] + bias[j]: the per-part products of to_bf16_parts' operands summed, the smallest
+// part first (as the tensor-core kernels add them); grid-stride.
+extern "C" __global__ void sum_parts(const float* __restrict__ partial, int n, int rows, int parts,
+    const float* __restrict__ bias, float* __restrict__ y, int yStride, int accumulate)
+{
+    step_prologue();
+    const long long total = (long long)rows * n;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
+    {
+        float v = 0.f;
+        for (int p = parts - 1; p >= 0; p--) v += partial[p * total + i];
+        if (bias) v += bias[i % n];
+        float* out = y + (i / n) * yStride + i % n;
+        *out = accumulate ? *out + v : v;
+    }
+}
+
 // y[r][j] += bias[j] for rows of n values (a projection's bias after a matrix product); grid-stride.
 extern "C" __global__ void add_bias(float* __restrict__ y, int n, int yStride, int rows, const float* __restrict__ bias)
 {

@@ -17,7 +17,9 @@ internal interface ILayerAttention
 /// projection → RoPE + bf16 cache append → attention → output projection (+ residual) → RMSNorm → fused gate|up →
 /// SwiGLU → down projection (+ residual), final norm and the logits of every row. A step takes up to
 /// <see cref="MaxRows"/> rows: sequences of a batch, or the tokens of a prefill chunk (causal through per-row
-/// lengths); its matrix products run over them in launches of up to <see cref="ModelKernels.MaxWideRows"/> rows. Activations are f32, weights and cache bf16. Every launch only queues work, so a step can be
+/// lengths); its matrix products run over them in one launch of up to <see cref="ModelKernels.MaxWideRows"/> rows,
+/// and from <see cref="GemvOptions.CublasMinRows"/> rows on as one cuBLAS product (the weights read once per step
+/// either way). Activations are f32, weights and cache bf16. Every launch only queues work, so a step can be
 /// captured into a CUDA graph and replayed with new tokens and positions written into the cache's row arrays.</summary>
 internal sealed class GpuModel : IDisposable
 {
@@ -45,6 +47,9 @@ internal sealed class GpuModel : IDisposable
     /// when the heads do not fit its attention kernel (<see cref="GpuPrefill.Supports"/>).</summary>
     public GpuPrefill? Prefill => _prefill ??= GpuPrefill.Supports(Config) ? new GpuPrefill(this) : null;
     private readonly DeviceBuffer _x, _xn, _qkv, _gateUp, _h;
+    /// <summary>The products of steps of <see cref="GemvOptions.CublasMinRows"/> rows or more; null where no step is
+    /// that wide.</summary>
+    private readonly WideProduct? _wide;
     public DeviceBuffer Queries { get; }
     public DeviceBuffer AttentionOutput { get; }
     public DeviceBuffer Logits { get; }
@@ -85,6 +90,9 @@ internal sealed class GpuModel : IDisposable
         _gateUp = dev.Allocate(rows * 8L * c.IntermediateSize);
         _h = dev.Allocate(rows * 4L * c.IntermediateSize);
         Logits = dev.Allocate(rows * 4L * c.VocabSize);
+        if (MaxRows >= kernels.Options.CublasMinRows)
+            _wide = new WideProduct(kernels, MaxRows, Math.Max(Math.Max(c.HiddenSize, c.QDim), c.IntermediateSize),
+                Math.Max(Math.Max(QkvRows, c.HiddenSize), Math.Max(2L * c.IntermediateSize, c.VocabSize)));
         Workspace = new DecodeKernels.AttentionWorkspace(dev, rows, c.NumHeads, DecodeKernels.AttentionWorkspace.ChunksFor(Capacity, sparseBudget, c.HeadDim));
         // zero once: the matrix-vector kernels read all rows of their plan, written or not
         var z = new CudaStream(dev);
@@ -110,11 +118,18 @@ internal sealed class GpuModel : IDisposable
     /// kernel of distinct sequences (which `gpu-step` times beside it).</summary>
     public bool PassesOnTensorCores { get; set; } = true;
 
-    /// <summary>y[b] = W·x[b] (+ bias; accumulate: y +=) for every row b of the step, in launches of up to
-    /// <see cref="ModelKernels.RowsPerLaunch"/> rows (each reads the weights once).</summary>
+    /// <summary>y[b] = W·x[b] (+ bias; accumulate: y +=) for every row b of the step: from
+    /// <see cref="GemvOptions.CublasMinRows"/> rows on one cuBLAS product of x's three bf16 parts stacked as rows,
+    /// whose per-part results are then summed; below, launches of up to <see cref="ModelKernels.RowsPerLaunch"/> rows
+    /// (each reads the weights once).</summary>
     private void Gemv(ulong weights, int n, int k, DeviceBuffer x, int xStride, int rows, DeviceBuffer? bias, DeviceBuffer y, int yStride,
         bool accumulate, CudaStream s)
     {
+        if (_wide is not null && rows >= Kernels.Options.CublasMinRows)
+        {
+            _wide.Multiply(weights, n, k, x, xStride, rows, bias, y, yStride, accumulate, s);
+            return;
+        }
         int per = Kernels.RowsPerLaunch(k);
         for (int r0 = 0; r0 < rows; r0 += per)
             Kernels.Gemv(weights, n, k, x, xStride, Math.Min(per, rows - r0), bias, y, yStride, accumulate, s,
@@ -171,6 +186,7 @@ internal sealed class GpuModel : IDisposable
     {
         _prefill?.Dispose();
         foreach (var b in new[] { _cos, _sin, _x, _xn, _qkv, Queries, AttentionOutput, _gateUp, _h, Logits }) b.Dispose();
+        _wide?.Dispose();
         Workspace.Dispose();
     }
 }
