@@ -86,7 +86,8 @@ internal sealed class GpuEngine : IInferenceEngine
     private readonly bool _ownsDevice;
 
     /// <summary>An engine over weights already on `device`; with ownsDevice it disposes both with itself. kvOnDemand:
-    /// see <see cref="EngineOptions.KvOnDemand"/> (null: where it saves memory and the driver can).</summary>
+    /// see <see cref="EngineOptions.KvOnDemand"/> (null: where it saves memory, or where the slots allocated whole would
+    /// not fit, and the driver can).</summary>
     public GpuEngine(CudaDevice device, GpuWeights weights, int capacity, int slots = 1, bool ownsDevice = true, bool? kvOnDemand = null)
         : this(device, weights, capacity, slots, ownsDevice, kvOnDemand, null) { }
 
@@ -100,7 +101,10 @@ internal sealed class GpuEngine : IInferenceEngine
         if (kvOnDemand == true && pageBytes == 0)
             throw new CudaException($"The CUDA driver on {device.Name} cannot map memory on demand (no virtual memory management); load with the KV cache allocated whole.");
         var layout = new KvPageLayout(weights.Config, Math.Min(capacity, weights.Config.MaxPositions), 16, pageBytes);
-        bool onDemand = kvOnDemand ?? (pageBytes > 0 && layout.KvPagesPerHead(layout.Capacity) >= 2);
+        // on demand by default where that saves memory, and where every slot allocated whole would not fit: the pool
+        // then holds what fits and a sequence beyond it waits for room instead of the engine refusing to load
+        bool onDemand = kvOnDemand ?? (pageBytes > 0 && (layout.KvPagesPerHead(layout.Capacity) >= 2
+            || GpuKvCache.BytesFor(weights.Config, slots, layout.Capacity) > CacheRoom(device)));
         if (!onDemand) CheckCacheFits(device, weights.Config, layout.Capacity, slots);
         DecodeKernels = new DecodeKernels(device);
         ModelKernels = new ModelKernels(device, products);
@@ -126,13 +130,17 @@ internal sealed class GpuEngine : IInferenceEngine
     /// <summary>Rows one decode step may have, padding included.</summary>
     public int RowCapacity { get; }
 
+    /// <summary>What the KV cache may take: nine tenths of the GPU's free memory, the rest left for the step's
+    /// activations, plans and prefill.</summary>
+    private static long CacheRoom(CudaDevice device) => (long)(device.MemoryInfo().Free * 0.9);
+
     /// <summary>Refuses, before anything is allocated, a cache that would leave under a tenth of the GPU's free memory
     /// for the step's activations, plans and prefill, saying how many sequences of that context (or how long a
     /// context for that many) would fit.</summary>
     private static void CheckCacheFits(CudaDevice device, ModelConfig config, int capacity, int slots)
     {
         long need = GpuKvCache.BytesFor(config, slots, capacity);
-        long room = (long)(device.MemoryInfo().Free * 0.9);
+        long room = CacheRoom(device);
         if (need <= room) return;
         long perSlot = GpuKvCache.BytesFor(config, 1, capacity);
         long fitPositions = room / Math.Max(1, GpuKvCache.BytesFor(config, slots, 1));
@@ -147,7 +155,7 @@ internal sealed class GpuEngine : IInferenceEngine
     private static int PoolPages(CudaDevice device, KvPageLayout layout, int slots)
     {
         long perSequence = layout.PagesFor(layout.Capacity, summaries: true);
-        long fit = (long)(device.MemoryInfo().Free * 0.9) / layout.PageBytes;
+        long fit = CacheRoom(device) / layout.PageBytes;
         if (fit < perSequence)
             throw new CudaException($"One sequence of {layout.Capacity} positions needs {perSequence * layout.PageBytes / 1e9:F1} GB of KV cache, but {device.Name} has " +
                 $"{fit * layout.PageBytes / 1e9:F1} GB to spare after the weights (serve: --context).");

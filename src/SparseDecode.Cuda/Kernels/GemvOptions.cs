@@ -25,9 +25,10 @@ internal sealed record GemvOptions
 
     /// <summary>Steps of at least this many rows run each matrix product as one cuBLAS product of the activations'
     /// three bf16 parts stacked as rows (f32 accuracy, the weights read once for every row and part), the parts'
-    /// results then summed. Fewer rows use the kernels above. By default the rows past one tensor-core launch
-    /// (<see cref="ModelKernels.MaxWideRows"/>), where those kernels would read the weights again per launch.</summary>
-    public int CublasMinRows { get; init; } = ModelKernels.MaxWideRows + 1;
+    /// results then summed (<see cref="WideProduct"/>); fewer rows use the kernels above. 2 by default: measured on an
+    /// H100 (docs/performance.md), the 8B shape's products took 6.6 ms through cuBLAS against 7.2 through the
+    /// tensor-core kernel at 8 rows, 7.4 against 19.1 at 32, where one row reads at 1.13× its floor on the CUDA cores.</summary>
+    public int CublasMinRows { get; init; } = 2;
 
     /// <summary>Every product on the CUDA cores in f32 (no bf16 split of the activations).</summary>
     public static GemvOptions CudaCoresOnly { get; } = new() { TensorCoreMinRows = int.MaxValue, CublasMinRows = int.MaxValue };

@@ -17,9 +17,9 @@ internal interface ILayerAttention
 /// projection → RoPE + bf16 cache append → attention → output projection (+ residual) → RMSNorm → fused gate|up →
 /// SwiGLU → down projection (+ residual), final norm and the logits of every row. A step takes up to
 /// <see cref="MaxRows"/> rows: sequences of a batch, or the tokens of a prefill chunk (causal through per-row
-/// lengths); its matrix products run over them in one launch of up to <see cref="ModelKernels.MaxWideRows"/> rows,
-/// and from <see cref="GemvOptions.CublasMinRows"/> rows on as one cuBLAS product (the weights read once per step
-/// either way). Activations are f32, weights and cache bf16. Every launch only queues work, so a step can be
+/// lengths); its matrix products run over them as one cuBLAS product from <see cref="GemvOptions.CublasMinRows"/>
+/// rows on, else in launches of the matrix-vector kernels (the weights read once per step either way below
+/// <see cref="ModelKernels.MaxWideRows"/> rows). Activations are f32, weights and cache bf16. Every launch only queues work, so a step can be
 /// captured into a CUDA graph and replayed with new tokens and positions written into the cache's row arrays.</summary>
 internal sealed class GpuModel : IDisposable
 {

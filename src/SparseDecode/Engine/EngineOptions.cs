@@ -27,7 +27,8 @@ public sealed record EngineOptions
 
     /// <summary>GPU: whether each sequence maps only the KV cache pages its own capacity needs from one pool (true), or
     /// every slot holds the full context for as long as the engine lives (false). Null: from a pool where that saves
-    /// memory (each KV head's run of the context spans two or more of the driver's pages, 2 MiB).</summary>
+    /// memory (each KV head's run of the context spans two or more of the driver's pages, 2 MiB) or where the slots
+    /// allocated whole would not fit in the GPU's memory (then sequences beyond the pool wait for room).</summary>
     public bool? KvOnDemand { get; init; }
 
     /// <summary>GPU: the prefill's operand precision.</summary>
