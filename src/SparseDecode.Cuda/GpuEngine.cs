@@ -63,18 +63,14 @@ internal sealed class GpuEngine : IInferenceEngine
 
     /// <summary>Loads `directory` onto the first GPU for sequences of up to `capacity` positions (capped at the
     /// model's context), `slots` of them at a time. No driver or GPU: a <see cref="CudaException"/> in one sentence.</summary>
-    public static GpuEngine Load(string directory, int capacity, int slots = 1, bool? kvOnDemand = null) =>
-        Load(directory, capacity, slots, kvOnDemand, null);
-
-    /// <summary>The same with the matrix products' kernel choices other than the defaults (the checks compare them).</summary>
-    internal static GpuEngine Load(string directory, int capacity, int slots, bool? kvOnDemand, GemvOptions? products)
+    public static GpuEngine Load(string directory, int capacity, int slots = 1, bool? kvOnDemand = null)
     {
         var config = ModelConfig.Load(directory);
         var device = CudaDevice.Open();
         try
         {
             using var store = WeightStore.Open(directory);
-            return new GpuEngine(device, GpuWeights.Upload(device, store, config), capacity, slots, true, kvOnDemand, products);
+            return new GpuEngine(device, GpuWeights.Upload(device, store, config), capacity, slots, kvOnDemand: kvOnDemand);
         }
         catch
         {
@@ -89,9 +85,6 @@ internal sealed class GpuEngine : IInferenceEngine
     /// see <see cref="EngineOptions.KvOnDemand"/> (null: where it saves memory, or where the slots allocated whole would
     /// not fit, and the driver can).</summary>
     public GpuEngine(CudaDevice device, GpuWeights weights, int capacity, int slots = 1, bool ownsDevice = true, bool? kvOnDemand = null)
-        : this(device, weights, capacity, slots, ownsDevice, kvOnDemand, null) { }
-
-    private GpuEngine(CudaDevice device, GpuWeights weights, int capacity, int slots, bool ownsDevice, bool? kvOnDemand, GemvOptions? products)
     {
         _ownsDevice = ownsDevice;
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
@@ -107,7 +100,7 @@ internal sealed class GpuEngine : IInferenceEngine
             || GpuKvCache.BytesFor(weights.Config, slots, layout.Capacity) > CacheRoom(device)));
         if (!onDemand) CheckCacheFits(device, weights.Config, layout.Capacity, slots);
         DecodeKernels = new DecodeKernels(device);
-        ModelKernels = new ModelKernels(device, products);
+        ModelKernels = new ModelKernels(device);
         StepRows = slots;
         // room for every sequence and the padding of its part, for up to four parts at once
         RowCapacity = Bucket(slots) + 4 * ModelKernels.MaxRows;

@@ -99,7 +99,7 @@ internal sealed class GpuStepBench
         // the projections, MLP and logits alone (attention skipped): what the weights cost
         double noAttn = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out double spread);
         Add(n, batch, "no attention (weights only)", noAttn, WeightBytes, spread,
-            $"projections + MLP + logits, {(batch >= _mk.Options.CublasMinRows ? "cuBLAS, 3 bf16 parts" : _mk.GemvPlan(batch, c.HiddenSize).Kernel)}");
+            $"projections + MLP + logits, {(batch >= _mk.Options.CublasMinRows ? "cuBLAS, 3 bf16 parts" : _mk.GemvPlan(Math.Min(batch, ModelKernels.MaxRows)).Kernel)}");
         // the other matrix-vector kernel choices, each through its own kernels and model (the choice is fixed when
         // ModelKernels is made; the weights and the cache are shared)
         double TimeWith(GemvOptions options, out double sp)
@@ -109,19 +109,11 @@ internal sealed class GpuStepBench
             return TimeStep(m, cache, batch, n, s, t, new NoAttention(), out sp);
         }
         var chosen = _mk.Options;
-        if (batch >= chosen.TensorCoreMinRows)
+        if (batch >= chosen.CublasMinRows)
         {
-            // the other way of the wide steps: cuBLAS from fewer rows, or the tensor-core kernels in launches of 32
-            bool wide = batch >= chosen.CublasMinRows;
-            double swept = TimeWith(chosen with { CublasMinRows = wide ? int.MaxValue : 2 }, out spread);
-            Add(n, batch, wide ? $"no attention, tensor-core kernels in launches of {ModelKernels.MaxWideRows} rows" : "no attention, cuBLAS products (3 bf16 parts)",
-                swept, WeightBytes, spread, "product sweep");
-            foreach (int tile in new[] { 0, 16, 32, 64 }.Where(x => x != chosen.TensorCoreTileRows && !wide))
-            {
-                double other = TimeWith(chosen with { TensorCoreTileRows = tile }, out spread);
-                Add(n, batch, tile == 0 ? "no attention, 64-row tiles where ≥ 2 blocks per SM" : $"no attention, {tile}-row tensor-core tiles",
-                    other, WeightBytes, spread, "tile sweep");
-            }
+            // the same products on the CUDA cores in f32, in launches of up to 8 rows (what --no-tensor-cores runs)
+            double f32 = TimeWith(GemvOptions.CudaCoresOnly, out spread);
+            Add(n, batch, $"no attention, CUDA-core kernels in launches of {ModelKernels.MaxRows} rows", f32, WeightBytes, spread, "product sweep");
         }
         else
         {
@@ -130,8 +122,8 @@ internal sealed class GpuStepBench
                 double v1 = TimeWith(chosen with { OneRowKernel = variant }, out spread);
                 Add(n, batch, $"no attention, {variant.Kernel}", v1, WeightBytes, spread, "one-row kernel sweep");
             }
-            double tc = TimeWith(chosen with { TensorCoreMinRows = 1 }, out spread);
-            Add(n, batch, "no attention, tensor-core products", tc, WeightBytes, spread, "gemv_mma for one row too");
+            double viaCublas = TimeWith(chosen with { CublasMinRows = 1 }, out spread);
+            Add(n, batch, "no attention, cuBLAS products", viaCublas, WeightBytes, spread, "cuBLAS for one row too");
         }
         double denseMs = 0;
         int denseNodes = 0;

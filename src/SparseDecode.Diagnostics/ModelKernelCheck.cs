@@ -13,8 +13,8 @@ namespace SparseDecode.Diagnostics;
 /// accumulating, at sizes whose rows do not fill a block. Outputs are poisoned first.</summary>
 internal static class ModelKernelCheck
 {
-    /// <summary>‖got − ref‖ / ‖ref‖ allowed: f32 accumulation over bf16 weights (and, on the tensor cores,
-    /// activations split into two bf16 parts) lands far below it.</summary>
+    /// <summary>‖got − ref‖ / ‖ref‖ allowed: f32 accumulation over bf16 weights (and, through cuBLAS, activations
+    /// split into three bf16 parts) lands far below it.</summary>
     public const double Tolerance = 1e-4;
 
     public static List<GpuSelfCheck.Result> Run(ModelKernels mk, int seed)
@@ -24,18 +24,14 @@ internal static class ModelKernelCheck
         var rng = new Random(seed);
         using var s = new CudaStream(dev);
         // every kernel choice, each its own ModelKernels (the choice is fixed at construction): the other one-row
-        // kernels with the tensor cores off, then CUDA cores only and each tensor-core tile size from one row on
-        var variants = new List<(ModelKernels Kernels, int[] Rows, bool TensorCores)>();
+        // kernels, then the CUDA-core kernels of 1 to 8 rows; the cuBLAS products beside them
+        var variants = new List<(ModelKernels Kernels, int[] Rows)>();
         WideProduct? wide = null;
         try
         {
             foreach (var one in ModelKernels.OneRowVariants.Skip(1))
-                variants.Add((new ModelKernels(dev, GemvOptions.CudaCoresOnly with { OneRowKernel = one }), [1], false));
-            variants.Add((new ModelKernels(dev, GemvOptions.CudaCoresOnly), [1, 2, 3, 4, 8], false));
-            foreach (int tile in new[] { 16, 32, 64 })
-                variants.Add((new ModelKernels(dev, new GemvOptions { TensorCoreMinRows = 1, TensorCoreTileRows = tile }), [1, 2, 3, 4, 8], true));
-            // the launches of more than 8 rows (weights read once for up to 16 and 32 rows)
-            variants.Add((new ModelKernels(dev), [12, 16, 21, ModelKernels.MaxWideRows], true));
+                variants.Add((new ModelKernels(dev, GemvOptions.CudaCoresOnly with { OneRowKernel = one }), [1]));
+            variants.Add((new ModelKernels(dev, GemvOptions.CudaCoresOnly), [1, 2, 3, 4, 8]));
             wide = new WideProduct(mk, WideRows.Max(), 4096, 1000);
             foreach (var (n, k) in new[] { (200, 384), (1000, 4096), (320, 160) }) CheckShape(dev, variants, wide, results, rng, s, n, k);
         }
@@ -47,10 +43,10 @@ internal static class ModelKernelCheck
         return results;
     }
 
-    /// <summary>Row counts of the wide products checked: few, past one tensor-core launch, and past two.</summary>
-    private static readonly int[] WideRows = [5, ModelKernels.MaxWideRows + 1, 2 * ModelKernels.MaxWideRows + 3];
+    /// <summary>Row counts of the cuBLAS products checked: the fewest a step sends there, a few, and wide steps.</summary>
+    private static readonly int[] WideRows = [2, 5, 33, 67];
 
-    private static void CheckShape(CudaDevice dev, List<(ModelKernels Kernels, int[] Rows, bool TensorCores)> variants,
+    private static void CheckShape(CudaDevice dev, List<(ModelKernels Kernels, int[] Rows)> variants,
         WideProduct wide, List<GpuSelfCheck.Result> results, Random rng, CudaStream s, int n, int k)
     {
         var w = new ushort[n * k];
@@ -84,12 +80,11 @@ internal static class ModelKernelCheck
                     for (int j = 0; j < k; j++) d += wf[r * k + j] * x[b * k + j];
                     want[b * n + r] = d;
                 }
-            return new($"{(mk is null ? "cuBLAS, 3 bf16 parts" : mk.GemvPlan(rows, k, n).Kernel)}: {rows} rows × [{n}][{k}]{(accumulate ? " accumulating" : "")}",
+            return new($"{(mk is null ? "cuBLAS, 3 bf16 parts" : mk.GemvPlan(rows).Kernel)}: {rows} rows × [{n}][{k}]{(accumulate ? " accumulating" : "")}",
                 GpuReference.RelativeError(got, want), Tolerance, "");
         }
-        foreach (var (mk, rowCounts, tensorCores) in variants)
+        foreach (var (mk, rowCounts) in variants)
         {
-            if (tensorCores && k % 32 != 0) continue;
             foreach (int rows in rowCounts)
                 foreach (bool accumulate in new[] { false, true }) results.Add(Check(mk, rows, accumulate));
         }

@@ -100,10 +100,6 @@ internal static class GpuCheckCommand
             ((GpuEngine)engine).PadParts = false;
             foreach (var exact in EngineContractCheck.Run(engine, EngineContractCheck.GpuBatchTolerance, EngineContractCheck.GpuSparseBatchTolerance).Take(2))
                 contract.Add(exact with { Name = exact.Name + ", parts not padded" });
-            // every step's products through cuBLAS (the wide steps' way), so the batched promises run through it
-            using (var viaCublas = GpuEngine.Load(dirs[0], 128, EngineContractCheck.Slots, null, new GemvOptions { CublasMinRows = 2 }))
-                foreach (var c in EngineContractCheck.Run(viaCublas, EngineContractCheck.GpuBatchTolerance, EngineContractCheck.GpuSparseBatchTolerance).Take(2))
-                    contract.Add(c with { Name = c.Name + ", products of 2 rows or more through cuBLAS" });
             // the KV cache mapped per sequence from a page pool: the same contract, the same logits as allocated whole
             using var onDemand = BackendRegistry.Load(dirs[0], new Engine.EngineOptions { Device = "cuda", Capacity = 128, Sequences = EngineContractCheck.Slots, KvOnDemand = true });
             foreach (var c in EngineContractCheck.Run(onDemand, EngineContractCheck.GpuBatchTolerance, EngineContractCheck.GpuSparseBatchTolerance))

@@ -5,7 +5,8 @@ using SparseDecode.Cuda.Selection;
 namespace SparseDecode.Cuda.Kernels;
 
 /// <summary>Host side of Cuda/Kernels/model_step.cu: the parts of a decode step around attention (embedding,
-/// RMSNorm, bf16 matrix-vector products of up to 8 rows, RoPE + cache append, SwiGLU, page summaries) and a dense
+/// RMSNorm, bf16 matrix-vector products of up to 8 rows on the CUDA cores, the bf16 parts and sums around the cuBLAS
+/// products of wider steps, RoPE + cache append, SwiGLU, page summaries) and a dense
 /// attention for any head size and group; and the same small operations over the many rows of a prefill chunk,
 /// writing the bf16 operands of its tensor-core matrix products (<see cref="GpuPrefill"/>). Every method only queues work on the stream (graph-capturable).</summary>
 internal sealed class ModelKernels : IDisposable
@@ -13,9 +14,6 @@ internal sealed class ModelKernels : IDisposable
     public const string SourceFile = "model_step.cu";
     /// <summary>Rows one launch of the CUDA-core matrix-vector kernels takes (and the fewest a step is sized for).</summary>
     public const int MaxRows = 8;
-    /// <summary>Rows one launch of the tensor-core products takes (K a multiple of 32): the weights are read once
-    /// for all of them.</summary>
-    public const int MaxWideRows = 32;
     /// <summary>Widest head the any-shape attention takes (32 lanes × 8 channels).</summary>
     public const int MaxAnyHeadDim = 256;
     /// <summary>Keys per block of the any-shape attention.</summary>
@@ -23,7 +21,7 @@ internal sealed class ModelKernels : IDisposable
 
     public static readonly string[] KernelNames =
     [
-        "embed_rows", "rms_norm", "gemv_b1", "gemv_b2", "gemv_b4", "gemv_b8", "gemv_mma", "gemv_mma2", "gemv_mma4", "gemv_mma2_r16", "gemv_mma2_r32", "gemv_b1_r1u8", "gemv_b1_r2u8", "gemv_b1_r4u4", "rope_append", "page_update", "swiglu",
+        "embed_rows", "rms_norm", "gemv_b1", "gemv_b2", "gemv_b4", "gemv_b8", "gemv_b1_r1u8", "gemv_b1_r2u8", "gemv_b1_r4u4", "rope_append", "page_update", "swiglu",
         "fill_f32", "attn_any_partial", "attn_any_reduce",
         "rms_norm_bf16", "rope_append_span", "page_summaries_span", "swiglu_bf16", "add_bias", "to_bf16_parts", "sum_parts",
     ];
@@ -65,39 +63,27 @@ internal sealed class ModelKernels : IDisposable
     public static readonly (string Kernel, int RowsPerBlock)[] OneRowVariants =
         [("gemv_b1", 16), ("gemv_b1_r1u8", 8), ("gemv_b1_r2u8", 16), ("gemv_b1_r4u4", 32)];
 
-    /// <summary>Kernel and output rows per block for a launch of `rows` rows over rows of k elements.</summary>
-    public (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k) => GemvPlan(rows, k, 0);
+    /// <summary>Kernel and output rows per block for a launch of `rows` rows (1 to <see cref="MaxRows"/>).</summary>
+    public (string Kernel, int RowsPerBlock) GemvPlan(int rows) => rows == 1 ? Options.OneRowKernel : GemvPlanOf(rows);
 
-    /// <summary>The plan for an n-row output (n decides the automatic tile size).</summary>
-    public (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k, int n) =>
-        rows == 1 && Options.TensorCoreMinRows > 1 ? Options.OneRowKernel
-        : GemvPlan(rows, k, Options.TensorCoreMinRows, Options.TensorCoreTileRows > 0 ? Options.TensorCoreTileRows : n >= 64 * 2 * Device.Multiprocessors ? 64 : 32);
+    /// <summary>The default kernel for `rows` rows: each reads the weights once for all of them.</summary>
+    public static (string Kernel, int RowsPerBlock) GemvPlanOf(int rows) => rows switch
+    {
+        < 1 or > MaxRows => throw new ArgumentOutOfRangeException(nameof(rows), $"1 to {MaxRows} rows per launch of the matrix-vector kernels, got {rows}."),
+        1 => ("gemv_b1", 16),
+        2 => ("gemv_b2", 16),
+        <= 4 => ("gemv_b4", 32),
+        _ => ("gemv_b8", 32),
+    };
 
-    public static (string Kernel, int RowsPerBlock) GemvPlan(int rows, int k, int tensorCoreMinRows, int tileRows = 32) =>
-        rows > MaxRows ? (k % 32 != 0 || rows > MaxWideRows
-            ? throw new ArgumentOutOfRangeException(nameof(rows), $"{rows} rows in one launch need the tensor cores, K a multiple of 32 and at most {MaxWideRows} rows.")
-            : rows <= 16 ? ("gemv_mma2_r16", 32) : ("gemv_mma2_r32", 32))
-        : rows >= tensorCoreMinRows && k % 32 == 0 ? tileRows switch { 16 => ("gemv_mma", 16), 64 => ("gemv_mma4", 64), _ => ("gemv_mma2", 32) } : rows switch
-        {
-            <= 1 => ("gemv_b1", 16),
-            <= 2 => ("gemv_b2", 16),
-            <= 4 => ("gemv_b4", 32),
-            _ => ("gemv_b8", 32),
-        };
-
-    /// <summary>Rows one launch of <see cref="Gemv"/> takes over rows of k elements: up to
-    /// <see cref="MaxWideRows"/> on the tensor cores (K a multiple of 32, tensor cores on), else <see cref="MaxRows"/>.</summary>
-    public int RowsPerLaunch(int k) => k % 32 == 0 && Options.TensorCoreMinRows <= MaxRows ? MaxWideRows : MaxRows;
-
-    /// <summary>y[b][n] = W[n]·x[b] + bias[n] (accumulate: y += …) for b &lt; rows ≤ <see cref="RowsPerLaunch"/>. W is
-    /// bf16 [n][k], k a multiple of 8; x and y f32 with row strides; x must hold at least the planned kernel's row
-    /// count (a multiple of 8 rows).</summary>
+    /// <summary>y[b][n] = W[n]·x[b] + bias[n] (accumulate: y +=) for b &lt; rows ≤ <see cref="MaxRows"/> on the CUDA
+    /// cores in f32. W is bf16 [n][k], k a multiple of 8; x and y f32 with row strides; x must hold at least the
+    /// planned kernel's row count (a multiple of 8 rows).</summary>
     public void Gemv(ulong weights, int n, int k, DeviceBuffer x, int xStride, int rows, DeviceBuffer? bias,
         DeviceBuffer y, int yStride, bool accumulate, CudaStream s, long xOffsetBytes = 0, long yOffsetBytes = 0)
     {
-        if (rows < 1 || rows > RowsPerLaunch(k)) throw new ArgumentOutOfRangeException(nameof(rows), $"1 to {RowsPerLaunch(k)} rows per launch of [{n}][{k}].");
         if (k % 8 != 0) throw new ArgumentException($"The bf16 matrix-vector kernel needs rows of a multiple of 8 elements, got {k}.");
-        var (kernel, perBlock) = GemvPlan(rows, k, n);
+        var (kernel, perBlock) = GemvPlan(rows);
         var a = new KernelArgs();
         a.Add(weights); a.Add(n); a.Add(k); a.Add(x.At(xOffsetBytes)); a.Add(xStride); a.Add(rows); a.Add(bias);
         a.Add(y.At(yOffsetBytes)); a.Add(yStride); a.Add(accumulate ? 1 : 0);

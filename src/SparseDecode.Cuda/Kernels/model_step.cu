@@ -1,5 +1,6 @@
 // The rest of a Llama-family decode step around attention, compiled at run time by NVRTC (no headers):
-// embedding rows, RMSNorm, bf16 matrix-vector products for up to 8 rows at once, RoPE + KV-cache append, SwiGLU,
+// embedding rows, RMSNorm, bf16 matrix-vector products for up to 8 rows at once (and the bf16 parts and their sums
+// around cuBLAS's products, which wider steps use), RoPE + KV-cache append, SwiGLU,
 // Quest page-summary upkeep, and a dense attention for any head size and group (the models whose heads are not
 // the 128-wide groups of 4 that decode_attention.cu is specialised for).
 //
@@ -50,7 +51,7 @@ extern "C" __global__ void __launch_bounds__(256) rms_norm(const float* __restri
 
 // An f32 value as the bf16 operands of tensor-core products: `parts` bf16 values at base[i], base[partStride + i],
 // .. whose sum is v: 1 part rounds v to bf16; 3 parts carry all 24 bits of its mantissa (the prefill's "split"
-// precision, as split3 does for the matrix-vector kernels).
+// precision, and the wide steps' products).
 __device__ __forceinline__ void store_parts(float v, bf16* __restrict__ base, long long partStride, int parts, long long i)
 {
     for (int p = 0; p < parts; p++)
@@ -156,120 +157,6 @@ extern "C" __global__ void __launch_bounds__(256) gemv_b1_r4u4(GEMV_ARGS) { step
 extern "C" __global__ void __launch_bounds__(256) gemv_b2(GEMV_ARGS) { step_prologue(); gemv<2, 2, 4>(GEMV_PASS); }
 extern "C" __global__ void __launch_bounds__(256) gemv_b4(GEMV_ARGS) { step_prologue(); gemv<4, 4, 2>(GEMV_PASS); }
 extern "C" __global__ void __launch_bounds__(256) gemv_b8(GEMV_ARGS) { step_prologue(); gemv<8, 4, 2>(GEMV_PASS); }
-
-// The same product for 2 to 8 rows on the tensor cores (mma.sync m16n8k16, bf16 in, f32 accumulate): a block
-// owns 16 output rows, its 8 warps split K in interleaved 32-column pieces and are summed through shared memory at
-// the end. A lane loads 16 bytes of each of two weight rows (rows g and g + 8, columns 32c + 8t ..) and the
-// matching 8 activations of row g; since any permutation of k applied to both operands leaves the dot product
-// unchanged, those 8 columns fill the lane's fragment slots of two k16 steps directly. The f32 activations are
-// split into three bf16 parts (three products; the tensor cores have throughput to spare in a memory-bound
-// product), so they enter at f32 accuracy. K must be a multiple of 32.
-
-// Two f32 values as three bf16 pairs whose sum is each value to ~24 bits (8 + 8 + 8 mantissa bits): an f32
-// activation enters the tensor-core product at f32 accuracy.
-__device__ __forceinline__ void split3(float a, float b, u32& hi, u32& mid, u32& lo)
-{
-    const bf16 ha = f32_to_bf16(a), hb = f32_to_bf16(b);
-    const float ra = a - bf16_to_f32(ha), rb = b - bf16_to_f32(hb);
-    const bf16 ma = f32_to_bf16(ra), mb = f32_to_bf16(rb);
-    hi = (u32)ha | ((u32)hb << 16);
-    mid = (u32)ma | ((u32)mb << 16);
-    lo = pack_bf16(ra - bf16_to_f32(ma), rb - bf16_to_f32(mb));
-}
-
-
-// T tiles of 16 rows per block (32 rows for T = 2): each activation piece a lane loads serves T weight tiles, so
-// activation traffic (through L1/L2) is 1/T of the weight bytes; lanes of rows past `rows` load no activations.
-// NB tiles of 8 activation rows (up to 8·NB rows): each weight piece loaded serves all of them, so a launch reads the
-// weights once for up to 8·NB rows. A row's sums are the same operations in the same order for every NB.
-template <int T, int MMA_U, int NB>
-__device__ __forceinline__ void gemv_mma_tiles(GEMV_ARGS)
-{
-    __shared__ float red[8][16 * T][8 * NB + 1];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int n0 = blockIdx.x * 16 * T, K32 = K >> 5;
-    const uint4* Wr[2 * T];
-#pragma unroll
-    for (int i = 0; i < 2 * T; i++) Wr[i] = (const uint4*)(W + (long long)min(n0 + g + 8 * i, N - 1) * K) + t;
-    float c[T][NB][4];
-#pragma unroll
-    for (int i = 0; i < T; i++)
-#pragma unroll
-        for (int j = 0; j < NB; j++) c[i][j][0] = c[i][j][1] = c[i][j][2] = c[i][j][3] = 0.f;
-    for (int c0 = warp; c0 < K32; c0 += 8 * MMA_U)
-    {
-        uint4 w[MMA_U][2 * T];
-#pragma unroll
-        for (int u = 0; u < MMA_U; u++)
-#pragma unroll
-            for (int i = 0; i < 2 * T; i++)
-                w[u][i] = c0 + 8 * u < K32 ? __ldcs(Wr[i] + 4 * (c0 + 8 * u)) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-        for (int u = 0; u < MMA_U; u++)
-        {
-            const int cc = c0 + 8 * u;
-            if (cc >= K32) break;
-#pragma unroll
-            for (int j = 0; j < NB; j++)
-            {
-                const float* xr = x + (long long)(8 * j + g) * xStride + 8 * t;
-                float4 xa = make_float4(0.f, 0.f, 0.f, 0.f), xb = xa;
-                if (8 * j + g < rows)
-                {
-                    xa = __ldg((const float4*)(xr + 32 * cc));
-                    xb = __ldg((const float4*)(xr + 32 * cc + 4));
-                }
-                u32 h0, m0, l0, h1, m1, l1, h2, m2, l2, h3, m3, l3;
-                split3(xa.x, xa.y, h0, m0, l0);
-                split3(xa.z, xa.w, h1, m1, l1);
-                split3(xb.x, xb.y, h2, m2, l2);
-                split3(xb.z, xb.w, h3, m3, l3);
-#pragma unroll
-                for (int i = 0; i < T; i++)
-                {
-                    // smallest parts first, so the accumulator's rounding sees them before the large terms
-                    const uint4 a = w[u][2 * i], b = w[u][2 * i + 1];
-                    mma16816(c[i][j], a.x, b.x, a.y, b.y, l0, l1);
-                    mma16816(c[i][j], a.z, b.z, a.w, b.w, l2, l3);
-                    mma16816(c[i][j], a.x, b.x, a.y, b.y, m0, m1);
-                    mma16816(c[i][j], a.z, b.z, a.w, b.w, m2, m3);
-                    mma16816(c[i][j], a.x, b.x, a.y, b.y, h0, h1);
-                    mma16816(c[i][j], a.z, b.z, a.w, b.w, h2, h3);
-                }
-            }
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < T; i++)
-#pragma unroll
-        for (int j = 0; j < NB; j++)
-        {
-            red[warp][16 * i + g][8 * j + 2 * t] = c[i][j][0];
-            red[warp][16 * i + g][8 * j + 2 * t + 1] = c[i][j][1];
-            red[warp][16 * i + g + 8][8 * j + 2 * t] = c[i][j][2];
-            red[warp][16 * i + g + 8][8 * j + 2 * t + 1] = c[i][j][3];
-        }
-    __syncthreads();
-    for (int o = threadIdx.x; o < 16 * T * 8 * NB; o += 256)
-    {
-        const int nn = o / (8 * NB), b = o % (8 * NB), n = n0 + nn;
-        if (n >= N || b >= rows) continue;
-        float sum = 0.f;
-#pragma unroll
-        for (int w8 = 0; w8 < 8; w8++) sum += red[w8][nn][b];
-        const float v = sum + (bias ? bias[n] : 0.f);
-        float* out = y + (long long)b * yStride + n;
-        *out = accumulate ? *out + v : v;
-    }
-}
-
-// MMA_U: 32-column pieces of loads issued before the arithmetic (fewer for more tiles: registers).
-extern "C" __global__ void __launch_bounds__(256) gemv_mma(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<1, 4, 1>(GEMV_PASS); }
-extern "C" __global__ void __launch_bounds__(256) gemv_mma2(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<2, 4, 1>(GEMV_PASS); }
-extern "C" __global__ void __launch_bounds__(256) gemv_mma4(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<4, 2, 1>(GEMV_PASS); }
-// Up to 16 and 32 rows in one launch: the weights read once for all of them.
-extern "C" __global__ void __launch_bounds__(256) gemv_mma2_r16(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<2, 4, 2>(GEMV_PASS); }
-extern "C" __global__ void __launch_bounds__(256) gemv_mma2_r32(GEMV_ARGS) { step_prologue(); gemv_mma_tiles<2, 2, 4>(GEMV_PASS); }
 
 // RoPE ("rotate half": channel i pairs with i + d/2) with the host's cos/sin tables [position][d/2] (the CPU
 // engine's own numbers): (a, b) → (a·cos − b·sin, b·cos + a·sin).

@@ -18,8 +18,7 @@ internal interface ILayerAttention
 /// SwiGLU → down projection (+ residual), final norm and the logits of every row. A step takes up to
 /// <see cref="MaxRows"/> rows: sequences of a batch, or the tokens of a prefill chunk (causal through per-row
 /// lengths); its matrix products run over them as one cuBLAS product from <see cref="GemvOptions.CublasMinRows"/>
-/// rows on, else in launches of the matrix-vector kernels (the weights read once per step either way below
-/// <see cref="ModelKernels.MaxWideRows"/> rows). Activations are f32, weights and cache bf16. Every launch only queues work, so a step can be
+/// rows on (the weights read once per step), else in launches of the CUDA-core matrix-vector kernels. Activations are f32, weights and cache bf16. Every launch only queues work, so a step can be
 /// captured into a CUDA graph and replayed with new tokens and positions written into the cache's row arrays.</summary>
 internal sealed class GpuModel : IDisposable
 {
@@ -120,7 +119,7 @@ internal sealed class GpuModel : IDisposable
 
     /// <summary>y[b] = W·x[b] (+ bias; accumulate: y +=) for every row b of the step: from
     /// <see cref="GemvOptions.CublasMinRows"/> rows on one cuBLAS product of x's three bf16 parts stacked as rows,
-    /// whose per-part results are then summed; below, launches of up to <see cref="ModelKernels.RowsPerLaunch"/> rows
+    /// whose per-part results are then summed; below, launches of up to <see cref="ModelKernels.MaxRows"/> rows
     /// (each reads the weights once).</summary>
     private void Gemv(ulong weights, int n, int k, DeviceBuffer x, int xStride, int rows, DeviceBuffer? bias, DeviceBuffer y, int yStride,
         bool accumulate, CudaStream s)
@@ -130,7 +129,7 @@ internal sealed class GpuModel : IDisposable
             _wide.Multiply(weights, n, k, x, xStride, rows, bias, y, yStride, accumulate, s);
             return;
         }
-        int per = Kernels.RowsPerLaunch(k);
+        const int per = ModelKernels.MaxRows;
         for (int r0 = 0; r0 < rows; r0 += per)
             Kernels.Gemv(weights, n, k, x, xStride, Math.Min(per, rows - r0), bias, y, yStride, accumulate, s,
                 r0 * 4L * xStride, r0 * 4L * yStride);

@@ -45,23 +45,19 @@ public sealed class GpuModelHostTests
     }
 
     [Fact]
-    public void SeveralRowsGoToTheTensorCoresWhenRowsAreMultiplesOf32()
+    public void EachLaunchOfTheMatrixVectorKernelsTakesOneToEightRows()
     {
-        Assert.Equal(("gemv_b1", 16), ModelKernels.GemvPlan(1, 4096, 2));
-        Assert.Equal(("gemv_mma2", 32), ModelKernels.GemvPlan(2, 4096, 2));
-        Assert.Equal(("gemv_mma4", 64), ModelKernels.GemvPlan(2, 4096, 2, 64));
-        Assert.Equal(("gemv_mma", 16), ModelKernels.GemvPlan(2, 4096, 2, 16));
-        Assert.Equal(("gemv_mma2", 32), ModelKernels.GemvPlan(8, 14336, 2));
-        Assert.Equal(("gemv_b8", 32), ModelKernels.GemvPlan(8, 4104, 2));   // 4104 = 8 · 513: not a multiple of 32
-        Assert.Equal(("gemv_b4", 32), ModelKernels.GemvPlan(3, 4104, 2));
-        Assert.Equal(("gemv_mma2", 32), ModelKernels.GemvPlan(1, 4096, 1));
-        // more than 8 rows: one launch reads the weights once for up to 16 or 32 rows
-        Assert.Equal(("gemv_mma2_r16", 32), ModelKernels.GemvPlan(9, 4096, 2));
-        Assert.Equal(("gemv_mma2_r16", 32), ModelKernels.GemvPlan(16, 14336, 2));
-        Assert.Equal(("gemv_mma2_r32", 32), ModelKernels.GemvPlan(17, 4096, 2));
-        Assert.Equal(("gemv_mma2_r32", 32), ModelKernels.GemvPlan(32, 4096, 2));
-        Assert.Throws<ArgumentOutOfRangeException>(() => ModelKernels.GemvPlan(33, 4096, 2));
-        Assert.Throws<ArgumentOutOfRangeException>(() => ModelKernels.GemvPlan(12, 4104, 2));
+        Assert.Equal(("gemv_b1", 16), ModelKernels.GemvPlanOf(1));
+        Assert.Equal(("gemv_b2", 16), ModelKernels.GemvPlanOf(2));
+        Assert.Equal(("gemv_b4", 32), ModelKernels.GemvPlanOf(3));
+        Assert.Equal(("gemv_b4", 32), ModelKernels.GemvPlanOf(4));
+        Assert.Equal(("gemv_b8", 32), ModelKernels.GemvPlanOf(5));
+        Assert.Equal(("gemv_b8", 32), ModelKernels.GemvPlanOf(ModelKernels.MaxRows));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ModelKernels.GemvPlanOf(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ModelKernels.GemvPlanOf(ModelKernels.MaxRows + 1));
+        // a step of two rows or more runs its products through cuBLAS; on the CUDA cores only when asked
+        Assert.Equal(2, new GemvOptions().CublasMinRows);
+        Assert.Equal(int.MaxValue, GemvOptions.CudaCoresOnly.CublasMinRows);
     }
 
     [Fact]
