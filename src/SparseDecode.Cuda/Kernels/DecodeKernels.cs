@@ -214,11 +214,12 @@ internal sealed class DecodeKernels : IDisposable
         if (variant == AttentionVariant.Split) Reduce(kv, ws, chunks, output, lse, stream);
     }
 
-    /// <summary>attn_reduce: every row's and query head's `chunks` partials in `ws` combined into output (and lse).</summary>
+    /// <summary>attn_reduce: every row's and query head's `chunks` partials in `ws` combined into output (and lse); a
+    /// padding copy of a row (the same cache bases and length as the row before it) gets that row's result.</summary>
     private void Reduce(in KvView kv, AttentionWorkspace ws, int chunks, DeviceBuffer output, DeviceBuffer? lse, CudaStream stream)
     {
         var r = new KernelArgs();
-        r.Add(ws.M); r.Add(ws.L); r.Add(ws.O); r.Add(chunks); r.Add(kv.QueryHeads); r.Add(output); r.Add(lse);
+        r.Add(kv.KBases); r.Add(kv.Lengths); r.Add(ws.M); r.Add(ws.L); r.Add(ws.O); r.Add(chunks); r.Add(kv.QueryHeads); r.Add(output); r.Add(lse);
         _module["attn_reduce"].Launch((kv.QueryHeads, kv.Rows, 1), Block, stream, ref r);
     }
 

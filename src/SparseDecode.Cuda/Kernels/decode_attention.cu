@@ -91,12 +91,28 @@ __device__ __forceinline__ void combine_chunks(const float* __restrict__ pm, con
     *outL = L;
     *outO = O;
 }
+// Whether row r is a padding copy of the row before it: the same cache bases and length. A step pads each of its
+// parts with copies of the part's last row (same token, position and slot), and no two other rows share both: rows
+// of one sequence's dense pass differ in length. A copy's attention is its source's, so it is not computed again.
+__device__ __forceinline__ bool run_copy(const u64* kBase, const int* lengths, int r)
+{
+    return r > 0 && kBase[r] == kBase[r - 1] && lengths[r] == lengths[r - 1];
+}
+
+// The first row of the copies r belongs to (r itself when it is no copy).
+__device__ __forceinline__ int copy_source(const u64* kBase, const int* lengths, int r)
+{
+    while (run_copy(kBase, lengths, r)) r--;
+    return r;
+}
+
 // Partial attention of one chunk of keys (dense: positions [c0, c1); indexed: entries [c0, c1) of the head's
 // index list, entries < 0 or >= length skipped). G query heads share the chunk's keys: G = group size when the
 // index list is per KV head (or dense), G = 1 when it is per query head. Writes per (query head, chunk) the
 // running max m (log2 units), the sum l of exp2(s - m) and the unnormalised output o.
 // FUSED: the last block of each (sequence, head) to finish (a per-head arrival counter, reset by that block) also
-// combines the chunks, so no second kernel is launched; otherwise attn_reduce does it.
+// combines the chunks, so no second kernel is launched; otherwise attn_reduce does it, and a padding copy's blocks
+// return at once (attn_reduce combines its source's partials for it), so padding reads no key again.
 template <int G, bool INDEXED, int U, bool FUSED>
 __device__ __forceinline__ void attn_partial(
     const u64* __restrict__ kBase, const u64* __restrict__ vBase, const int* __restrict__ lengths, long long headStride,
@@ -109,6 +125,7 @@ __device__ __forceinline__ void attn_partial(
     __shared__ float sm_o[HALVES][G][HD];
 
     const int b = blockIdx.z, y = blockIdx.y, c = blockIdx.x;
+    if (!FUSED && run_copy(kBase, lengths, b)) return;
     const int qh0 = G == 1 ? y : y * G;
     const int kvh = G == 1 ? y / group : y;
     const int len = lengths[b];
@@ -297,15 +314,17 @@ extern "C" __global__ void __launch_bounds__(BLOCK) attn_dense_g8(ATTN_ARGS) { s
 extern "C" __global__ void __launch_bounds__(BLOCK) attn_sparse_g8(ATTN_ARGS) { step_prologue(); attn_partial<8, true, 4, false>(ATTN_PASS); }
 
 // Combines the chunks' partials: grid (qHeads, batch), 128 threads (one channel each). out [batch][qHeads][128];
-// lse (optional) is the natural-log log-sum-exp of the scores attended, for dropped-mass bookkeeping.
+// lse (optional) is the natural-log log-sum-exp of the scores attended, for dropped-mass bookkeeping. A padding
+// copy (run_copy) gets its source row's result, from the source's partials.
 extern "C" __global__ void __launch_bounds__(BLOCK) attn_reduce(
+    const u64* __restrict__ kBase, const int* __restrict__ lengths,
     const float* __restrict__ pm, const float* __restrict__ pl, const float* __restrict__ po, int nChunks,
     int qHeads, float* __restrict__ out, float* __restrict__ lse)
 {
     step_prologue();
     __shared__ float sh_w[MAXW], sh_red[4];
     const int h = blockIdx.x, b = blockIdx.y, t = threadIdx.x;
-    const long long r0 = ((long long)b * qHeads + h) * nChunks;
+    const long long r0 = ((long long)copy_source(kBase, lengths, b) * qHeads + h) * nChunks;
     float M, L, O;
     combine_chunks(pm, pl, po, r0, nChunks, sh_w, sh_red, &M, &L, &O);
     out[((long long)b * qHeads + h) * HD + t] = L > 0.f ? O / L : 0.f;
@@ -325,10 +344,6 @@ extern "C" __global__ void __launch_bounds__(BLOCK) attn_reduce(
 // arrangement of them. A row equal to the row before it (the same bases and length: a padding copy) is no token of
 // a run: the block of the row it copies writes the same partials for it, so padding reads no key again.
 #define RUN_KEYS 64
-__device__ __forceinline__ bool run_copy(const u64* kBase, const int* lengths, int r)
-{
-    return r > 0 && kBase[r] == kBase[r - 1] && lengths[r] == lengths[r - 1];
-}
 __device__ __forceinline__ bool run_continues(const u64* kBase, const int* lengths, int r)
 {
     return r > 0 && kBase[r] == kBase[r - 1] && lengths[r] == lengths[r - 1] + 1 && !run_copy(kBase, lengths, r - 1);
