@@ -94,10 +94,7 @@ internal sealed class GpuEngine : IInferenceEngine
         if (kvOnDemand == true && pageBytes == 0)
             throw new CudaException($"The CUDA driver on {device.Name} cannot map memory on demand (no virtual memory management); load with the KV cache allocated whole.");
         var layout = new KvPageLayout(weights.Config, Math.Min(capacity, weights.Config.MaxPositions), 16, pageBytes);
-        // on demand by default where that saves memory, and where every slot allocated whole would not fit: the pool
-        // then holds what fits and a sequence beyond it waits for room instead of the engine refusing to load
-        bool onDemand = kvOnDemand ?? (pageBytes > 0 && (layout.KvPagesPerHead(layout.Capacity) >= 2
-            || GpuKvCache.BytesFor(weights.Config, slots, layout.Capacity) > CacheRoom(device)));
+        bool onDemand = kvOnDemand ?? layout.OnDemandByDefault(GpuKvCache.BytesFor(weights.Config, slots, layout.Capacity), CacheRoom(device));
         if (!onDemand) CheckCacheFits(device, weights.Config, layout.Capacity, slots);
         DecodeKernels = new DecodeKernels(device);
         ModelKernels = new ModelKernels(device);

@@ -394,6 +394,12 @@ internal readonly record struct KvPageLayout(ModelConfig Config, int Capacity, i
     /// <summary>Pages behind one KV head's first `positions` keys (or values) of one layer.</summary>
     public int KvPagesPerHead(int positions) => PageBytes > 0 ? (int)(RoundUp(Math.Max(1, positions) * RowBytes, PageBytes) / PageBytes) : 0;
 
+    /// <summary>Whether a cache maps its memory on demand where its maker does not say: where the driver can (paged),
+    /// and either a head's run of the capacity spans two or more pages (a shorter sequence then maps less) or the
+    /// slots allocated whole (`wholeBytes`) would not fit in `room` (the pool then holds what fits and the rest of the
+    /// sequences wait for room).</summary>
+    public bool OnDemandByDefault(long wholeBytes, long room) => PageBytes > 0 && (KvPagesPerHead(Capacity) >= 2 || wholeBytes > room);
+
     /// <summary>Pages a sequence of `positions` positions maps: keys and values of every layer and KV head, and the
     /// page summaries when `summaries`.</summary>
     public int PagesFor(int positions, bool summaries) =>

@@ -68,6 +68,21 @@ public class KvPagePoolTests
         Assert.Equal(8L * 625 * 256, whole.SummarySlotBytes);
     }
 
+    [Fact]
+    public void TheCacheIsMappedOnDemandWhereThatSavesMemoryOrWhereWholeSlotsWouldNotFit()
+    {
+        var config = Config(layers: 32, kvHeads: 8, headDim: 128);
+        const long Page = 2 << 20, Room = 60_000_000_000;
+        // a context of two or more pages per head: on demand, whatever the room
+        Assert.True(new KvPageLayout(config, 32768, 16, Page).OnDemandByDefault(wholeBytes: 1, Room));
+        // one page per head saves nothing per sequence: whole where the slots fit, on demand where they do not
+        var one = new KvPageLayout(config, 8192, 16, Page);
+        Assert.False(one.OnDemandByDefault(GpuKvCache.BytesFor(config, 40, 8192), Room));
+        Assert.True(one.OnDemandByDefault(GpuKvCache.BytesFor(config, 69, 8192), Room));
+        // a driver that cannot map pages: always whole
+        Assert.False(new KvPageLayout(config, 32768, 16, 0).OnDemandByDefault(long.MaxValue, Room));
+    }
+
     private static ModelConfig Config(int layers, int kvHeads, int headDim) =>
         ModelConfig.Load(Fixtures.BundledModel) with { NumLayers = layers, NumHeads = 4 * kvHeads, NumKvHeads = kvHeads, HeadDim = headDim };
 }
