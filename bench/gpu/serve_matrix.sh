@@ -17,7 +17,7 @@ ck=${CKPT:-/tmp/sparsedecode-8b}
 methods=${METHODS:-dense tidal quest lfps prhs}
 skip=" ${SKIP:-} "
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/nvidia-smi.txt" 2>&1
-[ -f "$ck/config.json" ] || (cd "$here" && python3 checkpoint8b.py "$ck") >"$out/checkpoint.log" 2>&1
+[[ "$skip" == *" 8b "* ]] || [ -f "$ck/config.json" ] || (cd "$here" && python3 checkpoint8b.py "$ck") >"$out/checkpoint.log" 2>&1
 # prompt lines of serve_client.py per length, with the bundled tokenizer: about 7,900, 32,300 and 129,800 tokens,
 # so that prompt + 256 tokens fill whole 8K, 32K and 128K contexts
 run() {  # name, model, context, lines, clients, budget
