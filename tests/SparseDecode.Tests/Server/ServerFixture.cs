@@ -26,7 +26,10 @@ public sealed class ServerFixture : IAsyncLifetime
         // The tests assert on what clients receive; the log lines of the refusals and failures they provoke on
         // purpose (NaN logits, stalled streams, slow tokenizers) would only fill the test output.
         LogLevel = LogLevel.None,
-        Scheduler = new SchedulerOptions { MaxBatch = maxBatch, MaxQueue = maxQueue, PrefillChunk = 256 },
+        // The tests read their streams at their own pace, some only once a request has ended; the guard against
+        // clients that stop reading (MaxUnreadEvents, 256 by default) has its own test and would otherwise end their
+        // streams whenever decoding outruns them (client_not_reading).
+        Scheduler = new SchedulerOptions { MaxBatch = maxBatch, MaxQueue = maxQueue, PrefillChunk = 256, MaxUnreadEvents = 1 << 20 },
     };
 
     public async Task InitializeAsync()
