@@ -8,8 +8,8 @@ using SparseDecode.Cuda.Selection;
 namespace SparseDecode.Diagnostics;
 
 /// <summary>The matrix-vector kernels of model_step.cu against a float64 host reference on fresh random bf16
-/// weights and f32 activations: every kernel (CUDA-core for 1/2/4/8 rows, tensor-core with 16-, 32- and 64-row tiles for 1–8 rows,
-/// the tensor-core launches of up to 16 and 32 rows, and the wide steps' cuBLAS products of 3 bf16 parts), with a bias,
+/// weights and f32 activations: every kernel (each one-row variant, the CUDA-core kernels for 1/2/3/4/8 rows, and the
+/// cuBLAS products of 3 bf16 parts that steps of 2 rows or more use, at 2/5/33/67 rows), with a bias,
 /// accumulating, at sizes whose rows do not fill a block. Outputs are poisoned first.</summary>
 internal static class ModelKernelCheck
 {

@@ -140,7 +140,8 @@ internal sealed class GpuModel : IDisposable
     /// passes (runs of one sequence's consecutive positions; <see cref="DenseAttention(in KvView, DeviceBuffer, DeviceBuffer, CudaStream, bool)"/>).</summary>
     /// <remarks>A one-row step's kernels use programmatic dependent launch (each kernel's blocks are placed while the
     /// one ahead of it finishes, which hides the launch gaps of a latency-bound step); steps of several rows do not:
-    /// their tensor-core products run slower when their blocks wait early on the previous kernel.</remarks>
+    /// the tensor-core matrix-vector kernels they used before their products moved to cuBLAS ran slower when their
+    /// blocks waited early on the previous kernel; whether such steps would gain from it now is not measured.</remarks>
     public void EnqueueStep(GpuKvCache cache, int rows, int planLength, CudaStream s, ILayerAttention? attention = null, bool passRows = false)
     {
         using var programmatic = Kernels.Device.ProgrammaticLaunchFor(rows == 1);
