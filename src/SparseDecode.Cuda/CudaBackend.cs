@@ -8,7 +8,7 @@ using SparseDecode.Cuda.Selection;
 namespace SparseDecode.Cuda;
 
 /// <summary>The first NVIDIA GPU as a backend ("cuda"): <see cref="GpuEngine"/> with the options' sequence slots,
-/// capacity and prefill precision. Register it with <see cref="Backends.BackendRegistry.Register"/>.</summary>
+/// capacity and product precisions. Register it with <see cref="Backends.BackendRegistry.Register"/>.</summary>
 public sealed class CudaBackend : IBackend
 {
     public static CudaBackend Instance { get; } = new();
@@ -27,7 +27,7 @@ public sealed class CudaBackend : IBackend
         var config = ModelConfig.Load(directory);
         int capacity = Math.Min(options.Capacity ?? config.MaxPositions, config.MaxPositions);
         if (capacity < 1) throw new ArgumentException($"The GPU cache needs at least one position per sequence, got {capacity}.");
-        var engine = GpuEngine.Load(directory, capacity, options.Sequences, options.KvOnDemand);
+        var engine = GpuEngine.Load(directory, capacity, options.Sequences, options.KvOnDemand, options.DecodePrecision);
         if (engine.Model.Prefill is { } prefill) prefill.Precision = options.PrefillPrecision;
         return engine;
     }

@@ -62,15 +62,18 @@ internal sealed class GpuEngine : IInferenceEngine
     public bool SupportsObserver => false;
 
     /// <summary>Loads `directory` onto the first GPU for sequences of up to `capacity` positions (capped at the
-    /// model's context), `slots` of them at a time. No driver or GPU: a <see cref="CudaException"/> in one sentence.</summary>
-    public static GpuEngine Load(string directory, int capacity, int slots = 1, bool? kvOnDemand = null)
+    /// model's context), `slots` of them at a time, the steps' products at `decodePrecision`. No driver or GPU: a
+    /// <see cref="CudaException"/> in one sentence.</summary>
+    public static GpuEngine Load(string directory, int capacity, int slots = 1, bool? kvOnDemand = null,
+        ProductPrecision decodePrecision = ProductPrecision.Split)
     {
         var config = ModelConfig.Load(directory);
         var device = CudaDevice.Open();
         try
         {
             using var store = WeightStore.Open(directory);
-            return new GpuEngine(device, GpuWeights.Upload(device, store, config), capacity, slots, kvOnDemand: kvOnDemand);
+            return new GpuEngine(device, GpuWeights.Upload(device, store, config), capacity, slots, kvOnDemand: kvOnDemand,
+                decodePrecision: decodePrecision);
         }
         catch
         {
@@ -83,8 +86,10 @@ internal sealed class GpuEngine : IInferenceEngine
 
     /// <summary>An engine over weights already on `device`; with ownsDevice it disposes both with itself. kvOnDemand:
     /// see <see cref="EngineOptions.KvOnDemand"/> (null: where it saves memory, or where the slots allocated whole would
-    /// not fit, and the driver can).</summary>
-    public GpuEngine(CudaDevice device, GpuWeights weights, int capacity, int slots = 1, bool ownsDevice = true, bool? kvOnDemand = null)
+    /// not fit, and the driver can). decodePrecision: the operands of the steps' weight products
+    /// (<see cref="EngineOptions.DecodePrecision"/>).</summary>
+    public GpuEngine(CudaDevice device, GpuWeights weights, int capacity, int slots = 1, bool ownsDevice = true, bool? kvOnDemand = null,
+        ProductPrecision decodePrecision = ProductPrecision.Split)
     {
         _ownsDevice = ownsDevice;
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
@@ -97,7 +102,7 @@ internal sealed class GpuEngine : IInferenceEngine
         bool onDemand = kvOnDemand ?? layout.OnDemandByDefault(GpuKvCache.BytesFor(weights.Config, slots, layout.Capacity), CacheRoom(device));
         if (!onDemand) CheckCacheFits(device, weights.Config, layout.Capacity, slots);
         DecodeKernels = new DecodeKernels(device);
-        ModelKernels = new ModelKernels(device);
+        ModelKernels = new ModelKernels(device, GemvOptions.For(decodePrecision));
         StepRows = slots;
         // room for every sequence and the padding of its part, for up to four parts at once
         RowCapacity = Bucket(slots) + 4 * ModelKernels.MaxRows;

@@ -39,7 +39,7 @@ internal static class GpuParityCheck
     }
 
     public static Result Run(DecodeKernels dk, ModelKernels mk, string directory, int tokenCount = 96, int seed = 1234,
-        PrefillPrecision prefillPrecision = PrefillPrecision.Split)
+        ProductPrecision prefillPrecision = ProductPrecision.Split)
     {
         var config = ModelConfig.Load(directory);
         int n = Math.Min(tokenCount, config.MaxPositions);

@@ -99,7 +99,7 @@ internal sealed class GpuStepBench
         // the projections, MLP and logits alone (attention skipped): what the weights cost
         double noAttn = TimeStep(model, cache, batch, n, s, t, new NoAttention(), out double spread);
         Add(n, batch, "no attention (weights only)", noAttn, WeightBytes, spread,
-            $"projections + MLP + logits, {(batch >= _mk.Options.CublasMinRows ? "cuBLAS, 3 bf16 parts" : _mk.GemvPlan(Math.Min(batch, ModelKernels.MaxRows)).Kernel)}");
+            $"projections + MLP + logits, {(batch >= _mk.Options.CublasMinRows ? $"cuBLAS, {_mk.Options.ActivationParts} bf16 part(s)" : _mk.GemvPlan(Math.Min(batch, ModelKernels.MaxRows)).Kernel)}");
         // the other matrix-vector kernel choices, each through its own kernels and model (the choice is fixed when
         // ModelKernels is made; the weights and the cache are shared)
         double TimeWith(GemvOptions options, out double sp)
@@ -114,6 +114,12 @@ internal sealed class GpuStepBench
             // the same products on the CUDA cores in f32, in launches of up to 8 rows (what --no-tensor-cores runs)
             double f32 = TimeWith(GemvOptions.CudaCoresOnly, out spread);
             Add(n, batch, $"no attention, CUDA-core kernels in launches of {ModelKernels.MaxRows} rows", f32, WeightBytes, spread, "product sweep");
+        }
+        if (chosen.ActivationParts != 1)
+        {
+            // the activations rounded to bf16 once (`--gpu-decode bf16`): a third of the tensor-core work
+            double bf16 = TimeWith(GemvOptions.Bf16, out spread);
+            Add(n, batch, "no attention, cuBLAS, activations in bf16", bf16, WeightBytes, spread, "--gpu-decode bf16");
         }
         else
         {

@@ -28,28 +28,30 @@ internal static class BenchCommand
         var method = MethodOptions.Create();
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
+        var gpuDecode = CommonOptions.DecodePrecision();
         var json = new Option<bool>("--json") { Description = "Print the measurements as one JSON object instead of the table." };
         var batch = new Option<int?>("--batch") { Description = "Decode this many sequences at once through the engine's batched step and report their total tokens/s, beside dense's." };
         var tensorParallel = RankLauncher.TensorParallelOption();
-        var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device, gpuPrefill, tensorParallel, json, batch };
+        var cmd = new Command("bench", "Measure prefill and decode tokens/s (and on the CPU the memory bandwidth a step achieves).") { model, context, steps, kv, device, gpuPrefill, gpuDecode, tensorParallel, json, batch };
         method.AddTo(cmd, report: false, speculate: true);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "bench");
             CommonOptions.CheckGpuPrefill(r, device, gpuPrefill);
+            CommonOptions.CheckGpuPrefill(r, device, gpuDecode);
             if (method.Speculation(r, dir) is { } speculation)
             {
                 if (r.GetValue(batch) is int)
                     throw new ArgumentException("--speculate times one sequence; it does not take --batch.");
-                return BenchSpeculative(dir, r.GetValue(context), r.GetValue(steps), CommonOptions.Engine(r, device, kv, prefill: gpuPrefill),
+                return BenchSpeculative(dir, r.GetValue(context), r.GetValue(steps), CommonOptions.Engine(r, device, kv, prefill: gpuPrefill, decode: gpuDecode),
                     method.Spec(r, dir), speculation, r.GetValue(json));
             }
             if (r.GetValue(batch) is int sequences)
-                return BenchBatch(dir, r.GetValue(context), r.GetValue(steps), sequences, CommonOptions.Engine(r, device, kv, prefill: gpuPrefill),
+                return BenchBatch(dir, r.GetValue(context), r.GetValue(steps), sequences, CommonOptions.Engine(r, device, kv, prefill: gpuPrefill, decode: gpuDecode),
                     method.Spec(r, dir), r.GetValue(json));
             if (CommonOptions.ParseDevice(r.GetValue(device)!) == "cuda")
-                return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r, dir), CommonOptions.ParsePrefillPrecision(r.GetValue(gpuPrefill)!));
+                return BenchGpu(dir, r.GetValue(context), r.GetValue(steps), method.Spec(r, dir), CommonOptions.Engine(r, device, kv, prefill: gpuPrefill, decode: gpuDecode));
             using var t = Transformer.Load(dir);
             int n = r.GetValue(context), s = r.GetValue(steps);
             var rng = new Random(1);
@@ -207,6 +209,7 @@ internal static class BenchCommand
                 w.WriteString("budget", spec.Budget.ToString());
                 w.WriteNumber("threads", WorkerPool.Shared.Threads);
                 w.WriteNumber("batch", sequences);
+                if (options.Device == "cuda") w.WriteString("decode_products", options.DecodePrecision.ToString().ToLowerInvariant());
                 w.WriteNumber("context", n);
                 w.WriteNumber("steps", s);
                 w.WriteStartArray("runs");
@@ -229,6 +232,7 @@ internal static class BenchCommand
         table.AddRow("model", $"{config.ArchitectureName} on {Markup.Escape(engine.DeviceName)}");
         table.AddRow("method", Markup.Escape(spec.ToString()));
         table.AddRow("batch", string.Create(ci, $"{sequences} sequences at {n} context"));
+        if (options.Device == "cuda") table.AddRow("decode products", options.DecodePrecision.ToString().ToLowerInvariant());
         foreach (var (m, times, alloc) in runs)
         {
             var (mean, sd) = Stats(times);
@@ -352,12 +356,12 @@ internal static class BenchCommand
     /// <summary>`bench --device cuda`: the whole step on the GPU (bf16 weights and cache). A first session warms
     /// the host code and the kernels; the timed one prefills, decodes one step (which captures the dense step's
     /// graph), then times `steps` decode steps, each ending with its logits on the host.</summary>
-    private static int BenchGpu(string dir, int n, int s, Selection.SelectorSpec spec, Engine.PrefillPrecision prefill)
+    private static int BenchGpu(string dir, int n, int s, Selection.SelectorSpec spec, EngineOptions options)
     {
         var config = ModelConfig.Load(dir);
         var rng = new Random(1);
         var prompt = RandomPrompt(config, n, s, 2, rng);
-        using var gpu = BackendRegistry.Load(dir, new EngineOptions { Device = "cuda", Capacity = n + s + 2, PrefillPrecision = prefill });
+        using var gpu = BackendRegistry.Load(dir, options with { Capacity = n + s + 2 });
         double prefillSeconds = 0, decodeSeconds = 0;
         for (int round = 0; round < 2; round++)
         {
@@ -377,6 +381,7 @@ internal static class BenchCommand
         table.AddRow("model", Markup.Escape($"{config.ArchitectureName}, {config.NumLayers} layers"));
         table.AddRow("device", Markup.Escape(gpu.DeviceName));
         table.AddRow("method", Markup.Escape($"{spec.Method} (budget {spec.Budget})"));
+        table.AddRow("products (prefill, decode)", $"{options.PrefillPrecision}, {options.DecodePrecision}".ToLowerInvariant());
         table.AddRow("prefill", string.Create(ci, $"{n / prefillSeconds:F1} tokens/s ({n} tokens, {prefillSeconds:F3} s)"));
         table.AddRow("decode", string.Create(ci, $"{1 / decodeSeconds:F1} tokens/s ({decodeSeconds * 1e3:F3} ms/step at {n} context)"));
         AnsiConsole.Write(table);

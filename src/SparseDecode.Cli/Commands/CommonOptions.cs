@@ -49,23 +49,33 @@ internal static class CommonOptions
         DefaultValueFactory = _ => "split",
     };
 
-    public static SparseDecode.Engine.PrefillPrecision ParsePrefillPrecision(string text) => text.ToLowerInvariant() switch
+    public static Option<string> DecodePrecision() => new("--gpu-decode")
     {
-        "split" => SparseDecode.Engine.PrefillPrecision.Split,
-        "bf16" => SparseDecode.Engine.PrefillPrecision.Bf16,
-        _ => throw new ArgumentException($"Unknown --gpu-prefill '{text}': expected split or bf16."),
+        Description = "GPU decode steps' weight-product operands: split (f32-accurate, matches the CPU engine) or bf16 (rounded once, as transformers does; a third of the tensor-core work in wide steps).",
+        DefaultValueFactory = _ => "split",
     };
 
-    /// <summary>The engine --device, --kv-type and --gpu-prefill ask for; on the GPU, `sequences` cache slots of `capacity`
-    /// positions (default: the model's context).</summary>
+    public static SparseDecode.Engine.ProductPrecision ParsePrefillPrecision(string text) => ParsePrecision(text, "--gpu-prefill");
+
+    public static SparseDecode.Engine.ProductPrecision ParsePrecision(string text, string option) => text.ToLowerInvariant() switch
+    {
+        "split" => SparseDecode.Engine.ProductPrecision.Split,
+        "bf16" => SparseDecode.Engine.ProductPrecision.Bf16,
+        _ => throw new ArgumentException($"Unknown {option} '{text}': expected split or bf16."),
+    };
+
+    /// <summary>The engine --device, --kv-type, --gpu-prefill and --gpu-decode ask for; on the GPU, `sequences` cache
+    /// slots of `capacity` positions (default: the model's context).</summary>
     public static EngineOptions Engine(ParseResult r, Option<string> device, Option<string>? kv, int? capacity = null, int sequences = 1,
-        Option<string>? prefill = null)
+        Option<string>? prefill = null, Option<string>? decode = null)
     {
         CheckGpuPrefill(r, device, prefill);
+        CheckGpuPrefill(r, device, decode);
         CheckGpuCacheType(r, device, kv);
         return new()
         {
-            PrefillPrecision = prefill is null ? SparseDecode.Engine.PrefillPrecision.Split : ParsePrefillPrecision(r.GetValue(prefill)!),
+            PrefillPrecision = prefill is null ? SparseDecode.Engine.ProductPrecision.Split : ParsePrefillPrecision(r.GetValue(prefill)!),
+            DecodePrecision = decode is null ? SparseDecode.Engine.ProductPrecision.Split : ParsePrecision(r.GetValue(decode)!, "--gpu-decode"),
             Device = ParseDevice(r.GetValue(device)!),
             CacheType = kv is null ? DType.F32 : ParseCacheType(r.GetValue(kv)!),
             Capacity = capacity,
@@ -73,11 +83,11 @@ internal static class CommonOptions
         };
     }
 
-    /// <summary>--gpu-prefill given with the CPU would be ignored; refused instead.</summary>
-    public static void CheckGpuPrefill(ParseResult r, Option<string> device, Option<string>? prefill)
+    /// <summary>--gpu-prefill or --gpu-decode given with the CPU would be ignored; refused instead.</summary>
+    public static void CheckGpuPrefill(ParseResult r, Option<string> device, Option<string>? precision)
     {
-        if (prefill is not null && r.GetResult(prefill) is { Implicit: false } && ParseDevice(r.GetValue(device)!) != "cuda")
-            throw new ArgumentException("--gpu-prefill sets the GPU's prefill; it needs --device cuda.");
+        if (precision is not null && r.GetResult(precision) is { Implicit: false } && ParseDevice(r.GetValue(device)!) != "cuda")
+            throw new ArgumentException($"{precision.Name} sets the GPU's {(precision.Name == "--gpu-decode" ? "decode steps" : "prefill")}; it needs --device cuda.");
     }
 
     public static DType ParseCacheType(string text) => DTypeExtensions.Parse(text);

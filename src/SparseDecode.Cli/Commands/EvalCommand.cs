@@ -107,13 +107,14 @@ public static class EvalCommand
             "the report gives whether each answer is dense decoding's token for token, its accuracy and the draft tokens kept per pass. CPU only.");
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
+        var gpuDecode = CommonOptions.DecodePrecision();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("eval",
             "Evaluate sparse-attention methods on RULER-style long-context tasks (passkey, multi-key, multi-value, multi-query, variable tracking, " +
             "common words), long-code completion (lcc, on request) and held-out perplexity: accuracy, attention fidelity and decode speed per method and budget. Each sample is prefilled " +
             "once densely and every method decodes from a copy of that cache; finished cells are kept in --out, so an interrupted run resumes.")
         {
-            model, methods, budgets, contexts, tasks, samples, seed, param, kv, device, gpuPrefill, tensorParallel, output, quick, reportOnly, json, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep, speculate,
+            model, methods, budgets, contexts, tasks, samples, seed, param, kv, device, gpuPrefill, gpuDecode, tensorParallel, output, quick, reportOnly, json, fresh, timing, fidelity, pplTokens, heatLayer, heatHead, noHeat, noSweep, speculate,
         };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -158,7 +159,7 @@ public static class EvalCommand
             };
             grid.Validate(config);
             // a prefilled sample and the copy one method decodes from it are held at once
-            using var engine = BackendRegistry.Load(dir, CommonOptions.Engine(r, device, kv, capacity: grid.Contexts.Max(), sequences: 2, prefill: gpuPrefill));
+            using var engine = BackendRegistry.Load(dir, CommonOptions.Engine(r, device, kv, capacity: grid.Contexts.Max(), sequences: 2, prefill: gpuPrefill, decode: gpuDecode));
 
             string heldout = HeldoutCorpus.Find(dir)
                 ?? throw new FileNotFoundException($"{dir}: heldout.txt.gz is missing; the tasks' haystacks are cut from the model's held-out text.");

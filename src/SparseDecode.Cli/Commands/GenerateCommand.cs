@@ -31,11 +31,12 @@ internal static class GenerateCommand
         var kv = CommonOptions.CacheType();
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
+        var gpuDecode = CommonOptions.DecodePrecision();
         var method = MethodOptions.Create();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var json = new Option<bool>("--json") { Description = "Print one JSON object at the end (text, token counts, finish reason, speeds) instead of streaming the text." };
         var cmd = new Command("generate", "Generate text from a prompt, streaming it, with dense or sparse attention.")
-            { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, presence, frequency, kv, device, gpuPrefill, tensorParallel, json };
+            { model, prompt, promptFile, maxTokens, temperature, topK, topP, seed, presence, frequency, kv, device, gpuPrefill, gpuDecode, tensorParallel, json };
         method.AddTo(cmd, speculate: true);
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -74,7 +75,7 @@ internal static class GenerateCommand
                 Console.Write(piece);
                 Console.Out.Flush();
             }
-            var engineOptions = CommonOptions.Engine(r, device, kv, capacity: Math.Min(ids.Length + Math.Max(1, options.MaxTokens), config.MaxPositions), prefill: gpuPrefill);
+            var engineOptions = CommonOptions.Engine(r, device, kv, capacity: Math.Min(ids.Length + Math.Max(1, options.MaxTokens), config.MaxPositions), prefill: gpuPrefill, decode: gpuDecode);
             if (observer is not null && engineOptions.Device != "cpu")
                 throw new ArgumentException("--report needs --device cpu: it computes dense attention beside the method, which the GPU engine does not.");
             using var engine = BackendRegistry.Load(dir, engineOptions);

@@ -33,8 +33,8 @@ internal static class GpuCheckCommand
             var specs = GpuStepCommand.ParseList(r.GetValue(methods)!, m => Selection.SelectorSpec.Parse(m, r.GetValue(budget)!, new Dictionary<string, string>()));
             var p = r.GetValue(precision)!.ToLowerInvariant() switch
             {
-                "split" => PrefillPrecision.Split,
-                "bf16" => PrefillPrecision.Bf16,
+                "split" => ProductPrecision.Split,
+                "bf16" => ProductPrecision.Bf16,
                 var x => throw new ArgumentException($"--gpu-prefill takes split or bf16, not '{x}'."),
             };
             return Run(dirs, r.GetValue(tokens), r.GetValue(cudaCores), specs, p, r.GetValue(contractModel));
@@ -42,7 +42,7 @@ internal static class GpuCheckCommand
         return cmd;
     }
 
-    private static int Run(string[] dirs, int tokens, bool noTensorCores, Selection.SelectorSpec[] specs, PrefillPrecision prefillPrecision,
+    private static int Run(string[] dirs, int tokens, bool noTensorCores, Selection.SelectorSpec[] specs, ProductPrecision prefillPrecision,
         string? contractModel)
     {
         var ci = CultureInfo.InvariantCulture;
@@ -107,6 +107,11 @@ internal static class GpuCheckCommand
             ((GpuEngine)engine).PadParts = true;
             contract.Add(EngineContractCheck.SameLogits(engine, onDemand, "KV cache on demand = allocated whole (dense, quest, tidal, dense forked into quest)"));
             contract.Add(EngineContractCheck.PoolReturns(onDemand));
+            // products in bf16 (`--gpu-prefill bf16 --gpu-decode bf16`): a row's arithmetic is the same at any batch size
+            using (var bf16 = BackendRegistry.Load(dirs[0], new Engine.EngineOptions { Device = "cuda", Capacity = 128, Sequences = EngineContractCheck.Slots,
+                PrefillPrecision = ProductPrecision.Bf16, DecodePrecision = ProductPrecision.Bf16 }))
+                foreach (var c in EngineContractCheck.Run(bf16, EngineContractCheck.GpuBatchTolerance, EngineContractCheck.GpuSparseBatchTolerance))
+                    contract.Add(c with { Name = c.Name + ", products in bf16" });
             // a long context, so that a copy of a prefix shares whole pages of its source
             if (Engine.ModelLocator.Resolve(null) is var bundled && Path.GetFullPath(dirs[0]) == Path.GetFullPath(bundled))
             {

@@ -31,9 +31,9 @@ internal static class GpuPrefillCommand
         {
             var p = r.GetValue(precisions)!.ToLowerInvariant() switch
             {
-                "both" => new[] { PrefillPrecision.Bf16, PrefillPrecision.Split },
-                "bf16" => [PrefillPrecision.Bf16],
-                "split" => [PrefillPrecision.Split],
+                "both" => new[] { ProductPrecision.Bf16, ProductPrecision.Split },
+                "bf16" => [ProductPrecision.Bf16],
+                "split" => [ProductPrecision.Split],
                 var x => throw new ArgumentException($"--gpu-prefill takes bf16, split or both, not '{x}'."),
             };
             return Run(GpuShapes.Get(r.GetValue(shape)!), GpuStepCommand.ParseList(r.GetValue(contexts)!, x => int.Parse(x, CultureInfo.InvariantCulture)),
@@ -42,7 +42,7 @@ internal static class GpuPrefillCommand
         return cmd;
     }
 
-    private static int Run(ModelConfig c, int[] contexts, PrefillPrecision[] precisions, double peakTflops, int checkTokens)
+    private static int Run(ModelConfig c, int[] contexts, ProductPrecision[] precisions, double peakTflops, int checkTokens)
     {
         var ci = CultureInfo.InvariantCulture;
         if (contexts.Any(n => n < 1 || n > c.MaxPositions)) throw new ArgumentException($"Contexts must be 1 to {c.MaxPositions} tokens.");
@@ -73,7 +73,7 @@ internal static class GpuPrefillCommand
                 var logits = new float[c.VocabSize];
                 small.Run(cache, 0, tokens, 0, logits, null, s);
                 double max = MaxLogProbDelta(reference, logits);
-                bool pass = max <= (p == PrefillPrecision.Split ? 0.05 : 0.5);
+                bool pass = max <= (p == ProductPrecision.Split ? 0.05 : 0.5);
                 failed += pass ? 0 : 1;
                 Console.WriteLine(string.Create(ci, $"| {p} | {max:G3} | {(pass ? "pass" : "FAIL")} |"));
             }

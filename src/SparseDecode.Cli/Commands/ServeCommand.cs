@@ -38,11 +38,12 @@ internal static class ServeCommand
         var perClient = new Option<int?>("--max-per-client") { Description = "Sequences one client address may have decoding at once (0: no cap). Default: half of --max-batch." };
         var device = CommonOptions.Device();
         var gpuPrefill = CommonOptions.PrefillPrecision();
+        var gpuDecode = CommonOptions.DecodePrecision();
         var context = new Option<int?>("--context") { Description = "Positions one sequence may hold (prompt + completion; default: the model's context). Requests beyond it are refused; on the GPU every batch place gets a cache slot of this size (on demand: only the pages its prompt and max_tokens cover), on the CPU each sequence's cache is sized for its prompt and max_tokens, at most this." };
         var method = MethodOptions.Create();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
-            { model, host, port, name, kv, device, gpuPrefill, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, prefillBudget, prefixCache, prefixCacheMemory, kvMemory, kvOnDemand, sequential, quiet, apiKey, drain, streamTimeout, perClient,
+            { model, host, port, name, kv, device, gpuPrefill, gpuDecode, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, prefillBudget, prefixCache, prefixCacheMemory, kvMemory, kvOnDemand, sequential, quiet, apiKey, drain, streamTimeout, perClient,
               method.Method, method.Budget, method.Params };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -81,7 +82,7 @@ internal static class ServeCommand
                     },
                 },
                 Engine = CommonOptions.Engine(r, device, kv, capacity: r.GetValue(context) is int c && c >= 1 ? c
-                    : r.GetValue(context) is int bad ? throw new ArgumentException($"--context must be ≥ 1, got {bad}.") : null, prefill: gpuPrefill) with
+                    : r.GetValue(context) is int bad ? throw new ArgumentException($"--context must be ≥ 1, got {bad}.") : null, prefill: gpuPrefill, decode: gpuDecode) with
                 {
                     KvOnDemand = r.GetValue(kvOnDemand) switch { "on" => true, "off" => false, _ => null },
                     KvCacheBytes = onGpu ? NoGpuBound(r.GetValue(kvMemory)) : CpuKvBound(r.GetValue(kvMemory), dir),

@@ -21,6 +21,18 @@ internal sealed record GemvOptions
     /// 7.4 against 19.1 at 32, while one row reads at 1.13× its floor on the CUDA cores.</summary>
     public int CublasMinRows { get; init; } = 2;
 
+    /// <summary>The bf16 parts the activations enter a cuBLAS product as: 3 (hi + mid + lo, every bit of the f32
+    /// mantissa: the CPU engine's arithmetic) or 1 (rounded to bf16 once, as bf16 frameworks run; a third of the
+    /// tensor-core work and no sum of parts).</summary>
+    public int ActivationParts { get; init; } = 3;
+
     /// <summary>Every product on the CUDA cores in f32 (no bf16 split of the activations).</summary>
     public static GemvOptions CudaCoresOnly { get; } = new() { CublasMinRows = int.MaxValue };
+
+    /// <summary>Every product, one row included, through cuBLAS with the activations rounded to bf16 once
+    /// (<see cref="Engine.ProductPrecision.Bf16"/>): a row's result is then the same arithmetic at any batch size.</summary>
+    public static GemvOptions Bf16 { get; } = new() { CublasMinRows = 1, ActivationParts = 1 };
+
+    /// <summary>The products a decode precision asks for.</summary>
+    public static GemvOptions For(Engine.ProductPrecision precision) => precision == Engine.ProductPrecision.Bf16 ? Bf16 : new();
 }

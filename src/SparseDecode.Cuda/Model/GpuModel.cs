@@ -118,8 +118,8 @@ internal sealed class GpuModel : IDisposable
     public bool PassesOnTensorCores { get; set; } = true;
 
     /// <summary>y[b] = W·x[b] (+ bias; accumulate: y +=) for every row b of the step: from
-    /// <see cref="GemvOptions.CublasMinRows"/> rows on one cuBLAS product of x's three bf16 parts stacked as rows,
-    /// whose per-part results are then summed; below, launches of up to <see cref="ModelKernels.MaxRows"/> rows
+    /// <see cref="GemvOptions.CublasMinRows"/> rows on one cuBLAS product of x's bf16 parts stacked as rows
+    /// (<see cref="GemvOptions.ActivationParts"/>), whose per-part results are then summed; below, launches of up to <see cref="ModelKernels.MaxRows"/> rows
     /// (each reads the weights once).</summary>
     private void Gemv(ulong weights, int n, int k, DeviceBuffer x, int xStride, int rows, DeviceBuffer? bias, DeviceBuffer y, int yStride,
         bool accumulate, CudaStream s)

@@ -32,7 +32,7 @@ internal sealed class GpuPrefill : IDisposable
     private float[] _hostLogits = [];
 
     public int ChunkTokens { get; }
-    public PrefillPrecision Precision { get; set; } = PrefillPrecision.Split;
+    public ProductPrecision Precision { get; set; } = ProductPrecision.Split;
 
     /// <summary>Whether a model's heads fit the prefill attention (multiples of 8 channels up to 128).</summary>
     public static bool Supports(ModelConfig c) => PrefillAttentionKernels.Supports(c.HeadDim);
@@ -64,7 +64,7 @@ internal sealed class GpuPrefill : IDisposable
         _h = dev.Allocate(t * 2 * SplitParts * c.IntermediateSize);
     }
 
-    private int Parts => Precision == PrefillPrecision.Split ? SplitParts : 1;
+    private int Parts => Precision == ProductPrecision.Split ? SplitParts : 1;
 
     /// <summary>A chunk-sized operand buffer of `width` values per row as bf16 parts.</summary>
     private Bf16Parts PartsOf(DeviceBuffer b, int width) => new(b.Pointer, (long)ChunkTokens * width, Parts);

@@ -350,13 +350,20 @@ public sealed class BatchScheduler : IDisposable
         });
         int after = 0;
         long kv = 0;
+        long now = Stopwatch.GetTimestamp();
         foreach (var s in _active)
         {
             after += s.CompletionTokens;
             kv += s.Decoder?.CacheBytes ?? 0;
+            if (s.CompletionTokens > s.TokensTimed)
+            {
+                if (s.TokensTimed == 0) _metrics.FirstToken(now - s.SubmittedAt);
+                else _metrics.TokenGap(now - s.LastTokenAt);
+                (s.TokensTimed, s.LastTokenAt) = (s.CompletionTokens, now);
+            }
         }
         Interlocked.Exchange(ref _kvBytes, kv);
-        _metrics.Step(after - before, Stopwatch.GetTimestamp() - t0);
+        _metrics.Step(after - before, now - t0);
     }
 
     private readonly List<Sequence> _prefilling = [];
@@ -642,6 +649,7 @@ public sealed class BatchScheduler : IDisposable
                 _metrics.CompletionTokens(s.CompletionTokens);
                 if (s.Speculator?.Stats is { } speculation) _metrics.Speculation(speculation.Passes, speculation.Drafted, speculation.Accepted);
                 if (s.IsCancelled && !s.Done) _metrics.Cancelled();
+                else if (s.TokensTimed > 0) _metrics.RequestTime(s.LastTokenAt - s.SubmittedAt);
                 // a prompt run to its end is kept, with the tokens decoded after it, for requests that begin the same way
                 if (!s.Failed && s.Decoder is { } decoder && s.Prefilled == s.Request.Prompt.Length && _prefixes.Keep(Written(s), decoder))
                     s.Decoder = null;

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Threading.Channels;
 using SparseDecode.Engine;
 using SparseDecode.Server.Hosting;
@@ -60,6 +61,11 @@ public sealed class Sequence
     /// <summary>The kept prompt cache and positions of it that admission chose to start from (<see cref="PrefixCache"/>).</summary>
     internal (IDecodeSequence Source, int Reused)? Reuse;
     internal int LastToken;
+    /// <summary>When the request was submitted, and when a step last gave it tokens (and how many it had counted
+    /// then): the latency metrics' clock (<see cref="Stopwatch"/> ticks).</summary>
+    internal readonly long SubmittedAt = Stopwatch.GetTimestamp();
+    internal long LastTokenAt;
+    internal int TokensTimed;
     /// <summary>The tokens emitted so far (the first CompletionTokens), kept for the prompt cache; null when there is none.</summary>
     internal int[]? Generated;
     internal bool Done;

@@ -2,7 +2,8 @@ using SparseDecode.Model;
 
 namespace SparseDecode.Engine;
 
-/// <summary>Which backend a command loads a checkpoint on, and how (`--device`, `--kv-type`, `--gpu-prefill`).
+/// <summary>Which backend a command loads a checkpoint on, and how (`--device`, `--kv-type`, `--gpu-prefill`,
+/// `--gpu-decode`).
 /// <see cref="Backends.BackendRegistry.Load"/> turns it into an engine.</summary>
 public sealed record EngineOptions
 {
@@ -31,15 +32,20 @@ public sealed record EngineOptions
     /// allocated whole would not fit in the GPU's memory (then sequences beyond the pool wait for room).</summary>
     public bool? KvOnDemand { get; init; }
 
-    /// <summary>GPU: the prefill's operand precision.</summary>
-    public PrefillPrecision PrefillPrecision { get; init; } = PrefillPrecision.Split;
+    /// <summary>GPU: the operand precision of the prefill's weight products.</summary>
+    public ProductPrecision PrefillPrecision { get; init; } = ProductPrecision.Split;
+
+    /// <summary>GPU: the operand precision of the decode steps' weight products (every row of every step, dense passes
+    /// included). Split keeps the activations at f32 accuracy; Bf16 rounds them once before each product.</summary>
+    public ProductPrecision DecodePrecision { get; init; } = ProductPrecision.Split;
 }
 
-/// <summary>The operand precision of a tensor-core prefill. Split: f32 operands as three bf16 parts (hi + mid + lo,
-/// all 24 bits of the f32 mantissa), so log-probabilities agree with the CPU engine's f32 arithmetic (and K and V
-/// round to the same bf16 values); three times the tensor-core work. Bf16: rounded to bf16 once, as bf16 inference
-/// frameworks (transformers, vLLM) run: about 2× faster, log-probabilities within ~0.15.</summary>
-public enum PrefillPrecision { Split, Bf16 }
+/// <summary>The operand precision of the GPU's weight products (the weights are bf16 either way, and products sum in
+/// f32). Split: the f32 activations as three bf16 parts (hi + mid + lo, all 24 bits of the f32 mantissa), so
+/// log-probabilities agree with the CPU engine's f32 arithmetic (and K and V round to the same bf16 values); three times
+/// the tensor-core work. Bf16: rounded to bf16 once, as bf16 inference frameworks (transformers, vLLM) run: a third of
+/// the tensor-core work, log-probabilities within ~0.15 of the f32 engine's.</summary>
+public enum ProductPrecision { Split, Bf16 }
 
 /// <summary>A backend an engine can be loaded on: the CPU in this library, the GPU in its own package.</summary>
 public interface IBackend

@@ -69,6 +69,8 @@ public class CliErrorTests
     [InlineData("--param applies to a sparse --method; without one, attention is dense.", "serve", "--port", "0", "--param", "sinks=4")]
     [InlineData("--gpu-prefill sets the GPU's prefill; it needs --device cuda.", "generate", "--prompt", "x", "--gpu-prefill", "bf16")]
     [InlineData("--gpu-prefill sets the GPU's prefill; it needs --device cuda.", "bench", "--gpu-prefill", "bf16")]
+    [InlineData("--gpu-decode sets the GPU's decode steps; it needs --device cuda.", "bench", "--gpu-decode", "bf16")]
+    [InlineData("--gpu-decode sets the GPU's decode steps; it needs --device cuda.", "serve", "--port", "0", "--gpu-decode", "bf16")]
     [InlineData("--kv-type q8 is for the CPU; the GPU's KV cache is bf16.", "generate", "--prompt", "x", "--device", "cuda", "--kv-type", "q8")]
     [InlineData("--kv-cache-gb must be between 0 and 1000000, got -1.", "serve", "--port", "0", "--kv-cache-gb", "-1")]
     [InlineData("--kv-cache-gb bounds the CPU's KV caches; the GPU sizes its pool from its free memory.", "serve", "--port", "0", "--device", "cuda", "--kv-cache-gb", "4")]

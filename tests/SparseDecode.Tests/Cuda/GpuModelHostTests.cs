@@ -1,3 +1,4 @@
+using SparseDecode.Engine;
 using SparseDecode.Cuda;
 using SparseDecode.Diagnostics;
 using SparseDecode.Cpu;
@@ -58,6 +59,16 @@ public sealed class GpuModelHostTests
         // a step of two rows or more runs its products through cuBLAS; on the CUDA cores only when asked
         Assert.Equal(2, new GemvOptions().CublasMinRows);
         Assert.Equal(int.MaxValue, GemvOptions.CudaCoresOnly.CublasMinRows);
+    }
+
+    [Fact]
+    public void DecodeProductsInBf16RunEveryRowThroughOnePartAndSplitKeepsThree()
+    {
+        // split: the activations' three bf16 parts from two rows on; bf16: one part, one row included, so that a row's
+        // arithmetic does not change with the batch it is in
+        Assert.Equal((2, 3), (GemvOptions.For(ProductPrecision.Split).CublasMinRows, GemvOptions.For(ProductPrecision.Split).ActivationParts));
+        Assert.Equal((1, 1), (GemvOptions.For(ProductPrecision.Bf16).CublasMinRows, GemvOptions.For(ProductPrecision.Bf16).ActivationParts));
+        Assert.Equal(ProductPrecision.Split, new EngineOptions().DecodePrecision);
     }
 
     [Fact]

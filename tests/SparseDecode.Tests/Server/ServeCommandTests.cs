@@ -74,6 +74,8 @@ public class ServeCommandTests
     {
         foreach (string command in new[] { "gpu-check", "gpu-prefill", "generate", "serve" })
             Assert.Contains("--gpu-prefill", CliTests.Help(command));
+        foreach (string command in new[] { "generate", "serve", "eval", "bench" })
+            Assert.Contains("--gpu-decode", CliTests.Help(command));
     }
 
     [Fact]
