@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Serving under load on the GPU (or, DEVICE=cpu, the CPU): `sparsedecode serve --device cuda` with every sequence of every method a row of one
 # batched step, driven by bench/gpu/serve_client.py (distinct prompts, greedy, ignore_eos, streamed): for each
-# method (the request's `sparse` field; dense without) and each client count, generated tokens/s, time to first token
-# and the gap between streamed pieces. The bundled model by default; MODEL=DIR for another (e.g. the 8B shape of
-# bench/gpu/checkpoint8b.py).
+# method (the request's `sparse` field; dense without) and each client count, generated tokens/s, time to first
+# token, the gap between streamed pieces, and the server's inter-token latency (its /metrics histogram). The bundled
+# model by default; MODEL=DIR for another (e.g. the 8B shape of bench/gpu/checkpoint8b.py).
 #   bench/gpu/serve.sh
 # Environment: OUT (logs), DEVICE (default cuda; cpu runs the same on the CPU), MODEL, CONTEXT (default 4096), CLIENTS (default "1 8 32 64"), LINES (prompt lines,
 # default 250: about 3,000 tokens of the bundled tokenizer), TOKENS (default 128), METHODS (default "dense tidal
@@ -24,8 +24,8 @@ pid=$!
 for i in $(seq 1 120); do python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8094/health', timeout=2)" 2>/dev/null && break; sleep 1; done
 echo "server up after ${i} s"
 table=$out/serve.md
-echo "| method | clients | requests | wall s | generated tokens/s | mean TTFT s | TTFT p50 | TTFT p99 | gap p50 ms | gap p99 ms |" >"$table"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" >>"$table"
+echo "| method | clients | requests | wall s | generated tokens/s | mean TTFT s | TTFT p50 | TTFT p99 | gap p50 ms | gap p99 ms | inter-token p50 ms | inter-token p99 ms |" >"$table"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" >>"$table"
 for m in ${METHODS:-dense tidal quest}; do
   for c in $clients; do
     args=("${m%%:*}" "${BUDGET:-2%}"); [ "$m" = dense ] && args=(dense 100%)

@@ -1,6 +1,7 @@
 """Streams completions from a running `sparsedecode serve` with N concurrent clients (greedy, ignore_eos, fixed
-max_tokens) and prints one markdown row: generated tokens/s, time to first token (mean, p50, p99) and the gap
-between a stream's events after the first (p50, p99). With ignore_eos every request generates exactly max_tokens
+max_tokens) and prints one markdown row: generated tokens/s, time to first token (mean, p50, p99), the gap
+between a stream's events after the first (p50, p99), and the server's own inter-token latency over the run (p50,
+p99, from its /metrics histogram: every token counted, whatever the events carry). With ignore_eos every request generates exactly max_tokens
 tokens, which is what is counted: a stream's events carry text pieces, and a random model's tokens are often
 incomplete UTF-8 that the server holds back, so events undercount tokens (the gaps are then between pieces).
 Each request's prompt is distinct (its number first), PROMPT_LINES lines of code long; with SHARED=1 in the
@@ -14,6 +15,9 @@ import sys
 import threading
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from server_metrics import quantile, snapshot  # noqa: E402
 
 url, clients, per, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 lines = int(sys.argv[5]) if len(sys.argv) > 5 else 60
@@ -58,6 +62,7 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
 
 
+before = snapshot(url)
 start = time.time()
 threads = [threading.Thread(target=client) for _ in range(clients)]
 for t in threads:
@@ -65,6 +70,9 @@ for t in threads:
 for t in threads:
     t.join()
 wall = time.time() - start
+after = snapshot(url)
+itl = [quantile(before, after, "sparsedecode_inter_token_latency_seconds", q) for q in (0.5, 0.99)]
+itl_text = " | ".join("–" if v is None else f"{1e3 * v:.1f}" for v in itl)
 print(f"| {(sparse['method'] + (' speculate ' + str(sparse['speculate']) if 'speculate' in sparse else '')) if sparse else 'server default'} | {clients} | {clients * per} | {wall:.1f} | {tokens[0] / wall:.1f} | "
-      f"{sum(ttft) / len(ttft):.3f} | {pct(ttft, 50):.3f} | {pct(ttft, 99):.3f} | {1e3 * pct(gaps, 50):.1f} | {1e3 * pct(gaps, 99):.1f} |",
+      f"{sum(ttft) / len(ttft):.3f} | {pct(ttft, 50):.3f} | {pct(ttft, 99):.3f} | {1e3 * pct(gaps, 50):.1f} | {1e3 * pct(gaps, 99):.1f} | {itl_text} |",
       flush=True)
