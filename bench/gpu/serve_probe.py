@@ -3,7 +3,8 @@ decoding. Against a running `sparsedecode serve`:
   1. unloaded: PROBES requests of a long prompt (PROBE_LINES lines of code, distinct), one at a time, each asking for
      one token, timed to their response (the whole request: queue, prefill and the first token);
   2. loaded: BACKGROUND clients each stream requests of BG_LINES lines and BG_TOKENS tokens (greedy, ignore_eos) in a
-     loop; once all of them are decoding, the same number of probes again, one at a time; then the background stops.
+     loop; once all of them are decoding, the same number of probes again, one at a time; then it exits, leaving the
+     background's last requests to the server.
 Prints one markdown row: the probes' TTFT unloaded and loaded (median and largest), their ratio, and the server's
 inter-token latency of the background streams while the probes ran (p50, p99, from its /metrics histogram).
    python3 bench/gpu/serve_probe.py URL BACKGROUND BG_LINES BG_TOKENS PROBE_LINES PROBES [METHOD BUDGET]"""
@@ -72,9 +73,7 @@ time.sleep(1)
 before = snapshot(url)
 loaded = probe_all()
 after = snapshot(url)
-stop.set()
-for t in threads:
-    t.join()
+stop.set()  # the background's requests in flight are left to the server (its caller stops it)
 
 med = lambda xs: sorted(xs)[len(xs) // 2]
 itl = [quantile(before, after, ITL, q) for q in (0.5, 0.99)]

@@ -21,7 +21,7 @@ echo "|---:|---|---:|---:|---|---|---:|---:|---:|---:|" >>"$table"
 args=(); [ -n "${METHOD:-}" ] && [ "${METHOD:-}" != dense ] && args=("$METHOD" "${BUDGET:-2%}")
 for b in ${BUDGETS:-8192 2048 512}; do
   "$bin" serve --device "${DEVICE:-cuda}" --model "$model" --port 8095 --max-batch $((background + 1)) --max-per-client 0 \
-    --max-queue 256 --context "${CONTEXT:-32768}" --prefill-budget "$b" --quiet ${SERVE_ARGS:-} >"$out/serve-$b.log" 2>&1 &
+    --max-queue 256 --context "${CONTEXT:-32768}" --prefill-budget "$b" --drain-timeout 1 --quiet ${SERVE_ARGS:-} >"$out/serve-$b.log" 2>&1 &
   pid=$!
   for i in $(seq 1 180); do python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8095/health', timeout=2)" 2>/dev/null && break; sleep 1; done
   row=$(timeout 900 python3 "$here/serve_probe.py" http://127.0.0.1:8095 "$background" "${BG_LINES:-560}" "${BG_TOKENS:-2048}" \
