@@ -4,8 +4,8 @@
 # Llama-3.1-8B shape of bench/gpu/checkpoint8b.py (made once) and, at 8K, the bundled model; every method at a budget
 # of 2,048 keys (the bundled model: 2%). Each run's table (tokens/s, TTFT, gaps) and the sequences and KV cache held
 # go to OUT/<model>-<prompt>/. Then (bench/gpu/serve_probe.sh) prompts of 32K tokens one at a time, alone and beside
-# 32 clients streaming from 8K prompts, at prefill budgets 8192 / 2048 / 512: their time to first token and the
-# streams' inter-token latency meanwhile (OUT/8b-probe/). The tables are printed together at the end.
+# 32 clients streaming from 8K prompts, at prefill budgets 8192 / 2048 / 512 and paced: their time to first token
+# and the streams' inter-token latency meanwhile (OUT/8b-probe/). The tables are printed together at the end.
 #   bash bench/gpu/serve_matrix.sh
 # Environment: OUT, CKPT (the 8B checkpoint; made when missing), METHODS (default "dense tidal quest lfps prhs"),
 # CLIENTS8K (default "1 8 32 64"), CLIENTS32K (default "1 8 32"), LONG=1 (also 4 clients of 128K), SKIP (words:

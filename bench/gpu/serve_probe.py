@@ -6,7 +6,8 @@ decoding. Against a running `sparsedecode serve`:
      loop; once all of them are decoding, the same number of probes again, one at a time; then it exits, leaving the
      background's last requests to the server.
 Prints one markdown row: the probes' TTFT unloaded and loaded (median and largest), their ratio, and the server's
-inter-token latency of the background streams while the probes ran (p50, p99, from its /metrics histogram).
+inter-token latency of the background streams (from its /metrics histogram): p50 over QUIET_SECONDS (default 3) of
+the background alone just before the probes, then p50 and p99 while the probes ran.
    python3 bench/gpu/serve_probe.py URL BACKGROUND BG_LINES BG_TOKENS PROBE_LINES PROBES [METHOD BUDGET]"""
 import itertools
 import json
@@ -24,6 +25,7 @@ background, bg_lines, bg_tokens, probe_lines, probes = (int(x) for x in sys.argv
 sparse = {"method": sys.argv[7], "budget": sys.argv[8]} if len(sys.argv) > 8 else None
 numbers = itertools.count()
 ITL = "sparsedecode_inter_token_latency_seconds"
+QUIET_SECONDS = float(os.environ.get("QUIET_SECONDS", "3"))
 
 
 def prompt(lines):
@@ -70,13 +72,15 @@ for t in threads:
 for _ in range(background):  # every background stream past its prefill
     streaming.acquire(timeout=900)
 time.sleep(1)
+quiet = snapshot(url)
+time.sleep(QUIET_SECONDS)  # the background alone: its steps without a prompt beside them
 before = snapshot(url)
 loaded = probe_all()
 after = snapshot(url)
 stop.set()  # the background's requests in flight are left to the server (its caller stops it)
 
 med = lambda xs: sorted(xs)[len(xs) // 2]
-itl = [quantile(before, after, ITL, q) for q in (0.5, 0.99)]
+itl = [quantile(quiet, before, ITL, 0.5)] + [quantile(before, after, ITL, q) for q in (0.5, 0.99)]
 itl_text = " | ".join("–" if v is None else f"{1e3 * v:.1f}" for v in itl)
 ratio = max(loaded) / med(unloaded)
 method = sparse["method"] if sparse else "server default"

@@ -24,7 +24,8 @@ internal static class ServeCommand
         var maxTokens = new Option<int>("--max-tokens-limit") { Description = "Largest max_tokens a request may ask for.", DefaultValueFactory = _ => 4096 };
         var maxBody = new Option<long>("--max-body-bytes") { Description = "Largest request body; larger ones get 413.", DefaultValueFactory = _ => 1L << 20 };
         var prefillChunk = new Option<int?>("--prefill-chunk") { Description = "Prompt tokens one sequence prefills per scheduler step, so long prompts do not stall running streams. Default: 256 on the CPU, 2048 on the GPU." };
-        var prefillBudget = new Option<int?>("--prefill-budget") { Description = "Prompt tokens all sequences together prefill per scheduler step, oldest first (0: no limit). Default: no limit on the CPU, 8192 on the GPU." };
+        var prefillBudget = new Option<int?>("--prefill-budget") { Description = "Prompt tokens all sequences together prefill per scheduler step at most, oldest first (0: no limit). Default: no limit on the CPU, 8192 on the GPU." };
+        var prefillPacing = new Option<string>("--prefill-pacing") { Description = "on: while sequences decode, each step prefills about as long as it decodes (their gaps between tokens stay near twice a step's; a prompt arriving among them waits about twice its prefill alone); off (default): every step takes --prefill-budget.", DefaultValueFactory = _ => "off" };
         var prefixCache = new Option<int>("--prefix-cache") { Description = "Finished requests' prompt caches (and a dense request's reply) kept for reuse (0: none): a request whose prompt begins with at least 64 of a kept one's tokens copies their keys and values, by whole prefill chunks, instead of prefilling them (usage.prompt_tokens_details.cached_tokens).", DefaultValueFactory = _ => 4 };
         var prefixCacheMemory = new Option<double?>("--prefix-cache-gb") { Description = "GB of cache the kept prompt caches may hold together. Default: 2 on the CPU; on the GPU none beyond the KV cache's own, from which kept caches give way to requests." };
         var kvMemory = new Option<double?>("--kv-cache-gb") { Description = "CPU: GB the KV caches of all requests may hold together (each holds what its prompt plus max_tokens can fill); a request that would pass it waits in line for room (0: no bound). Default: 80% of the memory left beside the weights." };
@@ -43,7 +44,7 @@ internal static class ServeCommand
         var method = MethodOptions.Create();
         var tensorParallel = RankLauncher.TensorParallelOption();
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics).")
-            { model, host, port, name, kv, device, gpuPrefill, gpuDecode, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, prefillBudget, prefixCache, prefixCacheMemory, kvMemory, kvOnDemand, sequential, quiet, apiKey, drain, streamTimeout, perClient,
+            { model, host, port, name, kv, device, gpuPrefill, gpuDecode, tensorParallel, context, maxBatch, maxQueue, maxTokens, maxBody, prefillChunk, prefillBudget, prefillPacing, prefixCache, prefixCacheMemory, kvMemory, kvOnDemand, sequential, quiet, apiKey, drain, streamTimeout, perClient,
               method.Method, method.Budget, method.Params };
         cmd.SetAction(r => CliErrors.Run(() =>
         {
@@ -72,6 +73,12 @@ internal static class ServeCommand
                     MaxQueue = r.GetValue(maxQueue),
                     PrefillChunk = r.GetValue(prefillChunk) ?? (onGpu ? 2048 : 256),
                     PrefillBudget = r.GetValue(prefillBudget) ?? (onGpu ? 8192 : 0),
+                    PacePrefill = r.GetValue(prefillPacing)!.ToLowerInvariant() switch
+                    {
+                        "on" => true,
+                        "off" => false,
+                        var x => throw new ArgumentException($"--prefill-pacing takes on or off, not '{x}'."),
+                    },
                     ParallelSequences = !r.GetValue(sequential),
                     PrefixCacheEntries = r.GetValue(prefixCache) is >= 0 and var entries ? entries : throw new ArgumentException($"--prefix-cache must be ≥ 0, got {r.GetValue(prefixCache)}."),
                     PrefixCacheBytes = r.GetValue(prefixCacheMemory) switch

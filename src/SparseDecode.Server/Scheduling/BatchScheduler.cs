@@ -58,6 +58,7 @@ public sealed class BatchScheduler : IDisposable
         _model = model;
         _options = options;
         _metrics = metrics;
+        _pacer = options.PacePrefill ? new PrefillPacer(options.PrefillBudget > 0 ? options.PrefillBudget : int.MaxValue) : null;
         _prefixes = new PrefixCache(options.PrefixCacheEntries, options.PrefixMinTokens, options.PrefixCacheBytes);
         _thread = new Thread(Run) { Name = "sparsedecode-scheduler", IsBackground = true };
         _thread.Start();
@@ -315,17 +316,23 @@ public sealed class BatchScheduler : IDisposable
     private bool[] _keepLogits = new bool[16];
     private int[] _next = new int[16];
 
+    private readonly PrefillPacer? _pacer;
+
     private void Step()
     {
         long t0 = Stopwatch.GetTimestamp();
-        int before = 0;
-        foreach (var s in _active) before += s.CompletionTokens;
+        int before = 0, ready = 0, prompted = 0;
+        foreach (var s in _active)
+        {
+            before += s.CompletionTokens;
+            if (!s.Done && !s.IsCancelled && s.Prefilled == s.Request.Prompt.Length) ready++;
+        }
         _model.Exclusive(() =>
         {
             _decoding.Clear();
             _prefilling.Clear();
             // the batch is in admission order, so the budget goes to the oldest prompts first
-            int budget = _options.PrefillBudget > 0 ? _options.PrefillBudget : int.MaxValue;
+            int budget = _pacer?.Budget(ready) ?? (_options.PrefillBudget > 0 ? _options.PrefillBudget : int.MaxValue);
             foreach (var s in _active)
             {
                 if (s.Done || s.IsCancelled) continue;
@@ -336,6 +343,7 @@ public sealed class BatchScheduler : IDisposable
                     _prefilling.Add(s);
                     _chunks.Add(n);
                     budget -= n;
+                    prompted += n;
                 }
                 else if (s.Speculator is null || StartDraftStep(s)) _decoding.Add(s);
             }
@@ -364,6 +372,7 @@ public sealed class BatchScheduler : IDisposable
         }
         Interlocked.Exchange(ref _kvBytes, kv);
         _metrics.Step(after - before, now - t0);
+        _pacer?.Observe(ready, prompted, (now - t0) / (double)Stopwatch.Frequency);
     }
 
     private readonly List<Sequence> _prefilling = [];

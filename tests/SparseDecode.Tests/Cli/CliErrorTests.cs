@@ -70,6 +70,7 @@ public class CliErrorTests
     [InlineData("--gpu-prefill sets the GPU's prefill; it needs --device cuda.", "generate", "--prompt", "x", "--gpu-prefill", "bf16")]
     [InlineData("--gpu-prefill sets the GPU's prefill; it needs --device cuda.", "bench", "--gpu-prefill", "bf16")]
     [InlineData("--gpu-decode sets the GPU's decode steps; it needs --device cuda.", "bench", "--gpu-decode", "bf16")]
+    [InlineData("--prefill-pacing takes on or off, not 'maybe'.", "serve", "--port", "0", "--prefill-pacing", "maybe")]
     [InlineData("--gpu-decode sets the GPU's decode steps; it needs --device cuda.", "serve", "--port", "0", "--gpu-decode", "bf16")]
     [InlineData("--kv-type q8 is for the CPU; the GPU's KV cache is bf16.", "generate", "--prompt", "x", "--device", "cuda", "--kv-type", "q8")]
     [InlineData("--kv-cache-gb must be between 0 and 1000000, got -1.", "serve", "--port", "0", "--kv-cache-gb", "-1")]

@@ -8,17 +8,20 @@ using Xunit;
 namespace SparseDecode.Tests.Server;
 
 /// <summary>A step's prefill budget shared by all prompts (oldest first): with a budget smaller than one prompt,
-/// concurrent prompts take many steps to prefill, in turns, and every completion still equals the request alone.</summary>
+/// concurrent prompts take many steps to prefill, in turns, and every completion still equals the request alone;
+/// the same with the budget paced to the steps' decoding.</summary>
 [Collection("server")]
 public class PrefillBudgetTests(ServerFixture fx)
 {
-    [Fact]
-    public async Task PromptsPrefilledInTurnsUnderASmallBudgetGiveTheSingleRequestResults()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task PromptsPrefilledInTurnsUnderASmallBudgetGiveTheSingleRequestResults(bool paced)
     {
         string[] prompts = ["def add(a, b):\n    return", "import os\nimport sys\n", "class Point:\n    def __init__(self", "for i in range(10):\n    print("];
         var options = ServerFixture.Options(maxBatch: 4) with
         {
-            Scheduler = new SchedulerOptions { MaxBatch = 4, MaxQueue = 8, PrefillChunk = 3, PrefillBudget = 4 },
+            Scheduler = new SchedulerOptions { MaxBatch = 4, MaxQueue = 8, PrefillChunk = 3, PrefillBudget = 4, PacePrefill = paced },
         };
         await using var server = await SparseServer.StartAsync(fx.Model, options);
         using var client = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
