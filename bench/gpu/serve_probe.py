@@ -7,7 +7,8 @@ decoding. Against a running `sparsedecode serve`:
      background's last requests to the server.
 Prints one markdown row: the probes' TTFT unloaded and loaded (median and largest), their ratio, and the server's
 inter-token latency of the background streams (from its /metrics histogram): p50 over QUIET_SECONDS (default 3) of
-the background alone just before the probes, then p50 and p99 while the probes ran.
+the background alone just before the probes, then p50 and p99 while the probes ran; and the median of the prompt
+tokens a step could take while the probes ran (the server's prefill budget gauge, polled).
    python3 bench/gpu/serve_probe.py URL BACKGROUND BG_LINES BG_TOKENS PROBE_LINES PROBES [METHOD BUDGET]"""
 import itertools
 import json
@@ -75,7 +76,20 @@ time.sleep(1)
 quiet = snapshot(url)
 time.sleep(QUIET_SECONDS)  # the background alone: its steps without a prompt beside them
 before = snapshot(url)
+budgets, probing = [], threading.Event()
+
+
+def watch_budget():  # the prompt tokens a step could take, while the probes run
+    while not probing.is_set():
+        text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+        budgets.extend(float(line.split()[-1]) for line in text.splitlines() if line.startswith("sparsedecode_prefill_budget_tokens{"))
+        time.sleep(0.2)
+
+
+watcher = threading.Thread(target=watch_budget, daemon=True)
+watcher.start()
 loaded = probe_all()
+probing.set()
 after = snapshot(url)
 stop.set()  # the background's requests in flight are left to the server (its caller stops it)
 
@@ -84,5 +98,6 @@ itl = [quantile(quiet, before, ITL, 0.5)] + [quantile(before, after, ITL, q) for
 itl_text = " | ".join("–" if v is None else f"{1e3 * v:.1f}" for v in itl)
 ratio = max(loaded) / med(unloaded)
 method = sparse["method"] if sparse else "server default"
+budget = "–" if not budgets else ("no limit" if med(budgets) == float("inf") else f"{med(budgets):.0f}")
 print(f"| {method} | {background} | {probes} | {med(unloaded):.3f} / {max(unloaded):.3f} | {med(loaded):.3f} / {max(loaded):.3f} | "
-      f"{ratio:.2f} | {itl_text} | {count(before, after, ITL):.0f} |", flush=True)
+      f"{ratio:.2f} | {itl_text} | {count(before, after, ITL):.0f} | {budget} |", flush=True)

@@ -17,8 +17,8 @@ mkdir -p "$out"
 model=${MODEL:-$root/models/sparse-code-16m}
 background=${BACKGROUND:-32}
 table=$out/probe.md
-echo "| prefill budget | method | background clients | probes | probe TTFT s unloaded (median / largest) | loaded (median / largest) | largest loaded ÷ median unloaded | background inter-token p50 ms, alone | p50 ms, probes running | p99 ms, probes running | gaps counted, probes running |" >"$table"
-echo "|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|" >>"$table"
+echo "| prefill budget | method | background clients | probes | probe TTFT s unloaded (median / largest) | loaded (median / largest) | largest loaded ÷ median unloaded | background inter-token p50 ms, alone | p50 ms, probes running | p99 ms, probes running | gaps counted, probes running | step's prompt tokens, median while probes run |" >"$table"
+echo "|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|" >>"$table"
 args=(); [ -n "${METHOD:-}" ] && [ "${METHOD:-}" != dense ] && args=("$METHOD" "${BUDGET:-2%}")
 for b in ${BUDGETS:-8192 2048 512 paced}; do
   step=(--prefill-budget "$b"); [ "$b" = paced ] && step=(--prefill-pacing on)

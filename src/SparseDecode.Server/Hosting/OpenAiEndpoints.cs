@@ -148,7 +148,7 @@ internal sealed class OpenAiEndpoints(
     {
         ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
         string text = metrics.Render(model.Id, scheduler.QueueDepth, scheduler.Options.MaxQueue, scheduler.ActiveCount,
-            scheduler.Options.MaxBatch, scheduler.KvCacheBytes, model.Engine.KvPool);
+            scheduler.Options.MaxBatch, scheduler.KvCacheBytes, model.Engine.KvPool, scheduler.LastPrefillBudget);
         return ctx.Response.WriteAsync(text, ctx.RequestAborted);
     }
 

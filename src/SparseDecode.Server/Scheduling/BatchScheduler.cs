@@ -72,6 +72,10 @@ public sealed class BatchScheduler : IDisposable
     }
 
     public int ActiveCount => Volatile.Read(ref _activeCount);
+
+    /// <summary>Prompt tokens the last scheduler step could take (paced or fixed; int.MaxValue: no limit).</summary>
+    public int LastPrefillBudget => Volatile.Read(ref _lastPrefillBudget);
+    private int _lastPrefillBudget = int.MaxValue;
     public long KvCacheBytes => Interlocked.Read(ref _kvBytes);
 
     /// <summary>Queues a request. Throws ApiException 429 when the batch and the queue are full, 503 when shutting down.</summary>
@@ -333,6 +337,7 @@ public sealed class BatchScheduler : IDisposable
             _prefilling.Clear();
             // the batch is in admission order, so the budget goes to the oldest prompts first
             int budget = _pacer?.Budget(ready) ?? (_options.PrefillBudget > 0 ? _options.PrefillBudget : int.MaxValue);
+            Volatile.Write(ref _lastPrefillBudget, budget);
             foreach (var s in _active)
             {
                 if (s.Done || s.IsCancelled) continue;

@@ -92,7 +92,8 @@ public sealed class ServerMetrics
         }
     }
 
-    public string Render(string model, int queueDepth, int queueCapacity, int active, int maxBatch, long kvBytes, (long Total, long Free) kvPool = default)
+    public string Render(string model, int queueDepth, int queueCapacity, int active, int maxBatch, long kvBytes, (long Total, long Free) kvPool = default,
+        int prefillBudget = int.MaxValue)
     {
         var sb = new StringBuilder();
         var ci = CultureInfo.InvariantCulture;
@@ -101,7 +102,7 @@ public sealed class ServerMetrics
         {
             sb.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
             sb.Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
-            sb.Append(name).Append('{').Append(labels).Append("} ").Append(value.ToString("R", ci)).Append('\n');
+            sb.Append(name).Append('{').Append(labels).Append("} ").Append(double.IsPositiveInfinity(value) ? "+Inf" : value.ToString("R", ci)).Append('\n');
         }
 
         sb.Append("# HELP sparsedecode_requests_total Requests answered, by endpoint and HTTP status (499: the client went away first).\n");
@@ -137,6 +138,8 @@ public sealed class ServerMetrics
         Metric("sparsedecode_queue_capacity", "gauge", "Requests the queue holds before it answers 429.", $"model=\"{m}\"", queueCapacity);
         Metric("sparsedecode_active_sequences", "gauge", "Sequences in the running batch.", $"model=\"{m}\"", active);
         Metric("sparsedecode_max_batch", "gauge", "Sequences the running batch holds at most.", $"model=\"{m}\"", maxBatch);
+        Metric("sparsedecode_prefill_budget_tokens", "gauge", "Prompt tokens the last scheduler step could take (paced with --prefill-pacing on; +Inf: no limit).",
+            $"model=\"{m}\"", prefillBudget == int.MaxValue ? double.PositiveInfinity : prefillBudget);
         Metric("sparsedecode_kv_cache_bytes", "gauge", "Bytes of KV cache pages held by active sequences.", $"model=\"{m}\"", kvBytes);
         if (kvPool.Total > 0)
         {

@@ -222,5 +222,6 @@ public class CompletionTests(ServerFixture fx)
         Assert.True(m["sparsedecode_prompt_tokens_total"] >= 1);
         Assert.True(m["sparsedecode_decode_tokens_per_second"] > 0);
         Assert.Equal(64, m["sparsedecode_queue_capacity"]);
+        Assert.Equal(double.PositiveInfinity, m["sparsedecode_prefill_budget_tokens"]);  // the fixture sets no budget
     }
 }

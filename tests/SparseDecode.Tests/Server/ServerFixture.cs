@@ -119,7 +119,8 @@ internal static class Http
             string name = brace < 0 ? key : key[..brace];
             // Requests are keyed with their endpoint and status; everything else by name alone.
             if (name == "sparsedecode_requests_total") name = key;
-            result[name] = double.Parse(line[(space + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+            string value = line[(space + 1)..];
+            result[name] = value == "+Inf" ? double.PositiveInfinity : double.Parse(value, System.Globalization.CultureInfo.InvariantCulture);
         }
         return result;
     }
