@@ -38,8 +38,8 @@ internal static class BenchCommand
         {
             string dir = ModelLocator.Resolve(r.GetValue(model));
             TensorParallelGate.Check(r.GetValue(tensorParallel), dir, CommonOptions.ParseDevice(r.GetValue(device)!), "bench");
-            CommonOptions.CheckGpuPrefill(r, device, gpuPrefill);
-            CommonOptions.CheckGpuPrefill(r, device, gpuDecode);
+            CommonOptions.CheckGpuPrecision(r, device, gpuPrefill);
+            CommonOptions.CheckGpuPrecision(r, device, gpuDecode);
             if (method.Speculation(r, dir) is { } speculation)
             {
                 if (r.GetValue(batch) is int)

@@ -69,8 +69,8 @@ internal static class CommonOptions
     public static EngineOptions Engine(ParseResult r, Option<string> device, Option<string>? kv, int? capacity = null, int sequences = 1,
         Option<string>? prefill = null, Option<string>? decode = null)
     {
-        CheckGpuPrefill(r, device, prefill);
-        CheckGpuPrefill(r, device, decode);
+        CheckGpuPrecision(r, device, prefill);
+        CheckGpuPrecision(r, device, decode);
         CheckGpuCacheType(r, device, kv);
         return new()
         {
@@ -84,7 +84,7 @@ internal static class CommonOptions
     }
 
     /// <summary>--gpu-prefill or --gpu-decode given with the CPU would be ignored; refused instead.</summary>
-    public static void CheckGpuPrefill(ParseResult r, Option<string> device, Option<string>? precision)
+    public static void CheckGpuPrecision(ParseResult r, Option<string> device, Option<string>? precision)
     {
         if (precision is not null && r.GetResult(precision) is { Implicit: false } && ParseDevice(r.GetValue(device)!) != "cuda")
             throw new ArgumentException($"{precision.Name} sets the GPU's {(precision.Name == "--gpu-decode" ? "decode steps" : "prefill")}; it needs --device cuda.");

@@ -2,9 +2,10 @@ namespace SparseDecode.Server.Scheduling;
 
 /// <summary>Sizes each scheduler step's prompt tokens so that their prefill takes about <see cref="Share"/> times as
 /// long as the step's decoding (<see cref="SchedulerOptions.PacePrefill"/>). A stream's gap between tokens then stays
-/// near (1 + Share) times a step without a prompt, and a prompt that arrives while others stream gets its first token
-/// after about (1 + 1 / Share) times its prefill alone: the same work, spread over steps instead of stalling them.
-/// With nothing decoding a step takes every prompt token the fixed budget allows.
+/// near (1 + Share) times a step without a prompt (where even <see cref="Granule"/> prompt tokens take longer than
+/// Share × the decode, the pacer holds one granule and the gap is what that costs), and a prompt that arrives while
+/// others stream gets its first token after about (1 + 1 / Share) times its prefill alone: the same work, spread over
+/// steps instead of stalling them. With nothing decoding a step takes every prompt token the fixed budget allows.
 ///
 /// Measured as the steps run, from their wall time only, so it holds whether or not a backend's prefill returns before
 /// its work is done (the decode that follows waits for it): a step with decode rows and no prompt gives the decode

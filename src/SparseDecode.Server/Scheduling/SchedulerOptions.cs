@@ -15,9 +15,10 @@ public sealed record SchedulerOptions
     /// however many prompts arrive at once, and the earliest prompts finish first.</summary>
     public int PrefillBudget { get; init; }
     /// <summary>Size each step's prompt tokens to the step's decoding (<see cref="PrefillPacer"/>): while sequences
-    /// decode, a step prefills about as long as it decodes, so their gaps between tokens stay near twice a step without
-    /// a prompt, and a prompt arriving among them waits about twice its prefill alone; with none decoding a step takes
-    /// <see cref="PrefillBudget"/> as above.</summary>
+    /// decode, a step prefills for about as long as it decodes, so their gaps between tokens aim at twice a step without
+    /// a prompt (more where the smallest chunk's prefill already costs more than the decode), and a prompt arriving
+    /// among them waits about twice its prefill alone; with none decoding a step takes <see cref="PrefillBudget"/> as
+    /// above.</summary>
     public bool PacePrefill { get; init; }
     /// <summary>Sequences one client may have decoding at once (0: no cap), so that one client cannot hold every
     /// slot of the batch; its further requests wait in the queue, up to half of it (429 beyond). Independently of the cap, a free slot goes to
