@@ -8,14 +8,17 @@ LINE = re.compile(r'^(\w+)_bucket\{[^}]*le="([^"]+)"\} (\S+)$')
 
 
 def snapshot(url):
-    """{histogram name: [(upper bound, cumulative count), ...]} from url + /metrics."""
+    """{histogram name: [(upper bound, cumulative count), ...]} from url + /metrics, summed over the histogram's
+    label sets (the server's are per method)."""
     text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
-    out = {}
+    sums = {}
     for line in text.splitlines():
         m = LINE.match(line)
         if m:
-            out.setdefault(m.group(1), []).append((float(m.group(2)), float(m.group(3))))
-    return out
+            buckets = sums.setdefault(m.group(1), {})
+            le = float(m.group(2))
+            buckets[le] = buckets.get(le, 0.0) + float(m.group(3))
+    return {name: sorted(buckets.items()) for name, buckets in sums.items()}
 
 
 def quantile(before, after, name, q):

@@ -370,8 +370,8 @@ public sealed class BatchScheduler : IDisposable
             kv += s.Decoder?.CacheBytes ?? 0;
             if (s.CompletionTokens > s.TokensTimed)
             {
-                if (s.TokensTimed == 0) _metrics.FirstToken(now - s.SubmittedAt);
-                else _metrics.TokenGap(now - s.LastTokenAt);
+                if (s.TokensTimed == 0) _metrics.FirstToken(s.MethodLabel, now - s.SubmittedAt);
+                else _metrics.TokenGap(s.MethodLabel, now - s.LastTokenAt);
                 (s.TokensTimed, s.LastTokenAt) = (s.CompletionTokens, now);
             }
         }
@@ -663,7 +663,7 @@ public sealed class BatchScheduler : IDisposable
                 _metrics.CompletionTokens(s.CompletionTokens);
                 if (s.Speculator?.Stats is { } speculation) _metrics.Speculation(speculation.Passes, speculation.Drafted, speculation.Accepted);
                 if (s.IsCancelled && !s.Done) _metrics.Cancelled();
-                else if (s.TokensTimed > 0) _metrics.RequestTime(s.LastTokenAt - s.SubmittedAt);
+                else if (s.TokensTimed > 0) _metrics.RequestTime(s.MethodLabel, s.LastTokenAt - s.SubmittedAt);
                 // a prompt run to its end is kept, with the tokens decoded after it, for requests that begin the same way
                 if (!s.Failed && s.Decoder is { } decoder && s.Prefilled == s.Request.Prompt.Length && _prefixes.Keep(Written(s), decoder))
                     s.Decoder = null;

@@ -38,13 +38,18 @@ public sealed class LatencyHistogram
 
     public long Count => Interlocked.Read(ref _count);
 
-    /// <summary>Appends the histogram in the text exposition format: cumulative `_bucket` lines (le bounds, then
-    /// +Inf), `_sum` in seconds and `_count`.</summary>
-    public void Render(StringBuilder sb, string name, string help, string labels)
+    /// <summary>Appends a histogram family's HELP and TYPE lines (once per family, before its samples).</summary>
+    public static void RenderHeader(StringBuilder sb, string name, string help)
     {
-        var ci = CultureInfo.InvariantCulture;
         sb.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
         sb.Append("# TYPE ").Append(name).Append(" histogram\n");
+    }
+
+    /// <summary>Appends this histogram's samples in the text exposition format, with `labels`: cumulative `_bucket`
+    /// lines (le bounds, then +Inf), `_sum` in seconds and `_count`.</summary>
+    public void Render(StringBuilder sb, string name, string labels)
+    {
+        var ci = CultureInfo.InvariantCulture;
         long cumulative = 0;
         for (int i = 0; i <= _bounds.Length; i++)
         {

@@ -25,7 +25,12 @@ public sealed class Sequence
         Request = request;
         Text = codec.CreateStream();
         Stops = new StopMatcher(request.StopStrings);
+        MethodLabel = (request.Plan?.Name ?? "dense") + (request.Speculation is null ? "" : "+speculate");
     }
+
+    /// <summary>The request's method as the latency metrics label it: the plan's name or dense, "+speculate" where
+    /// the method drafts for dense verification.</summary>
+    public string MethodLabel { get; }
 
     public long Id { get; }
     public SequenceRequest Request { get; }

@@ -20,22 +20,31 @@ public sealed class ServerMetrics
     private long _cachedPromptTokens;
     private long _speculativePasses, _draftTokens, _acceptedTokens;
 
-    // bounds as vLLM's, finer below a second between tokens, where a step's time lies
-    private readonly LatencyHistogram _firstToken = new(0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5,
-        10, 20, 40, 80, 160, 640, 2560);
-    private readonly LatencyHistogram _tokenGap = new(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03, 0.035,
-        0.04, 0.05, 0.06, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 2.5, 5, 7.5, 10, 20, 40, 80);
-    private readonly LatencyHistogram _requestTime = new(0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960,
-        1920, 7680);
+    /// <summary>One method's latency histograms (bounds as vLLM's, finer below a second between tokens, where a step's
+    /// time lies).</summary>
+    private sealed class Latencies
+    {
+        public readonly LatencyHistogram FirstToken = new(0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5,
+            7.5, 10, 20, 40, 80, 160, 640, 2560);
+        public readonly LatencyHistogram TokenGap = new(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03,
+            0.035, 0.04, 0.05, 0.06, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 2.5, 5, 7.5, 10, 20, 40, 80);
+        public readonly LatencyHistogram RequestTime = new(0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480,
+            960, 1920, 7680);
+    }
 
-    /// <summary>A request's first token, `ticks` after it was submitted (queue and prefill included).</summary>
-    public void FirstToken(long ticks) => _firstToken.Observe(ticks);
+    // by the requests' method label (a handful: the methods served, with speculation marked)
+    private readonly ConcurrentDictionary<string, Latencies> _latencies = new(StringComparer.Ordinal);
+    private Latencies For(string method) => _latencies.GetOrAdd(method, static _ => new Latencies());
+
+    /// <summary>A request's first token, `ticks` after it was submitted (queue and prefill included); `method`
+    /// labels its histograms (<see cref="Sequence.MethodLabel"/>).</summary>
+    public void FirstToken(string method, long ticks) => For(method).FirstToken.Observe(ticks);
 
     /// <summary>A step that gave a sequence tokens, `ticks` after the step that gave it its previous ones.</summary>
-    public void TokenGap(long ticks) => _tokenGap.Observe(ticks);
+    public void TokenGap(string method, long ticks) => For(method).TokenGap.Observe(ticks);
 
     /// <summary>A request that ended, `ticks` after it was submitted.</summary>
-    public void RequestTime(long ticks) => _requestTime.Observe(ticks);
+    public void RequestTime(string method, long ticks) => For(method).RequestTime.Observe(ticks);
 
     public void RequestFinished(string endpoint, int status) => _requests.AddOrUpdate((endpoint, status), 1, (_, n) => n + 1);
     public void PromptTokens(int n) => Interlocked.Add(ref _promptTokens, n);
@@ -128,12 +137,12 @@ public sealed class ServerMetrics
             Interlocked.Read(ref _stepTicks) / (double)Stopwatch.Frequency);
         Metric("sparsedecode_decode_tokens_per_second", "gauge", "Tokens generated per second over the last 10 seconds.",
             $"model=\"{m}\"", Math.Round(DecodeTokensPerSecond, 3));
-        _firstToken.Render(sb, "sparsedecode_time_to_first_token_seconds",
-            "Time from a request's submission to its first token (queue wait and prefill included).", $"model=\"{m}\"");
-        _tokenGap.Render(sb, "sparsedecode_inter_token_latency_seconds",
-            "Time between a sequence's consecutive scheduler steps that gave it tokens (a speculative pass may give several).", $"model=\"{m}\"");
-        _requestTime.Render(sb, "sparsedecode_e2e_request_latency_seconds", "Time from a request's submission to its last token.",
-            $"model=\"{m}\"");
+        var byMethod = _latencies.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToArray();
+        foreach (var (name, help, pick) in LatencyFamilies)
+        {
+            LatencyHistogram.RenderHeader(sb, name, help);
+            foreach (var (method, latencies) in byMethod) pick(latencies).Render(sb, name, $"model=\"{m}\",method=\"{Escape(method)}\"");
+        }
         Metric("sparsedecode_queue_depth", "gauge", "Requests waiting for a batch slot.", $"model=\"{m}\"", queueDepth);
         Metric("sparsedecode_queue_capacity", "gauge", "Requests the queue holds before it answers 429.", $"model=\"{m}\"", queueCapacity);
         Metric("sparsedecode_active_sequences", "gauge", "Sequences in the running batch.", $"model=\"{m}\"", active);
@@ -148,6 +157,15 @@ public sealed class ServerMetrics
         }
         return sb.ToString();
     }
+
+    private static readonly (string Name, string Help, Func<Latencies, LatencyHistogram> Pick)[] LatencyFamilies =
+    [
+        ("sparsedecode_time_to_first_token_seconds", "Time from a request's submission to its first token (queue wait and prefill included), by method.",
+            l => l.FirstToken),
+        ("sparsedecode_inter_token_latency_seconds",
+            "Time between a sequence's consecutive scheduler steps that gave it tokens (a speculative pass may give several), by method.", l => l.TokenGap),
+        ("sparsedecode_e2e_request_latency_seconds", "Time from a request's submission to its last token, by method.", l => l.RequestTime),
+    ];
 
     private static string Escape(string s) => s.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n");
 }
