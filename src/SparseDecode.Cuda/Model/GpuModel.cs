@@ -138,13 +138,14 @@ internal sealed class GpuModel : IDisposable
     /// <summary>Queues one step for `rows` rows (set with <see cref="GpuKvCache.SetRows"/>), attention launches
     /// covering `planLength` keys; leaves logits [rows][vocab] in <see cref="Logits"/>. `passRows`: the rows are dense
     /// passes (runs of one sequence's consecutive positions; <see cref="DenseAttention(in KvView, DeviceBuffer, DeviceBuffer, CudaStream, bool)"/>).</summary>
-    /// <remarks>A one-row step's kernels use programmatic dependent launch (each kernel's blocks are placed while the
-    /// one ahead of it finishes, which hides the launch gaps of a latency-bound step); steps of several rows do not:
-    /// the tensor-core matrix-vector kernels they used before their products moved to cuBLAS ran slower when their
-    /// blocks waited early on the previous kernel; whether such steps would gain from it now is not measured.</remarks>
+    /// <remarks>A one-row step whose products are the CUDA-core kernels uses programmatic dependent launch (each
+    /// kernel's blocks are placed while the one ahead of it finishes, which hides the launch gaps of a latency-bound
+    /// step); steps whose products go through cuBLAS (several rows, or `--gpu-decode bf16`) do not: the tensor-core
+    /// matrix-vector kernels that several rows used before cuBLAS ran slower when their blocks waited early on the
+    /// previous kernel, and with cuBLAS's kernels between ours it is neither measured nor checked.</remarks>
     public void EnqueueStep(GpuKvCache cache, int rows, int planLength, CudaStream s, ILayerAttention? attention = null, bool passRows = false)
     {
-        using var programmatic = Kernels.Device.ProgrammaticLaunchFor(rows == 1);
+        using var programmatic = Kernels.Device.ProgrammaticLaunchFor(rows == 1 && (_wide is null || rows < Kernels.Options.CublasMinRows));
         var c = Config;
         int H = c.HiddenSize, F = c.IntermediateSize, qd = c.QDim;
         float eps = (float)c.RmsNormEps;
