@@ -17,7 +17,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from server_metrics import quantile, snapshot  # noqa: E402
+from server_metrics import ms_cells, quantile, snapshot  # noqa: E402
 
 url, clients, per, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 lines = int(sys.argv[5]) if len(sys.argv) > 5 else 60
@@ -72,7 +72,7 @@ for t in threads:
 wall = time.time() - start
 after = snapshot(url)
 itl = [quantile(before, after, "sparsedecode_inter_token_latency_seconds", q) for q in (0.5, 0.99)]
-itl_text = " | ".join("–" if v is None else f"{1e3 * v:.1f}" for v in itl)
+itl_text = ms_cells(itl)
 print(f"| {(sparse['method'] + (' speculate ' + str(sparse['speculate']) if 'speculate' in sparse else '')) if sparse else 'server default'} | {clients} | {clients * per} | {wall:.1f} | {tokens[0] / wall:.1f} | "
       f"{sum(ttft) / len(ttft):.3f} | {pct(ttft, 50):.3f} | {pct(ttft, 99):.3f} | {1e3 * pct(gaps, 50):.1f} | {1e3 * pct(gaps, 99):.1f} | {itl_text} |",
       flush=True)

@@ -19,7 +19,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from server_metrics import count, quantile, snapshot  # noqa: E402
+from server_metrics import count, ms_cells, quantile, snapshot  # noqa: E402
 
 url = sys.argv[1]
 background, bg_lines, bg_tokens, probe_lines, probes = (int(x) for x in sys.argv[2:7])
@@ -95,7 +95,7 @@ stop.set()  # the background's requests in flight are left to the server (its ca
 
 med = lambda xs: sorted(xs)[len(xs) // 2]
 itl = [quantile(quiet, before, ITL, 0.5)] + [quantile(before, after, ITL, q) for q in (0.5, 0.99)]
-itl_text = " | ".join("–" if v is None else f"{1e3 * v:.1f}" for v in itl)
+itl_text = ms_cells(itl)
 ratio = max(loaded) / med(unloaded)
 method = sparse["method"] if sparse else "server default"
 budget = "–" if not budgets else ("no limit" if med(budgets) == float("inf") else f"{med(budgets):.0f}")

@@ -42,3 +42,8 @@ def quantile(before, after, name, q):
 def count(before, after, name):
     a = after.get(name, [])
     return (a[-1][1] - dict(before.get(name, [])).get(float("inf"), 0.0)) if a else 0
+
+
+def ms_cells(seconds):
+    """Markdown table cells of durations in ms, "–" for none."""
+    return " | ".join("–" if v is None else f"{1e3 * v:.1f}" for v in seconds)

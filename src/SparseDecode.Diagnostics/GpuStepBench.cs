@@ -115,12 +115,6 @@ internal sealed class GpuStepBench
             double f32 = TimeWith(GemvOptions.CudaCoresOnly, out spread);
             Add(n, batch, $"no attention, CUDA-core kernels in launches of {ModelKernels.MaxRows} rows", f32, WeightBytes, spread, "product sweep");
         }
-        if (chosen.ActivationParts != 1)
-        {
-            // the activations rounded to bf16 once (`--gpu-decode bf16`): a third of the tensor-core work
-            double bf16 = TimeWith(GemvOptions.Bf16, out spread);
-            Add(n, batch, "no attention, cuBLAS, activations in bf16", bf16, WeightBytes, spread, "--gpu-decode bf16");
-        }
         else
         {
             foreach (var variant in ModelKernels.OneRowVariants.Where(v => v != chosen.OneRowKernel))
@@ -130,6 +124,12 @@ internal sealed class GpuStepBench
             }
             double viaCublas = TimeWith(chosen with { CublasMinRows = 1 }, out spread);
             Add(n, batch, "no attention, cuBLAS products", viaCublas, WeightBytes, spread, "cuBLAS for one row too");
+        }
+        if (chosen.ActivationParts != 1)
+        {
+            // the activations rounded to bf16 once (`--gpu-decode bf16`): a third of the tensor-core work
+            double bf16 = TimeWith(GemvOptions.Bf16, out spread);
+            Add(n, batch, "no attention, cuBLAS, activations in bf16", bf16, WeightBytes, spread, "--gpu-decode bf16");
         }
         double denseMs = 0;
         int denseNodes = 0;

@@ -92,26 +92,27 @@ internal static class GpuCheckCommand
                 Console.WriteLine(string.Create(ci, $"least overlap, {x.Method}: {x.WorstList}"));
         }
         var contract = new List<EngineContractCheck.Check>();
+        // the engine contract at the GPU's tolerances, each check's name marked with what the engine runs
+        static IEnumerable<EngineContractCheck.Check> Holds(Engine.IInferenceEngine e, string how = "") =>
+            EngineContractCheck.Run(e, EngineContractCheck.GpuBatchTolerance, EngineContractCheck.GpuSparseBatchTolerance)
+                .Select(c => how == "" ? c : c with { Name = c.Name + ", " + how });
+        static Engine.EngineOptions Contract() => new() { Device = "cuda", Capacity = 128, Sequences = EngineContractCheck.Slots };
         if (dirs.Length > 0)
         {
-            using var engine = BackendRegistry.Load(dirs[0], new Engine.EngineOptions { Device = "cuda", Capacity = 128, Sequences = EngineContractCheck.Slots });
-            contract.AddRange(EngineContractCheck.Run(engine, EngineContractCheck.GpuBatchTolerance, EngineContractCheck.GpuSparseBatchTolerance));
+            using var engine = BackendRegistry.Load(dirs[0], Contract());
+            contract.AddRange(Holds(engine));
             // the same with each part of a step exactly its sequences' rows, beside the padded default
             ((GpuEngine)engine).PadParts = false;
-            foreach (var exact in EngineContractCheck.Run(engine, EngineContractCheck.GpuBatchTolerance, EngineContractCheck.GpuSparseBatchTolerance).Take(2))
-                contract.Add(exact with { Name = exact.Name + ", parts not padded" });
+            contract.AddRange(Holds(engine, "parts not padded").Take(2));
             // the KV cache mapped per sequence from a page pool: the same contract, the same logits as allocated whole
-            using var onDemand = BackendRegistry.Load(dirs[0], new Engine.EngineOptions { Device = "cuda", Capacity = 128, Sequences = EngineContractCheck.Slots, KvOnDemand = true });
-            foreach (var c in EngineContractCheck.Run(onDemand, EngineContractCheck.GpuBatchTolerance, EngineContractCheck.GpuSparseBatchTolerance))
-                contract.Add(c with { Name = c.Name + ", KV cache on demand" });
+            using var onDemand = BackendRegistry.Load(dirs[0], Contract() with { KvOnDemand = true });
+            contract.AddRange(Holds(onDemand, "KV cache on demand"));
             ((GpuEngine)engine).PadParts = true;
             contract.Add(EngineContractCheck.SameLogits(engine, onDemand, "KV cache on demand = allocated whole (dense, quest, tidal, dense forked into quest)"));
             contract.Add(EngineContractCheck.PoolReturns(onDemand));
             // products in bf16 (`--gpu-prefill bf16 --gpu-decode bf16`): a row's arithmetic is the same at any batch size
-            using (var bf16 = BackendRegistry.Load(dirs[0], new Engine.EngineOptions { Device = "cuda", Capacity = 128, Sequences = EngineContractCheck.Slots,
-                PrefillPrecision = ProductPrecision.Bf16, DecodePrecision = ProductPrecision.Bf16 }))
-                foreach (var c in EngineContractCheck.Run(bf16, EngineContractCheck.GpuBatchTolerance, EngineContractCheck.GpuSparseBatchTolerance))
-                    contract.Add(c with { Name = c.Name + ", products in bf16" });
+            using (var bf16 = BackendRegistry.Load(dirs[0], Contract() with { PrefillPrecision = ProductPrecision.Bf16, DecodePrecision = ProductPrecision.Bf16 }))
+                contract.AddRange(Holds(bf16, "products in bf16"));
             // a long context, so that a copy of a prefix shares whole pages of its source
             if (Engine.ModelLocator.Resolve(null) is var bundled && Path.GetFullPath(dirs[0]) == Path.GetFullPath(bundled))
             {
@@ -122,8 +123,8 @@ internal static class GpuCheckCommand
         }
         if (contractModel is not null)
         {
-            using var engine = BackendRegistry.Load(contractModel, new Engine.EngineOptions { Device = "cuda", Capacity = 128, Sequences = EngineContractCheck.Slots });
-            var more = EngineContractCheck.Run(engine, EngineContractCheck.GpuBatchTolerance, EngineContractCheck.GpuSparseBatchTolerance);
+            using var engine = BackendRegistry.Load(contractModel, Contract());
+            var more = Holds(engine).ToList();
             PrintContract(contractModel, more);
             contract.AddRange(more);
         }

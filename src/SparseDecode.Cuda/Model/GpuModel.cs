@@ -117,6 +117,10 @@ internal sealed class GpuModel : IDisposable
     /// kernel of distinct sequences (which `gpu-step` times beside it).</summary>
     public bool PassesOnTensorCores { get; set; } = true;
 
+    /// <summary>Whether a step of `rows` rows runs its products through cuBLAS (<see cref="WideProduct"/>) rather than
+    /// the CUDA-core kernels.</summary>
+    private bool ProductsOnCublas(int rows) => _wide is not null && rows >= Kernels.Options.CublasMinRows;
+
     /// <summary>y[b] = W·x[b] (+ bias; accumulate: y +=) for every row b of the step: from
     /// <see cref="GemvOptions.CublasMinRows"/> rows on one cuBLAS product of x's bf16 parts stacked as rows
     /// (<see cref="GemvOptions.ActivationParts"/>), whose per-part results are then summed; below, launches of up to <see cref="ModelKernels.MaxRows"/> rows
@@ -124,9 +128,9 @@ internal sealed class GpuModel : IDisposable
     private void Gemv(ulong weights, int n, int k, DeviceBuffer x, int xStride, int rows, DeviceBuffer? bias, DeviceBuffer y, int yStride,
         bool accumulate, CudaStream s)
     {
-        if (_wide is not null && rows >= Kernels.Options.CublasMinRows)
+        if (ProductsOnCublas(rows))
         {
-            _wide.Multiply(weights, n, k, x, xStride, rows, bias, y, yStride, accumulate, s);
+            _wide!.Multiply(weights, n, k, x, xStride, rows, bias, y, yStride, accumulate, s);
             return;
         }
         const int per = ModelKernels.MaxRows;
@@ -145,7 +149,7 @@ internal sealed class GpuModel : IDisposable
     /// previous kernel, and with cuBLAS's kernels between ours it is neither measured nor checked.</remarks>
     public void EnqueueStep(GpuKvCache cache, int rows, int planLength, CudaStream s, ILayerAttention? attention = null, bool passRows = false)
     {
-        using var programmatic = Kernels.Device.ProgrammaticLaunchFor(rows == 1 && (_wide is null || rows < Kernels.Options.CublasMinRows));
+        using var programmatic = Kernels.Device.ProgrammaticLaunchFor(rows == 1 && !ProductsOnCublas(rows));
         var c = Config;
         int H = c.HiddenSize, F = c.IntermediateSize, qd = c.QDim;
         float eps = (float)c.RmsNormEps;

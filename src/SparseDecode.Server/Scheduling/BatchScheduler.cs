@@ -58,7 +58,8 @@ public sealed class BatchScheduler : IDisposable
         _model = model;
         _options = options;
         _metrics = metrics;
-        _pacer = options.PacePrefill ? new PrefillPacer(options.PrefillBudget > 0 ? options.PrefillBudget : int.MaxValue) : null;
+        _prefillBudget = options.PrefillBudget > 0 ? options.PrefillBudget : int.MaxValue;
+        _pacer = options.PacePrefill ? new PrefillPacer(_prefillBudget) : null;
         _prefixes = new PrefixCache(options.PrefixCacheEntries, options.PrefixMinTokens, options.PrefixCacheBytes);
         _thread = new Thread(Run) { Name = "sparsedecode-scheduler", IsBackground = true };
         _thread.Start();
@@ -320,6 +321,8 @@ public sealed class BatchScheduler : IDisposable
     private bool[] _keepLogits = new bool[16];
     private int[] _next = new int[16];
 
+    // prompt tokens a step may take (int.MaxValue: no limit), and with pacing, what sizes each step's share of it
+    private readonly int _prefillBudget;
     private readonly PrefillPacer? _pacer;
 
     private void Step()
@@ -336,7 +339,7 @@ public sealed class BatchScheduler : IDisposable
             _decoding.Clear();
             _prefilling.Clear();
             // the batch is in admission order, so the budget goes to the oldest prompts first
-            int budget = _pacer?.Budget(ready) ?? (_options.PrefillBudget > 0 ? _options.PrefillBudget : int.MaxValue);
+            int budget = _pacer?.Budget(ready) ?? _prefillBudget;
             Volatile.Write(ref _lastPrefillBudget, budget);
             foreach (var s in _active)
             {
